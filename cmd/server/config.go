@@ -1,0 +1,155 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+	"github.com/rs/zerolog"
+)
+
+// config is every setting of the service, read once from the environment.
+type config struct {
+	AccountSid string `envconfig:"TWILIO_ACCOUNT_SID" required:"true" desc:"Twilio account SID (AC…): REST calls are made on this account"`
+	AuthToken  string `envconfig:"TWILIO_AUTH_TOKEN" required:"true" desc:"Twilio auth token: verifies X-Twilio-Signature and authenticates REST calls unless an API key is set"`
+	APIKey     string `envconfig:"TWILIO_API_KEY" desc:"optional API key SID (SK…) for REST calls; needs TWILIO_API_SECRET"`
+	APISecret  string `envconfig:"TWILIO_API_SECRET" desc:"secret of TWILIO_API_KEY"`
+
+	Addr            string        `envconfig:"OPTIN_ADDR" default:":8080" desc:"address the HTTP server listens on"`
+	PublicURL       string        `envconfig:"OPTIN_PUBLIC_URL" desc:"public base URL Twilio calls (e.g. https://optin.example.com, may carry a path prefix); signatures are checked against it"`
+	TrustProxy      bool          `envconfig:"OPTIN_TRUST_PROXY_HEADERS" default:"false" desc:"without OPTIN_PUBLIC_URL, take scheme and host from X-Forwarded-Proto and X-Forwarded-Host"`
+	TwilioAPIURL    string        `envconfig:"OPTIN_TWILIO_API_URL" desc:"replaces scheme and host of every Twilio REST call (emulators, tests); the path is kept"`
+	WaitMessage     string        `envconfig:"OPTIN_WAIT_MESSAGE" default:"Great! Just a moment while we connect you…" desc:"system message the customer sees after agreeing"`
+	RiderMessage    string        `envconfig:"OPTIN_RIDER_OPTIN_MESSAGE" default:"Your customer has agreed to chat over WhatsApp to get this delivery sorted. You're now connected. Say hello!" desc:"body of the rider's opt-in, authored by the customer"`
+	RiderContentSid string        `envconfig:"OPTIN_RIDER_OPTIN_CONTENT_SID" desc:"Content template (HX…) sent to the rider instead of the body; works outside WhatsApp's 24-hour window"`
+	RiderContentVar string        `envconfig:"OPTIN_RIDER_OPTIN_CONTENT_VARIABLES" desc:"JSON object of the template's variables, e.g. {\"1\":\"Ana\"}"`
+	LogLevel        string        `envconfig:"OPTIN_LOG_LEVEL" default:"info" desc:"trace, debug, info, warn or error"`
+	LogFormat       string        `envconfig:"OPTIN_LOG_FORMAT" default:"json" desc:"json or console"`
+	ShutdownTimeout time.Duration `envconfig:"OPTIN_SHUTDOWN_TIMEOUT" default:"10s" desc:"how long in-flight requests and opt-ins may take to finish on SIGTERM"`
+
+	publicURL *url.URL
+	logLevel  zerolog.Level
+}
+
+// loadConfig reads the environment. Each error names the variable at fault.
+func loadConfig() (config, error) {
+	var c config
+	if err := envconfig.Process("", &c); err != nil {
+		return c, err
+	}
+	return c, c.check()
+}
+
+func (c *config) check() error {
+	var errs []error
+	bad := func(name, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", name, fmt.Sprintf(format, args...)))
+	}
+	if !strings.HasPrefix(c.AccountSid, "AC") || !isAlnum(c.AccountSid) {
+		bad("TWILIO_ACCOUNT_SID", "must start with AC and hold only letters and digits")
+	}
+	if !isAlnum(c.AuthToken) {
+		bad("TWILIO_AUTH_TOKEN", "must hold only letters and digits")
+	}
+	switch {
+	case (c.APIKey == "") != (c.APISecret == ""):
+		bad("TWILIO_API_KEY", "TWILIO_API_KEY and TWILIO_API_SECRET go together")
+	case c.APIKey != "" && (!strings.HasPrefix(c.APIKey, "SK") || !isAlnum(c.APIKey)):
+		bad("TWILIO_API_KEY", "must start with SK and hold only letters and digits")
+	case c.APISecret != "" && !isAlnum(c.APISecret):
+		bad("TWILIO_API_SECRET", "must hold only letters and digits")
+	}
+	if c.PublicURL != "" {
+		u, err := url.Parse(c.PublicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			bad("OPTIN_PUBLIC_URL", "want http(s)://host[:port][/prefix], got %q", c.PublicURL)
+		} else {
+			c.publicURL = u
+		}
+	}
+	if c.TwilioAPIURL != "" {
+		u, err := url.Parse(c.TwilioAPIURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("OPTIN_TWILIO_API_URL", "want http(s)://host[:port], got %q", c.TwilioAPIURL)
+		}
+	}
+	if c.WaitMessage == "" {
+		bad("OPTIN_WAIT_MESSAGE", "must not be empty")
+	}
+	if c.RiderMessage == "" && c.RiderContentSid == "" {
+		bad("OPTIN_RIDER_OPTIN_MESSAGE", "must not be empty unless OPTIN_RIDER_OPTIN_CONTENT_SID is set")
+	}
+	if c.RiderContentSid != "" && (!strings.HasPrefix(c.RiderContentSid, "HX") || !isAlnum(c.RiderContentSid)) {
+		bad("OPTIN_RIDER_OPTIN_CONTENT_SID", "must be a Content SID (HX…)")
+	}
+	if c.RiderContentVar != "" {
+		var obj map[string]any
+		if c.RiderContentSid == "" {
+			bad("OPTIN_RIDER_OPTIN_CONTENT_VARIABLES", "needs OPTIN_RIDER_OPTIN_CONTENT_SID")
+		} else if json.Unmarshal([]byte(c.RiderContentVar), &obj) != nil || obj == nil {
+			bad("OPTIN_RIDER_OPTIN_CONTENT_VARIABLES", "must be a JSON object")
+		}
+	}
+	lvl, err := zerolog.ParseLevel(c.LogLevel)
+	if err != nil || c.LogLevel == "" {
+		bad("OPTIN_LOG_LEVEL", "unknown level %q", c.LogLevel)
+	}
+	c.logLevel = lvl
+	if c.LogFormat != "json" && c.LogFormat != "console" {
+		bad("OPTIN_LOG_FORMAT", "want json or console, got %q", c.LogFormat)
+	}
+	if c.ShutdownTimeout <= 0 {
+		bad("OPTIN_SHUTDOWN_TIMEOUT", "must be positive")
+	}
+	return errors.Join(errs...)
+}
+
+func isAlnum(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// MarshalZerologObject logs the effective configuration with every secret masked.
+func (c config) MarshalZerologObject(e *zerolog.Event) {
+	e.Str("TWILIO_ACCOUNT_SID", c.AccountSid).
+		Str("TWILIO_AUTH_TOKEN", mask(c.AuthToken)).
+		Str("TWILIO_API_KEY", c.APIKey).
+		Str("TWILIO_API_SECRET", mask(c.APISecret)).
+		Str("OPTIN_ADDR", c.Addr).
+		Str("OPTIN_PUBLIC_URL", c.PublicURL).
+		Bool("OPTIN_TRUST_PROXY_HEADERS", c.TrustProxy).
+		Str("OPTIN_TWILIO_API_URL", c.TwilioAPIURL).
+		Str("OPTIN_WAIT_MESSAGE", c.WaitMessage).
+		Str("OPTIN_RIDER_OPTIN_MESSAGE", c.RiderMessage).
+		Str("OPTIN_RIDER_OPTIN_CONTENT_SID", c.RiderContentSid).
+		Str("OPTIN_RIDER_OPTIN_CONTENT_VARIABLES", c.RiderContentVar).
+		Str("OPTIN_LOG_LEVEL", c.LogLevel).
+		Str("OPTIN_LOG_FORMAT", c.LogFormat).
+		Str("OPTIN_SHUTDOWN_TIMEOUT", c.ShutdownTimeout.String())
+}
+
+func mask(secret string) string {
+	if secret == "" {
+		return ""
+	}
+	return "********"
+}
+
+// restCredentials picks the API key when one is configured.
+func (c config) restCredentials() (user, pass string) {
+	if c.APIKey != "" {
+		return c.APIKey, c.APISecret
+	}
+	return c.AccountSid, c.AuthToken
+}

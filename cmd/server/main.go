@@ -1,0 +1,142 @@
+// Command optin-server serves Twilio Conversations' onMessageAdded webhook and performs the two-sided
+// WhatsApp opt-in of each conversation exactly once.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+	"github.com/rs/zerolog"
+
+	"github.com/optinkit/optin/internal/handlers"
+	"github.com/optinkit/optin/internal/optin"
+	"github.com/optinkit/optin/internal/signature"
+	"github.com/optinkit/optin/internal/store/memory"
+	"github.com/optinkit/optin/internal/twilioapi"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "optin-server:", err)
+		os.Exit(1)
+	}
+}
+
+// run is the whole program; the configuration comes from the process environment (envconfig reads
+// nothing else), so tests set it with t.Setenv. It returns when ctx ends and shutdown is complete.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("optin-server", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stdout, "Usage: optin-server\n\nServes Twilio Conversations' onMessageAdded webhook at /webhooks/conversations.\nConfiguration comes from the environment:\n\n")
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		_ = envconfig.Usagef("", &config{}, tw, envconfig.DefaultTableFormat)
+		_ = tw.Flush()
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+
+	cfg, err := loadConfig()
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	log := newLogger(cfg, stdout)
+	log.Info().Object("config", cfg).Msg("starting")
+
+	user, pass := cfg.restCredentials()
+	conv, err := twilioapi.New(twilioapi.Options{
+		AccountSid: cfg.AccountSid,
+		Username:   user,
+		Password:   pass,
+		BaseURL:    cfg.TwilioAPIURL,
+	})
+	if err != nil {
+		return fmt.Errorf("twilio client: %w", err)
+	}
+
+	// Flows outlive the requests that start them; cancelling flowCtx abandons whatever is still running.
+	flowCtx, cancelFlows := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelFlows()
+	svc, err := optin.NewService(flowCtx, conv, memory.New(), optin.Config{
+		WaitMessage: cfg.WaitMessage,
+		RiderOptIn: optin.Template{
+			Body:             cfg.RiderMessage,
+			ContentSid:       cfg.RiderContentSid,
+			ContentVariables: cfg.RiderContentVar,
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("opt-in service: %w", err)
+	}
+
+	var ready atomic.Bool
+	router := handlers.NewRouter(handlers.Deps{
+		Log:       log,
+		Flows:     svc,
+		Validator: signature.New(cfg.AuthToken),
+		URLs:      handlers.SignedURL{Public: cfg.publicURL, TrustProxy: cfg.TrustProxy},
+		Ready:     ready.Load,
+	})
+	srv := &http.Server{
+		Handler:           router,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      15 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", cfg.Addr, err)
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	ready.Store(true)
+	log.Info().Str("addr", ln.Addr().String()).Msg("listening")
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serving: %w", err)
+	case <-ctx.Done():
+	}
+
+	ready.Store(false)
+	log.Info().Dur("timeout", cfg.ShutdownTimeout).Msg("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		log.Error().Err(err).Msg("requests still open at shutdown timeout")
+	}
+	if err := svc.Wait(shutdownCtx); err != nil {
+		cancelFlows()
+		log.Error().Err(err).Msg("opt-ins abandoned at shutdown timeout")
+	}
+	log.Info().Msg("stopped")
+	return nil
+}
+
+func newLogger(cfg config, stdout io.Writer) zerolog.Logger {
+	out := stdout
+	if cfg.LogFormat == "console" {
+		out = zerolog.ConsoleWriter{Out: stdout, TimeFormat: time.RFC3339}
+	}
+	return zerolog.New(out).Level(cfg.logLevel).With().Timestamp().Logger()
+}

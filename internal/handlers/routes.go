@@ -1,0 +1,48 @@
+// Package handlers is the service's HTTP surface: the chi router, its middleware and the handlers for
+// Twilio's Conversations webhook and the health probes.
+package handlers
+
+import (
+	"net/http"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/rs/zerolog"
+	"github.com/rs/zerolog/hlog"
+
+	"github.com/optinkit/optin/internal/signature"
+)
+
+// Deps is everything the routes use.
+type Deps struct {
+	Log       zerolog.Logger
+	Flows     Flows
+	Validator *signature.Validator
+	URLs      SignedURL
+	// Ready reports whether the service takes traffic; false while shutting down.
+	Ready func() bool
+}
+
+// NewRouter lists every route with its middleware.
+func NewRouter(d Deps) http.Handler {
+	r := chi.NewRouter()
+	r.Use(
+		hlog.NewHandler(d.Log),
+		hlog.RequestIDHandler("request_id", "X-Request-Id"),
+		accessLog,
+		recoverer,
+	)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, r, errNotFound)
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, r, errMethod)
+	})
+
+	r.Get("/healthz", handleHealthz())
+	r.Get("/readyz", handleReadyz(d.Ready))
+
+	webhook := handleConversationsWebhook(d.Flows, d.Validator, d.URLs)
+	r.Method(http.MethodGet, "/webhooks/conversations", webhook)
+	r.Method(http.MethodPost, "/webhooks/conversations", webhook)
+	return r
+}

@@ -1,0 +1,188 @@
+package handlers
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/rs/zerolog/hlog"
+
+	"github.com/optinkit/optin/internal/optin"
+	"github.com/optinkit/optin/internal/signature"
+)
+
+// MaxBodyBytes is the largest webhook body accepted; Conversations events are a few KiB.
+const MaxBodyBytes = 1 << 20
+
+// Flows is what the webhook needs of the opt-in.
+type Flows interface {
+	Handle(ctx context.Context, ev optin.Event) (optin.Decision, error)
+}
+
+// SignedURL rebuilds the URL Twilio signed. With Public set it is Public joined with the request's path
+// and query, which is right behind any proxy; otherwise it comes from the request itself.
+type SignedURL struct {
+	Public *url.URL
+	// TrustProxy lets X-Forwarded-Proto and X-Forwarded-Host name the scheme and host.
+	TrustProxy bool
+}
+
+// For returns the URL that Twilio signed for r, query included exactly as received.
+func (s SignedURL) For(r *http.Request) string {
+	target := r.RequestURI
+	if !strings.HasPrefix(target, "/") {
+		target = r.URL.RequestURI()
+	}
+	if s.Public != nil {
+		return strings.TrimSuffix(s.Public.String(), "/") + target
+	}
+	scheme, host := "http", r.Host
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	if s.TrustProxy {
+		if p := firstValue(r.Header.Get("X-Forwarded-Proto")); p != "" {
+			scheme = p
+		}
+		if h := firstValue(r.Header.Get("X-Forwarded-Host")); h != "" {
+			host = h
+		}
+	}
+	return scheme + "://" + host + target
+}
+
+func firstValue(h string) string {
+	v, _, _ := strings.Cut(h, ",")
+	return strings.TrimSpace(v)
+}
+
+// handleConversationsWebhook takes Twilio's onMessageAdded (GET query, POST form or POST JSON), checks its
+// signature before anything else, and answers as soon as the flow has decided; the REST work runs on.
+func handleConversationsWebhook(flows Flows, v *signature.Validator, urls SignedURL) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		params, err := verifiedParams(w, r, v, urls)
+		if err != nil {
+			if errors.Is(err, errBadSignature) || errors.Is(err, errNoSignature) {
+				hlog.FromRequest(r).Warn().Str("signed_url", urls.For(r)).Str("reason", err.Error()).Msg("webhook rejected")
+			}
+			writeError(w, r, err)
+			return
+		}
+		ev := optin.Event{
+			Type:            params.Get("EventType"),
+			ConversationSid: params.Get("ConversationSid"),
+			MessageSid:      params.Get("MessageSid"),
+			Author:          params.Get("Author"),
+			Body:            params.Get("Body"),
+			ParticipantSid:  params.Get("ParticipantSid"),
+			RetryCount:      params.Get("RetryCount"),
+		}
+		d, err := flows.Handle(r.Context(), ev)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		hlog.FromRequest(r).Info().
+			Str("event_type", ev.Type).
+			Str("conversation_sid", ev.ConversationSid).
+			Str("message_sid", ev.MessageSid).
+			Str("idempotency_token", r.Header.Get("I-Twilio-Idempotency-Token")).
+			Str("outcome", string(d.Outcome)).
+			Str("reason", d.Reason).
+			Msg("webhook")
+		resp := map[string]string{"outcome": string(d.Outcome)}
+		if d.Reason != "" {
+			resp["reason"] = d.Reason
+		}
+		writeJSON(w, http.StatusOK, resp)
+	})
+}
+
+// verifiedParams reads the request's parameters and returns them only when the signature holds.
+func verifiedParams(w http.ResponseWriter, r *http.Request, v *signature.Validator, urls SignedURL) (url.Values, error) {
+	if r.ContentLength > MaxBodyBytes {
+		return nil, errTooLarge
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return nil, errTooLarge
+		}
+		return nil, malformed("reading body failed")
+	}
+	sig := r.Header.Get("X-Twilio-Signature")
+	if sig == "" {
+		return nil, errNoSignature
+	}
+	signed := urls.For(r)
+
+	if r.Method == http.MethodGet {
+		if !v.Validate(signed, nil, sig) {
+			return nil, errBadSignature
+		}
+		q, err := url.ParseQuery(r.URL.RawQuery)
+		if err != nil {
+			return nil, malformed("malformed query string")
+		}
+		return q, nil
+	}
+
+	if isJSON(r.Header.Get("Content-Type")) {
+		if !v.ValidateBody(signed, body, sig) {
+			return nil, errBadSignature
+		}
+		return jsonParams(body)
+	}
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		return nil, malformed("malformed form body")
+	}
+	if !v.Validate(signed, form, sig) {
+		return nil, errBadSignature
+	}
+	return form, nil
+}
+
+func isJSON(contentType string) bool {
+	mt, _, err := mime.ParseMediaType(contentType)
+	return err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json"))
+}
+
+// jsonParams flattens a JSON object's top level into parameters; nested values keep their JSON text.
+func jsonParams(body []byte) (url.Values, error) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var obj map[string]any
+	if err := dec.Decode(&obj); err != nil || obj == nil {
+		return nil, malformed("body is not a JSON object")
+	}
+	if dec.More() {
+		return nil, malformed("trailing data after JSON object")
+	}
+	out := url.Values{}
+	for k, val := range obj {
+		switch x := val.(type) {
+		case nil:
+		case string:
+			out.Set(k, x)
+		case json.Number:
+			out.Set(k, x.String())
+		case bool:
+			if x {
+				out.Set(k, "true")
+			} else {
+				out.Set(k, "false")
+			}
+		default:
+			raw, _ := json.Marshal(x)
+			out.Set(k, string(raw))
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,176 @@
+// Package optin is the two-sided WhatsApp opt-in of a Twilio conversation: it decides what an inbound
+// event means and performs the opt-in steps exactly once, through the small ports it declares here.
+//
+// It knows nothing of HTTP or twilio-go: adapters implement Conversations and Store.
+package optin
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// EventMessageAdded is the only Conversations event the flow acts on.
+const EventMessageAdded = "onMessageAdded"
+
+// Event is one Conversations webhook delivery, reduced to what the flow reads.
+type Event struct {
+	Type            string
+	ConversationSid string
+	MessageSid      string
+	Author          string
+	Body            string
+	ParticipantSid  string
+	// RetryCount is Twilio's own redelivery counter, kept for the logs.
+	RetryCount string
+}
+
+// ErrInvalidEvent marks an event that cannot be acted on because a field it needs is missing.
+var ErrInvalidEvent = errors.New("invalid event")
+
+// Validate reports what an onMessageAdded event lacks. Other event types need nothing.
+func (e Event) Validate() error {
+	if e.Type != EventMessageAdded {
+		return nil
+	}
+	switch {
+	case e.ConversationSid == "":
+		return errors.Join(ErrInvalidEvent, errors.New("ConversationSid is missing"))
+	case e.MessageSid == "":
+		return errors.Join(ErrInvalidEvent, errors.New("MessageSid is missing"))
+	}
+	return nil
+}
+
+// Outcome says what the service did with an event.
+type Outcome string
+
+const (
+	// OutcomeAccepted: the event started the conversation's opt-in.
+	OutcomeAccepted Outcome = "accepted"
+	// OutcomeDuplicate: a repeated delivery of the message that started the opt-in.
+	OutcomeDuplicate Outcome = "duplicate"
+	// OutcomeIgnored: nothing to do; Decision.Reason says why.
+	OutcomeIgnored Outcome = "ignored"
+)
+
+// Reasons an event is ignored.
+const (
+	ReasonEventType   = "event_type"
+	ReasonNoAuthor    = "system_author"
+	ReasonNotCustomer = "not_customer"
+	ReasonInProgress  = "flow_running"
+	ReasonCompleted   = "flow_done"
+	ReasonFailed      = "flow_failed"
+)
+
+// Decision is the answer to one event.
+type Decision struct {
+	Outcome Outcome
+	Reason  string
+}
+
+// State is where a conversation's opt-in stands.
+type State string
+
+const (
+	StateRunning State = "running"
+	StateDone    State = "done"
+	StateFailed  State = "failed"
+)
+
+// Flow is the record of one conversation's opt-in.
+type Flow struct {
+	ConversationSid string
+	// Customer is the address whose reply opted the conversation in; the rider's template is authored by it.
+	Customer string
+	// Trigger is the MessageSid of the customer's reply.
+	Trigger    string
+	State      State
+	Detail     string
+	StartedAt  time.Time
+	FinishedAt time.Time
+}
+
+// Store keeps one Flow per conversation. Implementations must make Claim atomic: of many concurrent
+// claims for one conversation exactly one wins.
+type Store interface {
+	// Claim records f unless the conversation already has a flow, which it returns instead.
+	Claim(ctx context.Context, f Flow) (existing Flow, claimed bool, err error)
+	// Finish records the final state of a claimed flow.
+	Finish(ctx context.Context, conversationSid string, state State, detail string) error
+}
+
+// Message is a message the flow creates. Author empty means a system message.
+type Message struct {
+	Author           string
+	Body             string
+	ContentSid       string
+	ContentVariables string
+	Attributes       string
+}
+
+// PostedMessage is a message already in a conversation, as the flow needs to see it.
+type PostedMessage struct {
+	Sid        string
+	Attributes string
+}
+
+// Conversations is what the flow needs of Twilio Conversations. Adapters report failed calls as *CallError.
+type Conversations interface {
+	CreateMessage(ctx context.Context, conversationSid string, m Message) (sid string, err error)
+	// RecentMessages returns up to limit of the conversation's newest messages.
+	RecentMessages(ctx context.Context, conversationSid string, limit int) ([]PostedMessage, error)
+	// ListWebhooks returns the sids of every conversation-scoped webhook, across all pages.
+	ListWebhooks(ctx context.Context, conversationSid string) ([]string, error)
+	DeleteWebhook(ctx context.Context, conversationSid, webhookSid string) error
+}
+
+// FailureKind tells the flow whether and how a failed call may be retried.
+type FailureKind int
+
+const (
+	// Permanent: retrying cannot help (most 4xx).
+	Permanent FailureKind = iota
+	// Retryable: the call certainly had no effect (429, connection refused); retry it.
+	Retryable
+	// Uncertain: the call may have taken effect (5xx, timeout, connection reset); look before retrying a create.
+	Uncertain
+)
+
+func (k FailureKind) String() string {
+	switch k {
+	case Retryable:
+		return "retryable"
+	case Uncertain:
+		return "uncertain"
+	default:
+		return "permanent"
+	}
+}
+
+// CallError is how adapters report a failed call.
+type CallError struct {
+	Op   string
+	Kind FailureKind
+	// Status is the HTTP status, 0 when no response arrived.
+	Status int
+	// Code is Twilio's error code, 0 when none.
+	Code int
+	// RetryAfter is the server's requested wait, 0 when it gave none.
+	RetryAfter time.Duration
+	Err        error
+}
+
+func (e *CallError) Error() string {
+	msg := e.Op + ": " + e.Kind.String()
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+func (e *CallError) Unwrap() error { return e.Err }
+
+// NotFound reports whether the call failed because its resource does not exist.
+func (e *CallError) NotFound() bool { return e.Status == 404 || e.Code == 20404 }

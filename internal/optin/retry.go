@@ -1,0 +1,90 @@
+package optin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+	"github.com/rs/zerolog"
+)
+
+// RetryPolicy bounds the retries of one REST call: exponential backoff with jitter, honouring Retry-After.
+type RetryPolicy struct {
+	InitialInterval time.Duration
+	MaxInterval     time.Duration
+	MaxAttempts     uint
+	// MaxElapsed caps the time spent on one call, retries included.
+	MaxElapsed time.Duration
+	// CallTimeout caps a single attempt.
+	CallTimeout time.Duration
+}
+
+// DefaultRetryPolicy rides out a short Twilio outage while keeping a stuck flow visible within minutes.
+var DefaultRetryPolicy = RetryPolicy{
+	InitialInterval: 250 * time.Millisecond,
+	MaxInterval:     10 * time.Second,
+	MaxAttempts:     8,
+	MaxElapsed:      2 * time.Minute,
+	CallTimeout:     10 * time.Second,
+}
+
+func (p RetryPolicy) withDefaults() RetryPolicy {
+	d := DefaultRetryPolicy
+	if p.InitialInterval > 0 {
+		d.InitialInterval = p.InitialInterval
+	}
+	if p.MaxInterval > 0 {
+		d.MaxInterval = p.MaxInterval
+	}
+	if p.MaxAttempts > 0 {
+		d.MaxAttempts = p.MaxAttempts
+	}
+	if p.MaxElapsed > 0 {
+		d.MaxElapsed = p.MaxElapsed
+	}
+	if p.CallTimeout > 0 {
+		d.CallTimeout = p.CallTimeout
+	}
+	return d
+}
+
+// retry runs op until it succeeds, fails permanently or the policy gives up. Errors that are not a
+// *CallError are retried as uncertain: an adapter that cannot say is not trusted to have failed cleanly.
+func retry[T any](ctx context.Context, p RetryPolicy, op string, call func(context.Context) (T, error)) (T, error) {
+	attempt := 0
+	operation := func() (T, error) {
+		attempt++
+		callCtx, cancel := context.WithTimeout(ctx, p.CallTimeout)
+		defer cancel()
+		v, err := call(callCtx)
+		if err == nil {
+			return v, nil
+		}
+		var ce *CallError
+		if errors.As(err, &ce) {
+			if ce.Kind == Permanent {
+				return v, backoff.Permanent(err)
+			}
+			if ce.RetryAfter > 0 {
+				return v, fmt.Errorf("%w (%w)", err, &backoff.RetryAfterError{Duration: ce.RetryAfter})
+			}
+		}
+		return v, err
+	}
+	b := &backoff.ExponentialBackOff{
+		InitialInterval:     p.InitialInterval,
+		RandomizationFactor: 0.5,
+		Multiplier:          2,
+		MaxInterval:         p.MaxInterval,
+	}
+	notify := func(err error, wait time.Duration) {
+		zerolog.Ctx(ctx).Warn().Err(err).Str("op", op).Int("attempt", attempt).Dur("retry_in", wait).Msg("retrying")
+	}
+	return backoff.Retry(ctx, operation,
+		backoff.WithBackOff(b),
+		backoff.WithMaxTries(p.MaxAttempts),
+		backoff.WithMaxElapsedTime(p.MaxElapsed),
+		backoff.WithNotify(notify))
+}

@@ -1,0 +1,199 @@
+// Package twilioapi is the Twilio Conversations adapter: it implements optin.Conversations with
+// twilio-go and turns Twilio's failures into *optin.CallError. It is the only package importing twilio-go.
+package twilioapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/twilio/twilio-go/client"
+	conversations "github.com/twilio/twilio-go/rest/conversations/v1"
+
+	"github.com/optinkit/optin/internal/optin"
+)
+
+// Options configure a Client. Username and Password are the account SID and auth token, or an API key
+// and its secret.
+type Options struct {
+	AccountSid string
+	Username   string
+	Password   string
+	// BaseURL, when set, replaces the scheme and host of every REST call (emulators, tests).
+	BaseURL string
+	// Transport carries the requests; nil means http.DefaultTransport.
+	Transport http.RoundTripper
+}
+
+// Client calls the Conversations API.
+type Client struct {
+	opts      Options
+	base      *url.URL
+	transport http.RoundTripper
+}
+
+var _ optin.Conversations = (*Client)(nil)
+
+// twilio-go refuses credentials with anything but letters and digits; say so at start, not on the first call.
+var alphanumeric = regexp.MustCompile(`^[a-zA-Z0-9]+$`)
+
+// New checks opts and returns a Client.
+func New(opts Options) (*Client, error) {
+	if !alphanumeric.MatchString(opts.AccountSid) {
+		return nil, errors.New("account sid must be letters and digits")
+	}
+	if !alphanumeric.MatchString(opts.Username) || !alphanumeric.MatchString(opts.Password) {
+		return nil, errors.New("credentials must be letters and digits")
+	}
+	c := &Client{opts: opts, transport: opts.Transport}
+	if c.transport == nil {
+		c.transport = http.DefaultTransport
+	}
+	if opts.BaseURL != "" {
+		u, err := url.Parse(opts.BaseURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("base url %q: want http(s)://host[:port]", opts.BaseURL)
+		}
+		c.base = u
+	}
+	return c, nil
+}
+
+// service builds a twilio-go service bound to ctx for one call; twilio-go itself takes no context.
+// The returned call records the HTTP status and Retry-After of the last response.
+func (c *Client) service(ctx context.Context) (*conversations.ApiService, *call) {
+	rec := &call{}
+	hc := &http.Client{
+		Transport: &callTransport{ctx: ctx, base: c.base, next: c.transport, rec: rec},
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}
+	tc := &client.Client{Credentials: client.NewCredentials(c.opts.Username, c.opts.Password), HTTPClient: hc}
+	tc.SetAccountSid(c.opts.AccountSid)
+	// A literal RequestHandler: NewRequestHandler would read TWILIO_EDGE and TWILIO_REGION from the environment.
+	return conversations.NewApiService(&client.RequestHandler{Client: tc}), rec
+}
+
+// CreateMessage creates m without firing the conversation's webhooks.
+func (c *Client) CreateMessage(ctx context.Context, conversationSid string, m optin.Message) (string, error) {
+	svc, rec := c.service(ctx)
+	p := &conversations.CreateConversationMessageParams{}
+	setIf(m.Author, p.SetAuthor)
+	setIf(m.Body, p.SetBody)
+	setIf(m.ContentSid, p.SetContentSid)
+	setIf(m.ContentVariables, p.SetContentVariables)
+	setIf(m.Attributes, p.SetAttributes)
+	msg, err := svc.CreateConversationMessage(conversationSid, p)
+	if err != nil {
+		return "", classify("create message", err, rec)
+	}
+	return deref(msg.Sid), nil
+}
+
+// RecentMessages returns the newest messages first, one page of at most limit (Twilio's maximum is 100).
+func (c *Client) RecentMessages(ctx context.Context, conversationSid string, limit int) ([]optin.PostedMessage, error) {
+	svc, rec := c.service(ctx)
+	p := &conversations.ListConversationMessageParams{}
+	p.SetOrder("desc").SetPageSize(min(max(limit, 1), 100))
+	page, err := svc.PageConversationMessage(conversationSid, p, "", "")
+	if err != nil {
+		return nil, classify("list messages", err, rec)
+	}
+	out := make([]optin.PostedMessage, 0, len(page.Messages))
+	for _, m := range page.Messages {
+		out = append(out, optin.PostedMessage{Sid: deref(m.Sid), Attributes: deref(m.Attributes)})
+	}
+	return out, nil
+}
+
+// webhookPageSize is Twilio's maximum for scoped webhooks; twilio-go would ask for 50.
+const webhookPageSize = 5
+
+// ListWebhooks returns every scoped webhook's sid, following next_page_url across pages.
+func (c *Client) ListWebhooks(ctx context.Context, conversationSid string) ([]string, error) {
+	svc, rec := c.service(ctx)
+	p := &conversations.ListConversationScopedWebhookParams{}
+	p.SetPageSize(webhookPageSize)
+	hooks, err := svc.ListConversationScopedWebhook(conversationSid, p)
+	if err != nil {
+		return nil, classify("list webhooks", err, rec)
+	}
+	sids := make([]string, 0, len(hooks))
+	for _, h := range hooks {
+		sids = append(sids, deref(h.Sid))
+	}
+	return sids, nil
+}
+
+// DeleteWebhook deletes one scoped webhook.
+func (c *Client) DeleteWebhook(ctx context.Context, conversationSid, webhookSid string) error {
+	svc, rec := c.service(ctx)
+	if err := svc.DeleteConversationScopedWebhook(conversationSid, webhookSid); err != nil {
+		return classify("delete webhook", err, rec)
+	}
+	return nil
+}
+
+func setIf[T any](v string, set func(string) T) {
+	if v != "" {
+		set(v)
+	}
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// call is what the transport saw of one call's last response.
+type call struct {
+	status     int
+	retryAfter time.Duration
+}
+
+// callTransport binds a call's context, redirects Twilio's fixed host and records the response.
+type callTransport struct {
+	ctx  context.Context
+	base *url.URL
+	next http.RoundTripper
+	rec  *call
+}
+
+func (t *callTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	r := req.Clone(t.ctx)
+	if t.base != nil {
+		r.URL.Scheme, r.URL.Host = t.base.Scheme, t.base.Host
+		r.Host = t.base.Host
+	}
+	resp, err := t.next.RoundTrip(r)
+	if err != nil {
+		return nil, err
+	}
+	t.rec.status = resp.StatusCode
+	t.rec.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+	return resp, nil
+}
+
+// parseRetryAfter reads delay-seconds or an HTTP date; anything else means no advice.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	var secs int
+	if _, err := fmt.Sscanf(v, "%d", &secs); err == nil && fmt.Sprint(secs) == v {
+		return max(time.Duration(secs)*time.Second, 0)
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(t.Sub(now), 0)
+	}
+	return 0
+}

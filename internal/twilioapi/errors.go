@@ -1,0 +1,54 @@
+package twilioapi
+
+import (
+	"errors"
+	"net"
+
+	"github.com/twilio/twilio-go/client"
+
+	"github.com/optinkit/optin/internal/optin"
+)
+
+// Twilio error codes with meaning for the flow.
+const (
+	codeNotFound        = 20404
+	codeTooManyRequests = 20429
+)
+
+// classify turns a twilio-go or transport error into an *optin.CallError.
+func classify(op string, err error, rec *call) *optin.CallError {
+	ce := &optin.CallError{Op: op, Err: err, Status: rec.status, RetryAfter: rec.retryAfter}
+	var rest *client.TwilioRestError
+	if errors.As(err, &rest) {
+		ce.Code = rest.Code
+		if rest.Status != 0 {
+			ce.Status = rest.Status
+		}
+	}
+	ce.Kind = kindOf(ce, err)
+	return ce
+}
+
+func kindOf(ce *optin.CallError, err error) optin.FailureKind {
+	switch {
+	case ce.Status == 429 || ce.Code == codeTooManyRequests:
+		return optin.Retryable
+	case ce.Status >= 500:
+		return optin.Uncertain
+	case ce.Status >= 400:
+		return optin.Permanent
+	case ce.Status != 0:
+		// A 2xx whose body could not be read: the call took effect, its answer was lost.
+		return optin.Uncertain
+	}
+	// No response. A failed dial never reached Twilio; timeouts, resets and EOF may have been acted on.
+	if isDialError(err) {
+		return optin.Retryable
+	}
+	return optin.Uncertain
+}
+
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
