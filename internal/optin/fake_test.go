@@ -1,0 +1,135 @@
+package optin
+
+import (
+	"context"
+	"fmt"
+	"sync"
+)
+
+// fakeConversations records every call and fails as scripted.
+type fakeConversations struct {
+	mu       sync.Mutex
+	created  []createCall
+	messages []PostedMessage // what the conversation holds, newest last
+	webhooks []string
+	lists    int
+	recent   int
+	deletes  []string
+
+	// failCreate scripts failures by step: each call pops one; applied reports whether the message was
+	// created all the same (an ambiguous failure).
+	failCreate map[string][]scripted
+	failList   []error
+	failDelete map[string][]error
+	// block, when set, holds every create until closed.
+	block chan struct{}
+}
+
+type createCall struct {
+	Conversation string
+	Message      Message
+}
+
+type scripted struct {
+	err     error
+	applied bool
+}
+
+func (f *fakeConversations) CreateMessage(ctx context.Context, conv string, m Message) (string, error) {
+	if f.block != nil {
+		select {
+		case <-f.block:
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.created = append(f.created, createCall{conv, m})
+	var d markerDoc
+	_ = jsonUnmarshal(m.Attributes, &d)
+	sid := fmt.Sprintf("IM%03d", len(f.created))
+	if q := f.failCreate[d.OptIn.Step]; len(q) > 0 {
+		f.failCreate[d.OptIn.Step] = q[1:]
+		if q[0].applied {
+			f.messages = append(f.messages, PostedMessage{Sid: sid, Attributes: m.Attributes})
+		}
+		return "", q[0].err
+	}
+	f.messages = append(f.messages, PostedMessage{Sid: sid, Attributes: m.Attributes})
+	return sid, nil
+}
+
+func (f *fakeConversations) RecentMessages(_ context.Context, _ string, limit int) ([]PostedMessage, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.recent++
+	var out []PostedMessage
+	for i := len(f.messages) - 1; i >= 0 && len(out) < limit; i-- {
+		out = append(out, f.messages[i])
+	}
+	return out, nil
+}
+
+func (f *fakeConversations) ListWebhooks(context.Context, string) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lists++
+	if len(f.failList) > 0 {
+		err := f.failList[0]
+		f.failList = f.failList[1:]
+		return nil, err
+	}
+	return append([]string(nil), f.webhooks...), nil
+}
+
+func (f *fakeConversations) DeleteWebhook(_ context.Context, _ string, sid string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.deletes = append(f.deletes, sid)
+	if q := f.failDelete[sid]; len(q) > 0 {
+		f.failDelete[sid] = q[1:]
+		return q[0]
+	}
+	return nil
+}
+
+func (f *fakeConversations) snapshot() (created []createCall, lists int, deletes []string, recent int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]createCall(nil), f.created...), f.lists, append([]string(nil), f.deletes...), f.recent
+}
+
+// fakeStore is the smallest correct Store; the memory package has its own tests.
+type fakeStore struct {
+	mu    sync.Mutex
+	flows map[string]Flow
+}
+
+func (s *fakeStore) Claim(_ context.Context, f Flow) (Flow, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.flows == nil {
+		s.flows = map[string]Flow{}
+	}
+	if e, ok := s.flows[f.ConversationSid]; ok {
+		return e, false, nil
+	}
+	s.flows[f.ConversationSid] = f
+	return f, true, nil
+}
+
+func (s *fakeStore) Finish(_ context.Context, conv string, st State, detail string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := s.flows[conv]
+	f.State, f.Detail = st, detail
+	s.flows[conv] = f
+	return nil
+}
+
+func (s *fakeStore) get(conv string) Flow {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.flows[conv]
+}

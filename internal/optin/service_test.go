@@ -1,0 +1,372 @@
+package optin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
+
+const (
+	conv     = "CH00000000000000000000000000000001"
+	customer = "whatsapp:+15550001111"
+	rider    = "whatsapp:+15550002222"
+	wait     = "Great! Just a moment while we connect you…"
+	riderMsg = "Your customer has agreed to chat over WhatsApp to get this delivery sorted. You're now connected. Say hello!"
+)
+
+var fastRetry = RetryPolicy{InitialInterval: time.Millisecond, MaxInterval: 5 * time.Millisecond, MaxAttempts: 4, CallTimeout: time.Second}
+
+func newTestService(t *testing.T, fc *fakeConversations, mutate ...func(*Config)) (*Service, *fakeStore) {
+	t.Helper()
+	cfg := Config{WaitMessage: wait, RiderOptIn: Template{Body: riderMsg}, Retry: fastRetry}
+	for _, m := range mutate {
+		m(&cfg)
+	}
+	st := &fakeStore{}
+	svc, err := NewService(t.Context(), fc, st, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svc, st
+}
+
+func reply(msgSid, author string) Event {
+	return Event{Type: EventMessageAdded, ConversationSid: conv, MessageSid: msgSid, Author: author, Body: "Yes"}
+}
+
+func drain(t *testing.T, svc *Service) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	if err := svc.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustHandle(t *testing.T, svc *Service, ev Event, want Decision) {
+	t.Helper()
+	got, err := svc.Handle(t.Context(), ev)
+	if err != nil {
+		t.Fatalf("Handle: %v", err)
+	}
+	if got != want {
+		t.Fatalf("Handle = %+v, want %+v", got, want)
+	}
+}
+
+func byStep(calls []createCall) map[string][]Message {
+	out := map[string][]Message{}
+	for _, c := range calls {
+		var d markerDoc
+		_ = jsonUnmarshal(c.Message.Attributes, &d)
+		out[d.OptIn.Step] = append(out[d.OptIn.Step], c.Message)
+	}
+	return out
+}
+
+func TestOptInPerformsTheThreeSteps(t *testing.T) {
+	fc := &fakeConversations{webhooks: []string{"WH1", "WH2", "WH3", "WH4", "WH5", "WH6"}}
+	svc, st := newTestService(t, fc)
+	mustHandle(t, svc, reply("IM1", customer), Decision{Outcome: OutcomeAccepted})
+	drain(t, svc)
+
+	created, lists, deletes, _ := fc.snapshot()
+	steps := byStep(created)
+	wantWait := Message{Body: wait, Attributes: `{"optin":{"step":"wait","trigger":"IM1"}}`}
+	wantRider := Message{Author: customer, Body: riderMsg, Attributes: `{"optin":{"step":"rider","trigger":"IM1"}}`}
+	if !reflect.DeepEqual(steps[StepWait], []Message{wantWait}) {
+		t.Errorf("wait messages = %+v, want %+v", steps[StepWait], wantWait)
+	}
+	if !reflect.DeepEqual(steps[StepRider], []Message{wantRider}) {
+		t.Errorf("rider messages = %+v, want %+v", steps[StepRider], wantRider)
+	}
+	if len(created) != 2 || created[0].Conversation != conv || created[1].Conversation != conv {
+		t.Errorf("creates = %+v", created)
+	}
+	if lists != 1 || !reflect.DeepEqual(deletes, fc.webhooks) {
+		t.Errorf("lists = %d, deletes = %v; want 1 and %v", lists, deletes, fc.webhooks)
+	}
+	if f := st.get(conv); f.State != StateDone || f.Customer != customer || f.Trigger != "IM1" {
+		t.Errorf("flow = %+v", f)
+	}
+}
+
+func TestContentTemplateReplacesBody(t *testing.T) {
+	fc := &fakeConversations{}
+	svc, _ := newTestService(t, fc, func(c *Config) {
+		c.RiderOptIn = Template{Body: riderMsg, ContentSid: "HX0123456789abcdef0123456789abcdef", ContentVariables: `{"1":"Ana"}`}
+	})
+	mustHandle(t, svc, reply("IM1", customer), Decision{Outcome: OutcomeAccepted})
+	drain(t, svc)
+	created, _, _, _ := fc.snapshot()
+	want := Message{Author: customer, ContentSid: "HX0123456789abcdef0123456789abcdef", ContentVariables: `{"1":"Ana"}`,
+		Attributes: `{"optin":{"step":"rider","trigger":"IM1"}}`}
+	if got := byStep(created)[StepRider]; !reflect.DeepEqual(got, []Message{want}) {
+		t.Errorf("rider = %+v, want %+v", got, want)
+	}
+}
+
+func TestDecisions(t *testing.T) {
+	fc := &fakeConversations{}
+	svc, st := newTestService(t, fc)
+	mustHandle(t, svc, Event{Type: "onConversationUpdated", ConversationSid: conv}, Decision{OutcomeIgnored, ReasonEventType})
+	mustHandle(t, svc, reply("IM0", ""), Decision{OutcomeIgnored, ReasonNoAuthor})
+	mustHandle(t, svc, reply("IM0", "system"), Decision{OutcomeIgnored, ReasonNoAuthor})
+	if _, claimed := st.flows[conv]; claimed {
+		t.Fatal("ignored events claimed the conversation")
+	}
+	mustHandle(t, svc, reply("IM1", customer), Decision{Outcome: OutcomeAccepted})
+	mustHandle(t, svc, reply("IM1", customer), Decision{Outcome: OutcomeDuplicate})
+	mustHandle(t, svc, reply("IM2", rider), Decision{OutcomeIgnored, ReasonNotCustomer})
+	drain(t, svc)
+	mustHandle(t, svc, reply("IM3", customer), Decision{OutcomeIgnored, ReasonCompleted})
+	mustHandle(t, svc, reply("IM1", customer), Decision{Outcome: OutcomeDuplicate})
+	created, lists, _, _ := fc.snapshot()
+	if len(created) != 2 || lists != 1 {
+		t.Errorf("creates = %d, lists = %d; want 2 and 1", len(created), lists)
+	}
+}
+
+func TestInProgressIsIgnored(t *testing.T) {
+	fc := &fakeConversations{block: make(chan struct{})}
+	svc, _ := newTestService(t, fc)
+	mustHandle(t, svc, reply("IM1", customer), Decision{Outcome: OutcomeAccepted})
+	mustHandle(t, svc, reply("IM2", customer), Decision{OutcomeIgnored, ReasonInProgress})
+	close(fc.block)
+	drain(t, svc)
+}
+
+func TestInvalidEvent(t *testing.T) {
+	svc, _ := newTestService(t, &fakeConversations{})
+	for _, ev := range []Event{
+		{Type: EventMessageAdded, MessageSid: "IM1", Author: customer},
+		{Type: EventMessageAdded, ConversationSid: conv, Author: customer},
+	} {
+		if _, err := svc.Handle(t.Context(), ev); !errors.Is(err, ErrInvalidEvent) {
+			t.Errorf("Handle(%+v) err = %v, want ErrInvalidEvent", ev, err)
+		}
+	}
+}
+
+func TestConcurrentDeliveriesOptInOnce(t *testing.T) {
+	fc := &fakeConversations{webhooks: []string{"WH1"}}
+	svc, _ := newTestService(t, fc)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	outcomes := map[Outcome]int{}
+	for i := range 64 {
+		wg.Go(func() {
+			sid := "IM1"
+			if i%2 == 1 {
+				sid = "IM2"
+			}
+			d, err := svc.Handle(t.Context(), reply(sid, customer))
+			if err != nil {
+				t.Error(err)
+			}
+			mu.Lock()
+			outcomes[d.Outcome]++
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	drain(t, svc)
+	if outcomes[OutcomeAccepted] != 1 {
+		t.Errorf("accepted %d times, want 1 (%v)", outcomes[OutcomeAccepted], outcomes)
+	}
+	created, lists, deletes, _ := fc.snapshot()
+	if len(created) != 2 || lists != 1 || len(deletes) != 1 {
+		t.Errorf("creates = %d, lists = %d, deletes = %d; want 2, 1, 1", len(created), lists, len(deletes))
+	}
+}
+
+func callErr(kind FailureKind, status, code int) *CallError {
+	return &CallError{Op: "test", Kind: kind, Status: status, Code: code, Err: errors.New("boom")}
+}
+
+func TestRetryableFailuresAreRetried(t *testing.T) {
+	fc := &fakeConversations{
+		webhooks:   []string{"WH1"},
+		failCreate: map[string][]scripted{StepWait: {{err: callErr(Retryable, 429, 20429)}, {err: callErr(Retryable, 429, 20429)}}},
+		failList:   []error{callErr(Retryable, 0, 0)},
+		failDelete: map[string][]error{"WH1": {callErr(Uncertain, 503, 0)}},
+	}
+	svc, st := newTestService(t, fc)
+	mustHandle(t, svc, reply("IM1", customer), Decision{Outcome: OutcomeAccepted})
+	drain(t, svc)
+	created, lists, deletes, recent := fc.snapshot()
+	steps := byStep(created)
+	if len(steps[StepWait]) != 3 || len(steps[StepRider]) != 1 {
+		t.Errorf("wait attempts = %d, rider attempts = %d; want 3 and 1", len(steps[StepWait]), len(steps[StepRider]))
+	}
+	if lists != 2 || !reflect.DeepEqual(deletes, []string{"WH1", "WH1"}) {
+		t.Errorf("lists = %d, deletes = %v", lists, deletes)
+	}
+	if recent != 0 {
+		t.Errorf("looked for markers %d times after failures that certainly had no effect", recent)
+	}
+	if f := st.get(conv); f.State != StateDone {
+		t.Errorf("flow = %+v, want done", f)
+	}
+}
+
+// An ambiguous failure after the message was in fact created must not create it again.
+func TestUncertainCreateIsNotRepeated(t *testing.T) {
+	fc := &fakeConversations{failCreate: map[string][]scripted{StepRider: {{err: callErr(Uncertain, 0, 0), applied: true}}}}
+	svc, st := newTestService(t, fc)
+	mustHandle(t, svc, reply("IM1", customer), Decision{Outcome: OutcomeAccepted})
+	drain(t, svc)
+	created, _, _, recent := fc.snapshot()
+	if n := len(byStep(created)[StepRider]); n != 1 {
+		t.Errorf("rider created %d times, want 1", n)
+	}
+	if recent != 1 {
+		t.Errorf("marker lookups = %d, want 1", recent)
+	}
+	if f := st.get(conv); f.State != StateDone {
+		t.Errorf("flow = %+v, want done", f)
+	}
+}
+
+// An ambiguous failure where nothing was created leads to a lookup and then a second create.
+func TestUncertainCreateNotAppliedIsRetried(t *testing.T) {
+	fc := &fakeConversations{failCreate: map[string][]scripted{StepWait: {{err: callErr(Uncertain, 502, 0)}}}}
+	svc, _ := newTestService(t, fc)
+	mustHandle(t, svc, reply("IM1", customer), Decision{Outcome: OutcomeAccepted})
+	drain(t, svc)
+	created, _, _, recent := fc.snapshot()
+	if n := len(byStep(created)[StepWait]); n != 2 || recent != 1 {
+		t.Errorf("wait creates = %d, lookups = %d; want 2 and 1", n, recent)
+	}
+}
+
+func TestPermanentFailureFailsTheFlow(t *testing.T) {
+	fc := &fakeConversations{
+		webhooks:   []string{"WH1", "WH2"},
+		failCreate: map[string][]scripted{StepRider: {{err: callErr(Permanent, 400, 63016)}}},
+	}
+	svc, st := newTestService(t, fc)
+	mustHandle(t, svc, reply("IM1", customer), Decision{Outcome: OutcomeAccepted})
+	drain(t, svc)
+	created, _, deletes, _ := fc.snapshot()
+	if n := len(byStep(created)[StepRider]); n != 1 {
+		t.Errorf("rider attempts = %d, want 1 (no retry of a permanent error)", n)
+	}
+	if len(deletes) != 2 {
+		t.Errorf("deletes = %v: the other steps still run", deletes)
+	}
+	f := st.get(conv)
+	if f.State != StateFailed || !strings.Contains(f.Detail, "step rider") {
+		t.Errorf("flow = %+v, want failed naming the rider step", f)
+	}
+	mustHandle(t, svc, reply("IM2", customer), Decision{OutcomeIgnored, ReasonFailed})
+}
+
+func TestMissingWebhookCountsAsDeleted(t *testing.T) {
+	fc := &fakeConversations{
+		webhooks:   []string{"WH1", "WH2"},
+		failDelete: map[string][]error{"WH1": {callErr(Permanent, 404, 20404)}},
+	}
+	svc, st := newTestService(t, fc)
+	mustHandle(t, svc, reply("IM1", customer), Decision{Outcome: OutcomeAccepted})
+	drain(t, svc)
+	if _, _, deletes, _ := fc.snapshot(); !reflect.DeepEqual(deletes, []string{"WH1", "WH2"}) {
+		t.Errorf("deletes = %v", deletes)
+	}
+	if f := st.get(conv); f.State != StateDone {
+		t.Errorf("flow = %+v, want done", f)
+	}
+}
+
+func TestRetriesAreBounded(t *testing.T) {
+	fails := make([]error, 10)
+	for i := range fails {
+		fails[i] = callErr(Retryable, 429, 20429)
+	}
+	fc := &fakeConversations{failList: fails}
+	svc, st := newTestService(t, fc)
+	mustHandle(t, svc, reply("IM1", customer), Decision{Outcome: OutcomeAccepted})
+	drain(t, svc)
+	if _, lists, _, _ := fc.snapshot(); lists != int(fastRetry.MaxAttempts) {
+		t.Errorf("list attempts = %d, want %d", lists, fastRetry.MaxAttempts)
+	}
+	if f := st.get(conv); f.State != StateFailed {
+		t.Errorf("flow = %+v, want failed", f)
+	}
+}
+
+func TestRetryAfterIsHonoured(t *testing.T) {
+	ra := 150 * time.Millisecond
+	fc := &fakeConversations{failList: []error{&CallError{Op: "list", Kind: Retryable, Status: 429, RetryAfter: ra}}}
+	svc, _ := newTestService(t, fc)
+	start := time.Now()
+	mustHandle(t, svc, reply("IM1", customer), Decision{Outcome: OutcomeAccepted})
+	drain(t, svc)
+	// A lower bound only: the backoff alone would retry after about a millisecond.
+	if el := time.Since(start); el < ra {
+		t.Errorf("retried after %v, before Retry-After %v", el, ra)
+	}
+}
+
+func TestWaitTimesOut(t *testing.T) {
+	fc := &fakeConversations{block: make(chan struct{})}
+	svc, _ := newTestService(t, fc)
+	mustHandle(t, svc, reply("IM1", customer), Decision{Outcome: OutcomeAccepted})
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+	defer cancel()
+	if err := svc.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Wait = %v, want deadline exceeded", err)
+	}
+	close(fc.block)
+	drain(t, svc)
+}
+
+func TestNewServiceChecksDeps(t *testing.T) {
+	ok := Config{WaitMessage: wait, RiderOptIn: Template{Body: riderMsg}}
+	cases := map[string]func() (Conversations, Store, Config){
+		"nil conversations": func() (Conversations, Store, Config) { return nil, &fakeStore{}, ok },
+		"nil store":         func() (Conversations, Store, Config) { return &fakeConversations{}, nil, ok },
+		"no wait": func() (Conversations, Store, Config) {
+			c := ok
+			c.WaitMessage = ""
+			return &fakeConversations{}, &fakeStore{}, c
+		},
+		"no rider": func() (Conversations, Store, Config) {
+			c := ok
+			c.RiderOptIn = Template{}
+			return &fakeConversations{}, &fakeStore{}, c
+		},
+	}
+	for name, build := range cases {
+		conv, st, cfg := build()
+		if _, err := NewService(t.Context(), conv, st, cfg); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+}
+
+func TestMarker(t *testing.T) {
+	m := marker(StepWait, "IM1")
+	if m != `{"optin":{"step":"wait","trigger":"IM1"}}` {
+		t.Fatalf("marker = %s", m)
+	}
+	for attrs, want := range map[string]bool{
+		m: true,
+		`{"optin":{"step":"wait","trigger":"IM2"}}`:  false,
+		`{"optin":{"step":"rider","trigger":"IM1"}}`: false,
+		`{}`:       false,
+		`not json`: false,
+		``:         false,
+	} {
+		if got := hasMarker(attrs, StepWait, "IM1"); got != want {
+			t.Errorf("hasMarker(%q) = %v, want %v", attrs, got, want)
+		}
+	}
+}

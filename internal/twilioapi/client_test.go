@@ -1,0 +1,263 @@
+package twilioapi
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/optinkit/optin/internal/faketwilio"
+	"github.com/optinkit/optin/internal/optin"
+)
+
+const (
+	accountSid = "AC00000000000000000000000000000001"
+	authToken  = "token0000000000000000000000000001"
+	conv       = "CH00000000000000000000000000000001"
+)
+
+func newPair(t *testing.T, user, pass string) (*Client, *faketwilio.Server) {
+	t.Helper()
+	fake := faketwilio.New(user, pass)
+	t.Cleanup(fake.Close)
+	c, err := New(Options{AccountSid: accountSid, Username: user, Password: pass, BaseURL: fake.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, fake
+}
+
+func TestCreateMessageSendsExactForm(t *testing.T) {
+	c, fake := newPair(t, accountSid, authToken)
+	fake.AddConversation(conv)
+	sid, err := c.CreateMessage(t.Context(), conv, optin.Message{
+		Author: "whatsapp:+15550001111", ContentSid: "HX00000000000000000000000000000001",
+		ContentVariables: `{"1":"Ana"}`, Attributes: `{"optin":{"step":"rider","trigger":"IM1"}}`,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reqs := fake.Requests()
+	if len(reqs) != 1 {
+		t.Fatalf("requests = %+v", reqs)
+	}
+	want := url.Values{
+		"Author":           {"whatsapp:+15550001111"},
+		"ContentSid":       {"HX00000000000000000000000000000001"},
+		"ContentVariables": {`{"1":"Ana"}`},
+		"Attributes":       {`{"optin":{"step":"rider","trigger":"IM1"}}`},
+	}
+	r := reqs[0]
+	if r.Method != "POST" || r.Path != "/v1/Conversations/"+conv+"/Messages" || !reflect.DeepEqual(r.Form, want) || r.WebhookEnabled != "" {
+		t.Errorf("request = %+v, want POST Messages with form %v and no webhook header", r, want)
+	}
+	if msgs := fake.Messages(conv); len(msgs) != 1 || msgs[0].Sid != sid {
+		t.Errorf("sid = %q, fake holds %+v", sid, msgs)
+	}
+}
+
+func TestSystemMessageHasNoAuthor(t *testing.T) {
+	c, fake := newPair(t, accountSid, authToken)
+	fake.AddConversation(conv)
+	if _, err := c.CreateMessage(t.Context(), conv, optin.Message{Body: "Great!", Attributes: "{}"}); err != nil {
+		t.Fatal(err)
+	}
+	want := url.Values{"Body": {"Great!"}, "Attributes": {"{}"}}
+	if got := fake.Requests()[0].Form; !reflect.DeepEqual(got, want) {
+		t.Errorf("form = %v, want %v", got, want)
+	}
+}
+
+func TestAPIKeyAuth(t *testing.T) {
+	c, fake := newPair(t, "SK00000000000000000000000000000001", "secret1")
+	fake.AddConversation(conv)
+	if _, err := c.ListWebhooks(t.Context(), conv); err != nil {
+		t.Fatalf("API key rejected: %v", err)
+	}
+	bad, _ := New(Options{AccountSid: accountSid, Username: "SK00000000000000000000000000000001", Password: "wrong", BaseURL: fake.URL})
+	_, err := bad.ListWebhooks(t.Context(), conv)
+	var ce *optin.CallError
+	if !errors.As(err, &ce) || ce.Status != 401 || ce.Kind != optin.Permanent {
+		t.Errorf("wrong secret: err = %v", err)
+	}
+}
+
+func TestListWebhooksFollowsEveryPage(t *testing.T) {
+	c, fake := newPair(t, accountSid, authToken)
+	var hooks []string
+	for _, s := range []string{"01", "02", "03", "04", "05", "06", "07", "08", "09", "10", "11"} {
+		hooks = append(hooks, "WH000000000000000000000000000000"+s)
+	}
+	fake.AddConversation(conv, hooks...)
+	got, err := c.ListWebhooks(t.Context(), conv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, hooks) {
+		t.Errorf("sids = %v, want %v", got, hooks)
+	}
+	var queries []url.Values
+	for _, r := range fake.Requests() {
+		if r.Method != "GET" || r.Path != "/v1/Conversations/"+conv+"/Webhooks" {
+			t.Errorf("unexpected request %+v", r)
+		}
+		queries = append(queries, r.Query)
+	}
+	want := []url.Values{
+		{"PageSize": {"5"}},
+		{"PageSize": {"5"}, "Page": {"1"}, "PageToken": {"PT1"}},
+		{"PageSize": {"5"}, "Page": {"2"}, "PageToken": {"PT2"}},
+	}
+	if !reflect.DeepEqual(queries, want) {
+		t.Errorf("queries = %v, want %v", queries, want)
+	}
+}
+
+func TestRecentMessagesNewestFirst(t *testing.T) {
+	c, fake := newPair(t, accountSid, authToken)
+	fake.AddConversation(conv)
+	for _, a := range []string{`{"n":1}`, `{"n":2}`} {
+		if _, err := c.CreateMessage(t.Context(), conv, optin.Message{Body: "x", Attributes: a}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := c.RecentMessages(t.Context(), conv, 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := fake.Messages(conv)
+	want := []optin.PostedMessage{{Sid: msgs[1].Sid, Attributes: `{"n":2}`}, {Sid: msgs[0].Sid, Attributes: `{"n":1}`}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("recent = %+v, want %+v", got, want)
+	}
+	if q := fake.Requests()[2].Query; !reflect.DeepEqual(q, url.Values{"Order": {"desc"}, "PageSize": {"50"}}) {
+		t.Errorf("query = %v", q)
+	}
+}
+
+func TestDeleteWebhook(t *testing.T) {
+	c, fake := newPair(t, accountSid, authToken)
+	fake.AddConversation(conv, "WH1", "WH2")
+	if err := c.DeleteWebhook(t.Context(), conv, "WH1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := fake.Webhooks(conv); !reflect.DeepEqual(got, []string{"WH2"}) {
+		t.Errorf("left = %v", got)
+	}
+	err := c.DeleteWebhook(t.Context(), conv, "WH1")
+	var ce *optin.CallError
+	if !errors.As(err, &ce) || !ce.NotFound() || ce.Kind != optin.Permanent || ce.Code != 20404 {
+		t.Errorf("second delete: %v", err)
+	}
+	if r := fake.Requests()[0]; r.Method != "DELETE" || r.Path != "/v1/Conversations/"+conv+"/Webhooks/WH1" {
+		t.Errorf("request = %+v", r)
+	}
+}
+
+func TestClassification(t *testing.T) {
+	tests := []struct {
+		name  string
+		fault faketwilio.Fault
+		want  optin.CallError
+	}{
+		{"429", faketwilio.Fault{Status: 429, Code: 20429, RetryAfter: "3"}, optin.CallError{Kind: optin.Retryable, Status: 429, Code: 20429, RetryAfter: 3 * time.Second}},
+		{"500", faketwilio.Fault{Status: 500, Code: 20500}, optin.CallError{Kind: optin.Uncertain, Status: 500, Code: 20500}},
+		{"503", faketwilio.Fault{Status: 503, Code: 20503}, optin.CallError{Kind: optin.Uncertain, Status: 503, Code: 20503}},
+		{"63016", faketwilio.Fault{Status: 400, Code: 63016}, optin.CallError{Kind: optin.Permanent, Status: 400, Code: 63016}},
+		{"403", faketwilio.Fault{Status: 403, Code: 20403}, optin.CallError{Kind: optin.Permanent, Status: 403, Code: 20403}},
+		{"dropped", faketwilio.Fault{Drop: true}, optin.CallError{Kind: optin.Uncertain}},
+		{"applied then dropped", faketwilio.Fault{Drop: true, Applied: true}, optin.CallError{Kind: optin.Uncertain}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, fake := newPair(t, accountSid, authToken)
+			fake.AddConversation(conv)
+			fake.Fail(faketwilio.RouteCreateMessage, tt.fault)
+			_, err := c.CreateMessage(t.Context(), conv, optin.Message{Body: "x"})
+			var ce *optin.CallError
+			if !errors.As(err, &ce) {
+				t.Fatalf("err = %v, want *CallError", err)
+			}
+			got := optin.CallError{Kind: ce.Kind, Status: ce.Status, Code: ce.Code, RetryAfter: ce.RetryAfter}
+			if got != tt.want {
+				t.Errorf("got %+v, want %+v (%v)", got, tt.want, err)
+			}
+		})
+	}
+}
+
+func TestNonJSONErrorUsesStatus(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "<html>bad gateway</html>", http.StatusBadGateway)
+	}))
+	defer srv.Close()
+	c, _ := New(Options{AccountSid: accountSid, Username: accountSid, Password: authToken, BaseURL: srv.URL})
+	err := c.DeleteWebhook(t.Context(), conv, "WH1")
+	var ce *optin.CallError
+	if !errors.As(err, &ce) || ce.Kind != optin.Uncertain || ce.Status != 502 {
+		t.Errorf("err = %v", err)
+	}
+}
+
+func TestConnectionRefusedIsRetryable(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	addr := srv.URL
+	srv.Close()
+	c, _ := New(Options{AccountSid: accountSid, Username: accountSid, Password: authToken, BaseURL: addr})
+	_, err := c.ListWebhooks(t.Context(), conv)
+	var ce *optin.CallError
+	if !errors.As(err, &ce) || ce.Kind != optin.Retryable || ce.Status != 0 {
+		t.Errorf("err = %v", err)
+	}
+}
+
+func TestContextBoundsTheCall(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-release }))
+	defer srv.Close()
+	defer close(release)
+	c, _ := New(Options{AccountSid: accountSid, Username: accountSid, Password: authToken, BaseURL: srv.URL})
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	_, err := c.CreateMessage(ctx, conv, optin.Message{Body: "x"})
+	var ce *optin.CallError
+	if !errors.As(err, &ce) || ce.Kind != optin.Uncertain {
+		t.Errorf("err = %v, want uncertain", err)
+	}
+}
+
+func TestParseRetryAfter(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for in, want := range map[string]time.Duration{
+		"":                              0,
+		"5":                             5 * time.Second,
+		"0":                             0,
+		"-3":                            0,
+		"1.5":                           0,
+		"soon":                          0,
+		"Thu, 01 Jan 2026 00:00:07 GMT": 7 * time.Second,
+		"Wed, 31 Dec 2025 23:59:00 GMT": 0,
+	} {
+		if got := parseRetryAfter(in, now); got != want {
+			t.Errorf("parseRetryAfter(%q) = %v, want %v", in, got, want)
+		}
+	}
+}
+
+func TestNewRejects(t *testing.T) {
+	for name, o := range map[string]Options{
+		"sid with dash":   {AccountSid: "AC-1", Username: "AC1", Password: "x"},
+		"token with dash": {AccountSid: "AC1", Username: "AC1", Password: "x-y"},
+		"empty password":  {AccountSid: "AC1", Username: "AC1"},
+		"base url":        {AccountSid: "AC1", Username: "AC1", Password: "x", BaseURL: "ftp://x"},
+		"base url host":   {AccountSid: "AC1", Username: "AC1", Password: "x", BaseURL: "http://"},
+	} {
+		if _, err := New(o); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
