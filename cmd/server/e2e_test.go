@@ -1,0 +1,489 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/optinkit/optin/internal/faketwilio"
+	"github.com/optinkit/optin/internal/signature"
+)
+
+const (
+	accountSid = "AC00000000000000000000000000000001"
+	authToken  = "e2etoken000000000000000000000001"
+	conv       = "CH00000000000000000000000000000001"
+	customer   = "whatsapp:+15550001111"
+	waitText   = "Great! Just a moment while we connect you…"
+	riderText  = "Your customer has agreed to chat over WhatsApp to get this delivery sorted. You're now connected. Say hello!"
+)
+
+// syncBuffer is the server's stdout, read while it is written.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type server struct {
+	t      *testing.T
+	base   string
+	logs   *syncBuffer
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// start runs the real server through run on 127.0.0.1:0 against fake, with env on top of the defaults.
+func start(t *testing.T, fake *faketwilio.Server, env map[string]string) *server {
+	t.Helper()
+	defaults := map[string]string{
+		"TWILIO_ACCOUNT_SID":   accountSid,
+		"TWILIO_AUTH_TOKEN":    authToken,
+		"OPTIN_ADDR":           "127.0.0.1:0",
+		"OPTIN_TWILIO_API_URL": fake.URL,
+		"OPTIN_LOG_LEVEL":      "debug",
+	}
+	for k, v := range env {
+		defaults[k] = v
+	}
+	for k, v := range defaults {
+		t.Setenv(k, v)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &server{t: t, logs: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
+	go func() { s.done <- run(ctx, []string{"optin-server"}, s.logs, io.Discard) }()
+	t.Cleanup(func() { s.stop() })
+
+	deadline := time.Now().Add(5 * time.Second)
+	for s.base == "" {
+		if time.Now().After(deadline) {
+			t.Fatalf("server did not start:\n%s", s.logs)
+		}
+		select {
+		case err := <-s.done:
+			t.Fatalf("run returned early: %v\n%s", err, s.logs)
+		case <-time.After(5 * time.Millisecond):
+		}
+		sc := bufio.NewScanner(strings.NewReader(s.logs.String()))
+		for sc.Scan() {
+			var line struct{ Message, Addr string }
+			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Message == "listening" {
+				s.base = "http://" + line.Addr
+			}
+		}
+	}
+	return s
+}
+
+// stop cancels run and waits for it: every accepted flow has then finished.
+func (s *server) stop() {
+	s.cancel()
+	if s.done == nil {
+		return
+	}
+	select {
+	case err := <-s.done:
+		if err != nil {
+			s.t.Errorf("run: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		s.t.Error("run did not return after cancel")
+	}
+	s.done = nil
+}
+
+func (s *server) webhookURL(query string) string {
+	u := s.base + "/webhooks/conversations"
+	if query != "" {
+		u += "?" + query
+	}
+	return u
+}
+
+func (s *server) send(r *http.Request) (int, string) {
+	s.t.Helper()
+	resp, err := http.DefaultClient.Do(r)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, strings.TrimSpace(string(b))
+}
+
+func event(msgSid, author string) url.Values {
+	return url.Values{
+		"AccountSid": {accountSid}, "EventType": {"onMessageAdded"}, "ConversationSid": {conv},
+		"MessageSid": {msgSid}, "Author": {author}, "Body": {"Yes"}, "ParticipantSid": {"MB00000000000000000000000000000001"},
+		"Index": {"1"}, "Source": {"WHATSAPP"}, "Attributes": {"{}"}, "RetryCount": {"0"},
+		"WebhookSid": {"WH00000000000000000000000000000001"}, "WebhookType": {"webhook"},
+	}
+}
+
+func (s *server) getReq(params url.Values) *http.Request {
+	u := s.webhookURL(params.Encode())
+	r, _ := http.NewRequest(http.MethodGet, u, nil)
+	r.Header.Set("X-Twilio-Signature", signature.Compute(authToken, u, nil))
+	return r
+}
+
+func (s *server) postReq(params url.Values) *http.Request {
+	u := s.webhookURL("")
+	r, _ := http.NewRequest(http.MethodPost, u, strings.NewReader(params.Encode()))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	r.Header.Set("X-Twilio-Signature", signature.Compute(authToken, u, params))
+	return r
+}
+
+func (s *server) jsonReq(params url.Values) *http.Request {
+	obj := map[string]string{}
+	for k := range params {
+		obj[k] = params.Get(k)
+	}
+	body, _ := json.Marshal(obj)
+	sum := sha256.Sum256(body)
+	u := s.webhookURL("bodySHA256=" + hex.EncodeToString(sum[:]))
+	r, _ := http.NewRequest(http.MethodPost, u, bytes.NewReader(body))
+	r.Header.Set("Content-Type", "application/json")
+	r.Header.Set("X-Twilio-Signature", signature.Compute(authToken, u, nil))
+	return r
+}
+
+// call is a REST request reduced to what the tests compare; concurrent steps arrive in any order.
+type call struct {
+	Method, Path, Params string
+}
+
+func calls(reqs []faketwilio.Request) []call {
+	out := make([]call, 0, len(reqs))
+	for _, r := range reqs {
+		p := r.Query
+		if r.Method == http.MethodPost {
+			p = r.Form
+		}
+		if r.WebhookEnabled != "" {
+			p.Set("X-Twilio-Webhook-Enabled(header)", r.WebhookEnabled)
+		}
+		out = append(out, call{r.Method, r.Path, p.Encode()})
+	}
+	slices.SortFunc(out, func(a, b call) int { return strings.Compare(fmt.Sprint(a), fmt.Sprint(b)) })
+	return out
+}
+
+func form(pairs ...string) string {
+	v := url.Values{}
+	for i := 0; i < len(pairs); i += 2 {
+		v.Set(pairs[i], pairs[i+1])
+	}
+	return v.Encode()
+}
+
+func waitCall(trigger string) call {
+	return call{"POST", "/v1/Conversations/" + conv + "/Messages",
+		form("Body", waitText, "Attributes", `{"optin":{"step":"wait","trigger":"`+trigger+`"}}`)}
+}
+
+func riderCall(trigger string) call {
+	return call{"POST", "/v1/Conversations/" + conv + "/Messages",
+		form("Author", customer, "Body", riderText, "Attributes", `{"optin":{"step":"rider","trigger":"`+trigger+`"}}`)}
+}
+
+func listCall(query string) call {
+	return call{"GET", "/v1/Conversations/" + conv + "/Webhooks", query}
+}
+
+func deleteCall(sid string) call {
+	return call{"DELETE", "/v1/Conversations/" + conv + "/Webhooks/" + sid, ""}
+}
+
+func sorted(cs ...call) []call {
+	slices.SortFunc(cs, func(a, b call) int { return strings.Compare(fmt.Sprint(a), fmt.Sprint(b)) })
+	return cs
+}
+
+// waitFor polls until the fake has seen n requests.
+func waitFor(t *testing.T, fake *faketwilio.Server, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(fake.Requests()) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("saw %d REST calls, want %d: %+v", len(fake.Requests()), n, calls(fake.Requests()))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func assertCalls(t *testing.T, fake *faketwilio.Server, want []call) {
+	t.Helper()
+	got := calls(fake.Requests())
+	if !slices.Equal(got, want) {
+		t.Errorf("REST calls:\n got %d: %+v\nwant %d: %+v", len(got), got, len(want), want)
+	}
+}
+
+func newFake(t *testing.T, webhooks ...string) *faketwilio.Server {
+	fake := faketwilio.New(accountSid, authToken)
+	t.Cleanup(fake.Close)
+	fake.AddConversation(conv, webhooks...)
+	return fake
+}
+
+func TestEndToEndWebhookKinds(t *testing.T) {
+	for name, build := range map[string]func(*server, url.Values) *http.Request{
+		"GET":  (*server).getReq,
+		"POST": (*server).postReq,
+		"JSON": (*server).jsonReq,
+	} {
+		t.Run(name, func(t *testing.T) {
+			fake := newFake(t, "WH1", "WH2")
+			s := start(t, fake, nil)
+			if code, body := s.send(build(s, event("IM1", customer))); code != 200 || body != `{"outcome":"accepted"}` {
+				t.Fatalf("got %d %s", code, body)
+			}
+			waitFor(t, fake, 5)
+			s.stop()
+			assertCalls(t, fake, sorted(waitCall("IM1"), riderCall("IM1"), listCall("PageSize=5"), deleteCall("WH1"), deleteCall("WH2")))
+			if left := fake.Webhooks(conv); len(left) != 0 {
+				t.Errorf("webhooks left: %v", left)
+			}
+		})
+	}
+}
+
+func TestEndToEndBadSignatures(t *testing.T) {
+	fake := newFake(t, "WH1")
+	s := start(t, fake, nil)
+	ev := event("IM1", customer)
+	unsigned := s.postReq(ev)
+	unsigned.Header.Del("X-Twilio-Signature")
+	otherToken := s.postReq(ev)
+	otherToken.Header.Set("X-Twilio-Signature", signature.Compute("othertoken", s.webhookURL(""), ev))
+	otherURL := s.getReq(ev)
+	otherURL.Header.Set("X-Twilio-Signature", signature.Compute(authToken, "https://elsewhere.example.com/webhooks/conversations?"+ev.Encode(), nil))
+	for name, r := range map[string]*http.Request{"unsigned": unsigned, "other token": otherToken, "other url": otherURL} {
+		if code, _ := s.send(r); code != 403 {
+			t.Errorf("%s: got %d, want 403", name, code)
+		}
+	}
+	s.stop()
+	assertCalls(t, fake, []call{})
+	if !strings.Contains(s.logs.String(), `"message":"webhook rejected"`) {
+		t.Errorf("rejections not logged:\n%s", s.logs)
+	}
+}
+
+func TestEndToEndPagedWebhooksAnd404(t *testing.T) {
+	var hooks []string
+	for i := 1; i <= 12; i++ {
+		hooks = append(hooks, fmt.Sprintf("WH%02d", i))
+	}
+	fake := newFake(t, hooks...)
+	// WH01 vanishes between the listing and its deletion.
+	fake.Fail(faketwilio.RouteDeleteWebhook, faketwilio.Fault{Status: 404, Code: 20404})
+	s := start(t, fake, nil)
+	if code, _ := s.send(s.postReq(event("IM1", customer))); code != 200 {
+		t.Fatal(code)
+	}
+	waitFor(t, fake, 2+3+12)
+	s.stop()
+	want := []call{waitCall("IM1"), riderCall("IM1"), listCall("PageSize=5"),
+		listCall("Page=1&PageSize=5&PageToken=PT1"), listCall("Page=2&PageSize=5&PageToken=PT2")}
+	for _, h := range hooks {
+		want = append(want, deleteCall(h))
+	}
+	assertCalls(t, fake, sorted(want...))
+	if !strings.Contains(s.logs.String(), `"step":"flow","outcome":"done"`) {
+		t.Errorf("flow not done:\n%s", s.logs)
+	}
+}
+
+func TestEndToEnd429ThenSuccess(t *testing.T) {
+	fake := newFake(t, "WH1")
+	fake.Fail(faketwilio.RouteCreateMessage, faketwilio.Fault{Status: 429, Code: 20429, RetryAfter: "0"})
+	fake.Fail(faketwilio.RouteListWebhooks, faketwilio.Fault{Status: 429, Code: 20429})
+	s := start(t, fake, nil)
+	if code, _ := s.send(s.getReq(event("IM1", customer))); code != 200 {
+		t.Fatal(code)
+	}
+	waitFor(t, fake, 6)
+	s.stop()
+	got := calls(fake.Requests())
+	// One of the two creates met the 429 and was sent again with the same form.
+	posts := 0
+	for _, c := range got {
+		if c.Method == "POST" {
+			posts++
+		}
+	}
+	if posts != 3 || len(fake.Messages(conv)) != 2 {
+		t.Errorf("posts = %d, messages = %+v; want 3 posts and 2 messages", posts, fake.Messages(conv))
+	}
+	want := []call{waitCall("IM1"), riderCall("IM1"), listCall("PageSize=5"), listCall("PageSize=5"), deleteCall("WH1")}
+	for _, c := range got {
+		if c.Method == "POST" && !slices.Contains(want[:2], c) {
+			t.Errorf("unexpected create %+v", c)
+		}
+	}
+	rest := slices.DeleteFunc(got, func(c call) bool { return c.Method == "POST" })
+	if !slices.Equal(rest, sorted(want[2:]...)) {
+		t.Errorf("other calls = %+v", rest)
+	}
+}
+
+func TestEndToEndUncertainCreateNotRepeated(t *testing.T) {
+	fake := newFake(t)
+	// The first create is performed, then the connection drops: the service must look before retrying.
+	fake.Fail(faketwilio.RouteCreateMessage, faketwilio.Fault{Drop: true, Applied: true})
+	s := start(t, fake, nil)
+	if code, _ := s.send(s.postReq(event("IM1", customer))); code != 200 {
+		t.Fatal(code)
+	}
+	waitFor(t, fake, 4)
+	s.stop()
+	msgs := fake.Messages(conv)
+	if len(msgs) != 2 || msgs[0].Attributes == msgs[1].Attributes {
+		t.Errorf("messages = %+v, want one wait and one rider", msgs)
+	}
+	got := calls(fake.Requests())
+	lookups := slices.DeleteFunc(slices.Clone(got), func(c call) bool {
+		return c != call{"GET", "/v1/Conversations/" + conv + "/Messages", "Order=desc&PageSize=50"}
+	})
+	if len(lookups) != 1 {
+		t.Errorf("calls = %+v, want exactly one marker lookup", got)
+	}
+}
+
+func TestEndToEndDuplicateAndConcurrentDeliveries(t *testing.T) {
+	fake := newFake(t, "WH1")
+	s := start(t, fake, nil)
+	var wg sync.WaitGroup
+	codes := make(chan string, 40)
+	for i := range 40 {
+		wg.Go(func() {
+			sid := "IM1"
+			if i%4 == 3 {
+				sid = "IM2" // a second customer message a moment later
+			}
+			code, body := s.send(s.postReq(event(sid, customer)))
+			codes <- fmt.Sprintf("%d %s", code, body)
+		})
+	}
+	wg.Wait()
+	close(codes)
+	accepted := 0
+	for c := range codes {
+		if !strings.HasPrefix(c, "200 ") {
+			t.Errorf("answer %s", c)
+		}
+		if c == `200 {"outcome":"accepted"}` {
+			accepted++
+		}
+	}
+	if accepted != 1 {
+		t.Errorf("accepted %d deliveries, want 1", accepted)
+	}
+	waitFor(t, fake, 4)
+	// A late duplicate and the rider writing after completion change nothing.
+	if code, body := s.send(s.getReq(event("IM1", customer))); code != 200 || (body != `{"outcome":"duplicate"}` && !strings.Contains(body, "flow_")) {
+		t.Errorf("late duplicate: %d %s", code, body)
+	}
+	if code, body := s.send(s.getReq(event("IM9", "whatsapp:+15550002222"))); code != 200 || body != `{"outcome":"ignored","reason":"not_customer"}` {
+		t.Errorf("rider message: %d %s", code, body)
+	}
+	s.stop()
+	trigger := fake.Messages(conv)[0].Attributes[strings.Index(fake.Messages(conv)[0].Attributes, `"trigger":"`)+11:][:3]
+	assertCalls(t, fake, sorted(waitCall(trigger), riderCall(trigger), listCall("PageSize=5"), deleteCall("WH1")))
+}
+
+func TestEndToEndContentTemplate(t *testing.T) {
+	fake := newFake(t)
+	s := start(t, fake, map[string]string{
+		"OPTIN_RIDER_OPTIN_CONTENT_SID":       "HX00000000000000000000000000000001",
+		"OPTIN_RIDER_OPTIN_CONTENT_VARIABLES": `{"1":"Ana"}`,
+		"OPTIN_WAIT_MESSAGE":                  "One moment",
+	})
+	if code, _ := s.send(s.postReq(event("IM1", customer))); code != 200 {
+		t.Fatal(code)
+	}
+	waitFor(t, fake, 3)
+	s.stop()
+	assertCalls(t, fake, sorted(
+		call{"POST", "/v1/Conversations/" + conv + "/Messages", form("Body", "One moment", "Attributes", `{"optin":{"step":"wait","trigger":"IM1"}}`)},
+		call{"POST", "/v1/Conversations/" + conv + "/Messages", form("Author", customer, "ContentSid", "HX00000000000000000000000000000001",
+			"ContentVariables", `{"1":"Ana"}`, "Attributes", `{"optin":{"step":"rider","trigger":"IM1"}}`)},
+		listCall("PageSize=5"),
+	))
+}
+
+func TestEndToEndPublicURLAndAPIKey(t *testing.T) {
+	fake := faketwilio.New("SK00000000000000000000000000000001", "apisecret1")
+	t.Cleanup(fake.Close)
+	fake.AddConversation(conv)
+	s := start(t, fake, map[string]string{
+		"OPTIN_PUBLIC_URL":  "https://optin.example.com/hooks",
+		"TWILIO_API_KEY":    "SK00000000000000000000000000000001",
+		"TWILIO_API_SECRET": "apisecret1",
+	})
+	ev := event("IM1", customer)
+	local := s.postReq(ev) // signed for the local URL: wrong behind the public one
+	if code, _ := s.send(local); code != 403 {
+		t.Errorf("locally signed: got %d, want 403", code)
+	}
+	r := s.postReq(ev)
+	r.Header.Set("X-Twilio-Signature", signature.Compute(authToken, "https://optin.example.com/hooks/webhooks/conversations", ev))
+	if code, body := s.send(r); code != 200 {
+		t.Fatalf("publicly signed: %d %s", code, body)
+	}
+	waitFor(t, fake, 3)
+	s.stop()
+	if n := len(fake.Messages(conv)); n != 2 {
+		t.Errorf("messages = %d, want 2 (API key accepted)", n)
+	}
+	logs := s.logs.String()
+	for _, secret := range []string{authToken, "apisecret1"} {
+		if strings.Contains(logs, secret) {
+			t.Errorf("secret %q in logs", secret)
+		}
+	}
+	if !strings.Contains(logs, `"TWILIO_AUTH_TOKEN":"********"`) || !strings.Contains(logs, `"OPTIN_PUBLIC_URL":"https://optin.example.com/hooks"`) {
+		t.Errorf("effective config not logged masked:\n%s", logs)
+	}
+}
+
+func TestEndToEndProbesAndShutdown(t *testing.T) {
+	fake := newFake(t)
+	s := start(t, fake, nil)
+	for _, p := range []string{"/healthz", "/readyz"} {
+		r, _ := http.NewRequest(http.MethodGet, s.base+p, nil)
+		if code, _ := s.send(r); code != 200 {
+			t.Errorf("%s: %d", p, code)
+		}
+	}
+	s.stop()
+	if !strings.Contains(s.logs.String(), `"message":"stopped"`) {
+		t.Errorf("no clean stop:\n%s", s.logs)
+	}
+}

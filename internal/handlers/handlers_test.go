@@ -1,0 +1,321 @@
+package handlers
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/rs/zerolog"
+
+	"github.com/optinkit/optin/internal/optin"
+	"github.com/optinkit/optin/internal/signature"
+)
+
+const token = "authtoken0000000000000000000001"
+
+// fakeFlows records events and answers as told.
+type fakeFlows struct {
+	mu     sync.Mutex
+	events []optin.Event
+	answer optin.Decision
+	err    error
+}
+
+func (f *fakeFlows) Handle(_ context.Context, ev optin.Event) (optin.Decision, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.events = append(f.events, ev)
+	if f.err != nil {
+		return optin.Decision{}, f.err
+	}
+	if err := ev.Validate(); err != nil {
+		return optin.Decision{}, err
+	}
+	return f.answer, nil
+}
+
+type env struct {
+	flows *fakeFlows
+	ready bool
+	logs  *bytes.Buffer
+	h     http.Handler
+}
+
+func newEnv(t *testing.T, urls SignedURL) *env {
+	t.Helper()
+	e := &env{flows: &fakeFlows{answer: optin.Decision{Outcome: optin.OutcomeAccepted}}, ready: true, logs: &bytes.Buffer{}}
+	e.h = NewRouter(Deps{
+		Log:       zerolog.New(e.logs),
+		Flows:     e.flows,
+		Validator: signature.New(token),
+		URLs:      urls,
+		Ready:     func() bool { return e.ready },
+	})
+	return e
+}
+
+func (e *env) do(r *http.Request) (int, string) {
+	w := httptest.NewRecorder()
+	e.h.ServeHTTP(w, r)
+	return w.Code, strings.TrimSpace(w.Body.String())
+}
+
+var event = url.Values{
+	"EventType":       {"onMessageAdded"},
+	"ConversationSid": {"CH1"},
+	"MessageSid":      {"IM1"},
+	"Author":          {"whatsapp:+15550001111"},
+	"Body":            {"Yes"},
+	"ParticipantSid":  {"MB1"},
+	"RetryCount":      {"0"},
+	"Index":           {"1"},
+	"Source":          {"WHATSAPP"},
+}
+
+var wantEvent = optin.Event{Type: "onMessageAdded", ConversationSid: "CH1", MessageSid: "IM1",
+	Author: "whatsapp:+15550001111", Body: "Yes", ParticipantSid: "MB1", RetryCount: "0"}
+
+const target = "http://example.com/webhooks/conversations"
+
+func signedGET(params url.Values) *http.Request {
+	u := target + "?" + params.Encode()
+	r := httptest.NewRequest(http.MethodGet, u, nil)
+	r.Header.Set("X-Twilio-Signature", signature.Compute(token, u, nil))
+	return r
+}
+
+func signedPOST(params url.Values) *http.Request {
+	r := httptest.NewRequest(http.MethodPost, target, strings.NewReader(params.Encode()))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	r.Header.Set("X-Twilio-Signature", signature.Compute(token, target, params))
+	return r
+}
+
+func signedJSON(body string) *http.Request {
+	sum := sha256.Sum256([]byte(body))
+	u := target + "?bodySHA256=" + hex.EncodeToString(sum[:])
+	r := httptest.NewRequest(http.MethodPost, u, strings.NewReader(body))
+	r.Header.Set("Content-Type", "application/json")
+	r.Header.Set("X-Twilio-Signature", signature.Compute(token, u, nil))
+	return r
+}
+
+func TestWebhookAccepts(t *testing.T) {
+	json := `{"EventType":"onMessageAdded","ConversationSid":"CH1","MessageSid":"IM1","Author":"whatsapp:+15550001111","Body":"Yes","ParticipantSid":"MB1","RetryCount":0,"Index":1,"Media":null}`
+	for name, r := range map[string]*http.Request{
+		"GET query": signedGET(event),
+		"POST form": signedPOST(event),
+		"POST json": signedJSON(json),
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, SignedURL{})
+			code, body := e.do(r)
+			if code != 200 || body != `{"outcome":"accepted"}` {
+				t.Fatalf("got %d %s", code, body)
+			}
+			if len(e.flows.events) != 1 || e.flows.events[0] != wantEvent {
+				t.Errorf("events = %+v, want %+v", e.flows.events, wantEvent)
+			}
+		})
+	}
+}
+
+func TestWebhookRejects(t *testing.T) {
+	unsigned := signedPOST(event)
+	unsigned.Header.Del("X-Twilio-Signature")
+	forged := signedPOST(event)
+	forged.Header.Set("X-Twilio-Signature", signature.Compute("other", target, event))
+	tampered := signedPOST(event)
+	changed := url.Values{}
+	for k, v := range event {
+		changed[k] = v
+	}
+	changed.Set("Author", "whatsapp:+15559999999")
+	tampered.Body = io.NopCloser(strings.NewReader(changed.Encode()))
+	getForged := signedGET(event)
+	getForged.URL.RawQuery += "&Extra=1"
+	getForged.RequestURI += "&Extra=1"
+	jsonTampered := signedJSON(`{"EventType":"onMessageAdded"}`)
+	jsonTampered.Body = io.NopCloser(strings.NewReader(`{"EventType":"onMessageAdded","x":1}`))
+	jsonNoHash := signedJSON(`{}`)
+	jsonNoHash.URL.RawQuery, jsonNoHash.RequestURI = "", "/webhooks/conversations"
+	jsonNoHash.Header.Set("X-Twilio-Signature", signature.Compute(token, target, nil))
+	big := httptest.NewRequest(http.MethodPost, target, strings.NewReader("Body="+strings.Repeat("a", MaxBodyBytes)))
+	big.Header.Set("X-Twilio-Signature", "x")
+	bigChunked := httptest.NewRequest(http.MethodPost, target, io.MultiReader(strings.NewReader("Body="), strings.NewReader(strings.Repeat("a", MaxBodyBytes))))
+	bigChunked.ContentLength = -1
+	bigChunked.Header.Set("X-Twilio-Signature", "x")
+	badForm := httptest.NewRequest(http.MethodPost, target, strings.NewReader("Body=%zz"))
+	badForm.Header.Set("X-Twilio-Signature", "x")
+	badJSON := signedJSON(`{"EventType":`)
+	arrayJSON := signedJSON(`["onMessageAdded"]`)
+	noConversation := url.Values{"EventType": {"onMessageAdded"}, "MessageSid": {"IM1"}, "Author": {"a"}}
+	noMessage := url.Values{"EventType": {"onMessageAdded"}, "ConversationSid": {"CH1"}, "Author": {"a"}}
+
+	tests := []struct {
+		name string
+		r    *http.Request
+		code int
+		body string
+	}{
+		{"no signature", unsigned, 403, `{"error":"missing X-Twilio-Signature"}`},
+		{"other token", forged, 403, `{"error":"invalid X-Twilio-Signature"}`},
+		{"body changed", tampered, 403, `{"error":"invalid X-Twilio-Signature"}`},
+		{"query changed", getForged, 403, `{"error":"invalid X-Twilio-Signature"}`},
+		{"json changed", jsonTampered, 403, `{"error":"invalid X-Twilio-Signature"}`},
+		{"json without bodySHA256", jsonNoHash, 403, `{"error":"invalid X-Twilio-Signature"}`},
+		{"over 1 MiB", big, 413, `{"error":"request body exceeds 1 MiB"}`},
+		{"over 1 MiB chunked", bigChunked, 413, `{"error":"request body exceeds 1 MiB"}`},
+		{"malformed form", badForm, 400, `{"error":"malformed form body"}`},
+		{"malformed json", badJSON, 400, `{"error":"body is not a JSON object"}`},
+		{"json array", arrayJSON, 400, `{"error":"body is not a JSON object"}`},
+		{"no ConversationSid", signedPOST(noConversation), 400, `{"error":"invalid event\nConversationSid is missing"}`},
+		{"no MessageSid", signedGET(noMessage), 400, `{"error":"invalid event\nMessageSid is missing"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, SignedURL{})
+			code, body := e.do(tt.r)
+			if code != tt.code || body != tt.body {
+				t.Errorf("got %d %s, want %d %s", code, body, tt.code, tt.body)
+			}
+			if tt.code != 400 && len(e.flows.events) != 0 {
+				t.Errorf("flow saw a rejected request: %+v", e.flows.events)
+			}
+		})
+	}
+}
+
+func TestWebhookAnswersDecision(t *testing.T) {
+	e := newEnv(t, SignedURL{})
+	e.flows.answer = optin.Decision{Outcome: optin.OutcomeIgnored, Reason: optin.ReasonNotCustomer}
+	if code, body := e.do(signedPOST(event)); code != 200 || body != `{"outcome":"ignored","reason":"not_customer"}` {
+		t.Errorf("got %d %s", code, body)
+	}
+	e.flows.err = errors.New("store down: redis://secret@host")
+	code, body := e.do(signedPOST(event))
+	if code != 500 || body != `{"error":"internal error"}` {
+		t.Errorf("got %d %s", code, body)
+	}
+}
+
+func TestSignedURL(t *testing.T) {
+	public, _ := url.Parse("https://optin.example.com/prefix/")
+	tests := []struct {
+		name    string
+		urls    SignedURL
+		headers map[string]string
+		want    string
+	}{
+		{"from request", SignedURL{}, nil, "http://internal:8080/webhooks/conversations?a=1&b=%27x"},
+		{"public url with prefix", SignedURL{Public: public}, map[string]string{"X-Forwarded-Host": "evil"}, "https://optin.example.com/prefix/webhooks/conversations?a=1&b=%27x"},
+		{"proxy headers ignored", SignedURL{}, map[string]string{"X-Forwarded-Proto": "https", "X-Forwarded-Host": "optin.example.com"}, "http://internal:8080/webhooks/conversations?a=1&b=%27x"},
+		{"proxy headers trusted", SignedURL{TrustProxy: true}, map[string]string{"X-Forwarded-Proto": "https, http", "X-Forwarded-Host": "optin.example.com, internal"}, "https://optin.example.com/webhooks/conversations?a=1&b=%27x"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodGet, "http://internal:8080/webhooks/conversations?a=1&b=%27x", nil)
+			for k, v := range tt.headers {
+				r.Header.Set(k, v)
+			}
+			if got := tt.urls.For(r); got != tt.want {
+				t.Errorf("For = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// Behind a TLS proxy the service sees http://internal; Twilio signed the public https URL.
+func TestSignatureBehindProxy(t *testing.T) {
+	publicTarget := "https://optin.example.com/webhooks/conversations"
+	req := func() *http.Request {
+		r := httptest.NewRequest(http.MethodPost, "http://internal:8080/webhooks/conversations", strings.NewReader(event.Encode()))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		r.Header.Set("X-Forwarded-Proto", "https")
+		r.Header.Set("X-Forwarded-Host", "optin.example.com")
+		r.Header.Set("X-Twilio-Signature", signature.Compute(token, publicTarget, event))
+		return r
+	}
+	public, _ := url.Parse("https://optin.example.com")
+	for _, tt := range []struct {
+		urls SignedURL
+		code int
+	}{
+		{SignedURL{}, 403},
+		{SignedURL{TrustProxy: true}, 200},
+		{SignedURL{Public: public}, 200},
+	} {
+		e := newEnv(t, tt.urls)
+		if code, _ := e.do(req()); code != tt.code {
+			t.Errorf("%+v: got %d, want %d", tt.urls, code, tt.code)
+		}
+	}
+}
+
+func TestProbes(t *testing.T) {
+	e := newEnv(t, SignedURL{})
+	for _, tt := range []struct {
+		path  string
+		ready bool
+		code  int
+		body  string
+	}{
+		{"/healthz", true, 200, `{"status":"ok"}`},
+		{"/readyz", true, 200, `{"status":"ready"}`},
+		{"/readyz", false, 503, `{"status":"shutting down"}`},
+		{"/healthz", false, 200, `{"status":"ok"}`},
+	} {
+		e.ready = tt.ready
+		if code, body := e.do(httptest.NewRequest(http.MethodGet, tt.path, nil)); code != tt.code || body != tt.body {
+			t.Errorf("%s ready=%v: got %d %s", tt.path, tt.ready, code, body)
+		}
+	}
+}
+
+func TestRoutingErrorsAndLogs(t *testing.T) {
+	e := newEnv(t, SignedURL{})
+	if code, body := e.do(httptest.NewRequest(http.MethodGet, "/nope", nil)); code != 404 || body != `{"error":"not found"}` {
+		t.Errorf("404: %d %s", code, body)
+	}
+	if code, body := e.do(httptest.NewRequest(http.MethodPut, "/webhooks/conversations", nil)); code != 405 || body != `{"error":"method not allowed"}` {
+		t.Errorf("405: %d %s", code, body)
+	}
+	w := httptest.NewRecorder()
+	e.h.ServeHTTP(w, signedPOST(event))
+	if w.Header().Get("X-Request-Id") == "" {
+		t.Error("no X-Request-Id")
+	}
+	logs := e.logs.String()
+	for _, want := range []string{`"method":"POST","path":"/webhooks/conversations","status":200`, `"request_id":"`, `"conversation_sid":"CH1","message_sid":"IM1"`, `"outcome":"accepted"`} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("logs lack %s:\n%s", want, logs)
+		}
+	}
+	if strings.Contains(logs, token) {
+		t.Error("auth token in logs")
+	}
+}
+
+func TestPanicIs500(t *testing.T) {
+	e := newEnv(t, SignedURL{})
+	e.h = NewRouter(Deps{Log: zerolog.New(e.logs), Flows: panicky{}, Validator: signature.New(token), Ready: func() bool { return true }})
+	if code, body := e.do(signedPOST(event)); code != 500 || body != `{"error":"internal error"}` {
+		t.Errorf("got %d %s", code, body)
+	}
+	if !strings.Contains(e.logs.String(), "handler panicked") {
+		t.Error("panic not logged")
+	}
+}
+
+type panicky struct{}
+
+func (panicky) Handle(context.Context, optin.Event) (optin.Decision, error) { panic("boom") }
