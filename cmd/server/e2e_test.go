@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
@@ -485,5 +486,67 @@ func TestEndToEndProbesAndShutdown(t *testing.T) {
 	s.stop()
 	if !strings.Contains(s.logs.String(), `"message":"stopped"`) {
 		t.Errorf("no clean stop:\n%s", s.logs)
+	}
+}
+
+// blockingAPI holds every REST call until release is closed, then lets fake answer it.
+func blockingAPI(t *testing.T, fake *faketwilio.Server) (url string, release func()) {
+	ch := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-ch:
+		case <-r.Context().Done():
+			return
+		}
+		fake.Config.Handler.ServeHTTP(w, r)
+	}))
+	var once sync.Once
+	release = func() { once.Do(func() { close(ch) }) }
+	t.Cleanup(func() { release(); srv.Close() })
+	return srv.URL, release
+}
+
+// The answer to Twilio does not wait for Twilio's REST API, and shutdown waits for the flow.
+func TestEndToEndAnswersWhileRESTHangsAndDrainsOnShutdown(t *testing.T) {
+	fake := newFake(t, "WH1")
+	api, release := blockingAPI(t, fake)
+	s := start(t, fake, map[string]string{"OPTIN_TWILIO_API_URL": api})
+	client := &http.Client{Timeout: 5 * time.Second} // Twilio's webhook budget
+	resp, err := client.Do(s.postReq(event("IM1", customer)))
+	if err != nil {
+		t.Fatalf("webhook not answered within Twilio's 5 s: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || len(fake.Requests()) != 0 {
+		t.Fatalf("status %d with %d REST calls done", resp.StatusCode, len(fake.Requests()))
+	}
+	s.cancel()
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(s.logs.String(), `"message":"shutting down"`) {
+		if time.Now().After(deadline) {
+			t.Fatal("no shutdown")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	select {
+	case err := <-s.done:
+		t.Fatalf("run returned (%v) with a flow in flight", err)
+	default:
+	}
+	release()
+	s.stop()
+	assertCalls(t, fake, sorted(waitCall("IM1"), riderCall("IM1"), listCall("PageSize=5"), deleteCall("WH1")))
+}
+
+func TestEndToEndShutdownTimeoutAbandons(t *testing.T) {
+	fake := newFake(t, "WH1")
+	api, _ := blockingAPI(t, fake)
+	s := start(t, fake, map[string]string{"OPTIN_TWILIO_API_URL": api, "OPTIN_SHUTDOWN_TIMEOUT": "200ms"})
+	if code, _ := s.send(s.postReq(event("IM1", customer))); code != 200 {
+		t.Fatal(code)
+	}
+	s.stop() // returns nil: exit 0 even when work had to be abandoned
+	if !strings.Contains(s.logs.String(), "opt-ins abandoned at shutdown timeout") {
+		t.Errorf("abandonment not logged:\n%s", s.logs)
 	}
 }

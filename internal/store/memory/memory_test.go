@@ -1,0 +1,55 @@
+package memory
+
+import (
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/optinkit/optin/internal/optin"
+)
+
+func TestClaimIsAtomic(t *testing.T) {
+	s := New()
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	for i := range 100 {
+		wg.Go(func() {
+			_, claimed, err := s.Claim(t.Context(), optin.Flow{ConversationSid: "CH1", Trigger: string(rune('a' + i%26)), State: optin.StateRunning})
+			if err != nil {
+				t.Error(err)
+			}
+			if claimed {
+				wins.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if wins.Load() != 1 {
+		t.Errorf("%d claims won, want 1", wins.Load())
+	}
+}
+
+func TestClaimReturnsExistingAndFinishRecords(t *testing.T) {
+	s := New()
+	first := optin.Flow{ConversationSid: "CH1", Customer: "whatsapp:+1", Trigger: "IM1", State: optin.StateRunning}
+	if _, claimed, _ := s.Claim(t.Context(), first); !claimed {
+		t.Fatal("first claim lost")
+	}
+	got, claimed, _ := s.Claim(t.Context(), optin.Flow{ConversationSid: "CH1", Customer: "whatsapp:+2", Trigger: "IM2"})
+	if claimed || got != first {
+		t.Fatalf("second claim = %+v %v, want existing %+v", got, claimed, first)
+	}
+	if err := s.Finish(t.Context(), "CH1", optin.StateFailed, "step rider: 63016"); err != nil {
+		t.Fatal(err)
+	}
+	f, _ := s.Get("CH1")
+	if f.State != optin.StateFailed || f.Detail != "step rider: 63016" || f.FinishedAt.IsZero() || f.Trigger != "IM1" {
+		t.Errorf("flow = %+v", f)
+	}
+	if err := s.Finish(t.Context(), "CH2", optin.StateDone, ""); err == nil {
+		t.Error("finishing an unclaimed flow succeeded")
+	}
+	if _, claimed, _ := s.Claim(t.Context(), optin.Flow{ConversationSid: "CH2"}); !claimed {
+		t.Error("other conversation not claimable")
+	}
+}
