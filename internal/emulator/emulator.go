@@ -1,0 +1,196 @@
+// Package emulator is an in-memory Twilio Conversations: the REST resources the opt-in uses, the phones
+// on the other side (inbound messages, what each phone received, WhatsApp's 24-hour rule), the
+// conversation-scoped webhooks Twilio fires, and fault injection. Serve it with net/http.
+package emulator
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Options configure an Emulator.
+type Options struct {
+	// AccountSid and AuthToken are the credentials the REST API accepts and the key webhooks are signed with.
+	AccountSid string
+	AuthToken  string
+	// APIKey and APISecret, when set, are accepted as REST credentials too.
+	APIKey    string
+	APISecret string
+	// Contents maps Content SIDs (HX…) to template text with {{1}}-style placeholders.
+	Contents map[string]string
+	// Faults are active from the start.
+	Faults []Fault
+	// Now is the emulator's clock; nil means time.Now. Advance moves it forward.
+	Now func() time.Time
+	// WebhookTimeout is how long a fired webhook may take; Twilio's is 5 s.
+	WebhookTimeout time.Duration
+	// Seed makes rate-based faults repeatable.
+	Seed uint64
+}
+
+// Emulator holds the state of one Twilio account.
+type Emulator struct {
+	opts    Options
+	mux     *http.ServeMux
+	hooks   *http.Client
+	pending sync.WaitGroup
+
+	mu            sync.Mutex
+	seq           uint64
+	offset        time.Duration
+	conversations []*conversation // creation order
+	lastInbound   map[string]time.Time
+	transcripts   map[string][]Entry
+	calls         []WebhookCall
+	faults        []*faultState
+	rng           *rand.Rand
+}
+
+type conversation struct {
+	Sid, FriendlyName, UniqueName, Attributes, State, MessagingServiceSid string
+	Created, Updated                                                      time.Time
+	participants                                                          []*participant
+	messages                                                              []*message
+	webhooks                                                              []*webhook
+}
+
+type participant struct {
+	Sid, Identity, Attributes, Address, ProxyAddress string
+	Created, Updated                                 time.Time
+}
+
+type message struct {
+	Sid, Author, Body, ContentSid, ContentVariables, Attributes, ParticipantSid string
+	Index                                                                       int
+	Created, Updated                                                            time.Time
+	delivered, failed, total                                                    int
+}
+
+type webhook struct {
+	Sid, Target, URL, Method, FlowSid string
+	Filters, Triggers                 []string
+	ReplayAfter                       *int
+	Created, Updated                  time.Time
+}
+
+// Entry is one line of a phone's transcript.
+type Entry struct {
+	// Direction is "received" (the phone got it) or "sent" (the phone wrote it).
+	Direction       string    `json:"direction"`
+	Peer            string    `json:"peer"`
+	Text            string    `json:"text"`
+	ContentSid      string    `json:"content_sid,omitempty"`
+	Status          string    `json:"status"`
+	ErrorCode       int       `json:"error_code,omitempty"`
+	ConversationSid string    `json:"conversation_sid"`
+	MessageSid      string    `json:"message_sid"`
+	At              time.Time `json:"at"`
+}
+
+// WebhookCall is one webhook the emulator fired.
+type WebhookCall struct {
+	WebhookSid string `json:"webhook_sid"`
+	Method     string `json:"method"`
+	URL        string `json:"url"`
+	EventType  string `json:"event_type"`
+	MessageSid string `json:"message_sid"`
+	Status     int    `json:"status"`
+	Error      string `json:"error,omitempty"`
+}
+
+// New returns an Emulator with no conversations.
+func New(opts Options) *Emulator {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.WebhookTimeout <= 0 {
+		opts.WebhookTimeout = 5 * time.Second
+	}
+	e := &Emulator{
+		opts:        opts,
+		hooks:       &http.Client{Timeout: opts.WebhookTimeout},
+		lastInbound: map[string]time.Time{},
+		transcripts: map[string][]Entry{},
+		rng:         rand.New(rand.NewPCG(opts.Seed, opts.Seed^0x9e3779b97f4a7c15)),
+	}
+	e.SetFaults(opts.Faults)
+	e.routes()
+	return e
+}
+
+// ServeHTTP serves the REST API under /v1 and the emulator's own endpoints under /emulator.
+func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) { e.mux.ServeHTTP(w, r) }
+
+// Close waits for fired webhooks to finish, at most until ctx ends.
+func (e *Emulator) Close(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { e.pending.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Advance moves the emulator's clock forward, e.g. past WhatsApp's 24-hour window.
+func (e *Emulator) Advance(d time.Duration) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.offset += d
+}
+
+func (e *Emulator) now() time.Time { return e.opts.Now().Add(e.offset).UTC() }
+
+// newSid returns prefix + 32 hex digits, unique within the emulator. Callers hold e.mu.
+func (e *Emulator) newSid(prefix string) string {
+	e.seq++
+	return fmt.Sprintf("%s%016x%016x", prefix, e.rng.Uint64()>>32, e.seq)
+}
+
+// Transcript returns what one phone sent and received, oldest first.
+func (e *Emulator) Transcript(address string) []Entry {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]Entry(nil), e.transcripts[address]...)
+}
+
+// Transcripts returns every phone's transcript.
+func (e *Emulator) Transcripts() map[string][]Entry {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make(map[string][]Entry, len(e.transcripts))
+	for k, v := range e.transcripts {
+		out[k] = append([]Entry(nil), v...)
+	}
+	return out
+}
+
+// WebhookCalls returns every webhook fired so far, in the order they finished.
+func (e *Emulator) WebhookCalls() []WebhookCall {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]WebhookCall(nil), e.calls...)
+}
+
+func (e *Emulator) find(sid string) *conversation {
+	for _, c := range e.conversations {
+		if c.Sid == sid || (c.UniqueName != "" && c.UniqueName == sid) {
+			return c
+		}
+	}
+	return nil
+}
+
+// channel is the binding type of an address: whatsapp, or sms for a bare phone number.
+func channel(address string) string {
+	if strings.HasPrefix(address, "whatsapp:") {
+		return "whatsapp"
+	}
+	return "sms"
+}

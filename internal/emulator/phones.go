@@ -1,0 +1,287 @@
+package emulator
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/optinkit/optin/internal/signature"
+)
+
+// window is WhatsApp's customer service window: free-form messages only within 24 h of the user's last message.
+const window = 24 * time.Hour
+
+// ErrNoBinding means no active conversation holds the address and proxy address of an inbound message.
+var ErrNoBinding = errors.New("no active conversation holds this address and proxy address")
+
+// Message is a message as Inbound returns it.
+type Message struct {
+	Sid             string
+	ConversationSid string
+	Index           int
+	Author          string
+	Body            string
+}
+
+// Inbound delivers a message a phone sent to a Twilio number: into the conversation holding that
+// binding, to the other participants, and to the conversation's onMessageAdded webhooks.
+func (e *Emulator) Inbound(from, to, body string) (Message, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c, _ := e.bindingLocked(from, to)
+	if c == nil {
+		return Message{}, ErrNoBinding
+	}
+	now := e.now()
+	e.lastInbound[from+"|"+to] = now
+	m := e.addMessage(c, from, body, "", "", "{}")
+	e.transcripts[from] = append(e.transcripts[from], Entry{Direction: "sent", Peer: to, Text: body, Status: "sent",
+		ConversationSid: c.Sid, MessageSid: m.Sid, At: now})
+	e.fireLocked(c, m, strings.ToUpper(channel(from)))
+	return Message{Sid: m.Sid, ConversationSid: c.Sid, Index: m.Index, Author: m.Author, Body: m.Body}, nil
+}
+
+func (e *Emulator) bindingLocked(address, proxy string) (*conversation, *participant) {
+	for i := len(e.conversations) - 1; i >= 0; i-- {
+		c := e.conversations[i]
+		if c.State == "closed" {
+			continue
+		}
+		for _, p := range c.participants {
+			if p.Address == address && p.ProxyAddress == proxy {
+				return c, p
+			}
+		}
+	}
+	return nil, nil
+}
+
+// addMessage appends a message and delivers it to every phone in the conversation but its author.
+// Callers hold e.mu.
+func (e *Emulator) addMessage(c *conversation, author, body, contentSid, contentVars, attrs string) *message {
+	if attrs == "" {
+		attrs = "{}"
+	}
+	now := e.now()
+	m := &message{Sid: e.newSid("IM"), Author: author, Body: body, ContentSid: contentSid, ContentVariables: contentVars,
+		Attributes: attrs, Index: len(c.messages), Created: now, Updated: now}
+	for _, p := range c.participants {
+		if p.Address == author || (p.Identity != "" && p.Identity == author) {
+			m.ParticipantSid = p.Sid
+		}
+	}
+	c.messages = append(c.messages, m)
+	text := body
+	if contentSid != "" {
+		text = e.render(contentSid, contentVars)
+	}
+	for _, p := range c.participants {
+		if p.Address == "" || p.Sid == m.ParticipantSid {
+			continue
+		}
+		m.total++
+		entry := Entry{Direction: "received", Peer: p.ProxyAddress, Text: text, ContentSid: contentSid, Status: "delivered",
+			ConversationSid: c.Sid, MessageSid: m.Sid, At: now}
+		if channel(p.Address) == "whatsapp" && contentSid == "" && !e.windowOpen(p.Address, p.ProxyAddress, now) {
+			entry.Status, entry.ErrorCode = "failed", 63016
+			m.failed++
+		} else {
+			m.delivered++
+		}
+		e.transcripts[p.Address] = append(e.transcripts[p.Address], entry)
+	}
+	return m
+}
+
+func (e *Emulator) windowOpen(address, proxy string, now time.Time) bool {
+	last, ok := e.lastInbound[address+"|"+proxy]
+	return ok && now.Sub(last) < window
+}
+
+var placeholder = regexp.MustCompile(`\{\{\s*(\w+)\s*\}\}`)
+
+// render fills a content template with its variables; an unknown template shows its SID.
+func (e *Emulator) render(contentSid, vars string) string {
+	tmpl, ok := e.opts.Contents[contentSid]
+	if !ok {
+		tmpl = "[content " + contentSid + "]"
+	}
+	var values map[string]any
+	_ = json.Unmarshal([]byte(vars), &values)
+	return placeholder.ReplaceAllStringFunc(tmpl, func(s string) string {
+		if v, ok := values[placeholder.FindStringSubmatch(s)[1]]; ok {
+			if str, ok := v.(string); ok {
+				return str
+			}
+			b, _ := json.Marshal(v)
+			return string(b)
+		}
+		return s
+	})
+}
+
+// fireLocked sends onMessageAdded to each of the conversation's webhooks that asks for it.
+func (e *Emulator) fireLocked(c *conversation, m *message, source string) {
+	for _, h := range c.webhooks {
+		e.fireOneLocked(c, m, h, source)
+	}
+}
+
+func (e *Emulator) fireOneLocked(c *conversation, m *message, h *webhook, source string) {
+	if h.Target != "webhook" || !hasFilter(h.Filters, "onMessageAdded") {
+		return
+	}
+	params := url.Values{
+		"AccountSid":      {e.opts.AccountSid},
+		"ChatServiceSid":  {"IS" + c.Sid[2:]},
+		"ConversationSid": {c.Sid},
+		"EventType":       {"onMessageAdded"},
+		"MessageSid":      {m.Sid},
+		"Index":           {strconv.Itoa(m.Index)},
+		"Author":          {m.Author},
+		"Body":            {m.Body},
+		"Attributes":      {m.Attributes},
+		"DateCreated":     {m.Created.Format("2006-01-02T15:04:05.000Z")},
+		"Source":          {source},
+		"RetryCount":      {"0"},
+		"WebhookSid":      {h.Sid},
+		"WebhookType":     {"webhook"},
+	}
+	if m.ParticipantSid != "" {
+		params.Set("ParticipantSid", m.ParticipantSid)
+	}
+	if c.MessagingServiceSid != "" {
+		params.Set("MessagingServiceSid", c.MessagingServiceSid)
+	}
+	call := WebhookCall{WebhookSid: h.Sid, Method: h.Method, EventType: "onMessageAdded", MessageSid: m.Sid}
+	e.pending.Add(1)
+	go func() {
+		defer e.pending.Done()
+		call.URL, call.Status, call.Error = e.send(h.URL, h.Method, params)
+		e.mu.Lock()
+		e.calls = append(e.calls, call)
+		e.mu.Unlock()
+	}()
+}
+
+func hasFilter(filters []string, event string) bool {
+	for _, f := range filters {
+		if strings.EqualFold(f, event) {
+			return true
+		}
+	}
+	return false
+}
+
+// send makes the signed webhook request as Twilio does: GET with the parameters appended to the
+// configured URL's query, or POST with them as a form.
+func (e *Emulator) send(target, method string, params url.Values) (string, int, string) {
+	var req *http.Request
+	var err error
+	ctx, cancel := context.WithTimeout(context.Background(), e.opts.WebhookTimeout)
+	defer cancel()
+	if method == http.MethodGet {
+		sep := "?"
+		if strings.Contains(target, "?") {
+			sep = "&"
+		}
+		target += sep + params.Encode()
+		req, err = http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+		if err == nil {
+			req.Header.Set("X-Twilio-Signature", signature.Compute(e.opts.AuthToken, target, nil))
+		}
+	} else {
+		req, err = http.NewRequestWithContext(ctx, http.MethodPost, target, strings.NewReader(params.Encode()))
+		if err == nil {
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded; charset=UTF-8")
+			req.Header.Set("X-Twilio-Signature", signature.Compute(e.opts.AuthToken, target, params))
+		}
+	}
+	if err != nil {
+		return target, 0, err.Error()
+	}
+	req.Header.Set("I-Twilio-Idempotency-Token", randomToken())
+	req.Header.Set("User-Agent", "TwilioProxy/1.1 (optin emulator)")
+	resp, err := e.hooks.Do(req)
+	if err != nil {
+		return target, 0, err.Error()
+	}
+	defer resp.Body.Close()
+	return target, resp.StatusCode, ""
+}
+
+func randomToken() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func (e *Emulator) handleInbound(w http.ResponseWriter, r *http.Request) {
+	in := struct{ From, To, Body string }{}
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&in); err != nil {
+			writeAPIError(w, badParam("inbound: body is not JSON"))
+			return
+		}
+	} else {
+		if err := r.ParseForm(); err != nil {
+			writeAPIError(w, badParam("inbound: malformed form"))
+			return
+		}
+		in.From, in.To, in.Body = r.PostForm.Get("From"), r.PostForm.Get("To"), r.PostForm.Get("Body")
+	}
+	if in.From == "" || in.To == "" || in.Body == "" {
+		writeAPIError(w, badParam("inbound: From, To and Body are required"))
+		return
+	}
+	m, err := e.Inbound(in.From, in.To, in.Body)
+	if err != nil {
+		writeAPIError(w, apiError{404, 20404, err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"sid": m.Sid, "conversation_sid": m.ConversationSid, "index": m.Index, "author": m.Author, "body": m.Body})
+}
+
+func (e *Emulator) handleTranscripts(w http.ResponseWriter, r *http.Request) {
+	all := e.Transcripts()
+	if a := r.URL.Query().Get("address"); a != "" {
+		all = map[string][]Entry{a: all[a]}
+		if all[a] == nil {
+			all[a] = []Entry{}
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"transcripts": all})
+}
+
+func (e *Emulator) handleWebhookCalls(w http.ResponseWriter, _ *http.Request) {
+	calls := e.WebhookCalls()
+	if calls == nil {
+		calls = []WebhookCall{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"webhook_calls": calls})
+}
+
+func (e *Emulator) handleClock(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		writeAPIError(w, badParam("clock: malformed form"))
+		return
+	}
+	d, err := time.ParseDuration(r.PostForm.Get("advance"))
+	if err != nil || d < 0 {
+		writeAPIError(w, badParam("clock: advance must be a positive duration such as 25h"))
+		return
+	}
+	e.Advance(d)
+	e.mu.Lock()
+	now := e.now()
+	e.mu.Unlock()
+	writeJSON(w, http.StatusOK, map[string]string{"now": ts(now)})
+}

@@ -1,0 +1,584 @@
+package emulator
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// apiError is a Twilio error response.
+type apiError struct {
+	Status int
+	Code   int
+	Msg    string
+}
+
+func writeAPIError(w http.ResponseWriter, err apiError) {
+	writeJSON(w, err.Status, map[string]any{
+		"code": err.Code, "message": err.Msg, "status": err.Status,
+		"more_info": fmt.Sprintf("https://www.twilio.com/docs/errors/%d", err.Code),
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+var (
+	errNotFound = apiError{404, 20404, "The requested resource was not found"}
+	errAuth     = apiError{401, 20003, "Authenticate"}
+)
+
+func badParam(msg string) apiError { return apiError{400, 20001, msg} }
+
+// restHandler handles one REST operation with the emulator locked; it returns the status and body.
+type restHandler func(r *http.Request, base string) (int, any, *apiError)
+
+func (e *Emulator) routes() {
+	m := http.NewServeMux()
+	rest := func(pattern, route string, h restHandler) {
+		m.Handle(pattern, e.rest(route, h))
+	}
+	rest("POST /v1/Conversations", "conversations.create", e.createConversation)
+	rest("GET /v1/Conversations", "conversations.list", e.listConversations)
+	rest("GET /v1/Conversations/{sid}", "conversations.fetch", e.fetchConversation)
+	rest("POST /v1/Conversations/{sid}", "conversations.update", e.updateConversation)
+	rest("DELETE /v1/Conversations/{sid}", "conversations.delete", e.deleteConversation)
+	rest("POST /v1/Conversations/{conv}/Participants", "participants.create", e.createParticipant)
+	rest("GET /v1/Conversations/{conv}/Participants", "participants.list", e.listParticipants)
+	rest("GET /v1/Conversations/{conv}/Participants/{sid}", "participants.fetch", e.fetchParticipant)
+	rest("DELETE /v1/Conversations/{conv}/Participants/{sid}", "participants.delete", e.deleteParticipant)
+	rest("POST /v1/Conversations/{conv}/Messages", "messages.create", e.createMessage)
+	rest("GET /v1/Conversations/{conv}/Messages", "messages.list", e.listMessages)
+	rest("GET /v1/Conversations/{conv}/Messages/{sid}", "messages.fetch", e.fetchMessage)
+	rest("POST /v1/Conversations/{conv}/Webhooks", "webhooks.create", e.createWebhook)
+	rest("GET /v1/Conversations/{conv}/Webhooks", "webhooks.list", e.listWebhooks)
+	rest("GET /v1/Conversations/{conv}/Webhooks/{sid}", "webhooks.fetch", e.fetchWebhook)
+	rest("POST /v1/Conversations/{conv}/Webhooks/{sid}", "webhooks.update", e.updateWebhook)
+	rest("DELETE /v1/Conversations/{conv}/Webhooks/{sid}", "webhooks.delete", e.deleteWebhook)
+	m.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) { writeAPIError(w, errNotFound) })
+
+	m.HandleFunc("POST /emulator/inbound", e.handleInbound)
+	m.HandleFunc("GET /emulator/transcripts", e.handleTranscripts)
+	m.HandleFunc("GET /emulator/webhook-calls", e.handleWebhookCalls)
+	m.HandleFunc("GET /emulator/faults", e.handleGetFaults)
+	m.HandleFunc("POST /emulator/faults", e.handleSetFaults)
+	m.HandleFunc("DELETE /emulator/faults", e.handleClearFaults)
+	m.HandleFunc("POST /emulator/clock", e.handleClock)
+	m.HandleFunc("GET /emulator/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	e.mux = m
+}
+
+// rest wraps an operation with authentication, form parsing, fault injection and the lock.
+func (e *Emulator) rest(route string, h restHandler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !e.authorized(r) {
+			writeAPIError(w, errAuth)
+			return
+		}
+		if err := r.ParseForm(); err != nil {
+			writeAPIError(w, badParam("malformed request"))
+			return
+		}
+		f := e.pickFault(route)
+		if f != nil && f.Latency > 0 {
+			select {
+			case <-time.After(time.Duration(f.Latency)):
+			case <-r.Context().Done():
+				return
+			}
+		}
+		if f != nil && !f.Applied && f.Kind != "" {
+			f.fail(w)
+			return
+		}
+		e.mu.Lock()
+		status, body, apiErr := h(r, baseURL(r))
+		e.mu.Unlock()
+		if f != nil && f.Kind != "" {
+			f.fail(w)
+			return
+		}
+		switch {
+		case apiErr != nil:
+			writeAPIError(w, *apiErr)
+		case body == nil:
+			w.WriteHeader(status)
+		default:
+			writeJSON(w, status, body)
+		}
+	})
+}
+
+func (e *Emulator) authorized(r *http.Request) bool {
+	u, p, ok := r.BasicAuth()
+	if !ok {
+		return false
+	}
+	o := e.opts
+	return (u == o.AccountSid && p == o.AuthToken) || (o.APIKey != "" && u == o.APIKey && p == o.APISecret)
+}
+
+func baseURL(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
+func ts(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// page cuts items into Twilio's list page: PageSize capped at max, Page counted from 0, absolute URLs.
+func page[T any](r *http.Request, base, key string, items []T, def, maxSize int, render func(T) any) map[string]any {
+	q := r.URL.Query()
+	size, err := strconv.Atoi(q.Get("PageSize"))
+	if err != nil || size <= 0 {
+		size = def
+	}
+	size = min(size, maxSize)
+	n, _ := strconv.Atoi(q.Get("Page"))
+	n = max(n, 0)
+	start := min(n*size, len(items))
+	end := min(start+size, len(items))
+	out := make([]any, 0, end-start)
+	for _, it := range items[start:end] {
+		out = append(out, render(it))
+	}
+	link := func(p int) string {
+		v := url.Values{"PageSize": {strconv.Itoa(size)}, "Page": {strconv.Itoa(p)}}
+		if o := q.Get("Order"); o != "" {
+			v.Set("Order", o)
+		}
+		if p > 0 {
+			v.Set("PageToken", "PT"+strconv.Itoa(p))
+		}
+		return base + r.URL.Path + "?" + v.Encode()
+	}
+	meta := map[string]any{
+		"page": n, "page_size": size, "key": key,
+		"first_page_url": link(0), "url": link(n),
+		"previous_page_url": nil, "next_page_url": nil,
+	}
+	if n > 0 {
+		meta["previous_page_url"] = link(n - 1)
+	}
+	if end < len(items) {
+		meta["next_page_url"] = link(n + 1)
+	}
+	return map[string]any{key: out, "meta": meta}
+}
+
+// ---- Conversations
+
+func (e *Emulator) conversationJSON(base string, c *conversation) map[string]any {
+	u := base + "/v1/Conversations/" + c.Sid
+	return map[string]any{
+		"sid": c.Sid, "account_sid": e.opts.AccountSid, "chat_service_sid": "IS" + c.Sid[2:],
+		"messaging_service_sid": nullable(c.MessagingServiceSid), "friendly_name": nullable(c.FriendlyName),
+		"unique_name": nullable(c.UniqueName), "attributes": c.Attributes, "state": c.State,
+		"date_created": ts(c.Created), "date_updated": ts(c.Updated), "timers": map[string]any{},
+		"bindings": nil, "url": u,
+		"links": map[string]any{"participants": u + "/Participants", "messages": u + "/Messages", "webhooks": u + "/Webhooks"},
+	}
+}
+
+var states = []string{"initializing", "inactive", "active", "closed"}
+
+func (e *Emulator) createConversation(r *http.Request, base string) (int, any, *apiError) {
+	now := e.now()
+	c := &conversation{Sid: e.newSid("CH"), FriendlyName: r.PostForm.Get("FriendlyName"), UniqueName: r.PostForm.Get("UniqueName"),
+		Attributes: r.PostForm.Get("Attributes"), State: r.PostForm.Get("State"), MessagingServiceSid: r.PostForm.Get("MessagingServiceSid"),
+		Created: now, Updated: now}
+	if c.Attributes == "" {
+		c.Attributes = "{}"
+	}
+	if c.State == "" {
+		c.State = "active"
+	}
+	if !slices.Contains(states, c.State) {
+		return 0, nil, &apiError{400, 20001, "Invalid State"}
+	}
+	if c.UniqueName != "" && e.find(c.UniqueName) != nil {
+		return 0, nil, &apiError{409, 50353, "Conversation with provided unique name already exists"}
+	}
+	e.conversations = append(e.conversations, c)
+	return http.StatusCreated, e.conversationJSON(base, c), nil
+}
+
+func (e *Emulator) listConversations(r *http.Request, base string) (int, any, *apiError) {
+	return http.StatusOK, page(r, base, "conversations", e.conversations, 50, 100, func(c *conversation) any { return e.conversationJSON(base, c) }), nil
+}
+
+func (e *Emulator) fetchConversation(r *http.Request, base string) (int, any, *apiError) {
+	c := e.find(r.PathValue("sid"))
+	if c == nil {
+		return 0, nil, &errNotFound
+	}
+	return http.StatusOK, e.conversationJSON(base, c), nil
+}
+
+func (e *Emulator) updateConversation(r *http.Request, base string) (int, any, *apiError) {
+	c := e.find(r.PathValue("sid"))
+	if c == nil {
+		return 0, nil, &errNotFound
+	}
+	f := r.PostForm
+	if s := f.Get("State"); s != "" && !slices.Contains(states, s) {
+		return 0, nil, &apiError{400, 20001, "Invalid State"}
+	}
+	for key, dst := range map[string]*string{"FriendlyName": &c.FriendlyName, "Attributes": &c.Attributes, "State": &c.State, "UniqueName": &c.UniqueName, "MessagingServiceSid": &c.MessagingServiceSid} {
+		if f.Has(key) {
+			*dst = f.Get(key)
+		}
+	}
+	c.Updated = e.now()
+	return http.StatusOK, e.conversationJSON(base, c), nil
+}
+
+func (e *Emulator) deleteConversation(r *http.Request, _ string) (int, any, *apiError) {
+	c := e.find(r.PathValue("sid"))
+	if c == nil {
+		return 0, nil, &errNotFound
+	}
+	e.conversations = slices.DeleteFunc(e.conversations, func(x *conversation) bool { return x == c })
+	return http.StatusNoContent, nil, nil
+}
+
+// ---- Participants
+
+func (e *Emulator) participantJSON(base string, c *conversation, p *participant) map[string]any {
+	var binding any
+	if p.Address != "" {
+		binding = map[string]any{"type": channel(p.Address), "address": p.Address, "proxy_address": p.ProxyAddress}
+	}
+	return map[string]any{
+		"sid": p.Sid, "account_sid": e.opts.AccountSid, "conversation_sid": c.Sid, "identity": nullable(p.Identity),
+		"attributes": p.Attributes, "messaging_binding": binding, "role_sid": "RL" + p.Sid[2:],
+		"date_created": ts(p.Created), "date_updated": ts(p.Updated),
+		"url":                     base + "/v1/Conversations/" + c.Sid + "/Participants/" + p.Sid,
+		"last_read_message_index": nil, "last_read_timestamp": nil,
+	}
+}
+
+func (e *Emulator) createParticipant(r *http.Request, base string) (int, any, *apiError) {
+	c := e.find(r.PathValue("conv"))
+	if c == nil {
+		return 0, nil, &errNotFound
+	}
+	f := r.PostForm
+	now := e.now()
+	p := &participant{Sid: e.newSid("MB"), Identity: f.Get("Identity"), Attributes: f.Get("Attributes"),
+		Address: f.Get("MessagingBinding.Address"), ProxyAddress: f.Get("MessagingBinding.ProxyAddress"), Created: now, Updated: now}
+	if p.Attributes == "" {
+		p.Attributes = "{}"
+	}
+	switch {
+	case p.Identity == "" && p.Address == "":
+		return 0, nil, &apiError{400, 50405, "Either Identity or MessagingBinding.Address must be provided"}
+	case p.Address != "" && p.ProxyAddress == "":
+		return 0, nil, &apiError{400, 50407, "MessagingBinding.ProxyAddress is required with MessagingBinding.Address"}
+	case p.Address != "" && channel(p.Address) != channel(p.ProxyAddress):
+		return 0, nil, &apiError{400, 50407, "Address and proxy address must be on the same channel"}
+	}
+	for _, other := range e.conversations {
+		for _, q := range other.participants {
+			same := (p.Address != "" && q.Address == p.Address && q.ProxyAddress == p.ProxyAddress) || (p.Identity != "" && q.Identity == p.Identity)
+			switch {
+			case same && other == c:
+				return 0, nil, &apiError{409, 50433, "Participant already exists"}
+			case same && p.Address != "" && other.State != "closed":
+				return 0, nil, &apiError{409, 50416, fmt.Sprintf("A binding for this participant and proxy address already exists in Conversation %s", other.Sid)}
+			}
+		}
+	}
+	c.participants = append(c.participants, p)
+	return http.StatusCreated, e.participantJSON(base, c, p), nil
+}
+
+func (e *Emulator) listParticipants(r *http.Request, base string) (int, any, *apiError) {
+	c := e.find(r.PathValue("conv"))
+	if c == nil {
+		return 0, nil, &errNotFound
+	}
+	return http.StatusOK, page(r, base, "participants", c.participants, 50, 100, func(p *participant) any { return e.participantJSON(base, c, p) }), nil
+}
+
+func findBySid[T any](items []*T, sid string, key func(*T) string) *T {
+	for _, it := range items {
+		if key(it) == sid {
+			return it
+		}
+	}
+	return nil
+}
+
+func (e *Emulator) fetchParticipant(r *http.Request, base string) (int, any, *apiError) {
+	c := e.find(r.PathValue("conv"))
+	if c == nil {
+		return 0, nil, &errNotFound
+	}
+	p := findBySid(c.participants, r.PathValue("sid"), func(p *participant) string { return p.Sid })
+	if p == nil {
+		return 0, nil, &errNotFound
+	}
+	return http.StatusOK, e.participantJSON(base, c, p), nil
+}
+
+func (e *Emulator) deleteParticipant(r *http.Request, _ string) (int, any, *apiError) {
+	c := e.find(r.PathValue("conv"))
+	if c == nil {
+		return 0, nil, &errNotFound
+	}
+	n := len(c.participants)
+	c.participants = slices.DeleteFunc(c.participants, func(p *participant) bool { return p.Sid == r.PathValue("sid") })
+	if len(c.participants) == n {
+		return 0, nil, &errNotFound
+	}
+	return http.StatusNoContent, nil, nil
+}
+
+// ---- Messages
+
+func (e *Emulator) messageJSON(base string, c *conversation, m *message) map[string]any {
+	u := base + "/v1/Conversations/" + c.Sid + "/Messages/" + m.Sid
+	var delivery any
+	if m.total > 0 {
+		delivery = map[string]any{"total": m.total, "sent": share(m.delivered+m.failed, m.total), "delivered": share(m.delivered, m.total),
+			"read": "none", "undelivered": "none", "failed": share(m.failed, m.total)}
+	}
+	return map[string]any{
+		"sid": m.Sid, "account_sid": e.opts.AccountSid, "conversation_sid": c.Sid, "index": m.Index,
+		"author": m.Author, "body": nullable(m.Body), "media": nil, "attributes": m.Attributes,
+		"participant_sid": nullable(m.ParticipantSid), "date_created": ts(m.Created), "date_updated": ts(m.Updated),
+		"url": u, "delivery": delivery, "links": map[string]any{"delivery_receipts": u + "/Receipts", "channel_metadata": u + "/ChannelMetadata"},
+		"content_sid": nullable(m.ContentSid),
+	}
+}
+
+func share(n, total int) string {
+	switch {
+	case n == 0:
+		return "none"
+	case n == total:
+		return "all"
+	}
+	return "some"
+}
+
+func (e *Emulator) createMessage(r *http.Request, base string) (int, any, *apiError) {
+	c := e.find(r.PathValue("conv"))
+	if c == nil {
+		return 0, nil, &errNotFound
+	}
+	f := r.PostForm
+	if f.Get("Body") == "" && f.Get("ContentSid") == "" && f.Get("MediaSid") == "" {
+		return 0, nil, &apiError{400, 50006, "Message body, media or content is required"}
+	}
+	if cv := f.Get("ContentVariables"); cv != "" && !json.Valid([]byte(cv)) {
+		return 0, nil, &apiError{400, 21656, "The ContentVariables Parameter is invalid"}
+	}
+	if a := f.Get("Attributes"); a != "" && !json.Valid([]byte(a)) {
+		return 0, nil, &apiError{400, 50008, "Attributes must be a valid JSON string"}
+	}
+	author := f.Get("Author")
+	if author == "" {
+		author = "system"
+	}
+	m := e.addMessage(c, author, f.Get("Body"), f.Get("ContentSid"), f.Get("ContentVariables"), f.Get("Attributes"))
+	if strings.EqualFold(r.Header.Get("X-Twilio-Webhook-Enabled"), "true") {
+		e.fireLocked(c, m, "API")
+	}
+	return http.StatusCreated, e.messageJSON(base, c, m), nil
+}
+
+func (e *Emulator) listMessages(r *http.Request, base string) (int, any, *apiError) {
+	c := e.find(r.PathValue("conv"))
+	if c == nil {
+		return 0, nil, &errNotFound
+	}
+	msgs := c.messages
+	switch r.URL.Query().Get("Order") {
+	case "", "asc":
+	case "desc":
+		msgs = slices.Clone(msgs)
+		slices.Reverse(msgs)
+	default:
+		return 0, nil, &apiError{400, 20001, "Invalid Order"}
+	}
+	return http.StatusOK, page(r, base, "messages", msgs, 50, 100, func(m *message) any { return e.messageJSON(base, c, m) }), nil
+}
+
+func (e *Emulator) fetchMessage(r *http.Request, base string) (int, any, *apiError) {
+	c := e.find(r.PathValue("conv"))
+	if c == nil {
+		return 0, nil, &errNotFound
+	}
+	m := findBySid(c.messages, r.PathValue("sid"), func(m *message) string { return m.Sid })
+	if m == nil {
+		return 0, nil, &errNotFound
+	}
+	return http.StatusOK, e.messageJSON(base, c, m), nil
+}
+
+// ---- Webhooks
+
+// maxWebhooks is Twilio's limit of scoped webhooks per conversation.
+const maxWebhooks = 5
+
+func (e *Emulator) webhookJSON(base string, c *conversation, h *webhook) map[string]any {
+	cfg := map[string]any{}
+	if h.URL != "" {
+		cfg["url"] = h.URL
+		cfg["method"] = h.Method
+	}
+	if len(h.Filters) > 0 {
+		cfg["filters"] = h.Filters
+	}
+	if len(h.Triggers) > 0 {
+		cfg["triggers"] = h.Triggers
+	}
+	if h.FlowSid != "" {
+		cfg["flow_sid"] = h.FlowSid
+	}
+	if h.ReplayAfter != nil {
+		cfg["replay_after"] = *h.ReplayAfter
+	}
+	return map[string]any{
+		"sid": h.Sid, "account_sid": e.opts.AccountSid, "conversation_sid": c.Sid, "target": h.Target,
+		"url": base + "/v1/Conversations/" + c.Sid + "/Webhooks/" + h.Sid, "configuration": cfg,
+		"date_created": ts(h.Created), "date_updated": ts(h.Updated),
+	}
+}
+
+// applyWebhookConfig copies Configuration.* from f onto h.
+func applyWebhookConfig(h *webhook, f url.Values) *apiError {
+	if f.Has("Configuration.Url") {
+		u, err := url.Parse(f.Get("Configuration.Url"))
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return &apiError{400, 50366, "Configuration.Url must be an absolute http(s) URL"}
+		}
+		h.URL = f.Get("Configuration.Url")
+	}
+	if f.Has("Configuration.Method") {
+		m := strings.ToUpper(f.Get("Configuration.Method"))
+		if m != "GET" && m != "POST" {
+			return &apiError{400, 20001, "Configuration.Method must be GET or POST"}
+		}
+		h.Method = m
+	}
+	if f.Has("Configuration.Filters") {
+		h.Filters = f["Configuration.Filters"]
+	}
+	if f.Has("Configuration.Triggers") {
+		h.Triggers = f["Configuration.Triggers"]
+	}
+	if f.Has("Configuration.FlowSid") {
+		h.FlowSid = f.Get("Configuration.FlowSid")
+	}
+	if f.Has("Configuration.ReplayAfter") {
+		n, err := strconv.Atoi(f.Get("Configuration.ReplayAfter"))
+		if err != nil {
+			return &apiError{400, 20001, "Configuration.ReplayAfter must be an integer"}
+		}
+		h.ReplayAfter = &n
+	}
+	return nil
+}
+
+func (e *Emulator) createWebhook(r *http.Request, base string) (int, any, *apiError) {
+	c := e.find(r.PathValue("conv"))
+	if c == nil {
+		return 0, nil, &errNotFound
+	}
+	f := r.PostForm
+	now := e.now()
+	h := &webhook{Sid: e.newSid("WH"), Target: f.Get("Target"), Method: "POST", Created: now, Updated: now}
+	if !slices.Contains([]string{"webhook", "trigger", "studio"}, h.Target) {
+		return 0, nil, &apiError{400, 20001, "Target must be webhook, trigger or studio"}
+	}
+	if err := applyWebhookConfig(h, f); err != nil {
+		return 0, nil, err
+	}
+	if h.Target != "studio" && h.URL == "" {
+		return 0, nil, &apiError{400, 50366, "Configuration.Url is required"}
+	}
+	if h.Target == "studio" && h.FlowSid == "" {
+		return 0, nil, &apiError{400, 20001, "Configuration.FlowSid is required"}
+	}
+	if len(c.webhooks) >= maxWebhooks {
+		return 0, nil, &apiError{400, 50361, "Too many conversation webhooks"}
+	}
+	c.webhooks = append(c.webhooks, h)
+	if h.Target == "webhook" && h.ReplayAfter != nil {
+		for _, m := range c.messages {
+			if m.Index >= *h.ReplayAfter {
+				e.fireOneLocked(c, m, h, "API")
+			}
+		}
+	}
+	return http.StatusCreated, e.webhookJSON(base, c, h), nil
+}
+
+func (e *Emulator) listWebhooks(r *http.Request, base string) (int, any, *apiError) {
+	c := e.find(r.PathValue("conv"))
+	if c == nil {
+		return 0, nil, &errNotFound
+	}
+	return http.StatusOK, page(r, base, "webhooks", c.webhooks, maxWebhooks, maxWebhooks, func(h *webhook) any { return e.webhookJSON(base, c, h) }), nil
+}
+
+func (e *Emulator) lookupWebhook(r *http.Request) (*conversation, *webhook) {
+	c := e.find(r.PathValue("conv"))
+	if c == nil {
+		return nil, nil
+	}
+	return c, findBySid(c.webhooks, r.PathValue("sid"), func(h *webhook) string { return h.Sid })
+}
+
+func (e *Emulator) fetchWebhook(r *http.Request, base string) (int, any, *apiError) {
+	c, h := e.lookupWebhook(r)
+	if h == nil {
+		return 0, nil, &errNotFound
+	}
+	return http.StatusOK, e.webhookJSON(base, c, h), nil
+}
+
+func (e *Emulator) updateWebhook(r *http.Request, base string) (int, any, *apiError) {
+	c, h := e.lookupWebhook(r)
+	if h == nil {
+		return 0, nil, &errNotFound
+	}
+	changed := *h
+	if err := applyWebhookConfig(&changed, r.PostForm); err != nil {
+		return 0, nil, err
+	}
+	*h = changed
+	h.Updated = e.now()
+	return http.StatusOK, e.webhookJSON(base, c, h), nil
+}
+
+func (e *Emulator) deleteWebhook(r *http.Request, _ string) (int, any, *apiError) {
+	c, h := e.lookupWebhook(r)
+	if h == nil {
+		return 0, nil, &errNotFound
+	}
+	c.webhooks = slices.DeleteFunc(c.webhooks, func(x *webhook) bool { return x == h })
+	return http.StatusNoContent, nil, nil
+}
