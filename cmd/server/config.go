@@ -14,8 +14,8 @@ import (
 
 // config is every setting of the service, read once from the environment.
 type config struct {
-	AccountSid string `envconfig:"TWILIO_ACCOUNT_SID" required:"true" desc:"Twilio account SID (AC…): REST calls are made on this account"`
-	AuthToken  string `envconfig:"TWILIO_AUTH_TOKEN" required:"true" desc:"Twilio auth token: verifies X-Twilio-Signature and authenticates REST calls unless an API key is set"`
+	AccountSid string `envconfig:"TWILIO_ACCOUNT_SID" desc:"required (except in demo mode): Twilio account SID (AC…) REST calls are made on"`
+	AuthToken  string `envconfig:"TWILIO_AUTH_TOKEN" desc:"required (except in demo mode): verifies X-Twilio-Signature; authenticates REST calls unless an API key is set"`
 	APIKey     string `envconfig:"TWILIO_API_KEY" desc:"optional API key SID (SK…) for REST calls; needs TWILIO_API_SECRET"`
 	APISecret  string `envconfig:"TWILIO_API_SECRET" desc:"secret of TWILIO_API_KEY"`
 
@@ -30,18 +30,17 @@ type config struct {
 	LogLevel        string        `envconfig:"OPTIN_LOG_LEVEL" default:"info" desc:"trace, debug, info, warn or error"`
 	LogFormat       string        `envconfig:"OPTIN_LOG_FORMAT" default:"json" desc:"json or console"`
 	ShutdownTimeout time.Duration `envconfig:"OPTIN_SHUTDOWN_TIMEOUT" default:"10s" desc:"how long in-flight requests and opt-ins may take to finish on SIGTERM"`
+	Demo            bool          `envconfig:"OPTIN_DEMO" default:"false" desc:"same as -demo: run against a built-in Twilio emulator with generated credentials and play the guide's story"`
 
 	publicURL *url.URL
 	logLevel  zerolog.Level
 }
 
-// loadConfig reads the environment. Each error names the variable at fault.
-func loadConfig() (config, error) {
+// readConfig reads the environment; check validates what it read. Each error names the variable at fault.
+func readConfig() (config, error) {
 	var c config
-	if err := envconfig.Process("", &c); err != nil {
-		return c, err
-	}
-	return c, c.check()
+	err := envconfig.Process("", &c)
+	return c, err
 }
 
 func (c *config) check() error {
@@ -49,10 +48,14 @@ func (c *config) check() error {
 	bad := func(name, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", name, fmt.Sprintf(format, args...)))
 	}
-	if !strings.HasPrefix(c.AccountSid, "AC") || !isAlnum(c.AccountSid) {
+	if c.AccountSid == "" {
+		bad("TWILIO_ACCOUNT_SID", "required")
+	} else if !strings.HasPrefix(c.AccountSid, "AC") || !isAlnum(c.AccountSid) {
 		bad("TWILIO_ACCOUNT_SID", "must start with AC and hold only letters and digits")
 	}
-	if !isAlnum(c.AuthToken) {
+	if c.AuthToken == "" {
+		bad("TWILIO_AUTH_TOKEN", "required")
+	} else if !isAlnum(c.AuthToken) {
 		bad("TWILIO_AUTH_TOKEN", "must hold only letters and digits")
 	}
 	switch {
@@ -136,7 +139,8 @@ func (c config) MarshalZerologObject(e *zerolog.Event) {
 		Str("OPTIN_RIDER_OPTIN_CONTENT_VARIABLES", c.RiderContentVar).
 		Str("OPTIN_LOG_LEVEL", c.LogLevel).
 		Str("OPTIN_LOG_FORMAT", c.LogFormat).
-		Str("OPTIN_SHUTDOWN_TIMEOUT", c.ShutdownTimeout.String())
+		Str("OPTIN_SHUTDOWN_TIMEOUT", c.ShutdownTimeout.String()).
+		Bool("OPTIN_DEMO", c.Demo)
 }
 
 func mask(secret string) string {

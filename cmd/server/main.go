@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
+	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
 
 	"github.com/optinkit/optin/internal/handlers"
@@ -41,8 +42,11 @@ func main() {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("optin-server", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	demoFlag := fs.Bool("demo", false, "run against a built-in Twilio emulator and play the guide's story")
 	fs.Usage = func() {
-		fmt.Fprintf(stdout, "Usage: optin-server\n\nServes Twilio Conversations' onMessageAdded webhook at /webhooks/conversations.\nConfiguration comes from the environment:\n\n")
+		fmt.Fprintf(stdout, "Usage: optin-server [-demo]\n\nServes Twilio Conversations' onMessageAdded webhook at /webhooks/conversations.\n")
+		fmt.Fprintf(stdout, "  -demo  run against a built-in Twilio emulator with generated credentials and play the guide's story\n\n")
+		fmt.Fprintf(stdout, "Configuration comes from the environment:\n\n")
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		_ = envconfig.Usagef("", &config{}, tw, envconfig.DefaultTableFormat)
 		_ = tw.Flush()
@@ -54,11 +58,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
-	cfg, err := loadConfig()
+	cfg, err := readConfig()
 	if err != nil {
 		return fmt.Errorf("configuration: %w", err)
 	}
-	log := newLogger(cfg, stdout)
+	var dm *demo
+	logOut := stdout
+	if *demoFlag || cfg.Demo {
+		cfg.Demo = true
+		if dm, err = startDemo(cfg.RiderMessage); err != nil {
+			return err
+		}
+		defer dm.close(context.WithoutCancel(ctx))
+		dm.configure(&cfg)
+		// stdout tells the story; the log goes to stderr.
+		cfg.LogFormat, logOut = "console", stderr
+	}
+	if err := cfg.check(); err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	log := newLogger(cfg, logOut)
 	log.Info().Object("config", cfg).Msg("starting")
 
 	user, pass := cfg.restCredentials()
@@ -111,6 +130,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	go func() { serveErr <- srv.Serve(ln) }()
 	ready.Store(true)
 	log.Info().Str("addr", ln.Addr().String()).Msg("listening")
+	if dm != nil {
+		go func() {
+			if err := dm.play(ctx, "http://"+ln.Addr().String(), stdout); err != nil {
+				log.Error().Err(err).Msg("demo failed")
+				fmt.Fprintln(stdout, "demo failed:", err)
+			}
+		}()
+	}
 
 	select {
 	case err := <-serveErr:
@@ -136,7 +163,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 func newLogger(cfg config, stdout io.Writer) zerolog.Logger {
 	out := stdout
 	if cfg.LogFormat == "console" {
-		out = zerolog.ConsoleWriter{Out: stdout, TimeFormat: time.RFC3339}
+		f, isFile := stdout.(*os.File)
+		out = zerolog.ConsoleWriter{Out: stdout, TimeFormat: time.RFC3339, NoColor: !isFile || !isatty.IsTerminal(f.Fd())}
 	}
 	return zerolog.New(out).Level(cfg.logLevel).With().Timestamp().Logger()
 }

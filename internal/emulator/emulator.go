@@ -5,6 +5,9 @@ package emulator
 
 import (
 	"context"
+	"errors"
+	cryptorand "crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -104,7 +107,10 @@ type WebhookCall struct {
 }
 
 // New returns an Emulator with no conversations.
-func New(opts Options) *Emulator {
+func New(opts Options) (*Emulator, error) {
+	if opts.AccountSid == "" || opts.AuthToken == "" {
+		return nil, errors.New("emulator: AccountSid and AuthToken are required")
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -118,9 +124,11 @@ func New(opts Options) *Emulator {
 		transcripts: map[string][]Entry{},
 		rng:         rand.New(rand.NewPCG(opts.Seed, opts.Seed^0x9e3779b97f4a7c15)),
 	}
-	e.SetFaults(opts.Faults)
+	if err := e.SetFaults(opts.Faults); err != nil {
+		return nil, err
+	}
 	e.routes()
-	return e
+	return e, nil
 }
 
 // ServeHTTP serves the REST API under /v1 and the emulator's own endpoints under /emulator.
@@ -150,7 +158,7 @@ func (e *Emulator) now() time.Time { return e.opts.Now().Add(e.offset).UTC() }
 // newSid returns prefix + 32 hex digits, unique within the emulator. Callers hold e.mu.
 func (e *Emulator) newSid(prefix string) string {
 	e.seq++
-	return fmt.Sprintf("%s%016x%016x", prefix, e.rng.Uint64()>>32, e.seq)
+	return fmt.Sprintf("%s%016x%016x", prefix, e.rng.Uint64(), e.seq)
 }
 
 // Transcript returns what one phone sent and received, oldest first.
@@ -193,4 +201,12 @@ func channel(address string) string {
 		return "whatsapp"
 	}
 	return "sms"
+}
+
+// NewCredentials returns a random account SID and auth token of Twilio's shapes, for runs that need
+// no real account.
+func NewCredentials() (accountSid, authToken string) {
+	b := make([]byte, 32)
+	_, _ = cryptorand.Read(b)
+	return "AC" + hex.EncodeToString(b[:16]), hex.EncodeToString(b[16:])
 }

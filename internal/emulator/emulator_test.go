@@ -40,7 +40,11 @@ func newHarness(t *testing.T, mutate ...func(*Options)) *harness {
 	for _, m := range mutate {
 		m(&o)
 	}
-	h := &harness{t: t, emu: New(o)}
+	emu, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, emu: emu}
 	h.srv = httptest.NewServer(h.emu)
 	t.Cleanup(func() {
 		h.srv.Close()

@@ -116,7 +116,10 @@ func form(pairs ...string) url.Values {
 // TestAgainstTwilioSpec drives every emulator endpoint — the opt-in's calls through the real twilio-go
 // adapter, the rest as the guide's curl calls — and checks requests and responses against the spec.
 func TestAgainstTwilioSpec(t *testing.T) {
-	emu := emulator.New(emulator.Options{AccountSid: sid, AuthToken: token})
+	emu, err := emulator.New(emulator.Options{AccountSid: sid, AuthToken: token})
+	if err != nil {
+		t.Fatal(err)
+	}
 	sc := &specChecker{next: emu, checked: map[string]int{}}
 	srv := httptest.NewServer(sc)
 	defer srv.Close()

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestDemo runs the README's first command in-process: no Twilio variables, only the demo flag.
+func TestDemo(t *testing.T) {
+	for _, k := range []string{"TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_API_KEY", "TWILIO_API_SECRET", "OPTIN_TWILIO_API_URL", "OPTIN_PUBLIC_URL"} {
+		t.Setenv(k, "")
+	}
+	t.Setenv("OPTIN_ADDR", "127.0.0.1:0")
+	ctx, cancel := context.WithCancel(context.Background())
+	out, logs := &syncBuffer{}, &syncBuffer{}
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"optin-server", "-demo"}, out, logs) }()
+	defer func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("run: %v", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Error("demo did not stop")
+		}
+	}()
+
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(out.String(), "Still serving until Ctrl-C") {
+		if time.Now().After(deadline) || strings.Contains(out.String(), "demo failed") {
+			t.Fatalf("demo did not finish:\n%s\nlog:\n%s", out, logs)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	story := out.String()
+	for _, want := range []string{
+		"nothing leaves this machine",
+		"(0 left)",
+		"← Hello Ana, your food delivery is almost there  │ ✗ Yes",
+		"← Great! Just a moment while we connect you…     │",
+		"│ ← Your customer has agreed to chat over WhatsApp",
+		"→ Yes",
+	} {
+		if !strings.Contains(story, want) {
+			t.Errorf("story lacks %q:\n%s", want, story)
+		}
+	}
+	if strings.Contains(story, `"level"`) {
+		t.Error("log lines mixed into the story")
+	}
+
+	// Play further as the README says: the rider answers and the customer receives it.
+	emu := regexp.MustCompile(`emulator at (http://127\.0\.0\.1:\d+)`).FindStringSubmatch(story)
+	if emu == nil {
+		t.Fatalf("no emulator address in:\n%s", story)
+	}
+	resp, err := http.PostForm(emu[1]+"/emulator/inbound", url.Values{"From": {demoRider}, "To": {demoBusiness}, "Body": {"I am at the gate"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 201 {
+		t.Fatalf("inbound %d", resp.StatusCode)
+	}
+	resp, err = http.Get(emu[1] + "/emulator/transcripts?address=" + url.QueryEscape(demoCustomer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var tr struct {
+		Transcripts map[string][]struct{ Direction, Text, Status string }
+	}
+	if err := json.Unmarshal(b, &tr); err != nil {
+		t.Fatal(err)
+	}
+	lines := tr.Transcripts[demoCustomer]
+	if last := lines[len(lines)-1]; last.Text != "I am at the gate" || last.Status != "delivered" || last.Direction != "received" {
+		t.Errorf("customer's last line %+v", last)
+	}
+	if strings.Count(logs.String(), "opt-in finished") != 1 {
+		t.Errorf("the rider's message started a second opt-in:\n%s", logs)
+	}
+}

@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/optinkit/optin/internal/emulator"
+)
+
+// TestEndToEndEmulator runs many opt-ins through the emulator, which fires real signed webhooks, while
+// a fifth of the REST calls fail (5xx, 429, dropped connections, some after taking effect).
+func TestEndToEndEmulator(t *testing.T) {
+	const (
+		n        = 30
+		business = "whatsapp:+15550100000"
+		tmpl2    = "HX0000000000000000000000000000e002"
+	)
+	emu, err := emulator.New(emulator.Options{AccountSid: accountSid, AuthToken: authToken, Seed: 42,
+		Contents: map[string]string{tmpl2: riderText}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := httptest.NewServer(emu)
+	defer api.Close()
+	fake := newFake(t) // unused by the service; start needs one for its defaults
+	s := start(t, fake, map[string]string{"OPTIN_TWILIO_API_URL": api.URL, "OPTIN_RIDER_OPTIN_CONTENT_SID": tmpl2})
+
+	rest := func(method, path string, form url.Values) map[string]any {
+		t.Helper()
+		req, _ := http.NewRequest(method, api.URL+path, strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth(accountSid, authToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		if resp.StatusCode >= 300 {
+			t.Fatalf("%s %s: %d %v", method, path, resp.StatusCode, out)
+		}
+		return out
+	}
+	convs := make([]string, n)
+	for i := range n {
+		cust, rider := fmt.Sprintf("whatsapp:+1555020%04d", i), fmt.Sprintf("whatsapp:+1555030%04d", i)
+		convs[i] = rest("POST", "/v1/Conversations", nil)["sid"].(string)
+		for _, a := range []string{cust, rider} {
+			rest("POST", "/v1/Conversations/"+convs[i]+"/Participants", url.Values{"MessagingBinding.Address": {a}, "MessagingBinding.ProxyAddress": {business}})
+		}
+		method := []string{"get", "post"}[i%2]
+		rest("POST", "/v1/Conversations/"+convs[i]+"/Webhooks", url.Values{"Target": {"webhook"},
+			"Configuration.Url": {s.webhookURL("")}, "Configuration.Method": {method}, "Configuration.Filters": {"onMessageAdded"}})
+	}
+	if err := emu.SetFaults([]emulator.Fault{
+		{Route: "messages.create", Kind: "503", Rate: 0.1},
+		{Route: "messages.create", Kind: "drop", Applied: true, Rate: 0.1},
+		{Route: "webhooks.list", Kind: "429", Rate: 0.2},
+		{Route: "webhooks.delete", Kind: "drop", Rate: 0.2},
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			cust := fmt.Sprintf("whatsapp:+1555020%04d", i)
+			if _, err := emu.Inbound(cust, business, "Yes"); err != nil {
+				t.Error(err)
+			}
+			if i%3 == 0 { // a second message a moment later must not opt in again
+				if _, err := emu.Inbound(cust, business, "where are you?"); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+
+	deadline := time.Now().Add(30 * time.Second)
+	for i := 0; i < n; {
+		if time.Now().After(deadline) {
+			t.Fatalf("conversation %s not opted in:\n%s", convs[i], s.logs)
+		}
+		rider := fmt.Sprintf("whatsapp:+1555030%04d", i)
+		if riderGot(emu.Transcript(rider), tmpl2) {
+			i++
+			continue
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Webhook removal may still be retrying; stopping drains every flow.
+	_ = emu.SetFaults(nil)
+	s.stop()
+	if err := emu.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	for i, conv := range convs {
+		msgs := rest("GET", "/v1/Conversations/"+conv+"/Messages?PageSize=100", nil)["messages"].([]any)
+		steps := map[string]int{}
+		for _, m := range msgs {
+			var attrs struct {
+				OptIn struct{ Step string } `json:"optin"`
+			}
+			mm := m.(map[string]any)
+			_ = json.Unmarshal([]byte(mm["attributes"].(string)), &attrs)
+			steps[attrs.OptIn.Step]++
+			if attrs.OptIn.Step == "rider" && (mm["author"] != fmt.Sprintf("whatsapp:+1555020%04d", i) || mm["content_sid"] != tmpl2) {
+				t.Errorf("%s rider message %v", conv, mm)
+			}
+		}
+		if steps["wait"] != 1 || steps["rider"] != 1 {
+			t.Errorf("%s: %d wait and %d rider messages, want 1 and 1", conv, steps["wait"], steps["rider"])
+		}
+		if hooks := rest("GET", "/v1/Conversations/"+conv+"/Webhooks", nil)["webhooks"].([]any); len(hooks) != 0 {
+			t.Errorf("%s: %d webhooks left", conv, len(hooks))
+		}
+	}
+	logs := s.logs.String()
+	t.Logf("retries: %d, steps found done after an ambiguous failure: %d", strings.Count(logs, `"message":"retrying"`), strings.Count(logs, "step already done"))
+	if !strings.Contains(logs, `"message":"retrying"`) {
+		t.Error("no fault was met: the test proves nothing about retries")
+	}
+	for _, c := range emu.WebhookCalls() {
+		if c.Status != 200 {
+			t.Errorf("webhook call answered %d %s", c.Status, c.Error)
+		}
+	}
+}
+
+func riderGot(tr []emulator.Entry, contentSid string) bool {
+	for _, e := range tr {
+		if e.ContentSid == contentSid && e.Status == "delivered" {
+			return true
+		}
+	}
+	return false
+}
