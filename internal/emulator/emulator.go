@@ -5,9 +5,9 @@ package emulator
 
 import (
 	"context"
-	"errors"
 	cryptorand "crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"

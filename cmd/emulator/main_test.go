@@ -1,0 +1,91 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestRunServesWithFaults(t *testing.T) {
+	t.Setenv("EMULATOR_ADDR", "127.0.0.1:0")
+	t.Setenv("EMULATOR_ACCOUNT_SID", "AC0123456789abcdef0123456789abcdef")
+	t.Setenv("EMULATOR_AUTH_TOKEN", "")
+	t.Setenv("EMULATOR_FAULTS", `[{"route":"conversations.list","kind":"503","count":1}]`)
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"emulator"}, out, io.Discard) }()
+	re := regexp.MustCompile(`listening on (http://\S+)`)
+	deadline := time.Now().Add(5 * time.Second)
+	for re.FindStringSubmatch(out.String()) == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("no start:\n%s", out)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	base := re.FindStringSubmatch(out.String())[1]
+	token := regexp.MustCompile(`auth token:\s+(\w+) \(generated\)`).FindStringSubmatch(out.String())
+	if token == nil {
+		t.Fatalf("generated token not printed:\n%s", out)
+	}
+	for _, want := range []int{503, 200} {
+		req, _ := http.NewRequest("GET", base+"/v1/Conversations", nil)
+		req.SetBasicAuth("AC0123456789abcdef0123456789abcdef", token[1])
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("got %d, want %d", resp.StatusCode, want)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("run: %v", err)
+	}
+}
+
+func TestRunRejectsBadConfig(t *testing.T) {
+	for key, value := range map[string]string{
+		"EMULATOR_FAULTS":   `[{"route":"*","kind":"teapot"}]`,
+		"EMULATOR_CONTENTS": `not json`,
+		"EMULATOR_ADDR":     "127.0.0.1:notaport",
+	} {
+		t.Run(key, func(t *testing.T) {
+			t.Setenv("EMULATOR_ADDR", "127.0.0.1:0")
+			t.Setenv(key, value)
+			err := run(t.Context(), []string{"emulator"}, io.Discard, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), key) {
+				t.Errorf("err = %v, want it to name %s", err, key)
+			}
+		})
+	}
+	var out bytes.Buffer
+	if err := run(t.Context(), []string{"emulator", "-h"}, &out, io.Discard); err != nil || !strings.Contains(out.String(), "EMULATOR_FAULTS") {
+		t.Errorf("help: %v\n%s", err, out.String())
+	}
+}
