@@ -20,6 +20,7 @@ type fakeConversations struct {
 	// created all the same (an ambiguous failure).
 	failCreate map[string][]scripted
 	failList   []error
+	failRecent []error
 	failDelete map[string][]error
 	// block, when set, holds every create until closed.
 	block chan struct{}
@@ -64,6 +65,11 @@ func (f *fakeConversations) RecentMessages(_ context.Context, _ string, limit in
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.recent++
+	if len(f.failRecent) > 0 {
+		err := f.failRecent[0]
+		f.failRecent = f.failRecent[1:]
+		return nil, err
+	}
 	var out []PostedMessage
 	for i := len(f.messages) - 1; i >= 0 && len(out) < limit; i-- {
 		out = append(out, f.messages[i])

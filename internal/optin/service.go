@@ -222,8 +222,14 @@ func (s *Service) createOnce(ctx context.Context, f Flow, step string, m Message
 	return nil
 }
 
+// findMarked looks for the step's message among the newest ones. When the lookup itself fails
+// permanently it reports nothing found: the step is then created rather than failed.
 func (s *Service) findMarked(ctx context.Context, f Flow, step string) (string, error) {
 	msgs, err := s.conv.RecentMessages(ctx, f.ConversationSid, s.cfg.MarkerLookback)
+	if ce := (*CallError)(nil); errors.As(err, &ce) && ce.Kind == Permanent {
+		zerolog.Ctx(ctx).Warn().Err(err).Str("step", step).Msg("cannot look for an earlier attempt; creating")
+		return "", nil
+	}
 	if err != nil {
 		return "", err
 	}

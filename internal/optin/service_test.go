@@ -247,6 +247,25 @@ func TestUncertainCreateNotAppliedIsRetried(t *testing.T) {
 	}
 }
 
+// A lookup that fails for a moment is retried; one that cannot work at all lets the step create.
+func TestMarkerLookupFailures(t *testing.T) {
+	fc := &fakeConversations{
+		failCreate: map[string][]scripted{StepWait: {{err: callErr(Uncertain, 0, 0)}}, StepRider: {{err: callErr(Uncertain, 0, 0)}}},
+		failRecent: []error{callErr(Retryable, 429, 20429), callErr(Permanent, 404, 20404)},
+	}
+	svc, st := newTestService(t, fc)
+	mustHandle(t, svc, reply("IM1", customer), Decision{Outcome: OutcomeAccepted})
+	drain(t, svc)
+	created, _, _, recent := fc.snapshot()
+	steps := byStep(created)
+	if len(steps[StepWait]) != 2 || len(steps[StepRider]) != 2 || recent < 2 {
+		t.Errorf("wait creates = %d, rider creates = %d, lookups = %d", len(steps[StepWait]), len(steps[StepRider]), recent)
+	}
+	if f := st.get(conv); f.State != StateDone {
+		t.Errorf("flow = %+v, want done", f)
+	}
+}
+
 func TestPermanentFailureFailsTheFlow(t *testing.T) {
 	fc := &fakeConversations{
 		webhooks:   []string{"WH1", "WH2"},

@@ -165,8 +165,9 @@ func TestClassification(t *testing.T) {
 		want  optin.CallError
 	}{
 		{"429", faketwilio.Fault{Status: 429, Code: 20429, RetryAfter: "3"}, optin.CallError{Kind: optin.Retryable, Status: 429, Code: 20429, RetryAfter: 3 * time.Second}},
-		{"500", faketwilio.Fault{Status: 500, Code: 20500}, optin.CallError{Kind: optin.Uncertain, Status: 500, Code: 20500}},
-		{"503", faketwilio.Fault{Status: 503, Code: 20503}, optin.CallError{Kind: optin.Uncertain, Status: 503, Code: 20503}},
+		{"500", faketwilio.Fault{Status: 500, Code: 20500}, optin.CallError{Kind: optin.Retryable, Status: 500, Code: 20500}},
+		{"503", faketwilio.Fault{Status: 503, Code: 20503}, optin.CallError{Kind: optin.Retryable, Status: 503, Code: 20503}},
+		{"504", faketwilio.Fault{Status: 504, Code: 20504}, optin.CallError{Kind: optin.Uncertain, Status: 504, Code: 20504}},
 		{"63016", faketwilio.Fault{Status: 400, Code: 63016}, optin.CallError{Kind: optin.Permanent, Status: 400, Code: 63016}},
 		{"403", faketwilio.Fault{Status: 403, Code: 20403}, optin.CallError{Kind: optin.Permanent, Status: 403, Code: 20403}},
 		{"dropped", faketwilio.Fault{Drop: true}, optin.CallError{Kind: optin.Uncertain}},

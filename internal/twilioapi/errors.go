@@ -33,8 +33,12 @@ func kindOf(ce *optin.CallError, err error) optin.FailureKind {
 	switch {
 	case ce.Status == 429 || ce.Code == codeTooManyRequests:
 		return optin.Retryable
-	case ce.Status >= 500:
+	case ce.Status == 502 || ce.Status == 504:
+		// A gateway answered for Twilio: whether Twilio acted is unknown.
 		return optin.Uncertain
+	case ce.Status >= 500:
+		// Twilio itself answered with an error: the request failed, it may be sent again.
+		return optin.Retryable
 	case ce.Status >= 400:
 		return optin.Permanent
 	case ce.Status != 0:
