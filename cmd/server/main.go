@@ -23,6 +23,7 @@ import (
 
 	"github.com/optinkit/optin/internal/handlers"
 	"github.com/optinkit/optin/internal/optin"
+	"github.com/optinkit/optin/internal/queue/inproc"
 	"github.com/optinkit/optin/internal/signature"
 	"github.com/optinkit/optin/internal/store/memory"
 	"github.com/optinkit/optin/internal/twilioapi"
@@ -91,10 +92,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("twilio client: %w", err)
 	}
 
-	// Flows outlive the requests that start them; cancelling flowCtx abandons whatever is still running.
-	flowCtx, cancelFlows := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelFlows()
-	svc, err := optin.NewService(flowCtx, conv, memory.New(), optin.Config{
+	queue := inproc.New(inprocMaxRuns)
+	svc, err := optin.NewService(conv, memory.New(), queue, optin.Config{
 		WaitMessage: cfg.WaitMessage,
 		RiderOptIn: optin.Template{
 			Body:             cfg.RiderMessage,
@@ -105,6 +104,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("opt-in service: %w", err)
 	}
+	queue.Start(svc)
 
 	var ready atomic.Bool
 	router := handlers.NewRouter(handlers.Deps{
@@ -152,13 +152,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		log.Error().Err(err).Msg("requests still open at shutdown timeout")
 	}
-	if err := svc.Wait(shutdownCtx); err != nil {
-		cancelFlows()
+	if err := queue.Shutdown(shutdownCtx); err != nil {
 		log.Error().Err(err).Msg("opt-ins abandoned at shutdown timeout")
 	}
 	log.Info().Msg("stopped")
 	return nil
 }
+
+// inprocMaxRuns bounds the runs of one opt-in in a single replica: with RunDelay's backoff, about
+// twenty minutes of Twilio trouble before the flow is recorded as failed.
+const inprocMaxRuns = 10
 
 func newLogger(cfg config, stdout io.Writer) zerolog.Logger {
 	out := stdout

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -204,6 +205,11 @@ func TestWebhookAnswersDecision(t *testing.T) {
 	e.flows.err = errors.New("store down: redis://secret@host")
 	code, body := e.do(signedPOST(event))
 	if code != 500 || body != `{"error":"internal error"}` {
+		t.Errorf("got %d %s", code, body)
+	}
+	e.flows.err = fmt.Errorf("claiming: %w: %w", optin.ErrUnavailable, errors.New("dial tcp 10.0.0.1:6379: refused"))
+	code, body = e.do(signedPOST(event))
+	if code != 503 || body != `{"error":"temporarily unavailable"}` {
 		t.Errorf("got %d %s", code, body)
 	}
 }

@@ -36,6 +36,9 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.As(err, &he):
 	case errors.Is(err, optin.ErrInvalidEvent):
 		he = &httpError{http.StatusBadRequest, err.Error()}
+	case errors.Is(err, optin.ErrUnavailable):
+		hlog.FromRequest(r).Error().Err(err).Msg("request failed")
+		he = &httpError{http.StatusServiceUnavailable, "temporarily unavailable"}
 	default:
 		hlog.FromRequest(r).Error().Err(err).Msg("request failed")
 		he = errInternal

@@ -3,6 +3,7 @@ package optin
 import (
 	"context"
 	"fmt"
+	"maps"
 	"sync"
 )
 
@@ -106,7 +107,7 @@ func (f *fakeConversations) snapshot() (created []createCall, lists int, deletes
 	return append([]createCall(nil), f.created...), f.lists, append([]string(nil), f.deletes...), f.recent
 }
 
-// fakeStore is the smallest correct Store; the memory package has its own tests.
+// fakeStore is the smallest correct Store; the store packages have their own tests.
 type fakeStore struct {
 	mu    sync.Mutex
 	flows map[string]Flow
@@ -121,8 +122,26 @@ func (s *fakeStore) Claim(_ context.Context, f Flow) (Flow, bool, error) {
 	if e, ok := s.flows[f.ConversationSid]; ok {
 		return e, false, nil
 	}
+	f.Steps = map[string]string{}
 	s.flows[f.ConversationSid] = f
 	return f, true, nil
+}
+
+func (s *fakeStore) Begin(_ context.Context, conv string) (Flow, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := s.flows[conv]
+	f.Runs++
+	s.flows[conv] = f
+	f.Steps = maps.Clone(f.Steps)
+	return f, nil
+}
+
+func (s *fakeStore) StepDone(_ context.Context, conv, step, ref string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.flows[conv].Steps[step] = ref
+	return nil
 }
 
 func (s *fakeStore) Finish(_ context.Context, conv string, st State, detail string) error {
@@ -138,4 +157,40 @@ func (s *fakeStore) get(conv string) Flow {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.flows[conv]
+}
+
+// fakeQueue runs work in goroutines, again at once after a failed run, and gives up after maxRuns.
+type fakeQueue struct {
+	svc      *Service
+	maxRuns  int
+	mu       sync.Mutex
+	active   map[string]bool
+	enqueued int
+	wg       sync.WaitGroup
+}
+
+func (q *fakeQueue) Enqueue(ctx context.Context, conv string) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.enqueued++
+	if q.active[conv] {
+		return nil
+	}
+	q.active[conv] = true
+	q.wg.Go(func() {
+		for n := 1; ; n++ {
+			err := q.svc.Work(context.WithoutCancel(ctx), conv)
+			if err == nil {
+				break
+			}
+			if n == q.maxRuns {
+				_ = q.svc.GiveUp(context.WithoutCancel(ctx), conv, err)
+				break
+			}
+		}
+		q.mu.Lock()
+		delete(q.active, conv)
+		q.mu.Unlock()
+	})
+	return nil
 }

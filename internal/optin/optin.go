@@ -90,16 +90,34 @@ type Flow struct {
 	Detail     string
 	StartedAt  time.Time
 	FinishedAt time.Time
+	// Steps maps each completed step to what it left behind (a message SID, or "done").
+	Steps map[string]string
+	// Runs counts the times the work was started; more than one means an earlier run may have been cut off.
+	Runs int
 }
 
 // Store keeps one Flow per conversation. Implementations must make Claim atomic: of many concurrent
-// claims for one conversation exactly one wins.
+// claims for one conversation, on any number of replicas, exactly one wins.
 type Store interface {
 	// Claim records f unless the conversation already has a flow, which it returns instead.
 	Claim(ctx context.Context, f Flow) (existing Flow, claimed bool, err error)
+	// Begin counts a run of the flow's work and returns the flow as stored, Runs included.
+	Begin(ctx context.Context, conversationSid string) (Flow, error)
+	// StepDone records that a step of a running flow completed.
+	StepDone(ctx context.Context, conversationSid, step, ref string) error
 	// Finish records the final state of a claimed flow.
 	Finish(ctx context.Context, conversationSid string, state State, detail string) error
 }
+
+// Queue makes a conversation's work durable and gets it done by some worker. When Enqueue returns nil
+// the work will run even if this process dies; enqueuing work already queued or running does nothing.
+type Queue interface {
+	Enqueue(ctx context.Context, conversationSid string) error
+}
+
+// ErrUnavailable marks a failure of the service's own state (store or queue): the event was not
+// accepted and may be delivered again.
+var ErrUnavailable = errors.New("temporarily unavailable")
 
 // Message is a message the flow creates. Author empty means a system message.
 type Message struct {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -87,4 +88,18 @@ func retry[T any](ctx context.Context, p RetryPolicy, op string, call func(conte
 		backoff.WithMaxTries(p.MaxAttempts),
 		backoff.WithMaxElapsedTime(p.MaxElapsed),
 		backoff.WithNotify(notify))
+}
+
+// RunDelay is how long a queue waits before running unfinished work again after its nth failed run
+// (n from 1): exponential from 1 s, capped at 5 min, with full jitter — unless the failure carries a
+// longer Retry-After.
+func RunDelay(n int, err error) time.Duration {
+	d := time.Second << min(max(n-1, 0), 9)
+	d = min(d, 5*time.Minute)
+	d = d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
+	var ce *CallError
+	if errors.As(err, &ce) && ce.RetryAfter > d {
+		d = ce.RetryAfter
+	}
+	return d
 }

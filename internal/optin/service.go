@@ -36,26 +36,25 @@ type Config struct {
 	MarkerLookback int
 }
 
-// Service runs opt-ins. Handle decides synchronously; the REST work runs in the background so that the
-// webhook's answer never waits on Twilio. Wait drains that work at shutdown.
+// Service runs opt-ins. Handle decides and hands the work to the Queue; Work, called by the queue's
+// workers, performs it and may run again after a crash or a transient failure.
 type Service struct {
 	conv  Conversations
 	store Store
+	queue Queue
 	cfg   Config
 	now   func() time.Time
-
-	// base outlives requests; cancelling it abandons in-flight flows.
-	base context.Context
-	wg   sync.WaitGroup
 }
 
-// NewService checks its dependencies and returns a Service whose background work lives within base.
-func NewService(base context.Context, conv Conversations, store Store, cfg Config) (*Service, error) {
+// NewService checks its dependencies and returns a Service.
+func NewService(conv Conversations, store Store, queue Queue, cfg Config) (*Service, error) {
 	switch {
 	case conv == nil:
 		return nil, errors.New("optin: nil Conversations")
 	case store == nil:
 		return nil, errors.New("optin: nil Store")
+	case queue == nil:
+		return nil, errors.New("optin: nil Queue")
 	case cfg.WaitMessage == "":
 		return nil, errors.New("optin: empty wait message")
 	case cfg.RiderOptIn.Body == "" && cfg.RiderOptIn.ContentSid == "":
@@ -65,10 +64,11 @@ func NewService(base context.Context, conv Conversations, store Store, cfg Confi
 		cfg.MarkerLookback = 50
 	}
 	cfg.Retry = cfg.Retry.withDefaults()
-	return &Service{conv: conv, store: store, cfg: cfg, now: time.Now, base: base}, nil
+	return &Service{conv: conv, store: store, queue: queue, cfg: cfg, now: time.Now}, nil
 }
 
 // Handle decides what ev means and, when it is the customer's first reply, starts the opt-in.
+// A nil error means the decision is durable: accepted work will be done.
 func (s *Service) Handle(ctx context.Context, ev Event) (Decision, error) {
 	if err := ev.Validate(); err != nil {
 		return Decision{}, err
@@ -88,13 +88,20 @@ func (s *Service) Handle(ctx context.Context, ev Event) (Decision, error) {
 	}
 	existing, claimed, err := s.store.Claim(ctx, f)
 	if err != nil {
-		return Decision{}, fmt.Errorf("claiming conversation %s: %w", ev.ConversationSid, err)
+		return Decision{}, fmt.Errorf("claiming conversation %s: %w: %w", ev.ConversationSid, ErrUnavailable, err)
 	}
+	d := Decision{Outcome: OutcomeAccepted}
 	if !claimed {
-		return decideExisting(existing, ev), nil
+		d = decideExisting(existing, ev)
 	}
-	s.start(zerolog.Ctx(ctx), f)
-	return Decision{Outcome: OutcomeAccepted}, nil
+	// The claim may have outlived an enqueue that never happened (a crash in between); enqueuing again
+	// for a running flow is harmless and makes every answer for it durable.
+	if existing.State == StateRunning && existing.Customer == ev.Author {
+		if err := s.queue.Enqueue(ctx, ev.ConversationSid); err != nil {
+			return Decision{}, fmt.Errorf("queueing conversation %s: %w: %w", ev.ConversationSid, ErrUnavailable, err)
+		}
+	}
+	return d, nil
 }
 
 func decideExisting(f Flow, ev Event) Decision {
@@ -112,65 +119,112 @@ func decideExisting(f Flow, ev Event) Decision {
 	}
 }
 
-// start runs the flow detached from the request, keeping the request's logger.
-func (s *Service) start(log *zerolog.Logger, f Flow) {
-	flowLog := log.With().Str("conversation_sid", f.ConversationSid).Str("message_sid", f.Trigger).Logger()
-	ctx := flowLog.WithContext(s.base)
-	s.wg.Go(func() { s.run(ctx, f) })
-}
+// ErrRetryLater is returned by Work when a step failed transiently after its retries: the queue should
+// run the work again later. Its chain carries the last *CallError, so a Retry-After can be honoured.
+var ErrRetryLater = errors.New("opt-in incomplete, retry later")
 
-// Wait blocks until every started flow has finished or ctx ends.
-func (s *Service) Wait(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() {
-		s.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("waiting for in-flight flows: %w", ctx.Err())
+// Work performs whatever the conversation's opt-in still lacks: the three steps run concurrently, each
+// recorded when done. A nil error means the flow is finished, done or permanently failed.
+func (s *Service) Work(ctx context.Context, conversationSid string) error {
+	f, err := s.store.Begin(ctx, conversationSid)
+	if err != nil {
+		return fmt.Errorf("%w: loading flow: %w", ErrRetryLater, err)
 	}
-}
-
-// run performs the three steps concurrently and records the outcome.
-func (s *Service) run(ctx context.Context, f Flow) {
-	log := zerolog.Ctx(ctx)
+	log := zerolog.Ctx(ctx).With().Str("conversation_sid", f.ConversationSid).Str("message_sid", f.Trigger).Int("run", f.Runs).Logger()
+	ctx = log.WithContext(ctx)
+	if f.State != StateRunning {
+		log.Info().Str("state", string(f.State)).Msg("flow already finished")
+		return nil
+	}
 	start := s.now()
+	// A run after the first may follow one cut off mid-call: look before creating.
+	cutOff := f.Runs > 1
 	rider := s.cfg.RiderOptIn
+	riderMsg := Message{Author: f.Customer}
+	if rider.ContentSid != "" {
+		riderMsg.ContentSid, riderMsg.ContentVariables = rider.ContentSid, rider.ContentVariables
+	} else {
+		riderMsg.Body = rider.Body
+	}
+	steps := []struct {
+		name string
+		run  func(context.Context) (string, error)
+	}{
+		{StepWait, func(ctx context.Context) (string, error) {
+			return s.createOnce(ctx, f, StepWait, Message{Body: s.cfg.WaitMessage}, cutOff)
+		}},
+		{StepRider, func(ctx context.Context) (string, error) { return s.createOnce(ctx, f, StepRider, riderMsg, cutOff) }},
+		{StepWebhooks, func(ctx context.Context) (string, error) { return "done", s.removeWebhooks(ctx, f) }},
+	}
+	errs := make([]error, len(steps))
 	var wg sync.WaitGroup
-	var errWait, errRider, errHooks error
-	wg.Go(func() {
-		errWait = s.createOnce(ctx, f, StepWait, Message{Body: s.cfg.WaitMessage})
-	})
-	wg.Go(func() {
-		m := Message{Author: f.Customer}
-		if rider.ContentSid != "" {
-			m.ContentSid, m.ContentVariables = rider.ContentSid, rider.ContentVariables
-		} else {
-			m.Body = rider.Body
+	for i, st := range steps {
+		if ref, done := f.Steps[st.name]; done {
+			log.Info().Str("step", st.name).Str("ref", ref).Msg("step done in an earlier run")
+			continue
 		}
-		errRider = s.createOnce(ctx, f, StepRider, m)
-	})
-	wg.Go(func() { errHooks = s.removeWebhooks(ctx, f) })
+		wg.Go(func() {
+			ref, err := st.run(ctx)
+			if err == nil {
+				err = s.store.StepDone(ctx, f.ConversationSid, st.name, ref)
+			}
+			errs[i] = err
+		})
+	}
 	wg.Wait()
 
+	err = errors.Join(errs...)
+	if err != nil && !permanent(err) {
+		log.Warn().Err(err).Msg("opt-in incomplete; will run again")
+		return fmt.Errorf("%w: %w", ErrRetryLater, err)
+	}
 	state, detail := StateDone, ""
-	if err := errors.Join(errWait, errRider, errHooks); err != nil {
+	if err != nil {
 		state, detail = StateFailed, err.Error()
 	}
-	// The flow's own context may be ending (shutdown); recording the outcome still matters.
+	return s.finish(ctx, f, state, detail, start)
+}
+
+// GiveUp records a flow as failed once its queue stops retrying it.
+func (s *Service) GiveUp(ctx context.Context, conversationSid string, cause error) error {
+	f := Flow{ConversationSid: conversationSid}
+	ctx = zerolog.Ctx(ctx).With().Str("conversation_sid", conversationSid).Logger().WithContext(ctx)
+	return s.finish(ctx, f, StateFailed, "gave up: "+cause.Error(), s.now())
+}
+
+func (s *Service) finish(ctx context.Context, f Flow, state State, detail string, start time.Time) error {
+	log := zerolog.Ctx(ctx)
+	// The run's context may be ending (shutdown); recording the outcome still matters.
 	finishCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if err := s.store.Finish(finishCtx, f.ConversationSid, state, detail); err != nil {
-		log.Error().Err(err).Msg("recording flow outcome")
+		return fmt.Errorf("%w: recording flow outcome: %w", ErrRetryLater, err)
 	}
 	ev := log.Info()
 	if state == StateFailed {
 		ev = log.Error().Str("error", detail)
 	}
 	ev.Str("step", "flow").Str("outcome", string(state)).Dur("duration", s.now().Sub(start)).Msg("opt-in finished")
+	return nil
+}
+
+// permanent reports whether err holds only permanent call failures: nothing a later run could fix.
+func permanent(err error) bool {
+	if ce, ok := err.(*CallError); ok {
+		return ce.Kind == Permanent
+	}
+	switch x := err.(type) {
+	case interface{ Unwrap() []error }:
+		for _, e := range x.Unwrap() {
+			if !permanent(e) {
+				return false
+			}
+		}
+		return true
+	case interface{ Unwrap() error }:
+		return permanent(x.Unwrap())
+	}
+	return false
 }
 
 // marker is the Attributes JSON that names a message's step and trigger, so a retry can find it.
@@ -196,11 +250,11 @@ func hasMarker(attributes, step, trigger string) bool {
 	return d.OptIn.Step == step && d.OptIn.Trigger == trigger
 }
 
-// createOnce creates m with the step's marker. After a failure whose effect is unknown it first looks
-// for the marker among recent messages, so an ambiguous failure never produces a second message.
-func (s *Service) createOnce(ctx context.Context, f Flow, step string, m Message) error {
+// createOnce creates m with the step's marker. After a failure whose effect is unknown — in this run
+// or, when lookFirst is set, in an earlier one — it first looks for the marker among recent messages,
+// so an ambiguous failure never produces a second message.
+func (s *Service) createOnce(ctx context.Context, f Flow, step string, m Message, lookFirst bool) (string, error) {
 	m.Attributes = marker(step, f.Trigger)
-	lookFirst := false
 	sid, err := retry(ctx, s.cfg.Retry, step, func(ctx context.Context) (string, error) {
 		if lookFirst {
 			sid, err := s.findMarked(ctx, f, step)
@@ -217,9 +271,9 @@ func (s *Service) createOnce(ctx context.Context, f Flow, step string, m Message
 	})
 	logStep(ctx, step, err).Str("created_sid", sid).Msg("step finished")
 	if err != nil {
-		return fmt.Errorf("step %s: %w", step, err)
+		return "", fmt.Errorf("step %s: %w", step, err)
 	}
-	return nil
+	return sid, nil
 }
 
 // findMarked looks for the step's message among the newest ones. When the lookup itself fails

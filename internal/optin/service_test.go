@@ -23,34 +23,40 @@ const (
 
 var fastRetry = RetryPolicy{InitialInterval: time.Millisecond, MaxInterval: 5 * time.Millisecond, MaxAttempts: 4, CallTimeout: time.Second}
 
-func newTestService(t *testing.T, fc *fakeConversations, mutate ...func(*Config)) (*Service, *fakeStore) {
+const maxRuns = 3
+
+// testService is a Service with its fakes.
+type testService struct {
+	*Service
+	q *fakeQueue
+}
+
+func newTestService(t *testing.T, fc *fakeConversations, mutate ...func(*Config)) (*testService, *fakeStore) {
 	t.Helper()
 	cfg := Config{WaitMessage: wait, RiderOptIn: Template{Body: riderMsg}, Retry: fastRetry}
 	for _, m := range mutate {
 		m(&cfg)
 	}
 	st := &fakeStore{}
-	svc, err := NewService(t.Context(), fc, st, cfg)
+	q := &fakeQueue{maxRuns: maxRuns, active: map[string]bool{}}
+	svc, err := NewService(fc, st, q, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return svc, st
+	q.svc = svc
+	return &testService{svc, q}, st
 }
 
 func reply(msgSid, author string) Event {
 	return Event{Type: EventMessageAdded, ConversationSid: conv, MessageSid: msgSid, Author: author, Body: "Yes"}
 }
 
-func drain(t *testing.T, svc *Service) {
+func drain(t *testing.T, svc *testService) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-	defer cancel()
-	if err := svc.Wait(ctx); err != nil {
-		t.Fatal(err)
-	}
+	svc.q.wg.Wait()
 }
 
-func mustHandle(t *testing.T, svc *Service, ev Event, want Decision) {
+func mustHandle(t *testing.T, svc *testService, ev Event, want Decision) {
 	t.Helper()
 	got, err := svc.Handle(t.Context(), ev)
 	if err != nil {
@@ -305,7 +311,7 @@ func TestMissingWebhookCountsAsDeleted(t *testing.T) {
 }
 
 func TestRetriesAreBounded(t *testing.T) {
-	fails := make([]error, 10)
+	fails := make([]error, 100)
 	for i := range fails {
 		fails[i] = callErr(Retryable, 429, 20429)
 	}
@@ -313,11 +319,73 @@ func TestRetriesAreBounded(t *testing.T) {
 	svc, st := newTestService(t, fc)
 	mustHandle(t, svc, reply("IM1", customer), Decision{Outcome: OutcomeAccepted})
 	drain(t, svc)
-	if _, lists, _, _ := fc.snapshot(); lists != int(fastRetry.MaxAttempts) {
-		t.Errorf("list attempts = %d, want %d", lists, fastRetry.MaxAttempts)
+	if _, lists, _, _ := fc.snapshot(); lists != int(fastRetry.MaxAttempts)*maxRuns {
+		t.Errorf("list attempts = %d, want %d per run for %d runs", lists, fastRetry.MaxAttempts, maxRuns)
 	}
-	if f := st.get(conv); f.State != StateFailed {
-		t.Errorf("flow = %+v, want failed", f)
+	f := st.get(conv)
+	if f.State != StateFailed || !strings.HasPrefix(f.Detail, "gave up: ") || f.Runs != maxRuns {
+		t.Errorf("flow = %+v, want failed after %d runs", f, maxRuns)
+	}
+	// The messages went out in the first run and were not sent again.
+	created, _, _, _ := fc.snapshot()
+	if len(created) != 2 || f.Steps[StepWait] == "" || f.Steps[StepRider] == "" {
+		t.Errorf("creates = %d, steps = %v", len(created), f.Steps)
+	}
+}
+
+// A later run skips the steps an earlier one finished and looks before creating the others.
+func TestRerunResumes(t *testing.T) {
+	fc := &fakeConversations{
+		webhooks:   []string{"WH1"},
+		failCreate: map[string][]scripted{StepRider: {{err: callErr(Uncertain, 0, 0), applied: true}, {err: callErr(Uncertain, 0, 0)}, {err: callErr(Uncertain, 0, 0)}, {err: callErr(Uncertain, 0, 0)}}},
+	}
+	svc, st := newTestService(t, fc, func(c *Config) { c.Retry.MaxAttempts = 1 })
+	mustHandle(t, svc, reply("IM1", customer), Decision{Outcome: OutcomeAccepted})
+	drain(t, svc)
+	created, lists, deletes, recent := fc.snapshot()
+	steps := byStep(created)
+	if len(steps[StepWait]) != 1 || len(steps[StepRider]) != 1 || lists != 1 || len(deletes) != 1 {
+		t.Errorf("wait %d, rider %d, lists %d, deletes %d; want 1 each", len(steps[StepWait]), len(steps[StepRider]), lists, len(deletes))
+	}
+	if recent != 1 {
+		t.Errorf("lookups = %d, want 1 (the second run finds the rider message)", recent)
+	}
+	var riderSid string
+	for _, m := range fc.messages {
+		if hasMarker(m.Attributes, StepRider, "IM1") {
+			riderSid = m.Sid
+		}
+	}
+	if f := st.get(conv); f.State != StateDone || f.Runs != 2 || f.Steps[StepRider] != riderSid {
+		t.Errorf("flow = %+v", f)
+	}
+}
+
+func TestEnqueuedAgainWhileRunning(t *testing.T) {
+	fc := &fakeConversations{block: make(chan struct{})}
+	svc, _ := newTestService(t, fc)
+	mustHandle(t, svc, reply("IM1", customer), Decision{Outcome: OutcomeAccepted})
+	mustHandle(t, svc, reply("IM1", customer), Decision{Outcome: OutcomeDuplicate})
+	mustHandle(t, svc, reply("IM2", rider), Decision{OutcomeIgnored, ReasonNotCustomer})
+	close(fc.block)
+	drain(t, svc)
+	mustHandle(t, svc, reply("IM1", customer), Decision{Outcome: OutcomeDuplicate})
+	if svc.q.enqueued != 2 {
+		t.Errorf("enqueued %d times, want 2: the claim and the customer's duplicate while running", svc.q.enqueued)
+	}
+}
+
+type failingQueue struct{}
+
+func (failingQueue) Enqueue(context.Context, string) error { return errors.New("redis: connection refused") }
+
+func TestQueueFailureIsUnavailable(t *testing.T) {
+	svc, err := NewService(&fakeConversations{}, &fakeStore{}, failingQueue{}, Config{WaitMessage: wait, RiderOptIn: Template{Body: riderMsg}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Handle(t.Context(), reply("IM1", customer)); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("err = %v, want ErrUnavailable", err)
 	}
 }
 
@@ -334,40 +402,42 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 	}
 }
 
-func TestWaitTimesOut(t *testing.T) {
-	fc := &fakeConversations{block: make(chan struct{})}
-	svc, _ := newTestService(t, fc)
-	mustHandle(t, svc, reply("IM1", customer), Decision{Outcome: OutcomeAccepted})
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
-	defer cancel()
-	if err := svc.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("Wait = %v, want deadline exceeded", err)
-	}
-	close(fc.block)
-	drain(t, svc)
-}
-
 func TestNewServiceChecksDeps(t *testing.T) {
 	ok := Config{WaitMessage: wait, RiderOptIn: Template{Body: riderMsg}}
-	cases := map[string]func() (Conversations, Store, Config){
-		"nil conversations": func() (Conversations, Store, Config) { return nil, &fakeStore{}, ok },
-		"nil store":         func() (Conversations, Store, Config) { return &fakeConversations{}, nil, ok },
-		"no wait": func() (Conversations, Store, Config) {
+	q := &fakeQueue{}
+	cases := map[string]func() (Conversations, Store, Queue, Config){
+		"nil conversations": func() (Conversations, Store, Queue, Config) { return nil, &fakeStore{}, q, ok },
+		"nil store":         func() (Conversations, Store, Queue, Config) { return &fakeConversations{}, nil, q, ok },
+		"nil queue":         func() (Conversations, Store, Queue, Config) { return &fakeConversations{}, &fakeStore{}, nil, ok },
+		"no wait": func() (Conversations, Store, Queue, Config) {
 			c := ok
 			c.WaitMessage = ""
-			return &fakeConversations{}, &fakeStore{}, c
+			return &fakeConversations{}, &fakeStore{}, q, c
 		},
-		"no rider": func() (Conversations, Store, Config) {
+		"no rider": func() (Conversations, Store, Queue, Config) {
 			c := ok
 			c.RiderOptIn = Template{}
-			return &fakeConversations{}, &fakeStore{}, c
+			return &fakeConversations{}, &fakeStore{}, q, c
 		},
 	}
 	for name, build := range cases {
-		conv, st, cfg := build()
-		if _, err := NewService(t.Context(), conv, st, cfg); err == nil {
+		conv, st, qq, cfg := build()
+		if _, err := NewService(conv, st, qq, cfg); err == nil {
 			t.Errorf("%s: no error", name)
 		}
+	}
+}
+
+func TestRunDelay(t *testing.T) {
+	for n, want := range map[int]time.Duration{1: time.Second, 2: 2 * time.Second, 4: 8 * time.Second, 20: 5 * time.Minute} {
+		for range 50 {
+			if d := RunDelay(n, nil); d < want/2 || d > want {
+				t.Fatalf("RunDelay(%d) = %v, want within [%v, %v]", n, d, want/2, want)
+			}
+		}
+	}
+	if d := RunDelay(1, &CallError{Kind: Retryable, RetryAfter: time.Minute}); d != time.Minute {
+		t.Errorf("Retry-After not honoured: %v", d)
 	}
 }
 

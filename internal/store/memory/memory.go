@@ -4,6 +4,7 @@ package memory
 import (
 	"context"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 
@@ -29,10 +30,36 @@ func (s *Store) Claim(_ context.Context, f optin.Flow) (optin.Flow, bool, error)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if existing, ok := s.flows[f.ConversationSid]; ok {
-		return existing, false, nil
+		return clone(existing), false, nil
 	}
+	f.Steps, f.Runs = map[string]string{}, 0
 	s.flows[f.ConversationSid] = f
-	return f, true, nil
+	return clone(f), true, nil
+}
+
+// Begin counts a run and returns the flow.
+func (s *Store) Begin(_ context.Context, conversationSid string) (optin.Flow, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, ok := s.flows[conversationSid]
+	if !ok {
+		return optin.Flow{}, fmt.Errorf("begin %s: no flow claimed", conversationSid)
+	}
+	f.Runs++
+	s.flows[conversationSid] = f
+	return clone(f), nil
+}
+
+// StepDone records a completed step.
+func (s *Store) StepDone(_ context.Context, conversationSid, step, ref string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, ok := s.flows[conversationSid]
+	if !ok {
+		return fmt.Errorf("step %s of %s: no flow claimed", step, conversationSid)
+	}
+	f.Steps[step] = ref
+	return nil
 }
 
 // Finish records the final state of a claimed flow.
@@ -53,5 +80,10 @@ func (s *Store) Get(conversationSid string) (optin.Flow, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	f, ok := s.flows[conversationSid]
-	return f, ok
+	return clone(f), ok
+}
+
+func clone(f optin.Flow) optin.Flow {
+	f.Steps = maps.Clone(f.Steps)
+	return f
 }

@@ -36,14 +36,14 @@ func TestClaimReturnsExistingAndFinishRecords(t *testing.T) {
 		t.Fatal("first claim lost")
 	}
 	got, claimed, _ := s.Claim(t.Context(), optin.Flow{ConversationSid: "CH1", Customer: "whatsapp:+2", Trigger: "IM2"})
-	if claimed || got != first {
+	if claimed || got.Trigger != first.Trigger || got.Customer != first.Customer || got.State != first.State {
 		t.Fatalf("second claim = %+v %v, want existing %+v", got, claimed, first)
 	}
 	if err := s.Finish(t.Context(), "CH1", optin.StateFailed, "step rider: 63016"); err != nil {
 		t.Fatal(err)
 	}
 	f, _ := s.Get("CH1")
-	if f.State != optin.StateFailed || f.Detail != "step rider: 63016" || f.FinishedAt.IsZero() || f.Trigger != "IM1" {
+	if f.State != optin.StateFailed || f.Detail != "step rider: 63016" || f.FinishedAt.IsZero() || f.Trigger != "IM1" || f.Runs != 0 {
 		t.Errorf("flow = %+v", f)
 	}
 	if err := s.Finish(t.Context(), "CH2", optin.StateDone, ""); err == nil {
@@ -51,5 +51,33 @@ func TestClaimReturnsExistingAndFinishRecords(t *testing.T) {
 	}
 	if _, claimed, _ := s.Claim(t.Context(), optin.Flow{ConversationSid: "CH2"}); !claimed {
 		t.Error("other conversation not claimable")
+	}
+}
+
+func TestBeginAndStepDone(t *testing.T) {
+	s := New()
+	if _, err := s.Begin(t.Context(), "CH1"); err == nil {
+		t.Error("begin of an unclaimed flow succeeded")
+	}
+	if err := s.StepDone(t.Context(), "CH1", "wait", "IM1"); err == nil {
+		t.Error("step of an unclaimed flow recorded")
+	}
+	_, _, _ = s.Claim(t.Context(), optin.Flow{ConversationSid: "CH1", State: optin.StateRunning})
+	for want := 1; want <= 2; want++ {
+		f, err := s.Begin(t.Context(), "CH1")
+		if err != nil || f.Runs != want {
+			t.Fatalf("run %d: %+v %v", want, f, err)
+		}
+	}
+	if err := s.StepDone(t.Context(), "CH1", "wait", "IM9"); err != nil {
+		t.Fatal(err)
+	}
+	f, _ := s.Begin(t.Context(), "CH1")
+	if f.Steps["wait"] != "IM9" || len(f.Steps) != 1 {
+		t.Errorf("steps = %v", f.Steps)
+	}
+	f.Steps["rider"] = "mutated"
+	if g, _ := s.Get("CH1"); len(g.Steps) != 1 {
+		t.Error("returned flow aliases the stored one")
 	}
 }
