@@ -1,0 +1,98 @@
+// Package redistest starts throwaway redis-server processes for tests, with append-only persistence so
+// that a restart keeps what was acknowledged. Without redis-server the test is skipped — except under
+// CI=true, where it fails: CI must run every Redis test.
+package redistest
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// Server is one redis-server process.
+type Server struct {
+	t    testing.TB
+	Port int
+	dir  string
+	cmd  *exec.Cmd
+}
+
+// Start runs a redis-server on a free loopback port with AOF (appendfsync always) in a temporary dir.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("redis-server is required under CI: %v", err)
+		}
+		t.Skip("redis-server not installed")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	s := &Server{t: t, Port: port, dir: t.TempDir()}
+	s.start()
+	t.Cleanup(s.Kill)
+	return s
+}
+
+// URL is the server's redis:// address.
+func (s *Server) URL() string { return fmt.Sprintf("redis://127.0.0.1:%d/0", s.Port) }
+
+func (s *Server) start() {
+	s.t.Helper()
+	s.cmd = exec.Command("redis-server",
+		"--bind", "127.0.0.1", "--port", strconv.Itoa(s.Port), "--dir", s.dir,
+		"--save", "", "--appendonly", "yes", "--appendfsync", "always", "--protected-mode", "no")
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatalf("starting redis-server: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !s.ready() {
+		if time.Now().After(deadline) {
+			s.t.Fatalf("redis-server on port %d did not start", s.Port)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (s *Server) ready() bool {
+	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", s.Port), time.Second)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := c.Write([]byte("PING\r\n")); err != nil {
+		return false
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	return err == nil && line == "+PONG\r\n"
+}
+
+// Kill stops the server at once, as a crash would.
+func (s *Server) Kill() {
+	if s.cmd != nil && s.cmd.Process != nil {
+		_ = s.cmd.Process.Kill()
+		_ = s.cmd.Wait()
+		s.cmd = nil
+	}
+}
+
+// Restart kills the server and starts it again on the same port and data.
+func (s *Server) Restart() {
+	s.t.Helper()
+	s.Kill()
+	s.start()
+}
+
+// AOFDir is where the append-only files live.
+func (s *Server) AOFDir() string { return filepath.Join(s.dir, "appendonlydir") }

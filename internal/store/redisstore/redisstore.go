@@ -1,0 +1,182 @@
+// Package redisstore is the optin.Store shared by every replica: one Redis hash per conversation,
+// changed only by Lua scripts so that claims are atomic across replicas.
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/optinkit/optin/internal/optin"
+)
+
+// Store keeps flows in Redis.
+type Store struct {
+	rdb       *redis.Client
+	prefix    string
+	retention time.Duration
+}
+
+var _ optin.Store = (*Store)(nil)
+
+// Open connects to the Redis at url (redis://[user:pass@]host:port/db, or rediss:// for TLS) and keeps
+// finished flows for retention. It does not wait for Redis: call Ping.
+func Open(url string, retention time.Duration) (*Store, error) {
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("parsing redis url: %w", err)
+	}
+	return &Store{rdb: redis.NewClient(opt), prefix: "optin:flow:", retention: retention}, nil
+}
+
+// Ping reports whether Redis answers.
+func (s *Store) Ping(ctx context.Context) error { return s.rdb.Ping(ctx).Err() }
+
+// Close releases the connections.
+func (s *Store) Close() error { return s.rdb.Close() }
+
+func (s *Store) key(conv string) string { return s.prefix + conv }
+
+// claim creates the flow's hash unless it exists; it answers {} when it created it, else the hash.
+var claim = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return redis.call('HGETALL', KEYS[1])
+end
+redis.call('HSET', KEYS[1], 'customer', ARGV[1], 'trigger', ARGV[2], 'state', ARGV[3], 'started_at', ARGV[4], 'runs', 0)
+return {}
+`)
+
+// begin counts a run of an existing flow and answers its hash ({} when there is none).
+var begin = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return {}
+end
+redis.call('HINCRBY', KEYS[1], 'runs', 1)
+return redis.call('HGETALL', KEYS[1])
+`)
+
+// stepDone records a step of an existing flow; it answers 0 when there is none.
+var stepDone = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+`)
+
+// finish records the final state of an existing flow and lets it expire; it answers 0 when there is none.
+var finish = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'state', ARGV[1], 'detail', ARGV[2], 'finished_at', ARGV[3])
+if tonumber(ARGV[4]) > 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+end
+return 1
+`)
+
+// Claim records f unless its conversation already has a flow.
+func (s *Store) Claim(ctx context.Context, f optin.Flow) (optin.Flow, bool, error) {
+	res, err := claim.Run(ctx, s.rdb, []string{s.key(f.ConversationSid)},
+		f.Customer, f.Trigger, string(f.State), f.StartedAt.UnixMilli()).StringSlice()
+	if err != nil {
+		return optin.Flow{}, false, fmt.Errorf("claim: %w", err)
+	}
+	if len(res) == 0 {
+		f.Steps, f.Runs = map[string]string{}, 0
+		return f, true, nil
+	}
+	existing, err := decode(f.ConversationSid, res)
+	return existing, false, err
+}
+
+// Begin counts a run and returns the flow.
+func (s *Store) Begin(ctx context.Context, conversationSid string) (optin.Flow, error) {
+	res, err := begin.Run(ctx, s.rdb, []string{s.key(conversationSid)}).StringSlice()
+	if err != nil {
+		return optin.Flow{}, fmt.Errorf("begin: %w", err)
+	}
+	if len(res) == 0 {
+		return optin.Flow{}, fmt.Errorf("begin %s: no flow claimed", conversationSid)
+	}
+	return decode(conversationSid, res)
+}
+
+// StepDone records a completed step.
+func (s *Store) StepDone(ctx context.Context, conversationSid, step, ref string) error {
+	return s.changed(stepDone.Run(ctx, s.rdb, []string{s.key(conversationSid)}, "step:"+step, ref), "step "+step, conversationSid)
+}
+
+// Finish records the final state and starts the retention clock.
+func (s *Store) Finish(ctx context.Context, conversationSid string, state optin.State, detail string) error {
+	return s.changed(finish.Run(ctx, s.rdb, []string{s.key(conversationSid)},
+		string(state), detail, time.Now().UnixMilli(), s.retention.Milliseconds()), "finish", conversationSid)
+}
+
+func (s *Store) changed(cmd *redis.Cmd, what, conv string) error {
+	n, err := cmd.Int()
+	switch {
+	case err != nil:
+		return fmt.Errorf("%s: %w", what, err)
+	case n == 0:
+		return fmt.Errorf("%s %s: no flow claimed", what, conv)
+	}
+	return nil
+}
+
+// Get returns the stored flow, for tests and diagnostics.
+func (s *Store) Get(ctx context.Context, conversationSid string) (optin.Flow, bool, error) {
+	res, err := s.rdb.HGetAll(ctx, s.key(conversationSid)).Result()
+	if err != nil || len(res) == 0 {
+		return optin.Flow{}, false, err
+	}
+	var pairs []string
+	for k, v := range res {
+		pairs = append(pairs, k, v)
+	}
+	f, err := decode(conversationSid, pairs)
+	return f, err == nil, err
+}
+
+func decode(conv string, pairs []string) (optin.Flow, error) {
+	if len(pairs)%2 != 0 {
+		return optin.Flow{}, errors.New("decoding flow: odd reply")
+	}
+	f := optin.Flow{ConversationSid: conv, Steps: map[string]string{}}
+	for i := 0; i < len(pairs); i += 2 {
+		k, v := pairs[i], pairs[i+1]
+		switch {
+		case k == "customer":
+			f.Customer = v
+		case k == "trigger":
+			f.Trigger = v
+		case k == "state":
+			f.State = optin.State(v)
+		case k == "detail":
+			f.Detail = v
+		case k == "runs":
+			f.Runs, _ = strconv.Atoi(v)
+		case k == "started_at":
+			f.StartedAt = millis(v)
+		case k == "finished_at":
+			f.FinishedAt = millis(v)
+		case strings.HasPrefix(k, "step:"):
+			f.Steps[strings.TrimPrefix(k, "step:")] = v
+		}
+	}
+	return f, nil
+}
+
+func millis(v string) time.Time {
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return time.Time{}
+	}
+	return time.UnixMilli(n)
+}
