@@ -104,7 +104,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("opt-in service: %w", err)
 	}
-	queue.Start(svc)
+	_ = queue.Start(svc)
 
 	var ready atomic.Bool
 	router := handlers.NewRouter(handlers.Deps{

@@ -115,6 +115,13 @@ type Queue interface {
 	Enqueue(ctx context.Context, conversationSid string) error
 }
 
+// Worker is what a Queue runs: *Service. Work returns nil once the flow is finished; GiveUp records a
+// flow as failed when the queue stops retrying it.
+type Worker interface {
+	Work(ctx context.Context, conversationSid string) error
+	GiveUp(ctx context.Context, conversationSid string, cause error) error
+}
+
 // ErrUnavailable marks a failure of the service's own state (store or queue): the event was not
 // accepted and may be delivered again.
 var ErrUnavailable = errors.New("temporarily unavailable")

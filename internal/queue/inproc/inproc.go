@@ -14,12 +14,6 @@ import (
 	"github.com/optinkit/optin/internal/optin"
 )
 
-// Worker is what the queue runs.
-type Worker interface {
-	Work(ctx context.Context, conversationSid string) error
-	GiveUp(ctx context.Context, conversationSid string, cause error) error
-}
-
 // Queue runs each conversation's work at most once at a time.
 type Queue struct {
 	base     context.Context
@@ -28,7 +22,7 @@ type Queue struct {
 	runDelay func(n int, err error) time.Duration
 
 	mu     sync.Mutex
-	worker Worker
+	worker optin.Worker
 	active map[string]bool
 	wg     sync.WaitGroup
 }
@@ -42,10 +36,11 @@ func New(maxRuns int) *Queue {
 }
 
 // Start sets the worker; work enqueued before is refused.
-func (q *Queue) Start(w Worker) {
+func (q *Queue) Start(w optin.Worker) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.worker = w
+	return nil
 }
 
 // Enqueue starts the conversation's work unless it is already running here.
@@ -75,7 +70,7 @@ func (q *Queue) Enqueue(ctx context.Context, conversationSid string) error {
 	return nil
 }
 
-func (q *Queue) runUntilFinished(ctx context.Context, w Worker, conv string) {
+func (q *Queue) runUntilFinished(ctx context.Context, w optin.Worker, conv string) {
 	log := zerolog.Ctx(ctx)
 	for n := 1; ; n++ {
 		err := w.Work(ctx, conv)

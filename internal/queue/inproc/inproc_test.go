@@ -50,7 +50,7 @@ func newQueue(maxRuns int) *Queue {
 func TestRetriesUntilDone(t *testing.T) {
 	q := newQueue(5)
 	w := &worker{runs: map[string]int{}, fails: 2}
-	q.Start(w)
+	_ = q.Start(w)
 	if err := q.Enqueue(t.Context(), "CH1"); err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +65,7 @@ func TestRetriesUntilDone(t *testing.T) {
 func TestGivesUpAfterMaxRuns(t *testing.T) {
 	q := newQueue(3)
 	w := &worker{runs: map[string]int{}, fails: 100}
-	q.Start(w)
+	_ = q.Start(w)
 	_ = q.Enqueue(t.Context(), "CH1")
 	_ = q.Shutdown(t.Context())
 	if w.runs["CH1"] != 3 || len(w.gaveUp) != 1 {
@@ -76,7 +76,7 @@ func TestGivesUpAfterMaxRuns(t *testing.T) {
 func TestOneRunAtATimePerConversation(t *testing.T) {
 	q := newQueue(1)
 	w := &worker{runs: map[string]int{}, release: make(chan struct{})}
-	q.Start(w)
+	_ = q.Start(w)
 	for range 10 {
 		_ = q.Enqueue(t.Context(), "CH1")
 		_ = q.Enqueue(t.Context(), "CH2")
@@ -94,7 +94,7 @@ func TestOneRunAtATimePerConversation(t *testing.T) {
 func TestShutdownTimeoutAbandons(t *testing.T) {
 	q := newQueue(1)
 	w := &worker{runs: map[string]int{}, release: make(chan struct{})}
-	q.Start(w)
+	_ = q.Start(w)
 	_ = q.Enqueue(t.Context(), "CH1")
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
 	defer cancel()

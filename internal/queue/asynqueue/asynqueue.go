@@ -1,0 +1,121 @@
+// Package asynqueue is the optin.Queue shared by every replica, on Redis with hibiken/asynq: the
+// conversation SID is the task ID (so a conversation is queued once), workers on any replica take the
+// task, and a replica that dies mid-flow loses its lease so that another one runs the task again.
+package asynqueue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/rs/zerolog"
+
+	"github.com/optinkit/optin/internal/optin"
+)
+
+const (
+	taskType  = "optin:flow"
+	queueName = "optin"
+)
+
+// Options configure a Queue.
+type Options struct {
+	// Concurrency is how many flows this replica works on at once.
+	Concurrency int
+	// MaxRetry is how many times a flow's work runs again after failing transiently before it is given up.
+	MaxRetry int
+	// ShutdownTimeout is how long Shutdown waits for running work before handing it back to Redis.
+	ShutdownTimeout time.Duration
+	// Log receives asynq's own warnings and the flows' logs.
+	Log zerolog.Logger
+}
+
+// Queue enqueues and works on opt-ins through asynq.
+type Queue struct {
+	redis  asynq.RedisConnOpt
+	opts   Options
+	client *asynq.Client
+	server *asynq.Server
+}
+
+var _ optin.Queue = (*Queue)(nil)
+
+// Open connects to the Redis at url for enqueuing; Start begins working.
+func Open(url string, opts Options) (*Queue, error) {
+	r, err := asynq.ParseRedisURI(url)
+	if err != nil {
+		return nil, fmt.Errorf("parsing redis url: %w", err)
+	}
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = 10
+	}
+	if opts.MaxRetry <= 0 {
+		opts.MaxRetry = 10
+	}
+	return &Queue{redis: r, opts: opts, client: asynq.NewClient(r)}, nil
+}
+
+// Enqueue queues the conversation's work unless it is queued or running already.
+func (q *Queue) Enqueue(ctx context.Context, conversationSid string) error {
+	_, err := q.client.EnqueueContext(ctx, asynq.NewTask(taskType, []byte(conversationSid)),
+		asynq.TaskID(conversationSid), asynq.Queue(queueName), asynq.MaxRetry(q.opts.MaxRetry))
+	if errors.Is(err, asynq.ErrTaskIDConflict) {
+		return nil
+	}
+	return err
+}
+
+// Start runs w on this replica's workers.
+func (q *Queue) Start(w optin.Worker) error {
+	log := q.opts.Log
+	q.server = asynq.NewServer(q.redis, asynq.Config{
+		Concurrency:     q.opts.Concurrency,
+		Queues:          map[string]int{queueName: 1},
+		ShutdownTimeout: q.opts.ShutdownTimeout,
+		BaseContext:     func() context.Context { return log.WithContext(context.Background()) },
+		RetryDelayFunc:  func(n int, err error, _ *asynq.Task) time.Duration { return optin.RunDelay(n+1, err) },
+		Logger:          logger{log},
+		LogLevel:        asynq.WarnLevel,
+		// Retries are due after a second or two; look for them every second, not asynq's default five.
+		DelayedTaskCheckInterval: time.Second,
+	})
+	return q.server.Start(asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+		conv := string(t.Payload())
+		err := w.Work(ctx, conv)
+		if err == nil {
+			return nil
+		}
+		retried, _ := asynq.GetRetryCount(ctx)
+		maxRetry, _ := asynq.GetMaxRetry(ctx)
+		if retried >= maxRetry {
+			if gerr := w.GiveUp(ctx, conv, err); gerr != nil {
+				return gerr
+			}
+			return nil
+		}
+		return err
+	}))
+}
+
+// Shutdown stops taking work, waits up to ShutdownTimeout for running work, hands the rest back to
+// Redis for another replica, and closes the connections.
+func (q *Queue) Shutdown(context.Context) error {
+	if q.server != nil {
+		q.server.Shutdown()
+	}
+	return q.client.Close()
+}
+
+// Ping reports whether Redis answers.
+func (q *Queue) Ping() error { return q.client.Ping() }
+
+// logger passes asynq's messages to zerolog.
+type logger struct{ zerolog.Logger }
+
+func (l logger) Debug(args ...any) { l.Logger.Debug().Msg(fmt.Sprint(args...)) }
+func (l logger) Info(args ...any)  { l.Logger.Info().Msg(fmt.Sprint(args...)) }
+func (l logger) Warn(args ...any)  { l.Logger.Warn().Msg(fmt.Sprint(args...)) }
+func (l logger) Error(args ...any) { l.Logger.Error().Msg(fmt.Sprint(args...)) }
+func (l logger) Fatal(args ...any) { l.Logger.Fatal().Msg(fmt.Sprint(args...)) }
