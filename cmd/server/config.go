@@ -19,18 +19,22 @@ type config struct {
 	APIKey     string `envconfig:"TWILIO_API_KEY" desc:"optional API key SID (SK…) for REST calls; needs TWILIO_API_SECRET"`
 	APISecret  string `envconfig:"TWILIO_API_SECRET" desc:"secret of TWILIO_API_KEY"`
 
-	Addr            string        `envconfig:"OPTIN_ADDR" default:":8080" desc:"address the HTTP server listens on"`
-	PublicURL       string        `envconfig:"OPTIN_PUBLIC_URL" desc:"public base URL Twilio calls (e.g. https://optin.example.com, may carry a path prefix); signatures are checked against it"`
-	TrustProxy      bool          `envconfig:"OPTIN_TRUST_PROXY_HEADERS" default:"false" desc:"without OPTIN_PUBLIC_URL, take scheme and host from X-Forwarded-Proto and X-Forwarded-Host"`
-	TwilioAPIURL    string        `envconfig:"OPTIN_TWILIO_API_URL" desc:"replaces scheme and host of every Twilio REST call (emulators, tests); the path is kept"`
-	WaitMessage     string        `envconfig:"OPTIN_WAIT_MESSAGE" default:"Great! Just a moment while we connect you…" desc:"system message the customer sees after agreeing"`
-	RiderMessage    string        `envconfig:"OPTIN_RIDER_OPTIN_MESSAGE" default:"Your customer has agreed to chat over WhatsApp to get this delivery sorted. You're now connected. Say hello!" desc:"body of the rider's opt-in, authored by the customer"`
-	RiderContentSid string        `envconfig:"OPTIN_RIDER_OPTIN_CONTENT_SID" desc:"Content template (HX…) sent to the rider instead of the body; works outside WhatsApp's 24-hour window"`
-	RiderContentVar string        `envconfig:"OPTIN_RIDER_OPTIN_CONTENT_VARIABLES" desc:"JSON object of the template's variables, e.g. {\"1\":\"Ana\"}"`
-	LogLevel        string        `envconfig:"OPTIN_LOG_LEVEL" default:"info" desc:"trace, debug, info, warn or error"`
-	LogFormat       string        `envconfig:"OPTIN_LOG_FORMAT" default:"json" desc:"json or console"`
-	ShutdownTimeout time.Duration `envconfig:"OPTIN_SHUTDOWN_TIMEOUT" default:"10s" desc:"how long in-flight requests and opt-ins may take to finish on SIGTERM"`
-	Demo            bool          `envconfig:"OPTIN_DEMO" default:"false" desc:"same as -demo: run against a built-in Twilio emulator with generated credentials and play the guide's story"`
+	Addr             string        `envconfig:"OPTIN_ADDR" default:":8080" desc:"address the HTTP server listens on"`
+	PublicURL        string        `envconfig:"OPTIN_PUBLIC_URL" desc:"public base URL Twilio calls (e.g. https://optin.example.com, may carry a path prefix); signatures are checked against it"`
+	TrustProxy       bool          `envconfig:"OPTIN_TRUST_PROXY_HEADERS" default:"false" desc:"without OPTIN_PUBLIC_URL, take scheme and host from X-Forwarded-Proto and X-Forwarded-Host"`
+	TwilioAPIURL     string        `envconfig:"OPTIN_TWILIO_API_URL" desc:"replaces scheme and host of every Twilio REST call (emulators, tests); the path is kept"`
+	WaitMessage      string        `envconfig:"OPTIN_WAIT_MESSAGE" default:"Great! Just a moment while we connect you…" desc:"system message the customer sees after agreeing"`
+	RiderMessage     string        `envconfig:"OPTIN_RIDER_OPTIN_MESSAGE" default:"Your customer has agreed to chat over WhatsApp to get this delivery sorted. You're now connected. Say hello!" desc:"body of the rider's opt-in, authored by the customer"`
+	RiderContentSid  string        `envconfig:"OPTIN_RIDER_OPTIN_CONTENT_SID" desc:"Content template (HX…) sent to the rider instead of the body; works outside WhatsApp's 24-hour window"`
+	RiderContentVar  string        `envconfig:"OPTIN_RIDER_OPTIN_CONTENT_VARIABLES" desc:"JSON object of the template's variables, e.g. {\"1\":\"Ana\"}"`
+	LogLevel         string        `envconfig:"OPTIN_LOG_LEVEL" default:"info" desc:"trace, debug, info, warn or error"`
+	LogFormat        string        `envconfig:"OPTIN_LOG_FORMAT" default:"json" desc:"json or console"`
+	ShutdownTimeout  time.Duration `envconfig:"OPTIN_SHUTDOWN_TIMEOUT" default:"10s" desc:"how long in-flight requests and opt-ins may take to finish on SIGTERM"`
+	RedisURL         string        `envconfig:"OPTIN_REDIS_URL" desc:"redis://[:password@]host:port/db (rediss:// for TLS): share state and work with other replicas; empty keeps both in this process"`
+	RedisStartupWait time.Duration `envconfig:"OPTIN_REDIS_STARTUP_WAIT" default:"0s" desc:"how long to wait for Redis at start before failing; 0 fails at once"`
+	Workers          int           `envconfig:"OPTIN_WORKERS" default:"10" desc:"opt-ins this replica works on at once (with Redis)"`
+	FlowRetention    time.Duration `envconfig:"OPTIN_FLOW_RETENTION" default:"720h" desc:"how long Redis remembers a finished conversation, so later messages stay no-ops"`
+	Demo             bool          `envconfig:"OPTIN_DEMO" default:"false" desc:"same as -demo: run against a built-in Twilio emulator with generated credentials and play the guide's story"`
 
 	publicURL *url.URL
 	logLevel  zerolog.Level
@@ -105,6 +109,21 @@ func (c *config) check() error {
 	if c.LogFormat != "json" && c.LogFormat != "console" {
 		bad("OPTIN_LOG_FORMAT", "want json or console, got %q", c.LogFormat)
 	}
+	if c.RedisURL != "" {
+		u, err := url.Parse(c.RedisURL)
+		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+			bad("OPTIN_REDIS_URL", "want redis://[:password@]host:port/db or rediss://…")
+		}
+	}
+	if c.RedisStartupWait < 0 {
+		bad("OPTIN_REDIS_STARTUP_WAIT", "must not be negative")
+	}
+	if c.Workers <= 0 {
+		bad("OPTIN_WORKERS", "must be positive")
+	}
+	if c.FlowRetention <= 0 {
+		bad("OPTIN_FLOW_RETENTION", "must be positive")
+	}
 	if c.ShutdownTimeout <= 0 {
 		bad("OPTIN_SHUTDOWN_TIMEOUT", "must be positive")
 	}
@@ -140,7 +159,20 @@ func (c config) MarshalZerologObject(e *zerolog.Event) {
 		Str("OPTIN_LOG_LEVEL", c.LogLevel).
 		Str("OPTIN_LOG_FORMAT", c.LogFormat).
 		Str("OPTIN_SHUTDOWN_TIMEOUT", c.ShutdownTimeout.String()).
+		Str("OPTIN_REDIS_URL", maskURL(c.RedisURL)).
+		Str("OPTIN_REDIS_STARTUP_WAIT", c.RedisStartupWait.String()).
+		Int("OPTIN_WORKERS", c.Workers).
+		Str("OPTIN_FLOW_RETENTION", c.FlowRetention.String()).
 		Bool("OPTIN_DEMO", c.Demo)
+}
+
+// maskURL hides the password of a URL such as redis://:secret@host:6379/0.
+func maskURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return mask(raw)
+	}
+	return u.Redacted()
 }
 
 func mask(secret string) string {

@@ -23,9 +23,7 @@ import (
 
 	"github.com/optinkit/optin/internal/handlers"
 	"github.com/optinkit/optin/internal/optin"
-	"github.com/optinkit/optin/internal/queue/inproc"
 	"github.com/optinkit/optin/internal/signature"
-	"github.com/optinkit/optin/internal/store/memory"
 	"github.com/optinkit/optin/internal/twilioapi"
 )
 
@@ -92,8 +90,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("twilio client: %w", err)
 	}
 
-	queue := inproc.New(inprocMaxRuns)
-	svc, err := optin.NewService(conv, memory.New(), queue, optin.Config{
+	be, err := openBackend(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer be.close()
+	svc, err := optin.NewService(conv, be.store, be.queue, optin.Config{
 		WaitMessage: cfg.WaitMessage,
 		RiderOptIn: optin.Template{
 			Body:             cfg.RiderMessage,
@@ -104,15 +106,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("opt-in service: %w", err)
 	}
-	_ = queue.Start(svc)
+	if err := be.queue.Start(svc); err != nil {
+		return fmt.Errorf("starting workers: %w", err)
+	}
 
-	var ready atomic.Bool
+	var serving atomic.Bool
 	router := handlers.NewRouter(handlers.Deps{
 		Log:       log,
 		Flows:     svc,
 		Validator: signature.New(cfg.AuthToken),
 		URLs:      handlers.SignedURL{Public: cfg.publicURL, TrustProxy: cfg.TrustProxy},
-		Ready:     ready.Load,
+		Ready: func(ctx context.Context) error {
+			if !serving.Load() {
+				return errors.New("shutting down")
+			}
+			return be.ping(ctx)
+		},
 	})
 	srv := &http.Server{
 		Handler:           router,
@@ -128,7 +137,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-	ready.Store(true)
+	serving.Store(true)
 	log.Info().Str("addr", ln.Addr().String()).Msg("listening")
 	if dm != nil {
 		go func() {
@@ -145,23 +154,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case <-ctx.Done():
 	}
 
-	ready.Store(false)
+	serving.Store(false)
 	log.Info().Dur("timeout", cfg.ShutdownTimeout).Msg("shutting down")
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		log.Error().Err(err).Msg("requests still open at shutdown timeout")
 	}
-	if err := queue.Shutdown(shutdownCtx); err != nil {
+	if err := be.queue.Shutdown(shutdownCtx); err != nil {
 		log.Error().Err(err).Msg("opt-ins abandoned at shutdown timeout")
 	}
 	log.Info().Msg("stopped")
 	return nil
 }
-
-// inprocMaxRuns bounds the runs of one opt-in in a single replica: with RunDelay's backoff, about
-// twenty minutes of Twilio trouble before the flow is recorded as failed.
-const inprocMaxRuns = 10
 
 func newLogger(cfg config, stdout io.Writer) zerolog.Logger {
 	out := stdout

@@ -59,7 +59,12 @@ func newEnv(t *testing.T, urls SignedURL) *env {
 		Flows:     e.flows,
 		Validator: signature.New(token),
 		URLs:      urls,
-		Ready:     func() bool { return e.ready },
+		Ready: func(context.Context) error {
+			if !e.ready {
+				return errors.New("shutting down")
+			}
+			return nil
+		},
 	})
 	return e
 }
@@ -277,7 +282,7 @@ func TestProbes(t *testing.T) {
 	}{
 		{"/healthz", true, 200, `{"status":"ok"}`},
 		{"/readyz", true, 200, `{"status":"ready"}`},
-		{"/readyz", false, 503, `{"status":"shutting down"}`},
+		{"/readyz", false, 503, `{"status":"not ready"}`},
 		{"/healthz", false, 200, `{"status":"ok"}`},
 	} {
 		e.ready = tt.ready
@@ -313,7 +318,7 @@ func TestRoutingErrorsAndLogs(t *testing.T) {
 
 func TestPanicIs500(t *testing.T) {
 	e := newEnv(t, SignedURL{})
-	e.h = NewRouter(Deps{Log: zerolog.New(e.logs), Flows: panicky{}, Validator: signature.New(token), Ready: func() bool { return true }})
+	e.h = NewRouter(Deps{Log: zerolog.New(e.logs), Flows: panicky{}, Validator: signature.New(token), Ready: func(context.Context) error { return nil }})
 	if code, body := e.do(signedPOST(event)); code != 500 || body != `{"error":"internal error"}` {
 		t.Errorf("got %d %s", code, body)
 	}

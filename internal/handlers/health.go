@@ -1,6 +1,12 @@
 package handlers
 
-import "net/http"
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/rs/zerolog/hlog"
+)
 
 func handleHealthz() http.HandlerFunc {
 	return func(w http.ResponseWriter, _ *http.Request) {
@@ -8,10 +14,13 @@ func handleHealthz() http.HandlerFunc {
 	}
 }
 
-func handleReadyz(ready func() bool) http.HandlerFunc {
-	return func(w http.ResponseWriter, _ *http.Request) {
-		if !ready() {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "shutting down"})
+func handleReadyz(ready func(ctx context.Context) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+		defer cancel()
+		if err := ready(ctx); err != nil {
+			hlog.FromRequest(r).Warn().Err(err).Msg("not ready")
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready"})
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})

@@ -3,6 +3,7 @@
 package handlers
 
 import (
+	"context"
 	"net/http"
 
 	"github.com/go-chi/chi/v5"
@@ -18,8 +19,8 @@ type Deps struct {
 	Flows     Flows
 	Validator *signature.Validator
 	URLs      SignedURL
-	// Ready reports whether the service takes traffic; false while shutting down.
-	Ready func() bool
+	// Ready reports why the service cannot take traffic: shutting down, or its state unreachable.
+	Ready func(ctx context.Context) error
 }
 
 // NewRouter lists every route with its middleware.

@@ -377,7 +377,9 @@ func TestEnqueuedAgainWhileRunning(t *testing.T) {
 
 type failingQueue struct{}
 
-func (failingQueue) Enqueue(context.Context, string) error { return errors.New("redis: connection refused") }
+func (failingQueue) Enqueue(context.Context, string) error {
+	return errors.New("redis: connection refused")
+}
 
 func TestQueueFailureIsUnavailable(t *testing.T) {
 	svc, err := NewService(&fakeConversations{}, &fakeStore{}, failingQueue{}, Config{WaitMessage: wait, RiderOptIn: Template{Body: riderMsg}})

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/optinkit/optin/internal/optin"
+	"github.com/optinkit/optin/internal/queue/asynqueue"
+	"github.com/optinkit/optin/internal/queue/inproc"
+	"github.com/optinkit/optin/internal/store/memory"
+	"github.com/optinkit/optin/internal/store/redisstore"
+)
+
+// workQueue is a Queue this program starts and stops.
+type workQueue interface {
+	optin.Queue
+	Start(w optin.Worker) error
+	Shutdown(ctx context.Context) error
+}
+
+// backend is where flows are kept and worked on: this process, or Redis shared with other replicas.
+type backend struct {
+	store optin.Store
+	queue workQueue
+	// ping reports whether the backend can take work; readiness follows it.
+	ping  func(ctx context.Context) error
+	close func()
+}
+
+// inprocMaxRuns bounds the runs of one opt-in in a single replica: with RunDelay's backoff, about
+// twenty minutes of Twilio trouble before the flow is recorded as failed.
+const inprocMaxRuns = 10
+
+func openBackend(ctx context.Context, cfg config, log zerolog.Logger) (*backend, error) {
+	if cfg.RedisURL == "" {
+		return &backend{
+			store: memory.New(),
+			queue: inproc.New(inprocMaxRuns),
+			ping:  func(context.Context) error { return nil },
+			close: func() {},
+		}, nil
+	}
+	where := redisHost(cfg.RedisURL)
+	store, err := redisstore.Open(cfg.RedisURL, cfg.FlowRetention)
+	if err != nil {
+		return nil, fmt.Errorf("OPTIN_REDIS_URL: %w", err)
+	}
+	if err := waitForRedis(ctx, store.Ping, cfg.RedisStartupWait, log, where); err != nil {
+		store.Close()
+		return nil, fmt.Errorf("OPTIN_REDIS_URL: redis at %s unreachable (OPTIN_REDIS_STARTUP_WAIT=%s): %w", where, cfg.RedisStartupWait, err)
+	}
+	queue, err := asynqueue.Open(cfg.RedisURL, asynqueue.Options{
+		Concurrency:     cfg.Workers,
+		ShutdownTimeout: cfg.ShutdownTimeout,
+		Log:             log,
+	})
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("OPTIN_REDIS_URL: %w", err)
+	}
+	log.Info().Str("redis", where).Msg("state and work shared through Redis")
+	return &backend{store: store, queue: queue, ping: store.Ping, close: func() { store.Close() }}, nil
+}
+
+// waitForRedis pings until Redis answers or wait has passed; with wait 0 it pings once.
+func waitForRedis(ctx context.Context, ping func(context.Context) error, wait time.Duration, log zerolog.Logger, where string) error {
+	deadline := time.Now().Add(wait)
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := ping(pctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		log.Warn().Err(err).Str("redis", where).Msg("waiting for Redis")
+		select {
+		case <-ctx.Done():
+			return errors.Join(err, ctx.Err())
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func redisHost(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "?"
+	}
+	return u.Host
+}
