@@ -23,6 +23,7 @@ type config struct {
 	PublicURL        string        `envconfig:"OPTIN_PUBLIC_URL" desc:"public base URL Twilio calls (e.g. https://optin.example.com, may carry a path prefix); signatures are checked against it"`
 	TrustProxy       bool          `envconfig:"OPTIN_TRUST_PROXY_HEADERS" default:"false" desc:"without OPTIN_PUBLIC_URL, take scheme and host from X-Forwarded-Proto and X-Forwarded-Host"`
 	TwilioAPIURL     string        `envconfig:"OPTIN_TWILIO_API_URL" desc:"replaces scheme and host of every Twilio REST call (emulators, tests); the path is kept"`
+	TwilioTimeout    time.Duration `envconfig:"OPTIN_TWILIO_TIMEOUT" default:"10s" desc:"how long one Twilio REST call may take before it is abandoned and retried"`
 	WaitMessage      string        `envconfig:"OPTIN_WAIT_MESSAGE" default:"Great! Just a moment while we connect you…" desc:"system message the customer sees after agreeing"`
 	RiderMessage     string        `envconfig:"OPTIN_RIDER_OPTIN_MESSAGE" default:"Your customer has agreed to chat over WhatsApp to get this delivery sorted. You're now connected. Say hello!" desc:"body of the rider's opt-in, authored by the customer"`
 	RiderContentSid  string        `envconfig:"OPTIN_RIDER_OPTIN_CONTENT_SID" desc:"Content template (HX…) sent to the rider instead of the body; works outside WhatsApp's 24-hour window"`
@@ -83,6 +84,9 @@ func (c *config) check() error {
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			bad("OPTIN_TWILIO_API_URL", "want http(s)://host[:port], got %q", c.TwilioAPIURL)
 		}
+	}
+	if c.TwilioTimeout <= 0 {
+		bad("OPTIN_TWILIO_TIMEOUT", "must be positive")
 	}
 	if c.WaitMessage == "" {
 		bad("OPTIN_WAIT_MESSAGE", "must not be empty")
@@ -152,6 +156,7 @@ func (c config) MarshalZerologObject(e *zerolog.Event) {
 		Str("OPTIN_PUBLIC_URL", c.PublicURL).
 		Bool("OPTIN_TRUST_PROXY_HEADERS", c.TrustProxy).
 		Str("OPTIN_TWILIO_API_URL", c.TwilioAPIURL).
+		Str("OPTIN_TWILIO_TIMEOUT", c.TwilioTimeout.String()).
 		Str("OPTIN_WAIT_MESSAGE", c.WaitMessage).
 		Str("OPTIN_RIDER_OPTIN_MESSAGE", c.RiderMessage).
 		Str("OPTIN_RIDER_OPTIN_CONTENT_SID", c.RiderContentSid).

@@ -102,6 +102,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			ContentSid:       cfg.RiderContentSid,
 			ContentVariables: cfg.RiderContentVar,
 		},
+		Retry: optin.RetryPolicy{CallTimeout: cfg.TwilioTimeout},
 	})
 	if err != nil {
 		return fmt.Errorf("opt-in service: %w", err)

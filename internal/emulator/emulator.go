@@ -210,3 +210,34 @@ func NewCredentials() (accountSid, authToken string) {
 	_, _ = cryptorand.Read(b)
 	return "AC" + hex.EncodeToString(b[:16]), hex.EncodeToString(b[16:])
 }
+
+// MessageView is a message as Conversation shows it.
+type MessageView struct {
+	Sid, Author, Body, ContentSid, Attributes string
+}
+
+// ConversationView is what a conversation holds, for assertions in tests.
+type ConversationView struct {
+	Sid      string
+	State    string
+	Messages []MessageView
+	Webhooks []string
+}
+
+// Conversation returns a conversation's messages (oldest first) and remaining scoped webhooks.
+func (e *Emulator) Conversation(sid string) (ConversationView, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c := e.find(sid)
+	if c == nil {
+		return ConversationView{}, false
+	}
+	v := ConversationView{Sid: c.Sid, State: c.State}
+	for _, m := range c.messages {
+		v.Messages = append(v.Messages, MessageView{Sid: m.Sid, Author: m.Author, Body: m.Body, ContentSid: m.ContentSid, Attributes: m.Attributes})
+	}
+	for _, h := range c.webhooks {
+		v.Webhooks = append(v.Webhooks, h.Sid)
+	}
+	return v, true
+}

@@ -22,7 +22,8 @@ type Fault struct {
 	Count int `json:"count,omitempty"`
 	// Latency delays each hit call before it is handled.
 	Latency Duration `json:"latency,omitempty"`
-	// Applied performs the call before failing it: the client cannot tell whether it took effect.
+	// Applied performs the call before the latency and the failure: the client cannot tell whether it
+	// took effect (with latency alone: a call that succeeds after the client gave up).
 	Applied bool `json:"applied,omitempty"`
 	// RetryAfter, in seconds, is sent with a 429.
 	RetryAfter int `json:"retry_after,omitempty"`
@@ -88,6 +89,17 @@ func (e *Emulator) Faults() []Fault {
 		out = append(out, f.Fault)
 	}
 	return out
+}
+
+// FaultHits counts the calls faults have hit so far.
+func (e *Emulator) FaultHits() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := 0
+	for _, f := range e.faults {
+		n += f.hits
+	}
+	return n
 }
 
 // pickFault counts the call against every matching fault and returns the first that hits.

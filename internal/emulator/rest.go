@@ -90,6 +90,18 @@ func (e *Emulator) rest(route string, h restHandler) http.Handler {
 			return
 		}
 		f := e.pickFault(route)
+		var status int
+		var body any
+		var apiErr *apiError
+		handle := func() {
+			e.mu.Lock()
+			status, body, apiErr = h(r, baseURL(r))
+			e.mu.Unlock()
+		}
+		if f != nil && f.Applied {
+			// The call takes effect, then the answer is late or lost: the client cannot tell.
+			handle()
+		}
 		if f != nil && f.Latency > 0 {
 			select {
 			case <-time.After(time.Duration(f.Latency)):
@@ -97,16 +109,12 @@ func (e *Emulator) rest(route string, h restHandler) http.Handler {
 				return
 			}
 		}
-		if f != nil && !f.Applied && f.Kind != "" {
-			f.fail(w)
-			return
-		}
-		e.mu.Lock()
-		status, body, apiErr := h(r, baseURL(r))
-		e.mu.Unlock()
 		if f != nil && f.Kind != "" {
 			f.fail(w)
 			return
+		}
+		if f == nil || !f.Applied {
+			handle()
 		}
 		switch {
 		case apiErr != nil:

@@ -1,0 +1,401 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/optinkit/optin/internal/emulator"
+	"github.com/optinkit/optin/internal/redistest"
+	"github.com/optinkit/optin/internal/signature"
+)
+
+// replica is one service process sharing Redis with the others.
+type replica struct {
+	t    *testing.T
+	env  []string
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	base string
+}
+
+func startReplica(t *testing.T, env map[string]string) *replica {
+	t.Helper()
+	r := &replica{t: t}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "OPTIN_") && !strings.HasPrefix(kv, "TWILIO_") {
+			r.env = append(r.env, kv)
+		}
+	}
+	r.env = append(r.env, asServer+"=1")
+	for k, v := range env {
+		r.env = append(r.env, k+"="+v)
+	}
+	r.start()
+	t.Cleanup(r.kill)
+	return r
+}
+
+func (r *replica) start() {
+	r.t.Helper()
+	r.out = &syncBuffer{}
+	r.cmd = exec.Command(os.Args[0])
+	r.cmd.Env, r.cmd.Stdout, r.cmd.Stderr = r.env, r.out, r.out
+	if err := r.cmd.Start(); err != nil {
+		r.t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for r.base = ""; r.base == ""; {
+		if time.Now().After(deadline) {
+			r.t.Fatalf("replica did not start:\n%s", r.out)
+		}
+		time.Sleep(10 * time.Millisecond)
+		sc := bufio.NewScanner(strings.NewReader(r.out.String()))
+		for sc.Scan() {
+			var line struct{ Message, Addr string }
+			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Message == "listening" {
+				r.base = "http://" + line.Addr
+			}
+		}
+	}
+}
+
+// stop is SIGTERM and a wait for a clean exit.
+func (r *replica) stop() {
+	if r.cmd == nil {
+		return
+	}
+	_ = r.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- r.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			r.t.Errorf("replica exited with %v:\n%s", err, tail(r.out.String(), 20))
+		}
+	case <-time.After(60 * time.Second):
+		r.t.Error("replica did not stop within 60 s")
+		_ = r.cmd.Process.Kill()
+	}
+	r.cmd = nil
+}
+
+// kill is kill -9.
+func (r *replica) kill() {
+	if r.cmd == nil {
+		return
+	}
+	_ = r.cmd.Process.Kill()
+	_ = r.cmd.Wait()
+	r.cmd = nil
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.Join(lines[max(len(lines)-n, 0):], "\n")
+}
+
+// cluster is Redis, the emulated Twilio, and three replicas.
+type cluster struct {
+	t        *testing.T
+	redis    *redistest.Server
+	emu      *emulator.Emulator
+	api      *httptest.Server
+	replicas []*replica
+	convs    []convCase
+}
+
+type convCase struct {
+	sid, customer, messageSid, participant string
+}
+
+const (
+	relBusiness = "whatsapp:+15550100000"
+	relTemplate = "HX0000000000000000000000000000f002"
+)
+
+func newCluster(t *testing.T, n int) *cluster {
+	c := &cluster{t: t, redis: redistest.Start(t)}
+	var err error
+	c.emu, err = emulator.New(emulator.Options{AccountSid: accountSid, AuthToken: authToken, Seed: 7,
+		Contents: map[string]string{relTemplate: riderText}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.api = httptest.NewServer(c.emu)
+	t.Cleanup(c.api.Close)
+	env := map[string]string{
+		"TWILIO_ACCOUNT_SID": accountSid, "TWILIO_AUTH_TOKEN": authToken,
+		"OPTIN_ADDR": "127.0.0.1:0", "OPTIN_TWILIO_API_URL": c.api.URL, "OPTIN_REDIS_URL": c.redis.URL(),
+		"OPTIN_REDIS_STARTUP_WAIT": "20s", "OPTIN_TWILIO_TIMEOUT": "2s", "OPTIN_SHUTDOWN_TIMEOUT": "5s",
+		"OPTIN_RIDER_OPTIN_CONTENT_SID": relTemplate, "OPTIN_LOG_LEVEL": "info",
+	}
+	for range 3 {
+		c.replicas = append(c.replicas, startReplica(t, env))
+	}
+	c.setup(n)
+	return c
+}
+
+// setup creates n conversations, each with a customer who has replied "Yes" and two scoped webhooks
+// (filtered so that the emulator itself does not fire them: the test delivers the events).
+func (c *cluster) setup(n int) {
+	rest := func(path string, form url.Values) map[string]any {
+		req, _ := http.NewRequest("POST", c.api.URL+path, strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth(accountSid, authToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		if resp.StatusCode != 201 {
+			c.t.Fatalf("%s: %d %v", path, resp.StatusCode, out)
+		}
+		return out
+	}
+	for i := range n {
+		cc := convCase{customer: fmt.Sprintf("whatsapp:+1555040%04d", i)}
+		cc.sid = rest("/v1/Conversations", nil)["sid"].(string)
+		cc.participant = rest("/v1/Conversations/"+cc.sid+"/Participants", url.Values{"MessagingBinding.Address": {cc.customer}, "MessagingBinding.ProxyAddress": {relBusiness}})["sid"].(string)
+		rest("/v1/Conversations/"+cc.sid+"/Participants", url.Values{"MessagingBinding.Address": {fmt.Sprintf("whatsapp:+1555050%04d", i)}, "MessagingBinding.ProxyAddress": {relBusiness}})
+		for range 2 {
+			rest("/v1/Conversations/"+cc.sid+"/Webhooks", url.Values{"Target": {"webhook"}, "Configuration.Url": {"https://optin.example.com/webhooks/conversations"},
+				"Configuration.Method": {"post"}, "Configuration.Filters": {"onMessageUpdated"}})
+		}
+		m, err := c.emu.Inbound(cc.customer, relBusiness, "Yes")
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		cc.messageSid = m.Sid
+		c.convs = append(c.convs, cc)
+	}
+}
+
+// tally is what the deliveries saw.
+type tally struct {
+	sent, acked, refused atomic.Int64
+	outcomes             sync.Map // outcome → *atomic.Int64
+}
+
+func (tl *tally) outcome(body string) {
+	v, _ := tl.outcomes.LoadOrStore(body, new(atomic.Int64))
+	v.(*atomic.Int64).Add(1)
+}
+
+// deliver sends each conversation's event three times at once, to three different replicas, the way
+// Twilio (retrying) behind a load balancer would: a delivery that is not answered 2xx goes again to
+// the next replica until one acknowledges it. halfway runs once a third of the deliveries are out.
+func (c *cluster) deliver(tl *tally, halfway func()) {
+	type job struct {
+		cc    convCase
+		first int
+	}
+	jobs := make(chan job)
+	var once sync.Once
+	var wg sync.WaitGroup
+	for range 24 {
+		wg.Go(func() {
+			client := &http.Client{Timeout: 5 * time.Second}
+			for j := range jobs {
+				for attempt := 0; ; attempt++ {
+					r := c.replicas[(j.first+attempt)%len(c.replicas)]
+					tl.sent.Add(1)
+					code, body := c.post(client, r.base, j.cc)
+					if code >= 200 && code < 300 {
+						tl.acked.Add(1)
+						tl.outcome(body)
+						break
+					}
+					tl.refused.Add(1)
+					if attempt > 400 {
+						c.t.Errorf("delivery for %s never acknowledged", j.cc.sid)
+						break
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
+			}
+		})
+	}
+	total := len(c.convs) * 3
+	sent := 0
+	for _, cc := range c.convs {
+		for k := range 3 {
+			jobs <- job{cc, k}
+			sent++
+			if halfway != nil && sent == total/3 {
+				once.Do(halfway)
+			}
+		}
+	}
+	close(jobs)
+	wg.Wait()
+}
+
+func (c *cluster) post(client *http.Client, base string, cc convCase) (int, string) {
+	params := url.Values{
+		"AccountSid": {accountSid}, "EventType": {"onMessageAdded"}, "ConversationSid": {cc.sid},
+		"MessageSid": {cc.messageSid}, "Author": {cc.customer}, "Body": {"Yes"}, "ParticipantSid": {cc.participant},
+		"Index": {"0"}, "Source": {"WHATSAPP"}, "Attributes": {"{}"}, "RetryCount": {"0"},
+	}
+	u := base + "/webhooks/conversations"
+	req, _ := http.NewRequest("POST", u, strings.NewReader(params.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("X-Twilio-Signature", signature.Compute(authToken, u, params))
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	var out map[string]string
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out["outcome"]
+}
+
+// result counts, per conversation, the wait and rider messages and the webhooks left.
+type result struct {
+	complete, duplicates, lost, webhooksLeft int
+}
+
+func (c *cluster) result() result {
+	var r result
+	for _, cc := range c.convs {
+		v, _ := c.emu.Conversation(cc.sid)
+		steps := map[string]int{}
+		for _, m := range v.Messages {
+			var a struct {
+				OptIn struct{ Step, Trigger string } `json:"optin"`
+			}
+			if json.Unmarshal([]byte(m.Attributes), &a) == nil && a.OptIn.Step != "" {
+				steps[a.OptIn.Step]++
+				if a.OptIn.Trigger != cc.messageSid {
+					c.t.Errorf("%s: marker names trigger %s", cc.sid, a.OptIn.Trigger)
+				}
+				if a.OptIn.Step == "rider" && (m.Author != cc.customer || m.ContentSid != relTemplate) {
+					c.t.Errorf("%s: rider message %+v", cc.sid, m)
+				}
+			}
+		}
+		r.duplicates += max(steps["wait"]-1, 0) + max(steps["rider"]-1, 0)
+		r.webhooksLeft += len(v.Webhooks)
+		if steps["wait"] >= 1 && steps["rider"] >= 1 && len(v.Webhooks) == 0 {
+			r.complete++
+		} else {
+			r.lost++
+		}
+	}
+	return r
+}
+
+func (c *cluster) waitComplete(within time.Duration) result {
+	deadline := time.Now().Add(within)
+	for {
+		r := c.result()
+		if r.lost == 0 || time.Now().After(deadline) {
+			return r
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// check stops the replicas and asserts exactly one wait and one rider message per conversation and no
+// webhook left; it logs the figures RELIABILITY.md quotes.
+func (c *cluster) check(name string, tl *tally, within time.Duration) {
+	c.t.Helper()
+	start := time.Now()
+	r := c.waitComplete(within)
+	took := time.Since(start)
+	for _, rp := range c.replicas {
+		rp.stop()
+	}
+	r = c.result() // after every replica drained
+	var outcomes []string
+	tl.outcomes.Range(func(k, v any) bool {
+		outcomes = append(outcomes, fmt.Sprintf("%s=%d", k, v.(*atomic.Int64).Load()))
+		return true
+	})
+	c.t.Logf("RELIABILITY %s: conversations=%d deliveries=%d acknowledged=%d refused=%d (%s) faults_injected=%d complete=%d duplicates=%d lost=%d webhooks_left=%d completed_after_last_delivery=%s",
+		name, len(c.convs), tl.sent.Load(), tl.acked.Load(), tl.refused.Load(), strings.Join(outcomes, " "), c.emu.FaultHits(),
+		r.complete, r.duplicates, r.lost, r.webhooksLeft, took.Round(time.Second))
+	if r.complete != len(c.convs) || r.duplicates != 0 || r.lost != 0 || r.webhooksLeft != 0 {
+		c.t.Errorf("%s: %+v", name, r)
+		for i, rp := range c.replicas {
+			c.t.Logf("replica %d log tail:\n%s", i, tail(rp.out.String(), 15))
+		}
+	}
+}
+
+func TestReliabilityThreeReplicas(t *testing.T) {
+	c := newCluster(t, 200)
+	tl := &tally{}
+	c.deliver(tl, nil)
+	c.check("three replicas", tl, 2*time.Minute)
+}
+
+func TestReliabilityWithFaults(t *testing.T) {
+	c := newCluster(t, 200)
+	// A fifth of the REST calls fail: 5xx, 429, dropped connections and timeouts, some after taking effect.
+	if err := c.emu.SetFaults([]emulator.Fault{
+		{Route: "messages.create", Kind: "503", Rate: 0.06},
+		{Route: "messages.create", Kind: "drop", Applied: true, Rate: 0.05},
+		{Route: "messages.create", Kind: "drop", Rate: 0.04},
+		{Route: "messages.create", Latency: emulator.Duration(2500 * time.Millisecond), Applied: true, Rate: 0.05},
+		{Route: "messages.list", Kind: "500", Rate: 0.2},
+		{Route: "webhooks.list", Kind: "429", Rate: 0.1, RetryAfter: 1},
+		{Route: "webhooks.list", Kind: "502", Rate: 0.1},
+		{Route: "webhooks.delete", Kind: "drop", Rate: 0.1},
+		{Route: "webhooks.delete", Kind: "500", Applied: true, Rate: 0.1},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	tl := &tally{}
+	c.deliver(tl, nil)
+	c.check("20% REST faults", tl, 3*time.Minute)
+}
+
+func TestReliabilityKill9(t *testing.T) {
+	c := newCluster(t, 200)
+	// Slow Twilio down so that flows are in flight when the replica dies.
+	if err := c.emu.SetFaults([]emulator.Fault{{Route: "messages.create", Latency: emulator.Duration(300 * time.Millisecond)}}); err != nil {
+		t.Fatal(err)
+	}
+	tl := &tally{}
+	c.deliver(tl, func() {
+		victim := c.replicas[2]
+		victim.kill()
+		t.Logf("killed replica 2 with SIGKILL")
+		go func() {
+			time.Sleep(2 * time.Second)
+			victim.start()
+			t.Logf("restarted replica 2")
+		}()
+	})
+	// asynq hands a dead worker's tasks on once their 30 s lease has expired, checking every minute.
+	c.check("kill -9 of a replica", tl, 4*time.Minute)
+}
+
+func TestReliabilityRedisRestart(t *testing.T) {
+	c := newCluster(t, 200)
+	if err := c.emu.SetFaults([]emulator.Fault{{Route: "messages.create", Latency: emulator.Duration(100 * time.Millisecond)}}); err != nil {
+		t.Fatal(err)
+	}
+	tl := &tally{}
+	c.deliver(tl, func() {
+		c.redis.Restart()
+		t.Logf("restarted Redis (SIGKILL, then start on the same append-only file)")
+	})
+	c.check("Redis restart", tl, 4*time.Minute)
+}
