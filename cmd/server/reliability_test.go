@@ -198,14 +198,16 @@ func (tl *tally) outcome(body string) {
 
 // deliver sends each conversation's event three times at once, to three different replicas, the way
 // Twilio (retrying) behind a load balancer would: a delivery that is not answered 2xx goes again to
-// the next replica until one acknowledges it. halfway runs once a third of the deliveries are out.
-func (c *cluster) deliver(tl *tally, halfway func()) {
+// the next replica until one acknowledges it. during, when set, runs alongside.
+func (c *cluster) deliver(tl *tally, during func()) {
+	if during != nil {
+		go during()
+	}
 	type job struct {
 		cc    convCase
 		first int
 	}
 	jobs := make(chan job)
-	var once sync.Once
 	var wg sync.WaitGroup
 	for range 24 {
 		wg.Go(func() {
@@ -230,15 +232,9 @@ func (c *cluster) deliver(tl *tally, halfway func()) {
 			}
 		})
 	}
-	total := len(c.convs) * 3
-	sent := 0
 	for _, cc := range c.convs {
 		for k := range 3 {
 			jobs <- job{cc, k}
-			sent++
-			if halfway != nil && sent == total/3 {
-				once.Do(halfway)
-			}
 		}
 	}
 	close(jobs)
@@ -330,6 +326,11 @@ func (c *cluster) check(name string, tl *tally, within time.Duration) {
 	c.t.Logf("RELIABILITY %s: conversations=%d deliveries=%d acknowledged=%d refused=%d (%s) faults_injected=%d complete=%d duplicates=%d lost=%d webhooks_left=%d completed_after_last_delivery=%s",
 		name, len(c.convs), tl.sent.Load(), tl.acked.Load(), tl.refused.Load(), strings.Join(outcomes, " "), c.emu.FaultHits(),
 		r.complete, r.duplicates, r.lost, r.webhooksLeft, took.Round(time.Second))
+	reruns := 0
+	for _, rp := range c.replicas {
+		reruns += strings.Count(rp.out.String(), `"run":2,`)
+	}
+	c.t.Logf("%s: flows run a second time: %d", name, reruns)
 	if r.complete != len(c.convs) || r.duplicates != 0 || r.lost != 0 || r.webhooksLeft != 0 {
 		c.t.Errorf("%s: %+v", name, r)
 		for i, rp := range c.replicas {
@@ -373,16 +374,21 @@ func TestReliabilityKill9(t *testing.T) {
 		t.Fatal(err)
 	}
 	tl := &tally{}
+	victim := c.replicas[2]
+	killed := make(chan struct{})
 	c.deliver(tl, func() {
-		victim := c.replicas[2]
+		defer close(killed)
+		// Kill the replica in the middle of its work: some steps done, flows still running.
+		for strings.Count(victim.out.String(), `"message":"step finished"`) < 10 {
+			time.Sleep(5 * time.Millisecond)
+		}
+		log := victim.out.String()
 		victim.kill()
-		t.Logf("killed replica 2 with SIGKILL")
-		go func() {
-			time.Sleep(2 * time.Second)
-			victim.start()
-			t.Logf("restarted replica 2")
-		}()
+		t.Logf("killed replica 2 with SIGKILL after %d steps and %d finished flows", strings.Count(log, `"message":"step finished"`), strings.Count(log, "opt-in finished"))
 	})
+	<-killed
+	victim.start()
+	t.Logf("restarted replica 2")
 	// asynq hands a dead worker's tasks on once their 30 s lease has expired, checking every minute.
 	c.check("kill -9 of a replica", tl, 4*time.Minute)
 }
@@ -393,9 +399,16 @@ func TestReliabilityRedisRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	tl := &tally{}
+	restarted := make(chan struct{})
 	c.deliver(tl, func() {
-		c.redis.Restart()
-		t.Logf("restarted Redis (SIGKILL, then start on the same append-only file)")
+		defer close(restarted)
+		// Mid-run: deliveries still arriving, flows in flight.
+		for tl.acked.Load() < 200 {
+			time.Sleep(time.Millisecond)
+		}
+		c.redis.Restart(2 * time.Second)
+		t.Logf("restarted Redis (SIGKILL, 2 s down, then start on the same append-only file) after %d acknowledged deliveries and %d complete opt-ins", tl.acked.Load(), c.result().complete)
 	})
+	<-restarted
 	c.check("Redis restart", tl, 4*time.Minute)
 }

@@ -87,10 +87,11 @@ func (s *Server) Kill() {
 	}
 }
 
-// Restart kills the server and starts it again on the same port and data.
-func (s *Server) Restart() {
+// Restart kills the server and, after down has passed, starts it again on the same port and data.
+func (s *Server) Restart(down time.Duration) {
 	s.t.Helper()
 	s.Kill()
+	time.Sleep(down)
 	s.start()
 }
 

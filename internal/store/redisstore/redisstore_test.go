@@ -106,7 +106,7 @@ func TestClaimSurvivesRestart(t *testing.T) {
 	if _, claimed, err := s.Claim(t.Context(), optin.Flow{ConversationSid: "CH1", Customer: "c", Trigger: "IM1", State: optin.StateRunning}); !claimed || err != nil {
 		t.Fatal(claimed, err)
 	}
-	srv.Restart()
+	srv.Restart(0)
 	f, ok, err := s.Get(t.Context(), "CH1")
 	if err != nil || !ok || f.Trigger != "IM1" {
 		t.Errorf("after restart: %+v %v %v", f, ok, err)
