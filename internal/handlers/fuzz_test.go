@@ -1,0 +1,75 @@
+package handlers
+
+import (
+	"fmt"
+	"time"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/optinkit/optin/internal/signature"
+)
+
+// FuzzWebhook sends arbitrary requests through the real router: it must never panic, answer only the
+// documented statuses, and pass an event to the flow only for a correctly signed request.
+func FuzzWebhook(f *testing.F) {
+	f.Add("POST", "application/x-www-form-urlencoded", "", event.Encode(), true)
+	f.Add("GET", "", event.Encode(), "", true)
+	f.Add("POST", "application/json", "", `{"EventType":"onMessageAdded","ConversationSid":"CH1","MessageSid":"IM1","Author":"a","Index":1,"Media":[{"x":null}]}`, true)
+	f.Add("POST", "application/json", "", `{"EventType":`, true)
+	f.Add("POST", "text/plain; charset=utf-8", "a=1", "Body=%zz", false)
+	f.Add("POST", "application/x-www-form-urlencoded", "", "EventType=onMessageAdded&ConversationSid=&MessageSid=IM1", true)
+	f.Fuzz(func(t *testing.T, method, contentType, query, body string, sign bool) {
+		if method != "GET" {
+			method = "POST"
+		}
+		u := target
+		if query != "" {
+			u += "?" + url.PathEscape(query)
+		}
+		r, err := http.NewRequest(method, u, strings.NewReader(body))
+		if err != nil {
+			return
+		}
+		r.RequestURI = r.URL.RequestURI()
+		if contentType != "" {
+			r.Header.Set("Content-Type", contentType)
+		}
+		signedURL := "http://example.com" + r.URL.RequestURI()
+		if sign {
+			switch {
+			case method == "GET" || isJSON(contentType):
+				r.Header.Set("X-Twilio-Signature", signature.Compute(token, signedURL, nil))
+			default:
+				form, err := url.ParseQuery(body)
+				if err != nil {
+					r.Header.Set("X-Twilio-Signature", "garbage")
+				} else {
+					r.Header.Set("X-Twilio-Signature", signature.Compute(token, signedURL, form))
+				}
+			}
+		}
+		e := newEnv(t, SignedURL{})
+		w := httptest.NewRecorder()
+		done := make(chan struct{})
+		go func() { e.h.ServeHTTP(w, r); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			panic(fmt.Sprintf("handler hung on %s %q %q %q", method, contentType, query, body))
+		}
+		switch w.Code {
+		case 200, 400, 403, 413:
+		default:
+			t.Fatalf("status %d for %s %q %q: %s", w.Code, method, contentType, body, w.Body)
+		}
+		if !sign && len(e.flows.events) > 0 {
+			t.Fatalf("unsigned request reached the flow: %+v", e.flows.events)
+		}
+		if w.Code == 200 && len(e.flows.events) != 1 {
+			t.Fatalf("200 without exactly one event: %+v", e.flows.events)
+		}
+	})
+}
