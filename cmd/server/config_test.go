@@ -35,6 +35,12 @@ func TestBadConfigNamesTheVariable(t *testing.T) {
 		{"shutdown timeout", "OPTIN_SHUTDOWN_TIMEOUT", "soon"},
 		{"shutdown timeout zero", "OPTIN_SHUTDOWN_TIMEOUT", "0s"},
 		{"addr", "OPTIN_ADDR", "127.0.0.1:http-alt-nope"},
+		{"twilio timeout", "OPTIN_TWILIO_TIMEOUT", "0s"},
+		{"redis url scheme", "OPTIN_REDIS_URL", "http://127.0.0.1:6379"},
+		{"redis url host", "OPTIN_REDIS_URL", "redis://"},
+		{"redis wait", "OPTIN_REDIS_STARTUP_WAIT", "-1s"},
+		{"workers", "OPTIN_WORKERS", "0"},
+		{"retention", "OPTIN_FLOW_RETENTION", "0h"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -67,7 +73,8 @@ func TestHelpListsEveryVariable(t *testing.T) {
 		"OPTIN_WAIT_MESSAGE", "Great! Just a moment while we connect you…",
 		"OPTIN_RIDER_OPTIN_MESSAGE", "You're now connected. Say hello!",
 		"OPTIN_RIDER_OPTIN_CONTENT_SID", "OPTIN_RIDER_OPTIN_CONTENT_VARIABLES",
-		"OPTIN_LOG_LEVEL", "OPTIN_LOG_FORMAT", "OPTIN_SHUTDOWN_TIMEOUT", "10s",
+		"OPTIN_LOG_LEVEL", "OPTIN_LOG_FORMAT", "OPTIN_SHUTDOWN_TIMEOUT", "10s", "OPTIN_TWILIO_TIMEOUT",
+		"OPTIN_REDIS_URL", "OPTIN_REDIS_STARTUP_WAIT", "OPTIN_WORKERS", "OPTIN_FLOW_RETENTION", "720h", "OPTIN_DEMO", "-demo",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("help lacks %q", want)

@@ -114,6 +114,8 @@ type cluster struct {
 	api      *httptest.Server
 	replicas []*replica
 	convs    []convCase
+	// setupCalls is the REST calls made by setup, not by the service.
+	setupCalls int
 }
 
 type convCase struct {
@@ -183,6 +185,7 @@ func (c *cluster) setup(n int) {
 		cc.messageSid = m.Sid
 		c.convs = append(c.convs, cc)
 	}
+	c.setupCalls = c.emu.RESTCalls()
 }
 
 // tally is what the deliveries saw.
@@ -323,8 +326,8 @@ func (c *cluster) check(name string, tl *tally, within time.Duration) {
 		outcomes = append(outcomes, fmt.Sprintf("%s=%d", k, v.(*atomic.Int64).Load()))
 		return true
 	})
-	c.t.Logf("RELIABILITY %s: conversations=%d deliveries=%d acknowledged=%d refused=%d (%s) faults_injected=%d complete=%d duplicates=%d lost=%d webhooks_left=%d completed_after_last_delivery=%s",
-		name, len(c.convs), tl.sent.Load(), tl.acked.Load(), tl.refused.Load(), strings.Join(outcomes, " "), c.emu.FaultHits(),
+	c.t.Logf("RELIABILITY %s: conversations=%d deliveries=%d acknowledged=%d refused=%d (%s) rest_calls=%d faults_injected=%d complete=%d duplicates=%d lost=%d webhooks_left=%d completed_after_last_delivery=%s",
+		name, len(c.convs), tl.sent.Load(), tl.acked.Load(), tl.refused.Load(), strings.Join(outcomes, " "), c.emu.RESTCalls()-c.setupCalls, c.emu.FaultHits(),
 		r.complete, r.duplicates, r.lost, r.webhooksLeft, took.Round(time.Second))
 	reruns := 0
 	for _, rp := range c.replicas {

@@ -51,6 +51,7 @@ type Emulator struct {
 	transcripts   map[string][]Entry
 	calls         []WebhookCall
 	faults        []*faultState
+	restCalls     int
 	rng           *rand.Rand
 }
 
@@ -209,6 +210,13 @@ func NewCredentials() (accountSid, authToken string) {
 	b := make([]byte, 32)
 	_, _ = cryptorand.Read(b)
 	return "AC" + hex.EncodeToString(b[:16]), hex.EncodeToString(b[16:])
+}
+
+// RESTCalls counts the authenticated REST calls received so far.
+func (e *Emulator) RESTCalls() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.restCalls
 }
 
 // MessageView is a message as Conversation shows it.

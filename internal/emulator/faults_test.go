@@ -23,6 +23,9 @@ func TestNthCallFaults(t *testing.T) {
 	if want := []int{201, 503, 201, 503, 201}; !equalInts(codes, want) {
 		t.Errorf("codes %v, want %v", codes, want)
 	}
+	if h.emu.FaultHits() != 2 || h.emu.RESTCalls() != 5 {
+		t.Errorf("fault hits %d of %d calls, want 2 of 5", h.emu.FaultHits(), h.emu.RESTCalls())
+	}
 	// Only the successful creates exist.
 	if list := h.must(200, "GET", "/v1/Conversations", nil)["conversations"].([]any); len(list) != 3 {
 		t.Errorf("%d conversations, want 3", len(list))

@@ -89,6 +89,9 @@ func (e *Emulator) rest(route string, h restHandler) http.Handler {
 			writeAPIError(w, badParam("malformed request"))
 			return
 		}
+		e.mu.Lock()
+		e.restCalls++
+		e.mu.Unlock()
 		f := e.pickFault(route)
 		var status int
 		var body any

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/optinkit/optin/internal/redistest"
+)
+
+func TestUnreachableRedisFailsStart(t *testing.T) {
+	srv := redistest.Start(t)
+	url := srv.URL()
+	srv.Kill()
+	setValid(t)
+	t.Setenv("OPTIN_ADDR", "127.0.0.1:0")
+	t.Setenv("OPTIN_REDIS_URL", strings.Replace(url, "redis://", "redis://:hunter2@", 1))
+	var out strings.Builder
+	start := time.Now()
+	err := run(t.Context(), []string{"optin-server"}, &out, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "OPTIN_REDIS_URL") || !strings.Contains(err.Error(), "unreachable") {
+		t.Fatalf("err = %v", err)
+	}
+	if strings.Contains(err.Error()+out.String(), "hunter2") {
+		t.Error("redis password leaked")
+	}
+	if !strings.Contains(out.String(), `"OPTIN_REDIS_URL":"redis://:xxxxx@127.0.0.1`) {
+		t.Errorf("redis url not logged masked:\n%s", out.String())
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Errorf("without OPTIN_REDIS_STARTUP_WAIT it should fail at once, took %v", time.Since(start))
+	}
+}
+
+// With a startup wait the service waits for Redis to come up, then serves; readiness follows Redis.
+func TestRedisStartupWaitAndReadiness(t *testing.T) {
+	srv := redistest.Start(t)
+	srv.Kill()
+	fake := newFake(t)
+	go func() {
+		time.Sleep(time.Second)
+		srv.Restart(0)
+	}()
+	s := start(t, fake, map[string]string{"OPTIN_REDIS_URL": srv.URL(), "OPTIN_REDIS_STARTUP_WAIT": "30s"})
+	if !strings.Contains(s.logs.String(), "waiting for Redis") {
+		t.Error("did not log that it waited for Redis")
+	}
+	ready := func() int {
+		req, _ := http.NewRequestWithContext(context.Background(), "GET", s.base+"/readyz", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := ready(); got != 200 {
+		t.Errorf("readyz with Redis up = %d", got)
+	}
+	srv.Kill()
+	if got := ready(); got != 503 {
+		t.Errorf("readyz with Redis down = %d", got)
+	}
+	if code, body := s.send(s.postReq(event("IM1", customer))); code != 503 || body != `{"error":"temporarily unavailable"}` {
+		t.Errorf("webhook with Redis down = %d %s", code, body)
+	}
+	srv.Restart(0)
+	deadline := time.Now().Add(10 * time.Second)
+	for ready() != 200 {
+		if time.Now().After(deadline) {
+			t.Fatal("readyz did not recover with Redis")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if code, _ := s.send(s.postReq(event("IM1", customer))); code != 200 {
+		t.Errorf("webhook after Redis came back = %d", code)
+	}
+	waitFor(t, fake, 3)
+	s.stop()
+	assertCalls(t, fake, sorted(waitCall("IM1"), riderCall("IM1"), listCall("PageSize=5")))
+}
