@@ -2,12 +2,12 @@ package handlers
 
 import (
 	"fmt"
-	"time"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/optinkit/optin/internal/signature"
 )
