@@ -14,10 +14,11 @@ import (
 
 // config is every setting of the service, read once from the environment.
 type config struct {
-	AccountSid string `envconfig:"TWILIO_ACCOUNT_SID" desc:"required (except in demo mode): Twilio account SID (AC…) REST calls are made on"`
-	AuthToken  string `envconfig:"TWILIO_AUTH_TOKEN" desc:"required (except in demo mode): verifies X-Twilio-Signature; authenticates REST calls unless an API key is set"`
-	APIKey     string `envconfig:"TWILIO_API_KEY" desc:"optional API key SID (SK…) for REST calls; needs TWILIO_API_SECRET"`
-	APISecret  string `envconfig:"TWILIO_API_SECRET" desc:"secret of TWILIO_API_KEY"`
+	AccountSid         string `envconfig:"TWILIO_ACCOUNT_SID" desc:"required (except in demo mode): Twilio account SID (AC…) REST calls are made on"`
+	AuthToken          string `envconfig:"TWILIO_AUTH_TOKEN" desc:"required (except in demo mode): verifies X-Twilio-Signature; authenticates REST calls unless an API key is set"`
+	AuthTokenSecondary string `envconfig:"TWILIO_AUTH_TOKEN_SECONDARY" desc:"also accepted for X-Twilio-Signature while Twilio's secondary token is being promoted"`
+	APIKey             string `envconfig:"TWILIO_API_KEY" desc:"optional API key SID (SK…) for REST calls; needs TWILIO_API_SECRET"`
+	APISecret          string `envconfig:"TWILIO_API_SECRET" desc:"secret of TWILIO_API_KEY"`
 
 	Addr             string        `envconfig:"OPTIN_ADDR" default:":8080" desc:"address the HTTP server listens on"`
 	PublicURL        string        `envconfig:"OPTIN_PUBLIC_URL" desc:"public base URL Twilio calls (e.g. https://optin.example.com, may carry a path prefix); signatures are checked against it"`
@@ -35,6 +36,7 @@ type config struct {
 	RedisStartupWait time.Duration `envconfig:"OPTIN_REDIS_STARTUP_WAIT" default:"0s" desc:"how long to wait for Redis at start before failing; 0 fails at once"`
 	Workers          int           `envconfig:"OPTIN_WORKERS" default:"10" desc:"opt-ins this replica works on at once (with Redis)"`
 	FlowRetention    time.Duration `envconfig:"OPTIN_FLOW_RETENTION" default:"720h" desc:"how long Redis remembers a finished conversation, so later messages stay no-ops"`
+	DebugAddr        string        `envconfig:"OPTIN_DEBUG_ADDR" desc:"loopback address (e.g. 127.0.0.1:6060) to serve pprof on; empty serves none"`
 	Demo             bool          `envconfig:"OPTIN_DEMO" default:"false" desc:"same as -demo: run against a built-in Twilio emulator with generated credentials and play the guide's story"`
 
 	publicURL *url.URL
@@ -62,6 +64,9 @@ func (c *config) check() error {
 		bad("TWILIO_AUTH_TOKEN", "required")
 	} else if !isAlnum(c.AuthToken) {
 		bad("TWILIO_AUTH_TOKEN", "must hold only letters and digits")
+	}
+	if c.AuthTokenSecondary != "" && !isAlnum(c.AuthTokenSecondary) {
+		bad("TWILIO_AUTH_TOKEN_SECONDARY", "must hold only letters and digits")
 	}
 	switch {
 	case (c.APIKey == "") != (c.APISecret == ""):
@@ -128,6 +133,9 @@ func (c *config) check() error {
 	if c.FlowRetention <= 0 {
 		bad("OPTIN_FLOW_RETENTION", "must be positive")
 	}
+	if c.DebugAddr != "" && !isLoopback(c.DebugAddr) {
+		bad("OPTIN_DEBUG_ADDR", "must be a loopback address such as 127.0.0.1:6060")
+	}
 	if c.ShutdownTimeout <= 0 {
 		bad("OPTIN_SHUTDOWN_TIMEOUT", "must be positive")
 	}
@@ -150,6 +158,7 @@ func isAlnum(s string) bool {
 func (c config) MarshalZerologObject(e *zerolog.Event) {
 	e.Str("TWILIO_ACCOUNT_SID", c.AccountSid).
 		Str("TWILIO_AUTH_TOKEN", mask(c.AuthToken)).
+		Str("TWILIO_AUTH_TOKEN_SECONDARY", mask(c.AuthTokenSecondary)).
 		Str("TWILIO_API_KEY", c.APIKey).
 		Str("TWILIO_API_SECRET", mask(c.APISecret)).
 		Str("OPTIN_ADDR", c.Addr).
@@ -168,6 +177,7 @@ func (c config) MarshalZerologObject(e *zerolog.Event) {
 		Str("OPTIN_REDIS_STARTUP_WAIT", c.RedisStartupWait.String()).
 		Int("OPTIN_WORKERS", c.Workers).
 		Str("OPTIN_FLOW_RETENTION", c.FlowRetention.String()).
+		Str("OPTIN_DEBUG_ADDR", c.DebugAddr).
 		Bool("OPTIN_DEMO", c.Demo)
 }
 

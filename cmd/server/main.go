@@ -39,11 +39,19 @@ func main() {
 // run is the whole program; the configuration comes from the process environment (envconfig reads
 // nothing else), so tests set it with t.Setenv. It returns when ctx ends and shutdown is complete.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 1 {
+		switch args[1] {
+		case "version":
+			return runVersion(stdout)
+		case "healthcheck":
+			return runHealthcheck(ctx, args[2:], stdout, stderr)
+		}
+	}
 	fs := flag.NewFlagSet("optin-server", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	demoFlag := fs.Bool("demo", false, "run against a built-in Twilio emulator and play the guide's story")
 	fs.Usage = func() {
-		fmt.Fprintf(stdout, "Usage: optin-server [-demo]\n\nServes Twilio Conversations' onMessageAdded webhook at /webhooks/conversations.\n")
+		fmt.Fprintf(stdout, "Usage: optin-server [-demo] | version | healthcheck [-url URL]\n\nServes Twilio Conversations' onMessageAdded webhook at /webhooks/conversations.\n")
 		fmt.Fprintf(stdout, "  -demo  run against a built-in Twilio emulator with generated credentials and play the guide's story\n\n")
 		fmt.Fprintf(stdout, "Configuration comes from the environment:\n\n")
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
@@ -115,7 +123,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	router := handlers.NewRouter(handlers.Deps{
 		Log:       log,
 		Flows:     svc,
-		Validator: signature.New(cfg.AuthToken),
+		Validator: signature.New(cfg.AuthToken, cfg.AuthTokenSecondary),
 		URLs:      handlers.SignedURL{Public: cfg.publicURL, TrustProxy: cfg.TrustProxy},
 		Ready: func(ctx context.Context) error {
 			if !serving.Load() {
@@ -138,6 +146,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
+	if cfg.DebugAddr != "" {
+		dbg, dln, err := debugServer(cfg.DebugAddr)
+		if err != nil {
+			return err
+		}
+		go func() { _ = dbg.Serve(dln) }()
+		defer dbg.Close()
+		log.Info().Str("addr", dln.Addr().String()).Msg("pprof listening")
+	}
 	serving.Store(true)
 	log.Info().Str("addr", ln.Addr().String()).Msg("listening")
 	if dm != nil {
