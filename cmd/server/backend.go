@@ -21,6 +21,8 @@ type workQueue interface {
 	optin.Queue
 	Start(w optin.Worker) error
 	Shutdown(ctx context.Context) error
+	// Depth counts work waiting, for the optin_queue_depth gauge.
+	Depth() (int, error)
 }
 
 // backend is where flows are kept and worked on: this process, or Redis shared with other replicas.

@@ -19,9 +19,11 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 	"github.com/mattn/go-isatty"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/optinkit/optin/internal/handlers"
+	"github.com/optinkit/optin/internal/metrics"
 	"github.com/optinkit/optin/internal/optin"
 	"github.com/optinkit/optin/internal/signature"
 	"github.com/optinkit/optin/internal/twilioapi"
@@ -87,22 +89,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	log := newLogger(cfg, logOut)
 	log.Info().Object("config", cfg).Msg("starting")
 
+	be, err := openBackend(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer be.close()
+	reg := prometheus.NewRegistry()
+	m := metrics.New(reg, be.queue.Depth)
+
 	user, pass := cfg.restCredentials()
 	conv, err := twilioapi.New(twilioapi.Options{
 		AccountSid: cfg.AccountSid,
 		Username:   user,
 		Password:   pass,
 		BaseURL:    cfg.TwilioAPIURL,
+		Observe:    m.TwilioRequest,
 	})
 	if err != nil {
 		return fmt.Errorf("twilio client: %w", err)
 	}
 
-	be, err := openBackend(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	defer be.close()
 	svc, err := optin.NewService(conv, be.store, be.queue, optin.Config{
 		WaitMessage: cfg.WaitMessage,
 		RiderOptIn: optin.Template{
@@ -110,7 +116,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			ContentSid:       cfg.RiderContentSid,
 			ContentVariables: cfg.RiderContentVar,
 		},
-		Retry: optin.RetryPolicy{CallTimeout: cfg.TwilioTimeout},
+		Retry:    optin.RetryPolicy{CallTimeout: cfg.TwilioTimeout},
+		Observer: m,
 	})
 	if err != nil {
 		return fmt.Errorf("opt-in service: %w", err)
@@ -131,6 +138,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 			return be.ping(ctx)
 		},
+		Metrics:        m,
+		MetricsHandler: metrics.Handler(reg),
 	})
 	srv := &http.Server{
 		Handler:           router,

@@ -21,7 +21,20 @@ type Deps struct {
 	URLs      SignedURL
 	// Ready reports why the service cannot take traffic: shutting down, or its state unreachable.
 	Ready func(ctx context.Context) error
+	// Metrics counts webhook outcomes; nil counts nothing.
+	Metrics Recorder
+	// MetricsHandler, when set, is served at /metrics.
+	MetricsHandler http.Handler
 }
+
+// Recorder counts webhook requests by outcome (the metrics package's label values).
+type Recorder interface {
+	Webhook(outcome string)
+}
+
+type noRecorder struct{}
+
+func (noRecorder) Webhook(string) {}
 
 // NewRouter lists every route with its middleware.
 func NewRouter(d Deps) http.Handler {
@@ -41,8 +54,15 @@ func NewRouter(d Deps) http.Handler {
 
 	r.Get("/healthz", handleHealthz())
 	r.Get("/readyz", handleReadyz(d.Ready))
+	if d.MetricsHandler != nil {
+		r.Method(http.MethodGet, "/metrics", d.MetricsHandler)
+	}
 
-	webhook := handleConversationsWebhook(d.Flows, d.Validator, d.URLs)
+	rec := d.Metrics
+	if rec == nil {
+		rec = noRecorder{}
+	}
+	webhook := handleConversationsWebhook(d.Flows, d.Validator, d.URLs, rec)
 	r.Method(http.MethodGet, "/webhooks/conversations", webhook)
 	r.Method(http.MethodPost, "/webhooks/conversations", webhook)
 	return r

@@ -13,6 +13,7 @@ import (
 
 	"github.com/rs/zerolog/hlog"
 
+	"github.com/optinkit/optin/internal/metrics"
 	"github.com/optinkit/optin/internal/optin"
 	"github.com/optinkit/optin/internal/signature"
 )
@@ -64,13 +65,14 @@ func firstValue(h string) string {
 
 // handleConversationsWebhook takes Twilio's onMessageAdded (GET query, POST form or POST JSON), checks its
 // signature before anything else, and answers as soon as the flow has decided; the REST work runs on.
-func handleConversationsWebhook(flows Flows, v *signature.Validator, urls SignedURL) http.Handler {
+func handleConversationsWebhook(flows Flows, v *signature.Validator, urls SignedURL, rec Recorder) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		params, err := verifiedParams(w, r, v, urls)
 		if err != nil {
 			if errors.Is(err, errBadSignature) || errors.Is(err, errNoSignature) {
 				hlog.FromRequest(r).Warn().Str("signed_url", urls.For(r)).Str("reason", err.Error()).Msg("webhook rejected")
 			}
+			rec.Webhook(outcomeOf(err))
 			writeError(w, r, err)
 			return
 		}
@@ -85,9 +87,11 @@ func handleConversationsWebhook(flows Flows, v *signature.Validator, urls Signed
 		}
 		d, err := flows.Handle(r.Context(), ev)
 		if err != nil {
+			rec.Webhook(outcomeOf(err))
 			writeError(w, r, err)
 			return
 		}
+		rec.Webhook(decisionOutcome[d.Outcome])
 		hlog.FromRequest(r).Info().
 			Str("event_type", ev.Type).
 			Str("conversation_sid", ev.ConversationSid).
@@ -102,6 +106,29 @@ func handleConversationsWebhook(flows Flows, v *signature.Validator, urls Signed
 		}
 		writeJSON(w, http.StatusOK, resp)
 	})
+}
+
+var decisionOutcome = map[optin.Outcome]string{
+	optin.OutcomeAccepted:  metrics.Processed,
+	optin.OutcomeDuplicate: metrics.Duplicate,
+	optin.OutcomeIgnored:   metrics.Ignored,
+}
+
+// outcomeOf names the metrics outcome of a rejected webhook.
+func outcomeOf(err error) string {
+	switch {
+	case errors.Is(err, errBadSignature), errors.Is(err, errNoSignature):
+		return metrics.BadSignature
+	case errors.Is(err, errTooLarge):
+		return metrics.TooLarge
+	case errors.Is(err, optin.ErrUnavailable):
+		return metrics.Unavailable
+	}
+	var he *httpError
+	if errors.Is(err, optin.ErrInvalidEvent) || (errors.As(err, &he) && he.status == http.StatusBadRequest) {
+		return metrics.Malformed
+	}
+	return metrics.Failed
 }
 
 // verifiedParams reads the request's parameters and returns them only when the signature holds.

@@ -122,6 +122,19 @@ type Worker interface {
 	GiveUp(ctx context.Context, conversationSid string, cause error) error
 }
 
+// Observer is told what the flow does, for metrics. Config.Observer may be nil.
+type Observer interface {
+	StepFinished(step, outcome string, d time.Duration)
+	FlowFinished(state State)
+	Retry(operation string)
+}
+
+type noObserver struct{}
+
+func (noObserver) StepFinished(string, string, time.Duration) {}
+func (noObserver) FlowFinished(State)                         {}
+func (noObserver) Retry(string)                               {}
+
 // ErrUnavailable marks a failure of the service's own state (store or queue): the event was not
 // accepted and may be delivered again.
 var ErrUnavailable = errors.New("temporarily unavailable")

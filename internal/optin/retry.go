@@ -53,7 +53,7 @@ func (p RetryPolicy) withDefaults() RetryPolicy {
 
 // retry runs op until it succeeds, fails permanently or the policy gives up. Errors that are not a
 // *CallError are retried as uncertain: an adapter that cannot say is not trusted to have failed cleanly.
-func retry[T any](ctx context.Context, p RetryPolicy, op string, call func(context.Context) (T, error)) (T, error) {
+func retry[T any](ctx context.Context, p RetryPolicy, obs Observer, op string, call func(context.Context) (T, error)) (T, error) {
 	attempt := 0
 	operation := func() (T, error) {
 		attempt++
@@ -81,6 +81,7 @@ func retry[T any](ctx context.Context, p RetryPolicy, op string, call func(conte
 		MaxInterval:         p.MaxInterval,
 	}
 	notify := func(err error, wait time.Duration) {
+		obs.Retry(op)
 		zerolog.Ctx(ctx).Warn().Err(err).Str("op", op).Int("attempt", attempt).Dur("retry_in", wait).Msg("retrying")
 	}
 	return backoff.Retry(ctx, operation,

@@ -34,6 +34,8 @@ type Config struct {
 	Retry      RetryPolicy
 	// MarkerLookback is how many recent messages are searched for a step's marker after an uncertain failure.
 	MarkerLookback int
+	// Observer, when set, is told of steps, flows and retries.
+	Observer Observer
 }
 
 // Service runs opt-ins. Handle decides and hands the work to the Queue; Work, called by the queue's
@@ -64,6 +66,9 @@ func NewService(conv Conversations, store Store, queue Queue, cfg Config) (*Serv
 		cfg.MarkerLookback = 50
 	}
 	cfg.Retry = cfg.Retry.withDefaults()
+	if cfg.Observer == nil {
+		cfg.Observer = noObserver{}
+	}
 	return &Service{conv: conv, store: store, queue: queue, cfg: cfg, now: time.Now}, nil
 }
 
@@ -164,10 +169,16 @@ func (s *Service) Work(ctx context.Context, conversationSid string) error {
 			continue
 		}
 		wg.Go(func() {
+			began := s.now()
 			ref, err := st.run(ctx)
 			if err == nil {
 				err = s.store.StepDone(ctx, f.ConversationSid, st.name, ref)
 			}
+			outcome := "ok"
+			if err != nil {
+				outcome = "failed"
+			}
+			s.cfg.Observer.StepFinished(st.name, outcome, s.now().Sub(began))
 			errs[i] = err
 		})
 	}
@@ -200,6 +211,7 @@ func (s *Service) finish(ctx context.Context, f Flow, state State, detail string
 	if err := s.store.Finish(finishCtx, f.ConversationSid, state, detail); err != nil {
 		return fmt.Errorf("%w: recording flow outcome: %w", ErrRetryLater, err)
 	}
+	s.cfg.Observer.FlowFinished(state)
 	ev := log.Info()
 	if state == StateFailed {
 		ev = log.Error().Str("error", detail)
@@ -255,7 +267,7 @@ func hasMarker(attributes, step, trigger string) bool {
 // so an ambiguous failure never produces a second message.
 func (s *Service) createOnce(ctx context.Context, f Flow, step string, m Message, lookFirst bool) (string, error) {
 	m.Attributes = marker(step, f.Trigger)
-	sid, err := retry(ctx, s.cfg.Retry, step, func(ctx context.Context) (string, error) {
+	sid, err := retry(ctx, s.cfg.Retry, s.cfg.Observer, step, func(ctx context.Context) (string, error) {
 		if lookFirst {
 			sid, err := s.findMarked(ctx, f, step)
 			if err != nil || sid != "" {
@@ -298,7 +310,7 @@ func (s *Service) findMarked(ctx context.Context, f Flow, step string) (string, 
 
 // removeWebhooks lists every scoped webhook, then deletes each; a webhook already gone counts as deleted.
 func (s *Service) removeWebhooks(ctx context.Context, f Flow) error {
-	sids, err := retry(ctx, s.cfg.Retry, "list webhooks", func(ctx context.Context) ([]string, error) {
+	sids, err := retry(ctx, s.cfg.Retry, s.cfg.Observer, "list_webhooks", func(ctx context.Context) ([]string, error) {
 		return s.conv.ListWebhooks(ctx, f.ConversationSid)
 	})
 	if err != nil {
@@ -307,7 +319,7 @@ func (s *Service) removeWebhooks(ctx context.Context, f Flow) error {
 	}
 	var errs []error
 	for _, sid := range sids {
-		_, err := retry(ctx, s.cfg.Retry, "delete webhook", func(ctx context.Context) (struct{}, error) {
+		_, err := retry(ctx, s.cfg.Retry, s.cfg.Observer, "delete_webhook", func(ctx context.Context) (struct{}, error) {
 			err := s.conv.DeleteWebhook(ctx, f.ConversationSid, sid)
 			if ce := (*CallError)(nil); errors.As(err, &ce) && ce.NotFound() {
 				return struct{}{}, nil

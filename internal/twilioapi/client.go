@@ -28,6 +28,9 @@ type Options struct {
 	BaseURL string
 	// Transport carries the requests; nil means http.DefaultTransport.
 	Transport http.RoundTripper
+	// Observe, when set, is told of every HTTP request: its operation, status (0 when no answer came)
+	// and duration.
+	Observe func(operation string, status int, d time.Duration)
 }
 
 // Client calls the Conversations API.
@@ -54,6 +57,9 @@ func New(opts Options) (*Client, error) {
 	if c.transport == nil {
 		c.transport = http.DefaultTransport
 	}
+	if c.opts.Observe == nil {
+		c.opts.Observe = func(string, int, time.Duration) {}
+	}
 	if opts.BaseURL != "" {
 		u, err := url.Parse(opts.BaseURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -66,10 +72,10 @@ func New(opts Options) (*Client, error) {
 
 // service builds a twilio-go service bound to ctx for one call; twilio-go itself takes no context.
 // The returned call records the HTTP status and Retry-After of the last response.
-func (c *Client) service(ctx context.Context) (*conversations.ApiService, *call) {
+func (c *Client) service(ctx context.Context, operation string) (*conversations.ApiService, *call) {
 	rec := &call{}
 	hc := &http.Client{
-		Transport: &callTransport{ctx: ctx, base: c.base, next: c.transport, rec: rec},
+		Transport: &callTransport{ctx: ctx, base: c.base, next: c.transport, rec: rec, op: operation, observe: c.opts.Observe},
 		CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
 		},
@@ -82,7 +88,7 @@ func (c *Client) service(ctx context.Context) (*conversations.ApiService, *call)
 
 // CreateMessage creates m without firing the conversation's webhooks.
 func (c *Client) CreateMessage(ctx context.Context, conversationSid string, m optin.Message) (string, error) {
-	svc, rec := c.service(ctx)
+	svc, rec := c.service(ctx, "create_message")
 	p := &conversations.CreateConversationMessageParams{}
 	setIf(m.Author, p.SetAuthor)
 	setIf(m.Body, p.SetBody)
@@ -98,7 +104,7 @@ func (c *Client) CreateMessage(ctx context.Context, conversationSid string, m op
 
 // RecentMessages returns the newest messages first, one page of at most limit (Twilio's maximum is 100).
 func (c *Client) RecentMessages(ctx context.Context, conversationSid string, limit int) ([]optin.PostedMessage, error) {
-	svc, rec := c.service(ctx)
+	svc, rec := c.service(ctx, "list_messages")
 	p := &conversations.ListConversationMessageParams{}
 	p.SetOrder("desc").SetPageSize(min(max(limit, 1), 100))
 	page, err := svc.PageConversationMessage(conversationSid, p, "", "")
@@ -117,7 +123,7 @@ const webhookPageSize = 5
 
 // ListWebhooks returns every scoped webhook's sid, following next_page_url across pages.
 func (c *Client) ListWebhooks(ctx context.Context, conversationSid string) ([]string, error) {
-	svc, rec := c.service(ctx)
+	svc, rec := c.service(ctx, "list_webhooks")
 	p := &conversations.ListConversationScopedWebhookParams{}
 	p.SetPageSize(webhookPageSize)
 	hooks, err := svc.ListConversationScopedWebhook(conversationSid, p)
@@ -133,7 +139,7 @@ func (c *Client) ListWebhooks(ctx context.Context, conversationSid string) ([]st
 
 // DeleteWebhook deletes one scoped webhook.
 func (c *Client) DeleteWebhook(ctx context.Context, conversationSid, webhookSid string) error {
-	svc, rec := c.service(ctx)
+	svc, rec := c.service(ctx, "delete_webhook")
 	if err := svc.DeleteConversationScopedWebhook(conversationSid, webhookSid); err != nil {
 		return classify("delete webhook", err, rec)
 	}
@@ -161,10 +167,12 @@ type call struct {
 
 // callTransport binds a call's context, redirects Twilio's fixed host and records the response.
 type callTransport struct {
-	ctx  context.Context
-	base *url.URL
-	next http.RoundTripper
-	rec  *call
+	ctx     context.Context
+	base    *url.URL
+	next    http.RoundTripper
+	rec     *call
+	op      string
+	observe func(operation string, status int, d time.Duration)
 }
 
 func (t *callTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -173,10 +181,13 @@ func (t *callTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		r.URL.Scheme, r.URL.Host = t.base.Scheme, t.base.Host
 		r.Host = t.base.Host
 	}
+	start := time.Now()
 	resp, err := t.next.RoundTrip(r)
 	if err != nil {
+		t.observe(t.op, 0, time.Since(start))
 		return nil, err
 	}
+	t.observe(t.op, resp.StatusCode, time.Since(start))
 	t.rec.status = resp.StatusCode
 	t.rec.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 	return resp, nil

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -34,10 +35,11 @@ type Options struct {
 
 // Queue enqueues and works on opt-ins through asynq.
 type Queue struct {
-	redis  asynq.RedisConnOpt
-	opts   Options
-	client *asynq.Client
-	server *asynq.Server
+	redis     asynq.RedisConnOpt
+	opts      Options
+	client    *asynq.Client
+	inspector *asynq.Inspector
+	server    *asynq.Server
 }
 
 var _ optin.Queue = (*Queue)(nil)
@@ -54,7 +56,7 @@ func Open(url string, opts Options) (*Queue, error) {
 	if opts.MaxRetry <= 0 {
 		opts.MaxRetry = 10
 	}
-	return &Queue{redis: r, opts: opts, client: asynq.NewClient(r)}, nil
+	return &Queue{redis: r, opts: opts, client: asynq.NewClient(r), inspector: asynq.NewInspector(r)}, nil
 }
 
 // Enqueue queues the conversation's work unless it is queued or running already.
@@ -105,7 +107,23 @@ func (q *Queue) Shutdown(context.Context) error {
 	if q.server != nil {
 		q.server.Shutdown()
 	}
-	return q.client.Close()
+	return errors.Join(q.inspector.Close(), q.client.Close())
+}
+
+// Depth counts the opt-ins waiting in Redis — queued, or scheduled for another run — across all replicas.
+func (q *Queue) Depth() (int, error) {
+	queues, err := q.inspector.Queues()
+	if err != nil {
+		return 0, err
+	}
+	if !slices.Contains(queues, queueName) {
+		return 0, nil // nothing was ever enqueued
+	}
+	info, err := q.inspector.GetQueueInfo(queueName)
+	if err != nil {
+		return 0, err
+	}
+	return info.Pending + info.Scheduled + info.Retry, nil
 }
 
 // Ping reports whether Redis answers.

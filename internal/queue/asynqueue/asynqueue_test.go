@@ -141,6 +141,21 @@ func TestTransientFailuresAreRetriedThenGivenUp(t *testing.T) {
 	}
 }
 
+func TestDepthCountsWaitingWork(t *testing.T) {
+	srv := redistest.Start(t)
+	q := open(t, srv.URL(), 1)
+	if n, err := q.Depth(); err != nil || n != 0 {
+		t.Errorf("empty depth = %d %v", n, err)
+	}
+	for _, conv := range []string{"CH1", "CH2", "CH2", "CH3"} {
+		_ = q.Enqueue(t.Context(), conv)
+	}
+	if n, err := q.Depth(); err != nil || n != 3 {
+		t.Errorf("depth = %d %v, want 3", n, err)
+	}
+	_ = q.Shutdown(t.Context())
+}
+
 func TestEnqueueFailsWithoutRedis(t *testing.T) {
 	srv := redistest.Start(t)
 	q := open(t, srv.URL(), 1)

@@ -94,6 +94,13 @@ func (q *Queue) runUntilFinished(ctx context.Context, w optin.Worker, conv strin
 	}
 }
 
+// Depth counts the conversations being worked on or waiting for another run.
+func (q *Queue) Depth() (int, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.active), nil
+}
+
 // Shutdown refuses new work and waits for running work until ctx ends, then abandons it.
 func (q *Queue) Shutdown(ctx context.Context) error {
 	q.mu.Lock()

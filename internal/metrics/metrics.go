@@ -1,0 +1,115 @@
+// Package metrics is the service's Prometheus instrumentation, registered on a registry passed in:
+// webhook outcomes, flows, steps, Twilio REST calls, retries, queue depth, Go runtime and process.
+package metrics
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/optinkit/optin/internal/optin"
+)
+
+// Webhook outcomes, the values of optin_webhook_requests_total's outcome label.
+const (
+	Processed    = "processed"
+	Duplicate    = "duplicate"
+	Ignored      = "ignored"
+	BadSignature = "bad_signature"
+	TooLarge     = "too_large"
+	Malformed    = "malformed"
+	Unavailable  = "unavailable"
+	Failed       = "error"
+)
+
+// Metrics records what the service does.
+type Metrics struct {
+	webhooks *prometheus.CounterVec
+	flows    *prometheus.CounterVec
+	steps    *prometheus.HistogramVec
+	twilio   *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+	retries  *prometheus.CounterVec
+}
+
+var _ optin.Observer = (*Metrics)(nil)
+
+// New registers the metrics on reg. queueDepth, when not nil, is read at each scrape.
+func New(reg prometheus.Registerer, queueDepth func() (int, error)) *Metrics {
+	m := &Metrics{
+		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "optin_webhook_requests_total",
+			Help: "Conversations webhook requests by outcome.",
+		}, []string{"outcome"}),
+		flows: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "optin_flows_finished_total",
+			Help: "Opt-in flows finished, by final state (done or failed).",
+		}, []string{"state"}),
+		steps: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "optin_step_duration_seconds",
+			Help:    "Time an opt-in step took, retries included, by step and outcome.",
+			Buckets: []float64{.05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120},
+		}, []string{"step", "outcome"}),
+		twilio: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "optin_twilio_requests_total",
+			Help: "HTTP requests to Twilio's REST API by operation and status (\"error\" when no answer came).",
+		}, []string{"operation", "status"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "optin_twilio_request_duration_seconds",
+			Help:    "Latency of Twilio REST requests by operation.",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"operation"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "optin_retries_total",
+			Help: "REST calls retried after a transient failure, by operation.",
+		}, []string{"operation"}),
+	}
+	reg.MustRegister(m.webhooks, m.flows, m.steps, m.twilio, m.latency, m.retries,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if queueDepth != nil {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "optin_queue_depth",
+			Help: "Opt-ins queued or waiting for a retry, not yet being worked on (-1 when the queue cannot be read).",
+		}, func() float64 {
+			n, err := queueDepth()
+			if err != nil {
+				return -1
+			}
+			return float64(n)
+		}))
+	}
+	return m
+}
+
+// Handler serves the registry's metrics.
+func Handler(g prometheus.Gatherer) http.Handler {
+	return promhttp.HandlerFor(g, promhttp.HandlerOpts{})
+}
+
+// Webhook counts one webhook request.
+func (m *Metrics) Webhook(outcome string) { m.webhooks.WithLabelValues(outcome).Inc() }
+
+// FlowFinished counts a flow's final state.
+func (m *Metrics) FlowFinished(state optin.State) { m.flows.WithLabelValues(string(state)).Inc() }
+
+// StepFinished observes a step's duration.
+func (m *Metrics) StepFinished(step, outcome string, d time.Duration) {
+	m.steps.WithLabelValues(step, outcome).Observe(d.Seconds())
+}
+
+// Retry counts a retried call.
+func (m *Metrics) Retry(operation string) { m.retries.WithLabelValues(operation).Inc() }
+
+// TwilioRequest counts one HTTP request to Twilio; status 0 means no answer.
+func (m *Metrics) TwilioRequest(operation string, status int, d time.Duration) {
+	label := "error"
+	if status != 0 {
+		label = strconv.Itoa(status)
+	}
+	m.twilio.WithLabelValues(operation, label).Inc()
+	m.latency.WithLabelValues(operation).Observe(d.Seconds())
+}
