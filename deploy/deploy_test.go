@@ -1,0 +1,477 @@
+// Package deploy_test checks what can be checked without a Docker engine or a cluster: the Dockerfile,
+// the binary it builds, the Kubernetes and compose manifests, and the alert rules and dashboard.
+package deploy_test
+
+import (
+	"bytes"
+	"debug/elf"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moby/buildkit/frontend/dockerfile/parser"
+	"github.com/prometheus/client_golang/prometheus"
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/optinkit/optin/internal/metrics"
+)
+
+// instruction is one Dockerfile line: the command and its words.
+type instruction struct {
+	cmd   string
+	flags []string
+	args  []string
+	json  bool
+}
+
+// dockerfile parses the Dockerfile into stages of instructions.
+func dockerfile(t *testing.T) [][]instruction {
+	t.Helper()
+	f, err := os.Open("../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	res, err := parser.Parse(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stages [][]instruction
+	for _, n := range res.AST.Children {
+		in := instruction{cmd: strings.ToUpper(n.Value), flags: n.Flags, json: n.Attributes["json"]}
+		for a := n.Next; a != nil; a = a.Next {
+			in.args = append(in.args, a.Value)
+		}
+		if in.cmd == "FROM" {
+			stages = append(stages, nil)
+		}
+		if len(stages) > 0 {
+			stages[len(stages)-1] = append(stages[len(stages)-1], in)
+		}
+	}
+	return stages
+}
+
+func find(stage []instruction, cmd string) []instruction {
+	var out []instruction
+	for _, in := range stage {
+		if in.cmd == cmd {
+			out = append(out, in)
+		}
+	}
+	return out
+}
+
+func TestDockerfile(t *testing.T) {
+	stages := dockerfile(t)
+	if len(stages) != 2 {
+		t.Fatalf("%d stages, want builder and final", len(stages))
+	}
+	build, final := stages[0], stages[1]
+	if from := build[0].args; len(from) != 3 || from[0] != "golang:1.26" || !strings.EqualFold(from[1], "AS") {
+		t.Errorf("builder FROM %v, want golang:1.26 AS …", from)
+	}
+	if from := final[0].args; len(from) != 1 || from[0] != "gcr.io/distroless/static-debian12:nonroot" {
+		t.Errorf("final FROM %v, want distroless static nonroot", from)
+	}
+	env := strings.Join(find(build, "ENV")[0].args, " ")
+	if !strings.Contains(env, "CGO_ENABLED 0") && !strings.Contains(env, "CGO_ENABLED=0") {
+		t.Errorf("builder ENV %q lacks CGO_ENABLED=0", env)
+	}
+	var mounts []string
+	var buildCmd string
+	for _, run := range find(build, "RUN") {
+		mounts = append(mounts, run.flags...)
+		if strings.Contains(strings.Join(run.args, " "), "go build") {
+			buildCmd = strings.Join(run.args, " ")
+		}
+	}
+	for _, want := range []string{"--mount=type=cache,target=/go/pkg/mod", "--mount=type=cache,target=/root/.cache/go-build"} {
+		if !slices.Contains(mounts, want) {
+			t.Errorf("no RUN %s (have %v)", want, mounts)
+		}
+	}
+	for _, want := range []string{"-trimpath", "-X main.version=${VERSION}", "./cmd/server"} {
+		if !strings.Contains(buildCmd, want) {
+			t.Errorf("go build lacks %s: %s", want, buildCmd)
+		}
+	}
+	if u := find(final, "USER"); len(u) != 1 || u[0].args[0] != "65532:65532" {
+		t.Errorf("USER %v, want 65532:65532", u)
+	}
+	if e := find(final, "EXPOSE"); len(e) != 1 || e[0].args[0] != "8080" {
+		t.Errorf("EXPOSE %v", e)
+	}
+	hc := find(final, "HEALTHCHECK")
+	if len(hc) != 1 || !slices.Contains(hc[0].args, "CMD") || !slices.Equal(hc[0].args[len(hc[0].args)-2:], []string{"/optin-server", "healthcheck"}) {
+		t.Errorf("HEALTHCHECK %+v, want CMD [\"/optin-server\", \"healthcheck\"]", hc)
+	}
+	if ep := find(final, "ENTRYPOINT"); len(ep) != 1 || !ep[0].json || !slices.Equal(ep[0].args, []string{"/optin-server"}) {
+		t.Errorf("ENTRYPOINT %+v, want exec form [\"/optin-server\"]", ep)
+	}
+	if len(find(final, "RUN")) != 0 || len(find(final, "SHELL")) != 0 {
+		t.Error("the final stage runs commands: distroless has no shell")
+	}
+	ignore, err := os.ReadFile("../.dockerignore")
+	if err != nil || !strings.Contains(string(ignore), ".git") {
+		t.Errorf(".dockerignore missing or without .git: %v", err)
+	}
+}
+
+// builtBinary builds the server as the Dockerfile does and returns its path.
+func builtBinary(t *testing.T) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "optin-server")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w -X main.version=v9.9.9-test", "-o", out, "./cmd/server")
+	cmd.Dir = ".."
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, b)
+	}
+	return out
+}
+
+func TestBinaryIsStaticAndStamped(t *testing.T) {
+	bin := builtBinary(t)
+	f, err := elf.Open(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			t.Error("binary has a dynamic loader (PT_INTERP)")
+		}
+	}
+	if libs, _ := f.ImportedLibraries(); len(libs) != 0 {
+		t.Errorf("binary needs shared libraries %v", libs)
+	}
+	if f.Section(".dynamic") != nil {
+		t.Error("binary has a .dynamic section")
+	}
+	out, err := exec.Command(bin, "version").Output()
+	if err != nil || !strings.HasPrefix(string(out), "optin-server v9.9.9-test") {
+		t.Errorf("version: %q %v", out, err)
+	}
+	// healthcheck against nothing fails with exit status 1.
+	err = exec.Command(bin, "healthcheck", "-url", "http://127.0.0.1:1/healthz", "-timeout", "2s").Run()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Errorf("healthcheck against nothing: %v, want exit status 1", err)
+	}
+}
+
+// manifests reads every document of the base, keyed by kind.
+func manifests(t *testing.T) map[string][]byte {
+	t.Helper()
+	var k struct{ Resources []string }
+	readKustomization(t, "kubernetes/base/kustomization.yaml", &k)
+	out := map[string][]byte{}
+	for _, r := range k.Resources {
+		b, err := os.ReadFile(filepath.Join("kubernetes/base", r))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var meta struct{ Kind string }
+		if err := yaml.Unmarshal(b, &meta); err != nil {
+			t.Fatal(err)
+		}
+		out[meta.Kind] = b
+	}
+	return out
+}
+
+func readYAML(t *testing.T, path string, v any) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.UnmarshalStrict(b, v); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+}
+
+// readKustomization reads the fields a test needs of a kustomization, ignoring the others.
+func readKustomization(t *testing.T, path string, v any) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, v); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+}
+
+func strict(t *testing.T, b []byte, v any) {
+	t.Helper()
+	if err := yaml.UnmarshalStrict(b, v); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestKubernetesBase(t *testing.T) {
+	m := manifests(t)
+	var dep appsv1.Deployment
+	var svc corev1.Service
+	var cm corev1.ConfigMap
+	var hpa autoscalingv2.HorizontalPodAutoscaler
+	var pdb policyv1.PodDisruptionBudget
+	var np networkingv1.NetworkPolicy
+	strict(t, m["Deployment"], &dep)
+	strict(t, m["Service"], &svc)
+	strict(t, m["ConfigMap"], &cm)
+	strict(t, m["HorizontalPodAutoscaler"], &hpa)
+	strict(t, m["PodDisruptionBudget"], &pdb)
+	strict(t, m["NetworkPolicy"], &np)
+
+	if dep.Spec.Replicas == nil || *dep.Spec.Replicas != 2 {
+		t.Errorf("replicas %v, want 2", dep.Spec.Replicas)
+	}
+	pod := dep.Spec.Template.Spec
+	c := pod.Containers[0]
+	if len(c.Ports) != 1 || c.Ports[0].Name != "http" || c.Ports[0].ContainerPort != 8080 || cm.Data["OPTIN_ADDR"] != ":8080" {
+		t.Errorf("ports %+v with OPTIN_ADDR %q: the container port must be the binary's listen port", c.Ports, cm.Data["OPTIN_ADDR"])
+	}
+	for probe, want := range map[*corev1.Probe]string{c.LivenessProbe: "/healthz", c.ReadinessProbe: "/readyz"} {
+		if probe == nil || probe.HTTPGet == nil || probe.HTTPGet.Path != want || probe.HTTPGet.Port.String() != "http" {
+			t.Errorf("probe %+v, want GET %s on port http", probe, want)
+		}
+	}
+	sc := c.SecurityContext
+	if sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
+		sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) {
+		t.Errorf("container securityContext %+v", sc)
+	}
+	psc := pod.SecurityContext
+	if psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot || psc.RunAsUser == nil || *psc.RunAsUser != 65532 ||
+		psc.SeccompProfile == nil || psc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Errorf("pod securityContext %+v", psc)
+	}
+	if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
+		t.Errorf("resources %+v", c.Resources)
+	}
+	shutdown, err := time.ParseDuration(cm.Data["OPTIN_SHUTDOWN_TIMEOUT"])
+	if err != nil || pod.TerminationGracePeriodSeconds == nil || time.Duration(*pod.TerminationGracePeriodSeconds)*time.Second <= 2*shutdown {
+		t.Errorf("terminationGracePeriodSeconds %v must exceed twice OPTIN_SHUTDOWN_TIMEOUT %s (HTTP drain, then running opt-ins)", pod.TerminationGracePeriodSeconds, cm.Data["OPTIN_SHUTDOWN_TIMEOUT"])
+	}
+	secretRefs := map[string]string{}
+	for _, e := range c.Env {
+		if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+			secretRefs[e.Name] = e.ValueFrom.SecretKeyRef.Name
+		}
+	}
+	for _, name := range []string{"TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "OPTIN_REDIS_URL"} {
+		if secretRefs[name] != "optin-twilio" {
+			t.Errorf("%s not from Secret optin-twilio (%v)", name, secretRefs)
+		}
+	}
+	if len(c.EnvFrom) != 1 || c.EnvFrom[0].ConfigMapRef == nil || c.EnvFrom[0].ConfigMapRef.Name != cm.Name {
+		t.Errorf("envFrom %+v, want ConfigMap %s", c.EnvFrom, cm.Name)
+	}
+	if svc.Spec.Ports[0].TargetPort.String() != "http" || !subset(svc.Spec.Selector, dep.Spec.Template.Labels) {
+		t.Errorf("service %+v does not reach the pods", svc.Spec)
+	}
+	if hpa.Spec.ScaleTargetRef.Kind != "Deployment" || hpa.Spec.ScaleTargetRef.Name != dep.Name || hpa.Spec.MinReplicas == nil || *hpa.Spec.MinReplicas < 2 {
+		t.Errorf("hpa %+v", hpa.Spec)
+	}
+	if !subset(pdb.Spec.Selector.MatchLabels, dep.Spec.Template.Labels) || pdb.Spec.MinAvailable == nil {
+		t.Errorf("pdb %+v", pdb.Spec)
+	}
+	if !subset(np.Spec.PodSelector.MatchLabels, dep.Spec.Template.Labels) || np.Spec.Ingress[0].Ports[0].Port.IntValue() != 8080 {
+		t.Errorf("network policy %+v", np.Spec)
+	}
+}
+
+func subset(sel, labels map[string]string) bool {
+	if len(sel) == 0 {
+		return false
+	}
+	for k, v := range sel {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// Every variable the manifests set is one the binary knows, and no Secret is committed.
+func TestManifestsUseRealVariablesAndNoSecrets(t *testing.T) {
+	help, err := exec.Command(builtBinary(t), "-h").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	known := regexp.MustCompile(`(?m)^(OPTIN_\w+|TWILIO_\w+)\s`).FindAllStringSubmatch(string(help), -1)
+	var names []string
+	for _, k := range known {
+		names = append(names, k[1])
+	}
+	used := regexp.MustCompile(`\b(OPTIN_[A-Z_]+|TWILIO_[A-Z_]+)\b`)
+	err = filepath.WalkDir(".", func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || (!strings.HasSuffix(path, ".yaml") && !strings.HasSuffix(path, ".yml")) {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, doc := range bytes.Split(b, []byte("\n---")) {
+			var meta struct{ Kind string }
+			if yaml.Unmarshal(doc, &meta) == nil && meta.Kind == "Secret" {
+				t.Errorf("%s commits a Secret", path)
+			}
+		}
+		for _, v := range used.FindAllString(string(b), -1) {
+			if !slices.Contains(names, v) {
+				t.Errorf("%s sets %s, which optin-server does not know", path, v)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestOverlayAndCompose(t *testing.T) {
+	var k struct {
+		Namespace string
+		Resources []string
+		Images    []struct{ Name, NewTag string }
+		Patches   []struct{ Path string }
+	}
+	readKustomization(t, "kubernetes/overlays/example/kustomization.yaml", &k)
+	if !slices.Equal(k.Resources, []string{"../../base"}) || len(k.Images) != 1 || k.Images[0].Name != "ghcr.io/optinkit/optin-server" {
+		t.Errorf("overlay %+v", k)
+	}
+	for _, p := range k.Patches {
+		var cm corev1.ConfigMap
+		var dep appsv1.Deployment
+		b, err := os.ReadFile(filepath.Join("kubernetes/overlays/example", p.Path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if yaml.UnmarshalStrict(b, &cm) != nil && yaml.UnmarshalStrict(b, &dep) != nil {
+			t.Errorf("patch %s is neither a ConfigMap nor a Deployment", p.Path)
+		}
+	}
+
+	var compose struct {
+		Services map[string]struct {
+			Image       string
+			Command     []string
+			Entrypoint  []string
+			Environment map[string]string
+		}
+	}
+	b, err := os.ReadFile("compose.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, &compose); err != nil {
+		t.Fatal(err)
+	}
+	s := compose.Services
+	if len(s) != 4 || !slices.Contains(s["redis"].Command, "--appendonly") || !slices.Equal(s["emulator"].Entrypoint, []string{"/emulator"}) {
+		t.Errorf("compose services %+v", s)
+	}
+	for _, name := range []string{"optin-1", "optin-2"} {
+		env := s[name].Environment
+		if env["OPTIN_REDIS_URL"] != "redis://redis:6379/0" || env["OPTIN_TWILIO_API_URL"] != "http://emulator:8081" || env["TWILIO_AUTH_TOKEN"] != s["emulator"].Environment["EMULATOR_AUTH_TOKEN"] {
+			t.Errorf("%s environment %v", name, env)
+		}
+	}
+}
+
+// The alerts and the dashboard query only metrics the service exports.
+func TestAlertsAndDashboard(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := metrics.New(reg, func() (int, error) { return 0, nil })
+	// Touch every vector so that it is gathered.
+	m.Webhook(metrics.Processed)
+	m.FlowFinished("done")
+	m.StepFinished("wait", "ok", time.Second)
+	m.Retry("x")
+	m.TwilioRequest("x", 200, time.Second)
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	exported := map[string]bool{}
+	for _, f := range families {
+		exported[f.GetName()] = true
+		if f.GetType().String() == "HISTOGRAM" {
+			exported[f.GetName()+"_bucket"] = true
+		}
+	}
+	var rules struct {
+		Groups []struct {
+			Name  string
+			Rules []struct {
+				Alert       string
+				Expr        string
+				For         string
+				Labels      map[string]string
+				Annotations map[string]string
+			}
+		}
+	}
+	readYAML(t, "prometheus/alerts.yaml", &rules)
+	var alerts []string
+	var exprs []string
+	for _, g := range rules.Groups {
+		for _, r := range g.Rules {
+			alerts = append(alerts, r.Alert)
+			exprs = append(exprs, r.Expr)
+			if r.Labels["severity"] == "" || r.Annotations["summary"] == "" {
+				t.Errorf("alert %s lacks severity or summary", r.Alert)
+			}
+		}
+	}
+	for _, want := range []string{"OptinSignatureFailuresSpike", "OptinFlowsFailing", "OptinTwilioRateLimited", "OptinQueueBacklog"} {
+		if !slices.Contains(alerts, want) {
+			t.Errorf("no alert %s", want)
+		}
+	}
+	b, err := os.ReadFile("grafana/optin-dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Title  string
+		Panels []struct {
+			Title   string
+			Targets []struct{ Expr string }
+		}
+	}
+	if err := json.Unmarshal(b, &dash); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range dash.Panels {
+		for _, tg := range p.Targets {
+			exprs = append(exprs, tg.Expr)
+		}
+	}
+	names := regexp.MustCompile(`\b((?:optin|go|process)_[a-z_]+)`)
+	for _, e := range exprs {
+		for _, n := range names.FindAllString(e, -1) {
+			if !exported[n] {
+				t.Errorf("%q queries %s, which the service does not export", e, n)
+			}
+		}
+	}
+	if len(dash.Panels) < 6 {
+		t.Errorf("dashboard has %d panels", len(dash.Panels))
+	}
+}
