@@ -1,13 +1,12 @@
 package redisstore
 
 import (
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/optinkit/optin/internal/optin"
 	"github.com/optinkit/optin/internal/redistest"
+	"github.com/optinkit/optin/internal/store/storetest"
 )
 
 func open(t *testing.T, srv *redistest.Server) *Store {
@@ -23,79 +22,29 @@ func open(t *testing.T, srv *redistest.Server) *Store {
 	return s
 }
 
-// Two stores on one Redis are two replicas: of 100 concurrent claims exactly one wins.
-func TestClaimIsAtomicAcrossReplicas(t *testing.T) {
-	srv := redistest.Start(t)
-	a, b := open(t, srv), open(t, srv)
-	var wins atomic.Int32
-	var wg sync.WaitGroup
-	for i := range 100 {
-		s := a
-		if i%2 == 1 {
-			s = b
-		}
-		wg.Go(func() {
-			_, claimed, err := s.Claim(t.Context(), optin.Flow{ConversationSid: "CH1", Customer: "whatsapp:+1", Trigger: "IM1", State: optin.StateRunning, StartedAt: time.Now()})
-			if err != nil {
-				t.Error(err)
-			}
-			if claimed {
-				wins.Add(1)
-			}
-		})
-	}
-	wg.Wait()
-	if wins.Load() != 1 {
-		t.Errorf("%d claims won, want 1", wins.Load())
-	}
+// Each subtest gets its own redis-server; two Stores on it are two replicas.
+func TestContract(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) (optin.Store, optin.Store) {
+		srv := redistest.Start(t)
+		return open(t, srv), open(t, srv)
+	})
 }
 
-func TestFlowLifecycle(t *testing.T) {
-	srv := redistest.Start(t)
-	s := open(t, srv)
+func TestFinishedFlowsExpire(t *testing.T) {
+	s := open(t, redistest.Start(t))
 	ctx := t.Context()
-	started := time.UnixMilli(time.Now().UnixMilli())
-	first := optin.Flow{ConversationSid: "CH1", Customer: "whatsapp:+1", Trigger: "IM1", State: optin.StateRunning, StartedAt: started}
-	if _, claimed, err := s.Claim(ctx, first); err != nil || !claimed {
-		t.Fatalf("claim: %v %v", claimed, err)
+	_, _, _ = s.Claim(ctx, optin.Flow{ConversationSid: "CH1", State: optin.StateRunning})
+	if ttl := s.rdb.PTTL(ctx, s.key("CH1")).Val(); ttl != -1 {
+		t.Errorf("a running flow has TTL %v, want none", ttl)
 	}
-	got, claimed, err := s.Claim(ctx, optin.Flow{ConversationSid: "CH1", Customer: "whatsapp:+2", Trigger: "IM2", State: optin.StateRunning})
-	if err != nil || claimed || got.Customer != "whatsapp:+1" || got.Trigger != "IM1" || got.State != optin.StateRunning || !got.StartedAt.Equal(started) {
-		t.Fatalf("second claim: %+v %v %v", got, claimed, err)
-	}
-	for want := 1; want <= 2; want++ {
-		f, err := s.Begin(ctx, "CH1")
-		if err != nil || f.Runs != want {
-			t.Fatalf("begin %d: %+v %v", want, f, err)
-		}
-	}
-	if err := s.StepDone(ctx, "CH1", optin.StepWait, "IM7"); err != nil {
+	if err := s.Finish(ctx, "CH1", optin.StateDone, ""); err != nil {
 		t.Fatal(err)
-	}
-	if f, _ := s.Begin(ctx, "CH1"); f.Steps[optin.StepWait] != "IM7" || len(f.Steps) != 1 {
-		t.Errorf("steps %v", f.Steps)
-	}
-	if err := s.Finish(ctx, "CH1", optin.StateFailed, "step rider: 63016"); err != nil {
-		t.Fatal(err)
-	}
-	f, ok, err := s.Get(ctx, "CH1")
-	if err != nil || !ok || f.State != optin.StateFailed || f.Detail != "step rider: 63016" || f.FinishedAt.IsZero() || f.Runs != 3 {
-		t.Errorf("get: %+v %v %v", f, ok, err)
 	}
 	if ttl := s.rdb.PTTL(ctx, s.key("CH1")).Val(); ttl <= 0 || ttl > time.Hour {
 		t.Errorf("finished flow TTL %v, want within an hour", ttl)
 	}
-	for name, err := range map[string]error{
-		"begin":  func() error { _, err := s.Begin(ctx, "CH2"); return err }(),
-		"step":   s.StepDone(ctx, "CH2", "wait", "x"),
-		"finish": s.Finish(ctx, "CH2", optin.StateDone, ""),
-	} {
-		if err == nil {
-			t.Errorf("%s of an unclaimed flow succeeded", name)
-		}
-	}
-	if n := s.rdb.Exists(ctx, s.key("CH2")).Val(); n != 0 {
-		t.Error("an operation on an unclaimed flow created it")
+	if f, ok, err := s.Get(ctx, "CH1"); err != nil || !ok || f.State != optin.StateDone {
+		t.Errorf("get: %+v %v %v", f, ok, err)
 	}
 }
 

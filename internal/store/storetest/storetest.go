@@ -1,0 +1,93 @@
+// Package storetest is the contract every optin.Store must meet, run by each store's tests.
+package storetest
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/optinkit/optin/internal/optin"
+)
+
+// Run checks the contract. open returns two handles on one empty store — two replicas sharing it, or
+// the same store twice where there is no sharing.
+func Run(t *testing.T, open func(t *testing.T) (optin.Store, optin.Store)) {
+	first := func(t *testing.T) optin.Store { s, _ := open(t); return s }
+	t.Run("claim is atomic", func(t *testing.T) {
+		a, b := open(t)
+		stores := []optin.Store{a, b}
+		var wins atomic.Int32
+		var wg sync.WaitGroup
+		for i := range 100 {
+			s := stores[i%2]
+			wg.Go(func() {
+				f := optin.Flow{ConversationSid: "CH1", Customer: "whatsapp:+1", Trigger: fmt.Sprint("IM", i), State: optin.StateRunning, StartedAt: time.Now()}
+				if _, claimed, err := s.Claim(t.Context(), f); err != nil {
+					t.Error(err)
+				} else if claimed {
+					wins.Add(1)
+				}
+			})
+		}
+		wg.Wait()
+		if wins.Load() != 1 {
+			t.Errorf("%d claims won, want 1", wins.Load())
+		}
+	})
+
+	t.Run("lifecycle", func(t *testing.T) {
+		s := first(t)
+		ctx := t.Context()
+		started := time.UnixMilli(time.Now().UnixMilli())
+		first := optin.Flow{ConversationSid: "CH2", Customer: "whatsapp:+1", Trigger: "IM1", State: optin.StateRunning, StartedAt: started}
+		if f, claimed, err := s.Claim(ctx, first); err != nil || !claimed || f.Runs != 0 || len(f.Steps) != 0 {
+			t.Fatalf("claim: %+v %v %v", f, claimed, err)
+		}
+		got, claimed, err := s.Claim(ctx, optin.Flow{ConversationSid: "CH2", Customer: "whatsapp:+2", Trigger: "IM2", State: optin.StateRunning})
+		if err != nil || claimed || got.Customer != "whatsapp:+1" || got.Trigger != "IM1" || got.State != optin.StateRunning || !got.StartedAt.Equal(started) {
+			t.Fatalf("second claim: %+v %v %v", got, claimed, err)
+		}
+		for want := 1; want <= 2; want++ {
+			if f, err := s.Begin(ctx, "CH2"); err != nil || f.Runs != want || f.Trigger != "IM1" {
+				t.Fatalf("begin %d: %+v %v", want, f, err)
+			}
+		}
+		if err := s.StepDone(ctx, "CH2", optin.StepWait, "IM7"); err != nil {
+			t.Fatal(err)
+		}
+		f, err := s.Begin(ctx, "CH2")
+		if err != nil || f.Steps[optin.StepWait] != "IM7" || len(f.Steps) != 1 {
+			t.Fatalf("steps %v %v", f.Steps, err)
+		}
+		f.Steps[optin.StepRider] = "changed by the caller"
+		if again, _ := s.Begin(ctx, "CH2"); len(again.Steps) != 1 {
+			t.Error("a returned flow aliases the stored one")
+		}
+		if err := s.Finish(ctx, "CH2", optin.StateFailed, "step rider: 63016"); err != nil {
+			t.Fatal(err)
+		}
+		done, _, err := s.Claim(ctx, optin.Flow{ConversationSid: "CH2", Customer: "whatsapp:+1", Trigger: "IM3"})
+		if err != nil || done.State != optin.StateFailed || done.Detail != "step rider: 63016" || done.FinishedAt.IsZero() || done.Runs != 4 {
+			t.Errorf("after finish: %+v %v", done, err)
+		}
+	})
+
+	t.Run("unclaimed flows are not created", func(t *testing.T) {
+		s := first(t)
+		ctx := t.Context()
+		if _, err := s.Begin(ctx, "CH3"); err == nil {
+			t.Error("begin of an unclaimed flow succeeded")
+		}
+		if err := s.StepDone(ctx, "CH3", optin.StepWait, "x"); err == nil {
+			t.Error("step of an unclaimed flow recorded")
+		}
+		if err := s.Finish(ctx, "CH3", optin.StateDone, ""); err == nil {
+			t.Error("finish of an unclaimed flow recorded")
+		}
+		if _, claimed, err := s.Claim(ctx, optin.Flow{ConversationSid: "CH3", State: optin.StateRunning}); !claimed || err != nil {
+			t.Errorf("the failed operations left something behind: claimed=%v %v", claimed, err)
+		}
+	})
+}
