@@ -314,6 +314,16 @@ func TestRoutingErrorsAndLogs(t *testing.T) {
 	if strings.Contains(logs, token) {
 		t.Error("auth token in logs")
 	}
+	e.logs.Reset()
+	forged := signedGET(event)
+	forged.Header.Set("X-Twilio-Signature", "forged")
+	e.do(forged)
+	if !strings.Contains(e.logs.String(), `"signed_url":"http://example.com/webhooks/conversations?Author=…&Body=…&ConversationSid=…&EventType=…&Index=…&MessageSid=…&ParticipantSid=…&RetryCount=…&Source=…"`) {
+		t.Errorf("rejection does not log the signed URL:\n%s", e.logs)
+	}
+	if strings.Contains(e.logs.String(), "15550001111") || strings.Contains(e.logs.String(), "Body=Yes") {
+		t.Errorf("a rejected webhook's personal data reached the log:\n%s", e.logs)
+	}
 }
 
 func TestPanicIs500(t *testing.T) {
