@@ -22,6 +22,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 
 	"github.com/optinkit/optin/internal/metrics"
@@ -473,5 +475,56 @@ func TestAlertsAndDashboard(t *testing.T) {
 	}
 	if len(dash.Panels) < 6 {
 		t.Errorf("dashboard has %d panels", len(dash.Panels))
+	}
+}
+
+// kustomize builds the base and the example overlay; the overlay changes only what it says.
+func TestKustomizeBuild(t *testing.T) {
+	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
+	fs := filesys.MakeFsOnDisk()
+	if _, err := k.Run(fs, "kubernetes/base"); err != nil {
+		t.Fatalf("base: %v", err)
+	}
+	res, err := k.Run(fs, "kubernetes/overlays/example")
+	if err != nil {
+		t.Fatalf("overlay: %v", err)
+	}
+	kinds := map[string]int{}
+	for _, r := range res.Resources() {
+		kinds[r.GetKind()]++
+		if r.GetNamespace() != "optin" {
+			t.Errorf("%s/%s in namespace %q", r.GetKind(), r.GetName(), r.GetNamespace())
+		}
+		if r.GetLabels()["app.kubernetes.io/name"] != "optin" {
+			t.Errorf("%s/%s lacks the common label", r.GetKind(), r.GetName())
+		}
+		b, err := r.AsYAML()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch r.GetKind() {
+		case "Deployment":
+			var dep appsv1.Deployment
+			strict(t, b, &dep)
+			if *dep.Spec.Replicas != 3 || dep.Spec.Template.Spec.Containers[0].Image != "ghcr.io/optinkit/optin-server:v0.1.0" ||
+				dep.Spec.Selector.MatchLabels["app.kubernetes.io/name"] != "optin" || dep.Spec.Template.Spec.Containers[0].LivenessProbe.HTTPGet.Path != "/healthz" {
+				t.Errorf("overlay deployment: replicas %d, image %s, selector %v", *dep.Spec.Replicas, dep.Spec.Template.Spec.Containers[0].Image, dep.Spec.Selector.MatchLabels)
+			}
+		case "ConfigMap":
+			var cm corev1.ConfigMap
+			strict(t, b, &cm)
+			if cm.Data["OPTIN_PUBLIC_URL"] != "https://optin.delivery.example.com" || cm.Data["OPTIN_SHUTDOWN_TIMEOUT"] != "20s" {
+				t.Errorf("overlay config %v", cm.Data)
+			}
+		}
+	}
+	want := map[string]int{"Deployment": 1, "Service": 1, "ConfigMap": 1, "HorizontalPodAutoscaler": 1, "PodDisruptionBudget": 1, "NetworkPolicy": 1}
+	for kind, n := range want {
+		if kinds[kind] != n {
+			t.Errorf("%d %s, want %d (all: %v)", kinds[kind], kind, n, kinds)
+		}
+	}
+	if kinds["Secret"] != 0 {
+		t.Error("the build contains a Secret")
 	}
 }
