@@ -89,6 +89,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	log := newLogger(cfg, logOut)
 	log.Info().Object("config", cfg).Msg("starting")
 
+	// Take the ports first: a taken port fails the start before anything else is set up.
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("OPTIN_ADDR: listening on %s: %w", cfg.Addr, err)
+	}
+	defer ln.Close()
+	if cfg.DebugAddr != "" {
+		dbg, dln, err := debugServer(cfg.DebugAddr)
+		if err != nil {
+			return err
+		}
+		go func() { _ = dbg.Serve(dln) }()
+		defer dbg.Close()
+		log.Info().Str("addr", dln.Addr().String()).Msg("pprof listening")
+	}
+
 	be, err := openBackend(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -149,21 +165,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 	}
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("OPTIN_ADDR: listening on %s: %w", cfg.Addr, err)
-	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-	if cfg.DebugAddr != "" {
-		dbg, dln, err := debugServer(cfg.DebugAddr)
-		if err != nil {
-			return err
-		}
-		go func() { _ = dbg.Serve(dln) }()
-		defer dbg.Close()
-		log.Info().Str("addr", dln.Addr().String()).Msg("pprof listening")
-	}
 	serving.Store(true)
 	log.Info().Str("addr", ln.Addr().String()).Msg("listening")
 	if dm != nil {
