@@ -1,0 +1,44 @@
+package handlers
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/rs/zerolog"
+
+	"github.com/optinkit/optin/internal/optin"
+	"github.com/optinkit/optin/internal/signature"
+)
+
+type decideOnly struct{}
+
+func (decideOnly) Handle(context.Context, optin.Event) (optin.Decision, error) {
+	return optin.Decision{Outcome: optin.OutcomeDuplicate}, nil
+}
+
+// BenchmarkWebhookPOST is a signed form webhook through the real router, middleware and logging
+// included, with a flow that only decides.
+func BenchmarkWebhookPOST(b *testing.B) {
+	h := NewRouter(Deps{
+		Log:       zerolog.New(io.Discard),
+		Flows:     decideOnly{},
+		Validator: signature.New(token),
+	})
+	body := event.Encode()
+	sig := signature.Compute(token, target, event)
+	b.ReportAllocs()
+	for b.Loop() {
+		r := httptest.NewRequest(http.MethodPost, target, strings.NewReader(body))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		r.Header.Set("X-Twilio-Signature", sig)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != 200 {
+			b.Fatal(w.Code)
+		}
+	}
+}
