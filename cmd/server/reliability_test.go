@@ -351,23 +351,28 @@ func TestReliabilityThreeReplicas(t *testing.T) {
 
 func TestReliabilityWithFaults(t *testing.T) {
 	c := newCluster(t, 200)
-	// A fifth of the REST calls fail: 5xx, 429, dropped connections and timeouts, some after taking effect.
+	// Each route fails a fifth of its calls — 5xx, 429, dropped connections and timeouts, some after
+	// taking effect (the faults on one route are tried in turn).
 	if err := c.emu.SetFaults([]emulator.Fault{
-		{Route: "messages.create", Kind: "503", Rate: 0.06},
-		{Route: "messages.create", Kind: "drop", Applied: true, Rate: 0.05},
-		{Route: "messages.create", Kind: "drop", Rate: 0.04},
+		{Route: "messages.create", Kind: "503", Rate: 0.07},
+		{Route: "messages.create", Kind: "drop", Applied: true, Rate: 0.06},
+		{Route: "messages.create", Kind: "drop", Rate: 0.05},
 		{Route: "messages.create", Latency: emulator.Duration(2500 * time.Millisecond), Applied: true, Rate: 0.05},
 		{Route: "messages.list", Kind: "500", Rate: 0.2},
 		{Route: "webhooks.list", Kind: "429", Rate: 0.1, RetryAfter: 1},
-		{Route: "webhooks.list", Kind: "502", Rate: 0.1},
+		{Route: "webhooks.list", Kind: "502", Rate: 0.12},
 		{Route: "webhooks.delete", Kind: "drop", Rate: 0.1},
-		{Route: "webhooks.delete", Kind: "500", Applied: true, Rate: 0.1},
+		{Route: "webhooks.delete", Kind: "500", Applied: true, Rate: 0.12},
 	}); err != nil {
 		t.Fatal(err)
 	}
 	tl := &tally{}
 	c.deliver(tl, nil)
 	c.check("20% REST faults", tl, 3*time.Minute)
+	// About 21 % by construction; far below would mean the faults were not applied.
+	if share := float64(c.emu.FaultHits()) / float64(c.emu.RESTCalls()-c.setupCalls); share < 0.15 {
+		t.Errorf("only %.1f%% of the service's REST calls met a fault", 100*share)
+	}
 }
 
 func TestReliabilityKill9(t *testing.T) {

@@ -517,6 +517,11 @@ func TestInboundEndpoint(t *testing.T) {
 	if resp.StatusCode != 201 {
 		t.Errorf("json inbound %d", resp.StatusCode)
 	}
+	resp, _ = http.PostForm(h.srv.URL+"/emulator/inbound", vals("from", rider, "to", business, "body", "lower-case names"))
+	resp.Body.Close()
+	if tr := h.emu.Transcript(rider); resp.StatusCode != 201 || tr[len(tr)-1].Text != "lower-case names" {
+		t.Errorf("lower-case inbound %d", resp.StatusCode)
+	}
 	for _, f := range []url.Values{vals("From", "whatsapp:+19999999999", "To", business, "Body", "x"), vals("From", customer)} {
 		resp, _ := http.PostForm(h.srv.URL+"/emulator/inbound", f)
 		resp.Body.Close()

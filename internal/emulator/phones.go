@@ -236,7 +236,13 @@ func (e *Emulator) handleInbound(w http.ResponseWriter, r *http.Request) {
 			writeAPIError(w, badParam("inbound: malformed form"))
 			return
 		}
-		in.From, in.To, in.Body = r.PostForm.Get("From"), r.PostForm.Get("To"), r.PostForm.Get("Body")
+		field := func(name string) string {
+			if v := r.PostForm.Get(name); v != "" {
+				return v
+			}
+			return r.PostForm.Get(strings.ToLower(name))
+		}
+		in.From, in.To, in.Body = field("From"), field("To"), field("Body")
 	}
 	if in.From == "" || in.To == "" || in.Body == "" {
 		writeAPIError(w, badParam("inbound: From, To and Body are required"))
