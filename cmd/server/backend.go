@@ -41,7 +41,7 @@ const inprocMaxRuns = 10
 func openBackend(ctx context.Context, cfg config, log zerolog.Logger) (*backend, error) {
 	if cfg.RedisURL == "" {
 		return &backend{
-			store: memory.New(),
+			store: memory.New(cfg.FlowRetention),
 			queue: inproc.New(inprocMaxRuns),
 			ping:  func(context.Context) error { return nil },
 			close: func() {},

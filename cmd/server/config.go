@@ -35,7 +35,7 @@ type config struct {
 	RedisURL         string        `envconfig:"OPTIN_REDIS_URL" desc:"redis://[:password@]host:port/db (rediss:// for TLS): share state and work with other replicas; empty keeps both in this process"`
 	RedisStartupWait time.Duration `envconfig:"OPTIN_REDIS_STARTUP_WAIT" default:"0s" desc:"how long to wait for Redis at start before failing; 0 fails at once"`
 	Workers          int           `envconfig:"OPTIN_WORKERS" default:"10" desc:"opt-ins this replica works on at once (with Redis)"`
-	FlowRetention    time.Duration `envconfig:"OPTIN_FLOW_RETENTION" default:"720h" desc:"how long Redis remembers a finished conversation, so later messages stay no-ops"`
+	FlowRetention    time.Duration `envconfig:"OPTIN_FLOW_RETENTION" default:"720h" desc:"how long a finished conversation is remembered (in Redis or in memory), so later messages stay no-ops"`
 	DebugAddr        string        `envconfig:"OPTIN_DEBUG_ADDR" desc:"loopback address (e.g. 127.0.0.1:6060) to serve pprof on; empty serves none"`
 	Demo             bool          `envconfig:"OPTIN_DEMO" default:"false" desc:"same as -demo: run against a built-in Twilio emulator with generated credentials and play the guide's story"`
 

@@ -1,4 +1,5 @@
-// Package memory is the in-process optin.Store: exactly once within one replica, nothing kept across restarts.
+// Package memory is the in-process optin.Store: exactly once within one replica, nothing kept across
+// restarts; finished flows are forgotten after the retention, as in Redis.
 package memory
 
 import (
@@ -13,22 +14,25 @@ import (
 
 // Store keeps flows in a map guarded by a mutex.
 type Store struct {
-	mu    sync.Mutex
-	flows map[string]optin.Flow
-	now   func() time.Time
+	mu        sync.Mutex
+	flows     map[string]optin.Flow
+	now       func() time.Time
+	retention time.Duration
+	swept     time.Time
 }
 
 var _ optin.Store = (*Store)(nil)
 
-// New returns an empty Store.
-func New() *Store {
-	return &Store{flows: make(map[string]optin.Flow), now: time.Now}
+// New returns an empty Store that forgets finished flows after retention (0: never).
+func New(retention time.Duration) *Store {
+	return &Store{flows: make(map[string]optin.Flow), now: time.Now, retention: retention}
 }
 
 // Claim records f unless its conversation already has a flow.
 func (s *Store) Claim(_ context.Context, f optin.Flow) (optin.Flow, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.sweep()
 	if existing, ok := s.flows[f.ConversationSid]; ok {
 		return clone(existing), false, nil
 	}
@@ -81,6 +85,21 @@ func (s *Store) Get(conversationSid string) (optin.Flow, bool) {
 	defer s.mu.Unlock()
 	f, ok := s.flows[conversationSid]
 	return clone(f), ok
+}
+
+// sweep drops flows finished longer than the retention ago, at most once a tenth of the retention,
+// so that the map does not grow with every conversation ever seen. Callers hold s.mu.
+func (s *Store) sweep() {
+	now := s.now()
+	if s.retention <= 0 || now.Sub(s.swept) < s.retention/10 {
+		return
+	}
+	s.swept = now
+	for conv, f := range s.flows {
+		if f.State != optin.StateRunning && !f.FinishedAt.IsZero() && now.Sub(f.FinishedAt) > s.retention {
+			delete(s.flows, conv)
+		}
+	}
 }
 
 func clone(f optin.Flow) optin.Flow {
