@@ -266,7 +266,7 @@ func TestKubernetesBase(t *testing.T) {
 	}
 	shutdown, err := time.ParseDuration(cm.Data["OPTIN_SHUTDOWN_TIMEOUT"])
 	if err != nil || pod.TerminationGracePeriodSeconds == nil || time.Duration(*pod.TerminationGracePeriodSeconds)*time.Second <= 2*shutdown {
-		t.Errorf("terminationGracePeriodSeconds %v must exceed twice OPTIN_SHUTDOWN_TIMEOUT %s (HTTP drain, then running opt-ins)", pod.TerminationGracePeriodSeconds, cm.Data["OPTIN_SHUTDOWN_TIMEOUT"])
+		t.Errorf("terminationGracePeriodSeconds %v must exceed twice OPTIN_SHUTDOWN_TIMEOUT %s, for a safe margin", pod.TerminationGracePeriodSeconds, cm.Data["OPTIN_SHUTDOWN_TIMEOUT"])
 	}
 	secretRefs := map[string]string{}
 	for _, e := range c.Env {

@@ -101,11 +101,21 @@ func (q *Queue) Start(w optin.Worker) error {
 	}))
 }
 
-// Shutdown stops taking work, waits up to ShutdownTimeout for running work, hands the rest back to
-// Redis for another replica, and closes the connections.
-func (q *Queue) Shutdown(context.Context) error {
-	if q.server != nil {
-		q.server.Shutdown()
+// Shutdown stops taking work and waits for running work until ctx ends (or ShutdownTimeout, whichever
+// comes first); asynq then hands unfinished work back to Redis. Work still running when ctx ends keeps
+// its lease until the process exits, and another replica takes it over once the lease lapses.
+func (q *Queue) Shutdown(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		if q.server != nil {
+			q.server.Shutdown()
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for in-flight opt-ins: %w", ctx.Err())
 	}
 	return errors.Join(q.inspector.Close(), q.client.Close())
 }

@@ -156,6 +156,37 @@ func TestDepthCountsWaitingWork(t *testing.T) {
 	_ = q.Shutdown(t.Context())
 }
 
+// blocker holds every run until release is closed.
+type blocker struct{ release, started chan struct{} }
+
+func (b blocker) Work(ctx context.Context, _ string) error {
+	close(b.started)
+	<-b.release
+	return nil
+}
+
+func (blocker) GiveUp(context.Context, string, error) error { return nil }
+
+func TestShutdownIsBoundedByItsContext(t *testing.T) {
+	srv := redistest.Start(t)
+	q, err := Open(srv.URL(), Options{Concurrency: 1, ShutdownTimeout: time.Minute, Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := blocker{release: make(chan struct{}), started: make(chan struct{})}
+	defer close(b.release)
+	if err := q.Start(b); err != nil {
+		t.Fatal(err)
+	}
+	_ = q.Enqueue(t.Context(), "CH1")
+	<-b.started
+	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	defer cancel()
+	if err := q.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Shutdown = %v, want the context's deadline", err)
+	}
+}
+
 func TestEnqueueFailsWithoutRedis(t *testing.T) {
 	srv := redistest.Start(t)
 	q := open(t, srv.URL(), 1)
