@@ -66,9 +66,7 @@ func (f *fakeConversations) RecentMessages(_ context.Context, _ string, limit in
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.recent++
-	if len(f.failRecent) > 0 {
-		err := f.failRecent[0]
-		f.failRecent = f.failRecent[1:]
+	if err := pop(&f.failRecent); err != nil {
 		return nil, err
 	}
 	var out []PostedMessage
@@ -82,9 +80,7 @@ func (f *fakeConversations) ListWebhooks(context.Context, string) ([]string, err
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.lists++
-	if len(f.failList) > 0 {
-		err := f.failList[0]
-		f.failList = f.failList[1:]
+	if err := pop(&f.failList); err != nil {
 		return nil, err
 	}
 	return append([]string(nil), f.webhooks...), nil
@@ -94,11 +90,22 @@ func (f *fakeConversations) DeleteWebhook(_ context.Context, _ string, sid strin
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.deletes = append(f.deletes, sid)
-	if q := f.failDelete[sid]; len(q) > 0 {
-		f.failDelete[sid] = q[1:]
-		return q[0]
+	if q, ok := f.failDelete[sid]; ok {
+		err := pop(&q)
+		f.failDelete[sid] = q
+		return err
 	}
 	return nil
+}
+
+// pop takes the next scripted error off q, nil when none is left.
+func pop(q *[]error) error {
+	if len(*q) == 0 {
+		return nil
+	}
+	err := (*q)[0]
+	*q = (*q)[1:]
+	return err
 }
 
 func (f *fakeConversations) snapshot() (created []createCall, lists int, deletes []string, recent int) {

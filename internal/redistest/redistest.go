@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -94,6 +93,3 @@ func (s *Server) Restart(down time.Duration) {
 	time.Sleep(down)
 	s.start()
 }
-
-// AOFDir is where the append-only files live.
-func (s *Server) AOFDir() string { return filepath.Join(s.dir, "appendonlydir") }
