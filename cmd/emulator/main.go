@@ -19,7 +19,7 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
-	"github.com/optinkit/optin/internal/emulator"
+	"github.com/optinkit/optin/emulator"
 )
 
 type config struct {

@@ -3,13 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
-	"net/http"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/optinkit/optin/emulator"
 )
 
 type syncBuffer struct {
@@ -51,17 +53,13 @@ func TestRunServesWithFaults(t *testing.T) {
 	if token == nil {
 		t.Fatalf("generated token not printed:\n%s", out)
 	}
-	for _, want := range []int{503, 200} {
-		req, _ := http.NewRequest("GET", base+"/v1/Conversations", nil)
-		req.SetBasicAuth("AC0123456789abcdef0123456789abcdef", token[1])
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != want {
-			t.Errorf("got %d, want %d", resp.StatusCode, want)
-		}
+	api := emulator.NewClient(base, "AC0123456789abcdef0123456789abcdef", token[1])
+	var apiErr *emulator.APIError
+	if err := api.Do(ctx, "GET", "/v1/Conversations", nil, nil); !errors.As(err, &apiErr) || apiErr.Status != 503 {
+		t.Errorf("first list: %v, want the injected 503", err)
+	}
+	if err := api.Do(ctx, "GET", "/v1/Conversations", nil, nil); err != nil {
+		t.Errorf("second list: %v", err)
 	}
 	cancel()
 	if err := <-done; err != nil {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -12,7 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/optinkit/optin/internal/emulator"
+	"github.com/optinkit/optin/emulator"
 )
 
 // The demo's cast: fictional numbers and the guide's two templates, registered in the emulator.
@@ -28,6 +27,7 @@ const (
 // demo is the embedded default: an in-process emulator stands in for Twilio, so nothing leaves the machine.
 type demo struct {
 	emu        *emulator.Emulator
+	api        *emulator.Client
 	srv        *http.Server
 	url        string
 	sid, token string
@@ -50,6 +50,7 @@ func startDemo(riderText string) (*demo, error) {
 		return nil, fmt.Errorf("demo emulator: %w", err)
 	}
 	d.emu, d.url = emu, "http://"+ln.Addr().String()
+	d.api = emulator.NewClient(d.url, d.sid, d.token)
 	d.srv = &http.Server{Handler: emu, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = d.srv.Serve(ln) }()
 	return d, nil
@@ -74,60 +75,33 @@ func (d *demo) close(ctx context.Context) {
 	_ = d.emu.Close(ctx)
 }
 
-// rest makes one call to the emulator's REST API as the platform would.
-func (d *demo) rest(ctx context.Context, method, path string, form url.Values) (map[string]any, error) {
-	req, err := http.NewRequestWithContext(ctx, method, d.url+path, strings.NewReader(form.Encode()))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth(d.sid, d.token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	var out map[string]any
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		return nil, fmt.Errorf("%s %s: %d", method, path, resp.StatusCode)
-	}
-	if resp.StatusCode >= 300 {
-		return nil, fmt.Errorf("%s %s: %d %v", method, path, resp.StatusCode, out["message"])
-	}
-	return out, nil
-}
-
 // play runs the guide's story against the service at serviceURL and prints what each phone saw.
 func (d *demo) play(ctx context.Context, serviceURL string, out io.Writer) error {
 	say := func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) }
 	say("\noptin demo — nothing leaves this machine: Twilio is an emulator at %s with generated credentials.", d.url)
 	say("The service is at %s.\n", serviceURL)
 
-	c, err := d.rest(ctx, "POST", "/v1/Conversations", url.Values{"FriendlyName": {"Order 1042"}})
+	conv, err := d.api.CreateConversation(ctx, url.Values{"FriendlyName": {"Order 1042"}})
 	if err != nil {
 		return err
 	}
-	conv := c["sid"].(string)
 	say("1. Conversation %s created.", conv)
 	for _, who := range []string{demoCustomer, demoRider} {
-		if _, err := d.rest(ctx, "POST", "/v1/Conversations/"+conv+"/Participants", url.Values{
-			"MessagingBinding.Address": {who}, "MessagingBinding.ProxyAddress": {demoBusiness}}); err != nil {
+		if _, err := d.api.AddParticipant(ctx, conv, who, demoBusiness); err != nil {
 			return err
 		}
 	}
 	say("2. Customer %s and rider %s added on business number %s.", demoCustomer, demoRider, demoBusiness)
-	if _, err := d.rest(ctx, "POST", "/v1/Conversations/"+conv+"/Messages", url.Values{
+	if _, err := d.api.SendMessage(ctx, conv, url.Values{
 		"Author": {demoRider}, "ContentSid": {demoTemplate1}, "ContentVariables": {`{"1":"Ana","2":"Bruno"}`}}); err != nil {
 		return err
 	}
 	say("3. Template 1 sent to the customer, authored by the rider.")
-	if _, err := d.rest(ctx, "POST", "/v1/Conversations/"+conv+"/Webhooks", url.Values{
-		"Target": {"webhook"}, "Configuration.Url": {serviceURL + "/webhooks/conversations"},
-		"Configuration.Method": {"get"}, "Configuration.Filters": {"onMessageAdded"}}); err != nil {
+	if _, err := d.api.AddWebhook(ctx, conv, serviceURL+"/webhooks/conversations", "get", "onMessageAdded"); err != nil {
 		return err
 	}
 	say("4. Scoped webhook armed at %s/webhooks/conversations (GET, onMessageAdded).", serviceURL)
-	if _, err := d.emu.Inbound(demoCustomer, demoBusiness, "Yes"); err != nil {
+	if _, err := d.api.Inbound(ctx, demoCustomer, demoBusiness, "Yes"); err != nil {
 		return err
 	}
 	say("5. The customer replies \"Yes\" — the emulator calls the service's webhook, signed.")
@@ -135,11 +109,11 @@ func (d *demo) play(ctx context.Context, serviceURL string, out io.Writer) error
 	if err := d.waitForOptIn(ctx, conv); err != nil {
 		return err
 	}
-	hooks, err := d.rest(ctx, "GET", "/v1/Conversations/"+conv+"/Webhooks", nil)
+	hooks, err := d.api.Webhooks(ctx, conv)
 	if err != nil {
 		return err
 	}
-	say("6. The service sent the wait message and the rider's template, and removed the scoped webhooks (%d left).\n", len(hooks["webhooks"].([]any)))
+	say("6. The service sent the wait message and the rider's template, and removed the scoped webhooks (%d left).\n", len(hooks))
 	printSideBySide(out, "Customer "+demoCustomer, d.emu.Transcript(demoCustomer), "Rider "+demoRider, d.emu.Transcript(demoRider))
 	say("\n✗ marks a message WhatsApp would not deliver: free-form text to someone outside their 24-hour window (63016).")
 	say("\nStill serving until Ctrl-C. Play further — the rider answers, the customer receives it:")

@@ -2,14 +2,12 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"io"
-	"net/http"
-	"net/url"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/optinkit/optin/emulator"
 )
 
 // TestDemo runs the README's first command in-process: no Twilio variables, only the demo flag.
@@ -63,27 +61,14 @@ func TestDemo(t *testing.T) {
 	if emu == nil {
 		t.Fatalf("no emulator address in:\n%s", story)
 	}
-	resp, err := http.PostForm(emu[1]+"/emulator/inbound", url.Values{"From": {demoRider}, "To": {demoBusiness}, "Body": {"I am at the gate"}})
+	api := emulator.NewClient(emu[1], "", "")
+	if _, err := api.Inbound(t.Context(), demoRider, demoBusiness, "I am at the gate"); err != nil {
+		t.Fatal(err)
+	}
+	lines, err := api.Transcript(t.Context(), demoCustomer)
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != 201 {
-		t.Fatalf("inbound %d", resp.StatusCode)
-	}
-	resp, err = http.Get(emu[1] + "/emulator/transcripts?address=" + url.QueryEscape(demoCustomer))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	var tr struct {
-		Transcripts map[string][]struct{ Direction, Text, Status string }
-	}
-	if err := json.Unmarshal(b, &tr); err != nil {
-		t.Fatal(err)
-	}
-	lines := tr.Transcripts[demoCustomer]
 	if last := lines[len(lines)-1]; last.Text != "I am at the gate" || last.Status != "delivered" || last.Direction != "received" {
 		t.Errorf("customer's last line %+v", last)
 	}

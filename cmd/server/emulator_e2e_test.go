@@ -4,15 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/optinkit/optin/internal/emulator"
+	"github.com/optinkit/optin/emulator"
 )
 
 // TestEndToEndEmulator runs many opt-ins through the emulator, which fires real signed webhooks, while
@@ -28,38 +26,28 @@ func TestEndToEndEmulator(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	api := httptest.NewServer(emu)
-	defer api.Close()
+	apiSrv := httptest.NewServer(emu)
+	defer apiSrv.Close()
 	fake := newFake(t) // unused by the service; start needs one for its defaults
-	s := start(t, fake, map[string]string{"OPTIN_TWILIO_API_URL": api.URL, "OPTIN_RIDER_OPTIN_CONTENT_SID": tmpl2})
+	s := start(t, fake, map[string]string{"OPTIN_TWILIO_API_URL": apiSrv.URL, "OPTIN_RIDER_OPTIN_CONTENT_SID": tmpl2})
 
-	rest := func(method, path string, form url.Values) map[string]any {
+	ctx := t.Context()
+	api := emulator.NewClient(apiSrv.URL, accountSid, authToken)
+	must := func(v string, err error) string {
 		t.Helper()
-		req, _ := http.NewRequest(method, api.URL+path, strings.NewReader(form.Encode()))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.SetBasicAuth(accountSid, authToken)
-		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer resp.Body.Close()
-		var out map[string]any
-		_ = json.NewDecoder(resp.Body).Decode(&out)
-		if resp.StatusCode >= 300 {
-			t.Fatalf("%s %s: %d %v", method, path, resp.StatusCode, out)
-		}
-		return out
+		return v
 	}
 	convs := make([]string, n)
 	for i := range n {
 		cust, rider := fmt.Sprintf("whatsapp:+1555020%04d", i), fmt.Sprintf("whatsapp:+1555030%04d", i)
-		convs[i] = rest("POST", "/v1/Conversations", nil)["sid"].(string)
+		convs[i] = must(api.CreateConversation(ctx, nil))
 		for _, a := range []string{cust, rider} {
-			rest("POST", "/v1/Conversations/"+convs[i]+"/Participants", url.Values{"MessagingBinding.Address": {a}, "MessagingBinding.ProxyAddress": {business}})
+			must(api.AddParticipant(ctx, convs[i], a, business))
 		}
-		method := []string{"get", "post"}[i%2]
-		rest("POST", "/v1/Conversations/"+convs[i]+"/Webhooks", url.Values{"Target": {"webhook"},
-			"Configuration.Url": {s.webhookURL("")}, "Configuration.Method": {method}, "Configuration.Filters": {"onMessageAdded"}})
+		must(api.AddWebhook(ctx, convs[i], s.webhookURL(""), []string{"get", "post"}[i%2], "onMessageAdded"))
 	}
 	if err := emu.SetFaults([]emulator.Fault{
 		{Route: "messages.create", Kind: "503", Rate: 0.1},
@@ -106,24 +94,26 @@ func TestEndToEndEmulator(t *testing.T) {
 	}
 
 	for i, conv := range convs {
-		msgs := rest("GET", "/v1/Conversations/"+conv+"/Messages?PageSize=100", nil)["messages"].([]any)
+		msgs, err := api.Messages(ctx, conv)
+		if err != nil {
+			t.Fatal(err)
+		}
 		steps := map[string]int{}
 		for _, m := range msgs {
 			var attrs struct {
 				OptIn struct{ Step string } `json:"optin"`
 			}
-			mm := m.(map[string]any)
-			_ = json.Unmarshal([]byte(mm["attributes"].(string)), &attrs)
+			_ = json.Unmarshal([]byte(m.Attributes), &attrs)
 			steps[attrs.OptIn.Step]++
-			if attrs.OptIn.Step == "rider" && (mm["author"] != fmt.Sprintf("whatsapp:+1555020%04d", i) || mm["content_sid"] != tmpl2) {
-				t.Errorf("%s rider message %v", conv, mm)
+			if attrs.OptIn.Step == "rider" && (m.Author != fmt.Sprintf("whatsapp:+1555020%04d", i) || m.ContentSid != tmpl2) {
+				t.Errorf("%s rider message %+v", conv, m)
 			}
 		}
 		if steps["wait"] != 1 || steps["rider"] != 1 {
 			t.Errorf("%s: %d wait and %d rider messages, want 1 and 1", conv, steps["wait"], steps["rider"])
 		}
-		if hooks := rest("GET", "/v1/Conversations/"+conv+"/Webhooks", nil)["webhooks"].([]any); len(hooks) != 0 {
-			t.Errorf("%s: %d webhooks left", conv, len(hooks))
+		if hooks, err := api.Webhooks(ctx, conv); err != nil || len(hooks) != 0 {
+			t.Errorf("%s: webhooks left %v %v", conv, hooks, err)
 		}
 	}
 	logs := s.logs.String()

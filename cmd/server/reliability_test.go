@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/optinkit/optin/internal/emulator"
+	"github.com/optinkit/optin/emulator"
 	"github.com/optinkit/optin/internal/redistest"
 	"github.com/optinkit/optin/internal/signature"
 )
@@ -153,30 +153,22 @@ func newCluster(t *testing.T, n int) *cluster {
 // setup creates n conversations, each with a customer who has replied "Yes" and two scoped webhooks
 // (filtered so that the emulator itself does not fire them: the test delivers the events).
 func (c *cluster) setup(n int) {
-	rest := func(path string, form url.Values) map[string]any {
-		req, _ := http.NewRequest("POST", c.api.URL+path, strings.NewReader(form.Encode()))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.SetBasicAuth(accountSid, authToken)
-		resp, err := http.DefaultClient.Do(req)
+	ctx := c.t.Context()
+	api := emulator.NewClient(c.api.URL, accountSid, authToken)
+	must := func(v string, err error) string {
+		c.t.Helper()
 		if err != nil {
 			c.t.Fatal(err)
 		}
-		defer resp.Body.Close()
-		var out map[string]any
-		_ = json.NewDecoder(resp.Body).Decode(&out)
-		if resp.StatusCode != 201 {
-			c.t.Fatalf("%s: %d %v", path, resp.StatusCode, out)
-		}
-		return out
+		return v
 	}
 	for i := range n {
 		cc := convCase{customer: fmt.Sprintf("whatsapp:+1555040%04d", i)}
-		cc.sid = rest("/v1/Conversations", nil)["sid"].(string)
-		cc.participant = rest("/v1/Conversations/"+cc.sid+"/Participants", url.Values{"MessagingBinding.Address": {cc.customer}, "MessagingBinding.ProxyAddress": {relBusiness}})["sid"].(string)
-		rest("/v1/Conversations/"+cc.sid+"/Participants", url.Values{"MessagingBinding.Address": {fmt.Sprintf("whatsapp:+1555050%04d", i)}, "MessagingBinding.ProxyAddress": {relBusiness}})
+		cc.sid = must(api.CreateConversation(ctx, nil))
+		cc.participant = must(api.AddParticipant(ctx, cc.sid, cc.customer, relBusiness))
+		must(api.AddParticipant(ctx, cc.sid, fmt.Sprintf("whatsapp:+1555050%04d", i), relBusiness))
 		for range 2 {
-			rest("/v1/Conversations/"+cc.sid+"/Webhooks", url.Values{"Target": {"webhook"}, "Configuration.Url": {"https://optin.example.com/webhooks/conversations"},
-				"Configuration.Method": {"post"}, "Configuration.Filters": {"onMessageUpdated"}})
+			must(api.AddWebhook(ctx, cc.sid, "https://optin.example.com/webhooks/conversations", "post", "onMessageUpdated"))
 		}
 		m, err := c.emu.Inbound(cc.customer, relBusiness, "Yes")
 		if err != nil {

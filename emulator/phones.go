@@ -24,11 +24,11 @@ var ErrNoBinding = errors.New("no active conversation holds this address and pro
 
 // Message is a message as Inbound returns it.
 type Message struct {
-	Sid             string
-	ConversationSid string
-	Index           int
-	Author          string
-	Body            string
+	Sid             string `json:"sid"`
+	ConversationSid string `json:"conversation_sid"`
+	Index           int    `json:"index"`
+	Author          string `json:"author"`
+	Body            string `json:"body"`
 }
 
 // Inbound delivers a message a phone sent to a Twilio number: into the conversation holding that
@@ -253,7 +253,7 @@ func (e *Emulator) handleInbound(w http.ResponseWriter, r *http.Request) {
 		writeAPIError(w, apiError{404, 20404, err.Error()})
 		return
 	}
-	writeJSON(w, http.StatusCreated, map[string]any{"sid": m.Sid, "conversation_sid": m.ConversationSid, "index": m.Index, "author": m.Author, "body": m.Body})
+	writeJSON(w, http.StatusCreated, m)
 }
 
 func (e *Emulator) handleTranscripts(w http.ResponseWriter, r *http.Request) {

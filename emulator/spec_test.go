@@ -16,7 +16,7 @@ import (
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/gorillamux"
 
-	"github.com/optinkit/optin/internal/emulator"
+	"github.com/optinkit/optin/emulator"
 	"github.com/optinkit/optin/internal/optin"
 	"github.com/optinkit/optin/internal/twilioapi"
 )
