@@ -76,6 +76,7 @@ func find(stage []instruction, cmd string) []instruction {
 }
 
 func TestDockerfile(t *testing.T) {
+	skipIfShort(t)
 	stages := dockerfile(t)
 	if len(stages) != 2 {
 		t.Fatalf("%d stages, want builder and final", len(stages))
@@ -145,6 +146,7 @@ func builtBinary(t *testing.T) string {
 }
 
 func TestBinaryIsStaticAndStamped(t *testing.T) {
+	skipIfShort(t)
 	bin := builtBinary(t)
 	f, err := elf.Open(bin)
 	if err != nil {
@@ -480,6 +482,7 @@ func TestAlertsAndDashboard(t *testing.T) {
 
 // kustomize builds the base and the example overlay; the overlay changes only what it says.
 func TestKustomizeBuild(t *testing.T) {
+	skipIfShort(t)
 	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
 	fs := filesys.MakeFsOnDisk()
 	if _, err := k.Run(fs, "kubernetes/base"); err != nil {
@@ -526,5 +529,13 @@ func TestKustomizeBuild(t *testing.T) {
 	}
 	if kinds["Secret"] != 0 {
 		t.Error("the build contains a Secret")
+	}
+}
+
+// skipIfShort skips the tests that build binaries or manifests under go test -short; CI runs them.
+func skipIfShort(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("slow: builds (go test without -short runs it, as CI does)")
 	}
 }

@@ -30,8 +30,13 @@ type backend struct {
 	store optin.Store
 	queue workQueue
 	// ping reports whether the backend can take work; readiness follows it.
-	ping  func(ctx context.Context) error
-	close func()
+	ping       func(ctx context.Context) error
+	closeStore func() error
+}
+
+// close shuts the queue down, letting running work finish until ctx ends, then releases the store.
+func (b *backend) close(ctx context.Context) error {
+	return errors.Join(b.queue.Shutdown(ctx), b.closeStore())
 }
 
 // inprocMaxRuns bounds the runs of one opt-in in a single replica: with RunDelay's backoff, about
@@ -41,10 +46,10 @@ const inprocMaxRuns = 10
 func openBackend(ctx context.Context, cfg config, log zerolog.Logger) (*backend, error) {
 	if cfg.RedisURL == "" {
 		return &backend{
-			store: memory.New(cfg.FlowRetention),
-			queue: inproc.New(inprocMaxRuns),
-			ping:  func(context.Context) error { return nil },
-			close: func() {},
+			store:      memory.New(cfg.FlowRetention),
+			queue:      inproc.New(inprocMaxRuns),
+			ping:       func(context.Context) error { return nil },
+			closeStore: func() error { return nil },
 		}, nil
 	}
 	where := redisHost(cfg.RedisURL)
@@ -66,7 +71,7 @@ func openBackend(ctx context.Context, cfg config, log zerolog.Logger) (*backend,
 		return nil, fmt.Errorf("OPTIN_REDIS_URL: %w", err)
 	}
 	log.Info().Str("redis", where).Msg("state and work shared through Redis")
-	return &backend{store: store, queue: queue, ping: store.Ping, close: func() { store.Close() }}, nil
+	return &backend{store: store, queue: queue, ping: store.Ping, closeStore: store.Close}, nil
 }
 
 // waitForRedis pings until Redis answers or wait has passed; with wait 0 it pings once.

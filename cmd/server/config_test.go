@@ -2,14 +2,22 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"io"
+	"maps"
+	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/rs/zerolog"
 )
 
-func setValid(t *testing.T) {
-	t.Setenv("TWILIO_ACCOUNT_SID", accountSid)
-	t.Setenv("TWILIO_AUTH_TOKEN", authToken)
+// validEnv is the least configuration run accepts, with extra on top.
+func validEnv(extra map[string]string) map[string]string {
+	env := map[string]string{"TWILIO_ACCOUNT_SID": accountSid, "TWILIO_AUTH_TOKEN": authToken, "OPTIN_ADDR": "127.0.0.1:0"}
+	maps.Copy(env, extra)
+	return env
 }
 
 // Each case breaks one variable; run must fail naming it, and never echo a secret.
@@ -19,6 +27,9 @@ func TestBadConfigNamesTheVariable(t *testing.T) {
 	}{
 		{"missing sid", "TWILIO_ACCOUNT_SID", ""},
 		{"sid not AC", "TWILIO_ACCOUNT_SID", "XX00000000000000000000000000000001"},
+		{"sid too short", "TWILIO_ACCOUNT_SID", "AC"},
+		{"sid not hex", "TWILIO_ACCOUNT_SID", "AC0000000000000000000000000000000z"},
+		{"api key not hex", "TWILIO_API_KEY", "SKnothexnothexnothexnothexnothexno"},
 		{"missing token", "TWILIO_AUTH_TOKEN", ""},
 		{"token not alphanumeric", "TWILIO_AUTH_TOKEN", "secret-with-dash"},
 		{"key without secret", "TWILIO_API_KEY", "SK00000000000000000000000000000001"},
@@ -27,8 +38,10 @@ func TestBadConfigNamesTheVariable(t *testing.T) {
 		{"public url query", "OPTIN_PUBLIC_URL", "https://optin.example.com/?a=1"},
 		{"trust proxy", "OPTIN_TRUST_PROXY_HEADERS", "maybe"},
 		{"api url", "OPTIN_TWILIO_API_URL", "localhost:1234"},
-		{"empty wait", "OPTIN_WAIT_MESSAGE", ""},
+		{"api url path would be dropped", "OPTIN_TWILIO_API_URL", "http://127.0.0.1:9000/twilio"},
+		{"api url query", "OPTIN_TWILIO_API_URL", "http://127.0.0.1:9000?x=1"},
 		{"content sid", "OPTIN_RIDER_OPTIN_CONTENT_SID", "MG123"},
+		{"content sid short", "OPTIN_RIDER_OPTIN_CONTENT_SID", "HX123"},
 		{"content variables", "OPTIN_RIDER_OPTIN_CONTENT_VARIABLES", "not json"},
 		{"log level", "OPTIN_LOG_LEVEL", "loud"},
 		{"log format", "OPTIN_LOG_FORMAT", "xml"},
@@ -36,19 +49,24 @@ func TestBadConfigNamesTheVariable(t *testing.T) {
 		{"shutdown timeout zero", "OPTIN_SHUTDOWN_TIMEOUT", "0s"},
 		{"addr", "OPTIN_ADDR", "127.0.0.1:http-alt-nope"},
 		{"twilio timeout", "OPTIN_TWILIO_TIMEOUT", "0s"},
+		{"twilio timeout 1ns", "OPTIN_TWILIO_TIMEOUT", "1ns"},
+		{"twilio timeout an hour", "OPTIN_TWILIO_TIMEOUT", "1h"},
+		{"twilio timeout not a duration", "OPTIN_TWILIO_TIMEOUT", "10"},
 		{"redis url scheme", "OPTIN_REDIS_URL", "http://127.0.0.1:6379"},
 		{"redis url host", "OPTIN_REDIS_URL", "redis://"},
 		{"redis wait", "OPTIN_REDIS_STARTUP_WAIT", "-1s"},
 		{"workers", "OPTIN_WORKERS", "0"},
+		{"workers absurd", "OPTIN_WORKERS", "100000000"},
+		{"workers not a number", "OPTIN_WORKERS", "ten"},
 		{"retention", "OPTIN_FLOW_RETENTION", "0h"},
+		{"retention 1ns", "OPTIN_FLOW_RETENTION", "1ns"},
+		{"shutdown timeout a day", "OPTIN_SHUTDOWN_TIMEOUT", "24h"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			setValid(t)
-			t.Setenv("OPTIN_ADDR", "127.0.0.1:0")
-			t.Setenv(tt.key, tt.value)
+			t.Parallel()
 			var out bytes.Buffer
-			err := run(t.Context(), []string{"optin-server"}, &out, io.Discard)
+			err := run(t.Context(), []string{"optin-server"}, envOf(validEnv(map[string]string{tt.key: tt.value})), &out, io.Discard)
 			if err == nil {
 				t.Fatal("run accepted the configuration")
 			}
@@ -64,7 +82,7 @@ func TestBadConfigNamesTheVariable(t *testing.T) {
 
 func TestHelpListsEveryVariable(t *testing.T) {
 	var out bytes.Buffer
-	if err := run(t.Context(), []string{"optin-server", "-h"}, &out, io.Discard); err != nil {
+	if err := run(t.Context(), []string{"optin-server", "-h"}, envOf(nil), &out, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
@@ -83,7 +101,104 @@ func TestHelpListsEveryVariable(t *testing.T) {
 }
 
 func TestUnknownFlagFails(t *testing.T) {
-	if err := run(t.Context(), []string{"optin-server", "-nope"}, io.Discard, io.Discard); err == nil {
+	if err := run(t.Context(), []string{"optin-server", "-nope"}, envOf(nil), io.Discard, io.Discard); err == nil {
 		t.Error("unknown flag accepted")
 	}
 }
+
+// Every variable is logged, and every secret is masked because its field is tagged so — including the
+// ones added later: a field whose variable names a token, secret or password must carry the tag.
+func TestConfigLogMasksByTag(t *testing.T) {
+	c, err := readConfig(envOf(map[string]string{
+		"TWILIO_AUTH_TOKEN": "tok1", "TWILIO_AUTH_TOKEN_SECONDARY": "tok2", "TWILIO_API_SECRET": "sec3",
+		"OPTIN_PUBLIC_URL": "https://user4:pass5@optin.example.com", "OPTIN_REDIS_URL": "redis://:pass6@redis:6379/0",
+		"OPTIN_TWILIO_API_URL": "http://user7:pass8@127.0.0.1:9", "OPTIN_WORKERS": "7",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	log := zerolog.New(&buf)
+	log.Info().Object("config", c).Send()
+	var logged struct{ Config map[string]string }
+	if err := json.Unmarshal(buf.Bytes(), &logged); err != nil {
+		t.Fatal(err)
+	}
+	v := reflect.TypeOf(c)
+	for i := range v.NumField() {
+		f := v.Field(i)
+		name := f.Tag.Get("envconfig")
+		if _, ok := logged.Config[name]; !ok {
+			t.Errorf("%s is not logged", name)
+		}
+		if strings.ContainsAny(name, "abcdefghijklmnopqrstuvwxyz") || name == "" {
+			t.Errorf("field %s: envconfig name %q", f.Name, name)
+		}
+		for _, word := range []string{"TOKEN", "SECRET", "PASSWORD"} {
+			if strings.Contains(name, word) && f.Tag.Get("mask") != "secret" {
+				t.Errorf("%s holds a secret but is not tagged mask:\"secret\"", name)
+			}
+		}
+		if strings.HasSuffix(name, "_URL") && f.Tag.Get("mask") != "url" {
+			t.Errorf("%s is a URL but is not tagged mask:\"url\"", name)
+		}
+	}
+	for _, secret := range []string{"tok1", "tok2", "sec3", "user4", "pass5", "pass6", "user7", "pass8"} {
+		if strings.Contains(buf.String(), secret) {
+			t.Errorf("%s logged:\n%s", secret, buf.String())
+		}
+	}
+	for name, want := range map[string]string{
+		"TWILIO_AUTH_TOKEN": "********", "OPTIN_PUBLIC_URL": "https://xxxxx@optin.example.com",
+		"OPTIN_REDIS_URL": "redis://xxxxx@redis:6379/0", "OPTIN_WORKERS": "7", "OPTIN_ADDR": ":8080", "OPTIN_DEMO": "false",
+	} {
+		if logged.Config[name] != want {
+			t.Errorf("%s logged as %q, want %q", name, logged.Config[name], want)
+		}
+	}
+}
+
+// Validation reads the config and writes nothing back into it.
+func TestValidateIsPure(t *testing.T) {
+	c, err := readConfig(envOf(validEnv(map[string]string{"OPTIN_PUBLIC_URL": "https://u:p@optin.example.com/x"})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := c
+	s, err := c.validate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c != before || s.config != before {
+		t.Error("validate changed the config")
+	}
+	if s.publicURL.String() != "https://optin.example.com/x" {
+		t.Errorf("signed against %s: Twilio drops user and password before signing", s.publicURL)
+	}
+}
+
+// Closing the backend shuts its queue down: nothing more is taken, whichever way run returns.
+func TestBackendCloseShutsTheQueue(t *testing.T) {
+	c, _ := readConfig(envOf(validEnv(nil)))
+	be, err := openBackend(t.Context(), c, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := be.queue.Start(noWork{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := be.queue.Enqueue(t.Context(), "CH1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := be.close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := be.queue.Enqueue(t.Context(), "CH2"); err == nil {
+		t.Error("the queue takes work after the backend closed")
+	}
+}
+
+type noWork struct{}
+
+func (noWork) Work(context.Context, string) error          { return nil }
+func (noWork) GiveUp(context.Context, string, error) error { return nil }

@@ -56,18 +56,22 @@ func startDemo(riderText string) (*demo, error) {
 	return d, nil
 }
 
-// configure points the service at the emulator. The rider's opt-in goes as a Content template, as it
-// must on real WhatsApp, unless one was configured.
+// configure points the service at the emulator, whatever the environment says: the emulator calls the
+// service directly, so no public URL or proxy header stands between them. The rider's opt-in goes as a
+// Content template, as it must on real WhatsApp, unless one was configured.
 func (d *demo) configure(c *config) {
-	c.AccountSid, c.AuthToken, c.APIKey, c.APISecret = d.sid, d.token, "", ""
+	c.AccountSid, c.AuthToken, c.AuthTokenSecondary, c.APIKey, c.APISecret = d.sid, d.token, "", "", ""
 	c.TwilioAPIURL = d.url
+	c.PublicURL, c.TrustProxy = "", false
 	if c.RiderContentSid == "" {
 		c.RiderContentSid, c.RiderContentVar = demoTemplate2, ""
 	}
 	if c.Addr == ":8080" {
 		c.Addr = "127.0.0.1:8080"
 	}
-	c.publicURL = nil
+	c.Demo = true
+	// stdout tells the story; the log goes to stderr, readable.
+	c.LogFormat = "console"
 }
 
 func (d *demo) close(ctx context.Context) {
@@ -123,11 +127,13 @@ func (d *demo) play(ctx context.Context, serviceURL string, out io.Writer) error
 	return nil
 }
 
-// waitForOptIn polls until the customer has the wait message and the rider the opt-in template.
+// waitForOptIn polls until the customer has the wait message, the rider the opt-in template, and the
+// conversation no scoped webhook: the three steps run concurrently and finish in any order.
 func (d *demo) waitForOptIn(ctx context.Context, conv string) error {
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		if hasReceived(d.emu.Transcript(demoRider), conv, demoTemplate2) && hasReceived(d.emu.Transcript(demoCustomer), conv, "") {
+		view, _ := d.emu.Conversation(conv)
+		if hasReceived(d.emu.Transcript(demoRider), conv, demoTemplate2) && hasReceived(d.emu.Transcript(demoCustomer), conv, "") && len(view.Webhooks) == 0 {
 			return nil
 		}
 		if time.Now().After(deadline) {

@@ -10,16 +10,30 @@ import (
 	"github.com/optinkit/optin/emulator"
 )
 
-// TestDemo runs the README's first command in-process: no Twilio variables, only the demo flag.
+// TestDemo runs the README's first command in-process: no Twilio variables, only the demo flag — and
+// again in an environment set up for production, which the demo must not be misled by.
 func TestDemo(t *testing.T) {
-	for _, k := range []string{"TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_API_KEY", "TWILIO_API_SECRET", "OPTIN_TWILIO_API_URL", "OPTIN_PUBLIC_URL"} {
-		t.Setenv(k, "")
+	for name, env := range map[string]map[string]string{
+		"clean": {"OPTIN_ADDR": "127.0.0.1:0"},
+		"production environment": {
+			"OPTIN_ADDR": "127.0.0.1:0", "OPTIN_PUBLIC_URL": "https://hook:secretpw@optin.example.com/prefix",
+			"OPTIN_TRUST_PROXY_HEADERS": "true", "TWILIO_ACCOUNT_SID": accountSid, "TWILIO_AUTH_TOKEN": authToken,
+			"TWILIO_AUTH_TOKEN_SECONDARY": "secondtoken1", "TWILIO_API_KEY": "SK00000000000000000000000000000001", "TWILIO_API_SECRET": "apisecret1",
+			"OPTIN_TWILIO_API_URL": "https://api.example.com",
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			testDemo(t, env)
+		})
 	}
-	t.Setenv("OPTIN_ADDR", "127.0.0.1:0")
+}
+
+func testDemo(t *testing.T, env map[string]string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	out, logs := &syncBuffer{}, &syncBuffer{}
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"optin-server", "-demo"}, out, logs) }()
+	go func() { done <- run(ctx, []string{"optin-server", "-demo"}, envOf(env), out, logs) }()
 	defer func() {
 		cancel()
 		select {

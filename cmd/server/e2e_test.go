@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -9,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -20,6 +20,13 @@ import (
 
 	"github.com/optinkit/optin/internal/faketwilio"
 	"github.com/optinkit/optin/internal/signature"
+)
+
+// Message SIDs of Twilio's shape (IM + 32 hex digits).
+const (
+	msg1 = "IM00000000000000000000000000000001"
+	msg2 = "IM00000000000000000000000000000002"
+	msg9 = "IM00000000000000000000000000000009"
 )
 
 const (
@@ -57,44 +64,46 @@ type server struct {
 	done   chan error
 }
 
-// start runs the real server through run on 127.0.0.1:0 against fake, with env on top of the defaults.
-func start(t *testing.T, fake *faketwilio.Server, env map[string]string) *server {
-	t.Helper()
-	defaults := map[string]string{
+// envOf is a getenv that reads only m: run sees what the test gives it and nothing of the process.
+func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+// baseEnv is a valid configuration against fake, with extra on top.
+func baseEnv(fake *faketwilio.Server, extra map[string]string) map[string]string {
+	env := map[string]string{
 		"TWILIO_ACCOUNT_SID":   accountSid,
 		"TWILIO_AUTH_TOKEN":    authToken,
 		"OPTIN_ADDR":           "127.0.0.1:0",
 		"OPTIN_TWILIO_API_URL": fake.URL,
 		"OPTIN_LOG_LEVEL":      "debug",
 	}
-	for k, v := range env {
-		defaults[k] = v
-	}
-	for k, v := range defaults {
-		t.Setenv(k, v)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &server{t: t, logs: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
-	go func() { s.done <- run(ctx, []string{"optin-server"}, s.logs, io.Discard) }()
-	t.Cleanup(func() { s.stop() })
+	maps.Copy(env, extra)
+	return env
+}
 
-	deadline := time.Now().Add(5 * time.Second)
-	for s.base == "" {
-		if time.Now().After(deadline) {
-			t.Fatalf("server did not start:\n%s", s.logs)
-		}
-		select {
-		case err := <-s.done:
-			t.Fatalf("run returned early: %v\n%s", err, s.logs)
-		case <-time.After(5 * time.Millisecond):
-		}
-		sc := bufio.NewScanner(strings.NewReader(s.logs.String()))
-		for sc.Scan() {
-			var line struct{ Message, Addr string }
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Message == "listening" {
-				s.base = "http://" + line.Addr
-			}
-		}
+// start runs the real server through run on 127.0.0.1:0 against fake, with env on top of the defaults,
+// and returns once it serves.
+func start(t *testing.T, fake *faketwilio.Server, env map[string]string) *server {
+	t.Helper()
+	return startRun(t, baseEnv(fake, env), "optin-server")
+}
+
+// startRun runs run with exactly env and args, and waits for its ready signal.
+func startRun(t *testing.T, env map[string]string, args ...string) *server {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	addr := make(chan string, 1)
+	ctx = withReady(ctx, func(a string) { addr <- a })
+	s := &server{t: t, logs: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
+	go func() { s.done <- run(ctx, args, envOf(env), s.logs, io.Discard) }()
+	t.Cleanup(func() { s.stop() })
+	select {
+	case a := <-addr:
+		s.base = "http://" + a
+	case err := <-s.done:
+		s.done = nil
+		t.Fatalf("run returned early: %v\n%s", err, s.logs)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("server did not start:\n%s", s.logs)
 	}
 	return s
 }
@@ -261,12 +270,12 @@ func TestEndToEndWebhookKinds(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			fake := newFake(t, "WH1", "WH2")
 			s := start(t, fake, nil)
-			if code, body := s.send(build(s, event("IM1", customer))); code != 200 || body != `{"outcome":"accepted"}` {
+			if code, body := s.send(build(s, event(msg1, customer))); code != 200 || body != `{"outcome":"accepted"}` {
 				t.Fatalf("got %d %s", code, body)
 			}
 			waitFor(t, fake, 5)
 			s.stop()
-			assertCalls(t, fake, sorted(waitCall("IM1"), riderCall("IM1"), listCall("PageSize=5"), deleteCall("WH1"), deleteCall("WH2")))
+			assertCalls(t, fake, sorted(waitCall(msg1), riderCall(msg1), listCall("PageSize=5"), deleteCall("WH1"), deleteCall("WH2")))
 			if left := fake.Webhooks(conv); len(left) != 0 {
 				t.Errorf("webhooks left: %v", left)
 			}
@@ -277,7 +286,7 @@ func TestEndToEndWebhookKinds(t *testing.T) {
 func TestEndToEndBadSignatures(t *testing.T) {
 	fake := newFake(t, "WH1")
 	s := start(t, fake, nil)
-	ev := event("IM1", customer)
+	ev := event(msg1, customer)
 	unsigned := s.postReq(ev)
 	unsigned.Header.Del("X-Twilio-Signature")
 	otherToken := s.postReq(ev)
@@ -305,12 +314,12 @@ func TestEndToEndPagedWebhooksAnd404(t *testing.T) {
 	// WH01 vanishes between the listing and its deletion.
 	fake.Fail(faketwilio.RouteDeleteWebhook, faketwilio.Fault{Status: 404, Code: 20404})
 	s := start(t, fake, nil)
-	if code, _ := s.send(s.postReq(event("IM1", customer))); code != 200 {
+	if code, _ := s.send(s.postReq(event(msg1, customer))); code != 200 {
 		t.Fatal(code)
 	}
 	waitFor(t, fake, 2+3+12)
 	s.stop()
-	want := []call{waitCall("IM1"), riderCall("IM1"), listCall("PageSize=5"),
+	want := []call{waitCall(msg1), riderCall(msg1), listCall("PageSize=5"),
 		listCall("Page=1&PageSize=5&PageToken=PT1"), listCall("Page=2&PageSize=5&PageToken=PT2")}
 	for _, h := range hooks {
 		want = append(want, deleteCall(h))
@@ -326,7 +335,7 @@ func TestEndToEnd429ThenSuccess(t *testing.T) {
 	fake.Fail(faketwilio.RouteCreateMessage, faketwilio.Fault{Status: 429, Code: 20429, RetryAfter: "0"})
 	fake.Fail(faketwilio.RouteListWebhooks, faketwilio.Fault{Status: 429, Code: 20429})
 	s := start(t, fake, nil)
-	if code, _ := s.send(s.getReq(event("IM1", customer))); code != 200 {
+	if code, _ := s.send(s.getReq(event(msg1, customer))); code != 200 {
 		t.Fatal(code)
 	}
 	waitFor(t, fake, 6)
@@ -342,7 +351,7 @@ func TestEndToEnd429ThenSuccess(t *testing.T) {
 	if posts != 3 || len(fake.Messages(conv)) != 2 {
 		t.Errorf("posts = %d, messages = %+v; want 3 posts and 2 messages", posts, fake.Messages(conv))
 	}
-	want := []call{waitCall("IM1"), riderCall("IM1"), listCall("PageSize=5"), listCall("PageSize=5"), deleteCall("WH1")}
+	want := []call{waitCall(msg1), riderCall(msg1), listCall("PageSize=5"), listCall("PageSize=5"), deleteCall("WH1")}
 	for _, c := range got {
 		if c.Method == "POST" && !slices.Contains(want[:2], c) {
 			t.Errorf("unexpected create %+v", c)
@@ -359,7 +368,7 @@ func TestEndToEndUncertainCreateNotRepeated(t *testing.T) {
 	// The first create is performed, then the connection drops: the service must look before retrying.
 	fake.Fail(faketwilio.RouteCreateMessage, faketwilio.Fault{Drop: true, Applied: true})
 	s := start(t, fake, nil)
-	if code, _ := s.send(s.postReq(event("IM1", customer))); code != 200 {
+	if code, _ := s.send(s.postReq(event(msg1, customer))); code != 200 {
 		t.Fatal(code)
 	}
 	waitFor(t, fake, 4)
@@ -384,9 +393,9 @@ func TestEndToEndDuplicateAndConcurrentDeliveries(t *testing.T) {
 	codes := make(chan string, 40)
 	for i := range 40 {
 		wg.Go(func() {
-			sid := "IM1"
+			sid := msg1
 			if i%4 == 3 {
-				sid = "IM2" // a second customer message a moment later
+				sid = msg2 // a second customer message a moment later
 			}
 			code, body := s.send(s.postReq(event(sid, customer)))
 			codes <- fmt.Sprintf("%d %s", code, body)
@@ -408,10 +417,10 @@ func TestEndToEndDuplicateAndConcurrentDeliveries(t *testing.T) {
 	}
 	waitFor(t, fake, 4)
 	// A late duplicate and the rider writing after completion change nothing.
-	if code, body := s.send(s.getReq(event("IM1", customer))); code != 200 || (body != `{"outcome":"duplicate"}` && !strings.Contains(body, "flow_")) {
+	if code, body := s.send(s.getReq(event(msg1, customer))); code != 200 || (body != `{"outcome":"duplicate"}` && !strings.Contains(body, "flow_")) {
 		t.Errorf("late duplicate: %d %s", code, body)
 	}
-	if code, body := s.send(s.getReq(event("IM9", "whatsapp:+15550002222"))); code != 200 || body != `{"outcome":"ignored","reason":"not_customer"}` {
+	if code, body := s.send(s.getReq(event(msg9, "whatsapp:+15550002222"))); code != 200 || body != `{"outcome":"ignored","reason":"not_customer"}` {
 		t.Errorf("rider message: %d %s", code, body)
 	}
 	s.stop()
@@ -433,15 +442,15 @@ func TestEndToEndContentTemplate(t *testing.T) {
 		"OPTIN_RIDER_OPTIN_CONTENT_VARIABLES": `{"1":"Ana"}`,
 		"OPTIN_WAIT_MESSAGE":                  "One moment",
 	})
-	if code, _ := s.send(s.postReq(event("IM1", customer))); code != 200 {
+	if code, _ := s.send(s.postReq(event(msg1, customer))); code != 200 {
 		t.Fatal(code)
 	}
 	waitFor(t, fake, 3)
 	s.stop()
 	assertCalls(t, fake, sorted(
-		call{"POST", "/v1/Conversations/" + conv + "/Messages", form("Body", "One moment", "Attributes", `{"optin":{"step":"wait","trigger":"IM1"}}`)},
+		call{"POST", "/v1/Conversations/" + conv + "/Messages", form("Body", "One moment", "Attributes", `{"optin":{"step":"wait","trigger":"IM00000000000000000000000000000001"}}`)},
 		call{"POST", "/v1/Conversations/" + conv + "/Messages", form("Author", customer, "ContentSid", "HX00000000000000000000000000000001",
-			"ContentVariables", `{"1":"Ana"}`, "Attributes", `{"optin":{"step":"rider","trigger":"IM1"}}`)},
+			"ContentVariables", `{"1":"Ana"}`, "Attributes", `{"optin":{"step":"rider","trigger":"IM00000000000000000000000000000001"}}`)},
 		listCall("PageSize=5"),
 	))
 }
@@ -451,11 +460,12 @@ func TestEndToEndPublicURLAndAPIKey(t *testing.T) {
 	t.Cleanup(fake.Close)
 	fake.AddConversation(conv)
 	s := start(t, fake, map[string]string{
-		"OPTIN_PUBLIC_URL":  "https://optin.example.com/hooks",
+		// Credentials in the URL (a proxy's basic auth): Twilio signs the URL without them.
+		"OPTIN_PUBLIC_URL":  "https://hook:pw0secret@optin.example.com/hooks",
 		"TWILIO_API_KEY":    "SK00000000000000000000000000000001",
 		"TWILIO_API_SECRET": "apisecret1",
 	})
-	ev := event("IM1", customer)
+	ev := event(msg1, customer)
 	local := s.postReq(ev) // signed for the local URL: wrong behind the public one
 	if code, _ := s.send(local); code != 403 {
 		t.Errorf("locally signed: got %d, want 403", code)
@@ -471,12 +481,15 @@ func TestEndToEndPublicURLAndAPIKey(t *testing.T) {
 		t.Errorf("messages = %d, want 2 (API key accepted)", n)
 	}
 	logs := s.logs.String()
-	for _, secret := range []string{authToken, "apisecret1"} {
+	if !strings.Contains(logs, `"message":"webhook rejected"`) || !strings.Contains(logs, `"signed_url":"https://optin.example.com/hooks/webhooks/conversations"`) {
+		t.Errorf("rejection not logged with the URL checked:\n%s", logs)
+	}
+	for _, secret := range []string{authToken, "apisecret1", "pw0secret", "hook:"} {
 		if strings.Contains(logs, secret) {
 			t.Errorf("secret %q in logs", secret)
 		}
 	}
-	if !strings.Contains(logs, `"TWILIO_AUTH_TOKEN":"********"`) || !strings.Contains(logs, `"OPTIN_PUBLIC_URL":"https://optin.example.com/hooks"`) {
+	if !strings.Contains(logs, `"TWILIO_AUTH_TOKEN":"********"`) || !strings.Contains(logs, `"OPTIN_PUBLIC_URL":"https://xxxxx@optin.example.com/hooks"`) {
 		t.Errorf("effective config not logged masked:\n%s", logs)
 	}
 }
@@ -519,7 +532,7 @@ func TestEndToEndAnswersWhileRESTHangsAndDrainsOnShutdown(t *testing.T) {
 	api, release := blockingAPI(t, fake)
 	s := start(t, fake, map[string]string{"OPTIN_TWILIO_API_URL": api})
 	client := &http.Client{Timeout: 5 * time.Second} // Twilio's webhook budget
-	resp, err := client.Do(s.postReq(event("IM1", customer)))
+	resp, err := client.Do(s.postReq(event(msg1, customer)))
 	if err != nil {
 		t.Fatalf("webhook not answered within Twilio's 5 s: %v", err)
 	}
@@ -542,14 +555,14 @@ func TestEndToEndAnswersWhileRESTHangsAndDrainsOnShutdown(t *testing.T) {
 	}
 	release()
 	s.stop()
-	assertCalls(t, fake, sorted(waitCall("IM1"), riderCall("IM1"), listCall("PageSize=5"), deleteCall("WH1")))
+	assertCalls(t, fake, sorted(waitCall(msg1), riderCall(msg1), listCall("PageSize=5"), deleteCall("WH1")))
 }
 
 func TestEndToEndShutdownTimeoutAbandons(t *testing.T) {
 	fake := newFake(t, "WH1")
 	api, _ := blockingAPI(t, fake)
 	s := start(t, fake, map[string]string{"OPTIN_TWILIO_API_URL": api, "OPTIN_SHUTDOWN_TIMEOUT": "200ms"})
-	if code, _ := s.send(s.postReq(event("IM1", customer))); code != 200 {
+	if code, _ := s.send(s.postReq(event(msg1, customer))); code != 200 {
 		t.Fatal(code)
 	}
 	s.stop() // returns nil: exit 0 even when work had to be abandoned

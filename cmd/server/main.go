@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"text/tabwriter"
@@ -32,21 +33,29 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args, os.Stdout, os.Stderr); err != nil {
+	if err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "optin-server:", err)
 		os.Exit(1)
 	}
 }
 
-// run is the whole program; the configuration comes from the process environment (envconfig reads
-// nothing else), so tests set it with t.Setenv. It returns when ctx ends and shutdown is complete.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+// readyKey carries, in run's context, a func that run calls with its listening address once it serves;
+// tests start run on port 0 and learn the port from it.
+type readyKey struct{}
+
+func withReady(ctx context.Context, ready func(addr string)) context.Context {
+	return context.WithValue(ctx, readyKey{}, ready)
+}
+
+// run is the whole program: the configuration comes through getenv and nothing else, so tests pass a
+// map and run in parallel. It returns when ctx ends and shutdown is complete.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) > 1 {
 		switch args[1] {
 		case "version":
 			return runVersion(stdout)
 		case "healthcheck":
-			return runHealthcheck(ctx, args[2:], stdout, stderr)
+			return runHealthcheck(ctx, args[2:], getenv, stdout, stderr)
 		}
 	}
 	fs := flag.NewFlagSet("optin-server", flag.ContinueOnError)
@@ -67,27 +76,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
-	cfg, err := readConfig()
+	raw, err := readConfig(getenv)
 	if err != nil {
 		return fmt.Errorf("configuration: %w", err)
 	}
 	var dm *demo
 	logOut := stdout
-	if *demoFlag || cfg.Demo {
-		cfg.Demo = true
-		if dm, err = startDemo(cfg.RiderMessage); err != nil {
+	if *demoFlag || raw.Demo {
+		if dm, err = startDemo(raw.RiderMessage); err != nil {
 			return err
 		}
 		defer dm.close(context.WithoutCancel(ctx))
-		dm.configure(&cfg)
-		// stdout tells the story; the log goes to stderr.
-		cfg.LogFormat, logOut = "console", stderr
+		dm.configure(&raw)
+		logOut = stderr
 	}
-	if err := cfg.check(); err != nil {
+	cfg, err := raw.validate()
+	if err != nil {
 		return fmt.Errorf("configuration: %w", err)
 	}
 	log := newLogger(cfg, logOut)
-	log.Info().Object("config", cfg).Msg("starting")
+	log.Info().Object("config", cfg.config).Msg("starting")
 
 	// Take the ports first: a taken port fails the start before anything else is set up.
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -105,11 +113,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		log.Info().Str("addr", dln.Addr().String()).Msg("pprof listening")
 	}
 
-	be, err := openBackend(ctx, cfg, log)
+	be, err := openBackend(ctx, cfg.config, log)
 	if err != nil {
 		return err
 	}
-	defer be.close()
+	// From here every return shuts the queue down and releases the backend, within the shutdown timeout.
+	var closeOnce sync.Once
+	closeBackend := func(ctx context.Context) {
+		closeOnce.Do(func() {
+			if err := be.close(ctx); err != nil {
+				log.Error().Err(err).Msg("opt-ins abandoned at shutdown timeout")
+			}
+		})
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+		defer cancel()
+		closeBackend(ctx)
+	}()
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg, be.queue.Depth)
 
@@ -143,20 +164,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	var serving atomic.Bool
-	router := handlers.NewRouter(handlers.Deps{
-		Log:       log,
-		Flows:     svc,
-		Validator: signature.New(cfg.AuthToken, cfg.AuthTokenSecondary),
-		URLs:      handlers.SignedURL{Public: cfg.publicURL, TrustProxy: cfg.TrustProxy},
-		Ready: func(ctx context.Context) error {
-			if !serving.Load() {
-				return errors.New("shutting down")
-			}
-			return be.ping(ctx)
-		},
-		Metrics:        m,
-		MetricsHandler: metrics.Handler(reg),
-	})
+	ready := func(ctx context.Context) error {
+		if !serving.Load() {
+			return errors.New("shutting down")
+		}
+		return be.ping(ctx)
+	}
+	router, err := handlers.NewRouter(log, svc, signature.New(cfg.AuthToken, cfg.AuthTokenSecondary),
+		handlers.SignedURL{Public: cfg.publicURL, TrustProxy: cfg.TrustProxy}, ready,
+		handlers.Observability{Metrics: m, Handler: metrics.Handler(reg)})
+	if err != nil {
+		return fmt.Errorf("router: %w", err)
+	}
 	srv := &http.Server{
 		Handler:           router,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -168,22 +187,29 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	serving.Store(true)
-	log.Info().Str("addr", ln.Addr().String()).Msg("listening")
+	addr := ln.Addr().String()
+	log.Info().Str("addr", addr).Msg("listening")
+	if f, ok := ctx.Value(readyKey{}).(func(string)); ok {
+		f(addr)
+	}
 	if dm != nil {
 		go func() {
-			if err := dm.play(ctx, "http://"+ln.Addr().String(), stdout); err != nil {
+			if err := dm.play(ctx, "http://"+addr, stdout); err != nil {
 				log.Error().Err(err).Msg("demo failed")
 				fmt.Fprintln(stdout, "demo failed:", err)
 			}
 		}()
 	}
 
+	var failed error
 	select {
 	case err := <-serveErr:
-		return fmt.Errorf("serving: %w", err)
+		failed = fmt.Errorf("serving: %w", err)
+		log.Error().Err(err).Msg("server failed")
 	case <-ctx.Done():
 	}
 
+	// Both ways out end here: stop taking requests, then let the work in flight finish.
 	serving.Store(false)
 	log.Info().Dur("timeout", cfg.ShutdownTimeout).Msg("shutting down")
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
@@ -191,14 +217,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		log.Error().Err(err).Msg("requests still open at shutdown timeout")
 	}
-	if err := be.queue.Shutdown(shutdownCtx); err != nil {
-		log.Error().Err(err).Msg("opt-ins abandoned at shutdown timeout")
-	}
+	closeBackend(shutdownCtx)
 	log.Info().Msg("stopped")
-	return nil
+	return failed
 }
 
-func newLogger(cfg config, stdout io.Writer) zerolog.Logger {
+func newLogger(cfg settings, stdout io.Writer) zerolog.Logger {
 	out := stdout
 	if cfg.LogFormat == "console" {
 		f, isFile := stdout.(*os.File)

@@ -15,7 +15,7 @@ const asServer = "OPTIN_TEST_AS_SERVER"
 func TestMain(m *testing.M) {
 	if os.Getenv(asServer) == "1" {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		err := run(ctx, []string{"optin-server"}, os.Stdout, os.Stderr)
+		err := run(ctx, []string{"optin-server"}, os.Getenv, os.Stdout, os.Stderr)
 		stop()
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "optin-server:", err)

@@ -54,20 +54,20 @@ func TestMetricsMoveExactly(t *testing.T) {
 	s := start(t, fake, nil)
 	before := scrape(t, s.base)
 
-	if code, _ := s.send(s.postReq(event("IM1", customer))); code != 200 {
+	if code, _ := s.send(s.postReq(event(msg1, customer))); code != 200 {
 		t.Fatal(code)
 	}
 	waitFor(t, fake, 6)
-	dup := s.postReq(event("IM1", customer))
+	dup := s.postReq(event(msg1, customer))
 	if code, _ := s.send(dup); code != 200 {
 		t.Fatal(code)
 	}
-	forged := s.postReq(event("IM1", customer))
+	forged := s.postReq(event(msg1, customer))
 	forged.Header.Set("X-Twilio-Signature", "forged")
 	if code, _ := s.send(forged); code != 403 {
 		t.Fatal(code)
 	}
-	other := s.postReq(event("IM2", "whatsapp:+15550002222"))
+	other := s.postReq(event(msg2, "whatsapp:+15550002222"))
 	if code, _ := s.send(other); code != 200 {
 		t.Fatal(code)
 	}

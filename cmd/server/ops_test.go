@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -15,7 +16,7 @@ import (
 
 func TestVersion(t *testing.T) {
 	var out bytes.Buffer
-	if err := run(t.Context(), []string{"optin-server", "version"}, &out, io.Discard); err != nil {
+	if err := run(t.Context(), []string{"optin-server", "version"}, envOf(nil), &out, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.HasPrefix(out.String(), "optin-server dev (commit ") || !strings.Contains(out.String(), "go1.") {
@@ -25,16 +26,16 @@ func TestVersion(t *testing.T) {
 
 func TestHealthcheck(t *testing.T) {
 	s := start(t, newFake(t), nil)
-	if err := run(t.Context(), []string{"optin-server", "healthcheck", "-url", s.base + "/healthz"}, io.Discard, io.Discard); err != nil {
+	if err := run(t.Context(), []string{"optin-server", "healthcheck", "-url", s.base + "/healthz"}, envOf(nil), io.Discard, io.Discard); err != nil {
 		t.Errorf("healthy server: %v", err)
 	}
 	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(503) }))
 	defer down.Close()
-	if err := run(t.Context(), []string{"optin-server", "healthcheck", "-url", down.URL}, io.Discard, io.Discard); err == nil {
+	if err := run(t.Context(), []string{"optin-server", "healthcheck", "-url", down.URL}, envOf(nil), io.Discard, io.Discard); err == nil {
 		t.Error("503 counted as healthy")
 	}
 	down.Close()
-	if err := run(t.Context(), []string{"optin-server", "healthcheck", "-url", down.URL}, io.Discard, io.Discard); err == nil {
+	if err := run(t.Context(), []string{"optin-server", "healthcheck", "-url", down.URL}, envOf(nil), io.Discard, io.Discard); err == nil {
 		t.Error("refused connection counted as healthy")
 	}
 	for addr, want := range map[string]string{
@@ -56,7 +57,7 @@ func TestTokenRotation(t *testing.T) {
 	const secondary = "secondarytoken000000000000000002"
 	s := start(t, fake, map[string]string{"TWILIO_AUTH_TOKEN_SECONDARY": secondary})
 	for i, tok := range []string{secondary, authToken, "othertoken"} {
-		ev := event("IM"+string(rune('1'+i)), customer)
+		ev := event(fmt.Sprintf("IM%032d", i+1), customer)
 		r := s.postReq(ev)
 		r.Header.Set("X-Twilio-Signature", signature.Compute(tok, s.webhookURL(""), ev))
 		want := 200
@@ -101,9 +102,7 @@ func TestPprofOnLoopbackOnly(t *testing.T) {
 	}
 	for _, bad := range []string{"0.0.0.0:6060", ":6060", "10.0.0.1:6060"} {
 		t.Run(bad, func(t *testing.T) {
-			setValid(t)
-			t.Setenv("OPTIN_DEBUG_ADDR", bad)
-			err := run(t.Context(), []string{"optin-server"}, io.Discard, io.Discard)
+			err := run(t.Context(), []string{"optin-server"}, envOf(validEnv(map[string]string{"OPTIN_DEBUG_ADDR": bad})), io.Discard, io.Discard)
 			if err == nil || !strings.Contains(err.Error(), "OPTIN_DEBUG_ADDR") {
 				t.Errorf("err = %v", err)
 			}

@@ -15,19 +15,17 @@ func TestUnreachableRedisFailsStart(t *testing.T) {
 	srv := redistest.Start(t)
 	url := srv.URL()
 	srv.Kill()
-	setValid(t)
-	t.Setenv("OPTIN_ADDR", "127.0.0.1:0")
-	t.Setenv("OPTIN_REDIS_URL", strings.Replace(url, "redis://", "redis://:hunter2@", 1))
+	env := validEnv(map[string]string{"OPTIN_REDIS_URL": strings.Replace(url, "redis://", "redis://:hunter2@", 1)})
 	var out strings.Builder
 	start := time.Now()
-	err := run(t.Context(), []string{"optin-server"}, &out, io.Discard)
+	err := run(t.Context(), []string{"optin-server"}, envOf(env), &out, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "OPTIN_REDIS_URL") || !strings.Contains(err.Error(), "unreachable") {
 		t.Fatalf("err = %v", err)
 	}
 	if strings.Contains(err.Error()+out.String(), "hunter2") {
 		t.Error("redis password leaked")
 	}
-	if !strings.Contains(out.String(), `"OPTIN_REDIS_URL":"redis://:xxxxx@127.0.0.1`) {
+	if !strings.Contains(out.String(), `"OPTIN_REDIS_URL":"redis://xxxxx@127.0.0.1`) {
 		t.Errorf("redis url not logged masked:\n%s", out.String())
 	}
 	if time.Since(start) > 5*time.Second {
@@ -64,7 +62,7 @@ func TestRedisStartupWaitAndReadiness(t *testing.T) {
 	if got := ready(); got != 503 {
 		t.Errorf("readyz with Redis down = %d", got)
 	}
-	if code, body := s.send(s.postReq(event("IM1", customer))); code != 503 || body != `{"error":"temporarily unavailable"}` {
+	if code, body := s.send(s.postReq(event(msg1, customer))); code != 503 || body != `{"error":"temporarily unavailable"}` {
 		t.Errorf("webhook with Redis down = %d %s", code, body)
 	}
 	srv.Restart(0)
@@ -75,10 +73,47 @@ func TestRedisStartupWaitAndReadiness(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if code, _ := s.send(s.postReq(event("IM1", customer))); code != 200 {
+	if code, _ := s.send(s.postReq(event(msg1, customer))); code != 200 {
 		t.Errorf("webhook after Redis came back = %d", code)
 	}
 	waitFor(t, fake, 3)
 	s.stop()
-	assertCalls(t, fake, sorted(waitCall("IM1"), riderCall("IM1"), listCall("PageSize=5")))
+	assertCalls(t, fake, sorted(waitCall(msg1), riderCall(msg1), listCall("PageSize=5")))
+}
+
+// A Redis that stalls (SIGSTOP, not a crash) costs a webhook its state budget, not Twilio's 5 s: the
+// answer is a 503 in time, and Twilio delivers the event again.
+func TestStalledRedisAnswers503InTime(t *testing.T) {
+	srv := redistest.Start(t)
+	fake := newFake(t)
+	s := start(t, fake, map[string]string{"OPTIN_REDIS_URL": srv.URL()})
+	client := &http.Client{Timeout: 5 * time.Second} // Twilio's webhook budget
+	srv.Pause()
+	resp, err := client.Do(s.postReq(event(msg1, customer)))
+	srv.Resume()
+	if err != nil {
+		t.Fatalf("webhook not answered within Twilio's 5 s while Redis stalled: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 503 {
+		t.Errorf("status %d while Redis stalled, want 503", resp.StatusCode)
+	}
+	// Once Redis answers again, Twilio's next delivery is accepted and the opt-in runs.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, body := s.send(s.postReq(event(msg1, customer)))
+		if code == 200 {
+			if body != `{"outcome":"accepted"}` && body != `{"outcome":"duplicate"}` {
+				t.Errorf("after the stall: %s", body)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not accepted after Redis resumed: %d %s", code, body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	waitFor(t, fake, 3)
+	s.stop()
+	assertCalls(t, fake, sorted(waitCall(msg1), riderCall(msg1), listCall("PageSize=5")))
 }

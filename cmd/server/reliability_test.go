@@ -128,6 +128,9 @@ const (
 )
 
 func newCluster(t *testing.T, n int) *cluster {
+	if testing.Short() {
+		t.Skip("slow: three replica processes on Redis (go test without -short runs it, as CI does)")
+	}
 	c := &cluster{t: t, redis: redistest.Start(t)}
 	var err error
 	c.emu, err = emulator.New(emulator.Options{AccountSid: accountSid, AuthToken: authToken, Seed: 7,

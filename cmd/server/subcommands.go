@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"runtime"
 	"runtime/debug"
 	"time"
@@ -32,10 +31,10 @@ func runVersion(stdout io.Writer) error {
 
 // runHealthcheck asks a running server's /healthz and fails unless it answers 200: the container
 // HEALTHCHECK, with no shell or curl in the image.
-func runHealthcheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runHealthcheck(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("optin-server healthcheck", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	target := fs.String("url", defaultHealthURL(os.Getenv("OPTIN_ADDR")), "URL to check")
+	target := fs.String("url", defaultHealthURL(getenv("OPTIN_ADDR")), "URL to check")
 	timeout := fs.Duration("timeout", 3*time.Second, "how long to wait for the answer")
 	if err := fs.Parse(args); err != nil {
 		return err

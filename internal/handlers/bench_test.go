@@ -23,11 +23,11 @@ func (decideOnly) Handle(context.Context, optin.Event) (optin.Decision, error) {
 // BenchmarkWebhookPOST is a signed form webhook through the real router, middleware and logging
 // included, with a flow that only decides.
 func BenchmarkWebhookPOST(b *testing.B) {
-	h := NewRouter(Deps{
-		Log:       zerolog.New(io.Discard),
-		Flows:     decideOnly{},
-		Validator: signature.New(token),
-	})
+	h, err := NewRouter(zerolog.New(io.Discard), decideOnly{}, signature.New(token), SignedURL{},
+		func(context.Context) error { return nil }, Observability{})
+	if err != nil {
+		b.Fatal(err)
+	}
 	body := event.Encode()
 	sig := signature.Compute(token, target, event)
 	b.ReportAllocs()

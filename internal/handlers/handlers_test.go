@@ -14,11 +14,17 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/optinkit/optin/internal/optin"
 	"github.com/optinkit/optin/internal/signature"
+)
+
+// Message SIDs of Twilio's shape (IM + 32 hex digits).
+const (
+	msg1 = "IM00000000000000000000000000000001"
 )
 
 const token = "authtoken0000000000000000000001"
@@ -29,6 +35,15 @@ type fakeFlows struct {
 	events []optin.Event
 	answer optin.Decision
 	err    error
+}
+
+// reset forgets the events seen so far.
+func (f *fakeFlows) reset() []optin.Event {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	seen := f.events
+	f.events = nil
+	return seen
 }
 
 func (f *fakeFlows) Handle(_ context.Context, ev optin.Event) (optin.Decision, error) {
@@ -44,29 +59,55 @@ func (f *fakeFlows) Handle(_ context.Context, ev optin.Event) (optin.Decision, e
 	return f.answer, nil
 }
 
+// outcomes records what the router counts.
+type outcomes struct {
+	mu   sync.Mutex
+	seen []string
+}
+
+func (o *outcomes) Webhook(outcome string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.seen = append(o.seen, outcome)
+}
+
+func (o *outcomes) last() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.seen) == 0 {
+		return ""
+	}
+	return o.seen[len(o.seen)-1]
+}
+
 type env struct {
 	flows *fakeFlows
 	ready bool
 	logs  *bytes.Buffer
+	rec   *outcomes
 	h     http.Handler
 }
 
-func newEnv(t *testing.T, urls SignedURL) *env {
+func newEnv(t testing.TB, urls SignedURL) *env {
 	t.Helper()
-	e := &env{flows: &fakeFlows{answer: optin.Decision{Outcome: optin.OutcomeAccepted}}, ready: true, logs: &bytes.Buffer{}}
-	e.h = NewRouter(Deps{
-		Log:       zerolog.New(e.logs),
-		Flows:     e.flows,
-		Validator: signature.New(token),
-		URLs:      urls,
-		Ready: func(context.Context) error {
-			if !e.ready {
-				return errors.New("shutting down")
-			}
-			return nil
-		},
-	})
+	e := &env{flows: &fakeFlows{answer: optin.Decision{Outcome: optin.OutcomeAccepted}}, ready: true, logs: &bytes.Buffer{}, rec: &outcomes{}}
+	e.h = e.router(t, e.flows, urls)
 	return e
+}
+
+func (e *env) router(t testing.TB, flows Flows, urls SignedURL) http.Handler {
+	t.Helper()
+	ready := func(context.Context) error {
+		if !e.ready {
+			return errors.New("shutting down")
+		}
+		return nil
+	}
+	h, err := NewRouter(zerolog.New(e.logs), flows, signature.New(token), urls, ready, Observability{Metrics: e.rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
 }
 
 func (e *env) do(r *http.Request) (int, string) {
@@ -77,8 +118,8 @@ func (e *env) do(r *http.Request) (int, string) {
 
 var event = url.Values{
 	"EventType":       {"onMessageAdded"},
-	"ConversationSid": {"CH1"},
-	"MessageSid":      {"IM1"},
+	"ConversationSid": {"CH00000000000000000000000000000001"},
+	"MessageSid":      {msg1},
 	"Author":          {"whatsapp:+15550001111"},
 	"Body":            {"Yes"},
 	"ParticipantSid":  {"MB1"},
@@ -87,7 +128,7 @@ var event = url.Values{
 	"Source":          {"WHATSAPP"},
 }
 
-var wantEvent = optin.Event{Type: "onMessageAdded", ConversationSid: "CH1", MessageSid: "IM1",
+var wantEvent = optin.Event{Type: "onMessageAdded", ConversationSid: "CH00000000000000000000000000000001", MessageSid: msg1,
 	Author: "whatsapp:+15550001111", Body: "Yes", ParticipantSid: "MB1", RetryCount: "0"}
 
 const target = "http://example.com/webhooks/conversations"
@@ -116,7 +157,7 @@ func signedJSON(body string) *http.Request {
 }
 
 func TestWebhookAccepts(t *testing.T) {
-	json := `{"EventType":"onMessageAdded","ConversationSid":"CH1","MessageSid":"IM1","Author":"whatsapp:+15550001111","Body":"Yes","ParticipantSid":"MB1","RetryCount":0,"Index":1,"Media":null}`
+	json := `{"EventType":"onMessageAdded","ConversationSid":"CH00000000000000000000000000000001","MessageSid":"IM00000000000000000000000000000001","Author":"whatsapp:+15550001111","Body":"Yes","ParticipantSid":"MB1","RetryCount":0,"Index":1,"Media":null}`
 	for name, r := range map[string]*http.Request{
 		"GET query": signedGET(event),
 		"POST form": signedPOST(event),
@@ -162,30 +203,51 @@ func TestWebhookRejects(t *testing.T) {
 	bigChunked.Header.Set("X-Twilio-Signature", "x")
 	badForm := httptest.NewRequest(http.MethodPost, target, strings.NewReader("Body=%zz"))
 	badForm.Header.Set("X-Twilio-Signature", "x")
+	// More parameters than url.ParseQuery takes: it cannot be parsed, so it cannot be verified.
+	manyParams := httptest.NewRequest(http.MethodPost, target, strings.NewReader(strings.Repeat("a=1&", 10_001)))
+	manyParams.Header.Set("X-Twilio-Signature", "x")
+	badGetQuery := signedGET(event)
+	badGetQuery.URL.RawQuery += "&Body=%zz"
+	badGetQuery.RequestURI += "&Body=%zz"
+	badGetQuery.Header.Set("X-Twilio-Signature", signature.Compute(token, target+"?"+badGetQuery.URL.RawQuery, nil))
+	withSid := func(conv string) url.Values {
+		v := url.Values{}
+		for k, vals := range event {
+			v[k] = vals
+		}
+		v.Set("ConversationSid", conv)
+		return v
+	}
+	nestedJSON := signedJSON(`{"EventType":"onMessageAdded","ConversationSid":{"a":"CH00000000000000000000000000000001"},"MessageSid":"IM00000000000000000000000000000001","Author":"a"}`)
 	badJSON := signedJSON(`{"EventType":`)
 	arrayJSON := signedJSON(`["onMessageAdded"]`)
-	noConversation := url.Values{"EventType": {"onMessageAdded"}, "MessageSid": {"IM1"}, "Author": {"a"}}
-	noMessage := url.Values{"EventType": {"onMessageAdded"}, "ConversationSid": {"CH1"}, "Author": {"a"}}
+	noConversation := url.Values{"EventType": {"onMessageAdded"}, "MessageSid": {msg1}, "Author": {"a"}}
+	noMessage := url.Values{"EventType": {"onMessageAdded"}, "ConversationSid": {"CH00000000000000000000000000000001"}, "Author": {"a"}}
 
 	tests := []struct {
-		name string
-		r    *http.Request
-		code int
-		body string
+		name    string
+		r       *http.Request
+		code    int
+		body    string
+		outcome string
 	}{
-		{"no signature", unsigned, 403, `{"error":"missing X-Twilio-Signature"}`},
-		{"other token", forged, 403, `{"error":"invalid X-Twilio-Signature"}`},
-		{"body changed", tampered, 403, `{"error":"invalid X-Twilio-Signature"}`},
-		{"query changed", getForged, 403, `{"error":"invalid X-Twilio-Signature"}`},
-		{"json changed", jsonTampered, 403, `{"error":"invalid X-Twilio-Signature"}`},
-		{"json without bodySHA256", jsonNoHash, 403, `{"error":"invalid X-Twilio-Signature"}`},
-		{"over 1 MiB", big, 413, `{"error":"request body exceeds 1 MiB"}`},
-		{"over 1 MiB chunked", bigChunked, 413, `{"error":"request body exceeds 1 MiB"}`},
-		{"malformed form", badForm, 400, `{"error":"malformed form body"}`},
-		{"malformed json", badJSON, 400, `{"error":"body is not a JSON object"}`},
-		{"json array", arrayJSON, 400, `{"error":"body is not a JSON object"}`},
-		{"no ConversationSid", signedPOST(noConversation), 400, `{"error":"invalid event\nConversationSid is missing"}`},
-		{"no MessageSid", signedGET(noMessage), 400, `{"error":"invalid event\nMessageSid is missing"}`},
+		{"no signature", unsigned, 403, `{"error":"missing X-Twilio-Signature"}`, "bad_signature"},
+		{"other token", forged, 403, `{"error":"invalid X-Twilio-Signature"}`, "bad_signature"},
+		{"body changed", tampered, 403, `{"error":"invalid X-Twilio-Signature"}`, "bad_signature"},
+		{"query changed", getForged, 403, `{"error":"invalid X-Twilio-Signature"}`, "bad_signature"},
+		{"json changed", jsonTampered, 403, `{"error":"invalid X-Twilio-Signature"}`, "bad_signature"},
+		{"json without bodySHA256", jsonNoHash, 403, `{"error":"invalid X-Twilio-Signature"}`, "bad_signature"},
+		{"form that does not parse", badForm, 403, `{"error":"invalid X-Twilio-Signature"}`, "bad_signature"},
+		{"over 10,000 parameters", manyParams, 403, `{"error":"invalid X-Twilio-Signature"}`, "bad_signature"},
+		{"over 64 KiB", big, 413, `{"error":"request body exceeds 64 KiB"}`, "too_large"},
+		{"over 64 KiB chunked", bigChunked, 413, `{"error":"request body exceeds 64 KiB"}`, "too_large"},
+		{"signed query that does not parse", badGetQuery, 400, `{"error":"malformed request: malformed query string"}`, "malformed"},
+		{"malformed json", badJSON, 400, `{"error":"malformed request: body is not a JSON object"}`, "malformed"},
+		{"json array", arrayJSON, 400, `{"error":"malformed request: body is not a JSON object"}`, "malformed"},
+		{"no ConversationSid", signedPOST(noConversation), 400, `{"error":"invalid event: ConversationSid is missing"}`, "malformed"},
+		{"no MessageSid", signedGET(noMessage), 400, `{"error":"invalid event: MessageSid is missing"}`, "malformed"},
+		{"query and fragment in ConversationSid", signedPOST(withSid("CHx?y=1#z")), 400, `{"error":"invalid event: ConversationSid is not CH followed by 32 hexadecimal digits"}`, "malformed"},
+		{"nested JSON as ConversationSid", nestedJSON, 400, `{"error":"invalid event: ConversationSid is not CH followed by 32 hexadecimal digits"}`, "malformed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -194,10 +256,87 @@ func TestWebhookRejects(t *testing.T) {
 			if code != tt.code || body != tt.body {
 				t.Errorf("got %d %s, want %d %s", code, body, tt.code, tt.body)
 			}
+			if got := e.rec.last(); got != tt.outcome {
+				t.Errorf("counted as %q, want %q", got, tt.outcome)
+			}
 			if tt.code != 400 && len(e.flows.events) != 0 {
 				t.Errorf("flow saw a rejected request: %+v", e.flows.events)
 			}
 		})
+	}
+}
+
+// A forged request chooses its URL; what its rejection writes to the log must not grow with it.
+func TestRejectionLogIsBounded(t *testing.T) {
+	e := newEnv(t, SignedURL{})
+	for name, query := range map[string]string{
+		"60,000 ampersands": strings.Repeat("&", 60_000),
+		"one long name":     strings.Repeat("n", 60_000) + "=1",
+		"many names":        strings.Repeat("name=1&", 5_000),
+	} {
+		e.logs.Reset()
+		r := httptest.NewRequest(http.MethodGet, target+"?"+query, nil)
+		r.Header.Set("X-Twilio-Signature", "forged")
+		if code, _ := e.do(r); code != 403 {
+			t.Errorf("%s: %d", name, code)
+		}
+		for line := range strings.SplitSeq(strings.TrimSpace(e.logs.String()), "\n") {
+			if len(line) > 2048 {
+				t.Errorf("%s: a log line of %d bytes", name, len(line))
+			}
+		}
+		if !strings.Contains(e.logs.String(), "more)") {
+			t.Errorf("%s: the cut is not marked:\n%.500s", name, e.logs)
+		}
+	}
+}
+
+// blockingFlows holds Handle until its context ends, as a call to a stalled Redis would.
+type blockingFlows struct{ deadline chan time.Duration }
+
+func (b blockingFlows) Handle(ctx context.Context, _ optin.Event) (optin.Decision, error) {
+	d, _ := ctx.Deadline()
+	b.deadline <- time.Until(d)
+	<-ctx.Done()
+	return optin.Decision{}, fmt.Errorf("claiming: %w: %w", optin.ErrUnavailable, ctx.Err())
+}
+
+// The state the webhook waits for has a budget inside Twilio's 5 s: past it, 503.
+func TestWebhookBoundsTheStateCalls(t *testing.T) {
+	e := newEnv(t, SignedURL{})
+	flows := blockingFlows{deadline: make(chan time.Duration, 1)}
+	e.h = e.router(t, flows, SignedURL{})
+	code, body := e.do(signedPOST(event))
+	if code != 503 || body != `{"error":"temporarily unavailable"}` {
+		t.Errorf("got %d %s", code, body)
+	}
+	if d := <-flows.deadline; d <= 0 || d > stateBudget || stateBudget > 3*time.Second {
+		t.Errorf("Handle's deadline was %v away, want within a budget (%v) well inside Twilio's 5 s", d, stateBudget)
+	}
+	if e.rec.last() != "unavailable" {
+		t.Errorf("counted as %q", e.rec.last())
+	}
+}
+
+func TestNewRouterRequiresItsDependencies(t *testing.T) {
+	v, ready := signature.New(token), func(context.Context) error { return nil }
+	for name, build := range map[string]func() (http.Handler, error){
+		"flows": func() (http.Handler, error) {
+			return NewRouter(zerolog.Nop(), nil, v, SignedURL{}, ready, Observability{})
+		},
+		"validator": func() (http.Handler, error) {
+			return NewRouter(zerolog.Nop(), &fakeFlows{}, nil, SignedURL{}, ready, Observability{})
+		},
+		"ready": func() (http.Handler, error) {
+			return NewRouter(zerolog.Nop(), &fakeFlows{}, v, SignedURL{}, nil, Observability{})
+		},
+	} {
+		if h, err := build(); err == nil || h != nil {
+			t.Errorf("nil %s accepted", name)
+		}
+	}
+	if _, err := NewRouter(zerolog.Nop(), &fakeFlows{}, v, SignedURL{}, ready, Observability{}); err != nil {
+		t.Errorf("optional observability required: %v", err)
 	}
 }
 
@@ -306,7 +445,7 @@ func TestRoutingErrorsAndLogs(t *testing.T) {
 		t.Error("no X-Request-Id")
 	}
 	logs := e.logs.String()
-	for _, want := range []string{`"method":"POST","path":"/webhooks/conversations","status":200`, `"request_id":"`, `"conversation_sid":"CH1","message_sid":"IM1"`, `"outcome":"accepted"`} {
+	for _, want := range []string{`"method":"POST","path":"/webhooks/conversations","status":200`, `"request_id":"`, `"conversation_sid":"CH00000000000000000000000000000001","message_sid":"IM00000000000000000000000000000001"`, `"outcome":"accepted"`} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("logs lack %s:\n%s", want, logs)
 		}
@@ -328,7 +467,7 @@ func TestRoutingErrorsAndLogs(t *testing.T) {
 
 func TestPanicIs500(t *testing.T) {
 	e := newEnv(t, SignedURL{})
-	e.h = NewRouter(Deps{Log: zerolog.New(e.logs), Flows: panicky{}, Validator: signature.New(token), Ready: func(context.Context) error { return nil }})
+	e.h = e.router(t, panicky{}, SignedURL{})
 	if code, body := e.do(signedPOST(event)); code != 500 || body != `{"error":"internal error"}` {
 		t.Errorf("got %d %s", code, body)
 	}

@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"fmt"
 	"net/http"
 	"runtime/debug"
 	"time"
@@ -28,7 +29,7 @@ func recoverer(next http.Handler) http.Handler {
 					panic(v)
 				}
 				hlog.FromRequest(r).Error().Interface("panic", v).Bytes("stack", debug.Stack()).Msg("handler panicked")
-				writeError(w, r, errInternal)
+				writeError(w, r, fmt.Errorf("handler panicked: %v", v))
 			}
 		}()
 		next.ServeHTTP(w, r)

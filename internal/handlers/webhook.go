@@ -5,11 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/rs/zerolog/hlog"
 
@@ -18,8 +20,13 @@ import (
 	"github.com/optinkit/optin/internal/signature"
 )
 
-// MaxBodyBytes is the largest webhook body accepted; Conversations events are a few KiB.
-const MaxBodyBytes = 1 << 20
+// MaxBodyBytes is the largest webhook body accepted. An onMessageAdded carries at most 1,600 characters
+// of Body and 4 KiB of Attributes: form-encoded, under 32 KiB even when every byte is escaped.
+const MaxBodyBytes = 64 << 10
+
+// stateBudget bounds the store and queue calls a webhook waits for, well inside Twilio's 5 s: a stalled
+// Redis answers 503 (Twilio delivers again) rather than a timeout.
+const stateBudget = 2 * time.Second
 
 // Flows is what the webhook needs of the opt-in.
 type Flows interface {
@@ -58,19 +65,41 @@ func (s SignedURL) For(r *http.Request) string {
 	return scheme + "://" + host + target
 }
 
-// withoutValues hides the values of a URL's query: a GET webhook carries the customer's message and
-// number there, which have no place in a log. The names are enough to compare the URL with Twilio's.
-func withoutValues(raw string) string {
+// Bounds of a logged URL: a forged request chooses its URL, so what it costs to log must not grow with it.
+const (
+	maxLoggedNames = 40
+	maxLoggedBytes = 1024
+)
+
+// loggableURL hides the values of a URL's query — a GET webhook carries the customer's message and number
+// there, which have no place in a log — and caps its size. The names are enough to compare the URL
+// with the one Twilio was given.
+func loggableURL(raw string) string {
 	base, query, found := strings.Cut(raw, "?")
+	if len(base) > maxLoggedBytes/2 {
+		base = base[:maxLoggedBytes/2] + "…"
+	}
 	if !found {
-		return raw
+		return base
 	}
-	var names []string
-	for _, pair := range strings.Split(query, "&") {
+	var b strings.Builder
+	b.WriteString(base)
+	b.WriteByte('?')
+	n, total := 0, strings.Count(query, "&")+1
+	for pair := range strings.SplitSeq(query, "&") {
 		name, _, _ := strings.Cut(pair, "=")
-		names = append(names, name+"=…")
+		if n == maxLoggedNames || b.Len()+len(name) > maxLoggedBytes {
+			fmt.Fprintf(&b, "…(%d more)", total-n)
+			break
+		}
+		if n > 0 {
+			b.WriteByte('&')
+		}
+		b.WriteString(name)
+		b.WriteString("=…")
+		n++
 	}
-	return base + "?" + strings.Join(names, "&")
+	return b.String()
 }
 
 func firstValue(h string) string {
@@ -78,16 +107,17 @@ func firstValue(h string) string {
 	return strings.TrimSpace(v)
 }
 
-// handleConversationsWebhook takes Twilio's onMessageAdded (GET query, POST form or POST JSON), checks its
-// signature before anything else, and answers as soon as the flow has decided; the REST work runs on.
+// handleConversationsWebhook takes Twilio's onMessageAdded (GET query, POST form or POST JSON): it reads
+// the bounded body, checks the signature before it looks at any parameter, and answers as soon as the
+// flow has decided; the REST work runs on.
 func handleConversationsWebhook(flows Flows, v *signature.Validator, urls SignedURL, rec Recorder) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		params, err := verifiedParams(w, r, v, urls)
 		if err != nil {
 			if errors.Is(err, errBadSignature) || errors.Is(err, errNoSignature) {
-				hlog.FromRequest(r).Warn().Str("signed_url", withoutValues(urls.For(r))).Str("reason", err.Error()).Msg("webhook rejected")
+				hlog.FromRequest(r).Warn().Str("signed_url", loggableURL(urls.For(r))).Str("reason", err.Error()).Msg("webhook rejected")
 			}
-			rec.Webhook(outcomeOf(err))
+			rec.Webhook(failureOf(err).outcome)
 			writeError(w, r, err)
 			return
 		}
@@ -100,9 +130,11 @@ func handleConversationsWebhook(flows Flows, v *signature.Validator, urls Signed
 			ParticipantSid:  params.Get("ParticipantSid"),
 			RetryCount:      params.Get("RetryCount"),
 		}
-		d, err := flows.Handle(r.Context(), ev)
+		ctx, cancel := context.WithTimeout(r.Context(), stateBudget)
+		d, err := flows.Handle(ctx, ev)
+		cancel()
 		if err != nil {
-			rec.Webhook(outcomeOf(err))
+			rec.Webhook(failureOf(err).outcome)
 			writeError(w, r, err)
 			return
 		}
@@ -129,25 +161,12 @@ var decisionOutcome = map[optin.Outcome]string{
 	optin.OutcomeIgnored:   metrics.Ignored,
 }
 
-// outcomeOf names the metrics outcome of a rejected webhook.
-func outcomeOf(err error) string {
-	switch {
-	case errors.Is(err, errBadSignature), errors.Is(err, errNoSignature):
-		return metrics.BadSignature
-	case errors.Is(err, errTooLarge):
-		return metrics.TooLarge
-	case errors.Is(err, optin.ErrUnavailable):
-		return metrics.Unavailable
-	}
-	var he *httpError
-	if errors.Is(err, optin.ErrInvalidEvent) || (errors.As(err, &he) && he.status == http.StatusBadRequest) {
-		return metrics.Malformed
-	}
-	return metrics.Failed
-}
-
 // verifiedParams reads the request's parameters and returns them only when the signature holds.
 func verifiedParams(w http.ResponseWriter, r *http.Request, v *signature.Validator, urls SignedURL) (url.Values, error) {
+	sig := r.Header.Get("X-Twilio-Signature")
+	if sig == "" {
+		return nil, errNoSignature
+	}
 	if r.ContentLength > MaxBodyBytes {
 		return nil, errTooLarge
 	}
@@ -157,10 +176,6 @@ func verifiedParams(w http.ResponseWriter, r *http.Request, v *signature.Validat
 			return nil, errTooLarge
 		}
 		return nil, malformed("reading body failed")
-	}
-	sig := r.Header.Get("X-Twilio-Signature")
-	if sig == "" {
-		return nil, errNoSignature
 	}
 	signed := urls.For(r)
 
@@ -183,7 +198,8 @@ func verifiedParams(w http.ResponseWriter, r *http.Request, v *signature.Validat
 	}
 	form, err := url.ParseQuery(string(body))
 	if err != nil {
-		return nil, malformed("malformed form body")
+		// The signature covers the parameters: a form that does not parse cannot be verified.
+		return nil, fmt.Errorf("%w: form does not parse", errBadSignature)
 	}
 	if !v.Validate(signed, form, sig) {
 		return nil, errBadSignature

@@ -134,6 +134,17 @@ func (s *fakeStore) Claim(_ context.Context, f Flow) (Flow, bool, error) {
 	return f, true, nil
 }
 
+func (s *fakeStore) Flow(_ context.Context, conv string) (Flow, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, ok := s.flows[conv]
+	if !ok {
+		return Flow{}, ErrNoFlow
+	}
+	f.Steps = maps.Clone(f.Steps)
+	return f, nil
+}
+
 func (s *fakeStore) Begin(_ context.Context, conv string) (Flow, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

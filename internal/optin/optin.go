@@ -7,6 +7,7 @@ package optin
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -25,21 +26,39 @@ type Event struct {
 	RetryCount string
 }
 
-// ErrInvalidEvent marks an event that cannot be acted on because a field it needs is missing.
+// ErrInvalidEvent marks an event that cannot be acted on because a field it needs is missing or malformed.
 var ErrInvalidEvent = errors.New("invalid event")
 
-// Validate reports what an onMessageAdded event lacks. Other event types need nothing.
+// Validate reports what an onMessageAdded event lacks. Its SIDs end up in REST paths and store keys, so
+// they must have Twilio's shape: two letters and 32 hexadecimal digits. Other event types need nothing.
 func (e Event) Validate() error {
 	if e.Type != EventMessageAdded {
 		return nil
 	}
 	switch {
 	case e.ConversationSid == "":
-		return errors.Join(ErrInvalidEvent, errors.New("ConversationSid is missing"))
+		return fmt.Errorf("%w: ConversationSid is missing", ErrInvalidEvent)
+	case !IsSid("CH", e.ConversationSid):
+		return fmt.Errorf("%w: ConversationSid is not CH followed by 32 hexadecimal digits", ErrInvalidEvent)
 	case e.MessageSid == "":
-		return errors.Join(ErrInvalidEvent, errors.New("MessageSid is missing"))
+		return fmt.Errorf("%w: MessageSid is missing", ErrInvalidEvent)
+	case !IsSid("IM", e.MessageSid):
+		return fmt.Errorf("%w: MessageSid is not IM followed by 32 hexadecimal digits", ErrInvalidEvent)
 	}
 	return nil
+}
+
+// IsSid reports whether s is a Twilio SID of the given two-letter prefix: the prefix and 32 hex digits.
+func IsSid(prefix, s string) bool {
+	if len(s) != 34 || s[:2] != prefix {
+		return false
+	}
+	for _, c := range []byte(s[2:]) {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return true
 }
 
 // Outcome says what the service did with an event.
@@ -96,11 +115,20 @@ type Flow struct {
 	Runs int
 }
 
+// ErrNoFlow marks an operation on a conversation that has no flow (never claimed, or forgotten after
+// the retention).
+var ErrNoFlow = errors.New("no flow for this conversation")
+
 // Store keeps one Flow per conversation. Implementations must make Claim atomic: of many concurrent
-// claims for one conversation, on any number of replicas, exactly one wins.
+// claims for one conversation, on any number of replicas, exactly one wins. Flows returned never alias
+// what the store keeps, and strings kept never alias the caller's (a webhook body, say).
 type Store interface {
-	// Claim records f unless the conversation already has a flow, which it returns instead.
+	// Claim records f, with no steps and no runs, unless the conversation already has a flow. claimed
+	// reports whether f was recorded; when it was not, existing is the flow already there. (On a win
+	// existing is unspecified: callers use f.)
 	Claim(ctx context.Context, f Flow) (existing Flow, claimed bool, err error)
+	// Flow returns the conversation's flow, or an error wrapping ErrNoFlow.
+	Flow(ctx context.Context, conversationSid string) (Flow, error)
 	// Begin counts a run of the flow's work and returns the flow as stored, Runs included.
 	Begin(ctx context.Context, conversationSid string) (Flow, error)
 	// StepDone records that a step of a running flow completed.

@@ -95,18 +95,28 @@ func (s *Service) Handle(ctx context.Context, ev Event) (Decision, error) {
 	if err != nil {
 		return Decision{}, fmt.Errorf("claiming conversation %s: %w: %w", ev.ConversationSid, ErrUnavailable, err)
 	}
-	d := Decision{Outcome: OutcomeAccepted}
-	if !claimed {
-		d = decideExisting(existing, ev)
+	if claimed {
+		if err := s.enqueue(ctx, ev.ConversationSid); err != nil {
+			return Decision{}, err
+		}
+		return Decision{Outcome: OutcomeAccepted}, nil
 	}
+	d := decideExisting(existing, ev)
 	// The claim may have outlived an enqueue that never happened (a crash in between); enqueuing again
 	// for a running flow is harmless and makes every answer for it durable.
 	if existing.State == StateRunning && existing.Customer == ev.Author {
-		if err := s.queue.Enqueue(ctx, ev.ConversationSid); err != nil {
-			return Decision{}, fmt.Errorf("queueing conversation %s: %w: %w", ev.ConversationSid, ErrUnavailable, err)
+		if err := s.enqueue(ctx, ev.ConversationSid); err != nil {
+			return Decision{}, err
 		}
 	}
 	return d, nil
+}
+
+func (s *Service) enqueue(ctx context.Context, conversationSid string) error {
+	if err := s.queue.Enqueue(ctx, conversationSid); err != nil {
+		return fmt.Errorf("queueing conversation %s: %w: %w", conversationSid, ErrUnavailable, err)
+	}
+	return nil
 }
 
 func decideExisting(f Flow, ev Event) Decision {

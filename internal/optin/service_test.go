@@ -13,6 +13,14 @@ import (
 
 func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
 
+// Message SIDs of Twilio's shape (IM + 32 hex digits).
+const (
+	msg0 = "IM00000000000000000000000000000000"
+	msg1 = "IM00000000000000000000000000000001"
+	msg2 = "IM00000000000000000000000000000002"
+	msg3 = "IM00000000000000000000000000000003"
+)
+
 const (
 	conv     = "CH00000000000000000000000000000001"
 	customer = "whatsapp:+15550001111"
@@ -80,13 +88,13 @@ func byStep(calls []createCall) map[string][]Message {
 func TestOptInPerformsTheThreeSteps(t *testing.T) {
 	fc := &fakeConversations{webhooks: []string{"WH1", "WH2", "WH3", "WH4", "WH5", "WH6"}}
 	svc, st := newTestService(t, fc)
-	mustHandle(t, svc, reply("IM1", customer), Decision{Outcome: OutcomeAccepted})
+	mustHandle(t, svc, reply(msg1, customer), Decision{Outcome: OutcomeAccepted})
 	drain(t, svc)
 
 	created, lists, deletes, _ := fc.snapshot()
 	steps := byStep(created)
-	wantWait := Message{Body: wait, Attributes: `{"optin":{"step":"wait","trigger":"IM1"}}`}
-	wantRider := Message{Author: customer, Body: riderMsg, Attributes: `{"optin":{"step":"rider","trigger":"IM1"}}`}
+	wantWait := Message{Body: wait, Attributes: `{"optin":{"step":"wait","trigger":"IM00000000000000000000000000000001"}}`}
+	wantRider := Message{Author: customer, Body: riderMsg, Attributes: `{"optin":{"step":"rider","trigger":"IM00000000000000000000000000000001"}}`}
 	if !reflect.DeepEqual(steps[StepWait], []Message{wantWait}) {
 		t.Errorf("wait messages = %+v, want %+v", steps[StepWait], wantWait)
 	}
@@ -99,7 +107,7 @@ func TestOptInPerformsTheThreeSteps(t *testing.T) {
 	if lists != 1 || !reflect.DeepEqual(deletes, fc.webhooks) {
 		t.Errorf("lists = %d, deletes = %v; want 1 and %v", lists, deletes, fc.webhooks)
 	}
-	if f := st.get(conv); f.State != StateDone || f.Customer != customer || f.Trigger != "IM1" {
+	if f := st.get(conv); f.State != StateDone || f.Customer != customer || f.Trigger != msg1 {
 		t.Errorf("flow = %+v", f)
 	}
 }
@@ -109,11 +117,11 @@ func TestContentTemplateReplacesBody(t *testing.T) {
 	svc, _ := newTestService(t, fc, func(c *Config) {
 		c.RiderOptIn = Template{Body: riderMsg, ContentSid: "HX0123456789abcdef0123456789abcdef", ContentVariables: `{"1":"Ana"}`}
 	})
-	mustHandle(t, svc, reply("IM1", customer), Decision{Outcome: OutcomeAccepted})
+	mustHandle(t, svc, reply(msg1, customer), Decision{Outcome: OutcomeAccepted})
 	drain(t, svc)
 	created, _, _, _ := fc.snapshot()
 	want := Message{Author: customer, ContentSid: "HX0123456789abcdef0123456789abcdef", ContentVariables: `{"1":"Ana"}`,
-		Attributes: `{"optin":{"step":"rider","trigger":"IM1"}}`}
+		Attributes: `{"optin":{"step":"rider","trigger":"IM00000000000000000000000000000001"}}`}
 	if got := byStep(created)[StepRider]; !reflect.DeepEqual(got, []Message{want}) {
 		t.Errorf("rider = %+v, want %+v", got, want)
 	}
@@ -123,17 +131,17 @@ func TestDecisions(t *testing.T) {
 	fc := &fakeConversations{}
 	svc, st := newTestService(t, fc)
 	mustHandle(t, svc, Event{Type: "onConversationUpdated", ConversationSid: conv}, Decision{OutcomeIgnored, ReasonEventType})
-	mustHandle(t, svc, reply("IM0", ""), Decision{OutcomeIgnored, ReasonNoAuthor})
-	mustHandle(t, svc, reply("IM0", "system"), Decision{OutcomeIgnored, ReasonNoAuthor})
+	mustHandle(t, svc, reply(msg0, ""), Decision{OutcomeIgnored, ReasonNoAuthor})
+	mustHandle(t, svc, reply(msg0, "system"), Decision{OutcomeIgnored, ReasonNoAuthor})
 	if _, claimed := st.flows[conv]; claimed {
 		t.Fatal("ignored events claimed the conversation")
 	}
-	mustHandle(t, svc, reply("IM1", customer), Decision{Outcome: OutcomeAccepted})
-	mustHandle(t, svc, reply("IM1", customer), Decision{Outcome: OutcomeDuplicate})
-	mustHandle(t, svc, reply("IM2", rider), Decision{OutcomeIgnored, ReasonNotCustomer})
+	mustHandle(t, svc, reply(msg1, customer), Decision{Outcome: OutcomeAccepted})
+	mustHandle(t, svc, reply(msg1, customer), Decision{Outcome: OutcomeDuplicate})
+	mustHandle(t, svc, reply(msg2, rider), Decision{OutcomeIgnored, ReasonNotCustomer})
 	drain(t, svc)
-	mustHandle(t, svc, reply("IM3", customer), Decision{OutcomeIgnored, ReasonCompleted})
-	mustHandle(t, svc, reply("IM1", customer), Decision{Outcome: OutcomeDuplicate})
+	mustHandle(t, svc, reply(msg3, customer), Decision{OutcomeIgnored, ReasonCompleted})
+	mustHandle(t, svc, reply(msg1, customer), Decision{Outcome: OutcomeDuplicate})
 	created, lists, _, _ := fc.snapshot()
 	if len(created) != 2 || lists != 1 {
 		t.Errorf("creates = %d, lists = %d; want 2 and 1", len(created), lists)
@@ -143,8 +151,8 @@ func TestDecisions(t *testing.T) {
 func TestInProgressIsIgnored(t *testing.T) {
 	fc := &fakeConversations{block: make(chan struct{})}
 	svc, _ := newTestService(t, fc)
-	mustHandle(t, svc, reply("IM1", customer), Decision{Outcome: OutcomeAccepted})
-	mustHandle(t, svc, reply("IM2", customer), Decision{OutcomeIgnored, ReasonInProgress})
+	mustHandle(t, svc, reply(msg1, customer), Decision{Outcome: OutcomeAccepted})
+	mustHandle(t, svc, reply(msg2, customer), Decision{OutcomeIgnored, ReasonInProgress})
 	close(fc.block)
 	drain(t, svc)
 }
@@ -152,7 +160,7 @@ func TestInProgressIsIgnored(t *testing.T) {
 func TestInvalidEvent(t *testing.T) {
 	svc, _ := newTestService(t, &fakeConversations{})
 	for _, ev := range []Event{
-		{Type: EventMessageAdded, MessageSid: "IM1", Author: customer},
+		{Type: EventMessageAdded, MessageSid: msg1, Author: customer},
 		{Type: EventMessageAdded, ConversationSid: conv, Author: customer},
 	} {
 		if _, err := svc.Handle(t.Context(), ev); !errors.Is(err, ErrInvalidEvent) {
@@ -169,9 +177,9 @@ func TestConcurrentDeliveriesOptInOnce(t *testing.T) {
 	outcomes := map[Outcome]int{}
 	for i := range 64 {
 		wg.Go(func() {
-			sid := "IM1"
+			sid := msg1
 			if i%2 == 1 {
-				sid = "IM2"
+				sid = msg2
 			}
 			d, err := svc.Handle(t.Context(), reply(sid, customer))
 			if err != nil {
@@ -205,7 +213,7 @@ func TestRetryableFailuresAreRetried(t *testing.T) {
 		failDelete: map[string][]error{"WH1": {callErr(Uncertain, 503, 0)}},
 	}
 	svc, st := newTestService(t, fc)
-	mustHandle(t, svc, reply("IM1", customer), Decision{Outcome: OutcomeAccepted})
+	mustHandle(t, svc, reply(msg1, customer), Decision{Outcome: OutcomeAccepted})
 	drain(t, svc)
 	created, lists, deletes, recent := fc.snapshot()
 	steps := byStep(created)
@@ -227,7 +235,7 @@ func TestRetryableFailuresAreRetried(t *testing.T) {
 func TestUncertainCreateIsNotRepeated(t *testing.T) {
 	fc := &fakeConversations{failCreate: map[string][]scripted{StepRider: {{err: callErr(Uncertain, 0, 0), applied: true}}}}
 	svc, st := newTestService(t, fc)
-	mustHandle(t, svc, reply("IM1", customer), Decision{Outcome: OutcomeAccepted})
+	mustHandle(t, svc, reply(msg1, customer), Decision{Outcome: OutcomeAccepted})
 	drain(t, svc)
 	created, _, _, recent := fc.snapshot()
 	if n := len(byStep(created)[StepRider]); n != 1 {
@@ -245,7 +253,7 @@ func TestUncertainCreateIsNotRepeated(t *testing.T) {
 func TestUncertainCreateNotAppliedIsRetried(t *testing.T) {
 	fc := &fakeConversations{failCreate: map[string][]scripted{StepWait: {{err: callErr(Uncertain, 502, 0)}}}}
 	svc, _ := newTestService(t, fc)
-	mustHandle(t, svc, reply("IM1", customer), Decision{Outcome: OutcomeAccepted})
+	mustHandle(t, svc, reply(msg1, customer), Decision{Outcome: OutcomeAccepted})
 	drain(t, svc)
 	created, _, _, recent := fc.snapshot()
 	if n := len(byStep(created)[StepWait]); n != 2 || recent != 1 {
@@ -260,7 +268,7 @@ func TestMarkerLookupFailures(t *testing.T) {
 		failRecent: []error{callErr(Retryable, 429, 20429), callErr(Permanent, 404, 20404)},
 	}
 	svc, st := newTestService(t, fc)
-	mustHandle(t, svc, reply("IM1", customer), Decision{Outcome: OutcomeAccepted})
+	mustHandle(t, svc, reply(msg1, customer), Decision{Outcome: OutcomeAccepted})
 	drain(t, svc)
 	created, _, _, recent := fc.snapshot()
 	steps := byStep(created)
@@ -278,7 +286,7 @@ func TestPermanentFailureFailsTheFlow(t *testing.T) {
 		failCreate: map[string][]scripted{StepRider: {{err: callErr(Permanent, 400, 63016)}}},
 	}
 	svc, st := newTestService(t, fc)
-	mustHandle(t, svc, reply("IM1", customer), Decision{Outcome: OutcomeAccepted})
+	mustHandle(t, svc, reply(msg1, customer), Decision{Outcome: OutcomeAccepted})
 	drain(t, svc)
 	created, _, deletes, _ := fc.snapshot()
 	if n := len(byStep(created)[StepRider]); n != 1 {
@@ -291,7 +299,7 @@ func TestPermanentFailureFailsTheFlow(t *testing.T) {
 	if f.State != StateFailed || !strings.Contains(f.Detail, "step rider") {
 		t.Errorf("flow = %+v, want failed naming the rider step", f)
 	}
-	mustHandle(t, svc, reply("IM2", customer), Decision{OutcomeIgnored, ReasonFailed})
+	mustHandle(t, svc, reply(msg2, customer), Decision{OutcomeIgnored, ReasonFailed})
 }
 
 func TestMissingWebhookCountsAsDeleted(t *testing.T) {
@@ -300,7 +308,7 @@ func TestMissingWebhookCountsAsDeleted(t *testing.T) {
 		failDelete: map[string][]error{"WH1": {callErr(Permanent, 404, 20404)}},
 	}
 	svc, st := newTestService(t, fc)
-	mustHandle(t, svc, reply("IM1", customer), Decision{Outcome: OutcomeAccepted})
+	mustHandle(t, svc, reply(msg1, customer), Decision{Outcome: OutcomeAccepted})
 	drain(t, svc)
 	if _, _, deletes, _ := fc.snapshot(); !reflect.DeepEqual(deletes, []string{"WH1", "WH2"}) {
 		t.Errorf("deletes = %v", deletes)
@@ -317,7 +325,7 @@ func TestRetriesAreBounded(t *testing.T) {
 	}
 	fc := &fakeConversations{failList: fails}
 	svc, st := newTestService(t, fc)
-	mustHandle(t, svc, reply("IM1", customer), Decision{Outcome: OutcomeAccepted})
+	mustHandle(t, svc, reply(msg1, customer), Decision{Outcome: OutcomeAccepted})
 	drain(t, svc)
 	if _, lists, _, _ := fc.snapshot(); lists != int(fastRetry.MaxAttempts)*maxRuns {
 		t.Errorf("list attempts = %d, want %d per run for %d runs", lists, fastRetry.MaxAttempts, maxRuns)
@@ -340,7 +348,7 @@ func TestRerunResumes(t *testing.T) {
 		failCreate: map[string][]scripted{StepRider: {{err: callErr(Uncertain, 0, 0), applied: true}, {err: callErr(Uncertain, 0, 0)}, {err: callErr(Uncertain, 0, 0)}, {err: callErr(Uncertain, 0, 0)}}},
 	}
 	svc, st := newTestService(t, fc, func(c *Config) { c.Retry.MaxAttempts = 1 })
-	mustHandle(t, svc, reply("IM1", customer), Decision{Outcome: OutcomeAccepted})
+	mustHandle(t, svc, reply(msg1, customer), Decision{Outcome: OutcomeAccepted})
 	drain(t, svc)
 	created, lists, deletes, recent := fc.snapshot()
 	steps := byStep(created)
@@ -352,7 +360,7 @@ func TestRerunResumes(t *testing.T) {
 	}
 	var riderSid string
 	for _, m := range fc.messages {
-		if hasMarker(m.Attributes, StepRider, "IM1") {
+		if hasMarker(m.Attributes, StepRider, msg1) {
 			riderSid = m.Sid
 		}
 	}
@@ -364,12 +372,12 @@ func TestRerunResumes(t *testing.T) {
 func TestEnqueuedAgainWhileRunning(t *testing.T) {
 	fc := &fakeConversations{block: make(chan struct{})}
 	svc, _ := newTestService(t, fc)
-	mustHandle(t, svc, reply("IM1", customer), Decision{Outcome: OutcomeAccepted})
-	mustHandle(t, svc, reply("IM1", customer), Decision{Outcome: OutcomeDuplicate})
-	mustHandle(t, svc, reply("IM2", rider), Decision{OutcomeIgnored, ReasonNotCustomer})
+	mustHandle(t, svc, reply(msg1, customer), Decision{Outcome: OutcomeAccepted})
+	mustHandle(t, svc, reply(msg1, customer), Decision{Outcome: OutcomeDuplicate})
+	mustHandle(t, svc, reply(msg2, rider), Decision{OutcomeIgnored, ReasonNotCustomer})
 	close(fc.block)
 	drain(t, svc)
-	mustHandle(t, svc, reply("IM1", customer), Decision{Outcome: OutcomeDuplicate})
+	mustHandle(t, svc, reply(msg1, customer), Decision{Outcome: OutcomeDuplicate})
 	if svc.q.enqueued != 2 {
 		t.Errorf("enqueued %d times, want 2: the claim and the customer's duplicate while running", svc.q.enqueued)
 	}
@@ -386,7 +394,7 @@ func TestQueueFailureIsUnavailable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := svc.Handle(t.Context(), reply("IM1", customer)); !errors.Is(err, ErrUnavailable) {
+	if _, err := svc.Handle(t.Context(), reply(msg1, customer)); !errors.Is(err, ErrUnavailable) {
 		t.Errorf("err = %v, want ErrUnavailable", err)
 	}
 }
@@ -396,7 +404,7 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 	fc := &fakeConversations{failList: []error{&CallError{Op: "list", Kind: Retryable, Status: 429, RetryAfter: ra}}}
 	svc, _ := newTestService(t, fc)
 	start := time.Now()
-	mustHandle(t, svc, reply("IM1", customer), Decision{Outcome: OutcomeAccepted})
+	mustHandle(t, svc, reply(msg1, customer), Decision{Outcome: OutcomeAccepted})
 	drain(t, svc)
 	// A lower bound only: the backoff alone would retry after about a millisecond.
 	if el := time.Since(start); el < ra {
@@ -444,20 +452,72 @@ func TestRunDelay(t *testing.T) {
 }
 
 func TestMarker(t *testing.T) {
-	m := marker(StepWait, "IM1")
-	if m != `{"optin":{"step":"wait","trigger":"IM1"}}` {
+	m := marker(StepWait, msg1)
+	if m != `{"optin":{"step":"wait","trigger":"IM00000000000000000000000000000001"}}` {
 		t.Fatalf("marker = %s", m)
 	}
 	for attrs, want := range map[string]bool{
 		m: true,
-		`{"optin":{"step":"wait","trigger":"IM2"}}`:  false,
-		`{"optin":{"step":"rider","trigger":"IM1"}}`: false,
+		`{"optin":{"step":"wait","trigger":"IM00000000000000000000000000000002"}}`:  false,
+		`{"optin":{"step":"rider","trigger":"IM00000000000000000000000000000001"}}`: false,
 		`{}`:       false,
 		`not json`: false,
 		``:         false,
 	} {
-		if got := hasMarker(attrs, StepWait, "IM1"); got != want {
+		if got := hasMarker(attrs, StepWait, msg1); got != want {
 			t.Errorf("hasMarker(%q) = %v, want %v", attrs, got, want)
 		}
+	}
+}
+
+// zeroOnWin is a Store that keeps its contract but says nothing of the flow on a won claim.
+type zeroOnWin struct{ *fakeStore }
+
+func (z zeroOnWin) Claim(ctx context.Context, f Flow) (Flow, bool, error) {
+	existing, claimed, err := z.fakeStore.Claim(ctx, f)
+	if claimed {
+		return Flow{}, true, err
+	}
+	return existing, claimed, err
+}
+
+// The winner of a claim is enqueued because it won, not because of what the store returns with the win.
+func TestWonClaimIsEnqueuedWhateverTheStoreReturns(t *testing.T) {
+	fc := &fakeConversations{webhooks: []string{"WH1"}}
+	st := zeroOnWin{&fakeStore{}}
+	q := &fakeQueue{maxRuns: maxRuns, active: map[string]bool{}}
+	svc, err := NewService(fc, st, q, Config{WaitMessage: wait, RiderOptIn: Template{Body: riderMsg}, Retry: fastRetry})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.svc = svc
+	ts := &testService{svc, q}
+	mustHandle(t, ts, reply(msg1, customer), Decision{Outcome: OutcomeAccepted})
+	drain(t, ts)
+	if q.enqueued != 1 {
+		t.Fatalf("enqueued %d times, want 1", q.enqueued)
+	}
+	if f, err := st.Flow(t.Context(), conv); err != nil || f.State != StateDone {
+		t.Errorf("flow %+v %v, want done", f, err)
+	}
+}
+
+func TestEventValidationRejectsMalformedSids(t *testing.T) {
+	for name, ev := range map[string]Event{
+		"query in conversation sid": {ConversationSid: "CHx?y=1#z", MessageSid: msg1},
+		"short conversation sid":    {ConversationSid: "CH1", MessageSid: msg1},
+		"wrong prefix":              {ConversationSid: "MB00000000000000000000000000000001", MessageSid: msg1},
+		"json in conversation sid":  {ConversationSid: `{"a":"CH00000000000000000000000000000001"}`, MessageSid: msg1},
+		"non-hex message sid":       {ConversationSid: conv, MessageSid: "IM0000000000000000000000000000000g"},
+		"path in message sid":       {ConversationSid: conv, MessageSid: "IM00000000000000000000000000000001/.."},
+	} {
+		ev.Type, ev.Author = EventMessageAdded, customer
+		if err := ev.Validate(); !errors.Is(err, ErrInvalidEvent) {
+			t.Errorf("%s: Validate = %v", name, err)
+		}
+	}
+	ok := reply("IM0123456789abcdefABCDEF0123456789", customer)
+	if err := ok.Validate(); err != nil {
+		t.Errorf("valid event refused: %v", err)
 	}
 }

@@ -1,6 +1,10 @@
 package signature
 
-import "testing"
+import (
+	"fmt"
+	"net/url"
+	"testing"
+)
 
 // BenchmarkValidateForm is one POST webhook's check: about a dozen parameters, one token.
 func BenchmarkValidateForm(b *testing.B) {
@@ -15,6 +19,24 @@ func BenchmarkValidateForm(b *testing.B) {
 	for b.Loop() {
 		if !v.Validate(u, params, sig) {
 			b.Fatal("rejected")
+		}
+	}
+}
+
+// BenchmarkValidateForgedLargeForm is the worst a forger can send within the webhook's body limit
+// (64 KiB): thousands of short pairs, a well-formed but wrong signature, two tokens.
+func BenchmarkValidateForgedLargeForm(b *testing.B) {
+	u := "https://optin.example.com:443/webhooks/conversations?a='1'"
+	params := url.Values{}
+	for i := range 64 << 10 / 12 {
+		params.Add(fmt.Sprintf("p%05d", i%4000), "v1")
+	}
+	v := New("0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210")
+	sig := Compute("other", u, params)
+	b.ReportAllocs()
+	for b.Loop() {
+		if v.Validate(u, params, sig) {
+			b.Fatal("accepted")
 		}
 	}
 }

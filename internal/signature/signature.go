@@ -3,11 +3,13 @@
 package signature
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"io"
 	"maps"
 	"net/url"
 	"slices"
@@ -33,17 +35,22 @@ func New(tokens ...string) *Validator {
 // Compute returns the signature Twilio would send for rawURL and the form parameters params (nil for GET
 // requests and JSON bodies). Every value of a repeated name counts, values sorted within their name.
 func Compute(token, rawURL string, params url.Values) string {
-	return sign([]byte(token), rawURL+concat(params, false))
+	full, _ := concat(params)
+	return base64.StdEncoding.EncodeToString(mac([]byte(token), rawURL, full))
 }
 
 // Validate reports whether sig signs rawURL and params. It accepts the URL with and without its port
 // and with a single quote escaped or not, because Twilio's signing is not consistent about either.
+// The parameters are sorted once whatever the number of variants; a signature that is not a base64
+// HMAC-SHA1 is refused before any hashing.
 func (v *Validator) Validate(rawURL string, params url.Values, sig string) bool {
-	if sig == "" || len(v.keys) == 0 {
+	want, err := base64.StdEncoding.DecodeString(sig)
+	if err != nil || len(want) != sha1.Size || len(v.keys) == 0 {
 		return false
 	}
-	suffixes := []string{concat(params, false)}
-	if dedup := concat(params, true); dedup != suffixes[0] {
+	full, dedup := concat(params)
+	suffixes := [][]byte{full}
+	if !bytes.Equal(dedup, full) {
 		// twilio-node and twilio-python sign a repeated identical value once.
 		suffixes = append(suffixes, dedup)
 	}
@@ -52,7 +59,7 @@ func (v *Validator) Validate(rawURL string, params url.Values, sig string) bool 
 		for _, suffix := range suffixes {
 			for _, key := range v.keys {
 				// No early return: the work done does not depend on which variant matched.
-				ok = hmac.Equal([]byte(sign(key, u+suffix)), []byte(sig)) || ok
+				ok = hmac.Equal(mac(key, u, suffix), want) || ok
 			}
 		}
 	}
@@ -75,28 +82,30 @@ func (v *Validator) ValidateBody(rawURL string, body []byte, sig string) bool {
 	return v.Validate(rawURL, nil, sig) && bodyOK
 }
 
-func sign(key []byte, data string) string {
+// mac is HMAC-SHA1 over the URL followed by the parameter string, without joining the two.
+func mac(key []byte, rawURL string, params []byte) []byte {
 	m := hmac.New(sha1.New, key)
-	m.Write([]byte(data))
-	return base64.StdEncoding.EncodeToString(m.Sum(nil))
+	_, _ = io.WriteString(m, rawURL)
+	m.Write(params)
+	return m.Sum(nil)
 }
 
-func concat(params url.Values, dedup bool) string {
+// concat builds, in one pass over the sorted names, the parameter string with every value and the one
+// with repeated identical values written once.
+func concat(params url.Values) (full, dedup []byte) {
 	if len(params) == 0 {
-		return ""
+		return nil, nil
 	}
-	var b strings.Builder
 	for _, name := range slices.Sorted(maps.Keys(params)) {
 		values := slices.Sorted(slices.Values(params[name]))
-		if dedup {
-			values = slices.Compact(values)
-		}
-		for _, val := range values {
-			b.WriteString(name)
-			b.WriteString(val)
+		for i, val := range values {
+			full = append(append(full, name...), val...)
+			if i == 0 || val != values[i-1] {
+				dedup = append(append(dedup, name...), val...)
+			}
 		}
 	}
-	return b.String()
+	return full, dedup
 }
 
 // urlVariants returns rawURL as given, without its port, with the scheme's default port, and each of

@@ -62,7 +62,8 @@ func New(opts Options) (*Client, error) {
 	}
 	if opts.BaseURL != "" {
 		u, err := url.Parse(opts.BaseURL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || strings.Trim(u.Path, "/") != "" {
+			// Only scheme and host are replaced: a path would be silently dropped.
 			return nil, fmt.Errorf("base url %q: want http(s)://host[:port]", opts.BaseURL)
 		}
 		c.base = u
@@ -95,7 +96,7 @@ func (c *Client) CreateMessage(ctx context.Context, conversationSid string, m op
 	setIf(m.ContentSid, p.SetContentSid)
 	setIf(m.ContentVariables, p.SetContentVariables)
 	setIf(m.Attributes, p.SetAttributes)
-	msg, err := svc.CreateConversationMessage(conversationSid, p)
+	msg, err := svc.CreateConversationMessage(seg(conversationSid), p)
 	if err != nil {
 		return "", classify("create message", err, rec)
 	}
@@ -107,7 +108,7 @@ func (c *Client) RecentMessages(ctx context.Context, conversationSid string, lim
 	svc, rec := c.service(ctx, "list_messages")
 	p := &conversations.ListConversationMessageParams{}
 	p.SetOrder("desc").SetPageSize(min(max(limit, 1), 100))
-	page, err := svc.PageConversationMessage(conversationSid, p, "", "")
+	page, err := svc.PageConversationMessage(seg(conversationSid), p, "", "")
 	if err != nil {
 		return nil, classify("list messages", err, rec)
 	}
@@ -126,7 +127,7 @@ func (c *Client) ListWebhooks(ctx context.Context, conversationSid string) ([]st
 	svc, rec := c.service(ctx, "list_webhooks")
 	p := &conversations.ListConversationScopedWebhookParams{}
 	p.SetPageSize(webhookPageSize)
-	hooks, err := svc.ListConversationScopedWebhook(conversationSid, p)
+	hooks, err := svc.ListConversationScopedWebhook(seg(conversationSid), p)
 	if err != nil {
 		return nil, classify("list webhooks", err, rec)
 	}
@@ -140,11 +141,14 @@ func (c *Client) ListWebhooks(ctx context.Context, conversationSid string) ([]st
 // DeleteWebhook deletes one scoped webhook.
 func (c *Client) DeleteWebhook(ctx context.Context, conversationSid, webhookSid string) error {
 	svc, rec := c.service(ctx, "delete_webhook")
-	if err := svc.DeleteConversationScopedWebhook(conversationSid, webhookSid); err != nil {
+	if err := svc.DeleteConversationScopedWebhook(seg(conversationSid), seg(webhookSid)); err != nil {
 		return classify("delete webhook", err, rec)
 	}
 	return nil
 }
+
+// seg escapes a SID for its path segment: twilio-go pastes it into the path as it is.
+func seg(sid string) string { return url.PathEscape(sid) }
 
 func setIf[T any](v string, set func(string) T) {
 	if v != "" {
@@ -184,6 +188,8 @@ func (t *callTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	start := time.Now()
 	resp, err := t.next.RoundTrip(r)
 	if err != nil {
+		// What is recorded describes this request: an earlier page's answer says nothing of it.
+		t.rec.status, t.rec.retryAfter = 0, 0
 		t.observe(t.op, 0, time.Since(start))
 		return nil, err
 	}

@@ -3,10 +3,12 @@ package twilioapi
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"reflect"
+	"syscall"
 	"testing"
 	"time"
 
@@ -256,9 +258,73 @@ func TestNewRejects(t *testing.T) {
 		"empty password":  {AccountSid: "AC1", Username: "AC1"},
 		"base url":        {AccountSid: "AC1", Username: "AC1", Password: "x", BaseURL: "ftp://x"},
 		"base url host":   {AccountSid: "AC1", Username: "AC1", Password: "x", BaseURL: "http://"},
+		"base url path":   {AccountSid: "AC1", Username: "AC1", Password: "x", BaseURL: "http://127.0.0.1:9/twilio"},
 	} {
 		if _, err := New(o); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// pageTwoRefused lets the first request through, with a Retry-After on its answer, and refuses the
+// connection of every later one.
+type pageTwoRefused struct {
+	next http.RoundTripper
+	n    int
+}
+
+func (p *pageTwoRefused) RoundTrip(r *http.Request) (*http.Response, error) {
+	p.n++
+	if p.n > 1 {
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+	}
+	resp, err := p.next.RoundTrip(r)
+	if err == nil {
+		resp.Header.Set("Retry-After", "7")
+	}
+	return resp, err
+}
+
+// A failure is classified by what happened to the request that failed, not by an earlier page's answer.
+func TestLaterPageFailureIsNotTheFirstPagesStatus(t *testing.T) {
+	fake := faketwilio.New(accountSid, authToken)
+	t.Cleanup(fake.Close)
+	fake.AddConversation(conv, "WH1", "WH2", "WH3", "WH4", "WH5", "WH6", "WH7")
+	c, err := New(Options{AccountSid: accountSid, Username: accountSid, Password: authToken, BaseURL: fake.URL,
+		Transport: &pageTwoRefused{next: http.DefaultTransport}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.ListWebhooks(t.Context(), conv)
+	var ce *optin.CallError
+	if !errors.As(err, &ce) {
+		t.Fatalf("err = %v, want *CallError", err)
+	}
+	if got := (optin.CallError{Kind: ce.Kind, Status: ce.Status, RetryAfter: ce.RetryAfter}); got != (optin.CallError{Kind: optin.Retryable}) {
+		t.Errorf("page 2 refused: got %+v, want retryable with status 0 and no Retry-After (%v)", got, err)
+	}
+}
+
+// SIDs are path segments: whatever they hold stays in its segment.
+func TestSidsAreEscapedInPaths(t *testing.T) {
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = append(got, r.Method+" "+r.URL.EscapedPath()+" query="+r.URL.RawQuery)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(404)
+		_, _ = w.Write([]byte(`{"code":20404,"message":"not found","status":404}`))
+	}))
+	defer srv.Close()
+	c, _ := New(Options{AccountSid: accountSid, Username: accountSid, Password: authToken, BaseURL: srv.URL})
+	_, _ = c.CreateMessage(t.Context(), "CHx?y=1#z", optin.Message{Body: "x"})
+	_ = c.DeleteWebhook(t.Context(), "CH1/Webhooks", "WH1?a=b")
+	_, _ = c.ListWebhooks(t.Context(), `{"a":1}`)
+	want := []string{
+		"POST /v1/Conversations/CHx%3Fy=1%23z/Messages query=",
+		"DELETE /v1/Conversations/CH1%2FWebhooks/Webhooks/WH1%3Fa=b query=",
+		"GET /v1/Conversations/%7B%22a%22:1%7D/Webhooks query=PageSize=5",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("requests:\n got %q\nwant %q", got, want)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/optinkit/optin/internal/optin"
@@ -31,12 +32,17 @@ type Options struct {
 	ShutdownTimeout time.Duration
 	// Log receives asynq's own warnings and the flows' logs.
 	Log zerolog.Logger
+	// RunDelay is the wait before the nth run again (n from 1); nil means optin.RunDelay.
+	RunDelay func(n int, err error) time.Duration
 }
 
 // Queue enqueues and works on opt-ins through asynq.
 type Queue struct {
-	redis     asynq.RedisConnOpt
-	opts      Options
+	redis asynq.RedisConnOpt
+	opts  Options
+	// rdb carries Enqueue and Depth. Its calls end with their context, so a stalled Redis costs a
+	// webhook its own deadline; asynq's server keeps connections of its own.
+	rdb       *redis.Client
 	client    *asynq.Client
 	inspector *asynq.Inspector
 	server    *asynq.Server
@@ -56,7 +62,16 @@ func Open(url string, opts Options) (*Queue, error) {
 	if opts.MaxRetry <= 0 {
 		opts.MaxRetry = 10
 	}
-	return &Queue{redis: r, opts: opts, client: asynq.NewClient(r), inspector: asynq.NewInspector(r)}, nil
+	if opts.RunDelay == nil {
+		opts.RunDelay = optin.RunDelay
+	}
+	ropt, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("parsing redis url: %w", err)
+	}
+	ropt.ContextTimeoutEnabled = true
+	rdb := redis.NewClient(ropt)
+	return &Queue{redis: r, opts: opts, rdb: rdb, client: asynq.NewClientFromRedisClient(rdb), inspector: asynq.NewInspectorFromRedisClient(rdb)}, nil
 }
 
 // Enqueue queues the conversation's work unless it is queued or running already.
@@ -77,7 +92,7 @@ func (q *Queue) Start(w optin.Worker) error {
 		Queues:          map[string]int{queueName: 1},
 		ShutdownTimeout: q.opts.ShutdownTimeout,
 		BaseContext:     func() context.Context { return log.WithContext(context.Background()) },
-		RetryDelayFunc:  func(n int, err error, _ *asynq.Task) time.Duration { return optin.RunDelay(n+1, err) },
+		RetryDelayFunc:  func(n int, err error, _ *asynq.Task) time.Duration { return q.opts.RunDelay(n+1, err) },
 		Logger:          logger{log},
 		LogLevel:        asynq.WarnLevel,
 		// Retries are due after a second or two; look for them every second, not asynq's default five.
@@ -103,7 +118,8 @@ func (q *Queue) Start(w optin.Worker) error {
 
 // Shutdown stops taking work and waits for running work until ctx ends (or ShutdownTimeout, whichever
 // comes first); asynq then hands unfinished work back to Redis. Work still running when ctx ends keeps
-// its lease until the process exits, and another replica takes it over once the lease lapses.
+// its lease until the process exits, and another replica takes it over once the lease lapses. Either
+// way the queue's own connections are closed: it enqueues nothing more.
 func (q *Queue) Shutdown(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
@@ -112,12 +128,13 @@ func (q *Queue) Shutdown(ctx context.Context) error {
 		}
 		close(done)
 	}()
+	var err error
 	select {
 	case <-done:
 	case <-ctx.Done():
-		return fmt.Errorf("waiting for in-flight opt-ins: %w", ctx.Err())
+		err = fmt.Errorf("waiting for in-flight opt-ins: %w", ctx.Err())
 	}
-	return errors.Join(q.inspector.Close(), q.client.Close())
+	return errors.Join(err, q.rdb.Close())
 }
 
 // Depth counts the opt-ins waiting in Redis — queued, or scheduled for another run — across all replicas.
@@ -137,7 +154,7 @@ func (q *Queue) Depth() (int, error) {
 }
 
 // Ping reports whether Redis answers.
-func (q *Queue) Ping() error { return q.client.Ping() }
+func (q *Queue) Ping(ctx context.Context) error { return q.rdb.Ping(ctx).Err() }
 
 // logger passes asynq's messages to zerolog.
 type logger struct{ zerolog.Logger }

@@ -2,7 +2,6 @@ package asynqueue
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -10,46 +9,9 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/optinkit/optin/internal/queue/queuetest"
 	"github.com/optinkit/optin/internal/redistest"
 )
-
-// worker fails each conversation's first fails runs and records every call.
-type worker struct {
-	mu     sync.Mutex
-	fails  int
-	runs   map[string]int
-	by     map[string]string
-	gaveUp map[string]int
-	name   string
-}
-
-func newWorker(name string, fails int) *worker {
-	return &worker{name: name, fails: fails, runs: map[string]int{}, by: map[string]string{}, gaveUp: map[string]int{}}
-}
-
-func (w *worker) Work(_ context.Context, conv string) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.runs[conv]++
-	w.by[conv] = w.name
-	if w.runs[conv] <= w.fails {
-		return errors.New("transient")
-	}
-	return nil
-}
-
-func (w *worker) GiveUp(_ context.Context, conv string, _ error) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.gaveUp[conv]++
-	return nil
-}
-
-func (w *worker) count(conv string) (int, int) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.runs[conv], w.gaveUp[conv]
-}
 
 func open(t *testing.T, url string, maxRetry int) *Queue {
 	t.Helper()
@@ -75,7 +37,7 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 func TestEachConversationRunsOnceAcrossReplicas(t *testing.T) {
 	srv := redistest.Start(t)
 	a, b := open(t, srv.URL(), 3), open(t, srv.URL(), 3)
-	wa, wb := newWorker("a", 0), newWorker("b", 0)
+	wa, wb := queuetest.NewWorker(0), queuetest.NewWorker(0)
 	var wg sync.WaitGroup
 	for i := range 40 {
 		for _, q := range []*Queue{a, b, a} {
@@ -95,8 +57,8 @@ func TestEachConversationRunsOnceAcrossReplicas(t *testing.T) {
 	}
 	total := func() (n int) {
 		for i := range 40 {
-			ra, _ := wa.count(fmt.Sprintf("CH%02d", i))
-			rb, _ := wb.count(fmt.Sprintf("CH%02d", i))
+			ra := wa.Runs(fmt.Sprintf("CH%02d", i))
+			rb := wb.Runs(fmt.Sprintf("CH%02d", i))
 			n += ra + rb
 		}
 		return n
@@ -104,41 +66,16 @@ func TestEachConversationRunsOnceAcrossReplicas(t *testing.T) {
 	waitUntil(t, "40 runs", func() bool { return total() >= 40 })
 	_ = a.Shutdown(t.Context())
 	_ = b.Shutdown(t.Context())
+	byA, byB := 0, 0
 	for i := range 40 {
 		conv := fmt.Sprintf("CH%02d", i)
-		ra, _ := wa.count(conv)
-		rb, _ := wb.count(conv)
+		ra, rb := wa.Runs(conv), wb.Runs(conv)
 		if ra+rb != 1 {
 			t.Errorf("%s ran %d times", conv, ra+rb)
 		}
+		byA, byB = byA+ra, byB+rb
 	}
-	ra, rb := len(wa.runs), len(wb.runs)
-	t.Logf("replica a ran %d conversations, replica b %d", ra, rb)
-}
-
-func TestTransientFailuresAreRetriedThenGivenUp(t *testing.T) {
-	srv := redistest.Start(t)
-	q := open(t, srv.URL(), 1)
-	w := newWorker("a", 1)
-	if err := q.Start(w); err != nil {
-		t.Fatal(err)
-	}
-	defer q.Shutdown(t.Context())
-	_ = q.Enqueue(t.Context(), "CH-ok")
-	waitUntil(t, "a retried run", func() bool { n, _ := w.count("CH-ok"); return n == 2 })
-
-	w.mu.Lock()
-	w.fails = 100
-	w.mu.Unlock()
-	_ = q.Enqueue(t.Context(), "CH-bad")
-	waitUntil(t, "give-up", func() bool { _, g := w.count("CH-bad"); return g == 1 })
-	if n, _ := w.count("CH-bad"); n != 2 {
-		t.Errorf("CH-bad ran %d times, want 2 (MaxRetry 1)", n)
-	}
-	// A finished conversation may be queued again (its task is gone); the flow itself then has nothing to do.
-	if err := q.Enqueue(t.Context(), "CH-ok"); err != nil {
-		t.Errorf("re-enqueue after completion: %v", err)
-	}
+	t.Logf("replica a ran %d conversations, replica b %d", byA, byB)
 }
 
 func TestDepthCountsWaitingWork(t *testing.T) {
@@ -156,41 +93,23 @@ func TestDepthCountsWaitingWork(t *testing.T) {
 	_ = q.Shutdown(t.Context())
 }
 
-// blocker holds every run until release is closed.
-type blocker struct{ release, started chan struct{} }
-
-func (b blocker) Work(ctx context.Context, _ string) error {
-	close(b.started)
-	<-b.release
-	return nil
-}
-
-func (blocker) GiveUp(context.Context, string, error) error { return nil }
-
-func TestShutdownIsBoundedByItsContext(t *testing.T) {
-	srv := redistest.Start(t)
-	q, err := Open(srv.URL(), Options{Concurrency: 1, ShutdownTimeout: time.Minute, Log: zerolog.Nop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := blocker{release: make(chan struct{}), started: make(chan struct{})}
-	defer close(b.release)
-	if err := q.Start(b); err != nil {
-		t.Fatal(err)
-	}
-	_ = q.Enqueue(t.Context(), "CH1")
-	<-b.started
-	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
-	defer cancel()
-	if err := q.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("Shutdown = %v, want the context's deadline", err)
-	}
+// Each subtest gets its own redis-server.
+func TestContract(t *testing.T) {
+	queuetest.Run(t, func(t *testing.T, maxRuns int) queuetest.Queue {
+		q, err := Open(redistest.Start(t).URL(), Options{Concurrency: 4, MaxRetry: max(maxRuns-1, 1), ShutdownTimeout: 5 * time.Second,
+			Log: zerolog.Nop(), RunDelay: func(int, error) time.Duration { return time.Millisecond }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = q.Shutdown(context.Background()) })
+		return q
+	})
 }
 
 func TestEnqueueFailsWithoutRedis(t *testing.T) {
 	srv := redistest.Start(t)
 	q := open(t, srv.URL(), 1)
-	if err := q.Ping(); err != nil {
+	if err := q.Ping(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	srv.Kill()
@@ -199,7 +118,7 @@ func TestEnqueueFailsWithoutRedis(t *testing.T) {
 	if err := q.Enqueue(ctx, "CH1"); err == nil {
 		t.Error("enqueue succeeded with Redis down")
 	}
-	if err := q.Ping(); err == nil {
+	if err := q.Ping(t.Context()); err == nil {
 		t.Error("ping succeeded with Redis down")
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,9 +37,23 @@ func (s *Store) Claim(_ context.Context, f optin.Flow) (optin.Flow, bool, error)
 	if existing, ok := s.flows[f.ConversationSid]; ok {
 		return clone(existing), false, nil
 	}
+	// The caller's strings may be slices of a whole webhook body: keep copies, or the body stays
+	// alive for as long as the flow is remembered.
+	f.ConversationSid, f.Customer, f.Trigger, f.Detail = strings.Clone(f.ConversationSid), strings.Clone(f.Customer), strings.Clone(f.Trigger), strings.Clone(f.Detail)
 	f.Steps, f.Runs = map[string]string{}, 0
 	s.flows[f.ConversationSid] = f
 	return clone(f), true, nil
+}
+
+// Flow returns the conversation's flow.
+func (s *Store) Flow(_ context.Context, conversationSid string) (optin.Flow, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, ok := s.flows[conversationSid]
+	if !ok {
+		return optin.Flow{}, fmt.Errorf("flow %s: %w", conversationSid, optin.ErrNoFlow)
+	}
+	return clone(f), nil
 }
 
 // Begin counts a run and returns the flow.
@@ -47,10 +62,10 @@ func (s *Store) Begin(_ context.Context, conversationSid string) (optin.Flow, er
 	defer s.mu.Unlock()
 	f, ok := s.flows[conversationSid]
 	if !ok {
-		return optin.Flow{}, fmt.Errorf("begin %s: no flow claimed", conversationSid)
+		return optin.Flow{}, fmt.Errorf("begin %s: %w", conversationSid, optin.ErrNoFlow)
 	}
 	f.Runs++
-	s.flows[conversationSid] = f
+	s.put(f)
 	return clone(f), nil
 }
 
@@ -60,9 +75,9 @@ func (s *Store) StepDone(_ context.Context, conversationSid, step, ref string) e
 	defer s.mu.Unlock()
 	f, ok := s.flows[conversationSid]
 	if !ok {
-		return fmt.Errorf("step %s of %s: no flow claimed", step, conversationSid)
+		return fmt.Errorf("step %s of %s: %w", step, conversationSid, optin.ErrNoFlow)
 	}
-	f.Steps[step] = ref
+	f.Steps[strings.Clone(step)] = strings.Clone(ref)
 	return nil
 }
 
@@ -72,19 +87,11 @@ func (s *Store) Finish(_ context.Context, conversationSid string, state optin.St
 	defer s.mu.Unlock()
 	f, ok := s.flows[conversationSid]
 	if !ok {
-		return fmt.Errorf("finishing %s: no flow claimed", conversationSid)
+		return fmt.Errorf("finishing %s: %w", conversationSid, optin.ErrNoFlow)
 	}
-	f.State, f.Detail, f.FinishedAt = state, detail, s.now()
-	s.flows[conversationSid] = f
+	f.State, f.Detail, f.FinishedAt = state, strings.Clone(detail), s.now()
+	s.put(f)
 	return nil
-}
-
-// Get returns the conversation's flow, for tests and diagnostics.
-func (s *Store) Get(conversationSid string) (optin.Flow, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	f, ok := s.flows[conversationSid]
-	return clone(f), ok
 }
 
 // sweep drops flows finished longer than the retention ago, at most once a tenth of the retention,
@@ -106,3 +113,7 @@ func clone(f optin.Flow) optin.Flow {
 	f.Steps = maps.Clone(f.Steps)
 	return f
 }
+
+// put stores f under its own key. A map assignment to a string key that is present replaces the key
+// too: keyed by the caller's string, the map would keep the caller's memory (a webhook body) alive.
+func (s *Store) put(f optin.Flow) { s.flows[f.ConversationSid] = f }

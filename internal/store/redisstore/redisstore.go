@@ -27,11 +27,22 @@ var _ optin.Store = (*Store)(nil)
 // Open connects to the Redis at url (redis://[user:pass@]host:port/db, or rediss:// for TLS) and keeps
 // finished flows for retention. It does not wait for Redis: call Ping.
 func Open(url string, retention time.Duration) (*Store, error) {
+	opt, err := options(url)
+	if err != nil {
+		return nil, err
+	}
+	return &Store{rdb: redis.NewClient(opt), prefix: "optin:flow:", retention: retention}, nil
+}
+
+// options parses url into client options whose calls end when their context does: a stalled Redis
+// then costs a request its own deadline, not go-redis's read timeouts and retries.
+func options(url string) (*redis.Options, error) {
 	opt, err := redis.ParseURL(url)
 	if err != nil {
 		return nil, fmt.Errorf("parsing redis url: %w", err)
 	}
-	return &Store{rdb: redis.NewClient(opt), prefix: "optin:flow:", retention: retention}, nil
+	opt.ContextTimeoutEnabled = true
+	return opt, nil
 }
 
 // Ping reports whether Redis answers.
@@ -103,7 +114,7 @@ func (s *Store) Begin(ctx context.Context, conversationSid string) (optin.Flow, 
 		return optin.Flow{}, fmt.Errorf("begin: %w", err)
 	}
 	if len(res) == 0 {
-		return optin.Flow{}, fmt.Errorf("begin %s: no flow claimed", conversationSid)
+		return optin.Flow{}, fmt.Errorf("begin %s: %w", conversationSid, optin.ErrNoFlow)
 	}
 	return decode(conversationSid, res)
 }
@@ -125,23 +136,25 @@ func (s *Store) changed(cmd *redis.Cmd, what, conv string) error {
 	case err != nil:
 		return fmt.Errorf("%s: %w", what, err)
 	case n == 0:
-		return fmt.Errorf("%s %s: no flow claimed", what, conv)
+		return fmt.Errorf("%s %s: %w", what, conv, optin.ErrNoFlow)
 	}
 	return nil
 }
 
-// Get returns the stored flow, for tests and diagnostics.
-func (s *Store) Get(ctx context.Context, conversationSid string) (optin.Flow, bool, error) {
+// Flow returns the conversation's flow.
+func (s *Store) Flow(ctx context.Context, conversationSid string) (optin.Flow, error) {
 	res, err := s.rdb.HGetAll(ctx, s.key(conversationSid)).Result()
-	if err != nil || len(res) == 0 {
-		return optin.Flow{}, false, err
+	if err != nil {
+		return optin.Flow{}, fmt.Errorf("flow %s: %w", conversationSid, err)
 	}
-	var pairs []string
+	if len(res) == 0 {
+		return optin.Flow{}, fmt.Errorf("flow %s: %w", conversationSid, optin.ErrNoFlow)
+	}
+	pairs := make([]string, 0, 2*len(res))
 	for k, v := range res {
 		pairs = append(pairs, k, v)
 	}
-	f, err := decode(conversationSid, pairs)
-	return f, err == nil, err
+	return decode(conversationSid, pairs)
 }
 
 func decode(conv string, pairs []string) (optin.Flow, error) {

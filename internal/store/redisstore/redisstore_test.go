@@ -43,8 +43,8 @@ func TestFinishedFlowsExpire(t *testing.T) {
 	if ttl := s.rdb.PTTL(ctx, s.key("CH1")).Val(); ttl <= 0 || ttl > time.Hour {
 		t.Errorf("finished flow TTL %v, want within an hour", ttl)
 	}
-	if f, ok, err := s.Get(ctx, "CH1"); err != nil || !ok || f.State != optin.StateDone {
-		t.Errorf("get: %+v %v %v", f, ok, err)
+	if f, err := s.Flow(ctx, "CH1"); err != nil || f.State != optin.StateDone {
+		t.Errorf("flow: %+v %v", f, err)
 	}
 }
 
@@ -56,9 +56,9 @@ func TestClaimSurvivesRestart(t *testing.T) {
 		t.Fatal(claimed, err)
 	}
 	srv.Restart(0)
-	f, ok, err := s.Get(t.Context(), "CH1")
-	if err != nil || !ok || f.Trigger != "IM1" {
-		t.Errorf("after restart: %+v %v %v", f, ok, err)
+	f, err := s.Flow(t.Context(), "CH1")
+	if err != nil || f.Trigger != "IM1" {
+		t.Errorf("after restart: %+v %v", f, err)
 	}
 	srv.Kill()
 	if err := s.Ping(t.Context()); err == nil {

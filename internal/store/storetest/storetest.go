@@ -2,6 +2,7 @@
 package storetest
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -42,8 +43,13 @@ func Run(t *testing.T, open func(t *testing.T) (optin.Store, optin.Store)) {
 		ctx := t.Context()
 		started := time.UnixMilli(time.Now().UnixMilli())
 		first := optin.Flow{ConversationSid: "CH2", Customer: "whatsapp:+1", Trigger: "IM1", State: optin.StateRunning, StartedAt: started}
-		if f, claimed, err := s.Claim(ctx, first); err != nil || !claimed || f.Runs != 0 || len(f.Steps) != 0 {
-			t.Fatalf("claim: %+v %v %v", f, claimed, err)
+		if _, claimed, err := s.Claim(ctx, first); err != nil || !claimed {
+			t.Fatalf("claim: %v %v", claimed, err)
+		}
+		// What a won claim recorded is f itself, with no steps and no runs, whatever Claim returned.
+		if f, err := s.Flow(ctx, "CH2"); err != nil || f.ConversationSid != "CH2" || f.Customer != first.Customer || f.Trigger != first.Trigger ||
+			f.State != optin.StateRunning || !f.StartedAt.Equal(started) || f.Runs != 0 || len(f.Steps) != 0 || !f.FinishedAt.IsZero() {
+			t.Fatalf("flow after the claim: %+v %v", f, err)
 		}
 		got, claimed, err := s.Claim(ctx, optin.Flow{ConversationSid: "CH2", Customer: "whatsapp:+2", Trigger: "IM2", State: optin.StateRunning})
 		if err != nil || claimed || got.Customer != "whatsapp:+1" || got.Trigger != "IM1" || got.State != optin.StateRunning || !got.StartedAt.Equal(started) {
@@ -65,11 +71,19 @@ func Run(t *testing.T, open func(t *testing.T) (optin.Store, optin.Store)) {
 		if again, _ := s.Begin(ctx, "CH2"); len(again.Steps) != 1 {
 			t.Error("a returned flow aliases the stored one")
 		}
+		read, err := s.Flow(ctx, "CH2")
+		if err != nil || read.Runs != 4 || read.Steps[optin.StepWait] != "IM7" {
+			t.Fatalf("flow: %+v %v", read, err)
+		}
+		read.Steps[optin.StepRider] = "changed by the caller"
+		if again, _ := s.Flow(ctx, "CH2"); len(again.Steps) != 1 {
+			t.Error("Flow's result aliases the stored one")
+		}
 		if err := s.Finish(ctx, "CH2", optin.StateFailed, "step rider: 63016"); err != nil {
 			t.Fatal(err)
 		}
 		done, _, err := s.Claim(ctx, optin.Flow{ConversationSid: "CH2", Customer: "whatsapp:+1", Trigger: "IM3"})
-		if err != nil || done.State != optin.StateFailed || done.Detail != "step rider: 63016" || done.FinishedAt.IsZero() || done.Runs != 4 {
+		if err != nil || done.State != optin.StateFailed || done.Detail != "step rider: 63016" || done.FinishedAt.IsZero() || done.Runs != 4 || done.Trigger != "IM1" {
 			t.Errorf("after finish: %+v %v", done, err)
 		}
 	})
@@ -77,14 +91,17 @@ func Run(t *testing.T, open func(t *testing.T) (optin.Store, optin.Store)) {
 	t.Run("unclaimed flows are not created", func(t *testing.T) {
 		s := first(t)
 		ctx := t.Context()
-		if _, err := s.Begin(ctx, "CH3"); err == nil {
-			t.Error("begin of an unclaimed flow succeeded")
+		if _, err := s.Flow(ctx, "CH3"); !errors.Is(err, optin.ErrNoFlow) {
+			t.Errorf("flow of an unclaimed conversation: %v, want ErrNoFlow", err)
 		}
-		if err := s.StepDone(ctx, "CH3", optin.StepWait, "x"); err == nil {
-			t.Error("step of an unclaimed flow recorded")
+		if _, err := s.Begin(ctx, "CH3"); !errors.Is(err, optin.ErrNoFlow) {
+			t.Errorf("begin of an unclaimed flow: %v, want ErrNoFlow", err)
 		}
-		if err := s.Finish(ctx, "CH3", optin.StateDone, ""); err == nil {
-			t.Error("finish of an unclaimed flow recorded")
+		if err := s.StepDone(ctx, "CH3", optin.StepWait, "x"); !errors.Is(err, optin.ErrNoFlow) {
+			t.Errorf("step of an unclaimed flow: %v, want ErrNoFlow", err)
+		}
+		if err := s.Finish(ctx, "CH3", optin.StateDone, ""); !errors.Is(err, optin.ErrNoFlow) {
+			t.Errorf("finish of an unclaimed flow: %v, want ErrNoFlow", err)
 		}
 		if _, claimed, err := s.Claim(ctx, optin.Flow{ConversationSid: "CH3", State: optin.StateRunning}); !claimed || err != nil {
 			t.Errorf("the failed operations left something behind: claimed=%v %v", claimed, err)
