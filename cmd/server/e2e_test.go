@@ -6,9 +6,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -569,4 +571,75 @@ func TestEndToEndShutdownTimeoutAbandons(t *testing.T) {
 	if !strings.Contains(s.logs.String(), "opt-ins abandoned at shutdown timeout") {
 		t.Errorf("abandonment not logged:\n%s", s.logs)
 	}
+}
+
+// breakingListener accepts until broken, then fails every Accept as a dead socket would.
+type breakingListener struct {
+	net.Listener
+	broken chan struct{}
+}
+
+func (l breakingListener) Accept() (net.Conn, error) {
+	select {
+	case <-l.broken:
+		return nil, errors.New("listener broke")
+	default:
+	}
+	return l.Listener.Accept()
+}
+
+// When serving fails, run shuts down as on SIGTERM — the queue included — before it returns the error.
+func TestServeErrorShutsDownTheQueue(t *testing.T) {
+	fake := newFake(t, "WH1")
+	api, release := blockingAPI(t, fake)
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := breakingListener{Listener: inner, broken: make(chan struct{})}
+	ctx, cancel := context.WithCancel(withListener(context.Background(), ln))
+	defer cancel()
+	logs := &syncBuffer{}
+	done := make(chan error, 1)
+	env := baseEnv(fake, map[string]string{"OPTIN_TWILIO_API_URL": api, "OPTIN_SHUTDOWN_TIMEOUT": "5s"})
+	go func() { done <- run(ctx, []string{"optin-server"}, envOf(env), logs, io.Discard) }()
+	s := &server{t: t, base: "http://" + inner.Addr().String(), logs: logs}
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(logs.String(), `"message":"listening"`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no start:\n%s", logs)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if code, _ := s.send(s.postReq(event(msg1, customer))); code != 200 {
+		t.Fatal(code)
+	}
+	close(ln.broken)
+	inner.Close() // wakes the Accept in progress
+	for !strings.Contains(logs.String(), `"message":"shutting down"`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no shutdown after the serve error:\n%s", logs)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("run returned (%v) with an opt-in in flight: the queue was not drained", err)
+	default:
+	}
+	release()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "serving") {
+			t.Errorf("run = %v, want the serve error", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("run did not return")
+	}
+	for _, want := range []string{`"message":"server failed"`, `"message":"shutting down"`, `"message":"stopped"`} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log lacks %s", want)
+		}
+	}
+	assertCalls(t, fake, sorted(waitCall(msg1), riderCall(msg1), listCall("PageSize=5"), deleteCall("WH1")))
 }

@@ -47,6 +47,14 @@ func withReady(ctx context.Context, ready func(addr string)) context.Context {
 	return context.WithValue(ctx, readyKey{}, ready)
 }
 
+// listenerKey carries a net.Listener that run serves on instead of listening on OPTIN_ADDR: tests use it
+// to make the server fail.
+type listenerKey struct{}
+
+func withListener(ctx context.Context, ln net.Listener) context.Context {
+	return context.WithValue(ctx, listenerKey{}, ln)
+}
+
 // run is the whole program: the configuration comes through getenv and nothing else, so tests pass a
 // map and run in parallel. It returns when ctx ends and shutdown is complete.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -98,9 +106,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	log.Info().Object("config", cfg.config).Msg("starting")
 
 	// Take the ports first: a taken port fails the start before anything else is set up.
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("OPTIN_ADDR: listening on %s: %w", cfg.Addr, err)
+	ln, ok := ctx.Value(listenerKey{}).(net.Listener)
+	if !ok {
+		if ln, err = net.Listen("tcp", cfg.Addr); err != nil {
+			return fmt.Errorf("OPTIN_ADDR: listening on %s: %w", cfg.Addr, err)
+		}
 	}
 	defer ln.Close()
 	if cfg.DebugAddr != "" {
