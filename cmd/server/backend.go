@@ -9,6 +9,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/optinkit/optin/internal/chat"
 	"github.com/optinkit/optin/internal/optin"
 	"github.com/optinkit/optin/internal/queue/asynqueue"
 	"github.com/optinkit/optin/internal/queue/inproc"
@@ -29,6 +30,8 @@ type workQueue interface {
 type backend struct {
 	store optin.Store
 	queue workQueue
+	// chats is nil where the chats API cannot run.
+	chats chat.Store
 	// ping reports whether the backend can take work; readiness follows it.
 	ping       func(ctx context.Context) error
 	closeStore func() error
@@ -48,6 +51,7 @@ func openBackend(ctx context.Context, cfg config, log zerolog.Logger) (*backend,
 		return &backend{
 			store:      memory.New(cfg.FlowRetention),
 			queue:      inproc.New(inprocMaxRuns),
+			chats:      memory.NewChats(),
 			ping:       func(context.Context) error { return nil },
 			closeStore: func() error { return nil },
 		}, nil

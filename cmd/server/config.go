@@ -41,6 +41,12 @@ type config struct {
 	Workers          int           `envconfig:"OPTIN_WORKERS" default:"10" desc:"opt-ins this replica works on at once (with Redis; 1 to 1000)"`
 	FlowRetention    time.Duration `envconfig:"OPTIN_FLOW_RETENTION" default:"720h" desc:"how long a finished conversation is remembered (in Redis or in memory), so later messages stay no-ops (1m to 8760h)"`
 	DebugAddr        string        `envconfig:"OPTIN_DEBUG_ADDR" desc:"loopback address (e.g. 127.0.0.1:6060) to serve pprof on; empty serves none"`
+	AdminTokens      string        `envconfig:"OPTIN_ADMIN_TOKENS" mask:"secret" desc:"comma-separated bearer tokens of the admin API (/v1), each at least 16 characters; empty turns the API off"`
+	AdminAddr        string        `envconfig:"OPTIN_ADMIN_ADDR" desc:"serve the admin API on this address instead of OPTIN_ADDR, so the public ingress exposes only the webhook"`
+	WhatsAppNumber   string        `envconfig:"OPTIN_WHATSAPP_NUMBER" desc:"the business WhatsApp sender chats are started on (whatsapp:+E164); required with the admin API"`
+	InviteContentSid string        `envconfig:"OPTIN_INVITE_CONTENT_SID" desc:"default invitation template (HX…) of a chat, with variables 1 = customer's name, 2 = rider's"`
+	ChatTTL          time.Duration `envconfig:"OPTIN_CHAT_TTL" default:"4h" desc:"a chat's conversation closes after this long without activity, unless the start says otherwise (10m to 720h)"`
+	ChatStartTimeout time.Duration `envconfig:"OPTIN_CHAT_START_TIMEOUT" default:"10s" desc:"how long POST /v1/chats works on a start before answering 503 (repeating the call resumes it; 1s to 60s)"`
 	Demo             bool          `envconfig:"OPTIN_DEMO" default:"false" desc:"same as -demo: run against a built-in Twilio emulator with generated credentials and play the guide's story"`
 }
 
@@ -50,6 +56,8 @@ type settings struct {
 	// publicURL is OPTIN_PUBLIC_URL without user and password: Twilio drops them before signing.
 	publicURL *url.URL
 	logLevel  zerolog.Level
+	// adminTokens is OPTIN_ADMIN_TOKENS split; empty when the admin API is off.
+	adminTokens []string
 }
 
 // readConfig fills a config from getenv; each variable that does not parse is named in the error.
@@ -108,6 +116,7 @@ var (
 	accountSidRE = regexp.MustCompile(`^AC[0-9a-fA-F]{32}$`)
 	apiKeyRE     = regexp.MustCompile(`^SK[0-9a-fA-F]{32}$`)
 	contentSidRE = regexp.MustCompile(`^HX[0-9a-fA-F]{32}$`)
+	whatsAppRE   = regexp.MustCompile(`^whatsapp:\+[1-9][0-9]{6,14}$`)
 )
 
 // validate checks c and returns it parsed; it changes nothing, so what it checks is what runs.
@@ -201,6 +210,41 @@ func (c config) validate() (settings, error) {
 		bad("OPTIN_DEBUG_ADDR", "must be a loopback address such as 127.0.0.1:6060")
 	}
 	between("OPTIN_SHUTDOWN_TIMEOUT", c.ShutdownTimeout, 100*time.Millisecond, 10*time.Minute)
+	for t := range strings.SplitSeq(c.AdminTokens, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			s.adminTokens = append(s.adminTokens, t)
+		}
+	}
+	for _, t := range s.adminTokens {
+		if len(t) < 16 {
+			bad("OPTIN_ADMIN_TOKENS", "each token must be at least 16 characters")
+			break
+		}
+	}
+	if c.AdminTokens != "" && len(s.adminTokens) == 0 {
+		bad("OPTIN_ADMIN_TOKENS", "holds no token")
+	}
+	between("OPTIN_CHAT_TTL", c.ChatTTL, 10*time.Minute, 720*time.Hour)
+	between("OPTIN_CHAT_START_TIMEOUT", c.ChatStartTimeout, time.Second, time.Minute)
+	if c.InviteContentSid != "" && !contentSidRE.MatchString(c.InviteContentSid) {
+		bad("OPTIN_INVITE_CONTENT_SID", "must be a Content SID: HX followed by 32 hexadecimal digits")
+	}
+	if c.WhatsAppNumber != "" && !whatsAppRE.MatchString(c.WhatsAppNumber) {
+		bad("OPTIN_WHATSAPP_NUMBER", "want whatsapp:+E164, e.g. whatsapp:+15550100000")
+	}
+	if len(s.adminTokens) > 0 {
+		if c.WhatsAppNumber == "" {
+			bad("OPTIN_WHATSAPP_NUMBER", "required with OPTIN_ADMIN_TOKENS: the business number chats are started on")
+		}
+		if c.PublicURL == "" {
+			bad("OPTIN_PUBLIC_URL", "required with OPTIN_ADMIN_TOKENS: chats arm their webhook at it")
+		}
+		if c.RedisURL != "" {
+			bad("OPTIN_ADMIN_TOKENS", "the chats API keeps its chats in this process for now: it cannot run with OPTIN_REDIS_URL")
+		}
+	} else if c.AdminAddr != "" {
+		bad("OPTIN_ADMIN_ADDR", "needs OPTIN_ADMIN_TOKENS")
+	}
 	return s, errors.Join(errs...)
 }
 

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -23,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/optinkit/optin/internal/chat"
 	"github.com/optinkit/optin/internal/handlers"
 	"github.com/optinkit/optin/internal/metrics"
 	"github.com/optinkit/optin/internal/optin"
@@ -173,6 +175,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("starting workers: %w", err)
 	}
 
+	var admin http.Handler
+	if len(cfg.adminTokens) > 0 {
+		if admin, err = newAdmin(cfg, conv, be.chats); err != nil {
+			return err
+		}
+	}
+
 	var serving atomic.Bool
 	ready := func(ctx context.Context) error {
 		if !serving.Load() {
@@ -180,20 +189,26 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		return be.ping(ctx)
 	}
+	opts := handlers.Options{Metrics: m, MetricsHandler: metrics.Handler(reg)}
+	if cfg.AdminAddr == "" {
+		opts.Admin = admin
+	}
 	router, err := handlers.NewRouter(log, svc, signature.New(cfg.AuthToken, cfg.AuthTokenSecondary),
-		handlers.SignedURL{Public: cfg.publicURL, TrustProxy: cfg.TrustProxy}, ready,
-		handlers.Observability{Metrics: m, Handler: metrics.Handler(reg)})
+		handlers.SignedURL{Public: cfg.publicURL, TrustProxy: cfg.TrustProxy}, ready, opts)
 	if err != nil {
 		return fmt.Errorf("router: %w", err)
 	}
-	srv := &http.Server{
-		Handler:           router,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      15 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
+	var adminSrv *http.Server
+	if cfg.AdminAddr != "" {
+		adminLn, err := net.Listen("tcp", cfg.AdminAddr)
+		if err != nil {
+			return fmt.Errorf("OPTIN_ADMIN_ADDR: listening on %s: %w", cfg.AdminAddr, err)
+		}
+		adminSrv = newHTTPServer(handlers.NewAdminServer(log, admin, ready))
+		go func() { _ = adminSrv.Serve(adminLn) }()
+		log.Info().Str("addr", adminLn.Addr().String()).Msg("admin API listening")
 	}
+	srv := newHTTPServer(router)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	serving.Store(true)
@@ -224,12 +239,49 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	log.Info().Dur("timeout", cfg.ShutdownTimeout).Msg("shutting down")
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		log.Error().Err(err).Msg("requests still open at shutdown timeout")
+	for _, s := range []*http.Server{srv, adminSrv} {
+		if s == nil {
+			continue
+		}
+		if err := s.Shutdown(shutdownCtx); err != nil {
+			log.Error().Err(err).Msg("requests still open at shutdown timeout")
+		}
 	}
 	closeBackend(shutdownCtx)
 	log.Info().Msg("stopped")
 	return failed
+}
+
+// newHTTPServer bounds what one client can hold: headers, bodies and idle connections.
+func newHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+}
+
+// newAdmin builds the chats service and the admin API on it.
+func newAdmin(cfg settings, conv *twilioapi.Client, store chat.Store) (http.Handler, error) {
+	chats, err := chat.NewService(conv, store, chat.Config{
+		BusinessNumber:   cfg.WhatsAppNumber,
+		WebhookURL:       strings.TrimSuffix(cfg.PublicURL, "/") + "/webhooks/conversations",
+		InviteContentSid: cfg.InviteContentSid,
+		DefaultTTL:       cfg.ChatTTL,
+		StartBudget:      cfg.ChatStartTimeout,
+		Retry:            optin.RetryPolicy{CallTimeout: cfg.TwilioTimeout},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("chats: %w", err)
+	}
+	admin, err := handlers.NewAdminRouter(chats, cfg.adminTokens, handlers.OpenAPI)
+	if err != nil {
+		return nil, fmt.Errorf("admin API: %w", err)
+	}
+	return admin, nil
 }
 
 func newLogger(cfg settings, stdout io.Writer) zerolog.Logger {

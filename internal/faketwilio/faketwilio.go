@@ -1,5 +1,5 @@
 // Package faketwilio is a small stand-in for the Conversations REST API, for tests: it records every
-// request exactly as received and fails on cue. It knows only the calls the opt-in makes.
+// request exactly as received and fails on cue. It knows only the calls the opt-in and a chat's start make.
 package faketwilio
 
 import (
@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -40,6 +41,12 @@ const (
 	RouteListMessages  = "list messages"
 	RouteListWebhooks  = "list webhooks"
 	RouteDeleteWebhook = "delete webhook"
+
+	RouteCreateConversation = "create conversation"
+	RouteFetchConversation  = "fetch conversation"
+	RouteUpdateConversation = "update conversation"
+	RouteCreateParticipant  = "create participant"
+	RouteCreateWebhook      = "create webhook"
 )
 
 // Message is a message held by a conversation.
@@ -48,8 +55,16 @@ type Message struct {
 }
 
 type conversation struct {
-	webhooks []string
-	messages []Message
+	sid, uniqueName, state string
+	webhooks               []string
+	hooks                  map[string]hookConfig // configuration of the webhooks created through the API
+	messages               []Message
+	participants           []string // address|proxy
+}
+
+type hookConfig struct {
+	url, method string
+	filters     []string
 }
 
 // Server is the fake API.
@@ -72,6 +87,11 @@ func New(user, pass string) *Server {
 	mux.HandleFunc("GET /v1/Conversations/{conv}/Messages", s.route(RouteListMessages, s.listMessages))
 	mux.HandleFunc("GET /v1/Conversations/{conv}/Webhooks", s.route(RouteListWebhooks, s.listWebhooks))
 	mux.HandleFunc("DELETE /v1/Conversations/{conv}/Webhooks/{sid}", s.route(RouteDeleteWebhook, s.deleteWebhook))
+	mux.HandleFunc("POST /v1/Conversations", s.route(RouteCreateConversation, s.createConversation))
+	mux.HandleFunc("GET /v1/Conversations/{conv}", s.route(RouteFetchConversation, s.fetchConversation))
+	mux.HandleFunc("POST /v1/Conversations/{conv}", s.route(RouteUpdateConversation, s.updateConversation))
+	mux.HandleFunc("POST /v1/Conversations/{conv}/Participants", s.route(RouteCreateParticipant, s.createParticipant))
+	mux.HandleFunc("POST /v1/Conversations/{conv}/Webhooks", s.route(RouteCreateWebhook, s.createWebhook))
 	s.Server = httptest.NewServer(mux)
 	return s
 }
@@ -80,7 +100,31 @@ func New(user, pass string) *Server {
 func (s *Server) AddConversation(sid string, webhooks ...string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.conversations[sid] = &conversation{webhooks: append([]string(nil), webhooks...)}
+	s.conversations[sid] = &conversation{sid: sid, state: "active", webhooks: append([]string(nil), webhooks...)}
+}
+
+// Conversation reports a conversation's state and participants (address|proxy), found by SID or unique name.
+func (s *Server) Conversation(key string) (state string, participants []string, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.find(key)
+	if c == nil {
+		return "", nil, false
+	}
+	return c.state, append([]string(nil), c.participants...), true
+}
+
+// find looks a conversation up by SID or unique name. Callers hold s.mu.
+func (s *Server) find(key string) *conversation {
+	if c := s.conversations[key]; c != nil {
+		return c
+	}
+	for _, c := range s.conversations {
+		if c.uniqueName != "" && c.uniqueName == key {
+			return c
+		}
+	}
+	return nil
 }
 
 // Fail queues faults for a route; each call takes the next one.
@@ -88,6 +132,13 @@ func (s *Server) Fail(route string, faults ...Fault) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.faults[route] = append(s.faults[route], faults...)
+}
+
+// ClearFaults drops every fault not yet used.
+func (s *Server) ClearFaults() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = map[string][]Fault{}
 }
 
 // Requests returns every request received so far.
@@ -134,8 +185,8 @@ func (s *Server) route(name string, h handler) http.HandlerFunc {
 			writeError(w, 401, 20003, "Authenticate")
 			return
 		}
-		c := s.conversations[r.PathValue("conv")]
-		if c == nil {
+		c := s.find(r.PathValue("conv"))
+		if c == nil && name != RouteCreateConversation {
 			writeError(w, 404, 20404, "The requested resource was not found")
 			return
 		}
@@ -224,9 +275,13 @@ func (s *Server) listWebhooks(_ http.ResponseWriter, r *http.Request, c *convers
 	end := min(start+size, len(c.webhooks))
 	out := []map[string]any{}
 	for _, sid := range c.webhooks[start:end] {
+		cfg, ok := c.hooks[sid]
+		if !ok {
+			cfg = hookConfig{url: "https://optin.example.com/webhooks/conversations", method: "GET", filters: []string{"onMessageAdded"}}
+		}
 		out = append(out, map[string]any{
-			"sid": sid, "conversation_sid": r.PathValue("conv"), "account_sid": s.user, "target": "webhook",
-			"configuration": map[string]any{"url": "https://optin.example.com/webhooks/conversations", "method": "GET", "filters": []string{"onMessageAdded"}},
+			"sid": sid, "conversation_sid": c.sid, "account_sid": s.user, "target": "webhook",
+			"configuration": map[string]any{"url": cfg.url, "method": cfg.method, "filters": cfg.filters},
 		})
 	}
 	return http.StatusOK, map[string]any{"webhooks": out, "meta": s.meta(r, "webhooks", size, page, end < len(c.webhooks))}
@@ -241,6 +296,66 @@ func (s *Server) deleteWebhook(_ http.ResponseWriter, r *http.Request, c *conver
 		}
 	}
 	return http.StatusNotFound, map[string]any{"code": 20404, "message": "The requested resource was not found", "more_info": "https://www.twilio.com/docs/errors/20404", "status": 404}
+}
+
+func (s *Server) conversationJSON(c *conversation) map[string]any {
+	return map[string]any{"sid": c.sid, "account_sid": s.user, "unique_name": nilIfEmpty(c.uniqueName), "state": c.state,
+		"url": s.URL + "/v1/Conversations/" + c.sid}
+}
+
+func (s *Server) createConversation(_ http.ResponseWriter, r *http.Request, _ *conversation) (int, any) {
+	name := r.PostForm.Get("UniqueName")
+	if name != "" && s.find(name) != nil {
+		return http.StatusConflict, map[string]any{"code": 50353, "message": "Conversation with provided unique name already exists", "status": 409}
+	}
+	c := &conversation{sid: s.sid("CH"), uniqueName: name, state: "active"}
+	if st := r.PostForm.Get("State"); st != "" {
+		c.state = st
+	}
+	s.conversations[c.sid] = c
+	return http.StatusCreated, s.conversationJSON(c)
+}
+
+func (s *Server) fetchConversation(_ http.ResponseWriter, _ *http.Request, c *conversation) (int, any) {
+	return http.StatusOK, s.conversationJSON(c)
+}
+
+func (s *Server) updateConversation(_ http.ResponseWriter, r *http.Request, c *conversation) (int, any) {
+	if c.state == "closed" {
+		return http.StatusBadRequest, map[string]any{"code": 50377, "message": "Conversation is closed", "status": 400}
+	}
+	if st := r.PostForm.Get("State"); st != "" {
+		c.state = st
+	}
+	return http.StatusOK, s.conversationJSON(c)
+}
+
+func (s *Server) createParticipant(_ http.ResponseWriter, r *http.Request, c *conversation) (int, any) {
+	pair := r.PostForm.Get("MessagingBinding.Address") + "|" + r.PostForm.Get("MessagingBinding.ProxyAddress")
+	for _, p := range c.participants {
+		if p == pair {
+			return http.StatusConflict, map[string]any{"code": 50437, "message": "Participant already exists in this conversation", "status": 409}
+		}
+	}
+	for _, other := range s.conversations {
+		if other != c && other.state != "closed" && slices.Contains(other.participants, pair) {
+			return http.StatusConflict, map[string]any{"code": 50416, "message": "A binding for this participant and proxy address already exists in another conversation", "status": 409}
+		}
+	}
+	c.participants = append(c.participants, pair)
+	return http.StatusCreated, map[string]any{"sid": s.sid("MB"), "conversation_sid": c.sid, "account_sid": s.user}
+}
+
+func (s *Server) createWebhook(_ http.ResponseWriter, r *http.Request, c *conversation) (int, any) {
+	sid := s.sid("WH")
+	cfg := hookConfig{url: r.PostForm.Get("Configuration.Url"), method: r.PostForm.Get("Configuration.Method"), filters: r.PostForm["Configuration.Filters"]}
+	if c.hooks == nil {
+		c.hooks = map[string]hookConfig{}
+	}
+	c.hooks[sid] = cfg
+	c.webhooks = append(c.webhooks, sid)
+	return http.StatusCreated, map[string]any{"sid": sid, "conversation_sid": c.sid, "account_sid": s.user, "target": "webhook",
+		"configuration": map[string]any{"url": cfg.url, "method": cfg.method, "filters": cfg.filters}}
 }
 
 func (s *Server) meta(r *http.Request, key string, size, page int, more bool) map[string]any {

@@ -24,7 +24,7 @@ func (decideOnly) Handle(context.Context, optin.Event) (optin.Decision, error) {
 // included, with a flow that only decides.
 func BenchmarkWebhookPOST(b *testing.B) {
 	h, err := NewRouter(zerolog.New(io.Discard), decideOnly{}, signature.New(token), SignedURL{},
-		func(context.Context) error { return nil }, Observability{})
+		func(context.Context) error { return nil }, Options{})
 	if err != nil {
 		b.Fatal(err)
 	}

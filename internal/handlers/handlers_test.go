@@ -103,7 +103,7 @@ func (e *env) router(t testing.TB, flows Flows, urls SignedURL) http.Handler {
 		}
 		return nil
 	}
-	h, err := NewRouter(zerolog.New(e.logs), flows, signature.New(token), urls, ready, Observability{Metrics: e.rec})
+	h, err := NewRouter(zerolog.New(e.logs), flows, signature.New(token), urls, ready, Options{Metrics: e.rec})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,20 +322,20 @@ func TestNewRouterRequiresItsDependencies(t *testing.T) {
 	v, ready := signature.New(token), func(context.Context) error { return nil }
 	for name, build := range map[string]func() (http.Handler, error){
 		"flows": func() (http.Handler, error) {
-			return NewRouter(zerolog.Nop(), nil, v, SignedURL{}, ready, Observability{})
+			return NewRouter(zerolog.Nop(), nil, v, SignedURL{}, ready, Options{})
 		},
 		"validator": func() (http.Handler, error) {
-			return NewRouter(zerolog.Nop(), &fakeFlows{}, nil, SignedURL{}, ready, Observability{})
+			return NewRouter(zerolog.Nop(), &fakeFlows{}, nil, SignedURL{}, ready, Options{})
 		},
 		"ready": func() (http.Handler, error) {
-			return NewRouter(zerolog.Nop(), &fakeFlows{}, v, SignedURL{}, nil, Observability{})
+			return NewRouter(zerolog.Nop(), &fakeFlows{}, v, SignedURL{}, nil, Options{})
 		},
 	} {
 		if h, err := build(); err == nil || h != nil {
 			t.Errorf("nil %s accepted", name)
 		}
 	}
-	if _, err := NewRouter(zerolog.Nop(), &fakeFlows{}, v, SignedURL{}, ready, Observability{}); err != nil {
+	if _, err := NewRouter(zerolog.Nop(), &fakeFlows{}, v, SignedURL{}, ready, Options{}); err != nil {
 		t.Errorf("optional observability required: %v", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/rs/zerolog/hlog"
 
+	"github.com/optinkit/optin/internal/chat"
 	"github.com/optinkit/optin/internal/metrics"
 	"github.com/optinkit/optin/internal/optin"
 )
@@ -28,6 +29,8 @@ func malformed(detail string) error { return fmt.Errorf("%w: %s", errMalformed, 
 // failure is how one kind of error is answered and counted.
 type failure struct {
 	status int
+	// slug names the problem type in problem+json answers (docs/API.md#errors).
+	slug string
 	// title is what the client is told.
 	title string
 	// detail: the client is also told the error's own text (only for errors about its request).
@@ -38,30 +41,95 @@ type failure struct {
 	logged bool
 }
 
+// isType matches an error of type T anywhere in a chain.
+func isType[T error](err error) bool {
+	_, ok := errors.AsType[T](err)
+	return ok
+}
+
 // failures is the one table from errors to answers; the first match wins, the last row is the default.
+// A row matches a sentinel (errors.Is) or, with match set, an error type.
 var failures = []struct {
-	err error
+	err   error
+	match func(error) bool
 	failure
 }{
-	{errNotFound, failure{status: http.StatusNotFound, title: "not found"}},
-	{errMethod, failure{status: http.StatusMethodNotAllowed, title: "method not allowed"}},
-	{errTooLarge, failure{status: http.StatusRequestEntityTooLarge, title: fmt.Sprintf("request body exceeds %d KiB", MaxBodyBytes>>10), outcome: metrics.TooLarge}},
-	{errNoSignature, failure{status: http.StatusForbidden, title: errNoSignature.Error(), outcome: metrics.BadSignature}},
-	{errBadSignature, failure{status: http.StatusForbidden, title: errBadSignature.Error(), outcome: metrics.BadSignature}},
-	{errMalformed, failure{status: http.StatusBadRequest, title: "malformed request", detail: true, outcome: metrics.Malformed}},
-	{optin.ErrInvalidEvent, failure{status: http.StatusBadRequest, title: "invalid event", detail: true, outcome: metrics.Malformed}},
-	{optin.ErrUnavailable, failure{status: http.StatusServiceUnavailable, title: "temporarily unavailable", outcome: metrics.Unavailable, logged: true}},
-	{nil, failure{status: http.StatusInternalServerError, title: "internal error", outcome: metrics.Failed, logged: true}},
+	{err: errNotFound, failure: failure{status: http.StatusNotFound, slug: "not-found", title: "not found"}},
+	{err: errMethod, failure: failure{status: http.StatusMethodNotAllowed, slug: "method-not-allowed", title: "method not allowed"}},
+	{err: errTooLarge, failure: failure{status: http.StatusRequestEntityTooLarge, slug: "too-large", title: fmt.Sprintf("request body exceeds %d KiB", MaxBodyBytes>>10), outcome: metrics.TooLarge}},
+	{err: errNoSignature, failure: failure{status: http.StatusForbidden, slug: "bad-signature", title: errNoSignature.Error(), outcome: metrics.BadSignature}},
+	{err: errBadSignature, failure: failure{status: http.StatusForbidden, slug: "bad-signature", title: errBadSignature.Error(), outcome: metrics.BadSignature}},
+	{err: errUnauthorized, failure: failure{status: http.StatusUnauthorized, slug: "unauthorized", title: errUnauthorized.Error()}},
+	{err: errMalformed, failure: failure{status: http.StatusBadRequest, slug: "malformed", title: "malformed request", detail: true, outcome: metrics.Malformed}},
+	{err: optin.ErrInvalidEvent, failure: failure{status: http.StatusBadRequest, slug: "malformed", title: "invalid event", detail: true, outcome: metrics.Malformed}},
+	{match: isType[*chat.ValidationError], failure: failure{status: http.StatusUnprocessableEntity, slug: "validation", title: "invalid request", detail: true}},
+	{err: chat.ErrNotFound, failure: failure{status: http.StatusNotFound, slug: "not-found", title: "no such chat"}},
+	{err: chat.ErrConflict, failure: failure{status: http.StatusConflict, slug: "id-conflict", title: "chat id already used with a different request"}},
+	{match: isType[*chat.TwilioError], failure: failure{status: http.StatusConflict, slug: "twilio-refused", title: "Twilio refused the request", detail: true}},
+	{err: chat.ErrBusy, failure: failure{status: http.StatusServiceUnavailable, slug: "busy", title: "not finished yet; repeat the call", detail: true}},
+	{err: optin.ErrUnavailable, failure: failure{status: http.StatusServiceUnavailable, slug: "unavailable", title: "temporarily unavailable", outcome: metrics.Unavailable, logged: true}},
+	{err: chat.ErrUnavailable, failure: failure{status: http.StatusServiceUnavailable, slug: "unavailable", title: "temporarily unavailable", logged: true}},
+	{failure: failure{status: http.StatusInternalServerError, slug: "internal", title: "internal error", outcome: metrics.Failed, logged: true}},
 }
 
 // failureOf finds err's row of the table.
 func failureOf(err error) failure {
 	for _, row := range failures {
-		if row.err == nil || errors.Is(err, row.err) {
+		switch {
+		case row.match != nil:
+			if row.match(err) {
+				return row.failure
+			}
+		case row.err == nil || errors.Is(err, row.err):
 			return row.failure
 		}
 	}
 	panic("unreachable: the table ends with a default")
+}
+
+// problemBase prefixes each problem's slug to make its type URI.
+const problemBase = "https://github.com/optinkit/optin/blob/main/docs/API.md#problem-"
+
+// problem is an RFC 9457 answer.
+type problem struct {
+	Type       string         `json:"type"`
+	Title      string         `json:"title"`
+	Status     int            `json:"status"`
+	Detail     string         `json:"detail,omitempty"`
+	Errors     []problemField `json:"errors,omitempty"`
+	TwilioCode int            `json:"twilio_code,omitempty"`
+}
+
+type problemField struct {
+	Field   string `json:"field"`
+	Message string `json:"message"`
+}
+
+// writeProblem is writeError for the admin API: the same table, as application/problem+json.
+func writeProblem(w http.ResponseWriter, r *http.Request, err error) {
+	f := failureOf(err)
+	if f.logged {
+		hlog.FromRequest(r).Error().Err(err).Msg("request failed")
+	}
+	p := problem{Type: problemBase + f.slug, Title: f.title, Status: f.status}
+	if f.detail {
+		p.Detail = err.Error()
+	}
+	if ve, ok := errors.AsType[*chat.ValidationError](err); ok {
+		p.Detail = "see errors"
+		for _, fe := range ve.Fields {
+			p.Errors = append(p.Errors, problemField{fe.Field, fe.Message})
+		}
+	}
+	if te, ok := errors.AsType[*chat.TwilioError](err); ok {
+		p.TwilioCode = te.Code
+	}
+	if f.status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(f.status)
+	_ = json.NewEncoder(w).Encode(p)
 }
 
 // writeError is the one place errors become responses; internals are logged, never sent.

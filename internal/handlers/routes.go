@@ -23,17 +23,19 @@ type noRecorder struct{}
 
 func (noRecorder) Webhook(string) {}
 
-// Observability is what the routes report to; its zero value reports nothing.
-type Observability struct {
+// Options are the router's optional parts; the zero value has none.
+type Options struct {
 	// Metrics counts webhook outcomes.
 	Metrics Recorder
-	// Handler, when set, is served at /metrics.
-	Handler http.Handler
+	// MetricsHandler, when set, is served at /metrics.
+	MetricsHandler http.Handler
+	// Admin, when set, serves /v1 (NewAdminRouter); without it /v1 is not found.
+	Admin http.Handler
 }
 
 // NewRouter lists every route with its middleware. flows, v and ready are required: ready reports why
 // the service cannot take traffic (shutting down, or its state unreachable).
-func NewRouter(log zerolog.Logger, flows Flows, v *signature.Validator, urls SignedURL, ready func(context.Context) error, obs Observability) (http.Handler, error) {
+func NewRouter(log zerolog.Logger, flows Flows, v *signature.Validator, urls SignedURL, ready func(context.Context) error, opts Options) (http.Handler, error) {
 	switch {
 	case flows == nil:
 		return nil, errors.New("handlers: nil Flows")
@@ -42,7 +44,7 @@ func NewRouter(log zerolog.Logger, flows Flows, v *signature.Validator, urls Sig
 	case ready == nil:
 		return nil, errors.New("handlers: nil readiness check")
 	}
-	rec := obs.Metrics
+	rec := opts.Metrics
 	if rec == nil {
 		rec = noRecorder{}
 	}
@@ -59,12 +61,53 @@ func NewRouter(log zerolog.Logger, flows Flows, v *signature.Validator, urls Sig
 
 	r.Get("/healthz", handleHealthz())
 	r.Get("/readyz", handleReadyz(ready))
-	if obs.Handler != nil {
-		r.Method(http.MethodGet, "/metrics", obs.Handler)
+	if opts.MetricsHandler != nil {
+		r.Method(http.MethodGet, "/metrics", opts.MetricsHandler)
+	}
+	if opts.Admin != nil {
+		r.Handle("/v1/*", opts.Admin)
 	}
 
 	webhook := handleConversationsWebhook(flows, v, urls, rec)
 	r.Method(http.MethodGet, "/webhooks/conversations", webhook)
 	r.Method(http.MethodPost, "/webhooks/conversations", webhook)
 	return r, nil
+}
+
+// NewAdminRouter is the admin API under /v1: every route behind one of tokens (several, so that one can
+// be rotated out while another is in use). Errors are application/problem+json.
+func NewAdminRouter(chats Chats, tokens []string, openAPI []byte) (http.Handler, error) {
+	switch {
+	case chats == nil:
+		return nil, errors.New("handlers: nil Chats")
+	case len(tokens) == 0:
+		return nil, errors.New("handlers: the admin API needs at least one token")
+	}
+	r := chi.NewRouter()
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) { writeProblem(w, r, errNotFound) })
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) { writeProblem(w, r, errMethod) })
+	r.Route("/v1", func(r chi.Router) {
+		r.Use(requireToken(tokens))
+		r.Get("/openapi.json", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write(openAPI)
+		})
+		r.Post("/chats", handleStartChat(chats))
+		r.Get("/chats", handleListChats(chats))
+		r.Get("/chats/{id}", handleGetChat(chats))
+		r.Delete("/chats/{id}", handleEndChat(chats))
+	})
+	return r, nil
+}
+
+// NewAdminServer is the router of a separate admin listener (OPTIN_ADMIN_ADDR): the admin API and the
+// probes, with the same logging and recovery as the main router.
+func NewAdminServer(log zerolog.Logger, admin http.Handler, ready func(context.Context) error) http.Handler {
+	r := chi.NewRouter()
+	r.Use(hlog.NewHandler(log), hlog.RequestIDHandler("request_id", "X-Request-Id"), accessLog, recoverer)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) { writeProblem(w, r, errNotFound) })
+	r.Get("/healthz", handleHealthz())
+	r.Get("/readyz", handleReadyz(ready))
+	r.Handle("/v1/*", admin)
+	return r
 }

@@ -51,9 +51,14 @@ func (p RetryPolicy) withDefaults() RetryPolicy {
 	return d
 }
 
-// retry runs op until it succeeds, fails permanently or the policy gives up. Errors that are not a
-// *CallError are retried as uncertain: an adapter that cannot say is not trusted to have failed cleanly.
-func retry[T any](ctx context.Context, p RetryPolicy, obs Observer, op string, call func(context.Context) (T, error)) (T, error) {
+// Retry runs call until it succeeds, fails permanently or the policy gives up (or ctx ends). Errors that
+// are not a *CallError are retried as uncertain: an adapter that cannot say is not trusted to have
+// failed cleanly. obs, when not nil, is told of each retry.
+func Retry[T any](ctx context.Context, p RetryPolicy, obs Observer, op string, call func(context.Context) (T, error)) (T, error) {
+	if obs == nil {
+		obs = noObserver{}
+	}
+	p = p.withDefaults()
 	attempt := 0
 	operation := func() (T, error) {
 		attempt++

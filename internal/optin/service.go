@@ -277,7 +277,7 @@ func hasMarker(attributes, step, trigger string) bool {
 // so an ambiguous failure never produces a second message.
 func (s *Service) createOnce(ctx context.Context, f Flow, step string, m Message, lookFirst bool) (string, error) {
 	m.Attributes = marker(step, f.Trigger)
-	sid, err := retry(ctx, s.cfg.Retry, s.cfg.Observer, step, func(ctx context.Context) (string, error) {
+	sid, err := Retry(ctx, s.cfg.Retry, s.cfg.Observer, step, func(ctx context.Context) (string, error) {
 		if lookFirst {
 			sid, err := s.findMarked(ctx, f, step)
 			if err != nil || sid != "" {
@@ -320,7 +320,7 @@ func (s *Service) findMarked(ctx context.Context, f Flow, step string) (string, 
 
 // removeWebhooks lists every scoped webhook, then deletes each; a webhook already gone counts as deleted.
 func (s *Service) removeWebhooks(ctx context.Context, f Flow) error {
-	sids, err := retry(ctx, s.cfg.Retry, s.cfg.Observer, "list_webhooks", func(ctx context.Context) ([]string, error) {
+	sids, err := Retry(ctx, s.cfg.Retry, s.cfg.Observer, "list_webhooks", func(ctx context.Context) ([]string, error) {
 		return s.conv.ListWebhooks(ctx, f.ConversationSid)
 	})
 	if err != nil {
@@ -329,7 +329,7 @@ func (s *Service) removeWebhooks(ctx context.Context, f Flow) error {
 	}
 	var errs []error
 	for _, sid := range sids {
-		_, err := retry(ctx, s.cfg.Retry, s.cfg.Observer, "delete_webhook", func(ctx context.Context) (struct{}, error) {
+		_, err := Retry(ctx, s.cfg.Retry, s.cfg.Observer, "delete_webhook", func(ctx context.Context) (struct{}, error) {
 			err := s.conv.DeleteWebhook(ctx, f.ConversationSid, sid)
 			if ce := (*CallError)(nil); errors.As(err, &ce) && ce.NotFound() {
 				return struct{}{}, nil

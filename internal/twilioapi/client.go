@@ -124,16 +124,13 @@ const webhookPageSize = 5
 
 // ListWebhooks returns every scoped webhook's sid, following next_page_url across pages.
 func (c *Client) ListWebhooks(ctx context.Context, conversationSid string) ([]string, error) {
-	svc, rec := c.service(ctx, "list_webhooks")
-	p := &conversations.ListConversationScopedWebhookParams{}
-	p.SetPageSize(webhookPageSize)
-	hooks, err := svc.ListConversationScopedWebhook(seg(conversationSid), p)
+	hooks, err := c.ScopedWebhooks(ctx, conversationSid)
 	if err != nil {
-		return nil, classify("list webhooks", err, rec)
+		return nil, err
 	}
 	sids := make([]string, 0, len(hooks))
 	for _, h := range hooks {
-		sids = append(sids, deref(h.Sid))
+		sids = append(sids, h.Sid)
 	}
 	return sids, nil
 }

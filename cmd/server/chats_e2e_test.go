@@ -1,0 +1,333 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/optinkit/optin/internal/faketwilio"
+)
+
+const (
+	adminToken1 = "admintoken-one-0000000001"
+	adminToken2 = "admintoken-two-0000000002"
+	business    = "whatsapp:+15550100000"
+	rider       = "whatsapp:+15550002222"
+	inviteSid   = "HX0000000000000000000000000000a001"
+	publicBase  = "https://optin.example.com"
+)
+
+// adminEnv turns the chats API on, with extra on top.
+func adminEnv(extra map[string]string) map[string]string {
+	env := map[string]string{
+		"OPTIN_ADMIN_TOKENS":       adminToken1 + "," + adminToken2,
+		"OPTIN_WHATSAPP_NUMBER":    business,
+		"OPTIN_INVITE_CONTENT_SID": inviteSid,
+		"OPTIN_PUBLIC_URL":         publicBase,
+	}
+	for k, v := range extra {
+		env[k] = v
+	}
+	return env
+}
+
+// api makes one admin API call with token ("" for none) and returns the status, headers and body.
+func (s *server) api(method, path, token, body string) (int, http.Header, string) {
+	s.t.Helper()
+	req, _ := http.NewRequest(method, s.base+path, strings.NewReader(body))
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, string(b)
+}
+
+const startBody = `{"id":"order-8812","customer":{"address":"whatsapp:+15550001111","name":"Ana"},"rider":{"address":"whatsapp:+15550002222","name":"Bruno"},"metadata":{"order":8812}}`
+
+// The calls a start makes, in the order it makes them (the tests compare them sorted).
+func startCalls(id, conv, ttl string) []call {
+	chatMarker := func(step string) string { return `{"optin":{"chat":"` + id + `","step":"` + step + `"}}` }
+	hook := func(event string) call {
+		return call{"POST", "/v1/Conversations/" + conv + "/Webhooks", form("Configuration.Filters", event, "Configuration.Method", "post",
+			"Configuration.Url", publicBase+"/webhooks/conversations", "Target", "webhook")}
+	}
+	participant := func(address string) call {
+		return call{"POST", "/v1/Conversations/" + conv + "/Participants", form("MessagingBinding.Address", address, "MessagingBinding.ProxyAddress", business)}
+	}
+	return []call{
+		{"POST", "/v1/Conversations", form("Attributes", chatMarker("conversation"), "FriendlyName", "Delivery "+id, "State", "active", "Timers.Closed", ttl, "UniqueName", id)},
+		hook("onMessageAdded"), hook("onConversationStateUpdated"),
+		participant(customer), participant(rider),
+		{"POST", "/v1/Conversations/" + conv + "/Messages", form("Attributes", chatMarker("invite"), "Author", rider,
+			"ContentSid", inviteSid, "ContentVariables", `{"1":"Ana","2":"Bruno"}`)},
+	}
+}
+
+func closeCall(conv string) call {
+	return call{"POST", "/v1/Conversations/" + conv, form("State", "closed")}
+}
+
+// chatOf decodes an API answer holding a chat.
+func chatOf(t *testing.T, body string) map[string]any {
+	t.Helper()
+	var v map[string]any
+	if err := json.Unmarshal([]byte(body), &v); err != nil {
+		t.Fatalf("not JSON: %s", body)
+	}
+	return v
+}
+
+func states(c map[string]any) string {
+	var out []string
+	for _, h := range c["history"].([]any) {
+		out = append(out, h.(map[string]any)["state"].(string))
+	}
+	return strings.Join(out, ",")
+}
+
+func TestChatStartGetListEnd(t *testing.T) {
+	fake := faketwilio.New(accountSid, authToken)
+	t.Cleanup(fake.Close)
+	s := start(t, fake, adminEnv(nil))
+	const conv1 = "CH00000000000000000000000000000001"
+
+	code, hdr, body := s.api("POST", "/v1/chats", adminToken1, startBody)
+	if code != 201 || hdr.Get("Location") != "/v1/chats/order-8812" || hdr.Get("Content-Type") != "application/json" {
+		t.Fatalf("start: %d %v %s", code, hdr, body)
+	}
+	c := chatOf(t, body)
+	cust, rid := c["customer"].(map[string]any), c["rider"].(map[string]any)
+	if c["id"] != "order-8812" || c["conversation_sid"] != conv1 || c["state"] != "invited" || c["reason"] != nil || c["error"] != nil ||
+		cust["address"] != customer || cust["proxy_address"] != business || cust["name"] != "Ana" || rid["address"] != rider || rid["name"] != "Bruno" ||
+		states(c) != "starting,invited" || c["metadata"].(map[string]any)["order"] != 8812.0 {
+		t.Errorf("chat: %s", body)
+	}
+	assertCalls(t, fake, sorted(startCalls("order-8812", conv1, "PT4H")...))
+	if state, parts, _ := fake.Conversation(conv1); state != "active" || len(parts) != 2 {
+		t.Errorf("conversation %s with %v", state, parts)
+	}
+
+	// The same start again: the chat as it is, and nothing at Twilio.
+	n := len(fake.Requests())
+	if code, _, again := s.api("POST", "/v1/chats", adminToken2, startBody); code != 200 || chatOf(t, again)["conversation_sid"] != conv1 {
+		t.Errorf("repeat: %d %s", code, again)
+	}
+	// The same id with another body: 409, and nothing at Twilio.
+	other := strings.Replace(startBody, `"Ana"`, `"Ann"`, 1)
+	if code, hdr, p := s.api("POST", "/v1/chats", adminToken1, other); code != 409 || hdr.Get("Content-Type") != "application/problem+json" ||
+		!strings.Contains(p, `"type":"https://github.com/optinkit/optin/blob/main/docs/API.md#problem-id-conflict"`) || !strings.Contains(p, `"status":409`) {
+		t.Errorf("conflicting repeat: %d %s", code, p)
+	}
+	if len(fake.Requests()) != n {
+		t.Errorf("repeats made REST calls: %+v", calls(fake.Requests()[n:]))
+	}
+
+	for _, key := range []string{"order-8812", conv1} {
+		if code, _, got := s.api("GET", "/v1/chats/"+key, adminToken1, ""); code != 200 || chatOf(t, got)["id"] != "order-8812" {
+			t.Errorf("get %s: %d %s", key, code, got)
+		}
+	}
+	if code, _, p := s.api("GET", "/v1/chats/order-0000", adminToken1, ""); code != 404 || !strings.Contains(p, `problem-not-found`) {
+		t.Errorf("unknown: %d %s", code, p)
+	}
+	code, _, list := s.api("GET", "/v1/chats?state=invited&limit=10", adminToken1, "")
+	if code != 200 || !strings.Contains(list, `"next_cursor":null`) || len(chatOf(t, list)["chats"].([]any)) != 1 {
+		t.Errorf("list: %d %s", code, list)
+	}
+	if code, _, list := s.api("GET", "/v1/chats?state=closed", adminToken1, ""); code != 200 || strings.TrimSpace(list) != `{"chats":[],"next_cursor":null}` {
+		t.Errorf("list closed: %d %s", code, list)
+	}
+
+	n = len(fake.Requests())
+	code, _, ended := s.api("DELETE", "/v1/chats/order-8812", adminToken1, "")
+	if c := chatOf(t, ended); code != 200 || c["state"] != "closed" || c["reason"] != "ended" || states(c) != "starting,invited,closed" {
+		t.Errorf("end: %d %s", code, ended)
+	}
+	if code, _, again := s.api("DELETE", "/v1/chats/"+conv1, adminToken1, ""); code != 200 || chatOf(t, again)["state"] != "closed" {
+		t.Errorf("end again: %d %s", code, again)
+	}
+	got := calls(fake.Requests()[n:])
+	if len(got) != 1 || got[0] != closeCall(conv1) {
+		t.Errorf("end made %+v, want one close", got)
+	}
+	if state, _, _ := fake.Conversation(conv1); state != "closed" {
+		t.Errorf("conversation %s after end", state)
+	}
+	if code, _, p := s.api("DELETE", "/v1/chats/nope", adminToken1, ""); code != 404 {
+		t.Errorf("end unknown: %d %s", code, p)
+	}
+	s.stop()
+	if logs := s.logs.String(); strings.Contains(logs, adminToken1) || strings.Contains(logs, adminToken2) {
+		t.Error("an admin token reached the log")
+	}
+}
+
+func TestChatAPITokens(t *testing.T) {
+	fake := faketwilio.New(accountSid, authToken)
+	t.Cleanup(fake.Close)
+	s := start(t, fake, adminEnv(nil))
+	for name, tt := range map[string]struct {
+		header string
+		code   int
+	}{
+		"missing":       {"", 401},
+		"wrong":         {"Bearer admintoken-one-0000000009", 401},
+		"not bearer":    {"Basic " + adminToken1, 401},
+		"first":         {"Bearer " + adminToken1, 200},
+		"second of two": {"bearer " + adminToken2, 200},
+	} {
+		req, _ := http.NewRequest("GET", s.base+"/v1/chats", nil)
+		if tt.header != "" {
+			req.Header.Set("Authorization", tt.header)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tt.code {
+			t.Errorf("%s: %d, want %d", name, resp.StatusCode, tt.code)
+		}
+		if tt.code == 401 && (resp.Header.Get("WWW-Authenticate") != `Bearer realm="optin"` || resp.Header.Get("Content-Type") != "application/problem+json") {
+			t.Errorf("%s: headers %v", name, resp.Header)
+		}
+	}
+	if code, _, doc := s.api("GET", "/v1/openapi.json", adminToken1, ""); code != 200 || !strings.Contains(doc, `"openapi": "3.0.3"`) {
+		t.Errorf("openapi.json: %d", code)
+	}
+
+	// Without tokens the API does not exist.
+	off := start(t, newFake(t), nil)
+	if code, _, _ := off.api("GET", "/v1/chats", adminToken1, ""); code != 404 {
+		t.Errorf("API off: %d, want 404", code)
+	}
+}
+
+func TestChatStartRefusesBadRequests(t *testing.T) {
+	fake := faketwilio.New(accountSid, authToken)
+	t.Cleanup(fake.Close)
+	s := start(t, fake, adminEnv(nil))
+	for name, tt := range map[string]struct {
+		body   string
+		code   int
+		fields []string
+	}{
+		"not json":      {`{"id":`, 400, nil},
+		"unknown field": {`{"id":"a","custmer":{}}`, 400, nil},
+		"everything wrong": {`{"id":"bad id!","customer":{"address":"+15550001111"},"rider":{"address":"whatsapp:+1555"},"ttl":"5m","metadata":[1]}`, 422,
+			[]string{"id", "customer.address", "rider.address", "ttl", "metadata"}},
+		"same person": {`{"id":"a","customer":{"address":"whatsapp:+15550001111"},"rider":{"address":"whatsapp:+15550001111"}}`, 422, []string{"rider.address"}},
+		"invite both": {`{"id":"a","customer":{"address":"whatsapp:+15550001111"},"rider":{"address":"whatsapp:+15550002222"},"invite":{"body":"hi","content_sid":"` + inviteSid + `"}}`, 422, []string{"invite"}},
+		"not e164":    {`{"id":"a","customer":{"address":"whatsapp:+1 555 000 1111"},"rider":{"address":"whatsapp:+15550002222"}}`, 422, []string{"customer.address"}},
+	} {
+		code, hdr, p := s.api("POST", "/v1/chats", adminToken1, tt.body)
+		if code != tt.code || hdr.Get("Content-Type") != "application/problem+json" {
+			t.Errorf("%s: %d %s", name, code, p)
+			continue
+		}
+		var prob struct {
+			Errors []struct{ Field string }
+		}
+		_ = json.Unmarshal([]byte(p), &prob)
+		var got []string
+		for _, e := range prob.Errors {
+			got = append(got, e.Field)
+		}
+		if strings.Join(got, ",") != strings.Join(tt.fields, ",") {
+			t.Errorf("%s: fields %v, want %v (%s)", name, got, tt.fields, p)
+		}
+	}
+	if n := len(fake.Requests()); n != 0 {
+		t.Errorf("refused starts made %d REST calls", n)
+	}
+	if code, _, _ := s.api("GET", "/v1/chats/a", adminToken1, ""); code != 404 {
+		t.Errorf("a refused start left a chat: %d", code)
+	}
+}
+
+// A pair bound in another conversation (50416): 409 with the code, the half-made conversation closed,
+// the chat failed with the error.
+func TestChatStartPairInUse(t *testing.T) {
+	fake := faketwilio.New(accountSid, authToken)
+	t.Cleanup(fake.Close)
+	s := start(t, fake, adminEnv(nil))
+	if code, _, body := s.api("POST", "/v1/chats", adminToken1, startBody); code != 201 {
+		t.Fatalf("first: %d %s", code, body)
+	}
+	second := strings.Replace(strings.Replace(startBody, "order-8812", "order-8813", 1), "whatsapp:+15550002222", "whatsapp:+15550003333", 1)
+	code, _, p := s.api("POST", "/v1/chats", adminToken1, second)
+	if code != 409 || !strings.Contains(p, `"twilio_code":50416`) || !strings.Contains(p, "problem-twilio-refused") {
+		t.Fatalf("second: %d %s", code, p)
+	}
+	_, _, body := s.api("GET", "/v1/chats/order-8813", adminToken1, "")
+	c := chatOf(t, body)
+	if state, _, _ := fake.Conversation("order-8813"); state != "closed" || c["conversation_sid"] == nil {
+		t.Errorf("half-made conversation %q", state)
+	}
+	if c["state"] != "failed" || c["reason"] != "failed" || c["error"].(map[string]any)["twilio_code"] != 50416.0 || states(c) != "starting,failed" {
+		t.Errorf("failed chat: %s", body)
+	}
+	// Ending it changes nothing: failed is final.
+	if _, _, ended := s.api("DELETE", "/v1/chats/order-8813", adminToken1, ""); chatOf(t, ended)["state"] != "failed" {
+		t.Errorf("end of a failed chat: %s", ended)
+	}
+}
+
+// A start cut off half-way answers 503 with Retry-After; the same call repeated completes it, and
+// nothing is created twice.
+func TestChatStartResumes(t *testing.T) {
+	fake := faketwilio.New(accountSid, authToken)
+	t.Cleanup(fake.Close)
+	s := start(t, fake, adminEnv(map[string]string{"OPTIN_CHAT_START_TIMEOUT": "1s"}))
+	faults := make([]faketwilio.Fault, 50)
+	for i := range faults {
+		faults[i] = faketwilio.Fault{Status: 503, Code: 20503}
+	}
+	fake.Fail(faketwilio.RouteCreateParticipant, faults...)
+	code, hdr, p := s.api("POST", "/v1/chats", adminToken1, startBody)
+	if code != 503 || hdr.Get("Retry-After") == "" || !strings.Contains(p, "problem-busy") {
+		t.Fatalf("cut off: %d %v %s", code, hdr, p)
+	}
+	if _, _, body := s.api("GET", "/v1/chats/order-8812", adminToken1, ""); chatOf(t, body)["state"] != "starting" {
+		t.Errorf("cut-off chat: %s", body)
+	}
+	fake.ClearFaults()
+	n := len(fake.Requests())
+	code, _, body := s.api("POST", "/v1/chats", adminToken1, startBody)
+	if code != 201 || chatOf(t, body)["state"] != "invited" {
+		t.Fatalf("resumed: %d %s", code, body)
+	}
+	const conv1 = "CH00000000000000000000000000000001"
+	all := startCalls("order-8812", conv1, "PT4H")
+	lookup := call{"GET", "/v1/Conversations/" + conv1 + "/Messages", "Order=desc&PageSize=50"}
+	// The resumed call adds the participants, looks for an invitation an earlier call may have sent, sends it.
+	assertCallsSince(t, fake, n, sorted(all[3], all[4], lookup, all[5]))
+	creates := 0
+	for _, c := range calls(fake.Requests()) {
+		if c.Method == "POST" && c.Path == "/v1/Conversations" {
+			creates++
+		}
+	}
+	if creates != 1 {
+		t.Errorf("%d conversations created", creates)
+	}
+}
+
+func assertCallsSince(t *testing.T, fake *faketwilio.Server, n int, want []call) {
+	t.Helper()
+	got := calls(fake.Requests()[n:])
+	if !slices.Equal(got, want) {
+		t.Errorf("REST calls:\n got %d: %+v\nwant %d: %+v", len(got), got, len(want), want)
+	}
+}

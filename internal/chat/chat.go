@@ -1,0 +1,194 @@
+// Package chat is a delivery chat's lifecycle when the service owns it: start (the guide's steps 1–7 in
+// one idempotent call), status, end. It declares the small ports it needs — the Conversations calls it
+// makes and the Store it keeps chats in — and knows nothing of HTTP or twilio-go.
+package chat
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/optinkit/optin/internal/optin"
+)
+
+// State is where a chat stands.
+type State string
+
+const (
+	// StateStarting: the start's steps are running, or were cut off and wait for the call to be repeated.
+	StateStarting   State = "starting"
+	StateInvited    State = "invited"
+	StateConnecting State = "connecting"
+	StateConnected  State = "connected"
+	StateDeclined   State = "declined"
+	StateFailed     State = "failed"
+	StateClosed     State = "closed"
+)
+
+// Final reports whether nothing changes the state any more.
+func (s State) Final() bool { return s == StateDeclined || s == StateFailed || s == StateClosed }
+
+// States lists every state, in lifecycle order.
+var States = []State{StateStarting, StateInvited, StateConnecting, StateConnected, StateDeclined, StateFailed, StateClosed}
+
+// Reasons a chat ended.
+const (
+	ReasonDeclined = "declined"
+	ReasonOptedOut = "opted_out"
+	ReasonEnded    = "ended"
+	ReasonExpired  = "expired"
+	ReasonFailed   = "failed"
+)
+
+// Party is one side of a chat.
+type Party struct {
+	// Address is the person's (whatsapp:+E164); ProxyAddress the business number they talk to.
+	Address, ProxyAddress, Name string
+}
+
+// Invite is the message that asks the customer to chat: a Content template, or a body (which reaches a
+// customer only inside WhatsApp's 24-hour window).
+type Invite struct {
+	ContentSid       string
+	ContentVariables map[string]string
+	Body             string
+}
+
+// Transition is one entry of a chat's history.
+type Transition struct {
+	State State
+	At    time.Time
+}
+
+// Failure is what made a chat fail.
+type Failure struct {
+	TwilioCode int
+	Detail     string
+}
+
+// Chat is one delivery chat.
+type Chat struct {
+	ID              string
+	ConversationSid string
+	State           State
+	Reason          string
+	Customer, Rider Party
+	Invite          Invite
+	TTL             time.Duration
+	// Metadata is the platform's JSON object, echoed back as given.
+	Metadata  []byte
+	CreatedAt time.Time
+	UpdatedAt time.Time
+	ExpiresAt time.Time
+	Error     *Failure
+	History   []Transition
+	// Fingerprint identifies the start request, so that a repeated start can be told from a conflicting one.
+	Fingerprint string
+	// Steps maps each start step done to what it left behind.
+	Steps map[string]string
+	// Seq orders chats by creation across replicas; List pages by it.
+	Seq int64
+}
+
+// moveTo records a transition at now, unless the chat is already in state or in a final one: a
+// declined or failed chat stays so when its conversation closes afterwards.
+func (c *Chat) moveTo(state State, reason string, now time.Time) {
+	if c.State == state || c.State.Final() {
+		return
+	}
+	c.State, c.Reason, c.UpdatedAt = state, reason, now
+	c.History = append(c.History, Transition{State: state, At: now})
+}
+
+// Errors the Service returns; handlers map them to statuses.
+var (
+	// ErrNotFound: no chat has this id or conversation SID.
+	ErrNotFound = errors.New("chat not found")
+	// ErrConflict: the id was used by a start with another body.
+	ErrConflict = errors.New("chat id already used with a different request")
+	// ErrBusy: the chat's start is running elsewhere or did not finish within the budget; repeat the call.
+	ErrBusy = errors.New("chat start not finished; repeat the call")
+	// ErrUnavailable: the chat store failed.
+	ErrUnavailable = errors.New("chat store unavailable")
+)
+
+// TwilioError is a permanent Twilio refusal that stopped a chat (or its start).
+type TwilioError struct {
+	Code   int
+	Status int
+	Err    error
+}
+
+func (e *TwilioError) Error() string {
+	return fmt.Sprintf("twilio refused (code %d): %v", e.Code, e.Err)
+}
+func (e *TwilioError) Unwrap() error { return e.Err }
+
+// FieldError names one field of a request and what is wrong with it.
+type FieldError struct {
+	Field   string
+	Message string
+}
+
+// ValidationError lists every field at fault in a request.
+type ValidationError struct{ Fields []FieldError }
+
+func (e *ValidationError) Error() string {
+	parts := make([]string, len(e.Fields))
+	for i, f := range e.Fields {
+		parts[i] = f.Field + ": " + f.Message
+	}
+	return "invalid request: " + strings.Join(parts, "; ")
+}
+
+// Store keeps chats. Create must be atomic: of concurrent creates of one id, on any replica, one wins.
+// Returned chats never alias stored ones.
+type Store interface {
+	// Create records c (giving it its Seq) unless a chat with its id exists, which it returns instead.
+	Create(ctx context.Context, c Chat) (existing Chat, created bool, err error)
+	// Get returns the chat with this id, or an error wrapping ErrNotFound.
+	Get(ctx context.Context, id string) (Chat, error)
+	// ByConversation returns the chat of a conversation, or an error wrapping ErrNotFound.
+	ByConversation(ctx context.Context, conversationSid string) (Chat, error)
+	// Update applies change to the stored chat atomically: change may run more than once, on the
+	// latest version, and an error from it aborts the update.
+	Update(ctx context.Context, id string, change func(*Chat) error) (Chat, error)
+	// Delete forgets a chat (a start refused before anything existed at Twilio).
+	Delete(ctx context.Context, id string) error
+	// List returns up to limit chats in state (all when empty), newest first, with Seq below before
+	// (0: from the newest); next is the Seq to pass for the following page, 0 at the end.
+	List(ctx context.Context, state State, limit int, before int64) (chats []Chat, next int64, err error)
+	// Lock takes the chat's start lease for ttl unless another owner holds it; Unlock gives it back.
+	Lock(ctx context.Context, id, owner string, ttl time.Duration) (bool, error)
+	Unlock(ctx context.Context, id, owner string) error
+}
+
+// NewConversation is what a chat's conversation is created with.
+type NewConversation struct {
+	UniqueName, FriendlyName, Attributes string
+	// ClosedAfter is Twilio's Timers.Closed: the conversation closes after this long without activity.
+	ClosedAfter time.Duration
+}
+
+// Webhook is a conversation-scoped webhook.
+type Webhook struct {
+	Sid, URL, Method string
+	Filters          []string
+}
+
+// Conversations is what a chat needs of Twilio Conversations. Adapters report failed calls as
+// *optin.CallError.
+type Conversations interface {
+	CreateConversation(ctx context.Context, c NewConversation) (sid string, err error)
+	// FindConversation returns the SID of the conversation with this unique name and whether it is closed.
+	FindConversation(ctx context.Context, uniqueName string) (sid string, closed bool, err error)
+	AddParticipant(ctx context.Context, conversationSid, address, proxyAddress string) error
+	CreateMessage(ctx context.Context, conversationSid string, m optin.Message) (sid string, err error)
+	RecentMessages(ctx context.Context, conversationSid string, limit int) ([]optin.PostedMessage, error)
+	ScopedWebhooks(ctx context.Context, conversationSid string) ([]Webhook, error)
+	CreateWebhook(ctx context.Context, conversationSid string, h Webhook) (sid string, err error)
+	// CloseConversation sets the conversation's state to closed, which frees its address pairs.
+	CloseConversation(ctx context.Context, conversationSid string) error
+}

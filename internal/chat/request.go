@@ -1,0 +1,169 @@
+package chat
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/nyaruka/phonenumbers"
+
+	"github.com/optinkit/optin/internal/optin"
+)
+
+// StartRequest is what a platform asks for to start a chat.
+type StartRequest struct {
+	ID              string
+	Customer, Rider PartyRequest
+	// Invite is nil for the configured default.
+	Invite *Invite
+	// TTL is a Go duration; empty for the configured default.
+	TTL string
+	// Metadata is a JSON object, or nil.
+	Metadata json.RawMessage
+}
+
+// PartyRequest is one side of a StartRequest.
+type PartyRequest struct {
+	Address, Name string
+}
+
+// Limits of a start request.
+const (
+	MinTTL         = 10 * time.Minute // Twilio's shortest Timers.Closed
+	MaxTTL         = 30 * 24 * time.Hour
+	MaxMetadata    = 4 << 10
+	maxNameRunes   = 64
+	maxBodyRunes   = 1600 // WhatsApp's and SMS's limit on a message body
+	maxContentVars = 20
+)
+
+var idRE = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
+
+// validate checks r against the service's configuration and returns the chat it asks for.
+func (r StartRequest) validate(cfg Config, now time.Time) (Chat, error) {
+	var errs []FieldError
+	bad := func(field, msg string) { errs = append(errs, FieldError{field, msg}) }
+	if !idRE.MatchString(r.ID) {
+		bad("id", "required: 1 to 64 letters, digits and . _ : -")
+	}
+	checkParty := func(field string, p PartyRequest) {
+		if err := checkWhatsApp(p.Address); err != "" {
+			bad(field+".address", err)
+		}
+		if len([]rune(p.Name)) > maxNameRunes {
+			bad(field+".name", "at most 64 characters")
+		}
+	}
+	checkParty("customer", r.Customer)
+	checkParty("rider", r.Rider)
+	if r.Customer.Address != "" && r.Customer.Address == r.Rider.Address {
+		bad("rider.address", "must differ from customer.address")
+	}
+	inv := Invite{ContentSid: cfg.InviteContentSid, ContentVariables: map[string]string{"1": r.Customer.Name, "2": r.Rider.Name}}
+	if r.Invite != nil {
+		inv = *r.Invite
+		switch {
+		case inv.ContentSid == "" && inv.Body == "":
+			bad("invite", "needs content_sid or body")
+		case inv.ContentSid != "" && inv.Body != "":
+			bad("invite", "content_sid and body exclude each other")
+		case inv.ContentSid != "" && !optin.IsSid("HX", inv.ContentSid):
+			bad("invite.content_sid", "must be HX followed by 32 hexadecimal digits")
+		case len([]rune(inv.Body)) > maxBodyRunes:
+			bad("invite.body", "at most 1600 characters")
+		case len(inv.ContentVariables) > maxContentVars:
+			bad("invite.content_variables", "at most 20 variables")
+		}
+		if inv.Body != "" {
+			inv.ContentVariables = nil
+		}
+	} else if cfg.InviteContentSid == "" {
+		bad("invite", "required: no default invitation template is configured (OPTIN_INVITE_CONTENT_SID)")
+	}
+	ttl := cfg.DefaultTTL
+	if r.TTL != "" {
+		d, err := time.ParseDuration(r.TTL)
+		switch {
+		case err != nil:
+			bad("ttl", "must be a duration such as 2h or 45m")
+		case d < MinTTL || d > MaxTTL:
+			bad("ttl", "must be between 10m and 720h")
+		default:
+			ttl = d
+		}
+	}
+	if len(r.Metadata) > 0 {
+		var obj map[string]any
+		switch {
+		case len(r.Metadata) > MaxMetadata:
+			bad("metadata", "at most 4 KiB")
+		case json.Unmarshal(r.Metadata, &obj) != nil || obj == nil:
+			bad("metadata", "must be a JSON object")
+		}
+	}
+	if len(errs) > 0 {
+		return Chat{}, &ValidationError{Fields: errs}
+	}
+	c := Chat{
+		ID:          r.ID,
+		State:       StateStarting,
+		Customer:    Party{Address: r.Customer.Address, ProxyAddress: cfg.BusinessNumber, Name: r.Customer.Name},
+		Rider:       Party{Address: r.Rider.Address, ProxyAddress: cfg.BusinessNumber, Name: r.Rider.Name},
+		Invite:      inv,
+		TTL:         ttl,
+		Metadata:    compact(r.Metadata),
+		CreatedAt:   now,
+		UpdatedAt:   now,
+		ExpiresAt:   now.Add(ttl),
+		History:     []Transition{{State: StateStarting, At: now}},
+		Fingerprint: r.fingerprint(),
+		Steps:       map[string]string{},
+	}
+	return c, nil
+}
+
+// checkWhatsApp returns what is wrong with a whatsapp:+E164 address, or "".
+func checkWhatsApp(address string) string {
+	number, ok := strings.CutPrefix(address, "whatsapp:")
+	if !ok {
+		return "required: whatsapp:+E164, e.g. whatsapp:+15550001111"
+	}
+	return checkE164(number)
+}
+
+// checkE164 returns what is wrong with a +E164 number, or "": a number that could exist (the fictional
+// +1 555 numbers of tests pass), written in its canonical form.
+func checkE164(number string) string {
+	n, err := phonenumbers.Parse(number, "")
+	if err != nil || !strings.HasPrefix(number, "+") || !phonenumbers.IsPossibleNumber(n) {
+		return "not a possible phone number in E.164 form (+ country code and number)"
+	}
+	if phonenumbers.Format(n, phonenumbers.E164) != number {
+		return "write the number in E.164 form: " + phonenumbers.Format(n, phonenumbers.E164)
+	}
+	return ""
+}
+
+// fingerprint hashes the request as given (defaults not applied), so a repeat matches whatever the
+// configuration says by then.
+func (r StartRequest) fingerprint() string {
+	r.Metadata = compact(r.Metadata)
+	b, _ := json.Marshal(r) // maps are written with sorted keys
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+func compact(raw json.RawMessage) []byte {
+	if len(raw) == 0 {
+		return nil
+	}
+	var b bytes.Buffer
+	if err := json.Compact(&b, raw); err != nil {
+		return bytes.Clone(raw)
+	}
+	return b.Bytes()
+}

@@ -1,0 +1,401 @@
+package chat
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/optinkit/optin/internal/optin"
+)
+
+// Twilio error codes a chat's start reads.
+const (
+	codeUniqueNameTaken = 50353 // a conversation with this UniqueName exists
+	codeAlreadyPresent  = 50437 // the participant is already in this conversation
+	codeClosed          = 50377 // the conversation is closed
+	codeNotFound        = 20404
+)
+
+// Event names a chat's webhooks ask Twilio for.
+const (
+	EventMessageAdded      = "onMessageAdded"
+	EventStateUpdated      = "onConversationStateUpdated"
+	defaultStartBudget     = 10 * time.Second
+	defaultMarkerLookback  = 50
+	leaseMargin            = 5 * time.Second
+	busyPoll               = 100 * time.Millisecond
+	stepConversation       = "conversation"
+	stepMessageWebhook     = "message_webhook"
+	stepLifecycleWebhook   = "lifecycle_webhook"
+	stepCustomer           = "customer"
+	stepRider              = "rider"
+	stepInvite             = "invite"
+	webhookMethod          = "post"
+	conversationNamePrefix = "Delivery "
+)
+
+// Config is what a chat is started with.
+type Config struct {
+	// BusinessNumber is the WhatsApp sender both parties talk to (whatsapp:+E164).
+	BusinessNumber string
+	// WebhookURL is where Twilio calls the service (the public URL + /webhooks/conversations).
+	WebhookURL string
+	// InviteContentSid is the default invitation template, with variables {"1": customer, "2": rider}.
+	InviteContentSid string
+	// DefaultTTL closes a chat's conversation after this long without activity.
+	DefaultTTL time.Duration
+	// StartBudget bounds a start call; past it the start answers ErrBusy and may be repeated.
+	StartBudget time.Duration
+	Retry       optin.RetryPolicy
+}
+
+// Service starts, reads and ends chats.
+type Service struct {
+	conv  Conversations
+	store Store
+	cfg   Config
+	now   func() time.Time
+}
+
+// NewService checks its dependencies and returns a Service.
+func NewService(conv Conversations, store Store, cfg Config) (*Service, error) {
+	switch {
+	case conv == nil:
+		return nil, errors.New("chat: nil Conversations")
+	case store == nil:
+		return nil, errors.New("chat: nil Store")
+	case checkWhatsApp(cfg.BusinessNumber) != "":
+		return nil, fmt.Errorf("chat: business number %q: %s", cfg.BusinessNumber, checkWhatsApp(cfg.BusinessNumber))
+	case cfg.WebhookURL == "":
+		return nil, errors.New("chat: no webhook URL")
+	case cfg.DefaultTTL < MinTTL || cfg.DefaultTTL > MaxTTL:
+		return nil, fmt.Errorf("chat: default ttl %s: want %s to %s", cfg.DefaultTTL, MinTTL, MaxTTL)
+	}
+	if cfg.StartBudget <= 0 {
+		cfg.StartBudget = defaultStartBudget
+	}
+	return &Service{conv: conv, store: store, cfg: cfg, now: func() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }}, nil
+}
+
+// Start starts the chat r asks for, or answers for the chat its id already names: created is true when
+// this call made (or completed) the chat. The same id with another request is ErrConflict; a start that
+// does not finish within the budget is ErrBusy and is resumed by the same call repeated; a permanent
+// Twilio refusal is a *TwilioError.
+func (s *Service) Start(ctx context.Context, r StartRequest) (c Chat, created bool, err error) {
+	c, err = r.validate(s.cfg, s.now())
+	if err != nil {
+		return Chat{}, false, err
+	}
+	existing, fresh, err := s.store.Create(ctx, c)
+	if err != nil {
+		return Chat{}, false, fmt.Errorf("%w: creating chat %s: %w", ErrUnavailable, c.ID, err)
+	}
+	if !fresh {
+		if existing.Fingerprint != c.Fingerprint {
+			return existing, false, ErrConflict
+		}
+		if existing.State != StateStarting {
+			return existing, false, nil
+		}
+		c = existing
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.StartBudget)
+	defer cancel()
+	owner := newOwner()
+	locked, err := s.store.Lock(ctx, c.ID, owner, s.cfg.StartBudget+leaseMargin)
+	if err != nil {
+		return Chat{}, false, fmt.Errorf("%w: locking chat %s: %w", ErrUnavailable, c.ID, err)
+	}
+	if !locked {
+		return s.awaitStart(ctx, c.ID)
+	}
+	id := c.ID
+	defer func() { _ = s.store.Unlock(context.WithoutCancel(ctx), id, owner) }()
+	// The lease may have been taken after another call finished the start: read the chat again.
+	if c, err = s.store.Get(ctx, c.ID); err != nil {
+		return Chat{}, false, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	if c.State != StateStarting {
+		return c, false, nil
+	}
+	ctx = zerolog.Ctx(ctx).With().Str("chat_id", c.ID).Logger().WithContext(ctx)
+	c, err = s.runStart(ctx, c, !fresh)
+	return c, err == nil, err
+}
+
+// awaitStart waits for a start that another call runs, until it leaves starting or the budget ends.
+func (s *Service) awaitStart(ctx context.Context, id string) (Chat, bool, error) {
+	for {
+		c, err := s.store.Get(ctx, id)
+		if err == nil && c.State != StateStarting {
+			return c, false, nil
+		}
+		select {
+		case <-ctx.Done():
+			return Chat{}, false, ErrBusy
+		case <-time.After(busyPoll):
+		}
+	}
+}
+
+// runStart performs the start's steps that c has not done yet, each recorded once done. resumed says
+// an earlier call may have been cut off mid-step: creates then look for their effect first.
+func (s *Service) runStart(ctx context.Context, c Chat, resumed bool) (Chat, error) {
+	marker := func(step string) string {
+		b, _ := json.Marshal(map[string]map[string]string{"optin": {"chat": c.ID, "step": step}})
+		return string(b)
+	}
+	steps := []struct {
+		name string
+		run  func(ctx context.Context, look bool) (string, error)
+	}{
+		{stepConversation, func(ctx context.Context, _ bool) (string, error) {
+			sid, err := s.conv.CreateConversation(ctx, NewConversation{
+				UniqueName: c.ID, FriendlyName: conversationNamePrefix + c.ID, Attributes: marker(stepConversation), ClosedAfter: c.TTL})
+			if twilioCode(err) != codeUniqueNameTaken {
+				return sid, err
+			}
+			// An earlier attempt created it — or an earlier chat of this id did, and closed it since.
+			sid, closed, err := s.conv.FindConversation(ctx, c.ID)
+			if err == nil && closed {
+				return "", &optin.CallError{Op: "find conversation", Kind: optin.Permanent, Code: codeUniqueNameTaken,
+					Err: errors.New("a closed conversation already has this id as its unique name")}
+			}
+			return sid, err
+		}},
+		{stepMessageWebhook, func(ctx context.Context, look bool) (string, error) {
+			return s.armWebhook(ctx, c.ConversationSid, EventMessageAdded, look)
+		}},
+		{stepLifecycleWebhook, func(ctx context.Context, look bool) (string, error) {
+			return s.armWebhook(ctx, c.ConversationSid, EventStateUpdated, look)
+		}},
+		{stepCustomer, func(ctx context.Context, _ bool) (string, error) {
+			return "added", s.addParticipant(ctx, c.ConversationSid, c.Customer)
+		}},
+		{stepRider, func(ctx context.Context, _ bool) (string, error) {
+			return "added", s.addParticipant(ctx, c.ConversationSid, c.Rider)
+		}},
+		{stepInvite, func(ctx context.Context, look bool) (string, error) {
+			m := optin.Message{Author: c.Rider.Address, Attributes: marker(stepInvite)}
+			if c.Invite.ContentSid != "" {
+				vars, _ := json.Marshal(c.Invite.ContentVariables)
+				m.ContentSid, m.ContentVariables = c.Invite.ContentSid, string(vars)
+			} else {
+				m.Body = c.Invite.Body
+			}
+			if look {
+				if sid, err := s.findMarked(ctx, c.ConversationSid, m.Attributes); err != nil || sid != "" {
+					return sid, err
+				}
+			}
+			return s.conv.CreateMessage(ctx, c.ConversationSid, m)
+		}},
+	}
+	for _, st := range steps {
+		if _, done := c.Steps[st.name]; done {
+			continue
+		}
+		look := resumed
+		ref, err := optin.Retry(ctx, s.cfg.Retry, nil, "chat_"+st.name, func(ctx context.Context) (string, error) {
+			ref, err := st.run(ctx, look)
+			if kind(err) != optin.Retryable && err != nil {
+				look = true // the call may have taken effect: look before creating again
+			}
+			return ref, err
+		})
+		if err != nil {
+			return s.startFailed(ctx, c, st.name, err)
+		}
+		name := st.name
+		c, err = s.store.Update(ctx, c.ID, func(c *Chat) error {
+			c.Steps[name] = ref
+			if name == stepConversation {
+				c.ConversationSid = ref
+			}
+			return nil
+		})
+		if err != nil {
+			return Chat{}, fmt.Errorf("%w: recording step %s: %w", ErrUnavailable, name, err)
+		}
+	}
+	c, err := s.store.Update(ctx, c.ID, func(c *Chat) error {
+		c.moveTo(StateInvited, "", s.now())
+		return nil
+	})
+	if err != nil {
+		return Chat{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	zerolog.Ctx(ctx).Info().Str("conversation_sid", c.ConversationSid).Str("state", string(c.State)).Msg("chat started")
+	return c, nil
+}
+
+// startFailed ends a start whose step failed. A transient failure leaves the chat starting (ErrBusy:
+// repeat the call). A permanent one fails the chat — closing its conversation so that nothing stays
+// bound — or, when nothing exists at Twilio yet, forgets it so that its id can be used again.
+func (s *Service) startFailed(ctx context.Context, c Chat, step string, err error) (Chat, error) {
+	log := zerolog.Ctx(ctx)
+	ce, isCall := errors.AsType[*optin.CallError](err)
+	if !isCall || ce.Kind != optin.Permanent {
+		log.Warn().Err(err).Str("step", step).Msg("chat start incomplete; the call may be repeated")
+		return Chat{}, fmt.Errorf("%w: step %s: %w", ErrBusy, step, err)
+	}
+	terr := &TwilioError{Code: ce.Code, Status: ce.Status, Err: fmt.Errorf("step %s: %w", step, err)}
+	log.Error().Err(err).Str("step", step).Int("twilio_code", ce.Code).Msg("chat start refused")
+	// Recording the outcome matters more than the caller's deadline.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.StartBudget)
+	defer cancel()
+	if c.ConversationSid == "" {
+		if derr := s.store.Delete(ctx, c.ID); derr != nil {
+			return Chat{}, fmt.Errorf("%w: forgetting chat %s: %w", ErrUnavailable, c.ID, derr)
+		}
+		return Chat{}, terr
+	}
+	if cerr := s.close(ctx, c.ConversationSid); cerr != nil {
+		log.Error().Err(cerr).Msg("closing the conversation of a failed start")
+	}
+	failed, uerr := s.store.Update(ctx, c.ID, func(c *Chat) error {
+		c.Error = &Failure{TwilioCode: ce.Code, Detail: terr.Err.Error()}
+		c.moveTo(StateFailed, ReasonFailed, s.now())
+		return nil
+	})
+	if uerr != nil {
+		return Chat{}, fmt.Errorf("%w: %w", ErrUnavailable, uerr)
+	}
+	return failed, terr
+}
+
+// armWebhook makes sure the conversation has a scoped webhook at the service for event; with look set
+// it first looks for one an earlier attempt made.
+func (s *Service) armWebhook(ctx context.Context, conv, event string, look bool) (string, error) {
+	if look {
+		hooks, err := s.conv.ScopedWebhooks(ctx, conv)
+		if err != nil {
+			return "", err
+		}
+		for _, h := range hooks {
+			if h.URL == s.cfg.WebhookURL && slices.Equal(h.Filters, []string{event}) {
+				return h.Sid, nil
+			}
+		}
+	}
+	return s.conv.CreateWebhook(ctx, conv, Webhook{URL: s.cfg.WebhookURL, Method: webhookMethod, Filters: []string{event}})
+}
+
+// addParticipant adds p; a participant already in the conversation (an earlier attempt) counts as added.
+func (s *Service) addParticipant(ctx context.Context, conv string, p Party) error {
+	err := s.conv.AddParticipant(ctx, conv, p.Address, p.ProxyAddress)
+	if twilioCode(err) == codeAlreadyPresent {
+		return nil
+	}
+	return err
+}
+
+// findMarked returns the SID of the newest message carrying attributes, "" when there is none.
+func (s *Service) findMarked(ctx context.Context, conv, attributes string) (string, error) {
+	msgs, err := s.conv.RecentMessages(ctx, conv, defaultMarkerLookback)
+	if err != nil {
+		return "", err
+	}
+	for _, m := range msgs {
+		if m.Attributes == attributes {
+			return m.Sid, nil
+		}
+	}
+	return "", nil
+}
+
+// close closes a conversation, retried; one already closed or gone counts as closed.
+func (s *Service) close(ctx context.Context, conv string) error {
+	_, err := optin.Retry(ctx, s.cfg.Retry, nil, "chat_close", func(ctx context.Context) (struct{}, error) {
+		err := s.conv.CloseConversation(ctx, conv)
+		if c := twilioCode(err); c == codeClosed || c == codeNotFound {
+			return struct{}{}, nil
+		}
+		return struct{}{}, err
+	})
+	return err
+}
+
+// Get returns the chat named by key: its id, or its conversation's SID.
+func (s *Service) Get(ctx context.Context, key string) (Chat, error) {
+	var (
+		c   Chat
+		err error
+	)
+	if optin.IsSid("CH", key) {
+		c, err = s.store.ByConversation(ctx, key)
+	} else {
+		c, err = s.store.Get(ctx, key)
+	}
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return Chat{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return c, err
+}
+
+// List returns up to limit chats, newest first, optionally in one state; before is the cursor of the
+// page (0 for the first) and next that of the following page (0 at the end).
+func (s *Service) List(ctx context.Context, state State, limit int, before int64) ([]Chat, int64, error) {
+	chats, next, err := s.store.List(ctx, state, limit, before)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return chats, next, nil
+}
+
+// End closes the chat's conversation and records the chat closed; a chat already ended is answered as it is.
+func (s *Service) End(ctx context.Context, key string) (Chat, error) {
+	c, err := s.Get(ctx, key)
+	if err != nil {
+		return Chat{}, err
+	}
+	if c.State.Final() {
+		return c, nil
+	}
+	if c.ConversationSid != "" {
+		ctx, cancel := context.WithTimeout(ctx, s.cfg.StartBudget)
+		defer cancel()
+		if err := s.close(ctx, c.ConversationSid); err != nil {
+			if ce, ok := errors.AsType[*optin.CallError](err); ok && ce.Kind == optin.Permanent {
+				return Chat{}, &TwilioError{Code: ce.Code, Status: ce.Status, Err: err}
+			}
+			return Chat{}, fmt.Errorf("%w: closing the conversation: %w", ErrBusy, err)
+		}
+	}
+	c, err = s.store.Update(ctx, c.ID, func(c *Chat) error {
+		c.moveTo(StateClosed, ReasonEnded, s.now())
+		return nil
+	})
+	if err != nil {
+		return Chat{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	zerolog.Ctx(ctx).Info().Str("chat_id", c.ID).Str("conversation_sid", c.ConversationSid).Str("state", string(c.State)).Msg("chat ended")
+	return c, nil
+}
+
+func twilioCode(err error) int {
+	if ce, ok := errors.AsType[*optin.CallError](err); ok {
+		return ce.Code
+	}
+	return 0
+}
+
+func kind(err error) optin.FailureKind {
+	if ce, ok := errors.AsType[*optin.CallError](err); ok {
+		return ce.Kind
+	}
+	return optin.Uncertain
+}
+
+func newOwner() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

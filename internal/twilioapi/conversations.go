@@ -1,0 +1,124 @@
+package twilioapi
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	conversations "github.com/twilio/twilio-go/rest/conversations/v1"
+
+	"github.com/optinkit/optin/internal/chat"
+)
+
+var _ chat.Conversations = (*Client)(nil)
+
+// CreateConversation creates an active conversation whose Timers.Closed is c.ClosedAfter.
+func (c *Client) CreateConversation(ctx context.Context, nc chat.NewConversation) (string, error) {
+	svc, rec := c.service(ctx, "create_conversation")
+	p := &conversations.CreateConversationParams{}
+	setIf(nc.UniqueName, p.SetUniqueName)
+	setIf(nc.FriendlyName, p.SetFriendlyName)
+	setIf(nc.Attributes, p.SetAttributes)
+	// A timer on create needs the state too (50382).
+	p.SetState("active")
+	if nc.ClosedAfter > 0 {
+		p.SetTimersClosed(isoDuration(nc.ClosedAfter))
+	}
+	conv, err := svc.CreateConversation(p)
+	if err != nil {
+		return "", classify("create conversation", err, rec)
+	}
+	return deref(conv.Sid), nil
+}
+
+// FindConversation fetches the conversation by its unique name, which Twilio accepts in place of the SID.
+func (c *Client) FindConversation(ctx context.Context, uniqueName string) (string, bool, error) {
+	svc, rec := c.service(ctx, "fetch_conversation")
+	conv, err := svc.FetchConversation(seg(uniqueName))
+	if err != nil {
+		return "", false, classify("fetch conversation", err, rec)
+	}
+	return deref(conv.Sid), deref(conv.State) == "closed", nil
+}
+
+// AddParticipant adds a messaging participant: address reached through proxyAddress.
+func (c *Client) AddParticipant(ctx context.Context, conversationSid, address, proxyAddress string) error {
+	svc, rec := c.service(ctx, "create_participant")
+	p := &conversations.CreateConversationParticipantParams{}
+	p.SetMessagingBindingAddress(address).SetMessagingBindingProxyAddress(proxyAddress)
+	if _, err := svc.CreateConversationParticipant(seg(conversationSid), p); err != nil {
+		return classify("create participant", err, rec)
+	}
+	return nil
+}
+
+// ScopedWebhooks returns the conversation's scoped webhooks with their configuration, across all pages.
+func (c *Client) ScopedWebhooks(ctx context.Context, conversationSid string) ([]chat.Webhook, error) {
+	svc, rec := c.service(ctx, "list_webhooks")
+	p := &conversations.ListConversationScopedWebhookParams{}
+	p.SetPageSize(webhookPageSize)
+	hooks, err := svc.ListConversationScopedWebhook(seg(conversationSid), p)
+	if err != nil {
+		return nil, classify("list webhooks", err, rec)
+	}
+	out := make([]chat.Webhook, 0, len(hooks))
+	for _, h := range hooks {
+		w := chat.Webhook{Sid: deref(h.Sid)}
+		if h.Configuration != nil {
+			if cfg, ok := (*h.Configuration).(map[string]any); ok {
+				w.URL, _ = cfg["url"].(string)
+				w.Method, _ = cfg["method"].(string)
+				if fs, ok := cfg["filters"].([]any); ok {
+					for _, f := range fs {
+						if s, ok := f.(string); ok {
+							w.Filters = append(w.Filters, s)
+						}
+					}
+				}
+			}
+		}
+		out = append(out, w)
+	}
+	return out, nil
+}
+
+// CreateWebhook arms a scoped webhook at h.URL for h.Filters.
+func (c *Client) CreateWebhook(ctx context.Context, conversationSid string, h chat.Webhook) (string, error) {
+	svc, rec := c.service(ctx, "create_webhook")
+	p := &conversations.CreateConversationScopedWebhookParams{}
+	p.SetTarget("webhook").SetConfigurationUrl(h.URL).SetConfigurationMethod(h.Method).SetConfigurationFilters(h.Filters)
+	hook, err := svc.CreateConversationScopedWebhook(seg(conversationSid), p)
+	if err != nil {
+		return "", classify("create webhook", err, rec)
+	}
+	return deref(hook.Sid), nil
+}
+
+// CloseConversation sets State=closed: final at Twilio, and it frees the conversation's address pairs.
+func (c *Client) CloseConversation(ctx context.Context, conversationSid string) error {
+	svc, rec := c.service(ctx, "update_conversation")
+	p := &conversations.UpdateConversationParams{}
+	p.SetState("closed")
+	if _, err := svc.UpdateConversation(seg(conversationSid), p); err != nil {
+		return classify("close conversation", err, rec)
+	}
+	return nil
+}
+
+// isoDuration writes d as an ISO 8601 duration (PT2H30M), as Twilio's timers take it.
+func isoDuration(d time.Duration) string {
+	d = d.Round(time.Second)
+	var b strings.Builder
+	b.WriteString("PT")
+	if h := d / time.Hour; h > 0 {
+		fmt.Fprintf(&b, "%dH", h)
+	}
+	if m := d % time.Hour / time.Minute; m > 0 {
+		fmt.Fprintf(&b, "%dM", m)
+	}
+	if s := d % time.Minute / time.Second; s > 0 || b.Len() == 2 {
+		fmt.Fprintf(&b, "%dS", s)
+	}
+	return b.String()
+}
