@@ -186,12 +186,12 @@ func TestAgainstTwilioSpec(t *testing.T) {
 	if _, err := c.RecentMessages(ctx, conv, 50); err != nil {
 		t.Fatal(err)
 	}
-	hooks, err := c.ListWebhooks(ctx, conv)
+	hooks, err := c.ScopedWebhooks(ctx, conv)
 	if err != nil || len(hooks) != 2 {
 		t.Fatalf("hooks %v %v", hooks, err)
 	}
 	for _, h := range hooks {
-		if err := c.DeleteWebhook(ctx, conv, h); err != nil {
+		if err := c.DeleteWebhook(ctx, conv, h.Sid); err != nil {
 			t.Fatal(err)
 		}
 	}

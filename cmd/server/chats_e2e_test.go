@@ -4,11 +4,14 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/optinkit/optin/internal/faketwilio"
+	"github.com/optinkit/optin/internal/signature"
 )
 
 const (
@@ -329,5 +332,94 @@ func assertCallsSince(t *testing.T, fake *faketwilio.Server, n int, want []call)
 	got := calls(fake.Requests()[n:])
 	if !slices.Equal(got, want) {
 		t.Errorf("REST calls:\n got %d: %+v\nwant %d: %+v", len(got), got, len(want), want)
+	}
+}
+
+// publicPost is Twilio's POST of params, signed for the public URL the chat armed its webhook at.
+func (s *server) publicPost(params url.Values) *http.Request {
+	r, _ := http.NewRequest(http.MethodPost, s.webhookURL(""), strings.NewReader(params.Encode()))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	r.Header.Set("X-Twilio-Signature", signature.Compute(authToken, publicBase+"/webhooks/conversations", params))
+	return r
+}
+
+func reply(msgSid, author, body string) url.Values {
+	ev := event(msgSid, author)
+	ev.Set("Body", body)
+	return ev
+}
+
+// waitChat polls the chat until it is in state.
+func (s *server) waitChat(id, state string) map[string]any {
+	s.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, _, body := s.api("GET", "/v1/chats/"+id, adminToken1, "")
+		c := chatOf(s.t, body)
+		if c["state"] == state {
+			return c
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("chat %s is %v, want %s: %s", id, c["state"], state, body)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// The customer's answer decides: yes connects, no declines, STOP opts out; the rider cannot answer for them.
+func TestChatConsent(t *testing.T) {
+	const (
+		messageHook   = "WH00000000000000000000000000000002"
+		lifecycleHook = "WH00000000000000000000000000000003"
+	)
+	riderCalls := func(trigger string) []call {
+		return []call{
+			{"POST", "/v1/Conversations/" + conv + "/Messages", form("Body", waitText, "Attributes", `{"optin":{"step":"wait","trigger":"`+trigger+`"}}`)},
+			{"POST", "/v1/Conversations/" + conv + "/Messages", form("Author", customer, "Body", riderText, "Attributes", `{"optin":{"step":"rider","trigger":"`+trigger+`"}}`)},
+			listCall("PageSize=5"), deleteCall(messageHook),
+		}
+	}
+	for _, tt := range []struct {
+		name, reply, state, reason, history string
+		want                                func(trigger string) []call
+	}{
+		{"yes", "Yes, I'm home", "connected", "", "starting,invited,connecting,connected", riderCalls},
+		{"quick reply button", "Sure!", "connected", "", "starting,invited,connecting,connected", riderCalls},
+		{"no", "No thanks.", "declined", "declined", "starting,invited,declined", func(trigger string) []call {
+			return []call{
+				{"POST", "/v1/Conversations/" + conv + "/Messages", form("Body", "No problem — we won't connect you. Your delivery is on its way.",
+					"Attributes", `{"optin":{"step":"decline","trigger":"`+trigger+`"}}`)},
+				listCall("PageSize=5"), deleteCall(messageHook), closeCall(conv),
+			}
+		}},
+		{"opt out", "STOP", "declined", "opted_out", "starting,invited,declined", func(string) []call {
+			return []call{listCall("PageSize=5"), deleteCall(messageHook), closeCall(conv)}
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			fake := faketwilio.New(accountSid, authToken)
+			t.Cleanup(fake.Close)
+			s := start(t, fake, adminEnv(nil))
+			if code, _, body := s.api("POST", "/v1/chats", adminToken1, startBody); code != 201 {
+				t.Fatalf("start: %d %s", code, body)
+			}
+			n := len(fake.Requests())
+			// The rider writes first: ignored, nothing at Twilio.
+			if code, body := s.send(s.publicPost(reply(msg9, rider, "I'm outside"))); code != 200 || body != `{"outcome":"ignored","reason":"customer_not_answered"}` {
+				t.Errorf("rider first: %d %s", code, body)
+			}
+			if code, body := s.send(s.publicPost(reply(msg1, customer, tt.reply))); code != 200 || body != `{"outcome":"accepted"}` {
+				t.Fatalf("customer: %d %s", code, body)
+			}
+			c := s.waitChat("order-8812", tt.state)
+			if got, _ := c["reason"].(string); got != tt.reason || states(c) != tt.history {
+				t.Errorf("chat: reason %v, history %s", c["reason"], states(c))
+			}
+			s.stop()
+			assertCallsSince(t, fake, n, sorted(tt.want(msg1)...))
+			if hooks := fake.Webhooks(conv); !slices.Equal(hooks, []string{lifecycleHook}) {
+				t.Errorf("webhooks left %v, want the lifecycle one only", hooks)
+			}
+		})
 	}
 }

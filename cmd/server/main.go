@@ -158,16 +158,28 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("twilio client: %w", err)
 	}
 
-	svc, err := optin.NewService(conv, be.store, be.queue, optin.Config{
+	var chats *chat.Service
+	if len(cfg.adminTokens) > 0 {
+		if chats, err = newChats(cfg, conv, be.chats); err != nil {
+			return err
+		}
+	}
+	optinCfg := optin.Config{
 		WaitMessage: cfg.WaitMessage,
 		RiderOptIn: optin.Template{
 			Body:             cfg.RiderMessage,
 			ContentSid:       cfg.RiderContentSid,
 			ContentVariables: cfg.RiderContentVar,
 		},
-		Retry:    optin.RetryPolicy{CallTimeout: cfg.TwilioTimeout},
-		Observer: m,
-	})
+		Retry:          optin.RetryPolicy{CallTimeout: cfg.TwilioTimeout},
+		Observer:       m,
+		Consent:        optin.NewConsent(keywords(cfg.DeclineKeywords), keywords(cfg.OptOutKeywords)),
+		DeclineMessage: cfg.DeclineMessage,
+	}
+	if chats != nil {
+		optinCfg.Chats = chats
+	}
+	svc, err := optin.NewService(conv, be.store, be.queue, optinCfg)
 	if err != nil {
 		return fmt.Errorf("opt-in service: %w", err)
 	}
@@ -176,9 +188,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	var admin http.Handler
-	if len(cfg.adminTokens) > 0 {
-		if admin, err = newAdmin(cfg, conv, be.chats); err != nil {
-			return err
+	if chats != nil {
+		if admin, err = handlers.NewAdminRouter(chats, cfg.adminTokens, handlers.OpenAPI); err != nil {
+			return fmt.Errorf("admin API: %w", err)
 		}
 	}
 
@@ -264,8 +276,8 @@ func newHTTPServer(h http.Handler) *http.Server {
 	}
 }
 
-// newAdmin builds the chats service and the admin API on it.
-func newAdmin(cfg settings, conv *twilioapi.Client, store chat.Store) (http.Handler, error) {
+// newChats builds the chats service.
+func newChats(cfg settings, conv *twilioapi.Client, store chat.Store) (*chat.Service, error) {
 	chats, err := chat.NewService(conv, store, chat.Config{
 		BusinessNumber:   cfg.WhatsAppNumber,
 		WebhookURL:       strings.TrimSuffix(cfg.PublicURL, "/") + "/webhooks/conversations",
@@ -277,11 +289,18 @@ func newAdmin(cfg settings, conv *twilioapi.Client, store chat.Store) (http.Hand
 	if err != nil {
 		return nil, fmt.Errorf("chats: %w", err)
 	}
-	admin, err := handlers.NewAdminRouter(chats, cfg.adminTokens, handlers.OpenAPI)
-	if err != nil {
-		return nil, fmt.Errorf("admin API: %w", err)
+	return chats, nil
+}
+
+// keywords splits a comma-separated list; nil (the defaults) when it is empty.
+func keywords(list string) []string {
+	var out []string
+	for k := range strings.SplitSeq(list, ",") {
+		if k = strings.TrimSpace(k); k != "" {
+			out = append(out, k)
+		}
 	}
-	return admin, nil
+	return out
 }
 
 func newLogger(cfg settings, stdout io.Writer) zerolog.Logger {

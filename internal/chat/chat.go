@@ -172,12 +172,6 @@ type NewConversation struct {
 	ClosedAfter time.Duration
 }
 
-// Webhook is a conversation-scoped webhook.
-type Webhook struct {
-	Sid, URL, Method string
-	Filters          []string
-}
-
 // Conversations is what a chat needs of Twilio Conversations. Adapters report failed calls as
 // *optin.CallError.
 type Conversations interface {
@@ -187,8 +181,8 @@ type Conversations interface {
 	AddParticipant(ctx context.Context, conversationSid, address, proxyAddress string) error
 	CreateMessage(ctx context.Context, conversationSid string, m optin.Message) (sid string, err error)
 	RecentMessages(ctx context.Context, conversationSid string, limit int) ([]optin.PostedMessage, error)
-	ScopedWebhooks(ctx context.Context, conversationSid string) ([]Webhook, error)
-	CreateWebhook(ctx context.Context, conversationSid string, h Webhook) (sid string, err error)
+	ScopedWebhooks(ctx context.Context, conversationSid string) ([]optin.Webhook, error)
+	CreateWebhook(ctx context.Context, conversationSid string, h optin.Webhook) (sid string, err error)
 	// CloseConversation sets the conversation's state to closed, which frees its address pairs.
 	CloseConversation(ctx context.Context, conversationSid string) error
 }

@@ -285,7 +285,7 @@ func (s *Service) armWebhook(ctx context.Context, conv, event string, look bool)
 			}
 		}
 	}
-	return s.conv.CreateWebhook(ctx, conv, Webhook{URL: s.cfg.WebhookURL, Method: webhookMethod, Filters: []string{event}})
+	return s.conv.CreateWebhook(ctx, conv, optin.Webhook{URL: s.cfg.WebhookURL, Method: webhookMethod, Filters: []string{event}})
 }
 
 // addParticipant adds p; a participant already in the conversation (an earlier attempt) counts as added.
@@ -398,4 +398,58 @@ func newOwner() string {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+var _ optin.Chats = (*Service)(nil)
+
+// Parties names the customer and rider of the conversation's chat; ok is false when it has none.
+func (s *Service) Parties(ctx context.Context, conversationSid string) (customer, rider string, ok bool, err error) {
+	c, err := s.store.ByConversation(ctx, conversationSid)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return "", "", false, nil
+	case err != nil:
+		return "", "", false, err
+	}
+	return c.Customer.Address, c.Rider.Address, true, nil
+}
+
+// stageStates maps the opt-in's stages to a chat's states and reasons.
+var stageStates = map[optin.Stage]struct {
+	state  State
+	reason string
+}{
+	optin.StageConnecting: {StateConnecting, ""},
+	optin.StageConnected:  {StateConnected, ""},
+	optin.StageDeclined:   {StateDeclined, ReasonDeclined},
+	optin.StageOptedOut:   {StateDeclined, ReasonOptedOut},
+	optin.StageFailed:     {StateFailed, ReasonFailed},
+}
+
+// Advance moves the conversation's chat to the state of stage; a conversation without a chat has
+// nothing to move.
+func (s *Service) Advance(ctx context.Context, conversationSid string, stage optin.Stage, detail string) error {
+	to, known := stageStates[stage]
+	if !known {
+		return fmt.Errorf("chat: unknown stage %q", stage)
+	}
+	c, err := s.store.ByConversation(ctx, conversationSid)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return nil
+	case err != nil:
+		return err
+	}
+	c, err = s.store.Update(ctx, c.ID, func(c *Chat) error {
+		if to.state == StateFailed && c.Error == nil && !c.State.Final() {
+			c.Error = &Failure{Detail: detail}
+		}
+		c.moveTo(to.state, to.reason, s.now())
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	zerolog.Ctx(ctx).Info().Str("chat_id", c.ID).Str("conversation_sid", conversationSid).Str("state", string(c.State)).Msg("chat advanced")
+	return nil
 }

@@ -13,9 +13,13 @@ type fakeConversations struct {
 	created  []createCall
 	messages []PostedMessage // what the conversation holds, newest last
 	webhooks []string
-	lists    int
-	recent   int
-	deletes  []string
+	// lifecycle marks webhooks armed for onConversationStateUpdated only.
+	lifecycle map[string]bool
+	closes    int
+	failClose []error
+	lists     int
+	recent    int
+	deletes   []string
 
 	// failCreate scripts failures by step: each call pops one; applied reports whether the message was
 	// created all the same (an ambiguous failure).
@@ -76,14 +80,29 @@ func (f *fakeConversations) RecentMessages(_ context.Context, _ string, limit in
 	return out, nil
 }
 
-func (f *fakeConversations) ListWebhooks(context.Context, string) ([]string, error) {
+func (f *fakeConversations) ScopedWebhooks(context.Context, string) ([]Webhook, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.lists++
 	if err := pop(&f.failList); err != nil {
 		return nil, err
 	}
-	return append([]string(nil), f.webhooks...), nil
+	var out []Webhook
+	for _, sid := range f.webhooks {
+		filters := []string{EventMessageAdded}
+		if f.lifecycle[sid] {
+			filters = []string{"onConversationStateUpdated"}
+		}
+		out = append(out, Webhook{Sid: sid, Filters: filters})
+	}
+	return out, nil
+}
+
+func (f *fakeConversations) CloseConversation(context.Context, string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.closes++
+	return pop(&f.failClose)
 }
 
 func (f *fakeConversations) DeleteWebhook(_ context.Context, _ string, sid string) error {

@@ -81,6 +81,8 @@ const (
 	ReasonInProgress  = "flow_running"
 	ReasonCompleted   = "flow_done"
 	ReasonFailed      = "flow_failed"
+	// ReasonNotYet: a chat's rider wrote before the customer answered.
+	ReasonNotYet = "customer_not_answered"
 )
 
 // Decision is the answer to one event.
@@ -113,6 +115,10 @@ type Flow struct {
 	Steps map[string]string
 	// Runs counts the times the work was started; more than one means an earlier run may have been cut off.
 	Runs int
+	// Answer is what the customer's reply said; it decides the steps.
+	Answer Answer
+	// Chat is set for a conversation started through the chats API.
+	Chat bool
 }
 
 // ErrNoFlow marks an operation on a conversation that has no flow (never claimed, or forgotten after
@@ -148,6 +154,27 @@ type Queue interface {
 type Worker interface {
 	Work(ctx context.Context, conversationSid string) error
 	GiveUp(ctx context.Context, conversationSid string, cause error) error
+}
+
+// Stage is a point of a chat's opt-in that the chat is told of.
+type Stage string
+
+const (
+	StageConnecting Stage = "connecting"
+	StageConnected  Stage = "connected"
+	StageDeclined   Stage = "declined"
+	StageOptedOut   Stage = "opted_out"
+	StageFailed     Stage = "failed"
+)
+
+// Chats tells the flow about conversations started through the chats API; a conversation armed by hand
+// has no chat, and its customer is whoever writes first (the guide's rule).
+type Chats interface {
+	// Parties returns the customer's and the rider's address of the conversation's chat; ok is false
+	// when the conversation has none.
+	Parties(ctx context.Context, conversationSid string) (customer, rider string, ok bool, err error)
+	// Advance records that the conversation's chat reached stage; detail says why it failed.
+	Advance(ctx context.Context, conversationSid string, stage Stage, detail string) error
 }
 
 // Observer is told what the flow does, for metrics. Config.Observer may be nil.
@@ -187,9 +214,27 @@ type Conversations interface {
 	CreateMessage(ctx context.Context, conversationSid string, m Message) (sid string, err error)
 	// RecentMessages returns up to limit of the conversation's newest messages.
 	RecentMessages(ctx context.Context, conversationSid string, limit int) ([]PostedMessage, error)
-	// ListWebhooks returns the sids of every conversation-scoped webhook, across all pages.
-	ListWebhooks(ctx context.Context, conversationSid string) ([]string, error)
+	// ScopedWebhooks returns every conversation-scoped webhook, across all pages.
+	ScopedWebhooks(ctx context.Context, conversationSid string) ([]Webhook, error)
 	DeleteWebhook(ctx context.Context, conversationSid, webhookSid string) error
+	// CloseConversation sets the conversation's state to closed, which frees its address pairs.
+	CloseConversation(ctx context.Context, conversationSid string) error
+}
+
+// Webhook is a conversation-scoped webhook.
+type Webhook struct {
+	Sid, URL, Method string
+	Filters          []string
+}
+
+// delivers reports whether the webhook is called for event.
+func (w Webhook) delivers(event string) bool {
+	for _, f := range w.Filters {
+		if f == event {
+			return true
+		}
+	}
+	return false
 }
 
 // FailureKind tells the flow whether and how a failed call may be retried.

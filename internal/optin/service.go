@@ -16,7 +16,12 @@ const (
 	StepWait     = "wait"
 	StepRider    = "rider"
 	StepWebhooks = "webhooks"
+	StepDecline  = "decline"
+	StepClose    = "close"
 )
+
+// DefaultDeclineMessage is what a customer who said no sees.
+const DefaultDeclineMessage = "No problem — we won't connect you. Your delivery is on its way."
 
 // Template is a message's content: a Body, or a Content template that works outside WhatsApp's 24-hour window.
 type Template struct {
@@ -36,6 +41,12 @@ type Config struct {
 	MarkerLookback int
 	// Observer, when set, is told of steps, flows and retries.
 	Observer Observer
+	// Chats, when set, names the parties of chats started through the API and is told how they advance.
+	Chats Chats
+	// Consent reads a chat customer's reply; nil means the default keywords.
+	Consent *Consent
+	// DeclineMessage is the system message a chat customer who declined sees; empty means the default.
+	DeclineMessage string
 }
 
 // Service runs opt-ins. Handle decides and hands the work to the Queue; Work, called by the queue's
@@ -69,6 +80,12 @@ func NewService(conv Conversations, store Store, queue Queue, cfg Config) (*Serv
 	if cfg.Observer == nil {
 		cfg.Observer = noObserver{}
 	}
+	if cfg.Consent == nil {
+		cfg.Consent = NewConsent(nil, nil)
+	}
+	if cfg.DeclineMessage == "" {
+		cfg.DeclineMessage = DefaultDeclineMessage
+	}
 	return &Service{conv: conv, store: store, queue: queue, cfg: cfg, now: time.Now}, nil
 }
 
@@ -90,6 +107,21 @@ func (s *Service) Handle(ctx context.Context, ev Event) (Decision, error) {
 		Trigger:         ev.MessageSid,
 		State:           StateRunning,
 		StartedAt:       s.now(),
+		Answer:          AnswerConsent,
+	}
+	if s.cfg.Chats != nil {
+		customer, _, ok, err := s.cfg.Chats.Parties(ctx, ev.ConversationSid)
+		if err != nil {
+			return Decision{}, fmt.Errorf("looking up the chat of %s: %w: %w", ev.ConversationSid, ErrUnavailable, err)
+		}
+		if ok {
+			// The service knows the customer: only their reply advances the chat, and it says yes or no.
+			if ev.Author != customer {
+				zerolog.Ctx(ctx).Info().Str("conversation_sid", ev.ConversationSid).Msg("a chat's rider wrote before the customer answered; ignored")
+				return Decision{Outcome: OutcomeIgnored, Reason: ReasonNotYet}, nil
+			}
+			f.Chat, f.Answer = true, s.cfg.Consent.Read(ev.Body)
+		}
 	}
 	existing, claimed, err := s.store.Claim(ctx, f)
 	if err != nil {
@@ -152,8 +184,49 @@ func (s *Service) Work(ctx context.Context, conversationSid string) error {
 		return nil
 	}
 	start := s.now()
+	if f.Chat && f.Answer == AnswerConsent {
+		if err := s.advance(ctx, f.ConversationSid, StageConnecting, ""); err != nil {
+			return err
+		}
+	}
+	for _, phase := range s.phases(f) {
+		if err := s.runPhase(ctx, f, phase); err != nil {
+			if !permanent(err) {
+				log.Warn().Err(err).Msg("opt-in incomplete; will run again")
+				return fmt.Errorf("%w: %w", ErrRetryLater, err)
+			}
+			return s.finish(ctx, f, StateFailed, err.Error(), start)
+		}
+	}
+	return s.finish(ctx, f, StateDone, "", start)
+}
+
+// step is one piece of an opt-in's work: it returns what it left behind, recorded once it is done.
+type step struct {
+	name string
+	run  func(context.Context) (string, error)
+}
+
+// phases lists the steps the flow's answer calls for; the steps of a phase run concurrently, a phase
+// only after the one before it succeeded.
+func (s *Service) phases(f Flow) [][]step {
 	// A run after the first may follow one cut off mid-call: look before creating.
 	cutOff := f.Runs > 1
+	webhooks := step{StepWebhooks, func(ctx context.Context) (string, error) { return "done", s.removeWebhooks(ctx, f) }}
+	// Closing comes last: a closed conversation takes no message and no change.
+	closing := []step{{StepClose, func(ctx context.Context) (string, error) { return "done", s.closeConversation(ctx, f) }}}
+	switch f.Answer {
+	case AnswerDecline:
+		return [][]step{{
+			{StepDecline, func(ctx context.Context) (string, error) {
+				return s.createOnce(ctx, f, StepDecline, Message{Body: s.cfg.DeclineMessage}, cutOff)
+			}},
+			webhooks,
+		}, closing}
+	case AnswerOptOut:
+		// Someone who asked for no more messages gets none, not even a goodbye.
+		return [][]step{{webhooks}, closing}
+	}
 	rider := s.cfg.RiderOptIn
 	riderMsg := Message{Author: f.Customer}
 	if rider.ContentSid != "" {
@@ -161,16 +234,18 @@ func (s *Service) Work(ctx context.Context, conversationSid string) error {
 	} else {
 		riderMsg.Body = rider.Body
 	}
-	steps := []struct {
-		name string
-		run  func(context.Context) (string, error)
-	}{
+	return [][]step{{
 		{StepWait, func(ctx context.Context) (string, error) {
 			return s.createOnce(ctx, f, StepWait, Message{Body: s.cfg.WaitMessage}, cutOff)
 		}},
 		{StepRider, func(ctx context.Context) (string, error) { return s.createOnce(ctx, f, StepRider, riderMsg, cutOff) }},
-		{StepWebhooks, func(ctx context.Context) (string, error) { return "done", s.removeWebhooks(ctx, f) }},
-	}
+		webhooks,
+	}}
+}
+
+// runPhase runs the steps not done in an earlier run, concurrently, recording each one done.
+func (s *Service) runPhase(ctx context.Context, f Flow, steps []step) error {
+	log := zerolog.Ctx(ctx)
 	errs := make([]error, len(steps))
 	var wg sync.WaitGroup
 	for i, st := range steps {
@@ -193,18 +268,39 @@ func (s *Service) Work(ctx context.Context, conversationSid string) error {
 		})
 	}
 	wg.Wait()
-
-	err = errors.Join(errs...)
-	if err != nil && !permanent(err) {
-		log.Warn().Err(err).Msg("opt-in incomplete; will run again")
-		return fmt.Errorf("%w: %w", ErrRetryLater, err)
-	}
-	state, detail := StateDone, ""
-	if err != nil {
-		state, detail = StateFailed, err.Error()
-	}
-	return s.finish(ctx, f, state, detail, start)
+	return errors.Join(errs...)
 }
+
+// advance tells the conversation's chat, if it has one, where it stands; a failure to tell it leaves
+// the flow unfinished, so that the next run tells it again.
+func (s *Service) advance(ctx context.Context, conversationSid string, stage Stage, detail string) error {
+	if s.cfg.Chats == nil {
+		return nil
+	}
+	if err := s.cfg.Chats.Advance(ctx, conversationSid, stage, detail); err != nil {
+		return fmt.Errorf("%w: telling the chat it is %s: %w", ErrRetryLater, stage, err)
+	}
+	return nil
+}
+
+// closeConversation closes the conversation; one already closed counts as closed.
+func (s *Service) closeConversation(ctx context.Context, f Flow) error {
+	_, err := Retry(ctx, s.cfg.Retry, s.cfg.Observer, StepClose, func(ctx context.Context) (struct{}, error) {
+		err := s.conv.CloseConversation(ctx, f.ConversationSid)
+		if ce := (*CallError)(nil); errors.As(err, &ce) && (ce.Code == codeClosed || ce.NotFound()) {
+			return struct{}{}, nil
+		}
+		return struct{}{}, err
+	})
+	logStep(ctx, StepClose, err).Msg("step finished")
+	if err != nil {
+		return fmt.Errorf("step %s: %w", StepClose, err)
+	}
+	return nil
+}
+
+// codeClosed is Twilio's answer to a change of a closed conversation.
+const codeClosed = 50377
 
 // GiveUp records a flow as failed once its queue stops retrying it.
 func (s *Service) GiveUp(ctx context.Context, conversationSid string, cause error) error {
@@ -218,6 +314,15 @@ func (s *Service) finish(ctx context.Context, f Flow, state State, detail string
 	// The run's context may be ending (shutdown); recording the outcome still matters.
 	finishCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
+	stage := map[Answer]Stage{AnswerConsent: StageConnected, AnswerDecline: StageDeclined, AnswerOptOut: StageOptedOut}[f.Answer]
+	if state == StateFailed {
+		stage = StageFailed
+	}
+	if stage != "" {
+		if err := s.advance(finishCtx, f.ConversationSid, stage, detail); err != nil {
+			return err
+		}
+	}
 	if err := s.store.Finish(finishCtx, f.ConversationSid, state, detail); err != nil {
 		return fmt.Errorf("%w: recording flow outcome: %w", ErrRetryLater, err)
 	}
@@ -319,10 +424,18 @@ func (s *Service) findMarked(ctx context.Context, f Flow, step string) (string, 
 }
 
 // removeWebhooks lists every scoped webhook, then deletes each; a webhook already gone counts as deleted.
+// A chat keeps the webhooks that do not deliver onMessageAdded (its lifecycle's); a conversation armed
+// by hand loses them all, as in the guide.
 func (s *Service) removeWebhooks(ctx context.Context, f Flow) error {
-	sids, err := Retry(ctx, s.cfg.Retry, s.cfg.Observer, "list_webhooks", func(ctx context.Context) ([]string, error) {
-		return s.conv.ListWebhooks(ctx, f.ConversationSid)
+	hooks, err := Retry(ctx, s.cfg.Retry, s.cfg.Observer, "list_webhooks", func(ctx context.Context) ([]Webhook, error) {
+		return s.conv.ScopedWebhooks(ctx, f.ConversationSid)
 	})
+	var sids []string
+	for _, h := range hooks {
+		if !f.Chat || h.delivers(EventMessageAdded) {
+			sids = append(sids, h.Sid)
+		}
+	}
 	if err != nil {
 		logStep(ctx, StepWebhooks, err).Msg("step finished")
 		return fmt.Errorf("step %s: listing: %w", StepWebhooks, err)

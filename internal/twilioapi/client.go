@@ -122,19 +122,6 @@ func (c *Client) RecentMessages(ctx context.Context, conversationSid string, lim
 // webhookPageSize is Twilio's maximum for scoped webhooks; twilio-go would ask for 50.
 const webhookPageSize = 5
 
-// ListWebhooks returns every scoped webhook's sid, following next_page_url across pages.
-func (c *Client) ListWebhooks(ctx context.Context, conversationSid string) ([]string, error) {
-	hooks, err := c.ScopedWebhooks(ctx, conversationSid)
-	if err != nil {
-		return nil, err
-	}
-	sids := make([]string, 0, len(hooks))
-	for _, h := range hooks {
-		sids = append(sids, h.Sid)
-	}
-	return sids, nil
-}
-
 // DeleteWebhook deletes one scoped webhook.
 func (c *Client) DeleteWebhook(ctx context.Context, conversationSid, webhookSid string) error {
 	svc, rec := c.service(ctx, "delete_webhook")

@@ -77,27 +77,34 @@ func TestSystemMessageHasNoAuthor(t *testing.T) {
 func TestAPIKeyAuth(t *testing.T) {
 	c, fake := newPair(t, "SK00000000000000000000000000000001", "secret1")
 	fake.AddConversation(conv)
-	if _, err := c.ListWebhooks(t.Context(), conv); err != nil {
+	if _, err := c.ScopedWebhooks(t.Context(), conv); err != nil {
 		t.Fatalf("API key rejected: %v", err)
 	}
 	bad, _ := New(Options{AccountSid: accountSid, Username: "SK00000000000000000000000000000001", Password: "wrong", BaseURL: fake.URL})
-	_, err := bad.ListWebhooks(t.Context(), conv)
+	_, err := bad.ScopedWebhooks(t.Context(), conv)
 	var ce *optin.CallError
 	if !errors.As(err, &ce) || ce.Status != 401 || ce.Kind != optin.Permanent {
 		t.Errorf("wrong secret: err = %v", err)
 	}
 }
 
-func TestListWebhooksFollowsEveryPage(t *testing.T) {
+func TestScopedWebhooksFollowsEveryPage(t *testing.T) {
 	c, fake := newPair(t, accountSid, authToken)
 	var hooks []string
 	for _, s := range []string{"01", "02", "03", "04", "05", "06", "07", "08", "09", "10", "11"} {
 		hooks = append(hooks, "WH000000000000000000000000000000"+s)
 	}
 	fake.AddConversation(conv, hooks...)
-	got, err := c.ListWebhooks(t.Context(), conv)
+	listed, err := c.ScopedWebhooks(t.Context(), conv)
 	if err != nil {
 		t.Fatal(err)
+	}
+	var got []string
+	for _, h := range listed {
+		got = append(got, h.Sid)
+		if h.URL != "https://optin.example.com/webhooks/conversations" || h.Method != "GET" || !reflect.DeepEqual(h.Filters, []string{"onMessageAdded"}) {
+			t.Errorf("webhook %+v", h)
+		}
 	}
 	if !reflect.DeepEqual(got, hooks) {
 		t.Errorf("sids = %v, want %v", got, hooks)
@@ -211,7 +218,7 @@ func TestConnectionRefusedIsRetryable(t *testing.T) {
 	addr := srv.URL
 	srv.Close()
 	c, _ := New(Options{AccountSid: accountSid, Username: accountSid, Password: authToken, BaseURL: addr})
-	_, err := c.ListWebhooks(t.Context(), conv)
+	_, err := c.ScopedWebhooks(t.Context(), conv)
 	var ce *optin.CallError
 	if !errors.As(err, &ce) || ce.Kind != optin.Retryable || ce.Status != 0 {
 		t.Errorf("err = %v", err)
@@ -295,7 +302,7 @@ func TestLaterPageFailureIsNotTheFirstPagesStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = c.ListWebhooks(t.Context(), conv)
+	_, err = c.ScopedWebhooks(t.Context(), conv)
 	var ce *optin.CallError
 	if !errors.As(err, &ce) {
 		t.Fatalf("err = %v, want *CallError", err)
@@ -318,7 +325,7 @@ func TestSidsAreEscapedInPaths(t *testing.T) {
 	c, _ := New(Options{AccountSid: accountSid, Username: accountSid, Password: authToken, BaseURL: srv.URL})
 	_, _ = c.CreateMessage(t.Context(), "CHx?y=1#z", optin.Message{Body: "x"})
 	_ = c.DeleteWebhook(t.Context(), "CH1/Webhooks", "WH1?a=b")
-	_, _ = c.ListWebhooks(t.Context(), `{"a":1}`)
+	_, _ = c.ScopedWebhooks(t.Context(), `{"a":1}`)
 	want := []string{
 		"POST /v1/Conversations/CHx%3Fy=1%23z/Messages query=",
 		"DELETE /v1/Conversations/CH1%2FWebhooks/Webhooks/WH1%3Fa=b query=",

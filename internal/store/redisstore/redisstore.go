@@ -58,7 +58,7 @@ var claim = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return redis.call('HGETALL', KEYS[1])
 end
-redis.call('HSET', KEYS[1], 'customer', ARGV[1], 'trigger', ARGV[2], 'state', ARGV[3], 'started_at', ARGV[4], 'runs', 0)
+redis.call('HSET', KEYS[1], 'customer', ARGV[1], 'trigger', ARGV[2], 'state', ARGV[3], 'started_at', ARGV[4], 'runs', 0, 'answer', ARGV[5], 'chat', ARGV[6])
 return {}
 `)
 
@@ -95,7 +95,7 @@ return 1
 // Claim records f unless its conversation already has a flow.
 func (s *Store) Claim(ctx context.Context, f optin.Flow) (optin.Flow, bool, error) {
 	res, err := claim.Run(ctx, s.rdb, []string{s.key(f.ConversationSid)},
-		f.Customer, f.Trigger, string(f.State), f.StartedAt.UnixMilli()).StringSlice()
+		f.Customer, f.Trigger, string(f.State), f.StartedAt.UnixMilli(), string(f.Answer), strconv.FormatBool(f.Chat)).StringSlice()
 	if err != nil {
 		return optin.Flow{}, false, fmt.Errorf("claim: %w", err)
 	}
@@ -173,6 +173,10 @@ func decode(conv string, pairs []string) (optin.Flow, error) {
 			f.State = optin.State(v)
 		case k == "detail":
 			f.Detail = v
+		case k == "answer":
+			f.Answer = optin.Answer(v)
+		case k == "chat":
+			f.Chat = v == "true"
 		case k == "runs":
 			f.Runs, _ = strconv.Atoi(v)
 		case k == "started_at":

@@ -42,13 +42,15 @@ func Run(t *testing.T, open func(t *testing.T) (optin.Store, optin.Store)) {
 		s := first(t)
 		ctx := t.Context()
 		started := time.UnixMilli(time.Now().UnixMilli())
-		first := optin.Flow{ConversationSid: "CH2", Customer: "whatsapp:+1", Trigger: "IM1", State: optin.StateRunning, StartedAt: started}
+		first := optin.Flow{ConversationSid: "CH2", Customer: "whatsapp:+1", Trigger: "IM1", State: optin.StateRunning, StartedAt: started,
+			Answer: optin.AnswerDecline, Chat: true}
 		if _, claimed, err := s.Claim(ctx, first); err != nil || !claimed {
 			t.Fatalf("claim: %v %v", claimed, err)
 		}
 		// What a won claim recorded is f itself, with no steps and no runs, whatever Claim returned.
 		if f, err := s.Flow(ctx, "CH2"); err != nil || f.ConversationSid != "CH2" || f.Customer != first.Customer || f.Trigger != first.Trigger ||
-			f.State != optin.StateRunning || !f.StartedAt.Equal(started) || f.Runs != 0 || len(f.Steps) != 0 || !f.FinishedAt.IsZero() {
+			f.State != optin.StateRunning || !f.StartedAt.Equal(started) || f.Runs != 0 || len(f.Steps) != 0 || !f.FinishedAt.IsZero() ||
+			f.Answer != optin.AnswerDecline || !f.Chat {
 			t.Fatalf("flow after the claim: %+v %v", f, err)
 		}
 		got, claimed, err := s.Claim(ctx, optin.Flow{ConversationSid: "CH2", Customer: "whatsapp:+2", Trigger: "IM2", State: optin.StateRunning})
