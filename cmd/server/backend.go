@@ -30,7 +30,6 @@ type workQueue interface {
 type backend struct {
 	store optin.Store
 	queue workQueue
-	// chats is nil where the chats API cannot run.
 	chats chat.Store
 	// ping reports whether the backend can take work; readiness follows it.
 	ping       func(ctx context.Context) error
@@ -51,7 +50,7 @@ func openBackend(ctx context.Context, cfg config, log zerolog.Logger) (*backend,
 		return &backend{
 			store:      memory.New(cfg.FlowRetention),
 			queue:      inproc.New(inprocMaxRuns),
-			chats:      memory.NewChats(),
+			chats:      memory.NewChats(cfg.FlowRetention),
 			ping:       func(context.Context) error { return nil },
 			closeStore: func() error { return nil },
 		}, nil
@@ -75,7 +74,7 @@ func openBackend(ctx context.Context, cfg config, log zerolog.Logger) (*backend,
 		return nil, fmt.Errorf("OPTIN_REDIS_URL: %w", err)
 	}
 	log.Info().Str("redis", where).Msg("state and work shared through Redis")
-	return &backend{store: store, queue: queue, ping: store.Ping, closeStore: store.Close}, nil
+	return &backend{store: store, queue: queue, chats: store.Chats(), ping: store.Ping, closeStore: store.Close}, nil
 }
 
 // waitForRedis pings until Redis answers or wait has passed; with wait 0 it pings once.

@@ -2,15 +2,18 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/optinkit/optin/internal/faketwilio"
+	"github.com/optinkit/optin/internal/redistest"
 	"github.com/optinkit/optin/internal/signature"
 )
 
@@ -421,5 +424,57 @@ func TestChatConsent(t *testing.T) {
 				t.Errorf("webhooks left %v, want the lifecycle one only", hooks)
 			}
 		})
+	}
+}
+
+// Two replicas on one Redis, the same start sent to both many times at once: one conversation, one 201,
+// and every answer names the same chat; the customer's reply to either replica connects it.
+func TestChatConcurrentStartsOnTwoReplicas(t *testing.T) {
+	rs := redistest.Start(t)
+	fake := faketwilio.New(accountSid, authToken)
+	t.Cleanup(fake.Close)
+	env := adminEnv(map[string]string{"OPTIN_REDIS_URL": rs.URL()})
+	replicas := []*server{start(t, fake, env), start(t, fake, env)}
+	var wg sync.WaitGroup
+	answers := make(chan string, 20)
+	for i := range 20 {
+		wg.Go(func() {
+			code, _, body := replicas[i%2].api("POST", "/v1/chats", adminToken1, startBody)
+			var c struct {
+				ConversationSid string `json:"conversation_sid"`
+			}
+			_ = json.Unmarshal([]byte(body), &c)
+			answers <- fmt.Sprintf("%d %s", code, c.ConversationSid)
+		})
+	}
+	wg.Wait()
+	close(answers)
+	created := 0
+	for a := range answers {
+		switch a {
+		case "201 " + conv:
+			created++
+		case "200 " + conv:
+		default:
+			t.Errorf("answer %s", a)
+		}
+	}
+	if created != 1 {
+		t.Errorf("%d answers 201, want 1", created)
+	}
+	creates := 0
+	for _, c := range calls(fake.Requests()) {
+		if c.Method == "POST" && c.Path == "/v1/Conversations" {
+			creates++
+		}
+	}
+	if creates != 1 {
+		t.Errorf("%d conversations created", creates)
+	}
+	if code, body := replicas[1].send(replicas[1].publicPost(reply(msg1, customer, "Yes"))); code != 200 || body != `{"outcome":"accepted"}` {
+		t.Fatalf("reply: %d %s", code, body)
+	}
+	if c := replicas[0].waitChat("order-8812", "connected"); states(c) != "starting,invited,connecting,connected" {
+		t.Errorf("history %s", states(c))
 	}
 }

@@ -242,9 +242,6 @@ func (c config) validate() (settings, error) {
 		if c.PublicURL == "" {
 			bad("OPTIN_PUBLIC_URL", "required with OPTIN_ADMIN_TOKENS: chats arm their webhook at it")
 		}
-		if c.RedisURL != "" {
-			bad("OPTIN_ADMIN_TOKENS", "the chats API keeps its chats in this process for now: it cannot run with OPTIN_REDIS_URL")
-		}
 	} else if c.AdminAddr != "" {
 		bad("OPTIN_ADMIN_ADDR", "needs OPTIN_ADMIN_TOKENS")
 	}

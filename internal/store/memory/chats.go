@@ -19,6 +19,9 @@ type Chats struct {
 	locks  map[string]lease
 	seq    int64
 	now    func() time.Time
+	// retention is how long a chat in a final state is kept; swept is when that was last enforced.
+	retention time.Duration
+	swept     time.Time
 }
 
 type lease struct {
@@ -28,15 +31,33 @@ type lease struct {
 
 var _ chat.Store = (*Chats)(nil)
 
-// NewChats returns an empty chat store.
-func NewChats() *Chats {
-	return &Chats{byID: map[string]chat.Chat{}, byConv: map[string]string{}, locks: map[string]lease{}, now: time.Now}
+// NewChats returns an empty chat store that forgets chats retention after they ended (0: never).
+func NewChats(retention time.Duration) *Chats {
+	return &Chats{byID: map[string]chat.Chat{}, byConv: map[string]string{}, locks: map[string]lease{}, now: time.Now, retention: retention}
+}
+
+// sweep drops chats that ended longer than the retention ago, at most once a tenth of the retention.
+// Callers hold s.mu.
+func (s *Chats) sweep() {
+	now := s.now()
+	if s.retention <= 0 || now.Sub(s.swept) < s.retention/10 {
+		return
+	}
+	s.swept = now
+	for id, c := range s.byID {
+		if c.State.Final() && now.Sub(c.UpdatedAt) > s.retention {
+			delete(s.byConv, c.ConversationSid)
+			delete(s.byID, id)
+			delete(s.locks, id)
+		}
+	}
 }
 
 // Create records c unless its id is taken.
 func (s *Chats) Create(_ context.Context, c chat.Chat) (chat.Chat, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.sweep()
 	if existing, ok := s.byID[c.ID]; ok {
 		return cloneChat(existing), false, nil
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/optinkit/optin/internal/chat"
 	"github.com/optinkit/optin/internal/optin"
 	"github.com/optinkit/optin/internal/store/storetest"
 )
@@ -86,4 +87,33 @@ func liveHeap() uint64 {
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	return m.HeapAlloc
+}
+
+func TestChatsContract(t *testing.T) {
+	storetest.RunChats(t, func(*testing.T) (chat.Store, chat.Store) {
+		s := NewChats(time.Hour)
+		return s, s
+	})
+}
+
+func TestEndedChatsAreForgottenAfterRetention(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	s := NewChats(time.Hour)
+	s.now = func() time.Time { return now }
+	ctx := t.Context()
+	for _, id := range []string{"ended", "open"} {
+		_, _, _ = s.Create(ctx, chat.Chat{ID: id, ConversationSid: "CH" + id, State: chat.StateInvited, UpdatedAt: now})
+	}
+	_, _ = s.Update(ctx, "ended", func(c *chat.Chat) error { c.State, c.UpdatedAt = chat.StateClosed, now; return nil })
+	now = now.Add(61 * time.Minute)
+	_, _, _ = s.Create(ctx, chat.Chat{ID: "later"})
+	if _, err := s.Get(ctx, "ended"); err == nil {
+		t.Error("an ended chat was kept past the retention")
+	}
+	if _, err := s.ByConversation(ctx, "CHended"); err == nil {
+		t.Error("an ended chat's conversation index was kept")
+	}
+	if _, err := s.Get(ctx, "open"); err != nil {
+		t.Errorf("an open chat was forgotten: %v", err)
+	}
 }

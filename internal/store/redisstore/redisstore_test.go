@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/optinkit/optin/internal/chat"
 	"github.com/optinkit/optin/internal/optin"
 	"github.com/optinkit/optin/internal/redistest"
 	"github.com/optinkit/optin/internal/store/storetest"
@@ -73,4 +74,11 @@ func TestOpenRejectsBadURL(t *testing.T) {
 	if _, err := Open("http://127.0.0.1:6379", time.Hour); err == nil {
 		t.Error("accepted a non-redis url")
 	}
+}
+
+func TestChatsContract(t *testing.T) {
+	storetest.RunChats(t, func(t *testing.T) (chat.Store, chat.Store) {
+		srv := redistest.Start(t)
+		return open(t, srv).Chats(), open(t, srv).Chats()
+	})
 }

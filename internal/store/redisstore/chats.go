@@ -1,0 +1,249 @@
+package redisstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/optinkit/optin/internal/chat"
+)
+
+// Chats is the chat.Store shared by every replica: one JSON value per chat, an index from conversation
+// SID to chat id, and a sorted set by creation for listing.
+type Chats struct {
+	rdb       *redis.Client
+	retention time.Duration
+}
+
+var _ chat.Store = (*Chats)(nil)
+
+// Chats returns the chat store on the same Redis; finished chats are kept for retention.
+func (s *Store) Chats() *Chats { return &Chats{rdb: s.rdb, retention: s.retention} }
+
+const (
+	chatPrefix = "optin:chat:"
+	convPrefix = "optin:chatconv:"
+	lockPrefix = "optin:chatlock:"
+	chatIndex  = "optin:chats"
+	chatSeq    = "optin:chatseq"
+	maxTxTries = 20
+)
+
+// createChat stores the chat unless its id is taken (answering the stored one), and lists it.
+var createChat = redis.NewScript(`
+local existing = redis.call('GET', KEYS[1])
+if existing then
+  return existing
+end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
+return false
+`)
+
+// unlock deletes the lease only if owner holds it.
+var unlock = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+`)
+
+// Create records c unless its id is taken.
+func (s *Chats) Create(ctx context.Context, c chat.Chat) (chat.Chat, bool, error) {
+	seq, err := s.rdb.Incr(ctx, chatSeq).Result()
+	if err != nil {
+		return chat.Chat{}, false, fmt.Errorf("numbering chat: %w", err)
+	}
+	c.Seq = seq
+	raw, err := json.Marshal(c)
+	if err != nil {
+		return chat.Chat{}, false, err
+	}
+	existing, err := createChat.Run(ctx, s.rdb, []string{chatPrefix + c.ID, chatIndex}, raw, seq, c.ID).Text()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return c, true, nil
+	case err != nil:
+		return chat.Chat{}, false, fmt.Errorf("creating chat: %w", err)
+	}
+	got, err := decodeChat(existing)
+	return got, false, err
+}
+
+// Get returns the chat with this id.
+func (s *Chats) Get(ctx context.Context, id string) (chat.Chat, error) {
+	raw, err := s.rdb.Get(ctx, chatPrefix+id).Result()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return chat.Chat{}, fmt.Errorf("chat %s: %w", id, chat.ErrNotFound)
+	case err != nil:
+		return chat.Chat{}, fmt.Errorf("reading chat: %w", err)
+	}
+	return decodeChat(raw)
+}
+
+// ByConversation returns the chat of a conversation.
+func (s *Chats) ByConversation(ctx context.Context, conversationSid string) (chat.Chat, error) {
+	id, err := s.rdb.Get(ctx, convPrefix+conversationSid).Result()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return chat.Chat{}, fmt.Errorf("chat of %s: %w", conversationSid, chat.ErrNotFound)
+	case err != nil:
+		return chat.Chat{}, fmt.Errorf("reading chat index: %w", err)
+	}
+	return s.Get(ctx, id)
+}
+
+// Update applies change under an optimistic transaction: when another replica changed the chat in
+// between, change runs again on what it wrote.
+func (s *Chats) Update(ctx context.Context, id string, change func(*chat.Chat) error) (chat.Chat, error) {
+	key := chatPrefix + id
+	var out chat.Chat
+	tx := func(tx *redis.Tx) error {
+		raw, err := tx.Get(ctx, key).Result()
+		if errors.Is(err, redis.Nil) {
+			return fmt.Errorf("chat %s: %w", id, chat.ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		c, err := decodeChat(raw)
+		if err != nil {
+			return err
+		}
+		if err := change(&c); err != nil {
+			return err
+		}
+		c.ID = id
+		b, err := json.Marshal(c)
+		if err != nil {
+			return err
+		}
+		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.Set(ctx, key, b, redis.KeepTTL)
+			if c.ConversationSid != "" {
+				p.Set(ctx, convPrefix+c.ConversationSid, id, redis.KeepTTL)
+			}
+			if c.State.Final() && s.retention > 0 {
+				p.PExpire(ctx, key, s.retention)
+				if c.ConversationSid != "" {
+					p.PExpire(ctx, convPrefix+c.ConversationSid, s.retention)
+				}
+			}
+			return nil
+		})
+		out = c
+		return err
+	}
+	for range maxTxTries {
+		err := s.rdb.Watch(ctx, tx, key)
+		if errors.Is(err, redis.TxFailedErr) {
+			continue
+		}
+		if err != nil {
+			return chat.Chat{}, err
+		}
+		return out, nil
+	}
+	return chat.Chat{}, fmt.Errorf("updating chat %s: too much contention", id)
+}
+
+// Delete forgets a chat.
+func (s *Chats) Delete(ctx context.Context, id string) error {
+	c, err := s.Get(ctx, id)
+	if errors.Is(err, chat.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, chatPrefix+id)
+		p.ZRem(ctx, chatIndex, id)
+		if c.ConversationSid != "" {
+			p.Del(ctx, convPrefix+c.ConversationSid)
+		}
+		return nil
+	})
+	return err
+}
+
+// List returns chats newest first, reading the index in batches and skipping chats that expired.
+func (s *Chats) List(ctx context.Context, state chat.State, limit int, before int64) ([]chat.Chat, int64, error) {
+	upper := "+inf"
+	if before > 0 {
+		upper = "(" + strconv.FormatInt(before, 10)
+	}
+	var out []chat.Chat
+	batch := int64(max(limit*2, 50))
+	for {
+		ids, err := s.rdb.ZRevRangeByScoreWithScores(ctx, chatIndex, &redis.ZRangeBy{Max: upper, Min: "-inf", Count: batch}).Result()
+		if err != nil {
+			return nil, 0, fmt.Errorf("listing chats: %w", err)
+		}
+		if len(ids) == 0 {
+			return out, 0, nil
+		}
+		keys := make([]string, len(ids))
+		for i, z := range ids {
+			keys[i] = chatPrefix + z.Member.(string)
+		}
+		vals, err := s.rdb.MGet(ctx, keys...).Result()
+		if err != nil {
+			return nil, 0, fmt.Errorf("reading chats: %w", err)
+		}
+		for i, v := range vals {
+			raw, ok := v.(string)
+			if !ok {
+				s.rdb.ZRem(ctx, chatIndex, ids[i].Member) // expired: drop it from the index
+				continue
+			}
+			c, err := decodeChat(raw)
+			if err != nil {
+				return nil, 0, err
+			}
+			if state != "" && c.State != state {
+				continue
+			}
+			if len(out) == limit {
+				return out, out[len(out)-1].Seq, nil
+			}
+			out = append(out, c)
+		}
+		upper = "(" + strconv.FormatInt(int64(ids[len(ids)-1].Score), 10)
+	}
+}
+
+// Lock takes the chat's lease unless another owner holds it.
+func (s *Chats) Lock(ctx context.Context, id, owner string, ttl time.Duration) (bool, error) {
+	ok, err := s.rdb.SetNX(ctx, lockPrefix+id, owner, ttl).Result()
+	if err != nil || ok {
+		return ok, err
+	}
+	held, err := s.rdb.Get(ctx, lockPrefix+id).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return false, err
+	}
+	return held == owner, nil
+}
+
+// Unlock gives the lease back if owner holds it.
+func (s *Chats) Unlock(ctx context.Context, id, owner string) error {
+	return unlock.Run(ctx, s.rdb, []string{lockPrefix + id}, owner).Err()
+}
+
+func decodeChat(raw string) (chat.Chat, error) {
+	var c chat.Chat
+	if err := json.Unmarshal([]byte(raw), &c); err != nil {
+		return chat.Chat{}, fmt.Errorf("decoding chat: %w", err)
+	}
+	if c.Steps == nil {
+		c.Steps = map[string]string{}
+	}
+	return c, nil
+}

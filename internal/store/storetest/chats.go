@@ -1,0 +1,195 @@
+package storetest
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/optinkit/optin/internal/chat"
+)
+
+func newChat(id string) chat.Chat {
+	now := time.UnixMilli(time.Now().UnixMilli()).UTC()
+	return chat.Chat{
+		ID: id, State: chat.StateStarting, Fingerprint: "fp-" + id,
+		Customer: chat.Party{Address: "whatsapp:+15550001111", ProxyAddress: "whatsapp:+15550100000", Name: "Ana"},
+		Rider:    chat.Party{Address: "whatsapp:+15550002222", ProxyAddress: "whatsapp:+15550100000"},
+		Invite:   chat.Invite{ContentSid: "HX00000000000000000000000000000001", ContentVariables: map[string]string{"1": "Ana"}},
+		TTL:      time.Hour, Metadata: []byte(`{"order":1}`), CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(time.Hour),
+		History: []chat.Transition{{State: chat.StateStarting, At: now}}, Steps: map[string]string{},
+	}
+}
+
+// RunChats checks the chat.Store contract. open returns two handles on one empty store.
+func RunChats(t *testing.T, open func(t *testing.T) (chat.Store, chat.Store)) {
+	t.Run("create is atomic", func(t *testing.T) {
+		a, b := open(t)
+		stores := []chat.Store{a, b}
+		var wins atomic.Int32
+		var wg sync.WaitGroup
+		for i := range 50 {
+			wg.Go(func() {
+				c := newChat("order-1")
+				c.Fingerprint = fmt.Sprint("fp", i)
+				if _, created, err := stores[i%2].Create(t.Context(), c); err != nil {
+					t.Error(err)
+				} else if created {
+					wins.Add(1)
+				}
+			})
+		}
+		wg.Wait()
+		if wins.Load() != 1 {
+			t.Errorf("%d creates won, want 1", wins.Load())
+		}
+	})
+
+	t.Run("lifecycle", func(t *testing.T) {
+		s, other := open(t)
+		ctx := t.Context()
+		want := newChat("order-2")
+		got, created, err := s.Create(ctx, want)
+		if err != nil || !created || got.Seq <= 0 {
+			t.Fatalf("create: %+v %v %v", got, created, err)
+		}
+		again, created, err := other.Create(ctx, newChat("order-2"))
+		if err != nil || created || again.Fingerprint != want.Fingerprint || again.Seq != got.Seq || again.Customer != want.Customer ||
+			!again.CreatedAt.Equal(want.CreatedAt) || string(again.Metadata) != `{"order":1}` || again.Invite.ContentVariables["1"] != "Ana" {
+			t.Fatalf("second create: %+v %v %v", again, created, err)
+		}
+		if _, err := s.ByConversation(ctx, "CH00000000000000000000000000000002"); !errors.Is(err, chat.ErrNotFound) {
+			t.Errorf("by conversation before it is known: %v", err)
+		}
+		updated, err := other.Update(ctx, "order-2", func(c *chat.Chat) error {
+			c.ConversationSid = "CH00000000000000000000000000000002"
+			c.Steps["conversation"] = c.ConversationSid
+			c.State = chat.StateInvited
+			c.History = append(c.History, chat.Transition{State: chat.StateInvited, At: c.CreatedAt})
+			return nil
+		})
+		if err != nil || updated.State != chat.StateInvited || len(updated.History) != 2 {
+			t.Fatalf("update: %+v %v", updated, err)
+		}
+		byConv, err := s.ByConversation(ctx, "CH00000000000000000000000000000002")
+		if err != nil || byConv.ID != "order-2" || byConv.Steps["conversation"] == "" || len(byConv.History) != 2 {
+			t.Fatalf("by conversation: %+v %v", byConv, err)
+		}
+		byConv.Steps["x"] = "changed by the caller"
+		byConv.History[0].State = "changed"
+		if g, _ := s.Get(ctx, "order-2"); len(g.Steps) != 1 || g.History[0].State != chat.StateStarting {
+			t.Error("a returned chat aliases the stored one")
+		}
+		refused := errors.New("refused")
+		if _, err := s.Update(ctx, "order-2", func(c *chat.Chat) error { c.State = chat.StateClosed; return refused }); !errors.Is(err, refused) {
+			t.Errorf("update error: %v", err)
+		}
+		if g, _ := s.Get(ctx, "order-2"); g.State != chat.StateInvited {
+			t.Errorf("an aborted update was stored: %s", g.State)
+		}
+		if _, err := s.Update(ctx, "nope", func(*chat.Chat) error { return nil }); !errors.Is(err, chat.ErrNotFound) {
+			t.Errorf("update of nothing: %v", err)
+		}
+		if err := s.Delete(ctx, "order-2"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := other.Get(ctx, "order-2"); !errors.Is(err, chat.ErrNotFound) {
+			t.Errorf("get after delete: %v", err)
+		}
+		if _, created, _ := s.Create(ctx, newChat("order-2")); !created {
+			t.Error("a deleted chat's id cannot be used again")
+		}
+	})
+
+	t.Run("concurrent updates all land", func(t *testing.T) {
+		a, b := open(t)
+		if _, _, err := a.Create(t.Context(), newChat("order-3")); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for i := range 20 {
+			wg.Go(func() {
+				_, err := []chat.Store{a, b}[i%2].Update(t.Context(), "order-3", func(c *chat.Chat) error {
+					c.Steps[fmt.Sprint("s", i)] = "done"
+					return nil
+				})
+				if err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		if c, _ := a.Get(t.Context(), "order-3"); len(c.Steps) != 20 {
+			t.Errorf("%d of 20 updates kept", len(c.Steps))
+		}
+	})
+
+	t.Run("list pages newest first", func(t *testing.T) {
+		s, _ := open(t)
+		ctx := t.Context()
+		for i := range 7 {
+			c := newChat(fmt.Sprint("list-", i))
+			if i%2 == 1 {
+				c.State = chat.StateClosed
+			}
+			if _, _, err := s.Create(ctx, c); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var ids []string
+		var before int64
+		for page := 0; ; page++ {
+			chats, next, err := s.List(ctx, "", 3, before)
+			if err != nil || page > 5 {
+				t.Fatalf("list: %v (page %d)", err, page)
+			}
+			for _, c := range chats {
+				ids = append(ids, c.ID)
+			}
+			if next == 0 {
+				break
+			}
+			before = next
+		}
+		if fmt.Sprint(ids) != "[list-6 list-5 list-4 list-3 list-2 list-1 list-0]" {
+			t.Errorf("pages: %v", ids)
+		}
+		closed, next, err := s.List(ctx, chat.StateClosed, 10, 0)
+		if err != nil || next != 0 || len(closed) != 3 || closed[0].ID != "list-5" {
+			t.Errorf("closed: %d %d %v", len(closed), next, err)
+		}
+	})
+
+	t.Run("lease", func(t *testing.T) {
+		a, b := open(t)
+		ctx := t.Context()
+		if ok, err := a.Lock(ctx, "order-4", "one", time.Minute); !ok || err != nil {
+			t.Fatalf("first lock: %v %v", ok, err)
+		}
+		if ok, _ := b.Lock(ctx, "order-4", "two", time.Minute); ok {
+			t.Error("a held lease was taken")
+		}
+		if err := b.Unlock(ctx, "order-4", "two"); err != nil {
+			t.Fatal(err)
+		}
+		if ok, _ := b.Lock(ctx, "order-4", "two", time.Minute); ok {
+			t.Error("another owner's unlock released the lease")
+		}
+		_ = a.Unlock(ctx, "order-4", "one")
+		if ok, _ := b.Lock(ctx, "order-4", "two", 50*time.Millisecond); !ok {
+			t.Error("a released lease could not be taken")
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			if ok, _ := a.Lock(ctx, "order-4", "one", time.Minute); ok {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("a lapsed lease was never free again")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
+}
