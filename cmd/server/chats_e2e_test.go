@@ -319,14 +319,8 @@ func TestChatStartResumes(t *testing.T) {
 	lookup := call{"GET", "/v1/Conversations/" + conv1 + "/Messages", "Order=desc&PageSize=50"}
 	// The resumed call adds the participants, looks for an invitation an earlier call may have sent, sends it.
 	assertCallsSince(t, fake, n, sorted(all[3], all[4], lookup, all[5]))
-	creates := 0
-	for _, c := range calls(fake.Requests()) {
-		if c.Method == "POST" && c.Path == "/v1/Conversations" {
-			creates++
-		}
-	}
-	if creates != 1 {
-		t.Errorf("%d conversations created", creates)
+	if n := conversationsCreated(fake); n != 1 {
+		t.Errorf("%d conversations created", n)
 	}
 }
 
@@ -462,14 +456,8 @@ func TestChatConcurrentStartsOnTwoReplicas(t *testing.T) {
 	if created != 1 {
 		t.Errorf("%d answers 201, want 1", created)
 	}
-	creates := 0
-	for _, c := range calls(fake.Requests()) {
-		if c.Method == "POST" && c.Path == "/v1/Conversations" {
-			creates++
-		}
-	}
-	if creates != 1 {
-		t.Errorf("%d conversations created", creates)
+	if n := conversationsCreated(fake); n != 1 {
+		t.Errorf("%d conversations created", n)
 	}
 	if code, body := replicas[1].send(replicas[1].publicPost(reply(msg1, customer, "Yes"))); code != 200 || body != `{"outcome":"accepted"}` {
 		t.Fatalf("reply: %d %s", code, body)
@@ -477,4 +465,14 @@ func TestChatConcurrentStartsOnTwoReplicas(t *testing.T) {
 	if c := replicas[0].waitChat("order-8812", "connected"); states(c) != "starting,invited,connecting,connected" {
 		t.Errorf("history %s", states(c))
 	}
+}
+
+func conversationsCreated(fake *faketwilio.Server) int {
+	n := 0
+	for _, c := range calls(fake.Requests()) {
+		if c.Method == "POST" && c.Path == "/v1/Conversations" {
+			n++
+		}
+	}
+	return n
 }

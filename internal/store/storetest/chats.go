@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,23 +27,12 @@ func RunChats(t *testing.T, open func(t *testing.T) (chat.Store, chat.Store)) {
 	t.Run("create is atomic", func(t *testing.T) {
 		a, b := open(t)
 		stores := []chat.Store{a, b}
-		var wins atomic.Int32
-		var wg sync.WaitGroup
-		for i := range 50 {
-			wg.Go(func() {
-				c := newChat("order-1")
-				c.Fingerprint = fmt.Sprint("fp", i)
-				if _, created, err := stores[i%2].Create(t.Context(), c); err != nil {
-					t.Error(err)
-				} else if created {
-					wins.Add(1)
-				}
-			})
-		}
-		wg.Wait()
-		if wins.Load() != 1 {
-			t.Errorf("%d creates won, want 1", wins.Load())
-		}
+		oneWins(t, 50, func(i int) (bool, error) {
+			c := newChat("order-1")
+			c.Fingerprint = fmt.Sprint("fp", i)
+			_, created, err := stores[i%2].Create(t.Context(), c)
+			return created, err
+		})
 	})
 
 	t.Run("lifecycle", func(t *testing.T) {

@@ -19,23 +19,11 @@ func Run(t *testing.T, open func(t *testing.T) (optin.Store, optin.Store)) {
 	t.Run("claim is atomic", func(t *testing.T) {
 		a, b := open(t)
 		stores := []optin.Store{a, b}
-		var wins atomic.Int32
-		var wg sync.WaitGroup
-		for i := range 100 {
-			s := stores[i%2]
-			wg.Go(func() {
-				f := optin.Flow{ConversationSid: "CH1", Customer: "whatsapp:+1", Trigger: fmt.Sprint("IM", i), State: optin.StateRunning, StartedAt: time.Now()}
-				if _, claimed, err := s.Claim(t.Context(), f); err != nil {
-					t.Error(err)
-				} else if claimed {
-					wins.Add(1)
-				}
-			})
-		}
-		wg.Wait()
-		if wins.Load() != 1 {
-			t.Errorf("%d claims won, want 1", wins.Load())
-		}
+		oneWins(t, 100, func(i int) (bool, error) {
+			f := optin.Flow{ConversationSid: "CH1", Customer: "whatsapp:+1", Trigger: fmt.Sprint("IM", i), State: optin.StateRunning, StartedAt: time.Now()}
+			_, claimed, err := stores[i%2].Claim(t.Context(), f)
+			return claimed, err
+		})
 	})
 
 	t.Run("lifecycle", func(t *testing.T) {
@@ -109,4 +97,24 @@ func Run(t *testing.T, open func(t *testing.T) (optin.Store, optin.Store)) {
 			t.Errorf("the failed operations left something behind: claimed=%v %v", claimed, err)
 		}
 	})
+}
+
+// oneWins runs try n times at once and checks that exactly one of them won.
+func oneWins(t *testing.T, n int, try func(i int) (won bool, err error)) {
+	t.Helper()
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			if won, err := try(i); err != nil {
+				t.Error(err)
+			} else if won {
+				wins.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if wins.Load() != 1 {
+		t.Errorf("%d of %d won, want 1", wins.Load(), n)
+	}
 }
