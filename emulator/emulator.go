@@ -58,6 +58,8 @@ type Emulator struct {
 type conversation struct {
 	Sid, FriendlyName, UniqueName, Attributes, State, MessagingServiceSid string
 	Created, Updated                                                      time.Time
+	// closedAfter is Timers.Closed: the conversation closes after this long without activity.
+	closedAfter time.Duration
 	participants                                                          []*participant
 	messages                                                              []*message
 	webhooks                                                              []*webhook
@@ -152,6 +154,7 @@ func (e *Emulator) Advance(d time.Duration) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.offset += d
+	e.expireLocked()
 }
 
 func (e *Emulator) now() time.Time { return e.opts.Now().Add(e.offset).UTC() }

@@ -224,7 +224,10 @@ func TestParticipants(t *testing.T) {
 	}
 	h.must(204, "DELETE", "/v1/Conversations/"+conv+"/Participants/"+psid, nil)
 	h.must(404, "DELETE", "/v1/Conversations/"+conv+"/Participants/"+psid, nil)
-	h.must(201, "POST", "/v1/Conversations/"+conv+"/Participants", vals("Identity", "ops-agent"))
+	if code, body := h.do("POST", "/v1/Conversations/"+conv+"/Participants", vals("Identity", "ops-agent")); code != 400 || apiCode(body) != 50377 {
+		t.Errorf("participant added to a closed conversation: %d %v", code, body)
+	}
+	h.must(201, "POST", "/v1/Conversations/"+other+"/Participants", vals("Identity", "ops-agent"))
 }
 
 func TestMessages(t *testing.T) {

@@ -161,7 +161,13 @@ func (e *Emulator) fireOneLocked(c *conversation, m *message, h *webhook, source
 	if c.MessagingServiceSid != "" {
 		params.Set("MessagingServiceSid", c.MessagingServiceSid)
 	}
-	call := WebhookCall{WebhookSid: h.Sid, Method: h.Method, EventType: "onMessageAdded", MessageSid: m.Sid}
+	e.deliverLocked(h, "onMessageAdded", m.Sid, params)
+}
+
+// deliverLocked sends one event to one webhook in the background, as Twilio does, and records the
+// call. Callers hold e.mu.
+func (e *Emulator) deliverLocked(h *webhook, event, messageSid string, params url.Values) {
+	call := WebhookCall{WebhookSid: h.Sid, Method: h.Method, EventType: event, MessageSid: messageSid}
 	e.pending.Add(1)
 	go func() {
 		defer e.pending.Done()

@@ -98,6 +98,7 @@ func (e *Emulator) rest(route string, h restHandler) http.Handler {
 		var apiErr *apiError
 		handle := func() {
 			e.mu.Lock()
+			e.expireLocked()
 			status, body, apiErr = h(r, baseURL(r))
 			e.mu.Unlock()
 		}
@@ -204,13 +205,20 @@ func (e *Emulator) conversationJSON(base string, c *conversation) map[string]any
 		"sid": c.Sid, "account_sid": e.opts.AccountSid, "chat_service_sid": "IS" + c.Sid[2:],
 		"messaging_service_sid": nullable(c.MessagingServiceSid), "friendly_name": nullable(c.FriendlyName),
 		"unique_name": nullable(c.UniqueName), "attributes": c.Attributes, "state": c.State,
-		"date_created": ts(c.Created), "date_updated": ts(c.Updated), "timers": map[string]any{},
+		"date_created": ts(c.Created), "date_updated": ts(c.Updated), "timers": timers(c),
 		"bindings": nil, "url": u,
 		"links": map[string]any{"participants": u + "/Participants", "messages": u + "/Messages", "webhooks": u + "/Webhooks"},
 	}
 }
 
 var states = []string{"initializing", "inactive", "active", "closed"}
+
+func timers(c *conversation) map[string]any {
+	if c.closedAfter == 0 || c.State == "closed" {
+		return map[string]any{}
+	}
+	return map[string]any{"date_closed": ts(c.Updated.Add(c.closedAfter))}
+}
 
 func (e *Emulator) createConversation(r *http.Request, base string) (int, any, *apiError) {
 	now := e.now()
@@ -225,6 +233,12 @@ func (e *Emulator) createConversation(r *http.Request, base string) (int, any, *
 	}
 	if !slices.Contains(states, c.State) {
 		return 0, nil, &apiError{400, 20001, "Invalid State"}
+	}
+	if c.State == "closed" {
+		return 0, nil, &apiError{400, 50384, "A conversation cannot be created closed"}
+	}
+	if err := e.setClosedTimer(c, r.PostForm, true); err != nil {
+		return 0, nil, err
 	}
 	if c.UniqueName != "" && e.find(c.UniqueName) != nil {
 		return 0, nil, &apiError{409, 50353, "Conversation with provided unique name already exists"}
@@ -254,12 +268,21 @@ func (e *Emulator) updateConversation(r *http.Request, base string) (int, any, *
 	if s := f.Get("State"); s != "" && !slices.Contains(states, s) {
 		return 0, nil, &apiError{400, 20001, "Invalid State"}
 	}
-	for key, dst := range map[string]*string{"FriendlyName": &c.FriendlyName, "Attributes": &c.Attributes, "State": &c.State, "UniqueName": &c.UniqueName, "MessagingServiceSid": &c.MessagingServiceSid} {
+	if c.State == "closed" {
+		return 0, nil, &apiError{400, codeClosed, "Conversation is closed"}
+	}
+	if err := e.setClosedTimer(c, f, false); err != nil {
+		return 0, nil, err
+	}
+	for key, dst := range map[string]*string{"FriendlyName": &c.FriendlyName, "Attributes": &c.Attributes, "UniqueName": &c.UniqueName, "MessagingServiceSid": &c.MessagingServiceSid} {
 		if f.Has(key) {
 			*dst = f.Get(key)
 		}
 	}
 	c.Updated = e.now()
+	if f.Has("State") {
+		e.setStateLocked(c, f.Get("State"), "API")
+	}
 	return http.StatusOK, e.conversationJSON(base, c), nil
 }
 
@@ -292,6 +315,9 @@ func (e *Emulator) createParticipant(r *http.Request, base string) (int, any, *a
 	c := e.find(r.PathValue("conv"))
 	if c == nil {
 		return 0, nil, &errNotFound
+	}
+	if c.State == "closed" {
+		return 0, nil, &apiError{400, codeClosed, "Conversation is closed"}
 	}
 	f := r.PostForm
 	now := e.now()
@@ -397,6 +423,9 @@ func (e *Emulator) createMessage(r *http.Request, base string) (int, any, *apiEr
 	c := e.find(r.PathValue("conv"))
 	if c == nil {
 		return 0, nil, &errNotFound
+	}
+	if c.State == "closed" {
+		return 0, nil, &apiError{400, codeClosed, "Conversation is closed"}
 	}
 	f := r.PostForm
 	if f.Get("Body") == "" && f.Get("ContentSid") == "" && f.Get("MediaSid") == "" {

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
@@ -12,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/optinkit/optin/emulator"
 	"github.com/optinkit/optin/internal/faketwilio"
 	"github.com/optinkit/optin/internal/redistest"
 	"github.com/optinkit/optin/internal/signature"
@@ -475,4 +478,61 @@ func conversationsCreated(fake *faketwilio.Server) int {
 		}
 	}
 	return n
+}
+
+// A whole delivery against the emulator, which fires the webhooks: start, the invitation on the
+// customer's phone, the customer's "Yes", template 2 on the rider's phone, the chat connected; then the
+// chat's timer closes the conversation and the chat follows.
+func TestChatDeliveryOnEmulator(t *testing.T) {
+	const tmpl2 = "HX0000000000000000000000000000e002"
+	emu, err := emulator.New(emulator.Options{AccountSid: accountSid, AuthToken: authToken,
+		Contents: map[string]string{inviteSid: "Hello {{1}}, {{2}} needs help finding your door. Chat?", tmpl2: riderText}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	apiSrv := httptest.NewServer(emu)
+	t.Cleanup(apiSrv.Close)
+	t.Cleanup(func() { _ = emu.Close(context.Background()) })
+	s := startListening(t, func(base string) map[string]string {
+		env := baseEnv(newFake(t), adminEnv(map[string]string{"OPTIN_PUBLIC_URL": base, "OPTIN_TWILIO_API_URL": apiSrv.URL, "OPTIN_RIDER_OPTIN_CONTENT_SID": tmpl2}))
+		return env
+	})
+	code, _, body := s.api("POST", "/v1/chats", adminToken1, `{"id":"order-1","customer":{"address":"whatsapp:+15550001111","name":"Ana"},"rider":{"address":"whatsapp:+15550002222","name":"Bruno"},"ttl":"30m"}`)
+	if code != 201 {
+		t.Fatalf("start: %d %s", code, body)
+	}
+	c := chatOf(t, body)
+	convSid := c["conversation_sid"].(string)
+	if tr := emu.Transcript(customer); len(tr) != 1 || tr[0].Text != "Hello Ana, Bruno needs help finding your door. Chat?" || tr[0].Status != "delivered" {
+		t.Fatalf("customer's phone: %+v", tr)
+	}
+	if _, err := emu.Inbound(rider, business, "I'm at the gate"); err != nil { // the rider first: ignored
+		t.Fatal(err)
+	}
+	if _, err := emu.Inbound(customer, business, "Yes"); err != nil {
+		t.Fatal(err)
+	}
+	s.waitChat("order-1", "connected")
+	riderGotTemplate := false
+	for _, e := range emu.Transcript(rider) {
+		riderGotTemplate = riderGotTemplate || (e.ContentSid == tmpl2 && e.Status == "delivered")
+	}
+	if !riderGotTemplate {
+		t.Errorf("rider's phone: %+v", emu.Transcript(rider))
+	}
+	view, _ := emu.Conversation(convSid)
+	if len(view.Webhooks) != 1 {
+		t.Errorf("webhooks left %v, want the lifecycle one", view.Webhooks)
+	}
+	// Nobody writes for 30 minutes: Twilio closes the conversation and tells the service.
+	emu.Advance(31 * time.Minute)
+	closed := s.waitChat("order-1", "closed")
+	if closed["reason"] != "expired" || states(closed) != "starting,invited,connecting,connected,closed" {
+		t.Errorf("after the timer: %v %s", closed["reason"], states(closed))
+	}
+	for _, call := range emu.WebhookCalls() {
+		if call.Status != 200 {
+			t.Errorf("webhook answered %d: %+v", call.Status, call)
+		}
+	}
 }

@@ -92,7 +92,23 @@ func start(t *testing.T, fake *faketwilio.Server, env map[string]string) *server
 // startRun runs run with exactly env and args, and waits for its ready signal.
 func startRun(t *testing.T, env map[string]string, args ...string) *server {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
+	return startRunCtx(t, context.Background(), env, args...)
+}
+
+// startListening runs the server on a loopback port it knows before the start, so that env (built from
+// the base URL) can name it — as OPTIN_PUBLIC_URL must for the emulator to call the service.
+func startListening(t *testing.T, env func(base string) map[string]string) *server {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startRunCtx(t, withListener(context.Background(), ln), env("http://"+ln.Addr().String()), "optin-server")
+}
+
+func startRunCtx(t *testing.T, parent context.Context, env map[string]string, args ...string) *server {
+	t.Helper()
+	ctx, cancel := context.WithCancel(parent)
 	addr := make(chan string, 1)
 	ctx = withReady(ctx, func(a string) { addr <- a })
 	s := &server{t: t, logs: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}

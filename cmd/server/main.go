@@ -202,6 +202,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return be.ping(ctx)
 	}
 	opts := handlers.Options{Metrics: m, MetricsHandler: metrics.Handler(reg)}
+	if chats != nil {
+		opts.Lifecycle = chats
+	}
 	if cfg.AdminAddr == "" {
 		opts.Admin = admin
 	}

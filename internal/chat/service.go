@@ -19,6 +19,7 @@ import (
 const (
 	codeUniqueNameTaken = 50353 // a conversation with this UniqueName exists
 	codeAlreadyPresent  = 50437 // the participant is already in this conversation
+	codeSameBinding     = 50433 // a participant with this binding is already in this conversation
 	codeClosed          = 50377 // the conversation is closed
 	codeNotFound        = 20404
 )
@@ -291,7 +292,7 @@ func (s *Service) armWebhook(ctx context.Context, conv, event string, look bool)
 // addParticipant adds p; a participant already in the conversation (an earlier attempt) counts as added.
 func (s *Service) addParticipant(ctx context.Context, conv string, p Party) error {
 	err := s.conv.AddParticipant(ctx, conv, p.Address, p.ProxyAddress)
-	if twilioCode(err) == codeAlreadyPresent {
+	if c := twilioCode(err); c == codeAlreadyPresent || c == codeSameBinding {
 		return nil
 	}
 	return err
@@ -452,4 +453,38 @@ func (s *Service) Advance(ctx context.Context, conversationSid string, stage opt
 	}
 	zerolog.Ctx(ctx).Info().Str("chat_id", c.ID).Str("conversation_sid", conversationSid).Str("state", string(c.State)).Msg("chat advanced")
 	return nil
+}
+
+// Reasons a state event is ignored.
+const (
+	ReasonNotClosed = "state_not_closed"
+	ReasonNoChat    = "no_chat"
+)
+
+// StateUpdated records that Twilio closed a chat's conversation: its closed timer ran out (expired)
+// or someone closed it (ended). A chat already declined or failed stays so.
+func (s *Service) StateUpdated(ctx context.Context, ev optin.Event) (optin.Decision, error) {
+	if ev.StateTo != "closed" {
+		return optin.Decision{Outcome: optin.OutcomeIgnored, Reason: ReasonNotClosed}, nil
+	}
+	c, err := s.store.ByConversation(ctx, ev.ConversationSid)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return optin.Decision{Outcome: optin.OutcomeIgnored, Reason: ReasonNoChat}, nil
+	case err != nil:
+		return optin.Decision{}, fmt.Errorf("%w: %w", optin.ErrUnavailable, err)
+	}
+	reason := ReasonEnded
+	if ev.StateReason == "TIMER" {
+		reason = ReasonExpired
+	}
+	c, err = s.store.Update(ctx, c.ID, func(c *Chat) error {
+		c.moveTo(StateClosed, reason, s.now())
+		return nil
+	})
+	if err != nil {
+		return optin.Decision{}, fmt.Errorf("%w: %w", optin.ErrUnavailable, err)
+	}
+	zerolog.Ctx(ctx).Info().Str("chat_id", c.ID).Str("conversation_sid", c.ConversationSid).Str("state", string(c.State)).Str("reason", c.Reason).Msg("chat's conversation closed")
+	return optin.Decision{Outcome: optin.OutcomeAccepted}, nil
 }

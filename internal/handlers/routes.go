@@ -31,6 +31,8 @@ type Options struct {
 	MetricsHandler http.Handler
 	// Admin, when set, serves /v1 (NewAdminRouter); without it /v1 is not found.
 	Admin http.Handler
+	// Lifecycle, when set, is told of onConversationStateUpdated; without it the event is ignored.
+	Lifecycle Lifecycle
 }
 
 // NewRouter lists every route with its middleware. flows, v and ready are required: ready reports why
@@ -68,7 +70,7 @@ func NewRouter(log zerolog.Logger, flows Flows, v *signature.Validator, urls Sig
 		r.Handle("/v1/*", opts.Admin)
 	}
 
-	webhook := handleConversationsWebhook(flows, v, urls, rec)
+	webhook := handleConversationsWebhook(flows, opts.Lifecycle, v, urls, rec)
 	r.Method(http.MethodGet, "/webhooks/conversations", webhook)
 	r.Method(http.MethodPost, "/webhooks/conversations", webhook)
 	return r, nil

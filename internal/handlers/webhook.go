@@ -33,6 +33,18 @@ type Flows interface {
 	Handle(ctx context.Context, ev optin.Event) (optin.Decision, error)
 }
 
+// Lifecycle is told of onConversationStateUpdated: a chat learns that Twilio closed its conversation.
+type Lifecycle interface {
+	StateUpdated(ctx context.Context, ev optin.Event) (optin.Decision, error)
+}
+
+func handleLifecycle(ctx context.Context, l Lifecycle, ev optin.Event) (optin.Decision, error) {
+	if err := ev.Validate(); err != nil {
+		return optin.Decision{}, err
+	}
+	return l.StateUpdated(ctx, ev)
+}
+
 // SignedURL rebuilds the URL Twilio signed. With Public set it is Public joined with the request's path
 // and query, which is right behind any proxy; otherwise it comes from the request itself.
 type SignedURL struct {
@@ -110,7 +122,7 @@ func firstValue(h string) string {
 // handleConversationsWebhook takes Twilio's onMessageAdded (GET query, POST form or POST JSON): it reads
 // the bounded body, checks the signature before it looks at any parameter, and answers as soon as the
 // flow has decided; the REST work runs on.
-func handleConversationsWebhook(flows Flows, v *signature.Validator, urls SignedURL, rec Recorder) http.Handler {
+func handleConversationsWebhook(flows Flows, lifecycle Lifecycle, v *signature.Validator, urls SignedURL, rec Recorder) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		params, err := verifiedParams(w, r, v, urls)
 		if err != nil {
@@ -129,9 +141,16 @@ func handleConversationsWebhook(flows Flows, v *signature.Validator, urls Signed
 			Body:            params.Get("Body"),
 			ParticipantSid:  params.Get("ParticipantSid"),
 			RetryCount:      params.Get("RetryCount"),
+			StateTo:         params.Get("StateTo"),
+			StateReason:     params.Get("Reason"),
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), stateBudget)
-		d, err := flows.Handle(ctx, ev)
+		var d optin.Decision
+		if ev.Type == optin.EventStateUpdated && lifecycle != nil {
+			d, err = handleLifecycle(ctx, lifecycle, ev)
+		} else {
+			d, err = flows.Handle(ctx, ev)
+		}
 		cancel()
 		if err != nil {
 			rec.Webhook(failureOf(err).outcome)

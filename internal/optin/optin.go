@@ -14,6 +14,9 @@ import (
 // EventMessageAdded is the only Conversations event the flow acts on.
 const EventMessageAdded = "onMessageAdded"
 
+// EventStateUpdated tells that a conversation's state changed (a chat's lifecycle webhook asks for it).
+const EventStateUpdated = "onConversationStateUpdated"
+
 // Event is one Conversations webhook delivery, reduced to what the flow reads.
 type Event struct {
 	Type            string
@@ -24,6 +27,8 @@ type Event struct {
 	ParticipantSid  string
 	// RetryCount is Twilio's own redelivery counter, kept for the logs.
 	RetryCount string
+	// StateTo and StateReason (API, TIMER or EVENT) come with onConversationStateUpdated.
+	StateTo, StateReason string
 }
 
 // ErrInvalidEvent marks an event that cannot be acted on because a field it needs is missing or malformed.
@@ -32,6 +37,9 @@ var ErrInvalidEvent = errors.New("invalid event")
 // Validate reports what an onMessageAdded event lacks. Its SIDs end up in REST paths and store keys, so
 // they must have Twilio's shape: two letters and 32 hexadecimal digits. Other event types need nothing.
 func (e Event) Validate() error {
+	if e.Type == EventStateUpdated && !IsSid("CH", e.ConversationSid) {
+		return fmt.Errorf("%w: ConversationSid is not CH followed by 32 hexadecimal digits", ErrInvalidEvent)
+	}
 	if e.Type != EventMessageAdded {
 		return nil
 	}
