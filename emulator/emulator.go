@@ -59,10 +59,10 @@ type conversation struct {
 	Sid, FriendlyName, UniqueName, Attributes, State, MessagingServiceSid string
 	Created, Updated                                                      time.Time
 	// closedAfter is Timers.Closed: the conversation closes after this long without activity.
-	closedAfter time.Duration
-	participants                                                          []*participant
-	messages                                                              []*message
-	webhooks                                                              []*webhook
+	closedAfter  time.Duration
+	participants []*participant
+	messages     []*message
+	webhooks     []*webhook
 }
 
 type participant struct {
