@@ -59,6 +59,9 @@ func (s *server) api(method, path, token, body string) (int, http.Header, string
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusNotFound || strings.HasPrefix(path, "/v1/chats/") {
+		checkAgainstOpenAPI(s.t, req, body, resp, b)
+	}
 	return resp.StatusCode, resp.Header, string(b)
 }
 
