@@ -9,6 +9,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/optinkit/optin/internal/callback"
 	"github.com/optinkit/optin/internal/chat"
 	"github.com/optinkit/optin/internal/optin"
 	"github.com/optinkit/optin/internal/queue/asynqueue"
@@ -31,14 +32,16 @@ type backend struct {
 	store optin.Store
 	queue workQueue
 	chats chat.Store
+	// callbacks carries the chats' events to the platform; started only when a callback URL is set.
+	callbacks workQueue
 	// ping reports whether the backend can take work; readiness follows it.
 	ping       func(ctx context.Context) error
 	closeStore func() error
 }
 
-// close shuts the queue down, letting running work finish until ctx ends, then releases the store.
+// close shuts the queues down, letting running work finish until ctx ends, then releases the store.
 func (b *backend) close(ctx context.Context) error {
-	return errors.Join(b.queue.Shutdown(ctx), b.closeStore())
+	return errors.Join(b.queue.Shutdown(ctx), b.callbacks.Shutdown(ctx), b.closeStore())
 }
 
 // inprocMaxRuns bounds the runs of one opt-in in a single replica: with RunDelay's backoff, about
@@ -49,7 +52,8 @@ func openBackend(ctx context.Context, cfg config, log zerolog.Logger) (*backend,
 	if cfg.RedisURL == "" {
 		return &backend{
 			store:      memory.New(cfg.FlowRetention),
-			queue:      inproc.New(inprocMaxRuns),
+			queue:      inproc.New(inprocMaxRuns, nil),
+			callbacks:  inproc.New(callback.MaxRuns, callback.RunDelay),
 			chats:      memory.NewChats(cfg.FlowRetention),
 			ping:       func(context.Context) error { return nil },
 			closeStore: func() error { return nil },
@@ -73,8 +77,21 @@ func openBackend(ctx context.Context, cfg config, log zerolog.Logger) (*backend,
 		store.Close()
 		return nil, fmt.Errorf("OPTIN_REDIS_URL: %w", err)
 	}
+	callbacks, err := asynqueue.Open(cfg.RedisURL, asynqueue.Options{
+		Name:            "callback",
+		Concurrency:     cfg.Workers,
+		MaxRetry:        callback.MaxRuns - 1,
+		RunDelay:        callback.RunDelay,
+		ShutdownTimeout: cfg.ShutdownTimeout,
+		Log:             log,
+	})
+	if err != nil {
+		_ = queue.Shutdown(ctx)
+		store.Close()
+		return nil, fmt.Errorf("OPTIN_REDIS_URL: %w", err)
+	}
 	log.Info().Str("redis", where).Msg("state and work shared through Redis")
-	return &backend{store: store, queue: queue, chats: store.Chats(), ping: store.Ping, closeStore: store.Close}, nil
+	return &backend{store: store, queue: queue, callbacks: callbacks, chats: store.Chats(), ping: store.Ping, closeStore: store.Close}, nil
 }
 
 // waitForRedis pings until Redis answers or wait has passed; with wait 0 it pings once.

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+
 	"github.com/optinkit/optin/emulator"
 	"github.com/optinkit/optin/internal/faketwilio"
 	"github.com/optinkit/optin/internal/redistest"
@@ -537,5 +539,125 @@ func TestChatDeliveryOnEmulator(t *testing.T) {
 		if call.Status != 200 {
 			t.Errorf("webhook answered %d: %+v", call.Status, call)
 		}
+	}
+}
+
+// platform is a receiver of chat events that checks each signature with the Standard Webhooks library.
+type platform struct {
+	t      *testing.T
+	srv    *httptest.Server
+	mu     sync.Mutex
+	events []receivedEvent
+	// answer, when set, chooses the status of each delivery (by event type and attempt, from 1).
+	answer func(typ string, attempt int) int
+}
+
+type receivedEvent struct {
+	ID, Type, State string
+	Attempt         int
+}
+
+const callbackSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+func newPlatform(t *testing.T) *platform {
+	p := &platform{t: t}
+	wh, err := standardwebhooks.NewWebhook(callbackSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if err := wh.Verify(body, r.Header); err != nil {
+			t.Errorf("event signature: %v", err)
+			w.WriteHeader(400)
+			return
+		}
+		var ev struct {
+			Type      string
+			Timestamp time.Time
+			Data      struct{ State, ID string }
+		}
+		if err := json.Unmarshal(body, &ev); err != nil || ev.Data.ID != "order-8812" || ev.Timestamp.IsZero() {
+			t.Errorf("event body %s (%v)", body, err)
+		}
+		p.mu.Lock()
+		attempt := 1
+		for _, e := range p.events {
+			if e.ID == r.Header.Get("webhook-id") {
+				attempt++
+			}
+		}
+		p.events = append(p.events, receivedEvent{r.Header.Get("webhook-id"), ev.Type, ev.Data.State, attempt})
+		answer := p.answer
+		p.mu.Unlock()
+		if answer != nil {
+			w.WriteHeader(answer(ev.Type, attempt))
+		}
+	}))
+	t.Cleanup(p.srv.Close)
+	return p
+}
+
+func (p *platform) got() []receivedEvent {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]receivedEvent(nil), p.events...)
+}
+
+// waitFor polls until the platform has received n deliveries.
+func (p *platform) waitFor(n int) []receivedEvent {
+	p.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for len(p.got()) < n {
+		if time.Now().After(deadline) {
+			p.t.Fatalf("%d deliveries, want %d: %+v", len(p.got()), n, p.got())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return p.got()
+}
+
+// Each transition the platform hears of arrives signed, with a stable webhook-id: a delivery answered
+// 5xx comes again with the same id (the first retry within a minute), one answered 4xx does not.
+func TestChatEvents(t *testing.T) {
+	p := newPlatform(t)
+	p.answer = func(typ string, attempt int) int {
+		switch {
+		case typ == "chat.connected" && attempt == 1:
+			return 503
+		case typ == "chat.closed":
+			return 410
+		}
+		return 204
+	}
+	fake := faketwilio.New(accountSid, authToken)
+	t.Cleanup(fake.Close)
+	s := start(t, fake, adminEnv(map[string]string{"OPTIN_CALLBACK_URL": p.srv.URL + "/hooks/optin", "OPTIN_CALLBACK_SECRET": callbackSecret}))
+	if code, _, body := s.api("POST", "/v1/chats", adminToken1, startBody); code != 201 {
+		t.Fatalf("start: %d %s", code, body)
+	}
+	if got := p.waitFor(1); got[0].Type != "chat.invited" || got[0].State != "invited" || !strings.HasPrefix(got[0].ID, "msg_") {
+		t.Errorf("first event %+v", got[0])
+	}
+	if code, _ := s.send(s.publicPost(reply(msg1, customer, "Yes"))); code != 200 {
+		t.Fatal(code)
+	}
+	got := p.waitFor(3) // chat.connected twice: answered 503, then delivered again
+	if got[1].Type != "chat.connected" || got[2].ID != got[1].ID || got[2].Attempt != 2 || got[1].ID == got[0].ID {
+		t.Errorf("connected deliveries %+v", got[1:])
+	}
+	if code, _, _ := s.api("DELETE", "/v1/chats/order-8812", adminToken1, ""); code != 200 {
+		t.Fatal(code)
+	}
+	got = p.waitFor(4)
+	if got[3].Type != "chat.closed" || got[3].State != "closed" {
+		t.Errorf("closed event %+v", got[3])
+	}
+	s.stop()
+	if n := len(p.got()); n != 4 {
+		t.Errorf("%d deliveries: a rejected event was retried: %+v", n, p.got())
+	}
+	if logs := s.logs.String(); !strings.Contains(logs, "event rejected by the receiver; not retried") || strings.Contains(logs, callbackSecret) {
+		t.Errorf("log: rejection not logged, or the secret is in it")
 	}
 }

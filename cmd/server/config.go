@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/optinkit/optin/internal/callback"
 	"github.com/rs/zerolog"
 )
 
@@ -49,6 +50,8 @@ type config struct {
 	DeclineMessage   string        `envconfig:"OPTIN_DECLINE_MESSAGE" default:"No problem — we won't connect you. Your delivery is on its way." desc:"system message a chat's customer sees after declining (none after an opt-out keyword)"`
 	DeclineKeywords  string        `envconfig:"OPTIN_DECLINE_KEYWORDS" desc:"comma-separated replies that decline a chat (whole reply or first word, case, accents and punctuation ignored); empty: built-in English, Spanish, Portuguese, French and German"`
 	OptOutKeywords   string        `envconfig:"OPTIN_OPTOUT_KEYWORDS" desc:"comma-separated replies that opt out of every message (STOP and the like); empty: built-in list"`
+	CallbackURL      string        `envconfig:"OPTIN_CALLBACK_URL" mask:"url" desc:"receives the chats' events (chat.invited, chat.connected, chat.declined, chat.failed, chat.closed), signed as Standard Webhooks say"`
+	CallbackSecret   string        `envconfig:"OPTIN_CALLBACK_SECRET" mask:"secret" desc:"signing secret of the events, whsec_ followed by base64; required with OPTIN_CALLBACK_URL"`
 	ChatStartTimeout time.Duration `envconfig:"OPTIN_CHAT_START_TIMEOUT" default:"10s" desc:"how long POST /v1/chats works on a start before answering 503 (repeating the call resumes it; 1s to 60s)"`
 	Demo             bool          `envconfig:"OPTIN_DEMO" default:"false" desc:"same as -demo: run against a built-in Twilio emulator with generated credentials and play the guide's story"`
 }
@@ -234,6 +237,20 @@ func (c config) validate() (settings, error) {
 	}
 	if c.WhatsAppNumber != "" && !whatsAppRE.MatchString(c.WhatsAppNumber) {
 		bad("OPTIN_WHATSAPP_NUMBER", "want whatsapp:+E164, e.g. whatsapp:+15550100000")
+	}
+	if c.CallbackURL != "" {
+		u, err := url.Parse(c.CallbackURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("OPTIN_CALLBACK_URL", "want http(s)://host[:port]/path, got %q", redactURL(c.CallbackURL))
+		}
+		if len(s.adminTokens) == 0 {
+			bad("OPTIN_CALLBACK_URL", "needs OPTIN_ADMIN_TOKENS: events are about chats started through the API")
+		}
+		if _, err := callback.NewSender(c.CallbackURL, c.CallbackSecret, time.Second); err != nil {
+			bad("OPTIN_CALLBACK_SECRET", "%v", err)
+		}
+	} else if c.CallbackSecret != "" {
+		bad("OPTIN_CALLBACK_SECRET", "needs OPTIN_CALLBACK_URL")
 	}
 	if len(s.adminTokens) > 0 {
 		if c.WhatsAppNumber == "" {

@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/optinkit/optin/internal/callback"
 	"github.com/optinkit/optin/internal/chat"
 	"github.com/optinkit/optin/internal/handlers"
 	"github.com/optinkit/optin/internal/metrics"
@@ -160,7 +161,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	var chats *chat.Service
 	if len(cfg.adminTokens) > 0 {
-		if chats, err = newChats(cfg, conv, be.chats); err != nil {
+		var notifier chat.Notifier
+		if cfg.CallbackURL != "" {
+			sender, err := callback.NewSender(cfg.CallbackURL, cfg.CallbackSecret, cfg.TwilioTimeout)
+			if err != nil {
+				return fmt.Errorf("OPTIN_CALLBACK_SECRET: %w", err)
+			}
+			if err := be.callbacks.Start(callback.NewWorker(be.chats, sender, m)); err != nil {
+				return fmt.Errorf("starting callback workers: %w", err)
+			}
+			notifier = callback.Notifier{Queue: be.callbacks}
+		}
+		if chats, err = newChats(cfg, conv, be.chats, notifier, m); err != nil {
 			return err
 		}
 	}
@@ -280,13 +292,15 @@ func newHTTPServer(h http.Handler) *http.Server {
 }
 
 // newChats builds the chats service.
-func newChats(cfg settings, conv *twilioapi.Client, store chat.Store) (*chat.Service, error) {
+func newChats(cfg settings, conv *twilioapi.Client, store chat.Store, notifier chat.Notifier, obs chat.Observer) (*chat.Service, error) {
 	chats, err := chat.NewService(conv, store, chat.Config{
 		BusinessNumber:   cfg.WhatsAppNumber,
 		WebhookURL:       strings.TrimSuffix(cfg.PublicURL, "/") + "/webhooks/conversations",
 		InviteContentSid: cfg.InviteContentSid,
 		DefaultTTL:       cfg.ChatTTL,
 		StartBudget:      cfg.ChatStartTimeout,
+		Notifier:         notifier,
+		Observer:         obs,
 		Retry:            optin.RetryPolicy{CallTimeout: cfg.TwilioTimeout},
 	})
 	if err != nil {

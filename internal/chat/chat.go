@@ -90,16 +90,41 @@ type Chat struct {
 	Steps map[string]string
 	// Seq orders chats by creation across replicas; List pages by it.
 	Seq int64
+	// Pending holds the events not yet delivered to the platform, written with the transition that
+	// made them (an outbox), removed once delivered.
+	Pending []Event
+}
+
+// Event is a transition the platform is told of, kept with its chat until it is delivered.
+type Event struct {
+	// ID is the webhook-id: stable across retries, so receivers can drop a repeat.
+	ID   string
+	Type string
+	At   time.Time
+	// Data is the chat's View at the transition, as JSON.
+	Data []byte
+}
+
+// Event types: the states a platform hears of.
+var eventTypes = map[State]string{
+	StateInvited: "chat.invited", StateConnected: "chat.connected", StateDeclined: "chat.declined",
+	StateFailed: "chat.failed", StateClosed: "chat.closed",
+}
+
+// Notifier makes the delivery of a chat's pending event durable: a queue whose worker sends it.
+type Notifier interface {
+	Notify(ctx context.Context, chatID, eventID string) error
 }
 
 // moveTo records a transition at now, unless the chat is already in state or in a final one: a
 // declined or failed chat stays so when its conversation closes afterwards.
-func (c *Chat) moveTo(state State, reason string, now time.Time) {
+func (c *Chat) moveTo(state State, reason string, now time.Time) bool {
 	if c.State == state || c.State.Final() {
-		return
+		return false
 	}
 	c.State, c.Reason, c.UpdatedAt = state, reason, now
 	c.History = append(c.History, Transition{State: state, At: now})
+	return true
 }
 
 // Errors the Service returns; handlers map them to statuses.

@@ -55,6 +55,15 @@ type Config struct {
 	// StartBudget bounds a start call; past it the start answers ErrBusy and may be repeated.
 	StartBudget time.Duration
 	Retry       optin.RetryPolicy
+	// Notifier, when set, delivers an event to the platform for each transition it hears of.
+	Notifier Notifier
+	// Observer, when set, counts transitions.
+	Observer Observer
+}
+
+// Observer counts what happens to chats, for metrics.
+type Observer interface {
+	ChatTransition(state, reason string)
 }
 
 // Service starts, reads and ends chats.
@@ -226,13 +235,15 @@ func (s *Service) runStart(ctx context.Context, c Chat, resumed bool) (Chat, err
 			return Chat{}, fmt.Errorf("%w: recording step %s: %w", ErrUnavailable, name, err)
 		}
 	}
+	old := c.State
 	c, err := s.store.Update(ctx, c.ID, func(c *Chat) error {
-		c.moveTo(StateInvited, "", s.now())
+		s.transition(c, StateInvited, "")
 		return nil
 	})
 	if err != nil {
 		return Chat{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
+	s.after(ctx, old, c)
 	zerolog.Ctx(ctx).Info().Str("conversation_sid", c.ConversationSid).Str("state", string(c.State)).Msg("chat started")
 	return c, nil
 }
@@ -263,12 +274,13 @@ func (s *Service) startFailed(ctx context.Context, c Chat, step string, err erro
 	}
 	failed, uerr := s.store.Update(ctx, c.ID, func(c *Chat) error {
 		c.Error = &Failure{TwilioCode: ce.Code, Detail: terr.Err.Error()}
-		c.moveTo(StateFailed, ReasonFailed, s.now())
+		s.transition(c, StateFailed, ReasonFailed)
 		return nil
 	})
 	if uerr != nil {
 		return Chat{}, fmt.Errorf("%w: %w", ErrUnavailable, uerr)
 	}
+	s.after(ctx, c.State, failed)
 	return failed, terr
 }
 
@@ -370,13 +382,15 @@ func (s *Service) End(ctx context.Context, key string) (Chat, error) {
 			return Chat{}, fmt.Errorf("%w: closing the conversation: %w", ErrBusy, err)
 		}
 	}
+	old := c.State
 	c, err = s.store.Update(ctx, c.ID, func(c *Chat) error {
-		c.moveTo(StateClosed, ReasonEnded, s.now())
+		s.transition(c, StateClosed, ReasonEnded)
 		return nil
 	})
 	if err != nil {
 		return Chat{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
+	s.after(ctx, old, c)
 	zerolog.Ctx(ctx).Info().Str("chat_id", c.ID).Str("conversation_sid", c.ConversationSid).Str("state", string(c.State)).Msg("chat ended")
 	return c, nil
 }
@@ -441,16 +455,18 @@ func (s *Service) Advance(ctx context.Context, conversationSid string, stage opt
 	case err != nil:
 		return err
 	}
+	old := c.State
 	c, err = s.store.Update(ctx, c.ID, func(c *Chat) error {
 		if to.state == StateFailed && c.Error == nil && !c.State.Final() {
 			c.Error = &Failure{Detail: detail}
 		}
-		c.moveTo(to.state, to.reason, s.now())
+		s.transition(c, to.state, to.reason)
 		return nil
 	})
 	if err != nil {
 		return err
 	}
+	s.after(ctx, old, c)
 	zerolog.Ctx(ctx).Info().Str("chat_id", c.ID).Str("conversation_sid", conversationSid).Str("state", string(c.State)).Msg("chat advanced")
 	return nil
 }
@@ -478,13 +494,45 @@ func (s *Service) StateUpdated(ctx context.Context, ev optin.Event) (optin.Decis
 	if ev.StateReason == "TIMER" {
 		reason = ReasonExpired
 	}
+	old := c.State
 	c, err = s.store.Update(ctx, c.ID, func(c *Chat) error {
-		c.moveTo(StateClosed, reason, s.now())
+		s.transition(c, StateClosed, reason)
 		return nil
 	})
 	if err != nil {
 		return optin.Decision{}, fmt.Errorf("%w: %w", optin.ErrUnavailable, err)
 	}
+	s.after(ctx, old, c)
 	zerolog.Ctx(ctx).Info().Str("chat_id", c.ID).Str("conversation_sid", c.ConversationSid).Str("state", string(c.State)).Str("reason", c.Reason).Msg("chat's conversation closed")
 	return optin.Decision{Outcome: optin.OutcomeAccepted}, nil
+}
+
+// transition moves c to state and, when the platform hears of it, records the event in the same write.
+func (s *Service) transition(c *Chat, state State, reason string) {
+	now := s.now()
+	if !c.moveTo(state, reason, now) {
+		return
+	}
+	if s.cfg.Notifier == nil || eventTypes[state] == "" {
+		return
+	}
+	data, _ := json.Marshal(c.View())
+	c.Pending = append(c.Pending, Event{ID: "msg_" + newOwner() + newOwner(), Type: eventTypes[state], At: now, Data: data})
+}
+
+// after follows a stored change of a chat that was in state old: it counts the transition and hands
+// every pending event to the notifier. Handing one twice is harmless: the delivery drops an event no
+// longer pending. A failure leaves the event pending for the next transition.
+func (s *Service) after(ctx context.Context, old State, c Chat) {
+	if s.cfg.Observer != nil && c.State != old {
+		s.cfg.Observer.ChatTransition(string(c.State), c.Reason)
+	}
+	if s.cfg.Notifier == nil {
+		return
+	}
+	for _, ev := range c.Pending {
+		if err := s.cfg.Notifier.Notify(ctx, c.ID, ev.ID); err != nil {
+			zerolog.Ctx(ctx).Error().Err(err).Str("chat_id", c.ID).Str("event_id", ev.ID).Msg("queueing a chat event")
+		}
+	}
 }

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/go-chi/chi/v5"
 
@@ -80,7 +79,7 @@ func handleStartChat(chats Chats) http.HandlerFunc {
 			status = http.StatusCreated
 			w.Header().Set("Location", "/v1/chats/"+c.ID)
 		}
-		writeJSON(w, status, viewChat(c))
+		writeJSON(w, status, c.View())
 	}
 }
 
@@ -91,7 +90,7 @@ func handleGetChat(chats Chats) http.HandlerFunc {
 			writeProblem(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, viewChat(c))
+		writeJSON(w, http.StatusOK, c.View())
 	}
 }
 
@@ -102,7 +101,7 @@ func handleEndChat(chats Chats) http.HandlerFunc {
 			writeProblem(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, viewChat(c))
+		writeJSON(w, http.StatusOK, c.View())
 	}
 }
 
@@ -140,11 +139,11 @@ func handleListChats(chats Chats) http.HandlerFunc {
 			return
 		}
 		out := struct {
-			Chats      []chatView `json:"chats"`
-			NextCursor *string    `json:"next_cursor"`
-		}{Chats: make([]chatView, 0, len(list))}
+			Chats      []chat.View `json:"chats"`
+			NextCursor *string     `json:"next_cursor"`
+		}{Chats: make([]chat.View, 0, len(list))}
 		for _, c := range list {
-			out.Chats = append(out.Chats, viewChat(c))
+			out.Chats = append(out.Chats, c.View())
 		}
 		if next > 0 {
 			s := strconv.FormatInt(next, 10)
@@ -182,68 +181,4 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 		return malformed("trailing data after the JSON object")
 	}
 	return nil
-}
-
-// chatView is a chat as the API shows it.
-type chatView struct {
-	ID              string           `json:"id"`
-	ConversationSid *string          `json:"conversation_sid"`
-	State           chat.State       `json:"state"`
-	Reason          *string          `json:"reason"`
-	Customer        partyView        `json:"customer"`
-	Rider           partyView        `json:"rider"`
-	CreatedAt       time.Time        `json:"created_at"`
-	UpdatedAt       time.Time        `json:"updated_at"`
-	ExpiresAt       time.Time        `json:"expires_at"`
-	Metadata        json.RawMessage  `json:"metadata"`
-	Error           *failureView     `json:"error"`
-	History         []transitionView `json:"history"`
-}
-
-type partyView struct {
-	Address      string  `json:"address"`
-	ProxyAddress string  `json:"proxy_address"`
-	Name         *string `json:"name"`
-}
-
-type failureView struct {
-	TwilioCode int    `json:"twilio_code"`
-	Detail     string `json:"detail"`
-}
-
-type transitionView struct {
-	State chat.State `json:"state"`
-	At    time.Time  `json:"at"`
-}
-
-func viewChat(c chat.Chat) chatView {
-	v := chatView{
-		ID: c.ID, State: c.State, Customer: viewParty(c.Customer), Rider: viewParty(c.Rider),
-		CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt, ExpiresAt: c.ExpiresAt,
-		Metadata: json.RawMessage("null"), History: make([]transitionView, 0, len(c.History)),
-	}
-	if c.ConversationSid != "" {
-		v.ConversationSid = &c.ConversationSid
-	}
-	if c.Reason != "" {
-		v.Reason = &c.Reason
-	}
-	if len(c.Metadata) > 0 {
-		v.Metadata = c.Metadata
-	}
-	if c.Error != nil {
-		v.Error = &failureView{TwilioCode: c.Error.TwilioCode, Detail: c.Error.Detail}
-	}
-	for _, t := range c.History {
-		v.History = append(v.History, transitionView{State: t.State, At: t.At})
-	}
-	return v
-}
-
-func viewParty(p chat.Party) partyView {
-	v := partyView{Address: p.Address, ProxyAddress: p.ProxyAddress}
-	if p.Name != "" {
-		v.Name = &p.Name
-	}
-	return v
 }

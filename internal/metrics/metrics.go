@@ -34,6 +34,8 @@ type Metrics struct {
 	twilio   *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	retries  *prometheus.CounterVec
+	chats    *prometheus.CounterVec
+	events   *prometheus.CounterVec
 }
 
 var _ optin.Observer = (*Metrics)(nil)
@@ -67,8 +69,16 @@ func New(reg prometheus.Registerer, queueDepth func() (int, error)) *Metrics {
 			Name: "optin_retries_total",
 			Help: "REST calls retried after a transient failure, by operation.",
 		}, []string{"operation"}),
+		chats: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "optin_chat_transitions_total",
+			Help: "Chats entering a state, by state and reason: consent rate = connecting / (connecting + declined).",
+		}, []string{"state", "reason"}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "optin_callbacks_total",
+			Help: "Deliveries of chat events to the platform by outcome: delivered, retried, rejected, expired.",
+		}, []string{"outcome"}),
 	}
-	reg.MustRegister(m.webhooks, m.flows, m.steps, m.twilio, m.latency, m.retries,
+	reg.MustRegister(m.webhooks, m.flows, m.steps, m.twilio, m.latency, m.retries, m.chats, m.events,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if queueDepth != nil {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -100,6 +110,12 @@ func (m *Metrics) FlowFinished(state optin.State) { m.flows.WithLabelValues(stri
 func (m *Metrics) StepFinished(step, outcome string, d time.Duration) {
 	m.steps.WithLabelValues(step, outcome).Observe(d.Seconds())
 }
+
+// ChatTransition counts a chat entering state.
+func (m *Metrics) ChatTransition(state, reason string) { m.chats.WithLabelValues(state, reason).Inc() }
+
+// Callback counts one delivery attempt of a chat event.
+func (m *Metrics) Callback(outcome string) { m.events.WithLabelValues(outcome).Inc() }
 
 // Retry counts a retried call.
 func (m *Metrics) Retry(operation string) { m.retries.WithLabelValues(operation).Inc() }

@@ -17,10 +17,7 @@ import (
 	"github.com/optinkit/optin/internal/optin"
 )
 
-const (
-	taskType  = "optin:flow"
-	queueName = "optin"
-)
+
 
 // Options configure a Queue.
 type Options struct {
@@ -34,6 +31,9 @@ type Options struct {
 	Log zerolog.Logger
 	// RunDelay is the wait before the nth run again (n from 1); nil means optin.RunDelay.
 	RunDelay func(n int, err error) time.Duration
+	// Name tells this queue's work from another's on the same Redis: "" for the opt-in flows (task
+	// type optin:flow, queue optin), "callback" for events (optin:callback, queue optin-callback).
+	Name string
 }
 
 // Queue enqueues and works on opt-ins through asynq.
@@ -46,6 +46,8 @@ type Queue struct {
 	client    *asynq.Client
 	inspector *asynq.Inspector
 	server    *asynq.Server
+	taskType  string
+	queueName string
 }
 
 var _ optin.Queue = (*Queue)(nil)
@@ -71,13 +73,18 @@ func Open(url string, opts Options) (*Queue, error) {
 	}
 	ropt.ContextTimeoutEnabled = true
 	rdb := redis.NewClient(ropt)
-	return &Queue{redis: r, opts: opts, rdb: rdb, client: asynq.NewClientFromRedisClient(rdb), inspector: asynq.NewInspectorFromRedisClient(rdb)}, nil
+	q := &Queue{redis: r, opts: opts, rdb: rdb, client: asynq.NewClientFromRedisClient(rdb), inspector: asynq.NewInspectorFromRedisClient(rdb),
+		taskType: "optin:flow", queueName: "optin"}
+	if opts.Name != "" {
+		q.taskType, q.queueName = "optin:"+opts.Name, "optin-"+opts.Name
+	}
+	return q, nil
 }
 
 // Enqueue queues the conversation's work unless it is queued or running already.
 func (q *Queue) Enqueue(ctx context.Context, conversationSid string) error {
-	_, err := q.client.EnqueueContext(ctx, asynq.NewTask(taskType, []byte(conversationSid)),
-		asynq.TaskID(conversationSid), asynq.Queue(queueName), asynq.MaxRetry(q.opts.MaxRetry))
+	_, err := q.client.EnqueueContext(ctx, asynq.NewTask(q.taskType, []byte(conversationSid)),
+		asynq.TaskID(conversationSid), asynq.Queue(q.queueName), asynq.MaxRetry(q.opts.MaxRetry))
 	if errors.Is(err, asynq.ErrTaskIDConflict) {
 		return nil
 	}
@@ -89,7 +96,7 @@ func (q *Queue) Start(w optin.Worker) error {
 	log := q.opts.Log
 	q.server = asynq.NewServer(q.redis, asynq.Config{
 		Concurrency:     q.opts.Concurrency,
-		Queues:          map[string]int{queueName: 1},
+		Queues:          map[string]int{q.queueName: 1},
 		ShutdownTimeout: q.opts.ShutdownTimeout,
 		BaseContext:     func() context.Context { return log.WithContext(context.Background()) },
 		RetryDelayFunc:  func(n int, err error, _ *asynq.Task) time.Duration { return q.opts.RunDelay(n+1, err) },
@@ -143,10 +150,10 @@ func (q *Queue) Depth() (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	if !slices.Contains(queues, queueName) {
+	if !slices.Contains(queues, q.queueName) {
 		return 0, nil // nothing was ever enqueued
 	}
-	info, err := q.inspector.GetQueueInfo(queueName)
+	info, err := q.inspector.GetQueueInfo(q.queueName)
 	if err != nil {
 		return 0, err
 	}

@@ -29,10 +29,14 @@ type Queue struct {
 
 var _ optin.Queue = (*Queue)(nil)
 
-// New returns a Queue that gives up on a conversation after maxRuns failed runs.
-func New(maxRuns int) *Queue {
+// New returns a Queue that gives up on work after maxRuns failed runs, waiting runDelay between runs
+// (nil: optin.RunDelay).
+func New(maxRuns int, runDelay func(n int, err error) time.Duration) *Queue {
+	if runDelay == nil {
+		runDelay = optin.RunDelay
+	}
 	base, cancel := context.WithCancel(context.Background())
-	return &Queue{base: base, cancel: cancel, maxRuns: maxRuns, runDelay: optin.RunDelay, active: map[string]bool{}}
+	return &Queue{base: base, cancel: cancel, maxRuns: maxRuns, runDelay: runDelay, active: map[string]bool{}}
 }
 
 // Start sets the worker; work enqueued before is refused.

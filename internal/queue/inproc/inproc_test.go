@@ -8,9 +8,7 @@ import (
 )
 
 func newQueue(maxRuns int) *Queue {
-	q := New(maxRuns)
-	q.runDelay = func(int, error) time.Duration { return time.Millisecond }
-	return q
+	return New(maxRuns, func(int, error) time.Duration { return time.Millisecond })
 }
 
 func TestContract(t *testing.T) {
@@ -18,7 +16,7 @@ func TestContract(t *testing.T) {
 }
 
 func TestNotStarted(t *testing.T) {
-	if err := New(1).Enqueue(t.Context(), "CH1"); err == nil {
+	if err := New(1, nil).Enqueue(t.Context(), "CH1"); err == nil {
 		t.Error("enqueue before Start accepted")
 	}
 }

@@ -172,6 +172,7 @@ func cloneChat(c chat.Chat) chat.Chat {
 	c.History = slices.Clone(c.History)
 	c.Metadata = slices.Clone(c.Metadata)
 	c.Invite.ContentVariables = maps.Clone(c.Invite.ContentVariables)
+	c.Pending = slices.Clone(c.Pending)
 	if c.Error != nil {
 		e := *c.Error
 		c.Error = &e

@@ -1,0 +1,74 @@
+package chat
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// View is a chat as the platform sees it, in the API's answers and in the events it is sent.
+type View struct {
+	ID              string           `json:"id"`
+	ConversationSid *string          `json:"conversation_sid"`
+	State           State            `json:"state"`
+	Reason          *string          `json:"reason"`
+	Customer        PartyView        `json:"customer"`
+	Rider           PartyView        `json:"rider"`
+	CreatedAt       time.Time        `json:"created_at"`
+	UpdatedAt       time.Time        `json:"updated_at"`
+	ExpiresAt       time.Time        `json:"expires_at"`
+	Metadata        json.RawMessage  `json:"metadata"`
+	Error           *FailureView     `json:"error"`
+	History         []TransitionView `json:"history"`
+}
+
+// PartyView is one side of a View.
+type PartyView struct {
+	Address      string  `json:"address"`
+	ProxyAddress string  `json:"proxy_address"`
+	Name         *string `json:"name"`
+}
+
+// FailureView is what made a chat fail.
+type FailureView struct {
+	TwilioCode int    `json:"twilio_code"`
+	Detail     string `json:"detail"`
+}
+
+// TransitionView is one entry of a View's history.
+type TransitionView struct {
+	State State     `json:"state"`
+	At    time.Time `json:"at"`
+}
+
+// View returns the chat as the platform sees it.
+func (c Chat) View() View {
+	v := View{
+		ID: c.ID, State: c.State, Customer: c.Customer.view(), Rider: c.Rider.view(),
+		CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt, ExpiresAt: c.ExpiresAt,
+		Metadata: json.RawMessage("null"), History: make([]TransitionView, 0, len(c.History)),
+	}
+	if c.ConversationSid != "" {
+		v.ConversationSid = &c.ConversationSid
+	}
+	if c.Reason != "" {
+		v.Reason = &c.Reason
+	}
+	if len(c.Metadata) > 0 {
+		v.Metadata = c.Metadata
+	}
+	if c.Error != nil {
+		v.Error = &FailureView{TwilioCode: c.Error.TwilioCode, Detail: c.Error.Detail}
+	}
+	for _, t := range c.History {
+		v.History = append(v.History, TransitionView{State: t.State, At: t.At})
+	}
+	return v
+}
+
+func (p Party) view() PartyView {
+	v := PartyView{Address: p.Address, ProxyAddress: p.ProxyAddress}
+	if p.Name != "" {
+		v.Name = &p.Name
+	}
+	return v
+}
