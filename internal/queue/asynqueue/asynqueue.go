@@ -17,8 +17,6 @@ import (
 	"github.com/optinkit/optin/internal/optin"
 )
 
-
-
 // Options configure a Queue.
 type Options struct {
 	// Concurrency is how many flows this replica works on at once.
