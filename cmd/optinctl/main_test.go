@@ -1,0 +1,118 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/optinkit/optin/internal/chat"
+	"github.com/optinkit/optin/internal/faketwilio"
+	"github.com/optinkit/optin/internal/handlers"
+	"github.com/optinkit/optin/internal/store/memory"
+	"github.com/optinkit/optin/internal/twilioapi"
+)
+
+const (
+	accountSid = "AC00000000000000000000000000000001"
+	authToken  = "token0000000000000000000000000001"
+	adminToken = "admintoken-0123456789"
+)
+
+// apiServer is the real admin API on a real chat service, against the exact-call fake of Twilio.
+func apiServer(t *testing.T) (*httptest.Server, *faketwilio.Server) {
+	fake := faketwilio.New(accountSid, authToken)
+	t.Cleanup(fake.Close)
+	conv, err := twilioapi.New(twilioapi.Options{AccountSid: accountSid, Username: accountSid, Password: authToken, BaseURL: fake.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	chats, err := chat.NewService(conv, memory.NewChats(time.Hour), chat.Config{BusinessNumber: "whatsapp:+15550100000",
+		WebhookURL: "https://optin.example.com/webhooks/conversations", InviteContentSid: "HX0000000000000000000000000000a001", DefaultTTL: 4 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := handlers.NewAdminRouter(chats, []string{adminToken}, handlers.OpenAPI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv, fake
+}
+
+func ctl(t *testing.T, env map[string]string, stdin string, args ...string) (string, error) {
+	t.Helper()
+	var out bytes.Buffer
+	err := run(t.Context(), append([]string{"optinctl"}, args...), func(k string) string { return env[k] }, strings.NewReader(stdin), &out, io.Discard)
+	return out.String(), err
+}
+
+func TestStartGetListEnd(t *testing.T) {
+	srv, fake := apiServer(t)
+	env := map[string]string{"OPTIN_URL": srv.URL, "OPTIN_ADMIN_TOKEN": adminToken}
+	out, err := ctl(t, env, "", "start", "-id", "order-1", "-customer", "whatsapp:+15550001111", "-customer-name", "Ana",
+		"-rider", "whatsapp:+15550002222", "-ttl", "2h", "-metadata", `{"order":1}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"id            order-1", "state         invited", "conversation  CH00000000000000000000000000000001",
+		"customer      Ana whatsapp:+15550001111 via whatsapp:+15550100000", "rider         whatsapp:+15550002222 via whatsapp:+15550100000",
+		"history       starting ", " → invited ", `metadata      {"order":1}`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("start output lacks %q:\n%s", want, out)
+		}
+	}
+	if len(fake.Requests()) != 6 {
+		t.Errorf("%d REST calls, want the 6 of a start", len(fake.Requests()))
+	}
+	// The same start from a file, as JSON for a script: the same chat.
+	body := `{"id":"order-1","customer":{"address":"whatsapp:+15550001111","name":"Ana"},"rider":{"address":"whatsapp:+15550002222"},"ttl":"2h","metadata":{"order":1}}`
+	out, err = ctl(t, env, body, "-json", "start", "-f", "-")
+	if err != nil || !strings.HasPrefix(out, `{"id":"order-1","conversation_sid":"CH00000000000000000000000000000001","state":"invited"`) {
+		t.Errorf("start -f -: %v %s", err, out)
+	}
+	out, err = ctl(t, env, "", "-url", srv.URL, "list", "-state", "invited")
+	if err != nil || !strings.Contains(out, "ID       STATE    CONVERSATION") || !strings.Contains(out, "order-1  invited  CH00000000000000000000000000000001") {
+		t.Errorf("list: %v\n%s", err, out)
+	}
+	if out, err = ctl(t, env, "", "get", "CH00000000000000000000000000000001"); err != nil || !strings.Contains(out, "order-1") {
+		t.Errorf("get by conversation: %v %s", err, out)
+	}
+	if out, err = ctl(t, env, "", "end", "order-1"); err != nil || !strings.Contains(out, "state         closed (ended)") {
+		t.Errorf("end: %v\n%s", err, out)
+	}
+}
+
+func TestErrorsSayWhatIsWrong(t *testing.T) {
+	srv, _ := apiServer(t)
+	env := map[string]string{"OPTIN_URL": srv.URL, "OPTIN_ADMIN_TOKEN": adminToken}
+	for name, tt := range map[string]struct {
+		env  map[string]string
+		args []string
+		want []string
+	}{
+		"no token":      {map[string]string{"OPTIN_URL": srv.URL}, []string{"list"}, []string{"OPTIN_ADMIN_TOKEN"}},
+		"wrong token":   {env, []string{"-token", "wrong-token-0000000", "list"}, []string{"401 missing or invalid bearer token"}},
+		"unknown chat":  {env, []string{"get", "order-9"}, []string{"404 no such chat"}},
+		"invalid start": {env, []string{"start", "-id", "bad id", "-customer", "+15550001111", "-rider", "whatsapp:+15550002222"}, []string{"422 invalid request", "id: required", "customer.address: required: whatsapp:+E164"}},
+		"no command":    {env, nil, []string{"no command"}},
+		"bad command":   {env, []string{"fly"}, []string{`unknown command "fly"`}},
+	} {
+		_, err := ctl(t, tt.env, "", tt.args...)
+		if err == nil {
+			t.Errorf("%s: no error", name)
+			continue
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: %q lacks %q", name, err, w)
+			}
+		}
+		if strings.Contains(err.Error(), adminToken) {
+			t.Errorf("%s: the token is in the error", name)
+		}
+	}
+}
