@@ -256,7 +256,7 @@ func (c config) validate() (settings, error) {
 		if c.WhatsAppNumber == "" {
 			bad("OPTIN_WHATSAPP_NUMBER", "required with OPTIN_ADMIN_TOKENS: the business number chats are started on")
 		}
-		if c.PublicURL == "" {
+		if c.PublicURL == "" && !c.Demo {
 			bad("OPTIN_PUBLIC_URL", "required with OPTIN_ADMIN_TOKENS: chats arm their webhook at it")
 		}
 	} else if c.AdminAddr != "" {

@@ -2,11 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -31,12 +31,17 @@ type demo struct {
 	srv        *http.Server
 	url        string
 	sid, token string
+	// serviceURL is where the service listens, known once it does.
+	serviceURL string
+	// adminToken is generated for the chats API the demo starts its chat through.
+	adminToken string
 }
 
 // startDemo starts the emulator on a loopback port with generated credentials.
 func startDemo(riderText string) (*demo, error) {
 	d := &demo{}
 	d.sid, d.token = emulator.NewCredentials()
+	_, d.adminToken = emulator.NewCredentials()
 	emu, err := emulator.New(emulator.Options{
 		AccountSid: d.sid,
 		AuthToken:  d.token,
@@ -66,6 +71,9 @@ func (d *demo) configure(c *config) {
 	if c.RiderContentSid == "" {
 		c.RiderContentSid, c.RiderContentVar = demoTemplate2, ""
 	}
+	// The chats API, on the main listener; the chat's webhooks point at the service's own address.
+	c.AdminTokens, c.AdminAddr, c.WhatsAppNumber, c.InviteContentSid = d.adminToken, "", demoBusiness, demoTemplate1
+	c.RedisURL, c.CallbackURL, c.CallbackSecret = "", "", ""
 	if c.Addr == ":8080" {
 		c.Addr = "127.0.0.1:8080"
 	}
@@ -74,95 +82,119 @@ func (d *demo) configure(c *config) {
 	c.LogFormat = "console"
 }
 
+// close stops the emulator. A webhook it fired as the service stopped may hang until its timeout: the
+// demo does not wait for that.
 func (d *demo) close(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
 	_ = d.srv.Shutdown(ctx)
 	_ = d.emu.Close(ctx)
 }
 
-// play runs the guide's story against the service at serviceURL and prints what each phone saw.
+// play runs the guide's story through the chats API of the service at serviceURL and prints what each
+// phone saw.
 func (d *demo) play(ctx context.Context, serviceURL string, out io.Writer) error {
 	say := func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) }
 	say("\noptin demo — nothing leaves this machine: Twilio is an emulator at %s with generated credentials.", d.url)
-	say("The service is at %s.\n", serviceURL)
+	say("The service is at %s; its chats API takes the token %s.\n", serviceURL, d.adminToken)
 
-	conv, err := d.api.CreateConversation(ctx, url.Values{"FriendlyName": {"Order 1042"}})
+	start := fmt.Sprintf(`{"id":%q,"customer":{"address":%q,"name":"Ana"},"rider":{"address":%q,"name":"Bruno"},"metadata":{"order":1042}}`,
+		demoChat, demoCustomer, demoRider)
+	c, err := d.chatAPI(ctx, http.MethodPost, "/v1/chats", start)
 	if err != nil {
 		return err
 	}
-	say("1. Conversation %s created.", conv)
-	for _, who := range []string{demoCustomer, demoRider} {
-		if _, err := d.api.AddParticipant(ctx, conv, who, demoBusiness); err != nil {
-			return err
-		}
-	}
-	say("2. Customer %s and rider %s added on business number %s.", demoCustomer, demoRider, demoBusiness)
-	if _, err := d.api.SendMessage(ctx, conv, url.Values{
-		"Author": {demoRider}, "ContentSid": {demoTemplate1}, "ContentVariables": {`{"1":"Ana","2":"Bruno"}`}}); err != nil {
-		return err
-	}
-	say("3. Template 1 sent to the customer, authored by the rider.")
-	if _, err := d.api.AddWebhook(ctx, conv, serviceURL+"/webhooks/conversations", "get", "onMessageAdded"); err != nil {
-		return err
-	}
-	say("4. Scoped webhook armed at %s/webhooks/conversations (GET, onMessageAdded).", serviceURL)
+	say("1. POST /v1/chats: the service created conversation %s, added customer %s and rider %s on", c.conversation(), demoCustomer, demoRider)
+	say("   business number %s, armed its webhooks and sent template 1 to the customer. Chat %s is %s.", demoBusiness, demoChat, c.State)
 	if _, err := d.api.Inbound(ctx, demoCustomer, demoBusiness, "Yes"); err != nil {
 		return err
 	}
-	say("5. The customer replies \"Yes\" — the emulator calls the service's webhook, signed.")
-
-	if err := d.waitForOptIn(ctx, conv); err != nil {
+	say("2. The customer replies \"Yes\" — the emulator calls the service's webhook, signed.")
+	if c, err = d.waitForChat(ctx, "connected"); err != nil {
 		return err
 	}
-	hooks, err := d.api.Webhooks(ctx, conv)
+	hooks, err := d.api.Webhooks(ctx, c.conversation())
 	if err != nil {
 		return err
 	}
-	say("6. The service sent the wait message and the rider's template, and removed the scoped webhooks (%d left).\n", len(hooks))
+	say("3. The service sent the wait message and the rider's template and removed the message webhook (%d left:", len(hooks))
+	say("   the one that tells it when the conversation closes). Chat %s is %s: %s.\n", demoChat, c.State, c.history())
 	printSideBySide(out, "Customer "+demoCustomer, d.emu.Transcript(demoCustomer), "Rider "+demoRider, d.emu.Transcript(demoRider))
 	say("\n✗ marks a message WhatsApp would not deliver: free-form text to someone outside their 24-hour window (63016).")
 	say("\nStill serving until Ctrl-C. Play further — the rider answers, the customer receives it:")
 	say("  curl -s -X POST %s/emulator/inbound --data-urlencode From=%s --data-urlencode To=%s --data-urlencode 'Body=I am at the gate'", d.url, demoRider, demoBusiness)
 	say("  curl -s '%s/emulator/transcripts'", d.url)
+	say("  curl -s -H 'Authorization: Bearer %s' %s/v1/chats/%s", d.adminToken, serviceURL, demoChat)
+	say("  curl -s -H 'Authorization: Bearer %s' -X DELETE %s/v1/chats/%s", d.adminToken, serviceURL, demoChat)
 	say("  curl -s %s/healthz", serviceURL)
 	return nil
 }
 
-// waitForOptIn polls until the customer has the wait message, the rider the opt-in template, and the
-// conversation no scoped webhook: the three steps run concurrently and finish in any order.
-func (d *demo) waitForOptIn(ctx context.Context, conv string) error {
+// demoChat is the id of the demo's chat.
+const demoChat = "order-1042"
+
+// chatAnswer is what the demo reads of the API's chat.
+type chatAnswer struct {
+	State           string  `json:"state"`
+	ConversationSid *string `json:"conversation_sid"`
+	History         []struct {
+		State string `json:"state"`
+	} `json:"history"`
+}
+
+func (c chatAnswer) conversation() string {
+	if c.ConversationSid == nil {
+		return ""
+	}
+	return *c.ConversationSid
+}
+
+func (c chatAnswer) history() string {
+	var s []string
+	for _, h := range c.History {
+		s = append(s, h.State)
+	}
+	return strings.Join(s, " → ")
+}
+
+// chatAPI calls the service's chats API as a platform would.
+func (d *demo) chatAPI(ctx context.Context, method, url, body string) (chatAnswer, error) {
+	req, err := http.NewRequestWithContext(ctx, method, d.serviceURL+url, strings.NewReader(body))
+	if err != nil {
+		return chatAnswer{}, err
+	}
+	req.Header.Set("Authorization", "Bearer "+d.adminToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return chatAnswer{}, err
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 300 {
+		return chatAnswer{}, fmt.Errorf("%s %s: %d %s", method, url, resp.StatusCode, raw)
+	}
+	var c chatAnswer
+	return c, json.Unmarshal(raw, &c)
+}
+
+// waitForChat polls the chat until it is in state.
+func (d *demo) waitForChat(ctx context.Context, state string) (chatAnswer, error) {
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		view, _ := d.emu.Conversation(conv)
-		if hasReceived(d.emu.Transcript(demoRider), conv, demoTemplate2) && hasReceived(d.emu.Transcript(demoCustomer), conv, "") && len(view.Webhooks) == 0 {
-			return nil
+		c, err := d.chatAPI(ctx, http.MethodGet, "/v1/chats/"+demoChat, "")
+		if err == nil && c.State == state {
+			return c, nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the opt-in did not complete within 15 s; see the service's log")
+			return c, fmt.Errorf("the chat is not %s within 15 s (%v); see the service's log", state, err)
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return c, ctx.Err()
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-}
-
-// hasReceived reports a delivered message in conv with the content SID, or a delivered system message
-// after the phone's own reply when contentSid is empty.
-func hasReceived(tr []emulator.Entry, conv, contentSid string) bool {
-	replied := false
-	for _, e := range tr {
-		if e.ConversationSid != conv {
-			continue
-		}
-		if e.Direction == "sent" {
-			replied = true
-		}
-		if e.Direction == "received" && e.Status == "delivered" && e.ContentSid == contentSid && (contentSid != "" || replied) {
-			return true
-		}
-	}
-	return false
 }
 
 const column = 48

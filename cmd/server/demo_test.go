@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"regexp"
 	"strings"
 	"testing"
@@ -56,7 +58,10 @@ func testDemo(t *testing.T, env map[string]string) {
 	story := out.String()
 	for _, want := range []string{
 		"nothing leaves this machine",
-		"(0 left)",
+		"Chat order-1042 is invited.",
+		"(1 left:",
+		"Chat order-1042 is connected: starting → invited → connecting → connected.",
+		"-X DELETE http://127.0.0.1:",
 		"← Hello Ana, your food delivery is almost there  │ ✗ Yes",
 		"← Great! Just a moment while we connect you…     │",
 		"│ ← Your customer has agreed to chat over WhatsApp",
@@ -88,5 +93,21 @@ func testDemo(t *testing.T, env map[string]string) {
 	}
 	if strings.Count(logs.String(), "opt-in finished") != 1 {
 		t.Errorf("the rider's message started a second opt-in:\n%s", logs)
+	}
+	// The chats API answers with the printed token, and ends the chat.
+	m := regexp.MustCompile(`-H 'Authorization: Bearer (\w+)' -X DELETE (\S+)`).FindStringSubmatch(story)
+	if m == nil {
+		t.Fatalf("no end command in:\n%s", story)
+	}
+	req, _ := http.NewRequest(http.MethodDelete, m[2], nil)
+	req.Header.Set("Authorization", "Bearer "+m[1])
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"state":"closed"`) {
+		t.Errorf("end: %d %s", resp.StatusCode, body)
 	}
 }

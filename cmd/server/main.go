@@ -172,7 +172,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			}
 			notifier = callback.Notifier{Queue: be.callbacks}
 		}
-		if chats, err = newChats(cfg, conv, be.chats, notifier, m); err != nil {
+		webhookBase := strings.TrimSuffix(cfg.PublicURL, "/")
+		if cfg.Demo {
+			webhookBase = "http://" + ln.Addr().String() // the emulator calls the service where it listens
+		}
+		if chats, err = newChats(cfg, conv, be.chats, webhookBase, notifier, m); err != nil {
 			return err
 		}
 	}
@@ -246,7 +250,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if dm != nil {
 		go func() {
-			if err := dm.play(ctx, "http://"+addr, stdout); err != nil {
+			dm.serviceURL = "http://" + addr
+			if err := dm.play(ctx, dm.serviceURL, stdout); err != nil {
 				log.Error().Err(err).Msg("demo failed")
 				fmt.Fprintln(stdout, "demo failed:", err)
 			}
@@ -292,10 +297,10 @@ func newHTTPServer(h http.Handler) *http.Server {
 }
 
 // newChats builds the chats service.
-func newChats(cfg settings, conv *twilioapi.Client, store chat.Store, notifier chat.Notifier, obs chat.Observer) (*chat.Service, error) {
+func newChats(cfg settings, conv *twilioapi.Client, store chat.Store, webhookBase string, notifier chat.Notifier, obs chat.Observer) (*chat.Service, error) {
 	chats, err := chat.NewService(conv, store, chat.Config{
 		BusinessNumber:   cfg.WhatsAppNumber,
-		WebhookURL:       strings.TrimSuffix(cfg.PublicURL, "/") + "/webhooks/conversations",
+		WebhookURL:       webhookBase + "/webhooks/conversations",
 		InviteContentSid: cfg.InviteContentSid,
 		DefaultTTL:       cfg.ChatTTL,
 		StartBudget:      cfg.ChatStartTimeout,
