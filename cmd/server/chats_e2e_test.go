@@ -498,9 +498,10 @@ func TestChatDeliveryOnEmulator(t *testing.T) {
 	apiSrv := httptest.NewServer(emu)
 	t.Cleanup(apiSrv.Close)
 	t.Cleanup(func() { _ = emu.Close(context.Background()) })
+	p := newPlatform(t, "order-1")
 	s := startListening(t, func(base string) map[string]string {
-		env := baseEnv(newFake(t), adminEnv(map[string]string{"OPTIN_PUBLIC_URL": base, "OPTIN_TWILIO_API_URL": apiSrv.URL, "OPTIN_RIDER_OPTIN_CONTENT_SID": tmpl2}))
-		return env
+		return baseEnv(newFake(t), adminEnv(map[string]string{"OPTIN_PUBLIC_URL": base, "OPTIN_TWILIO_API_URL": apiSrv.URL,
+			"OPTIN_RIDER_OPTIN_CONTENT_SID": tmpl2, "OPTIN_CALLBACK_URL": p.srv.URL, "OPTIN_CALLBACK_SECRET": callbackSecret}))
 	})
 	code, _, body := s.api("POST", "/v1/chats", adminToken1, `{"id":"order-1","customer":{"address":"whatsapp:+15550001111","name":"Ana"},"rider":{"address":"whatsapp:+15550002222","name":"Bruno"},"ttl":"30m"}`)
 	if code != 201 {
@@ -518,6 +519,9 @@ func TestChatDeliveryOnEmulator(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.waitChat("order-1", "connected")
+	if got := p.waitFor(2); got[0].Type != "chat.invited" || got[1].Type != "chat.connected" || got[1].State != "connected" {
+		t.Errorf("events %+v", got)
+	}
 	riderGotTemplate := false
 	for _, e := range emu.Transcript(rider) {
 		riderGotTemplate = riderGotTemplate || (e.ContentSid == tmpl2 && e.Status == "delivered")
@@ -534,6 +538,9 @@ func TestChatDeliveryOnEmulator(t *testing.T) {
 	closed := s.waitChat("order-1", "closed")
 	if closed["reason"] != "expired" || states(closed) != "starting,invited,connecting,connected,closed" {
 		t.Errorf("after the timer: %v %s", closed["reason"], states(closed))
+	}
+	if got := p.waitFor(3); got[2].Type != "chat.closed" {
+		t.Errorf("events %+v", got)
 	}
 	for _, call := range emu.WebhookCalls() {
 		if call.Status != 200 {
@@ -559,7 +566,7 @@ type receivedEvent struct {
 
 const callbackSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
-func newPlatform(t *testing.T) *platform {
+func newPlatform(t *testing.T, chatID string) *platform {
 	p := &platform{t: t}
 	wh, err := standardwebhooks.NewWebhook(callbackSecret)
 	if err != nil {
@@ -577,7 +584,7 @@ func newPlatform(t *testing.T) *platform {
 			Timestamp time.Time
 			Data      struct{ State, ID string }
 		}
-		if err := json.Unmarshal(body, &ev); err != nil || ev.Data.ID != "order-8812" || ev.Timestamp.IsZero() {
+		if err := json.Unmarshal(body, &ev); err != nil || ev.Data.ID != chatID || ev.Timestamp.IsZero() {
 			t.Errorf("event body %s (%v)", body, err)
 		}
 		p.mu.Lock()
@@ -620,7 +627,7 @@ func (p *platform) waitFor(n int) []receivedEvent {
 // Each transition the platform hears of arrives signed, with a stable webhook-id: a delivery answered
 // 5xx comes again with the same id (the first retry within a minute), one answered 4xx does not.
 func TestChatEvents(t *testing.T) {
-	p := newPlatform(t)
+	p := newPlatform(t, "order-8812")
 	p.answer = func(typ string, attempt int) int {
 		switch {
 		case typ == "chat.connected" && attempt == 1:
@@ -659,5 +666,66 @@ func TestChatEvents(t *testing.T) {
 	}
 	if logs := s.logs.String(); !strings.Contains(logs, "event rejected by the receiver; not retried") || strings.Contains(logs, callbackSecret) {
 		t.Errorf("log: rejection not logged, or the secret is in it")
+	}
+}
+
+// With OPTIN_ADMIN_ADDR the admin API is on its own listener only; the public one serves the webhook.
+func TestAdminAPIOnItsOwnListener(t *testing.T) {
+	fake := faketwilio.New(accountSid, authToken)
+	t.Cleanup(fake.Close)
+	s := start(t, fake, adminEnv(map[string]string{"OPTIN_ADMIN_ADDR": "127.0.0.1:0"}))
+	if s.admin == "" || s.admin == s.base {
+		t.Fatalf("admin listener %q", s.admin)
+	}
+	if code, _, _ := s.api("GET", "/v1/chats", adminToken1, ""); code != 404 {
+		t.Errorf("the public listener serves /v1: %d", code)
+	}
+	admin := *s
+	admin.base = s.admin
+	if code, _, body := admin.api("POST", "/v1/chats", adminToken1, startBody); code != 201 {
+		t.Errorf("admin listener: %d %s", code, body)
+	}
+	for _, p := range []string{"/healthz", "/readyz"} {
+		r, _ := http.NewRequest(http.MethodGet, s.admin+p, nil)
+		if code, _ := admin.send(r); code != 200 {
+			t.Errorf("admin %s: %d", p, code)
+		}
+	}
+	// The webhook stays on the public listener.
+	if code, body := s.send(s.publicPost(reply(msg1, customer, "Yes"))); code != 200 || body != `{"outcome":"accepted"}` {
+		t.Errorf("webhook: %d %s", code, body)
+	}
+}
+
+// With the API on, a conversation armed by hand keeps the guide's behaviour: the first author is the
+// customer, any reply consents, every scoped webhook goes.
+func TestHandArmedConversationWithTheAPIOn(t *testing.T) {
+	fake := newFake(t, "WH1", "WH2")
+	s := start(t, fake, adminEnv(nil))
+	if code, body := s.send(s.publicPost(reply(msg1, customer, "no"))); code != 200 || body != `{"outcome":"accepted"}` {
+		t.Fatalf("%d %s", code, body)
+	}
+	waitFor(t, fake, 5)
+	s.stop()
+	assertCalls(t, fake, sorted(waitCall(msg1), riderCall(msg1), listCall("PageSize=5"), deleteCall("WH1"), deleteCall("WH2")))
+}
+
+// An invitation given as a body goes as one, authored by the rider.
+func TestChatInviteBody(t *testing.T) {
+	fake := faketwilio.New(accountSid, authToken)
+	t.Cleanup(fake.Close)
+	s := start(t, fake, adminEnv(map[string]string{"OPTIN_INVITE_CONTENT_SID": ""}))
+	body := `{"id":"o-2","customer":{"address":"whatsapp:+15550001111"},"rider":{"address":"whatsapp:+15550002222"},"invite":{"body":"Hi, can we chat?"}}`
+	if code, _, p := s.api("POST", "/v1/chats", adminToken1, body); code != 201 {
+		t.Fatalf("%d %s", code, p)
+	}
+	last := calls(fake.Requests()[len(fake.Requests())-1:])[0]
+	want := call{"POST", "/v1/Conversations/" + conv + "/Messages", form("Attributes", `{"optin":{"chat":"o-2","step":"invite"}}`, "Author", rider, "Body", "Hi, can we chat?")}
+	if last != want {
+		t.Errorf("invitation %+v, want %+v", last, want)
+	}
+	// Without a default template, an invitation must be given.
+	if code, _, p := s.api("POST", "/v1/chats", adminToken1, strings.Replace(startBody, "order-8812", "o-3", 1)); code != 422 || !strings.Contains(p, `"field":"invite"`) {
+		t.Errorf("no invitation: %d %s", code, p)
 	}
 }

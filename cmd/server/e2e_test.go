@@ -59,8 +59,10 @@ func (s *syncBuffer) String() string {
 }
 
 type server struct {
-	t      *testing.T
-	base   string
+	t    *testing.T
+	base string
+	// admin is the admin listener's base URL when OPTIN_ADMIN_ADDR is set.
+	admin  string
 	logs   *syncBuffer
 	cancel context.CancelFunc
 	done   chan error
@@ -109,14 +111,17 @@ func startListening(t *testing.T, env func(base string) map[string]string) *serv
 func startRunCtx(t *testing.T, parent context.Context, env map[string]string, args ...string) *server {
 	t.Helper()
 	ctx, cancel := context.WithCancel(parent)
-	addr := make(chan string, 1)
-	ctx = withReady(ctx, func(a string) { addr <- a })
+	addr := make(chan listening, 1)
+	ctx = withReady(ctx, func(l listening) { addr <- l })
 	s := &server{t: t, logs: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
 	go func() { s.done <- run(ctx, args, envOf(env), s.logs, io.Discard) }()
 	t.Cleanup(func() { s.stop() })
 	select {
-	case a := <-addr:
-		s.base = "http://" + a
+	case l := <-addr:
+		s.base = "http://" + l.addr
+		if l.admin != "" {
+			s.admin = "http://" + l.admin
+		}
 	case err := <-s.done:
 		s.done = nil
 		t.Fatalf("run returned early: %v\n%s", err, s.logs)

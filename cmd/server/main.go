@@ -42,11 +42,14 @@ func main() {
 	}
 }
 
-// readyKey carries, in run's context, a func that run calls with its listening address once it serves;
-// tests start run on port 0 and learn the port from it.
+// readyKey carries, in run's context, a func that run calls with its listening addresses once it
+// serves; tests start run on port 0 and learn the ports from it.
 type readyKey struct{}
 
-func withReady(ctx context.Context, ready func(addr string)) context.Context {
+// listening is where run serves: the main address, and the admin API's when it has its own.
+type listening struct{ addr, admin string }
+
+func withReady(ctx context.Context, ready func(listening)) context.Context {
 	return context.WithValue(ctx, readyKey{}, ready)
 }
 
@@ -230,6 +233,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("router: %w", err)
 	}
 	var adminSrv *http.Server
+	var adminAddr string
 	if cfg.AdminAddr != "" {
 		adminLn, err := net.Listen("tcp", cfg.AdminAddr)
 		if err != nil {
@@ -237,7 +241,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		adminSrv = newHTTPServer(handlers.NewAdminServer(log, admin, ready))
 		go func() { _ = adminSrv.Serve(adminLn) }()
-		log.Info().Str("addr", adminLn.Addr().String()).Msg("admin API listening")
+		adminAddr = adminLn.Addr().String()
+		log.Info().Str("addr", adminAddr).Msg("admin API listening")
 	}
 	srv := newHTTPServer(router)
 	serveErr := make(chan error, 1)
@@ -245,8 +250,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	serving.Store(true)
 	addr := ln.Addr().String()
 	log.Info().Str("addr", addr).Msg("listening")
-	if f, ok := ctx.Value(readyKey{}).(func(string)); ok {
-		f(addr)
+	if f, ok := ctx.Value(readyKey{}).(func(listening)); ok {
+		f(listening{addr: addr, admin: adminAddr})
 	}
 	if dm != nil {
 		go func() {
