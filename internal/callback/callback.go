@@ -185,8 +185,9 @@ func RunDelay(n int, _ error) time.Duration {
 	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
 }
 
-// MaxRuns covers MaxAge with RunDelay's waits.
-const MaxRuns = 40
+// MaxRuns covers MaxAge with RunDelay's waits even when every jitter draws the shortest: the queue
+// keeps retrying for a day, and the worker drops what is older.
+const MaxRuns = 60
 
 // Notifier queues the delivery of chats' events on a queue whose worker is a Worker.
 type Notifier struct{ Queue optin.Queue }

@@ -1,0 +1,80 @@
+package chat
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+var testCfg = Config{BusinessNumber: "whatsapp:+15550100000", WebhookURL: "https://optin.example.com/webhooks/conversations",
+	InviteContentSid: "HX0000000000000000000000000000a001", DefaultTTL: 4 * time.Hour}
+
+func TestStartRequestDefaultsAndFingerprint(t *testing.T) {
+	now := time.Date(2026, 11, 22, 4, 0, 0, 0, time.UTC)
+	r := StartRequest{ID: "order-1", Customer: PartyRequest{"whatsapp:+15550001111", "Ana"}, Rider: PartyRequest{"whatsapp:+15550002222", "Bruno"},
+		Metadata: json.RawMessage(`{ "order" : 1 }`)}
+	c, err := r.validate(testCfg, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.State != StateStarting || c.TTL != 4*time.Hour || !c.ExpiresAt.Equal(now.Add(4*time.Hour)) || c.Customer.ProxyAddress != testCfg.BusinessNumber ||
+		c.Invite.ContentSid != testCfg.InviteContentSid || c.Invite.ContentVariables["1"] != "Ana" || c.Invite.ContentVariables["2"] != "Bruno" ||
+		string(c.Metadata) != `{"order":1}` || len(c.History) != 1 {
+		t.Errorf("chat %+v", c)
+	}
+	// The same request written differently has the same fingerprint; another request another one.
+	same := r
+	same.Metadata = json.RawMessage(`{"order":1}`)
+	other := r
+	other.TTL = "2h"
+	if r.fingerprint() != same.fingerprint() || r.fingerprint() == other.fingerprint() {
+		t.Error("fingerprints do not tell requests apart")
+	}
+}
+
+func TestStartRequestValidation(t *testing.T) {
+	ok := StartRequest{ID: "a", Customer: PartyRequest{Address: "whatsapp:+15550001111"}, Rider: PartyRequest{Address: "whatsapp:+15550002222"}}
+	for name, tt := range map[string]struct {
+		change func(*StartRequest)
+		field  string
+	}{
+		"long id":        {func(r *StartRequest) { r.ID = strings.Repeat("a", 65) }, "id"},
+		"slash in id":    {func(r *StartRequest) { r.ID = "a/b" }, "id"},
+		"sms customer":   {func(r *StartRequest) { r.Customer.Address = "+15550001111" }, "customer.address"},
+		"impossible":     {func(r *StartRequest) { r.Rider.Address = "whatsapp:+1555" }, "rider.address"},
+		"spaces":         {func(r *StartRequest) { r.Rider.Address = "whatsapp:+1 555 000 2222" }, "rider.address"},
+		"long name":      {func(r *StartRequest) { r.Customer.Name = strings.Repeat("é", 65) }, "customer.name"},
+		"ttl short":      {func(r *StartRequest) { r.TTL = "9m" }, "ttl"},
+		"ttl long":       {func(r *StartRequest) { r.TTL = "721h" }, "ttl"},
+		"ttl garbage":    {func(r *StartRequest) { r.TTL = "soon" }, "ttl"},
+		"big metadata":   {func(r *StartRequest) { r.Metadata = json.RawMessage(`{"a":"` + strings.Repeat("x", 4096) + `"}`) }, "metadata"},
+		"array metadata": {func(r *StartRequest) { r.Metadata = json.RawMessage(`[]`) }, "metadata"},
+		"bad content":    {func(r *StartRequest) { r.Invite = &Invite{ContentSid: "HX1"} }, "invite.content_sid"},
+		"long body":      {func(r *StartRequest) { r.Invite = &Invite{Body: strings.Repeat("a", 1601)} }, "invite.body"},
+		"empty invite":   {func(r *StartRequest) { r.Invite = &Invite{} }, "invite"},
+	} {
+		r := ok
+		tt.change(&r)
+		_, err := r.validate(testCfg, time.Now())
+		ve, isVE := err.(*ValidationError)
+		if !isVE || len(ve.Fields) != 1 || ve.Fields[0].Field != tt.field {
+			t.Errorf("%s: %v, want one error on %s", name, err, tt.field)
+		}
+	}
+	if _, err := ok.validate(testCfg, time.Now()); err != nil {
+		t.Errorf("valid request refused: %v", err)
+	}
+}
+
+// A declined or failed chat stays so when its conversation closes afterwards.
+func TestFinalStatesStay(t *testing.T) {
+	now := time.Now()
+	c := Chat{State: StateInvited}
+	if !c.moveTo(StateDeclined, ReasonDeclined, now) || c.moveTo(StateClosed, ReasonExpired, now) || c.State != StateDeclined || c.Reason != ReasonDeclined {
+		t.Errorf("after decline and close: %s %s", c.State, c.Reason)
+	}
+	if c.moveTo(StateDeclined, ReasonDeclined, now) || len(c.History) != 1 {
+		t.Errorf("a repeated transition was recorded: %v", c.History)
+	}
+}
