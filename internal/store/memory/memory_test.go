@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/optinkit/optin/internal/chat"
+	"github.com/optinkit/optin/internal/numberpool"
 	"github.com/optinkit/optin/internal/optin"
 	"github.com/optinkit/optin/internal/store/storetest"
 )
@@ -116,4 +117,11 @@ func TestEndedChatsAreForgottenAfterRetention(t *testing.T) {
 	if _, err := s.Get(ctx, "open"); err != nil {
 		t.Errorf("an open chat was forgotten: %v", err)
 	}
+}
+
+func TestPairsContract(t *testing.T) {
+	storetest.RunPairs(t, func(*testing.T) (numberpool.Store, numberpool.Store) {
+		s := NewPairs()
+		return s, s
+	})
 }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/optinkit/optin/internal/chat"
+	"github.com/optinkit/optin/internal/numberpool"
 	"github.com/optinkit/optin/internal/optin"
 	"github.com/optinkit/optin/internal/redistest"
 	"github.com/optinkit/optin/internal/store/storetest"
@@ -80,5 +81,12 @@ func TestChatsContract(t *testing.T) {
 	storetest.RunChats(t, func(t *testing.T) (chat.Store, chat.Store) {
 		srv := redistest.Start(t)
 		return open(t, srv).Chats(), open(t, srv).Chats()
+	})
+}
+
+func TestPairsContract(t *testing.T) {
+	storetest.RunPairs(t, func(t *testing.T) (numberpool.Store, numberpool.Store) {
+		srv := redistest.Start(t)
+		return open(t, srv).Pairs(), open(t, srv).Pairs()
 	})
 }
