@@ -443,7 +443,7 @@ func TestAlertsAndDashboard(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"OptinSignatureFailuresSpike", "OptinFlowsFailing", "OptinTwilioRateLimited", "OptinQueueBacklog"} {
+	for _, want := range []string{"OptinSignatureFailuresSpike", "OptinFlowsFailing", "OptinTwilioRateLimited", "OptinQueueBacklog", "OptinPoolExhausted"} {
 		if !slices.Contains(alerts, want) {
 			t.Errorf("no alert %s", want)
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/optinkit/optin/internal/chat"
 	"github.com/optinkit/optin/internal/faketwilio"
 	"github.com/optinkit/optin/internal/handlers"
+	"github.com/optinkit/optin/internal/numberpool"
 	"github.com/optinkit/optin/internal/store/memory"
 	"github.com/optinkit/optin/internal/twilioapi"
 )
@@ -29,12 +30,16 @@ func apiServer(t *testing.T) (*httptest.Server, *faketwilio.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	chats, err := chat.NewService(conv, memory.NewChats(time.Hour), chat.Config{BusinessNumber: "whatsapp:+15550100000",
+	pool, err := numberpool.New("WhatsApp", []string{"whatsapp:+15550100000"}, memory.NewPairs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	chats, err := chat.NewService(conv, memory.NewChats(time.Hour), chat.Config{Pool: pool,
 		WebhookURL: "https://optin.example.com/webhooks/conversations", InviteContentSid: "HX0000000000000000000000000000a001", DefaultTTL: 4 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := handlers.NewAdminRouter(chats, []string{adminToken}, handlers.OpenAPI)
+	h, err := handlers.NewAdminRouter(chats, pool, []string{adminToken}, handlers.OpenAPI)
 	if err != nil {
 		t.Fatal(err)
 	}

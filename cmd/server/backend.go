@@ -11,6 +11,7 @@ import (
 
 	"github.com/optinkit/optin/internal/callback"
 	"github.com/optinkit/optin/internal/chat"
+	"github.com/optinkit/optin/internal/numberpool"
 	"github.com/optinkit/optin/internal/optin"
 	"github.com/optinkit/optin/internal/queue/asynqueue"
 	"github.com/optinkit/optin/internal/queue/inproc"
@@ -32,6 +33,7 @@ type backend struct {
 	store optin.Store
 	queue workQueue
 	chats chat.Store
+	pairs numberpool.Store
 	// callbacks carries the chats' events to the platform; started only when a callback URL is set.
 	callbacks workQueue
 	// ping reports whether the backend can take work; readiness follows it.
@@ -55,6 +57,7 @@ func openBackend(ctx context.Context, cfg config, log zerolog.Logger) (*backend,
 			queue:      inproc.New(inprocMaxRuns, nil),
 			callbacks:  inproc.New(callback.MaxRuns, callback.RunDelay),
 			chats:      memory.NewChats(cfg.FlowRetention),
+			pairs:      memory.NewPairs(),
 			ping:       func(context.Context) error { return nil },
 			closeStore: func() error { return nil },
 		}, nil
@@ -91,7 +94,7 @@ func openBackend(ctx context.Context, cfg config, log zerolog.Logger) (*backend,
 		return nil, fmt.Errorf("OPTIN_REDIS_URL: %w", err)
 	}
 	log.Info().Str("redis", where).Msg("state and work shared through Redis")
-	return &backend{store: store, queue: queue, callbacks: callbacks, chats: store.Chats(), ping: store.Ping, closeStore: store.Close}, nil
+	return &backend{store: store, queue: queue, callbacks: callbacks, chats: store.Chats(), pairs: store.Pairs(), ping: store.Ping, closeStore: store.Close}, nil
 }
 
 // waitForRedis pings until Redis answers or wait has passed; with wait 0 it pings once.

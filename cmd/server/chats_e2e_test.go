@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -270,32 +271,83 @@ func TestChatStartRefusesBadRequests(t *testing.T) {
 	}
 }
 
-// A pair bound in another conversation (50416): 409 with the code, the half-made conversation closed,
-// the chat failed with the error.
-func TestChatStartPairInUse(t *testing.T) {
+// The pool knows the pairs of its chats: a second chat of the same customer on a one-number pool is
+// refused before anything is made at Twilio, and leaves nothing behind.
+func TestChatStartNoFreeNumber(t *testing.T) {
 	fake := faketwilio.New(accountSid, authToken)
 	t.Cleanup(fake.Close)
 	s := start(t, fake, adminEnv(nil))
 	if code, _, body := s.api("POST", "/v1/chats", adminToken1, startBody); code != 201 {
 		t.Fatalf("first: %d %s", code, body)
 	}
-	second := strings.Replace(strings.Replace(startBody, "order-8812", "order-8813", 1), "whatsapp:+15550002222", "whatsapp:+15550003333", 1)
+	n := len(fake.Requests())
+	second := strings.Replace(strings.Replace(startBody, "order-8812", "order-8813", 1), rider, "whatsapp:+15550003333", 1)
 	code, _, p := s.api("POST", "/v1/chats", adminToken1, second)
-	if code != 409 || !strings.Contains(p, `"twilio_code":50416`) || !strings.Contains(p, "problem-twilio-refused") {
+	if code != 409 || !strings.Contains(p, "problem-no-free-number") || !strings.Contains(p, "customer: no number of the WhatsApp pool is free for "+customer) ||
+		strings.Contains(p, "twilio_code") {
 		t.Fatalf("second: %d %s", code, p)
 	}
-	_, _, body := s.api("GET", "/v1/chats/order-8813", adminToken1, "")
-	c := chatOf(t, body)
-	if state, _, _ := fake.Conversation("order-8813"); state != "closed" || c["conversation_sid"] == nil {
-		t.Errorf("half-made conversation %q", state)
+	if len(fake.Requests()) != n {
+		t.Errorf("a refused start made REST calls: %+v", calls(fake.Requests()[n:]))
 	}
-	if c["state"] != "failed" || c["reason"] != "failed" || c["error"].(map[string]any)["twilio_code"] != 50416.0 || states(c) != "starting,failed" {
-		t.Errorf("failed chat: %s", body)
+	if code, _, _ := s.api("GET", "/v1/chats/order-8813", adminToken1, ""); code != 404 {
+		t.Errorf("a refused start left a chat: %d", code)
 	}
-	// Ending it changes nothing: failed is final.
-	if _, _, ended := s.api("DELETE", "/v1/chats/order-8813", adminToken1, ""); chatOf(t, ended)["state"] != "failed" {
-		t.Errorf("end of a failed chat: %s", ended)
+	// Ending the first chat frees the customer's number.
+	s.api("DELETE", "/v1/chats/order-8812", adminToken1, "")
+	if code, _, p := s.api("POST", "/v1/chats", adminToken1, second); code != 201 {
+		t.Errorf("after the first ended: %d %s", code, p)
 	}
+}
+
+// Twilio knows pairs the service does not (conversations made outside it): a 50416 sets the pair aside
+// and the party gets the next number; with none left the start fails, closes what it made, frees the rest.
+func TestChatStartPairBoundOutside(t *testing.T) {
+	const n1 = "whatsapp:+15550100001"
+	t.Run("next number", func(t *testing.T) {
+		fake := faketwilio.New(accountSid, authToken)
+		t.Cleanup(fake.Close)
+		fake.Bind("CH0000000000000000000000000000ffff", rider, business)
+		s := start(t, fake, adminEnv(map[string]string{"OPTIN_WHATSAPP_NUMBERS": n1}))
+		code, _, body := s.api("POST", "/v1/chats", adminToken1, startBody)
+		c := chatOf(t, body)
+		if code != 201 || c["customer"].(map[string]any)["proxy_address"] != business || c["rider"].(map[string]any)["proxy_address"] != n1 {
+			t.Fatalf("start: %d %s", code, body)
+		}
+		_, parts, _ := fake.Conversation(c["conversation_sid"].(string))
+		if !slices.Equal(parts, []string{customer + "|" + business, rider + "|" + n1}) {
+			t.Errorf("participants %v", parts)
+		}
+		_, _, pools := s.api("GET", "/v1/pools", adminToken1, "")
+		if strings.TrimSpace(pools) != `{"pools":[{"channel":"whatsapp","numbers":[{"number":"whatsapp:+15550100000","pairs_in_use":1},{"number":"whatsapp:+15550100001","pairs_in_use":1}]}]}` {
+			t.Errorf("pools %s", pools)
+		}
+	})
+	t.Run("none left", func(t *testing.T) {
+		fake := faketwilio.New(accountSid, authToken)
+		t.Cleanup(fake.Close)
+		fake.Bind("CH0000000000000000000000000000ffff", rider, business)
+		s := start(t, fake, adminEnv(nil))
+		code, _, p := s.api("POST", "/v1/chats", adminToken1, startBody)
+		if code != 409 || !strings.Contains(p, `"twilio_code":50416`) || !strings.Contains(p, "problem-no-free-number") || !strings.Contains(p, "rider: ") {
+			t.Fatalf("start: %d %s", code, p)
+		}
+		_, _, body := s.api("GET", "/v1/chats/order-8812", adminToken1, "")
+		c := chatOf(t, body)
+		if state, _, _ := fake.Conversation("order-8812"); state != "closed" || c["conversation_sid"] == nil {
+			t.Errorf("half-made conversation %q", state)
+		}
+		if c["state"] != "failed" || c["reason"] != "failed" || c["error"].(map[string]any)["twilio_code"] != 50416.0 || states(c) != "starting,failed" {
+			t.Errorf("failed chat: %s", body)
+		}
+		if _, _, pools := s.api("GET", "/v1/pools", adminToken1, ""); !strings.Contains(pools, `"pairs_in_use":0`) {
+			t.Errorf("the failed chat's numbers are still leased: %s", pools)
+		}
+		// Ending it changes nothing: failed is final.
+		if _, _, ended := s.api("DELETE", "/v1/chats/order-8812", adminToken1, ""); chatOf(t, ended)["state"] != "failed" {
+			t.Errorf("end of a failed chat: %s", ended)
+		}
+	})
 }
 
 // A start cut off half-way answers 503 with Retry-After; the same call repeated completes it, and
@@ -727,5 +779,125 @@ func TestChatInviteBody(t *testing.T) {
 	// Without a default template, an invitation must be given.
 	if code, _, p := s.api("POST", "/v1/chats", adminToken1, strings.Replace(startBody, "order-8812", "o-3", 1)); code != 422 || !strings.Contains(p, `"field":"invite"`) {
 		t.Errorf("no invitation: %d %s", code, p)
+	}
+}
+
+// poolOf5 adds four numbers to OPTIN_WHATSAPP_NUMBER's (business): a pool of five.
+func poolOf5() string {
+	return "whatsapp:+15550100001,whatsapp:+15550100002,whatsapp:+15550100003,whatsapp:+15550100004"
+}
+
+// A rider carries five orders at once on a pool of five numbers: five chats, all connected, each
+// customer seeing only their own; a sixth finds no number for the rider; ending one frees it.
+func TestRiderWithFiveOrdersOnEmulator(t *testing.T) {
+	emu, err := emulator.New(emulator.Options{AccountSid: accountSid, AuthToken: authToken,
+		Contents: map[string]string{inviteSid: "Hello {{1}}, can {{2}} call you?"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	apiSrv := httptest.NewServer(emu)
+	t.Cleanup(apiSrv.Close)
+	t.Cleanup(func() { _ = emu.Close(context.Background()) })
+	s := startListening(t, func(base string) map[string]string {
+		return baseEnv(newFake(t), adminEnv(map[string]string{"OPTIN_PUBLIC_URL": base, "OPTIN_TWILIO_API_URL": apiSrv.URL,
+			"OPTIN_WHATSAPP_NUMBERS": poolOf5()}))
+	})
+	cust := func(i int) string { return fmt.Sprintf("whatsapp:+155500011%02d", i) }
+	startFor := func(i int) (int, map[string]any) {
+		body := fmt.Sprintf(`{"id":"order-%d","customer":{"address":%q,"name":"C%d"},"rider":{"address":%q,"name":"Bruno"}}`, i, cust(i), i, rider)
+		code, _, p := s.api("POST", "/v1/chats", adminToken1, body)
+		return code, chatOf(t, p)
+	}
+	numbers := map[int]string{}
+	for i := 1; i <= 5; i++ {
+		code, c := startFor(i)
+		if code != 201 {
+			t.Fatalf("chat %d: %d %v", i, code, c)
+		}
+		cp, rp := c["customer"].(map[string]any)["proxy_address"].(string), c["rider"].(map[string]any)["proxy_address"].(string)
+		if cp != rp {
+			t.Errorf("chat %d: customer on %s, rider on %s", i, cp, rp)
+		}
+		numbers[i] = rp
+	}
+	if len(slices.Compact(slices.Sorted(maps.Values(numbers)))) != 5 {
+		t.Fatalf("the rider's chats share numbers: %v", numbers)
+	}
+	for i := 1; i <= 5; i++ {
+		if _, err := emu.Inbound(cust(i), numbers[i], "Yes"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 1; i <= 5; i++ {
+		s.waitChat(fmt.Sprint("order-", i), "connected")
+	}
+	for i := 1; i <= 5; i++ {
+		if _, err := emu.Inbound(rider, numbers[i], fmt.Sprintf("On my way to you, C%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 1; i <= 5; i++ {
+		var got []string
+		for _, e := range emu.Transcript(cust(i)) {
+			if e.Direction == "received" && strings.HasPrefix(e.Text, "On my way") {
+				got = append(got, e.Text)
+			}
+		}
+		if want := []string{fmt.Sprintf("On my way to you, C%d", i)}; !slices.Equal(got, want) {
+			t.Errorf("customer %d received %v, want %v", i, got, want)
+		}
+	}
+	code, _, p := s.api("POST", "/v1/chats", adminToken1, fmt.Sprintf(`{"id":"order-6","customer":{"address":%q},"rider":{"address":%q}}`, cust(6), rider))
+	if code != 409 || !strings.Contains(p, "rider: no number of the WhatsApp pool is free for "+rider) {
+		t.Errorf("sixth order: %d %s", code, p)
+	}
+	if code, _, _ := s.api("DELETE", "/v1/chats/order-3", adminToken1, ""); code != 200 {
+		t.Fatal(code)
+	}
+	if code, c := startFor(6); code != 201 || c["rider"].(map[string]any)["proxy_address"] != numbers[3] {
+		t.Errorf("after order 3 ended: %d %v", code, c)
+	}
+}
+
+// Two replicas start 50 chats at once — ten riders with five orders each on five numbers: every start
+// succeeds and no (address, number) pair is bound twice.
+func TestPoolOnTwoReplicas(t *testing.T) {
+	rs := redistest.Start(t)
+	fake := faketwilio.New(accountSid, authToken)
+	t.Cleanup(fake.Close)
+	env := adminEnv(map[string]string{"OPTIN_REDIS_URL": rs.URL(), "OPTIN_WHATSAPP_NUMBERS": poolOf5()})
+	replicas := []*server{start(t, fake, env), start(t, fake, env)}
+	var mu sync.Mutex
+	pairs := map[string]string{}
+	var wg sync.WaitGroup
+	for i := range 50 {
+		wg.Go(func() {
+			r, c := fmt.Sprintf("whatsapp:+155500020%02d", i%10), fmt.Sprintf("whatsapp:+155500030%02d", i)
+			body := fmt.Sprintf(`{"id":"order-%d","customer":{"address":%q},"rider":{"address":%q}}`, i, c, r)
+			code, _, p := replicas[i%2].api("POST", "/v1/chats", adminToken1, body)
+			if code != 201 {
+				t.Errorf("chat %d: %d %s", i, code, p)
+				return
+			}
+			ch := chatOf(t, p)
+			mu.Lock()
+			defer mu.Unlock()
+			for _, party := range []string{"customer", "rider"} {
+				pp := ch[party].(map[string]any)
+				key := pp["address"].(string) + "|" + pp["proxy_address"].(string)
+				if other, dup := pairs[key]; dup {
+					t.Errorf("pair %s bound to %s and order-%d", key, other, i)
+				}
+				pairs[key] = fmt.Sprint("order-", i)
+			}
+		})
+	}
+	wg.Wait()
+	if len(pairs) != 100 {
+		t.Errorf("%d pairs bound, want 100", len(pairs))
+	}
+	_, _, pools := replicas[0].api("GET", "/v1/pools", adminToken1, "")
+	if strings.Count(pools, `"pairs_in_use":20`) != 5 {
+		t.Errorf("pools %s, want 20 pairs on each number (10 riders and 10 customers)", pools)
 	}
 }

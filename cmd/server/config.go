@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -44,7 +45,8 @@ type config struct {
 	DebugAddr        string        `envconfig:"OPTIN_DEBUG_ADDR" desc:"loopback address (e.g. 127.0.0.1:6060) to serve pprof on; empty serves none"`
 	AdminTokens      string        `envconfig:"OPTIN_ADMIN_TOKENS" mask:"secret" desc:"comma-separated bearer tokens of the admin API (/v1), each at least 16 characters; empty turns the API off"`
 	AdminAddr        string        `envconfig:"OPTIN_ADMIN_ADDR" desc:"serve the admin API on this address instead of OPTIN_ADDR, so the public ingress exposes only the webhook"`
-	WhatsAppNumber   string        `envconfig:"OPTIN_WHATSAPP_NUMBER" desc:"the business WhatsApp sender chats are started on (whatsapp:+E164); required with the admin API"`
+	WhatsAppNumber   string        `envconfig:"OPTIN_WHATSAPP_NUMBER" desc:"a business WhatsApp sender chats are started on (whatsapp:+E164); with OPTIN_WHATSAPP_NUMBERS, the pool is their union"`
+	WhatsAppNumbers  string        `envconfig:"OPTIN_WHATSAPP_NUMBERS" desc:"comma-separated business WhatsApp senders (whatsapp:+E164) chats lease numbers from, so a person can be in several chats at once"`
 	InviteContentSid string        `envconfig:"OPTIN_INVITE_CONTENT_SID" desc:"default invitation template (HX…) of a chat, with variables 1 = customer's name, 2 = rider's"`
 	ChatTTL          time.Duration `envconfig:"OPTIN_CHAT_TTL" default:"4h" desc:"a chat's conversation closes after this long without activity, unless the start says otherwise (10m to 720h)"`
 	DeclineMessage   string        `envconfig:"OPTIN_DECLINE_MESSAGE" default:"No problem — we won't connect you. Your delivery is on its way." desc:"system message a chat's customer sees after declining (none after an opt-out keyword)"`
@@ -64,6 +66,8 @@ type settings struct {
 	logLevel  zerolog.Level
 	// adminTokens is OPTIN_ADMIN_TOKENS split; empty when the admin API is off.
 	adminTokens []string
+	// whatsAppPool is OPTIN_WHATSAPP_NUMBER and OPTIN_WHATSAPP_NUMBERS, without repeats.
+	whatsAppPool []string
 }
 
 // readConfig fills a config from getenv; each variable that does not parse is named in the error.
@@ -237,6 +241,17 @@ func (c config) validate() (settings, error) {
 	}
 	if c.WhatsAppNumber != "" && !whatsAppRE.MatchString(c.WhatsAppNumber) {
 		bad("OPTIN_WHATSAPP_NUMBER", "want whatsapp:+E164, e.g. whatsapp:+15550100000")
+	} else if c.WhatsAppNumber != "" {
+		s.whatsAppPool = append(s.whatsAppPool, c.WhatsAppNumber)
+	}
+	for n := range strings.SplitSeq(c.WhatsAppNumbers, ",") {
+		switch n = strings.TrimSpace(n); {
+		case n == "" || slices.Contains(s.whatsAppPool, n):
+		case !whatsAppRE.MatchString(n):
+			bad("OPTIN_WHATSAPP_NUMBERS", "want comma-separated whatsapp:+E164 numbers, got %q", n)
+		default:
+			s.whatsAppPool = append(s.whatsAppPool, n)
+		}
 	}
 	if c.CallbackURL != "" {
 		u, err := url.Parse(c.CallbackURL)
@@ -253,8 +268,8 @@ func (c config) validate() (settings, error) {
 		bad("OPTIN_CALLBACK_SECRET", "needs OPTIN_CALLBACK_URL")
 	}
 	if len(s.adminTokens) > 0 {
-		if c.WhatsAppNumber == "" {
-			bad("OPTIN_WHATSAPP_NUMBER", "required with OPTIN_ADMIN_TOKENS: the business number chats are started on")
+		if len(s.whatsAppPool) == 0 {
+			bad("OPTIN_WHATSAPP_NUMBERS", "required with OPTIN_ADMIN_TOKENS (or OPTIN_WHATSAPP_NUMBER): the business numbers chats are started on")
 		}
 		if c.PublicURL == "" && !c.Demo {
 			bad("OPTIN_PUBLIC_URL", "required with OPTIN_ADMIN_TOKENS: chats arm their webhook at it")

@@ -28,6 +28,7 @@ import (
 	"github.com/optinkit/optin/internal/chat"
 	"github.com/optinkit/optin/internal/handlers"
 	"github.com/optinkit/optin/internal/metrics"
+	"github.com/optinkit/optin/internal/numberpool"
 	"github.com/optinkit/optin/internal/optin"
 	"github.com/optinkit/optin/internal/signature"
 	"github.com/optinkit/optin/internal/twilioapi"
@@ -163,6 +164,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	var chats *chat.Service
+	var pool *numberpool.Pool
 	if len(cfg.adminTokens) > 0 {
 		var notifier chat.Notifier
 		if cfg.CallbackURL != "" {
@@ -179,7 +181,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if cfg.Demo {
 			webhookBase = "http://" + ln.Addr().String() // the emulator calls the service where it listens
 		}
-		if chats, err = newChats(cfg, conv, be.chats, webhookBase, notifier, m); err != nil {
+		if pool, err = numberpool.New("WhatsApp", cfg.whatsAppPool, be.pairs); err != nil {
+			return fmt.Errorf("number pool: %w", err)
+		}
+		m.WatchPool(pool.Usage)
+		if chats, err = newChats(cfg, conv, be.chats, pool, webhookBase, notifier, m); err != nil {
 			return err
 		}
 	}
@@ -208,7 +214,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	var admin http.Handler
 	if chats != nil {
-		if admin, err = handlers.NewAdminRouter(chats, cfg.adminTokens, handlers.OpenAPI); err != nil {
+		if admin, err = handlers.NewAdminRouter(chats, pool, cfg.adminTokens, handlers.OpenAPI); err != nil {
 			return fmt.Errorf("admin API: %w", err)
 		}
 	}
@@ -302,9 +308,9 @@ func newHTTPServer(h http.Handler) *http.Server {
 }
 
 // newChats builds the chats service.
-func newChats(cfg settings, conv *twilioapi.Client, store chat.Store, webhookBase string, notifier chat.Notifier, obs chat.Observer) (*chat.Service, error) {
+func newChats(cfg settings, conv *twilioapi.Client, store chat.Store, pool chat.Pool, webhookBase string, notifier chat.Notifier, obs chat.Observer) (*chat.Service, error) {
 	chats, err := chat.NewService(conv, store, chat.Config{
-		BusinessNumber:   cfg.WhatsAppNumber,
+		Pool:             pool,
 		WebhookURL:       webhookBase + "/webhooks/conversations",
 		InviteContentSid: cfg.InviteContentSid,
 		DefaultTTL:       cfg.ChatTTL,

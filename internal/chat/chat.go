@@ -151,6 +151,29 @@ func (e *TwilioError) Error() string {
 }
 func (e *TwilioError) Unwrap() error { return e.Err }
 
+// NoNumberError says that no business number is free for a party: each of the pool's numbers is
+// already paired with the party's address in another active conversation.
+type NoNumberError struct {
+	// Party is "customer" or "rider".
+	Party, Address string
+	Err            error
+	// TwilioCode is 50416 when Twilio's answer showed it (a pair bound outside the service).
+	TwilioCode int
+}
+
+func (e *NoNumberError) Error() string { return e.Party + ": " + e.Err.Error() }
+func (e *NoNumberError) Unwrap() error { return e.Err }
+
+// Pool leases the business numbers a chat's parties talk to.
+type Pool interface {
+	// Lease leases a number per address to the chat, in the same order; an exhausted pool is an error.
+	Lease(ctx context.Context, chatID string, addresses []string) ([]string, error)
+	// Replace blocks a pair Twilio reported bound elsewhere and leases the address another number.
+	Replace(ctx context.Context, chatID, address, number string) (string, error)
+	// Release frees the chat's numbers.
+	Release(ctx context.Context, chatID string) error
+}
+
 // FieldError names one field of a request and what is wrong with it.
 type FieldError struct {
 	Field   string

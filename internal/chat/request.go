@@ -111,8 +111,8 @@ func (r StartRequest) validate(cfg Config, now time.Time) (Chat, error) {
 	c := Chat{
 		ID:          r.ID,
 		State:       StateStarting,
-		Customer:    Party{Address: r.Customer.Address, ProxyAddress: cfg.BusinessNumber, Name: r.Customer.Name},
-		Rider:       Party{Address: r.Rider.Address, ProxyAddress: cfg.BusinessNumber, Name: r.Rider.Name},
+		Customer:    Party{Address: r.Customer.Address, Name: r.Customer.Name},
+		Rider:       Party{Address: r.Rider.Address, Name: r.Rider.Name},
 		Invite:      inv,
 		TTL:         ttl,
 		Metadata:    compact(r.Metadata),

@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-var testCfg = Config{BusinessNumber: "whatsapp:+15550100000", WebhookURL: "https://optin.example.com/webhooks/conversations",
+var testCfg = Config{WebhookURL: "https://optin.example.com/webhooks/conversations",
 	InviteContentSid: "HX0000000000000000000000000000a001", DefaultTTL: 4 * time.Hour}
 
 func TestStartRequestDefaultsAndFingerprint(t *testing.T) {
@@ -18,7 +18,7 @@ func TestStartRequestDefaultsAndFingerprint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.State != StateStarting || c.TTL != 4*time.Hour || !c.ExpiresAt.Equal(now.Add(4*time.Hour)) || c.Customer.ProxyAddress != testCfg.BusinessNumber ||
+	if c.State != StateStarting || c.TTL != 4*time.Hour || !c.ExpiresAt.Equal(now.Add(4*time.Hour)) || c.Customer.ProxyAddress != "" ||
 		c.Invite.ContentSid != testCfg.InviteContentSid || c.Invite.ContentVariables["1"] != "Ana" || c.Invite.ContentVariables["2"] != "Bruno" ||
 		string(c.Metadata) != `{"order":1}` || len(c.History) != 1 {
 		t.Errorf("chat %+v", c)

@@ -8,10 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/optinkit/optin/internal/numberpool"
 	"github.com/optinkit/optin/internal/optin"
 )
 
@@ -20,6 +22,7 @@ const (
 	codeUniqueNameTaken = 50353 // a conversation with this UniqueName exists
 	codeAlreadyPresent  = 50437 // the participant is already in this conversation
 	codeSameBinding     = 50433 // a participant with this binding is already in this conversation
+	codePairInUse       = 50416 // the address and proxy pair is in another active conversation
 	codeClosed          = 50377 // the conversation is closed
 	codeNotFound        = 20404
 )
@@ -35,6 +38,7 @@ const (
 	stepConversation       = "conversation"
 	stepMessageWebhook     = "message_webhook"
 	stepLifecycleWebhook   = "lifecycle_webhook"
+	stepNumbers            = "numbers"
 	stepCustomer           = "customer"
 	stepRider              = "rider"
 	stepInvite             = "invite"
@@ -44,8 +48,8 @@ const (
 
 // Config is what a chat is started with.
 type Config struct {
-	// BusinessNumber is the WhatsApp sender both parties talk to (whatsapp:+E164).
-	BusinessNumber string
+	// Pool leases the WhatsApp senders the parties talk to.
+	Pool Pool
 	// WebhookURL is where Twilio calls the service (the public URL + /webhooks/conversations).
 	WebhookURL string
 	// InviteContentSid is the default invitation template, with variables {"1": customer, "2": rider}.
@@ -64,6 +68,8 @@ type Config struct {
 // Observer counts what happens to chats, for metrics.
 type Observer interface {
 	ChatTransition(state, reason string)
+	// NoFreeNumber counts a start that found no number for a party.
+	NoFreeNumber()
 }
 
 // Service starts, reads and ends chats.
@@ -81,8 +87,8 @@ func NewService(conv Conversations, store Store, cfg Config) (*Service, error) {
 		return nil, errors.New("chat: nil Conversations")
 	case store == nil:
 		return nil, errors.New("chat: nil Store")
-	case checkWhatsApp(cfg.BusinessNumber) != "":
-		return nil, fmt.Errorf("chat: business number %q: %s", cfg.BusinessNumber, checkWhatsApp(cfg.BusinessNumber))
+	case cfg.Pool == nil:
+		return nil, errors.New("chat: no number pool")
 	case cfg.WebhookURL == "":
 		return nil, errors.New("chat: no webhook URL")
 	case cfg.DefaultTTL < MinTTL || cfg.DefaultTTL > MaxTTL:
@@ -158,6 +164,12 @@ func (s *Service) awaitStart(ctx context.Context, id string) (Chat, bool, error)
 // runStart performs the start's steps that c has not done yet, each recorded once done. resumed says
 // an earlier call may have been cut off mid-step: creates then look for their effect first.
 func (s *Service) runStart(ctx context.Context, c Chat, resumed bool) (Chat, error) {
+	if _, done := c.Steps[stepNumbers]; !done {
+		var err error
+		if c, err = s.leaseNumbers(ctx, c); err != nil {
+			return Chat{}, err
+		}
+	}
 	marker := func(step string) string {
 		b, _ := json.Marshal(map[string]map[string]string{"optin": {"chat": c.ID, "step": step}})
 		return string(b)
@@ -187,10 +199,10 @@ func (s *Service) runStart(ctx context.Context, c Chat, resumed bool) (Chat, err
 			return s.armWebhook(ctx, c.ConversationSid, EventStateUpdated, look)
 		}},
 		{stepCustomer, func(ctx context.Context, _ bool) (string, error) {
-			return "added", s.addParticipant(ctx, c.ConversationSid, c.Customer)
+			return "added", s.addParticipant(ctx, &c, "customer")
 		}},
 		{stepRider, func(ctx context.Context, _ bool) (string, error) {
-			return "added", s.addParticipant(ctx, c.ConversationSid, c.Rider)
+			return "added", s.addParticipant(ctx, &c, "rider")
 		}},
 		{stepInvite, func(ctx context.Context, look bool) (string, error) {
 			m := optin.Message{Author: c.Rider.Address, Attributes: marker(stepInvite)}
@@ -253,17 +265,29 @@ func (s *Service) runStart(ctx context.Context, c Chat, resumed bool) (Chat, err
 // bound — or, when nothing exists at Twilio yet, forgets it so that its id can be used again.
 func (s *Service) startFailed(ctx context.Context, c Chat, step string, err error) (Chat, error) {
 	log := zerolog.Ctx(ctx)
+	if nn, ok := errors.AsType[*NoNumberError](err); ok {
+		return s.refused(ctx, c, step, nn.TwilioCode, nn)
+	}
 	ce, isCall := errors.AsType[*optin.CallError](err)
 	if !isCall || ce.Kind != optin.Permanent {
 		log.Warn().Err(err).Str("step", step).Msg("chat start incomplete; the call may be repeated")
 		return Chat{}, fmt.Errorf("%w: step %s: %w", ErrBusy, step, err)
 	}
-	terr := &TwilioError{Code: ce.Code, Status: ce.Status, Err: fmt.Errorf("step %s: %w", step, err)}
-	log.Error().Err(err).Str("step", step).Int("twilio_code", ce.Code).Msg("chat start refused")
+	return s.refused(ctx, c, step, ce.Code, &TwilioError{Code: ce.Code, Status: ce.Status, Err: fmt.Errorf("step %s: %w", step, err)})
+}
+
+// refused ends a start that cannot go on: the chat fails — its conversation closed, its numbers
+// freed — or, when nothing exists at Twilio yet, is forgotten.
+func (s *Service) refused(ctx context.Context, c Chat, step string, code int, terr error) (Chat, error) {
+	log := zerolog.Ctx(ctx)
+	log.Error().Err(terr).Str("step", step).Int("twilio_code", code).Msg("chat start refused")
 	// Recording the outcome matters more than the caller's deadline.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.StartBudget)
 	defer cancel()
 	if c.ConversationSid == "" {
+		if rerr := s.cfg.Pool.Release(ctx, c.ID); rerr != nil {
+			log.Error().Err(rerr).Msg("freeing the numbers of a refused start")
+		}
 		if derr := s.store.Delete(ctx, c.ID); derr != nil {
 			return Chat{}, fmt.Errorf("%w: forgetting chat %s: %w", ErrUnavailable, c.ID, derr)
 		}
@@ -273,7 +297,7 @@ func (s *Service) startFailed(ctx context.Context, c Chat, step string, err erro
 		log.Error().Err(cerr).Msg("closing the conversation of a failed start")
 	}
 	failed, uerr := s.store.Update(ctx, c.ID, func(c *Chat) error {
-		c.Error = &Failure{TwilioCode: ce.Code, Detail: terr.Err.Error()}
+		c.Error = &Failure{TwilioCode: code, Detail: terr.Error()}
 		s.transition(c, StateFailed, ReasonFailed)
 		return nil
 	})
@@ -301,13 +325,79 @@ func (s *Service) armWebhook(ctx context.Context, conv, event string, look bool)
 	return s.conv.CreateWebhook(ctx, conv, optin.Webhook{URL: s.cfg.WebhookURL, Method: webhookMethod, Filters: []string{event}})
 }
 
-// addParticipant adds p; a participant already in the conversation (an earlier attempt) counts as added.
-func (s *Service) addParticipant(ctx context.Context, conv string, p Party) error {
-	err := s.conv.AddParticipant(ctx, conv, p.Address, p.ProxyAddress)
-	if c := twilioCode(err); c == codeAlreadyPresent || c == codeSameBinding {
-		return nil
+// leaseNumbers gives both parties a business number from the pool, before anything exists at Twilio:
+// when the pool has none for a party, the chat is forgotten and its id may be used again.
+func (s *Service) leaseNumbers(ctx context.Context, c Chat) (Chat, error) {
+	numbers, err := s.cfg.Pool.Lease(ctx, c.ID, []string{c.Customer.Address, c.Rider.Address})
+	if err != nil {
+		var ex *numberpool.ExhaustedError
+		if !errors.As(err, &ex) {
+			return Chat{}, fmt.Errorf("%w: leasing numbers: %w", ErrUnavailable, err)
+		}
+		party := "rider"
+		if ex.Address == c.Customer.Address {
+			party = "customer"
+		}
+		if derr := s.store.Delete(context.WithoutCancel(ctx), c.ID); derr != nil {
+			return Chat{}, fmt.Errorf("%w: forgetting chat %s: %w", ErrUnavailable, c.ID, derr)
+		}
+		s.noFreeNumber()
+		return Chat{}, &NoNumberError{Party: party, Address: ex.Address, Err: err}
 	}
-	return err
+	c, err = s.store.Update(ctx, c.ID, func(c *Chat) error {
+		c.Customer.ProxyAddress, c.Rider.ProxyAddress = numbers[0], numbers[1]
+		c.Steps[stepNumbers] = strings.Join(numbers, ",")
+		return nil
+	})
+	if err != nil {
+		_ = s.cfg.Pool.Release(context.WithoutCancel(ctx), c.ID)
+		return Chat{}, fmt.Errorf("%w: recording numbers: %w", ErrUnavailable, err)
+	}
+	return c, nil
+}
+
+// addParticipant adds the party; one already in the conversation (an earlier attempt) counts as added.
+// When Twilio answers that the party's pair is bound in a conversation the service did not make
+// (50416), the pair is set aside and the party gets the pool's next free number.
+func (s *Service) addParticipant(ctx context.Context, c *Chat, party string) error {
+	for {
+		p := c.Customer
+		if party == "rider" {
+			p = c.Rider
+		}
+		err := s.conv.AddParticipant(ctx, c.ConversationSid, p.Address, p.ProxyAddress)
+		switch twilioCode(err) {
+		case codeAlreadyPresent, codeSameBinding:
+			return nil
+		case codePairInUse:
+		default:
+			return err
+		}
+		zerolog.Ctx(ctx).Warn().Str("party", party).Str("proxy_address", p.ProxyAddress).Msg("pair bound in another conversation; taking the next number")
+		number, rerr := s.cfg.Pool.Replace(ctx, c.ID, p.Address, p.ProxyAddress)
+		if rerr != nil {
+			var ex *numberpool.ExhaustedError
+			if errors.As(rerr, &ex) {
+				s.noFreeNumber()
+				// Permanent: no retry of the step can find a number the pool does not have.
+				return &optin.CallError{Op: "lease a number", Kind: optin.Permanent, Code: codePairInUse,
+					Err: &NoNumberError{Party: party, Address: p.Address, Err: rerr, TwilioCode: codePairInUse}}
+			}
+			return rerr
+		}
+		updated, uerr := s.store.Update(ctx, c.ID, func(c *Chat) error {
+			if party == "rider" {
+				c.Rider.ProxyAddress = number
+			} else {
+				c.Customer.ProxyAddress = number
+			}
+			return nil
+		})
+		if uerr != nil {
+			return uerr
+		}
+		*c = updated
+	}
 }
 
 // findMarked returns the SID of the newest message carrying attributes, "" when there is none.
@@ -520,12 +610,24 @@ func (s *Service) transition(c *Chat, state State, reason string) {
 	c.Pending = append(c.Pending, Event{ID: "msg_" + newOwner() + newOwner(), Type: eventTypes[state], At: now, Data: data})
 }
 
+func (s *Service) noFreeNumber() {
+	if s.cfg.Observer != nil {
+		s.cfg.Observer.NoFreeNumber()
+	}
+}
+
 // after follows a stored change of a chat that was in state old: it counts the transition and hands
 // every pending event to the notifier. Handing one twice is harmless: the delivery drops an event no
 // longer pending. A failure leaves the event pending for the next transition.
 func (s *Service) after(ctx context.Context, old State, c Chat) {
 	if s.cfg.Observer != nil && c.State != old {
 		s.cfg.Observer.ChatTransition(string(c.State), c.Reason)
+	}
+	if c.State.Final() {
+		// Declined, failed and closed conversations bind nothing at Twilio any more: free the numbers.
+		if err := s.cfg.Pool.Release(ctx, c.ID); err != nil {
+			zerolog.Ctx(ctx).Error().Err(err).Str("chat_id", c.ID).Msg("freeing a chat's numbers")
+		}
 	}
 	if s.cfg.Notifier == nil {
 		return

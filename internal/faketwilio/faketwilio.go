@@ -103,6 +103,18 @@ func (s *Server) AddConversation(sid string, webhooks ...string) {
 	s.conversations[sid] = &conversation{sid: sid, state: "active", webhooks: append([]string(nil), webhooks...)}
 }
 
+// Bind puts address on proxy in a conversation made outside the service under test.
+func (s *Server) Bind(conv, address, proxy string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.conversations[conv]
+	if c == nil {
+		c = &conversation{sid: conv, state: "active"}
+		s.conversations[conv] = c
+	}
+	c.participants = append(c.participants, address+"|"+proxy)
+}
+
 // Conversation reports a conversation's state and participants (address|proxy), found by SID or unique name.
 func (s *Server) Conversation(key string) (state string, participants []string, ok bool) {
 	s.mu.Lock()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/optinkit/optin/internal/chat"
+	"github.com/optinkit/optin/internal/numberpool"
 )
 
 // Chats is what the admin API needs of the chat service.
@@ -148,6 +150,45 @@ func handleListChats(chats Chats) http.HandlerFunc {
 		if next > 0 {
 			s := strconv.FormatInt(next, 10)
 			out.NextCursor = &s
+		}
+		writeJSON(w, http.StatusOK, out)
+	}
+}
+
+// Pools is what the admin API shows of the number pools.
+type Pools interface {
+	Usage(ctx context.Context) ([]numberpool.Usage, error)
+}
+
+type numberView struct {
+	Number     string `json:"number"`
+	PairsInUse int    `json:"pairs_in_use"`
+}
+
+type poolView struct {
+	Channel string       `json:"channel"`
+	Numbers []numberView `json:"numbers"`
+}
+
+func handlePools(pools Pools) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		usage, err := pools.Usage(r.Context())
+		if err != nil {
+			writeProblem(w, r, fmt.Errorf("%w: %w", chat.ErrUnavailable, err))
+			return
+		}
+		byChannel := map[string]*poolView{}
+		out := struct {
+			Pools []*poolView `json:"pools"`
+		}{Pools: []*poolView{}}
+		for _, u := range usage {
+			p := byChannel[u.Channel]
+			if p == nil {
+				p = &poolView{Channel: u.Channel, Numbers: []numberView{}}
+				byChannel[u.Channel] = p
+				out.Pools = append(out.Pools, p)
+			}
+			p.Numbers = append(p.Numbers, numberView{Number: u.Number, PairsInUse: u.InUse})
 		}
 		writeJSON(w, http.StatusOK, out)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/optinkit/optin/internal/chat"
+	"github.com/optinkit/optin/internal/numberpool"
 )
 
 type noChats struct{}
@@ -23,6 +24,10 @@ func (noChats) List(context.Context, chat.State, int, int64) ([]chat.Chat, int64
 	return nil, 0, nil
 }
 func (noChats) End(context.Context, string) (chat.Chat, error) { return chat.Chat{}, nil }
+
+type noPools struct{}
+
+func (noPools) Usage(context.Context) ([]numberpool.Usage, error) { return nil, nil }
 
 // The document lists exactly the admin routes the router serves.
 func TestOpenAPIListsEveryRoute(t *testing.T) {
@@ -39,7 +44,7 @@ func TestOpenAPIListsEveryRoute(t *testing.T) {
 			documented = append(documented, method+" "+path)
 		}
 	}
-	h, err := NewAdminRouter(noChats{}, []string{"token-0123456789abcdef"}, OpenAPI)
+	h, err := NewAdminRouter(noChats{}, noPools{}, []string{"token-0123456789abcdef"}, OpenAPI)
 	if err != nil {
 		t.Fatal(err)
 	}

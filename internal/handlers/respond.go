@@ -65,6 +65,7 @@ var failures = []struct {
 	{match: isType[*chat.ValidationError], failure: failure{status: http.StatusUnprocessableEntity, slug: "validation", title: "invalid request", detail: true}},
 	{err: chat.ErrNotFound, failure: failure{status: http.StatusNotFound, slug: "not-found", title: "no such chat"}},
 	{err: chat.ErrConflict, failure: failure{status: http.StatusConflict, slug: "id-conflict", title: "chat id already used with a different request"}},
+	{match: isType[*chat.NoNumberError], failure: failure{status: http.StatusConflict, slug: "no-free-number", title: "no business number is free for a party", detail: true}},
 	{match: isType[*chat.TwilioError], failure: failure{status: http.StatusConflict, slug: "twilio-refused", title: "Twilio refused the request", detail: true}},
 	{err: chat.ErrBusy, failure: failure{status: http.StatusServiceUnavailable, slug: "busy", title: "not finished yet; repeat the call", detail: true}},
 	{err: optin.ErrUnavailable, failure: failure{status: http.StatusServiceUnavailable, slug: "unavailable", title: "temporarily unavailable", outcome: metrics.Unavailable, logged: true}},
@@ -123,6 +124,9 @@ func writeProblem(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	if te, ok := errors.AsType[*chat.TwilioError](err); ok {
 		p.TwilioCode = te.Code
+	}
+	if nn, ok := errors.AsType[*chat.NoNumberError](err); ok {
+		p.TwilioCode = nn.TwilioCode
 	}
 	if f.status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "1")

@@ -78,10 +78,12 @@ func NewRouter(log zerolog.Logger, flows Flows, v *signature.Validator, urls Sig
 
 // NewAdminRouter is the admin API under /v1: every route behind one of tokens (several, so that one can
 // be rotated out while another is in use). Errors are application/problem+json.
-func NewAdminRouter(chats Chats, tokens []string, openAPI []byte) (http.Handler, error) {
+func NewAdminRouter(chats Chats, pools Pools, tokens []string, openAPI []byte) (http.Handler, error) {
 	switch {
 	case chats == nil:
 		return nil, errors.New("handlers: nil Chats")
+	case pools == nil:
+		return nil, errors.New("handlers: nil Pools")
 	case len(tokens) == 0:
 		return nil, errors.New("handlers: the admin API needs at least one token")
 	}
@@ -98,6 +100,7 @@ func NewAdminRouter(chats Chats, tokens []string, openAPI []byte) (http.Handler,
 		r.Get("/chats", handleListChats(chats))
 		r.Get("/chats/{id}", handleGetChat(chats))
 		r.Delete("/chats/{id}", handleEndChat(chats))
+		r.Get("/pools", handlePools(pools))
 	})
 	return r, nil
 }

@@ -3,6 +3,7 @@
 package metrics
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/optinkit/optin/internal/numberpool"
 	"github.com/optinkit/optin/internal/optin"
 )
 
@@ -36,6 +38,8 @@ type Metrics struct {
 	retries  *prometheus.CounterVec
 	chats    *prometheus.CounterVec
 	events   *prometheus.CounterVec
+	noNumber prometheus.Counter
+	reg      prometheus.Registerer
 }
 
 var _ optin.Observer = (*Metrics)(nil)
@@ -78,7 +82,12 @@ func New(reg prometheus.Registerer, queueDepth func() (int, error)) *Metrics {
 			Help: "Deliveries of chat events to the platform by outcome: delivered, retried, rejected, expired.",
 		}, []string{"outcome"}),
 	}
-	reg.MustRegister(m.webhooks, m.flows, m.steps, m.twilio, m.latency, m.retries, m.chats, m.events,
+	m.noNumber = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "optin_pool_exhausted_total",
+		Help: "Chat starts refused because no business number was free for a party.",
+	})
+	m.reg = reg
+	reg.MustRegister(m.webhooks, m.flows, m.steps, m.twilio, m.latency, m.retries, m.chats, m.events, m.noNumber,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if queueDepth != nil {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -111,8 +120,38 @@ func (m *Metrics) StepFinished(step, outcome string, d time.Duration) {
 	m.steps.WithLabelValues(step, outcome).Observe(d.Seconds())
 }
 
+// WatchPool exports the pairs in use on each number of a pool, read at each scrape.
+func (m *Metrics) WatchPool(usage func(context.Context) ([]numberpool.Usage, error)) {
+	m.reg.MustRegister(&poolCollector{usage: usage, desc: prometheus.NewDesc("optin_pool_pairs_in_use",
+		"(address, number) pairs leased to open chats, per business number: a person in k chats at once needs k numbers.",
+		[]string{"number", "channel"}, nil)})
+}
+
+type poolCollector struct {
+	usage func(context.Context) ([]numberpool.Usage, error)
+	desc  *prometheus.Desc
+}
+
+func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	usage, err := c.usage(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(c.desc, err)
+		return
+	}
+	for _, u := range usage {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(u.InUse), u.Number, u.Channel)
+	}
+}
+
 // ChatTransition counts a chat entering state.
 func (m *Metrics) ChatTransition(state, reason string) { m.chats.WithLabelValues(state, reason).Inc() }
+
+// NoFreeNumber counts a start the pool could not serve.
+func (m *Metrics) NoFreeNumber() { m.noNumber.Inc() }
 
 // Callback counts one delivery attempt of a chat event.
 func (m *Metrics) Callback(outcome string) { m.events.WithLabelValues(outcome).Inc() }

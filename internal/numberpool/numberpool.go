@@ -26,7 +26,8 @@ type Store interface {
 	Take(ctx context.Context, chatID string, pairs []Pair) (bool, error)
 	// Release frees every pair leased to chatID.
 	Release(ctx context.Context, chatID string) error
-	// Block keeps a pair from being leased for ttl: Twilio says it is bound outside the service.
+	// Block keeps a pair from being leased for ttl — Twilio says it is bound outside the service — and
+	// drops any lease of it.
 	Block(ctx context.Context, p Pair, ttl time.Duration) error
 	// Last returns the number the address was last leased, "" when none.
 	Last(ctx context.Context, address string) (string, error)
@@ -105,11 +106,11 @@ func (p *Pool) Lease(ctx context.Context, chatID string, addresses []string) ([]
 }
 
 // Replace blocks a pair Twilio reported bound elsewhere and leases the address another number.
-func (p *Pool) Replace(ctx context.Context, chatID string, bound Pair) (string, error) {
-	if err := p.store.Block(ctx, bound, BlockFor); err != nil {
+func (p *Pool) Replace(ctx context.Context, chatID, address, number string) (string, error) {
+	if err := p.store.Block(ctx, Pair{Address: address, Number: number}, BlockFor); err != nil {
 		return "", err
 	}
-	return p.leaseOne(ctx, chatID, bound.Address)
+	return p.leaseOne(ctx, chatID, address)
 }
 
 // Release frees the chat's pairs.

@@ -110,11 +110,11 @@ func TestReplaceBlocksThePair(t *testing.T) {
 	p, _ := newPool(t, 2)
 	ctx := t.Context()
 	ns, _ := p.Lease(ctx, "a", []string{customer(1), rider})
-	n, err := p.Replace(ctx, "a", numberpool.Pair{Address: rider, Number: ns[1]})
+	n, err := p.Replace(ctx, "a", rider, ns[1])
 	if err != nil || n != number(1) {
 		t.Fatalf("replace: %q %v", n, err)
 	}
-	if _, err := p.Replace(ctx, "a", numberpool.Pair{Address: rider, Number: n}); err == nil {
+	if _, err := p.Replace(ctx, "a", rider, n); err == nil {
 		t.Error("a pool with every pair blocked or leased found a number")
 	}
 	if _, err := numberpool.New("x", nil, memory.NewPairs()); err == nil {

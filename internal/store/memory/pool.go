@@ -65,6 +65,7 @@ func (s *Pairs) Block(_ context.Context, p numberpool.Pair, ttl time.Duration) e
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.blocked[p] = s.now().Add(ttl)
+	delete(s.leased, p)
 	return nil
 }
 

@@ -26,10 +26,8 @@ var _ numberpool.Store = (*Pairs)(nil)
 func (s *Store) Pairs() *Pairs { return &Pairs{rdb: s.rdb, retention: s.retention} }
 
 const (
-	blockPrefix   = "optin:pairblock:"
-	lastPrefix    = "optin:lastnumber:"
-	inUseKey      = "optin:numbers:inuse"
-	pairSeparator = "|"
+	lastPrefix = "optin:lastnumber:"
+	inUseKey   = "optin:numbers:inuse"
 )
 
 // takePairs: ARGV = chat, ttl ms, then address, number for each pair. All or nothing.
@@ -69,6 +67,18 @@ redis.call('DEL', 'optin:chatpairs:' .. chat)
 return #pairs
 `)
 
+// blockPair sets a pair aside for a while and drops its lease, keeping the count true.
+var blockPair = redis.NewScript(`
+local pair, ttl = ARGV[1] .. '|' .. ARGV[2], tonumber(ARGV[3])
+redis.call('SET', 'optin:pairblock:' .. pair, '1', 'PX', ttl)
+if redis.call('DEL', 'optin:pair:' .. pair) == 1 then
+  if redis.call('HINCRBY', 'optin:numbers:inuse', ARGV[2], -1) <= 0 then
+    redis.call('HDEL', 'optin:numbers:inuse', ARGV[2])
+  end
+end
+return 1
+`)
+
 // Take leases every pair to chatID unless one is leased or blocked.
 func (s *Pairs) Take(ctx context.Context, chatID string, pairs []numberpool.Pair) (bool, error) {
 	args := []any{chatID, s.ttl().Milliseconds()}
@@ -92,7 +102,7 @@ func (s *Pairs) Release(ctx context.Context, chatID string) error {
 
 // Block keeps a pair out for ttl.
 func (s *Pairs) Block(ctx context.Context, p numberpool.Pair, ttl time.Duration) error {
-	return s.rdb.Set(ctx, blockPrefix+p.Address+pairSeparator+p.Number, "1", ttl).Err()
+	return blockPair.Run(ctx, s.rdb, nil, p.Address, p.Number, ttl.Milliseconds()).Err()
 }
 
 // Last returns the address's last number.

@@ -83,8 +83,14 @@ func RunPairs(t *testing.T, open func(t *testing.T) (numberpool.Store, numberpoo
 		if counts["whatsapp:+15550100000"] != 0 || counts["whatsapp:+15550100001"] != 1 {
 			t.Errorf("in use after release %v", counts)
 		}
+		if ok, _ := s.Take(ctx, "chat-4", []numberpool.Pair{p2}); !ok {
+			t.Fatal("a released pair could not be leased again")
+		}
 		if err := s.Block(ctx, p2, 100*time.Millisecond); err != nil {
 			t.Fatal(err)
+		}
+		if counts, _ := other.InUse(ctx); counts[p2.Number] != 0 {
+			t.Errorf("a blocked pair still counts as leased: %v", counts)
 		}
 		if ok, _ := other.Take(ctx, "chat-3", []numberpool.Pair{p2}); ok {
 			t.Error("a blocked pair was leased")
