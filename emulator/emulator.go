@@ -34,6 +34,9 @@ type Options struct {
 	WebhookTimeout time.Duration
 	// Seed makes rate-based faults repeatable.
 	Seed uint64
+	// CreateRate, when positive, is how many conversations may be created per second, as Twilio
+	// limits them per service: beyond it a create answers 429 with code 20429 and Retry-After.
+	CreateRate int
 }
 
 // Emulator holds the state of one Twilio account.
@@ -53,6 +56,10 @@ type Emulator struct {
 	faults        []*faultState
 	restCalls     int
 	rng           *rand.Rand
+	// creates holds the times of the conversation creates of the last second, for CreateRate.
+	creates []time.Time
+	// limited counts the creates refused by CreateRate.
+	limited int
 }
 
 type conversation struct {
@@ -213,6 +220,13 @@ func NewCredentials() (accountSid, authToken string) {
 	b := make([]byte, 32)
 	_, _ = cryptorand.Read(b)
 	return "AC" + hex.EncodeToString(b[:16]), hex.EncodeToString(b[16:])
+}
+
+// RateLimited counts the conversation creates refused by Options.CreateRate.
+func (e *Emulator) RateLimited() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.limited
 }
 
 // RESTCalls counts the authenticated REST calls received so far.

@@ -222,6 +222,14 @@ func timers(c *conversation) map[string]any {
 
 func (e *Emulator) createConversation(r *http.Request, base string) (int, any, *apiError) {
 	now := e.now()
+	if e.opts.CreateRate > 0 {
+		e.creates = slices.DeleteFunc(e.creates, func(t time.Time) bool { return now.Sub(t) >= time.Second })
+		if len(e.creates) >= e.opts.CreateRate {
+			e.limited++
+			return 0, nil, &apiError{http.StatusTooManyRequests, 20429, "Too many requests: conversation create rate exceeded"}
+		}
+		e.creates = append(e.creates, now)
+	}
 	c := &conversation{Sid: e.newSid("CH"), FriendlyName: r.PostForm.Get("FriendlyName"), UniqueName: r.PostForm.Get("UniqueName"),
 		Attributes: r.PostForm.Get("Attributes"), State: r.PostForm.Get("State"), MessagingServiceSid: r.PostForm.Get("MessagingServiceSid"),
 		Created: now, Updated: now}

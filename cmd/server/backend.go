@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/time/rate"
 
 	"github.com/optinkit/optin/internal/callback"
 	"github.com/optinkit/optin/internal/chat"
@@ -34,6 +35,8 @@ type backend struct {
 	queue workQueue
 	chats chat.Store
 	pairs numberpool.Store
+	// creates paces conversation creates: in this process, or in Redis for every replica.
+	creates chat.Limiter
 	// callbacks carries the chats' events to the platform; started only when a callback URL is set.
 	callbacks workQueue
 	// ping reports whether the backend can take work; readiness follows it.
@@ -58,6 +61,7 @@ func openBackend(ctx context.Context, cfg config, log zerolog.Logger) (*backend,
 			callbacks:  inproc.New(callback.MaxRuns, callback.RunDelay),
 			chats:      memory.NewChats(cfg.FlowRetention),
 			pairs:      memory.NewPairs(),
+			creates:    rate.NewLimiter(rate.Limit(cfg.CreateRate), createBurst(cfg.CreateRate)),
 			ping:       func(context.Context) error { return nil },
 			closeStore: func() error { return nil },
 		}, nil
@@ -94,8 +98,13 @@ func openBackend(ctx context.Context, cfg config, log zerolog.Logger) (*backend,
 		return nil, fmt.Errorf("OPTIN_REDIS_URL: %w", err)
 	}
 	log.Info().Str("redis", where).Msg("state and work shared through Redis")
-	return &backend{store: store, queue: queue, callbacks: callbacks, chats: store.Chats(), pairs: store.Pairs(), ping: store.Ping, closeStore: store.Close}, nil
+	return &backend{store: store, queue: queue, callbacks: callbacks, chats: store.Chats(), pairs: store.Pairs(),
+		creates: store.Limiter("conversation-create", cfg.CreateRate, createBurst(cfg.CreateRate)), ping: store.Ping, closeStore: store.Close}, nil
 }
+
+// createBurst lets a fifth of a second's creates go at once: a burst of starts is spread out rather
+// than sent in one instant that Twilio's per-second window would refuse.
+func createBurst(perSecond int) int { return max(perSecond/5, 1) }
 
 // waitForRedis pings until Redis answers or wait has passed; with wait 0 it pings once.
 func waitForRedis(ctx context.Context, ping func(context.Context) error, wait time.Duration, log zerolog.Logger, where string) error {

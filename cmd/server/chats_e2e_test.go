@@ -94,7 +94,7 @@ func closeCall(conv string) call {
 }
 
 // chatOf decodes an API answer holding a chat.
-func chatOf(t *testing.T, body string) map[string]any {
+func chatOf(t testing.TB, body string) map[string]any {
 	t.Helper()
 	var v map[string]any
 	if err := json.Unmarshal([]byte(body), &v); err != nil {
@@ -527,15 +527,7 @@ func TestChatConcurrentStartsOnTwoReplicas(t *testing.T) {
 	}
 }
 
-func conversationsCreated(fake *faketwilio.Server) int {
-	n := 0
-	for _, c := range calls(fake.Requests()) {
-		if c.Method == "POST" && c.Path == "/v1/Conversations" {
-			n++
-		}
-	}
-	return n
-}
+func conversationsCreated(fake *faketwilio.Server) int { return fake.Created() }
 
 // A whole delivery against the emulator, which fires the webhooks: start, the invitation on the
 // customer's phone, the customer's "Yes", template 2 on the rider's phone, the chat connected; then the
@@ -899,5 +891,58 @@ func TestPoolOnTwoReplicas(t *testing.T) {
 	_, _, pools := replicas[0].api("GET", "/v1/pools", adminToken1, "")
 	if strings.Count(pools, `"pairs_in_use":20`) != 5 {
 		t.Errorf("pools %s, want 20 pairs on each number (10 riders and 10 customers)", pools)
+	}
+}
+
+// Starts beyond the create rate wait within their budget, then answer 503 with Retry-After: never a
+// failed chat; repeated, they all start.
+func TestChatStartsArePaced(t *testing.T) {
+	fake := faketwilio.New(accountSid, authToken)
+	t.Cleanup(fake.Close)
+	s := start(t, fake, adminEnv(map[string]string{"OPTIN_TWILIO_CREATE_RATE": "1", "OPTIN_CHAT_START_TIMEOUT": "1s",
+		"OPTIN_WHATSAPP_NUMBERS": poolOf5()}))
+	body := func(i int) string {
+		return fmt.Sprintf(`{"id":"paced-%d","customer":{"address":"whatsapp:+155500040%02d"},"rider":{"address":"whatsapp:+155500050%02d"}}`, i, i, i)
+	}
+	codes := make([]int, 4)
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Go(func() {
+			code, hdr, p := s.api("POST", "/v1/chats", adminToken1, body(i))
+			codes[i] = code
+			if code == 503 && (hdr.Get("Retry-After") == "" || !strings.Contains(p, "problem-busy")) {
+				t.Errorf("paced start %d: %v %s", i, hdr, p)
+			}
+		})
+	}
+	wg.Wait()
+	busy := 0
+	for i, c := range codes {
+		switch c {
+		case 201:
+		case 503:
+			busy++
+		default:
+			t.Errorf("start %d answered %d", i, c)
+		}
+	}
+	if busy == 0 {
+		t.Errorf("4 starts at 1 create/s within 1 s: none was paced (%v)", codes)
+	}
+	// Repeated, each start completes.
+	deadline := time.Now().Add(20 * time.Second)
+	for i := range 4 {
+		for {
+			code, _, p := s.api("POST", "/v1/chats", adminToken1, body(i))
+			if code == 200 || code == 201 {
+				break
+			}
+			if code != 503 || time.Now().After(deadline) {
+				t.Fatalf("start %d: %d %s", i, code, p)
+			}
+		}
+	}
+	if n := conversationsCreated(fake); n != 4 {
+		t.Errorf("%d conversations created, want 4", n)
 	}
 }

@@ -54,6 +54,7 @@ type config struct {
 	OptOutKeywords   string        `envconfig:"OPTIN_OPTOUT_KEYWORDS" desc:"comma-separated replies that opt out of every message (STOP and the like); empty: built-in list"`
 	CallbackURL      string        `envconfig:"OPTIN_CALLBACK_URL" mask:"url" desc:"receives the chats' events (chat.invited, chat.connected, chat.declined, chat.failed, chat.closed), signed as Standard Webhooks say"`
 	CallbackSecret   string        `envconfig:"OPTIN_CALLBACK_SECRET" mask:"secret" desc:"signing secret of the events, whsec_ followed by base64; required with OPTIN_CALLBACK_URL"`
+	CreateRate       int           `envconfig:"OPTIN_TWILIO_CREATE_RATE" default:"25" desc:"conversation creates per second, across all replicas (Twilio allows about 30 per service; 1 to 1000)"`
 	ChatStartTimeout time.Duration `envconfig:"OPTIN_CHAT_START_TIMEOUT" default:"10s" desc:"how long POST /v1/chats works on a start before answering 503 (repeating the call resumes it; 1s to 60s)"`
 	Demo             bool          `envconfig:"OPTIN_DEMO" default:"false" desc:"same as -demo: run against a built-in Twilio emulator with generated credentials and play the guide's story"`
 }
@@ -236,6 +237,9 @@ func (c config) validate() (settings, error) {
 	}
 	between("OPTIN_CHAT_TTL", c.ChatTTL, 10*time.Minute, 720*time.Hour)
 	between("OPTIN_CHAT_START_TIMEOUT", c.ChatStartTimeout, time.Second, time.Minute)
+	if c.CreateRate < 1 || c.CreateRate > 1000 {
+		bad("OPTIN_TWILIO_CREATE_RATE", "must be between 1 and 1000, got %d", c.CreateRate)
+	}
 	if c.InviteContentSid != "" && !contentSidRE.MatchString(c.InviteContentSid) {
 		bad("OPTIN_INVITE_CONTENT_SID", "must be a Content SID: HX followed by 32 hexadecimal digits")
 	}

@@ -59,7 +59,7 @@ func (s *syncBuffer) String() string {
 }
 
 type server struct {
-	t    *testing.T
+	t    testing.TB
 	base string
 	// admin is the admin listener's base URL when OPTIN_ADMIN_ADDR is set.
 	admin  string
@@ -92,7 +92,7 @@ func start(t *testing.T, fake *faketwilio.Server, env map[string]string) *server
 }
 
 // startRun runs run with exactly env and args, and waits for its ready signal.
-func startRun(t *testing.T, env map[string]string, args ...string) *server {
+func startRun(t testing.TB, env map[string]string, args ...string) *server {
 	t.Helper()
 	return startRunCtx(t, context.Background(), env, args...)
 }
@@ -108,7 +108,7 @@ func startListening(t *testing.T, env func(base string) map[string]string) *serv
 	return startRunCtx(t, withListener(context.Background(), ln), env("http://"+ln.Addr().String()), "optin-server")
 }
 
-func startRunCtx(t *testing.T, parent context.Context, env map[string]string, args ...string) *server {
+func startRunCtx(t testing.TB, parent context.Context, env map[string]string, args ...string) *server {
 	t.Helper()
 	ctx, cancel := context.WithCancel(parent)
 	addr := make(chan listening, 1)

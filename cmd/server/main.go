@@ -185,7 +185,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return fmt.Errorf("number pool: %w", err)
 		}
 		m.WatchPool(pool.Usage)
-		if chats, err = newChats(cfg, conv, be.chats, pool, webhookBase, notifier, m); err != nil {
+		if chats, err = newChats(cfg, conv, be.chats, pool, be.creates, webhookBase, notifier, m); err != nil {
 			return err
 		}
 	}
@@ -308,13 +308,14 @@ func newHTTPServer(h http.Handler) *http.Server {
 }
 
 // newChats builds the chats service.
-func newChats(cfg settings, conv *twilioapi.Client, store chat.Store, pool chat.Pool, webhookBase string, notifier chat.Notifier, obs chat.Observer) (*chat.Service, error) {
+func newChats(cfg settings, conv *twilioapi.Client, store chat.Store, pool chat.Pool, limiter chat.Limiter, webhookBase string, notifier chat.Notifier, obs chat.Observer) (*chat.Service, error) {
 	chats, err := chat.NewService(conv, store, chat.Config{
 		Pool:             pool,
 		WebhookURL:       webhookBase + "/webhooks/conversations",
 		InviteContentSid: cfg.InviteContentSid,
 		DefaultTTL:       cfg.ChatTTL,
 		StartBudget:      cfg.ChatStartTimeout,
+		Limiter:          limiter,
 		Notifier:         notifier,
 		Observer:         obs,
 		Retry:            optin.RetryPolicy{CallTimeout: cfg.TwilioTimeout},

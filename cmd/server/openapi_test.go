@@ -30,7 +30,7 @@ var apiDoc = sync.OnceValues(func() (routers.Router, error) {
 
 // checkAgainstOpenAPI fails t unless the answer to req — and req itself, when it was accepted — is what
 // the OpenAPI document says.
-func checkAgainstOpenAPI(t *testing.T, req *http.Request, reqBody string, resp *http.Response, respBody []byte) {
+func checkAgainstOpenAPI(t testing.TB, req *http.Request, reqBody string, resp *http.Response, respBody []byte) {
 	t.Helper()
 	router, err := apiDoc()
 	if err != nil {

@@ -164,6 +164,12 @@ type NoNumberError struct {
 func (e *NoNumberError) Error() string { return e.Party + ": " + e.Err.Error() }
 func (e *NoNumberError) Unwrap() error { return e.Err }
 
+// Limiter holds Twilio's conversation creates to their rate (per service, across replicas).
+type Limiter interface {
+	// Wait returns when a create may go, or with an error once ctx ends.
+	Wait(ctx context.Context) error
+}
+
 // Pool leases the business numbers a chat's parties talk to.
 type Pool interface {
 	// Lease leases a number per address to the chat, in the same order; an exhausted pool is an error.

@@ -63,6 +63,8 @@ type Config struct {
 	Notifier Notifier
 	// Observer, when set, counts transitions.
 	Observer Observer
+	// Limiter, when set, paces conversation creates: a start waits for it within its budget.
+	Limiter Limiter
 }
 
 // Observer counts what happens to chats, for metrics.
@@ -179,6 +181,11 @@ func (s *Service) runStart(ctx context.Context, c Chat, resumed bool) (Chat, err
 		run  func(ctx context.Context, look bool) (string, error)
 	}{
 		{stepConversation, func(ctx context.Context, _ bool) (string, error) {
+			if s.cfg.Limiter != nil {
+				if err := s.cfg.Limiter.Wait(ctx); err != nil {
+					return "", err
+				}
+			}
 			sid, err := s.conv.CreateConversation(ctx, NewConversation{
 				UniqueName: c.ID, FriendlyName: conversationNamePrefix + c.ID, Attributes: marker(stepConversation), ClosedAfter: c.TTL})
 			if twilioCode(err) != codeUniqueNameTaken {

@@ -77,6 +77,7 @@ type Server struct {
 	conversations map[string]*conversation
 	faults        map[string][]Fault
 	nextSid       int
+	created       int
 }
 
 // New starts a fake that accepts the given Basic credentials; Close it when done.
@@ -144,6 +145,13 @@ func (s *Server) Fail(route string, faults ...Fault) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.faults[route] = append(s.faults[route], faults...)
+}
+
+// Created counts the conversations created through the API (a create refused, e.g. 50353, does not count).
+func (s *Server) Created() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.created
 }
 
 // ClearFaults drops every fault not yet used.
@@ -325,6 +333,7 @@ func (s *Server) createConversation(_ http.ResponseWriter, r *http.Request, _ *c
 		c.state = st
 	}
 	s.conversations[c.sid] = c
+	s.created++
 	return http.StatusCreated, s.conversationJSON(c)
 }
 
