@@ -34,7 +34,7 @@ func apiServer(t *testing.T) (*httptest.Server, *faketwilio.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	chats, err := chat.NewService(conv, memory.NewChats(time.Hour), chat.Config{Pool: pool,
+	chats, err := chat.NewService(conv, memory.NewChats(time.Hour), chat.Config{WhatsApp: pool,
 		WebhookURL: "https://optin.example.com/webhooks/conversations", InviteContentSid: "HX0000000000000000000000000000a001", DefaultTTL: 4 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
@@ -76,7 +76,7 @@ func TestStartGetListEnd(t *testing.T) {
 	// The same start from a file, as JSON for a script: the same chat.
 	body := `{"id":"order-1","customer":{"address":"whatsapp:+15550001111","name":"Ana"},"rider":{"address":"whatsapp:+15550002222"},"ttl":"2h","metadata":{"order":1}}`
 	out, err = ctl(t, env, body, "-json", "start", "-f", "-")
-	if err != nil || !strings.HasPrefix(out, `{"id":"order-1","conversation_sid":"CH00000000000000000000000000000001","state":"invited"`) {
+	if err != nil || !strings.HasPrefix(out, `{"id":"order-1","mode":"optin","conversation_sid":"CH00000000000000000000000000000001","state":"invited"`) {
 		t.Errorf("start -f -: %v %s", err, out)
 	}
 	out, err = ctl(t, env, "", "-url", srv.URL, "list", "-state", "invited")
@@ -102,7 +102,7 @@ func TestErrorsSayWhatIsWrong(t *testing.T) {
 		"no token":      {map[string]string{"OPTIN_URL": srv.URL}, []string{"list"}, []string{"OPTIN_ADMIN_TOKEN"}},
 		"wrong token":   {env, []string{"-token", "wrong-token-0000000", "list"}, []string{"401 missing or invalid bearer token"}},
 		"unknown chat":  {env, []string{"get", "order-9"}, []string{"404 no such chat"}},
-		"invalid start": {env, []string{"start", "-id", "bad id", "-customer", "+15550001111", "-rider", "whatsapp:+15550002222"}, []string{"422 invalid request", "id: required", "customer.address: required: whatsapp:+E164"}},
+		"invalid start": {env, []string{"start", "-id", "bad id", "-customer", "+15550001111", "-rider", "whatsapp:+15550002222"}, []string{"422 invalid request", "id: required", "customer.address: an SMS address needs an SMS pool"}},
 		"no command":    {env, nil, []string{"no command"}},
 		"bad command":   {env, []string{"fly"}, []string{`unknown command "fly"`}},
 	} {

@@ -946,3 +946,109 @@ func TestChatStartsArePaced(t *testing.T) {
 		t.Errorf("%d conversations created, want 4", n)
 	}
 }
+
+// relayOnEmulator runs the service with WhatsApp and SMS pools against an emulator that calls it back.
+func relayOnEmulator(t *testing.T) (*server, *emulator.Emulator) {
+	emu, err := emulator.New(emulator.Options{AccountSid: accountSid, AuthToken: authToken,
+		Contents: map[string]string{inviteSid: "Hello {{1}}, can {{2}} message you?"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	apiSrv := httptest.NewServer(emu)
+	t.Cleanup(apiSrv.Close)
+	t.Cleanup(func() { _ = emu.Close(context.Background()) })
+	s := startListening(t, func(base string) map[string]string {
+		return baseEnv(newFake(t), adminEnv(map[string]string{"OPTIN_PUBLIC_URL": base, "OPTIN_TWILIO_API_URL": apiSrv.URL,
+			"OPTIN_SMS_NUMBERS": smsBusiness}))
+	})
+	return s, emu
+}
+
+const (
+	smsBusiness = "+15550190000"
+	smsRider    = "+15550002222"
+)
+
+// lastReceived is the text of the last message the phone at address received, and its status.
+func lastReceived(emu *emulator.Emulator, address string) (string, string) {
+	tr := emu.Transcript(address)
+	for i := len(tr) - 1; i >= 0; i-- {
+		if tr[i].Direction == "received" {
+			return tr[i].Text, tr[i].Status
+		}
+	}
+	return "", ""
+}
+
+// The guide's first two patterns: a direct chat is connected at once, and messages flow both ways,
+// WhatsApp ↔ WhatsApp and WhatsApp ↔ SMS.
+func TestDirectRelays(t *testing.T) {
+	for _, tt := range []struct {
+		name, rider, riderProxy string
+	}{
+		{"whatsapp to whatsapp", rider, business},
+		{"whatsapp to sms", smsRider, smsBusiness},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s, emu := relayOnEmulator(t)
+			body := fmt.Sprintf(`{"id":"d-1","mode":"direct","customer":{"address":%q},"rider":{"address":%q}}`, customer, tt.rider)
+			code, _, p := s.api("POST", "/v1/chats", adminToken1, body)
+			c := chatOf(t, p)
+			if code != 201 || c["state"] != "connected" || c["mode"] != "direct" || states(c) != "starting,connected" ||
+				c["rider"].(map[string]any)["proxy_address"] != tt.riderProxy || c["customer"].(map[string]any)["proxy_address"] != business {
+				t.Fatalf("start: %d %s", code, p)
+			}
+			if tr := emu.Transcript(customer); len(tr) != 0 {
+				t.Errorf("a direct chat sent the customer %+v", tr)
+			}
+			view, _ := emu.Conversation(c["conversation_sid"].(string))
+			if len(view.Webhooks) != 1 {
+				t.Errorf("webhooks %v, want the lifecycle one only", view.Webhooks)
+			}
+			// The customer writes first; then the rider answers, and the customer again.
+			for _, m := range []struct{ from, to, text string }{
+				{customer, business, "Are you close?"}, {tt.rider, tt.riderProxy, "At your gate"}, {customer, business, "Coming down"},
+			} {
+				if _, err := emu.Inbound(m.from, m.to, m.text); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if text, status := lastReceived(emu, customer); text != "At your gate" || status != "delivered" {
+				t.Errorf("customer received %q %s", text, status)
+			}
+			if text, status := lastReceived(emu, tt.rider); text != "Coming down" || status != "delivered" {
+				t.Errorf("rider received %q %s", text, status)
+			}
+			if c := s.waitChat("d-1", "connected"); states(c) != "starting,connected" {
+				t.Errorf("messages moved a direct chat: %s", states(c))
+			}
+		})
+	}
+}
+
+// The opt-in with the rider on SMS: the invitation on WhatsApp, the customer's yes, and the rider's
+// opt-in as a plain SMS (no window, no template).
+func TestOptInWithSMSRider(t *testing.T) {
+	s, emu := relayOnEmulator(t)
+	body := fmt.Sprintf(`{"id":"o-1","customer":{"address":%q,"name":"Ana"},"rider":{"address":%q,"name":"Bruno"}}`, customer, smsRider)
+	if code, _, p := s.api("POST", "/v1/chats", adminToken1, body); code != 201 {
+		t.Fatalf("start: %d %s", code, p)
+	}
+	if text, status := lastReceived(emu, customer); text != "Hello Ana, can Bruno message you?" || status != "delivered" {
+		t.Fatalf("invitation %q %s", text, status)
+	}
+	if _, err := emu.Inbound(customer, business, "Yes"); err != nil {
+		t.Fatal(err)
+	}
+	s.waitChat("o-1", "connected")
+	text, status := lastReceived(emu, smsRider)
+	if !strings.HasPrefix(text, "Your customer has agreed to chat to get this delivery sorted.") || status != "delivered" {
+		t.Errorf("the SMS rider received %q %s", text, status)
+	}
+	if _, err := emu.Inbound(smsRider, smsBusiness, "Which floor?"); err != nil {
+		t.Fatal(err)
+	}
+	if text, status := lastReceived(emu, customer); text != "Which floor?" || status != "delivered" {
+		t.Errorf("customer received %q %s", text, status)
+	}
+}

@@ -47,6 +47,8 @@ type config struct {
 	AdminAddr        string        `envconfig:"OPTIN_ADMIN_ADDR" desc:"serve the admin API on this address instead of OPTIN_ADDR, so the public ingress exposes only the webhook"`
 	WhatsAppNumber   string        `envconfig:"OPTIN_WHATSAPP_NUMBER" desc:"a business WhatsApp sender chats are started on (whatsapp:+E164); with OPTIN_WHATSAPP_NUMBERS, the pool is their union"`
 	WhatsAppNumbers  string        `envconfig:"OPTIN_WHATSAPP_NUMBERS" desc:"comma-separated business WhatsApp senders (whatsapp:+E164) chats lease numbers from, so a person can be in several chats at once"`
+	SMSNumbers       string        `envconfig:"OPTIN_SMS_NUMBERS" desc:"comma-separated business SMS numbers (+E164): parties with an SMS address (+E164) lease theirs from them"`
+	SMSRiderMessage  string        `envconfig:"OPTIN_SMS_RIDER_MESSAGE" default:"Your customer has agreed to chat to get this delivery sorted. You're now connected: reply to this number. Say hello!" desc:"the rider's opt-in when the rider is on SMS (no template needed: SMS has no 24-hour window)"`
 	InviteContentSid string        `envconfig:"OPTIN_INVITE_CONTENT_SID" desc:"default invitation template (HX…) of a chat, with variables 1 = customer's name, 2 = rider's"`
 	ChatTTL          time.Duration `envconfig:"OPTIN_CHAT_TTL" default:"4h" desc:"a chat's conversation closes after this long without activity, unless the start says otherwise (10m to 720h)"`
 	DeclineMessage   string        `envconfig:"OPTIN_DECLINE_MESSAGE" default:"No problem — we won't connect you. Your delivery is on its way." desc:"system message a chat's customer sees after declining (none after an opt-out keyword)"`
@@ -69,6 +71,8 @@ type settings struct {
 	adminTokens []string
 	// whatsAppPool is OPTIN_WHATSAPP_NUMBER and OPTIN_WHATSAPP_NUMBERS, without repeats.
 	whatsAppPool []string
+	// smsPool is OPTIN_SMS_NUMBERS, without repeats.
+	smsPool []string
 }
 
 // readConfig fills a config from getenv; each variable that does not parse is named in the error.
@@ -128,6 +132,7 @@ var (
 	apiKeyRE     = regexp.MustCompile(`^SK[0-9a-fA-F]{32}$`)
 	contentSidRE = regexp.MustCompile(`^HX[0-9a-fA-F]{32}$`)
 	whatsAppRE   = regexp.MustCompile(`^whatsapp:\+[1-9][0-9]{6,14}$`)
+	smsRE        = regexp.MustCompile(`^\+[1-9][0-9]{6,14}$`)
 )
 
 // validate checks c and returns it parsed; it changes nothing, so what it checks is what runs.
@@ -255,6 +260,15 @@ func (c config) validate() (settings, error) {
 			bad("OPTIN_WHATSAPP_NUMBERS", "want comma-separated whatsapp:+E164 numbers, got %q", n)
 		default:
 			s.whatsAppPool = append(s.whatsAppPool, n)
+		}
+	}
+	for n := range strings.SplitSeq(c.SMSNumbers, ",") {
+		switch n = strings.TrimSpace(n); {
+		case n == "" || slices.Contains(s.smsPool, n):
+		case !smsRE.MatchString(n):
+			bad("OPTIN_SMS_NUMBERS", "want comma-separated +E164 numbers, got %q", n)
+		default:
+			s.smsPool = append(s.smsPool, n)
 		}
 	}
 	if c.CallbackURL != "" {

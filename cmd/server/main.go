@@ -164,7 +164,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	var chats *chat.Service
-	var pool *numberpool.Pool
+	var pools poolSet
 	if len(cfg.adminTokens) > 0 {
 		var notifier chat.Notifier
 		if cfg.CallbackURL != "" {
@@ -181,11 +181,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if cfg.Demo {
 			webhookBase = "http://" + ln.Addr().String() // the emulator calls the service where it listens
 		}
-		if pool, err = numberpool.New("WhatsApp", cfg.whatsAppPool, be.pairs); err != nil {
+		if pools.WhatsApp, err = numberpool.New("WhatsApp", cfg.whatsAppPool, be.pairs); err != nil {
 			return fmt.Errorf("number pool: %w", err)
 		}
-		m.WatchPool(pool.Usage)
-		if chats, err = newChats(cfg, conv, be.chats, pool, be.creates, webhookBase, notifier, m); err != nil {
+		if len(cfg.smsPool) > 0 {
+			if pools.SMS, err = numberpool.New("SMS", cfg.smsPool, be.pairs); err != nil {
+				return fmt.Errorf("number pool: %w", err)
+			}
+		}
+		m.WatchPool(pools.Usage)
+		if chats, err = newChats(cfg, conv, be.chats, pools, be.creates, webhookBase, notifier, m); err != nil {
 			return err
 		}
 	}
@@ -199,7 +204,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Retry:          optin.RetryPolicy{CallTimeout: cfg.TwilioTimeout},
 		Observer:       m,
 		Consent:        optin.NewConsent(keywords(cfg.DeclineKeywords), keywords(cfg.OptOutKeywords)),
-		DeclineMessage: cfg.DeclineMessage,
+		DeclineMessage:  cfg.DeclineMessage,
+		SMSRiderMessage: cfg.SMSRiderMessage,
 	}
 	if chats != nil {
 		optinCfg.Chats = chats
@@ -214,7 +220,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	var admin http.Handler
 	if chats != nil {
-		if admin, err = handlers.NewAdminRouter(chats, pool, cfg.adminTokens, handlers.OpenAPI); err != nil {
+		if admin, err = handlers.NewAdminRouter(chats, pools, cfg.adminTokens, handlers.OpenAPI); err != nil {
 			return fmt.Errorf("admin API: %w", err)
 		}
 	}
@@ -308,9 +314,9 @@ func newHTTPServer(h http.Handler) *http.Server {
 }
 
 // newChats builds the chats service.
-func newChats(cfg settings, conv *twilioapi.Client, store chat.Store, pool chat.Pool, limiter chat.Limiter, webhookBase string, notifier chat.Notifier, obs chat.Observer) (*chat.Service, error) {
-	chats, err := chat.NewService(conv, store, chat.Config{
-		Pool:             pool,
+func newChats(cfg settings, conv *twilioapi.Client, store chat.Store, pools poolSet, limiter chat.Limiter, webhookBase string, notifier chat.Notifier, obs chat.Observer) (*chat.Service, error) {
+	cc := chat.Config{
+		WhatsApp:         pools.WhatsApp,
 		WebhookURL:       webhookBase + "/webhooks/conversations",
 		InviteContentSid: cfg.InviteContentSid,
 		DefaultTTL:       cfg.ChatTTL,
@@ -319,11 +325,30 @@ func newChats(cfg settings, conv *twilioapi.Client, store chat.Store, pool chat.
 		Notifier:         notifier,
 		Observer:         obs,
 		Retry:            optin.RetryPolicy{CallTimeout: cfg.TwilioTimeout},
-	})
+	}
+	if pools.SMS != nil { // a nil *Pool in the interface would not read as absent
+		cc.SMS = pools.SMS
+	}
+	chats, err := chat.NewService(conv, store, cc)
 	if err != nil {
 		return nil, fmt.Errorf("chats: %w", err)
 	}
 	return chats, nil
+}
+
+// poolSet is the number pools: WhatsApp's, and SMS's when numbers are configured.
+type poolSet struct {
+	WhatsApp, SMS *numberpool.Pool
+}
+
+// Usage reports every number of every pool.
+func (p poolSet) Usage(ctx context.Context) ([]numberpool.Usage, error) {
+	out, err := p.WhatsApp.Usage(ctx)
+	if err != nil || p.SMS == nil {
+		return out, err
+	}
+	sms, err := p.SMS.Usage(ctx)
+	return append(out, sms...), err
 }
 
 // keywords splits a comma-separated list; nil (the defaults) when it is empty.

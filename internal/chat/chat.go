@@ -44,9 +44,35 @@ const (
 
 // Party is one side of a chat.
 type Party struct {
-	// Address is the person's (whatsapp:+E164); ProxyAddress the business number they talk to.
+	// Address is the person's (whatsapp:+E164, or +E164 for SMS); ProxyAddress the business number
+	// they talk to.
 	Address, ProxyAddress, Name string
 }
+
+// Channels of an address.
+const (
+	ChannelWhatsApp = "whatsapp"
+	ChannelSMS      = "sms"
+)
+
+// Channel is the party's channel: WhatsApp, or SMS for a bare phone number.
+func (p Party) Channel() string { return channelOf(p.Address) }
+
+func channelOf(address string) string {
+	if strings.HasPrefix(address, "whatsapp:") {
+		return ChannelWhatsApp
+	}
+	return ChannelSMS
+}
+
+// Modes of a chat.
+const (
+	// ModeOptIn: the customer is invited and their answer decides (the guide's third pattern).
+	ModeOptIn = "optin"
+	// ModeDirect: the conversation and both participants only, connected at once (the guide's first
+	// two patterns): for when the customer wrote first, or a party is on SMS.
+	ModeDirect = "direct"
+)
 
 // Invite is the message that asks the customer to chat: a Content template, or a body (which reaches a
 // customer only inside WhatsApp's 24-hour window).
@@ -72,7 +98,9 @@ type Failure struct {
 type Chat struct {
 	ID              string
 	ConversationSid string
-	State           State
+	// Mode is ModeOptIn or ModeDirect.
+	Mode  string
+	State State
 	Reason          string
 	Customer, Rider Party
 	Invite          Invite

@@ -16,7 +16,9 @@ import (
 
 // StartRequest is what a platform asks for to start a chat.
 type StartRequest struct {
-	ID              string
+	ID string
+	// Mode is ModeOptIn (also when empty) or ModeDirect.
+	Mode            string
 	Customer, Rider PartyRequest
 	// Invite is nil for the configured default.
 	Invite *Invite
@@ -51,8 +53,10 @@ func (r StartRequest) validate(cfg Config, now time.Time) (Chat, error) {
 		bad("id", "required: 1 to 64 letters, digits and . _ : -")
 	}
 	checkParty := func(field string, p PartyRequest) {
-		if err := checkWhatsApp(p.Address); err != "" {
+		if err := checkAddress(p.Address); err != "" {
 			bad(field+".address", err)
+		} else if channelOf(p.Address) == ChannelSMS && cfg.SMS == nil {
+			bad(field+".address", "an SMS address needs an SMS pool (OPTIN_SMS_NUMBERS); use whatsapp:+E164")
 		}
 		if len([]rune(p.Name)) > maxNameRunes {
 			bad(field+".name", "at most 64 characters")
@@ -63,8 +67,21 @@ func (r StartRequest) validate(cfg Config, now time.Time) (Chat, error) {
 	if r.Customer.Address != "" && r.Customer.Address == r.Rider.Address {
 		bad("rider.address", "must differ from customer.address")
 	}
+	mode := r.Mode
+	switch mode {
+	case "":
+		mode = ModeOptIn
+	case ModeOptIn, ModeDirect:
+	default:
+		bad("mode", "want optin or direct")
+	}
 	inv := Invite{ContentSid: cfg.InviteContentSid, ContentVariables: map[string]string{"1": r.Customer.Name, "2": r.Rider.Name}}
-	if r.Invite != nil {
+	if mode == ModeDirect {
+		inv = Invite{}
+		if r.Invite != nil {
+			bad("invite", "a direct chat sends no invitation")
+		}
+	} else if r.Invite != nil {
 		inv = *r.Invite
 		switch {
 		case inv.ContentSid == "" && inv.Body == "":
@@ -110,6 +127,7 @@ func (r StartRequest) validate(cfg Config, now time.Time) (Chat, error) {
 	}
 	c := Chat{
 		ID:          r.ID,
+		Mode:        mode,
 		State:       StateStarting,
 		Customer:    Party{Address: r.Customer.Address, Name: r.Customer.Name},
 		Rider:       Party{Address: r.Rider.Address, Name: r.Rider.Name},
@@ -126,11 +144,11 @@ func (r StartRequest) validate(cfg Config, now time.Time) (Chat, error) {
 	return c, nil
 }
 
-// checkWhatsApp returns what is wrong with a whatsapp:+E164 address, or "".
-func checkWhatsApp(address string) string {
-	number, ok := strings.CutPrefix(address, "whatsapp:")
-	if !ok {
-		return "required: whatsapp:+E164, e.g. whatsapp:+15550001111"
+// checkAddress returns what is wrong with a whatsapp:+E164 or (SMS) +E164 address, or "".
+func checkAddress(address string) string {
+	number, _ := strings.CutPrefix(address, "whatsapp:")
+	if address == "" {
+		return "required: whatsapp:+E164 (or +E164 for SMS), e.g. whatsapp:+15550001111"
 	}
 	return checkE164(number)
 }

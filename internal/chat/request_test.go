@@ -53,6 +53,11 @@ func TestStartRequestValidation(t *testing.T) {
 		"bad content":    {func(r *StartRequest) { r.Invite = &Invite{ContentSid: "HX1"} }, "invite.content_sid"},
 		"long body":      {func(r *StartRequest) { r.Invite = &Invite{Body: strings.Repeat("a", 1601)} }, "invite.body"},
 		"empty invite":   {func(r *StartRequest) { r.Invite = &Invite{} }, "invite"},
+		"unknown mode":   {func(r *StartRequest) { r.Mode = "sideways" }, "mode"},
+		"direct invite": {func(r *StartRequest) {
+			r.Mode, r.Invite = ModeDirect, &Invite{Body: "hi"}
+		}, "invite"},
+		"sms without pool": {func(r *StartRequest) { r.Rider.Address = "+15550002222" }, "rider.address"},
 	} {
 		r := ok
 		tt.change(&r)

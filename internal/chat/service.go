@@ -48,8 +48,8 @@ const (
 
 // Config is what a chat is started with.
 type Config struct {
-	// Pool leases the WhatsApp senders the parties talk to.
-	Pool Pool
+	// WhatsApp leases the WhatsApp senders the parties talk to; SMS, when set, the SMS numbers.
+	WhatsApp, SMS Pool
 	// WebhookURL is where Twilio calls the service (the public URL + /webhooks/conversations).
 	WebhookURL string
 	// InviteContentSid is the default invitation template, with variables {"1": customer, "2": rider}.
@@ -89,8 +89,8 @@ func NewService(conv Conversations, store Store, cfg Config) (*Service, error) {
 		return nil, errors.New("chat: nil Conversations")
 	case store == nil:
 		return nil, errors.New("chat: nil Store")
-	case cfg.Pool == nil:
-		return nil, errors.New("chat: no number pool")
+	case cfg.WhatsApp == nil:
+		return nil, errors.New("chat: no WhatsApp number pool")
 	case cfg.WebhookURL == "":
 		return nil, errors.New("chat: no webhook URL")
 	case cfg.DefaultTTL < MinTTL || cfg.DefaultTTL > MaxTTL:
@@ -231,6 +231,9 @@ func (s *Service) runStart(ctx context.Context, c Chat, resumed bool) (Chat, err
 		if _, done := c.Steps[st.name]; done {
 			continue
 		}
+		if c.Mode == ModeDirect && (st.name == stepMessageWebhook || st.name == stepInvite) {
+			continue // no invitation, so no answer to wait for
+		}
 		look := resumed
 		ref, err := optin.Retry(ctx, s.cfg.Retry, nil, "chat_"+st.name, func(ctx context.Context) (string, error) {
 			ref, err := st.run(ctx, look)
@@ -256,7 +259,11 @@ func (s *Service) runStart(ctx context.Context, c Chat, resumed bool) (Chat, err
 	}
 	old := c.State
 	c, err := s.store.Update(ctx, c.ID, func(c *Chat) error {
-		s.transition(c, StateInvited, "")
+		if c.Mode == ModeDirect {
+			s.transition(c, StateConnected, "")
+		} else {
+			s.transition(c, StateInvited, "")
+		}
 		return nil
 	})
 	if err != nil {
@@ -292,7 +299,7 @@ func (s *Service) refused(ctx context.Context, c Chat, step string, code int, te
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.StartBudget)
 	defer cancel()
 	if c.ConversationSid == "" {
-		if rerr := s.cfg.Pool.Release(ctx, c.ID); rerr != nil {
+		if rerr := s.release(ctx, c.ID); rerr != nil {
 			log.Error().Err(rerr).Msg("freeing the numbers of a refused start")
 		}
 		if derr := s.store.Delete(ctx, c.ID); derr != nil {
@@ -332,10 +339,45 @@ func (s *Service) armWebhook(ctx context.Context, conv, event string, look bool)
 	return s.conv.CreateWebhook(ctx, conv, optin.Webhook{URL: s.cfg.WebhookURL, Method: webhookMethod, Filters: []string{event}})
 }
 
+// pool is the pool of the party's channel.
+func (s *Service) pool(p Party) Pool {
+	if p.Channel() == ChannelSMS {
+		return s.cfg.SMS
+	}
+	return s.cfg.WhatsApp
+}
+
+// lease leases the customer's and the rider's numbers: from one pool together when they share a
+// channel (so that they may share a number), else each from its own.
+func (s *Service) lease(ctx context.Context, c Chat) ([]string, error) {
+	if c.Customer.Channel() == c.Rider.Channel() {
+		return s.pool(c.Customer).Lease(ctx, c.ID, []string{c.Customer.Address, c.Rider.Address})
+	}
+	customer, err := s.pool(c.Customer).Lease(ctx, c.ID, []string{c.Customer.Address})
+	if err != nil {
+		return nil, err
+	}
+	rider, err := s.pool(c.Rider).Lease(ctx, c.ID, []string{c.Rider.Address})
+	if err != nil {
+		_ = s.release(context.WithoutCancel(ctx), c.ID)
+		return nil, err
+	}
+	return []string{customer[0], rider[0]}, nil
+}
+
+// release frees the chat's numbers in every pool.
+func (s *Service) release(ctx context.Context, chatID string) error {
+	err := s.cfg.WhatsApp.Release(ctx, chatID)
+	if s.cfg.SMS != nil {
+		err = errors.Join(err, s.cfg.SMS.Release(ctx, chatID))
+	}
+	return err
+}
+
 // leaseNumbers gives both parties a business number from the pool, before anything exists at Twilio:
 // when the pool has none for a party, the chat is forgotten and its id may be used again.
 func (s *Service) leaseNumbers(ctx context.Context, c Chat) (Chat, error) {
-	numbers, err := s.cfg.Pool.Lease(ctx, c.ID, []string{c.Customer.Address, c.Rider.Address})
+	numbers, err := s.lease(ctx, c)
 	if err != nil {
 		var ex *numberpool.ExhaustedError
 		if !errors.As(err, &ex) {
@@ -357,7 +399,7 @@ func (s *Service) leaseNumbers(ctx context.Context, c Chat) (Chat, error) {
 		return nil
 	})
 	if err != nil {
-		_ = s.cfg.Pool.Release(context.WithoutCancel(ctx), c.ID)
+		_ = s.release(context.WithoutCancel(ctx), c.ID)
 		return Chat{}, fmt.Errorf("%w: recording numbers: %w", ErrUnavailable, err)
 	}
 	return c, nil
@@ -381,7 +423,7 @@ func (s *Service) addParticipant(ctx context.Context, c *Chat, party string) err
 			return err
 		}
 		zerolog.Ctx(ctx).Warn().Str("party", party).Str("proxy_address", p.ProxyAddress).Msg("pair bound in another conversation; taking the next number")
-		number, rerr := s.cfg.Pool.Replace(ctx, c.ID, p.Address, p.ProxyAddress)
+		number, rerr := s.pool(p).Replace(ctx, c.ID, p.Address, p.ProxyAddress)
 		if rerr != nil {
 			var ex *numberpool.ExhaustedError
 			if errors.As(rerr, &ex) {
@@ -632,7 +674,7 @@ func (s *Service) after(ctx context.Context, old State, c Chat) {
 	}
 	if c.State.Final() {
 		// Declined, failed and closed conversations bind nothing at Twilio any more: free the numbers.
-		if err := s.cfg.Pool.Release(ctx, c.ID); err != nil {
+		if err := s.release(ctx, c.ID); err != nil {
 			zerolog.Ctx(ctx).Error().Err(err).Str("chat_id", c.ID).Msg("freeing a chat's numbers")
 		}
 	}

@@ -1,6 +1,7 @@
 package chat
 
 import (
+	"cmp"
 	"encoding/json"
 	"time"
 )
@@ -8,6 +9,7 @@ import (
 // View is a chat as the platform sees it, in the API's answers and in the events it is sent.
 type View struct {
 	ID              string           `json:"id"`
+	Mode            string           `json:"mode"`
 	ConversationSid *string          `json:"conversation_sid"`
 	State           State            `json:"state"`
 	Reason          *string          `json:"reason"`
@@ -43,7 +45,7 @@ type TransitionView struct {
 // View returns the chat as the platform sees it.
 func (c Chat) View() View {
 	v := View{
-		ID: c.ID, State: c.State, Customer: c.Customer.view(), Rider: c.Rider.view(),
+		ID: c.ID, Mode: cmp.Or(c.Mode, ModeOptIn), State: c.State, Customer: c.Customer.view(), Rider: c.Rider.view(),
 		CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt, ExpiresAt: c.ExpiresAt,
 		Metadata: json.RawMessage("null"), History: make([]TransitionView, 0, len(c.History)),
 	}

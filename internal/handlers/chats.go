@@ -36,6 +36,7 @@ const (
 // startBody is POST /v1/chats' body.
 type startBody struct {
 	ID       string          `json:"id"`
+	Mode     string          `json:"mode"`
 	Customer partyBody       `json:"customer"`
 	Rider    partyBody       `json:"rider"`
 	Invite   *inviteBody     `json:"invite"`
@@ -63,6 +64,7 @@ func handleStartChat(chats Chats) http.HandlerFunc {
 		}
 		req := chat.StartRequest{
 			ID:       b.ID,
+			Mode:     b.Mode,
 			Customer: chat.PartyRequest{Address: b.Customer.Address, Name: b.Customer.Name},
 			Rider:    chat.PartyRequest{Address: b.Rider.Address, Name: b.Rider.Name},
 			TTL:      b.TTL,

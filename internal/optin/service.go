@@ -1,10 +1,12 @@
 package optin
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -47,6 +49,9 @@ type Config struct {
 	Consent *Consent
 	// DeclineMessage is the system message a chat customer who declined sees; empty means the default.
 	DeclineMessage string
+	// SMSRiderMessage is the rider's opt-in when a chat's rider is on SMS, where no window applies and
+	// no template is needed; empty means RiderOptIn.Body.
+	SMSRiderMessage string
 }
 
 // Service runs opt-ins. Handle decides and hands the work to the Queue; Work, called by the queue's
@@ -189,7 +194,11 @@ func (s *Service) Work(ctx context.Context, conversationSid string) error {
 			return err
 		}
 	}
-	for _, phase := range s.phases(f) {
+	smsRider, err := s.riderOnSMS(ctx, f)
+	if err != nil {
+		return err
+	}
+	for _, phase := range s.phases(f, smsRider) {
 		if err := s.runPhase(ctx, f, phase); err != nil {
 			if !permanent(err) {
 				log.Warn().Err(err).Msg("opt-in incomplete; will run again")
@@ -209,7 +218,7 @@ type step struct {
 
 // phases lists the steps the flow's answer calls for; the steps of a phase run concurrently, a phase
 // only after the one before it succeeded.
-func (s *Service) phases(f Flow) [][]step {
+func (s *Service) phases(f Flow, smsRider bool) [][]step {
 	// A run after the first may follow one cut off mid-call: look before creating.
 	cutOff := f.Runs > 1
 	webhooks := step{StepWebhooks, func(ctx context.Context) (string, error) { return "done", s.removeWebhooks(ctx, f) }}
@@ -229,7 +238,9 @@ func (s *Service) phases(f Flow) [][]step {
 	}
 	rider := s.cfg.RiderOptIn
 	riderMsg := Message{Author: f.Customer}
-	if rider.ContentSid != "" {
+	if smsRider {
+		riderMsg.Body = cmp.Or(s.cfg.SMSRiderMessage, rider.Body)
+	} else if rider.ContentSid != "" {
 		riderMsg.ContentSid, riderMsg.ContentVariables = rider.ContentSid, rider.ContentVariables
 	} else {
 		riderMsg.Body = rider.Body
@@ -241,6 +252,18 @@ func (s *Service) phases(f Flow) [][]step {
 		{StepRider, func(ctx context.Context) (string, error) { return s.createOnce(ctx, f, StepRider, riderMsg, cutOff) }},
 		webhooks,
 	}}
+}
+
+// riderOnSMS reports whether the flow's chat has its rider on SMS.
+func (s *Service) riderOnSMS(ctx context.Context, f Flow) (bool, error) {
+	if !f.Chat || s.cfg.Chats == nil {
+		return false, nil
+	}
+	_, rider, _, err := s.cfg.Chats.Parties(ctx, f.ConversationSid)
+	if err != nil {
+		return false, fmt.Errorf("%w: looking up the chat's rider: %w", ErrRetryLater, err)
+	}
+	return rider != "" && !strings.HasPrefix(rider, "whatsapp:"), nil
 }
 
 // runPhase runs the steps not done in an earlier run, concurrently, recording each one done.
