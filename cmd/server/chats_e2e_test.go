@@ -782,18 +782,7 @@ func poolOf5() string {
 // A rider carries five orders at once on a pool of five numbers: five chats, all connected, each
 // customer seeing only their own; a sixth finds no number for the rider; ending one frees it.
 func TestRiderWithFiveOrdersOnEmulator(t *testing.T) {
-	emu, err := emulator.New(emulator.Options{AccountSid: accountSid, AuthToken: authToken,
-		Contents: map[string]string{inviteSid: "Hello {{1}}, can {{2}} call you?"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	apiSrv := httptest.NewServer(emu)
-	t.Cleanup(apiSrv.Close)
-	t.Cleanup(func() { _ = emu.Close(context.Background()) })
-	s := startListening(t, func(base string) map[string]string {
-		return baseEnv(newFake(t), adminEnv(map[string]string{"OPTIN_PUBLIC_URL": base, "OPTIN_TWILIO_API_URL": apiSrv.URL,
-			"OPTIN_WHATSAPP_NUMBERS": poolOf5()}))
-	})
+	s, emu := onEmulator(t, map[string]string{"OPTIN_WHATSAPP_NUMBERS": poolOf5()})
 	cust := func(i int) string { return fmt.Sprintf("whatsapp:+155500011%02d", i) }
 	startFor := func(i int) (int, map[string]any) {
 		body := fmt.Sprintf(`{"id":"order-%d","customer":{"address":%q,"name":"C%d"},"rider":{"address":%q,"name":"Bruno"}}`, i, cust(i), i, rider)
@@ -947,8 +936,9 @@ func TestChatStartsArePaced(t *testing.T) {
 	}
 }
 
-// relayOnEmulator runs the service with WhatsApp and SMS pools against an emulator that calls it back.
-func relayOnEmulator(t *testing.T) (*server, *emulator.Emulator) {
+// onEmulator runs the service with the chats API (and env on top) against an emulator that calls it
+// back, and whose invitation template reads "Hello {{1}}, can {{2}} message you?".
+func onEmulator(t *testing.T, env map[string]string) (*server, *emulator.Emulator) {
 	emu, err := emulator.New(emulator.Options{AccountSid: accountSid, AuthToken: authToken,
 		Contents: map[string]string{inviteSid: "Hello {{1}}, can {{2}} message you?"}})
 	if err != nil {
@@ -958,10 +948,16 @@ func relayOnEmulator(t *testing.T) (*server, *emulator.Emulator) {
 	t.Cleanup(apiSrv.Close)
 	t.Cleanup(func() { _ = emu.Close(context.Background()) })
 	s := startListening(t, func(base string) map[string]string {
-		return baseEnv(newFake(t), adminEnv(map[string]string{"OPTIN_PUBLIC_URL": base, "OPTIN_TWILIO_API_URL": apiSrv.URL,
-			"OPTIN_SMS_NUMBERS": smsBusiness}))
+		e := adminEnv(map[string]string{"OPTIN_PUBLIC_URL": base, "OPTIN_TWILIO_API_URL": apiSrv.URL})
+		maps.Copy(e, env)
+		return baseEnv(newFake(t), e)
 	})
 	return s, emu
+}
+
+// relayOnEmulator is onEmulator with an SMS pool.
+func relayOnEmulator(t *testing.T) (*server, *emulator.Emulator) {
+	return onEmulator(t, map[string]string{"OPTIN_SMS_NUMBERS": smsBusiness})
 }
 
 const (

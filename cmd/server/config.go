@@ -253,24 +253,20 @@ func (c config) validate() (settings, error) {
 	} else if c.WhatsAppNumber != "" {
 		s.whatsAppPool = append(s.whatsAppPool, c.WhatsAppNumber)
 	}
-	for n := range strings.SplitSeq(c.WhatsAppNumbers, ",") {
-		switch n = strings.TrimSpace(n); {
-		case n == "" || slices.Contains(s.whatsAppPool, n):
-		case !whatsAppRE.MatchString(n):
-			bad("OPTIN_WHATSAPP_NUMBERS", "want comma-separated whatsapp:+E164 numbers, got %q", n)
-		default:
-			s.whatsAppPool = append(s.whatsAppPool, n)
+	// numbers adds the numbers of a comma-separated list to pool, each once.
+	numbers := func(name, list string, shape *regexp.Regexp, example string, pool *[]string) {
+		for n := range strings.SplitSeq(list, ",") {
+			switch n = strings.TrimSpace(n); {
+			case n == "" || slices.Contains(*pool, n):
+			case !shape.MatchString(n):
+				bad(name, "want comma-separated %s numbers, got %q", example, n)
+			default:
+				*pool = append(*pool, n)
+			}
 		}
 	}
-	for n := range strings.SplitSeq(c.SMSNumbers, ",") {
-		switch n = strings.TrimSpace(n); {
-		case n == "" || slices.Contains(s.smsPool, n):
-		case !smsRE.MatchString(n):
-			bad("OPTIN_SMS_NUMBERS", "want comma-separated +E164 numbers, got %q", n)
-		default:
-			s.smsPool = append(s.smsPool, n)
-		}
-	}
+	numbers("OPTIN_WHATSAPP_NUMBERS", c.WhatsAppNumbers, whatsAppRE, "whatsapp:+E164", &s.whatsAppPool)
+	numbers("OPTIN_SMS_NUMBERS", c.SMSNumbers, smsRE, "+E164", &s.smsPool)
 	if c.CallbackURL != "" {
 		u, err := url.Parse(c.CallbackURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

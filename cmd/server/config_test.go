@@ -61,6 +61,18 @@ func TestBadConfigNamesTheVariable(t *testing.T) {
 		{"retention", "OPTIN_FLOW_RETENTION", "0h"},
 		{"retention 1ns", "OPTIN_FLOW_RETENTION", "1ns"},
 		{"shutdown timeout a day", "OPTIN_SHUTDOWN_TIMEOUT", "24h"},
+		{"admin token short", "OPTIN_ADMIN_TOKENS", "short"},
+		{"admin token empty list", "OPTIN_ADMIN_TOKENS", " , "},
+		{"admin addr without tokens", "OPTIN_ADMIN_ADDR", "127.0.0.1:0"},
+		{"whatsapp number", "OPTIN_WHATSAPP_NUMBER", "+15550100000"},
+		{"whatsapp numbers", "OPTIN_WHATSAPP_NUMBERS", "whatsapp:+15550100000,15550100001"},
+		{"sms numbers", "OPTIN_SMS_NUMBERS", "whatsapp:+15550100000"},
+		{"invite content sid", "OPTIN_INVITE_CONTENT_SID", "HX12"},
+		{"chat ttl", "OPTIN_CHAT_TTL", "5m"},
+		{"chat start timeout", "OPTIN_CHAT_START_TIMEOUT", "2h"},
+		{"create rate", "OPTIN_TWILIO_CREATE_RATE", "0"},
+		{"callback url without the API", "OPTIN_CALLBACK_URL", "https://platform.example.com/hooks"},
+		{"callback secret without url", "OPTIN_CALLBACK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -202,3 +214,35 @@ type noWork struct{}
 
 func (noWork) Work(context.Context, string) error          { return nil }
 func (noWork) GiveUp(context.Context, string, error) error { return nil }
+
+// With the API on, its own settings are checked together.
+func TestBadAPIConfig(t *testing.T) {
+	on := map[string]string{"OPTIN_ADMIN_TOKENS": "admintoken-one-0000000001", "OPTIN_PUBLIC_URL": "https://optin.example.com",
+		"OPTIN_WHATSAPP_NUMBER": "whatsapp:+15550100000"}
+	for name, tt := range map[string]struct{ key, value string }{
+		"no number":       {"OPTIN_WHATSAPP_NUMBER", ""},
+		"no public url":   {"OPTIN_PUBLIC_URL", ""},
+		"callback https":  {"OPTIN_CALLBACK_URL", "ftp://platform.example.com"},
+		"callback secret": {"OPTIN_CALLBACK_SECRET", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"},
+	} {
+		env := validEnv(on)
+		env[tt.key] = tt.value
+		if tt.key == "OPTIN_CALLBACK_SECRET" {
+			env["OPTIN_CALLBACK_URL"] = "https://platform.example.com/hooks"
+		}
+		if tt.key == "OPTIN_CALLBACK_URL" {
+			env["OPTIN_CALLBACK_SECRET"] = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+		}
+		err := run(t.Context(), []string{"optin-server"}, envOf(env), io.Discard, io.Discard)
+		want := tt.key
+		if tt.key == "OPTIN_WHATSAPP_NUMBER" {
+			want = "OPTIN_WHATSAPP_NUMBERS"
+		}
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want it to name %s", name, err, want)
+		}
+		if err != nil && strings.Contains(err.Error(), "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw") {
+			t.Errorf("%s: the callback secret is in the error", name)
+		}
+	}
+}

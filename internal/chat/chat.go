@@ -99,8 +99,8 @@ type Chat struct {
 	ID              string
 	ConversationSid string
 	// Mode is ModeOptIn or ModeDirect.
-	Mode  string
-	State State
+	Mode            string
+	State           State
 	Reason          string
 	Customer, Rider Party
 	Invite          Invite
