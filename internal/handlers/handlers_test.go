@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -479,3 +480,38 @@ func TestPanicIs500(t *testing.T) {
 type panicky struct{}
 
 func (panicky) Handle(context.Context, optin.Event) (optin.Decision, error) { panic("boom") }
+
+// A flood of forged requests is a trickle of log lines: a few a second, each saying how many were not
+// logged before it, and no access-log line per refusal; the counter still counts every one.
+func TestRejectionsAreLoggedSampled(t *testing.T) {
+	e := newEnv(t, SignedURL{})
+	forged := func() {
+		r := signedPOST(event)
+		r.Header.Set("X-Twilio-Signature", "forged")
+		if code, _ := e.do(r); code != 403 {
+			t.Fatalf("forged: %d", code)
+		}
+	}
+	for range 200 {
+		forged()
+	}
+	if n := strings.Count(e.logs.String(), "\n"); n > 2*rejectionsPerSecond {
+		t.Errorf("%d log lines for 200 forged requests", n)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	counted := regexp.MustCompile(`"suppressed":[1-9][0-9]*`)
+	for !counted.MatchString(e.logs.String()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no line counts the suppressed rejections:\n%s", e.logs)
+		}
+		forged()
+	}
+	if strings.Contains(e.logs.String(), `"status":403`) {
+		t.Error("refusals are in the access log, one line each")
+	}
+	e.rec.mu.Lock()
+	defer e.rec.mu.Unlock()
+	if n := len(e.rec.seen); n < 201 {
+		t.Errorf("%d refusals counted, want every one", n)
+	}
+}

@@ -9,8 +9,12 @@ import (
 	"github.com/rs/zerolog/hlog"
 )
 
-// accessLog writes one line per request.
+// accessLog writes one line per request — but for a refused webhook (403): that one is logged, sampled,
+// as "webhook rejected".
 var accessLog = hlog.AccessHandler(func(r *http.Request, status, size int, d time.Duration) {
+	if status == http.StatusForbidden {
+		return
+	}
 	hlog.FromRequest(r).Info().
 		Str("method", r.Method).
 		Str("path", r.URL.Path).

@@ -11,8 +11,10 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/rs/zerolog/hlog"
 
 	"github.com/optinkit/optin/internal/metrics"
@@ -123,11 +125,15 @@ func firstValue(h string) string {
 // the bounded body, checks the signature before it looks at any parameter, and answers as soon as the
 // flow has decided; the REST work runs on.
 func handleConversationsWebhook(flows Flows, lifecycle Lifecycle, v *signature.Validator, urls SignedURL, rec Recorder) http.Handler {
+	rejections := newSampledLog()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		params, err := verifiedParams(w, r, v, urls)
 		if err != nil {
 			if errors.Is(err, errBadSignature) || errors.Is(err, errNoSignature) {
-				hlog.FromRequest(r).Warn().Str("signed_url", loggableURL(urls.For(r))).Str("reason", err.Error()).Msg("webhook rejected")
+				if suppressed, ok := rejections.take(); ok {
+					hlog.FromRequest(r).Warn().Str("signed_url", loggableURL(urls.For(r))).Str("reason", err.Error()).
+						Int64("suppressed", suppressed).Msg("webhook rejected")
+				}
 			}
 			rec.Webhook(failureOf(err).outcome)
 			writeError(w, r, err)
@@ -262,4 +268,27 @@ func jsonParams(body []byte) (url.Values, error) {
 		}
 	}
 	return out, nil
+}
+
+// Rejections logged per second; the rest are counted, and the next line logged says how many.
+const rejectionsPerSecond = 5
+
+// sampledLog lets a few lines a second through: a flood of forged requests must not become a flood of
+// log lines (and the one counter of optin_webhook_requests_total still counts every one).
+type sampledLog struct {
+	sampler    *zerolog.BurstSampler
+	suppressed atomic.Int64
+}
+
+func newSampledLog() *sampledLog {
+	return &sampledLog{sampler: &zerolog.BurstSampler{Burst: rejectionsPerSecond, Period: time.Second}}
+}
+
+// take reports whether this line may be logged and, if so, how many were suppressed since the last one.
+func (l *sampledLog) take() (suppressed int64, ok bool) {
+	if !l.sampler.Sample(zerolog.WarnLevel) {
+		l.suppressed.Add(1)
+		return 0, false
+	}
+	return l.suppressed.Swap(0), true
 }
