@@ -147,7 +147,7 @@ type Store interface {
 	Begin(ctx context.Context, conversationSid string) (Flow, error)
 	// StepDone records that a step of a running flow completed.
 	StepDone(ctx context.Context, conversationSid, step, ref string) error
-	// Finish records the final state of a claimed flow.
+	// Finish records the final state of a claimed flow; a flow finished already stays as it was.
 	Finish(ctx context.Context, conversationSid string, state State, detail string) error
 }
 

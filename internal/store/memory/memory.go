@@ -13,20 +13,47 @@ import (
 	"github.com/optinkit/optin/internal/optin"
 )
 
-// Store keeps flows in a map guarded by a mutex.
+// Store keeps running flows whole and finished ones compact, in maps guarded by a mutex.
 type Store struct {
 	mu        sync.Mutex
 	flows     map[string]optin.Flow
+	done      map[string]doneFlow
 	now       func() time.Time
 	retention time.Duration
 	swept     time.Time
+}
+
+// doneFlow is a finished flow as kept for the retention: what answers a later delivery (its customer,
+// its trigger, how it ended), in a third of a Flow's room.
+type doneFlow struct {
+	customer, trigger, detail string
+	finished                  int64 // Unix milliseconds
+	runs                      int32
+	failed                    bool
 }
 
 var _ optin.Store = (*Store)(nil)
 
 // New returns an empty Store that forgets finished flows after retention (0: never).
 func New(retention time.Duration) *Store {
-	return &Store{flows: make(map[string]optin.Flow), now: time.Now, retention: retention}
+	return &Store{flows: map[string]optin.Flow{}, done: map[string]doneFlow{}, now: time.Now, retention: retention}
+}
+
+// get returns the conversation's flow, running or finished. Callers hold s.mu.
+func (s *Store) get(conv string) (optin.Flow, bool) {
+	if f, ok := s.flows[conv]; ok {
+		return clone(f), true
+	}
+	d, ok := s.done[conv]
+	if !ok {
+		return optin.Flow{}, false
+	}
+	f := optin.Flow{ConversationSid: conv, Customer: d.customer, Trigger: d.trigger, State: optin.StateDone, Detail: d.detail,
+		FinishedAt: time.UnixMilli(d.finished), Runs: int(d.runs)}
+	if d.failed {
+		f.State = optin.StateFailed
+	}
+	return f, true
 }
 
 // Claim records f unless its conversation already has a flow.
@@ -34,14 +61,14 @@ func (s *Store) Claim(_ context.Context, f optin.Flow) (optin.Flow, bool, error)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.sweep()
-	if existing, ok := s.flows[f.ConversationSid]; ok {
-		return clone(existing), false, nil
+	if existing, ok := s.get(f.ConversationSid); ok {
+		return existing, false, nil
 	}
 	// The caller's strings may be slices of a whole webhook body: keep copies, or the body stays
 	// alive for as long as the flow is remembered.
 	f.ConversationSid, f.Customer, f.Trigger, f.Detail = strings.Clone(f.ConversationSid), strings.Clone(f.Customer), strings.Clone(f.Trigger), strings.Clone(f.Detail)
 	f.Steps, f.Runs = map[string]string{}, 0
-	s.flows[f.ConversationSid] = f
+	s.put(f)
 	return clone(f), true, nil
 }
 
@@ -49,17 +76,23 @@ func (s *Store) Claim(_ context.Context, f optin.Flow) (optin.Flow, bool, error)
 func (s *Store) Flow(_ context.Context, conversationSid string) (optin.Flow, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	f, ok := s.flows[conversationSid]
+	f, ok := s.get(conversationSid)
 	if !ok {
 		return optin.Flow{}, fmt.Errorf("flow %s: %w", conversationSid, optin.ErrNoFlow)
 	}
-	return clone(f), nil
+	return f, nil
 }
 
 // Begin counts a run and returns the flow.
 func (s *Store) Begin(_ context.Context, conversationSid string) (optin.Flow, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if d, ok := s.done[conversationSid]; ok {
+		d.runs++
+		s.done[conversationSid] = d
+		f, _ := s.get(conversationSid)
+		return f, nil
+	}
 	f, ok := s.flows[conversationSid]
 	if !ok {
 		return optin.Flow{}, fmt.Errorf("begin %s: %w", conversationSid, optin.ErrNoFlow)
@@ -69,10 +102,13 @@ func (s *Store) Begin(_ context.Context, conversationSid string) (optin.Flow, er
 	return clone(f), nil
 }
 
-// StepDone records a completed step.
+// StepDone records a completed step of a running flow; one of a finished flow is of no more use.
 func (s *Store) StepDone(_ context.Context, conversationSid, step, ref string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if _, ok := s.done[conversationSid]; ok {
+		return nil
+	}
 	f, ok := s.flows[conversationSid]
 	if !ok {
 		return fmt.Errorf("step %s of %s: %w", step, conversationSid, optin.ErrNoFlow)
@@ -81,16 +117,23 @@ func (s *Store) StepDone(_ context.Context, conversationSid, step, ref string) e
 	return nil
 }
 
-// Finish records the final state of a claimed flow.
+// Finish records the final state of a claimed flow and keeps it compact from then on; the state of a
+// flow finished already stays.
 func (s *Store) Finish(_ context.Context, conversationSid string, state optin.State, detail string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	f, ok := s.flows[conversationSid]
+	f, ok := s.get(conversationSid)
 	if !ok {
 		return fmt.Errorf("finishing %s: %w", conversationSid, optin.ErrNoFlow)
 	}
-	f.State, f.Detail, f.FinishedAt = state, strings.Clone(detail), s.now()
-	s.put(f)
+	running, isRunning := s.flows[conversationSid]
+	if !isRunning {
+		return nil // finished already: the first outcome stands
+	}
+	delete(s.flows, conversationSid)
+	// Keyed by the stored copy of the SID, not the caller's string.
+	s.done[running.ConversationSid] = doneFlow{customer: f.Customer, trigger: f.Trigger, detail: strings.Clone(detail),
+		finished: s.now().UnixMilli(), runs: int32(f.Runs), failed: state == optin.StateFailed}
 	return nil
 }
 
@@ -102,18 +145,18 @@ func (s *Store) sweep() {
 		return
 	}
 	s.swept = now
-	for conv, f := range s.flows {
-		if f.State != optin.StateRunning && !f.FinishedAt.IsZero() && now.Sub(f.FinishedAt) > s.retention {
-			delete(s.flows, conv)
+	for conv, d := range s.done {
+		if now.Sub(time.UnixMilli(d.finished)) > s.retention {
+			delete(s.done, conv)
 		}
 	}
 }
+
+// put stores a running f under its own key. A map assignment to a string key that is present replaces
+// the key too: keyed by the caller's string, the map would keep the caller's memory (a webhook body) alive.
+func (s *Store) put(f optin.Flow) { s.flows[f.ConversationSid] = f }
 
 func clone(f optin.Flow) optin.Flow {
 	f.Steps = maps.Clone(f.Steps)
 	return f
 }
-
-// put stores f under its own key. A map assignment to a string key that is present replaces the key
-// too: keyed by the caller's string, the map would keep the caller's memory (a webhook body) alive.
-func (s *Store) put(f optin.Flow) { s.flows[f.ConversationSid] = f }

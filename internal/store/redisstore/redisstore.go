@@ -80,12 +80,25 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 `)
 
-// finish records the final state of an existing flow and lets it expire; it answers 0 when there is none.
+// finish records the final state of a running flow and lets it expire; it answers 0 when there is no
+// flow, and leaves a finished one as it is.
 var finish = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return 0
 end
+if redis.call('HGET', KEYS[1], 'state') ~= 'running' then
+  return 1
+end
 redis.call('HSET', KEYS[1], 'state', ARGV[1], 'detail', ARGV[2], 'finished_at', ARGV[3])
+-- A finished flow answers later deliveries with its customer, trigger and state: drop the rest.
+for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if string.sub(field, 1, 5) == 'step:' or field == 'started_at' or field == 'answer' or field == 'chat' then
+    redis.call('HDEL', KEYS[1], field)
+  end
+end
+if ARGV[2] == '' then
+  redis.call('HDEL', KEYS[1], 'detail')
+end
 if tonumber(ARGV[4]) > 0 then
   redis.call('PEXPIRE', KEYS[1], ARGV[4])
 end

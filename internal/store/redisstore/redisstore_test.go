@@ -14,7 +14,7 @@ import (
 	"github.com/optinkit/optin/internal/store/storetest"
 )
 
-func open(t *testing.T, srv *redistest.Server) *Store {
+func open(t testing.TB, srv *redistest.Server) *Store {
 	t.Helper()
 	s, err := Open(srv.URL(), time.Hour)
 	if err != nil {
@@ -114,4 +114,43 @@ func TestLimiterIsShared(t *testing.T) {
 	if n := passed.Load(); n < 2 || n > 8 {
 		t.Errorf("%d calls passed in 0.5 s", n)
 	}
+}
+
+// A finished flow keeps only what answers a later delivery (target: ≤ 300 bytes of Redis memory).
+func BenchmarkFinishedFlowRedisMemory(b *testing.B) {
+	for b.Loop() {
+		n := finishedFlowSize(b)
+		b.ReportMetric(float64(n), "B/finished-flow")
+	}
+}
+
+// A finished flow answers later deliveries from what it keeps: customer, trigger, state.
+func TestFinishedFlowIsCompact(t *testing.T) {
+	finishedFlowSize(t)
+}
+
+func finishedFlowSize(t testing.TB) int64 {
+	s := open(t, redistest.Start(t))
+	ctx := t.Context()
+	conv := "CH0123456789abcdef0123456789abcdef"
+	f := optin.Flow{ConversationSid: conv, Customer: "whatsapp:+15550001111", Trigger: "IM0123456789abcdef0123456789abcdef",
+		State: optin.StateRunning, StartedAt: time.Now(), Answer: optin.AnswerConsent, Chat: true}
+	if _, _, err := s.Claim(ctx, f); err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []string{optin.StepWait, optin.StepRider, optin.StepWebhooks} {
+		_ = s.StepDone(ctx, conv, step, "IM0123456789abcdef0123456789abcdef")
+	}
+	if err := s.Finish(ctx, conv, optin.StateDone, ""); err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.rdb.MemoryUsage(ctx, s.key(conv)).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Flow(ctx, conv)
+	if err != nil || got.Customer != f.Customer || got.Trigger != f.Trigger || got.State != optin.StateDone || got.FinishedAt.IsZero() || len(got.Steps) != 0 {
+		t.Errorf("finished flow %+v %v", got, err)
+	}
+	return n
 }

@@ -72,6 +72,9 @@ func Run(t *testing.T, open func(t *testing.T) (optin.Store, optin.Store)) {
 		if err := s.Finish(ctx, "CH2", optin.StateFailed, "step rider: 63016"); err != nil {
 			t.Fatal(err)
 		}
+		if err := s.Finish(ctx, "CH2", optin.StateDone, ""); err != nil {
+			t.Errorf("second finish: %v", err)
+		}
 		done, _, err := s.Claim(ctx, optin.Flow{ConversationSid: "CH2", Customer: "whatsapp:+1", Trigger: "IM3"})
 		if err != nil || done.State != optin.StateFailed || done.Detail != "step rider: 63016" || done.FinishedAt.IsZero() || done.Runs != 4 || done.Trigger != "IM1" {
 			t.Errorf("after finish: %+v %v", done, err)
