@@ -1,6 +1,8 @@
 package signature
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/url"
 	"testing"
@@ -37,6 +39,37 @@ func BenchmarkValidateForgedLargeForm(b *testing.B) {
 	for b.Loop() {
 		if v.Validate(u, params, sig) {
 			b.Fatal("accepted")
+		}
+	}
+}
+
+// BenchmarkValidateGET is a GET webhook's check: the parameters are in the signed URL's query.
+func BenchmarkValidateGET(b *testing.B) {
+	params := form("AccountSid", "AC00000000000000000000000000000001", "EventType", "onMessageAdded",
+		"ConversationSid", "CH00000000000000000000000000000001", "MessageSid", "IM00000000000000000000000000000001",
+		"Author", "whatsapp:+15550001111", "Body", "Yes, please", "Index", "1", "Source", "WHATSAPP", "RetryCount", "0")
+	u := "https://optin.example.com/webhooks/conversations?" + params.Encode()
+	v := New("0123456789abcdef0123456789abcdef")
+	sig := Compute("0123456789abcdef0123456789abcdef", u, nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		if !v.Validate(u, nil, sig) {
+			b.Fatal("rejected")
+		}
+	}
+}
+
+// BenchmarkValidateJSON is a JSON webhook's check: the URL with bodySHA256, and the body's hash.
+func BenchmarkValidateJSON(b *testing.B) {
+	body := []byte(`{"EventType":"onMessageAdded","ConversationSid":"CH00000000000000000000000000000001","MessageSid":"IM00000000000000000000000000000001","Author":"whatsapp:+15550001111","Body":"Yes, please","Index":1}`)
+	sum := sha256.Sum256(body)
+	u := "https://optin.example.com/webhooks/conversations?bodySHA256=" + hex.EncodeToString(sum[:])
+	v := New("0123456789abcdef0123456789abcdef")
+	sig := Compute("0123456789abcdef0123456789abcdef", u, nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		if !v.ValidateBody(u, body, sig) {
+			b.Fatal("rejected")
 		}
 	}
 }
