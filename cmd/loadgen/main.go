@@ -1,0 +1,290 @@
+// Command loadgen drives Twilio-signed (or forged) Conversations webhooks at a running optin service on
+// this machine, closed- or open-loop, bounded in count and time, and reports throughput, latency
+// percentiles, errors and — with its own zero-latency-or-slower stand-in for Twilio — how long each
+// opt-in took to complete. A bare handler measured in the same run gives the ratio to the machine's limit.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/optinkit/optin/internal/signature"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	target, signURL, token, mode string
+	conns, rate, n               int
+	duration, latency            time.Duration
+	twilioAddr                   string
+	bare                         bool
+	pid                          int
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o options
+	fs.StringVar(&o.target, "target", "http://127.0.0.1:8080/webhooks/conversations", "the service's webhook URL (loopback only)")
+	fs.StringVar(&o.signURL, "sign-url", "", "the URL to sign for (OPTIN_PUBLIC_URL + path); default -target")
+	fs.StringVar(&o.token, "token", os.Getenv("TWILIO_AUTH_TOKEN"), "the service's auth token (TWILIO_AUTH_TOKEN)")
+	fs.StringVar(&o.mode, "mode", "accept", "accept (a new conversation each), duplicate (one event again and again) or forged")
+	fs.IntVar(&o.conns, "c", 16, "closed loop: connections, each sending its next request when answered")
+	fs.IntVar(&o.rate, "rate", 0, "open loop: requests per second, whatever the answers (0: closed loop)")
+	fs.IntVar(&o.n, "n", 10000, "requests at most")
+	fs.DurationVar(&o.duration, "duration", 30*time.Second, "time at most")
+	fs.StringVar(&o.twilioAddr, "twilio", "", "serve a stand-in Twilio REST API on this loopback address (point OPTIN_TWILIO_API_URL at it) to measure completion")
+	fs.DurationVar(&o.latency, "latency", 0, "with -twilio: how late it answers each call")
+	fs.BoolVar(&o.bare, "bare", true, "first load a bare handler answering 403 on loopback, for the ratio")
+	fs.IntVar(&o.pid, "pid", 0, "the service's process id, to report its peak memory (Linux)")
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if err := loopbackOnly(o.target); err != nil {
+		return fmt.Errorf("-target: %w", err)
+	}
+	if o.signURL == "" {
+		o.signURL = o.target
+	}
+	if o.mode != "forged" && o.token == "" {
+		return errors.New("-token (or TWILIO_AUTH_TOKEN) is needed to sign")
+	}
+	var tw *standIn
+	if o.twilioAddr != "" {
+		var err error
+		if tw, err = startStandIn(o.twilioAddr, o.latency); err != nil {
+			return err
+		}
+		defer tw.close()
+		fmt.Fprintf(stdout, "stand-in Twilio at http://%s (latency %s)\n", tw.addr, o.latency)
+	}
+	var bare *result
+	if o.bare {
+		b, err := loadBare(ctx, o)
+		if err != nil {
+			return err
+		}
+		bare = &b
+		fmt.Fprintf(stdout, "bare handler: %s\n", b.line(nil))
+	}
+	res := load(ctx, o, o.target, tw)
+	fmt.Fprintf(stdout, "service (%s, %s): %s\n", o.mode, loopName(o), res.line(bare))
+	if tw != nil {
+		done, p50, p99 := tw.completions()
+		fmt.Fprintf(stdout, "completed opt-ins: %d of %d accepted; completion p50 %s p99 %s", done, res.accepted, p50, p99)
+		if o.latency > 0 {
+			fmt.Fprintf(stdout, " (p99 = %.2f × the upstream latency)", float64(p99)/float64(o.latency))
+		}
+		fmt.Fprintln(stdout)
+	}
+	if o.pid > 0 {
+		if kb, err := peakRSS(o.pid); err == nil {
+			fmt.Fprintf(stdout, "service peak RSS: %.1f MB\n", float64(kb)/1024)
+		} else {
+			fmt.Fprintf(stdout, "service peak RSS: unknown (%v)\n", err)
+		}
+	}
+	return nil
+}
+
+func loopName(o options) string {
+	if o.rate > 0 {
+		return fmt.Sprintf("open loop %d/s", o.rate)
+	}
+	return fmt.Sprintf("closed loop, %d connections", o.conns)
+}
+
+// loopbackOnly refuses a target off this machine: the tool is for measuring, not for load on others.
+func loopbackOnly(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("not a URL: %q", raw)
+	}
+	host := u.Hostname()
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("%s is not a loopback address", host)
+}
+
+// result is what one load measured.
+type result struct {
+	sent, accepted, errors int
+	elapsed                time.Duration
+	latencies              []time.Duration
+}
+
+func (r result) rps() float64 { return float64(r.sent) / r.elapsed.Seconds() }
+
+func (r result) line(limit *result) string {
+	s := fmt.Sprintf("%d requests in %s = %.0f req/s", r.sent, r.elapsed.Round(time.Millisecond), r.rps())
+	if limit != nil && limit.rps() > 0 {
+		s += fmt.Sprintf(" (%.2f× the bare handler)", r.rps()/limit.rps())
+	}
+	p := percentiles(r.latencies, 0.5, 0.99, 0.999)
+	return s + fmt.Sprintf("; latency p50 %s p99 %s p99.9 %s; errors %d", p[0], p[1], p[2], r.errors)
+}
+
+func percentiles(ds []time.Duration, qs ...float64) []time.Duration {
+	out := make([]time.Duration, len(qs))
+	if len(ds) == 0 {
+		return out
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	for i, q := range qs {
+		out[i] = s[min(int(q*float64(len(s))), len(s)-1)].Round(time.Microsecond)
+	}
+	return out
+}
+
+// loadBare measures a handler that only answers 403, on loopback, with the same load.
+func loadBare(ctx context.Context, o options) (result, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return result{}, err
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusForbidden)
+	}), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	bo := o
+	bo.mode = "forged"
+	return load(ctx, bo, "http://"+ln.Addr().String()+"/webhooks/conversations", nil), nil
+}
+
+// load sends the requests and measures them.
+func load(ctx context.Context, o options, target string, tw *standIn) result {
+	ctx, cancel := context.WithTimeout(ctx, o.duration)
+	defer cancel()
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: max(o.conns, 64), MaxConnsPerHost: 0}, Timeout: 10 * time.Second}
+	var (
+		next      atomic.Int64
+		mu        sync.Mutex
+		res       result
+		wg        sync.WaitGroup
+		runPrefix = time.Now().UnixNano() // conversations of one run do not collide with an earlier run's
+	)
+	one := func() bool {
+		i := next.Add(1)
+		if int(i) > o.n || ctx.Err() != nil {
+			return false
+		}
+		req, conv := buildRequest(o, target, runPrefix, i)
+		if tw != nil && conv != "" {
+			tw.expect(conv)
+		}
+		began := time.Now()
+		resp, err := client.Do(req)
+		d := time.Since(began)
+		ok := err == nil && (resp.StatusCode == 200 || (o.mode == "forged" && resp.StatusCode == 403))
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		mu.Lock()
+		res.sent++
+		res.latencies = append(res.latencies, d)
+		if !ok {
+			res.errors++
+		} else if o.mode == "accept" {
+			res.accepted++
+		}
+		mu.Unlock()
+		return true
+	}
+	began := time.Now()
+	if o.rate > 0 {
+		tick := time.NewTicker(time.Second / time.Duration(o.rate))
+		defer tick.Stop()
+	open:
+		for int(next.Load()) < o.n {
+			select {
+			case <-ctx.Done():
+				break open
+			case <-tick.C:
+				wg.Go(func() { one() })
+			}
+		}
+	} else {
+		for range o.conns {
+			wg.Go(func() {
+				for one() {
+				}
+			})
+		}
+	}
+	wg.Wait()
+	res.elapsed = time.Since(began)
+	return res
+}
+
+// buildRequest makes request i: a new conversation (accept), the same event (duplicate), or a forgery.
+func buildRequest(o options, target string, runPrefix, i int64) (*http.Request, string) {
+	conv := "CH00000000000000000000000000000001"
+	if o.mode == "accept" {
+		conv = fmt.Sprintf("CH%016x%016x", runPrefix, i)
+	}
+	params := url.Values{
+		"AccountSid": {"AC00000000000000000000000000000001"}, "EventType": {"onMessageAdded"}, "ConversationSid": {conv},
+		"MessageSid": {"IM00000000000000000000000000000001"}, "Author": {"whatsapp:+15550001111"}, "Body": {"Yes"},
+		"ParticipantSid": {"MB00000000000000000000000000000001"}, "Index": {"1"}, "Source": {"WHATSAPP"}, "RetryCount": {"0"},
+	}
+	body := params.Encode()
+	req, _ := http.NewRequest(http.MethodPost, target, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	sig := "Zm9yZ2VkLXNpZ25hdHVyZS0wMDAwMDAwMDA="
+	if o.mode != "forged" {
+		sig = signature.Compute(o.token, o.signURL, params)
+	}
+	req.Header.Set("X-Twilio-Signature", sig)
+	if o.mode != "accept" {
+		conv = ""
+	}
+	return req, conv
+}
+
+// peakRSS reads a process's high-water resident set (VmHWM), in KiB.
+func peakRSS(pid int) (int, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			return strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+		}
+	}
+	return 0, errors.New("no VmHWM")
+}

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/optinkit/optin/internal/signature"
+)
+
+const token = "loadtoken000000000000000000000001"
+
+// verifier answers like the service's signature check: 200 when signed with token, 403 otherwise.
+func verifier(t *testing.T, seen *atomic.Int64) *httptest.Server {
+	v := signature.New(token)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = r.ParseForm()
+		seen.Add(1)
+		if !v.Validate("http://"+r.Host+r.URL.RequestURI(), r.PostForm, r.Header.Get("X-Twilio-Signature")) {
+			w.WriteHeader(403)
+			return
+		}
+		w.WriteHeader(200)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func TestLoadSignedAndForged(t *testing.T) {
+	var seen atomic.Int64
+	srv := verifier(t, &seen)
+	for _, mode := range []string{"accept", "duplicate", "forged"} {
+		var out bytes.Buffer
+		err := run(t.Context(), []string{"loadgen", "-target", srv.URL + "/webhooks/conversations", "-token", token, "-mode", mode,
+			"-n", "300", "-c", "4"}, &out, io.Discard)
+		if err != nil {
+			t.Fatalf("%s: %v", mode, err)
+		}
+		if !strings.Contains(out.String(), "bare handler: 300 requests") || !strings.Contains(out.String(), "service ("+mode+", closed loop, 4 connections): 300 requests") ||
+			!strings.Contains(out.String(), "errors 0") || strings.Contains(out.String(), "errors 300") {
+			t.Errorf("%s:\n%s", mode, out.String())
+		}
+	}
+	if n := seen.Load(); n != 900 {
+		t.Errorf("the service saw %d requests, want 900", n)
+	}
+}
+
+func TestOpenLoopIsBoundedAndPaced(t *testing.T) {
+	var seen atomic.Int64
+	srv := verifier(t, &seen)
+	var out bytes.Buffer
+	err := run(t.Context(), []string{"loadgen", "-target", srv.URL, "-token", token, "-rate", "200", "-n", "100000", "-duration", "500ms", "-bare=false"}, &out, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Half a second at 200/s: about 100 requests, never the 100,000 asked for.
+	if n := seen.Load(); n < 20 || n > 150 {
+		t.Errorf("%d requests in 0.5 s at 200/s:\n%s", n, out.String())
+	}
+}
+
+func TestLoopbackOnly(t *testing.T) {
+	for _, bad := range []string{"http://10.0.0.1:8080/webhooks/conversations", "https://optin.example.com/webhooks/conversations", "not a url"} {
+		if err := run(t.Context(), []string{"loadgen", "-target", bad, "-token", token}, io.Discard, io.Discard); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+	if err := run(t.Context(), []string{"loadgen", "-target", "http://127.0.0.1:1/x", "-twilio", "10.0.0.1:9", "-token", token}, io.Discard, io.Discard); err == nil {
+		t.Error("a stand-in off loopback accepted")
+	}
+}
+
+func TestPercentiles(t *testing.T) {
+	var ds []time.Duration
+	for i := 1; i <= 1000; i++ {
+		ds = append(ds, time.Duration(i)*time.Millisecond)
+	}
+	p := percentiles(ds, 0.5, 0.99, 0.999)
+	if p[0] != 501*time.Millisecond || p[1] != 991*time.Millisecond || p[2] != 1000*time.Millisecond {
+		t.Errorf("percentiles %v", p)
+	}
+}
+
+// The stand-in answers the opt-in's three calls and counts an opt-in complete when its webhook goes.
+func TestStandInCountsCompletions(t *testing.T) {
+	s, err := startStandIn("127.0.0.1:0", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	const conv = "CH00000000000000000000000000000007"
+	s.expect(conv)
+	base := "http://" + s.addr + "/v1/Conversations/" + conv
+	for _, c := range []struct{ method, path string }{{"POST", "/Messages"}, {"GET", "/Webhooks"}, {"DELETE", "/Webhooks/WH1"}} {
+		req, _ := http.NewRequest(c.method, base+c.path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode >= 300 {
+			t.Errorf("%s %s: %d", c.method, c.path, resp.StatusCode)
+		}
+	}
+	if n, p50, _ := s.completions(); n != 1 || p50 <= 0 {
+		t.Errorf("completions %d %v", n, p50)
+	}
+}
