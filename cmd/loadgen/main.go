@@ -42,6 +42,8 @@ type options struct {
 	twilioAddr                   string
 	bare                         bool
 	pid                          int
+	flood                        int
+	debug                        string
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -60,6 +62,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&o.latency, "latency", 0, "with -twilio: how late it answers each call")
 	fs.BoolVar(&o.bare, "bare", true, "first load a bare handler answering 403 on loopback, for the ratio")
 	fs.IntVar(&o.pid, "pid", 0, "the service's process id, to report its peak memory (Linux)")
+	fs.IntVar(&o.flood, "flood", 0, "connections sending forged requests all along the measured load")
+	fs.StringVar(&o.debug, "debug", "", "the service's OPTIN_DEBUG_ADDR (loopback), to report its goroutines before and after the load")
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -93,8 +97,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		bare = &b
 		fmt.Fprintf(stdout, "bare handler: %s\n", b.line(nil))
 	}
+	before := goroutines(o.debug)
+	stopFlood := flood(ctx, o)
 	res := load(ctx, o, o.target, tw)
+	flooded := stopFlood()
 	fmt.Fprintf(stdout, "service (%s, %s): %s\n", o.mode, loopName(o), res.line(bare))
+	if o.flood > 0 {
+		fmt.Fprintf(stdout, "meanwhile %d connections sent %d forged requests (%.0f req/s)\n", o.flood, flooded.sent, flooded.rps())
+	}
 	if tw != nil {
 		done, p50, p99 := tw.completions()
 		fmt.Fprintf(stdout, "completed opt-ins: %d of %d accepted; completion p50 %s p99 %s", done, res.accepted, p50, p99)
@@ -102,6 +112,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintf(stdout, " (p99 = %.2f × the upstream latency)", float64(p99)/float64(o.latency))
 		}
 		fmt.Fprintln(stdout)
+	}
+	if o.debug != "" {
+		// Let the last opt-ins and idle connections wind down before counting.
+		time.Sleep(2 * time.Second)
+		fmt.Fprintf(stdout, "service goroutines: %d before, %d after\n", before, goroutines(o.debug))
 	}
 	if o.pid > 0 {
 		if kb, err := peakRSS(o.pid); err == nil {
@@ -273,6 +288,40 @@ func buildRequest(o options, target string, runPrefix, i int64) (*http.Request, 
 		conv = ""
 	}
 	return req, conv
+}
+
+// flood sends forged requests on o.flood connections until the returned func is called.
+func flood(ctx context.Context, o options) func() result {
+	if o.flood == 0 {
+		return func() result { return result{} }
+	}
+	fo := o
+	fo.mode, fo.conns, fo.rate, fo.n = "forged", o.flood, 0, 1<<31-1
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan result, 1)
+	go func() { done <- load(ctx, fo, o.target, nil) }()
+	return func() result {
+		cancel()
+		return <-done
+	}
+}
+
+// goroutines reads the service's goroutine count from its pprof endpoint; -1 when it cannot.
+func goroutines(debug string) int {
+	if debug == "" || loopbackOnly("http://"+debug) != nil {
+		return -1
+	}
+	resp, err := http.Get("http://" + debug + "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	first, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
+	var n int
+	if _, err := fmt.Sscanf(string(first), "goroutine profile: total %d", &n); err != nil {
+		return -1
+	}
+	return n
 }
 
 // peakRSS reads a process's high-water resident set (VmHWM), in KiB.
