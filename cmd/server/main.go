@@ -166,31 +166,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	var chats *chat.Service
 	var pools poolSet
 	if len(cfg.adminTokens) > 0 {
-		var notifier chat.Notifier
-		if cfg.CallbackURL != "" {
-			sender, err := callback.NewSender(cfg.CallbackURL, cfg.CallbackSecret, cfg.TwilioTimeout)
-			if err != nil {
-				return fmt.Errorf("OPTIN_CALLBACK_SECRET: %w", err)
-			}
-			if err := be.callbacks.Start(callback.NewWorker(be.chats, sender, m)); err != nil {
-				return fmt.Errorf("starting callback workers: %w", err)
-			}
-			notifier = callback.Notifier{Queue: be.callbacks}
-		}
 		webhookBase := strings.TrimSuffix(cfg.PublicURL, "/")
 		if cfg.Demo {
 			webhookBase = "http://" + ln.Addr().String() // the emulator calls the service where it listens
 		}
-		if pools.WhatsApp, err = numberpool.New("WhatsApp", cfg.whatsAppPool, be.pairs); err != nil {
-			return fmt.Errorf("number pool: %w", err)
-		}
-		if len(cfg.smsPool) > 0 {
-			if pools.SMS, err = numberpool.New("SMS", cfg.smsPool, be.pairs); err != nil {
-				return fmt.Errorf("number pool: %w", err)
-			}
-		}
-		m.WatchPool(pools.Usage)
-		if chats, err = newChats(cfg, conv, be.chats, pools, be.creates, webhookBase, notifier, m); err != nil {
+		if chats, pools, err = newChats(cfg, conv, be, webhookBase, m); err != nil {
 			return err
 		}
 	}
@@ -313,27 +293,48 @@ func newHTTPServer(h http.Handler) *http.Server {
 	}
 }
 
-// newChats builds the chats service.
-func newChats(cfg settings, conv *twilioapi.Client, store chat.Store, pools poolSet, limiter chat.Limiter, webhookBase string, notifier chat.Notifier, obs chat.Observer) (*chat.Service, error) {
+// newChats builds the chats API's parts: the number pools, the events' delivery when a callback URL is
+// set, and the chats service on them.
+func newChats(cfg settings, conv *twilioapi.Client, be *backend, webhookBase string, m *metrics.Metrics) (*chat.Service, poolSet, error) {
+	var pools poolSet
+	var err error
+	if pools.WhatsApp, err = numberpool.New("WhatsApp", cfg.whatsAppPool, be.pairs); err != nil {
+		return nil, pools, fmt.Errorf("number pool: %w", err)
+	}
+	if len(cfg.smsPool) > 0 {
+		if pools.SMS, err = numberpool.New("SMS", cfg.smsPool, be.pairs); err != nil {
+			return nil, pools, fmt.Errorf("number pool: %w", err)
+		}
+	}
+	m.WatchPool(pools.Usage)
 	cc := chat.Config{
 		WhatsApp:         pools.WhatsApp,
 		WebhookURL:       webhookBase + "/webhooks/conversations",
 		InviteContentSid: cfg.InviteContentSid,
 		DefaultTTL:       cfg.ChatTTL,
 		StartBudget:      cfg.ChatStartTimeout,
-		Limiter:          limiter,
-		Notifier:         notifier,
-		Observer:         obs,
+		Limiter:          be.creates,
+		Observer:         m,
 		Retry:            optin.RetryPolicy{CallTimeout: cfg.TwilioTimeout},
 	}
 	if pools.SMS != nil { // a nil *Pool in the interface would not read as absent
 		cc.SMS = pools.SMS
 	}
-	chats, err := chat.NewService(conv, store, cc)
-	if err != nil {
-		return nil, fmt.Errorf("chats: %w", err)
+	if cfg.CallbackURL != "" {
+		sender, err := callback.NewSender(cfg.CallbackURL, cfg.CallbackSecret, cfg.TwilioTimeout)
+		if err != nil {
+			return nil, pools, fmt.Errorf("OPTIN_CALLBACK_SECRET: %w", err)
+		}
+		if err := be.callbacks.Start(callback.NewWorker(be.chats, sender, m)); err != nil {
+			return nil, pools, fmt.Errorf("starting callback workers: %w", err)
+		}
+		cc.Notifier = callback.Notifier{Queue: be.callbacks}
 	}
-	return chats, nil
+	chats, err := chat.NewService(conv, be.chats, cc)
+	if err != nil {
+		return nil, pools, fmt.Errorf("chats: %w", err)
+	}
+	return chats, pools, nil
 }
 
 // poolSet is the number pools: WhatsApp's, and SMS's when numbers are configured.
