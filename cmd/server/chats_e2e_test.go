@@ -1054,3 +1054,23 @@ func TestOptInWithSMSRider(t *testing.T) {
 		t.Errorf("customer received %q %s", text, status)
 	}
 }
+
+// A permanent Twilio refusal during the opt-in fails the chat with Twilio's code.
+func TestChatFailsWithTwilioCode(t *testing.T) {
+	fake := faketwilio.New(accountSid, authToken)
+	t.Cleanup(fake.Close)
+	s := start(t, fake, adminEnv(nil))
+	if code, _, body := s.api("POST", "/v1/chats", adminToken1, startBody); code != 201 {
+		t.Fatalf("start: %d %s", code, body)
+	}
+	// The next message create — the wait message or the rider's opt-in — is refused for good.
+	fake.Fail(faketwilio.RouteCreateMessage, faketwilio.Fault{Status: 400, Code: 63016})
+	if code, body := s.send(s.publicPost(reply(msg1, customer, "Yes"))); code != 200 || body != `{"outcome":"accepted"}` {
+		t.Fatalf("reply: %d %s", code, body)
+	}
+	c := s.waitChat("order-8812", "failed")
+	e, _ := c["error"].(map[string]any)
+	if e == nil || e["twilio_code"] != 63016.0 || c["reason"] != "failed" || states(c) != "starting,invited,connecting,failed" {
+		t.Errorf("failed chat: %v", c)
+	}
+}

@@ -582,7 +582,7 @@ var stageStates = map[optin.Stage]struct {
 
 // Advance moves the conversation's chat to the state of stage; a conversation without a chat has
 // nothing to move.
-func (s *Service) Advance(ctx context.Context, conversationSid string, stage optin.Stage, detail string) error {
+func (s *Service) Advance(ctx context.Context, conversationSid string, stage optin.Stage, cause error) error {
 	to, known := stageStates[stage]
 	if !known {
 		return fmt.Errorf("chat: unknown stage %q", stage)
@@ -596,8 +596,8 @@ func (s *Service) Advance(ctx context.Context, conversationSid string, stage opt
 	}
 	old := c.State
 	c, err = s.store.Update(ctx, c.ID, func(c *Chat) error {
-		if to.state == StateFailed && c.Error == nil && !c.State.Final() {
-			c.Error = &Failure{Detail: detail}
+		if to.state == StateFailed && c.Error == nil && !c.State.Final() && cause != nil {
+			c.Error = &Failure{TwilioCode: twilioCode(cause), Detail: cause.Error()}
 		}
 		s.transition(c, to.state, to.reason)
 		return nil

@@ -181,8 +181,9 @@ type Chats interface {
 	// Parties returns the customer's and the rider's address of the conversation's chat; ok is false
 	// when the conversation has none.
 	Parties(ctx context.Context, conversationSid string) (customer, rider string, ok bool, err error)
-	// Advance records that the conversation's chat reached stage; detail says why it failed.
-	Advance(ctx context.Context, conversationSid string, stage Stage, detail string) error
+	// Advance records that the conversation's chat reached stage; cause, for StageFailed, says why
+	// (a *CallError in its chain carries Twilio's code).
+	Advance(ctx context.Context, conversationSid string, stage Stage, cause error) error
 }
 
 // Observer is told what the flow does, for metrics. Config.Observer may be nil.

@@ -190,7 +190,7 @@ func (s *Service) Work(ctx context.Context, conversationSid string) error {
 	}
 	start := s.now()
 	if f.Chat && f.Answer == AnswerConsent {
-		if err := s.advance(ctx, f.ConversationSid, StageConnecting, ""); err != nil {
+		if err := s.advance(ctx, f.ConversationSid, StageConnecting, nil); err != nil {
 			return err
 		}
 	}
@@ -204,10 +204,10 @@ func (s *Service) Work(ctx context.Context, conversationSid string) error {
 				log.Warn().Err(err).Msg("opt-in incomplete; will run again")
 				return fmt.Errorf("%w: %w", ErrRetryLater, err)
 			}
-			return s.finish(ctx, f, StateFailed, err.Error(), start)
+			return s.finish(ctx, f, StateFailed, err, start)
 		}
 	}
-	return s.finish(ctx, f, StateDone, "", start)
+	return s.finish(ctx, f, StateDone, nil, start)
 }
 
 // step is one piece of an opt-in's work: it returns what it left behind, recorded once it is done.
@@ -296,11 +296,11 @@ func (s *Service) runPhase(ctx context.Context, f Flow, steps []step) error {
 
 // advance tells the conversation's chat, if it has one, where it stands; a failure to tell it leaves
 // the flow unfinished, so that the next run tells it again.
-func (s *Service) advance(ctx context.Context, conversationSid string, stage Stage, detail string) error {
+func (s *Service) advance(ctx context.Context, conversationSid string, stage Stage, cause error) error {
 	if s.cfg.Chats == nil {
 		return nil
 	}
-	if err := s.cfg.Chats.Advance(ctx, conversationSid, stage, detail); err != nil {
+	if err := s.cfg.Chats.Advance(ctx, conversationSid, stage, cause); err != nil {
 		return fmt.Errorf("%w: telling the chat it is %s: %w", ErrRetryLater, stage, err)
 	}
 	return nil
@@ -329,10 +329,15 @@ const codeClosed = 50377
 func (s *Service) GiveUp(ctx context.Context, conversationSid string, cause error) error {
 	f := Flow{ConversationSid: conversationSid}
 	ctx = zerolog.Ctx(ctx).With().Str("conversation_sid", conversationSid).Logger().WithContext(ctx)
-	return s.finish(ctx, f, StateFailed, "gave up: "+cause.Error(), s.now())
+	return s.finish(ctx, f, StateFailed, fmt.Errorf("gave up: %w", cause), s.now())
 }
 
-func (s *Service) finish(ctx context.Context, f Flow, state State, detail string, start time.Time) error {
+// finish records the flow's outcome: done, or failed because of cause.
+func (s *Service) finish(ctx context.Context, f Flow, state State, cause error, start time.Time) error {
+	detail := ""
+	if cause != nil {
+		detail = cause.Error()
+	}
 	log := zerolog.Ctx(ctx)
 	// The run's context may be ending (shutdown); recording the outcome still matters.
 	finishCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -342,7 +347,7 @@ func (s *Service) finish(ctx context.Context, f Flow, state State, detail string
 		stage = StageFailed
 	}
 	if stage != "" {
-		if err := s.advance(finishCtx, f.ConversationSid, stage, detail); err != nil {
+		if err := s.advance(finishCtx, f.ConversationSid, stage, cause); err != nil {
 			return err
 		}
 	}
