@@ -32,6 +32,14 @@ const (
 	publicBase  = "https://optin.example.com"
 )
 
+// startAPI runs the service with the chats API on (extra on top) against a fresh exact-call fake.
+func startAPI(t *testing.T, extra map[string]string) (*server, *faketwilio.Server) {
+	t.Helper()
+	fake := faketwilio.New(accountSid, authToken)
+	t.Cleanup(fake.Close)
+	return start(t, fake, adminEnv(extra)), fake
+}
+
 // adminEnv turns the chats API on, with extra on top.
 func adminEnv(extra map[string]string) map[string]string {
 	env := map[string]string{
@@ -112,9 +120,7 @@ func states(c map[string]any) string {
 }
 
 func TestChatStartGetListEnd(t *testing.T) {
-	fake := faketwilio.New(accountSid, authToken)
-	t.Cleanup(fake.Close)
-	s := start(t, fake, adminEnv(nil))
+	s, fake := startAPI(t, nil)
 	const conv1 = "CH00000000000000000000000000000001"
 
 	code, hdr, body := s.api("POST", "/v1/chats", adminToken1, startBody)
@@ -189,9 +195,7 @@ func TestChatStartGetListEnd(t *testing.T) {
 }
 
 func TestChatAPITokens(t *testing.T) {
-	fake := faketwilio.New(accountSid, authToken)
-	t.Cleanup(fake.Close)
-	s := start(t, fake, adminEnv(nil))
+	s, _ := startAPI(t, nil)
 	for name, tt := range map[string]struct {
 		header string
 		code   int
@@ -230,9 +234,7 @@ func TestChatAPITokens(t *testing.T) {
 }
 
 func TestChatStartRefusesBadRequests(t *testing.T) {
-	fake := faketwilio.New(accountSid, authToken)
-	t.Cleanup(fake.Close)
-	s := start(t, fake, adminEnv(nil))
+	s, fake := startAPI(t, nil)
 	for name, tt := range map[string]struct {
 		body   string
 		code   int
@@ -274,9 +276,7 @@ func TestChatStartRefusesBadRequests(t *testing.T) {
 // The pool knows the pairs of its chats: a second chat of the same customer on a one-number pool is
 // refused before anything is made at Twilio, and leaves nothing behind.
 func TestChatStartNoFreeNumber(t *testing.T) {
-	fake := faketwilio.New(accountSid, authToken)
-	t.Cleanup(fake.Close)
-	s := start(t, fake, adminEnv(nil))
+	s, fake := startAPI(t, nil)
 	if code, _, body := s.api("POST", "/v1/chats", adminToken1, startBody); code != 201 {
 		t.Fatalf("first: %d %s", code, body)
 	}
@@ -353,9 +353,7 @@ func TestChatStartPairBoundOutside(t *testing.T) {
 // A start cut off half-way answers 503 with Retry-After; the same call repeated completes it, and
 // nothing is created twice.
 func TestChatStartResumes(t *testing.T) {
-	fake := faketwilio.New(accountSid, authToken)
-	t.Cleanup(fake.Close)
-	s := start(t, fake, adminEnv(map[string]string{"OPTIN_CHAT_START_TIMEOUT": "1s"}))
+	s, fake := startAPI(t, map[string]string{"OPTIN_CHAT_START_TIMEOUT": "1s"})
 	faults := make([]faketwilio.Fault, 50)
 	for i := range faults {
 		faults[i] = faketwilio.Fault{Status: 503, Code: 20503}
@@ -454,9 +452,7 @@ func TestChatConsent(t *testing.T) {
 		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			fake := faketwilio.New(accountSid, authToken)
-			t.Cleanup(fake.Close)
-			s := start(t, fake, adminEnv(nil))
+			s, fake := startAPI(t, nil)
 			if code, _, body := s.api("POST", "/v1/chats", adminToken1, startBody); code != 201 {
 				t.Fatalf("start: %d %s", code, body)
 			}
@@ -681,9 +677,7 @@ func TestChatEvents(t *testing.T) {
 		}
 		return 204
 	}
-	fake := faketwilio.New(accountSid, authToken)
-	t.Cleanup(fake.Close)
-	s := start(t, fake, adminEnv(map[string]string{"OPTIN_CALLBACK_URL": p.srv.URL + "/hooks/optin", "OPTIN_CALLBACK_SECRET": callbackSecret}))
+	s, _ := startAPI(t, map[string]string{"OPTIN_CALLBACK_URL": p.srv.URL + "/hooks/optin", "OPTIN_CALLBACK_SECRET": callbackSecret})
 	if code, _, body := s.api("POST", "/v1/chats", adminToken1, startBody); code != 201 {
 		t.Fatalf("start: %d %s", code, body)
 	}
@@ -715,9 +709,7 @@ func TestChatEvents(t *testing.T) {
 
 // With OPTIN_ADMIN_ADDR the admin API is on its own listener only; the public one serves the webhook.
 func TestAdminAPIOnItsOwnListener(t *testing.T) {
-	fake := faketwilio.New(accountSid, authToken)
-	t.Cleanup(fake.Close)
-	s := start(t, fake, adminEnv(map[string]string{"OPTIN_ADMIN_ADDR": "127.0.0.1:0"}))
+	s, _ := startAPI(t, map[string]string{"OPTIN_ADMIN_ADDR": "127.0.0.1:0"})
 	if s.admin == "" || s.admin == s.base {
 		t.Fatalf("admin listener %q", s.admin)
 	}
@@ -756,9 +748,7 @@ func TestHandArmedConversationWithTheAPIOn(t *testing.T) {
 
 // An invitation given as a body goes as one, authored by the rider.
 func TestChatInviteBody(t *testing.T) {
-	fake := faketwilio.New(accountSid, authToken)
-	t.Cleanup(fake.Close)
-	s := start(t, fake, adminEnv(map[string]string{"OPTIN_INVITE_CONTENT_SID": ""}))
+	s, fake := startAPI(t, map[string]string{"OPTIN_INVITE_CONTENT_SID": ""})
 	body := `{"id":"o-2","customer":{"address":"whatsapp:+15550001111"},"rider":{"address":"whatsapp:+15550002222"},"invite":{"body":"Hi, can we chat?"}}`
 	if code, _, p := s.api("POST", "/v1/chats", adminToken1, body); code != 201 {
 		t.Fatalf("%d %s", code, p)
@@ -886,10 +876,8 @@ func TestPoolOnTwoReplicas(t *testing.T) {
 // Starts beyond the create rate wait within their budget, then answer 503 with Retry-After: never a
 // failed chat; repeated, they all start.
 func TestChatStartsArePaced(t *testing.T) {
-	fake := faketwilio.New(accountSid, authToken)
-	t.Cleanup(fake.Close)
-	s := start(t, fake, adminEnv(map[string]string{"OPTIN_TWILIO_CREATE_RATE": "1", "OPTIN_CHAT_START_TIMEOUT": "1s",
-		"OPTIN_WHATSAPP_NUMBERS": poolOf5()}))
+	s, fake := startAPI(t, map[string]string{"OPTIN_TWILIO_CREATE_RATE": "1", "OPTIN_CHAT_START_TIMEOUT": "1s",
+		"OPTIN_WHATSAPP_NUMBERS": poolOf5()})
 	body := func(i int) string {
 		return fmt.Sprintf(`{"id":"paced-%d","customer":{"address":"whatsapp:+155500040%02d"},"rider":{"address":"whatsapp:+155500050%02d"}}`, i, i, i)
 	}
@@ -1057,9 +1045,7 @@ func TestOptInWithSMSRider(t *testing.T) {
 
 // A permanent Twilio refusal during the opt-in fails the chat with Twilio's code.
 func TestChatFailsWithTwilioCode(t *testing.T) {
-	fake := faketwilio.New(accountSid, authToken)
-	t.Cleanup(fake.Close)
-	s := start(t, fake, adminEnv(nil))
+	s, fake := startAPI(t, nil)
 	if code, _, body := s.api("POST", "/v1/chats", adminToken1, startBody); code != 201 {
 		t.Fatalf("start: %d %s", code, body)
 	}

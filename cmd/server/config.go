@@ -275,7 +275,7 @@ func (c config) validate() (settings, error) {
 		if len(s.adminTokens) == 0 {
 			bad("OPTIN_CALLBACK_URL", "needs OPTIN_ADMIN_TOKENS: events are about chats started through the API")
 		}
-		if _, err := callback.NewSender(c.CallbackURL, c.CallbackSecret, time.Second); err != nil {
+		if err := callback.CheckSecret(c.CallbackSecret); err != nil {
 			bad("OPTIN_CALLBACK_SECRET", "%v", err)
 		}
 	} else if c.CallbackSecret != "" {

@@ -71,12 +71,6 @@ func TestMetricsMoveExactly(t *testing.T) {
 	if code, _ := s.send(other); code != 200 {
 		t.Fatal(code)
 	}
-	// The flow records its outcome after its last call; poll for it.
-	after := scrape(t, s.base)
-	for deadline := time.Now().Add(10 * time.Second); after[`optin_flows_finished_total{state=done}`] == 0 && time.Now().Before(deadline); {
-		time.Sleep(5 * time.Millisecond)
-		after = scrape(t, s.base)
-	}
 	want := map[string]float64{
 		`optin_webhook_requests_total{outcome=processed}`:                       1,
 		`optin_webhook_requests_total{outcome=duplicate}`:                       1,
@@ -94,6 +88,21 @@ func TestMetricsMoveExactly(t *testing.T) {
 		`optin_step_duration_seconds_count{outcome=ok,step=wait}`:               1,
 		`optin_step_duration_seconds_count{outcome=ok,step=rider}`:              1,
 		`optin_step_duration_seconds_count{outcome=ok,step=webhooks}`:           1,
+	}
+	// The flow records its steps and outcome after its last call, concurrently: poll until every
+	// counter has moved (or the deadline), then check each exactly.
+	moved := func(after map[string]float64) bool {
+		for k, w := range want {
+			if after[k]-before[k] != w {
+				return false
+			}
+		}
+		return true
+	}
+	after := scrape(t, s.base)
+	for deadline := time.Now().Add(10 * time.Second); !moved(after) && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+		after = scrape(t, s.base)
 	}
 	for k, w := range want {
 		if got := after[k] - before[k]; got != w {

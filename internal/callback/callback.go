@@ -36,14 +36,28 @@ type Sender struct {
 
 // NewSender returns a Sender for url and a whsec_… secret (base64 after the prefix).
 func NewSender(url, secret string, timeout time.Duration) (*Sender, error) {
+	signer, err := signerFor(secret)
+	if err != nil {
+		return nil, err
+	}
+	return &Sender{url: url, signer: signer, client: &http.Client{Timeout: timeout}, now: time.Now}, nil
+}
+
+// CheckSecret says what is wrong with a signing secret, without naming it.
+func CheckSecret(secret string) error {
+	_, err := signerFor(secret)
+	return err
+}
+
+func signerFor(secret string) (*standardwebhooks.Webhook, error) {
 	if !strings.HasPrefix(secret, "whsec_") {
 		return nil, errors.New("callback secret must start with whsec_")
 	}
 	signer, err := standardwebhooks.NewWebhook(secret)
 	if err != nil {
-		return nil, fmt.Errorf("callback secret: not base64 after whsec_")
+		return nil, errors.New("callback secret: not base64 after whsec_")
 	}
-	return &Sender{url: url, signer: signer, client: &http.Client{Timeout: timeout}, now: time.Now}, nil
+	return signer, nil
 }
 
 // Rejected is a receiver's answer that a retry cannot change (a 4xx other than 408 and 429).

@@ -66,9 +66,6 @@ func New(name string, numbers []string, store Store) (*Pool, error) {
 	return &Pool{name: name, numbers: slices.Compact(slices.Clone(numbers)), store: store}, nil
 }
 
-// Numbers lists the pool's numbers.
-func (p *Pool) Numbers() []string { return slices.Clone(p.numbers) }
-
 // Contains reports whether number belongs to the pool.
 func (p *Pool) Contains(number string) bool { return slices.Contains(p.numbers, number) }
 
