@@ -707,7 +707,7 @@ func TestChatEvents(t *testing.T) {
 	}
 }
 
-// With OPTIN_ADMIN_ADDR the admin API is on its own listener only; the public one serves the webhook.
+// With OPTIN_ADMIN_ADDR the admin API and the console are on their own listener only; the public one serves the webhook.
 func TestAdminAPIOnItsOwnListener(t *testing.T) {
 	s, _ := startAPI(t, map[string]string{"OPTIN_ADMIN_ADDR": "127.0.0.1:0"})
 	if s.admin == "" || s.admin == s.base {
@@ -721,11 +721,16 @@ func TestAdminAPIOnItsOwnListener(t *testing.T) {
 	if code, _, body := admin.api("POST", "/v1/chats", adminToken1, startBody); code != 201 {
 		t.Errorf("admin listener: %d %s", code, body)
 	}
-	for _, p := range []string{"/healthz", "/readyz"} {
+	for _, p := range []string{"/healthz", "/readyz", "/console/login"} {
 		r, _ := http.NewRequest(http.MethodGet, s.admin+p, nil)
 		if code, _ := admin.send(r); code != 200 {
 			t.Errorf("admin %s: %d", p, code)
 		}
+	}
+	// The console is on the admin listener only.
+	r, _ := http.NewRequest(http.MethodGet, s.base+"/console/login", nil)
+	if code, _ := s.send(r); code != 404 {
+		t.Errorf("the public listener serves the console: %d", code)
 	}
 	// The webhook stays on the public listener.
 	if code, body := s.send(s.publicPost(reply(msg1, customer, "Yes"))); code != 200 || body != `{"outcome":"accepted"}` {

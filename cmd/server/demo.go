@@ -3,15 +3,18 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
 	"github.com/optinkit/optin/emulator"
+	"github.com/optinkit/optin/internal/console"
 )
 
 // The demo's cast: fictional numbers and the guide's two templates, registered in the emulator.
@@ -21,7 +24,9 @@ const (
 	demoRider     = "whatsapp:+15550100002"
 	demoTemplate1 = "HX0000000000000000000000000000d001"
 	demoTemplate2 = "HX0000000000000000000000000000d002"
-	demoInvite    = "Hello {{1}}, your food delivery is almost there but {{2}} (your rider) needs help finding your door. Are you willing to chat with them?"
+	// demoMoreNumbers join demoBusiness in the demo's pool, so that the rider can carry several orders.
+	demoMoreNumbers = "whatsapp:+15550100091,whatsapp:+15550100092,whatsapp:+15550100093,whatsapp:+15550100094"
+	demoInvite      = "Hello {{1}}, your food delivery is almost there but {{2}} (your rider) needs help finding your door. Are you willing to chat with them?"
 )
 
 // demo is the embedded default: an in-process emulator stands in for Twilio, so nothing leaves the machine.
@@ -33,8 +38,10 @@ type demo struct {
 	sid, token string
 	// serviceURL is where the service listens, known once it does.
 	serviceURL string
-	// adminToken is generated for the chats API the demo starts its chat through.
+	// adminToken is generated for the chats API the demo starts its chat through, and the console.
 	adminToken string
+	// deliveries counts the deliveries started from the console.
+	deliveries atomic.Int32
 }
 
 // startDemo starts the emulator on a loopback port with generated credentials.
@@ -73,6 +80,7 @@ func (d *demo) configure(c *config) {
 	}
 	// The chats API, on the main listener; the chat's webhooks point at the service's own address.
 	c.AdminTokens, c.AdminAddr, c.WhatsAppNumber, c.InviteContentSid = d.adminToken, "", demoBusiness, demoTemplate1
+	c.WhatsAppNumbers, c.SMSNumbers = demoMoreNumbers, ""
 	c.RedisURL, c.CallbackURL, c.CallbackSecret = "", "", ""
 	if c.Addr == ":8080" {
 		c.Addr = "127.0.0.1:8080"
@@ -96,7 +104,8 @@ func (d *demo) close(ctx context.Context) {
 func (d *demo) play(ctx context.Context, serviceURL string, out io.Writer) error {
 	say := func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) }
 	say("\noptin demo — nothing leaves this machine: Twilio is an emulator at %s with generated credentials.", d.url)
-	say("The service is at %s; its chats API takes the token %s.\n", serviceURL, d.adminToken)
+	say("The service is at %s; its chats API takes the token %s.", serviceURL, d.adminToken)
+	say("Watch it in a browser: %s/console/ — log in with that token; the Demo tab shows both phones.\n", serviceURL)
 
 	start := fmt.Sprintf(`{"id":%q,"customer":{"address":%q,"name":"Ana"},"rider":{"address":%q,"name":"Bruno"},"metadata":{"order":1042}}`,
 		demoChat, demoCustomer, demoRider)
@@ -132,6 +141,45 @@ func (d *demo) play(ctx context.Context, serviceURL string, out io.Writer) error
 
 // demoChat is the id of the demo's chat.
 const demoChat = "order-1042"
+
+// demoNames are the customers of the deliveries started from the console.
+var demoNames = []string{"Carla", "Deepa", "Emeka", "Fumiko", "Gustavo", "Hana", "Ines", "Jonas"}
+
+// Start begins another delivery for the same rider, to a new customer (the console's button).
+func (d *demo) Start(ctx context.Context) (string, error) {
+	n := int(d.deliveries.Add(1))
+	id := fmt.Sprintf("order-%d", 1042+n)
+	customer := fmt.Sprintf("whatsapp:+155501001%02d", n%100)
+	start := fmt.Sprintf(`{"id":%q,"customer":{"address":%q,"name":%q},"rider":{"address":%q,"name":"Bruno"},"metadata":{"order":%d}}`,
+		id, customer, demoNames[(n-1)%len(demoNames)], demoRider, 1042+n)
+	if _, err := d.chatAPI(ctx, http.MethodPost, "/v1/chats", start); err != nil {
+		if strings.Contains(err.Error(), "no-free-number") {
+			return "", errors.New("the rider already carries one order per business number; end a chat first")
+		}
+		return "", errors.New("the chats API refused the start; see the service's log")
+	}
+	return id, nil
+}
+
+// Thread is what the phone at address exchanged with the business number proxy.
+func (d *demo) Thread(address, proxy string) []console.Message {
+	var out []console.Message
+	for _, e := range d.emu.Transcript(address) {
+		if e.Peer == proxy {
+			out = append(out, console.Message{Sent: e.Direction == "sent", Text: e.Text, At: e.At, Undelivered: e.Status == "failed"})
+		}
+	}
+	return out
+}
+
+// Say sends text from the phone at address to the business number, as the emulator's inbound
+// endpoint does for a person typing.
+func (d *demo) Say(ctx context.Context, address, proxy, text string) error {
+	if _, err := d.emu.Inbound(address, proxy, text); err != nil {
+		return errors.New("this phone has no conversation on that number any more")
+	}
+	return nil
+}
 
 // chatAnswer is what the demo reads of the API's chat.
 type chatAnswer struct {

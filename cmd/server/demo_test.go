@@ -31,12 +31,13 @@ func TestDemo(t *testing.T) {
 	}
 }
 
-func testDemo(t *testing.T, env map[string]string) {
+// runDemo runs the service with -demo until the test ends and returns once the story is told.
+func runDemo(t *testing.T, env map[string]string) (out, logs *syncBuffer) {
 	ctx, cancel := context.WithCancel(context.Background())
-	out, logs := &syncBuffer{}, &syncBuffer{}
+	out, logs = &syncBuffer{}, &syncBuffer{}
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"optin-server", "-demo"}, envOf(env), out, logs) }()
-	defer func() {
+	t.Cleanup(func() {
 		cancel()
 		select {
 		case err := <-done:
@@ -46,8 +47,7 @@ func testDemo(t *testing.T, env map[string]string) {
 		case <-time.After(15 * time.Second):
 			t.Error("demo did not stop")
 		}
-	}()
-
+	})
 	deadline := time.Now().Add(20 * time.Second)
 	for !strings.Contains(out.String(), "Still serving until Ctrl-C") {
 		if time.Now().After(deadline) || strings.Contains(out.String(), "demo failed") {
@@ -55,6 +55,11 @@ func testDemo(t *testing.T, env map[string]string) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	return out, logs
+}
+
+func testDemo(t *testing.T, env map[string]string) {
+	out, logs := runDemo(t, env)
 	story := out.String()
 	for _, want := range []string{
 		"nothing leaves this machine",

@@ -26,6 +26,7 @@ import (
 
 	"github.com/optinkit/optin/internal/callback"
 	"github.com/optinkit/optin/internal/chat"
+	"github.com/optinkit/optin/internal/console"
 	"github.com/optinkit/optin/internal/handlers"
 	"github.com/optinkit/optin/internal/metrics"
 	"github.com/optinkit/optin/internal/numberpool"
@@ -169,6 +170,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		webhookBase := strings.TrimSuffix(cfg.PublicURL, "/")
 		if cfg.Demo {
 			webhookBase = "http://" + ln.Addr().String() // the emulator calls the service where it listens
+			dm.serviceURL = webhookBase
 		}
 		if chats, pools, err = newChats(cfg, conv, be, webhookBase, m); err != nil {
 			return err
@@ -198,10 +200,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("starting workers: %w", err)
 	}
 
-	var admin http.Handler
+	var admin, cons http.Handler
 	if chats != nil {
 		if admin, err = handlers.NewAdminRouter(chats, pools, cfg.adminTokens, handlers.OpenAPI); err != nil {
 			return fmt.Errorf("admin API: %w", err)
+		}
+		copts := console.Options{Chats: chats, Pools: pools, Tokens: cfg.adminTokens}
+		if dm != nil {
+			copts.Demo = dm
+		}
+		if cons, err = console.New(copts); err != nil {
+			return fmt.Errorf("console: %w", err)
 		}
 	}
 
@@ -217,7 +226,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		opts.Lifecycle = chats
 	}
 	if cfg.AdminAddr == "" {
-		opts.Admin = admin
+		opts.Admin, opts.Console = admin, cons
 	}
 	router, err := handlers.NewRouter(log, svc, signature.New(cfg.AuthToken, cfg.AuthTokenSecondary),
 		handlers.SignedURL{Public: cfg.publicURL, TrustProxy: cfg.TrustProxy}, ready, opts)
@@ -231,7 +240,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if err != nil {
 			return fmt.Errorf("OPTIN_ADMIN_ADDR: listening on %s: %w", cfg.AdminAddr, err)
 		}
-		adminSrv = newHTTPServer(handlers.NewAdminServer(log, admin, ready))
+		adminSrv = newHTTPServer(handlers.NewAdminServer(log, admin, cons, ready))
 		go func() { _ = adminSrv.Serve(adminLn) }()
 		adminAddr = adminLn.Addr().String()
 		log.Info().Str("addr", adminAddr).Msg("admin API listening")
@@ -247,7 +256,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if dm != nil {
 		go func() {
-			dm.serviceURL = "http://" + addr
 			if err := dm.play(ctx, dm.serviceURL, stdout); err != nil {
 				log.Error().Err(err).Msg("demo failed")
 				fmt.Fprintln(stdout, "demo failed:", err)

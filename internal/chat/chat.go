@@ -92,6 +92,8 @@ type Transition struct {
 type Failure struct {
 	TwilioCode int
 	Detail     string
+	// Step is the start step that failed; empty when the chat failed later, during the opt-in.
+	Step string
 }
 
 // Chat is one delivery chat.

@@ -311,7 +311,7 @@ func (s *Service) refused(ctx context.Context, c Chat, step string, code int, te
 		log.Error().Err(cerr).Msg("closing the conversation of a failed start")
 	}
 	failed, uerr := s.store.Update(ctx, c.ID, func(c *Chat) error {
-		c.Error = &Failure{TwilioCode: code, Detail: terr.Error()}
+		c.Error = &Failure{TwilioCode: code, Detail: terr.Error(), Step: step}
 		s.transition(c, StateFailed, ReasonFailed)
 		return nil
 	})

@@ -3,6 +3,7 @@ package chat
 import (
 	"cmp"
 	"encoding/json"
+	"strings"
 	"time"
 )
 
@@ -73,4 +74,34 @@ func (p Party) view() PartyView {
 		v.Name = &p.Name
 	}
 	return v
+}
+
+// StepView is one start step as an operator sees it.
+type StepView struct {
+	Name string
+	// Status is "done", "failed", "skipped" (a direct chat invites nobody) or "pending".
+	Status string
+	// Result is what a done step left behind: a SID, the numbers leased, "added".
+	Result string
+}
+
+// startSteps are the start's steps in the order they run.
+var startSteps = []string{stepNumbers, stepConversation, stepMessageWebhook, stepLifecycleWebhook, stepCustomer, stepRider, stepInvite}
+
+// StartSteps returns the chat's start steps in order, each with its outcome.
+func (c Chat) StartSteps() []StepView {
+	out := make([]StepView, 0, len(startSteps))
+	for _, name := range startSteps {
+		v := StepView{Name: name, Status: "pending"}
+		switch ref, done := c.Steps[name]; {
+		case done:
+			v.Status, v.Result = "done", strings.ReplaceAll(ref, ",", ", ")
+		case c.Mode == ModeDirect && (name == stepMessageWebhook || name == stepInvite):
+			v.Status = "skipped"
+		case c.Error != nil && c.Error.Step == name:
+			v.Status = "failed"
+		}
+		out = append(out, v)
+	}
+	return out
 }

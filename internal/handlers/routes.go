@@ -31,6 +31,8 @@ type Options struct {
 	MetricsHandler http.Handler
 	// Admin, when set, serves /v1 (NewAdminRouter); without it /v1 is not found.
 	Admin http.Handler
+	// Console, when set, serves /console/ (the console package); without it /console/ is not found.
+	Console http.Handler
 	// Lifecycle, when set, is told of onConversationStateUpdated; without it the event is ignored.
 	Lifecycle Lifecycle
 }
@@ -69,6 +71,7 @@ func NewRouter(log zerolog.Logger, flows Flows, v *signature.Validator, urls Sig
 	if opts.Admin != nil {
 		r.Handle("/v1/*", opts.Admin)
 	}
+	mountConsole(r, opts.Console)
 
 	webhook := handleConversationsWebhook(flows, opts.Lifecycle, v, urls, rec)
 	r.Method(http.MethodGet, "/webhooks/conversations", webhook)
@@ -105,14 +108,22 @@ func NewAdminRouter(chats Chats, pools Pools, tokens []string, openAPI []byte) (
 	return r, nil
 }
 
-// NewAdminServer is the router of a separate admin listener (OPTIN_ADMIN_ADDR): the admin API and the
-// probes, with the same logging and recovery as the main router.
-func NewAdminServer(log zerolog.Logger, admin http.Handler, ready func(context.Context) error) http.Handler {
+// NewAdminServer is the router of a separate admin listener (OPTIN_ADMIN_ADDR): the admin API, the
+// console when given, and the probes, with the same logging and recovery as the main router.
+func NewAdminServer(log zerolog.Logger, admin, console http.Handler, ready func(context.Context) error) http.Handler {
 	r := chi.NewRouter()
 	r.Use(hlog.NewHandler(log), hlog.RequestIDHandler("request_id", "X-Request-Id"), accessLog, recoverer)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) { writeProblem(w, r, errNotFound) })
 	r.Get("/healthz", handleHealthz())
 	r.Get("/readyz", handleReadyz(ready))
 	r.Handle("/v1/*", admin)
+	mountConsole(r, console)
 	return r
+}
+
+func mountConsole(r chi.Router, console http.Handler) {
+	if console != nil {
+		r.Handle("/console", console)
+		r.Handle("/console/*", console)
+	}
 }

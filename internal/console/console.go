@@ -1,0 +1,305 @@
+// Package console is the operators' web page on the admin listener: the chats, live, with their
+// history and steps and an "End chat" action, the number pools, and with -demo the demo's two phones.
+// It is server-rendered with html/template from embedded files, readable without JavaScript; a small
+// script of its own refreshes the live parts each second. A login with an admin token opens a session
+// (a signed cookie); every form posts a CSRF token bound to it, and cross-origin posts are refused.
+package console
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/rs/zerolog"
+
+	"github.com/optinkit/optin/internal/chat"
+	"github.com/optinkit/optin/internal/numberpool"
+)
+
+//go:embed web/*.html web/static/*
+var web embed.FS
+
+// Chats is what the console needs of the chat service.
+type Chats interface {
+	Get(ctx context.Context, key string) (chat.Chat, error)
+	List(ctx context.Context, state chat.State, limit int, before int64) ([]chat.Chat, int64, error)
+	End(ctx context.Context, key string) (chat.Chat, error)
+}
+
+// Pools reports the number pools' load.
+type Pools interface {
+	Usage(ctx context.Context) ([]numberpool.Usage, error)
+}
+
+// Demo is the demo's emulated phones, shown when the service runs with -demo.
+type Demo interface {
+	// Start begins another delivery and returns its chat's id.
+	Start(ctx context.Context) (string, error)
+	// Thread is what the phone at address exchanged with the business number proxy, oldest first.
+	Thread(address, proxy string) []Message
+	// Say sends text from the phone at address to the business number proxy.
+	Say(ctx context.Context, address, proxy, text string) error
+}
+
+// Message is one bubble of a demo phone's thread.
+type Message struct {
+	// Sent: the phone wrote it; otherwise the phone received it.
+	Sent bool
+	Text string
+	At   time.Time
+	// Undelivered: WhatsApp would not deliver it (free-form text outside the 24-hour window).
+	Undelivered bool
+}
+
+// Options are the console's parts; Chats, Pools and Tokens are required.
+type Options struct {
+	Chats  Chats
+	Pools  Pools
+	Tokens []string
+	// Demo, when set, adds the demo's page.
+	Demo Demo
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+}
+
+// maxForm bounds a form's body: a token, a CSRF token and a message.
+const maxForm = 16 << 10
+
+// Prefix is where the console is served.
+const Prefix = "/console/"
+
+// New returns the console's handler, for the paths under Prefix.
+func New(opts Options) (http.Handler, error) {
+	switch {
+	case opts.Chats == nil:
+		return nil, errors.New("console: nil Chats")
+	case opts.Pools == nil:
+		return nil, errors.New("console: nil Pools")
+	}
+	c := &console{chats: opts.Chats, pools: opts.Pools, demo: opts.Demo, now: opts.Now}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	c.sessions = &sessions{now: c.now}
+	for _, t := range opts.Tokens {
+		if t != "" {
+			c.sessions.tokens = append(c.sessions.tokens, []byte(t))
+		}
+	}
+	if len(c.sessions.tokens) == 0 {
+		return nil, errors.New("console: it needs at least one admin token")
+	}
+	c.summary = &summaryCache{chats: opts.Chats, now: c.now}
+	var err error
+	if c.pages, err = parsePages(); err != nil {
+		return nil, err
+	}
+	static, _ := fs.Sub(web, "web/static")
+
+	// Refuses cross-origin posts from browsers (Sec-Fetch-Site, Origin) before anything else; the
+	// session-bound CSRF token covers browsers that send neither.
+	cop := http.NewCrossOriginProtection()
+	r := chi.NewRouter()
+	r.Use(headers, cop.Handler)
+	r.Get("/console", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, Prefix, http.StatusMovedPermanently) })
+	r.Route("/console", func(r chi.Router) {
+		r.NotFound(func(w http.ResponseWriter, r *http.Request) { c.fail(w, r, http.StatusNotFound, "No such page.") })
+		// The stylesheet and script are the same for everyone and hold no data.
+		r.Handle("/static/*", http.StripPrefix("/console/static/", http.FileServerFS(static)))
+		r.Get("/login", c.loginPage)
+		r.Post("/login", c.login)
+		r.Group(func(r chi.Router) {
+			r.Use(c.requireSession)
+			r.Get("/", c.chatsPage)
+			r.Get("/chats/{id}", c.chatPage)
+			r.Post("/chats/{id}/end", c.endChat)
+			r.Get("/pools", c.poolsPage)
+			r.Post("/logout", c.logout)
+			if c.demo != nil {
+				r.Get("/demo", c.demoPage)
+				r.Post("/demo/say", c.demoSay)
+				r.Post("/demo/start", c.demoStart)
+			}
+		})
+	})
+	return r, nil
+}
+
+type console struct {
+	chats    Chats
+	pools    Pools
+	demo     Demo
+	now      func() time.Time
+	sessions *sessions
+	summary  *summaryCache
+	pages    map[string]*template.Template
+}
+
+// headers keeps the pages out of caches and frames and lets them load only their own script and style.
+func headers(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Cache-Control", "no-store")
+		next.ServeHTTP(w, r)
+	})
+}
+
+type sessionKey struct{}
+
+// requireSession admits requests with a valid session; a page asked for without one is sent to the
+// login form, anything else refused.
+func (c *console) requireSession(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s, ok := c.sessions.check(r)
+		switch {
+		case !ok && r.Method == http.MethodGet && r.URL.Query().Get("partial") == "":
+			http.Redirect(w, r, "/console/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+			return
+		case !ok:
+			c.fail(w, r, http.StatusUnauthorized, "Log in first.")
+			return
+		}
+		if r.Method == http.MethodPost {
+			r.Body = http.MaxBytesReader(w, r.Body, maxForm)
+		}
+		if r.Method == http.MethodPost && !s.csrfOK(r) {
+			c.fail(w, r, http.StatusForbidden, "The form is stale or did not come from this console; reload the page and try again.")
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), sessionKey{}, s)))
+	})
+}
+
+func (c *console) loginPage(w http.ResponseWriter, r *http.Request) {
+	c.render(w, r, http.StatusOK, "login", loginData{Next: safeNext(r.URL.Query().Get("next"))})
+}
+
+func (c *console) login(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxForm)
+	token := c.sessions.tokenOK(r.PostFormValue("token"))
+	next := safeNext(r.PostFormValue("next"))
+	if token == nil {
+		zerolog.Ctx(r.Context()).Warn().Msg("console login refused")
+		c.render(w, r, http.StatusUnauthorized, "login", loginData{Next: next, Failed: true})
+		return
+	}
+	setCookie(w, r, c.sessions.issue(token))
+	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
+func (c *console) logout(w http.ResponseWriter, r *http.Request) {
+	setCookie(w, r, "")
+	http.Redirect(w, r, "/console/login", http.StatusSeeOther)
+}
+
+// safeNext keeps a post-login redirect inside the console.
+func safeNext(next string) string {
+	if !strings.HasPrefix(next, Prefix) || strings.HasPrefix(next, "//") || strings.ContainsAny(next, "\\\r\n") {
+		return Prefix
+	}
+	return next
+}
+
+type loginData struct {
+	page
+	Next   string
+	Failed bool
+}
+
+// page is what every page's layout needs.
+type page struct {
+	Title string
+	// Nav names the active section.
+	Nav  string
+	CSRF string
+	Demo bool
+	// Live is the URL the live part of the page is refreshed from; empty for none.
+	Live string
+}
+
+func (c *console) page(r *http.Request, title, nav, live string) page {
+	p := page{Title: title, Nav: nav, Demo: c.demo != nil, Live: live}
+	if s, ok := r.Context().Value(sessionKey{}).(session); ok {
+		p.CSRF = s.csrf()
+	}
+	return p
+}
+
+// errorData is the error page's.
+type errorData struct {
+	page
+	Status  int
+	Message string
+}
+
+func (c *console) fail(w http.ResponseWriter, r *http.Request, status int, message string) {
+	if r.URL.Query().Get("partial") != "" {
+		http.Error(w, message, status)
+		return
+	}
+	c.render(w, r, status, "error", errorData{page: c.page(r, http.StatusText(status), "", ""), Status: status, Message: message})
+}
+
+// failChat answers an error of the chat service.
+func (c *console) failChat(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, chat.ErrNotFound):
+		c.fail(w, r, http.StatusNotFound, "No chat has this id or conversation SID.")
+	case errors.Is(err, chat.ErrBusy):
+		c.fail(w, r, http.StatusServiceUnavailable, "Twilio did not answer in time; try again.")
+	default:
+		var te *chat.TwilioError
+		if errors.As(err, &te) {
+			c.fail(w, r, http.StatusBadGateway, fmt.Sprintf("Twilio refused (error %d).", te.Code))
+			return
+		}
+		zerolog.Ctx(r.Context()).Error().Err(err).Msg("console")
+		c.fail(w, r, http.StatusServiceUnavailable, "The chat store is unavailable; try again.")
+	}
+}
+
+// render executes the page's template, whole, or only its live part when the page asks for it.
+func (c *console) render(w http.ResponseWriter, r *http.Request, status int, name string, data any) {
+	t := c.pages[name]
+	root := "layout"
+	if r.URL.Query().Get("partial") != "" && t.Lookup("live") != nil {
+		root = "live"
+	}
+	var b strings.Builder
+	if err := t.ExecuteTemplate(&b, root, data); err != nil {
+		zerolog.Ctx(r.Context()).Error().Err(err).Str("page", name).Msg("console template")
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte(b.String()))
+}
+
+func parsePages() (map[string]*template.Template, error) {
+	funcs := template.FuncMap{
+		"mask":  Mask,
+		"clock": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05") },
+		"time":  func(t time.Time) string { return t.UTC().Format("15:04:05") },
+	}
+	pages := map[string]*template.Template{}
+	for _, name := range []string{"login", "error", "chats", "chat", "pools", "demo"} {
+		t, err := template.New(name).Funcs(funcs).ParseFS(web, "web/layout.html", "web/"+name+".html")
+		if err != nil {
+			return nil, fmt.Errorf("console: %w", err)
+		}
+		pages[name] = t
+	}
+	return pages, nil
+}
