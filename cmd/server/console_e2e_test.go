@@ -153,6 +153,12 @@ func TestConsole(t *testing.T) {
 		t.Error("the chat's page shows the customer's whole number")
 	}
 	screenshot(t, ctx, "console-chat.png")
+	// Readable on a phone: at 390 px nothing but a table cell's long SID scrolls sideways.
+	for _, path := range []string{"/console/", "/console/chats/order-2001", "/console/demo?chat=order-2001"} {
+		run(chromedp.EmulateViewport(390, 844), chromedp.Navigate(base+path), chromedp.WaitVisible(chromedp.ID("live")))
+		waitJS(t, ctx, path+" no wider than the phone", `document.documentElement.scrollWidth <= window.innerWidth`)
+	}
+	run(chromedp.EmulateReset(), chromedp.Navigate(base+"/console/chats/order-2001"), chromedp.WaitVisible(chromedp.ID("chat-state")))
 	run(chromedp.Click(chromedp.CSS("button.danger")))
 	waitJS(t, ctx, "the chat, closed", `document.querySelector('#chat-state')?.textContent === "closed"`)
 	if body := apiCall(t, http.MethodGet, base+"/v1/chats/order-2001", token, "", http.StatusOK); !strings.Contains(body, `"reason":"ended"`) {

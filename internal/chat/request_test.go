@@ -83,3 +83,21 @@ func TestFinalStatesStay(t *testing.T) {
 		t.Errorf("a repeated transition was recorded: %v", c.History)
 	}
 }
+
+func TestStartSteps(t *testing.T) {
+	c := Chat{Mode: ModeOptIn, Steps: map[string]string{stepNumbers: "whatsapp:+15550100000,whatsapp:+15550100091", stepConversation: "CH1"},
+		Error: &Failure{TwilioCode: 50416, Step: stepMessageWebhook}}
+	got := ""
+	for _, s := range c.StartSteps() {
+		got += s.Name + "=" + s.Status + ":" + s.Result + ";"
+	}
+	want := "numbers=done:whatsapp:+15550100000, whatsapp:+15550100091;conversation=done:CH1;message_webhook=failed:;" +
+		"lifecycle_webhook=pending:;customer=pending:;rider=pending:;invite=pending:;"
+	if got != want {
+		t.Errorf("steps\n got %s\nwant %s", got, want)
+	}
+	c = Chat{Mode: ModeDirect, Steps: map[string]string{}}
+	if s := c.StartSteps(); s[2].Status != "skipped" || s[6].Status != "skipped" || s[4].Status != "pending" {
+		t.Errorf("direct chat's steps %+v", s)
+	}
+}
