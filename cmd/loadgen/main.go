@@ -44,6 +44,7 @@ type options struct {
 	pid                          int
 	flood                        int
 	debug                        string
+	csv, label                   string
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -63,6 +64,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&o.bare, "bare", true, "first load a bare handler answering 403 on loopback, for the ratio")
 	fs.IntVar(&o.pid, "pid", 0, "the service's process id, to report its peak memory (Linux)")
 	fs.IntVar(&o.flood, "flood", 0, "connections sending forged requests all along the measured load")
+	fs.StringVar(&o.csv, "csv", "", "append the run's figures as one CSV row to this file (the header is written when the file is new)")
+	fs.StringVar(&o.label, "label", "", "with -csv: a name for the run's setup (e.g. memory, redis)")
 	fs.StringVar(&o.debug, "debug", "", "the service's OPTIN_DEBUG_ADDR (loopback), to report its goroutines before and after the load")
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -105,8 +108,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if o.flood > 0 {
 		fmt.Fprintf(stdout, "meanwhile %d connections sent %d forged requests (%.0f req/s)\n", o.flood, flooded.sent, flooded.rps())
 	}
+	row := csvRow{o: o, res: res}
 	if tw != nil {
 		done, p50, p99 := tw.completions()
+		row.completed, row.c50, row.c99 = done, p50, p99
 		fmt.Fprintf(stdout, "completed opt-ins: %d of %d accepted; completion p50 %s p99 %s", done, res.accepted, p50, p99)
 		if o.latency > 0 {
 			fmt.Fprintf(stdout, " (p99 = %.2f × the upstream latency)", float64(p99)/float64(o.latency))
@@ -120,10 +125,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if o.pid > 0 {
 		if kb, err := peakRSS(o.pid); err == nil {
+			row.rssMB = float64(kb) / 1024
 			fmt.Fprintf(stdout, "service peak RSS: %.1f MB\n", float64(kb)/1024)
 		} else {
 			fmt.Fprintf(stdout, "service peak RSS: unknown (%v)\n", err)
 		}
+	}
+	if o.csv != "" {
+		return row.append(o.csv)
 	}
 	return nil
 }

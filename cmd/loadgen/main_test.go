@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -110,5 +111,32 @@ func TestStandInCountsCompletions(t *testing.T) {
 	}
 	if n, p50, _ := s.completions(); n != 1 || p50 <= 0 {
 		t.Errorf("completions %d %v", n, p50)
+	}
+}
+
+func TestCSVRows(t *testing.T) {
+	var seen atomic.Int64
+	srv := verifier(t, &seen)
+	path := t.TempDir() + "/runs.csv"
+	for range 2 {
+		err := run(t.Context(), []string{"loadgen", "-target", srv.URL, "-token", token, "-mode", "forged", "-n", "50", "-c", "2",
+			"-bare=false", "-csv", path, "-label", "memory"}, io.Discard, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(raw)), "\n")
+	if len(lines) != 3 || lines[0] != strings.Join(csvHeader, ",") {
+		t.Fatalf("csv:\n%s", raw)
+	}
+	for _, l := range lines[1:] {
+		f := strings.Split(l, ",")
+		if len(f) != len(csvHeader) || f[0] != "memory" || f[1] != "forged" || f[3] != "2" || f[5] != "50" || f[7] != "0" {
+			t.Errorf("row %q", l)
+		}
 	}
 }

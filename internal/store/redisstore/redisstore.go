@@ -17,7 +17,10 @@ import (
 
 // Store keeps flows in Redis.
 type Store struct {
-	rdb       *redis.Client
+	rdb *redis.Client
+	// claims carries Claim only: the webhook's call has connections of its own, so that hundreds of
+	// workers writing their flows cannot make an acknowledgement wait for a free connection.
+	claims    *redis.Client
 	prefix    string
 	retention time.Duration
 }
@@ -31,7 +34,7 @@ func Open(url string, retention time.Duration) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Store{rdb: redis.NewClient(opt), prefix: "optin:flow:", retention: retention}, nil
+	return &Store{rdb: redis.NewClient(opt), claims: redis.NewClient(opt), prefix: "optin:flow:", retention: retention}, nil
 }
 
 // options parses url into client options whose calls end when their context does: a stalled Redis
@@ -49,7 +52,7 @@ func options(url string) (*redis.Options, error) {
 func (s *Store) Ping(ctx context.Context) error { return s.rdb.Ping(ctx).Err() }
 
 // Close releases the connections.
-func (s *Store) Close() error { return s.rdb.Close() }
+func (s *Store) Close() error { return errors.Join(s.rdb.Close(), s.claims.Close()) }
 
 func (s *Store) key(conv string) string { return s.prefix + conv }
 
@@ -107,7 +110,7 @@ return 1
 
 // Claim records f unless its conversation already has a flow.
 func (s *Store) Claim(ctx context.Context, f optin.Flow) (optin.Flow, bool, error) {
-	res, err := claim.Run(ctx, s.rdb, []string{s.key(f.ConversationSid)},
+	res, err := claim.Run(ctx, s.claims, []string{s.key(f.ConversationSid)},
 		f.Customer, f.Trigger, string(f.State), f.StartedAt.UnixMilli(), string(f.Answer), strconv.FormatBool(f.Chat)).StringSlice()
 	if err != nil {
 		return optin.Flow{}, false, fmt.Errorf("claim: %w", err)
