@@ -57,8 +57,8 @@ func openBackend(ctx context.Context, cfg config, log zerolog.Logger) (*backend,
 	if cfg.RedisURL == "" {
 		return &backend{
 			store:      memory.New(cfg.FlowRetention),
-			queue:      inproc.New(inprocMaxRuns, nil),
-			callbacks:  inproc.New(callback.MaxRuns, callback.RunDelay),
+			queue:      inproc.New(cfg.Workers, inprocMaxRuns, nil),
+			callbacks:  inproc.New(cfg.Workers, callback.MaxRuns, callback.RunDelay),
 			chats:      memory.NewChats(cfg.FlowRetention),
 			pairs:      memory.NewPairs(),
 			creates:    rate.NewLimiter(rate.Limit(cfg.CreateRate), createBurst(cfg.CreateRate)),

@@ -40,7 +40,7 @@ type config struct {
 	ShutdownTimeout  time.Duration `envconfig:"OPTIN_SHUTDOWN_TIMEOUT" default:"10s" desc:"how long in-flight requests and opt-ins may take to finish on SIGTERM (100ms to 10m)"`
 	RedisURL         string        `envconfig:"OPTIN_REDIS_URL" mask:"url" desc:"redis://[:password@]host:port/db (rediss:// for TLS): share state and work with other replicas; empty keeps both in this process"`
 	RedisStartupWait time.Duration `envconfig:"OPTIN_REDIS_STARTUP_WAIT" default:"0s" desc:"how long to wait for Redis at start before failing; 0 fails at once (at most 1h)"`
-	Workers          int           `envconfig:"OPTIN_WORKERS" default:"10" desc:"opt-ins this replica works on at once (with Redis; 1 to 1000)"`
+	Workers          int           `envconfig:"OPTIN_WORKERS" default:"200" desc:"opt-ins (and event deliveries) this replica works on at once; the rest wait their turn, in memory or in Redis (1 to 1000)"`
 	FlowRetention    time.Duration `envconfig:"OPTIN_FLOW_RETENTION" default:"720h" desc:"how long a finished conversation is remembered (in Redis or in memory), so later messages stay no-ops (1m to 8760h)"`
 	DebugAddr        string        `envconfig:"OPTIN_DEBUG_ADDR" desc:"loopback address (e.g. 127.0.0.1:6060) to serve pprof on; empty serves none"`
 	AdminTokens      string        `envconfig:"OPTIN_ADMIN_TOKENS" mask:"secret" desc:"comma-separated bearer tokens of the admin API (/v1), each at least 16 characters; empty turns the API off"`

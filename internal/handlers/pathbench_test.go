@@ -34,7 +34,7 @@ func (instant) CloseConversation(context.Context, string) error                 
 
 // benchRouter is the real router on the real flow, in-memory state and queue, against instant Twilio.
 func benchRouter(b *testing.B) http.Handler {
-	q := inproc.New(3, nil)
+	q := inproc.New(1000, 3, nil)
 	svc, err := optin.NewService(instant{}, memory.New(time.Hour), q, optin.Config{WaitMessage: "wait", RiderOptIn: optin.Template{Body: "hi"}})
 	if err != nil {
 		b.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -46,7 +47,7 @@ type Queue struct {
 	rdb       *redis.Client
 	client    *asynq.Client
 	inspector *asynq.Inspector
-	server    *asynq.Server
+	servers   []*asynq.Server
 	taskType  string
 	queueName string
 }
@@ -94,24 +95,7 @@ func (q *Queue) Enqueue(ctx context.Context, conversationSid string) error {
 
 // Start runs w on this replica's workers.
 func (q *Queue) Start(w optin.Worker) error {
-	log := q.opts.Log
-	q.server = asynq.NewServer(q.redis, asynq.Config{
-		Concurrency:     q.opts.Concurrency,
-		Queues:          map[string]int{q.queueName: 1},
-		ShutdownTimeout: q.opts.ShutdownTimeout,
-		BaseContext:     func() context.Context { return log.WithContext(context.Background()) },
-		RetryDelayFunc:  func(n int, err error, _ *asynq.Task) time.Duration { return q.opts.RunDelay(n+1, err) },
-		Logger:          logger{log},
-		LogLevel:        asynq.WarnLevel,
-		// Retries are due after a second or two; look for them every second, not asynq's default five.
-		DelayedTaskCheckInterval: time.Second,
-		// asynq polls: when it finds the queue empty it sleeps 0.5–1.5 × this before looking again, and
-		// at its default of a second an opt-in enqueued just after a miss waited up to 1.5 s (completion
-		// p99 10.9× the upstream latency at 1,000 webhooks/s). Looking every 5–15 ms costs an idle
-		// replica ~100 small Redis scripts a second.
-		TaskCheckInterval: taskCheckInterval,
-	})
-	return q.server.Start(asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+	handler := asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
 		conv := string(t.Payload())
 		err := w.Work(ctx, conv)
 		if err == nil {
@@ -126,7 +110,58 @@ func (q *Queue) Start(w optin.Worker) error {
 			return nil
 		}
 		return err
-	}))
+	})
+	n := fetchers(q.opts.Concurrency)
+	for i := range n {
+		srv := asynq.NewServer(q.redis, q.config(q.opts.Concurrency/n+boolInt(i < q.opts.Concurrency%n)))
+		if err := srv.Start(handler); err != nil {
+			q.stopServers()
+			return err
+		}
+		q.servers = append(q.servers, srv)
+	}
+	return nil
+}
+
+// fetchers is how many asynq servers share a replica's workers. Each server takes tasks from Redis
+// one at a time, a round trip each; under load a round trip takes a millisecond or more, which capped
+// one server near a thousand opt-ins a second and queued the rest. One server per 100 workers, at most 8.
+func fetchers(concurrency int) int { return min(max(concurrency/100, 1), 8) }
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (q *Queue) config(concurrency int) asynq.Config {
+	log := q.opts.Log
+	return asynq.Config{
+		Concurrency:     concurrency,
+		Queues:          map[string]int{q.queueName: 1},
+		ShutdownTimeout: q.opts.ShutdownTimeout,
+		BaseContext:     func() context.Context { return log.WithContext(context.Background()) },
+		RetryDelayFunc:  func(n int, err error, _ *asynq.Task) time.Duration { return q.opts.RunDelay(n+1, err) },
+		Logger:          logger{log},
+		LogLevel:        asynq.WarnLevel,
+		// Retries are due after a second or two; look for them every second, not asynq's default five.
+		DelayedTaskCheckInterval: time.Second,
+		// asynq polls: when it finds the queue empty it sleeps 0.5–1.5 × this before looking again, and
+		// at its default of a second an opt-in enqueued just after a miss waited up to 1.5 s (completion
+		// p99 10.9× the upstream latency at 1,000 webhooks/s). Looking every 5–15 ms costs an idle
+		// replica ~100 small Redis scripts a second per server.
+		TaskCheckInterval: taskCheckInterval,
+	}
+}
+
+// stopServers shuts every server down at once.
+func (q *Queue) stopServers() {
+	var wg sync.WaitGroup
+	for _, srv := range q.servers {
+		wg.Go(srv.Shutdown)
+	}
+	wg.Wait()
 }
 
 // Shutdown stops taking work and waits for running work until ctx ends (or ShutdownTimeout, whichever
@@ -136,9 +171,7 @@ func (q *Queue) Start(w optin.Worker) error {
 func (q *Queue) Shutdown(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
-		if q.server != nil {
-			q.server.Shutdown()
-		}
+		q.stopServers()
 		close(done)
 	}()
 	var err error

@@ -1,5 +1,9 @@
 // Package inproc is the in-process optin.Queue: work runs in goroutines of this process, retried with
 // backoff, and is lost if the process dies. It is the default for a single replica without Redis.
+//
+// At most Workers runs go at once; the rest wait in a FIFO as a conversation SID each, and a run that
+// failed waits for its next one on a timer, not in a goroutine. So a slow Twilio makes work wait, at
+// a few dozen bytes each, instead of holding thousands of goroutines and connections.
 package inproc
 
 import (
@@ -14,29 +18,43 @@ import (
 	"github.com/optinkit/optin/internal/optin"
 )
 
-// Queue runs each conversation's work at most once at a time.
+// Queue runs each conversation's work at most once at a time, on at most workers at once.
 type Queue struct {
 	base     context.Context
 	cancel   context.CancelFunc
 	maxRuns  int
+	workers  int
 	runDelay func(n int, err error) time.Duration
 
 	mu     sync.Mutex
 	worker optin.Worker
-	active map[string]bool
-	wg     sync.WaitGroup
+	// active holds every conversation queued, running or waiting for another run.
+	active  map[string]bool
+	pending []run
+	// waiting holds the timers of runs due again later.
+	waiting map[string]*time.Timer
+	running int
+	wg      sync.WaitGroup
+}
+
+// run is one conversation's nth run, with the logger of the request that enqueued it.
+type run struct {
+	conv string
+	n    int
+	log  *zerolog.Logger
 }
 
 var _ optin.Queue = (*Queue)(nil)
 
-// New returns a Queue that gives up on work after maxRuns failed runs, waiting runDelay between runs
-// (nil: optin.RunDelay).
-func New(maxRuns int, runDelay func(n int, err error) time.Duration) *Queue {
+// New returns a Queue that works on at most workers conversations at once (at least 1), gives up on
+// one after maxRuns failed runs, and waits runDelay between runs (nil: optin.RunDelay).
+func New(workers, maxRuns int, runDelay func(n int, err error) time.Duration) *Queue {
 	if runDelay == nil {
 		runDelay = optin.RunDelay
 	}
 	base, cancel := context.WithCancel(context.Background())
-	return &Queue{base: base, cancel: cancel, maxRuns: maxRuns, runDelay: runDelay, active: map[string]bool{}}
+	return &Queue{base: base, cancel: cancel, maxRuns: maxRuns, workers: max(workers, 1), runDelay: runDelay,
+		active: map[string]bool{}, waiting: map[string]*time.Timer{}}
 }
 
 // Start sets the worker; work enqueued before is refused.
@@ -47,7 +65,7 @@ func (q *Queue) Start(w optin.Worker) error {
 	return nil
 }
 
-// Enqueue starts the conversation's work unless it is already running here.
+// Enqueue queues the conversation's work unless it is already queued or running here.
 func (q *Queue) Enqueue(ctx context.Context, conversationSid string) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -61,54 +79,89 @@ func (q *Queue) Enqueue(ctx context.Context, conversationSid string) error {
 		return nil
 	}
 	q.active[conversationSid] = true
-	w := q.worker
-	runCtx := zerolog.Ctx(ctx).WithContext(q.base)
-	q.wg.Go(func() {
-		defer func() {
-			q.mu.Lock()
-			delete(q.active, conversationSid)
-			q.mu.Unlock()
-		}()
-		q.runUntilFinished(runCtx, w, conversationSid)
-	})
+	q.pending = append(q.pending, run{conv: conversationSid, n: 1, log: zerolog.Ctx(ctx)})
+	q.dispatchLocked()
 	return nil
 }
 
-func (q *Queue) runUntilFinished(ctx context.Context, w optin.Worker, conv string) {
-	log := zerolog.Ctx(ctx)
-	for n := 1; ; n++ {
-		err := w.Work(ctx, conv)
-		if err == nil {
-			return
-		}
-		if ctx.Err() != nil {
-			log.Error().Err(err).Str("conversation_sid", conv).Msg("opt-in abandoned at shutdown")
-			return
-		}
-		if n >= q.maxRuns {
-			if err := w.GiveUp(ctx, conv, err); err != nil {
-				log.Error().Err(err).Str("conversation_sid", conv).Msg("recording give-up")
-			}
-			return
-		}
-		select {
-		case <-time.After(q.runDelay(n, err)):
-		case <-ctx.Done():
-		}
+// dispatchLocked starts queued runs while workers are free.
+func (q *Queue) dispatchLocked() {
+	for q.running < q.workers && len(q.pending) > 0 && q.worker != nil {
+		r := q.pending[0]
+		q.pending[0] = run{}
+		q.pending = q.pending[1:]
+		q.running++
+		w := q.worker
+		q.wg.Go(func() { q.runOnce(w, r) })
+	}
+	if len(q.pending) == 0 {
+		q.pending = nil // let the backing array go after a burst
 	}
 }
 
-// Depth counts the conversations being worked on or waiting for another run.
+// runOnce runs the conversation's work once, then frees the worker and decides what comes next.
+func (q *Queue) runOnce(w optin.Worker, r run) {
+	ctx := r.log.WithContext(q.base)
+	err := w.Work(ctx, r.conv)
+	again := false
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
+		r.log.Error().Err(err).Str("conversation_sid", r.conv).Msg("opt-in abandoned at shutdown")
+	case r.n >= q.maxRuns:
+		if err := w.GiveUp(ctx, r.conv, err); err != nil {
+			r.log.Error().Err(err).Str("conversation_sid", r.conv).Msg("recording give-up")
+		}
+	default:
+		again = true
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.running--
+	if again {
+		next := run{conv: r.conv, n: r.n + 1, log: r.log}
+		q.waiting[r.conv] = time.AfterFunc(q.runDelay(r.n, err), func() { q.requeue(next) })
+	} else {
+		delete(q.active, r.conv)
+	}
+	q.dispatchLocked()
+}
+
+// requeue queues a run again after its delay, unless the queue has shut down (the work is then lost,
+// as all work of this queue is when the process ends).
+func (q *Queue) requeue(r run) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	delete(q.waiting, r.conv)
+	if q.base.Err() != nil || q.worker == nil {
+		delete(q.active, r.conv)
+		return
+	}
+	q.pending = append(q.pending, r)
+	q.dispatchLocked()
+}
+
+// Depth counts the conversations being worked on, queued or waiting for another run.
 func (q *Queue) Depth() (int, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return len(q.active), nil
 }
 
-// Shutdown refuses new work and waits for running work until ctx ends, then abandons it.
+// Shutdown refuses new work, drops what waits, and waits for running work until ctx ends, then
+// abandons it.
 func (q *Queue) Shutdown(ctx context.Context) error {
 	q.mu.Lock()
 	q.worker = nil
+	for _, r := range q.pending {
+		delete(q.active, r.conv)
+	}
+	q.pending = nil
+	for conv, t := range q.waiting {
+		t.Stop()
+		delete(q.active, conv)
+		delete(q.waiting, conv)
+	}
 	q.mu.Unlock()
 	done := make(chan struct{})
 	go func() { q.wg.Wait(); close(done) }()

@@ -1,6 +1,10 @@
 package inproc
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -8,7 +12,7 @@ import (
 )
 
 func newQueue(maxRuns int) *Queue {
-	return New(maxRuns, func(int, error) time.Duration { return time.Millisecond })
+	return New(4, maxRuns, func(int, error) time.Duration { return time.Millisecond })
 }
 
 func TestContract(t *testing.T) {
@@ -16,7 +20,90 @@ func TestContract(t *testing.T) {
 }
 
 func TestNotStarted(t *testing.T) {
-	if err := New(1, nil).Enqueue(t.Context(), "CH1"); err == nil {
+	if err := New(1, 1, nil).Enqueue(t.Context(), "CH1"); err == nil {
 		t.Error("enqueue before Start accepted")
+	}
+}
+
+// blocker is a worker whose runs wait until released, counting how many run at once.
+type blocker struct {
+	mu            sync.Mutex
+	running, peak int
+	done          map[string]int
+	release       chan struct{}
+	fail          map[string]bool
+}
+
+func (b *blocker) Work(ctx context.Context, conv string) error {
+	b.mu.Lock()
+	b.running++
+	b.peak = max(b.peak, b.running)
+	fail := b.fail[conv]
+	b.mu.Unlock()
+	if !fail {
+		<-b.release
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.running--
+	if fail {
+		return errors.New("twilio is down")
+	}
+	b.done[conv]++
+	return nil
+}
+
+func (b *blocker) GiveUp(context.Context, string, error) error { return nil }
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestWorkersBoundRunsAndRetriesWaitOffThem(t *testing.T) {
+	b := &blocker{done: map[string]int{}, release: make(chan struct{}), fail: map[string]bool{"CHfails": true}}
+	// A failed run waits an hour for its next: it must not keep its worker meanwhile.
+	q := New(2, 3, func(int, error) time.Duration { return time.Hour })
+	if err := q.Start(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Enqueue(t.Context(), "CHfails"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		if err := q.Enqueue(t.Context(), fmt.Sprintf("CH%02d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUntil(t, "two runs", func() bool { b.mu.Lock(); defer b.mu.Unlock(); return b.running == 2 })
+	if n, _ := q.Depth(); n != 11 {
+		t.Errorf("depth %d, want 11 (10 queued or running, 1 waiting to run again)", n)
+	}
+	for range 10 {
+		b.release <- struct{}{}
+	}
+	waitUntil(t, "ten opt-ins done", func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.done) == 10 })
+	b.mu.Lock()
+	peak := b.peak
+	b.mu.Unlock()
+	if peak != 2 {
+		t.Errorf("%d runs at once, want 2", peak)
+	}
+	if n, _ := q.Depth(); n != 1 {
+		t.Errorf("depth %d after the ten, want 1 (the failed one waiting)", n)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+	defer cancel()
+	if err := q.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := q.Depth(); n != 0 {
+		t.Errorf("depth %d after shutdown", n)
 	}
 }
