@@ -40,7 +40,7 @@ func run(ratePath, latencyPath, out string) error {
 		return err
 	}
 	p := plot.New()
-	p.Title.Text = "Acknowledgement p99 against offered rate (Twilio " + rows[0]["latency_ms"] + " ms late)"
+	p.Title.Text = fmt.Sprintf("Acknowledgement p99 against offered rate (Twilio %g ms late)", num(rows[0], "latency_ms"))
 	p.X.Label.Text = "offered webhooks per second (open loop)"
 	p.Y.Label.Text = "acknowledgement p99 (ms)"
 	if err := lines(p, rows, "rate", "ack_p99_ms"); err != nil {
@@ -55,7 +55,7 @@ func run(ratePath, latencyPath, out string) error {
 		return err
 	}
 	p = plot.New()
-	p.Title.Text = "Opt-in completion p99 against upstream latency (" + rows[0]["rate"] + " webhooks/s)"
+	p.Title.Text = fmt.Sprintf("Opt-in completion p99 against upstream latency (%g webhooks/s)", num(rows[0], "rate"))
 	p.X.Label.Text = "Twilio's latency per call (ms)"
 	p.Y.Label.Text = "completion p99 (ms)"
 	if err := lines(p, rows, "latency_ms", "completion_p99_ms"); err != nil {
