@@ -115,6 +115,8 @@ func TestConsole(t *testing.T) {
 	}
 	run(chromedp.SendKeys(chromedp.ID("token"), token), chromedp.Submit(chromedp.ID("token")))
 	waitJS(t, ctx, "the demo's chat, connected", `document.querySelector('tr[data-chat="order-1042"] .badge')?.textContent === "connected"`)
+	// The inlined stylesheet applies: its hash in the Content-Security-Policy matches.
+	waitJS(t, ctx, "the stylesheet", `getComputedStyle(document.querySelector('header')).backgroundColor === "rgb(16, 42, 67)"`)
 
 	// A platform starts a chat: the open list shows it, invited, without a reload.
 	run(chromedp.Evaluate[chromedp.Void](`window.stillHere = true`))

@@ -7,11 +7,12 @@ package console
 
 import (
 	"context"
+	"crypto/sha256"
 	"embed"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"html/template"
-	"io/fs"
 	"net/http"
 	"net/url"
 	"strings"
@@ -24,8 +25,25 @@ import (
 	"github.com/optinkit/optin/internal/numberpool"
 )
 
-//go:embed web/*.html web/static/*
+//go:embed web/*.html
 var web embed.FS
+
+// The stylesheet and the script are inlined in every page, allowed by their hashes in the
+// Content-Security-Policy: nothing of the console, not even a static file, answers without a session.
+var (
+	//go:embed web/console.css
+	consoleCSS string
+	//go:embed web/console.js
+	consoleJS string
+	csp       = "default-src 'none'; script-src " + sourceHash(consoleJS) + "; style-src " + sourceHash(consoleCSS) +
+		"; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+// sourceHash is the CSP source expression of an inline script or style.
+func sourceHash(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
+}
 
 // Chats is what the console needs of the chat service.
 type Chats interface {
@@ -102,7 +120,6 @@ func New(opts Options) (http.Handler, error) {
 	if c.pages, err = parsePages(); err != nil {
 		return nil, err
 	}
-	static, _ := fs.Sub(web, "web/static")
 
 	// Refuses cross-origin posts from browsers (Sec-Fetch-Site, Origin) before anything else; the
 	// session-bound CSRF token covers browsers that send neither.
@@ -112,8 +129,6 @@ func New(opts Options) (http.Handler, error) {
 	r.Get("/console", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, Prefix, http.StatusMovedPermanently) })
 	r.Route("/console", func(r chi.Router) {
 		r.NotFound(func(w http.ResponseWriter, r *http.Request) { c.fail(w, r, http.StatusNotFound, "No such page.") })
-		// The stylesheet and script are the same for everyone and hold no data.
-		r.Handle("/static/*", http.StripPrefix("/console/static/", http.FileServerFS(static)))
 		r.Get("/login", c.loginPage)
 		r.Post("/login", c.login)
 		r.Group(func(r chi.Router) {
@@ -143,11 +158,11 @@ type console struct {
 	pages    map[string]*template.Template
 }
 
-// headers keeps the pages out of caches and frames and lets them load only their own script and style.
+// headers keeps the pages out of caches and frames and lets them run only their own script and style.
 func headers(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+		h.Set("Content-Security-Policy", csp)
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "no-referrer")
 		h.Set("Cache-Control", "no-store")
@@ -292,6 +307,8 @@ func parsePages() (map[string]*template.Template, error) {
 		"mask":  Mask,
 		"clock": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05") },
 		"time":  func(t time.Time) string { return t.UTC().Format("15:04:05") },
+		"css":   func() template.CSS { return template.CSS(consoleCSS) },
+		"js":    func() template.JS { return template.JS(consoleJS) },
 	}
 	pages := map[string]*template.Template{}
 	for _, name := range []string{"login", "error", "chats", "chat", "pools", "demo"} {

@@ -165,10 +165,13 @@ type callTransport struct {
 }
 
 func (t *callTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	r := req.Clone(t.ctx)
+	// A shallow copy: a RoundTripper must not change the request it is given, and this one only swaps
+	// the URL (copied) and the context; a deep Clone copied every header of every call.
+	r := req.WithContext(t.ctx)
 	if t.base != nil {
-		r.URL.Scheme, r.URL.Host = t.base.Scheme, t.base.Host
-		r.Host = t.base.Host
+		u := *r.URL
+		u.Scheme, u.Host = t.base.Scheme, t.base.Host
+		r.URL, r.Host = &u, t.base.Host
 	}
 	start := time.Now()
 	resp, err := t.next.RoundTrip(r)
