@@ -20,6 +20,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/rs/zerolog"
+	"golang.org/x/time/rate"
 
 	"github.com/optinkit/optin/internal/chat"
 	"github.com/optinkit/optin/internal/numberpool"
@@ -102,7 +103,7 @@ func New(opts Options) (http.Handler, error) {
 	case opts.Pools == nil:
 		return nil, errors.New("console: nil Pools")
 	}
-	c := &console{chats: opts.Chats, pools: opts.Pools, demo: opts.Demo, now: opts.Now}
+	c := &console{chats: opts.Chats, pools: opts.Pools, demo: opts.Demo, now: opts.Now, refusals: rate.NewLimiter(1, 5)}
 	if c.now == nil {
 		c.now = time.Now
 	}
@@ -156,6 +157,8 @@ type console struct {
 	sessions *sessions
 	summary  *summaryCache
 	pages    map[string]*template.Template
+	// refusals paces the log of refused logins: a guessing script must not flood the log.
+	refusals *rate.Limiter
 }
 
 // headers keeps the pages out of caches and frames and lets them run only their own script and style.
@@ -205,7 +208,9 @@ func (c *console) login(w http.ResponseWriter, r *http.Request) {
 	token := c.sessions.tokenOK(r.PostFormValue("token"))
 	next := safeNext(r.PostFormValue("next"))
 	if token == nil {
-		zerolog.Ctx(r.Context()).Warn().Msg("console login refused")
+		if c.refusals.Allow() {
+			zerolog.Ctx(r.Context()).Warn().Msg("console login refused")
+		}
 		c.render(w, r, http.StatusUnauthorized, "login", loginData{Next: next, Failed: true})
 		return
 	}

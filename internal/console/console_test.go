@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/optinkit/optin/internal/chat"
 	"github.com/optinkit/optin/internal/numberpool"
 )
@@ -219,5 +221,24 @@ func TestListSearchAndBadInput(t *testing.T) {
 	// Without a Demo the demo's routes do not exist.
 	if w := serve(h, "GET", "/console/demo", nil, cookie); w.Code != http.StatusNotFound {
 		t.Errorf("demo without a demo: %d", w.Code)
+	}
+}
+
+func TestRefusedLoginsAreLoggedPaced(t *testing.T) {
+	h, _ := newConsole(t, &fakeChats{}, "token-one")
+	var logs strings.Builder
+	log := zerolog.New(&logs)
+	for range 50 {
+		r := httptest.NewRequest("POST", "/console/login", strings.NewReader("token=guess"))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		r = r.WithContext(log.WithContext(r.Context()))
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != http.StatusUnauthorized || strings.Contains(logs.String(), "guess") {
+			t.Fatalf("%d, log %s", w.Code, logs.String())
+		}
+	}
+	if n := strings.Count(logs.String(), "console login refused"); n < 1 || n > 6 {
+		t.Errorf("%d log lines for 50 refused logins", n)
 	}
 }
