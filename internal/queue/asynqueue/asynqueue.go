@@ -111,9 +111,8 @@ func (q *Queue) Start(w optin.Worker) error {
 		}
 		return err
 	})
-	n := fetchers(q.opts.Concurrency)
-	for i := range n {
-		srv := asynq.NewServer(q.redis, q.config(q.opts.Concurrency/n+boolInt(i < q.opts.Concurrency%n)))
+	for _, workers := range split(q.opts.Concurrency) {
+		srv := asynq.NewServer(q.redis, q.config(workers))
 		if err := srv.Start(handler); err != nil {
 			q.stopServers()
 			return err
@@ -123,16 +122,19 @@ func (q *Queue) Start(w optin.Worker) error {
 	return nil
 }
 
-// fetchers is how many asynq servers share a replica's workers. Each server takes tasks from Redis
-// one at a time, a round trip each; under load a round trip takes a millisecond or more, which capped
-// one server near a thousand opt-ins a second and queued the rest. One server per 100 workers, at most 8.
-func fetchers(concurrency int) int { return min(max(concurrency/100, 1), 8) }
-
-func boolInt(b bool) int {
-	if b {
-		return 1
+// split shares a replica's workers among asynq servers: one per 100 workers, at most 8. Each server
+// takes tasks from Redis one at a time, a round trip each; under load a round trip takes a millisecond
+// or more, which capped a single server near a thousand opt-ins a second and queued the rest.
+func split(concurrency int) []int {
+	n := min(max(concurrency/100, 1), 8)
+	out := make([]int, n)
+	for i := range out {
+		out[i] = concurrency / n
+		if i < concurrency%n {
+			out[i]++
+		}
 	}
-	return 0
+	return out
 }
 
 func (q *Queue) config(concurrency int) asynq.Config {

@@ -3,6 +3,7 @@ package asynqueue
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -120,5 +121,15 @@ func TestEnqueueFailsWithoutRedis(t *testing.T) {
 	}
 	if err := q.Ping(t.Context()); err == nil {
 		t.Error("ping succeeded with Redis down")
+	}
+}
+
+func TestSplitWorkers(t *testing.T) {
+	for concurrency, want := range map[int][]int{
+		1: {1}, 10: {10}, 199: {199}, 200: {100, 100}, 250: {125, 125}, 1000: {125, 125, 125, 125, 125, 125, 125, 125}, 301: {101, 100, 100},
+	} {
+		if got := split(concurrency); !slices.Equal(got, want) {
+			t.Errorf("split(%d) = %v, want %v", concurrency, got, want)
+		}
 	}
 }
