@@ -337,7 +337,7 @@ func TestChatStartPairBoundOutside(t *testing.T) {
 		if state, _, _ := fake.Conversation("order-8812"); state != "closed" || c["conversation_sid"] == nil {
 			t.Errorf("half-made conversation %q", state)
 		}
-		if c["state"] != "failed" || c["reason"] != "failed" || c["error"].(map[string]any)["twilio_code"] != 50416.0 || states(c) != "starting,failed" {
+		if e := c["error"].(map[string]any); c["state"] != "failed" || c["reason"] != "failed" || e["twilio_code"] != 50416.0 || e["step"] != "rider" || states(c) != "starting,failed" {
 			t.Errorf("failed chat: %s", body)
 		}
 		if _, _, pools := s.api("GET", "/v1/pools", adminToken1, ""); !strings.Contains(pools, `"pairs_in_use":0`) {
@@ -1061,7 +1061,7 @@ func TestChatFailsWithTwilioCode(t *testing.T) {
 	}
 	c := s.waitChat("order-8812", "failed")
 	e, _ := c["error"].(map[string]any)
-	if e == nil || e["twilio_code"] != 63016.0 || c["reason"] != "failed" || states(c) != "starting,invited,connecting,failed" {
+	if e == nil || e["twilio_code"] != 63016.0 || e["step"] != nil || c["reason"] != "failed" || states(c) != "starting,invited,connecting,failed" {
 		t.Errorf("failed chat: %v", c)
 	}
 }

@@ -35,6 +35,8 @@ type PartyView struct {
 type FailureView struct {
 	TwilioCode int    `json:"twilio_code"`
 	Detail     string `json:"detail"`
+	// Step is the start step that failed; nil when the chat failed during the opt-in.
+	Step *string `json:"step"`
 }
 
 // TransitionView is one entry of a View's history.
@@ -61,6 +63,9 @@ func (c Chat) View() View {
 	}
 	if c.Error != nil {
 		v.Error = &FailureView{TwilioCode: c.Error.TwilioCode, Detail: c.Error.Detail}
+		if c.Error.Step != "" {
+			v.Error.Step = &c.Error.Step
+		}
 	}
 	for _, t := range c.History {
 		v.History = append(v.History, TransitionView{State: t.State, At: t.At})
