@@ -2,9 +2,11 @@ package handlers
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -75,6 +77,33 @@ func FuzzWebhook(f *testing.F) {
 		}
 		if w.Code == 200 && len(events) != 1 {
 			t.Fatalf("200 without exactly one event: %+v", events)
+		}
+	})
+}
+
+// FuzzParseForm: parseForm reads every input as url.ParseQuery does, and refuses the same ones.
+func FuzzParseForm(f *testing.F) {
+	for _, s := range []string{"", "a=1&b=2", "a=1&a=2&a=1", "a", "=x", "a=%zz", "a;b=1", "&&a=&", "a+b=c%20d", "x=1&y&x=2"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want, wantErr := url.ParseQuery(s)
+		got, err := parseForm(s)
+		if (err != nil) != (wantErr != nil) {
+			t.Fatalf("parseForm(%q) error %v, url.ParseQuery %v", s, err, wantErr)
+		}
+		if err == nil && !maps.EqualFunc(got, want, slices.Equal) {
+			t.Fatalf("parseForm(%q) = %v, url.ParseQuery %v", s, got, want)
+		}
+		if err == nil {
+			for name := range got {
+				got[name] = append(got[name], "x") // appending to one name must not change another
+			}
+			for name, vs := range got {
+				if !slices.Equal(vs[:len(vs)-1], want[name]) {
+					t.Fatalf("parseForm(%q): appending changed %q", s, name)
+				}
+			}
 		}
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 
 	"github.com/rs/zerolog/hlog"
 
@@ -142,11 +143,42 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if f.logged {
 		hlog.FromRequest(r).Error().Err(err).Msg("request failed")
 	}
-	msg := f.title
-	if f.detail {
-		msg = err.Error()
+	if !f.detail {
+		writeFixed(w, f.status, "error", f.title, "", "")
+		return
 	}
-	writeJSON(w, f.status, map[string]string{"error": msg})
+	writeJSON(w, f.status, map[string]string{"error": err.Error()})
+}
+
+// fixedAnswers caches the JSON of answers made only of constant texts — the webhook's outcomes and
+// reasons, the errors' titles — so that the answer to each of a flood of forged requests is a copy of
+// bytes. It stays as small as the set of those constants.
+var fixedAnswers = struct {
+	sync.RWMutex
+	m map[[4]string][]byte
+}{m: map[[4]string][]byte{}}
+
+// writeFixed answers {k1: v1, k2: v2} (k2 empty: only the first pair), exactly as writeJSON would. The
+// values must be constants of the code, never request data.
+func writeFixed(w http.ResponseWriter, status int, k1, v1, k2, v2 string) {
+	key := [4]string{k1, v1, k2, v2}
+	fixedAnswers.RLock()
+	body, ok := fixedAnswers.m[key]
+	fixedAnswers.RUnlock()
+	if !ok {
+		m := map[string]string{k1: v1}
+		if k2 != "" {
+			m[k2] = v2
+		}
+		b, _ := json.Marshal(m)
+		body = append(b, '\n')
+		fixedAnswers.Lock()
+		fixedAnswers.m[key] = body
+		fixedAnswers.Unlock()
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

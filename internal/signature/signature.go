@@ -9,16 +9,39 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"hash"
 	"io"
-	"maps"
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 )
 
 // Validator checks signatures against one or more auth tokens (more than one while a token is rotated).
 type Validator struct {
-	keys [][]byte
+	keys []*key
+}
+
+// key is one token with a pool of HMACs keyed by it: every request, forged ones included, costs a
+// MAC per URL variant, and a pooled one is reset rather than keyed and allocated again.
+type key struct {
+	token []byte
+	macs  sync.Pool
+}
+
+// sum appends the MAC of rawURL and params to out.
+func (k *key) sum(out []byte, rawURL string, params []byte) []byte {
+	h, ok := k.macs.Get().(hash.Hash)
+	if ok {
+		h.Reset()
+	} else {
+		h = hmac.New(sha1.New, k.token)
+	}
+	_, _ = io.WriteString(h, rawURL)
+	h.Write(params)
+	out = h.Sum(out)
+	k.macs.Put(h)
+	return out
 }
 
 // New returns a Validator accepting signatures made with any of the non-empty tokens.
@@ -26,7 +49,7 @@ func New(tokens ...string) *Validator {
 	v := &Validator{}
 	for _, t := range tokens {
 		if t != "" {
-			v.keys = append(v.keys, []byte(t))
+			v.keys = append(v.keys, &key{token: []byte(t)})
 		}
 	}
 	return v
@@ -36,7 +59,8 @@ func New(tokens ...string) *Validator {
 // requests and JSON bodies). Every value of a repeated name counts, values sorted within their name.
 func Compute(token, rawURL string, params url.Values) string {
 	full, _ := concat(params)
-	return base64.StdEncoding.EncodeToString(mac([]byte(token), rawURL, full))
+	k := &key{token: []byte(token)}
+	return base64.StdEncoding.EncodeToString(k.sum(nil, rawURL, full))
 }
 
 // Validate reports whether sig signs rawURL and params. It accepts the URL with and without its port
@@ -55,11 +79,12 @@ func (v *Validator) Validate(rawURL string, params url.Values, sig string) bool 
 		suffixes = append(suffixes, dedup)
 	}
 	ok := false
+	var buf [sha1.Size]byte
 	for _, u := range urlVariants(rawURL) {
 		for _, suffix := range suffixes {
-			for _, key := range v.keys {
+			for _, k := range v.keys {
 				// No early return: the work done does not depend on which variant matched.
-				ok = hmac.Equal(mac(key, u, suffix), want) || ok
+				ok = hmac.Equal(k.sum(buf[:0], u, suffix), want) || ok
 			}
 		}
 	}
@@ -82,22 +107,39 @@ func (v *Validator) ValidateBody(rawURL string, body []byte, sig string) bool {
 	return v.Validate(rawURL, nil, sig) && bodyOK
 }
 
-// mac is HMAC-SHA1 over the URL followed by the parameter string, without joining the two.
-func mac(key []byte, rawURL string, params []byte) []byte {
-	m := hmac.New(sha1.New, key)
-	_, _ = io.WriteString(m, rawURL)
-	m.Write(params)
-	return m.Sum(nil)
-}
-
 // concat builds, in one pass over the sorted names, the parameter string with every value and the one
-// with repeated identical values written once.
+// with repeated identical values written once (the same slice when no value repeats). It sizes both
+// up front and copies a name's values only when there are several to sort: on the webhook's path this
+// runs for every request, forged ones included.
 func concat(params url.Values) (full, dedup []byte) {
 	if len(params) == 0 {
 		return nil, nil
 	}
-	for _, name := range slices.Sorted(maps.Keys(params)) {
-		values := slices.Sorted(slices.Values(params[name]))
+	names := make([]string, 0, len(params))
+	size, repeats := 0, false
+	for name, values := range params {
+		names = append(names, name)
+		for _, v := range values {
+			size += len(name) + len(v)
+		}
+		repeats = repeats || len(values) > 1
+	}
+	slices.Sort(names)
+	full = make([]byte, 0, size)
+	if !repeats {
+		for _, name := range names {
+			if values := params[name]; len(values) == 1 {
+				full = append(append(full, name...), values[0]...)
+			}
+		}
+		return full, full
+	}
+	dedup = make([]byte, 0, size)
+	for _, name := range names {
+		values := params[name]
+		if !slices.IsSorted(values) {
+			values = slices.Sorted(slices.Values(values))
+		}
 		for i, val := range values {
 			full = append(append(full, name...), val...)
 			if i == 0 || val != values[i-1] {

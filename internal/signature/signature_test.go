@@ -1,9 +1,13 @@
 package signature
 
 import (
+	"crypto/hmac"
+	"crypto/sha1"
+	"encoding/base64"
 	"fmt"
 	"math/rand/v2"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 
@@ -223,5 +227,32 @@ func TestAgreesWithTwilioGo(t *testing.T) {
 		if !New(token).Validate(u, p, sig) {
 			t.Fatalf("we reject our own signature for %q %v", u, m)
 		}
+	}
+}
+
+// A repeated name counts every value, sorted; a repeated identical value is also accepted written once,
+// as twilio-node and twilio-python sign it.
+func TestRepeatedValues(t *testing.T) {
+	t.Parallel()
+	u := "https://optin.example.com/webhooks/conversations"
+	sign := func(s string) string {
+		m := hmac.New(sha1.New, []byte("tok"))
+		m.Write([]byte(u + s))
+		return base64.StdEncoding.EncodeToString(m.Sum(nil))
+	}
+	p := url.Values{"To": {"b"}, "Digits": {"5", "1", "5"}, "A": {}}
+	v := New("tok")
+	for s, want := range map[string]bool{
+		"Digits1Digits5Digits5Tob": true,  // every value, sorted
+		"Digits1Digits5Tob":        true,  // the identical value once
+		"Digits5Digits1Digits5Tob": false, // unsorted
+		"Digits1Digits5":           false, // a name left out
+	} {
+		if got := v.Validate(u, p, sign(s)); got != want {
+			t.Errorf("signed over %q: %v, want %v", s, got, want)
+		}
+	}
+	if got := p["Digits"]; !slices.Equal(got, []string{"5", "1", "5"}) {
+		t.Errorf("the caller's values were reordered: %v", got)
 	}
 }
