@@ -200,7 +200,7 @@ func (c *console) requireSession(next http.Handler) http.Handler {
 }
 
 func (c *console) loginPage(w http.ResponseWriter, r *http.Request) {
-	c.render(w, r, http.StatusOK, "login", loginData{Next: safeNext(r.URL.Query().Get("next"))})
+	c.render(w, r, http.StatusOK, "login", loginData{page: page{Title: "Log in"}, Next: safeNext(r.URL.Query().Get("next"))})
 }
 
 func (c *console) login(w http.ResponseWriter, r *http.Request) {
@@ -211,7 +211,7 @@ func (c *console) login(w http.ResponseWriter, r *http.Request) {
 		if c.refusals.Allow() {
 			zerolog.Ctx(r.Context()).Warn().Msg("console login refused")
 		}
-		c.render(w, r, http.StatusUnauthorized, "login", loginData{Next: next, Failed: true})
+		c.render(w, r, http.StatusUnauthorized, "login", loginData{page: page{Title: "Log in"}, Next: next, Failed: true})
 		return
 	}
 	setCookie(w, r, c.sessions.issue(token))
