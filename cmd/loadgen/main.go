@@ -119,9 +119,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout)
 	}
 	if o.debug != "" {
-		// Let the last opt-ins and idle connections wind down before counting.
-		time.Sleep(2 * time.Second)
-		fmt.Fprintf(stdout, "service goroutines: %d before, %d after\n", before, goroutines(o.debug))
+		after, took := settle(o.debug, before, 10*time.Second)
+		fmt.Fprintf(stdout, "service goroutines: %d before, %d after (%s after the load)\n", before, after, took.Round(100*time.Millisecond))
 	}
 	if o.pid > 0 {
 		if kb, err := peakRSS(o.pid); err == nil {
@@ -213,6 +212,8 @@ func load(ctx context.Context, o options, target string, tw *standIn) result {
 	ctx, cancel := context.WithTimeout(ctx, o.duration)
 	defer cancel()
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: max(o.conns, 64), MaxConnsPerHost: 0}, Timeout: 10 * time.Second}
+	// Our idle connections would hold goroutines of the service after the load: close them.
+	defer client.CloseIdleConnections()
 	var (
 		next      atomic.Int64
 		mu        sync.Mutex
@@ -316,6 +317,19 @@ func flood(ctx context.Context, o options) func() result {
 }
 
 // goroutines reads the service's goroutine count from its pprof endpoint; -1 when it cannot.
+// settle polls the service's goroutines until they are back near before (the last opt-ins done, the
+// connections closed) or wait has passed, and returns the last count and when it was taken.
+func settle(debug string, before int, wait time.Duration) (int, time.Duration) {
+	start := time.Now()
+	for {
+		n := goroutines(debug)
+		if n <= before+8 || time.Since(start) >= wait {
+			return n, time.Since(start)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 func goroutines(debug string) int {
 	if debug == "" || loopbackOnly("http://"+debug) != nil {
 		return -1
