@@ -28,6 +28,8 @@ type Queue struct {
 
 	mu     sync.Mutex
 	worker optin.Worker
+	// closing: Shutdown has begun; nothing new is taken, what is queued still runs until its deadline.
+	closing bool
 	// active holds every conversation queued, running or waiting for another run.
 	active  map[string]bool
 	pending []run
@@ -72,7 +74,7 @@ func (q *Queue) Enqueue(ctx context.Context, conversationSid string) error {
 	if q.worker == nil {
 		return errors.New("inproc: queue not accepting work")
 	}
-	if q.base.Err() != nil {
+	if q.closing || q.base.Err() != nil {
 		return errors.New("inproc: queue shut down")
 	}
 	if q.active[conversationSid] {
@@ -86,7 +88,7 @@ func (q *Queue) Enqueue(ctx context.Context, conversationSid string) error {
 
 // dispatchLocked starts queued runs while workers are free.
 func (q *Queue) dispatchLocked() {
-	for q.running < q.workers && len(q.pending) > 0 && q.worker != nil {
+	for q.running < q.workers && len(q.pending) > 0 && q.base.Err() == nil {
 		r := q.pending[0]
 		q.pending[0] = run{}
 		q.pending = q.pending[1:]
@@ -133,7 +135,7 @@ func (q *Queue) requeue(r run) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	delete(q.waiting, r.conv)
-	if q.base.Err() != nil || q.worker == nil {
+	if q.closing || q.base.Err() != nil {
 		delete(q.active, r.conv)
 		return
 	}
@@ -148,15 +150,12 @@ func (q *Queue) Depth() (int, error) {
 	return len(q.active), nil
 }
 
-// Shutdown refuses new work, drops what waits, and waits for running work until ctx ends, then
-// abandons it.
+// Shutdown refuses new work, drops the runs waiting for a retry, and lets running and queued work go
+// on until ctx ends; then it cancels what runs, drops what is still queued and waits for the runs to
+// return.
 func (q *Queue) Shutdown(ctx context.Context) error {
 	q.mu.Lock()
-	q.worker = nil
-	for _, r := range q.pending {
-		delete(q.active, r.conv)
-	}
-	q.pending = nil
+	q.closing = true
 	for conv, t := range q.waiting {
 		t.Stop()
 		delete(q.active, conv)
@@ -171,6 +170,12 @@ func (q *Queue) Shutdown(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		q.cancel()
+		q.mu.Lock()
+		for _, r := range q.pending {
+			delete(q.active, r.conv)
+		}
+		q.pending = nil
+		q.mu.Unlock()
 		<-done
 		return fmt.Errorf("waiting for in-flight opt-ins: %w", ctx.Err())
 	}

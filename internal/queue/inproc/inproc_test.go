@@ -41,7 +41,10 @@ func (b *blocker) Work(ctx context.Context, conv string) error {
 	fail := b.fail[conv]
 	b.mu.Unlock()
 	if !fail {
-		<-b.release
+		select {
+		case <-b.release:
+		case <-ctx.Done():
+		}
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -105,5 +108,41 @@ func TestWorkersBoundRunsAndRetriesWaitOffThem(t *testing.T) {
 	}
 	if n, _ := q.Depth(); n != 0 {
 		t.Errorf("depth %d after shutdown", n)
+	}
+}
+
+// Shutdown refuses new work but lets what is queued run, within its deadline.
+func TestShutdownDrainsTheQueue(t *testing.T) {
+	b := &blocker{done: map[string]int{}, release: make(chan struct{}), fail: map[string]bool{}}
+	q := New(1, 3, nil)
+	if err := q.Start(b); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := q.Enqueue(t.Context(), fmt.Sprintf("CH%02d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUntil(t, "the first run", func() bool { b.mu.Lock(); defer b.mu.Unlock(); return b.running == 1 })
+	stopped := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		stopped <- q.Shutdown(ctx)
+	}()
+	waitUntil(t, "shutdown to begin", func() bool { q.mu.Lock(); defer q.mu.Unlock(); return q.closing })
+	if err := q.Enqueue(t.Context(), "CHlate"); err == nil {
+		t.Error("work enqueued during shutdown")
+	}
+	for range 3 {
+		b.release <- struct{}{}
+	}
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.done) != 3 || b.done["CHlate"] != 0 {
+		t.Errorf("done %v: want the three queued before shutdown, not the late one", b.done)
 	}
 }
