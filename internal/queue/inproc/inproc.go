@@ -120,7 +120,7 @@ func (q *Queue) runOnce(w optin.Worker, r run) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.running--
-	if again {
+	if again && !q.closing {
 		next := run{conv: r.conv, n: r.n + 1, log: r.log}
 		q.waiting[r.conv] = time.AfterFunc(q.runDelay(r.n, err), func() { q.requeue(next) })
 	} else {
