@@ -146,7 +146,8 @@ func TestConsole(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"whatsapp:+1555•••0201", "whatsapp:+1555•••0002", "connected", "invite", "lifecycle_webhook"} {
+	for _, want := range []string{"whatsapp:+1555•••0201", "whatsapp:+1555•••0002", "connected", "invite", "lifecycle_webhook",
+		"done · whatsapp:+15550100091, whatsapp:+15550100091"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the chat's page lacks %q:\n%s", want, page)
 		}

@@ -91,7 +91,7 @@ func TestStartSteps(t *testing.T) {
 	for _, s := range c.StartSteps() {
 		got += s.Name + "=" + s.Status + ":" + s.Result + ";"
 	}
-	want := "numbers=done:whatsapp:+15550100000, whatsapp:+15550100091;conversation=done:CH1;message_webhook=failed:;" +
+	want := "numbers=done:whatsapp:+15550100000,whatsapp:+15550100091;conversation=done:CH1;message_webhook=failed:;" +
 		"lifecycle_webhook=pending:;customer=pending:;rider=pending:;invite=pending:;"
 	if got != want {
 		t.Errorf("steps\n got %s\nwant %s", got, want)

@@ -3,7 +3,6 @@ package chat
 import (
 	"cmp"
 	"encoding/json"
-	"strings"
 	"time"
 )
 
@@ -100,7 +99,7 @@ func (c Chat) StartSteps() []StepView {
 		v := StepView{Name: name, Status: "pending"}
 		switch ref, done := c.Steps[name]; {
 		case done:
-			v.Status, v.Result = "done", strings.ReplaceAll(ref, ",", ", ")
+			v.Status, v.Result = "done", ref
 		case c.Mode == ModeDirect && (name == stepMessageWebhook || name == stepInvite):
 			v.Status = "skipped"
 		case c.Error != nil && c.Error.Step == name:

@@ -3,12 +3,13 @@ package console
 import (
 	"crypto/hmac"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/base64"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/optinkit/optin/internal/tokens"
 )
 
 // cookieName is the console's session cookie.
@@ -21,6 +22,8 @@ const sessionTTL = 12 * time.Hour
 // HMAC-SHA256 of the expiry keyed by the admin token that logged in: any replica with the same tokens
 // accepts it, and removing a token from the configuration ends the sessions it opened.
 type sessions struct {
+	// logins checks the token of a login; tokens are the same, each a key of the cookies it opened.
+	logins *tokens.Set
 	tokens [][]byte
 	now    func() time.Time
 }
@@ -38,20 +41,6 @@ func mac(key []byte, parts ...string) []byte {
 		m.Write([]byte{0})
 	}
 	return m.Sum(nil)
-}
-
-// tokenOK returns the token given is, if it is one. Every token is compared, by SHA-256 digest and in
-// constant time, so the time taken says nothing of how close a guess came, nor of a token's length.
-func (s *sessions) tokenOK(given string) []byte {
-	got := sha256.Sum256([]byte(given))
-	var match []byte
-	for _, t := range s.tokens {
-		want := sha256.Sum256(t)
-		if subtle.ConstantTimeCompare(got[:], want[:]) == 1 {
-			match = t
-		}
-	}
-	return match
 }
 
 // issue makes the cookie value of a login with token.

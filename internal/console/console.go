@@ -6,6 +6,7 @@
 package console
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"embed"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/optinkit/optin/internal/chat"
 	"github.com/optinkit/optin/internal/numberpool"
+	"github.com/optinkit/optin/internal/tokens"
 )
 
 //go:embed web/*.html
@@ -107,13 +109,13 @@ func New(opts Options) (http.Handler, error) {
 	if c.now == nil {
 		c.now = time.Now
 	}
-	c.sessions = &sessions{now: c.now}
+	c.sessions = &sessions{logins: tokens.New(opts.Tokens), now: c.now}
 	for _, t := range opts.Tokens {
 		if t != "" {
 			c.sessions.tokens = append(c.sessions.tokens, []byte(t))
 		}
 	}
-	if len(c.sessions.tokens) == 0 {
+	if c.sessions.logins.Len() == 0 {
 		return nil, errors.New("console: it needs at least one admin token")
 	}
 	c.summary = &summaryCache{chats: opts.Chats, now: c.now}
@@ -205,16 +207,16 @@ func (c *console) loginPage(w http.ResponseWriter, r *http.Request) {
 
 func (c *console) login(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxForm)
-	token := c.sessions.tokenOK(r.PostFormValue("token"))
+	token, ok := c.sessions.logins.Match(r.PostFormValue("token"))
 	next := safeNext(r.PostFormValue("next"))
-	if token == nil {
+	if !ok {
 		if c.refusals.Allow() {
 			zerolog.Ctx(r.Context()).Warn().Msg("console login refused")
 		}
 		c.render(w, r, http.StatusUnauthorized, "login", loginData{page: page{Title: "Log in"}, Next: next, Failed: true})
 		return
 	}
-	setCookie(w, r, c.sessions.issue(token))
+	setCookie(w, r, c.sessions.issue([]byte(token)))
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
@@ -296,7 +298,7 @@ func (c *console) render(w http.ResponseWriter, r *http.Request, status int, nam
 	if r.URL.Query().Get("partial") != "" && t.Lookup("live") != nil {
 		root = "live"
 	}
-	var b strings.Builder
+	var b bytes.Buffer
 	if err := t.ExecuteTemplate(&b, root, data); err != nil {
 		zerolog.Ctx(r.Context()).Error().Err(err).Str("page", name).Msg("console template")
 		http.Error(w, "internal error", http.StatusInternalServerError)
@@ -304,7 +306,7 @@ func (c *console) render(w http.ResponseWriter, r *http.Request, status int, nam
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
-	_, _ = w.Write([]byte(b.String()))
+	_, _ = b.WriteTo(w)
 }
 
 func parsePages() (map[string]*template.Template, error) {
@@ -312,8 +314,10 @@ func parsePages() (map[string]*template.Template, error) {
 		"mask":  Mask,
 		"clock": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05") },
 		"time":  func(t time.Time) string { return t.UTC().Format("15:04:05") },
-		"css":   func() template.CSS { return template.CSS(consoleCSS) },
-		"js":    func() template.JS { return template.JS(consoleJS) },
+		// spaced lets a list of numbers wrap: "a,b" → "a, b".
+		"spaced": func(s string) string { return strings.ReplaceAll(s, ",", ", ") },
+		"css":    func() template.CSS { return template.CSS(consoleCSS) },
+		"js":     func() template.JS { return template.JS(consoleJS) },
 	}
 	pages := map[string]*template.Template{}
 	for _, name := range []string{"login", "error", "chats", "chat", "pools", "demo"} {

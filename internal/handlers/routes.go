@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog/hlog"
 
 	"github.com/optinkit/optin/internal/signature"
+	"github.com/optinkit/optin/internal/tokens"
 )
 
 // Recorder counts webhook requests by outcome (the metrics package's label values).
@@ -81,20 +82,22 @@ func NewRouter(log zerolog.Logger, flows Flows, v *signature.Validator, urls Sig
 
 // NewAdminRouter is the admin API under /v1: every route behind one of tokens (several, so that one can
 // be rotated out while another is in use). Errors are application/problem+json.
-func NewAdminRouter(chats Chats, pools Pools, tokens []string, openAPI []byte) (http.Handler, error) {
+func NewAdminRouter(chats Chats, pools Pools, adminTokens []string, openAPI []byte) (http.Handler, error) {
 	switch {
 	case chats == nil:
 		return nil, errors.New("handlers: nil Chats")
 	case pools == nil:
 		return nil, errors.New("handlers: nil Pools")
-	case len(tokens) == 0:
+	}
+	set := tokens.New(adminTokens)
+	if set.Len() == 0 {
 		return nil, errors.New("handlers: the admin API needs at least one token")
 	}
 	r := chi.NewRouter()
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) { writeProblem(w, r, errNotFound) })
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) { writeProblem(w, r, errMethod) })
 	r.Route("/v1", func(r chi.Router) {
-		r.Use(requireToken(tokens))
+		r.Use(requireToken(set))
 		r.Get("/openapi.json", func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Content-Type", "application/json")
 			_, _ = w.Write(openAPI)

@@ -4,6 +4,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/csv"
 	"errors"
 	"flag"
@@ -108,7 +109,7 @@ func lines(p *plot.Plot, rows []map[string]string, x, y string) error {
 	var args []any
 	for _, l := range labels {
 		xys := byLabel[l]
-		slices.SortFunc(xys, func(a, b plotter.XY) int { return int(a.X - b.X) })
+		slices.SortFunc(xys, func(a, b plotter.XY) int { return cmp.Compare(a.X, b.X) })
 		args = append(args, l, xys)
 	}
 	return plotutil.AddLinePoints(p, args...)
