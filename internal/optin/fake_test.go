@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 	"sync"
 )
 
@@ -137,6 +138,8 @@ func (f *fakeConversations) snapshot() (created []createCall, lists int, deletes
 type fakeStore struct {
 	mu    sync.Mutex
 	flows map[string]Flow
+	// records is each StepsDone's steps, in order.
+	records []map[string]string
 }
 
 func (s *fakeStore) Claim(_ context.Context, f Flow) (Flow, bool, error) {
@@ -174,10 +177,11 @@ func (s *fakeStore) Begin(_ context.Context, conv string) (Flow, error) {
 	return f, nil
 }
 
-func (s *fakeStore) StepDone(_ context.Context, conv, step, ref string) error {
+func (s *fakeStore) StepsDone(_ context.Context, conv string, steps map[string]string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.flows[conv].Steps[step] = ref
+	s.records = append(s.records, maps.Clone(steps))
+	maps.Copy(s.flows[conv].Steps, steps)
 	return nil
 }
 
@@ -188,6 +192,12 @@ func (s *fakeStore) Finish(_ context.Context, conv string, st State, detail stri
 	f.State, f.Detail = st, detail
 	s.flows[conv] = f
 	return nil
+}
+
+func (s *fakeStore) stepRecords() []map[string]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.records)
 }
 
 func (s *fakeStore) get(conv string) Flow {

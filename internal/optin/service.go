@@ -198,13 +198,26 @@ func (s *Service) Work(ctx context.Context, conversationSid string) error {
 	if err != nil {
 		return err
 	}
-	for _, phase := range s.phases(f, smsRider) {
-		if err := s.runPhase(ctx, f, phase); err != nil {
-			if !permanent(err) {
-				log.Warn().Err(err).Msg("opt-in incomplete; will run again")
-				return fmt.Errorf("%w: %w", ErrRetryLater, err)
-			}
+	phases := s.phases(f, smsRider)
+	for i, phase := range phases {
+		done, err := s.runPhase(ctx, f, phase)
+		if err != nil && permanent(err) {
 			return s.finish(ctx, f, StateFailed, err, start)
+		}
+		if err == nil && i == len(phases)-1 {
+			break
+		}
+		// A later phase, or a later run, skips what this phase did: one write records it. The last
+		// phase's steps need none (the flow's end drops them), and a run cut off before its record is
+		// safe too: the next one looks for each message's marker before creating it.
+		if len(done) > 0 {
+			if rerr := s.store.StepsDone(ctx, f.ConversationSid, done); rerr != nil {
+				err = errors.Join(err, fmt.Errorf("recording steps: %w", rerr))
+			}
+		}
+		if err != nil {
+			log.Warn().Err(err).Msg("opt-in incomplete; will run again")
+			return fmt.Errorf("%w: %w", ErrRetryLater, err)
 		}
 	}
 	return s.finish(ctx, f, StateDone, nil, start)
@@ -266,10 +279,12 @@ func (s *Service) riderOnSMS(ctx context.Context, f Flow) (bool, error) {
 	return rider != "" && !strings.HasPrefix(rider, "whatsapp:"), nil
 }
 
-// runPhase runs the steps not done in an earlier run, concurrently, recording each one done.
-func (s *Service) runPhase(ctx context.Context, f Flow, steps []step) error {
+// runPhase runs the steps not done in an earlier run, concurrently, and returns what those that
+// succeeded left behind, by step.
+func (s *Service) runPhase(ctx context.Context, f Flow, steps []step) (map[string]string, error) {
 	log := zerolog.Ctx(ctx)
 	errs := make([]error, len(steps))
+	refs := make([]string, len(steps))
 	var wg sync.WaitGroup
 	for i, st := range steps {
 		if ref, done := f.Steps[st.name]; done {
@@ -278,20 +293,22 @@ func (s *Service) runPhase(ctx context.Context, f Flow, steps []step) error {
 		}
 		wg.Go(func() {
 			began := s.now()
-			ref, err := st.run(ctx)
-			if err == nil {
-				err = s.store.StepDone(ctx, f.ConversationSid, st.name, ref)
-			}
+			refs[i], errs[i] = st.run(ctx)
 			outcome := "ok"
-			if err != nil {
+			if errs[i] != nil {
 				outcome = "failed"
 			}
 			s.cfg.Observer.StepFinished(st.name, outcome, s.now().Sub(began))
-			errs[i] = err
 		})
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	done := map[string]string{}
+	for i, st := range steps {
+		if _, before := f.Steps[st.name]; !before && errs[i] == nil {
+			done[st.name] = refs[i]
+		}
+	}
+	return done, errors.Join(errs...)
 }
 
 // advance tells the conversation's chat, if it has one, where it stands; a failure to tell it leaves

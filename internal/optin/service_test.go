@@ -110,6 +110,10 @@ func TestOptInPerformsTheThreeSteps(t *testing.T) {
 	if f := st.get(conv); f.State != StateDone || f.Customer != customer || f.Trigger != msg1 {
 		t.Errorf("flow = %+v", f)
 	}
+	// Step records serve later runs only: the flow's end would drop them, so a run that ends writes none.
+	if r := st.stepRecords(); len(r) != 0 {
+		t.Errorf("step records %v, want none", r)
+	}
 }
 
 func TestContentTemplateReplacesBody(t *testing.T) {
@@ -364,8 +368,18 @@ func TestRerunResumes(t *testing.T) {
 			riderSid = m.Sid
 		}
 	}
-	if f := st.get(conv); f.State != StateDone || f.Runs != 2 || f.Steps[StepRider] != riderSid {
+	if f := st.get(conv); f.State != StateDone || f.Runs != 2 {
 		t.Errorf("flow = %+v", f)
+	}
+	// The first run recorded what it did in one write; the second, which ended the flow, wrote nothing.
+	waitSid := ""
+	for _, m := range fc.messages {
+		if hasMarker(m.Attributes, StepWait, msg1) {
+			waitSid = m.Sid
+		}
+	}
+	if r, want := st.stepRecords(), []map[string]string{{StepWait: waitSid, StepWebhooks: "done"}}; !reflect.DeepEqual(r, want) || riderSid == "" {
+		t.Errorf("step records %v, want %v (rider %q)", r, want, riderSid)
 	}
 }
 
@@ -519,5 +533,60 @@ func TestEventValidationRejectsMalformedSids(t *testing.T) {
 	ok := reply("IM0123456789abcdefABCDEF0123456789", customer)
 	if err := ok.Validate(); err != nil {
 		t.Errorf("valid event refused: %v", err)
+	}
+}
+
+// fakeChats knows one chat, on conv, and notes the stages it is told of.
+type fakeChats struct {
+	mu     sync.Mutex
+	stages []Stage
+}
+
+func (c *fakeChats) Parties(_ context.Context, conversationSid string) (string, string, bool, error) {
+	return customer, rider, conversationSid == conv, nil
+}
+
+func (c *fakeChats) Advance(_ context.Context, _ string, stage Stage, _ error) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stages = append(c.stages, stage)
+	return nil
+}
+
+// A declined chat's flow has two phases; when the second (closing) fails for a whole run, the first is
+// recorded in one write and the next run only closes.
+func TestDeclineResumesAfterItsFirstPhase(t *testing.T) {
+	fc := &fakeConversations{webhooks: []string{"WH1", "WH2"}, lifecycle: map[string]bool{"WH2": true}}
+	for range fastRetry.MaxAttempts {
+		fc.failClose = append(fc.failClose, callErr(Retryable, 503, 0))
+	}
+	chats := &fakeChats{}
+	svc, st := newTestService(t, fc, func(c *Config) { c.Chats = chats })
+	ev := reply(msg1, customer)
+	ev.Body = "No thanks"
+	mustHandle(t, svc, ev, Decision{Outcome: OutcomeAccepted})
+	drain(t, svc)
+
+	created, lists, deletes, recent := fc.snapshot()
+	var decline string
+	for _, c := range created {
+		if !hasMarker(c.Message.Attributes, StepDecline, msg1) || c.Message.Body != DefaultDeclineMessage {
+			t.Errorf("created %+v, want only the decline message", c.Message)
+		}
+	}
+	for _, m := range fc.messages {
+		decline = m.Sid
+	}
+	if len(created) != 1 || lists != 1 || !reflect.DeepEqual(deletes, []string{"WH1"}) || recent != 0 || fc.closes != int(fastRetry.MaxAttempts)+1 {
+		t.Errorf("creates %d, lists %d, deletes %v, lookups %d, closes %d", len(created), lists, deletes, recent, fc.closes)
+	}
+	if r, want := st.stepRecords(), []map[string]string{{StepDecline: decline, StepWebhooks: "done"}}; !reflect.DeepEqual(r, want) {
+		t.Errorf("step records %v, want %v", r, want)
+	}
+	if f := st.get(conv); f.State != StateDone || f.Runs != 2 || f.Answer != AnswerDecline {
+		t.Errorf("flow = %+v", f)
+	}
+	if !reflect.DeepEqual(chats.stages, []Stage{StageDeclined}) {
+		t.Errorf("stages %v", chats.stages)
 	}
 }

@@ -102,8 +102,8 @@ func (s *Store) Begin(_ context.Context, conversationSid string) (optin.Flow, er
 	return clone(f), nil
 }
 
-// StepDone records a completed step of a running flow; one of a finished flow is of no more use.
-func (s *Store) StepDone(_ context.Context, conversationSid, step, ref string) error {
+// StepsDone records completed steps of a running flow; those of a finished flow are of no more use.
+func (s *Store) StepsDone(_ context.Context, conversationSid string, steps map[string]string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.done[conversationSid]; ok {
@@ -111,9 +111,11 @@ func (s *Store) StepDone(_ context.Context, conversationSid, step, ref string) e
 	}
 	f, ok := s.flows[conversationSid]
 	if !ok {
-		return fmt.Errorf("step %s of %s: %w", step, conversationSid, optin.ErrNoFlow)
+		return fmt.Errorf("steps of %s: %w", conversationSid, optin.ErrNoFlow)
 	}
-	f.Steps[strings.Clone(step)] = strings.Clone(ref)
+	for step, ref := range steps {
+		f.Steps[strings.Clone(step)] = strings.Clone(ref)
+	}
 	return nil
 }
 

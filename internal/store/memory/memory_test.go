@@ -137,9 +137,8 @@ func BenchmarkFinishedFlowHeap(b *testing.B) {
 			f := optin.Flow{ConversationSid: fmt.Sprintf("CH%032x", i), Customer: fmt.Sprintf("whatsapp:+1555%07d", i),
 				Trigger: fmt.Sprintf("IM%032x", i), State: optin.StateRunning, StartedAt: time.Now(), Answer: optin.AnswerConsent}
 			_, _, _ = s.Claim(b.Context(), f)
-			for _, step := range []string{optin.StepWait, optin.StepRider, optin.StepWebhooks} {
-				_ = s.StepDone(b.Context(), f.ConversationSid, step, f.Trigger)
-			}
+			// A run cut off in its last phase leaves step records behind: the flow's end drops them.
+			_ = s.StepsDone(b.Context(), f.ConversationSid, map[string]string{optin.StepWait: f.Trigger, optin.StepRider: f.Trigger, optin.StepWebhooks: "done"})
 			_ = s.Finish(b.Context(), f.ConversationSid, optin.StateDone, "")
 		}
 		b.ReportMetric(float64(int64(liveHeap())-int64(before))/flows, "B/finished-flow")

@@ -74,12 +74,12 @@ redis.call('HINCRBY', KEYS[1], 'runs', 1)
 return redis.call('HGETALL', KEYS[1])
 `)
 
-// stepDone records a step of an existing flow; it answers 0 when there is none.
-var stepDone = redis.NewScript(`
+// stepsDone records steps (ARGV: field, value, …) of an existing flow; it answers 0 when there is none.
+var stepsDone = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return 0
 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[1], unpack(ARGV))
 return 1
 `)
 
@@ -135,9 +135,16 @@ func (s *Store) Begin(ctx context.Context, conversationSid string) (optin.Flow, 
 	return decode(conversationSid, res)
 }
 
-// StepDone records a completed step.
-func (s *Store) StepDone(ctx context.Context, conversationSid, step, ref string) error {
-	return s.changed(stepDone.Run(ctx, s.rdb, []string{s.key(conversationSid)}, "step:"+step, ref), "step "+step, conversationSid)
+// StepsDone records completed steps, in one round trip.
+func (s *Store) StepsDone(ctx context.Context, conversationSid string, steps map[string]string) error {
+	if len(steps) == 0 {
+		return nil
+	}
+	args := make([]any, 0, 2*len(steps))
+	for step, ref := range steps {
+		args = append(args, "step:"+step, ref)
+	}
+	return s.changed(stepsDone.Run(ctx, s.rdb, []string{s.key(conversationSid)}, args...), "steps", conversationSid)
 }
 
 // Finish records the final state and starts the retention clock.

@@ -138,9 +138,8 @@ func finishedFlowSize(t testing.TB) int64 {
 	if _, _, err := s.Claim(ctx, f); err != nil {
 		t.Fatal(err)
 	}
-	for _, step := range []string{optin.StepWait, optin.StepRider, optin.StepWebhooks} {
-		_ = s.StepDone(ctx, conv, step, "IM0123456789abcdef0123456789abcdef")
-	}
+	// A run cut off in its last phase leaves step records behind: the flow's end drops them.
+	_ = s.StepsDone(ctx, conv, map[string]string{optin.StepWait: "IM0123456789abcdef0123456789abcdef", optin.StepRider: "IM0123456789abcdef0123456789abcdef", optin.StepWebhooks: "done"})
 	if err := s.Finish(ctx, conv, optin.StateDone, ""); err != nil {
 		t.Fatal(err)
 	}

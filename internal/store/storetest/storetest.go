@@ -4,6 +4,7 @@ package storetest
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -50,23 +51,30 @@ func Run(t *testing.T, open func(t *testing.T) (optin.Store, optin.Store)) {
 				t.Fatalf("begin %d: %+v %v", want, f, err)
 			}
 		}
-		if err := s.StepDone(ctx, "CH2", optin.StepWait, "IM7"); err != nil {
+		if err := s.StepsDone(ctx, "CH2", map[string]string{optin.StepWait: "IM7", optin.StepWebhooks: "done"}); err != nil {
 			t.Fatal(err)
 		}
+		if err := s.StepsDone(ctx, "CH2", map[string]string{optin.StepWait: "IM8"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.StepsDone(ctx, "CH2", nil); err != nil {
+			t.Fatal(err)
+		}
+		wantSteps := map[string]string{optin.StepWait: "IM8", optin.StepWebhooks: "done"}
 		f, err := s.Begin(ctx, "CH2")
-		if err != nil || f.Steps[optin.StepWait] != "IM7" || len(f.Steps) != 1 {
-			t.Fatalf("steps %v %v", f.Steps, err)
+		if err != nil || !maps.Equal(f.Steps, wantSteps) {
+			t.Fatalf("steps %v %v, want %v", f.Steps, err, wantSteps)
 		}
 		f.Steps[optin.StepRider] = "changed by the caller"
-		if again, _ := s.Begin(ctx, "CH2"); len(again.Steps) != 1 {
+		if again, _ := s.Begin(ctx, "CH2"); !maps.Equal(again.Steps, wantSteps) {
 			t.Error("a returned flow aliases the stored one")
 		}
 		read, err := s.Flow(ctx, "CH2")
-		if err != nil || read.Runs != 4 || read.Steps[optin.StepWait] != "IM7" {
+		if err != nil || read.Runs != 4 || !maps.Equal(read.Steps, wantSteps) {
 			t.Fatalf("flow: %+v %v", read, err)
 		}
 		read.Steps[optin.StepRider] = "changed by the caller"
-		if again, _ := s.Flow(ctx, "CH2"); len(again.Steps) != 1 {
+		if again, _ := s.Flow(ctx, "CH2"); !maps.Equal(again.Steps, wantSteps) {
 			t.Error("Flow's result aliases the stored one")
 		}
 		if err := s.Finish(ctx, "CH2", optin.StateFailed, "step rider: 63016"); err != nil {
@@ -90,7 +98,7 @@ func Run(t *testing.T, open func(t *testing.T) (optin.Store, optin.Store)) {
 		if _, err := s.Begin(ctx, "CH3"); !errors.Is(err, optin.ErrNoFlow) {
 			t.Errorf("begin of an unclaimed flow: %v, want ErrNoFlow", err)
 		}
-		if err := s.StepDone(ctx, "CH3", optin.StepWait, "x"); !errors.Is(err, optin.ErrNoFlow) {
+		if err := s.StepsDone(ctx, "CH3", map[string]string{optin.StepWait: "x"}); !errors.Is(err, optin.ErrNoFlow) {
 			t.Errorf("step of an unclaimed flow: %v, want ErrNoFlow", err)
 		}
 		if err := s.Finish(ctx, "CH3", optin.StateDone, ""); !errors.Is(err, optin.ErrNoFlow) {
