@@ -101,6 +101,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "bare handler: %s\n", b.line(nil))
 	}
 	before := goroutines(o.debug)
+	svcCPU0, ownCPU0 := cpuTime(o.pid), ownCPU()
 	stopFlood := flood(ctx, o)
 	res := load(ctx, o, o.target, tw)
 	flooded := stopFlood()
@@ -117,6 +118,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintf(stdout, " (p99 = %.2f × the upstream latency)", float64(p99)/float64(o.latency))
 		}
 		fmt.Fprintln(stdout)
+	}
+	// CPU from the start of the load to the last completion: what each request cost the service, and
+	// what this process (client, stand-in, flood) took of the same cores.
+	if svcCPU1 := cpuTime(o.pid); svcCPU0 >= 0 && svcCPU1 >= 0 && res.sent > 0 {
+		row.cpuUs = float64(svcCPU1-svcCPU0) / float64(time.Microsecond) / float64(res.sent)
+		fmt.Fprintf(stdout, "service CPU: %s = %.0f µs per request; load generator CPU: %s\n",
+			(svcCPU1 - svcCPU0).Round(10*time.Millisecond), row.cpuUs, (ownCPU() - ownCPU0).Round(10*time.Millisecond))
 	}
 	if o.debug != "" {
 		after, took := settle(o.debug, before, 10*time.Second)
@@ -251,16 +259,23 @@ func load(ctx context.Context, o options, target string, tw *standIn) result {
 	}
 	began := time.Now()
 	if o.rate > 0 {
-		tick := time.NewTicker(time.Second / time.Duration(o.rate))
-		defer tick.Stop()
+		// Request i leaves at began + i/rate: when this process falls behind it catches up rather than
+		// offering less (a ticker drops the ticks a busy receiver misses).
+		timer := time.NewTimer(0)
+		defer timer.Stop()
 	open:
-		for int(next.Load()) < o.n {
-			select {
-			case <-ctx.Done():
-				break open
-			case <-tick.C:
-				wg.Go(func() { one() })
+		for i := range o.n {
+			if wait := time.Until(began.Add(time.Duration(i) * time.Second / time.Duration(o.rate))); wait > 0 {
+				timer.Reset(wait)
+				select {
+				case <-ctx.Done():
+					break open
+				case <-timer.C:
+				}
+			} else if ctx.Err() != nil {
+				break
 			}
+			wg.Go(func() { one() })
 		}
 	} else {
 		for range o.conns {
@@ -345,6 +360,39 @@ func goroutines(debug string) int {
 		return -1
 	}
 	return n
+}
+
+// cpuTime reads the CPU time (user and system, all threads) a process has used; -1 when it cannot.
+func cpuTime(pid int) time.Duration {
+	if pid <= 0 {
+		return -1
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return -1
+	}
+	// Fields after the command name, which is in parentheses and may hold spaces: utime and stime are
+	// the 12th and 13th, in clock ticks of 1/100 s (USER_HZ).
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b[i+1:]))
+	if i < 0 || len(f) < 13 {
+		return -1
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return -1
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
+// ownCPU is this process's CPU time so far.
+func ownCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // peakRSS reads a process's high-water resident set (VmHWM), in KiB.

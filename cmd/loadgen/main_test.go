@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -138,5 +139,36 @@ func TestCSVRows(t *testing.T) {
 		if len(f) != len(csvHeader) || f[0] != "memory" || f[1] != "forged" || f[3] != "2" || f[5] != "50" || f[7] != "0" {
 			t.Errorf("row %q", l)
 		}
+	}
+}
+
+func TestOpenLoopSendsExactlyN(t *testing.T) {
+	var seen atomic.Int64
+	srv := verifier(t, &seen)
+	var out bytes.Buffer
+	err := run(t.Context(), []string{"loadgen", "-target", srv.URL, "-token", token, "-rate", "2000", "-n", "300", "-bare=false",
+		"-pid", strconv.Itoa(os.Getpid())}, &out, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := seen.Load(); n != 300 || !strings.Contains(out.String(), "300 requests") {
+		t.Errorf("the service saw %d requests, want 300:\n%s", n, out.String())
+	}
+	// Here the "service" is this process: its CPU is reported per request.
+	if !strings.Contains(out.String(), "µs per request; load generator CPU: ") {
+		t.Errorf("no CPU line:\n%s", out.String())
+	}
+}
+
+func TestCPUTime(t *testing.T) {
+	for x := 0; ownCPU() < 50*time.Millisecond; x++ {
+		_ = strconv.Itoa(x)
+	}
+	own, proc := ownCPU(), cpuTime(os.Getpid())
+	if d := own - proc; proc <= 0 || d < -30*time.Millisecond || d > 30*time.Millisecond {
+		t.Errorf("/proc says %s, getrusage %s", proc, own)
+	}
+	if cpuTime(0) != -1 || cpuTime(1<<30) != -1 {
+		t.Error("no process: want -1")
 	}
 }
