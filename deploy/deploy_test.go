@@ -22,6 +22,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
@@ -265,6 +266,17 @@ func TestKubernetesBase(t *testing.T) {
 	}
 	if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
 		t.Errorf("resources %+v", c.Resources)
+	}
+	// The Go runtime's memory limit must leave the container's room for what the collector does not count.
+	goEnv := map[string]string{}
+	for _, e := range c.Env {
+		if e.ValueFrom == nil {
+			goEnv[e.Name] = e.Value
+		}
+	}
+	if goLimit, err := resource.ParseQuantity(strings.TrimSuffix(goEnv["GOMEMLIMIT"], "B")); err != nil ||
+		goLimit.Cmp(*c.Resources.Limits.Memory()) >= 0 || goLimit.Value() < c.Resources.Limits.Memory().Value()*3/4 || goEnv["GOGC"] == "" {
+		t.Errorf("GOMEMLIMIT %q (%v) must be a little under the memory limit %s, with GOGC set (%q)", goEnv["GOMEMLIMIT"], err, c.Resources.Limits.Memory(), goEnv["GOGC"])
 	}
 	shutdown, err := time.ParseDuration(cm.Data["OPTIN_SHUTDOWN_TIMEOUT"])
 	if err != nil || pod.TerminationGracePeriodSeconds == nil || time.Duration(*pod.TerminationGracePeriodSeconds)*time.Second <= 2*shutdown {

@@ -95,24 +95,39 @@ func num(m map[string]string, k string) float64 {
 	return v
 }
 
-// lines adds one line with points per label, x ascending.
+// lines adds one line with points per label, x ascending; where runs repeat a point, the line goes
+// through their median.
 func lines(p *plot.Plot, rows []map[string]string, x, y string) error {
 	var labels []string
-	byLabel := map[string]plotter.XYs{}
+	byLabel := map[string]map[float64][]float64{}
 	for _, r := range rows {
 		l := r["label"]
 		if _, ok := byLabel[l]; !ok {
 			labels = append(labels, l)
+			byLabel[l] = map[float64][]float64{}
 		}
-		byLabel[l] = append(byLabel[l], plotter.XY{X: num(r, x), Y: num(r, y)})
+		byLabel[l][num(r, x)] = append(byLabel[l][num(r, x)], num(r, y))
 	}
 	var args []any
 	for _, l := range labels {
-		xys := byLabel[l]
-		slices.SortFunc(xys, func(a, b plotter.XY) int { return cmp.Compare(a.X, b.X) })
-		args = append(args, l, xys)
+		args = append(args, l, medians(byLabel[l]))
 	}
 	return plotutil.AddLinePoints(p, args...)
+}
+
+// medians turns the values seen at each x into one point at their median, x ascending.
+func medians(ys map[float64][]float64) plotter.XYs {
+	var out plotter.XYs
+	for x, vs := range ys {
+		slices.Sort(vs)
+		m := vs[len(vs)/2]
+		if len(vs)%2 == 0 {
+			m = (vs[len(vs)/2-1] + m) / 2
+		}
+		out = append(out, plotter.XY{X: x, Y: m})
+	}
+	slices.SortFunc(out, func(a, b plotter.XY) int { return cmp.Compare(a.X, b.X) })
+	return out
 }
 
 // target draws the target as a dashed grey line over the x range of rows.
