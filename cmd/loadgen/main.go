@@ -27,6 +27,13 @@ import (
 )
 
 func main() {
+	if os.Getenv(bareServerEnv) != "" {
+		if err := serveBare(); err != nil {
+			fmt.Fprintln(os.Stderr, "loadgen (bare handler):", err)
+			os.Exit(1)
+		}
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args, os.Stdout, os.Stderr); err != nil {
@@ -40,7 +47,7 @@ type options struct {
 	conns, rate, n               int
 	duration, latency            time.Duration
 	twilioAddr                   string
-	bare                         bool
+	bare, bareInProcess          bool
 	pid                          int
 	flood                        int
 	debug                        string
@@ -62,6 +69,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.twilioAddr, "twilio", "", "serve a stand-in Twilio REST API on this loopback address (point OPTIN_TWILIO_API_URL at it) to measure completion")
 	fs.DurationVar(&o.latency, "latency", 0, "with -twilio: how late it answers each call")
 	fs.BoolVar(&o.bare, "bare", true, "first load a bare handler answering 403 on loopback, for the ratio")
+	fs.BoolVar(&o.bareInProcess, "bare-in-process", false, "serve the bare handler from this process (sharing its runtime with the load) rather than from a process of its own, as the service has")
 	fs.IntVar(&o.pid, "pid", 0, "the service's process id, to report its peak memory (Linux)")
 	fs.IntVar(&o.flood, "flood", 0, "connections sending forged requests all along the measured load")
 	fs.StringVar(&o.csv, "csv", "", "append the run's figures as one CSV row to this file (the header is written when the file is new)")
@@ -93,12 +101,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	var bare *result
 	if o.bare {
-		b, err := loadBare(ctx, o)
+		b, cpu, err := loadBare(ctx, o)
 		if err != nil {
 			return err
 		}
 		bare = &b
 		fmt.Fprintf(stdout, "bare handler: %s\n", b.line(nil))
+		if cpu > 0 {
+			fmt.Fprintf(stdout, "bare handler CPU: %.0f µs per request\n", float64(cpu)/float64(time.Microsecond))
+		}
 	}
 	before := goroutines(o.debug)
 	svcCPU0, ownCPU0 := cpuTime(o.pid), ownCPU()
@@ -198,21 +209,22 @@ func percentiles(ds []time.Duration, qs ...float64) []time.Duration {
 	return out
 }
 
-// loadBare measures a handler that only answers 403, on loopback, with the same load.
-func loadBare(ctx context.Context, o options) (result, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+// loadBare measures a handler that only answers 403, on loopback, with the same load; cpu is what that
+// cost its process per request (0 when it shares this one).
+func loadBare(ctx context.Context, o options) (res result, cpu time.Duration, err error) {
+	addr, stop, pid, err := startBare(ctx, o.bareInProcess)
 	if err != nil {
-		return result{}, err
+		return result{}, 0, err
 	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		w.WriteHeader(http.StatusForbidden)
-	}), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	defer srv.Close()
+	defer stop()
 	bo := o
 	bo.mode = "forged"
-	return load(ctx, bo, "http://"+ln.Addr().String()+"/webhooks/conversations", nil), nil
+	before := cpuTime(pid)
+	res = load(ctx, bo, "http://"+addr+"/webhooks/conversations", nil)
+	if after := cpuTime(pid); before >= 0 && after >= 0 && res.sent > 0 {
+		cpu = (after - before) / time.Duration(res.sent)
+	}
+	return res, cpu, nil
 }
 
 // load sends the requests and measures them.

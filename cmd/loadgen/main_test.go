@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -16,6 +17,36 @@ import (
 )
 
 const token = "loadtoken000000000000000000000001"
+
+// TestMain lets this test binary be the bare handler's process, as the loadgen binary is.
+func TestMain(m *testing.M) {
+	if os.Getenv(bareServerEnv) != "" {
+		if err := serveBare(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// The bare handler answers from a process of its own, or with -bare-in-process from this one.
+func TestBareHandlerProcess(t *testing.T) {
+	var seen atomic.Int64
+	srv := verifier(t, &seen)
+	for _, inProcess := range []bool{false, true} {
+		var out bytes.Buffer
+		err := run(t.Context(), []string{"loadgen", "-target", srv.URL, "-mode", "forged", "-n", "200", "-c", "4",
+			"-bare-in-process=" + strconv.FormatBool(inProcess)}, &out, io.Discard)
+		if err != nil || !strings.Contains(out.String(), "bare handler: 200 requests") || !strings.Contains(out.String(), "× the bare handler") ||
+			strings.Count(out.String(), "errors 0") != 2 {
+			t.Errorf("in process %v: %v\n%s", inProcess, err, out.String())
+		}
+	}
+	if n := seen.Load(); n != 400 {
+		t.Errorf("the service saw %d requests, want 400", n)
+	}
+}
 
 // verifier answers like the service's signature check: 200 when signed with token, 403 otherwise.
 func verifier(t *testing.T, seen *atomic.Int64) *httptest.Server {
