@@ -158,6 +158,10 @@ var fixedAnswers = struct {
 	m map[[4]string][]byte
 }{m: map[[4]string][]byte{}}
 
+// jsonContentType is shared by every fixed answer's header rather than allocated for each: nothing
+// changes a header's values in place.
+var jsonContentType = []string{"application/json"}
+
 // writeFixed answers {k1: v1, k2: v2} (k2 empty: only the first pair), exactly as writeJSON would. The
 // values must be constants of the code, never request data.
 func writeFixed(w http.ResponseWriter, status int, k1, v1, k2, v2 string) {
@@ -176,7 +180,7 @@ func writeFixed(w http.ResponseWriter, status int, k1, v1, k2, v2 string) {
 		fixedAnswers.m[key] = body
 		fixedAnswers.Unlock()
 	}
-	w.Header().Set("Content-Type", "application/json")
+	w.Header()["Content-Type"] = jsonContentType
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
 }

@@ -9,7 +9,6 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/rs/zerolog"
-	"github.com/rs/zerolog/hlog"
 
 	"github.com/optinkit/optin/internal/signature"
 	"github.com/optinkit/optin/internal/tokens"
@@ -55,12 +54,7 @@ func NewRouter(log zerolog.Logger, flows Flows, v *signature.Validator, urls Sig
 	}
 
 	r := chi.NewRouter()
-	r.Use(
-		hlog.NewHandler(log),
-		hlog.RequestIDHandler("request_id", "X-Request-Id"),
-		accessLog,
-		recoverer,
-	)
+	r.Use(requestScope(log))
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) { writeError(w, r, errNotFound) })
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) { writeError(w, r, errMethod) })
 
@@ -115,7 +109,7 @@ func NewAdminRouter(chats Chats, pools Pools, adminTokens []string, openAPI []by
 // console when given, and the probes, with the same logging and recovery as the main router.
 func NewAdminServer(log zerolog.Logger, admin, console http.Handler, ready func(context.Context) error) http.Handler {
 	r := chi.NewRouter()
-	r.Use(hlog.NewHandler(log), hlog.RequestIDHandler("request_id", "X-Request-Id"), accessLog, recoverer)
+	r.Use(requestScope(log))
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) { writeProblem(w, r, errNotFound) })
 	r.Get("/healthz", handleHealthz())
 	r.Get("/readyz", handleReadyz(ready))
