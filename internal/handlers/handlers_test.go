@@ -515,3 +515,30 @@ func TestRejectionsAreLoggedSampled(t *testing.T) {
 		t.Errorf("%d refusals counted, want every one", n)
 	}
 }
+
+// requestScope's access line carries the request id it answered, the status and size of an implicit
+// 200, and none for a 403; the connection's writer stays reachable through http.ResponseController.
+func TestRequestScope(t *testing.T) {
+	var logs strings.Builder
+	h := requestScope(zerolog.New(&logs))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/refuse" {
+			w.WriteHeader(http.StatusForbidden)
+			return
+		}
+		_, _ = w.Write([]byte("hello"))
+		if err := http.NewResponseController(w).Flush(); err != nil {
+			t.Errorf("flush through the scope: %v", err)
+		}
+	}))
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/hello", nil))
+	id := w.Header().Get("X-Request-Id")
+	if len(id) != 20 || !w.Flushed || !strings.Contains(logs.String(), `"request_id":"`+id+`","method":"GET","path":"/hello","status":200,"size":5`) {
+		t.Errorf("id %q flushed %v, log:\n%s", id, w.Flushed, logs.String())
+	}
+	logs.Reset()
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/refuse", nil))
+	if logs.Len() != 0 {
+		t.Errorf("a 403 logged an access line:\n%s", logs.String())
+	}
+}
