@@ -43,7 +43,8 @@ func run(ratePath, latencyPath, out string) error {
 	p := plot.New()
 	p.Title.Text = fmt.Sprintf("Acknowledgement p99 against offered rate (Twilio %g ms late)", num(rows[0], "latency_ms"))
 	p.X.Label.Text = "offered webhooks per second (open loop)"
-	p.Y.Label.Text = "acknowledgement p99 (ms)"
+	p.Y.Label.Text = "acknowledgement p99 (ms, log scale)"
+	logY(p)
 	if err := lines(p, rows, "rate", "ack_p99_ms"); err != nil {
 		return err
 	}
@@ -64,6 +65,12 @@ func run(ratePath, latencyPath, out string) error {
 	}
 	target(p, rows, "latency_ms", func(x float64) float64 { return 2.3 * x }, "target 2.3 × latency")
 	return p.Save(7*vg.Inch, 4.5*vg.Inch, filepath.Join(out, "perf-completion-vs-latency.png"))
+}
+
+// logY puts the y axis on a log scale: acknowledgements span milliseconds to a second.
+func logY(p *plot.Plot) {
+	p.Y.Scale = plot.LogScale{}
+	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
 }
 
 func read(path string) ([]map[string]string, error) {
