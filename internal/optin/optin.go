@@ -145,7 +145,8 @@ type Store interface {
 	Flow(ctx context.Context, conversationSid string) (Flow, error)
 	// Begin counts a run of the flow's work and returns the flow as stored, Runs included.
 	Begin(ctx context.Context, conversationSid string) (Flow, error)
-	// StepsDone records steps of a running flow that completed, each with what it left behind.
+	// StepsDone records steps of a running flow that completed, each with what it left behind; with
+	// no steps it does nothing.
 	StepsDone(ctx context.Context, conversationSid string, steps map[string]string) error
 	// Finish records the final state of a claimed flow; a flow finished already stays as it was.
 	Finish(ctx context.Context, conversationSid string, state State, detail string) error

@@ -208,8 +208,9 @@ func (s *Service) Work(ctx context.Context, conversationSid string) error {
 			break
 		}
 		// A later phase, or a later run, skips what this phase did: one write records it. The last
-		// phase's steps need none (the flow's end drops them), and a run cut off before its record is
-		// safe too: the next one looks for each message's marker before creating it.
+		// phase's steps need none (the flow's end drops them). A run cut off before its record, or
+		// whose end fails to be recorded, is safe too: the next one looks for each message's marker
+		// before creating it, and removing webhooks or closing again changes nothing.
 		if len(done) > 0 {
 			if rerr := s.store.StepsDone(ctx, f.ConversationSid, done); rerr != nil {
 				err = errors.Join(err, fmt.Errorf("recording steps: %w", rerr))

@@ -104,6 +104,9 @@ func (s *Store) Begin(_ context.Context, conversationSid string) (optin.Flow, er
 
 // StepsDone records completed steps of a running flow; those of a finished flow are of no more use.
 func (s *Store) StepsDone(_ context.Context, conversationSid string, steps map[string]string) error {
+	if len(steps) == 0 {
+		return nil
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.done[conversationSid]; ok {

@@ -101,6 +101,9 @@ func Run(t *testing.T, open func(t *testing.T) (optin.Store, optin.Store)) {
 		if err := s.StepsDone(ctx, "CH3", map[string]string{optin.StepWait: "x"}); !errors.Is(err, optin.ErrNoFlow) {
 			t.Errorf("step of an unclaimed flow: %v, want ErrNoFlow", err)
 		}
+		if err := s.StepsDone(ctx, "CH3", nil); err != nil {
+			t.Errorf("no steps of an unclaimed flow: %v, want nothing done", err)
+		}
 		if err := s.Finish(ctx, "CH3", optin.StateDone, ""); !errors.Is(err, optin.ErrNoFlow) {
 			t.Errorf("finish of an unclaimed flow: %v, want ErrNoFlow", err)
 		}
