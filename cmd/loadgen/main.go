@@ -316,16 +316,22 @@ func buildRequest(o options, target string, runPrefix, i int64) (*http.Request, 
 	body := params.Encode()
 	req, _ := http.NewRequest(http.MethodPost, target, strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	sig := "Zm9yZ2VkLXNpZ25hdHVyZS0wMDAwMDAwMDA="
+	// A forgery as an attacker would send it: well formed, made with a key that is not the token, so
+	// that the service must read, parse and check it in full to refuse it.
+	key := forgeryKey
 	if o.mode != "forged" {
-		sig = signature.Compute(o.token, o.signURL, params)
+		key = o.token
 	}
+	sig := signature.Compute(key, o.signURL, params)
 	req.Header.Set("X-Twilio-Signature", sig)
 	if o.mode != "accept" {
 		conv = ""
 	}
 	return req, conv
 }
+
+// forgeryKey signs the forged requests.
+const forgeryKey = "not-the-auth-token-of-the-service"
 
 // flood sends forged requests on o.flood connections until the returned func is called.
 func flood(ctx context.Context, o options) func() result {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha1"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net/http"
@@ -201,5 +203,18 @@ func TestCPUTime(t *testing.T) {
 	}
 	if cpuTime(0) != -1 || cpuTime(1<<30) != -1 {
 		t.Error("no process: want -1")
+	}
+}
+
+// A forged request is well formed — the service must check it in full to refuse it — and wrong.
+func TestForgeryIsWellFormed(t *testing.T) {
+	o := options{mode: "forged", signURL: "http://127.0.0.1:8080/webhooks/conversations"}
+	req, _ := buildRequest(o, o.signURL, 1, 1)
+	sig := req.Header.Get("X-Twilio-Signature")
+	if raw, err := base64.StdEncoding.DecodeString(sig); err != nil || len(raw) != sha1.Size {
+		t.Errorf("forged signature %q is not an HMAC-SHA1: %v", sig, err)
+	}
+	if err := req.ParseForm(); err != nil || signature.New(token).Validate(o.signURL, req.PostForm, sig) {
+		t.Errorf("the forgery passes for the token (%v)", err)
 	}
 }
