@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # perf.sh: the open-loop sweeps of docs/PERFORMANCE.md, in memory and with Redis, and their plots.
 # Loopback only; starts its own redis-server on a spare port and stops everything it started. Each point
-# runs RUNS times (default 3) on a fresh service with the manifests' GOMEMLIMIT; the plots go
+# runs RUNS times (default 3) on a fresh service with the manifests' GOGC and GOMEMLIMIT; the plots go
 # through the medians.
 #   scripts/perf.sh [out-dir]     (default docs/img; the CSV rows stay in a temporary directory it prints)
 set -euo pipefail
@@ -24,7 +24,7 @@ one() {
   fi
   TWILIO_ACCOUNT_SID=AC00000000000000000000000000000001 TWILIO_AUTH_TOKEN=$token OPTIN_ADDR=127.0.0.1:18380 \
     OPTIN_TWILIO_API_URL=http://127.0.0.1:19390 OPTIN_LOG_LEVEL=warn OPTIN_REDIS_URL=$redis OPTIN_WORKERS=${OPTIN_WORKERS:-1000} \
-    GOMEMLIMIT=${GOMEMLIMIT:-200MiB} "$tmp/optin-server" >>"$tmp/server.log" 2>&1 &
+    GOGC=${GOGC:-400} GOMEMLIMIT=${GOMEMLIMIT:-200MiB} "$tmp/optin-server" >>"$tmp/server.log" 2>&1 &
   local pid=$!
   for _ in $(seq 100); do curl -sf http://127.0.0.1:18380/readyz >/dev/null && break; sleep 0.05; done
   "$tmp/loadgen" -target http://127.0.0.1:18380/webhooks/conversations -token $token -pid $pid -mode accept \
