@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -52,6 +53,7 @@ type options struct {
 	flood                        int
 	debug                        string
 	csv, label                   string
+	cpuProfile                   string
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -74,6 +76,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.flood, "flood", 0, "connections sending forged requests all along the measured load")
 	fs.StringVar(&o.csv, "csv", "", "append the run's figures as one CSV row to this file (the header is written when the file is new)")
 	fs.StringVar(&o.label, "label", "", "with -csv: a name for the run's setup (e.g. memory, redis)")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write this process's CPU profile to the file (to see what the load generator itself costs)")
 	fs.StringVar(&o.debug, "debug", "", "the service's OPTIN_DEBUG_ADDR (loopback), to report its goroutines before and after the load")
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -86,6 +89,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if o.signURL == "" {
 		o.signURL = o.target
+	}
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return fmt.Errorf("-cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("-cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	if o.mode != "forged" && o.token == "" {
 		return errors.New("-token (or TWILIO_AUTH_TOKEN) is needed to sign")

@@ -179,13 +179,17 @@ func TestOpenLoopSendsExactlyN(t *testing.T) {
 	var seen atomic.Int64
 	srv := verifier(t, &seen)
 	var out bytes.Buffer
+	profile := t.TempDir() + "/loadgen.prof"
 	err := run(t.Context(), []string{"loadgen", "-target", srv.URL, "-token", token, "-rate", "2000", "-n", "300", "-bare=false",
-		"-pid", strconv.Itoa(os.Getpid())}, &out, io.Discard)
+		"-pid", strconv.Itoa(os.Getpid()), "-cpuprofile", profile}, &out, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if n := seen.Load(); n != 300 || !strings.Contains(out.String(), "300 requests") {
 		t.Errorf("the service saw %d requests, want 300:\n%s", n, out.String())
+	}
+	if fi, err := os.Stat(profile); err != nil || fi.Size() == 0 {
+		t.Errorf("no CPU profile written: %v", err)
 	}
 	// Here the "service" is this process: its CPU is reported per request.
 	if !strings.Contains(out.String(), "µs per request; load generator CPU: ") {
