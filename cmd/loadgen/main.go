@@ -406,8 +406,11 @@ func cpuTime(pid int) time.Duration {
 	// Fields after the command name, which is in parentheses and may hold spaces: utime and stime are
 	// the 12th and 13th, in clock ticks of 1/100 s (USER_HZ).
 	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return -1
+	}
 	f := strings.Fields(string(b[i+1:]))
-	if i < 0 || len(f) < 13 {
+	if len(f) < 13 {
 		return -1
 	}
 	utime, err1 := strconv.ParseInt(f[11], 10, 64)
