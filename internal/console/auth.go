@@ -22,9 +22,8 @@ const sessionTTL = 12 * time.Hour
 // HMAC-SHA256 of the expiry keyed by the admin token that logged in: any replica with the same tokens
 // accepts it, and removing a token from the configuration ends the sessions it opened.
 type sessions struct {
-	// logins checks the token of a login; tokens are the same, each a key of the cookies it opened.
+	// logins checks the token of a login; each token is also the key of the cookies it opened.
 	logins *tokens.Set
-	tokens [][]byte
 	now    func() time.Time
 }
 
@@ -68,9 +67,9 @@ func (s *sessions) check(r *http.Request) (session, bool) {
 		return session{}, false
 	}
 	var match []byte
-	for _, t := range s.tokens {
-		if hmac.Equal(got, mac(t, "session", exp)) {
-			match = t
+	for _, t := range s.logins.All() {
+		if key := []byte(t); hmac.Equal(got, mac(key, "session", exp)) {
+			match = key
 		}
 	}
 	if match == nil {

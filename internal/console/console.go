@@ -110,11 +110,6 @@ func New(opts Options) (http.Handler, error) {
 		c.now = time.Now
 	}
 	c.sessions = &sessions{logins: tokens.New(opts.Tokens), now: c.now}
-	for _, t := range opts.Tokens {
-		if t != "" {
-			c.sessions.tokens = append(c.sessions.tokens, []byte(t))
-		}
-	}
 	if c.sessions.logins.Len() == 0 {
 		return nil, errors.New("console: it needs at least one admin token")
 	}

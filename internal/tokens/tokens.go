@@ -5,6 +5,7 @@ package tokens
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"slices"
 )
 
 // Set is the configured tokens, several so that one can be rotated out while another is in use.
@@ -24,6 +25,9 @@ func New(tokens []string) *Set {
 	}
 	return s
 }
+
+// All returns the tokens, in the order configured.
+func (s *Set) All() []string { return slices.Clone(s.tokens) }
 
 // Len is the number of tokens.
 func (s *Set) Len() int { return len(s.tokens) }

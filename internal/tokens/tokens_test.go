@@ -1,11 +1,18 @@
 package tokens
 
-import "testing"
+import (
+	"slices"
+	"testing"
+)
 
 func TestMatch(t *testing.T) {
 	s := New([]string{"first-token-0001", "", "second-token-002"})
-	if s.Len() != 2 {
-		t.Errorf("Len %d, want 2 (the empty one left out)", s.Len())
+	if all := s.All(); s.Len() != 2 || !slices.Equal(all, []string{"first-token-0001", "second-token-002"}) {
+		t.Errorf("Len %d, All %q; want the two non-empty tokens in order", s.Len(), all)
+	}
+	s.All()[0] = "changed by the caller"
+	if s.All()[0] != "first-token-0001" {
+		t.Error("All aliases the set's tokens")
 	}
 	for given, want := range map[string]string{
 		"first-token-0001": "first-token-0001", "second-token-002": "second-token-002",
