@@ -58,6 +58,8 @@ type config struct {
 	CallbackSecret   string        `envconfig:"OPTIN_CALLBACK_SECRET" mask:"secret" desc:"signing secret of the events, whsec_ followed by base64; required with OPTIN_CALLBACK_URL"`
 	CreateRate       int           `envconfig:"OPTIN_TWILIO_CREATE_RATE" default:"25" desc:"conversation creates per second, across all replicas (Twilio allows about 30 per service; 1 to 1000)"`
 	ChatStartTimeout time.Duration `envconfig:"OPTIN_CHAT_START_TIMEOUT" default:"10s" desc:"how long POST /v1/chats works on a start before answering 503 (repeating the call resumes it; 1s to 60s)"`
+	ReconcileEvery   time.Duration `envconfig:"OPTIN_RECONCILE_INTERVAL" default:"5m" desc:"how often open chats are checked against their Twilio conversation (a lost close webhook, an end or start cut off); one replica at a time (1s to 24h)"`
+	ReconcileRate    int           `envconfig:"OPTIN_RECONCILE_RATE" default:"10" desc:"conversation reads per second the reconciler makes at most (1 to 1000)"`
 	Demo             bool          `envconfig:"OPTIN_DEMO" default:"false" desc:"same as -demo: run against a built-in Twilio emulator with generated credentials and play the guide's story"`
 }
 
@@ -242,6 +244,10 @@ func (c config) validate() (settings, error) {
 	}
 	between("OPTIN_CHAT_TTL", c.ChatTTL, 10*time.Minute, 720*time.Hour)
 	between("OPTIN_CHAT_START_TIMEOUT", c.ChatStartTimeout, time.Second, time.Minute)
+	between("OPTIN_RECONCILE_INTERVAL", c.ReconcileEvery, time.Second, 24*time.Hour)
+	if c.ReconcileRate < 1 || c.ReconcileRate > 1000 {
+		bad("OPTIN_RECONCILE_RATE", "must be between 1 and 1000, got %d", c.ReconcileRate)
+	}
 	if c.CreateRate < 1 || c.CreateRate > 1000 {
 		bad("OPTIN_TWILIO_CREATE_RATE", "must be between 1 and 1000, got %d", c.CreateRate)
 	}

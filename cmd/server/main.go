@@ -233,6 +233,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fmt.Errorf("router: %w", err)
 	}
+	// Either listener failing stops the process: a service whose API is gone must not look healthy.
+	serveErr := make(chan error, 2)
 	var adminSrv *http.Server
 	var adminAddr string
 	if cfg.AdminAddr != "" {
@@ -241,18 +243,35 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return fmt.Errorf("OPTIN_ADMIN_ADDR: listening on %s: %w", cfg.AdminAddr, err)
 		}
 		adminSrv = newHTTPServer(handlers.NewAdminServer(log, admin, cons, ready))
-		go func() { _ = adminSrv.Serve(adminLn) }()
+		go func() {
+			if err := adminSrv.Serve(adminLn); !errors.Is(err, http.ErrServerClosed) {
+				serveErr <- fmt.Errorf("admin listener: %w", err)
+			}
+		}()
 		adminAddr = adminLn.Addr().String()
 		log.Info().Str("addr", adminAddr).Msg("admin API listening")
 	}
 	srv := newHTTPServer(router)
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	go func() {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			serveErr <- err
+		}
+	}()
 	serving.Store(true)
 	addr := ln.Addr().String()
 	log.Info().Str("addr", addr).Msg("listening")
 	if f, ok := ctx.Value(readyKey{}).(func(listening)); ok {
 		f(listening{addr: addr, admin: adminAddr})
+	}
+	// The upkeep of chats (outbox sweep, reconcile) stops before the backend closes.
+	stopUpkeep := func() {}
+	if chats != nil {
+		upkeepCtx, cancel := context.WithCancel(log.WithContext(context.WithoutCancel(ctx)))
+		upkeepDone := make(chan struct{})
+		go func() { defer close(upkeepDone); chats.Maintain(upkeepCtx) }()
+		var once sync.Once
+		stopUpkeep = func() { once.Do(func() { cancel(); <-upkeepDone }) }
+		defer stopUpkeep()
 	}
 	if dm != nil {
 		go func() {
@@ -284,6 +303,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			log.Error().Err(err).Msg("requests still open at shutdown timeout")
 		}
 	}
+	stopUpkeep()
 	closeBackend(shutdownCtx)
 	log.Info().Msg("stopped")
 	return failed
@@ -316,14 +336,16 @@ func newChats(cfg settings, conv *twilioapi.Client, be *backend, webhookBase str
 	}
 	m.WatchPool(pools.Usage)
 	cc := chat.Config{
-		WhatsApp:         pools.WhatsApp,
-		WebhookURL:       webhookBase + "/webhooks/conversations",
-		InviteContentSid: cfg.InviteContentSid,
-		DefaultTTL:       cfg.ChatTTL,
-		StartBudget:      cfg.ChatStartTimeout,
-		Limiter:          be.creates,
-		Observer:         m,
-		Retry:            optin.RetryPolicy{CallTimeout: cfg.TwilioTimeout},
+		WhatsApp:          pools.WhatsApp,
+		WebhookURL:        webhookBase + "/webhooks/conversations",
+		InviteContentSid:  cfg.InviteContentSid,
+		DefaultTTL:        cfg.ChatTTL,
+		StartBudget:       cfg.ChatStartTimeout,
+		Limiter:           be.creates,
+		Observer:          m,
+		Retry:             optin.RetryPolicy{CallTimeout: cfg.TwilioTimeout},
+		ReconcileInterval: cfg.ReconcileEvery,
+		ReconcileRate:     float64(cfg.ReconcileRate),
 	}
 	if pools.SMS != nil { // a nil *Pool in the interface would not read as absent
 		cc.SMS = pools.SMS

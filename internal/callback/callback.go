@@ -132,13 +132,15 @@ type noObserver struct{}
 
 func (noObserver) Callback(string) {}
 
-// Work sends the event if it is still pending, then removes it. An error asks the queue to run it again.
+// Work sends the event if it is still pending, then removes it — after the chat's events written
+// before it, so that a chat's events arrive in the order of its transitions (a repeat of an earlier
+// one may still come late, when two workers send it at once; receivers drop it by its webhook-id). An
+// error asks the queue to run it again.
 func (w *Worker) Work(ctx context.Context, id string) error {
 	chatID, eventID, ok := strings.Cut(id, "|")
 	if !ok {
 		return nil
 	}
-	log := zerolog.Ctx(ctx).With().Str("chat_id", chatID).Str("event_id", eventID).Logger()
 	c, err := w.chats.Get(ctx, chatID)
 	if errors.Is(err, chat.ErrNotFound) {
 		return nil
@@ -150,27 +152,37 @@ func (w *Worker) Work(ctx context.Context, id string) error {
 	if i < 0 {
 		return nil // delivered by an earlier run
 	}
-	ev := c.Pending[i]
-	if w.now().Sub(ev.At) > MaxAge {
-		log.Warn().Str("type", ev.Type).Msg("event dropped: undelivered for a day")
-		w.obs.Callback("expired")
-		return w.remove(ctx, chatID, eventID)
+	for _, ev := range c.Pending[:i+1] {
+		if err := w.deliver(ctx, chatID, ev); err != nil {
+			return err
+		}
 	}
-	err = w.sender.Send(ctx, ev)
+	return nil
+}
+
+// deliver sends one event and removes it from the chat's pending ones, unless it must be retried.
+func (w *Worker) deliver(ctx context.Context, chatID string, ev chat.Event) error {
+	log := zerolog.Ctx(ctx).With().Str("chat_id", chatID).Str("event_id", ev.ID).Str("type", ev.Type).Logger()
+	if w.now().Sub(ev.At) > MaxAge {
+		log.Warn().Msg("event dropped: undelivered for a day")
+		w.obs.Callback("expired")
+		return w.remove(ctx, chatID, ev.ID)
+	}
+	err := w.sender.Send(ctx, ev)
 	var rejected *Rejected
 	switch {
 	case errors.As(err, &rejected):
-		log.Warn().Int("status", rejected.Status).Str("type", ev.Type).Msg("event rejected by the receiver; not retried")
+		log.Warn().Int("status", rejected.Status).Msg("event rejected by the receiver; not retried")
 		w.obs.Callback("rejected")
 	case err != nil:
-		log.Warn().Err(err).Str("type", ev.Type).Msg("event not delivered; will retry")
+		log.Warn().Err(err).Msg("event not delivered; will retry")
 		w.obs.Callback("retried")
 		return err
 	default:
-		log.Info().Str("type", ev.Type).Msg("event delivered")
+		log.Info().Msg("event delivered")
 		w.obs.Callback("delivered")
 	}
-	return w.remove(ctx, chatID, eventID)
+	return w.remove(ctx, chatID, ev.ID)
 }
 
 // GiveUp drops the event once the queue stops retrying it.

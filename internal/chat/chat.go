@@ -123,6 +123,8 @@ type Chat struct {
 	// Pending holds the events not yet delivered to the platform, written with the transition that
 	// made them (an outbox), removed once delivered.
 	Pending []Event
+	// Ending, while the chat is closing, is the final state it is headed for (see Ending).
+	Ending *Ending `json:",omitempty"`
 }
 
 // Event is a transition the platform is told of, kept with its chat until it is delivered.
@@ -146,17 +148,6 @@ type Notifier interface {
 	Notify(ctx context.Context, chatID, eventID string) error
 }
 
-// moveTo records a transition at now, unless the chat is already in state or in a final one: a
-// declined or failed chat stays so when its conversation closes afterwards.
-func (c *Chat) moveTo(state State, reason string, now time.Time) bool {
-	if c.State == state || c.State.Final() {
-		return false
-	}
-	c.State, c.Reason, c.UpdatedAt = state, reason, now
-	c.History = append(c.History, Transition{State: state, At: now})
-	return true
-}
-
 // Errors the Service returns; handlers map them to statuses.
 var (
 	// ErrNotFound: no chat has this id or conversation SID.
@@ -165,6 +156,8 @@ var (
 	ErrConflict = errors.New("chat id already used with a different request")
 	// ErrBusy: the chat's start is running elsewhere or did not finish within the budget; repeat the call.
 	ErrBusy = errors.New("chat start not finished; repeat the call")
+	// ErrEnded: the chat was ended while its start ran; the start's caller did not get it.
+	ErrEnded = errors.New("chat ended during its start")
 	// ErrUnavailable: the chat store failed.
 	ErrUnavailable = errors.New("chat store unavailable")
 )
@@ -244,9 +237,15 @@ type Store interface {
 	// List returns up to limit chats in state (all when empty), newest first, with Seq below before
 	// (0: from the newest); next is the Seq to pass for the following page, 0 at the end.
 	List(ctx context.Context, state State, limit int, before int64) (chats []Chat, next int64, err error)
-	// Lock takes the chat's start lease for ttl unless another owner holds it; Unlock gives it back.
+	// Lock takes the lease named id (a chat's id: its start and end; "~"-prefixed: a sweep of all
+	// chats) for ttl unless another owner holds it; the owner taking it again extends it. Unlock gives
+	// it back.
 	Lock(ctx context.Context, id, owner string, ttl time.Duration) (bool, error)
 	Unlock(ctx context.Context, id, owner string) error
+	// Open returns the ids of the chats not in a final state.
+	Open(ctx context.Context) ([]string, error)
+	// WithPending returns the ids of the chats holding events not yet delivered.
+	WithPending(ctx context.Context) ([]string, error)
 }
 
 // NewConversation is what a chat's conversation is created with.
@@ -260,7 +259,8 @@ type NewConversation struct {
 // *optin.CallError.
 type Conversations interface {
 	CreateConversation(ctx context.Context, c NewConversation) (sid string, err error)
-	// FindConversation returns the SID of the conversation with this unique name and whether it is closed.
+	// FindConversation returns the SID of the conversation with this SID or unique name and whether it
+	// is closed; one that does not exist is a *optin.CallError whose NotFound is true.
 	FindConversation(ctx context.Context, uniqueName string) (sid string, closed bool, err error)
 	AddParticipant(ctx context.Context, conversationSid, address, proxyAddress string) error
 	CreateMessage(ctx context.Context, conversationSid string, m optin.Message) (sid string, err error)

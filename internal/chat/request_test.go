@@ -72,18 +72,6 @@ func TestStartRequestValidation(t *testing.T) {
 	}
 }
 
-// A declined or failed chat stays so when its conversation closes afterwards.
-func TestFinalStatesStay(t *testing.T) {
-	now := time.Now()
-	c := Chat{State: StateInvited}
-	if !c.moveTo(StateDeclined, ReasonDeclined, now) || c.moveTo(StateClosed, ReasonExpired, now) || c.State != StateDeclined || c.Reason != ReasonDeclined {
-		t.Errorf("after decline and close: %s %s", c.State, c.Reason)
-	}
-	if c.moveTo(StateDeclined, ReasonDeclined, now) || len(c.History) != 1 {
-		t.Errorf("a repeated transition was recorded: %v", c.History)
-	}
-}
-
 func TestStartSteps(t *testing.T) {
 	c := Chat{Mode: ModeOptIn, Steps: map[string]string{stepNumbers: "whatsapp:+15550100000,whatsapp:+15550100091", stepConversation: "CH1"},
 		Error: &Failure{TwilioCode: 50416, Step: stepMessageWebhook}}

@@ -25,6 +25,7 @@ import (
 
 	"github.com/optinkit/optin/internal/chat"
 	"github.com/optinkit/optin/internal/numberpool"
+	"github.com/optinkit/optin/internal/pii"
 	"github.com/optinkit/optin/internal/tokens"
 )
 
@@ -306,7 +307,7 @@ func (c *console) render(w http.ResponseWriter, r *http.Request, status int, nam
 
 func parsePages() (map[string]*template.Template, error) {
 	funcs := template.FuncMap{
-		"mask":  Mask,
+		"mask":  pii.Mask,
 		"clock": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05") },
 		"time":  func(t time.Time) string { return t.UTC().Format("15:04:05") },
 		// spaced lets a list of numbers wrap: "a,b" → "a, b".

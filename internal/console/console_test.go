@@ -99,19 +99,6 @@ func login(t *testing.T, h http.Handler, token string) string {
 	return c.Name + "=" + c.Value
 }
 
-func TestMask(t *testing.T) {
-	for in, want := range map[string]string{
-		"whatsapp:+15550100001": "whatsapp:+1555•••0001",
-		"+447700900123":         "+4477•••0123",
-		"sms:+1234":             "sms:•••34",
-		"":                      "•••",
-	} {
-		if got := Mask(in); got != want {
-			t.Errorf("Mask(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 func TestSummary(t *testing.T) {
 	at := func(ago time.Duration) time.Time { return t0.Add(-ago) }
 	direct := newChat(1, "order-01", chat.StateConnected, chat.Transition{State: chat.StateConnected, At: at(time.Minute)})

@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
 
@@ -15,20 +14,6 @@ import (
 
 // listSize is how many chats the list shows at once.
 const listSize = 50
-
-// Mask hides the middle of a person's address: whatsapp:+15550100001 → whatsapp:+1555•••0001.
-func Mask(address string) string {
-	channel, number, ok := strings.Cut(address, ":")
-	if !ok {
-		channel, number = "", address
-	} else {
-		channel += ":"
-	}
-	if utf8.RuneCountInString(number) < 9 {
-		return channel + "•••" + number[max(len(number)-2, 0):]
-	}
-	return channel + number[:5] + "•••" + number[len(number)-4:]
-}
 
 type chatsData struct {
 	page

@@ -12,6 +12,7 @@ import (
 	"github.com/optinkit/optin/internal/chat"
 	"github.com/optinkit/optin/internal/metrics"
 	"github.com/optinkit/optin/internal/optin"
+	"github.com/optinkit/optin/internal/pii"
 )
 
 // Errors of the HTTP layer itself; the table below gives each its answer.
@@ -68,7 +69,10 @@ var failures = []struct {
 	{err: chat.ErrConflict, failure: failure{status: http.StatusConflict, slug: "id-conflict", title: "chat id already used with a different request"}},
 	{match: isType[*chat.NoNumberError], failure: failure{status: http.StatusConflict, slug: "no-free-number", title: "no business number is free for a party", detail: true}},
 	{match: isType[*chat.TwilioError], failure: failure{status: http.StatusConflict, slug: "twilio-refused", title: "Twilio refused the request", detail: true}},
-	{err: chat.ErrBusy, failure: failure{status: http.StatusServiceUnavailable, slug: "busy", title: "not finished yet; repeat the call", detail: true}},
+	{err: chat.ErrEnded, failure: failure{status: http.StatusConflict, slug: "ended-during-start", title: "the chat was ended while it was being started"}},
+	// 5xx answers say nothing of their cause (Twilio URLs, dial errors, Redis addresses): it is in the
+	// log line of the request's X-Request-Id.
+	{err: chat.ErrBusy, failure: failure{status: http.StatusServiceUnavailable, slug: "busy", title: "not finished yet; repeat the call", logged: true}},
 	{err: optin.ErrUnavailable, failure: failure{status: http.StatusServiceUnavailable, slug: "unavailable", title: "temporarily unavailable", outcome: metrics.Unavailable, logged: true}},
 	{err: chat.ErrUnavailable, failure: failure{status: http.StatusServiceUnavailable, slug: "unavailable", title: "temporarily unavailable", logged: true}},
 	{failure: failure{status: http.StatusInternalServerError, slug: "internal", title: "internal error", outcome: metrics.Failed, logged: true}},
@@ -115,7 +119,7 @@ func writeProblem(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	p := problem{Type: problemBase + f.slug, Title: f.title, Status: f.status}
 	if f.detail {
-		p.Detail = err.Error()
+		p.Detail = pii.Redact(err.Error())
 	}
 	if ve, ok := errors.AsType[*chat.ValidationError](err); ok {
 		p.Detail = "see errors"
@@ -147,7 +151,7 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 		writeFixed(w, f.status, "error", f.title, "", "")
 		return
 	}
-	writeJSON(w, f.status, map[string]string{"error": err.Error()})
+	writeJSON(w, f.status, map[string]string{"error": pii.Redact(err.Error())})
 }
 
 // fixedAnswers caches the JSON of answers made only of constant texts — the webhook's outcomes and

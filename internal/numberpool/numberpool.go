@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/optinkit/optin/internal/pii"
 )
 
 // Pair is one person's address and the business number (proxy address) they talk to.
@@ -42,7 +44,7 @@ type ExhaustedError struct {
 }
 
 func (e *ExhaustedError) Error() string {
-	return fmt.Sprintf("no number of the %s pool is free for %s: each of its pairs is in another active conversation", e.Pool, e.Address)
+	return fmt.Sprintf("no number of the %s pool is free for %s: each of its pairs is in another active conversation", e.Pool, pii.Mask(e.Address))
 }
 
 // BlockFor is how long a pair Twilio reported bound (50416) stays out of the pool.

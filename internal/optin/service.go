@@ -236,8 +236,16 @@ func (s *Service) phases(f Flow, smsRider bool) [][]step {
 	// A run after the first may follow one cut off mid-call: look before creating.
 	cutOff := f.Runs > 1
 	webhooks := step{StepWebhooks, func(ctx context.Context) (string, error) { return "done", s.removeWebhooks(ctx, f) }}
-	// Closing comes last: a closed conversation takes no message and no change.
+	// Closing comes last: a closed conversation takes no message and no change. A chat's conversation
+	// is closed by its chat, told of the outcome first, so that Twilio's report of the close cannot
+	// pass for another ending.
 	closing := []step{{StepClose, func(ctx context.Context) (string, error) { return "done", s.closeConversation(ctx, f) }}}
+	if f.Chat {
+		stage := map[Answer]Stage{AnswerDecline: StageDeclined, AnswerOptOut: StageOptedOut}[f.Answer]
+		closing = []step{{StepClose, func(ctx context.Context) (string, error) {
+			return "done", s.advance(ctx, f.ConversationSid, stage, nil)
+		}}}
+	}
 	switch f.Answer {
 	case AnswerDecline:
 		return [][]step{{

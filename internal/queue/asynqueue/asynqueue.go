@@ -88,24 +88,69 @@ func (q *Queue) Enqueue(ctx context.Context, conversationSid string) error {
 	_, err := q.client.EnqueueContext(ctx, asynq.NewTask(q.taskType, []byte(conversationSid)),
 		asynq.TaskID(conversationSid), asynq.Queue(q.queueName), asynq.MaxRetry(q.opts.MaxRetry))
 	if errors.Is(err, asynq.ErrTaskIDConflict) {
+		return q.revive(ctx, conversationSid)
+	}
+	return err
+}
+
+// revive makes a conversation's work runnable again when its task was archived (asynq keeps a task
+// it stopped retrying under its id, which would refuse every later enqueue); a task queued or running
+// is left alone.
+func (q *Queue) revive(ctx context.Context, conversationSid string) error {
+	info, err := q.inspector.GetTaskInfo(q.queueName, conversationSid)
+	if errors.Is(err, asynq.ErrTaskNotFound) {
+		return q.Enqueue(ctx, conversationSid) // finished in between
+	}
+	if err != nil || info.State != asynq.TaskStateArchived {
+		return err
+	}
+	if err := q.inspector.DeleteTask(q.queueName, conversationSid); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+		return err
+	}
+	_, err = q.client.EnqueueContext(ctx, asynq.NewTask(q.taskType, []byte(conversationSid)),
+		asynq.TaskID(conversationSid), asynq.Queue(q.queueName), asynq.MaxRetry(q.opts.MaxRetry))
+	if errors.Is(err, asynq.ErrTaskIDConflict) {
+		return nil // another replica revived it first
+	}
+	return err
+}
+
+// giveUpLater queues the give-up of a conversation whose own give-up failed, so that the flow does
+// not stay running for ever: a task of its own, retried as the work was.
+func (q *Queue) giveUpLater(ctx context.Context, conversationSid string, n int, cause error) error {
+	_, err := q.client.EnqueueContext(ctx, asynq.NewTask(q.taskType+giveUpSuffix, []byte(conversationSid)),
+		asynq.TaskID(giveUpSuffix+conversationSid), asynq.Queue(q.queueName), asynq.MaxRetry(q.opts.MaxRetry),
+		asynq.ProcessIn(q.opts.RunDelay(n, cause)))
+	if errors.Is(err, asynq.ErrTaskIDConflict) {
 		return nil
 	}
 	return err
 }
 
+// giveUpSuffix marks the task type (and prefixes the id) of a give-up queued on its own.
+const giveUpSuffix = ":giveup"
+
 // Start runs w on this replica's workers.
 func (q *Queue) Start(w optin.Worker) error {
 	handler := asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
 		conv := string(t.Payload())
+		retried, _ := asynq.GetRetryCount(ctx)
+		maxRetry, _ := asynq.GetMaxRetry(ctx)
+		if t.Type() == q.taskType+giveUpSuffix {
+			err := w.GiveUp(ctx, conv, errors.New("gave up after its retries"))
+			if err != nil && retried >= maxRetry {
+				return q.giveUpLater(ctx, conv, retried+1, err) // still never wedged
+			}
+			return err
+		}
 		err := w.Work(ctx, conv)
 		if err == nil {
 			return nil
 		}
-		retried, _ := asynq.GetRetryCount(ctx)
-		maxRetry, _ := asynq.GetMaxRetry(ctx)
 		if retried >= maxRetry {
 			if gerr := w.GiveUp(ctx, conv, err); gerr != nil {
-				return gerr
+				zerolog.Ctx(ctx).Error().Err(gerr).Str("task", conv).Msg("recording give-up; queued again")
+				return q.giveUpLater(ctx, conv, retried+1, gerr)
 			}
 			return nil
 		}

@@ -133,3 +133,29 @@ func TestSplitWorkers(t *testing.T) {
 		}
 	}
 }
+
+// A task asynq archived (a give-up that could not even be queued again) does not hold the
+// conversation's id for ever: the next enqueue deletes it and the work runs.
+func TestArchivedTaskIsRevived(t *testing.T) {
+	srv := redistest.Start(t)
+	q := open(t, srv.URL(), 3)
+	if err := q.Enqueue(t.Context(), "CH1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.inspector.ArchiveTask(q.queueName, "CH1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Enqueue(t.Context(), "CH1"); err != nil {
+		t.Fatalf("enqueue over an archived task: %v", err)
+	}
+	info, err := q.inspector.GetTaskInfo(q.queueName, "CH1")
+	if err != nil || info.State.String() != "pending" {
+		t.Fatalf("task after the enqueue: %+v %v", info, err)
+	}
+	w := queuetest.NewWorker(0)
+	if err := q.Start(w); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = q.Shutdown(context.Background()) })
+	waitUntil(t, "the revived run", func() bool { return w.Runs("CH1") == 1 })
+}

@@ -111,8 +111,10 @@ func (q *Queue) runOnce(w optin.Worker, r run) {
 	case ctx.Err() != nil:
 		r.log.Error().Err(err).Str("conversation_sid", r.conv).Msg("opt-in abandoned at shutdown")
 	case r.n >= q.maxRuns:
-		if err := w.GiveUp(ctx, r.conv, err); err != nil {
-			r.log.Error().Err(err).Str("conversation_sid", r.conv).Msg("recording give-up")
+		if gerr := w.GiveUp(ctx, r.conv, err); gerr != nil {
+			// Never wedge: the work runs again later, and gives up again if it still fails.
+			r.log.Error().Err(gerr).Str("conversation_sid", r.conv).Msg("recording give-up; will run again")
+			again = true
 		}
 	default:
 		again = true

@@ -57,6 +57,28 @@ func Run(t *testing.T, open func(t *testing.T, maxRuns int) Queue) {
 		}
 	})
 
+	t.Run("a failed give-up never wedges the work", func(t *testing.T) {
+		t.Parallel()
+		q := open(t, 2)
+		w := NewWorker(1000)
+		w.giveUpFails = 2
+		start(t, q, w)
+		enqueue(t, q, "CH1")
+		// The give-up fails twice and is tried again until it is recorded.
+		waitFor(t, "a recorded give-up", func() bool { return w.GiveUps("CH1") == 1 })
+		// And the conversation can be queued again afterwards: nothing keeps its id.
+		w.mu.Lock()
+		w.fails = 0
+		runs := w.runs["CH1"]
+		w.mu.Unlock()
+		enqueue(t, q, "CH1")
+		waitFor(t, "a run after the give-up", func() bool { return w.Runs("CH1") == runs+1 })
+		shutdown(t, q)
+		if w.giveUpCalls("CH1") != 3 {
+			t.Errorf("give-up called %d times, want 3 (two failures, then recorded)", w.giveUpCalls("CH1"))
+		}
+	})
+
 	t.Run("one run at a time per conversation", func(t *testing.T) {
 		t.Parallel()
 		q := open(t, 1)
@@ -160,16 +182,19 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 type Worker struct {
 	fails int
 	hold  chan struct{}
+	// giveUpFails makes the first giveUpFails give-ups fail.
+	giveUpFails int
 
 	mu              sync.Mutex
 	runs, gaveUp    map[string]int
+	giveUpTries     map[string]int
 	begun           map[string]bool
 	running, maxRun int
 }
 
 // NewWorker returns a Worker that fails each conversation's first fails runs.
 func NewWorker(fails int) *Worker {
-	return &Worker{fails: fails, runs: map[string]int{}, gaveUp: map[string]int{}, begun: map[string]bool{}}
+	return &Worker{fails: fails, runs: map[string]int{}, gaveUp: map[string]int{}, giveUpTries: map[string]int{}, begun: map[string]bool{}}
 }
 
 func (w *Worker) Work(ctx context.Context, conv string) error {
@@ -202,8 +227,18 @@ func (w *Worker) Work(ctx context.Context, conv string) error {
 func (w *Worker) GiveUp(_ context.Context, conv string, _ error) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.giveUpTries[conv]++
+	if w.giveUpTries[conv] <= w.giveUpFails {
+		return errors.New("store unavailable while giving up")
+	}
 	w.gaveUp[conv]++
 	return nil
+}
+
+func (w *Worker) giveUpCalls(conv string) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.giveUpTries[conv]
 }
 
 // Runs counts the conversation's runs that got past hold.

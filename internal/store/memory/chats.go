@@ -44,6 +44,11 @@ func (s *Chats) sweep() {
 		return
 	}
 	s.swept = now
+	for id, l := range s.locks {
+		if !now.Before(l.until) {
+			delete(s.locks, id)
+		}
+	}
 	for id, c := range s.byID {
 		if c.State.Final() && now.Sub(c.UpdatedAt) > s.retention {
 			delete(s.byConv, c.ConversationSid)
@@ -140,6 +145,32 @@ func (s *Chats) List(_ context.Context, state chat.State, limit int, before int6
 		out = append(out, cloneChat(c))
 	}
 	return out, 0, nil
+}
+
+// Open returns the ids of the chats not in a final state.
+func (s *Chats) Open(context.Context) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for id, c := range s.byID {
+		if !c.State.Final() {
+			out = append(out, id)
+		}
+	}
+	return out, nil
+}
+
+// WithPending returns the ids of the chats holding undelivered events.
+func (s *Chats) WithPending(context.Context) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for id, c := range s.byID {
+		if len(c.Pending) > 0 {
+			out = append(out, id)
+		}
+	}
+	return out, nil
 }
 
 // Lock takes the chat's lease unless another owner holds one that has not lapsed.

@@ -30,6 +30,9 @@ const (
 	convPrefix = "optin:chatconv:"
 	lockPrefix = "optin:chatlock:"
 	chatIndex  = "optin:chats"
+	// openSet holds the ids of the chats not in a final state; pendingSet those with undelivered events.
+	openSet    = "optin:chats:open"
+	pendingSet = "optin:chats:pending"
 	chatSeq    = "optin:chatseq"
 	maxTxTries = 20
 )
@@ -42,7 +45,18 @@ if existing then
 end
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
+redis.call('SADD', KEYS[3], ARGV[3])
 return false
+`)
+
+// lock takes a lease unless another owner holds it; its owner taking it again extends it.
+var lock = redis.NewScript(`
+local held = redis.call('GET', KEYS[1])
+if held and held ~= ARGV[1] then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
 `)
 
 // unlock deletes the lease only if owner holds it.
@@ -64,7 +78,7 @@ func (s *Chats) Create(ctx context.Context, c chat.Chat) (chat.Chat, bool, error
 	if err != nil {
 		return chat.Chat{}, false, err
 	}
-	existing, err := createChat.Run(ctx, s.rdb, []string{chatPrefix + c.ID, chatIndex}, raw, seq, c.ID).Text()
+	existing, err := createChat.Run(ctx, s.rdb, []string{chatPrefix + c.ID, chatIndex, openSet}, raw, seq, c.ID).Text()
 	switch {
 	case errors.Is(err, redis.Nil):
 		return c, true, nil
@@ -129,6 +143,16 @@ func (s *Chats) Update(ctx context.Context, id string, change func(*chat.Chat) e
 			if c.ConversationSid != "" {
 				p.Set(ctx, convPrefix+c.ConversationSid, id, redis.KeepTTL)
 			}
+			if c.State.Final() {
+				p.SRem(ctx, openSet, id)
+			} else {
+				p.SAdd(ctx, openSet, id)
+			}
+			if len(c.Pending) > 0 {
+				p.SAdd(ctx, pendingSet, id)
+			} else {
+				p.SRem(ctx, pendingSet, id)
+			}
 			if c.State.Final() && s.retention > 0 {
 				p.PExpire(ctx, key, s.retention)
 				if c.ConversationSid != "" {
@@ -165,6 +189,8 @@ func (s *Chats) Delete(ctx context.Context, id string) error {
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Del(ctx, chatPrefix+id)
 		p.ZRem(ctx, chatIndex, id)
+		p.SRem(ctx, openSet, id)
+		p.SRem(ctx, pendingSet, id)
 		if c.ConversationSid != "" {
 			p.Del(ctx, convPrefix+c.ConversationSid)
 		}
@@ -219,17 +245,45 @@ func (s *Chats) List(ctx context.Context, state chat.State, limit int, before in
 	}
 }
 
-// Lock takes the chat's lease unless another owner holds it.
+// Lock takes the lease unless another owner holds it; its owner taking it again extends it.
 func (s *Chats) Lock(ctx context.Context, id, owner string, ttl time.Duration) (bool, error) {
-	ok, err := s.rdb.SetNX(ctx, lockPrefix+id, owner, ttl).Result()
-	if err != nil || ok {
-		return ok, err
+	n, err := lock.Run(ctx, s.rdb, []string{lockPrefix + id}, owner, ttl.Milliseconds()).Int()
+	return n == 1, err
+}
+
+// Open returns the ids of the chats not in a final state.
+func (s *Chats) Open(ctx context.Context) ([]string, error) {
+	return s.members(ctx, openSet)
+}
+
+// WithPending returns the ids of the chats holding undelivered events.
+func (s *Chats) WithPending(ctx context.Context) ([]string, error) {
+	return s.members(ctx, pendingSet)
+}
+
+// members lists a set of chat ids, dropping those whose chat expired.
+func (s *Chats) members(ctx context.Context, set string) ([]string, error) {
+	ids, err := s.rdb.SMembers(ctx, set).Result()
+	if err != nil || len(ids) == 0 {
+		return nil, err
 	}
-	held, err := s.rdb.Get(ctx, lockPrefix+id).Result()
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return false, err
+	keys := make([]string, len(ids))
+	for i, id := range ids {
+		keys[i] = chatPrefix + id
 	}
-	return held == owner, nil
+	n, err := s.rdb.Exists(ctx, keys...).Result()
+	if err != nil || int(n) == len(ids) {
+		return ids, err
+	}
+	out := ids[:0]
+	for _, id := range ids {
+		if e, err := s.rdb.Exists(ctx, chatPrefix+id).Result(); err == nil && e == 0 {
+			s.rdb.SRem(ctx, set, id)
+			continue
+		}
+		out = append(out, id)
+	}
+	return out, nil
 }
 
 // Unlock gives the lease back if owner holds it.

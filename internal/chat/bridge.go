@@ -1,0 +1,105 @@
+package chat
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/rs/zerolog"
+
+	"github.com/optinkit/optin/internal/optin"
+	"github.com/optinkit/optin/internal/pii"
+)
+
+// Parties names the customer and rider of the conversation's chat; ok is false when it has none.
+func (s *Service) Parties(ctx context.Context, conversationSid string) (customer, rider string, ok bool, err error) {
+	c, err := s.store.ByConversation(ctx, conversationSid)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return "", "", false, nil
+	case err != nil:
+		return "", "", false, err
+	}
+	return c.Customer.Address, c.Rider.Address, true, nil
+}
+
+// stageStates maps the opt-in's stages to a chat's states and reasons.
+var stageStates = map[optin.Stage]struct {
+	state  State
+	reason string
+}{
+	optin.StageConnecting: {StateConnecting, ""},
+	optin.StageConnected:  {StateConnected, ""},
+	optin.StageDeclined:   {StateDeclined, ReasonDeclined},
+	optin.StageOptedOut:   {StateDeclined, ReasonOptedOut},
+	optin.StageFailed:     {StateFailed, ReasonFailed},
+}
+
+// errNotInvited asks the opt-in to try again: its chat's start has not recorded the invitation yet.
+var errNotInvited = errors.New("the chat's start has not finished")
+
+// Advance moves the conversation's chat to the state of stage; a conversation without a chat has
+// nothing to move. The final stages conclude the chat: its conversation is closed first (after the
+// opt-in's last message), then the chat moves — or, when the close fails, the chat keeps its ending
+// and the reconciler closes it.
+func (s *Service) Advance(ctx context.Context, conversationSid string, stage optin.Stage, cause error) error {
+	to, known := stageStates[stage]
+	if !known {
+		return fmt.Errorf("chat: unknown stage %q", stage)
+	}
+	c, err := s.store.ByConversation(ctx, conversationSid)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return nil
+	case err != nil:
+		return err
+	}
+	ctx = zerolog.Ctx(ctx).With().Str("chat_id", c.ID).Logger().WithContext(ctx)
+	if !to.state.Final() {
+		c, moved, err := s.apply(ctx, c.ID, to.state, to.reason, nil)
+		if err == nil && !moved && c.State == StateStarting && c.Ending == nil {
+			return errNotInvited
+		}
+		return err
+	}
+	if c.State == StateStarting && c.Ending == nil {
+		return errNotInvited
+	}
+	end := Ending{State: to.state, Reason: to.reason}
+	if to.state == StateFailed && cause != nil {
+		end.Error = &Failure{TwilioCode: twilioCode(cause), Detail: pii.Redact(cause.Error())}
+	}
+	if _, err := s.conclude(ctx, c, end); err != nil && errors.Is(err, ErrUnavailable) {
+		return err
+	}
+	return nil
+}
+
+// Reasons a state event is ignored.
+const (
+	ReasonNotClosed = "state_not_closed"
+	ReasonNoChat    = "no_chat"
+)
+
+// StateUpdated records that Twilio closed a chat's conversation: the chat takes the ending recorded
+// before the close (declined, failed, ended) or, with none, is closed — expired when its timer ran out.
+func (s *Service) StateUpdated(ctx context.Context, ev optin.Event) (optin.Decision, error) {
+	if ev.StateTo != "closed" {
+		return optin.Decision{Outcome: optin.OutcomeIgnored, Reason: ReasonNotClosed}, nil
+	}
+	c, err := s.store.ByConversation(ctx, ev.ConversationSid)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return optin.Decision{Outcome: optin.OutcomeIgnored, Reason: ReasonNoChat}, nil
+	case err != nil:
+		return optin.Decision{}, fmt.Errorf("%w: %w", optin.ErrUnavailable, err)
+	}
+	reason := ReasonEnded
+	if ev.StateReason == "TIMER" {
+		reason = ReasonExpired
+	}
+	if _, err := s.closed(ctx, c.ID, Ending{State: StateClosed, Reason: reason}); err != nil {
+		return optin.Decision{}, fmt.Errorf("%w: %w", optin.ErrUnavailable, err)
+	}
+	return optin.Decision{Outcome: optin.OutcomeAccepted}, nil
+}

@@ -1,0 +1,63 @@
+package chat
+
+import (
+	"context"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// notify hands the chat's pending events to the notifier. Handing one twice is harmless (the
+// delivery drops an event no longer pending, and receivers drop a repeated webhook-id); one whose
+// hand-over fails stays pending and is handed over by SweepOutbox.
+func (s *Service) notify(ctx context.Context, c Chat) {
+	if s.cfg.Notifier == nil {
+		return
+	}
+	for _, ev := range c.Pending {
+		if err := s.cfg.Notifier.Notify(ctx, c.ID, ev.ID); err != nil {
+			zerolog.Ctx(ctx).Error().Err(err).Str("chat_id", c.ID).Str("event_id", ev.ID).Msg("queueing a chat event; the outbox sweep will")
+		}
+	}
+}
+
+// OutboxGrace is how old a pending event must be before a sweep hands it over again: the notify that
+// follows its write has had its chance.
+const OutboxGrace = 30 * time.Second
+
+// SweepOutbox hands every event pending longer than OutboxGrace to the notifier again: an event whose
+// queueing failed (a Redis blip, a crash between the write and the queueing) is delivered all the
+// same. It returns how many events it handed over.
+func (s *Service) SweepOutbox(ctx context.Context) (int, error) {
+	if s.cfg.Notifier == nil {
+		return 0, nil
+	}
+	ids, err := s.store.WithPending(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	now := s.now()
+	for _, id := range ids {
+		c, err := s.store.Get(ctx, id)
+		if err != nil {
+			continue // forgotten since, or a blip: the next sweep sees it
+		}
+		for _, ev := range c.Pending {
+			if now.Sub(ev.At) < OutboxGrace {
+				continue
+			}
+			if err := s.cfg.Notifier.Notify(ctx, c.ID, ev.ID); err != nil {
+				return n, err
+			}
+			n++
+		}
+	}
+	return n, nil
+}
+
+func (s *Service) noFreeNumber() {
+	if s.cfg.Observer != nil {
+		s.cfg.Observer.NoFreeNumber()
+	}
+}

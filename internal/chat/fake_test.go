@@ -1,0 +1,429 @@
+package chat
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/optinkit/optin/internal/optin"
+)
+
+// fakeTwilio is the Conversations a chat needs, holding what Twilio would: each conversation's state
+// and participants. before, when set, runs at the start of every call (op names it): a test injects a
+// failure there, or does something else to the chat in the middle of a start.
+type fakeTwilio struct {
+	mu     sync.Mutex
+	convs  map[string]*fakeConv // by SID
+	byName map[string]string
+	calls  []string
+	before func(op, conv string) error
+}
+
+type fakeConv struct {
+	sid, name    string
+	closed       bool
+	participants []string
+	webhooks     []optin.Webhook
+	messages     []optin.PostedMessage
+}
+
+func newFakeTwilio() *fakeTwilio {
+	return &fakeTwilio{convs: map[string]*fakeConv{}, byName: map[string]string{}}
+}
+
+// enter records the call and runs before outside the lock.
+func (f *fakeTwilio) enter(op, conv string) error {
+	f.mu.Lock()
+	f.calls = append(f.calls, op)
+	before := f.before
+	f.mu.Unlock()
+	if before != nil {
+		return before(op, conv)
+	}
+	return nil
+}
+
+func callErr(op string, kind optin.FailureKind, status, code int) error {
+	return &optin.CallError{Op: op, Kind: kind, Status: status, Code: code, Err: fmt.Errorf("twilio %d", code)}
+}
+
+func (f *fakeTwilio) CreateConversation(_ context.Context, c NewConversation) (string, error) {
+	if err := f.enter("create", ""); err != nil {
+		return "", err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, taken := f.byName[c.UniqueName]; taken {
+		return "", callErr("create conversation", optin.Permanent, 409, codeUniqueNameTaken)
+	}
+	sid := fmt.Sprintf("CH%032x", len(f.convs)+1)
+	f.convs[sid] = &fakeConv{sid: sid, name: c.UniqueName}
+	f.byName[c.UniqueName] = sid
+	return sid, nil
+}
+
+// conv returns the conversation named by SID or unique name. Callers hold f.mu.
+func (f *fakeTwilio) conv(key string) (*fakeConv, error) {
+	if sid, ok := f.byName[key]; ok {
+		key = sid
+	}
+	c, ok := f.convs[key]
+	if !ok {
+		return nil, callErr("conversation", optin.Permanent, 404, codeNotFound)
+	}
+	return c, nil
+}
+
+// open returns the conversation unless it is closed (50377). Callers hold f.mu.
+func (f *fakeTwilio) open(key string) (*fakeConv, error) {
+	c, err := f.conv(key)
+	if err == nil && c.closed {
+		return nil, callErr("conversation", optin.Permanent, 400, codeClosed)
+	}
+	return c, err
+}
+
+func (f *fakeTwilio) FindConversation(_ context.Context, key string) (string, bool, error) {
+	if err := f.enter("fetch", key); err != nil {
+		return "", false, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, err := f.conv(key)
+	if err != nil {
+		return "", false, err
+	}
+	return c.sid, c.closed, nil
+}
+
+func (f *fakeTwilio) AddParticipant(_ context.Context, sid, address, _ string) error {
+	if err := f.enter("participant", sid); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, err := f.open(sid)
+	if err != nil {
+		return err
+	}
+	if slices.Contains(c.participants, address) {
+		return callErr("participant", optin.Permanent, 409, codeAlreadyPresent)
+	}
+	c.participants = append(c.participants, address)
+	return nil
+}
+
+func (f *fakeTwilio) CreateMessage(_ context.Context, sid string, m optin.Message) (string, error) {
+	if err := f.enter("message", sid); err != nil {
+		return "", err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, err := f.open(sid)
+	if err != nil {
+		return "", err
+	}
+	msid := fmt.Sprintf("IM%032x", len(c.messages)+1)
+	c.messages = append(c.messages, optin.PostedMessage{Sid: msid, Attributes: m.Attributes})
+	return msid, nil
+}
+
+func (f *fakeTwilio) RecentMessages(_ context.Context, sid string, limit int) ([]optin.PostedMessage, error) {
+	if err := f.enter("recent", sid); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, err := f.conv(sid)
+	if err != nil {
+		return nil, err
+	}
+	return slices.Clone(c.messages[max(len(c.messages)-limit, 0):]), nil
+}
+
+func (f *fakeTwilio) ScopedWebhooks(_ context.Context, sid string) ([]optin.Webhook, error) {
+	if err := f.enter("webhooks", sid); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, err := f.conv(sid)
+	if err != nil {
+		return nil, err
+	}
+	return slices.Clone(c.webhooks), nil
+}
+
+func (f *fakeTwilio) CreateWebhook(_ context.Context, sid string, h optin.Webhook) (string, error) {
+	if err := f.enter("webhook", sid); err != nil {
+		return "", err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, err := f.open(sid)
+	if err != nil {
+		return "", err
+	}
+	h.Sid = fmt.Sprintf("WH%032x", len(c.webhooks)+1)
+	c.webhooks = append(c.webhooks, h)
+	return h.Sid, nil
+}
+
+func (f *fakeTwilio) CloseConversation(_ context.Context, sid string) error {
+	if err := f.enter("close", sid); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, err := f.open(sid)
+	if err != nil {
+		return err
+	}
+	c.closed = true
+	return nil
+}
+
+// closeByTwilio closes the chat's conversation as Twilio's timer would, and says whether it was open.
+func (f *fakeTwilio) closeByTwilio(name string) (string, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, err := f.conv(name)
+	if err != nil || c.closed {
+		return "", false
+	}
+	c.closed = true
+	return c.sid, true
+}
+
+// openWithParticipants lists the unique names of conversations that are active with participants.
+func (f *fakeTwilio) openWithParticipants() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, c := range f.convs {
+		if !c.closed && len(c.participants) > 0 {
+			out = append(out, c.name)
+		}
+	}
+	return out
+}
+
+func (f *fakeTwilio) opCount(op string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, c := range f.calls {
+		if c == op {
+			n++
+		}
+	}
+	return n
+}
+
+// fakePool leases one number per address; a test reads what is still leased.
+type fakePool struct {
+	mu     sync.Mutex
+	leases map[string][]string
+}
+
+func newFakePool() *fakePool { return &fakePool{leases: map[string][]string{}} }
+
+func (p *fakePool) Lease(_ context.Context, chatID string, addresses []string) ([]string, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := slices.Repeat([]string{"whatsapp:+15550100000"}, len(addresses))
+	p.leases[chatID] = append(p.leases[chatID], addresses...)
+	return out, nil
+}
+
+func (p *fakePool) Replace(context.Context, string, string, string) (string, error) {
+	return "", fmt.Errorf("no replacement in this fake")
+}
+
+func (p *fakePool) Release(_ context.Context, chatID string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.leases, chatID)
+	return nil
+}
+
+func (p *fakePool) held(chatID string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.leases[chatID]) > 0
+}
+
+// fakeStore is a Store in a map; fail, when set, makes Update fail for the chat as told.
+type fakeStore struct {
+	mu    sync.Mutex
+	chats map[string][]byte // JSON, so that nothing aliases
+	locks map[string]fakeLease
+	seq   int64
+	now   func() time.Time
+}
+
+type fakeLease struct {
+	owner string
+	until time.Time
+}
+
+func newFakeStore(now func() time.Time) *fakeStore {
+	return &fakeStore{chats: map[string][]byte{}, locks: map[string]fakeLease{}, now: now}
+}
+
+func (s *fakeStore) load(id string) (Chat, bool) {
+	raw, ok := s.chats[id]
+	if !ok {
+		return Chat{}, false
+	}
+	var c Chat
+	if err := json.Unmarshal(raw, &c); err != nil {
+		panic(err)
+	}
+	if c.Steps == nil {
+		c.Steps = map[string]string{}
+	}
+	return c, true
+}
+
+func (s *fakeStore) save(c Chat) {
+	raw, err := json.Marshal(c)
+	if err != nil {
+		panic(err)
+	}
+	s.chats[c.ID] = raw
+}
+
+func (s *fakeStore) Create(_ context.Context, c Chat) (Chat, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if existing, ok := s.load(c.ID); ok {
+		return existing, false, nil
+	}
+	s.seq++
+	c.Seq = s.seq
+	s.save(c)
+	got, _ := s.load(c.ID)
+	return got, true, nil
+}
+
+func (s *fakeStore) Get(_ context.Context, id string) (Chat, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.load(id)
+	if !ok {
+		return Chat{}, fmt.Errorf("chat %s: %w", id, ErrNotFound)
+	}
+	return c, nil
+}
+
+func (s *fakeStore) ByConversation(ctx context.Context, sid string) (Chat, error) {
+	s.mu.Lock()
+	var id string
+	for k := range s.chats {
+		if c, _ := s.load(k); c.ConversationSid == sid {
+			id = k
+		}
+	}
+	s.mu.Unlock()
+	if id == "" {
+		return Chat{}, fmt.Errorf("chat of %s: %w", sid, ErrNotFound)
+	}
+	return s.Get(ctx, id)
+}
+
+func (s *fakeStore) Update(_ context.Context, id string, change func(*Chat) error) (Chat, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.load(id)
+	if !ok {
+		return Chat{}, fmt.Errorf("chat %s: %w", id, ErrNotFound)
+	}
+	if err := change(&c); err != nil {
+		return Chat{}, err
+	}
+	s.save(c)
+	got, _ := s.load(id)
+	return got, nil
+}
+
+func (s *fakeStore) Delete(_ context.Context, id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.chats, id)
+	return nil
+}
+
+func (s *fakeStore) List(context.Context, State, int, int64) ([]Chat, int64, error) {
+	return nil, 0, fmt.Errorf("not used by the service")
+}
+
+func (s *fakeStore) Lock(_ context.Context, id, owner string, ttl time.Duration) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if l, ok := s.locks[id]; ok && l.owner != owner && s.now().Before(l.until) {
+		return false, nil
+	}
+	s.locks[id] = fakeLease{owner, s.now().Add(ttl)}
+	return true, nil
+}
+
+func (s *fakeStore) Unlock(_ context.Context, id, owner string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.locks[id].owner == owner {
+		delete(s.locks, id)
+	}
+	return nil
+}
+
+func (s *fakeStore) Open(context.Context) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, id := range slices.Sorted(maps.Keys(s.chats)) {
+		if c, _ := s.load(id); !c.State.Final() {
+			out = append(out, id)
+		}
+	}
+	return out, nil
+}
+
+func (s *fakeStore) WithPending(context.Context) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, id := range slices.Sorted(maps.Keys(s.chats)) {
+		if c, _ := s.load(id); len(c.Pending) > 0 {
+			out = append(out, id)
+		}
+	}
+	return out, nil
+}
+
+// fakeNotifier records the events handed over; fail, when set, refuses them.
+type fakeNotifier struct {
+	mu     sync.Mutex
+	handed []string
+	fail   error
+}
+
+func (n *fakeNotifier) Notify(_ context.Context, _, eventID string) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.fail != nil {
+		return n.fail
+	}
+	n.handed = append(n.handed, eventID)
+	return nil
+}
+
+func (n *fakeNotifier) count() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.handed)
+}

@@ -1,0 +1,193 @@
+package chat
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/rs/zerolog"
+)
+
+// edge is one transition of the machine.
+type edge struct{ from, to State }
+
+// transitions is a chat's lifecycle: every transition allowed, each with the reasons it may carry.
+// Nothing leaves a final state. Start, End, the opt-in's stages, Twilio's close and the reconciler
+// only ask for transitions; Service.apply is the one place they are checked and recorded.
+var transitions = map[edge][]string{
+	{StateStarting, StateInvited}:     {""},
+	{StateStarting, StateConnected}:   {""}, // a direct chat
+	{StateStarting, StateFailed}:      {ReasonFailed},
+	{StateStarting, StateClosed}:      {ReasonEnded, ReasonExpired},
+	{StateInvited, StateConnecting}:   {""},
+	{StateInvited, StateDeclined}:     {ReasonDeclined, ReasonOptedOut},
+	{StateInvited, StateFailed}:       {ReasonFailed},
+	{StateInvited, StateClosed}:       {ReasonEnded, ReasonExpired},
+	{StateConnecting, StateConnected}: {""},
+	{StateConnecting, StateFailed}:    {ReasonFailed},
+	{StateConnecting, StateClosed}:    {ReasonEnded, ReasonExpired},
+	{StateConnected, StateClosed}:     {ReasonEnded, ReasonExpired},
+}
+
+// Allowed reports whether a chat in from may move to to for reason.
+func Allowed(from, to State, reason string) bool {
+	for _, r := range transitions[edge{from, to}] {
+		if r == reason {
+			return true
+		}
+	}
+	return false
+}
+
+// Ending is the final state a chat is headed for, recorded before its conversation is closed: whoever
+// then learns that the conversation is closed — the closer, Twilio's report, the reconciler — moves the
+// chat to this state, so the order of those reports never decides the outcome. The first ending
+// recorded wins.
+type Ending struct {
+	State  State
+	Reason string
+	Error  *Failure
+}
+
+// ending is the end a chat would take now for these reasons: its recorded one, or fallback.
+func (c Chat) ending(fallback Ending) Ending {
+	if c.Ending != nil {
+		return *c.Ending
+	}
+	return fallback
+}
+
+// errRefused is a transition the machine does not allow from the chat's state.
+var errRefused = errors.New("transition refused")
+
+// apply moves the chat to state for reason — when the machine allows it from where the chat stands
+// — and records the event the platform hears of in the same write (the outbox). edit, when not nil,
+// changes the chat in that write too. A chat that is ending takes only a final state. After the
+// write, a final state frees the chat's numbers and the events are handed to the notifier. It
+// returns the chat as stored and whether it moved.
+func (s *Service) apply(ctx context.Context, id string, state State, reason string, edit func(*Chat)) (Chat, bool, error) {
+	c, err := s.store.Update(ctx, id, func(c *Chat) error {
+		if !Allowed(c.State, state, reason) || (c.Ending != nil && !state.Final()) {
+			return errRefused
+		}
+		if edit != nil {
+			edit(c)
+		}
+		now := s.now()
+		c.State, c.Reason, c.UpdatedAt = state, reason, now
+		c.History = append(c.History, Transition{State: state, At: now})
+		if state.Final() {
+			c.Ending = nil
+		}
+		if s.cfg.Notifier != nil && eventTypes[state] != "" {
+			data, _ := json.Marshal(c.View())
+			c.Pending = append(c.Pending, Event{ID: "msg_" + newOwner() + newOwner(), Type: eventTypes[state], At: now, Data: data})
+		}
+		return nil
+	})
+	if errors.Is(err, errRefused) {
+		c, err = s.store.Get(ctx, id)
+		if err != nil {
+			return Chat{}, false, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		return c, false, nil
+	}
+	if err != nil {
+		return Chat{}, false, fmt.Errorf("%w: recording %s: %w", ErrUnavailable, state, err)
+	}
+	if s.cfg.Observer != nil {
+		s.cfg.Observer.ChatTransition(string(c.State), c.Reason)
+	}
+	log := zerolog.Ctx(ctx).Info().Str("chat_id", c.ID).Str("state", string(c.State))
+	if c.Reason != "" {
+		log = log.Str("reason", c.Reason)
+	}
+	log.Msg("chat moved")
+	if state.Final() {
+		// Declined, failed and closed chats bind nothing at Twilio any more (their conversation was
+		// closed first): free the numbers. A release that fails is done again by the reconciler.
+		if err := s.release(ctx, c.ID); err != nil {
+			zerolog.Ctx(ctx).Error().Err(err).Str("chat_id", c.ID).Msg("freeing a chat's numbers")
+		}
+	}
+	s.notify(ctx, c)
+	return c, true, nil
+}
+
+// conclude takes the chat to its final state: it records end as the chat's ending (unless one is
+// recorded already; nothing happens when the chat may not end so), closes the conversation at Twilio and then moves the chat. When the close fails
+// the ending stays recorded and the chat open: the reconciler concludes it later. A final chat is
+// returned as it is.
+func (s *Service) conclude(ctx context.Context, c Chat, end Ending) (Chat, error) {
+	if c.State.Final() {
+		return c, nil
+	}
+	c, err := s.intend(ctx, c.ID, end)
+	if err != nil || c.State.Final() || c.Ending == nil {
+		return c, err
+	}
+	if c.ConversationSid != "" {
+		if err := s.close(ctx, c.ConversationSid); err != nil {
+			zerolog.Ctx(ctx).Warn().Err(err).Str("chat_id", c.ID).Msg("closing a chat's conversation; the reconciler will try again")
+			return c, err
+		}
+	}
+	return s.closed(ctx, c.ID, end)
+}
+
+// intend records end as the chat's ending unless it has one, is final, or may not end so from where
+// it stands (a connected chat does not fail: the opt-in's late give-up leaves it connected).
+func (s *Service) intend(ctx context.Context, id string, end Ending) (Chat, error) {
+	c, err := s.store.Update(ctx, id, func(c *Chat) error {
+		if c.State.Final() || c.Ending != nil || !Allowed(c.State, end.State, end.Reason) {
+			return nil
+		}
+		c.Ending = &end
+		return nil
+	})
+	if err != nil {
+		return Chat{}, fmt.Errorf("%w: recording the end of chat %s: %w", ErrUnavailable, id, err)
+	}
+	return c, nil
+}
+
+// closed moves a chat whose conversation is closed (or never existed) to its recorded ending, or to
+// fallback when it has none.
+func (s *Service) closed(ctx context.Context, id string, fallback Ending) (Chat, error) {
+	c, _, err := s.applyEnding(ctx, id, func(c Chat) Ending { return c.ending(fallback) })
+	return c, err
+}
+
+// applyEnding is apply to the ending pick chooses for the chat as stored: the choice is made again if
+// another replica recorded an ending in between.
+func (s *Service) applyEnding(ctx context.Context, id string, pick func(Chat) Ending) (Chat, bool, error) {
+	for range 3 {
+		c, err := s.store.Get(ctx, id)
+		if err != nil {
+			return Chat{}, false, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		if c.State.Final() {
+			return c, false, nil
+		}
+		end := pick(c)
+		got, moved, err := s.apply(ctx, id, end.State, end.Reason, func(stored *Chat) {
+			if end.Error != nil && stored.Error == nil {
+				stored.Error = end.Error
+			}
+		})
+		if err != nil || moved || got.State.Final() {
+			return got, moved, err
+		}
+		// Refused: the ending does not fit the chat's state (a decline for a chat not yet invited) or
+		// changed under us. Close it instead, which every open state allows.
+		if end.State != StateClosed {
+			pick = func(Chat) Ending { return Ending{State: StateClosed, Reason: ReasonEnded} }
+		}
+	}
+	c, err := s.store.Get(ctx, id)
+	if err != nil {
+		return Chat{}, false, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return c, false, nil
+}

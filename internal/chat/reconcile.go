@@ -1,0 +1,159 @@
+package chat
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/time/rate"
+
+	"github.com/optinkit/optin/internal/optin"
+)
+
+// Names of the leases that let one replica at a time sweep all chats.
+const (
+	reconcileLease = "~reconcile"
+	outboxLease    = "~outbox"
+)
+
+// StartGiveUp is how long a start cut off mid-way is resumed by the reconciler before the chat is
+// failed instead: its caller was told to repeat the call and has not, and Twilio has not let it finish.
+const StartGiveUp = 15 * time.Minute
+
+// ReconcileReport counts what one reconcile did.
+type ReconcileReport struct {
+	// Checked counts the open chats looked at; Closed those found closed at Twilio; Concluded those
+	// whose recorded end was carried out; Resumed and Failed the starts cut off mid-way.
+	Checked, Closed, Concluded, Resumed, Failed int
+}
+
+// Reconcile brings every open chat in line with Twilio, for what a webhook never told (Twilio calls a
+// webhook once, and may lose it) or a process never finished:
+//   - a chat whose end is recorded but not carried out (its close failed, or its closer died) is
+//     concluded;
+//   - a start cut off mid-way (its lease free past the budget) is resumed, or failed after StartGiveUp;
+//   - every other chat's conversation is read (at most ReconcileRate a second): one closed or gone at
+//     Twilio closes the chat (expired, or the ending recorded).
+func (s *Service) Reconcile(ctx context.Context) (ReconcileReport, error) {
+	var rep ReconcileReport
+	ids, err := s.store.Open(ctx)
+	if err != nil {
+		return rep, fmt.Errorf("%w: listing open chats: %w", ErrUnavailable, err)
+	}
+	reads := rate.NewLimiter(rate.Limit(s.cfg.ReconcileRate), 1)
+	for _, id := range ids {
+		if err := ctx.Err(); err != nil {
+			return rep, err
+		}
+		c, err := s.store.Get(ctx, id)
+		if err != nil || c.State.Final() {
+			continue // forgotten or finished since it was listed
+		}
+		rep.Checked++
+		log := zerolog.Ctx(ctx).With().Str("chat_id", c.ID).Logger()
+		cctx := log.WithContext(ctx)
+		switch {
+		case c.State == StateStarting || c.Ending != nil:
+			if s.now().Sub(c.UpdatedAt) < s.cfg.StartBudget+leaseMargin {
+				continue // its start or end may still be running
+			}
+			s.reviveLocked(cctx, c, &rep)
+		default:
+			if err := reads.Wait(ctx); err != nil {
+				return rep, err
+			}
+			_, closed, err := s.conv.FindConversation(cctx, c.ConversationSid)
+			if ce, ok := errors.AsType[*optin.CallError](err); ok && ce.NotFound() {
+				closed, err = true, nil
+			}
+			if err != nil {
+				log.Warn().Err(err).Msg("reconcile: reading the chat's conversation")
+				continue
+			}
+			if !closed {
+				continue
+			}
+			if _, err := s.closed(cctx, c.ID, Ending{State: StateClosed, Reason: ReasonExpired}); err != nil {
+				log.Warn().Err(err).Msg("reconcile: closing a chat Twilio closed")
+				continue
+			}
+			log.Info().Msg("reconcile: the chat's conversation was closed at Twilio")
+			rep.Closed++
+		}
+	}
+	return rep, nil
+}
+
+// reviveLocked finishes, under the chat's lease, what a start or an end left undone.
+func (s *Service) reviveLocked(ctx context.Context, c Chat, rep *ReconcileReport) {
+	owner := newOwner()
+	locked, err := s.store.Lock(ctx, c.ID, owner, s.cfg.StartBudget+leaseMargin)
+	if err != nil || !locked {
+		return // its start or end is running after all
+	}
+	defer func() { _ = s.store.Unlock(context.WithoutCancel(ctx), c.ID, owner) }()
+	if c, err = s.store.Get(ctx, c.ID); err != nil || c.State.Final() {
+		return
+	}
+	log := zerolog.Ctx(ctx)
+	bctx, cancel := context.WithTimeout(ctx, s.cfg.StartBudget)
+	defer cancel()
+	switch {
+	case c.Ending != nil:
+		if _, err := s.conclude(bctx, c, *c.Ending); err != nil {
+			log.Warn().Err(err).Msg("reconcile: ending a chat")
+			return
+		}
+		rep.Concluded++
+	case s.now().Sub(c.CreatedAt) > StartGiveUp:
+		end := Ending{State: StateFailed, Reason: ReasonFailed, Error: &Failure{Detail: "the start did not finish"}}
+		if _, err := s.conclude(bctx, c, end); err != nil {
+			log.Warn().Err(err).Msg("reconcile: failing a start that did not finish")
+			return
+		}
+		rep.Failed++
+	default:
+		if _, err := s.runStart(bctx, c, true); err != nil {
+			log.Warn().Err(err).Msg("reconcile: resuming a start")
+			return
+		}
+		rep.Resumed++
+	}
+}
+
+// Maintain runs the upkeep of chats until ctx ends: the outbox swept every OutboxInterval and the
+// chats reconciled every ReconcileInterval, each by one replica at a time (a lease in the store).
+func (s *Service) Maintain(ctx context.Context) {
+	owner := newOwner()
+	outbox := time.NewTicker(OutboxInterval)
+	defer outbox.Stop()
+	reconcile := time.NewTicker(s.cfg.ReconcileInterval)
+	defer reconcile.Stop()
+	log := zerolog.Ctx(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-outbox.C:
+			if ok, _ := s.store.Lock(ctx, outboxLease, owner, OutboxInterval); ok {
+				if n, err := s.SweepOutbox(ctx); err != nil {
+					log.Warn().Err(err).Int("handed_over", n).Msg("outbox sweep")
+				} else if n > 0 {
+					log.Info().Int("handed_over", n).Msg("outbox sweep handed over events")
+				}
+			}
+		case <-reconcile.C:
+			if ok, _ := s.store.Lock(ctx, reconcileLease, owner, s.cfg.ReconcileInterval); ok {
+				rep, err := s.Reconcile(ctx)
+				ev := log.Info()
+				if err != nil {
+					ev = log.Warn().Err(err)
+				}
+				ev.Int("checked", rep.Checked).Int("closed", rep.Closed).Int("concluded", rep.Concluded).
+					Int("resumed", rep.Resumed).Int("failed", rep.Failed).Msg("chats reconciled")
+			}
+		}
+	}
+}

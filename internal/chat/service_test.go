@@ -1,0 +1,460 @@
+package chat
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/optinkit/optin/internal/optin"
+)
+
+// clock is a test's time: the service's and the store's leases read it; tests move it on.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// env is a Service on fakes.
+type env struct {
+	t     testing.TB
+	svc   *Service
+	tw    *fakeTwilio
+	pool  *fakePool
+	store *fakeStore
+	notes *fakeNotifier
+	clock *clock
+}
+
+var fastRetry = optin.RetryPolicy{InitialInterval: time.Millisecond, MaxInterval: 2 * time.Millisecond, MaxAttempts: 3,
+	MaxElapsed: time.Second, CallTimeout: time.Second}
+
+func newEnv(t testing.TB) *env {
+	t.Helper()
+	clk := &clock{t: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}
+	e := &env{t: t, tw: newFakeTwilio(), pool: newFakePool(), store: newFakeStore(clk.now), notes: &fakeNotifier{}, clock: clk}
+	svc, err := NewService(e.tw, e.store, Config{
+		WhatsApp: e.pool, WebhookURL: "https://optin.example.com/webhooks/conversations",
+		InviteContentSid: "HX00000000000000000000000000000001", DefaultTTL: time.Hour,
+		StartBudget: 2 * time.Second, Retry: fastRetry, Notifier: e.notes,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.now = clk.now
+	e.svc = svc
+	return e
+}
+
+func request(id string) StartRequest {
+	return StartRequest{ID: id, Customer: PartyRequest{Address: "whatsapp:+15550001111", Name: "Ana"},
+		Rider: PartyRequest{Address: "whatsapp:+15550002222", Name: "Bruno"}}
+}
+
+func (e *env) chat(id string) Chat {
+	e.t.Helper()
+	c, err := e.store.Get(context.Background(), id)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return c
+}
+
+func historyOf(c Chat) string {
+	var out []string
+	for _, h := range c.History {
+		out = append(out, string(h.State))
+	}
+	return strings.Join(out, ",")
+}
+
+func eventTypesOf(c Chat) string {
+	var out []string
+	for _, ev := range c.Pending {
+		out = append(out, ev.Type)
+	}
+	return strings.Join(out, ",")
+}
+
+// checkInvariant: a final chat has no active conversation with participants at Twilio and holds no
+// number, and nothing follows a final state in its history.
+func (e *env) checkInvariant(ids ...string) {
+	e.t.Helper()
+	open := e.tw.openWithParticipants()
+	for _, id := range ids {
+		c, err := e.store.Get(context.Background(), id)
+		if errors.Is(err, ErrNotFound) {
+			if slices.Contains(open, id) || e.pool.held(id) {
+				e.t.Errorf("forgotten chat %s left an open conversation or a number", id)
+			}
+			continue
+		}
+		for i, h := range c.History {
+			if h.State.Final() && i != len(c.History)-1 {
+				e.t.Errorf("chat %s moved after a final state: %s", id, historyOf(c))
+			}
+		}
+		if !c.State.Final() {
+			continue
+		}
+		if slices.Contains(open, id) {
+			e.t.Errorf("chat %s is %s but its conversation is active with participants", id, c.State)
+		}
+		if e.pool.held(id) {
+			e.t.Errorf("chat %s is %s but holds its numbers", id, c.State)
+		}
+		if c.Ending != nil {
+			e.t.Errorf("chat %s is final with an ending left: %+v", id, c.Ending)
+		}
+	}
+}
+
+// waitEnding polls until the chat records an ending.
+func (e *env) waitEnding(id string) {
+	deadline := time.Now().Add(5 * time.Second)
+	for e.chat(id).Ending == nil && !e.chat(id).State.Final() {
+		if time.Now().After(deadline) {
+			e.t.Fatalf("chat %s never recorded its end", id)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestStartInvites(t *testing.T) {
+	e := newEnv(t)
+	c, created, err := e.svc.Start(t.Context(), request("order-1"))
+	if err != nil || !created || c.State != StateInvited || historyOf(c) != "starting,invited" || eventTypesOf(c) != "chat.invited" {
+		t.Fatalf("start: %+v %v %v", c, created, err)
+	}
+	if want := []string{"create", "webhook", "webhook", "participant", "participant", "message"}; !slices.Equal(e.tw.calls, want) {
+		t.Errorf("calls %v, want %v", e.tw.calls, want)
+	}
+	if !e.pool.held("order-1") || e.notes.count() != 1 {
+		t.Errorf("numbers held %v, events handed over %d", e.pool.held("order-1"), e.notes.count())
+	}
+}
+
+// An end asked for while the start runs — at each of its Twilio calls — is honoured by the start: it
+// closes what it made and answers ErrEnded; End answers the closed chat.
+func TestEndDuringStart(t *testing.T) {
+	for _, at := range []string{"create", "webhook", "participant", "message"} {
+		t.Run(at, func(t *testing.T) {
+			e := newEnv(t)
+			var ended Chat
+			var endErr error
+			var wg sync.WaitGroup
+			var once sync.Once
+			e.tw.before = func(op, _ string) error {
+				if op == at {
+					once.Do(func() {
+						wg.Go(func() { ended, endErr = e.svc.End(context.Background(), "order-1") })
+						e.waitEnding("order-1")
+					})
+				}
+				return nil
+			}
+			_, created, err := e.svc.Start(t.Context(), request("order-1"))
+			wg.Wait()
+			if !errors.Is(err, ErrEnded) || created {
+				t.Errorf("start: %v %v, want ErrEnded", created, err)
+			}
+			c := e.chat("order-1")
+			if endErr != nil || ended.State != StateClosed || c.State != StateClosed || c.Reason != ReasonEnded ||
+				historyOf(c) != "starting,closed" || eventTypesOf(c) != "chat.closed" {
+				t.Errorf("end: %+v %v; stored %s %s %s", ended.State, endErr, c.State, historyOf(c), eventTypesOf(c))
+			}
+			if at != "create" && e.tw.opCount("close") != 1 {
+				t.Errorf("closes %d, want 1", e.tw.opCount("close"))
+			}
+			// The start stops after the step in flight: no invitation goes out after the end.
+			if at != "message" && e.tw.opCount("message") != 0 {
+				t.Errorf("the customer was invited to an ended chat: %v", e.tw.calls)
+			}
+			e.checkInvariant("order-1")
+			// A repeated start says the same.
+			if _, _, err := e.svc.Start(t.Context(), request("order-1")); !errors.Is(err, ErrEnded) {
+				t.Errorf("repeated start: %v", err)
+			}
+		})
+	}
+}
+
+// An end that takes the lease before the start does (the start's Create done, its Lock not yet):
+// nothing is made at Twilio and the start answers ErrEnded.
+func TestEndBeforeTheStartRuns(t *testing.T) {
+	e := newEnv(t)
+	c, _ := request("order-1").validate(e.svc.cfg, e.clock.now())
+	if _, _, err := e.store.Create(t.Context(), c); err != nil {
+		t.Fatal(err)
+	}
+	ended, err := e.svc.End(t.Context(), "order-1")
+	if err != nil || ended.State != StateClosed {
+		t.Fatalf("end: %+v %v", ended, err)
+	}
+	if _, _, err := e.svc.Start(t.Context(), request("order-1")); !errors.Is(err, ErrEnded) {
+		t.Errorf("start after the end: %v", err)
+	}
+	if len(e.tw.calls) != 0 {
+		t.Errorf("Twilio calls %v, want none", e.tw.calls)
+	}
+	e.checkInvariant("order-1")
+}
+
+func TestEndAfterStart(t *testing.T) {
+	e := newEnv(t)
+	if _, _, err := e.svc.Start(t.Context(), request("order-1")); err != nil {
+		t.Fatal(err)
+	}
+	c, err := e.svc.End(t.Context(), "order-1")
+	if err != nil || c.State != StateClosed || historyOf(c) != "starting,invited,closed" || eventTypesOf(c) != "chat.invited,chat.closed" {
+		t.Fatalf("end: %s %s %s %v", c.State, historyOf(c), eventTypesOf(c), err)
+	}
+	again, err := e.svc.End(t.Context(), "order-1")
+	if err != nil || again.State != StateClosed || e.tw.opCount("close") != 1 {
+		t.Errorf("second end: %v %v, closes %d", again.State, err, e.tw.opCount("close"))
+	}
+	// A start repeated after the chat was invited and then ended answers the chat as it is.
+	if got, created, err := e.svc.Start(t.Context(), request("order-1")); err != nil || created || got.State != StateClosed {
+		t.Errorf("repeated start: %v %v %v", got.State, created, err)
+	}
+	e.checkInvariant("order-1")
+}
+
+// Twilio reports the close of a declined (or failed) chat's conversation before the opt-in tells the
+// chat — as the emulator does — or after: the chat ends declined (failed) either way, and a late or
+// repeated report changes nothing.
+func TestOutcomeNotOverwrittenByTheClose(t *testing.T) {
+	for _, tt := range []struct {
+		stage  optin.Stage
+		cause  error
+		want   State
+		reason string
+	}{
+		{optin.StageDeclined, nil, StateDeclined, ReasonDeclined},
+		{optin.StageOptedOut, nil, StateDeclined, ReasonOptedOut},
+		{optin.StageFailed, callErr("create message", optin.Permanent, 400, 63016), StateFailed, ReasonFailed},
+	} {
+		t.Run(string(tt.stage), func(t *testing.T) {
+			e := newEnv(t)
+			c, _, err := e.svc.Start(t.Context(), request("order-1"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			report := func() {
+				d, err := e.svc.StateUpdated(context.Background(), optin.Event{Type: optin.EventStateUpdated,
+					ConversationSid: c.ConversationSid, StateTo: "closed", StateReason: "API"})
+				if err != nil || d.Outcome != optin.OutcomeAccepted {
+					t.Errorf("state updated: %+v %v", d, err)
+				}
+			}
+			// Twilio's report arrives while the close is still being answered.
+			e.tw.before = func(op, _ string) error {
+				if op == "close" {
+					e.tw.closeByTwilio("order-1")
+					report()
+				}
+				return nil
+			}
+			if err := e.svc.Advance(t.Context(), c.ConversationSid, tt.stage, tt.cause); err != nil {
+				t.Fatal(err)
+			}
+			report() // late, and repeated
+			got := e.chat("order-1")
+			if got.State != tt.want || got.Reason != tt.reason || historyOf(got) != "starting,invited,"+string(tt.want) {
+				t.Errorf("chat %s %s %s", got.State, got.Reason, historyOf(got))
+			}
+			if tt.cause != nil && (got.Error == nil || got.Error.TwilioCode != 63016) {
+				t.Errorf("error %+v", got.Error)
+			}
+			e.checkInvariant("order-1")
+		})
+	}
+}
+
+// A failed chat whose conversation the opt-in never closed is closed by the chat.
+func TestFailedChatClosesItsConversation(t *testing.T) {
+	e := newEnv(t)
+	c, _, _ := e.svc.Start(t.Context(), request("order-1"))
+	if err := e.svc.Advance(t.Context(), c.ConversationSid, optin.StageConnecting, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.Advance(t.Context(), c.ConversationSid, optin.StageFailed, errors.New("gave up")); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.chat("order-1"); got.State != StateFailed || e.tw.opCount("close") != 1 {
+		t.Errorf("chat %s, closes %d", got.State, e.tw.opCount("close"))
+	}
+	// A give-up after the chat connected (its record failed to be written) changes nothing: connected →
+	// failed is refused, and the chat keeps its conversation.
+	e2 := newEnv(t)
+	c, _, _ = e2.svc.Start(t.Context(), request("order-2"))
+	for _, st := range []optin.Stage{optin.StageConnecting, optin.StageConnected, optin.StageFailed} {
+		if err := e2.svc.Advance(t.Context(), c.ConversationSid, st, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := e2.chat("order-2"); got.State != StateConnected || got.Ending != nil || e2.tw.opCount("close") != 0 {
+		t.Errorf("connected chat after a late failure: %s %s, closes %d", got.State, historyOf(got), e2.tw.opCount("close"))
+	}
+	e.checkInvariant("order-1")
+	e2.checkInvariant("order-2")
+}
+
+// The opt-in may read the customer's yes before the start recorded the invitation: it is asked to
+// try again rather than skipping invited.
+func TestAdvanceBeforeInvited(t *testing.T) {
+	e := newEnv(t)
+	var advErr error
+	e.tw.before = func(op, conv string) error {
+		if op == "message" {
+			advErr = e.svc.Advance(context.Background(), conv, optin.StageConnecting, nil)
+		}
+		return nil
+	}
+	if _, _, err := e.svc.Start(t.Context(), request("order-1")); err != nil {
+		t.Fatal(err)
+	}
+	if !errors.Is(advErr, errNotInvited) {
+		t.Errorf("advance during the start: %v", advErr)
+	}
+	if got := e.chat("order-1"); historyOf(got) != "starting,invited" {
+		t.Errorf("history %s", historyOf(got))
+	}
+}
+
+// A close Twilio never reported (its timer, a lost webhook) is found by the reconciler.
+func TestReconcileClosesWhatTwilioClosed(t *testing.T) {
+	e := newEnv(t)
+	if _, _, err := e.svc.Start(t.Context(), request("order-1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.svc.Start(t.Context(), request("order-2")); err != nil {
+		t.Fatal(err)
+	}
+	e.tw.closeByTwilio("order-1")
+	rep, err := e.svc.Reconcile(t.Context())
+	if err != nil || rep != (ReconcileReport{Checked: 2, Closed: 1}) {
+		t.Fatalf("reconcile: %+v %v", rep, err)
+	}
+	if c := e.chat("order-1"); c.State != StateClosed || c.Reason != ReasonExpired {
+		t.Errorf("chat %s %s", c.State, c.Reason)
+	}
+	if c := e.chat("order-2"); c.State != StateInvited {
+		t.Errorf("open chat %s", c.State)
+	}
+	e.checkInvariant("order-1", "order-2")
+}
+
+// An end whose close failed keeps its ending and its numbers; the reconciler concludes it.
+func TestReconcileConcludesAnEndThatFailed(t *testing.T) {
+	e := newEnv(t)
+	if _, _, err := e.svc.Start(t.Context(), request("order-1")); err != nil {
+		t.Fatal(err)
+	}
+	e.tw.before = func(op, _ string) error {
+		if op == "close" {
+			return callErr("close", optin.Retryable, 503, 0)
+		}
+		return nil
+	}
+	if _, err := e.svc.End(t.Context(), "order-1"); !errors.Is(err, ErrBusy) {
+		t.Fatalf("end with Twilio down: %v", err)
+	}
+	if c := e.chat("order-1"); c.State != StateInvited || c.Ending == nil || !e.pool.held("order-1") {
+		t.Fatalf("after the failed end: %s %+v held %v", c.State, c.Ending, e.pool.held("order-1"))
+	}
+	e.tw.before = nil
+	if rep, _ := e.svc.Reconcile(t.Context()); rep.Concluded != 0 {
+		t.Errorf("concluded within the budget: %+v", rep)
+	}
+	e.clock.advance(time.Minute)
+	if rep, err := e.svc.Reconcile(t.Context()); err != nil || rep.Concluded != 1 {
+		t.Fatalf("reconcile: %+v %v", rep, err)
+	}
+	if c := e.chat("order-1"); c.State != StateClosed || c.Reason != ReasonEnded {
+		t.Errorf("chat %s %s", c.State, c.Reason)
+	}
+	e.checkInvariant("order-1")
+}
+
+// A start cut off mid-way is resumed by the reconciler, or failed once it is StartGiveUp old.
+func TestReconcileResumesOrFailsAStuckStart(t *testing.T) {
+	e := newEnv(t)
+	down := true
+	e.tw.before = func(op, _ string) error {
+		if op == "participant" && down {
+			return callErr("participant", optin.Retryable, 503, 0)
+		}
+		return nil
+	}
+	if _, _, err := e.svc.Start(t.Context(), request("order-1")); !errors.Is(err, ErrBusy) {
+		t.Fatalf("start: %v", err)
+	}
+	if _, _, err := e.svc.Start(t.Context(), request("order-2")); !errors.Is(err, ErrBusy) {
+		t.Fatal(err)
+	}
+	e.clock.advance(time.Minute)
+	down = false
+	if _, err := e.svc.End(t.Context(), "order-2"); err != nil {
+		t.Fatal(err)
+	}
+	down = true
+	if _, _, err := e.svc.Start(t.Context(), request("order-3")); !errors.Is(err, ErrBusy) {
+		t.Fatal(err)
+	}
+	down = false
+	e.clock.advance(time.Minute)
+	rep, err := e.svc.Reconcile(t.Context())
+	if err != nil || rep != (ReconcileReport{Checked: 2, Resumed: 2}) {
+		t.Fatalf("reconcile: %+v %v", rep, err)
+	}
+	if c := e.chat("order-1"); c.State != StateInvited || historyOf(c) != "starting,invited" {
+		t.Errorf("resumed chat %s", historyOf(c))
+	}
+
+	down = true
+	if _, _, err := e.svc.Start(t.Context(), request("order-4")); !errors.Is(err, ErrBusy) {
+		t.Fatal(err)
+	}
+	e.clock.advance(StartGiveUp + time.Minute)
+	rep, err = e.svc.Reconcile(t.Context())
+	if err != nil || rep.Failed != 1 {
+		t.Fatalf("reconcile: %+v %v", rep, err)
+	}
+	if c := e.chat("order-4"); c.State != StateFailed || c.Error == nil || c.Error.Detail != "the start did not finish" {
+		t.Errorf("stuck chat %s %+v", c.State, c.Error)
+	}
+	e.checkInvariant("order-1", "order-2", "order-3", "order-4")
+}
+
+// An event whose hand-over failed is handed over by the sweep once its grace has passed.
+func TestOutboxSweep(t *testing.T) {
+	e := newEnv(t)
+	e.notes.fail = errors.New("redis down")
+	if _, _, err := e.svc.Start(t.Context(), request("order-1")); err != nil {
+		t.Fatal(err)
+	}
+	e.notes.fail = nil
+	if n, err := e.svc.SweepOutbox(t.Context()); n != 0 || err != nil {
+		t.Errorf("sweep within the grace: %d %v", n, err)
+	}
+	e.clock.advance(OutboxGrace)
+	if n, err := e.svc.SweepOutbox(t.Context()); n != 1 || err != nil || e.notes.count() != 1 {
+		t.Errorf("sweep: %d %v, handed %d", n, err, e.notes.count())
+	}
+}

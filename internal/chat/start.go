@@ -1,0 +1,418 @@
+package chat
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/optinkit/optin/internal/numberpool"
+	"github.com/optinkit/optin/internal/optin"
+)
+
+// Start starts the chat r asks for, or answers for the chat its id already names: created is true when
+// this call made (or completed) the chat. The same id with another request is ErrConflict; a start that
+// does not finish within the budget is ErrBusy and is resumed by the same call repeated; a permanent
+// Twilio refusal is a *TwilioError; a chat ended before it was ever invited is ErrEnded.
+//
+// A start holds the chat's lease while it runs. End records its intent in the chat, which the start
+// reads after each step: it then closes what it made and answers ErrEnded.
+func (s *Service) Start(ctx context.Context, r StartRequest) (c Chat, created bool, err error) {
+	c, err = r.validate(s.cfg, s.now())
+	if err != nil {
+		return Chat{}, false, err
+	}
+	existing, fresh, err := s.store.Create(ctx, c)
+	if err != nil {
+		return Chat{}, false, fmt.Errorf("%w: creating chat %s: %w", ErrUnavailable, c.ID, err)
+	}
+	if !fresh {
+		if existing.Fingerprint != c.Fingerprint {
+			return existing, false, ErrConflict
+		}
+		if existing.State != StateStarting {
+			return startAnswer(existing)
+		}
+		c = existing
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.StartBudget)
+	defer cancel()
+	owner := newOwner()
+	locked, err := s.store.Lock(ctx, c.ID, owner, s.cfg.StartBudget+leaseMargin)
+	if err != nil {
+		return Chat{}, false, fmt.Errorf("%w: locking chat %s: %w", ErrUnavailable, c.ID, err)
+	}
+	if !locked {
+		return s.awaitStart(ctx, c.ID)
+	}
+	id := c.ID
+	defer func() { _ = s.store.Unlock(context.WithoutCancel(ctx), id, owner) }()
+	// The lease may have been taken after another call finished the start, or an end: read again.
+	if c, err = s.store.Get(ctx, c.ID); err != nil {
+		return Chat{}, false, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	ctx = zerolog.Ctx(ctx).With().Str("chat_id", c.ID).Logger().WithContext(ctx)
+	if c.State != StateStarting {
+		return startAnswer(c)
+	}
+	if c.Ending != nil {
+		_, err := s.abandon(ctx, c)
+		return Chat{}, false, err
+	}
+	c, err = s.runStart(ctx, c, !fresh)
+	return c, err == nil, err
+}
+
+// startAnswer is a start's answer for a chat past its start: the chat, unless it was ended before it
+// was ever invited (or connected) — the caller never had it, so that is ErrEnded.
+func startAnswer(c Chat) (Chat, bool, error) {
+	if c.State == StateClosed && !slices.ContainsFunc(c.History, func(t Transition) bool {
+		return t.State == StateInvited || t.State == StateConnected
+	}) {
+		return Chat{}, false, ErrEnded
+	}
+	return c, false, nil
+}
+
+// awaitStart waits for a start that another call runs, until it leaves starting or the budget ends.
+func (s *Service) awaitStart(ctx context.Context, id string) (Chat, bool, error) {
+	for {
+		c, err := s.store.Get(ctx, id)
+		if err == nil && c.State != StateStarting {
+			return startAnswer(c)
+		}
+		if errors.Is(err, ErrNotFound) {
+			return Chat{}, false, err // the start was refused and forgot the chat
+		}
+		select {
+		case <-ctx.Done():
+			return Chat{}, false, ErrBusy
+		case <-time.After(busyPoll):
+		}
+	}
+}
+
+// abandon honours an end asked for during the start, which holds the lease: what was made is closed,
+// the chat concluded, and the start answers ErrEnded (or, when the close failed, ErrBusy: the
+// reconciler finishes the end).
+func (s *Service) abandon(ctx context.Context, c Chat) (Chat, error) {
+	zerolog.Ctx(ctx).Info().Msg("chat ended during its start; closing what the start made")
+	// The end matters more than the caller's deadline.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.StartBudget)
+	defer cancel()
+	c, err := s.conclude(ctx, c, c.ending(Ending{State: StateClosed, Reason: ReasonEnded}))
+	if err != nil {
+		return Chat{}, fmt.Errorf("%w: ending the chat: %w", ErrBusy, err)
+	}
+	return c, ErrEnded
+}
+
+// runStart performs the start's steps that c has not done yet, each recorded once done. resumed says
+// an earlier call may have been cut off mid-step: creates then look for their effect first.
+func (s *Service) runStart(ctx context.Context, c Chat, resumed bool) (Chat, error) {
+	if _, done := c.Steps[stepNumbers]; !done {
+		var err error
+		if c, err = s.leaseNumbers(ctx, c); err != nil {
+			return Chat{}, err
+		}
+		if c.Ending != nil {
+			return s.abandon(ctx, c)
+		}
+	}
+	marker := func(step string) string {
+		b, _ := json.Marshal(map[string]map[string]string{"optin": {"chat": c.ID, "step": step}})
+		return string(b)
+	}
+	steps := []struct {
+		name string
+		run  func(ctx context.Context, look bool) (string, error)
+	}{
+		{stepConversation, func(ctx context.Context, _ bool) (string, error) {
+			if s.cfg.Limiter != nil {
+				if err := s.cfg.Limiter.Wait(ctx); err != nil {
+					return "", err
+				}
+			}
+			sid, err := s.conv.CreateConversation(ctx, NewConversation{
+				UniqueName: c.ID, FriendlyName: conversationNamePrefix + c.ID, Attributes: marker(stepConversation), ClosedAfter: c.TTL})
+			if twilioCode(err) != codeUniqueNameTaken {
+				return sid, err
+			}
+			// An earlier attempt created it — or an earlier chat of this id did, and closed it since.
+			sid, closed, err := s.conv.FindConversation(ctx, c.ID)
+			if err == nil && closed {
+				return "", &optin.CallError{Op: "find conversation", Kind: optin.Permanent, Code: codeUniqueNameTaken,
+					Err: errors.New("a closed conversation already has this id as its unique name")}
+			}
+			return sid, err
+		}},
+		{stepMessageWebhook, func(ctx context.Context, look bool) (string, error) {
+			return s.armWebhook(ctx, c.ConversationSid, EventMessageAdded, look)
+		}},
+		{stepLifecycleWebhook, func(ctx context.Context, look bool) (string, error) {
+			return s.armWebhook(ctx, c.ConversationSid, EventStateUpdated, look)
+		}},
+		{stepCustomer, func(ctx context.Context, _ bool) (string, error) {
+			return "added", s.addParticipant(ctx, &c, "customer")
+		}},
+		{stepRider, func(ctx context.Context, _ bool) (string, error) {
+			return "added", s.addParticipant(ctx, &c, "rider")
+		}},
+		{stepInvite, func(ctx context.Context, look bool) (string, error) {
+			m := optin.Message{Author: c.Rider.Address, Attributes: marker(stepInvite)}
+			if c.Invite.ContentSid != "" {
+				vars, _ := json.Marshal(c.Invite.ContentVariables)
+				m.ContentSid, m.ContentVariables = c.Invite.ContentSid, string(vars)
+			} else {
+				m.Body = c.Invite.Body
+			}
+			if look {
+				if sid, err := s.findMarked(ctx, c.ConversationSid, m.Attributes); err != nil || sid != "" {
+					return sid, err
+				}
+			}
+			return s.conv.CreateMessage(ctx, c.ConversationSid, m)
+		}},
+	}
+	for _, st := range steps {
+		if _, done := c.Steps[st.name]; done {
+			continue
+		}
+		if c.Mode == ModeDirect && (st.name == stepMessageWebhook || st.name == stepInvite) {
+			continue // no invitation, so no answer to wait for
+		}
+		look := resumed
+		ref, err := optin.Retry(ctx, s.cfg.Retry, nil, "chat_"+st.name, func(ctx context.Context) (string, error) {
+			ref, err := st.run(ctx, look)
+			if kind(err) != optin.Retryable && err != nil {
+				look = true // the call may have taken effect: look before creating again
+			}
+			return ref, err
+		})
+		if err != nil {
+			return s.startFailed(ctx, c, st.name, err)
+		}
+		name := st.name
+		c, err = s.store.Update(ctx, c.ID, func(c *Chat) error {
+			c.Steps[name] = ref
+			if name == stepConversation {
+				c.ConversationSid = ref
+			}
+			return nil
+		})
+		if err != nil {
+			return Chat{}, fmt.Errorf("%w: recording step %s: %w", ErrUnavailable, name, err)
+		}
+		if c.Ending != nil {
+			return s.abandon(ctx, c)
+		}
+	}
+	to := StateInvited
+	if c.Mode == ModeDirect {
+		to = StateConnected
+	}
+	c, moved, err := s.apply(ctx, c.ID, to, "", nil)
+	if err != nil {
+		return Chat{}, err
+	}
+	switch {
+	case !moved && c.Ending != nil:
+		return s.abandon(ctx, c)
+	case !moved && c.State.Final():
+		// Ended by someone else while this start ran past its lease (a paused process): the caller
+		// does not get the chat.
+		return Chat{}, ErrEnded
+	}
+	zerolog.Ctx(ctx).Info().Str("conversation_sid", c.ConversationSid).Str("state", string(c.State)).Msg("chat started")
+	return c, nil
+}
+
+// startFailed ends a start whose step failed. A transient failure leaves the chat starting (ErrBusy:
+// repeat the call). A permanent one fails the chat — closing its conversation so that nothing stays
+// bound — or, when nothing exists at Twilio yet, forgets it so that its id can be used again.
+func (s *Service) startFailed(ctx context.Context, c Chat, step string, err error) (Chat, error) {
+	log := zerolog.Ctx(ctx)
+	if nn, ok := errors.AsType[*NoNumberError](err); ok {
+		return s.refused(ctx, c, step, nn.TwilioCode, nn)
+	}
+	ce, isCall := errors.AsType[*optin.CallError](err)
+	if !isCall || ce.Kind != optin.Permanent {
+		log.Warn().Err(err).Str("step", step).Msg("chat start incomplete; the call may be repeated")
+		return Chat{}, fmt.Errorf("%w: step %s: %w", ErrBusy, step, err)
+	}
+	return s.refused(ctx, c, step, ce.Code, &TwilioError{Code: ce.Code, Status: ce.Status, Err: fmt.Errorf("step %s: %w", step, err)})
+}
+
+// refused ends a start that cannot go on: the chat fails — its conversation closed, its numbers
+// freed — or, when nothing exists at Twilio yet, is forgotten so that its id may be used again.
+func (s *Service) refused(ctx context.Context, c Chat, step string, code int, terr error) (Chat, error) {
+	log := zerolog.Ctx(ctx)
+	log.Error().Err(terr).Str("step", step).Int("twilio_code", code).Msg("chat start refused")
+	// Recording the outcome matters more than the caller's deadline.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.StartBudget)
+	defer cancel()
+	if c.ConversationSid == "" {
+		if rerr := s.release(ctx, c.ID); rerr != nil {
+			log.Error().Err(rerr).Msg("freeing the numbers of a refused start")
+		}
+		if derr := s.store.Delete(ctx, c.ID); derr != nil {
+			return Chat{}, fmt.Errorf("%w: forgetting chat %s: %w", ErrUnavailable, c.ID, derr)
+		}
+		return Chat{}, terr
+	}
+	failed, err := s.conclude(ctx, c, Ending{State: StateFailed, Reason: ReasonFailed,
+		Error: &Failure{TwilioCode: code, Detail: terr.Error(), Step: step}})
+	if err != nil {
+		log.Error().Err(err).Msg("closing the conversation of a failed start; the reconciler will")
+	}
+	if failed.State == StateClosed {
+		return Chat{}, ErrEnded // an end asked for during the start came first
+	}
+	return failed, terr
+}
+
+// armWebhook makes sure the conversation has a scoped webhook at the service for event; with look set
+// it first looks for one an earlier attempt made.
+func (s *Service) armWebhook(ctx context.Context, conv, event string, look bool) (string, error) {
+	if look {
+		hooks, err := s.conv.ScopedWebhooks(ctx, conv)
+		if err != nil {
+			return "", err
+		}
+		for _, h := range hooks {
+			if h.URL == s.cfg.WebhookURL && slices.Equal(h.Filters, []string{event}) {
+				return h.Sid, nil
+			}
+		}
+	}
+	return s.conv.CreateWebhook(ctx, conv, optin.Webhook{URL: s.cfg.WebhookURL, Method: webhookMethod, Filters: []string{event}})
+}
+
+// pool is the pool of the party's channel.
+func (s *Service) pool(p Party) Pool {
+	if p.Channel() == ChannelSMS {
+		return s.cfg.SMS
+	}
+	return s.cfg.WhatsApp
+}
+
+// lease leases the customer's and the rider's numbers: from one pool together when they share a
+// channel (so that they may share a number), else each from its own.
+func (s *Service) lease(ctx context.Context, c Chat) ([]string, error) {
+	if c.Customer.Channel() == c.Rider.Channel() {
+		return s.pool(c.Customer).Lease(ctx, c.ID, []string{c.Customer.Address, c.Rider.Address})
+	}
+	customer, err := s.pool(c.Customer).Lease(ctx, c.ID, []string{c.Customer.Address})
+	if err != nil {
+		return nil, err
+	}
+	rider, err := s.pool(c.Rider).Lease(ctx, c.ID, []string{c.Rider.Address})
+	if err != nil {
+		_ = s.release(context.WithoutCancel(ctx), c.ID)
+		return nil, err
+	}
+	return []string{customer[0], rider[0]}, nil
+}
+
+// release frees the chat's numbers in every pool.
+func (s *Service) release(ctx context.Context, chatID string) error {
+	err := s.cfg.WhatsApp.Release(ctx, chatID)
+	if s.cfg.SMS != nil {
+		err = errors.Join(err, s.cfg.SMS.Release(ctx, chatID))
+	}
+	return err
+}
+
+// leaseNumbers gives both parties a business number from the pool, before anything exists at Twilio:
+// when the pool has none for a party, the chat is forgotten and its id may be used again.
+func (s *Service) leaseNumbers(ctx context.Context, c Chat) (Chat, error) {
+	numbers, err := s.lease(ctx, c)
+	if err != nil {
+		var ex *numberpool.ExhaustedError
+		if !errors.As(err, &ex) {
+			return Chat{}, fmt.Errorf("%w: leasing numbers: %w", ErrUnavailable, err)
+		}
+		party := "rider"
+		if ex.Address == c.Customer.Address {
+			party = "customer"
+		}
+		if derr := s.store.Delete(context.WithoutCancel(ctx), c.ID); derr != nil {
+			return Chat{}, fmt.Errorf("%w: forgetting chat %s: %w", ErrUnavailable, c.ID, derr)
+		}
+		s.noFreeNumber()
+		return Chat{}, &NoNumberError{Party: party, Address: ex.Address, Err: err}
+	}
+	c, err = s.store.Update(ctx, c.ID, func(c *Chat) error {
+		c.Customer.ProxyAddress, c.Rider.ProxyAddress = numbers[0], numbers[1]
+		c.Steps[stepNumbers] = strings.Join(numbers, ",")
+		return nil
+	})
+	if err != nil {
+		_ = s.release(context.WithoutCancel(ctx), c.ID)
+		return Chat{}, fmt.Errorf("%w: recording numbers: %w", ErrUnavailable, err)
+	}
+	return c, nil
+}
+
+// addParticipant adds the party; one already in the conversation (an earlier attempt) counts as added.
+// When Twilio answers that the party's pair is bound in a conversation the service did not make
+// (50416), the pair is set aside and the party gets the pool's next free number.
+func (s *Service) addParticipant(ctx context.Context, c *Chat, party string) error {
+	for {
+		p := c.Customer
+		if party == "rider" {
+			p = c.Rider
+		}
+		err := s.conv.AddParticipant(ctx, c.ConversationSid, p.Address, p.ProxyAddress)
+		switch twilioCode(err) {
+		case codeAlreadyPresent, codeSameBinding:
+			return nil
+		case codePairInUse:
+		default:
+			return err
+		}
+		zerolog.Ctx(ctx).Warn().Str("party", party).Str("proxy_address", p.ProxyAddress).Msg("pair bound in another conversation; taking the next number")
+		number, rerr := s.pool(p).Replace(ctx, c.ID, p.Address, p.ProxyAddress)
+		if rerr != nil {
+			var ex *numberpool.ExhaustedError
+			if errors.As(rerr, &ex) {
+				s.noFreeNumber()
+				// Permanent: no retry of the step can find a number the pool does not have.
+				return &optin.CallError{Op: "lease a number", Kind: optin.Permanent, Code: codePairInUse,
+					Err: &NoNumberError{Party: party, Address: p.Address, Err: rerr, TwilioCode: codePairInUse}}
+			}
+			return rerr
+		}
+		updated, uerr := s.store.Update(ctx, c.ID, func(c *Chat) error {
+			if party == "rider" {
+				c.Rider.ProxyAddress = number
+			} else {
+				c.Customer.ProxyAddress = number
+			}
+			return nil
+		})
+		if uerr != nil {
+			return uerr
+		}
+		*c = updated
+	}
+}
+
+// findMarked returns the SID of the newest message carrying attributes, "" when there is none.
+func (s *Service) findMarked(ctx context.Context, conv, attributes string) (string, error) {
+	msgs, err := s.conv.RecentMessages(ctx, conv, defaultMarkerLookback)
+	if err != nil {
+		return "", err
+	}
+	for _, m := range msgs {
+		if m.Attributes == attributes {
+			return m.Sid, nil
+		}
+	}
+	return "", nil
+}
