@@ -30,7 +30,7 @@ func apiServer(t *testing.T) (*httptest.Server, *faketwilio.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool, err := numberpool.New("WhatsApp", []string{"whatsapp:+15550100000"}, memory.NewPairs())
+	pool, err := numberpool.New("WhatsApp", []string{"whatsapp:+15550100000"}, memory.NewPairs(0))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,7 +21,7 @@ func newPool(t *testing.T, n int) (*numberpool.Pool, *memory.Pairs) {
 	for i := range n {
 		numbers = append(numbers, number(i))
 	}
-	store := memory.NewPairs()
+	store := memory.NewPairs(0)
 	p, err := numberpool.New("WhatsApp", numbers, store)
 	if err != nil {
 		t.Fatal(err)
@@ -117,7 +117,7 @@ func TestReplaceBlocksThePair(t *testing.T) {
 	if _, err := p.Replace(ctx, "a", rider, n); err == nil {
 		t.Error("a pool with every pair blocked or leased found a number")
 	}
-	if _, err := numberpool.New("x", nil, memory.NewPairs()); err == nil {
+	if _, err := numberpool.New("x", nil, memory.NewPairs(0)); err == nil {
 		t.Error("an empty pool was accepted")
 	}
 }

@@ -121,10 +121,39 @@ func TestEndedChatsAreForgottenAfterRetention(t *testing.T) {
 }
 
 func TestPairsContract(t *testing.T) {
-	storetest.RunPairs(t, func(*testing.T) (numberpool.Store, numberpool.Store) {
-		s := NewPairs()
+	storetest.RunPairs(t, func(_ *testing.T, retention time.Duration) (numberpool.Store, numberpool.Store) {
+		s := NewPairs(retention)
 		return s, s
 	})
+}
+
+// What lapsed — leases, blocks, each address's last number — is pruned: the store holds only what
+// is live.
+func TestPairsArePruned(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	s := NewPairs(time.Hour)
+	s.now = func() time.Time { return now }
+	ctx := t.Context()
+	for i := range 100 {
+		p := numberpool.Pair{Address: fmt.Sprintf("whatsapp:+1555000%04d", i), Number: "whatsapp:+15550100000"}
+		if ok, _ := s.Take(ctx, fmt.Sprint("chat-", i), []numberpool.Pair{p}); !ok {
+			t.Fatal("take")
+		}
+		if i%2 == 0 {
+			_ = s.Block(ctx, numberpool.Pair{Address: p.Address, Number: "whatsapp:+15550100001"}, time.Minute)
+		}
+	}
+	if n := s.size(); n < 300 {
+		t.Fatalf("size %d before the leases lapse", n)
+	}
+	now = now.Add(2 * time.Hour)
+	if ok, _ := s.Take(ctx, "chat-new", []numberpool.Pair{{Address: "whatsapp:+15550009999", Number: "whatsapp:+15550100000"}}); !ok {
+		t.Fatal("take after the lapse")
+	}
+	// One lease: its pair, its chat, its address's last number.
+	if n := s.size(); n != 3 {
+		t.Errorf("size %d after the lapse, want 3", n)
+	}
 }
 
 // BenchmarkFinishedFlowHeap reports the heap a finished flow keeps for the retention (target: ≤ 300 B).

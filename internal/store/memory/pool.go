@@ -8,22 +8,81 @@ import (
 	"github.com/optinkit/optin/internal/numberpool"
 )
 
-// Pairs is the in-process numberpool.Store.
+// Pairs is the in-process numberpool.Store. As in Redis, a lease lapses after the retention (a release
+// lost with a crashed start does not hold a pair for ever), so do blocks and each address's last
+// number; what lapsed is pruned, so the maps hold only what is live.
 type Pairs struct {
-	mu      sync.Mutex
-	leased  map[numberpool.Pair]string // → chat id
-	byChat  map[string][]numberpool.Pair
-	blocked map[numberpool.Pair]time.Time
-	last    map[string]string
-	now     func() time.Time
+	mu        sync.Mutex
+	leased    map[numberpool.Pair]pairLease
+	byChat    map[string][]numberpool.Pair
+	blocked   map[numberpool.Pair]time.Time
+	last      map[string]lastNumber
+	now       func() time.Time
+	retention time.Duration
+	pruned    time.Time
+}
+
+type pairLease struct {
+	chat  string
+	until time.Time
+}
+
+type lastNumber struct {
+	number string
+	until  time.Time
 }
 
 var _ numberpool.Store = (*Pairs)(nil)
 
-// NewPairs returns a store with nothing leased.
-func NewPairs() *Pairs {
-	return &Pairs{leased: map[numberpool.Pair]string{}, byChat: map[string][]numberpool.Pair{},
-		blocked: map[numberpool.Pair]time.Time{}, last: map[string]string{}, now: time.Now}
+// NewPairs returns a store with nothing leased, whose leases lapse after retention (0: 30 days).
+func NewPairs(retention time.Duration) *Pairs {
+	if retention <= 0 {
+		retention = 30 * 24 * time.Hour
+	}
+	return &Pairs{leased: map[numberpool.Pair]pairLease{}, byChat: map[string][]numberpool.Pair{},
+		blocked: map[numberpool.Pair]time.Time{}, last: map[string]lastNumber{}, now: time.Now, retention: retention}
+}
+
+// prune drops what lapsed, at most once a minute. Callers hold s.mu.
+func (s *Pairs) prune(now time.Time) {
+	if now.Sub(s.pruned) < time.Minute {
+		return
+	}
+	s.pruned = now
+	for p, l := range s.leased {
+		if !now.Before(l.until) {
+			delete(s.leased, p)
+		}
+	}
+	for chat, pairs := range s.byChat {
+		live := pairs[:0]
+		for _, p := range pairs {
+			if s.leased[p].chat == chat {
+				live = append(live, p)
+			}
+		}
+		if len(live) == 0 {
+			delete(s.byChat, chat)
+		} else {
+			s.byChat[chat] = live
+		}
+	}
+	for p, until := range s.blocked {
+		if !now.Before(until) {
+			delete(s.blocked, p)
+		}
+	}
+	for a, l := range s.last {
+		if !now.Before(l.until) {
+			delete(s.last, a)
+		}
+	}
+}
+
+// held reports whether a live lease holds p. Callers hold s.mu.
+func (s *Pairs) held(p numberpool.Pair, now time.Time) bool {
+	l, ok := s.leased[p]
+	return ok && now.Before(l.until)
 }
 
 // Take leases every pair to chatID unless one is leased or blocked.
@@ -31,18 +90,20 @@ func (s *Pairs) Take(_ context.Context, chatID string, pairs []numberpool.Pair) 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
+	s.prune(now)
 	for _, p := range pairs {
-		if _, ok := s.leased[p]; ok {
+		if s.held(p, now) {
 			return false, nil
 		}
 		if until, ok := s.blocked[p]; ok && now.Before(until) {
 			return false, nil
 		}
 	}
+	until := now.Add(s.retention)
 	for _, p := range pairs {
-		s.leased[p] = chatID
+		s.leased[p] = pairLease{chat: chatID, until: until}
 		s.byChat[chatID] = append(s.byChat[chatID], p)
-		s.last[p.Address] = p.Number
+		s.last[p.Address] = lastNumber{number: p.Number, until: until}
 	}
 	return true, nil
 }
@@ -52,7 +113,7 @@ func (s *Pairs) Release(_ context.Context, chatID string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, p := range s.byChat[chatID] {
-		if s.leased[p] == chatID {
+		if s.leased[p].chat == chatID {
 			delete(s.leased, p)
 		}
 	}
@@ -73,16 +134,29 @@ func (s *Pairs) Block(_ context.Context, p numberpool.Pair, ttl time.Duration) e
 func (s *Pairs) Last(_ context.Context, address string) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.last[address], nil
+	if l, ok := s.last[address]; ok && s.now().Before(l.until) {
+		return l.number, nil
+	}
+	return "", nil
 }
 
-// InUse counts leased pairs per number.
+// InUse counts the live leases per number: derived from the leases, it cannot drift from them.
 func (s *Pairs) InUse(context.Context) (map[string]int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	now := s.now()
 	out := map[string]int{}
 	for p := range s.leased {
-		out[p.Number]++
+		if s.held(p, now) {
+			out[p.Number]++
+		}
 	}
 	return out, nil
+}
+
+// size counts the entries the store keeps, for the pruning test.
+func (s *Pairs) size() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.leased) + len(s.byChat) + len(s.blocked) + len(s.last)
 }

@@ -12,8 +12,9 @@ import (
 )
 
 // Pairs is the numberpool.Store shared by every replica: a key per leased pair holding its chat
-// (optin:pair:<address>|<number>), a set of each chat's pairs, a count per number, and the last number of
-// each address. The scripts name the keys; the constants below are the ones Go reads too.
+// (optin:pair:<address>|<number>), a set of each chat's pairs, per number a sorted set of its leased
+// pairs by expiry (the counts are derived from it, so a lease that lapses stops counting), and the last
+// number of each address. The scripts name the keys; the constants below are the ones Go reads too.
 type Pairs struct {
 	rdb       *redis.Client
 	retention time.Duration
@@ -25,26 +26,24 @@ var _ numberpool.Store = (*Pairs)(nil)
 // (so that a release lost with a crash does not hold a pair for ever).
 func (s *Store) Pairs() *Pairs { return &Pairs{rdb: s.rdb, retention: s.retention} }
 
-const (
-	lastPrefix = "optin:lastnumber:"
-	inUseKey   = "optin:numbers:inuse"
-)
+const lastPrefix = "optin:lastnumber:"
 
-// takePairs: ARGV = chat, ttl ms, then address, number for each pair. All or nothing.
+// takePairs: ARGV = chat, ttl ms, now ms, then address, number for each pair. All or nothing.
 var takePairs = redis.NewScript(`
-local chat, ttl = ARGV[1], tonumber(ARGV[2])
-for i = 3, #ARGV, 2 do
+local chat, ttl, now = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+for i = 4, #ARGV, 2 do
   local pair = ARGV[i] .. '|' .. ARGV[i+1]
   if redis.call('EXISTS', 'optin:pair:' .. pair) == 1 or redis.call('EXISTS', 'optin:pairblock:' .. pair) == 1 then
     return 0
   end
 end
-for i = 3, #ARGV, 2 do
+for i = 4, #ARGV, 2 do
   local pair = ARGV[i] .. '|' .. ARGV[i+1]
   redis.call('SET', 'optin:pair:' .. pair, chat, 'PX', ttl)
   redis.call('SADD', 'optin:chatpairs:' .. chat, pair)
   redis.call('PEXPIRE', 'optin:chatpairs:' .. chat, ttl)
-  redis.call('HINCRBY', 'optin:numbers:inuse', ARGV[i+1], 1)
+  redis.call('SADD', 'optin:numbers', ARGV[i+1])
+  redis.call('ZADD', 'optin:numberpairs:' .. ARGV[i+1], now + ttl, ARGV[i])
   redis.call('SET', 'optin:lastnumber:' .. ARGV[i], ARGV[i+1], 'PX', ttl)
 end
 return 1
@@ -57,31 +56,43 @@ local pairs = redis.call('SMEMBERS', 'optin:chatpairs:' .. chat)
 for _, pair in ipairs(pairs) do
   if redis.call('GET', 'optin:pair:' .. pair) == chat then
     redis.call('DEL', 'optin:pair:' .. pair)
-    local number = string.sub(pair, string.find(pair, '|', 1, true) + 1)
-    if redis.call('HINCRBY', 'optin:numbers:inuse', number, -1) <= 0 then
-      redis.call('HDEL', 'optin:numbers:inuse', number)
-    end
+    local bar = string.find(pair, '|', 1, true)
+    redis.call('ZREM', 'optin:numberpairs:' .. string.sub(pair, bar + 1), string.sub(pair, 1, bar - 1))
   end
 end
 redis.call('DEL', 'optin:chatpairs:' .. chat)
 return #pairs
 `)
 
-// blockPair sets a pair aside for a while and drops its lease, keeping the count true.
+// blockPair sets a pair aside for a while and drops its lease.
 var blockPair = redis.NewScript(`
 local pair, ttl = ARGV[1] .. '|' .. ARGV[2], tonumber(ARGV[3])
 redis.call('SET', 'optin:pairblock:' .. pair, '1', 'PX', ttl)
-if redis.call('DEL', 'optin:pair:' .. pair) == 1 then
-  if redis.call('HINCRBY', 'optin:numbers:inuse', ARGV[2], -1) <= 0 then
-    redis.call('HDEL', 'optin:numbers:inuse', ARGV[2])
+redis.call('DEL', 'optin:pair:' .. pair)
+redis.call('ZREM', 'optin:numberpairs:' .. ARGV[2], ARGV[1])
+return 1
+`)
+
+// inUse drops the lapsed leases of every number and counts the live ones: ARGV = now ms; the answer
+// is number, count, number, count….
+var inUse = redis.NewScript(`
+local now = tonumber(ARGV[1])
+local out = {}
+for _, n in ipairs(redis.call('SMEMBERS', 'optin:numbers')) do
+  local key = 'optin:numberpairs:' .. n
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  local c = redis.call('ZCARD', key)
+  if c > 0 then
+    table.insert(out, n)
+    table.insert(out, c)
   end
 end
-return 1
+return out
 `)
 
 // Take leases every pair to chatID unless one is leased or blocked.
 func (s *Pairs) Take(ctx context.Context, chatID string, pairs []numberpool.Pair) (bool, error) {
-	args := []any{chatID, s.ttl().Milliseconds()}
+	args := []any{chatID, s.ttl().Milliseconds(), time.Now().UnixMilli()}
 	for _, p := range pairs {
 		args = append(args, p.Address, p.Number)
 	}
@@ -114,17 +125,18 @@ func (s *Pairs) Last(ctx context.Context, address string) (string, error) {
 	return n, err
 }
 
-// InUse counts leased pairs per number.
+// InUse counts the live leases per number: derived from the leases (those that lapsed are dropped
+// first), so the counts cannot drift from them.
 func (s *Pairs) InUse(ctx context.Context) (map[string]int, error) {
-	raw, err := s.rdb.HGetAll(ctx, inUseKey).Result()
+	raw, err := inUse.Run(ctx, s.rdb, nil, time.Now().UnixMilli()).Slice()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("counting pairs: %w", err)
 	}
-	out := make(map[string]int, len(raw))
-	for k, v := range raw {
-		var n int
-		_, _ = fmt.Sscan(v, &n)
-		out[k] = n
+	out := make(map[string]int, len(raw)/2)
+	for i := 0; i+1 < len(raw); i += 2 {
+		n, _ := raw[i].(string)
+		c, _ := raw[i+1].(int64)
+		out[n] = int(c)
 	}
 	return out, nil
 }

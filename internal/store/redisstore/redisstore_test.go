@@ -16,7 +16,13 @@ import (
 
 func open(t testing.TB, srv *redistest.Server) *Store {
 	t.Helper()
-	s, err := Open(srv.URL(), time.Hour)
+	return openFor(t, srv, time.Hour)
+}
+
+// openFor opens a store whose finished records and leases live for retention.
+func openFor(t testing.TB, srv *redistest.Server, retention time.Duration) *Store {
+	t.Helper()
+	s, err := Open(srv.URL(), retention)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,9 +94,9 @@ func TestChatsContract(t *testing.T) {
 }
 
 func TestPairsContract(t *testing.T) {
-	storetest.RunPairs(t, func(t *testing.T) (numberpool.Store, numberpool.Store) {
+	storetest.RunPairs(t, func(t *testing.T, retention time.Duration) (numberpool.Store, numberpool.Store) {
 		srv := redistest.Start(t)
-		return open(t, srv).Pairs(), open(t, srv).Pairs()
+		return openFor(t, srv, retention).Pairs(), openFor(t, srv, retention).Pairs()
 	})
 }
 

@@ -3,6 +3,7 @@ package storetest
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -178,6 +179,65 @@ func RunChats(t *testing.T, open func(t *testing.T) (chat.Store, chat.Store)) {
 				t.Fatal("a lapsed lease was never free again")
 			}
 			time.Sleep(10 * time.Millisecond)
+		}
+	})
+
+	t.Run("the owner taking its lease again extends it", func(t *testing.T) {
+		a, b := open(t)
+		ctx := t.Context()
+		if ok, _ := a.Lock(ctx, "~sweep", "one", 300*time.Millisecond); !ok {
+			t.Fatal("first lock")
+		}
+		// Re-taken well before it lapses, for a minute: it must not lapse at its first term.
+		if ok, _ := a.Lock(ctx, "~sweep", "one", time.Minute); !ok {
+			t.Fatal("the owner could not take its lease again")
+		}
+		deadline := time.Now().Add(time.Second)
+		for time.Now().Before(deadline) {
+			if ok, _ := b.Lock(ctx, "~sweep", "two", time.Minute); ok {
+				t.Fatal("a re-taken lease lapsed at its first term")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+
+	t.Run("open chats and chats with pending events", func(t *testing.T) {
+		a, b := open(t)
+		ctx := t.Context()
+		for _, id := range []string{"open-1", "open-2", "open-3"} {
+			if _, _, err := a.Create(ctx, newChat(id)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := b.Update(ctx, "open-2", func(c *chat.Chat) error {
+			c.State = chat.StateClosed
+			c.Pending = []chat.Event{{ID: "msg_1", Type: "chat.closed", At: c.CreatedAt}}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Update(ctx, "open-3", func(c *chat.Chat) error {
+			c.Pending = []chat.Event{{ID: "msg_2", Type: "chat.invited", At: c.CreatedAt}}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Delete(ctx, "open-3"); err != nil {
+			t.Fatal(err)
+		}
+		open, err := b.Open(ctx)
+		if slices.Sort(open); err != nil || !slices.Equal(open, []string{"open-1"}) {
+			t.Errorf("open: %v %v", open, err)
+		}
+		pending, err := a.WithPending(ctx)
+		if err != nil || !slices.Equal(pending, []string{"open-2"}) {
+			t.Errorf("with pending: %v %v", pending, err)
+		}
+		if _, err := a.Update(ctx, "open-2", func(c *chat.Chat) error { c.Pending = nil; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if pending, err := b.WithPending(ctx); err != nil || len(pending) != 0 {
+			t.Errorf("with pending after delivery: %v %v", pending, err)
 		}
 	})
 }

@@ -9,10 +9,11 @@ import (
 	"github.com/optinkit/optin/internal/numberpool"
 )
 
-// RunPairs checks the numberpool.Store contract. open returns two handles on one empty store.
-func RunPairs(t *testing.T, open func(t *testing.T) (numberpool.Store, numberpool.Store)) {
+// RunPairs checks the numberpool.Store contract. open returns two handles on one empty store whose
+// leases lapse after retention.
+func RunPairs(t *testing.T, open func(t *testing.T, retention time.Duration) (numberpool.Store, numberpool.Store)) {
 	t.Run("a pair is leased once", func(t *testing.T) {
-		a, b := open(t)
+		a, b := open(t, time.Hour)
 		stores := []numberpool.Store{a, b}
 		// 40 chats grab overlapping pairs: (rider, n) and (customer i, n) for 4 numbers.
 		var mu sync.Mutex
@@ -54,7 +55,7 @@ func RunPairs(t *testing.T, open func(t *testing.T) (numberpool.Store, numberpoo
 	})
 
 	t.Run("release, block and last", func(t *testing.T) {
-		s, other := open(t)
+		s, other := open(t, time.Hour)
 		ctx := t.Context()
 		p1 := numberpool.Pair{Address: "whatsapp:+15550001111", Number: "whatsapp:+15550100000"}
 		p2 := numberpool.Pair{Address: "whatsapp:+15550002222", Number: "whatsapp:+15550100000"}
@@ -104,6 +105,35 @@ func RunPairs(t *testing.T, open func(t *testing.T) (numberpool.Store, numberpoo
 				t.Fatal("a block never lapsed")
 			}
 			time.Sleep(10 * time.Millisecond)
+		}
+	})
+
+	t.Run("a lease that lapses stops counting and frees its pair", func(t *testing.T) {
+		a, b := open(t, 300*time.Millisecond)
+		ctx := t.Context()
+		p := numberpool.Pair{Address: "whatsapp:+15550001111", Number: "whatsapp:+15550100000"}
+		if ok, err := a.Take(ctx, "chat-1", []numberpool.Pair{p}); !ok || err != nil {
+			t.Fatalf("take: %v %v", ok, err)
+		}
+		if counts, _ := b.InUse(ctx); counts[p.Number] != 1 {
+			t.Fatalf("in use %v", counts)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			counts, err := b.InUse(ctx)
+			if err == nil && counts[p.Number] == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("a lapsed lease still counts: %v %v", counts, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if ok, _ := b.Take(ctx, "chat-2", []numberpool.Pair{p}); !ok {
+			t.Error("a lapsed lease's pair could not be leased again")
+		}
+		if counts, _ := a.InUse(ctx); counts[p.Number] != 1 {
+			t.Errorf("in use after the new lease %v", counts)
 		}
 	})
 }
