@@ -243,10 +243,13 @@ type MessageView struct {
 
 // ConversationView is what a conversation holds, for assertions in tests.
 type ConversationView struct {
-	Sid      string
-	State    string
-	Messages []MessageView
-	Webhooks []string
+	Sid        string
+	UniqueName string
+	State      string
+	Messages   []MessageView
+	Webhooks   []string
+	// Participants are the participants' addresses.
+	Participants []string
 }
 
 // Conversation returns a conversation's messages (oldest first) and remaining scoped webhooks.
@@ -257,12 +260,31 @@ func (e *Emulator) Conversation(sid string) (ConversationView, bool) {
 	if c == nil {
 		return ConversationView{}, false
 	}
-	v := ConversationView{Sid: c.Sid, State: c.State}
+	return viewOf(c), true
+}
+
+// Conversations returns every conversation, in the order they were created.
+func (e *Emulator) Conversations() []ConversationView {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]ConversationView, 0, len(e.conversations))
+	for _, c := range e.conversations {
+		out = append(out, viewOf(c))
+	}
+	return out
+}
+
+// viewOf copies what tests read of a conversation. Callers hold e.mu.
+func viewOf(c *conversation) ConversationView {
+	v := ConversationView{Sid: c.Sid, UniqueName: c.UniqueName, State: c.State}
 	for _, m := range c.messages {
 		v.Messages = append(v.Messages, MessageView{Sid: m.Sid, Author: m.Author, Body: m.Body, ContentSid: m.ContentSid, Attributes: m.Attributes})
 	}
 	for _, h := range c.webhooks {
 		v.Webhooks = append(v.Webhooks, h.Sid)
 	}
-	return v, true
+	for _, p := range c.participants {
+		v.Participants = append(v.Participants, p.Address)
+	}
+	return v
 }

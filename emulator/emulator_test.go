@@ -583,11 +583,15 @@ func TestConversationView(t *testing.T) {
 	wh := h.must(201, "POST", "/v1/Conversations/"+conv+"/Webhooks", vals("Target", "webhook", "Configuration.Url", "https://x.example.com", "Configuration.Filters", "onMessageAdded"))
 	m := h.must(201, "POST", "/v1/Conversations/"+conv+"/Messages", vals("Author", rider, "Body", "hi", "Attributes", `{"a":1}`))
 	v, ok := h.emu.Conversation(conv)
-	want := ConversationView{Sid: conv, State: "active", Messages: []MessageView{{Sid: m["sid"].(string), Author: rider, Body: "hi", Attributes: `{"a":1}`}}, Webhooks: []string{wh["sid"].(string)}}
+	want := ConversationView{Sid: conv, State: "active", Messages: []MessageView{{Sid: m["sid"].(string), Author: rider, Body: "hi", Attributes: `{"a":1}`}}, Webhooks: []string{wh["sid"].(string)},
+		Participants: []string{customer, rider}}
 	if !ok || !reflect.DeepEqual(v, want) {
 		t.Errorf("view %+v, want %+v", v, want)
 	}
 	if _, ok := h.emu.Conversation("CH0"); ok {
 		t.Error("unknown conversation found")
+	}
+	if all := h.emu.Conversations(); len(all) != 1 || !reflect.DeepEqual(all[0], want) {
+		t.Errorf("conversations %+v", all)
 	}
 }

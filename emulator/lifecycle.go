@@ -1,7 +1,9 @@
 package emulator
 
 import (
+	"fmt"
 	"net/url"
+	"slices"
 	"regexp"
 	"strconv"
 	"time"
@@ -93,4 +95,34 @@ func (e *Emulator) setStateLocked(c *conversation, to, reason string) {
 			"WebhookType":     {"webhook"},
 		})
 	}
+}
+
+// CloseConversation closes a conversation as Twilio would for reason (TIMER, API), telling the webhooks
+// that ask — if it still has any.
+func (e *Emulator) CloseConversation(sid, reason string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c := e.find(sid)
+	if c == nil {
+		return fmt.Errorf("no conversation %s", sid)
+	}
+	e.setStateLocked(c, "closed", reason)
+	return nil
+}
+
+// RemoveWebhook removes one of a conversation's scoped webhooks, as a DELETE through the REST API
+// would: a test uses it to make a report never arrive.
+func (e *Emulator) RemoveWebhook(conv, webhookSid string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c := e.find(conv)
+	if c == nil {
+		return fmt.Errorf("no conversation %s", conv)
+	}
+	n := len(c.webhooks)
+	c.webhooks = slices.DeleteFunc(c.webhooks, func(h *webhook) bool { return h.Sid == webhookSid })
+	if len(c.webhooks) == n {
+		return fmt.Errorf("no webhook %s in %s", webhookSid, conv)
+	}
+	return nil
 }

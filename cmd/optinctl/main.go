@@ -220,7 +220,11 @@ func (c *client) chat(ctx context.Context, method, path string, body []byte) err
 		if p.p.Name != nil {
 			name = *p.p.Name + " "
 		}
-		fmt.Fprintf(tw, "%s\t%s%s via %s\n", p.role, name, p.p.Address, p.p.ProxyAddress)
+		via := "no number yet"
+		if p.p.ProxyAddress != nil {
+			via = "via " + *p.p.ProxyAddress
+		}
+		fmt.Fprintf(tw, "%s\t%s%s %s\n", p.role, name, p.p.Address, via)
 	}
 	fmt.Fprintf(tw, "created\t%s\n", ch.CreatedAt.Format(time.RFC3339))
 	fmt.Fprintf(tw, "expires\t%s (without activity)\n", ch.ExpiresAt.Format(time.RFC3339))

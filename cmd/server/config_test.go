@@ -71,6 +71,11 @@ func TestBadConfigNamesTheVariable(t *testing.T) {
 		{"chat ttl", "OPTIN_CHAT_TTL", "5m"},
 		{"chat start timeout", "OPTIN_CHAT_START_TIMEOUT", "2h"},
 		{"create rate", "OPTIN_TWILIO_CREATE_RATE", "0"},
+		{"reconcile interval short", "OPTIN_RECONCILE_INTERVAL", "500ms"},
+		{"reconcile interval long", "OPTIN_RECONCILE_INTERVAL", "48h"},
+		{"reconcile interval not a duration", "OPTIN_RECONCILE_INTERVAL", "5"},
+		{"reconcile rate", "OPTIN_RECONCILE_RATE", "0"},
+		{"reconcile rate absurd", "OPTIN_RECONCILE_RATE", "5000"},
 		{"callback url without the API", "OPTIN_CALLBACK_URL", "https://platform.example.com/hooks"},
 		{"callback secret without url", "OPTIN_CALLBACK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"},
 	}
@@ -105,6 +110,7 @@ func TestHelpListsEveryVariable(t *testing.T) {
 		"OPTIN_RIDER_OPTIN_CONTENT_SID", "OPTIN_RIDER_OPTIN_CONTENT_VARIABLES",
 		"OPTIN_LOG_LEVEL", "OPTIN_LOG_FORMAT", "OPTIN_SHUTDOWN_TIMEOUT", "10s", "OPTIN_TWILIO_TIMEOUT",
 		"OPTIN_REDIS_URL", "OPTIN_REDIS_STARTUP_WAIT", "OPTIN_WORKERS", "OPTIN_FLOW_RETENTION", "720h", "OPTIN_DEMO", "-demo",
+		"OPTIN_RECONCILE_INTERVAL", "5m", "OPTIN_RECONCILE_RATE",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("help lacks %q", want)

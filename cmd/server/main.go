@@ -63,6 +63,27 @@ func withListener(ctx context.Context, ln net.Listener) context.Context {
 	return context.WithValue(ctx, listenerKey{}, ln)
 }
 
+// notifyFaultKey carries, in run's context, a func that each hand-over of a chat event passes through
+// first: tests use it to make the queueing of events fail after their transition was written.
+type notifyFaultKey struct{}
+
+func withNotifyFault(ctx context.Context, fault func() error) context.Context {
+	return context.WithValue(ctx, notifyFaultKey{}, fault)
+}
+
+// faultyNotifier fails when its fault says so, else hands over.
+type faultyNotifier struct {
+	chat.Notifier
+	fault func() error
+}
+
+func (n faultyNotifier) Notify(ctx context.Context, chatID, eventID string) error {
+	if err := n.fault(); err != nil {
+		return err
+	}
+	return n.Notifier.Notify(ctx, chatID, eventID)
+}
+
 // run is the whole program: the configuration comes through getenv and nothing else, so tests pass a
 // map and run in parallel. It returns when ctx ends and shutdown is complete.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -172,7 +193,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			webhookBase = "http://" + ln.Addr().String() // the emulator calls the service where it listens
 			dm.serviceURL = webhookBase
 		}
-		if chats, pools, err = newChats(cfg, conv, be, webhookBase, m); err != nil {
+		fault, _ := ctx.Value(notifyFaultKey{}).(func() error)
+		if chats, pools, err = newChats(cfg, conv, be, webhookBase, m, fault); err != nil {
 			return err
 		}
 	}
@@ -323,7 +345,7 @@ func newHTTPServer(h http.Handler) *http.Server {
 
 // newChats builds the chats API's parts: the number pools, the events' delivery when a callback URL is
 // set, and the chats service on them.
-func newChats(cfg settings, conv *twilioapi.Client, be *backend, webhookBase string, m *metrics.Metrics) (*chat.Service, poolSet, error) {
+func newChats(cfg settings, conv *twilioapi.Client, be *backend, webhookBase string, m *metrics.Metrics, fault func() error) (*chat.Service, poolSet, error) {
 	var pools poolSet
 	var err error
 	if pools.WhatsApp, err = numberpool.New("WhatsApp", cfg.whatsAppPool, be.pairs); err != nil {
@@ -359,6 +381,9 @@ func newChats(cfg settings, conv *twilioapi.Client, be *backend, webhookBase str
 			return nil, pools, fmt.Errorf("starting callback workers: %w", err)
 		}
 		cc.Notifier = callback.Notifier{Queue: be.callbacks}
+		if fault != nil {
+			cc.Notifier = faultyNotifier{cc.Notifier, fault}
+		}
 	}
 	chats, err := chat.NewService(conv, be.chats, cc)
 	if err != nil {

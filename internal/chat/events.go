@@ -21,11 +21,17 @@ func (s *Service) notify(ctx context.Context, c Chat) {
 	}
 }
 
-// OutboxGrace is how old a pending event must be before a sweep hands it over again: the notify that
-// follows its write has had its chance.
+// OutboxGrace is how old a pending event must be before a sweep hands it over again — the notify that
+// follows its write has had its chance — unless chats are reconciled more often than that.
 const OutboxGrace = 30 * time.Second
 
-// SweepOutbox hands every event pending longer than OutboxGrace to the notifier again: an event whose
+// outboxTimes are the sweep's interval and grace: OutboxInterval and OutboxGrace, or the reconcile
+// interval when it is shorter.
+func (s *Service) outboxTimes() (every, grace time.Duration) {
+	return min(OutboxInterval, s.cfg.ReconcileInterval), min(OutboxGrace, s.cfg.ReconcileInterval)
+}
+
+// SweepOutbox hands every event pending longer than its grace (outboxTimes) to the notifier again: an event whose
 // queueing failed (a Redis blip, a crash between the write and the queueing) is delivered all the
 // same. It returns how many events it handed over.
 func (s *Service) SweepOutbox(ctx context.Context) (int, error) {
@@ -38,13 +44,14 @@ func (s *Service) SweepOutbox(ctx context.Context) (int, error) {
 	}
 	n := 0
 	now := s.now()
+	_, grace := s.outboxTimes()
 	for _, id := range ids {
 		c, err := s.store.Get(ctx, id)
 		if err != nil {
 			continue // forgotten since, or a blip: the next sweep sees it
 		}
 		for _, ev := range c.Pending {
-			if now.Sub(ev.At) < OutboxGrace {
+			if now.Sub(ev.At) < grace {
 				continue
 			}
 			if err := s.cfg.Notifier.Notify(ctx, c.ID, ev.ID); err != nil {

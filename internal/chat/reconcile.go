@@ -123,11 +123,13 @@ func (s *Service) reviveLocked(ctx context.Context, c Chat, rep *ReconcileReport
 	}
 }
 
-// Maintain runs the upkeep of chats until ctx ends: the outbox swept every OutboxInterval and the
-// chats reconciled every ReconcileInterval, each by one replica at a time (a lease in the store).
+// Maintain runs the upkeep of chats until ctx ends: the outbox swept every OutboxInterval (or
+// ReconcileInterval, when shorter) and the chats reconciled every ReconcileInterval, each by one replica
+// at a time (a lease in the store).
 func (s *Service) Maintain(ctx context.Context) {
 	owner := newOwner()
-	outbox := time.NewTicker(OutboxInterval)
+	every, _ := s.outboxTimes()
+	outbox := time.NewTicker(every)
 	defer outbox.Stop()
 	reconcile := time.NewTicker(s.cfg.ReconcileInterval)
 	defer reconcile.Stop()
@@ -137,7 +139,7 @@ func (s *Service) Maintain(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-outbox.C:
-			if ok, _ := s.store.Lock(ctx, outboxLease, owner, OutboxInterval); ok {
+			if ok, _ := s.store.Lock(ctx, outboxLease, owner, every); ok {
 				if n, err := s.SweepOutbox(ctx); err != nil {
 					log.Warn().Err(err).Int("handed_over", n).Msg("outbox sweep")
 				} else if n > 0 {

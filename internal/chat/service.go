@@ -69,7 +69,8 @@ type Config struct {
 const (
 	DefaultReconcileInterval = 5 * time.Minute
 	DefaultReconcileRate     = 10
-	// OutboxInterval is how often the outbox is swept.
+	// OutboxInterval is how often the outbox is swept, at most: as often as chats are reconciled when
+	// that is more often.
 	OutboxInterval = 10 * time.Second
 )
 

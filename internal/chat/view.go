@@ -25,8 +25,9 @@ type View struct {
 
 // PartyView is one side of a View.
 type PartyView struct {
-	Address      string  `json:"address"`
-	ProxyAddress string  `json:"proxy_address"`
+	Address string `json:"address"`
+	// ProxyAddress is nil until a number is leased (a chat ended before its start leased one).
+	ProxyAddress *string `json:"proxy_address"`
 	Name         *string `json:"name"`
 }
 
@@ -73,7 +74,10 @@ func (c Chat) View() View {
 }
 
 func (p Party) view() PartyView {
-	v := PartyView{Address: p.Address, ProxyAddress: p.ProxyAddress}
+	v := PartyView{Address: p.Address}
+	if p.ProxyAddress != "" {
+		v.ProxyAddress = &p.ProxyAddress
+	}
 	if p.Name != "" {
 		v.Name = &p.Name
 	}
