@@ -3,8 +3,8 @@ package emulator
 import (
 	"fmt"
 	"net/url"
-	"slices"
 	"regexp"
+	"slices"
 	"strconv"
 	"time"
 )
