@@ -33,6 +33,7 @@ import (
 	"github.com/optinkit/optin/internal/optin"
 	"github.com/optinkit/optin/internal/signature"
 	"github.com/optinkit/optin/internal/twilioapi"
+	"github.com/optinkit/optin/internal/twiliocall"
 )
 
 func main() {
@@ -205,7 +206,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			ContentSid:       cfg.RiderContentSid,
 			ContentVariables: cfg.RiderContentVar,
 		},
-		Retry:           optin.RetryPolicy{CallTimeout: cfg.TwilioTimeout},
+		Retry:           twiliocall.RetryPolicy{CallTimeout: cfg.TwilioTimeout},
 		Observer:        m,
 		Consent:         optin.NewConsent(keywords(cfg.DeclineKeywords), keywords(cfg.OptOutKeywords)),
 		DeclineMessage:  cfg.DeclineMessage,
@@ -365,7 +366,7 @@ func newChats(cfg settings, conv *twilioapi.Client, be *backend, webhookBase str
 		StartBudget:       cfg.ChatStartTimeout,
 		Limiter:           be.creates,
 		Observer:          m,
-		Retry:             optin.RetryPolicy{CallTimeout: cfg.TwilioTimeout},
+		Retry:             twiliocall.RetryPolicy{CallTimeout: cfg.TwilioTimeout},
 		ReconcileInterval: cfg.ReconcileEvery,
 		ReconcileRate:     float64(cfg.ReconcileRate),
 	}

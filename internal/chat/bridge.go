@@ -9,6 +9,7 @@ import (
 
 	"github.com/optinkit/optin/internal/optin"
 	"github.com/optinkit/optin/internal/pii"
+	"github.com/optinkit/optin/internal/twiliocall"
 )
 
 // Parties names the customer and rider of the conversation's chat; ok is false when it has none.
@@ -67,7 +68,7 @@ func (s *Service) Advance(ctx context.Context, conversationSid string, stage opt
 	}
 	end := Ending{State: to.state, Reason: to.reason}
 	if to.state == StateFailed && cause != nil {
-		end.Error = &Failure{TwilioCode: twilioCode(cause), Detail: pii.Redact(cause.Error())}
+		end.Error = &Failure{TwilioCode: twiliocall.Code(cause), Detail: pii.Redact(cause.Error())}
 	}
 	if _, err := s.conclude(ctx, c, end); err != nil && errors.Is(err, ErrUnavailable) {
 		return err

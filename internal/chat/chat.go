@@ -256,11 +256,11 @@ type NewConversation struct {
 }
 
 // Conversations is what a chat needs of Twilio Conversations. Adapters report failed calls as
-// *optin.CallError.
+// *twiliocall.CallError.
 type Conversations interface {
 	CreateConversation(ctx context.Context, c NewConversation) (sid string, err error)
 	// FindConversation returns the SID of the conversation with this SID or unique name and whether it
-	// is closed; one that does not exist is a *optin.CallError whose NotFound is true.
+	// is closed; one that does not exist is a *twiliocall.CallError whose NotFound is true.
 	FindConversation(ctx context.Context, uniqueName string) (sid string, closed bool, err error)
 	AddParticipant(ctx context.Context, conversationSid, address, proxyAddress string) error
 	CreateMessage(ctx context.Context, conversationSid string, m optin.Message) (sid string, err error)

@@ -6,19 +6,14 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/optinkit/optin/internal/optin"
+	"github.com/optinkit/optin/internal/twiliocall"
 )
 
 // close closes a conversation, retried; one already closed or gone counts as closed.
 func (s *Service) close(ctx context.Context, conv string) error {
-	_, err := optin.Retry(ctx, s.cfg.Retry, nil, "chat_close", func(ctx context.Context) (struct{}, error) {
-		err := s.conv.CloseConversation(ctx, conv)
-		if c := twilioCode(err); c == codeClosed || c == codeNotFound {
-			return struct{}{}, nil
-		}
-		return struct{}{}, err
+	return twiliocall.Close(ctx, s.cfg.Retry, nil, "chat_close", func(ctx context.Context) error {
+		return s.conv.CloseConversation(ctx, conv)
 	})
-	return err
 }
 
 // End ends the chat: its conversation closed at Twilio, its numbers freed, the chat closed (reason
@@ -75,7 +70,7 @@ func (s *Service) endLocked(ctx context.Context, id string, end Ending) (Chat, e
 	if err == nil {
 		return c, nil
 	}
-	if ce, ok := errors.AsType[*optin.CallError](err); ok && ce.Kind == optin.Permanent {
+	if ce, ok := errors.AsType[*twiliocall.CallError](err); ok && ce.Kind == twiliocall.Permanent {
 		return Chat{}, &TwilioError{Code: ce.Code, Status: ce.Status, Err: err}
 	}
 	if errors.Is(err, ErrUnavailable) {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/optinkit/optin/internal/optin"
+	"github.com/optinkit/optin/internal/twiliocall"
 )
 
 // fakeTwilio is the Conversations a chat needs, holding what Twilio would: each conversation's state
@@ -47,8 +48,8 @@ func (f *fakeTwilio) enter(op, conv string) error {
 	return nil
 }
 
-func callErr(op string, kind optin.FailureKind, status, code int) error {
-	return &optin.CallError{Op: op, Kind: kind, Status: status, Code: code, Err: fmt.Errorf("twilio %d", code)}
+func callErr(op string, kind twiliocall.FailureKind, status, code int) error {
+	return &twiliocall.CallError{Op: op, Kind: kind, Status: status, Code: code, Err: fmt.Errorf("twilio %d", code)}
 }
 
 func (f *fakeTwilio) CreateConversation(_ context.Context, c NewConversation) (string, error) {
@@ -58,7 +59,7 @@ func (f *fakeTwilio) CreateConversation(_ context.Context, c NewConversation) (s
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if _, taken := f.byName[c.UniqueName]; taken {
-		return "", callErr("create conversation", optin.Permanent, 409, codeUniqueNameTaken)
+		return "", callErr("create conversation", twiliocall.Permanent, 409, codeUniqueNameTaken)
 	}
 	sid := fmt.Sprintf("CH%032x", len(f.convs)+1)
 	f.convs[sid] = &fakeConv{sid: sid, name: c.UniqueName}
@@ -73,7 +74,7 @@ func (f *fakeTwilio) conv(key string) (*fakeConv, error) {
 	}
 	c, ok := f.convs[key]
 	if !ok {
-		return nil, callErr("conversation", optin.Permanent, 404, codeNotFound)
+		return nil, callErr("conversation", twiliocall.Permanent, 404, twiliocall.CodeNotFound)
 	}
 	return c, nil
 }
@@ -82,7 +83,7 @@ func (f *fakeTwilio) conv(key string) (*fakeConv, error) {
 func (f *fakeTwilio) open(key string) (*fakeConv, error) {
 	c, err := f.conv(key)
 	if err == nil && c.closed {
-		return nil, callErr("conversation", optin.Permanent, 400, codeClosed)
+		return nil, callErr("conversation", twiliocall.Permanent, 400, twiliocall.CodeClosed)
 	}
 	return c, err
 }
@@ -111,7 +112,7 @@ func (f *fakeTwilio) AddParticipant(_ context.Context, sid, address, _ string) e
 		return err
 	}
 	if slices.Contains(c.participants, address) {
-		return callErr("participant", optin.Permanent, 409, codeAlreadyPresent)
+		return callErr("participant", twiliocall.Permanent, 409, codeAlreadyPresent)
 	}
 	c.participants = append(c.participants, address)
 	return nil

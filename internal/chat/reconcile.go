@@ -2,14 +2,12 @@ package chat
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
+	"github.com/optinkit/optin/internal/twiliocall"
 	"github.com/rs/zerolog"
 	"golang.org/x/time/rate"
-
-	"github.com/optinkit/optin/internal/optin"
 )
 
 // Names of the leases that let one replica at a time sweep all chats.
@@ -65,7 +63,7 @@ func (s *Service) Reconcile(ctx context.Context) (ReconcileReport, error) {
 				return rep, err
 			}
 			_, closed, err := s.conv.FindConversation(cctx, c.ConversationSid)
-			if ce, ok := errors.AsType[*optin.CallError](err); ok && ce.NotFound() {
+			if twiliocall.IsNotFound(err) {
 				closed, err = true, nil
 			}
 			if err != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/optinkit/optin/internal/optin"
+	"github.com/optinkit/optin/internal/twiliocall"
 )
 
 // Twilio error codes a chat's start reads.
@@ -17,8 +18,6 @@ const (
 	codeAlreadyPresent  = 50437 // the participant is already in this conversation
 	codeSameBinding     = 50433 // a participant with this binding is already in this conversation
 	codePairInUse       = 50416 // the address and proxy pair is in another active conversation
-	codeClosed          = 50377 // the conversation is closed
-	codeNotFound        = 20404
 )
 
 // Event names a chat's webhooks ask Twilio for.
@@ -26,7 +25,6 @@ const (
 	EventMessageAdded      = "onMessageAdded"
 	EventStateUpdated      = "onConversationStateUpdated"
 	defaultStartBudget     = 10 * time.Second
-	defaultMarkerLookback  = 50
 	leaseMargin            = 5 * time.Second
 	busyPoll               = 100 * time.Millisecond
 	stepConversation       = "conversation"
@@ -52,7 +50,7 @@ type Config struct {
 	DefaultTTL time.Duration
 	// StartBudget bounds a start call; past it the start answers ErrBusy and may be repeated.
 	StartBudget time.Duration
-	Retry       optin.RetryPolicy
+	Retry       twiliocall.RetryPolicy
 	// Notifier, when set, delivers an event to the platform for each transition it hears of.
 	Notifier Notifier
 	// Observer, when set, counts transitions.
@@ -140,20 +138,6 @@ func (s *Service) List(ctx context.Context, state State, limit int, before int64
 		return nil, 0, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return chats, next, nil
-}
-
-func twilioCode(err error) int {
-	if ce, ok := errors.AsType[*optin.CallError](err); ok {
-		return ce.Code
-	}
-	return 0
-}
-
-func kind(err error) optin.FailureKind {
-	if ce, ok := errors.AsType[*optin.CallError](err); ok {
-		return ce.Kind
-	}
-	return optin.Uncertain
 }
 
 func newOwner() string {

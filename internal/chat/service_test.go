@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/optinkit/optin/internal/optin"
+	"github.com/optinkit/optin/internal/twiliocall"
 )
 
 // clock is a test's time: the service's and the store's leases read it; tests move it on.
@@ -41,7 +42,7 @@ type env struct {
 	clock *clock
 }
 
-var fastRetry = optin.RetryPolicy{InitialInterval: time.Millisecond, MaxInterval: 2 * time.Millisecond, MaxAttempts: 3,
+var fastRetry = twiliocall.RetryPolicy{InitialInterval: time.Millisecond, MaxInterval: 2 * time.Millisecond, MaxAttempts: 3,
 	MaxElapsed: time.Second, CallTimeout: time.Second}
 
 func newEnv(t testing.TB) *env {
@@ -247,7 +248,7 @@ func TestOutcomeNotOverwrittenByTheClose(t *testing.T) {
 	}{
 		{optin.StageDeclined, nil, StateDeclined, ReasonDeclined},
 		{optin.StageOptedOut, nil, StateDeclined, ReasonOptedOut},
-		{optin.StageFailed, callErr("create message", optin.Permanent, 400, 63016), StateFailed, ReasonFailed},
+		{optin.StageFailed, callErr("create message", twiliocall.Permanent, 400, 63016), StateFailed, ReasonFailed},
 	} {
 		t.Run(string(tt.stage), func(t *testing.T) {
 			e := newEnv(t)
@@ -368,7 +369,7 @@ func TestReconcileConcludesAnEndThatFailed(t *testing.T) {
 	}
 	e.tw.before = func(op, _ string) error {
 		if op == "close" {
-			return callErr("close", optin.Retryable, 503, 0)
+			return callErr("close", twiliocall.Retryable, 503, 0)
 		}
 		return nil
 	}
@@ -398,7 +399,7 @@ func TestReconcileResumesOrFailsAStuckStart(t *testing.T) {
 	down := true
 	e.tw.before = func(op, _ string) error {
 		if op == "participant" && down {
-			return callErr("participant", optin.Retryable, 503, 0)
+			return callErr("participant", twiliocall.Retryable, 503, 0)
 		}
 		return nil
 	}

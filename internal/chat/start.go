@@ -13,6 +13,7 @@ import (
 
 	"github.com/optinkit/optin/internal/numberpool"
 	"github.com/optinkit/optin/internal/optin"
+	"github.com/optinkit/optin/internal/twiliocall"
 )
 
 // Start starts the chat r asks for, or answers for the chat its id already names: created is true when
@@ -140,13 +141,13 @@ func (s *Service) runStart(ctx context.Context, c Chat, resumed bool) (Chat, err
 			}
 			sid, err := s.conv.CreateConversation(ctx, NewConversation{
 				UniqueName: c.ID, FriendlyName: conversationNamePrefix + c.ID, Attributes: marker(stepConversation), ClosedAfter: c.TTL})
-			if twilioCode(err) != codeUniqueNameTaken {
+			if twiliocall.Code(err) != codeUniqueNameTaken {
 				return sid, err
 			}
 			// An earlier attempt created it — or an earlier chat of this id did, and closed it since.
 			sid, closed, err := s.conv.FindConversation(ctx, c.ID)
 			if err == nil && closed {
-				return "", &optin.CallError{Op: "find conversation", Kind: optin.Permanent, Code: codeUniqueNameTaken,
+				return "", &twiliocall.CallError{Op: "find conversation", Kind: twiliocall.Permanent, Code: codeUniqueNameTaken,
 					Err: errors.New("a closed conversation already has this id as its unique name")}
 			}
 			return sid, err
@@ -172,7 +173,11 @@ func (s *Service) runStart(ctx context.Context, c Chat, resumed bool) (Chat, err
 				m.Body = c.Invite.Body
 			}
 			if look {
-				if sid, err := s.findMarked(ctx, c.ConversationSid, m.Attributes); err != nil || sid != "" {
+				recent := func(ctx context.Context, limit int) ([]twiliocall.Posted, error) {
+					return s.conv.RecentMessages(ctx, c.ConversationSid, limit)
+				}
+				sid, err := twiliocall.FindMarked(ctx, recent, func(a string) bool { return a == m.Attributes })
+				if err != nil || sid != "" {
 					return sid, err
 				}
 			}
@@ -187,9 +192,9 @@ func (s *Service) runStart(ctx context.Context, c Chat, resumed bool) (Chat, err
 			continue // no invitation, so no answer to wait for
 		}
 		look := resumed
-		ref, err := optin.Retry(ctx, s.cfg.Retry, nil, "chat_"+st.name, func(ctx context.Context) (string, error) {
+		ref, err := twiliocall.Retry(ctx, s.cfg.Retry, nil, "chat_"+st.name, func(ctx context.Context) (string, error) {
 			ref, err := st.run(ctx, look)
-			if kind(err) != optin.Retryable && err != nil {
+			if err != nil && twiliocall.KindOf(err) != twiliocall.Retryable {
 				look = true // the call may have taken effect: look before creating again
 			}
 			return ref, err
@@ -240,8 +245,8 @@ func (s *Service) startFailed(ctx context.Context, c Chat, step string, err erro
 	if nn, ok := errors.AsType[*NoNumberError](err); ok {
 		return s.refused(ctx, c, step, nn.TwilioCode, nn)
 	}
-	ce, isCall := errors.AsType[*optin.CallError](err)
-	if !isCall || ce.Kind != optin.Permanent {
+	ce, isCall := errors.AsType[*twiliocall.CallError](err)
+	if !isCall || ce.Kind != twiliocall.Permanent {
 		log.Warn().Err(err).Str("step", step).Msg("chat start incomplete; the call may be repeated")
 		return Chat{}, fmt.Errorf("%w: step %s: %w", ErrBusy, step, err)
 	}
@@ -369,7 +374,7 @@ func (s *Service) addParticipant(ctx context.Context, c *Chat, party string) err
 			p = c.Rider
 		}
 		err := s.conv.AddParticipant(ctx, c.ConversationSid, p.Address, p.ProxyAddress)
-		switch twilioCode(err) {
+		switch twiliocall.Code(err) {
 		case codeAlreadyPresent, codeSameBinding:
 			return nil
 		case codePairInUse:
@@ -383,7 +388,7 @@ func (s *Service) addParticipant(ctx context.Context, c *Chat, party string) err
 			if errors.As(rerr, &ex) {
 				s.noFreeNumber()
 				// Permanent: no retry of the step can find a number the pool does not have.
-				return &optin.CallError{Op: "lease a number", Kind: optin.Permanent, Code: codePairInUse,
+				return &twiliocall.CallError{Op: "lease a number", Kind: twiliocall.Permanent, Code: codePairInUse,
 					Err: &NoNumberError{Party: party, Address: p.Address, Err: rerr, TwilioCode: codePairInUse}}
 			}
 			return rerr
@@ -401,18 +406,4 @@ func (s *Service) addParticipant(ctx context.Context, c *Chat, party string) err
 		}
 		*c = updated
 	}
-}
-
-// findMarked returns the SID of the newest message carrying attributes, "" when there is none.
-func (s *Service) findMarked(ctx context.Context, conv, attributes string) (string, error) {
-	msgs, err := s.conv.RecentMessages(ctx, conv, defaultMarkerLookback)
-	if err != nil {
-		return "", err
-	}
-	for _, m := range msgs {
-		if m.Attributes == attributes {
-			return m.Sid, nil
-		}
-	}
-	return "", nil
 }

@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/optinkit/optin/internal/twiliocall"
 )
 
 // EventMessageAdded is the only Conversations event the flow acts on.
@@ -213,13 +215,11 @@ type Message struct {
 	Attributes       string
 }
 
-// PostedMessage is a message already in a conversation, as the flow needs to see it.
-type PostedMessage struct {
-	Sid        string
-	Attributes string
-}
+// PostedMessage is a message already in a conversation, as a search for a step's marker sees it.
+type PostedMessage = twiliocall.Posted
 
-// Conversations is what the flow needs of Twilio Conversations. Adapters report failed calls as *CallError.
+// Conversations is what the flow needs of Twilio Conversations. Adapters report failed calls as
+// *twiliocall.CallError.
 type Conversations interface {
 	CreateMessage(ctx context.Context, conversationSid string, m Message) (sid string, err error)
 	// RecentMessages returns up to limit of the conversation's newest messages.
@@ -246,52 +246,3 @@ func (w Webhook) delivers(event string) bool {
 	}
 	return false
 }
-
-// FailureKind tells the flow whether and how a failed call may be retried.
-type FailureKind int
-
-const (
-	// Permanent: retrying cannot help (most 4xx).
-	Permanent FailureKind = iota
-	// Retryable: the call certainly had no effect (429, connection refused); retry it.
-	Retryable
-	// Uncertain: the call may have taken effect (5xx, timeout, connection reset); look before retrying a create.
-	Uncertain
-)
-
-func (k FailureKind) String() string {
-	switch k {
-	case Retryable:
-		return "retryable"
-	case Uncertain:
-		return "uncertain"
-	default:
-		return "permanent"
-	}
-}
-
-// CallError is how adapters report a failed call.
-type CallError struct {
-	Op   string
-	Kind FailureKind
-	// Status is the HTTP status, 0 when no response arrived.
-	Status int
-	// Code is Twilio's error code, 0 when none.
-	Code int
-	// RetryAfter is the server's requested wait, 0 when it gave none.
-	RetryAfter time.Duration
-	Err        error
-}
-
-func (e *CallError) Error() string {
-	msg := e.Op + ": " + e.Kind.String()
-	if e.Err != nil {
-		msg += ": " + e.Err.Error()
-	}
-	return msg
-}
-
-func (e *CallError) Unwrap() error { return e.Err }
-
-// NotFound reports whether the call failed because its resource does not exist.
-func (e *CallError) NotFound() bool { return e.Status == 404 || e.Code == 20404 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/optinkit/optin/internal/twiliocall"
 )
 
 // Step names, as they appear in logs and in the Attributes marker of each message the flow creates.
@@ -38,9 +40,7 @@ type Config struct {
 	WaitMessage string
 	// RiderOptIn is authored by the customer and delivered to the rider.
 	RiderOptIn Template
-	Retry      RetryPolicy
-	// MarkerLookback is how many recent messages are searched for a step's marker after an uncertain failure.
-	MarkerLookback int
+	Retry      twiliocall.RetryPolicy
 	// Observer, when set, is told of steps, flows and retries.
 	Observer Observer
 	// Chats, when set, names the parties of chats started through the API and is told how they advance.
@@ -78,10 +78,7 @@ func NewService(conv Conversations, store Store, queue Queue, cfg Config) (*Serv
 	case cfg.RiderOptIn.Body == "" && cfg.RiderOptIn.ContentSid == "":
 		return nil, errors.New("optin: rider opt-in needs a body or a content sid")
 	}
-	if cfg.MarkerLookback <= 0 {
-		cfg.MarkerLookback = 50
-	}
-	cfg.Retry = cfg.Retry.withDefaults()
+	cfg.Retry = cfg.Retry.WithDefaults()
 	if cfg.Observer == nil {
 		cfg.Observer = noObserver{}
 	}
@@ -201,7 +198,7 @@ func (s *Service) Work(ctx context.Context, conversationSid string) error {
 	phases := s.phases(f, smsRider)
 	for i, phase := range phases {
 		done, err := s.runPhase(ctx, f, phase)
-		if err != nil && permanent(err) {
+		if err != nil && twiliocall.Permanently(err) {
 			return s.finish(ctx, f, StateFailed, err, start)
 		}
 		if err == nil && i == len(phases)-1 {
@@ -334,12 +331,8 @@ func (s *Service) advance(ctx context.Context, conversationSid string, stage Sta
 
 // closeConversation closes the conversation; one already closed counts as closed.
 func (s *Service) closeConversation(ctx context.Context, f Flow) error {
-	_, err := Retry(ctx, s.cfg.Retry, s.cfg.Observer, StepClose, func(ctx context.Context) (struct{}, error) {
-		err := s.conv.CloseConversation(ctx, f.ConversationSid)
-		if ce := (*CallError)(nil); errors.As(err, &ce) && (ce.Code == codeClosed || ce.NotFound()) {
-			return struct{}{}, nil
-		}
-		return struct{}{}, err
+	err := twiliocall.Close(ctx, s.cfg.Retry, s.cfg.Observer, StepClose, func(ctx context.Context) error {
+		return s.conv.CloseConversation(ctx, f.ConversationSid)
 	})
 	logStep(ctx, StepClose, err).Msg("step finished")
 	if err != nil {
@@ -347,9 +340,6 @@ func (s *Service) closeConversation(ctx context.Context, f Flow) error {
 	}
 	return nil
 }
-
-// codeClosed is Twilio's answer to a change of a closed conversation.
-const codeClosed = 50377
 
 // GiveUp records a flow as failed once its queue stops retrying it.
 func (s *Service) GiveUp(ctx context.Context, conversationSid string, cause error) error {
@@ -389,25 +379,6 @@ func (s *Service) finish(ctx context.Context, f Flow, state State, cause error, 
 	return nil
 }
 
-// permanent reports whether err holds only permanent call failures: nothing a later run could fix.
-func permanent(err error) bool {
-	if ce, ok := err.(*CallError); ok {
-		return ce.Kind == Permanent
-	}
-	switch x := err.(type) {
-	case interface{ Unwrap() []error }:
-		for _, e := range x.Unwrap() {
-			if !permanent(e) {
-				return false
-			}
-		}
-		return true
-	case interface{ Unwrap() error }:
-		return permanent(x.Unwrap())
-	}
-	return false
-}
-
 // marker is the Attributes JSON that names a message's step and trigger, so a retry can find it.
 func marker(step, trigger string) string {
 	b, _ := json.Marshal(markerDoc{OptIn: markerBody{Step: step, Trigger: trigger}})
@@ -431,25 +402,16 @@ func hasMarker(attributes, step, trigger string) bool {
 	return d.OptIn.Step == step && d.OptIn.Trigger == trigger
 }
 
-// createOnce creates m with the step's marker. After a failure whose effect is unknown — in this run
-// or, when lookFirst is set, in an earlier one — it first looks for the marker among recent messages,
-// so an ambiguous failure never produces a second message.
+// createOnce creates m with the step's marker, once: after a failure whose effect is unknown — in this
+// run or, when lookFirst is set, in an earlier one — it first looks for the marker among recent messages.
 func (s *Service) createOnce(ctx context.Context, f Flow, step string, m Message, lookFirst bool) (string, error) {
 	m.Attributes = marker(step, f.Trigger)
-	sid, err := Retry(ctx, s.cfg.Retry, s.cfg.Observer, step, func(ctx context.Context) (string, error) {
-		if lookFirst {
-			sid, err := s.findMarked(ctx, f, step)
-			if err != nil || sid != "" {
-				return sid, err
-			}
-		}
-		sid, err := s.conv.CreateMessage(ctx, f.ConversationSid, m)
-		var ce *CallError
-		if err != nil && (!errors.As(err, &ce) || ce.Kind == Uncertain) {
-			lookFirst = true
-		}
-		return sid, err
-	})
+	recent := func(ctx context.Context, limit int) ([]PostedMessage, error) {
+		return s.conv.RecentMessages(ctx, f.ConversationSid, limit)
+	}
+	sid, err := twiliocall.CreateOnce(ctx, s.cfg.Retry, s.cfg.Observer, step, lookFirst, recent,
+		func(attributes string) bool { return hasMarker(attributes, step, f.Trigger) },
+		func(ctx context.Context) (string, error) { return s.conv.CreateMessage(ctx, f.ConversationSid, m) })
 	logStep(ctx, step, err).Str("created_sid", sid).Msg("step finished")
 	if err != nil {
 		return "", fmt.Errorf("step %s: %w", step, err)
@@ -457,31 +419,11 @@ func (s *Service) createOnce(ctx context.Context, f Flow, step string, m Message
 	return sid, nil
 }
 
-// findMarked looks for the step's message among the newest ones. When the lookup itself fails
-// permanently it reports nothing found: the step is then created rather than failed.
-func (s *Service) findMarked(ctx context.Context, f Flow, step string) (string, error) {
-	msgs, err := s.conv.RecentMessages(ctx, f.ConversationSid, s.cfg.MarkerLookback)
-	if ce := (*CallError)(nil); errors.As(err, &ce) && ce.Kind == Permanent {
-		zerolog.Ctx(ctx).Warn().Err(err).Str("step", step).Msg("cannot look for an earlier attempt; creating")
-		return "", nil
-	}
-	if err != nil {
-		return "", err
-	}
-	for _, m := range msgs {
-		if hasMarker(m.Attributes, step, f.Trigger) {
-			zerolog.Ctx(ctx).Info().Str("step", step).Str("found_sid", m.Sid).Msg("step already done by an earlier attempt")
-			return m.Sid, nil
-		}
-	}
-	return "", nil
-}
-
 // removeWebhooks lists every scoped webhook, then deletes each; a webhook already gone counts as deleted.
 // A chat keeps the webhooks that do not deliver onMessageAdded (its lifecycle's); a conversation armed
 // by hand loses them all, as in the guide.
 func (s *Service) removeWebhooks(ctx context.Context, f Flow) error {
-	hooks, err := Retry(ctx, s.cfg.Retry, s.cfg.Observer, "list_webhooks", func(ctx context.Context) ([]Webhook, error) {
+	hooks, err := twiliocall.Retry(ctx, s.cfg.Retry, s.cfg.Observer, "list_webhooks", func(ctx context.Context) ([]Webhook, error) {
 		return s.conv.ScopedWebhooks(ctx, f.ConversationSid)
 	})
 	var sids []string
@@ -496,9 +438,9 @@ func (s *Service) removeWebhooks(ctx context.Context, f Flow) error {
 	}
 	var errs []error
 	for _, sid := range sids {
-		_, err := Retry(ctx, s.cfg.Retry, s.cfg.Observer, "delete_webhook", func(ctx context.Context) (struct{}, error) {
+		_, err := twiliocall.Retry(ctx, s.cfg.Retry, s.cfg.Observer, "delete_webhook", func(ctx context.Context) (struct{}, error) {
 			err := s.conv.DeleteWebhook(ctx, f.ConversationSid, sid)
-			if ce := (*CallError)(nil); errors.As(err, &ce) && ce.NotFound() {
+			if twiliocall.IsNotFound(err) {
 				return struct{}{}, nil
 			}
 			return struct{}{}, err
@@ -521,7 +463,7 @@ func logStep(ctx context.Context, step string, err error) *zerolog.Event {
 		return log.Info().Str("step", step).Str("outcome", "ok")
 	}
 	ev := log.Error().Str("step", step).Str("outcome", "failed").Err(err)
-	if ce := (*CallError)(nil); errors.As(err, &ce) {
+	if ce, ok := errors.AsType[*twiliocall.CallError](err); ok {
 		ev = ev.Int("http_status", ce.Status).Int("twilio_code", ce.Code)
 	}
 	return ev

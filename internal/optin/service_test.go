@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/optinkit/optin/internal/twiliocall"
 )
 
 func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
@@ -29,7 +31,7 @@ const (
 	riderMsg = "Your customer has agreed to chat over WhatsApp to get this delivery sorted. You're now connected. Say hello!"
 )
 
-var fastRetry = RetryPolicy{InitialInterval: time.Millisecond, MaxInterval: 5 * time.Millisecond, MaxAttempts: 4, CallTimeout: time.Second}
+var fastRetry = twiliocall.RetryPolicy{InitialInterval: time.Millisecond, MaxInterval: 5 * time.Millisecond, MaxAttempts: 4, CallTimeout: time.Second}
 
 const maxRuns = 3
 
@@ -205,16 +207,16 @@ func TestConcurrentDeliveriesOptInOnce(t *testing.T) {
 	}
 }
 
-func callErr(kind FailureKind, status, code int) *CallError {
-	return &CallError{Op: "test", Kind: kind, Status: status, Code: code, Err: errors.New("boom")}
+func callErr(kind twiliocall.FailureKind, status, code int) *twiliocall.CallError {
+	return &twiliocall.CallError{Op: "test", Kind: kind, Status: status, Code: code, Err: errors.New("boom")}
 }
 
 func TestRetryableFailuresAreRetried(t *testing.T) {
 	fc := &fakeConversations{
 		webhooks:   []string{"WH1"},
-		failCreate: map[string][]scripted{StepWait: {{err: callErr(Retryable, 429, 20429)}, {err: callErr(Retryable, 429, 20429)}}},
-		failList:   []error{callErr(Retryable, 0, 0)},
-		failDelete: map[string][]error{"WH1": {callErr(Uncertain, 503, 0)}},
+		failCreate: map[string][]scripted{StepWait: {{err: callErr(twiliocall.Retryable, 429, 20429)}, {err: callErr(twiliocall.Retryable, 429, 20429)}}},
+		failList:   []error{callErr(twiliocall.Retryable, 0, 0)},
+		failDelete: map[string][]error{"WH1": {callErr(twiliocall.Uncertain, 503, 0)}},
 	}
 	svc, st := newTestService(t, fc)
 	mustHandle(t, svc, reply(msg1, customer), Decision{Outcome: OutcomeAccepted})
@@ -237,7 +239,7 @@ func TestRetryableFailuresAreRetried(t *testing.T) {
 
 // An ambiguous failure after the message was in fact created must not create it again.
 func TestUncertainCreateIsNotRepeated(t *testing.T) {
-	fc := &fakeConversations{failCreate: map[string][]scripted{StepRider: {{err: callErr(Uncertain, 0, 0), applied: true}}}}
+	fc := &fakeConversations{failCreate: map[string][]scripted{StepRider: {{err: callErr(twiliocall.Uncertain, 0, 0), applied: true}}}}
 	svc, st := newTestService(t, fc)
 	mustHandle(t, svc, reply(msg1, customer), Decision{Outcome: OutcomeAccepted})
 	drain(t, svc)
@@ -255,7 +257,7 @@ func TestUncertainCreateIsNotRepeated(t *testing.T) {
 
 // An ambiguous failure where nothing was created leads to a lookup and then a second create.
 func TestUncertainCreateNotAppliedIsRetried(t *testing.T) {
-	fc := &fakeConversations{failCreate: map[string][]scripted{StepWait: {{err: callErr(Uncertain, 502, 0)}}}}
+	fc := &fakeConversations{failCreate: map[string][]scripted{StepWait: {{err: callErr(twiliocall.Uncertain, 502, 0)}}}}
 	svc, _ := newTestService(t, fc)
 	mustHandle(t, svc, reply(msg1, customer), Decision{Outcome: OutcomeAccepted})
 	drain(t, svc)
@@ -268,8 +270,8 @@ func TestUncertainCreateNotAppliedIsRetried(t *testing.T) {
 // A lookup that fails for a moment is retried; one that cannot work at all lets the step create.
 func TestMarkerLookupFailures(t *testing.T) {
 	fc := &fakeConversations{
-		failCreate: map[string][]scripted{StepWait: {{err: callErr(Uncertain, 0, 0)}}, StepRider: {{err: callErr(Uncertain, 0, 0)}}},
-		failRecent: []error{callErr(Retryable, 429, 20429), callErr(Permanent, 404, 20404)},
+		failCreate: map[string][]scripted{StepWait: {{err: callErr(twiliocall.Uncertain, 0, 0)}}, StepRider: {{err: callErr(twiliocall.Uncertain, 0, 0)}}},
+		failRecent: []error{callErr(twiliocall.Retryable, 429, 20429), callErr(twiliocall.Permanent, 404, 20404)},
 	}
 	svc, st := newTestService(t, fc)
 	mustHandle(t, svc, reply(msg1, customer), Decision{Outcome: OutcomeAccepted})
@@ -287,7 +289,7 @@ func TestMarkerLookupFailures(t *testing.T) {
 func TestPermanentFailureFailsTheFlow(t *testing.T) {
 	fc := &fakeConversations{
 		webhooks:   []string{"WH1", "WH2"},
-		failCreate: map[string][]scripted{StepRider: {{err: callErr(Permanent, 400, 63016)}}},
+		failCreate: map[string][]scripted{StepRider: {{err: callErr(twiliocall.Permanent, 400, 63016)}}},
 	}
 	svc, st := newTestService(t, fc)
 	mustHandle(t, svc, reply(msg1, customer), Decision{Outcome: OutcomeAccepted})
@@ -309,7 +311,7 @@ func TestPermanentFailureFailsTheFlow(t *testing.T) {
 func TestMissingWebhookCountsAsDeleted(t *testing.T) {
 	fc := &fakeConversations{
 		webhooks:   []string{"WH1", "WH2"},
-		failDelete: map[string][]error{"WH1": {callErr(Permanent, 404, 20404)}},
+		failDelete: map[string][]error{"WH1": {callErr(twiliocall.Permanent, 404, 20404)}},
 	}
 	svc, st := newTestService(t, fc)
 	mustHandle(t, svc, reply(msg1, customer), Decision{Outcome: OutcomeAccepted})
@@ -325,7 +327,7 @@ func TestMissingWebhookCountsAsDeleted(t *testing.T) {
 func TestRetriesAreBounded(t *testing.T) {
 	fails := make([]error, 100)
 	for i := range fails {
-		fails[i] = callErr(Retryable, 429, 20429)
+		fails[i] = callErr(twiliocall.Retryable, 429, 20429)
 	}
 	fc := &fakeConversations{failList: fails}
 	svc, st := newTestService(t, fc)
@@ -349,7 +351,7 @@ func TestRetriesAreBounded(t *testing.T) {
 func TestRerunResumes(t *testing.T) {
 	fc := &fakeConversations{
 		webhooks:   []string{"WH1"},
-		failCreate: map[string][]scripted{StepRider: {{err: callErr(Uncertain, 0, 0), applied: true}, {err: callErr(Uncertain, 0, 0)}, {err: callErr(Uncertain, 0, 0)}, {err: callErr(Uncertain, 0, 0)}}},
+		failCreate: map[string][]scripted{StepRider: {{err: callErr(twiliocall.Uncertain, 0, 0), applied: true}, {err: callErr(twiliocall.Uncertain, 0, 0)}, {err: callErr(twiliocall.Uncertain, 0, 0)}, {err: callErr(twiliocall.Uncertain, 0, 0)}}},
 	}
 	svc, st := newTestService(t, fc, func(c *Config) { c.Retry.MaxAttempts = 1 })
 	mustHandle(t, svc, reply(msg1, customer), Decision{Outcome: OutcomeAccepted})
@@ -415,7 +417,7 @@ func TestQueueFailureIsUnavailable(t *testing.T) {
 
 func TestRetryAfterIsHonoured(t *testing.T) {
 	ra := 150 * time.Millisecond
-	fc := &fakeConversations{failList: []error{&CallError{Op: "list", Kind: Retryable, Status: 429, RetryAfter: ra}}}
+	fc := &fakeConversations{failList: []error{&twiliocall.CallError{Op: "list", Kind: twiliocall.Retryable, Status: 429, RetryAfter: ra}}}
 	svc, _ := newTestService(t, fc)
 	start := time.Now()
 	mustHandle(t, svc, reply(msg1, customer), Decision{Outcome: OutcomeAccepted})
@@ -449,19 +451,6 @@ func TestNewServiceChecksDeps(t *testing.T) {
 		if _, err := NewService(conv, st, qq, cfg); err == nil {
 			t.Errorf("%s: no error", name)
 		}
-	}
-}
-
-func TestRunDelay(t *testing.T) {
-	for n, want := range map[int]time.Duration{1: time.Second, 2: 2 * time.Second, 4: 8 * time.Second, 20: 5 * time.Minute} {
-		for range 50 {
-			if d := RunDelay(n, nil); d < want/2 || d > want {
-				t.Fatalf("RunDelay(%d) = %v, want within [%v, %v]", n, d, want/2, want)
-			}
-		}
-	}
-	if d := RunDelay(1, &CallError{Kind: Retryable, RetryAfter: time.Minute}); d != time.Minute {
-		t.Errorf("Retry-After not honoured: %v", d)
 	}
 }
 

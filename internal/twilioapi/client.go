@@ -1,5 +1,5 @@
 // Package twilioapi is the Twilio Conversations adapter: it implements optin.Conversations with
-// twilio-go and turns Twilio's failures into *optin.CallError. It is the only package importing twilio-go.
+// twilio-go and turns Twilio's failures into *twiliocall.CallError. It is the only package importing twilio-go.
 package twilioapi
 
 import (

@@ -14,6 +14,7 @@ import (
 
 	"github.com/optinkit/optin/internal/faketwilio"
 	"github.com/optinkit/optin/internal/optin"
+	"github.com/optinkit/optin/internal/twiliocall"
 )
 
 const (
@@ -82,8 +83,8 @@ func TestAPIKeyAuth(t *testing.T) {
 	}
 	bad, _ := New(Options{AccountSid: accountSid, Username: "SK00000000000000000000000000000001", Password: "wrong", BaseURL: fake.URL})
 	_, err := bad.ScopedWebhooks(t.Context(), conv)
-	var ce *optin.CallError
-	if !errors.As(err, &ce) || ce.Status != 401 || ce.Kind != optin.Permanent {
+	var ce *twiliocall.CallError
+	if !errors.As(err, &ce) || ce.Status != 401 || ce.Kind != twiliocall.Permanent {
 		t.Errorf("wrong secret: err = %v", err)
 	}
 }
@@ -158,8 +159,8 @@ func TestDeleteWebhook(t *testing.T) {
 		t.Errorf("left = %v", got)
 	}
 	err := c.DeleteWebhook(t.Context(), conv, "WH1")
-	var ce *optin.CallError
-	if !errors.As(err, &ce) || !ce.NotFound() || ce.Kind != optin.Permanent || ce.Code != 20404 {
+	var ce *twiliocall.CallError
+	if !errors.As(err, &ce) || !ce.NotFound() || ce.Kind != twiliocall.Permanent || ce.Code != 20404 {
 		t.Errorf("second delete: %v", err)
 	}
 	if r := fake.Requests()[0]; r.Method != "DELETE" || r.Path != "/v1/Conversations/"+conv+"/Webhooks/WH1" {
@@ -171,16 +172,16 @@ func TestClassification(t *testing.T) {
 	tests := []struct {
 		name  string
 		fault faketwilio.Fault
-		want  optin.CallError
+		want  twiliocall.CallError
 	}{
-		{"429", faketwilio.Fault{Status: 429, Code: 20429, RetryAfter: "3"}, optin.CallError{Kind: optin.Retryable, Status: 429, Code: 20429, RetryAfter: 3 * time.Second}},
-		{"500", faketwilio.Fault{Status: 500, Code: 20500}, optin.CallError{Kind: optin.Retryable, Status: 500, Code: 20500}},
-		{"503", faketwilio.Fault{Status: 503, Code: 20503}, optin.CallError{Kind: optin.Retryable, Status: 503, Code: 20503}},
-		{"504", faketwilio.Fault{Status: 504, Code: 20504}, optin.CallError{Kind: optin.Uncertain, Status: 504, Code: 20504}},
-		{"63016", faketwilio.Fault{Status: 400, Code: 63016}, optin.CallError{Kind: optin.Permanent, Status: 400, Code: 63016}},
-		{"403", faketwilio.Fault{Status: 403, Code: 20403}, optin.CallError{Kind: optin.Permanent, Status: 403, Code: 20403}},
-		{"dropped", faketwilio.Fault{Drop: true}, optin.CallError{Kind: optin.Uncertain}},
-		{"applied then dropped", faketwilio.Fault{Drop: true, Applied: true}, optin.CallError{Kind: optin.Uncertain}},
+		{"429", faketwilio.Fault{Status: 429, Code: 20429, RetryAfter: "3"}, twiliocall.CallError{Kind: twiliocall.Retryable, Status: 429, Code: 20429, RetryAfter: 3 * time.Second}},
+		{"500", faketwilio.Fault{Status: 500, Code: 20500}, twiliocall.CallError{Kind: twiliocall.Retryable, Status: 500, Code: 20500}},
+		{"503", faketwilio.Fault{Status: 503, Code: 20503}, twiliocall.CallError{Kind: twiliocall.Retryable, Status: 503, Code: 20503}},
+		{"504", faketwilio.Fault{Status: 504, Code: 20504}, twiliocall.CallError{Kind: twiliocall.Uncertain, Status: 504, Code: 20504}},
+		{"63016", faketwilio.Fault{Status: 400, Code: 63016}, twiliocall.CallError{Kind: twiliocall.Permanent, Status: 400, Code: 63016}},
+		{"403", faketwilio.Fault{Status: 403, Code: 20403}, twiliocall.CallError{Kind: twiliocall.Permanent, Status: 403, Code: 20403}},
+		{"dropped", faketwilio.Fault{Drop: true}, twiliocall.CallError{Kind: twiliocall.Uncertain}},
+		{"applied then dropped", faketwilio.Fault{Drop: true, Applied: true}, twiliocall.CallError{Kind: twiliocall.Uncertain}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -188,11 +189,11 @@ func TestClassification(t *testing.T) {
 			fake.AddConversation(conv)
 			fake.Fail(faketwilio.RouteCreateMessage, tt.fault)
 			_, err := c.CreateMessage(t.Context(), conv, optin.Message{Body: "x"})
-			var ce *optin.CallError
+			var ce *twiliocall.CallError
 			if !errors.As(err, &ce) {
 				t.Fatalf("err = %v, want *CallError", err)
 			}
-			got := optin.CallError{Kind: ce.Kind, Status: ce.Status, Code: ce.Code, RetryAfter: ce.RetryAfter}
+			got := twiliocall.CallError{Kind: ce.Kind, Status: ce.Status, Code: ce.Code, RetryAfter: ce.RetryAfter}
 			if got != tt.want {
 				t.Errorf("got %+v, want %+v (%v)", got, tt.want, err)
 			}
@@ -207,8 +208,8 @@ func TestNonJSONErrorUsesStatus(t *testing.T) {
 	defer srv.Close()
 	c, _ := New(Options{AccountSid: accountSid, Username: accountSid, Password: authToken, BaseURL: srv.URL})
 	err := c.DeleteWebhook(t.Context(), conv, "WH1")
-	var ce *optin.CallError
-	if !errors.As(err, &ce) || ce.Kind != optin.Uncertain || ce.Status != 502 {
+	var ce *twiliocall.CallError
+	if !errors.As(err, &ce) || ce.Kind != twiliocall.Uncertain || ce.Status != 502 {
 		t.Errorf("err = %v", err)
 	}
 }
@@ -219,8 +220,8 @@ func TestConnectionRefusedIsRetryable(t *testing.T) {
 	srv.Close()
 	c, _ := New(Options{AccountSid: accountSid, Username: accountSid, Password: authToken, BaseURL: addr})
 	_, err := c.ScopedWebhooks(t.Context(), conv)
-	var ce *optin.CallError
-	if !errors.As(err, &ce) || ce.Kind != optin.Retryable || ce.Status != 0 {
+	var ce *twiliocall.CallError
+	if !errors.As(err, &ce) || ce.Kind != twiliocall.Retryable || ce.Status != 0 {
 		t.Errorf("err = %v", err)
 	}
 }
@@ -234,8 +235,8 @@ func TestContextBoundsTheCall(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 	defer cancel()
 	_, err := c.CreateMessage(ctx, conv, optin.Message{Body: "x"})
-	var ce *optin.CallError
-	if !errors.As(err, &ce) || ce.Kind != optin.Uncertain {
+	var ce *twiliocall.CallError
+	if !errors.As(err, &ce) || ce.Kind != twiliocall.Uncertain {
 		t.Errorf("err = %v, want uncertain", err)
 	}
 }
@@ -303,11 +304,11 @@ func TestLaterPageFailureIsNotTheFirstPagesStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = c.ScopedWebhooks(t.Context(), conv)
-	var ce *optin.CallError
+	var ce *twiliocall.CallError
 	if !errors.As(err, &ce) {
 		t.Fatalf("err = %v, want *CallError", err)
 	}
-	if got := (optin.CallError{Kind: ce.Kind, Status: ce.Status, RetryAfter: ce.RetryAfter}); got != (optin.CallError{Kind: optin.Retryable}) {
+	if got := (twiliocall.CallError{Kind: ce.Kind, Status: ce.Status, RetryAfter: ce.RetryAfter}); got != (twiliocall.CallError{Kind: twiliocall.Retryable}) {
 		t.Errorf("page 2 refused: got %+v, want retryable with status 0 and no Retry-After (%v)", got, err)
 	}
 }

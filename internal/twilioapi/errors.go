@@ -4,9 +4,8 @@ import (
 	"errors"
 	"net"
 
+	"github.com/optinkit/optin/internal/twiliocall"
 	"github.com/twilio/twilio-go/client"
-
-	"github.com/optinkit/optin/internal/optin"
 )
 
 // Twilio error codes with meaning for the flow.
@@ -15,9 +14,9 @@ const (
 	codeTooManyRequests = 20429
 )
 
-// classify turns a twilio-go or transport error into an *optin.CallError.
-func classify(op string, err error, rec *call) *optin.CallError {
-	ce := &optin.CallError{Op: op, Err: err, Status: rec.status, RetryAfter: rec.retryAfter}
+// classify turns a twilio-go or transport error into an *twiliocall.CallError.
+func classify(op string, err error, rec *call) *twiliocall.CallError {
+	ce := &twiliocall.CallError{Op: op, Err: err, Status: rec.status, RetryAfter: rec.retryAfter}
 	var rest *client.TwilioRestError
 	if errors.As(err, &rest) {
 		ce.Code = rest.Code
@@ -29,27 +28,27 @@ func classify(op string, err error, rec *call) *optin.CallError {
 	return ce
 }
 
-func kindOf(ce *optin.CallError, err error) optin.FailureKind {
+func kindOf(ce *twiliocall.CallError, err error) twiliocall.FailureKind {
 	switch {
 	case ce.Status == 429 || ce.Code == codeTooManyRequests:
-		return optin.Retryable
+		return twiliocall.Retryable
 	case ce.Status == 502 || ce.Status == 504:
 		// A gateway answered for Twilio: whether Twilio acted is unknown.
-		return optin.Uncertain
+		return twiliocall.Uncertain
 	case ce.Status >= 500:
 		// Twilio itself answered with an error: the request failed, it may be sent again.
-		return optin.Retryable
+		return twiliocall.Retryable
 	case ce.Status >= 400:
-		return optin.Permanent
+		return twiliocall.Permanent
 	case ce.Status != 0:
 		// A 2xx whose body could not be read: the call took effect, its answer was lost.
-		return optin.Uncertain
+		return twiliocall.Uncertain
 	}
 	// No response. A failed dial never reached Twilio; timeouts, resets and EOF may have been acted on.
 	if isDialError(err) {
-		return optin.Retryable
+		return twiliocall.Retryable
 	}
-	return optin.Uncertain
+	return twiliocall.Uncertain
 }
 
 func isDialError(err error) bool {

@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/optinkit/optin/internal/optin"
+	"github.com/optinkit/optin/internal/twiliocall"
 )
 
 // taskCheckInterval is how often an idle replica looks for work.
@@ -31,7 +32,7 @@ type Options struct {
 	ShutdownTimeout time.Duration
 	// Log receives asynq's own warnings and the flows' logs.
 	Log zerolog.Logger
-	// RunDelay is the wait before the nth run again (n from 1); nil means optin.RunDelay.
+	// RunDelay is the wait before the nth run again (n from 1); nil means twiliocall.RunDelay.
 	RunDelay func(n int, err error) time.Duration
 	// Name tells this queue's work from another's on the same Redis: "" for the opt-in flows (task
 	// type optin:flow, queue optin), "callback" for events (optin:callback, queue optin-callback).
@@ -67,7 +68,7 @@ func Open(url string, opts Options) (*Queue, error) {
 		opts.MaxRetry = 10
 	}
 	if opts.RunDelay == nil {
-		opts.RunDelay = optin.RunDelay
+		opts.RunDelay = twiliocall.RunDelay
 	}
 	ropt, err := redis.ParseURL(url)
 	if err != nil {

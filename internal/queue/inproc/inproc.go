@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/optinkit/optin/internal/optin"
+	"github.com/optinkit/optin/internal/twiliocall"
 )
 
 // Queue runs each conversation's work at most once at a time, on at most workers at once.
@@ -49,10 +50,10 @@ type run struct {
 var _ optin.Queue = (*Queue)(nil)
 
 // New returns a Queue that works on at most workers conversations at once (at least 1), gives up on
-// one after maxRuns failed runs, and waits runDelay between runs (nil: optin.RunDelay).
+// one after maxRuns failed runs, and waits runDelay between runs (nil: twiliocall.RunDelay).
 func New(workers, maxRuns int, runDelay func(n int, err error) time.Duration) *Queue {
 	if runDelay == nil {
-		runDelay = optin.RunDelay
+		runDelay = twiliocall.RunDelay
 	}
 	base, cancel := context.WithCancel(context.Background())
 	return &Queue{base: base, cancel: cancel, maxRuns: maxRuns, workers: max(workers, 1), runDelay: runDelay,

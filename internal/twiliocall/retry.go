@@ -1,4 +1,4 @@
-package optin
+package twiliocall
 
 import (
 	"context"
@@ -31,7 +31,15 @@ var DefaultRetryPolicy = RetryPolicy{
 	CallTimeout:     10 * time.Second,
 }
 
-func (p RetryPolicy) withDefaults() RetryPolicy {
+// Observer is told of each retry, for metrics.
+type Observer interface{ Retry(op string) }
+
+type noObserver struct{}
+
+func (noObserver) Retry(string) {}
+
+// WithDefaults fills what p leaves zero from DefaultRetryPolicy.
+func (p RetryPolicy) WithDefaults() RetryPolicy {
 	d := DefaultRetryPolicy
 	if p.InitialInterval > 0 {
 		d.InitialInterval = p.InitialInterval
@@ -58,7 +66,7 @@ func Retry[T any](ctx context.Context, p RetryPolicy, obs Observer, op string, c
 	if obs == nil {
 		obs = noObserver{}
 	}
-	p = p.withDefaults()
+	p = p.WithDefaults()
 	attempt := 0
 	operation := func() (T, error) {
 		attempt++
