@@ -13,6 +13,7 @@ import (
 
 	"github.com/optinkit/optin/internal/numberpool"
 	"github.com/optinkit/optin/internal/optin"
+	"github.com/optinkit/optin/internal/pii"
 	"github.com/optinkit/optin/internal/twiliocall"
 )
 
@@ -257,7 +258,7 @@ func (s *Service) startFailed(ctx context.Context, c Chat, step string, err erro
 // freed — or, when nothing exists at Twilio yet, is forgotten so that its id may be used again.
 func (s *Service) refused(ctx context.Context, c Chat, step string, code int, terr error) (Chat, error) {
 	log := zerolog.Ctx(ctx)
-	log.Error().Err(terr).Str("step", step).Int("twilio_code", code).Msg("chat start refused")
+	log.Error().Str("error", pii.Redact(terr.Error())).Str("step", step).Int("twilio_code", code).Msg("chat start refused")
 	// Recording the outcome matters more than the caller's deadline.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.StartBudget)
 	defer cancel()
@@ -271,7 +272,7 @@ func (s *Service) refused(ctx context.Context, c Chat, step string, code int, te
 		return Chat{}, terr
 	}
 	failed, err := s.conclude(ctx, c, Ending{State: StateFailed, Reason: ReasonFailed,
-		Error: &Failure{TwilioCode: code, Detail: terr.Error(), Step: step}})
+		Error: &Failure{TwilioCode: code, Detail: pii.Redact(terr.Error()), Step: step}})
 	if err != nil {
 		log.Error().Err(err).Msg("closing the conversation of a failed start; the reconciler will")
 	}

@@ -3,6 +3,7 @@ package chat
 import (
 	"cmp"
 	"encoding/json"
+	"slices"
 	"time"
 )
 
@@ -99,6 +100,7 @@ var startSteps = []string{stepNumbers, stepConversation, stepMessageWebhook, ste
 // StartSteps returns the chat's start steps in order, each with its outcome.
 func (c Chat) StartSteps() []StepView {
 	out := make([]StepView, 0, len(startSteps))
+	started := slices.ContainsFunc(c.History, func(t Transition) bool { return t.State == StateInvited || t.State == StateConnected })
 	for _, name := range startSteps {
 		v := StepView{Name: name, Status: "pending"}
 		switch ref, done := c.Steps[name]; {
@@ -106,6 +108,8 @@ func (c Chat) StartSteps() []StepView {
 			v.Status, v.Result = "done", ref
 		case c.Mode == ModeDirect && (name == stepMessageWebhook || name == stepInvite):
 			v.Status = "skipped"
+		case started:
+			v.Status = "done" // a finished chat keeps no step results
 		case c.Error != nil && c.Error.Step == name:
 			v.Status = "failed"
 		}

@@ -1,6 +1,7 @@
 package memory
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"maps"
@@ -11,10 +12,12 @@ import (
 	"github.com/optinkit/optin/internal/chat"
 )
 
-// Chats is the in-process chat.Store.
+// Chats is the in-process chat.Store. Open chats are kept whole; a finished one (final, its events
+// delivered) only in its compact encoded form, as in Redis, for the retention.
 type Chats struct {
 	mu     sync.Mutex
-	byID   map[string]chat.Chat
+	live   map[string]chat.Chat
+	done   map[string]doneChat
 	byConv map[string]string
 	locks  map[string]lease
 	seq    int64
@@ -22,6 +25,14 @@ type Chats struct {
 	// retention is how long a chat in a final state is kept; swept is when that was last enforced.
 	retention time.Duration
 	swept     time.Time
+}
+
+// doneChat is a finished chat: what listing reads without decoding, and the encoded chat.
+type doneChat struct {
+	seq     int64
+	updated int64 // Unix milliseconds
+	state   chat.State
+	raw     []byte
 }
 
 type lease struct {
@@ -33,11 +44,12 @@ var _ chat.Store = (*Chats)(nil)
 
 // NewChats returns an empty chat store that forgets chats retention after they ended (0: never).
 func NewChats(retention time.Duration) *Chats {
-	return &Chats{byID: map[string]chat.Chat{}, byConv: map[string]string{}, locks: map[string]lease{}, now: time.Now, retention: retention}
+	return &Chats{live: map[string]chat.Chat{}, done: map[string]doneChat{}, byConv: map[string]string{},
+		locks: map[string]lease{}, now: time.Now, retention: retention}
 }
 
-// sweep drops chats that ended longer than the retention ago, at most once a tenth of the retention.
-// Callers hold s.mu.
+// sweep drops chats that ended longer than the retention ago, and lapsed leases, at most once a tenth
+// of the retention. Callers hold s.mu.
 func (s *Chats) sweep() {
 	now := s.now()
 	if s.retention <= 0 || now.Sub(s.swept) < s.retention/10 {
@@ -49,13 +61,55 @@ func (s *Chats) sweep() {
 			delete(s.locks, id)
 		}
 	}
-	for id, c := range s.byID {
-		if c.State.Final() && now.Sub(c.UpdatedAt) > s.retention {
-			delete(s.byConv, c.ConversationSid)
-			delete(s.byID, id)
-			delete(s.locks, id)
+	forget := func(id, conv string) {
+		delete(s.byConv, conv)
+		delete(s.live, id)
+		delete(s.done, id)
+		delete(s.locks, id)
+	}
+	for id, d := range s.done {
+		if now.Sub(time.UnixMilli(d.updated)) > s.retention {
+			c, _ := chat.UnmarshalFinished(d.raw)
+			forget(id, c.ConversationSid)
 		}
 	}
+	for id, c := range s.live {
+		if c.State.Final() && now.Sub(c.UpdatedAt) > s.retention {
+			forget(id, c.ConversationSid)
+		}
+	}
+}
+
+// get returns a copy of the chat. Callers hold s.mu.
+func (s *Chats) get(id string) (chat.Chat, bool, error) {
+	if c, ok := s.live[id]; ok {
+		return cloneChat(c), true, nil
+	}
+	d, ok := s.done[id]
+	if !ok {
+		return chat.Chat{}, false, nil
+	}
+	c, err := chat.UnmarshalFinished(d.raw)
+	return c, err == nil, err
+}
+
+// put keeps c, compact when it is finished. Callers hold s.mu.
+func (s *Chats) put(c chat.Chat) error {
+	if c.ConversationSid != "" {
+		s.byConv[c.ConversationSid] = c.ID
+	}
+	if !c.Compactable() {
+		delete(s.done, c.ID)
+		s.live[c.ID] = cloneChat(c)
+		return nil
+	}
+	raw, err := chat.MarshalFinished(c)
+	if err != nil {
+		return err
+	}
+	delete(s.live, c.ID)
+	s.done[c.ID] = doneChat{seq: c.Seq, updated: c.UpdatedAt.UnixMilli(), state: c.State, raw: raw}
+	return nil
 }
 
 // Create records c unless its id is taken.
@@ -63,28 +117,28 @@ func (s *Chats) Create(_ context.Context, c chat.Chat) (chat.Chat, bool, error) 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.sweep()
-	if existing, ok := s.byID[c.ID]; ok {
-		return cloneChat(existing), false, nil
+	existing, ok, err := s.get(c.ID)
+	if ok || err != nil {
+		return existing, false, err
 	}
 	s.seq++
-	c = cloneChat(c)
 	c.Seq = s.seq
-	s.byID[c.ID] = c
-	if c.ConversationSid != "" {
-		s.byConv[c.ConversationSid] = c.ID
+	if err := s.put(c); err != nil {
+		return chat.Chat{}, false, err
 	}
-	return cloneChat(c), true, nil
+	got, _, err := s.get(c.ID)
+	return got, true, err
 }
 
 // Get returns the chat with this id.
 func (s *Chats) Get(_ context.Context, id string) (chat.Chat, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c, ok := s.byID[id]
-	if !ok {
-		return chat.Chat{}, fmt.Errorf("chat %s: %w", id, chat.ErrNotFound)
+	c, ok, err := s.get(id)
+	if err == nil && !ok {
+		err = fmt.Errorf("chat %s: %w", id, chat.ErrNotFound)
 	}
-	return cloneChat(c), nil
+	return c, err
 }
 
 // ByConversation returns the chat of a conversation.
@@ -102,47 +156,68 @@ func (s *Chats) ByConversation(ctx context.Context, conversationSid string) (cha
 func (s *Chats) Update(_ context.Context, id string, change func(*chat.Chat) error) (chat.Chat, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c, ok := s.byID[id]
-	if !ok {
+	c, ok, err := s.get(id)
+	switch {
+	case err != nil:
+		return chat.Chat{}, err
+	case !ok:
 		return chat.Chat{}, fmt.Errorf("chat %s: %w", id, chat.ErrNotFound)
 	}
-	c = cloneChat(c)
 	if err := change(&c); err != nil {
 		return chat.Chat{}, err
 	}
 	c.ID = id
-	s.byID[id] = c
-	if c.ConversationSid != "" {
-		s.byConv[c.ConversationSid] = id
+	if err := s.put(c); err != nil {
+		return chat.Chat{}, err
 	}
-	return cloneChat(c), nil
+	got, _, err := s.get(id)
+	return got, err
 }
 
 // Delete forgets a chat.
 func (s *Chats) Delete(_ context.Context, id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if c, ok := s.byID[id]; ok {
+	if c, ok, _ := s.get(id); ok {
 		delete(s.byConv, c.ConversationSid)
-		delete(s.byID, id)
 	}
+	delete(s.live, id)
+	delete(s.done, id)
 	return nil
 }
 
-// List returns chats newest first.
+// listed is what List sorts and filters without decoding a finished chat.
+type listed struct {
+	id    string
+	seq   int64
+	state chat.State
+}
+
+// List returns chats newest first, decoding only the page's finished ones.
 func (s *Chats) List(_ context.Context, state chat.State, limit int, before int64) ([]chat.Chat, int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	all := slices.SortedFunc(maps.Values(s.byID), func(a, b chat.Chat) int { return int(b.Seq - a.Seq) })
+	all := make([]listed, 0, len(s.live)+len(s.done))
+	for id, c := range s.live {
+		all = append(all, listed{id, c.Seq, c.State})
+	}
+	for id, d := range s.done {
+		all = append(all, listed{id, d.seq, d.state})
+	}
+	slices.SortFunc(all, func(a, b listed) int { return cmp.Compare(b.seq, a.seq) })
 	var out []chat.Chat
-	for _, c := range all {
-		if (before > 0 && c.Seq >= before) || (state != "" && c.State != state) {
+	for _, l := range all {
+		if (before > 0 && l.seq >= before) || (state != "" && l.state != state) {
 			continue
 		}
 		if len(out) == limit {
 			return out, out[len(out)-1].Seq, nil
 		}
-		out = append(out, cloneChat(c))
+		c, _, err := s.get(l.id)
+		if err != nil {
+			return nil, 0, err
+		}
+		out = append(out, c)
 	}
 	return out, 0, nil
 }
@@ -152,7 +227,7 @@ func (s *Chats) Open(context.Context) ([]string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []string
-	for id, c := range s.byID {
+	for id, c := range s.live {
 		if !c.State.Final() {
 			out = append(out, id)
 		}
@@ -165,7 +240,7 @@ func (s *Chats) WithPending(context.Context) ([]string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []string
-	for id, c := range s.byID {
+	for id, c := range s.live {
 		if len(c.Pending) > 0 {
 			out = append(out, id)
 		}
@@ -207,6 +282,10 @@ func cloneChat(c chat.Chat) chat.Chat {
 	if c.Error != nil {
 		e := *c.Error
 		c.Error = &e
+	}
+	if c.Ending != nil {
+		e := *c.Ending
+		c.Ending = &e
 	}
 	return c
 }

@@ -174,3 +174,26 @@ func BenchmarkFinishedFlowHeap(b *testing.B) {
 		runtime.KeepAlive(s)
 	}
 }
+
+// BenchmarkFinishedChatHeap reports the heap a finished chat keeps for the retention (target: ≤ 1 KB).
+func BenchmarkFinishedChatHeap(b *testing.B) {
+	const chats = 5_000
+	for b.Loop() {
+		s := NewChats(time.Hour)
+		before := liveHeap()
+		for i := range chats {
+			c := storetest.FinishedChat(i)
+			open := c
+			open.State, open.Reason, open.History = chat.StateStarting, "", c.History[:1]
+			_, _, _ = s.Create(b.Context(), open)
+			_, _ = s.Update(b.Context(), c.ID, func(stored *chat.Chat) error {
+				seq := stored.Seq
+				*stored = c
+				stored.Seq = seq
+				return nil
+			})
+		}
+		b.ReportMetric(float64(int64(liveHeap())-int64(before))/chats, "B/finished-chat")
+		runtime.KeepAlive(s)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -134,7 +135,7 @@ func (s *Chats) Update(ctx context.Context, id string, change func(*chat.Chat) e
 			return err
 		}
 		c.ID = id
-		b, err := json.Marshal(c)
+		b, err := encodeChat(c)
 		if err != nil {
 			return err
 		}
@@ -291,7 +292,19 @@ func (s *Chats) Unlock(ctx context.Context, id, owner string) error {
 	return unlock.Run(ctx, s.rdb, []string{lockPrefix + id}, owner).Err()
 }
 
+// encodeChat writes a chat whole while it is open, and in its compact finished form once it is final
+// with its events delivered (about a third of the room).
+func encodeChat(c chat.Chat) ([]byte, error) {
+	if c.Compactable() {
+		return chat.MarshalFinished(c)
+	}
+	return json.Marshal(c)
+}
+
 func decodeChat(raw string) (chat.Chat, error) {
+	if strings.HasPrefix(raw, chat.FinishedPrefix) {
+		return chat.UnmarshalFinished([]byte(raw))
+	}
 	var c chat.Chat
 	if err := json.Unmarshal([]byte(raw), &c); err != nil {
 		return chat.Chat{}, fmt.Errorf("decoding chat: %w", err)

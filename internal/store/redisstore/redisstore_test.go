@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"encoding/json"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -158,4 +159,55 @@ func finishedFlowSize(t testing.TB) int64 {
 		t.Errorf("finished flow %+v %v", got, err)
 	}
 	return n
+}
+
+// BenchmarkFinishedChatRedisMemory reports what a finished chat keeps in Redis for the retention: its
+// value and its conversation index (target: ≤ 600 B).
+func BenchmarkFinishedChatRedisMemory(b *testing.B) {
+	for b.Loop() {
+		value, index := finishedChatSize(b)
+		b.ReportMetric(float64(value+index), "B/finished-chat")
+	}
+}
+
+// A finished chat is kept compact, and reads back as it was: its View and what a repeated start needs.
+func TestFinishedChatIsCompact(t *testing.T) {
+	finishedChatSize(t)
+}
+
+func finishedChatSize(t testing.TB) (value, index int64) {
+	s := open(t, redistest.Start(t)).Chats()
+	ctx := t.Context()
+	c := storetest.FinishedChat(7)
+	open := c
+	open.State, open.Reason, open.History = chat.StateStarting, "", c.History[:1]
+	created, _, err := s.Create(ctx, open)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Update(ctx, c.ID, func(stored *chat.Chat) error { *stored = c; stored.Seq = created.Seq; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if value, err = s.rdb.MemoryUsage(ctx, chatPrefix+c.ID).Result(); err != nil {
+		t.Fatal(err)
+	}
+	if index, err = s.rdb.MemoryUsage(ctx, convPrefix+c.ConversationSid).Result(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Get(ctx, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := mustJSON(t, got.View()), mustJSON(t, c.View()); a != b || got.Fingerprint != c.Fingerprint || got.Seq != created.Seq {
+		t.Errorf("finished chat reads back as\n%s\nwant\n%s", a, b)
+	}
+	return value, index
+}
+
+func mustJSON(t testing.TB, v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -240,4 +241,79 @@ func RunChats(t *testing.T, open func(t *testing.T) (chat.Store, chat.Store)) {
 			t.Errorf("with pending after delivery: %v %v", pending, err)
 		}
 	})
+	t.Run("a finished chat reads back as it was", func(t *testing.T) {
+		a, b := open(t)
+		ctx := t.Context()
+		want := FinishedChat(3)
+		open := want
+		open.State, open.Reason, open.History = chat.StateStarting, "", want.History[:1]
+		created, _, err := a.Create(ctx, open)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want.Seq = created.Seq
+		if _, err := b.Update(ctx, want.ID, func(c *chat.Chat) error { *c = want; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		for _, get := range []func() (chat.Chat, error){
+			func() (chat.Chat, error) { return a.Get(ctx, want.ID) },
+			func() (chat.Chat, error) { return b.ByConversation(ctx, want.ConversationSid) },
+			func() (chat.Chat, error) {
+				list, _, err := a.List(ctx, chat.StateClosed, 10, 0)
+				if err != nil || len(list) != 1 {
+					return chat.Chat{}, fmt.Errorf("listed %d: %v", len(list), err)
+				}
+				return list[0], nil
+			},
+		} {
+			got, err := get()
+			if err != nil {
+				t.Fatal(err)
+			}
+			g, _ := json.Marshal(got.View())
+			w, _ := json.Marshal(want.View())
+			if string(g) != string(w) || got.Fingerprint != want.Fingerprint || got.Seq != want.Seq {
+				t.Errorf("read back\n%s\nwant\n%s", g, w)
+			}
+		}
+		// Still a chat like any other: updated again, deleted.
+		if _, err := a.Update(ctx, want.ID, func(c *chat.Chat) error { c.Reason = chat.ReasonExpired; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := b.Get(ctx, want.ID); got.Reason != chat.ReasonExpired {
+			t.Errorf("update of a finished chat: %s", got.Reason)
+		}
+		if open, _ := b.Open(ctx); len(open) != 0 {
+			t.Errorf("open %v", open)
+		}
+		if err := b.Delete(ctx, want.ID); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.ByConversation(ctx, want.ConversationSid); !errors.Is(err, chat.ErrNotFound) {
+			t.Errorf("by conversation after delete: %v", err)
+		}
+	})
+}
+
+// FinishedChat is chat i as the service leaves it once it ended: started with an invitation and every
+// start step recorded, invited, connecting, connected, closed, its events delivered. Stores keep this
+// for the retention; their benchmarks measure what it costs.
+func FinishedChat(i int) chat.Chat {
+	at := time.UnixMilli(1795408994627 + int64(i)).UTC()
+	c := chat.Chat{
+		ID: fmt.Sprintf("order-%06d", i), ConversationSid: fmt.Sprintf("CH%032x", i), Mode: chat.ModeOptIn,
+		State: chat.StateClosed, Reason: chat.ReasonEnded, Fingerprint: fmt.Sprintf("%064x", i),
+		Customer: chat.Party{Address: fmt.Sprintf("whatsapp:+1555%07d", i), ProxyAddress: "whatsapp:+15550100000", Name: "Ana"},
+		Rider:    chat.Party{Address: fmt.Sprintf("whatsapp:+1556%07d", i), ProxyAddress: "whatsapp:+15550100000", Name: "Bruno"},
+		Invite:   chat.Invite{ContentSid: "HX00000000000000000000000000000001", ContentVariables: map[string]string{"1": "Ana", "2": "Bruno"}},
+		TTL:      4 * time.Hour, Metadata: []byte(fmt.Sprintf(`{"order":%d}`, i)),
+		CreatedAt: at, UpdatedAt: at.Add(20 * time.Minute), ExpiresAt: at.Add(4 * time.Hour),
+		Steps: map[string]string{"numbers": "whatsapp:+15550100000,whatsapp:+15550100000", "conversation": fmt.Sprintf("CH%032x", i),
+			"message_webhook": fmt.Sprintf("WH%032x", i), "lifecycle_webhook": fmt.Sprintf("WH%032x", i+1),
+			"customer": "added", "rider": "added", "invite": fmt.Sprintf("IM%032x", i)},
+	}
+	for j, st := range []chat.State{chat.StateStarting, chat.StateInvited, chat.StateConnecting, chat.StateConnected, chat.StateClosed} {
+		c.History = append(c.History, chat.Transition{State: st, At: at.Add(time.Duration(j) * time.Minute)})
+	}
+	return c
 }

@@ -1,0 +1,129 @@
+package chat
+
+import (
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Compactable reports whether a chat is kept in its finished form: final, nothing left to deliver.
+func (c Chat) Compactable() bool { return c.State.Final() && len(c.Pending) == 0 && c.Ending == nil }
+
+// finished is a finished chat as stores keep it for the retention, in short JSON: what its View and a
+// repeated start need. The invitation, the ttl and the start steps' results are dropped — except a
+// failed start's, which the console shows.
+type finished struct {
+	ID       string   `json:"i"`
+	Conv     string   `json:"v,omitempty"`
+	Mode     string   `json:"m,omitempty"`
+	State    State    `json:"s"`
+	Reason   string   `json:"r,omitempty"`
+	Customer []string `json:"c"`
+	Rider    []string `json:"d"`
+	// Times are created (Unix ms), then updated and expires as ms after created.
+	Times    [3]int64        `json:"t"`
+	Metadata json.RawMessage `json:"x,omitempty"`
+	Error    *Failure        `json:"e,omitempty"`
+	// History is "state index:ms after created", comma-separated.
+	History     string `json:"h"`
+	Fingerprint string `json:"f,omitempty"`
+	// Digest is a hexadecimal fingerprint (the usual form) in base64: 21 bytes fewer.
+	Digest string            `json:"g,omitempty"`
+	Seq    int64             `json:"q"`
+	Steps  map[string]string `json:"p,omitempty"`
+}
+
+// FinishedPrefix starts every encoded finished chat, and no full one: stores tell the two forms apart.
+const FinishedPrefix = `{"i":`
+
+// MarshalFinished encodes a compactable chat in its finished form.
+func MarshalFinished(c Chat) ([]byte, error) {
+	if !c.Compactable() {
+		return nil, fmt.Errorf("chat %s is not finished", c.ID)
+	}
+	party := func(p Party) []string {
+		out := []string{p.Address, p.ProxyAddress, p.Name}
+		for len(out) > 1 && out[len(out)-1] == "" {
+			out = out[:len(out)-1]
+		}
+		return out
+	}
+	f := finished{ID: c.ID, Conv: c.ConversationSid, State: c.State, Reason: c.Reason,
+		Customer: party(c.Customer), Rider: party(c.Rider),
+		Metadata: c.Metadata, Error: c.Error, Seq: c.Seq}
+	created := c.CreatedAt.UnixMilli()
+	f.Times = [3]int64{created, c.UpdatedAt.UnixMilli() - created, c.ExpiresAt.UnixMilli() - created}
+	if b, err := hex.DecodeString(c.Fingerprint); err == nil && hex.EncodeToString(b) == c.Fingerprint {
+		f.Digest = base64.RawStdEncoding.EncodeToString(b)
+	} else {
+		f.Fingerprint = c.Fingerprint
+	}
+	if c.Mode != ModeOptIn {
+		f.Mode = c.Mode
+	}
+	if c.Error != nil && c.Error.Step != "" {
+		f.Steps = c.Steps
+	}
+	var h strings.Builder
+	for i, t := range c.History {
+		if i > 0 {
+			h.WriteByte(',')
+		}
+		h.WriteString(strconv.Itoa(slices.Index(States, t.State)))
+		h.WriteByte(':')
+		h.WriteString(strconv.FormatInt(t.At.UnixMilli()-f.Times[0], 10))
+	}
+	f.History = h.String()
+	return json.Marshal(f)
+}
+
+// UnmarshalFinished decodes a chat kept in its finished form.
+func UnmarshalFinished(raw []byte) (Chat, error) {
+	var f finished
+	if err := json.Unmarshal(raw, &f); err != nil {
+		return Chat{}, fmt.Errorf("decoding finished chat: %w", err)
+	}
+	party := func(p []string) Party {
+		p = append(p, "", "", "")
+		return Party{Address: p[0], ProxyAddress: p[1], Name: p[2]}
+	}
+	ms := func(v int64) time.Time { return time.UnixMilli(v).UTC() }
+	c := Chat{ID: f.ID, ConversationSid: f.Conv, Mode: f.Mode, State: f.State, Reason: f.Reason,
+		Customer: party(f.Customer), Rider: party(f.Rider),
+		CreatedAt: ms(f.Times[0]), UpdatedAt: ms(f.Times[0] + f.Times[1]), ExpiresAt: ms(f.Times[0] + f.Times[2]),
+		Metadata: f.Metadata, Error: f.Error, Fingerprint: f.Fingerprint, Seq: f.Seq, Steps: f.Steps}
+	if c.Mode == "" {
+		c.Mode = ModeOptIn
+	}
+	if f.Digest != "" {
+		b, err := base64.RawStdEncoding.DecodeString(f.Digest)
+		if err != nil {
+			return Chat{}, fmt.Errorf("decoding finished chat %s: fingerprint: %w", f.ID, err)
+		}
+		c.Fingerprint = hex.EncodeToString(b)
+	}
+	if c.Steps == nil {
+		c.Steps = map[string]string{}
+	}
+	if len(c.Metadata) == 0 {
+		c.Metadata = nil
+	}
+	for entry := range strings.SplitSeq(f.History, ",") {
+		if entry == "" {
+			continue
+		}
+		idx, at, ok := strings.Cut(entry, ":")
+		i, err1 := strconv.Atoi(idx)
+		d, err2 := strconv.ParseInt(at, 10, 64)
+		if !ok || err1 != nil || err2 != nil || i < 0 || i >= len(States) {
+			return Chat{}, fmt.Errorf("decoding finished chat %s: history entry %q", f.ID, entry)
+		}
+		c.History = append(c.History, Transition{State: States[i], At: ms(f.Times[0] + d)})
+	}
+	return c, nil
+}
