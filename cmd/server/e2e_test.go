@@ -664,3 +664,39 @@ func TestServeErrorShutsDownTheQueue(t *testing.T) {
 	}
 	assertCalls(t, fake, sorted(waitCall(msg1), riderCall(msg1), listCall("PageSize=5"), deleteCall("WH1")))
 }
+
+// When the admin listener fails, the process stops with a clear error, as when the public one does: an
+// API that is gone must not sit behind a healthy-looking webhook.
+func TestAdminListenerFailureStopsTheProcess(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := breakingListener{Listener: inner, broken: make(chan struct{})}
+	logs := &syncBuffer{}
+	done := make(chan error, 1)
+	env := baseEnv(newFake(t), adminEnv(map[string]string{"OPTIN_ADMIN_ADDR": "127.0.0.1:0", "OPTIN_ADDR": "127.0.0.1:0"}))
+	go func() {
+		done <- run(withAdminListener(t.Context(), ln), []string{"optin-server"}, envOf(env), logs, io.Discard)
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(logs.String(), `"message":"listening"`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no start:\n%s", logs)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(ln.broken)
+	inner.Close()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "serving: admin listener: ") {
+			t.Errorf("run = %v, want the admin listener's error", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("run did not return after its admin listener failed")
+	}
+	if !strings.Contains(logs.String(), `"message":"server failed"`) {
+		t.Error("the failure was not logged")
+	}
+}

@@ -64,6 +64,13 @@ func withListener(ctx context.Context, ln net.Listener) context.Context {
 	return context.WithValue(ctx, listenerKey{}, ln)
 }
 
+// adminListenerKey is listenerKey for the admin listener (OPTIN_ADMIN_ADDR).
+type adminListenerKey struct{}
+
+func withAdminListener(ctx context.Context, ln net.Listener) context.Context {
+	return context.WithValue(ctx, adminListenerKey{}, ln)
+}
+
 // notifyFaultKey carries, in run's context, a func that each hand-over of a chat event passes through
 // first: tests use it to make the queueing of events fail after their transition was written.
 type notifyFaultKey struct{}
@@ -261,9 +268,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	var adminSrv *http.Server
 	var adminAddr string
 	if cfg.AdminAddr != "" {
-		adminLn, err := net.Listen("tcp", cfg.AdminAddr)
-		if err != nil {
-			return fmt.Errorf("OPTIN_ADMIN_ADDR: listening on %s: %w", cfg.AdminAddr, err)
+		adminLn, ok := ctx.Value(adminListenerKey{}).(net.Listener)
+		if !ok {
+			if adminLn, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
+				return fmt.Errorf("OPTIN_ADMIN_ADDR: listening on %s: %w", cfg.AdminAddr, err)
+			}
 		}
 		adminSrv = newHTTPServer(handlers.NewAdminServer(log, admin, cons, ready))
 		go func() {

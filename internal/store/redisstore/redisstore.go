@@ -74,12 +74,16 @@ redis.call('HINCRBY', KEYS[1], 'runs', 1)
 return redis.call('HGETALL', KEYS[1])
 `)
 
-// stepsDone records steps (ARGV: field, value, …) of an existing flow; it answers 0 when there is none.
+// stepsDone records steps (ARGV: field, value, …) of a running flow; it answers 0 when there is none,
+// and leaves a finished flow as compact as its finish made it.
 var stepsDone = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 0 then
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then
   return 0
 end
-redis.call('HSET', KEYS[1], unpack(ARGV))
+if state == 'running' then
+  redis.call('HSET', KEYS[1], unpack(ARGV))
+end
 return 1
 `)
 

@@ -87,6 +87,14 @@ func Run(t *testing.T, open func(t *testing.T) (optin.Store, optin.Store)) {
 		if err != nil || done.State != optin.StateFailed || done.Detail != "step rider: 63016" || done.FinishedAt.IsZero() || done.Runs != 4 || done.Trigger != "IM1" {
 			t.Errorf("after finish: %+v %v", done, err)
 		}
+		// A late run's step records (it ran on while another finished the flow) change nothing: the
+		// finished flow stays compact.
+		if err := s.StepsDone(ctx, "CH2", map[string]string{optin.StepRider: "IM9"}); err != nil {
+			t.Errorf("steps of a finished flow: %v", err)
+		}
+		if f, err := s.Flow(ctx, "CH2"); err != nil || len(f.Steps) != 0 || f.State != optin.StateFailed {
+			t.Errorf("finished flow after a late step record: %+v %v", f, err)
+		}
 	})
 
 	t.Run("unclaimed flows are not created", func(t *testing.T) {
