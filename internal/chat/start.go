@@ -6,12 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
 
-	"github.com/optinkit/optin/internal/numberpool"
 	"github.com/optinkit/optin/internal/optin"
 	"github.com/optinkit/optin/internal/pii"
 	"github.com/optinkit/optin/internal/twiliocall"
@@ -114,6 +112,82 @@ func (s *Service) abandon(ctx context.Context, c Chat) (Chat, error) {
 	return c, ErrEnded
 }
 
+// startStep is one Twilio step of a start: what it left behind, recorded once done. look says an
+// earlier attempt may have taken effect: a create looks for it first.
+type startStep struct {
+	name string
+	run  func(ctx context.Context, look bool) (string, error)
+}
+
+// startSteps lists a start's Twilio steps in order; each reads *c as it stands when it runs (the
+// conversation's SID, a replaced number).
+func (s *Service) startSteps(c *Chat) []startStep {
+	return []startStep{
+		{stepConversation, func(ctx context.Context, _ bool) (string, error) { return s.createConversation(ctx, *c) }},
+		{stepMessageWebhook, func(ctx context.Context, look bool) (string, error) {
+			return s.armWebhook(ctx, c.ConversationSid, EventMessageAdded, look)
+		}},
+		{stepLifecycleWebhook, func(ctx context.Context, look bool) (string, error) {
+			return s.armWebhook(ctx, c.ConversationSid, EventStateUpdated, look)
+		}},
+		{stepCustomer, func(ctx context.Context, _ bool) (string, error) {
+			return "added", s.addParticipant(ctx, c, "customer")
+		}},
+		{stepRider, func(ctx context.Context, _ bool) (string, error) { return "added", s.addParticipant(ctx, c, "rider") }},
+		{stepInvite, func(ctx context.Context, look bool) (string, error) { return s.invite(ctx, *c, look) }},
+	}
+}
+
+// startMarker is the Attributes of what a chat's start creates, so that a repeat can find it.
+func startMarker(chatID, step string) string {
+	b, _ := json.Marshal(map[string]map[string]string{"optin": {"chat": chatID, "step": step}})
+	return string(b)
+}
+
+// createConversation creates the chat's conversation, paced by the limiter, under the chat's id as
+// its unique name; one an earlier attempt created (50353) is found by that name.
+func (s *Service) createConversation(ctx context.Context, c Chat) (string, error) {
+	if s.cfg.Limiter != nil {
+		if err := s.cfg.Limiter.Wait(ctx); err != nil {
+			return "", err
+		}
+	}
+	sid, err := s.conv.CreateConversation(ctx, NewConversation{
+		UniqueName: c.ID, FriendlyName: conversationNamePrefix + c.ID, Attributes: startMarker(c.ID, stepConversation), ClosedAfter: c.TTL})
+	if twiliocall.Code(err) != codeUniqueNameTaken {
+		return sid, err
+	}
+	// An earlier attempt created it — or an earlier chat of this id did, and closed it since.
+	sid, closed, err := s.conv.FindConversation(ctx, c.ID)
+	if err == nil && closed {
+		return "", &twiliocall.CallError{Op: "find conversation", Kind: twiliocall.Permanent, Code: codeUniqueNameTaken,
+			Err: errors.New("a closed conversation already has this id as its unique name")}
+	}
+	return sid, err
+}
+
+// invite sends the customer the invitation, authored by the rider so that only the customer gets it;
+// with look set it first looks for the one an earlier attempt sent.
+func (s *Service) invite(ctx context.Context, c Chat, look bool) (string, error) {
+	m := optin.Message{Author: c.Rider.Address, Attributes: startMarker(c.ID, stepInvite)}
+	if c.Invite.ContentSid != "" {
+		vars, _ := json.Marshal(c.Invite.ContentVariables)
+		m.ContentSid, m.ContentVariables = c.Invite.ContentSid, string(vars)
+	} else {
+		m.Body = c.Invite.Body
+	}
+	if look {
+		recent := func(ctx context.Context, limit int) ([]twiliocall.Posted, error) {
+			return s.conv.RecentMessages(ctx, c.ConversationSid, limit)
+		}
+		sid, err := twiliocall.FindMarked(ctx, recent, func(a string) bool { return a == m.Attributes })
+		if err != nil || sid != "" {
+			return sid, err
+		}
+	}
+	return s.conv.CreateMessage(ctx, c.ConversationSid, m)
+}
+
 // runStart performs the start's steps that c has not done yet, each recorded once done. resumed says
 // an earlier call may have been cut off mid-step: creates then look for their effect first.
 func (s *Service) runStart(ctx context.Context, c Chat, resumed bool) (Chat, error) {
@@ -126,65 +200,7 @@ func (s *Service) runStart(ctx context.Context, c Chat, resumed bool) (Chat, err
 			return s.abandon(ctx, c)
 		}
 	}
-	marker := func(step string) string {
-		b, _ := json.Marshal(map[string]map[string]string{"optin": {"chat": c.ID, "step": step}})
-		return string(b)
-	}
-	steps := []struct {
-		name string
-		run  func(ctx context.Context, look bool) (string, error)
-	}{
-		{stepConversation, func(ctx context.Context, _ bool) (string, error) {
-			if s.cfg.Limiter != nil {
-				if err := s.cfg.Limiter.Wait(ctx); err != nil {
-					return "", err
-				}
-			}
-			sid, err := s.conv.CreateConversation(ctx, NewConversation{
-				UniqueName: c.ID, FriendlyName: conversationNamePrefix + c.ID, Attributes: marker(stepConversation), ClosedAfter: c.TTL})
-			if twiliocall.Code(err) != codeUniqueNameTaken {
-				return sid, err
-			}
-			// An earlier attempt created it — or an earlier chat of this id did, and closed it since.
-			sid, closed, err := s.conv.FindConversation(ctx, c.ID)
-			if err == nil && closed {
-				return "", &twiliocall.CallError{Op: "find conversation", Kind: twiliocall.Permanent, Code: codeUniqueNameTaken,
-					Err: errors.New("a closed conversation already has this id as its unique name")}
-			}
-			return sid, err
-		}},
-		{stepMessageWebhook, func(ctx context.Context, look bool) (string, error) {
-			return s.armWebhook(ctx, c.ConversationSid, EventMessageAdded, look)
-		}},
-		{stepLifecycleWebhook, func(ctx context.Context, look bool) (string, error) {
-			return s.armWebhook(ctx, c.ConversationSid, EventStateUpdated, look)
-		}},
-		{stepCustomer, func(ctx context.Context, _ bool) (string, error) {
-			return "added", s.addParticipant(ctx, &c, "customer")
-		}},
-		{stepRider, func(ctx context.Context, _ bool) (string, error) {
-			return "added", s.addParticipant(ctx, &c, "rider")
-		}},
-		{stepInvite, func(ctx context.Context, look bool) (string, error) {
-			m := optin.Message{Author: c.Rider.Address, Attributes: marker(stepInvite)}
-			if c.Invite.ContentSid != "" {
-				vars, _ := json.Marshal(c.Invite.ContentVariables)
-				m.ContentSid, m.ContentVariables = c.Invite.ContentSid, string(vars)
-			} else {
-				m.Body = c.Invite.Body
-			}
-			if look {
-				recent := func(ctx context.Context, limit int) ([]twiliocall.Posted, error) {
-					return s.conv.RecentMessages(ctx, c.ConversationSid, limit)
-				}
-				sid, err := twiliocall.FindMarked(ctx, recent, func(a string) bool { return a == m.Attributes })
-				if err != nil || sid != "" {
-					return sid, err
-				}
-			}
-			return s.conv.CreateMessage(ctx, c.ConversationSid, m)
-		}},
-	}
+	steps := s.startSteps(&c)
 	for _, st := range steps {
 		if _, done := c.Steps[st.name]; done {
 			continue
@@ -297,114 +313,4 @@ func (s *Service) armWebhook(ctx context.Context, conv, event string, look bool)
 		}
 	}
 	return s.conv.CreateWebhook(ctx, conv, optin.Webhook{URL: s.cfg.WebhookURL, Method: webhookMethod, Filters: []string{event}})
-}
-
-// pool is the pool of the party's channel.
-func (s *Service) pool(p Party) Pool {
-	if p.Channel() == ChannelSMS {
-		return s.cfg.SMS
-	}
-	return s.cfg.WhatsApp
-}
-
-// lease leases the customer's and the rider's numbers: from one pool together when they share a
-// channel (so that they may share a number), else each from its own.
-func (s *Service) lease(ctx context.Context, c Chat) ([]string, error) {
-	if c.Customer.Channel() == c.Rider.Channel() {
-		return s.pool(c.Customer).Lease(ctx, c.ID, []string{c.Customer.Address, c.Rider.Address})
-	}
-	customer, err := s.pool(c.Customer).Lease(ctx, c.ID, []string{c.Customer.Address})
-	if err != nil {
-		return nil, err
-	}
-	rider, err := s.pool(c.Rider).Lease(ctx, c.ID, []string{c.Rider.Address})
-	if err != nil {
-		_ = s.release(context.WithoutCancel(ctx), c.ID)
-		return nil, err
-	}
-	return []string{customer[0], rider[0]}, nil
-}
-
-// release frees the chat's numbers in every pool.
-func (s *Service) release(ctx context.Context, chatID string) error {
-	err := s.cfg.WhatsApp.Release(ctx, chatID)
-	if s.cfg.SMS != nil {
-		err = errors.Join(err, s.cfg.SMS.Release(ctx, chatID))
-	}
-	return err
-}
-
-// leaseNumbers gives both parties a business number from the pool, before anything exists at Twilio:
-// when the pool has none for a party, the chat is forgotten and its id may be used again.
-func (s *Service) leaseNumbers(ctx context.Context, c Chat) (Chat, error) {
-	numbers, err := s.lease(ctx, c)
-	if err != nil {
-		var ex *numberpool.ExhaustedError
-		if !errors.As(err, &ex) {
-			return Chat{}, fmt.Errorf("%w: leasing numbers: %w", ErrUnavailable, err)
-		}
-		party := "rider"
-		if ex.Address == c.Customer.Address {
-			party = "customer"
-		}
-		if derr := s.store.Delete(context.WithoutCancel(ctx), c.ID); derr != nil {
-			return Chat{}, fmt.Errorf("%w: forgetting chat %s: %w", ErrUnavailable, c.ID, derr)
-		}
-		s.noFreeNumber()
-		return Chat{}, &NoNumberError{Party: party, Address: ex.Address, Err: err}
-	}
-	c, err = s.store.Update(ctx, c.ID, func(c *Chat) error {
-		c.Customer.ProxyAddress, c.Rider.ProxyAddress = numbers[0], numbers[1]
-		c.Steps[stepNumbers] = strings.Join(numbers, ",")
-		return nil
-	})
-	if err != nil {
-		_ = s.release(context.WithoutCancel(ctx), c.ID)
-		return Chat{}, fmt.Errorf("%w: recording numbers: %w", ErrUnavailable, err)
-	}
-	return c, nil
-}
-
-// addParticipant adds the party; one already in the conversation (an earlier attempt) counts as added.
-// When Twilio answers that the party's pair is bound in a conversation the service did not make
-// (50416), the pair is set aside and the party gets the pool's next free number.
-func (s *Service) addParticipant(ctx context.Context, c *Chat, party string) error {
-	for {
-		p := c.Customer
-		if party == "rider" {
-			p = c.Rider
-		}
-		err := s.conv.AddParticipant(ctx, c.ConversationSid, p.Address, p.ProxyAddress)
-		switch twiliocall.Code(err) {
-		case codeAlreadyPresent, codeSameBinding:
-			return nil
-		case codePairInUse:
-		default:
-			return err
-		}
-		zerolog.Ctx(ctx).Warn().Str("party", party).Str("proxy_address", p.ProxyAddress).Msg("pair bound in another conversation; taking the next number")
-		number, rerr := s.pool(p).Replace(ctx, c.ID, p.Address, p.ProxyAddress)
-		if rerr != nil {
-			var ex *numberpool.ExhaustedError
-			if errors.As(rerr, &ex) {
-				s.noFreeNumber()
-				// Permanent: no retry of the step can find a number the pool does not have.
-				return &twiliocall.CallError{Op: "lease a number", Kind: twiliocall.Permanent, Code: codePairInUse,
-					Err: &NoNumberError{Party: party, Address: p.Address, Err: rerr, TwilioCode: codePairInUse}}
-			}
-			return rerr
-		}
-		updated, uerr := s.store.Update(ctx, c.ID, func(c *Chat) error {
-			if party == "rider" {
-				c.Rider.ProxyAddress = number
-			} else {
-				c.Customer.ProxyAddress = number
-			}
-			return nil
-		})
-		if uerr != nil {
-			return uerr
-		}
-		*c = updated
-	}
 }

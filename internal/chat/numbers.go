@@ -1,0 +1,123 @@
+package chat
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/rs/zerolog"
+
+	"github.com/optinkit/optin/internal/numberpool"
+	"github.com/optinkit/optin/internal/twiliocall"
+)
+
+// pool is the pool of the party's channel.
+func (s *Service) pool(p Party) Pool {
+	if p.Channel() == ChannelSMS {
+		return s.cfg.SMS
+	}
+	return s.cfg.WhatsApp
+}
+
+// lease leases the customer's and the rider's numbers: from one pool together when they share a
+// channel (so that they may share a number), else each from its own.
+func (s *Service) lease(ctx context.Context, c Chat) ([]string, error) {
+	if c.Customer.Channel() == c.Rider.Channel() {
+		return s.pool(c.Customer).Lease(ctx, c.ID, []string{c.Customer.Address, c.Rider.Address})
+	}
+	customer, err := s.pool(c.Customer).Lease(ctx, c.ID, []string{c.Customer.Address})
+	if err != nil {
+		return nil, err
+	}
+	rider, err := s.pool(c.Rider).Lease(ctx, c.ID, []string{c.Rider.Address})
+	if err != nil {
+		_ = s.release(context.WithoutCancel(ctx), c.ID)
+		return nil, err
+	}
+	return []string{customer[0], rider[0]}, nil
+}
+
+// release frees the chat's numbers in every pool.
+func (s *Service) release(ctx context.Context, chatID string) error {
+	err := s.cfg.WhatsApp.Release(ctx, chatID)
+	if s.cfg.SMS != nil {
+		err = errors.Join(err, s.cfg.SMS.Release(ctx, chatID))
+	}
+	return err
+}
+
+// leaseNumbers gives both parties a business number from the pool, before anything exists at Twilio:
+// when the pool has none for a party, the chat is forgotten and its id may be used again.
+func (s *Service) leaseNumbers(ctx context.Context, c Chat) (Chat, error) {
+	numbers, err := s.lease(ctx, c)
+	if err != nil {
+		var ex *numberpool.ExhaustedError
+		if !errors.As(err, &ex) {
+			return Chat{}, fmt.Errorf("%w: leasing numbers: %w", ErrUnavailable, err)
+		}
+		party := "rider"
+		if ex.Address == c.Customer.Address {
+			party = "customer"
+		}
+		if derr := s.store.Delete(context.WithoutCancel(ctx), c.ID); derr != nil {
+			return Chat{}, fmt.Errorf("%w: forgetting chat %s: %w", ErrUnavailable, c.ID, derr)
+		}
+		s.noFreeNumber()
+		return Chat{}, &NoNumberError{Party: party, Address: ex.Address, Err: err}
+	}
+	c, err = s.store.Update(ctx, c.ID, func(c *Chat) error {
+		c.Customer.ProxyAddress, c.Rider.ProxyAddress = numbers[0], numbers[1]
+		c.Steps[stepNumbers] = strings.Join(numbers, ",")
+		return nil
+	})
+	if err != nil {
+		_ = s.release(context.WithoutCancel(ctx), c.ID)
+		return Chat{}, fmt.Errorf("%w: recording numbers: %w", ErrUnavailable, err)
+	}
+	return c, nil
+}
+
+// addParticipant adds the party; one already in the conversation (an earlier attempt) counts as added.
+// When Twilio answers that the party's pair is bound in a conversation the service did not make
+// (50416), the pair is set aside and the party gets the pool's next free number.
+func (s *Service) addParticipant(ctx context.Context, c *Chat, party string) error {
+	for {
+		p := c.Customer
+		if party == "rider" {
+			p = c.Rider
+		}
+		err := s.conv.AddParticipant(ctx, c.ConversationSid, p.Address, p.ProxyAddress)
+		switch twiliocall.Code(err) {
+		case codeAlreadyPresent, codeSameBinding:
+			return nil
+		case codePairInUse:
+		default:
+			return err
+		}
+		zerolog.Ctx(ctx).Warn().Str("party", party).Str("proxy_address", p.ProxyAddress).Msg("pair bound in another conversation; taking the next number")
+		number, rerr := s.pool(p).Replace(ctx, c.ID, p.Address, p.ProxyAddress)
+		if rerr != nil {
+			var ex *numberpool.ExhaustedError
+			if errors.As(rerr, &ex) {
+				s.noFreeNumber()
+				// Permanent: no retry of the step can find a number the pool does not have.
+				return &twiliocall.CallError{Op: "lease a number", Kind: twiliocall.Permanent, Code: codePairInUse,
+					Err: &NoNumberError{Party: party, Address: p.Address, Err: rerr, TwilioCode: codePairInUse}}
+			}
+			return rerr
+		}
+		updated, uerr := s.store.Update(ctx, c.ID, func(c *Chat) error {
+			if party == "rider" {
+				c.Rider.ProxyAddress = number
+			} else {
+				c.Customer.ProxyAddress = number
+			}
+			return nil
+		})
+		if uerr != nil {
+			return uerr
+		}
+		*c = updated
+	}
+}
