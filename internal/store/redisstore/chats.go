@@ -254,12 +254,75 @@ func (s *Chats) Lock(ctx context.Context, id, owner string, ttl time.Duration) (
 
 // Open returns the ids of the chats not in a final state.
 func (s *Chats) Open(ctx context.Context) ([]string, error) {
+	if err := s.backfill(ctx); err != nil {
+		return nil, err
+	}
 	return s.members(ctx, openSet)
 }
 
 // WithPending returns the ids of the chats holding undelivered events.
 func (s *Chats) WithPending(ctx context.Context) ([]string, error) {
+	if err := s.backfill(ctx); err != nil {
+		return nil, err
+	}
 	return s.members(ctx, pendingSet)
+}
+
+// setsMarker records that the open and pending sets cover every chat.
+const setsMarker = "optin:chats:sets"
+
+// backfill adds the chats written before the open and pending sets existed (by an earlier version) to
+// them, once: the first reader after an upgrade walks the index; adding twice is harmless.
+func (s *Chats) backfill(ctx context.Context) error {
+	if n, err := s.rdb.Exists(ctx, setsMarker).Result(); err != nil || n == 1 {
+		return err
+	}
+	const batch = 500
+	for start := int64(0); ; start += batch {
+		ids, err := s.rdb.ZRange(ctx, chatIndex, start, start+batch-1).Result()
+		if err != nil {
+			return fmt.Errorf("listing chats: %w", err)
+		}
+		if len(ids) == 0 {
+			break
+		}
+		keys := make([]string, len(ids))
+		for i, id := range ids {
+			keys[i] = chatPrefix + id
+		}
+		vals, err := s.rdb.MGet(ctx, keys...).Result()
+		if err != nil {
+			return fmt.Errorf("reading chats: %w", err)
+		}
+		var open, pending []any
+		for i, v := range vals {
+			raw, ok := v.(string)
+			if !ok {
+				continue
+			}
+			c, err := decodeChat(raw)
+			if err != nil {
+				return err
+			}
+			if !c.State.Final() {
+				open = append(open, ids[i])
+			}
+			if len(c.Pending) > 0 {
+				pending = append(pending, ids[i])
+			}
+		}
+		if len(open) > 0 {
+			if err := s.rdb.SAdd(ctx, openSet, open...).Err(); err != nil {
+				return err
+			}
+		}
+		if len(pending) > 0 {
+			if err := s.rdb.SAdd(ctx, pendingSet, pending...).Err(); err != nil {
+				return err
+			}
+		}
+	}
+	return s.rdb.Set(ctx, setsMarker, "1", 0).Err()
 }
 
 // members lists a set of chat ids, dropping those whose chat expired.

@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/optinkit/optin/internal/optin"
 	"github.com/optinkit/optin/internal/redistest"
 	"github.com/optinkit/optin/internal/store/storetest"
+	"github.com/redis/go-redis/v9"
 )
 
 func open(t testing.TB, srv *redistest.Server) *Store {
@@ -210,4 +212,39 @@ func mustJSON(t testing.TB, v any) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// Chats written by a version without the open and pending sets are found all the same: the first
+// reader adds them, once.
+func TestOpenChatsOfAnEarlierVersion(t *testing.T) {
+	s := open(t, redistest.Start(t)).Chats()
+	ctx := t.Context()
+	for i, state := range []chat.State{chat.StateInvited, chat.StateClosed, chat.StateConnected} {
+		c := storetest.FinishedChat(i)
+		c.State, c.Seq = state, int64(i+1)
+		if state == chat.StateConnected {
+			c.Pending = []chat.Event{{ID: "msg_1", Type: "chat.connected", At: c.UpdatedAt}}
+		}
+		raw, _ := json.Marshal(c) // the whole form an earlier version wrote, with no set
+		if err := s.rdb.Set(ctx, chatPrefix+c.ID, raw, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.rdb.ZAdd(ctx, chatIndex, redis.Z{Score: float64(c.Seq), Member: c.ID}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	openIDs, err := s.Open(ctx)
+	if slices.Sort(openIDs); err != nil || !slices.Equal(openIDs, []string{"order-000000", "order-000002"}) {
+		t.Errorf("open %v %v", openIDs, err)
+	}
+	if pending, err := s.WithPending(ctx); err != nil || !slices.Equal(pending, []string{"order-000002"}) {
+		t.Errorf("pending %v %v", pending, err)
+	}
+	// Once: a chat that left the set since is not added back.
+	if err := s.rdb.SRem(ctx, openSet, "order-000000").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := s.Open(ctx); !slices.Equal(again, []string{"order-000002"}) {
+		t.Errorf("open after the backfill %v", again)
+	}
 }
