@@ -265,3 +265,64 @@ func TestEventArrivesAfterItsQueueingFailed(t *testing.T) {
 		t.Error("the failed queueing was not logged")
 	}
 }
+
+// The customer's answer, the platform's end and the reconciler on two replicas sharing Redis, at
+// once: whichever wins, every chat ends final with its conversation closed and its numbers free — and
+// a chat declined stays declined.
+func TestReplyRacesEndAcrossTwoReplicas(t *testing.T) {
+	rs := redistest.Start(t)
+	replicas, emu := emulatorReplicas(t, 2, map[string]string{"OPTIN_RECONCILE_INTERVAL": "1s",
+		"OPTIN_TWILIO_CREATE_RATE": "1000", "OPTIN_REDIS_URL": rs.URL()})
+	const chats = 40
+	cust := func(i int) string { return fmt.Sprintf("whatsapp:+1555300%04d", i) }
+	for i := range chats {
+		body := fmt.Sprintf(`{"id":"reply-%02d","customer":{"address":%q,"name":"Ana"},"rider":{"address":"whatsapp:+1555400%04d","name":"Bruno"}}`, i, cust(i), i)
+		if code, _, p := replicas[i%2].api("POST", "/v1/chats", adminToken1, body); code != 201 {
+			t.Fatalf("start %d: %d %s", i, code, p)
+		}
+	}
+	var wg sync.WaitGroup
+	for i := range chats {
+		answer := []string{"Yes", "No thanks"}[i%2]
+		wg.Go(func() {
+			if _, err := emu.Inbound(cust(i), business, answer); err != nil {
+				t.Error(err)
+			}
+		})
+		wg.Go(func() {
+			time.Sleep(time.Duration(rand.IntN(300)) * time.Millisecond)
+			if code, _, body := replicas[(i+1)%2].api("DELETE", fmt.Sprintf("/v1/chats/reply-%02d", i), adminToken1, ""); code != 200 && code != 503 {
+				t.Errorf("end %d: %d %s", i, code, body)
+			}
+		})
+	}
+	wg.Wait()
+	tally := map[string]int{}
+	deadline := time.Now().Add(30 * time.Second)
+	for i := range chats {
+		for {
+			_, _, body := replicas[i%2].api("GET", fmt.Sprintf("/v1/chats/reply-%02d", i), adminToken1, "")
+			c := chatOf(t, body)
+			if st := c["state"].(string); st == "closed" || st == "declined" {
+				tally[st+" "+states(c)]++
+				if st == "declined" && i%2 == 0 {
+					t.Errorf("reply-%02d said yes and was declined", i)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("reply-%02d never ended: %s", i, body)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	t.Logf("outcomes: %v", tally)
+	for _, v := range emu.Conversations() {
+		if v.State != "closed" {
+			t.Errorf("conversation of %s is %s", v.UniqueName, v.State)
+		}
+	}
+	if _, _, pools := replicas[0].api("GET", "/v1/pools", adminToken1, ""); !strings.Contains(pools, `"pairs_in_use":0`) {
+		t.Errorf("numbers still held: %s", pools)
+	}
+}
