@@ -201,6 +201,8 @@ type Pool interface {
 	Replace(ctx context.Context, chatID, address, number string) (string, error)
 	// Release frees the chat's numbers.
 	Release(ctx context.Context, chatID string) error
+	// Contains reports whether number (a whatsapp: or bare +E164 address) is one of the pool's.
+	Contains(number string) bool
 }
 
 // FieldError names one field of a request and what is wrong with it.

@@ -252,6 +252,8 @@ func (p *fakePool) Release(_ context.Context, chatID string) error {
 	return nil
 }
 
+func (p *fakePool) Contains(number string) bool { return number == "whatsapp:+15550100000" }
+
 func (p *fakePool) held(chatID string) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()

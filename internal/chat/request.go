@@ -5,9 +5,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"regexp"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nyaruka/phonenumbers"
 
@@ -49,14 +51,21 @@ var idRE = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
 func (r StartRequest) validate(cfg Config, now time.Time) (Chat, error) {
 	var errs []FieldError
 	bad := func(field, msg string) { errs = append(errs, FieldError{field, msg}) }
-	if !idRE.MatchString(r.ID) {
+	switch {
+	case !idRE.MatchString(r.ID):
 		bad("id", "required: 1 to 64 letters, digits and . _ : -")
+	case r.ID == "." || r.ID == "..":
+		bad("id", "must not be . or .. (a path segment)")
+	case optin.IsSid("CH", r.ID):
+		bad("id", "must not look like a conversation SID (CH + 32 hex digits): GET /v1/chats/{id} reads such a key as one")
 	}
 	checkParty := func(field string, p PartyRequest) {
 		if err := checkAddress(p.Address); err != "" {
 			bad(field+".address", err)
 		} else if channelOf(p.Address) == ChannelSMS && cfg.SMS == nil {
 			bad(field+".address", "an SMS address needs an SMS pool (OPTIN_SMS_NUMBERS); use whatsapp:+E164")
+		} else if cfg.isBusinessNumber(p.Address) {
+			bad(field+".address", "is one of the service's business numbers: a party is a person the business talks to")
 		}
 		if len([]rune(p.Name)) > maxNameRunes {
 			bad(field+".name", "at most 64 characters")
@@ -64,8 +73,8 @@ func (r StartRequest) validate(cfg Config, now time.Time) (Chat, error) {
 	}
 	checkParty("customer", r.Customer)
 	checkParty("rider", r.Rider)
-	if r.Customer.Address != "" && r.Customer.Address == r.Rider.Address {
-		bad("rider.address", "must differ from customer.address")
+	if r.Customer.Address != "" && phoneOf(r.Customer.Address) == phoneOf(r.Rider.Address) {
+		bad("rider.address", "must be another person than customer.address (the same number, on any channel)")
 	}
 	mode := r.Mode
 	switch mode {
@@ -116,7 +125,7 @@ func (r StartRequest) validate(cfg Config, now time.Time) (Chat, error) {
 	if len(r.Metadata) > 0 {
 		var obj map[string]any
 		switch {
-		case len(r.Metadata) > MaxMetadata:
+		case len(compact(r.Metadata)) > MaxMetadata: // as kept: the client's whitespace does not count
 			bad("metadata", "at most 4 KiB")
 		case json.Unmarshal(r.Metadata, &obj) != nil || obj == nil:
 			bad("metadata", "must be a JSON object")
@@ -153,15 +162,56 @@ func checkAddress(address string) string {
 	return checkE164(number)
 }
 
+// phoneOf is an address's phone number, whatever its channel.
+func phoneOf(address string) string {
+	n, _ := strings.CutPrefix(address, "whatsapp:")
+	return n
+}
+
+// isBusinessNumber reports whether address is one of the pools' numbers, on any channel.
+func (cfg Config) isBusinessNumber(address string) bool {
+	phone := phoneOf(address)
+	for _, p := range []Pool{cfg.WhatsApp, cfg.SMS} {
+		if p != nil && (p.Contains(phone) || p.Contains("whatsapp:"+phone)) {
+			return true
+		}
+	}
+	return false
+}
+
 // checkE164 returns what is wrong with a +E164 number, or "": a number that could exist (the fictional
-// +1 555 numbers of tests pass), written in its canonical form.
+// +1 555 numbers of tests pass), written in its canonical form, that reaches a person — not a
+// premium-rate service, not a short or local-only number.
 func checkE164(number string) string {
+	if !strings.HasPrefix(number, "+") {
+		return "must start with + and the country code (E.164), e.g. +15550001111"
+	}
+	if i := strings.IndexFunc(number[1:], func(r rune) bool { return r < '0' || r > '9' }); i >= 0 {
+		r, _ := utf8.DecodeRuneInString(number[1+i:])
+		return fmt.Sprintf("must be + and digits only: %q is not a digit (write letters of a vanity number as digits, drop spaces and punctuation)", r)
+	}
 	n, err := phonenumbers.Parse(number, "")
-	if err != nil || !strings.HasPrefix(number, "+") || !phonenumbers.IsPossibleNumber(n) {
-		return "not a possible phone number in E.164 form (+ country code and number)"
+	if err != nil {
+		return "not a phone number: the country code is unknown"
+	}
+	switch phonenumbers.IsPossibleNumberWithReason(n) {
+	case phonenumbers.IS_POSSIBLE:
+	case phonenumbers.INVALID_COUNTRY_CODE:
+		return "not a phone number: the country code is unknown"
+	case phonenumbers.TOO_SHORT:
+		return "too short for a phone number of its country"
+	case phonenumbers.TOO_LONG:
+		return "too long for a phone number of its country"
+	case phonenumbers.IS_POSSIBLE_LOCAL_ONLY:
+		return "a short or local-only number: write the full international number"
+	default:
+		return "not a possible length for a phone number of its country"
 	}
 	if phonenumbers.Format(n, phonenumbers.E164) != number {
 		return "write the number in E.164 form: " + phonenumbers.Format(n, phonenumbers.E164)
+	}
+	if phonenumbers.GetNumberType(n) == phonenumbers.PREMIUM_RATE {
+		return "a premium-rate number: chats are with people"
 	}
 	return ""
 }

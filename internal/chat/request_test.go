@@ -89,3 +89,48 @@ func TestStartSteps(t *testing.T) {
 		t.Errorf("direct chat's steps %+v", s)
 	}
 }
+
+// What Twilio would refuse later, or what reaches no person, is refused up front, naming the field and
+// saying what is wrong.
+func TestStartRequestRefusesWhatCannotBeAChat(t *testing.T) {
+	cfg := testCfg
+	cfg.WhatsApp, cfg.SMS = newFakePool(), &smsPool{}
+	ok := StartRequest{ID: "a", Customer: PartyRequest{Address: "whatsapp:+15550001111"}, Rider: PartyRequest{Address: "whatsapp:+15550002222"}}
+	for name, tt := range map[string]struct {
+		change      func(*StartRequest)
+		field, says string
+	}{
+		"dot id":              {func(r *StartRequest) { r.ID = "." }, "id", "path segment"},
+		"dot dot id":          {func(r *StartRequest) { r.ID = ".." }, "id", "path segment"},
+		"sid id":              {func(r *StartRequest) { r.ID = "CH0123456789abcdef0123456789abcdef" }, "id", "conversation SID"},
+		"business customer":   {func(r *StartRequest) { r.Customer.Address = "whatsapp:+15550100000" }, "customer.address", "business numbers"},
+		"business rider, sms": {func(r *StartRequest) { r.Rider.Address = "+15550100000" }, "rider.address", "business numbers"},
+		"sms business number": {func(r *StartRequest) { r.Rider.Address = "whatsapp:+15550190000" }, "rider.address", "business numbers"},
+		"same person":         {func(r *StartRequest) { r.Rider.Address = "+15550001111" }, "rider.address", "another person"},
+		"letters":             {func(r *StartRequest) { r.Rider.Address = "whatsapp:+1555ABC2222" }, "rider.address", "'A' is not a digit"},
+		"no plus":             {func(r *StartRequest) { r.Rider.Address = "whatsapp:15550002222" }, "rider.address", "must start with +"},
+		"premium rate":        {func(r *StartRequest) { r.Rider.Address = "whatsapp:+19005551234" }, "rider.address", "premium-rate"},
+		"short number":        {func(r *StartRequest) { r.Rider.Address = "whatsapp:+44116123" }, "rider.address", "short or local-only"},
+		"too short":           {func(r *StartRequest) { r.Rider.Address = "whatsapp:+12345" }, "rider.address", "too short"},
+		"unknown country":     {func(r *StartRequest) { r.Rider.Address = "whatsapp:+8091234567" }, "rider.address", "country code"},
+	} {
+		r := ok
+		tt.change(&r)
+		_, err := r.validate(cfg, time.Now())
+		ve, isVE := err.(*ValidationError)
+		if !isVE || len(ve.Fields) != 1 || ve.Fields[0].Field != tt.field || !strings.Contains(ve.Fields[0].Message, tt.says) {
+			t.Errorf("%s: %v, want one error on %s saying %q", name, err, tt.field, tt.says)
+		}
+	}
+	// The client's whitespace does not count toward the metadata's 4 KiB.
+	r := ok
+	r.Metadata = json.RawMessage(`{"a":` + strings.Repeat(" ", 5000) + `"b"}`)
+	if c, err := r.validate(cfg, time.Now()); err != nil || string(c.Metadata) != `{"a":"b"}` {
+		t.Errorf("spaced metadata: %v %s", err, c.Metadata)
+	}
+}
+
+// smsPool holds one SMS number.
+type smsPool struct{ fakePool }
+
+func (*smsPool) Contains(number string) bool { return number == "+15550190000" }
