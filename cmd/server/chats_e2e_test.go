@@ -240,8 +240,15 @@ func TestChatStartRefusesBadRequests(t *testing.T) {
 		code   int
 		fields []string
 	}{
-		"not json":      {`{"id":`, 400, nil},
-		"unknown field": {`{"id":"a","custmer":{}}`, 400, nil},
+		"not json":             {`{"id":`, 400, nil},
+		"unknown field":        {`{"id":"a","custmer":{}}`, 400, nil},
+		"name in another case": {`{"ID":"a","customer":{"address":"whatsapp:+15550001111"},"rider":{"address":"whatsapp:+15550002222"}}`, 400, nil},
+		"name twice":           {`{"id":"a","id":"b","customer":{"address":"whatsapp:+15550001111"},"rider":{"address":"whatsapp:+15550002222"}}`, 400, nil},
+		"trailing brace":       {`{"id":"a","customer":{"address":"whatsapp:+15550001111"},"rider":{"address":"whatsapp:+15550002222"}}}`, 400, nil},
+		"trailing brackets":    {`{"id":"a","customer":{"address":"whatsapp:+15550001111"},"rider":{"address":"whatsapp:+15550002222"}}]]]`, 400, nil},
+		"null":                 {`null`, 400, nil},
+		"sid as id":            {`{"id":"CH0123456789abcdef0123456789abcdef","customer":{"address":"whatsapp:+15550001111"},"rider":{"address":"whatsapp:+15550002222"}}`, 422, []string{"id"}},
+		"business number":      {`{"id":"a","customer":{"address":"whatsapp:+15550001111"},"rider":{"address":"` + business + `"}}`, 422, []string{"rider.address"}},
 		"everything wrong": {`{"id":"bad id!","customer":{"address":"+15550001111"},"rider":{"address":"whatsapp:+1555"},"ttl":"5m","metadata":[1]}`, 422,
 			[]string{"id", "customer.address", "rider.address", "ttl", "metadata"}},
 		"same person": {`{"id":"a","customer":{"address":"whatsapp:+15550001111"},"rider":{"address":"whatsapp:+15550001111"}}`, 422, []string{"rider.address"}},
@@ -264,6 +271,15 @@ func TestChatStartRefusesBadRequests(t *testing.T) {
 		if strings.Join(got, ",") != strings.Join(tt.fields, ",") {
 			t.Errorf("%s: fields %v, want %v (%s)", name, got, tt.fields, p)
 		}
+	}
+	// A body that is not declared JSON is refused as such, whatever it holds.
+	req, _ := http.NewRequest("POST", s.base+"/v1/chats", strings.NewReader(startBody))
+	req.Header.Set("Content-Type", "text/plain")
+	req.Header.Set("Authorization", "Bearer "+adminToken1)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 415 || resp.Header.Get("Content-Type") != "application/problem+json" {
+		t.Errorf("text/plain body: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
 	}
 	if n := len(fake.Requests()); n != 0 {
 		t.Errorf("refused starts made %d REST calls", n)

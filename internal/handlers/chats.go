@@ -1,12 +1,9 @@
 package handlers
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 
@@ -203,25 +200,4 @@ func validState(s chat.State) bool {
 		}
 	}
 	return false
-}
-
-// decodeJSON reads one JSON object of at most maxAPIBody bytes into v; unknown fields are refused, so
-// a misspelt field is an error and not a silent default.
-func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxAPIBody))
-	if err != nil {
-		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return errTooLarge
-		}
-		return malformed("reading body failed")
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return malformed("body is not the JSON object expected: " + err.Error())
-	}
-	if dec.More() {
-		return malformed("trailing data after the JSON object")
-	}
-	return nil
 }

@@ -222,6 +222,8 @@ func TestWebhookRejects(t *testing.T) {
 	nestedJSON := signedJSON(`{"EventType":"onMessageAdded","ConversationSid":{"a":"CH00000000000000000000000000000001"},"MessageSid":"IM00000000000000000000000000000001","Author":"a"}`)
 	badJSON := signedJSON(`{"EventType":`)
 	arrayJSON := signedJSON(`["onMessageAdded"]`)
+	twiceJSON := signedJSON(`{"EventType":"onMessageAdded","ConversationSid":"CH00000000000000000000000000000001","ConversationSid":"CH00000000000000000000000000000002","MessageSid":"IM00000000000000000000000000000001","Author":"a"}`)
+	trailingJSON := signedJSON(`{"EventType":"onMessageAdded"}}`)
 	noConversation := url.Values{"EventType": {"onMessageAdded"}, "MessageSid": {msg1}, "Author": {"a"}}
 	noMessage := url.Values{"EventType": {"onMessageAdded"}, "ConversationSid": {"CH00000000000000000000000000000001"}, "Author": {"a"}}
 
@@ -245,6 +247,8 @@ func TestWebhookRejects(t *testing.T) {
 		{"signed query that does not parse", badGetQuery, 400, `{"error":"malformed request: malformed query string"}`, "malformed"},
 		{"malformed json", badJSON, 400, `{"error":"malformed request: body is not a JSON object"}`, "malformed"},
 		{"json array", arrayJSON, 400, `{"error":"malformed request: body is not a JSON object"}`, "malformed"},
+		{"json name twice", twiceJSON, 400, `{"error":"malformed request: body is not a JSON object"}`, "malformed"},
+		{"json trailing data", trailingJSON, 400, `{"error":"malformed request: body is not a JSON object"}`, "malformed"},
 		{"no ConversationSid", signedPOST(noConversation), 400, `{"error":"invalid event: ConversationSid is missing"}`, "malformed"},
 		{"no MessageSid", signedGET(noMessage), 400, `{"error":"invalid event: MessageSid is missing"}`, "malformed"},
 		{"query and fragment in ConversationSid", signedPOST(withSid("CHx?y=1#z")), 400, `{"error":"invalid event: ConversationSid is not CH followed by 32 hexadecimal digits"}`, "malformed"},

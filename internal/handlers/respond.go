@@ -63,6 +63,7 @@ var failures = []struct {
 	{err: errBadSignature, failure: failure{status: http.StatusForbidden, slug: "bad-signature", title: errBadSignature.Error(), outcome: metrics.BadSignature}},
 	{err: errUnauthorized, failure: failure{status: http.StatusUnauthorized, slug: "unauthorized", title: errUnauthorized.Error()}},
 	{err: errMalformed, failure: failure{status: http.StatusBadRequest, slug: "malformed", title: "malformed request", detail: true, outcome: metrics.Malformed}},
+	{err: errMediaType, failure: failure{status: http.StatusUnsupportedMediaType, slug: "unsupported-media-type", title: "the body must be application/json"}},
 	{err: optin.ErrInvalidEvent, failure: failure{status: http.StatusBadRequest, slug: "malformed", title: "invalid event", detail: true, outcome: metrics.Malformed}},
 	{match: isType[*chat.ValidationError], failure: failure{status: http.StatusUnprocessableEntity, slug: "validation", title: "invalid request", detail: true}},
 	{err: chat.ErrNotFound, failure: failure{status: http.StatusNotFound, slug: "not-found", title: "no such chat"}},

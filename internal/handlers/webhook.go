@@ -1,13 +1,10 @@
 package handlers
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"net/url"
 	"strings"
@@ -270,44 +267,6 @@ func verifiedParams(w http.ResponseWriter, r *http.Request, v *signature.Validat
 		return nil, errBadSignature
 	}
 	return form, nil
-}
-
-func isJSON(contentType string) bool {
-	mt, _, err := mime.ParseMediaType(contentType)
-	return err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json"))
-}
-
-// jsonParams flattens a JSON object's top level into parameters; nested values keep their JSON text.
-func jsonParams(body []byte) (url.Values, error) {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	var obj map[string]any
-	if err := dec.Decode(&obj); err != nil || obj == nil {
-		return nil, malformed("body is not a JSON object")
-	}
-	if dec.More() {
-		return nil, malformed("trailing data after JSON object")
-	}
-	out := url.Values{}
-	for k, val := range obj {
-		switch x := val.(type) {
-		case nil:
-		case string:
-			out.Set(k, x)
-		case json.Number:
-			out.Set(k, x.String())
-		case bool:
-			if x {
-				out.Set(k, "true")
-			} else {
-				out.Set(k, "false")
-			}
-		default:
-			raw, _ := json.Marshal(x)
-			out.Set(k, string(raw))
-		}
-	}
-	return out, nil
 }
 
 // Rejections logged per second; the rest are counted, and the next line logged says how many.
