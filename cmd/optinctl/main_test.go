@@ -19,7 +19,7 @@ import (
 const (
 	accountSid = "AC00000000000000000000000000000001"
 	authToken  = "token0000000000000000000000000001"
-	adminToken = "admintoken-0123456789"
+	adminToken = "5d2b8e4f1a7c3e9b6d0f2a4c8e1b3d5f"
 )
 
 // apiServer is the real admin API on a real chat service, against the exact-call fake of Twilio.

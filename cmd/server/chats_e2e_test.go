@@ -24,8 +24,8 @@ import (
 )
 
 const (
-	adminToken1 = "admintoken-one-0000000001"
-	adminToken2 = "admintoken-two-0000000002"
+	adminToken1 = "7f3c9a1e5b2d4f6081a9c3e5b7d9f1a2"
+	adminToken2 = "c84e2a6f0b1d3957e2a4c6b8d0f2e4a6"
 	business    = "whatsapp:+15550100000"
 	rider       = "whatsapp:+15550002222"
 	inviteSid   = "HX0000000000000000000000000000a001"
@@ -201,7 +201,7 @@ func TestChatAPITokens(t *testing.T) {
 		code   int
 	}{
 		"missing":       {"", 401},
-		"wrong":         {"Bearer admintoken-one-0000000009", 401},
+		"wrong":         {"Bearer 7f3c9a1e5b2d4f6081a9c3e5b7d9f1a9", 401},
 		"not bearer":    {"Basic " + adminToken1, 401},
 		"first":         {"Bearer " + adminToken1, 200},
 		"second of two": {"bearer " + adminToken2, 200},

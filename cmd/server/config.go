@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/optinkit/optin/internal/callback"
+	"github.com/optinkit/optin/internal/tokens"
 	"github.com/rs/zerolog"
 )
 
@@ -43,7 +44,7 @@ type config struct {
 	Workers          int           `envconfig:"OPTIN_WORKERS" default:"200" desc:"opt-ins (and event deliveries) this replica works on at once; the rest wait their turn, in memory or in Redis (1 to 1000)"`
 	FlowRetention    time.Duration `envconfig:"OPTIN_FLOW_RETENTION" default:"720h" desc:"how long a finished conversation is remembered (in Redis or in memory), so later messages stay no-ops (1m to 8760h)"`
 	DebugAddr        string        `envconfig:"OPTIN_DEBUG_ADDR" desc:"loopback address (e.g. 127.0.0.1:6060) to serve pprof on; empty serves none"`
-	AdminTokens      string        `envconfig:"OPTIN_ADMIN_TOKENS" mask:"secret" desc:"comma-separated bearer tokens of the admin API (/v1), each at least 16 characters; empty turns the API off"`
+	AdminTokens      string        `envconfig:"OPTIN_ADMIN_TOKENS" mask:"secret" desc:"comma-separated bearer tokens of the admin API (/v1) and the console, each at least 32 characters and hard to guess (openssl rand -hex 32); empty turns the API off"`
 	AdminAddr        string        `envconfig:"OPTIN_ADMIN_ADDR" desc:"serve the admin API on this address instead of OPTIN_ADDR, so the public ingress exposes only the webhook"`
 	WhatsAppNumber   string        `envconfig:"OPTIN_WHATSAPP_NUMBER" desc:"a business WhatsApp sender chats are started on (whatsapp:+E164); with OPTIN_WHATSAPP_NUMBERS, the pool is their union"`
 	WhatsAppNumbers  string        `envconfig:"OPTIN_WHATSAPP_NUMBERS" desc:"comma-separated business WhatsApp senders (whatsapp:+E164) chats lease numbers from, so a person can be in several chats at once"`
@@ -234,8 +235,8 @@ func (c config) validate() (settings, error) {
 		}
 	}
 	for _, t := range s.adminTokens {
-		if len(t) < 16 {
-			bad("OPTIN_ADMIN_TOKENS", "each token must be at least 16 characters")
+		if err := tokens.Check(t); err != nil {
+			bad("OPTIN_ADMIN_TOKENS", "%s", err)
 			break
 		}
 	}

@@ -62,6 +62,11 @@ func TestBadConfigNamesTheVariable(t *testing.T) {
 		{"retention 1ns", "OPTIN_FLOW_RETENTION", "1ns"},
 		{"shutdown timeout a day", "OPTIN_SHUTDOWN_TIMEOUT", "24h"},
 		{"admin token short", "OPTIN_ADMIN_TOKENS", "short"},
+		{"admin token of 31", "OPTIN_ADMIN_TOKENS", "7f3c9a1e5b2d4f6081a9c3e5b7d9f1a"},
+		{"admin token repeated", "OPTIN_ADMIN_TOKENS", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"},
+		{"admin token word and digits", "OPTIN_ADMIN_TOKENS", "password12345678password12345678"},
+		{"admin token sequence", "OPTIN_ADMIN_TOKENS", "0123456789abcdef0123456789abcdef"},
+		{"second admin token weak", "OPTIN_ADMIN_TOKENS", "7f3c9a1e5b2d4f6081a9c3e5b7d9f1a2,passwordpasswordpassword12345678"},
 		{"admin token empty list", "OPTIN_ADMIN_TOKENS", " , "},
 		{"admin addr without tokens", "OPTIN_ADMIN_ADDR", "127.0.0.1:0"},
 		{"whatsapp number", "OPTIN_WHATSAPP_NUMBER", "+15550100000"},
@@ -223,7 +228,7 @@ func (noWork) GiveUp(context.Context, string, error) error { return nil }
 
 // With the API on, its own settings are checked together.
 func TestBadAPIConfig(t *testing.T) {
-	on := map[string]string{"OPTIN_ADMIN_TOKENS": "admintoken-one-0000000001", "OPTIN_PUBLIC_URL": "https://optin.example.com",
+	on := map[string]string{"OPTIN_ADMIN_TOKENS": "7f3c9a1e5b2d4f6081a9c3e5b7d9f1a2", "OPTIN_PUBLIC_URL": "https://optin.example.com",
 		"OPTIN_WHATSAPP_NUMBER": "whatsapp:+15550100000"}
 	for name, tt := range map[string]struct{ key, value string }{
 		"no number":       {"OPTIN_WHATSAPP_NUMBER", ""},

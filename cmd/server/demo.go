@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -48,7 +50,7 @@ type demo struct {
 func startDemo(riderText string) (*demo, error) {
 	d := &demo{}
 	d.sid, d.token = emulator.NewCredentials()
-	_, d.adminToken = emulator.NewCredentials()
+	d.adminToken = newAdminToken()
 	emu, err := emulator.New(emulator.Options{
 		AccountSid: d.sid,
 		AuthToken:  d.token,
@@ -302,4 +304,11 @@ func wrap(text string, width int) []string {
 		line += w
 	}
 	return append(lines, line)
+}
+
+// newAdminToken makes a token as the docs tell operators to: 32 random bytes in hex.
+func newAdminToken() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }

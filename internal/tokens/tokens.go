@@ -5,7 +5,11 @@ package tokens
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"fmt"
+	"math"
 	"slices"
+
+	"github.com/trustelem/zxcvbn"
 )
 
 // Set is the configured tokens, several so that one can be rotated out while another is in use.
@@ -46,4 +50,22 @@ func (s *Set) Match(given string) (string, bool) {
 		return "", false
 	}
 	return s.tokens[match], true
+}
+
+// What an admin token must have: a length, and an estimate of the guesses it takes (zxcvbn's, which
+// sees repeated characters, words, keyboard runs and sequences) of at least 2^MinBits.
+const (
+	MinLength = 32
+	MinBits   = 80
+)
+
+// Check says what is wrong with a token to be configured, without naming it.
+func Check(token string) error {
+	if len(token) < MinLength {
+		return fmt.Errorf("each token must be at least %d characters; make one with: openssl rand -hex 32", MinLength)
+	}
+	if bits := math.Log2(zxcvbn.PasswordStrength(token, nil).Guesses); bits < MinBits {
+		return fmt.Errorf("a token is too easy to guess (about 2^%.0f guesses: repeated characters, words, sequences); make one with: openssl rand -hex 32", bits)
+	}
+	return nil
 }
