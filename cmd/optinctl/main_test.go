@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/optinkit/optin/internal/authlimit"
 	"github.com/optinkit/optin/internal/chat"
 	"github.com/optinkit/optin/internal/faketwilio"
 	"github.com/optinkit/optin/internal/handlers"
@@ -39,7 +40,7 @@ func apiServer(t *testing.T) (*httptest.Server, *faketwilio.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := handlers.NewAdminRouter(chats, pool, []string{adminToken}, handlers.OpenAPI)
+	h, err := handlers.NewAdminRouter(chats, pool, []string{adminToken}, authlimit.New(authlimit.DefaultBurst, authlimit.DefaultEvery, false), handlers.OpenAPI)
 	if err != nil {
 		t.Fatal(err)
 	}

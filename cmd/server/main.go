@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/optinkit/optin/internal/authlimit"
 	"github.com/optinkit/optin/internal/callback"
 	"github.com/optinkit/optin/internal/chat"
 	"github.com/optinkit/optin/internal/console"
@@ -232,10 +233,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	var admin, cons http.Handler
 	if chats != nil {
-		if admin, err = handlers.NewAdminRouter(chats, pools, cfg.adminTokens, handlers.OpenAPI); err != nil {
+		// One budget of failed authentications per client, shared by the API and the console's login.
+		guard := authlimit.New(authlimit.DefaultBurst, authlimit.DefaultEvery, cfg.TrustProxy)
+		if admin, err = handlers.NewAdminRouter(chats, pools, cfg.adminTokens, guard, handlers.OpenAPI); err != nil {
 			return fmt.Errorf("admin API: %w", err)
 		}
-		copts := console.Options{Chats: chats, Pools: pools, Tokens: cfg.adminTokens}
+		copts := console.Options{Chats: chats, Pools: pools, Tokens: cfg.adminTokens, Guard: guard}
 		if dm != nil {
 			copts.Demo = dm
 		}

@@ -16,6 +16,7 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"path"
 	"strings"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/time/rate"
 
+	"github.com/optinkit/optin/internal/authlimit"
 	"github.com/optinkit/optin/internal/chat"
 	"github.com/optinkit/optin/internal/numberpool"
 	"github.com/optinkit/optin/internal/pii"
@@ -90,6 +92,8 @@ type Options struct {
 	Demo Demo
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+	// Guard slows the clients whose logins fail (shared with the API's bearer check); nil: one of its own.
+	Guard *authlimit.Limiter
 }
 
 // maxForm bounds a form's body: a token, a CSRF token and a message.
@@ -106,7 +110,10 @@ func New(opts Options) (http.Handler, error) {
 	case opts.Pools == nil:
 		return nil, errors.New("console: nil Pools")
 	}
-	c := &console{chats: opts.Chats, pools: opts.Pools, demo: opts.Demo, now: opts.Now, refusals: rate.NewLimiter(1, 5)}
+	c := &console{chats: opts.Chats, pools: opts.Pools, demo: opts.Demo, now: opts.Now, refusals: rate.NewLimiter(1, 5), guard: opts.Guard}
+	if c.guard == nil {
+		c.guard = authlimit.New(authlimit.DefaultBurst, authlimit.DefaultEvery, false)
+	}
 	if c.now == nil {
 		c.now = time.Now
 	}
@@ -157,6 +164,7 @@ type console struct {
 	pages    map[string]*template.Template
 	// refusals paces the log of refused logins: a guessing script must not flood the log.
 	refusals *rate.Limiter
+	guard    *authlimit.Limiter
 }
 
 // headers keeps the pages out of caches and frames and lets them run only their own script and style.
@@ -167,6 +175,7 @@ func headers(next http.Handler) http.Handler {
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "no-referrer")
 		h.Set("Cache-Control", "no-store")
+		h.Set("X-Frame-Options", "DENY") // frame-ancestors 'none' for browsers that predate it
 		next.ServeHTTP(w, r)
 	})
 }
@@ -187,11 +196,13 @@ func (c *console) requireSession(next http.Handler) http.Handler {
 			return
 		}
 		if r.Method == http.MethodPost {
-			r.Body = http.MaxBytesReader(w, r.Body, maxForm)
-		}
-		if r.Method == http.MethodPost && !s.csrfOK(r) {
-			c.fail(w, r, http.StatusForbidden, "The form is stale or did not come from this console; reload the page and try again.")
-			return
+			if !c.parseForm(w, r) {
+				return
+			}
+			if !s.csrfOK(r) {
+				c.fail(w, r, http.StatusForbidden, "The form is stale or did not come from this console; reload the page and try again.")
+				return
+			}
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), sessionKey{}, s)))
 	})
@@ -201,11 +212,35 @@ func (c *console) loginPage(w http.ResponseWriter, r *http.Request) {
 	c.render(w, r, http.StatusOK, "login", loginData{page: page{Title: "Log in"}, Next: safeNext(r.URL.Query().Get("next"))})
 }
 
-func (c *console) login(w http.ResponseWriter, r *http.Request) {
+// parseForm reads a post's form, at most maxForm bytes; it answers 413 or 400 itself and says false
+// when the form cannot be read.
+func (c *console) parseForm(w http.ResponseWriter, r *http.Request) bool {
 	r.Body = http.MaxBytesReader(w, r.Body, maxForm)
+	if err := r.ParseForm(); err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			c.fail(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("The form is larger than %d KiB.", maxForm>>10))
+			return false
+		}
+		c.fail(w, r, http.StatusBadRequest, "The form could not be read.")
+		return false
+	}
+	return true
+}
+
+func (c *console) login(w http.ResponseWriter, r *http.Request) {
+	client := c.guard.Key(r)
+	if wait := c.guard.Wait(client); wait > 0 {
+		w.Header().Set("Retry-After", authlimit.RetryAfter(wait))
+		c.fail(w, r, http.StatusTooManyRequests, fmt.Sprintf("Too many failed logins from here; try again in %s seconds.", authlimit.RetryAfter(wait)))
+		return
+	}
+	if !c.parseForm(w, r) {
+		return
+	}
 	token, ok := c.sessions.logins.Match(r.PostFormValue("token"))
 	next := safeNext(r.PostFormValue("next"))
 	if !ok {
+		c.guard.Failed(client)
 		if c.refusals.Allow() {
 			zerolog.Ctx(r.Context()).Warn().Msg("console login refused")
 		}
@@ -221,12 +256,25 @@ func (c *console) logout(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/console/login", http.StatusSeeOther)
 }
 
-// safeNext keeps a post-login redirect inside the console.
+// safeNext keeps a post-login redirect inside the console: its path, once cleaned of . and ..
+// segments (as the browser would resolve them), must still be under Prefix.
 func safeNext(next string) string {
 	if !strings.HasPrefix(next, Prefix) || strings.HasPrefix(next, "//") || strings.ContainsAny(next, "\\\r\n") {
 		return Prefix
 	}
-	return next
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" {
+		return Prefix
+	}
+	clean := path.Clean(u.Path)
+	if clean+"/" == Prefix {
+		clean = Prefix
+	}
+	if !strings.HasPrefix(clean, Prefix) && clean != strings.TrimSuffix(Prefix, "/") {
+		return Prefix
+	}
+	u.Path, u.RawPath = clean, ""
+	return u.String()
 }
 
 type loginData struct {

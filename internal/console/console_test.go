@@ -13,6 +13,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/optinkit/optin/internal/authlimit"
 	"github.com/optinkit/optin/internal/chat"
 	"github.com/optinkit/optin/internal/numberpool"
 )
@@ -158,6 +159,8 @@ func TestSafeNext(t *testing.T) {
 	for in, want := range map[string]string{
 		"/console/chats/a": "/console/chats/a", "": Prefix, "//evil.example/console/": Prefix,
 		"https://evil.example/": Prefix, "/console/\\evil": Prefix, "/v1/chats": Prefix,
+		"/console/../../evil": Prefix, "/console/chats/../../v1/chats": Prefix, "/console/chats/../pools": "/console/pools",
+		"/console/./chats/a?x=1": "/console/chats/a?x=1", "/console/%2e%2e/evil": Prefix,
 	} {
 		if got := safeNext(in); got != want {
 			t.Errorf("safeNext(%q) = %q, want %q", in, got, want)
@@ -211,21 +214,55 @@ func TestListSearchAndBadInput(t *testing.T) {
 	}
 }
 
-func TestRefusedLoginsAreLoggedPaced(t *testing.T) {
+// A guessing client is slowed: ten refused logins, then 429 with Retry-After before its token is even
+// compared, whatever it sends; another client is not; the refusals are logged paced, never the guess.
+func TestRefusedLoginsAreThrottledAndLoggedPaced(t *testing.T) {
 	h, _ := newConsole(t, &fakeChats{}, "token-one")
 	var logs strings.Builder
 	log := zerolog.New(&logs)
-	for range 50 {
-		r := httptest.NewRequest("POST", "/console/login", strings.NewReader("token=guess"))
+	login := func(from, token string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest("POST", "/console/login", strings.NewReader("token="+token))
 		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		r.RemoteAddr = from + ":40000"
 		r = r.WithContext(log.WithContext(r.Context()))
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, r)
-		if w.Code != http.StatusUnauthorized || strings.Contains(logs.String(), "guess") {
-			t.Fatalf("%d, log %s", w.Code, logs.String())
+		return w
+	}
+	codes := map[int]int{}
+	for range 50 {
+		w := login("192.0.2.1", "guess")
+		codes[w.Code]++
+		if w.Code == http.StatusTooManyRequests && w.Header().Get("Retry-After") == "" {
+			t.Fatal("429 without Retry-After")
+		}
+		if strings.Contains(logs.String(), "guess") {
+			t.Fatalf("the guess is in the log: %s", logs.String())
 		}
 	}
+	if codes[http.StatusUnauthorized] != authlimit.DefaultBurst || codes[http.StatusTooManyRequests] != 50-authlimit.DefaultBurst {
+		t.Errorf("answers %v, want %d refusals then 429s", codes, authlimit.DefaultBurst)
+	}
+	// Even the right token waits its turn from there; another client logs in.
+	if w := login("192.0.2.1", "token-one"); w.Code != http.StatusTooManyRequests {
+		t.Errorf("right token from the throttled client: %d", w.Code)
+	}
+	if w := login("198.51.100.7", "token-one"); w.Code != http.StatusSeeOther {
+		t.Errorf("another client: %d", w.Code)
+	}
 	if n := strings.Count(logs.String(), "console login refused"); n < 1 || n > 6 {
-		t.Errorf("%d log lines for 50 refused logins", n)
+		t.Errorf("%d log lines for 10 refused logins", n)
+	}
+}
+
+// A form over 16 KiB is answered 413, saying so; pages may not be framed, even by old browsers.
+func TestOversizedFormAndFraming(t *testing.T) {
+	h, _ := newConsole(t, &fakeChats{}, "token-one")
+	w := serve(h, "POST", "/console/login", url.Values{"token": {strings.Repeat("x", 20<<10)}}, "")
+	if w.Code != http.StatusRequestEntityTooLarge || !strings.Contains(w.Body.String(), "larger than 16 KiB") {
+		t.Errorf("oversized login: %d %s", w.Code, w.Body.String())
+	}
+	if w := serve(h, "GET", "/console/login", nil, ""); w.Header().Get("X-Frame-Options") != "DENY" {
+		t.Errorf("X-Frame-Options %q", w.Header().Get("X-Frame-Options"))
 	}
 }

@@ -2,14 +2,18 @@ package handlers
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/go-chi/chi/v5"
+	"github.com/rs/zerolog"
 
+	"github.com/optinkit/optin/internal/authlimit"
 	"github.com/optinkit/optin/internal/chat"
 	"github.com/optinkit/optin/internal/numberpool"
 )
@@ -44,7 +48,7 @@ func TestOpenAPIListsEveryRoute(t *testing.T) {
 			documented = append(documented, method+" "+path)
 		}
 	}
-	h, err := NewAdminRouter(noChats{}, noPools{}, []string{"token-0123456789abcdef"}, OpenAPI)
+	h, err := NewAdminRouter(noChats{}, noPools{}, []string{"token-0123456789abcdef"}, authlimit.New(authlimit.DefaultBurst, authlimit.DefaultEvery, false), OpenAPI)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,5 +64,53 @@ func TestOpenAPIListsEveryRoute(t *testing.T) {
 	slices.Sort(served)
 	if !slices.Equal(documented, served) {
 		t.Errorf("documented %v\nserved     %v", documented, served)
+	}
+}
+
+// A client guessing bearer tokens gets DefaultBurst 401s, then 429 with Retry-After before its token
+// is looked at (the right one included) — logged sampled, with no access line each; another client is
+// not slowed.
+func TestBearerGuessesAreThrottled(t *testing.T) {
+	const token = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+	admin, err := NewAdminRouter(noChats{}, noPools{}, []string{token}, authlimit.New(authlimit.DefaultBurst, authlimit.DefaultEvery, false), OpenAPI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs strings.Builder
+	h := NewAdminServer(zerolog.New(&logs), admin, nil, func(context.Context) error { return nil })
+	call := func(from, bearer string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest("GET", "/v1/pools", nil)
+		r.RemoteAddr = from + ":50000"
+		r.Header.Set("Authorization", "Bearer "+bearer)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w
+	}
+	codes := map[int]int{}
+	for i := range 40 {
+		w := call("192.0.2.1", fmt.Sprintf("guess-%d", i))
+		codes[w.Code]++
+		if w.Code == http.StatusTooManyRequests && (w.Header().Get("Retry-After") == "" || !strings.Contains(w.Body.String(), "problem-too-many-attempts")) {
+			t.Fatalf("429: %v %s", w.Header(), w.Body.String())
+		}
+	}
+	if codes[401] != authlimit.DefaultBurst || codes[429] != 40-authlimit.DefaultBurst {
+		t.Errorf("answers %v", codes)
+	}
+	if w := call("192.0.2.1", token); w.Code != http.StatusTooManyRequests {
+		t.Errorf("right token from the throttled client: %d", w.Code)
+	}
+	if w := call("198.51.100.7", token); w.Code != http.StatusOK {
+		t.Errorf("another client: %d", w.Code)
+	}
+	out := logs.String()
+	if n := strings.Count(out, `"message":"request"`); n != 1 {
+		t.Errorf("%d access lines for 42 requests, want 1 (the answered one)", n)
+	}
+	if n := strings.Count(out, "admin API authentication refused"); n < 1 || n > rejectionsPerSecond+1 {
+		t.Errorf("%d refusal lines", n)
+	}
+	if strings.Contains(out, "guess-") {
+		t.Error("a guess is in the log")
 	}
 }

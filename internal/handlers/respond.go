@@ -62,6 +62,7 @@ var failures = []struct {
 	{err: errNoSignature, failure: failure{status: http.StatusForbidden, slug: "bad-signature", title: errNoSignature.Error(), outcome: metrics.BadSignature}},
 	{err: errBadSignature, failure: failure{status: http.StatusForbidden, slug: "bad-signature", title: errBadSignature.Error(), outcome: metrics.BadSignature}},
 	{err: errUnauthorized, failure: failure{status: http.StatusUnauthorized, slug: "unauthorized", title: errUnauthorized.Error()}},
+	{err: errTooManyAttempts, failure: failure{status: http.StatusTooManyRequests, slug: "too-many-attempts", title: "too many failed attempts; wait as Retry-After says"}},
 	{err: errMalformed, failure: failure{status: http.StatusBadRequest, slug: "malformed", title: "malformed request", detail: true, outcome: metrics.Malformed}},
 	{err: errMediaType, failure: failure{status: http.StatusUnsupportedMediaType, slug: "unsupported-media-type", title: "the body must be application/json"}},
 	{err: optin.ErrInvalidEvent, failure: failure{status: http.StatusBadRequest, slug: "malformed", title: "invalid event", detail: true, outcome: metrics.Malformed}},

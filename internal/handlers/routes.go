@@ -10,6 +10,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/rs/zerolog"
 
+	"github.com/optinkit/optin/internal/authlimit"
 	"github.com/optinkit/optin/internal/signature"
 	"github.com/optinkit/optin/internal/tokens"
 )
@@ -75,13 +76,16 @@ func NewRouter(log zerolog.Logger, flows Flows, v *signature.Validator, urls Sig
 }
 
 // NewAdminRouter is the admin API under /v1: every route behind one of tokens (several, so that one can
-// be rotated out while another is in use). Errors are application/problem+json.
-func NewAdminRouter(chats Chats, pools Pools, adminTokens []string, openAPI []byte) (http.Handler, error) {
+// be rotated out while another is in use), guard slowing the clients that fail. Errors are
+// application/problem+json.
+func NewAdminRouter(chats Chats, pools Pools, adminTokens []string, guard *authlimit.Limiter, openAPI []byte) (http.Handler, error) {
 	switch {
 	case chats == nil:
 		return nil, errors.New("handlers: nil Chats")
 	case pools == nil:
 		return nil, errors.New("handlers: nil Pools")
+	case guard == nil:
+		return nil, errors.New("handlers: nil authentication guard")
 	}
 	set := tokens.New(adminTokens)
 	if set.Len() == 0 {
@@ -91,7 +95,7 @@ func NewAdminRouter(chats Chats, pools Pools, adminTokens []string, openAPI []by
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) { writeProblem(w, r, errNotFound) })
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) { writeProblem(w, r, errMethod) })
 	r.Route("/v1", func(r chi.Router) {
-		r.Use(requireToken(set))
+		r.Use(requireToken(set, guard))
 		r.Get("/openapi.json", func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Content-Type", "application/json")
 			_, _ = w.Write(openAPI)
