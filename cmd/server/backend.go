@@ -12,6 +12,7 @@ import (
 
 	"github.com/optinkit/optin/internal/callback"
 	"github.com/optinkit/optin/internal/chat"
+	"github.com/optinkit/optin/internal/console"
 	"github.com/optinkit/optin/internal/numberpool"
 	"github.com/optinkit/optin/internal/optin"
 	"github.com/optinkit/optin/internal/queue/asynqueue"
@@ -39,6 +40,8 @@ type backend struct {
 	creates chat.Limiter
 	// callbacks carries the chats' events to the platform; started only when a callback URL is set.
 	callbacks workQueue
+	// revocations keeps the console's logged-out sessions.
+	revocations console.Revocations
 	// ping reports whether the backend can take work; readiness follows it.
 	ping       func(ctx context.Context) error
 	closeStore func() error
@@ -56,14 +59,15 @@ const inprocMaxRuns = 10
 func openBackend(ctx context.Context, cfg config, log zerolog.Logger) (*backend, error) {
 	if cfg.RedisURL == "" {
 		return &backend{
-			store:      memory.New(cfg.FlowRetention),
-			queue:      inproc.New(cfg.Workers, inprocMaxRuns, nil),
-			callbacks:  inproc.New(cfg.Workers, callback.MaxRuns, callback.RunDelay),
-			chats:      memory.NewChats(cfg.FlowRetention),
-			pairs:      memory.NewPairs(cfg.FlowRetention),
-			creates:    rate.NewLimiter(rate.Limit(cfg.CreateRate), createBurst(cfg.CreateRate)),
-			ping:       func(context.Context) error { return nil },
-			closeStore: func() error { return nil },
+			store:       memory.New(cfg.FlowRetention),
+			queue:       inproc.New(cfg.Workers, inprocMaxRuns, nil),
+			callbacks:   inproc.New(cfg.Workers, callback.MaxRuns, callback.RunDelay),
+			chats:       memory.NewChats(cfg.FlowRetention),
+			pairs:       memory.NewPairs(cfg.FlowRetention),
+			revocations: memory.NewRevocations(),
+			creates:     rate.NewLimiter(rate.Limit(cfg.CreateRate), createBurst(cfg.CreateRate)),
+			ping:        func(context.Context) error { return nil },
+			closeStore:  func() error { return nil },
 		}, nil
 	}
 	where := redisHost(cfg.RedisURL)
@@ -98,7 +102,7 @@ func openBackend(ctx context.Context, cfg config, log zerolog.Logger) (*backend,
 		return nil, fmt.Errorf("OPTIN_REDIS_URL: %w", err)
 	}
 	log.Info().Str("redis", where).Msg("state and work shared through Redis")
-	return &backend{store: store, queue: queue, callbacks: callbacks, chats: store.Chats(), pairs: store.Pairs(),
+	return &backend{store: store, queue: queue, callbacks: callbacks, chats: store.Chats(), pairs: store.Pairs(), revocations: store.Revocations(),
 		creates: store.Limiter("conversation-create", cfg.CreateRate, createBurst(cfg.CreateRate)), ping: store.Ping, closeStore: store.Close}, nil
 }
 

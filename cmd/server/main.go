@@ -238,7 +238,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if admin, err = handlers.NewAdminRouter(chats, pools, cfg.adminTokens, guard, handlers.OpenAPI); err != nil {
 			return fmt.Errorf("admin API: %w", err)
 		}
-		copts := console.Options{Chats: chats, Pools: pools, Tokens: cfg.adminTokens, Guard: guard}
+		copts := console.Options{Chats: chats, Pools: pools, Tokens: cfg.adminTokens, Guard: guard, Revocations: be.revocations}
 		if dm != nil {
 			copts.Demo = dm
 		}

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/optinkit/optin/internal/tokens"
+	"github.com/rs/zerolog"
 )
 
 // cookieName is the console's session cookie.
@@ -18,13 +20,40 @@ const cookieName = "optin_console"
 // sessionTTL is how long a login lasts.
 const sessionTTL = 12 * time.Hour
 
+// Revocations remembers the sessions logged out before they expired, for every replica: a saved cookie
+// must not outlive its logout. Keys are digests of cookies, never cookies.
+type Revocations interface {
+	// Revoke records key as logged out until its session would have expired.
+	Revoke(ctx context.Context, key string, until time.Time) error
+	// Revoked reports whether key was logged out.
+	Revoked(ctx context.Context, key string) (bool, error)
+}
+
 // sessions issues and checks the console's login cookies. A cookie is "expiry.mac", the mac an
 // HMAC-SHA256 of the expiry keyed by the admin token that logged in: any replica with the same tokens
-// accepts it, and removing a token from the configuration ends the sessions it opened.
+// accepts it, and removing a token from the configuration ends the sessions it opened. Logging out
+// revokes the cookie until its expiry.
 type sessions struct {
 	// logins checks the token of a login; each token is also the key of the cookies it opened.
-	logins *tokens.Set
-	now    func() time.Time
+	logins  *tokens.Set
+	revoked Revocations
+	now     func() time.Time
+}
+
+// revocationKey is what Revocations keep of a cookie: its digest.
+func revocationKey(cookie string) string {
+	sum := sha256.Sum256([]byte(cookie))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// revoke logs the session out on every replica.
+func (s *sessions) revoke(ctx context.Context, value string) error {
+	exp, _, _ := strings.Cut(value, ".")
+	at, err := strconv.ParseInt(exp, 10, 64)
+	if err != nil {
+		return nil // not a cookie this console issued: nothing to revoke
+	}
+	return s.revoked.Revoke(ctx, revocationKey(value), time.Unix(at, 0))
 }
 
 // session is a checked login.
@@ -73,6 +102,13 @@ func (s *sessions) check(r *http.Request) (session, bool) {
 		}
 	}
 	if match == nil {
+		return session{}, false
+	}
+	// A store that cannot say counts as logged out: the console fails closed.
+	if revoked, err := s.revoked.Revoked(r.Context(), revocationKey(c.Value)); err != nil || revoked {
+		if err != nil {
+			zerolog.Ctx(r.Context()).Error().Err(err).Msg("console: reading session revocations")
+		}
 		return session{}, false
 	}
 	return session{value: c.Value, token: match}, true

@@ -94,6 +94,8 @@ type Options struct {
 	Now func() time.Time
 	// Guard slows the clients whose logins fail (shared with the API's bearer check); nil: one of its own.
 	Guard *authlimit.Limiter
+	// Revocations keeps the sessions logged out (shared by every replica); required.
+	Revocations Revocations
 }
 
 // maxForm bounds a form's body: a token, a CSRF token and a message.
@@ -109,6 +111,8 @@ func New(opts Options) (http.Handler, error) {
 		return nil, errors.New("console: nil Chats")
 	case opts.Pools == nil:
 		return nil, errors.New("console: nil Pools")
+	case opts.Revocations == nil:
+		return nil, errors.New("console: nil Revocations")
 	}
 	c := &console{chats: opts.Chats, pools: opts.Pools, demo: opts.Demo, now: opts.Now, refusals: rate.NewLimiter(1, 5), guard: opts.Guard}
 	if c.guard == nil {
@@ -117,7 +121,7 @@ func New(opts Options) (http.Handler, error) {
 	if c.now == nil {
 		c.now = time.Now
 	}
-	c.sessions = &sessions{logins: tokens.New(opts.Tokens), now: c.now}
+	c.sessions = &sessions{logins: tokens.New(opts.Tokens), revoked: opts.Revocations, now: c.now}
 	if c.sessions.logins.Len() == 0 {
 		return nil, errors.New("console: it needs at least one admin token")
 	}
@@ -252,6 +256,12 @@ func (c *console) login(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *console) logout(w http.ResponseWriter, r *http.Request) {
+	s, _ := r.Context().Value(sessionKey{}).(session)
+	if err := c.sessions.revoke(r.Context(), s.value); err != nil {
+		zerolog.Ctx(r.Context()).Error().Err(err).Msg("console: revoking a session")
+		c.fail(w, r, http.StatusServiceUnavailable, "Could not log out everywhere; try again.")
+		return
+	}
 	setCookie(w, r, "")
 	http.Redirect(w, r, "/console/login", http.StatusSeeOther)
 }

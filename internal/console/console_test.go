@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -66,7 +67,7 @@ func newConsole(t *testing.T, chats Chats, tokens ...string) (http.Handler, *tim
 	h, err := New(Options{Chats: chats, Pools: fakePools{
 		{Number: "whatsapp:+15550100000", Channel: "whatsapp", InUse: 3},
 		{Number: "whatsapp:+15550100091", Channel: "whatsapp"},
-	}, Tokens: tokens, Now: func() time.Time { return now }})
+	}, Tokens: tokens, Now: func() time.Time { return now }, Revocations: &revocations{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,6 +153,10 @@ func TestSessions(t *testing.T) {
 	csrf := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(page)[1]
 	if w := serve(h, "POST", "/console/logout", url.Values{"csrf": {csrf}}, cookie); w.Code != http.StatusSeeOther || w.Result().Cookies()[0].MaxAge != -1 {
 		t.Errorf("logout: %d %v", w.Code, w.Result().Cookies())
+	}
+	// A saved copy of the cookie no longer works after the logout.
+	if w := serve(h, "GET", "/console/?partial=1", nil, cookie); w.Code != http.StatusUnauthorized {
+		t.Errorf("cookie after logout: %d", w.Code)
 	}
 }
 
@@ -265,4 +270,27 @@ func TestOversizedFormAndFraming(t *testing.T) {
 	if w := serve(h, "GET", "/console/login", nil, ""); w.Header().Get("X-Frame-Options") != "DENY" {
 		t.Errorf("X-Frame-Options %q", w.Header().Get("X-Frame-Options"))
 	}
+}
+
+// revocations is a Revocations in a map.
+type revocations struct {
+	mu sync.Mutex
+	m  map[string]time.Time
+}
+
+func (r *revocations) Revoke(_ context.Context, key string, until time.Time) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m == nil {
+		r.m = map[string]time.Time{}
+	}
+	r.m[key] = until
+	return nil
+}
+
+func (r *revocations) Revoked(_ context.Context, key string) (bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.m[key]
+	return ok, nil
 }

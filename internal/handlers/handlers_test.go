@@ -441,8 +441,10 @@ func TestRoutingErrorsAndLogs(t *testing.T) {
 	if code, body := e.do(httptest.NewRequest(http.MethodGet, "/nope", nil)); code != 404 || body != `{"error":"not found"}` {
 		t.Errorf("404: %d %s", code, body)
 	}
-	if code, body := e.do(httptest.NewRequest(http.MethodPut, "/webhooks/conversations", nil)); code != 405 || body != `{"error":"method not allowed"}` {
-		t.Errorf("405: %d %s", code, body)
+	put := httptest.NewRecorder()
+	e.h.ServeHTTP(put, httptest.NewRequest(http.MethodPut, "/webhooks/conversations", nil))
+	if body := strings.TrimSpace(put.Body.String()); put.Code != 405 || body != `{"error":"method not allowed"}` || put.Header().Get("Allow") != "GET, POST" {
+		t.Errorf("405: %d %s, Allow %q", put.Code, body, put.Header().Get("Allow"))
 	}
 	w := httptest.NewRecorder()
 	e.h.ServeHTTP(w, signedPOST(event))

@@ -114,3 +114,21 @@ func TestBearerGuessesAreThrottled(t *testing.T) {
 		t.Error("a guess is in the log")
 	}
 }
+
+// A method a path does not have is 405 naming those it has.
+func TestAdminMethodNotAllowedSaysAllow(t *testing.T) {
+	const token = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+	h, err := NewAdminRouter(noChats{}, noPools{}, []string{token}, authlimit.New(authlimit.DefaultBurst, authlimit.DefaultEvery, false), OpenAPI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, allow := range map[string]string{"/v1/chats": "GET, POST", "/v1/chats/a": "GET, DELETE", "/v1/pools": "GET"} {
+		r := httptest.NewRequest(http.MethodPut, path, nil)
+		r.Header.Set("Authorization", "Bearer "+token)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != 405 || w.Header().Get("Allow") != allow || w.Header().Get("Content-Type") != "application/problem+json" {
+			t.Errorf("PUT %s: %d, Allow %q", path, w.Code, w.Header().Get("Allow"))
+		}
+	}
+}

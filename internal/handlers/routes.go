@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/rs/zerolog"
@@ -57,7 +58,7 @@ func NewRouter(log zerolog.Logger, flows Flows, v *signature.Validator, urls Sig
 	r := chi.NewRouter()
 	r.Use(requestScope(log))
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) { writeError(w, r, errNotFound) })
-	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) { writeError(w, r, errMethod) })
+	r.MethodNotAllowed(methodNotAllowed(r, writeError))
 
 	r.Get("/healthz", handleHealthz())
 	r.Get("/readyz", handleReadyz(ready))
@@ -93,7 +94,7 @@ func NewAdminRouter(chats Chats, pools Pools, adminTokens []string, guard *authl
 	}
 	r := chi.NewRouter()
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) { writeProblem(w, r, errNotFound) })
-	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) { writeProblem(w, r, errMethod) })
+	r.MethodNotAllowed(methodNotAllowed(r, writeProblem))
 	r.Route("/v1", func(r chi.Router) {
 		r.Use(requireToken(set, guard))
 		r.Get("/openapi.json", func(w http.ResponseWriter, _ *http.Request) {
@@ -126,5 +127,20 @@ func mountConsole(r chi.Router, console http.Handler) {
 	if console != nil {
 		r.Handle("/console", console)
 		r.Handle("/console/*", console)
+	}
+}
+
+// methodNotAllowed answers 405 with the Allow header a client needs (chi sets it only in its own
+// handler): the methods the path has among routes.
+func methodNotAllowed(routes chi.Routes, write func(http.ResponseWriter, *http.Request, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var allowed []string
+		for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions} {
+			if routes.Match(chi.NewRouteContext(), m, r.URL.Path) {
+				allowed = append(allowed, m)
+			}
+		}
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
+		write(w, r, errMethod)
 	}
 }

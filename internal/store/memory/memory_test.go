@@ -197,3 +197,10 @@ func BenchmarkFinishedChatHeap(b *testing.B) {
 		runtime.KeepAlive(s)
 	}
 }
+
+func TestRevocationsContract(t *testing.T) {
+	storetest.RunRevocations(t, func(*testing.T) (storetest.Revocations, storetest.Revocations) {
+		s := NewRevocations()
+		return s, s
+	})
+}

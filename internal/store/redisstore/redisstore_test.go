@@ -248,3 +248,10 @@ func TestOpenChatsOfAnEarlierVersion(t *testing.T) {
 		t.Errorf("open after the backfill %v", again)
 	}
 }
+
+func TestRevocationsContract(t *testing.T) {
+	storetest.RunRevocations(t, func(t *testing.T) (storetest.Revocations, storetest.Revocations) {
+		srv := redistest.Start(t)
+		return open(t, srv).Revocations(), open(t, srv).Revocations()
+	})
+}

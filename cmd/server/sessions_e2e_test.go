@@ -1,0 +1,68 @@
+package main
+
+import (
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/optinkit/optin/internal/faketwilio"
+	"github.com/optinkit/optin/internal/redistest"
+)
+
+// consoleDo makes one console request with a session cookie, following no redirect.
+func consoleDo(t *testing.T, method, target, cookie string, form url.Values) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest(method, target, strings.NewReader(form.Encode()))
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	if cookie != "" {
+		req.Header.Set("Cookie", cookie)
+	}
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+// A console session logged out on one replica is refused by every other, whatever a saved copy of the
+// cookie says.
+func TestLogoutEndsTheSessionOnEveryReplica(t *testing.T) {
+	rs := redistest.Start(t)
+	fake := faketwilio.New(accountSid, authToken)
+	t.Cleanup(fake.Close)
+	env := adminEnv(map[string]string{"OPTIN_REDIS_URL": rs.URL()})
+	a, b := start(t, fake, env), start(t, fake, env)
+
+	resp := consoleDo(t, "POST", a.base+"/console/login", "", url.Values{"token": {adminToken1}, "next": {"/console/"}})
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther || len(resp.Cookies()) != 1 {
+		t.Fatalf("login: %d %v", resp.StatusCode, resp.Cookies())
+	}
+	cookie := resp.Cookies()[0].Name + "=" + resp.Cookies()[0].Value
+	page := consoleDo(t, "GET", b.base+"/console/", cookie, nil)
+	var body strings.Builder
+	_, _ = io.Copy(&body, page.Body)
+	page.Body.Close()
+	m := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(body.String())
+	if page.StatusCode != http.StatusOK || m == nil {
+		t.Fatalf("the other replica did not take the session: %d", page.StatusCode)
+	}
+	out := consoleDo(t, "POST", a.base+"/console/logout", cookie, url.Values{"csrf": {m[1]}})
+	out.Body.Close()
+	if out.StatusCode != http.StatusSeeOther {
+		t.Fatalf("logout: %d", out.StatusCode)
+	}
+	for _, s := range []*server{a, b} {
+		again := consoleDo(t, "GET", s.base+"/console/?partial=1", cookie, nil)
+		again.Body.Close()
+		if again.StatusCode != http.StatusUnauthorized {
+			t.Errorf("the saved cookie after logout: %d", again.StatusCode)
+		}
+	}
+}
