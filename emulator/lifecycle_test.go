@@ -56,16 +56,25 @@ func TestClosedTimerAndStateEvents(t *testing.T) {
 	}
 }
 
-func TestCloseByAPIFiresStateEvent(t *testing.T) {
+// A close through the REST API fires the state webhook only with X-Twilio-Webhook-Enabled: true, as at
+// Twilio: the service's own close is not reported back to it.
+func TestCloseByAPIFiresStateEventOnlyWhenAsked(t *testing.T) {
 	h := newHarness(t)
 	rc := newReceiver(t)
-	conv := h.must(201, "POST", "/v1/Conversations", nil)["sid"].(string)
-	h.must(201, "POST", "/v1/Conversations/"+conv+"/Webhooks", vals("Target", "webhook", "Configuration.Url", rc.srv.URL,
-		"Configuration.Method", "post", "Configuration.Filters", "onConversationStateUpdated"))
-	h.must(200, "POST", "/v1/Conversations/"+conv, vals("State", "closed"))
+	quiet := h.must(201, "POST", "/v1/Conversations", nil)["sid"].(string)
+	loud := h.must(201, "POST", "/v1/Conversations", nil)["sid"].(string)
+	for _, conv := range []string{quiet, loud} {
+		h.must(201, "POST", "/v1/Conversations/"+conv+"/Webhooks", vals("Target", "webhook", "Configuration.Url", rc.srv.URL,
+			"Configuration.Method", "post", "Configuration.Filters", "onConversationStateUpdated"))
+	}
+	h.must(200, "POST", "/v1/Conversations/"+quiet, vals("State", "closed"))
+	h.must(200, "POST", "/v1/Conversations/"+loud, vals("State", "closed"), "X-Twilio-Webhook-Enabled", "true")
 	_ = h.emu.Close(t.Context())
-	if forms := rc.forms(); len(forms) != 1 || forms[0].Get("Reason") != "API" || forms[0].Get("StateTo") != "closed" {
+	if forms := rc.forms(); len(forms) != 1 || forms[0].Get("Reason") != "API" || forms[0].Get("StateTo") != "closed" || forms[0].Get("ConversationSid") != loud {
 		t.Errorf("state events %v", forms)
+	}
+	if got := h.must(200, "GET", "/v1/Conversations/"+quiet, nil); got["state"] != "closed" {
+		t.Errorf("quietly closed conversation is %v", got["state"])
 	}
 }
 

@@ -289,7 +289,12 @@ func (e *Emulator) updateConversation(r *http.Request, base string) (int, any, *
 	}
 	c.Updated = e.now()
 	if f.Has("State") {
-		e.setStateLocked(c, f.Get("State"), "API")
+		// As at Twilio, an action through the REST API fires webhooks only when the request asks.
+		if strings.EqualFold(r.Header.Get("X-Twilio-Webhook-Enabled"), "true") {
+			e.setStateLocked(c, f.Get("State"), "API")
+		} else {
+			c.State = f.Get("State")
+		}
 	}
 	return http.StatusOK, e.conversationJSON(base, c), nil
 }

@@ -155,8 +155,9 @@ func TestEndRacesStartAcrossTwoReplicas(t *testing.T) {
 	}
 }
 
-// A declined chat stays declined, a failed one failed, whenever Twilio's report of the close arrives
-// (the emulator sends it before the opt-in has told the chat) and however often.
+// A declined chat stays declined, a failed one failed, whenever a report of the close arrives and
+// however often (Twilio does not report the service's own close, nor does the emulator; a close by
+// someone else, or a delayed delivery, is reported — here sent late, twice).
 func TestLateCloseReportChangesNothing(t *testing.T) {
 	replicas, emu := emulatorReplicas(t, 1, nil)
 	s := replicas[0]
