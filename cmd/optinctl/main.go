@@ -1,9 +1,11 @@
-// Command optinctl is the operators' client of optin's chats API: start, get, list and end delivery
-// chats. The service's URL and one of its admin tokens come from flags or OPTIN_URL and OPTIN_ADMIN_TOKEN.
+// Command optinctl is the operators' client of optin's chats API: start, get, list, watch and end
+// delivery chats. The service's URL and one of its admin tokens come from flags or the environment
+// (OPTIN_URL, OPTIN_ADMIN_TOKEN — or the server's own OPTIN_ADMIN_TOKENS, whose first token is taken).
 package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -31,18 +33,25 @@ func main() {
 	}
 }
 
-const usage = `Usage: optinctl [-url URL] [-token TOKEN] [-json] COMMAND
+const usage = `Usage: optinctl [-url URL] [-token TOKEN] [-o table|json] COMMAND
 
 Commands:
-  start -id ID -customer whatsapp:+… -rider whatsapp:+… [-customer-name N] [-rider-name N]
-        [-ttl 2h] [-invite-content-sid HX…] [-invite-body TEXT] [-metadata JSON]
+  start -id ID -customer whatsapp:+… -rider whatsapp:+… [-mode optin|direct] [-customer-name N]
+        [-rider-name N] [-ttl 2h] [-invite-content-sid HX…] [-invite-body TEXT] [-metadata JSON]
   start -f FILE            the request body as JSON (- for standard input)
   get ID                   a chat, by id or conversation SID
   list [-state S] [-limit N] [-cursor C]
+  watch [-state S] [-every 1s]
+                           print the chats' state changes as they happen, as the console shows them
   end ID                   close the chat's conversation
+  help                     this text
 
-The URL and token default to OPTIN_URL and OPTIN_ADMIN_TOKEN.
+The URL defaults to OPTIN_URL, else http://127.0.0.1:8080; the token to OPTIN_ADMIN_TOKEN, else the
+first of OPTIN_ADMIN_TOKENS. -json is -o json. "optinctl COMMAND -h" tells a command's flags.
 `
+
+// defaultURL is where a service started with the defaults (or the demo) listens.
+const defaultURL = "http://127.0.0.1:8080"
 
 // client is one configured connection to the API.
 type client struct {
@@ -55,10 +64,12 @@ type client struct {
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("optinctl", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, usage) }
-	base := fs.String("url", getenv("OPTIN_URL"), "the service's base URL (OPTIN_URL)")
-	token := fs.String("token", getenv("OPTIN_ADMIN_TOKEN"), "one of the service's admin tokens (OPTIN_ADMIN_TOKEN)")
-	asJSON := fs.Bool("json", false, "print the API's JSON instead of text")
+	fs.Usage = func() { fmt.Fprint(stdout, usage) }
+	base := fs.String("url", cmp.Or(getenv("OPTIN_URL"), defaultURL), "the service's base URL (OPTIN_URL)")
+	token := fs.String("token", cmp.Or(getenv("OPTIN_ADMIN_TOKEN"), firstToken(getenv("OPTIN_ADMIN_TOKENS"))),
+		"one of the service's admin tokens (OPTIN_ADMIN_TOKEN, or the first of OPTIN_ADMIN_TOKENS)")
+	asJSON := fs.Bool("json", false, "print the API's JSON instead of a table (same as -o json)")
+	output := fs.String("o", "table", "output: table or json")
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -69,14 +80,41 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		fs.Usage()
 		return errors.New("no command")
 	}
-	if *base == "" || *token == "" {
-		return errors.New("the service's URL and an admin token are needed: -url and -token, or OPTIN_URL and OPTIN_ADMIN_TOKEN")
-	}
-	c := &client{base: strings.TrimSuffix(*base, "/"), token: *token, json: *asJSON, http: &http.Client{Timeout: 30 * time.Second}, stdout: stdout}
 	cmd, rest := fs.Arg(0), fs.Args()[1:]
+	if cmd == "help" {
+		fs.Usage()
+		return nil
+	}
+	if *output != "table" && *output != "json" {
+		return fmt.Errorf("-o %s: want table or json", *output)
+	}
+	c := &client{base: strings.TrimSuffix(*base, "/"), token: *token, json: *asJSON || *output == "json",
+		http: &http.Client{Timeout: 30 * time.Second}, stdout: stdout}
+	err := c.command(ctx, cmd, rest, stdin, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil // a command's -h: its flags were printed
+	}
+	if errors.Is(err, errUnknownCommand) {
+		fs.Usage()
+	}
+	return err
+}
+
+var errUnknownCommand = errors.New("unknown command")
+
+// firstToken is the first of a comma-separated list of tokens.
+func firstToken(list string) string {
+	first, _, _ := strings.Cut(list, ",")
+	return strings.TrimSpace(first)
+}
+
+// command runs one command.
+func (c *client) command(ctx context.Context, cmd string, rest []string, stdin io.Reader, stderr io.Writer) error {
 	switch cmd {
 	case "start":
 		return c.start(ctx, rest, stdin, stderr)
+	case "watch":
+		return c.watch(ctx, rest, stderr)
 	case "get", "end":
 		if len(rest) != 1 {
 			return fmt.Errorf("%s needs one chat id", cmd)
@@ -89,8 +127,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	case "list":
 		return c.list(ctx, rest, stderr)
 	}
-	fs.Usage()
-	return fmt.Errorf("unknown command %q", cmd)
+	return fmt.Errorf("%w %q", errUnknownCommand, cmd)
 }
 
 func (c *client) start(ctx context.Context, args []string, stdin io.Reader, stderr io.Writer) error {
@@ -98,6 +135,7 @@ func (c *client) start(ctx context.Context, args []string, stdin io.Reader, stde
 	fs.SetOutput(stderr)
 	file := fs.String("f", "", "the request as a JSON file (- for standard input)")
 	id := fs.String("id", "", "the chat's id (your key, e.g. the order number)")
+	mode := fs.String("mode", "", "optin (default: the customer is invited) or direct (connected at once)")
 	customer := fs.String("customer", "", "the customer's address, whatsapp:+E164")
 	customerName := fs.String("customer-name", "", "the customer's name")
 	rider := fs.String("rider", "", "the rider's address, whatsapp:+E164")
@@ -122,6 +160,9 @@ func (c *client) start(ctx context.Context, args []string, stdin io.Reader, stde
 		}
 	} else {
 		req := map[string]any{"id": *id, "customer": party(*customer, *customerName), "rider": party(*rider, *riderName)}
+		if *mode != "" {
+			req["mode"] = *mode
+		}
 		if *ttl != "" {
 			req["ttl"] = *ttl
 		}
@@ -244,6 +285,9 @@ func (c *client) chat(ctx context.Context, method, path string, body []byte) err
 
 // do sends one request; an answer outside 2xx becomes an error that says what the problem was.
 func (c *client) do(ctx context.Context, method, path string, body []byte) ([]byte, error) {
+	if c.token == "" {
+		return nil, errors.New("an admin token is needed: -token, or OPTIN_ADMIN_TOKEN (or the server's OPTIN_ADMIN_TOKENS)")
+	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(body))
 	if err != nil {
 		return nil, err

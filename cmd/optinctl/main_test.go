@@ -2,9 +2,11 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -121,4 +123,95 @@ func TestErrorsSayWhatIsWrong(t *testing.T) {
 			t.Errorf("%s: the token is in the error", name)
 		}
 	}
+}
+
+// Help needs nothing configured and succeeds; a command's -h too.
+func TestHelpNeedsNothing(t *testing.T) {
+	for _, args := range [][]string{{"-h"}, {"help"}, {"start", "-h"}, {"watch", "-h"}} {
+		var out, errOut bytes.Buffer
+		err := run(t.Context(), append([]string{"optinctl"}, args...), func(string) string { return "" }, strings.NewReader(""), &out, &errOut)
+		if err != nil {
+			t.Errorf("%v: %v", args, err)
+		}
+		if text := out.String() + errOut.String(); !strings.Contains(text, "Usage") && !strings.Contains(text, "-id") && !strings.Contains(text, "-every") {
+			t.Errorf("%v printed no help: %q", args, text)
+		}
+	}
+}
+
+// The server's own OPTIN_ADMIN_TOKENS serves (its first token); -o json prints the API's JSON; a direct
+// chat starts with -mode.
+func TestServerTokensOutputAndMode(t *testing.T) {
+	srv, _ := apiServer(t)
+	env := map[string]string{"OPTIN_URL": srv.URL, "OPTIN_ADMIN_TOKENS": " " + adminToken + ",other-token-that-is-not-used-at-all"}
+	out, err := ctl(t, env, "", "-o", "json", "start", "-id", "d-1", "-mode", "direct", "-customer", "whatsapp:+15550001111", "-rider", "whatsapp:+15550002222")
+	if err != nil || !strings.HasPrefix(out, `{"id":"d-1","mode":"direct"`) || !strings.Contains(out, `"state":"connected"`) {
+		t.Errorf("start -mode direct: %v %s", err, out)
+	}
+	if _, err := ctl(t, env, "", "-o", "yaml", "list"); err == nil || !strings.Contains(err.Error(), "table or json") {
+		t.Errorf("-o yaml: %v", err)
+	}
+}
+
+// Without OPTIN_URL the client talks to where a service with the defaults listens.
+func TestDefaultURL(t *testing.T) {
+	_, err := ctl(t, map[string]string{"OPTIN_ADMIN_TOKEN": adminToken}, "", "list")
+	if err == nil || !strings.Contains(err.Error(), "127.0.0.1:8080") {
+		t.Errorf("no URL: %v", err)
+	}
+}
+
+// watch prints each chat where it stands, then every state change as it happens, until stopped.
+func TestWatch(t *testing.T) {
+	srv, _ := apiServer(t)
+	env := map[string]string{"OPTIN_URL": srv.URL, "OPTIN_ADMIN_TOKEN": adminToken}
+	if _, err := ctl(t, env, "", "start", "-id", "order-1", "-customer", "whatsapp:+15550001111", "-rider", "whatsapp:+15550002222"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	out := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"optinctl", "watch", "-every", "100ms"}, func(k string) string { return env[k] }, strings.NewReader(""), out, io.Discard)
+	}()
+	waitOutput(t, out, "  order-1  starting → invited")
+	if _, err := ctl(t, env, "", "end", "order-1"); err != nil {
+		t.Fatal(err)
+	}
+	waitOutput(t, out, "  order-1  invited → closed (ended)")
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("watch: %v", err)
+	}
+	if n := strings.Count(out.String(), "order-1"); n != 2 {
+		t.Errorf("%d lines for order-1, want 2:\n%s", n, out.String())
+	}
+}
+
+func waitOutput(t *testing.T, out *syncBuffer, want string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(out.String(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("output lacks %q:\n%s", want, out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
