@@ -96,16 +96,19 @@ func NewAdminRouter(chats Chats, pools Pools, adminTokens []string, guard *authl
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) { writeProblem(w, r, errNotFound) })
 	r.MethodNotAllowed(methodNotAllowed(r, writeProblem))
 	r.Route("/v1", func(r chi.Router) {
-		r.Use(requireToken(set, guard))
+		// The document holds no secret: tools and code generators fetch it without a token.
 		r.Get("/openapi.json", func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Content-Type", "application/json")
 			_, _ = w.Write(openAPI)
 		})
-		r.Post("/chats", handleStartChat(chats))
-		r.Get("/chats", handleListChats(chats))
-		r.Get("/chats/{id}", handleGetChat(chats))
-		r.Delete("/chats/{id}", handleEndChat(chats))
-		r.Get("/pools", handlePools(pools))
+		r.Group(func(r chi.Router) {
+			r.Use(requireToken(set, guard))
+			r.Post("/chats", handleStartChat(chats))
+			r.Get("/chats", handleListChats(chats))
+			r.Get("/chats/{id}", handleGetChat(chats))
+			r.Delete("/chats/{id}", handleEndChat(chats))
+			r.Get("/pools", handlePools(pools))
+		})
 	})
 	return r, nil
 }
