@@ -138,7 +138,31 @@ func (d *demo) play(ctx context.Context, serviceURL string, out io.Writer) error
 	say("  curl -s -H 'Authorization: Bearer %s' %s/v1/chats/%s", d.adminToken, serviceURL, demoChat)
 	say("  curl -s -H 'Authorization: Bearer %s' -X DELETE %s/v1/chats/%s", d.adminToken, serviceURL, demoChat)
 	say("  curl -s %s/healthz", serviceURL)
+	say("\nREADME's whole delivery, for this demo (a second chat; the customer's answer is the emulator's phone):")
+	for _, line := range walkthrough(serviceURL, d.url, d.adminToken) {
+		say("  %s", line)
+	}
 	return nil
+}
+
+// The parties of README's walk-through when it is played against the demo.
+const (
+	walkCustomer = "whatsapp:+15550100011"
+	walkRider    = "whatsapp:+15550100012"
+)
+
+// walkthrough is README's "A whole delivery" for a service at service and the emulator at emu: the
+// same commands, with the customer's answer sent from the emulator's phone. The first line sets the
+// shell variables the others use.
+func walkthrough(service, emu, token string) []string {
+	return []string{
+		fmt.Sprintf(`T="Authorization: Bearer %s"; S=%s; E=%s`, token, service, emu),
+		fmt.Sprintf(`curl -s -H "$T" -H 'Content-Type: application/json' -X POST $S/v1/chats -d '{"id":"order-8812","customer":{"address":"%s","name":"Ana"},"rider":{"address":"%s","name":"Bruno"},"ttl":"2h","metadata":{"order":8812}}'`, walkCustomer, walkRider),
+		fmt.Sprintf(`curl -s -X POST $E/emulator/inbound --data-urlencode From=%s --data-urlencode To=%s --data-urlencode Body=Yes`, walkCustomer, demoBusiness),
+		`curl -s -H "$T" $S/v1/chats/order-8812`,
+		`curl -s -H "$T" "$S/v1/chats?state=connected&limit=20"`,
+		`curl -s -H "$T" -X DELETE $S/v1/chats/order-8812`,
+	}
 }
 
 // demoChat is the id of the demo's chat.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
@@ -115,4 +116,51 @@ func testDemo(t *testing.T, env map[string]string) {
 	if resp.StatusCode != 200 || !strings.Contains(string(body), `"state":"closed"`) {
 		t.Errorf("end: %d %s", resp.StatusCode, body)
 	}
+}
+
+// The walk-through the demo prints is README's, for the demo's own URL, token and emulator: run as
+// printed, by a shell, it starts a chat, the customer's "Yes" connects it, and the end closes it.
+func TestDemoWalkthroughRunsAsPrinted(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Fatal("curl is needed: .ci/run installs it")
+	}
+	out, _ := runDemo(t, map[string]string{"OPTIN_ADDR": "127.0.0.1:0"})
+	story := out.String()
+	_, walk, ok := strings.Cut(story, "README's whole delivery, for this demo")
+	if !ok {
+		t.Fatalf("no walk-through:\n%s", story)
+	}
+	var lines []string
+	for _, l := range strings.Split(walk, "\n")[1:] {
+		if l = strings.TrimSpace(l); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) != 6 || !strings.HasPrefix(lines[0], `T="Authorization: Bearer `) {
+		t.Fatalf("walk-through %q", lines)
+	}
+	// Each command after the variables, run in a shell that has them; the answers checked in turn.
+	for i, want := range []string{`"state":"invited"`, `"body":"Yes"`, `"id":"order-8812"`, `"id":"order-8812"`, `"state":"closed"`} {
+		if i == 2 {
+			deadline := time.Now().Add(10 * time.Second)
+			for !strings.Contains(shell(t, lines[0]+"; "+lines[3]), `"state":"connected"`) {
+				if time.Now().After(deadline) {
+					t.Fatal("the customer's Yes did not connect the chat")
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+		if got := shell(t, lines[0]+"; "+lines[i+1]); !strings.Contains(got, want) {
+			t.Errorf("%s\n→ %s\nwant %s", lines[i+1], got, want)
+		}
+	}
+}
+
+func shell(t *testing.T, script string) string {
+	t.Helper()
+	b, err := exec.Command("sh", "-c", script).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", script, err, b)
+	}
+	return string(b)
 }
