@@ -65,11 +65,12 @@ type Emulator struct {
 type conversation struct {
 	Sid, FriendlyName, UniqueName, Attributes, State, MessagingServiceSid string
 	Created, Updated                                                      time.Time
-	// closedAfter is Timers.Closed: the conversation closes after this long without activity.
-	closedAfter  time.Duration
-	participants []*participant
-	messages     []*message
-	webhooks     []*webhook
+	// closedAfter is Timers.Closed: the conversation closes after this long without activity;
+	// inactiveAfter, Timers.Inactive, makes it inactive.
+	closedAfter, inactiveAfter time.Duration
+	participants               []*participant
+	messages                   []*message
+	webhooks                   []*webhook
 }
 
 type participant struct {

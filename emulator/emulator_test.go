@@ -412,7 +412,7 @@ func TestInboundFiresSignedWebhooks(t *testing.T) {
 			t.Errorf("DateCreated %q", dc)
 		}
 		params.Del("DateCreated")
-		want := vals("AccountSid", sid, "ChatServiceSid", "IS"+conv[2:], "ConversationSid", conv, "EventType", "onMessageAdded",
+		want := vals("AccountSid", sid, "ChatServiceSid", "IS"+sid[2:], "ConversationSid", conv, "EventType", "onMessageAdded",
 			"MessageSid", m.Sid, "Index", "0", "Author", customer, "Body", "Yes", "Attributes", "{}", "Source", "WHATSAPP",
 			"RetryCount", "0", "WebhookSid", whSid, "WebhookType", "webhook", "ParticipantSid", psid)
 		if !reflect.DeepEqual(params, want) {

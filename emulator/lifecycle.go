@@ -11,10 +11,12 @@ import (
 
 // Twilio's bounds on Timers.Closed and the codes it answers.
 const (
-	minClosedTimer = 10 * time.Minute
-	codeTimerState = 50382 // a timer on create needs State
-	codeTimerShort = 50376 // Timers.Closed under 10 minutes
-	codeClosed     = 50377 // the conversation is closed
+	minClosedTimer    = 10 * time.Minute
+	minInactiveTimer  = time.Minute
+	codeInactiveShort = 50375 // Timers.Inactive under a minute
+	codeTimerState    = 50382 // a timer on create needs State
+	codeTimerShort    = 50376 // Timers.Closed under 10 minutes
+	codeClosed        = 50377 // the conversation is closed
 )
 
 var isoDurationRE = regexp.MustCompile(`^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$`)
@@ -38,32 +40,51 @@ func parseISODuration(s string) (time.Duration, bool) {
 	return d, true
 }
 
-// setClosedTimer reads Timers.Closed from a create or update form. Callers hold e.mu.
-func (e *Emulator) setClosedTimer(c *conversation, f url.Values, creating bool) *apiError {
-	raw := f.Get("Timers.Closed")
-	if raw == "" {
+// setTimers reads Timers.Inactive and Timers.Closed from a create or update form. Callers hold e.mu.
+func (e *Emulator) setTimers(c *conversation, f url.Values, creating bool) *apiError {
+	if f.Get("Timers.Closed") == "" && f.Get("Timers.Inactive") == "" {
 		return nil
 	}
 	if creating && f.Get("State") == "" {
 		return &apiError{400, codeTimerState, "A timer on create needs the State parameter"}
 	}
-	d, ok := parseISODuration(raw)
-	switch {
-	case !ok:
-		err := badParam("Timers.Closed must be an ISO 8601 duration")
-		return &err
-	case d < minClosedTimer:
-		return &apiError{400, codeTimerShort, "Timers.Closed must be at least 10 minutes"}
+	for _, t := range []struct {
+		name string
+		min  time.Duration
+		code int
+		msg  string
+		dst  *time.Duration
+	}{
+		{"Timers.Inactive", minInactiveTimer, codeInactiveShort, "Timers.Inactive must be at least 1 minute", &c.inactiveAfter},
+		{"Timers.Closed", minClosedTimer, codeTimerShort, "Timers.Closed must be at least 10 minutes", &c.closedAfter},
+	} {
+		raw := f.Get(t.name)
+		if raw == "" {
+			continue
+		}
+		d, ok := parseISODuration(raw)
+		switch {
+		case !ok:
+			err := badParam(t.name + " must be an ISO 8601 duration")
+			return &err
+		case d < t.min:
+			return &apiError{400, t.code, t.msg}
+		}
+		*t.dst = d
 	}
-	c.closedAfter = d
 	return nil
 }
 
-// expireLocked closes every conversation whose closed timer ran out: Twilio's timers count time
-// without activity. Callers hold e.mu.
+// expireLocked moves every conversation whose timer ran out: active to inactive (Timers.Inactive),
+// then to closed (Timers.Closed). Twilio's timers count time without activity. Callers hold e.mu.
 func (e *Emulator) expireLocked() {
 	now := e.now()
 	for _, c := range e.conversations {
+		if c.State == "active" && c.inactiveAfter > 0 && !now.Before(c.Updated.Add(c.inactiveAfter)) {
+			idle := c.Updated
+			e.setStateLocked(c, "inactive", "TIMER")
+			c.Updated = idle // going inactive is no activity: the closed timer keeps counting
+		}
 		if c.State != "closed" && c.closedAfter > 0 && !now.Before(c.Updated.Add(c.closedAfter)) {
 			e.setStateLocked(c, "closed", "TIMER")
 		}
@@ -81,19 +102,23 @@ func (e *Emulator) setStateLocked(c *conversation, to, reason string) {
 		if h.Target != "webhook" || !hasFilter(h.Filters, "onConversationStateUpdated") {
 			continue
 		}
-		e.deliverLocked(h, "onConversationStateUpdated", "", url.Values{
+		params := url.Values{
 			"AccountSid":      {e.opts.AccountSid},
-			"ChatServiceSid":  {"IS" + c.Sid[2:]},
+			"ChatServiceSid":  {e.serviceSid()},
 			"ConversationSid": {c.Sid},
 			"EventType":       {"onConversationStateUpdated"},
 			"StateFrom":       {from},
 			"StateTo":         {to},
 			"Reason":          {reason},
-			"DateUpdated":     {c.Updated.Format("2006-01-02T15:04:05.000Z")},
+			"StateUpdated":    {c.Updated.Format("2006-01-02T15:04:05.000Z")},
 			"RetryCount":      {"0"},
 			"WebhookSid":      {h.Sid},
 			"WebhookType":     {"webhook"},
-		})
+		}
+		if c.MessagingServiceSid != "" {
+			params.Set("MessagingServiceSid", c.MessagingServiceSid)
+		}
+		e.deliverLocked(h, "onConversationStateUpdated", "", params)
 	}
 }
 

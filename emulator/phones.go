@@ -42,6 +42,9 @@ func (e *Emulator) Inbound(from, to, body string) (Message, error) {
 	}
 	now := e.now()
 	e.lastInbound[from+"|"+to] = now
+	if c.State == "inactive" {
+		e.setStateLocked(c, "active", "EVENT") // a message reactivates an inactive conversation
+	}
 	m := e.addMessage(c, from, body, "", "", "{}")
 	e.transcripts[from] = append(e.transcripts[from], Entry{Direction: "sent", Peer: to, Text: body, Status: "sent",
 		ConversationSid: c.Sid, MessageSid: m.Sid, At: now})
@@ -141,7 +144,7 @@ func (e *Emulator) fireOneLocked(c *conversation, m *message, h *webhook, source
 	}
 	params := url.Values{
 		"AccountSid":      {e.opts.AccountSid},
-		"ChatServiceSid":  {"IS" + c.Sid[2:]},
+		"ChatServiceSid":  {e.serviceSid()},
 		"ConversationSid": {c.Sid},
 		"EventType":       {"onMessageAdded"},
 		"MessageSid":      {m.Sid},

@@ -63,7 +63,23 @@ func (e *Emulator) routes() {
 	rest("GET /v1/Conversations/{conv}/Webhooks/{sid}", "webhooks.fetch", e.fetchWebhook)
 	rest("POST /v1/Conversations/{conv}/Webhooks/{sid}", "webhooks.update", e.updateWebhook)
 	rest("DELETE /v1/Conversations/{conv}/Webhooks/{sid}", "webhooks.delete", e.deleteWebhook)
-	m.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) { writeAPIError(w, errNotFound) })
+	m.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
+		// A path the API has, asked with a method it does not take: 405 naming those it does.
+		var allowed []string
+		for _, method := range []string{http.MethodGet, http.MethodPost, http.MethodDelete} {
+			probe := r.Clone(r.Context())
+			probe.Method = method
+			if _, pattern := m.Handler(probe); pattern != "/v1/" {
+				allowed = append(allowed, method)
+			}
+		}
+		if len(allowed) == 0 {
+			writeAPIError(w, errNotFound)
+			return
+		}
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
+		writeAPIError(w, apiError{http.StatusMethodNotAllowed, 20004, "Method not allowed: " + r.Method + " (allowed: " + strings.Join(allowed, ", ") + ")"})
+	})
 
 	m.HandleFunc("POST /emulator/inbound", e.handleInbound)
 	m.HandleFunc("GET /emulator/transcripts", e.handleTranscripts)
@@ -175,8 +191,10 @@ func page[T any](r *http.Request, base, key string, items []T, def, maxSize int,
 	}
 	link := func(p int) string {
 		v := url.Values{"PageSize": {strconv.Itoa(size)}, "Page": {strconv.Itoa(p)}}
-		if o := q.Get("Order"); o != "" {
-			v.Set("Order", o)
+		for _, k := range []string{"Order", "State", "StartDate", "EndDate"} {
+			if x := q.Get(k); x != "" {
+				v.Set(k, x)
+			}
 		}
 		if p > 0 {
 			v.Set("PageToken", "PT"+strconv.Itoa(p))
@@ -202,7 +220,7 @@ func page[T any](r *http.Request, base, key string, items []T, def, maxSize int,
 func (e *Emulator) conversationJSON(base string, c *conversation) map[string]any {
 	u := base + "/v1/Conversations/" + c.Sid
 	return map[string]any{
-		"sid": c.Sid, "account_sid": e.opts.AccountSid, "chat_service_sid": "IS" + c.Sid[2:],
+		"sid": c.Sid, "account_sid": e.opts.AccountSid, "chat_service_sid": e.serviceSid(),
 		"messaging_service_sid": nullable(c.MessagingServiceSid), "friendly_name": nullable(c.FriendlyName),
 		"unique_name": nullable(c.UniqueName), "attributes": c.Attributes, "state": c.State,
 		"date_created": ts(c.Created), "date_updated": ts(c.Updated), "timers": timers(c),
@@ -214,11 +232,20 @@ func (e *Emulator) conversationJSON(base string, c *conversation) map[string]any
 var states = []string{"initializing", "inactive", "active", "closed"}
 
 func timers(c *conversation) map[string]any {
-	if c.closedAfter == 0 || c.State == "closed" {
-		return map[string]any{}
+	out := map[string]any{}
+	if c.inactiveAfter > 0 && c.State == "active" {
+		out["date_inactive"] = ts(c.Updated.Add(c.inactiveAfter))
 	}
-	return map[string]any{"date_closed": ts(c.Updated.Add(c.closedAfter))}
+	if c.closedAfter > 0 && c.State != "closed" {
+		out["date_closed"] = ts(c.Updated.Add(c.closedAfter))
+	}
+	return out
 }
+
+// serviceSid is the account's default Conversation Service, as every conversation of the account
+// made without one names it; roleSid its default participant role.
+func (e *Emulator) serviceSid() string { return "IS" + e.opts.AccountSid[2:] }
+func (e *Emulator) roleSid() string    { return "RL" + e.opts.AccountSid[2:] }
 
 func (e *Emulator) createConversation(r *http.Request, base string) (int, any, *apiError) {
 	now := e.now()
@@ -245,7 +272,7 @@ func (e *Emulator) createConversation(r *http.Request, base string) (int, any, *
 	if c.State == "closed" {
 		return 0, nil, &apiError{400, 50384, "A conversation cannot be created closed"}
 	}
-	if err := e.setClosedTimer(c, r.PostForm, true); err != nil {
+	if err := e.setTimers(c, r.PostForm, true); err != nil {
 		return 0, nil, err
 	}
 	if c.UniqueName != "" && e.find(c.UniqueName) != nil {
@@ -255,8 +282,42 @@ func (e *Emulator) createConversation(r *http.Request, base string) (int, any, *
 	return http.StatusCreated, e.conversationJSON(base, c), nil
 }
 
+// listConversations lists the conversations, filtered as Twilio does by State and by creation date
+// (StartDate, EndDate: ISO 8601; with a date the newest come first).
 func (e *Emulator) listConversations(r *http.Request, base string) (int, any, *apiError) {
-	return http.StatusOK, page(r, base, "conversations", e.conversations, 50, 100, func(c *conversation) any { return e.conversationJSON(base, c) }), nil
+	q := r.URL.Query()
+	state := q.Get("State")
+	if state != "" && !slices.Contains([]string{"active", "inactive", "closed"}, state) {
+		return 0, nil, &apiError{400, 20001, "Invalid State: want active, inactive or closed"}
+	}
+	var from, to time.Time
+	for _, d := range []struct {
+		name string
+		dst  *time.Time
+	}{{"StartDate", &from}, {"EndDate", &to}} {
+		raw := q.Get(d.name)
+		if raw == "" {
+			continue
+		}
+		t, err := time.Parse(time.RFC3339, raw)
+		if err != nil {
+			if t, err = time.Parse(time.DateOnly, raw); err != nil {
+				bad := badParam(d.name + " must be an ISO 8601 date")
+				return 0, nil, &bad
+			}
+			if d.name == "EndDate" {
+				t = t.Add(24*time.Hour - time.Second)
+			}
+		}
+		*d.dst = t
+	}
+	list := slices.DeleteFunc(slices.Clone(e.conversations), func(c *conversation) bool {
+		return (state != "" && c.State != state) || (!from.IsZero() && c.Created.Before(from)) || (!to.IsZero() && c.Created.After(to))
+	})
+	if !from.IsZero() || !to.IsZero() {
+		slices.Reverse(list)
+	}
+	return http.StatusOK, page(r, base, "conversations", list, 50, 100, func(c *conversation) any { return e.conversationJSON(base, c) }), nil
 }
 
 func (e *Emulator) fetchConversation(r *http.Request, base string) (int, any, *apiError) {
@@ -279,7 +340,7 @@ func (e *Emulator) updateConversation(r *http.Request, base string) (int, any, *
 	if c.State == "closed" {
 		return 0, nil, &apiError{400, codeClosed, "Conversation is closed"}
 	}
-	if err := e.setClosedTimer(c, f, false); err != nil {
+	if err := e.setTimers(c, f, false); err != nil {
 		return 0, nil, err
 	}
 	for key, dst := range map[string]*string{"FriendlyName": &c.FriendlyName, "Attributes": &c.Attributes, "UniqueName": &c.UniqueName, "MessagingServiceSid": &c.MessagingServiceSid} {
@@ -317,7 +378,7 @@ func (e *Emulator) participantJSON(base string, c *conversation, p *participant)
 	}
 	return map[string]any{
 		"sid": p.Sid, "account_sid": e.opts.AccountSid, "conversation_sid": c.Sid, "identity": nullable(p.Identity),
-		"attributes": p.Attributes, "messaging_binding": binding, "role_sid": "RL" + p.Sid[2:],
+		"attributes": p.Attributes, "messaging_binding": binding, "role_sid": e.roleSid(),
 		"date_created": ts(p.Created), "date_updated": ts(p.Updated),
 		"url":                     base + "/v1/Conversations/" + c.Sid + "/Participants/" + p.Sid,
 		"last_read_message_index": nil, "last_read_timestamp": nil,
