@@ -132,33 +132,50 @@ type noObserver struct{}
 
 func (noObserver) Callback(string) {}
 
-// Work sends the event if it is still pending, then removes it — after the chat's events written
-// before it, so that a chat's events arrive in the order of its transitions (a repeat of an earlier
-// one may still come late, when two workers send it at once; receivers drop it by its webhook-id). An
-// error asks the queue to run it again.
+// Work sends the event if it is still pending, then removes it. A chat's events arrive in the order of
+// its transitions: while one written before it is pending, Work gives that event's own delivery up to
+// orderWait, then sends the earlier ones itself, in order (a repeat may then come late when both send
+// it at once; receivers drop it by its webhook-id). An error asks the queue to run it again.
 func (w *Worker) Work(ctx context.Context, id string) error {
 	chatID, eventID, ok := strings.Cut(id, "|")
 	if !ok {
 		return nil
 	}
-	c, err := w.chats.Get(ctx, chatID)
-	if errors.Is(err, chat.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	i := slices.IndexFunc(c.Pending, func(e chat.Event) bool { return e.ID == eventID })
-	if i < 0 {
-		return nil // delivered by an earlier run
-	}
-	for _, ev := range c.Pending[:i+1] {
-		if err := w.deliver(ctx, chatID, ev); err != nil {
+	deadline := w.now().Add(orderWait)
+	for {
+		c, err := w.chats.Get(ctx, chatID)
+		if errors.Is(err, chat.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
 			return err
 		}
+		i := slices.IndexFunc(c.Pending, func(e chat.Event) bool { return e.ID == eventID })
+		if i < 0 {
+			return nil // delivered by an earlier run
+		}
+		if i == 0 || !w.now().Before(deadline) {
+			for _, ev := range c.Pending[:i+1] {
+				if err := w.deliver(ctx, chatID, ev); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(orderPoll):
+		}
 	}
-	return nil
 }
+
+// How long an event waits for the delivery of the chat's earlier ones before sending them itself, and
+// how often it looks.
+const (
+	orderWait = 2 * time.Second
+	orderPoll = 25 * time.Millisecond
+)
 
 // deliver sends one event and removes it from the chat's pending ones, unless it must be retried.
 func (w *Worker) deliver(ctx context.Context, chatID string, ev chat.Event) error {
