@@ -106,7 +106,8 @@ func (s *Service) apply(ctx context.Context, id string, state State, reason stri
 	log.Msg("chat moved")
 	if state.Final() {
 		// Declined, failed and closed chats bind nothing at Twilio any more (their conversation was
-		// closed first): free the numbers. A release that fails is done again by the reconciler.
+		// closed first): free the numbers. A release that fails is logged; the leases then lapse
+		// after the retention.
 		if err := s.release(ctx, c.ID); err != nil {
 			zerolog.Ctx(ctx).Error().Err(err).Str("chat_id", c.ID).Msg("freeing a chat's numbers")
 		}
@@ -116,9 +117,9 @@ func (s *Service) apply(ctx context.Context, id string, state State, reason stri
 }
 
 // conclude takes the chat to its final state: it records end as the chat's ending (unless one is
-// recorded already; nothing happens when the chat may not end so), closes the conversation at Twilio and then moves the chat. When the close fails
-// the ending stays recorded and the chat open: the reconciler concludes it later. A final chat is
-// returned as it is.
+// recorded already; nothing happens when the chat may not end so), closes the conversation at Twilio
+// and then moves the chat. When the close fails the ending stays recorded and the chat open: the
+// reconciler concludes it later. A final chat is returned as it is.
 func (s *Service) conclude(ctx context.Context, c Chat, end Ending) (Chat, error) {
 	if c.State.Final() {
 		return c, nil

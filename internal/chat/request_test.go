@@ -110,6 +110,7 @@ func TestStartRequestRefusesWhatCannotBeAChat(t *testing.T) {
 		"letters":             {func(r *StartRequest) { r.Rider.Address = "whatsapp:+1555ABC2222" }, "rider.address", "'A' is not a digit"},
 		"no plus":             {func(r *StartRequest) { r.Rider.Address = "whatsapp:15550002222" }, "rider.address", "must start with +"},
 		"premium rate":        {func(r *StartRequest) { r.Rider.Address = "whatsapp:+19005551234" }, "rider.address", "premium-rate"},
+		"premium rate uk":     {func(r *StartRequest) { r.Rider.Address = "whatsapp:+449091234567" }, "rider.address", "premium-rate"},
 		"short number":        {func(r *StartRequest) { r.Rider.Address = "whatsapp:+44116123" }, "rider.address", "short or local-only"},
 		"too short":           {func(r *StartRequest) { r.Rider.Address = "whatsapp:+12345" }, "rider.address", "too short"},
 		"unknown country":     {func(r *StartRequest) { r.Rider.Address = "whatsapp:+8091234567" }, "rider.address", "country code"},

@@ -137,6 +137,18 @@ func New(opts Options) (http.Handler, error) {
 	r := chi.NewRouter()
 	r.Use(headers, cop.Handler)
 	r.Get("/console", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, Prefix, http.StatusMovedPermanently) })
+	root := r
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		// chi names only some of the methods a path takes: ask the router for each.
+		var allowed []string
+		for _, m := range []string{http.MethodGet, http.MethodPost} {
+			if root.Match(chi.NewRouteContext(), m, r.URL.Path) {
+				allowed = append(allowed, m)
+			}
+		}
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
+		c.fail(w, r, http.StatusMethodNotAllowed, "This page does not take "+r.Method+".")
+	})
 	r.Route("/console", func(r chi.Router) {
 		r.NotFound(func(w http.ResponseWriter, r *http.Request) { c.fail(w, r, http.StatusNotFound, "No such page.") })
 		r.Get("/login", c.loginPage)

@@ -294,3 +294,12 @@ func (r *revocations) Revoked(_ context.Context, key string) (bool, error) {
 	_, ok := r.m[key]
 	return ok, nil
 }
+
+// A method a console path does not take is 405 naming those it does.
+func TestMethodNotAllowedSaysAllow(t *testing.T) {
+	h, _ := newConsole(t, &fakeChats{}, "token-one")
+	w := serve(h, "PUT", "/console/login", nil, "")
+	if w.Code != http.StatusMethodNotAllowed || w.Header().Get("Allow") != "GET, POST" {
+		t.Errorf("PUT /console/login: %d, Allow %q", w.Code, w.Header().Get("Allow"))
+	}
+}

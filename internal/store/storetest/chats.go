@@ -186,14 +186,14 @@ func RunChats(t *testing.T, open func(t *testing.T) (chat.Store, chat.Store)) {
 	t.Run("the owner taking its lease again extends it", func(t *testing.T) {
 		a, b := open(t)
 		ctx := t.Context()
-		if ok, _ := a.Lock(ctx, "~sweep", "one", 300*time.Millisecond); !ok {
+		if ok, _ := a.Lock(ctx, "~sweep", "one", time.Second); !ok {
 			t.Fatal("first lock")
 		}
 		// Re-taken well before it lapses, for a minute: it must not lapse at its first term.
 		if ok, _ := a.Lock(ctx, "~sweep", "one", time.Minute); !ok {
 			t.Fatal("the owner could not take its lease again")
 		}
-		deadline := time.Now().Add(time.Second)
+		deadline := time.Now().Add(2 * time.Second)
 		for time.Now().Before(deadline) {
 			if ok, _ := b.Lock(ctx, "~sweep", "two", time.Minute); ok {
 				t.Fatal("a re-taken lease lapsed at its first term")

@@ -109,7 +109,7 @@ func RunPairs(t *testing.T, open func(t *testing.T, retention time.Duration) (nu
 	})
 
 	t.Run("a lease that lapses stops counting and frees its pair", func(t *testing.T) {
-		a, b := open(t, 300*time.Millisecond)
+		a, b := open(t, 2*time.Second)
 		ctx := t.Context()
 		p := numberpool.Pair{Address: "whatsapp:+15550001111", Number: "whatsapp:+15550100000"}
 		if ok, err := a.Take(ctx, "chat-1", []numberpool.Pair{p}); !ok || err != nil {
@@ -118,7 +118,7 @@ func RunPairs(t *testing.T, open func(t *testing.T, retention time.Duration) (nu
 		if counts, _ := b.InUse(ctx); counts[p.Number] != 1 {
 			t.Fatalf("in use %v", counts)
 		}
-		deadline := time.Now().Add(5 * time.Second)
+		deadline := time.Now().Add(10 * time.Second)
 		for {
 			counts, err := b.InUse(ctx)
 			if err == nil && counts[p.Number] == 0 {
