@@ -37,6 +37,9 @@ type Options struct {
 	// CreateRate, when positive, is how many conversations may be created per second, as Twilio
 	// limits them per service: beyond it a create answers 429 with code 20429 and Retry-After.
 	CreateRate int
+	// NotOnWhatsApp lists phone numbers (+E164) with no WhatsApp account: a WhatsApp message to them
+	// is undelivered with 63003. SetNotOnWhatsApp adds more.
+	NotOnWhatsApp []string
 }
 
 // Emulator holds the state of one Twilio account.
@@ -58,6 +61,8 @@ type Emulator struct {
 	rng           *rand.Rand
 	// creates holds the times of the conversation creates of the last second, for CreateRate.
 	creates []time.Time
+	// notOnWhatsApp holds the numbers without a WhatsApp account.
+	notOnWhatsApp map[string]bool
 	// limited counts the creates refused by CreateRate.
 	limited int
 }
@@ -82,7 +87,15 @@ type message struct {
 	Sid, Author, Body, ContentSid, ContentVariables, Attributes, ParticipantSid string
 	Index                                                                       int
 	Created, Updated                                                            time.Time
-	delivered, failed, total                                                    int
+	delivered, failed, undelivered, total                                       int
+	receipts                                                                    []*receipt
+}
+
+// receipt is a message's delivery to one participant (Twilio's Delivery Receipt).
+type receipt struct {
+	Sid, ParticipantSid, ChannelMessageSid, Status string
+	ErrorCode                                      int
+	Created, Updated                               time.Time
 }
 
 type webhook struct {
@@ -129,14 +142,18 @@ func New(opts Options) (*Emulator, error) {
 		opts.WebhookTimeout = 5 * time.Second
 	}
 	e := &Emulator{
-		opts:        opts,
-		hooks:       &http.Client{Timeout: opts.WebhookTimeout},
-		lastInbound: map[string]time.Time{},
-		transcripts: map[string][]Entry{},
-		rng:         rand.New(rand.NewPCG(opts.Seed, opts.Seed^0x9e3779b97f4a7c15)),
+		opts:          opts,
+		hooks:         &http.Client{Timeout: opts.WebhookTimeout},
+		lastInbound:   map[string]time.Time{},
+		transcripts:   map[string][]Entry{},
+		notOnWhatsApp: map[string]bool{},
+		rng:           rand.New(rand.NewPCG(opts.Seed, opts.Seed^0x9e3779b97f4a7c15)),
 	}
 	if err := e.SetFaults(opts.Faults); err != nil {
 		return nil, err
+	}
+	for _, n := range opts.NotOnWhatsApp {
+		e.notOnWhatsApp[n] = true
 	}
 	e.routes()
 	return e, nil

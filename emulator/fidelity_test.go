@@ -124,3 +124,67 @@ func TestMethodNotAllowed(t *testing.T) {
 		t.Errorf("unknown path: %d", code)
 	}
 }
+
+// Each message has a delivery receipt per recipient, as Twilio's Receipts resource shows them: delivered,
+// failed with 63016 outside the 24-hour window, undelivered with 63003 for a number without WhatsApp;
+// webhooks that ask get onDeliveryUpdated with Twilio's parameters.
+func TestDeliveryReceipts(t *testing.T) {
+	h := newHarness(t)
+	rc := newReceiver(t)
+	const noWhatsApp = "whatsapp:+15550003333"
+	h.emu.SetNotOnWhatsApp("+15550003333")
+	conv := h.story() // customer and rider on the business number
+	h.must(201, "POST", "/v1/Conversations/"+conv+"/Participants", vals("MessagingBinding.Address", noWhatsApp, "MessagingBinding.ProxyAddress", business))
+	h.must(201, "POST", "/v1/Conversations/"+conv+"/Webhooks", vals("Target", "webhook", "Configuration.Url", rc.srv.URL,
+		"Configuration.Method", "post", "Configuration.Filters", "onDeliveryUpdated"))
+	if _, err := h.emu.Inbound(customer, business, "hi"); err != nil { // the customer's window opens
+		t.Fatal(err)
+	}
+	m := h.must(201, "POST", "/v1/Conversations/"+conv+"/Messages", vals("Body", "Your order is near"))
+	msg := m["sid"].(string)
+	if d := m["delivery"].(map[string]any); d["total"] != 3.0 || d["delivered"] != "some" || d["failed"] != "some" || d["undelivered"] != "some" {
+		t.Errorf("delivery summary %v", d)
+	}
+	list := h.must(200, "GET", "/v1/Conversations/"+conv+"/Messages/"+msg+"/Receipts", nil)
+	byParticipant := map[string]map[string]any{}
+	parts := h.must(200, "GET", "/v1/Conversations/"+conv+"/Participants", nil)["participants"].([]any)
+	address := map[string]string{}
+	for _, p := range parts {
+		pm := p.(map[string]any)
+		address[pm["sid"].(string)] = pm["messaging_binding"].(map[string]any)["address"].(string)
+	}
+	for _, r := range list["delivery_receipts"].([]any) {
+		rm := r.(map[string]any)
+		byParticipant[address[rm["participant_sid"].(string)]] = rm
+	}
+	for addr, want := range map[string]struct {
+		status string
+		code   float64
+	}{customer: {"delivered", 0}, rider: {"failed", 63016}, noWhatsApp: {"undelivered", 63003}} {
+		got := byParticipant[addr]
+		if got == nil || got["status"] != want.status || got["error_code"] != want.code || got["message_sid"] != msg {
+			t.Errorf("receipt of %s: %v, want %s %v", addr, got, want.status, want.code)
+		}
+	}
+	one := h.must(200, "GET", "/v1/Conversations/"+conv+"/Messages/"+msg+"/Receipts/"+byParticipant[rider]["sid"].(string), nil)
+	if one["status"] != "failed" {
+		t.Errorf("fetched receipt %v", one)
+	}
+	if code, _ := h.do("GET", "/v1/Conversations/"+conv+"/Messages/"+msg+"/Receipts/DY0", nil); code != 404 {
+		t.Errorf("unknown receipt: %d", code)
+	}
+	_ = h.emu.Close(t.Context())
+	statuses := map[string]string{}
+	for _, f := range rc.forms() {
+		if f.Get("MessageSid") != msg {
+			continue // the receipts of the customer's "hi", to the others
+		}
+		if f.Get("EventType") != "onDeliveryUpdated" || f.Get("DeliveryReceiptSid") == "" || f.Get("ChannelMessageSid")[:2] != "WA" {
+			t.Errorf("event %v", f)
+		}
+		statuses[address[f.Get("ParticipantSid")]] = f.Get("Status") + "/" + f.Get("ErrorCode")
+	}
+	if statuses[customer] != "delivered/" || statuses[rider] != "failed/63016" || statuses[noWhatsApp] != "undelivered/63003" {
+		t.Errorf("delivery events %v", statuses)
+	}
+}

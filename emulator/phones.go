@@ -93,15 +93,70 @@ func (e *Emulator) addMessage(c *conversation, author, body, contentSid, content
 		m.total++
 		entry := Entry{Direction: "received", Peer: p.ProxyAddress, Text: text, ContentSid: contentSid, Status: "delivered",
 			ConversationSid: c.Sid, MessageSid: m.Sid, At: now}
-		if channel(p.Address) == "whatsapp" && contentSid == "" && !e.windowOpen(p.Address, p.ProxyAddress, now) {
+		whatsapp := channel(p.Address) == "whatsapp"
+		switch {
+		case whatsapp && e.notOnWhatsApp[strings.TrimPrefix(p.Address, "whatsapp:")]:
+			entry.Status, entry.ErrorCode = "undelivered", codeNotOnWhatsApp
+			m.undelivered++
+		case whatsapp && contentSid == "" && !e.windowOpen(p.Address, p.ProxyAddress, now):
 			entry.Status, entry.ErrorCode = "failed", 63016
 			m.failed++
-		} else {
+		default:
 			m.delivered++
 		}
+		prefix := "SM"
+		if whatsapp {
+			prefix = "WA"
+		}
+		m.receipts = append(m.receipts, &receipt{Sid: e.newSid("DY"), ParticipantSid: p.Sid, ChannelMessageSid: e.newSid(prefix),
+			Status: entry.Status, ErrorCode: entry.ErrorCode, Created: now, Updated: now})
 		e.transcripts[p.Address] = append(e.transcripts[p.Address], entry)
 	}
+	e.fireDeliveryLocked(c, m)
 	return m
+}
+
+// codeNotOnWhatsApp is Twilio's error for a WhatsApp message to a number without an account.
+const codeNotOnWhatsApp = 63003
+
+// fireDeliveryLocked sends onDeliveryUpdated, with Twilio's parameters, for each receipt of m to each
+// webhook that asks for it. Callers hold e.mu.
+func (e *Emulator) fireDeliveryLocked(c *conversation, m *message) {
+	for _, h := range c.webhooks {
+		if h.Target != "webhook" || !hasFilter(h.Filters, "onDeliveryUpdated") {
+			continue
+		}
+		for _, r := range m.receipts {
+			params := url.Values{
+				"AccountSid":         {e.opts.AccountSid},
+				"ChatServiceSid":     {e.serviceSid()},
+				"ConversationSid":    {c.Sid},
+				"EventType":          {"onDeliveryUpdated"},
+				"MessageSid":         {m.Sid},
+				"DeliveryReceiptSid": {r.Sid},
+				"ChannelMessageSid":  {r.ChannelMessageSid},
+				"ParticipantSid":     {r.ParticipantSid},
+				"Status":             {r.Status},
+				"DateCreated":        {r.Created.Format("2006-01-02T15:04:05.000Z")},
+				"DateUpdated":        {r.Updated.Format("2006-01-02T15:04:05.000Z")},
+				"RetryCount":         {"0"},
+				"WebhookSid":         {h.Sid},
+				"WebhookType":        {"webhook"},
+			}
+			if r.ErrorCode != 0 {
+				params.Set("ErrorCode", strconv.Itoa(r.ErrorCode))
+			}
+			e.deliverLocked(h, "onDeliveryUpdated", m.Sid, params)
+		}
+	}
+}
+
+// SetNotOnWhatsApp makes number (+E164) one with no WhatsApp account: WhatsApp messages to it are
+// undelivered with 63003 from now on.
+func (e *Emulator) SetNotOnWhatsApp(number string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.notOnWhatsApp[number] = true
 }
 
 func (e *Emulator) windowOpen(address, proxy string, now time.Time) bool {

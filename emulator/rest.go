@@ -58,6 +58,8 @@ func (e *Emulator) routes() {
 	rest("POST /v1/Conversations/{conv}/Messages", "messages.create", e.createMessage)
 	rest("GET /v1/Conversations/{conv}/Messages", "messages.list", e.listMessages)
 	rest("GET /v1/Conversations/{conv}/Messages/{sid}", "messages.fetch", e.fetchMessage)
+	rest("GET /v1/Conversations/{conv}/Messages/{msg}/Receipts", "receipts.list", e.listReceipts)
+	rest("GET /v1/Conversations/{conv}/Messages/{msg}/Receipts/{sid}", "receipts.fetch", e.fetchReceipt)
 	rest("POST /v1/Conversations/{conv}/Webhooks", "webhooks.create", e.createWebhook)
 	rest("GET /v1/Conversations/{conv}/Webhooks", "webhooks.list", e.listWebhooks)
 	rest("GET /v1/Conversations/{conv}/Webhooks/{sid}", "webhooks.fetch", e.fetchWebhook)
@@ -471,8 +473,8 @@ func (e *Emulator) messageJSON(base string, c *conversation, m *message) map[str
 	u := base + "/v1/Conversations/" + c.Sid + "/Messages/" + m.Sid
 	var delivery any
 	if m.total > 0 {
-		delivery = map[string]any{"total": m.total, "sent": share(m.delivered+m.failed, m.total), "delivered": share(m.delivered, m.total),
-			"read": "none", "undelivered": "none", "failed": share(m.failed, m.total)}
+		delivery = map[string]any{"total": m.total, "sent": share(m.delivered+m.failed+m.undelivered, m.total), "delivered": share(m.delivered, m.total),
+			"read": "none", "undelivered": share(m.undelivered, m.total), "failed": share(m.failed, m.total)}
 	}
 	return map[string]any{
 		"sid": m.Sid, "account_sid": e.opts.AccountSid, "conversation_sid": c.Sid, "index": m.Index,
@@ -549,6 +551,46 @@ func (e *Emulator) fetchMessage(r *http.Request, base string) (int, any, *apiErr
 		return 0, nil, &errNotFound
 	}
 	return http.StatusOK, e.messageJSON(base, c, m), nil
+}
+
+// ---- Delivery receipts
+
+func (e *Emulator) receiptJSON(base string, c *conversation, m *message, r *receipt) map[string]any {
+	return map[string]any{
+		"account_sid": e.opts.AccountSid, "conversation_sid": c.Sid, "sid": r.Sid, "message_sid": m.Sid,
+		"channel_message_sid": r.ChannelMessageSid, "participant_sid": r.ParticipantSid, "status": r.Status,
+		"error_code": r.ErrorCode, "date_created": ts(r.Created), "date_updated": ts(r.Updated),
+		"url": base + "/v1/Conversations/" + c.Sid + "/Messages/" + m.Sid + "/Receipts/" + r.Sid,
+	}
+}
+
+// messageOf finds the request's conversation and message. Callers hold e.mu.
+func (e *Emulator) messageOf(r *http.Request) (*conversation, *message) {
+	c := e.find(r.PathValue("conv"))
+	if c == nil {
+		return nil, nil
+	}
+	return c, findBySid(c.messages, r.PathValue("msg"), func(m *message) string { return m.Sid })
+}
+
+func (e *Emulator) listReceipts(r *http.Request, base string) (int, any, *apiError) {
+	c, m := e.messageOf(r)
+	if m == nil {
+		return 0, nil, &errNotFound
+	}
+	return http.StatusOK, page(r, base, "delivery_receipts", m.receipts, 50, 100, func(rc *receipt) any { return e.receiptJSON(base, c, m, rc) }), nil
+}
+
+func (e *Emulator) fetchReceipt(r *http.Request, base string) (int, any, *apiError) {
+	c, m := e.messageOf(r)
+	if m == nil {
+		return 0, nil, &errNotFound
+	}
+	rc := findBySid(m.receipts, r.PathValue("sid"), func(rc *receipt) string { return rc.Sid })
+	if rc == nil {
+		return 0, nil, &errNotFound
+	}
+	return http.StatusOK, e.receiptJSON(base, c, m, rc), nil
 }
 
 // ---- Webhooks

@@ -163,6 +163,11 @@ func TestAgainstTwilioSpec(t *testing.T) {
 	call("GET", "/v1/Conversations/"+conv+"/Participants/"+p1, nil)
 	m1 := call("POST", "/v1/Conversations/"+conv+"/Messages", form("Author", "whatsapp:+15550002222", "ContentSid", "HX00000000000000000000000000000001", "ContentVariables", `{"1":"Ana"}`))
 	call("GET", "/v1/Conversations/"+conv+"/Messages/"+m1, nil)
+	r1 := call("GET", "/v1/Conversations/"+conv+"/Messages/"+m1+"/Receipts", nil)
+	if !strings.HasPrefix(r1, "DY") {
+		t.Fatalf("receipt sid %q", r1)
+	}
+	call("GET", "/v1/Conversations/"+conv+"/Messages/"+m1+"/Receipts/"+r1, nil)
 	call("GET", "/v1/Conversations/"+conv+"/Messages?Order=asc&PageSize=10", nil)
 	wh := call("POST", "/v1/Conversations/"+conv+"/Webhooks", form("Target", "webhook", "Configuration.Url", "https://optin.example.com/webhooks/conversations",
 		"Configuration.Method", "get", "Configuration.Filters", "onMessageAdded"))
@@ -206,6 +211,7 @@ func TestAgainstTwilioSpec(t *testing.T) {
 		"POST /v1/Conversations/{ConversationSid}/Participants", "GET /v1/Conversations/{ConversationSid}/Participants",
 		"GET /v1/Conversations/{ConversationSid}/Participants/{Sid}", "DELETE /v1/Conversations/{ConversationSid}/Participants/{Sid}",
 		"POST /v1/Conversations/{ConversationSid}/Messages", "GET /v1/Conversations/{ConversationSid}/Messages", "GET /v1/Conversations/{ConversationSid}/Messages/{Sid}",
+		"GET /v1/Conversations/{ConversationSid}/Messages/{MessageSid}/Receipts", "GET /v1/Conversations/{ConversationSid}/Messages/{MessageSid}/Receipts/{Sid}",
 		"POST /v1/Conversations/{ConversationSid}/Webhooks", "GET /v1/Conversations/{ConversationSid}/Webhooks",
 		"GET /v1/Conversations/{ConversationSid}/Webhooks/{Sid}", "POST /v1/Conversations/{ConversationSid}/Webhooks/{Sid}", "DELETE /v1/Conversations/{ConversationSid}/Webhooks/{Sid}",
 	}
