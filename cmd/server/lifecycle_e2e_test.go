@@ -238,6 +238,9 @@ func TestLostCloseIsReconciled(t *testing.T) {
 	if _, _, pools := s.api("GET", "/v1/pools", adminToken1, ""); !strings.Contains(pools, `"pairs_in_use":0`) {
 		t.Errorf("numbers still held: %s", pools)
 	}
+	if n := scrape(t, s.base)["optin_chats_reconciled_total{outcome=closed}"]; n != 1 {
+		t.Errorf("optin_chats_reconciled_total{outcome=closed} = %v, want 1", n)
+	}
 }
 
 // An event whose queueing failed after its transition was written still reaches the platform: the
@@ -264,6 +267,13 @@ func TestEventArrivesAfterItsQueueingFailed(t *testing.T) {
 	}
 	if logs := s.logs.String(); !strings.Contains(logs, "queueing a chat event; the outbox sweep will") {
 		t.Error("the failed queueing was not logged")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for scrape(t, s.base)["optin_outbox_resent_total{}"] < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("optin_outbox_resent_total never counted the resend")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -138,7 +138,11 @@ func (s *Service) Maintain(ctx context.Context) {
 			return
 		case <-outbox.C:
 			if ok, _ := s.store.Lock(ctx, outboxLease, owner, every); ok {
-				if n, err := s.SweepOutbox(ctx); err != nil {
+				n, err := s.SweepOutbox(ctx)
+				if s.cfg.Observer != nil && n > 0 {
+					s.cfg.Observer.OutboxResent(n)
+				}
+				if err != nil {
 					log.Warn().Err(err).Int("handed_over", n).Msg("outbox sweep")
 				} else if n > 0 {
 					log.Info().Int("handed_over", n).Msg("outbox sweep handed over events")
@@ -147,6 +151,13 @@ func (s *Service) Maintain(ctx context.Context) {
 		case <-reconcile.C:
 			if ok, _ := s.store.Lock(ctx, reconcileLease, owner, s.cfg.ReconcileInterval); ok {
 				rep, err := s.Reconcile(ctx)
+				if o := s.cfg.Observer; o != nil {
+					for outcome, n := range map[string]int{"closed": rep.Closed, "concluded": rep.Concluded, "resumed": rep.Resumed, "failed": rep.Failed} {
+						if n > 0 {
+							o.Reconciled(outcome, n)
+						}
+					}
+				}
 				ev := log.Info()
 				if err != nil {
 					ev = log.Warn().Err(err)

@@ -77,6 +77,10 @@ type Observer interface {
 	ChatTransition(state, reason string)
 	// NoFreeNumber counts a start that found no number for a party.
 	NoFreeNumber()
+	// Reconciled counts n chats the reconciler treated with outcome (closed, concluded, resumed, failed).
+	Reconciled(outcome string, n int)
+	// OutboxResent counts n events the outbox sweep queued again.
+	OutboxResent(n int)
 }
 
 // Service starts, reads and ends chats.

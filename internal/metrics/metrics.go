@@ -38,6 +38,8 @@ type Metrics struct {
 	retries  *prometheus.CounterVec
 	chats    *prometheus.CounterVec
 	events   *prometheus.CounterVec
+	upkeep   *prometheus.CounterVec
+	resent   prometheus.Counter
 	noNumber prometheus.Counter
 	reg      prometheus.Registerer
 }
@@ -82,12 +84,20 @@ func New(reg prometheus.Registerer, queueDepth func() (int, error)) *Metrics {
 			Help: "Deliveries of chat events to the platform by outcome: delivered, retried, rejected, expired.",
 		}, []string{"outcome"}),
 	}
+	m.upkeep = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "optin_chats_reconciled_total",
+		Help: "What the reconciler did to chats: closed (Twilio had closed the conversation), concluded (an end left undone), resumed or failed (a start cut off).",
+	}, []string{"outcome"})
+	m.resent = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "optin_outbox_resent_total",
+		Help: "Chat events queued again by the outbox sweep (their first queueing failed or was lost).",
+	})
 	m.noNumber = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "optin_pool_exhausted_total",
 		Help: "Chat starts refused because no business number was free for a party.",
 	})
 	m.reg = reg
-	reg.MustRegister(m.webhooks, m.flows, m.steps, m.twilio, m.latency, m.retries, m.chats, m.events, m.noNumber,
+	reg.MustRegister(m.webhooks, m.flows, m.steps, m.twilio, m.latency, m.retries, m.chats, m.events, m.upkeep, m.resent, m.noNumber,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if queueDepth != nil {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -149,6 +159,12 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 
 // ChatTransition counts a chat entering state.
 func (m *Metrics) ChatTransition(state, reason string) { m.chats.WithLabelValues(state, reason).Inc() }
+
+// Reconciled counts n chats the reconciler treated with outcome.
+func (m *Metrics) Reconciled(outcome string, n int) { m.upkeep.WithLabelValues(outcome).Add(float64(n)) }
+
+// OutboxResent counts n events the outbox sweep queued again.
+func (m *Metrics) OutboxResent(n int) { m.resent.Add(float64(n)) }
 
 // NoFreeNumber counts a start the pool could not serve.
 func (m *Metrics) NoFreeNumber() { m.noNumber.Inc() }
