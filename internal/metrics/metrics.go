@@ -161,7 +161,9 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 func (m *Metrics) ChatTransition(state, reason string) { m.chats.WithLabelValues(state, reason).Inc() }
 
 // Reconciled counts n chats the reconciler treated with outcome.
-func (m *Metrics) Reconciled(outcome string, n int) { m.upkeep.WithLabelValues(outcome).Add(float64(n)) }
+func (m *Metrics) Reconciled(outcome string, n int) {
+	m.upkeep.WithLabelValues(outcome).Add(float64(n))
+}
 
 // OutboxResent counts n events the outbox sweep queued again.
 func (m *Metrics) OutboxResent(n int) { m.resent.Add(float64(n)) }
