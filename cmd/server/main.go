@@ -46,53 +46,6 @@ func main() {
 	}
 }
 
-// readyKey carries, in run's context, a func that run calls with its listening addresses once it
-// serves; tests start run on port 0 and learn the ports from it.
-type readyKey struct{}
-
-// listening is where run serves: the main address, and the admin API's when it has its own.
-type listening struct{ addr, admin string }
-
-func withReady(ctx context.Context, ready func(listening)) context.Context {
-	return context.WithValue(ctx, readyKey{}, ready)
-}
-
-// listenerKey carries a net.Listener that run serves on instead of listening on OPTIN_ADDR: tests use it
-// to make the server fail.
-type listenerKey struct{}
-
-func withListener(ctx context.Context, ln net.Listener) context.Context {
-	return context.WithValue(ctx, listenerKey{}, ln)
-}
-
-// adminListenerKey is listenerKey for the admin listener (OPTIN_ADMIN_ADDR).
-type adminListenerKey struct{}
-
-func withAdminListener(ctx context.Context, ln net.Listener) context.Context {
-	return context.WithValue(ctx, adminListenerKey{}, ln)
-}
-
-// notifyFaultKey carries, in run's context, a func that each hand-over of a chat event passes through
-// first: tests use it to make the queueing of events fail after their transition was written.
-type notifyFaultKey struct{}
-
-func withNotifyFault(ctx context.Context, fault func() error) context.Context {
-	return context.WithValue(ctx, notifyFaultKey{}, fault)
-}
-
-// faultyNotifier fails when its fault says so, else hands over.
-type faultyNotifier struct {
-	chat.Notifier
-	fault func() error
-}
-
-func (n faultyNotifier) Notify(ctx context.Context, chatID, eventID string) error {
-	if err := n.fault(); err != nil {
-		return err
-	}
-	return n.Notifier.Notify(ctx, chatID, eventID)
-}
-
 // run is the whole program: the configuration comes through getenv and nothing else, so tests pass a
 // map and run in parallel. It returns when ctx ends and shutdown is complete.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -207,25 +160,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return err
 		}
 	}
-	optinCfg := optin.Config{
-		WaitMessage: cfg.WaitMessage,
-		RiderOptIn: optin.Template{
-			Body:             cfg.RiderMessage,
-			ContentSid:       cfg.RiderContentSid,
-			ContentVariables: cfg.RiderContentVar,
-		},
-		Retry:           twiliocall.RetryPolicy{CallTimeout: cfg.TwilioTimeout},
-		Observer:        m,
-		Consent:         optin.NewConsent(keywords(cfg.DeclineKeywords), keywords(cfg.OptOutKeywords)),
-		DeclineMessage:  cfg.DeclineMessage,
-		SMSRiderMessage: cfg.SMSRiderMessage,
-	}
-	if chats != nil {
-		optinCfg.Chats = chats
-	}
-	svc, err := optin.NewService(conv, be.store, be.queue, optinCfg)
+	svc, err := newOptin(cfg, conv, be, m, chats)
 	if err != nil {
-		return fmt.Errorf("opt-in service: %w", err)
+		return err
 	}
 	if err := be.queue.Start(svc); err != nil {
 		return fmt.Errorf("starting workers: %w", err)
@@ -233,17 +170,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	var admin, cons http.Handler
 	if chats != nil {
-		// One budget of failed authentications per client, shared by the API and the console's login.
-		guard := authlimit.New(authlimit.DefaultBurst, authlimit.DefaultEvery, cfg.TrustProxy)
-		if admin, err = handlers.NewAdminRouter(chats, pools, cfg.adminTokens, guard, handlers.OpenAPI); err != nil {
-			return fmt.Errorf("admin API: %w", err)
-		}
-		copts := console.Options{Chats: chats, Pools: pools, Tokens: cfg.adminTokens, Guard: guard, Revocations: be.revocations}
-		if dm != nil {
-			copts.Demo = dm
-		}
-		if cons, err = console.New(copts); err != nil {
-			return fmt.Errorf("console: %w", err)
+		if admin, cons, err = newAdmin(cfg, chats, pools, be, dm); err != nil {
+			return err
 		}
 	}
 
@@ -271,19 +199,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	var adminSrv *http.Server
 	var adminAddr string
 	if cfg.AdminAddr != "" {
-		adminLn, ok := ctx.Value(adminListenerKey{}).(net.Listener)
-		if !ok {
-			if adminLn, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
-				return fmt.Errorf("OPTIN_ADMIN_ADDR: listening on %s: %w", cfg.AdminAddr, err)
-			}
+		if adminSrv, adminAddr, err = serveAdmin(ctx, cfg.AdminAddr, handlers.NewAdminServer(log, admin, cons, ready), serveErr); err != nil {
+			return err
 		}
-		adminSrv = newHTTPServer(handlers.NewAdminServer(log, admin, cons, ready))
-		go func() {
-			if err := adminSrv.Serve(adminLn); !errors.Is(err, http.ErrServerClosed) {
-				serveErr <- fmt.Errorf("admin listener: %w", err)
-			}
-		}()
-		adminAddr = adminLn.Addr().String()
 		log.Info().Str("addr", adminAddr).Msg("admin API listening")
 	}
 	srv := newHTTPServer(router)
@@ -301,11 +219,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// The upkeep of chats (outbox sweep, reconcile) stops before the backend closes.
 	stopUpkeep := func() {}
 	if chats != nil {
-		upkeepCtx, cancel := context.WithCancel(log.WithContext(context.WithoutCancel(ctx)))
-		upkeepDone := make(chan struct{})
-		go func() { defer close(upkeepDone); chats.Maintain(upkeepCtx) }()
-		var once sync.Once
-		stopUpkeep = func() { once.Do(func() { cancel(); <-upkeepDone }) }
+		stopUpkeep = startUpkeep(log.WithContext(context.WithoutCancel(ctx)), chats)
 		defer stopUpkeep()
 	}
 	if dm != nil {
@@ -342,6 +256,78 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	closeBackend(shutdownCtx)
 	log.Info().Msg("stopped")
 	return failed
+}
+
+// newOptin builds the opt-in flow on the backend's store and queue, telling chats (when the API is on)
+// how their opt-ins advance.
+func newOptin(cfg settings, conv *twilioapi.Client, be *backend, m *metrics.Metrics, chats *chat.Service) (*optin.Service, error) {
+	optinCfg := optin.Config{
+		WaitMessage: cfg.WaitMessage,
+		RiderOptIn: optin.Template{
+			Body:             cfg.RiderMessage,
+			ContentSid:       cfg.RiderContentSid,
+			ContentVariables: cfg.RiderContentVar,
+		},
+		Retry:           twiliocall.RetryPolicy{CallTimeout: cfg.TwilioTimeout},
+		Observer:        m,
+		Consent:         optin.NewConsent(keywords(cfg.DeclineKeywords), keywords(cfg.OptOutKeywords)),
+		DeclineMessage:  cfg.DeclineMessage,
+		SMSRiderMessage: cfg.SMSRiderMessage,
+	}
+	if chats != nil { // a nil *Service in the interface would not read as absent
+		optinCfg.Chats = chats
+	}
+	svc, err := optin.NewService(conv, be.store, be.queue, optinCfg)
+	if err != nil {
+		return nil, fmt.Errorf("opt-in service: %w", err)
+	}
+	return svc, nil
+}
+
+// newAdmin builds the admin API and the console, sharing one budget of failed authentications per
+// client.
+func newAdmin(cfg settings, chats *chat.Service, pools poolSet, be *backend, dm *demo) (admin, cons http.Handler, err error) {
+	guard := authlimit.New(authlimit.DefaultBurst, authlimit.DefaultEvery, cfg.TrustProxy)
+	if admin, err = handlers.NewAdminRouter(chats, pools, cfg.adminTokens, guard, handlers.OpenAPI); err != nil {
+		return nil, nil, fmt.Errorf("admin API: %w", err)
+	}
+	copts := console.Options{Chats: chats, Pools: pools, Tokens: cfg.adminTokens, Guard: guard, Revocations: be.revocations}
+	if dm != nil {
+		copts.Demo = dm
+	}
+	if cons, err = console.New(copts); err != nil {
+		return nil, nil, fmt.Errorf("console: %w", err)
+	}
+	return admin, cons, nil
+}
+
+// serveAdmin serves h on its own listener (OPTIN_ADMIN_ADDR, or the test's); a failure of it is sent
+// to serveErr, as the main listener's is.
+func serveAdmin(ctx context.Context, addr string, h http.Handler, serveErr chan<- error) (*http.Server, string, error) {
+	ln, ok := ctx.Value(adminListenerKey{}).(net.Listener)
+	if !ok {
+		var err error
+		if ln, err = net.Listen("tcp", addr); err != nil {
+			return nil, "", fmt.Errorf("OPTIN_ADMIN_ADDR: listening on %s: %w", addr, err)
+		}
+	}
+	srv := newHTTPServer(h)
+	go func() {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			serveErr <- fmt.Errorf("admin listener: %w", err)
+		}
+	}()
+	return srv, ln.Addr().String(), nil
+}
+
+// startUpkeep runs the chats' upkeep (outbox sweep, reconcile) until the returned stop is called,
+// which waits for it.
+func startUpkeep(ctx context.Context, chats *chat.Service) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); chats.Maintain(ctx) }()
+	var once sync.Once
+	return func() { once.Do(func() { cancel(); <-done }) }
 }
 
 // newHTTPServer bounds what one client can hold: headers, bodies and idle connections.
