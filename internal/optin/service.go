@@ -12,6 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/optinkit/optin/internal/pii"
 	"github.com/optinkit/optin/internal/twiliocall"
 )
 
@@ -352,7 +353,7 @@ func (s *Service) GiveUp(ctx context.Context, conversationSid string, cause erro
 func (s *Service) finish(ctx context.Context, f Flow, state State, cause error, start time.Time) error {
 	detail := ""
 	if cause != nil {
-		detail = cause.Error()
+		detail = pii.Redact(cause.Error())
 	}
 	log := zerolog.Ctx(ctx)
 	// The run's context may be ending (shutdown); recording the outcome still matters.

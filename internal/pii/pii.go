@@ -22,8 +22,9 @@ func Mask(address string) string {
 	return channel + number[:5] + "•••" + number[len(number)-4:]
 }
 
-// phoneRE finds what may be a phone number in free text: an optional + and 7 to 15 digits.
-var phoneRE = regexp.MustCompile(`\+?\d{7,15}`)
+// phoneRE finds what may be a phone number in free text: an optional + and a run of 7 to 15 digits
+// standing alone (not inside a SID such as CH0123…, nor a longer run).
+var phoneRE = regexp.MustCompile(`\+?\b\d{7,15}\b`)
 
 // Redact masks every phone number in text (an error's detail, a provider's message), so that it can
 // be logged, stored or shown.
@@ -33,3 +34,16 @@ func Redact(text string) string {
 	}
 	return phoneRE.ReplaceAllStringFunc(text, Mask)
 }
+
+// RedactError is err with every phone number in its text masked; errors.Is and errors.As still see err.
+func RedactError(err error) error {
+	if err == nil {
+		return nil
+	}
+	return redactedError{err}
+}
+
+type redactedError struct{ err error }
+
+func (e redactedError) Error() string { return Redact(e.err.Error()) }
+func (e redactedError) Unwrap() error { return e.err }

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"reflect"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -334,5 +335,25 @@ func TestSidsAreEscapedInPaths(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("requests:\n got %q\nwant %q", got, want)
+	}
+}
+
+// Twilio's message quoting a participant's number reaches no log or detail whole: the adapter masks it,
+// and the code is still Twilio's.
+func TestTwilioMessagesAreMasked(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = w.Write([]byte(`{"code":50416,"message":"The address whatsapp:+15550001111 and proxy address whatsapp:+15550100000 are already in another conversation","more_info":"https://www.twilio.com/docs/errors/50416","status":400}`))
+	}))
+	defer srv.Close()
+	c, _ := New(Options{AccountSid: accountSid, Username: accountSid, Password: authToken, BaseURL: srv.URL})
+	err := c.AddParticipant(t.Context(), conv, "whatsapp:+15550001111", "whatsapp:+15550100000")
+	var ce *twiliocall.CallError
+	if !errors.As(err, &ce) || ce.Code != 50416 || ce.Kind != twiliocall.Permanent {
+		t.Fatalf("err = %v", err)
+	}
+	if msg := err.Error(); strings.Contains(msg, "15550001111") || !strings.Contains(msg, "whatsapp:+1555•••1111") {
+		t.Errorf("message %q", msg)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 
+	"github.com/optinkit/optin/internal/pii"
 	"github.com/optinkit/optin/internal/twiliocall"
 	"github.com/twilio/twilio-go/client"
 )
@@ -16,7 +17,8 @@ const (
 
 // classify turns a twilio-go or transport error into an *twiliocall.CallError.
 func classify(op string, err error, rec *call) *twiliocall.CallError {
-	ce := &twiliocall.CallError{Op: op, Err: err, Status: rec.status, RetryAfter: rec.retryAfter}
+	// Twilio's messages may quote a participant's number: masked here, before any log or detail sees it.
+	ce := &twiliocall.CallError{Op: op, Err: pii.RedactError(err), Status: rec.status, RetryAfter: rec.retryAfter}
 	var rest *client.TwilioRestError
 	if errors.As(err, &rest) {
 		ce.Code = rest.Code
