@@ -21,7 +21,9 @@ type fakeTwilio struct {
 	convs  map[string]*fakeConv // by SID
 	byName map[string]string
 	calls  []string
-	before func(op, conv string) error
+	// fetched holds when each conversation read came.
+	fetched []time.Time
+	before  func(op, conv string) error
 }
 
 type fakeConv struct {
@@ -94,6 +96,7 @@ func (f *fakeTwilio) FindConversation(_ context.Context, key string) (string, bo
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.fetched = append(f.fetched, time.Now())
 	c, err := f.conv(key)
 	if err != nil {
 		return "", false, err

@@ -3,6 +3,7 @@ package chat
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -457,5 +458,32 @@ func TestOutboxSweep(t *testing.T) {
 	e.clock.advance(OutboxGrace)
 	if n, err := e.svc.SweepOutbox(t.Context()); n != 1 || err != nil || e.notes.count() != 1 {
 		t.Errorf("sweep: %d %v, handed %d", n, err, e.notes.count())
+	}
+}
+
+// The reconciler keeps to its rate of conversation reads: n reads at r a second take at least (n-1)/r.
+func TestReconcileKeepsToItsRate(t *testing.T) {
+	e := newEnv(t)
+	e.svc.cfg.ReconcileRate = 100
+	const chats = 21
+	for i := range chats {
+		r := request(fmt.Sprintf("order-%d", i))
+		r.Customer.Address = fmt.Sprintf("whatsapp:+1555300%04d", i)
+		if _, _, err := e.svc.Start(t.Context(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep, err := e.svc.Reconcile(t.Context())
+	if err != nil || rep.Checked != chats {
+		t.Fatalf("reconcile: %+v %v", rep, err)
+	}
+	e.tw.mu.Lock()
+	reads := slices.Clone(e.tw.fetched)
+	e.tw.mu.Unlock()
+	if len(reads) != chats {
+		t.Fatalf("%d reads, want %d", len(reads), chats)
+	}
+	if span, least := reads[len(reads)-1].Sub(reads[0]), time.Duration(chats-1)*time.Second/100; span < least*9/10 {
+		t.Errorf("%d reads in %v: faster than 100 a second (at least %v)", chats, span, least)
 	}
 }
