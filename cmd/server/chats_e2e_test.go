@@ -949,20 +949,8 @@ func TestChatStartsArePaced(t *testing.T) {
 // onEmulator runs the service with the chats API (and env on top) against an emulator that calls it
 // back, and whose invitation template reads "Hello {{1}}, can {{2}} message you?".
 func onEmulator(t *testing.T, env map[string]string) (*server, *emulator.Emulator) {
-	emu, err := emulator.New(emulator.Options{AccountSid: accountSid, AuthToken: authToken,
-		Contents: map[string]string{inviteSid: "Hello {{1}}, can {{2}} message you?"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	apiSrv := httptest.NewServer(emu)
-	t.Cleanup(apiSrv.Close)
-	t.Cleanup(func() { _ = emu.Close(context.Background()) })
-	s := startListening(t, func(base string) map[string]string {
-		e := adminEnv(map[string]string{"OPTIN_PUBLIC_URL": base, "OPTIN_TWILIO_API_URL": apiSrv.URL})
-		maps.Copy(e, env)
-		return baseEnv(newFake(t), e)
-	})
-	return s, emu
+	replicas, emu := emulatorReplicas(t, 1, env)
+	return replicas[0], emu
 }
 
 // relayOnEmulator is onEmulator with an SMS pool.
