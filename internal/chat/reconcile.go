@@ -137,7 +137,9 @@ func (s *Service) Maintain(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-outbox.C:
-			if ok, _ := s.store.Lock(ctx, outboxLease, owner, every); ok {
+			// The holder renews its lease each tick; it lasts two, so another replica takes it only
+			// once the holder has stopped, never in the same tick.
+			if ok, _ := s.store.Lock(ctx, outboxLease, owner, 2*every); ok {
 				n, err := s.SweepOutbox(ctx)
 				if s.cfg.Observer != nil && n > 0 {
 					s.cfg.Observer.OutboxResent(n)
@@ -149,8 +151,12 @@ func (s *Service) Maintain(ctx context.Context) {
 				}
 			}
 		case <-reconcile.C:
-			if ok, _ := s.store.Lock(ctx, reconcileLease, owner, s.cfg.ReconcileInterval); ok {
+			if ok, _ := s.store.Lock(ctx, reconcileLease, owner, 2*s.cfg.ReconcileInterval); ok {
+				// A run may outlast the interval (many open chats at a low rate): it keeps its lease.
+				renewCtx, stopRenew := context.WithCancel(ctx)
+				go s.renew(renewCtx, reconcileLease, owner, 2*s.cfg.ReconcileInterval)
 				rep, err := s.Reconcile(ctx)
+				stopRenew()
 				if o := s.cfg.Observer; o != nil {
 					for outcome, n := range map[string]int{"closed": rep.Closed, "concluded": rep.Concluded, "resumed": rep.Resumed, "failed": rep.Failed} {
 						if n > 0 {
@@ -165,6 +171,20 @@ func (s *Service) Maintain(ctx context.Context) {
 				ev.Int("checked", rep.Checked).Int("closed", rep.Closed).Int("concluded", rep.Concluded).
 					Int("resumed", rep.Resumed).Int("failed", rep.Failed).Msg("chats reconciled")
 			}
+		}
+	}
+}
+
+// renew extends the lease name that owner holds, every third of its ttl, until ctx ends.
+func (s *Service) renew(ctx context.Context, name, owner string, ttl time.Duration) {
+	t := time.NewTicker(ttl / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			_, _ = s.store.Lock(ctx, name, owner, ttl)
 		}
 	}
 }
