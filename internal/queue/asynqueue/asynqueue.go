@@ -99,19 +99,20 @@ func (q *Queue) Enqueue(ctx context.Context, conversationSid string) error {
 // is left alone.
 func (q *Queue) revive(ctx context.Context, conversationSid string) error {
 	info, err := q.inspector.GetTaskInfo(q.queueName, conversationSid)
-	if errors.Is(err, asynq.ErrTaskNotFound) {
-		return q.Enqueue(ctx, conversationSid) // finished in between
-	}
-	if err != nil || info.State != asynq.TaskStateArchived {
+	switch {
+	case errors.Is(err, asynq.ErrTaskNotFound):
+		// Finished in between: queue it again, once.
+	case err != nil || info.State != asynq.TaskStateArchived:
 		return err
-	}
-	if err := q.inspector.DeleteTask(q.queueName, conversationSid); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
-		return err
+	default:
+		if err := q.inspector.DeleteTask(q.queueName, conversationSid); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+			return err
+		}
 	}
 	_, err = q.client.EnqueueContext(ctx, asynq.NewTask(q.taskType, []byte(conversationSid)),
 		asynq.TaskID(conversationSid), asynq.Queue(q.queueName), asynq.MaxRetry(q.opts.MaxRetry))
 	if errors.Is(err, asynq.ErrTaskIDConflict) {
-		return nil // another replica revived it first
+		return nil // another enqueue (or replica) got there first: it is queued
 	}
 	return err
 }
