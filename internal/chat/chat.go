@@ -201,6 +201,8 @@ type Pool interface {
 	Replace(ctx context.Context, chatID, address, number string) (string, error)
 	// Release frees the chat's numbers.
 	Release(ctx context.Context, chatID string) error
+	// Renew keeps the chat's numbers leased for another term.
+	Renew(ctx context.Context, chatID string) error
 	// Contains reports whether number (a whatsapp: or bare +E164 address) is one of the pool's.
 	Contains(number string) bool
 }

@@ -230,8 +230,9 @@ func (f *fakeTwilio) opCount(op string) int {
 
 // fakePool leases one number per address; a test reads what is still leased.
 type fakePool struct {
-	mu     sync.Mutex
-	leases map[string][]string
+	mu      sync.Mutex
+	leases  map[string][]string
+	renewed []string
 }
 
 func newFakePool() *fakePool { return &fakePool{leases: map[string][]string{}} }
@@ -256,6 +257,13 @@ func (p *fakePool) Release(_ context.Context, chatID string) error {
 }
 
 func (p *fakePool) Contains(number string) bool { return number == "whatsapp:+15550100000" }
+
+func (p *fakePool) Renew(_ context.Context, chatID string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.renewed = append(p.renewed, chatID)
+	return nil
+}
 
 func (p *fakePool) held(chatID string) bool {
 	p.mu.Lock()

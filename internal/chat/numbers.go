@@ -47,6 +47,15 @@ func (s *Service) release(ctx context.Context, chatID string) error {
 	return err
 }
 
+// renewNumbers starts the term of the chat's leases again, in every pool.
+func (s *Service) renewNumbers(ctx context.Context, chatID string) error {
+	err := s.cfg.WhatsApp.Renew(ctx, chatID)
+	if s.cfg.SMS != nil {
+		err = errors.Join(err, s.cfg.SMS.Renew(ctx, chatID))
+	}
+	return err
+}
+
 // leaseNumbers gives both parties a business number from the pool, before anything exists at Twilio:
 // when the pool has none for a party, the chat is forgotten and its id may be used again.
 func (s *Service) leaseNumbers(ctx context.Context, c Chat) (Chat, error) {

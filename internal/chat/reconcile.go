@@ -33,7 +33,8 @@ type ReconcileReport struct {
 //     concluded;
 //   - a start cut off mid-way (its lease free past the budget) is resumed, or failed after StartGiveUp;
 //   - every other chat's conversation is read (at most ReconcileRate a second): one closed or gone at
-//     Twilio closes the chat (expired, or the ending recorded).
+//     Twilio closes the chat (expired, or the ending recorded); one still open has its numbers' leases
+//     renewed, so that a chat active longer than a lease lasts keeps them.
 func (s *Service) Reconcile(ctx context.Context) (ReconcileReport, error) {
 	var rep ReconcileReport
 	ids, err := s.store.Open(ctx)
@@ -71,6 +72,10 @@ func (s *Service) Reconcile(ctx context.Context) (ReconcileReport, error) {
 				continue
 			}
 			if !closed {
+				// Open at Twilio: its numbers stay bound, so their leases must not lapse under it.
+				if err := s.renewNumbers(cctx, c.ID); err != nil {
+					log.Warn().Err(err).Msg("reconcile: renewing the chat's numbers")
+				}
 				continue
 			}
 			if _, err := s.closed(cctx, c.ID, Ending{State: StateClosed, Reason: ReasonExpired}); err != nil {

@@ -359,6 +359,10 @@ func TestReconcileClosesWhatTwilioClosed(t *testing.T) {
 	if c := e.chat("order-2"); c.State != StateInvited {
 		t.Errorf("open chat %s", c.State)
 	}
+	// The chat still open at Twilio keeps its numbers for another term.
+	if !slices.Equal(e.pool.renewed, []string{"order-2"}) {
+		t.Errorf("renewed %v, want [order-2]", e.pool.renewed)
+	}
 	e.checkInvariant("order-1", "order-2")
 }
 

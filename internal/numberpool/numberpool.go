@@ -28,6 +28,8 @@ type Store interface {
 	Take(ctx context.Context, chatID string, pairs []Pair) (bool, error)
 	// Release frees every pair leased to chatID.
 	Release(ctx context.Context, chatID string) error
+	// Renew starts the lease term of every pair leased to chatID again, as when it was taken.
+	Renew(ctx context.Context, chatID string) error
 	// Block keeps a pair from being leased for ttl — Twilio says it is bound outside the service — and
 	// drops any lease of it.
 	Block(ctx context.Context, p Pair, ttl time.Duration) error
@@ -114,6 +116,10 @@ func (p *Pool) Replace(ctx context.Context, chatID, address, number string) (str
 
 // Release frees the chat's pairs.
 func (p *Pool) Release(ctx context.Context, chatID string) error { return p.store.Release(ctx, chatID) }
+
+// Renew keeps the chat's pairs leased for another term: a chat that stays open longer than a lease
+// lasts (its conversation closes only after inactivity) must not lose its numbers.
+func (p *Pool) Renew(ctx context.Context, chatID string) error { return p.store.Renew(ctx, chatID) }
 
 func (p *Pool) leaseOne(ctx context.Context, chatID, address string) (string, error) {
 	order, err := p.preference(ctx, []string{address})

@@ -121,6 +121,23 @@ func (s *Pairs) Release(_ context.Context, chatID string) error {
 	return nil
 }
 
+// Renew starts the term of the chat's live leases again.
+func (s *Pairs) Renew(_ context.Context, chatID string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	until := now.Add(s.retention)
+	for _, p := range s.byChat[chatID] {
+		if l, ok := s.leased[p]; ok && l.chat == chatID && now.Before(l.until) {
+			s.leased[p] = pairLease{chat: chatID, until: until}
+			if last, ok := s.last[p.Address]; ok && last.number == p.Number {
+				s.last[p.Address] = lastNumber{number: p.Number, until: until}
+			}
+		}
+	}
+	return nil
+}
+
 // Block keeps a pair out for ttl.
 func (s *Pairs) Block(_ context.Context, p numberpool.Pair, ttl time.Duration) error {
 	s.mu.Lock()

@@ -64,6 +64,23 @@ redis.call('DEL', 'optin:chatpairs:' .. chat)
 return #pairs
 `)
 
+// renewPairs starts the term of the chat's live leases again: ARGV = chat, ttl ms, now ms.
+var renewPairs = redis.NewScript(`
+local chat, ttl, now = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local pairs = redis.call('SMEMBERS', 'optin:chatpairs:' .. chat)
+for _, pair in ipairs(pairs) do
+  if redis.call('GET', 'optin:pair:' .. pair) == chat then
+    redis.call('PEXPIRE', 'optin:pair:' .. pair, ttl)
+    local bar = string.find(pair, '|', 1, true)
+    redis.call('ZADD', 'optin:numberpairs:' .. string.sub(pair, bar + 1), now + ttl, string.sub(pair, 1, bar - 1))
+  end
+end
+if #pairs > 0 then
+  redis.call('PEXPIRE', 'optin:chatpairs:' .. chat, ttl)
+end
+return #pairs
+`)
+
 // blockPair sets a pair aside for a while and drops its lease.
 var blockPair = redis.NewScript(`
 local pair, ttl = ARGV[1] .. '|' .. ARGV[2], tonumber(ARGV[3])
@@ -107,6 +124,14 @@ func (s *Pairs) Take(ctx context.Context, chatID string, pairs []numberpool.Pair
 func (s *Pairs) Release(ctx context.Context, chatID string) error {
 	if err := releasePairs.Run(ctx, s.rdb, nil, chatID).Err(); err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("releasing pairs: %w", err)
+	}
+	return nil
+}
+
+// Renew starts the term of the chat's live leases again.
+func (s *Pairs) Renew(ctx context.Context, chatID string) error {
+	if err := renewPairs.Run(ctx, s.rdb, nil, chatID, s.ttl().Milliseconds(), time.Now().UnixMilli()).Err(); err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("renewing pairs: %w", err)
 	}
 	return nil
 }

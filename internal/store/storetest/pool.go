@@ -136,4 +136,30 @@ func RunPairs(t *testing.T, open func(t *testing.T, retention time.Duration) (nu
 			t.Errorf("in use after the new lease %v", counts)
 		}
 	})
+
+	t.Run("a renewed lease lasts another term", func(t *testing.T) {
+		a, b := open(t, 1500*time.Millisecond)
+		ctx := t.Context()
+		p := numberpool.Pair{Address: "whatsapp:+15550001111", Number: "whatsapp:+15550100000"}
+		if ok, err := a.Take(ctx, "chat-1", []numberpool.Pair{p}); !ok || err != nil {
+			t.Fatalf("take: %v %v", ok, err)
+		}
+		// Renewed every third of a term for three terms: never free, always counted.
+		end := time.Now().Add(4500 * time.Millisecond)
+		for time.Now().Before(end) {
+			if err := b.Renew(ctx, "chat-1"); err != nil {
+				t.Fatal(err)
+			}
+			if ok, _ := b.Take(ctx, "chat-2", []numberpool.Pair{p}); ok {
+				t.Fatal("a renewed lease lapsed")
+			}
+			if counts, _ := a.InUse(ctx); counts[p.Number] != 1 {
+				t.Fatalf("in use %v", counts)
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		if err := a.Renew(ctx, "chat-none"); err != nil {
+			t.Errorf("renewing a chat with no pairs: %v", err)
+		}
+	})
 }
