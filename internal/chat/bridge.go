@@ -57,7 +57,7 @@ func (s *Service) Advance(ctx context.Context, conversationSid string, stage opt
 	}
 	ctx = zerolog.Ctx(ctx).With().Str("chat_id", c.ID).Logger().WithContext(ctx)
 	if !to.state.Final() {
-		c, moved, err := s.apply(ctx, c.ID, to.state, to.reason, nil)
+		c, moved, err := s.apply(ctx, c.ID, to.state, to.reason)
 		if err == nil && !moved && c.State == StateStarting && c.Ending == nil {
 			return errNotInvited
 		}

@@ -61,40 +61,48 @@ func (c Chat) ending(fallback Ending) Ending {
 // errRefused is a transition the machine does not allow from the chat's state.
 var errRefused = errors.New("transition refused")
 
-// apply moves the chat to state for reason — when the machine allows it from where the chat stands
-// — and records the event the platform hears of in the same write (the outbox). edit, when not nil,
-// changes the chat in that write too. A chat that is ending takes only a final state. After the
-// write, a final state frees the chat's numbers and the events are handed to the notifier. It
-// returns the chat as stored and whether it moved.
-func (s *Service) apply(ctx context.Context, id string, state State, reason string, edit func(*Chat)) (Chat, bool, error) {
+// apply moves the chat to state for reason, when the machine allows it from where the chat stands
+// (a chat that is ending takes only a final state). It returns the chat as stored and whether it moved.
+func (s *Service) apply(ctx context.Context, id string, state State, reason string) (Chat, bool, error) {
+	return s.move(ctx, id, func(c Chat) (Ending, bool) {
+		return Ending{State: state, Reason: reason}, Allowed(c.State, state, reason) && (c.Ending == nil || state.Final())
+	})
+}
+
+// move is the one place a chat changes state. choose, given the chat as stored, names the transition
+// or refuses it; the transition and the event the platform hears of are recorded in the same write
+// (the outbox). After the write, a final state frees the chat's numbers and the events are handed to
+// the notifier. It returns the chat as stored and whether it moved.
+func (s *Service) move(ctx context.Context, id string, choose func(Chat) (Ending, bool)) (Chat, bool, error) {
+	var refused *Chat
+	var to Ending
 	c, err := s.store.Update(ctx, id, func(c *Chat) error {
-		if !Allowed(c.State, state, reason) || (c.Ending != nil && !state.Final()) {
+		var ok bool
+		if to, ok = choose(*c); !ok {
+			refused = c // the chat as it stands: no second read to answer with it
 			return errRefused
 		}
-		if edit != nil {
-			edit(c)
-		}
+		refused = nil
 		now := s.now()
-		c.State, c.Reason, c.UpdatedAt = state, reason, now
-		c.History = append(c.History, Transition{State: state, At: now})
-		if state.Final() {
+		if to.Error != nil && c.Error == nil {
+			c.Error = to.Error
+		}
+		c.State, c.Reason, c.UpdatedAt = to.State, to.Reason, now
+		c.History = append(c.History, Transition{State: to.State, At: now})
+		if to.State.Final() {
 			c.Ending = nil
 		}
-		if s.cfg.Notifier != nil && eventTypes[state] != "" {
+		if s.cfg.Notifier != nil && eventTypes[to.State] != "" {
 			data, _ := json.Marshal(c.View())
-			c.Pending = append(c.Pending, Event{ID: "msg_" + newOwner() + newOwner(), Type: eventTypes[state], At: now, Data: data})
+			c.Pending = append(c.Pending, Event{ID: "msg_" + newOwner() + newOwner(), Type: eventTypes[to.State], At: now, Data: data})
 		}
 		return nil
 	})
-	if errors.Is(err, errRefused) {
-		c, err = s.store.Get(ctx, id)
-		if err != nil {
-			return Chat{}, false, fmt.Errorf("%w: %w", ErrUnavailable, err)
-		}
-		return c, false, nil
+	if errors.Is(err, errRefused) && refused != nil {
+		return *refused, false, nil
 	}
 	if err != nil {
-		return Chat{}, false, fmt.Errorf("%w: recording %s: %w", ErrUnavailable, state, err)
+		return Chat{}, false, fmt.Errorf("%w: recording %s: %w", ErrUnavailable, to.State, err)
 	}
 	if s.cfg.Observer != nil {
 		s.cfg.Observer.ChatTransition(string(c.State), c.Reason)
@@ -104,7 +112,7 @@ func (s *Service) apply(ctx context.Context, id string, state State, reason stri
 		log = log.Str("reason", c.Reason)
 	}
 	log.Msg("chat moved")
-	if state.Final() {
+	if c.State.Final() {
 		// Declined, failed and closed chats bind nothing at Twilio any more (their conversation was
 		// closed first): free the numbers. A release that fails is logged; the leases then lapse
 		// after the retention.
@@ -154,41 +162,19 @@ func (s *Service) intend(ctx context.Context, id string, end Ending) (Chat, erro
 }
 
 // closed moves a chat whose conversation is closed (or never existed) to its recorded ending, or to
-// fallback when it has none.
+// fallback when it has none — chosen on the chat as stored, in the write itself. An ending that does
+// not fit where the chat stands (a decline for a chat not yet invited) closes it instead, which every
+// open state allows.
 func (s *Service) closed(ctx context.Context, id string, fallback Ending) (Chat, error) {
-	c, _, err := s.applyEnding(ctx, id, func(c Chat) Ending { return c.ending(fallback) })
-	return c, err
-}
-
-// applyEnding is apply to the ending pick chooses for the chat as stored: the choice is made again if
-// another replica recorded an ending in between.
-func (s *Service) applyEnding(ctx context.Context, id string, pick func(Chat) Ending) (Chat, bool, error) {
-	for range 3 {
-		c, err := s.store.Get(ctx, id)
-		if err != nil {
-			return Chat{}, false, fmt.Errorf("%w: %w", ErrUnavailable, err)
-		}
+	c, _, err := s.move(ctx, id, func(c Chat) (Ending, bool) {
 		if c.State.Final() {
-			return c, false, nil
+			return Ending{}, false
 		}
-		end := pick(c)
-		got, moved, err := s.apply(ctx, id, end.State, end.Reason, func(stored *Chat) {
-			if end.Error != nil && stored.Error == nil {
-				stored.Error = end.Error
-			}
-		})
-		if err != nil || moved || got.State.Final() {
-			return got, moved, err
+		end := c.ending(fallback)
+		if !Allowed(c.State, end.State, end.Reason) {
+			end = Ending{State: StateClosed, Reason: ReasonEnded}
 		}
-		// Refused: the ending does not fit the chat's state (a decline for a chat not yet invited) or
-		// changed under us. Close it instead, which every open state allows.
-		if end.State != StateClosed {
-			pick = func(Chat) Ending { return Ending{State: StateClosed, Reason: ReasonEnded} }
-		}
-	}
-	c, err := s.store.Get(ctx, id)
-	if err != nil {
-		return Chat{}, false, fmt.Errorf("%w: %w", ErrUnavailable, err)
-	}
-	return c, false, nil
+		return end, true
+	})
+	return c, err
 }

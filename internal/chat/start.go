@@ -238,7 +238,7 @@ func (s *Service) runStart(ctx context.Context, c Chat, resumed bool) (Chat, err
 	if c.Mode == ModeDirect {
 		to = StateConnected
 	}
-	c, moved, err := s.apply(ctx, c.ID, to, "", nil)
+	c, moved, err := s.apply(ctx, c.ID, to, "")
 	if err != nil {
 		return Chat{}, err
 	}

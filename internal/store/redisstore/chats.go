@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -19,12 +20,16 @@ import (
 type Chats struct {
 	rdb       *redis.Client
 	retention time.Duration
+	// filled: the open and pending sets are known to cover every chat (see backfill).
+	filled *atomic.Bool
 }
 
 var _ chat.Store = (*Chats)(nil)
 
 // Chats returns the chat store on the same Redis; finished chats are kept for retention.
-func (s *Store) Chats() *Chats { return &Chats{rdb: s.rdb, retention: s.retention} }
+func (s *Store) Chats() *Chats {
+	return &Chats{rdb: s.rdb, retention: s.retention, filled: new(atomic.Bool)}
+}
 
 const (
 	chatPrefix = "optin:chat:"
@@ -274,7 +279,11 @@ const setsMarker = "optin:chats:sets"
 // backfill adds the chats written before the open and pending sets existed (by an earlier version) to
 // them, once: the first reader after an upgrade walks the index; adding twice is harmless.
 func (s *Chats) backfill(ctx context.Context) error {
+	if s.filled.Load() {
+		return nil // this replica has seen the marker: no read per sweep
+	}
 	if n, err := s.rdb.Exists(ctx, setsMarker).Result(); err != nil || n == 1 {
+		s.filled.Store(n == 1)
 		return err
 	}
 	const batch = 500
@@ -322,7 +331,11 @@ func (s *Chats) backfill(ctx context.Context) error {
 			}
 		}
 	}
-	return s.rdb.Set(ctx, setsMarker, "1", 0).Err()
+	if err := s.rdb.Set(ctx, setsMarker, "1", 0).Err(); err != nil {
+		return err
+	}
+	s.filled.Store(true)
+	return nil
 }
 
 // members lists a set of chat ids, dropping those whose chat expired.
