@@ -35,7 +35,9 @@ type backend struct {
 	store optin.Store
 	queue workQueue
 	chats chat.Store
-	pairs numberpool.Store
+	// windows keeps when each person last wrote to each business number.
+	windows chat.Windows
+	pairs   numberpool.Store
 	// creates paces conversation creates: in this process, or in Redis for every replica.
 	creates chat.Limiter
 	// callbacks carries the chats' events to the platform; started only when a callback URL is set.
@@ -63,6 +65,7 @@ func openBackend(ctx context.Context, cfg config, log zerolog.Logger) (*backend,
 			queue:       inproc.New(cfg.Workers, inprocMaxRuns, nil),
 			callbacks:   inproc.New(cfg.Workers, callback.MaxRuns, callback.RunDelay),
 			chats:       memory.NewChats(cfg.FlowRetention),
+			windows:     memory.NewWindows(),
 			pairs:       memory.NewPairs(cfg.FlowRetention),
 			revocations: memory.NewRevocations(),
 			creates:     rate.NewLimiter(rate.Limit(cfg.CreateRate), createBurst(cfg.CreateRate)),
@@ -102,7 +105,7 @@ func openBackend(ctx context.Context, cfg config, log zerolog.Logger) (*backend,
 		return nil, fmt.Errorf("OPTIN_REDIS_URL: %w", err)
 	}
 	log.Info().Str("redis", where).Msg("state and work shared through Redis")
-	return &backend{store: store, queue: queue, callbacks: callbacks, chats: store.Chats(), pairs: store.Pairs(), revocations: store.Revocations(),
+	return &backend{store: store, queue: queue, callbacks: callbacks, chats: store.Chats(), windows: store.Windows(), pairs: store.Pairs(), revocations: store.Revocations(),
 		creates: store.Limiter("conversation-create", cfg.CreateRate, createBurst(cfg.CreateRate)), ping: store.Ping, closeStore: store.Close}, nil
 }
 

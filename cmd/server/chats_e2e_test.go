@@ -81,16 +81,20 @@ const startBody = `{"id":"order-8812","customer":{"address":"whatsapp:+155500011
 // The calls a start makes, in the order it makes them (the tests compare them sorted).
 func startCalls(id, conv, ttl string) []call {
 	chatMarker := func(step string) string { return `{"optin":{"chat":"` + id + `","step":"` + step + `"}}` }
-	hook := func(event string) call {
-		return call{"POST", "/v1/Conversations/" + conv + "/Webhooks", form("Configuration.Filters", event, "Configuration.Method", "post",
-			"Configuration.Url", publicBase+"/webhooks/conversations", "Target", "webhook")}
+	hook := func(events ...string) call {
+		var pairs []string
+		for _, ev := range events {
+			pairs = append(pairs, "Configuration.Filters", ev)
+		}
+		return call{"POST", "/v1/Conversations/" + conv + "/Webhooks", form(append(pairs, "Configuration.Method", "post",
+			"Configuration.Url", publicBase+"/webhooks/conversations", "Target", "webhook")...)}
 	}
 	participant := func(address string) call {
 		return call{"POST", "/v1/Conversations/" + conv + "/Participants", form("MessagingBinding.Address", address, "MessagingBinding.ProxyAddress", business)}
 	}
 	return []call{
 		{"POST", "/v1/Conversations", form("Attributes", chatMarker("conversation"), "FriendlyName", "Delivery "+id, "State", "active", "Timers.Closed", ttl, "UniqueName", id)},
-		hook("onMessageAdded"), hook("onConversationStateUpdated"),
+		hook("onMessageAdded"), hook("onConversationStateUpdated", "onDeliveryUpdated"),
 		participant(customer), participant(rider),
 		{"POST", "/v1/Conversations/" + conv + "/Messages", form("Attributes", chatMarker("invite"), "Author", rider,
 			"ContentSid", inviteSid, "ContentVariables", `{"1":"Ana","2":"Bruno"}`)},
@@ -448,7 +452,6 @@ func TestChatConsent(t *testing.T) {
 		return []call{
 			{"POST", "/v1/Conversations/" + conv + "/Messages", form("Body", waitText, "Attributes", `{"optin":{"step":"wait","trigger":"`+trigger+`"}}`)},
 			{"POST", "/v1/Conversations/" + conv + "/Messages", form("Author", customer, "Body", riderText, "Attributes", `{"optin":{"step":"rider","trigger":"`+trigger+`"}}`)},
-			listCall("PageSize=5"), deleteCall(messageHook),
 		}
 	}
 	for _, tt := range []struct {
@@ -461,11 +464,11 @@ func TestChatConsent(t *testing.T) {
 			return []call{
 				{"POST", "/v1/Conversations/" + conv + "/Messages", form("Body", "No problem — we won't connect you. Your delivery is on its way.",
 					"Attributes", `{"optin":{"step":"decline","trigger":"`+trigger+`"}}`)},
-				listCall("PageSize=5"), deleteCall(messageHook), closeCall(conv),
+				closeCall(conv),
 			}
 		}},
 		{"opt out", "STOP", "declined", "opted_out", "starting,invited,declined", func(string) []call {
-			return []call{listCall("PageSize=5"), deleteCall(messageHook), closeCall(conv)}
+			return []call{closeCall(conv)}
 		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -487,8 +490,9 @@ func TestChatConsent(t *testing.T) {
 			}
 			s.stop()
 			assertCallsSince(t, fake, n, sorted(tt.want(msg1)...))
-			if hooks := fake.Webhooks(conv); !slices.Equal(hooks, []string{lifecycleHook}) {
-				t.Errorf("webhooks left %v, want the lifecycle one only", hooks)
+			// A chat keeps both: its messages and deliveries are the chat's to relay.
+			if hooks := fake.Webhooks(conv); !slices.Equal(hooks, []string{messageHook, lifecycleHook}) {
+				t.Errorf("webhooks left %v, want both", hooks)
 			}
 		})
 	}
@@ -587,8 +591,8 @@ func TestChatDeliveryOnEmulator(t *testing.T) {
 		t.Errorf("rider's phone: %+v", emu.Transcript(rider))
 	}
 	view, _ := emu.Conversation(convSid)
-	if len(view.Webhooks) != 1 {
-		t.Errorf("webhooks left %v, want the lifecycle one", view.Webhooks)
+	if len(view.Webhooks) != 2 {
+		t.Errorf("webhooks left %v, want the message and the lifecycle one", view.Webhooks)
 	}
 	// Nobody writes for 30 minutes: Twilio closes the conversation and tells the service.
 	emu.Advance(31 * time.Minute)
@@ -996,8 +1000,8 @@ func TestDirectRelays(t *testing.T) {
 				t.Errorf("a direct chat sent the customer %+v", tr)
 			}
 			view, _ := emu.Conversation(c["conversation_sid"].(string))
-			if len(view.Webhooks) != 1 {
-				t.Errorf("webhooks %v, want the lifecycle one only", view.Webhooks)
+			if len(view.Webhooks) != 2 {
+				t.Errorf("webhooks %v, want the message and the lifecycle one", view.Webhooks)
 			}
 			// The customer writes first; then the rider answers, and the customer again.
 			for _, m := range []struct{ from, to, text string }{

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/optinkit/optin/internal/callback"
 	"github.com/optinkit/optin/internal/tokens"
@@ -55,12 +56,15 @@ type config struct {
 	DeclineMessage   string        `envconfig:"OPTIN_DECLINE_MESSAGE" default:"No problem — we won't connect you. Your delivery is on its way." desc:"system message a chat's customer sees after declining (none after an opt-out keyword)"`
 	DeclineKeywords  string        `envconfig:"OPTIN_DECLINE_KEYWORDS" desc:"comma-separated replies that decline a chat (whole reply or first word, case, accents and punctuation ignored); empty: built-in English, Spanish, Portuguese, French and German"`
 	OptOutKeywords   string        `envconfig:"OPTIN_OPTOUT_KEYWORDS" desc:"comma-separated replies that opt out of every message (STOP and the like); empty: built-in list"`
-	CallbackURL      string        `envconfig:"OPTIN_CALLBACK_URL" mask:"url" desc:"receives the chats' events (chat.invited, chat.connected, chat.declined, chat.failed, chat.closed), signed as Standard Webhooks say"`
+	CallbackURL      string        `envconfig:"OPTIN_CALLBACK_URL" mask:"url" desc:"receives the chats' events (chat.invited, chat.connected, chat.declined, chat.failed, chat.closed, chat.channel_changed), signed as Standard Webhooks say"`
 	CallbackSecret   string        `envconfig:"OPTIN_CALLBACK_SECRET" mask:"secret" desc:"signing secret of the events, whsec_ followed by base64; required with OPTIN_CALLBACK_URL"`
 	CreateRate       int           `envconfig:"OPTIN_TWILIO_CREATE_RATE" default:"25" desc:"conversation creates per second, across all replicas (Twilio allows about 30 per service; 1 to 1000)"`
 	ChatStartTimeout time.Duration `envconfig:"OPTIN_CHAT_START_TIMEOUT" default:"10s" desc:"how long POST /v1/chats works on a start before answering 503 (repeating the call resumes it; 1s to 60s)"`
 	ReconcileEvery   time.Duration `envconfig:"OPTIN_RECONCILE_INTERVAL" default:"5m" desc:"how often open chats are checked against their Twilio conversation (a lost close webhook, an end or start cut off); one replica at a time (1s to 24h)"`
 	ReconcileRate    int           `envconfig:"OPTIN_RECONCILE_RATE" default:"10" desc:"conversation reads per second the reconciler makes at most (1 to 1000)"`
+	InviteSMSBody    string        `envconfig:"OPTIN_INVITE_SMS_BODY" default:"Hello {{1}}, your delivery is almost there but {{2}} (your rider) needs help finding your door. Are you willing to chat with them? Reply YES or NO." desc:"the invitation, as text, to a customer whose number is not on WhatsApp (63003, 63024) once moved to SMS (OPTIN_SMS_NUMBERS); {{1}} is the customer's name, {{2}} the rider's"`
+	HoldMax          time.Duration `envconfig:"OPTIN_HOLD_MAX" default:"24h" desc:"how long a message that could not reach a party (their WhatsApp window closed) is held for them before it is dropped (1m to 720h)"`
+	NudgeContentSid  string        `envconfig:"OPTIN_NUDGE_CONTENT_SID" desc:"template (HX…) sent to a party with a closed WhatsApp window and a held message, once per closed window, with variable 1 = the other party's name; empty: messages are held and sent again but nobody is nudged"`
 	Demo             bool          `envconfig:"OPTIN_DEMO" default:"false" desc:"same as -demo: run against a built-in Twilio emulator with generated credentials and play the guide's story"`
 }
 
@@ -192,6 +196,10 @@ func (c config) validate() (settings, error) {
 	if c.WaitMessage == "" {
 		bad("OPTIN_WAIT_MESSAGE", "must not be empty")
 	}
+	// Twilio takes at most 1,600 characters in an SMS body.
+	if n := utf8.RuneCountInString(c.InviteSMSBody); strings.TrimSpace(c.InviteSMSBody) == "" || n > 1600-2*64 {
+		bad("OPTIN_INVITE_SMS_BODY", "must hold 1 to 1472 characters (1,600 with both names), got %d", n)
+	}
 	if c.RiderMessage == "" && c.RiderContentSid == "" {
 		bad("OPTIN_RIDER_OPTIN_MESSAGE", "must not be empty unless OPTIN_RIDER_OPTIN_CONTENT_SID is set")
 	}
@@ -246,6 +254,10 @@ func (c config) validate() (settings, error) {
 	between("OPTIN_CHAT_TTL", c.ChatTTL, 10*time.Minute, 720*time.Hour)
 	between("OPTIN_CHAT_START_TIMEOUT", c.ChatStartTimeout, time.Second, time.Minute)
 	between("OPTIN_RECONCILE_INTERVAL", c.ReconcileEvery, time.Second, 24*time.Hour)
+	between("OPTIN_HOLD_MAX", c.HoldMax, time.Minute, 720*time.Hour)
+	if c.NudgeContentSid != "" && !contentSidRE.MatchString(c.NudgeContentSid) {
+		bad("OPTIN_NUDGE_CONTENT_SID", "must be a Content SID: HX followed by 32 hexadecimal digits")
+	}
 	if c.ReconcileRate < 1 || c.ReconcileRate > 1000 {
 		bad("OPTIN_RECONCILE_RATE", "must be between 1 and 1000, got %d", c.ReconcileRate)
 	}

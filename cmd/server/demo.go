@@ -26,9 +26,11 @@ const (
 	demoRider     = "whatsapp:+15550100002"
 	demoTemplate1 = "HX0000000000000000000000000000d001"
 	demoTemplate2 = "HX0000000000000000000000000000d002"
+	demoNudge     = "HX0000000000000000000000000000d003"
 	// demoMoreNumbers join demoBusiness in the demo's pool, so that the rider can carry several orders.
 	demoMoreNumbers = "whatsapp:+15550100091,whatsapp:+15550100092,whatsapp:+15550100093,whatsapp:+15550100094"
 	demoInvite      = "Hello {{1}}, your food delivery is almost there but {{2}} (your rider) needs help finding your door. Are you willing to chat with them?"
+	demoNudgeText   = "You have a new message about your delivery from {{1}}. Reply to read it."
 )
 
 // demo is the embedded default: an in-process emulator stands in for Twilio, so nothing leaves the machine.
@@ -54,7 +56,7 @@ func startDemo(riderText string) (*demo, error) {
 	emu, err := emulator.New(emulator.Options{
 		AccountSid: d.sid,
 		AuthToken:  d.token,
-		Contents:   map[string]string{demoTemplate1: demoInvite, demoTemplate2: riderText},
+		Contents:   map[string]string{demoTemplate1: demoInvite, demoTemplate2: riderText, demoNudge: demoNudgeText},
 	})
 	if err != nil {
 		return nil, err
@@ -71,14 +73,17 @@ func startDemo(riderText string) (*demo, error) {
 }
 
 // configure points the service at the emulator, whatever the environment says: the emulator calls the
-// service directly, so no public URL or proxy header stands between them. The rider's opt-in goes as a
-// Content template, as it must on real WhatsApp, unless one was configured.
+// service directly, so no public URL or proxy header stands between them. The rider's opt-in and the
+// nudge go as Content templates, as they must on real WhatsApp, unless others were configured.
 func (d *demo) configure(c *config) {
 	c.AccountSid, c.AuthToken, c.AuthTokenSecondary, c.APIKey, c.APISecret = d.sid, d.token, "", "", ""
 	c.TwilioAPIURL = d.url
 	c.PublicURL, c.TrustProxy = "", false
 	if c.RiderContentSid == "" {
 		c.RiderContentSid, c.RiderContentVar = demoTemplate2, ""
+	}
+	if c.NudgeContentSid == "" {
+		c.NudgeContentSid = demoNudge
 	}
 	// The chats API, on the main listener; the chat's webhooks point at the service's own address.
 	c.AdminTokens, c.AdminAddr, c.WhatsAppNumber, c.InviteContentSid = d.adminToken, "", demoBusiness, demoTemplate1
@@ -121,19 +126,36 @@ func (d *demo) play(ctx context.Context, serviceURL string, out io.Writer) error
 		return err
 	}
 	say("2. The customer replies \"Yes\" — the emulator calls the service's webhook, signed.")
-	if c, err = d.waitForChat(ctx, "connected"); err != nil {
+	if c, err = d.waitForChat(ctx, func(c chatAnswer) bool { return c.State == "connected" }); err != nil {
 		return err
 	}
 	hooks, err := d.api.Webhooks(ctx, c.conversation())
 	if err != nil {
 		return err
 	}
-	say("3. The service sent the wait message and the rider's template and removed the message webhook (%d left:", len(hooks))
-	say("   the one that tells it when the conversation closes). Chat %s is %s: %s.\n", demoChat, c.State, c.history())
+	say("3. The service sent the wait message and the rider's template, and keeps the chat's %d webhooks (its messages;", len(hooks))
+	say("   its close and each delivery) to relay what follows. Chat %s is %s: %s.", demoChat, c.State, c.history())
+	for _, text := range []string{"Gate code 4411", "Blue building, third floor"} {
+		if _, err := d.api.Inbound(ctx, demoCustomer, demoBusiness, text); err != nil {
+			return err
+		}
+	}
+	if c, err = d.waitForChat(ctx, func(c chatAnswer) bool { return c.Rider.Held == 2 && c.Rider.NudgedAt != nil }); err != nil {
+		return err
+	}
+	say("4. The customer writes twice before the rider answers. WhatsApp refuses both for the rider, whose 24-hour window")
+	say("   is closed (63016): the service holds them and nudges the rider once with a template.")
+	if _, err := d.api.Inbound(ctx, demoRider, demoBusiness, "On my way up"); err != nil {
+		return err
+	}
+	if _, err = d.waitForChat(ctx, func(c chatAnswer) bool { return c.Rider.Held == 0 }); err != nil {
+		return err
+	}
+	say("5. The rider answers: their window opens, and the service sends both held messages again, in order, once.\n")
 	printSideBySide(out, "Customer "+demoCustomer, d.emu.Transcript(demoCustomer), "Rider "+demoRider, d.emu.Transcript(demoRider))
 	say("\n✗ marks a message WhatsApp would not deliver: free-form text to someone outside their 24-hour window (63016).")
-	say("\nStill serving until Ctrl-C. Play further — the rider answers, the customer receives it:")
-	say("  curl -s -X POST %s/emulator/inbound --data-urlencode From=%s --data-urlencode To=%s --data-urlencode 'Body=I am at the gate'", d.url, demoRider, demoBusiness)
+	say("\nStill serving until Ctrl-C. Play further — the customer writes, the rider receives it:")
+	say("  curl -s -X POST %s/emulator/inbound --data-urlencode From=%s --data-urlencode To=%s --data-urlencode 'Body=Thank you!'", d.url, demoCustomer, demoBusiness)
 	say("  curl -s '%s/emulator/transcripts'", d.url)
 	say("  curl -s -H 'Authorization: Bearer %s' %s/v1/chats/%s", d.adminToken, serviceURL, demoChat)
 	say("  curl -s -H 'Authorization: Bearer %s' -X DELETE %s/v1/chats/%s", d.adminToken, serviceURL, demoChat)
@@ -211,7 +233,11 @@ func (d *demo) Say(ctx context.Context, address, proxy, text string) error {
 type chatAnswer struct {
 	State           string  `json:"state"`
 	ConversationSid *string `json:"conversation_sid"`
-	History         []struct {
+	Rider           struct {
+		Held     int        `json:"held"`
+		NudgedAt *time.Time `json:"nudged_at"`
+	} `json:"rider"`
+	History []struct {
 		State string `json:"state"`
 	} `json:"history"`
 }
@@ -252,16 +278,16 @@ func (d *demo) chatAPI(ctx context.Context, method, url, body string) (chatAnswe
 	return c, json.Unmarshal(raw, &c)
 }
 
-// waitForChat polls the chat until it is in state.
-func (d *demo) waitForChat(ctx context.Context, state string) (chatAnswer, error) {
+// waitForChat polls the demo's chat until ok holds.
+func (d *demo) waitForChat(ctx context.Context, ok func(chatAnswer) bool) (chatAnswer, error) {
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		c, err := d.chatAPI(ctx, http.MethodGet, "/v1/chats/"+demoChat, "")
-		if err == nil && c.State == state {
+		if err == nil && ok(c) {
 			return c, nil
 		}
 		if time.Now().After(deadline) {
-			return c, fmt.Errorf("the chat is not %s within 15 s (%v); see the service's log", state, err)
+			return c, fmt.Errorf("the chat did not get there within 15 s (%v, %s); see the service's log", err, c.State)
 		}
 		select {
 		case <-ctx.Done():

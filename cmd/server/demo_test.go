@@ -65,8 +65,12 @@ func testDemo(t *testing.T, env map[string]string) {
 	for _, want := range []string{
 		"nothing leaves this machine",
 		"Chat order-1042 is invited.",
-		"(1 left:",
+		"keeps the chat's 2 webhooks",
 		"Chat order-1042 is connected: starting → invited → connecting → connected.",
+		"5. The rider answers",
+		"│ ← You have a new message about your delivery",
+		"│ ✗ Gate code 4411",
+		"│ ← Gate code 4411",
 		"-X DELETE http://127.0.0.1:",
 		"← Hello Ana, your food delivery is almost there  │ ✗ Yes",
 		"← Great! Just a moment while we connect you…     │",

@@ -229,7 +229,7 @@ func calls(reqs []faketwilio.Request) []call {
 func form(pairs ...string) string {
 	v := url.Values{}
 	for i := 0; i < len(pairs); i += 2 {
-		v.Set(pairs[i], pairs[i+1])
+		v.Add(pairs[i], pairs[i+1]) // a repeated name is a list, as Configuration.Filters
 	}
 	return v.Encode()
 }

@@ -155,9 +155,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			webhookBase = "http://" + ln.Addr().String() // the emulator calls the service where it listens
 			dm.serviceURL = webhookBase
 		}
-		fault, _ := ctx.Value(notifyFaultKey{}).(func() error)
-		if chats, pools, err = newChats(cfg, conv, be, webhookBase, m, fault); err != nil {
+		if chats, pools, err = newChats(cfg, conv, be, webhookBase, m, seamsOf(ctx)); err != nil {
 			return err
+		}
+		if cfg.NudgeContentSid == "" {
+			log.Info().Msg("OPTIN_NUDGE_CONTENT_SID is not set: messages held for a closed WhatsApp window are sent again when their party writes, but nobody is nudged to write")
 		}
 	}
 	svc, err := newOptin(cfg, conv, be, m, chats)
@@ -344,7 +346,7 @@ func newHTTPServer(h http.Handler) *http.Server {
 
 // newChats builds the chats API's parts: the number pools, the events' delivery when a callback URL is
 // set, and the chats service on them.
-func newChats(cfg settings, conv *twilioapi.Client, be *backend, webhookBase string, m *metrics.Metrics, fault func() error) (*chat.Service, poolSet, error) {
+func newChats(cfg settings, conv *twilioapi.Client, be *backend, webhookBase string, m *metrics.Metrics, t testSeams) (*chat.Service, poolSet, error) {
 	var pools poolSet
 	var err error
 	if pools.WhatsApp, err = numberpool.New("WhatsApp", cfg.whatsAppPool, be.pairs); err != nil {
@@ -367,6 +369,11 @@ func newChats(cfg settings, conv *twilioapi.Client, be *backend, webhookBase str
 		Retry:             twiliocall.RetryPolicy{CallTimeout: cfg.TwilioTimeout},
 		ReconcileInterval: cfg.ReconcileEvery,
 		ReconcileRate:     float64(cfg.ReconcileRate),
+		Windows:           be.windows,
+		HoldMax:           cfg.HoldMax,
+		NudgeContentSid:   cfg.NudgeContentSid,
+		SMSInvite:         cfg.InviteSMSBody,
+		Now:               t.clock,
 	}
 	if pools.SMS != nil { // a nil *Pool in the interface would not read as absent
 		cc.SMS = pools.SMS
@@ -380,8 +387,8 @@ func newChats(cfg settings, conv *twilioapi.Client, be *backend, webhookBase str
 			return nil, pools, fmt.Errorf("starting callback workers: %w", err)
 		}
 		cc.Notifier = callback.Notifier{Queue: be.callbacks}
-		if fault != nil {
-			cc.Notifier = faultyNotifier{cc.Notifier, fault}
+		if t.notifyFault != nil {
+			cc.Notifier = faultyNotifier{cc.Notifier, t.notifyFault}
 		}
 	}
 	chats, err := chat.NewService(conv, be.chats, cc)

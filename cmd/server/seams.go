@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net"
+	"time"
 
 	"github.com/optinkit/optin/internal/chat"
 )
@@ -42,6 +43,27 @@ type notifyFaultKey struct{}
 
 func withNotifyFault(ctx context.Context, fault func() error) context.Context {
 	return context.WithValue(ctx, notifyFaultKey{}, fault)
+}
+
+// clockKey carries, in run's context, the clock the chats read (how long a message has been held):
+// tests move it forward rather than wait.
+type clockKey struct{}
+
+func withClock(ctx context.Context, now func() time.Time) context.Context {
+	return context.WithValue(ctx, clockKey{}, now)
+}
+
+// testSeams are the seams a test set in run's context; production has none.
+type testSeams struct {
+	notifyFault func() error
+	clock       func() time.Time
+}
+
+func seamsOf(ctx context.Context) testSeams {
+	var t testSeams
+	t.notifyFault, _ = ctx.Value(notifyFaultKey{}).(func() error)
+	t.clock, _ = ctx.Value(clockKey{}).(func() time.Time)
+	return t
 }
 
 // faultyNotifier fails when its fault says so, else hands over.

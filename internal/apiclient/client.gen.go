@@ -65,18 +65,36 @@ func (e ChatReason) Valid() bool {
 	}
 }
 
+// Defines values for PartyChannel.
+const (
+	PartyChannelSms      PartyChannel = "sms"
+	PartyChannelWhatsapp PartyChannel = "whatsapp"
+)
+
+// Valid indicates whether the value is a known member of the PartyChannel enum.
+func (e PartyChannel) Valid() bool {
+	switch e {
+	case PartyChannelSms:
+		return true
+	case PartyChannelWhatsapp:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for PoolsPoolsChannel.
 const (
-	Sms      PoolsPoolsChannel = "sms"
-	Whatsapp PoolsPoolsChannel = "whatsapp"
+	PoolsPoolsChannelSms      PoolsPoolsChannel = "sms"
+	PoolsPoolsChannelWhatsapp PoolsPoolsChannel = "whatsapp"
 )
 
 // Valid indicates whether the value is a known member of the PoolsPoolsChannel enum.
 func (e PoolsPoolsChannel) Valid() bool {
 	switch e {
-	case Sms:
+	case PoolsPoolsChannelSms:
 		return true
-	case Whatsapp:
+	case PoolsPoolsChannelWhatsapp:
 		return true
 	default:
 		return false
@@ -185,11 +203,23 @@ type Party struct {
 	//
 	// Example: whatsapp:+15550001111
 	Address Address `json:"address"`
-	Name    *string `json:"name"`
+
+	// Channel The channel the party is reached on: whatsapp for a whatsapp: address, sms for a bare +E164 one.
+	Channel PartyChannel `json:"channel"`
+
+	// Held Messages the other party wrote that did not reach this party because their WhatsApp 24-hour window was closed (63016); each is sent again, once, in order, when this party next writes, or dropped after OPTIN_HOLD_MAX.
+	Held int     `json:"held"`
+	Name *string `json:"name"`
+
+	// NudgedAt When this party was last sent the nudge template (OPTIN_NUDGE_CONTENT_SID) because a message was held for them: at most once per closed window. Null when never.
+	NudgedAt *time.Time `json:"nudged_at"`
 
 	// ProxyAddress The business number this party talks to; null until one is leased (a chat ended before its start leased one).
 	ProxyAddress *Address `json:"proxy_address"`
 }
+
+// PartyChannel The channel the party is reached on: whatsapp for a whatsapp: address, sms for a bare +E164 one.
+type PartyChannel string
 
 // PartyRequest defines model for PartyRequest.
 type PartyRequest struct {

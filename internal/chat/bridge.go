@@ -40,10 +40,10 @@ var stageStates = map[optin.Stage]struct {
 var errNotInvited = errors.New("the chat's start has not finished")
 
 // Advance moves the conversation's chat to the state of stage; a conversation without a chat has
-// nothing to move. The final stages conclude the chat: its conversation is closed first (after the
+// nothing to move. Connecting records answer, the customer's message that said yes. The final stages conclude the chat: its conversation is closed first (after the
 // opt-in's last message), then the chat moves — or, when the close fails, the chat keeps its ending
 // and the reconciler closes it.
-func (s *Service) Advance(ctx context.Context, conversationSid string, stage optin.Stage, cause error) error {
+func (s *Service) Advance(ctx context.Context, conversationSid string, stage optin.Stage, answer string, cause error) error {
 	to, known := stageStates[stage]
 	if !known {
 		return fmt.Errorf("chat: unknown stage %q", stage)
@@ -60,6 +60,9 @@ func (s *Service) Advance(ctx context.Context, conversationSid string, stage opt
 		c, moved, err := s.apply(ctx, c.ID, to.state, to.reason)
 		if err == nil && !moved && c.State == StateStarting && c.Ending == nil {
 			return errNotInvited
+		}
+		if err == nil && stage == optin.StageConnecting && c.relaying() {
+			err = s.answered(ctx, c.ID, answer)
 		}
 		return err
 	}

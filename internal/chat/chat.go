@@ -47,6 +47,30 @@ type Party struct {
 	// Address is the person's (whatsapp:+E164, or +E164 for SMS); ProxyAddress the business number
 	// they talk to.
 	Address, ProxyAddress, Name string
+	// Held are the messages that did not reach this party because their window was closed, in the
+	// conversation's order; each is sent again once the party writes.
+	Held []Held `json:",omitempty"`
+	// NudgedAt is when the party was last nudged; NudgedFor the window that nudge was for (its last
+	// inbound message, zero when none was seen): one nudge per closed window.
+	NudgedAt, NudgedFor time.Time `json:",omitzero"`
+	// Nudging is set while a nudge is decided but not known to be sent: a later run looks for it first.
+	Nudging bool `json:",omitempty"`
+}
+
+// Held is a message kept for a party whose window was closed when it was sent.
+type Held struct {
+	// MessageSid is the message that failed; its copy carries it in a marker, so it is sent once.
+	MessageSid string
+	Index      int
+	// Author wrote it (the other party): the copy is authored by them, so that only this party gets it.
+	Author, Body string
+	// Created is when Twilio created the message (Twilio's clock); HeldAt when it was held (this one's).
+	Created, HeldAt time.Time
+	// Sending is set before the copy is created: a run that finds it set looks for the copy first.
+	Sending bool `json:",omitempty"`
+	// Early marks a customer's message held while the chat was invited: it may be the answer itself,
+	// which the rider is not sent again. It counts once the chat is connecting and it is not.
+	Early bool `json:",omitempty"`
 }
 
 // Channels of an address.
@@ -86,6 +110,8 @@ type Invite struct {
 type Transition struct {
 	State State
 	At    time.Time
+	// Channel, when set, says the customer moved to this channel then (the state stayed as it was).
+	Channel string `json:",omitempty"`
 }
 
 // Failure is what made a chat fail.
@@ -125,6 +151,20 @@ type Chat struct {
 	Pending []Event
 	// Ending, while the chat is closing, is the final state it is headed for (see Ending).
 	Ending *Ending `json:",omitempty"`
+	// Answer is the customer's message that answered the invitation (its SID), once the opt-in runs.
+	Answer string `json:",omitempty"`
+	// Fallback, while the customer is being moved from WhatsApp to SMS, is how far the move got.
+	Fallback *Fallback `json:",omitempty"`
+}
+
+// HasWork reports whether the chat holds something the upkeep must finish: an event not delivered,
+// a message held, a nudge not known to be sent.
+func (c Chat) HasWork() bool { return len(c.Pending) > 0 || c.needsTending() }
+
+// needsTending reports whether the chat holds messages, a nudge not known to be sent, or a move to
+// SMS not finished: what tend carries out.
+func (c Chat) needsTending() bool {
+	return len(c.Customer.Held) > 0 || len(c.Rider.Held) > 0 || c.Customer.Nudging || c.Rider.Nudging || c.Fallback != nil
 }
 
 // Event is a transition the platform is told of, kept with its chat until it is delivered.
@@ -248,7 +288,8 @@ type Store interface {
 	Unlock(ctx context.Context, id, owner string) error
 	// Open returns the ids of the chats not in a final state.
 	Open(ctx context.Context) ([]string, error)
-	// WithPending returns the ids of the chats holding events not yet delivered.
+	// WithPending returns the ids of the chats that have work (Chat.HasWork): events not yet
+	// delivered, messages held.
 	WithPending(ctx context.Context) ([]string, error)
 }
 
@@ -273,4 +314,16 @@ type Conversations interface {
 	CreateWebhook(ctx context.Context, conversationSid string, h optin.Webhook) (sid string, err error)
 	// CloseConversation sets the conversation's state to closed, which frees its address pairs.
 	CloseConversation(ctx context.Context, conversationSid string) error
+	// RemoveParticipant removes the messaging participant whose address this is; none counts as removed.
+	RemoveParticipant(ctx context.Context, conversationSid, address string) error
+	// FetchMessage reads one message of the conversation.
+	FetchMessage(ctx context.Context, conversationSid, messageSid string) (Message, error)
+}
+
+// Message is a message of a conversation, as FetchMessage reads it.
+type Message struct {
+	Sid, Author, Body, Attributes string
+	Index                         int
+	// Created is Twilio's date_created.
+	Created time.Time
 }

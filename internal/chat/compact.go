@@ -12,7 +12,7 @@ import (
 )
 
 // Compactable reports whether a chat is kept in its finished form: final, nothing left to deliver.
-func (c Chat) Compactable() bool { return c.State.Final() && len(c.Pending) == 0 && c.Ending == nil }
+func (c Chat) Compactable() bool { return c.State.Final() && !c.HasWork() && c.Ending == nil }
 
 // finished is a finished chat as stores keep it for the retention, in short JSON: what its View and a
 // repeated start need. The invitation, the ttl and the start steps' results are dropped — except a
@@ -29,9 +29,12 @@ type finished struct {
 	Times    [3]int64        `json:"t"`
 	Metadata json.RawMessage `json:"x,omitempty"`
 	Error    *Failure        `json:"e,omitempty"`
-	// History is "state index:ms after created", comma-separated.
-	History     string `json:"h"`
-	Fingerprint string `json:"f,omitempty"`
+	// History is "state index:ms after created", comma-separated; an entry that moved the customer to
+	// another channel adds ":" and the channel.
+	History string `json:"h"`
+	// Nudged is when the customer and the rider were last nudged, in ms after created; absent when never.
+	Nudged      []int64 `json:"n,omitempty"`
+	Fingerprint string  `json:"f,omitempty"`
 	// Digest is a hexadecimal fingerprint (the usual form) in base64: 21 bytes fewer.
 	Digest string            `json:"g,omitempty"`
 	Seq    int64             `json:"q"`
@@ -77,8 +80,20 @@ func MarshalFinished(c Chat) ([]byte, error) {
 		h.WriteString(strconv.Itoa(slices.Index(States, t.State)))
 		h.WriteByte(':')
 		h.WriteString(strconv.FormatInt(t.At.UnixMilli()-f.Times[0], 10))
+		if t.Channel != "" {
+			h.WriteByte(':')
+			h.WriteString(t.Channel)
+		}
 	}
 	f.History = h.String()
+	if !c.Customer.NudgedAt.IsZero() || !c.Rider.NudgedAt.IsZero() {
+		f.Nudged = make([]int64, 2)
+		for i, p := range []Party{c.Customer, c.Rider} {
+			if !p.NudgedAt.IsZero() {
+				f.Nudged[i] = p.NudgedAt.UnixMilli() - created
+			}
+		}
+	}
 	return json.Marshal(f)
 }
 
@@ -118,12 +133,18 @@ func UnmarshalFinished(raw []byte) (Chat, error) {
 			continue
 		}
 		idx, at, ok := strings.Cut(entry, ":")
+		at, channel, _ := strings.Cut(at, ":")
 		i, err1 := strconv.Atoi(idx)
 		d, err2 := strconv.ParseInt(at, 10, 64)
 		if !ok || err1 != nil || err2 != nil || i < 0 || i >= len(States) {
 			return Chat{}, fmt.Errorf("decoding finished chat %s: history entry %q", f.ID, entry)
 		}
-		c.History = append(c.History, Transition{State: States[i], At: ms(f.Times[0] + d)})
+		c.History = append(c.History, Transition{State: States[i], At: ms(f.Times[0] + d), Channel: channel})
+	}
+	for i, p := range []*Party{&c.Customer, &c.Rider} {
+		if i < len(f.Nudged) && f.Nudged[i] != 0 {
+			p.NudgedAt = ms(f.Times[0] + f.Nudged[i])
+		}
 	}
 	return c, nil
 }

@@ -16,15 +16,20 @@ func TestFinishedRoundTrip(t *testing.T) {
 		Rider: Party{Address: "whatsapp:+15550002222", ProxyAddress: "whatsapp:+15550100000"}, TTL: time.Hour,
 		Metadata: []byte(`{"order":1}`), CreatedAt: at, UpdatedAt: at.Add(time.Minute), ExpiresAt: at.Add(time.Hour),
 		Fingerprint: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", Seq: 42,
-		History: []Transition{{StateStarting, at}, {StateInvited, at.Add(time.Second)}, {StateClosed, at.Add(time.Minute)}},
+		History: []Transition{{StateStarting, at, ""}, {StateInvited, at.Add(time.Second), ""}, {StateClosed, at.Add(time.Minute), ""}},
 		Steps:   map[string]string{stepConversation: "CH1"}, Invite: Invite{ContentSid: "HX1"}}
 	failed := base
-	failed.State, failed.Reason, failed.History = StateFailed, ReasonFailed, []Transition{{StateStarting, at}, {StateFailed, at.Add(time.Second)}}
+	failed.State, failed.Reason, failed.History = StateFailed, ReasonFailed, []Transition{{StateStarting, at, ""}, {StateFailed, at.Add(time.Second), ""}}
 	failed.Error = &Failure{TwilioCode: 50416, Detail: "step customer: pair in use", Step: stepCustomer}
 	direct := base
 	direct.Mode, direct.Metadata, direct.Fingerprint = ModeDirect, nil, "fp-not-hex"
 	direct.Customer.ProxyAddress, direct.Customer.Name = "", ""
-	for name, c := range map[string]Chat{"closed": base, "failed start": failed, "direct": direct} {
+	moved := base // a customer moved to SMS, both parties nudged once
+	moved.Customer.Address, moved.Customer.ProxyAddress = "+15550001111", "+15550109999"
+	moved.History = []Transition{{StateStarting, at, ""}, {StateInvited, at.Add(time.Second), ""},
+		{StateInvited, at.Add(2 * time.Second), ChannelSMS}, {StateClosed, at.Add(time.Minute), ""}}
+	moved.Customer.NudgedAt, moved.Rider.NudgedAt = at.Add(3*time.Second), at.Add(4*time.Second)
+	for name, c := range map[string]Chat{"closed": base, "failed start": failed, "direct": direct, "moved to sms and nudged": moved} {
 		t.Run(name, func(t *testing.T) {
 			raw, err := MarshalFinished(c)
 			if err != nil {

@@ -34,10 +34,10 @@ func (s *Service) outboxTimes() (every, grace time.Duration) {
 // SweepOutbox hands every event pending longer than its grace (outboxTimes) to the notifier again: an event whose
 // queueing failed (a Redis blip, a crash between the write and the queueing) is delivered all the
 // same. It returns how many events it handed over.
+//
+// It also tends the chats' held messages and moves to SMS (tend): it drops messages held too long,
+// and finishes the re-sends, nudges and moves that a crash or a lost race left undone.
 func (s *Service) SweepOutbox(ctx context.Context) (int, error) {
-	if s.cfg.Notifier == nil {
-		return 0, nil
-	}
 	ids, err := s.store.WithPending(ctx)
 	if err != nil {
 		return 0, err
@@ -49,6 +49,14 @@ func (s *Service) SweepOutbox(ctx context.Context) (int, error) {
 		c, err := s.store.Get(ctx, id)
 		if err != nil {
 			continue // forgotten since, or a blip: the next sweep sees it
+		}
+		if c.needsTending() {
+			if err := s.tend(ctx, id); err != nil {
+				zerolog.Ctx(ctx).Warn().Err(err).Str("chat_id", id).Msg("tending held messages")
+			}
+		}
+		if s.cfg.Notifier == nil {
+			continue
 		}
 		for _, ev := range c.Pending {
 			if now.Sub(ev.At) < grace {

@@ -31,7 +31,13 @@ type fakeConv struct {
 	closed       bool
 	participants []string
 	webhooks     []optin.Webhook
-	messages     []optin.PostedMessage
+	messages     []fakeMsg
+}
+
+// fakeMsg is a message as the fake keeps it: what FetchMessage reads, and the template it was sent as.
+type fakeMsg struct {
+	Message
+	ContentSid, ContentVariables string
 }
 
 func newFakeTwilio() *fakeTwilio {
@@ -131,9 +137,66 @@ func (f *fakeTwilio) CreateMessage(_ context.Context, sid string, m optin.Messag
 	if err != nil {
 		return "", err
 	}
+	return c.add(m), nil
+}
+
+// add appends m to the conversation and returns its SID. Callers hold f.mu.
+func (c *fakeConv) add(m optin.Message) string {
 	msid := fmt.Sprintf("IM%032x", len(c.messages)+1)
-	c.messages = append(c.messages, optin.PostedMessage{Sid: msid, Attributes: m.Attributes})
-	return msid, nil
+	c.messages = append(c.messages, fakeMsg{Message: Message{Sid: msid, Author: m.Author, Body: m.Body, Attributes: m.Attributes,
+		Index: len(c.messages), Created: fakeEpoch.Add(time.Duration(len(c.messages)) * time.Second)}, ContentSid: m.ContentSid, ContentVariables: m.ContentVariables})
+	return msid
+}
+
+// fakeEpoch is Twilio's clock at a conversation's first message; each next message is a second later.
+var fakeEpoch = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+
+// write adds what a person wrote to the conversation, as Twilio does with an inbound message.
+func (f *fakeTwilio) write(sid, author, body string) Message {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.convs[sid]
+	c.add(optin.Message{Author: author, Body: body, Attributes: "{}"})
+	return c.messages[len(c.messages)-1].Message
+}
+
+// sent lists the messages created in the conversation from index from on.
+func (f *fakeTwilio) sent(sid string, from int) []fakeMsg {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.convs[sid].messages[from:])
+}
+
+func (f *fakeTwilio) RemoveParticipant(_ context.Context, sid, address string) error {
+	if err := f.enter("remove_participant", sid); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, err := f.open(sid)
+	if err != nil {
+		return err
+	}
+	c.participants = slices.DeleteFunc(c.participants, func(a string) bool { return a == address })
+	return nil
+}
+
+func (f *fakeTwilio) FetchMessage(_ context.Context, sid, msid string) (Message, error) {
+	if err := f.enter("fetch_message", sid); err != nil {
+		return Message{}, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, err := f.conv(sid)
+	if err != nil {
+		return Message{}, err
+	}
+	for _, m := range c.messages {
+		if m.Sid == msid {
+			return m.Message, nil
+		}
+	}
+	return Message{}, callErr("fetch message", twiliocall.Permanent, 404, twiliocall.CodeNotFound)
 }
 
 func (f *fakeTwilio) RecentMessages(_ context.Context, sid string, limit int) ([]optin.PostedMessage, error) {
@@ -146,7 +209,11 @@ func (f *fakeTwilio) RecentMessages(_ context.Context, sid string, limit int) ([
 	if err != nil {
 		return nil, err
 	}
-	return slices.Clone(c.messages[max(len(c.messages)-limit, 0):]), nil
+	var out []optin.PostedMessage
+	for _, m := range slices.Backward(c.messages[max(len(c.messages)-limit, 0):]) {
+		out = append(out, optin.PostedMessage{Sid: m.Sid, Attributes: m.Attributes})
+	}
+	return out, nil
 }
 
 func (f *fakeTwilio) ScopedWebhooks(_ context.Context, sid string) ([]optin.Webhook, error) {
@@ -231,16 +298,17 @@ func (f *fakeTwilio) opCount(op string) int {
 // fakePool leases one number per address; a test reads what is still leased.
 type fakePool struct {
 	mu      sync.Mutex
+	number  string
 	leases  map[string][]string
 	renewed []string
 }
 
-func newFakePool() *fakePool { return &fakePool{leases: map[string][]string{}} }
+func newFakePool() *fakePool { return &fakePool{number: "whatsapp:+15550100000", leases: map[string][]string{}} }
 
 func (p *fakePool) Lease(_ context.Context, chatID string, addresses []string) ([]string, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := slices.Repeat([]string{"whatsapp:+15550100000"}, len(addresses))
+	out := slices.Repeat([]string{p.number}, len(addresses))
 	p.leases[chatID] = append(p.leases[chatID], addresses...)
 	return out, nil
 }
@@ -256,7 +324,7 @@ func (p *fakePool) Release(_ context.Context, chatID string) error {
 	return nil
 }
 
-func (p *fakePool) Contains(number string) bool { return number == "whatsapp:+15550100000" }
+func (p *fakePool) Contains(number string) bool { return number == p.number }
 
 func (p *fakePool) Renew(_ context.Context, chatID string) error {
 	p.mu.Lock()
@@ -440,4 +508,57 @@ func (n *fakeNotifier) count() int {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return len(n.handed)
+}
+
+// fakeWindows keeps each pair's last message in a map.
+type fakeWindows struct {
+	mu   sync.Mutex
+	last map[string]time.Time
+}
+
+func (w *fakeWindows) Opened(_ context.Context, address, proxy string, at time.Time) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if at.After(w.last[address+"|"+proxy]) {
+		w.last[address+"|"+proxy] = at
+	}
+	return nil
+}
+
+func (w *fakeWindows) Window(_ context.Context, address, proxy string) (Window, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return Window{LastInbound: w.last[address+"|"+proxy]}, nil
+}
+
+// fakeObserver counts what the relay reports.
+type fakeObserver struct {
+	mu                     sync.Mutex
+	held, resent, nudges   int
+	dropped                map[string]int
+	transitions, fallbacks int
+}
+
+func (o *fakeObserver) ChatTransition(string, string) { o.mu.Lock(); o.transitions++; o.mu.Unlock() }
+func (o *fakeObserver) NoFreeNumber()                 {}
+func (o *fakeObserver) Reconciled(string, int)        {}
+func (o *fakeObserver) OutboxResent(int)              {}
+func (o *fakeObserver) MessagesHeld(n int)            { o.mu.Lock(); o.held += n; o.mu.Unlock() }
+func (o *fakeObserver) MessagesResent(n int)          { o.mu.Lock(); o.resent += n; o.mu.Unlock() }
+func (o *fakeObserver) Nudged()                       { o.mu.Lock(); o.nudges++; o.mu.Unlock() }
+func (o *fakeObserver) ChannelFallback()              { o.mu.Lock(); o.fallbacks++; o.mu.Unlock() }
+func (o *fakeObserver) MessagesDropped(reason string, n int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.dropped == nil {
+		o.dropped = map[string]int{}
+	}
+	o.dropped[reason] += n
+}
+
+// counts returns held, resent, nudges and the dropped by reason.
+func (o *fakeObserver) counts() (int, int, int, map[string]int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.held, o.resent, o.nudges, maps.Clone(o.dropped)
 }

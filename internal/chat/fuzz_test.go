@@ -44,12 +44,12 @@ func FuzzLifecycle(f *testing.F) {
 				_, _ = e.svc.End(ctx, "order-1")
 			case 2:
 				if c, err := e.store.Get(ctx, "order-1"); err == nil && c.ConversationSid != "" {
-					_ = e.svc.Advance(ctx, c.ConversationSid, optin.StageConnecting, nil)
-					_ = e.svc.Advance(ctx, c.ConversationSid, optin.StageConnected, nil)
+					_ = e.svc.Advance(ctx, c.ConversationSid, optin.StageConnecting, "", nil)
+					_ = e.svc.Advance(ctx, c.ConversationSid, optin.StageConnected, "", nil)
 				}
 			case 3:
 				if c, err := e.store.Get(ctx, "order-1"); err == nil && c.ConversationSid != "" {
-					_ = e.svc.Advance(ctx, c.ConversationSid, optin.StageDeclined, nil)
+					_ = e.svc.Advance(ctx, c.ConversationSid, optin.StageDeclined, "", nil)
 				}
 			case 4:
 				if sid, ok := e.tw.closeByTwilio("order-1"); ok {
@@ -60,7 +60,7 @@ func FuzzLifecycle(f *testing.F) {
 				_, _ = e.svc.Reconcile(ctx)
 			case 6:
 				if c, err := e.store.Get(ctx, "order-1"); err == nil && c.ConversationSid != "" {
-					_ = e.svc.Advance(ctx, c.ConversationSid, optin.StageFailed, errors.New("gave up"))
+					_ = e.svc.Advance(ctx, c.ConversationSid, optin.StageFailed, "", errors.New("gave up"))
 				}
 			}
 		}

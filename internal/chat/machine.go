@@ -2,7 +2,6 @@ package chat
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -22,10 +21,10 @@ var transitions = map[edge][]string{
 	{StateStarting, StateClosed}:      {ReasonEnded, ReasonExpired},
 	{StateInvited, StateConnecting}:   {""},
 	{StateInvited, StateDeclined}:     {ReasonDeclined, ReasonOptedOut},
-	{StateInvited, StateFailed}:       {ReasonFailed},
+	{StateInvited, StateFailed}:       {ReasonFailed, ReasonUnreachable},
 	{StateInvited, StateClosed}:       {ReasonEnded, ReasonExpired},
 	{StateConnecting, StateConnected}: {""},
-	{StateConnecting, StateFailed}:    {ReasonFailed},
+	{StateConnecting, StateFailed}:    {ReasonFailed, ReasonUnreachable},
 	{StateConnecting, StateClosed}:    {ReasonEnded, ReasonExpired},
 	{StateConnected, StateClosed}:     {ReasonEnded, ReasonExpired},
 }
@@ -76,7 +75,9 @@ func (s *Service) apply(ctx context.Context, id string, state State, reason stri
 func (s *Service) move(ctx context.Context, id string, choose func(Chat) (Ending, bool)) (Chat, bool, error) {
 	var refused *Chat
 	var to Ending
+	var dropped int
 	c, err := s.store.Update(ctx, id, func(c *Chat) error {
+		dropped = 0
 		var ok bool
 		if to, ok = choose(*c); !ok {
 			refused = c // the chat as it stands: no second read to answer with it
@@ -91,10 +92,11 @@ func (s *Service) move(ctx context.Context, id string, choose func(Chat) (Ending
 		c.History = append(c.History, Transition{State: to.State, At: now})
 		if to.State.Final() {
 			c.Ending = nil
+			// No copy reaches anyone through a closed conversation.
+			dropped = c.letGo()
 		}
 		if s.cfg.Notifier != nil && eventTypes[to.State] != "" {
-			data, _ := json.Marshal(c.View())
-			c.Pending = append(c.Pending, Event{ID: "msg_" + newOwner() + newOwner(), Type: eventTypes[to.State], At: now, Data: data})
+			c.Pending = append(c.Pending, newEvent(*c, eventTypes[to.State], now))
 		}
 		return nil
 	})
@@ -106,6 +108,9 @@ func (s *Service) move(ctx context.Context, id string, choose func(Chat) (Ending
 	}
 	if s.cfg.Observer != nil {
 		s.cfg.Observer.ChatTransition(string(c.State), c.Reason)
+		if dropped > 0 {
+			s.cfg.Observer.MessagesDropped("closed", dropped)
+		}
 	}
 	log := zerolog.Ctx(ctx).Info().Str("chat_id", c.ID).Str("state", string(c.State))
 	if c.Reason != "" {
@@ -177,4 +182,19 @@ func (s *Service) closed(ctx context.Context, id string, fallback Ending) (Chat,
 		return end, true
 	})
 	return c, err
+}
+
+// letGo forgets the messages held and the nudges pending of a chat that ends, returning how many
+// held messages counted.
+func (c *Chat) letGo() int {
+	n := 0
+	for _, p := range []*Party{&c.Customer, &c.Rider} {
+		for _, h := range p.Held {
+			if !h.Early {
+				n++
+			}
+		}
+		p.Held, p.Nudging = nil, false
+	}
+	return n
 }

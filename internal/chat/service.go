@@ -24,6 +24,7 @@ const (
 const (
 	EventMessageAdded      = "onMessageAdded"
 	EventStateUpdated      = "onConversationStateUpdated"
+	EventDeliveryUpdated   = "onDeliveryUpdated"
 	defaultStartBudget     = 10 * time.Second
 	leaseMargin            = 5 * time.Second
 	busyPoll               = 100 * time.Millisecond
@@ -61,12 +62,27 @@ type Config struct {
 	ReconcileInterval time.Duration
 	// ReconcileRate bounds the reconciler's reads of conversations, per second; 0: 10.
 	ReconcileRate float64
+	// Windows, when set, keeps the parties' WhatsApp windows: a message that fails for a party whose
+	// window is closed is then held and sent again once that party writes.
+	Windows Windows
+	// HoldMax is how long a message is held before it is dropped; 0: DefaultHoldMax.
+	HoldMax time.Duration
+	// NudgeContentSid, when set, is the template a party with a closed window and a held message is
+	// sent, once per closed window, authored by the other party; its variable "1" is that party's name.
+	NudgeContentSid string
+	// SMSInvite is the invitation a customer moved to SMS gets, {{1}} and {{2}} the customer's and the
+	// rider's names; empty: DefaultSMSInvite.
+	SMSInvite string
+	// Now, when set, is the service's clock.
+	Now func() time.Time
 }
 
 // Defaults of the upkeep.
 const (
 	DefaultReconcileInterval = 5 * time.Minute
 	DefaultReconcileRate     = 10
+	// DefaultHoldMax is how long a message is held for a party who does not write.
+	DefaultHoldMax = 24 * time.Hour
 	// OutboxInterval is how often the outbox is swept, at most: as often as chats are reconciled when
 	// that is more often.
 	OutboxInterval = 10 * time.Second
@@ -81,6 +97,15 @@ type Observer interface {
 	Reconciled(outcome string, n int)
 	// OutboxResent counts n events the outbox sweep queued again.
 	OutboxResent(n int)
+	// MessagesHeld, MessagesResent and MessagesDropped count messages held for a closed window, sent
+	// again, and dropped (reason: expired, closed).
+	MessagesHeld(n int)
+	MessagesResent(n int)
+	MessagesDropped(reason string, n int)
+	// Nudged counts a nudge sent.
+	Nudged()
+	// ChannelFallback counts a customer moved from WhatsApp to SMS.
+	ChannelFallback()
 }
 
 // Service starts, reads and ends chats.
@@ -89,6 +114,8 @@ type Service struct {
 	store Store
 	cfg   Config
 	now   func() time.Time
+	// spawn runs work that outlives the call that asked for it (a re-send after a webhook's answer).
+	spawn func(func())
 }
 
 // NewService checks its dependencies and returns a Service.
@@ -114,7 +141,15 @@ func NewService(conv Conversations, store Store, cfg Config) (*Service, error) {
 	if cfg.ReconcileRate <= 0 {
 		cfg.ReconcileRate = DefaultReconcileRate
 	}
-	return &Service{conv: conv, store: store, cfg: cfg, now: func() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }}, nil
+	if cfg.HoldMax <= 0 {
+		cfg.HoldMax = DefaultHoldMax
+	}
+	clock := cfg.Now
+	if clock == nil {
+		clock = time.Now
+	}
+	return &Service{conv: conv, store: store, cfg: cfg, now: func() time.Time { return clock().UTC().Truncate(time.Millisecond) },
+		spawn: func(f func()) { go f() }}, nil
 }
 
 // Get returns the chat named by key: its id, or its conversation's SID.

@@ -272,7 +272,7 @@ func TestOutcomeNotOverwrittenByTheClose(t *testing.T) {
 				}
 				return nil
 			}
-			if err := e.svc.Advance(t.Context(), c.ConversationSid, tt.stage, tt.cause); err != nil {
+			if err := e.svc.Advance(t.Context(), c.ConversationSid, tt.stage, "", tt.cause); err != nil {
 				t.Fatal(err)
 			}
 			report() // late, and repeated
@@ -292,10 +292,10 @@ func TestOutcomeNotOverwrittenByTheClose(t *testing.T) {
 func TestFailedChatClosesItsConversation(t *testing.T) {
 	e := newEnv(t)
 	c, _, _ := e.svc.Start(t.Context(), request("order-1"))
-	if err := e.svc.Advance(t.Context(), c.ConversationSid, optin.StageConnecting, nil); err != nil {
+	if err := e.svc.Advance(t.Context(), c.ConversationSid, optin.StageConnecting, "", nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.svc.Advance(t.Context(), c.ConversationSid, optin.StageFailed, errors.New("gave up")); err != nil {
+	if err := e.svc.Advance(t.Context(), c.ConversationSid, optin.StageFailed, "", errors.New("gave up")); err != nil {
 		t.Fatal(err)
 	}
 	if got := e.chat("order-1"); got.State != StateFailed || e.tw.opCount("close") != 1 {
@@ -306,7 +306,7 @@ func TestFailedChatClosesItsConversation(t *testing.T) {
 	e2 := newEnv(t)
 	c, _, _ = e2.svc.Start(t.Context(), request("order-2"))
 	for _, st := range []optin.Stage{optin.StageConnecting, optin.StageConnected, optin.StageFailed} {
-		if err := e2.svc.Advance(t.Context(), c.ConversationSid, st, nil); err != nil {
+		if err := e2.svc.Advance(t.Context(), c.ConversationSid, st, "", nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -324,7 +324,7 @@ func TestAdvanceBeforeInvited(t *testing.T) {
 	var advErr error
 	e.tw.before = func(op, conv string) error {
 		if op == "message" {
-			advErr = e.svc.Advance(context.Background(), conv, optin.StageConnecting, nil)
+			advErr = e.svc.Advance(context.Background(), conv, optin.StageConnecting, "", nil)
 		}
 		return nil
 	}

@@ -125,10 +125,10 @@ func (s *Service) startSteps(c *Chat) []startStep {
 	return []startStep{
 		{stepConversation, func(ctx context.Context, _ bool) (string, error) { return s.createConversation(ctx, *c) }},
 		{stepMessageWebhook, func(ctx context.Context, look bool) (string, error) {
-			return s.armWebhook(ctx, c.ConversationSid, EventMessageAdded, look)
+			return s.armWebhook(ctx, c.ConversationSid, messageFilters, look)
 		}},
 		{stepLifecycleWebhook, func(ctx context.Context, look bool) (string, error) {
-			return s.armWebhook(ctx, c.ConversationSid, EventStateUpdated, look)
+			return s.armWebhook(ctx, c.ConversationSid, lifecycleFilters, look)
 		}},
 		{stepCustomer, func(ctx context.Context, _ bool) (string, error) {
 			return "added", s.addParticipant(ctx, c, "customer")
@@ -205,7 +205,7 @@ func (s *Service) runStart(ctx context.Context, c Chat, resumed bool) (Chat, err
 		if _, done := c.Steps[st.name]; done {
 			continue
 		}
-		if c.Mode == ModeDirect && (st.name == stepMessageWebhook || st.name == stepInvite) {
+		if c.Mode == ModeDirect && st.name == stepInvite {
 			continue // no invitation, so no answer to wait for
 		}
 		look := resumed
@@ -298,19 +298,27 @@ func (s *Service) refused(ctx context.Context, c Chat, step string, code int, te
 	return failed, terr
 }
 
-// armWebhook makes sure the conversation has a scoped webhook at the service for event; with look set
-// it first looks for one an earlier attempt made.
-func (s *Service) armWebhook(ctx context.Context, conv, event string, look bool) (string, error) {
+// The events a chat's two webhooks ask for: every message (the customer's answer, then what the
+// parties write: windows, held messages), and the conversation's close and each message's delivery
+// (failures for a closed window).
+var (
+	messageFilters   = []string{EventMessageAdded}
+	lifecycleFilters = []string{EventStateUpdated, EventDeliveryUpdated}
+)
+
+// armWebhook makes sure the conversation has a scoped webhook at the service for filters; with look
+// set it first looks for one an earlier attempt made.
+func (s *Service) armWebhook(ctx context.Context, conv string, filters []string, look bool) (string, error) {
 	if look {
 		hooks, err := s.conv.ScopedWebhooks(ctx, conv)
 		if err != nil {
 			return "", err
 		}
 		for _, h := range hooks {
-			if h.URL == s.cfg.WebhookURL && slices.Equal(h.Filters, []string{event}) {
+			if h.URL == s.cfg.WebhookURL && slices.Equal(h.Filters, filters) {
 				return h.Sid, nil
 			}
 		}
 	}
-	return s.conv.CreateWebhook(ctx, conv, optin.Webhook{URL: s.cfg.WebhookURL, Method: webhookMethod, Filters: []string{event}})
+	return s.conv.CreateWebhook(ctx, conv, optin.Webhook{URL: s.cfg.WebhookURL, Method: webhookMethod, Filters: filters})
 }

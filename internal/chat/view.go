@@ -30,6 +30,11 @@ type PartyView struct {
 	// ProxyAddress is nil until a number is leased (a chat ended before its start leased one).
 	ProxyAddress *string `json:"proxy_address"`
 	Name         *string `json:"name"`
+	// Channel is whatsapp or sms.
+	Channel string `json:"channel"`
+	// Held counts the messages held for this party (their window closed); NudgedAt is their last nudge.
+	Held     int        `json:"held"`
+	NudgedAt *time.Time `json:"nudged_at"`
 }
 
 // FailureView is what made a chat fail.
@@ -44,6 +49,8 @@ type FailureView struct {
 type TransitionView struct {
 	State State     `json:"state"`
 	At    time.Time `json:"at"`
+	// Channel is set on the entry that moved the customer to another channel (sms).
+	Channel string `json:"channel,omitempty"`
 }
 
 // View returns the chat as the platform sees it.
@@ -69,13 +76,16 @@ func (c Chat) View() View {
 		}
 	}
 	for _, t := range c.History {
-		v.History = append(v.History, TransitionView{State: t.State, At: t.At})
+		v.History = append(v.History, TransitionView{State: t.State, At: t.At, Channel: t.Channel})
 	}
 	return v
 }
 
 func (p Party) view() PartyView {
-	v := PartyView{Address: p.Address}
+	v := PartyView{Address: p.Address, Channel: p.Channel(), Held: len(p.Held)}
+	if !p.NudgedAt.IsZero() {
+		v.NudgedAt = &p.NudgedAt
+	}
 	if p.ProxyAddress != "" {
 		v.ProxyAddress = &p.ProxyAddress
 	}
@@ -106,7 +116,7 @@ func (c Chat) StartSteps() []StepView {
 		switch ref, done := c.Steps[name]; {
 		case done:
 			v.Status, v.Result = "done", ref
-		case c.Mode == ModeDirect && (name == stepMessageWebhook || name == stepInvite):
+		case c.Mode == ModeDirect && name == stepInvite:
 			v.Status = "skipped"
 		case started:
 			v.Status = "done" // a finished chat keeps no step results

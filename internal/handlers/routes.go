@@ -35,7 +35,8 @@ type Options struct {
 	Admin http.Handler
 	// Console, when set, serves /console/ (the console package); without it /console/ is not found.
 	Console http.Handler
-	// Lifecycle, when set, is told of onConversationStateUpdated; without it the event is ignored.
+	// Lifecycle, when set, is told of the events of chats started through the API: their close, their
+	// messages and deliveries; without it those events are the opt-in's (which ignores all but messages).
 	Lifecycle Lifecycle
 }
 

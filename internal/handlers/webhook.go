@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -32,16 +33,37 @@ type Flows interface {
 	Handle(ctx context.Context, ev optin.Event) (optin.Decision, error)
 }
 
-// Lifecycle is told of onConversationStateUpdated: a chat learns that Twilio closed its conversation.
+// Lifecycle is what the webhook tells the chats started through the API: that Twilio closed a
+// chat's conversation, each message written in it, and each message's delivery.
 type Lifecycle interface {
 	StateUpdated(ctx context.Context, ev optin.Event) (optin.Decision, error)
+	// MessageAdded takes a chat's message; taken is false when the opt-in decides it instead.
+	MessageAdded(ctx context.Context, ev optin.Event) (d optin.Decision, taken bool, err error)
+	DeliveryUpdated(ctx context.Context, ev optin.Event) (optin.Decision, error)
 }
 
-func handleLifecycle(ctx context.Context, l Lifecycle, ev optin.Event) (optin.Decision, error) {
+// dispatch hands the event to whom it concerns: a chat's lifecycle, or the opt-in.
+func dispatch(ctx context.Context, flows Flows, l Lifecycle, ev optin.Event) (optin.Decision, error) {
+	if l == nil {
+		return flows.Handle(ctx, ev)
+	}
 	if err := ev.Validate(); err != nil {
 		return optin.Decision{}, err
 	}
-	return l.StateUpdated(ctx, ev)
+	switch ev.Type {
+	case optin.EventStateUpdated:
+		return l.StateUpdated(ctx, ev)
+	case optin.EventDeliveryUpdated:
+		return l.DeliveryUpdated(ctx, ev)
+	case optin.EventMessageAdded:
+		if ev.Author != "" && ev.Author != "system" {
+			d, taken, err := l.MessageAdded(ctx, ev)
+			if err != nil || taken {
+				return d, err
+			}
+		}
+	}
+	return flows.Handle(ctx, ev)
 }
 
 // SignedURL rebuilds the URL Twilio signed. With Public set it is Public joined with the request's path
@@ -186,14 +208,12 @@ func handleConversationsWebhook(flows Flows, lifecycle Lifecycle, v *signature.V
 			RetryCount:      params.Get("RetryCount"),
 			StateTo:         params.Get("StateTo"),
 			StateReason:     params.Get("Reason"),
+			Status:          params.Get("Status"),
 		}
+		ev.ErrorCode, _ = strconv.Atoi(params.Get("ErrorCode"))
+		ev.DateCreated, _ = time.Parse(time.RFC3339Nano, params.Get("DateCreated"))
 		ctx, cancel := context.WithTimeout(r.Context(), stateBudget)
-		var d optin.Decision
-		if ev.Type == optin.EventStateUpdated && lifecycle != nil {
-			d, err = handleLifecycle(ctx, lifecycle, ev)
-		} else {
-			d, err = flows.Handle(ctx, ev)
-		}
+		d, err := dispatch(ctx, flows, lifecycle, ev)
 		cancel()
 		if err != nil {
 			rec.Webhook(failureOf(err).outcome)
@@ -221,6 +241,7 @@ var decisionOutcome = map[optin.Outcome]string{
 	optin.OutcomeAccepted:  metrics.Processed,
 	optin.OutcomeDuplicate: metrics.Duplicate,
 	optin.OutcomeIgnored:   metrics.Ignored,
+	optin.OutcomeRelayed:   metrics.Processed,
 }
 
 // verifiedParams reads the request's parameters and returns them only when the signature holds.

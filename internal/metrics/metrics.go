@@ -41,7 +41,14 @@ type Metrics struct {
 	upkeep   *prometheus.CounterVec
 	resent   prometheus.Counter
 	noNumber prometheus.Counter
+	relay    relayMetrics
 	reg      prometheus.Registerer
+}
+
+// relayMetrics count what happens to messages in connected chats.
+type relayMetrics struct {
+	held, resent, nudges, fallbacks prometheus.Counter
+	dropped                         *prometheus.CounterVec
 }
 
 var _ optin.Observer = (*Metrics)(nil)
@@ -96,7 +103,30 @@ func New(reg prometheus.Registerer, queueDepth func() (int, error)) *Metrics {
 		Name: "optin_pool_exhausted_total",
 		Help: "Chat starts refused because no business number was free for a party.",
 	})
+	m.relay = relayMetrics{
+		held: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "optin_messages_held_total",
+			Help: "Messages held for a party whose WhatsApp window was closed (63016), to be sent again once they write.",
+		}),
+		resent: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "optin_messages_resent_total",
+			Help: "Held messages sent again after their party wrote.",
+		}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "optin_messages_dropped_total",
+			Help: "Held messages dropped, by reason: expired (held longer than OPTIN_HOLD_MAX), closed (the chat ended).",
+		}, []string{"reason"}),
+		nudges: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "optin_nudges_total",
+			Help: "Nudge templates sent to a party with a closed window and a held message.",
+		}),
+		fallbacks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "optin_channel_fallbacks_total",
+			Help: "Customers moved from WhatsApp to SMS because their number is not on WhatsApp (63003, 63024).",
+		}),
+	}
 	m.reg = reg
+	reg.MustRegister(m.relay.held, m.relay.resent, m.relay.dropped, m.relay.nudges, m.relay.fallbacks)
 	reg.MustRegister(m.webhooks, m.flows, m.steps, m.twilio, m.latency, m.retries, m.chats, m.events, m.upkeep, m.resent, m.noNumber,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if queueDepth != nil {
@@ -167,6 +197,23 @@ func (m *Metrics) Reconciled(outcome string, n int) {
 
 // OutboxResent counts n events the outbox sweep queued again.
 func (m *Metrics) OutboxResent(n int) { m.resent.Add(float64(n)) }
+
+// MessagesHeld counts n messages held for a closed window.
+func (m *Metrics) MessagesHeld(n int) { m.relay.held.Add(float64(n)) }
+
+// MessagesResent counts n held messages sent again.
+func (m *Metrics) MessagesResent(n int) { m.relay.resent.Add(float64(n)) }
+
+// MessagesDropped counts n held messages dropped for reason.
+func (m *Metrics) MessagesDropped(reason string, n int) {
+	m.relay.dropped.WithLabelValues(reason).Add(float64(n))
+}
+
+// Nudged counts a nudge sent.
+func (m *Metrics) Nudged() { m.relay.nudges.Inc() }
+
+// ChannelFallback counts a customer moved to SMS.
+func (m *Metrics) ChannelFallback() { m.relay.fallbacks.Inc() }
 
 // NoFreeNumber counts a start the pool could not serve.
 func (m *Metrics) NoFreeNumber() { m.noNumber.Inc() }

@@ -19,6 +19,10 @@ const EventMessageAdded = "onMessageAdded"
 // EventStateUpdated tells that a conversation's state changed (a chat's lifecycle webhook asks for it).
 const EventStateUpdated = "onConversationStateUpdated"
 
+// EventDeliveryUpdated tells a message's delivery to one participant (a chat's lifecycle webhook asks
+// for it).
+const EventDeliveryUpdated = "onDeliveryUpdated"
+
 // Event is one Conversations webhook delivery, reduced to what the flow reads.
 type Event struct {
 	Type            string
@@ -31,6 +35,13 @@ type Event struct {
 	RetryCount string
 	// StateTo and StateReason (API, TIMER or EVENT) come with onConversationStateUpdated.
 	StateTo, StateReason string
+	// DateCreated is when Twilio created the message (onMessageAdded), in Twilio's clock; zero when
+	// absent or malformed.
+	DateCreated time.Time
+	// Status and ErrorCode come with onDeliveryUpdated: the delivery's status (sent, delivered, read,
+	// failed, undelivered) to ParticipantSid, and Twilio's error code when it failed.
+	Status    string
+	ErrorCode int
 }
 
 // ErrInvalidEvent marks an event that cannot be acted on because a field it needs is missing or malformed.
@@ -39,8 +50,11 @@ var ErrInvalidEvent = errors.New("invalid event")
 // Validate reports what an onMessageAdded event lacks. Its SIDs end up in REST paths and store keys, so
 // they must have Twilio's shape: two letters and 32 hexadecimal digits. Other event types need nothing.
 func (e Event) Validate() error {
-	if e.Type == EventStateUpdated && !IsSid("CH", e.ConversationSid) {
+	if (e.Type == EventStateUpdated || e.Type == EventDeliveryUpdated) && !IsSid("CH", e.ConversationSid) {
 		return fmt.Errorf("%w: ConversationSid is not CH followed by 32 hexadecimal digits", ErrInvalidEvent)
+	}
+	if e.Type == EventDeliveryUpdated && !IsSid("IM", e.MessageSid) {
+		return fmt.Errorf("%w: MessageSid is not IM followed by 32 hexadecimal digits", ErrInvalidEvent)
 	}
 	if e.Type != EventMessageAdded {
 		return nil
@@ -81,6 +95,8 @@ const (
 	OutcomeDuplicate Outcome = "duplicate"
 	// OutcomeIgnored: nothing to do; Decision.Reason says why.
 	OutcomeIgnored Outcome = "ignored"
+	// OutcomeRelayed: a message or delivery of a connected chat, taken by the chat.
+	OutcomeRelayed Outcome = "relayed"
 )
 
 // Reasons an event is ignored.
@@ -184,9 +200,10 @@ type Chats interface {
 	// Parties returns the customer's and the rider's address of the conversation's chat; ok is false
 	// when the conversation has none.
 	Parties(ctx context.Context, conversationSid string) (customer, rider string, ok bool, err error)
-	// Advance records that the conversation's chat reached stage; cause, for StageFailed, says why
-	// (a *CallError in its chain carries Twilio's code).
-	Advance(ctx context.Context, conversationSid string, stage Stage, cause error) error
+	// Advance records that the conversation's chat reached stage; answer is the customer's message
+	// that answered the invitation; cause, for StageFailed, says why (a *CallError in its chain
+	// carries Twilio's code).
+	Advance(ctx context.Context, conversationSid string, stage Stage, answer string, cause error) error
 }
 
 // Observer is told what the flow does, for metrics. Config.Observer may be nil.
@@ -235,14 +252,4 @@ type Conversations interface {
 type Webhook struct {
 	Sid, URL, Method string
 	Filters          []string
-}
-
-// delivers reports whether the webhook is called for event.
-func (w Webhook) delivers(event string) bool {
-	for _, f := range w.Filters {
-		if f == event {
-			return true
-		}
-	}
-	return false
 }

@@ -188,7 +188,7 @@ func (s *Service) Work(ctx context.Context, conversationSid string) error {
 	}
 	start := s.now()
 	if f.Chat && f.Answer == AnswerConsent {
-		if err := s.advance(ctx, f.ConversationSid, StageConnecting, nil); err != nil {
+		if err := s.advance(ctx, f, StageConnecting, nil); err != nil {
 			return err
 		}
 	}
@@ -241,20 +241,27 @@ func (s *Service) phases(f Flow, smsRider bool) [][]step {
 	if f.Chat {
 		stage := map[Answer]Stage{AnswerDecline: StageDeclined, AnswerOptOut: StageOptedOut}[f.Answer]
 		closing = []step{{StepClose, func(ctx context.Context) (string, error) {
-			return "done", s.advance(ctx, f.ConversationSid, stage, nil)
+			return "done", s.advance(ctx, f, stage, nil)
 		}}}
+	}
+	// A chat keeps its message webhook: the chat relays what the parties write after the opt-in
+	// (held messages, windows), and its claim, not the webhook's removal, makes the opt-in run once.
+	var unhook []step
+	if !f.Chat {
+		unhook = []step{webhooks}
 	}
 	switch f.Answer {
 	case AnswerDecline:
-		return [][]step{{
-			{StepDecline, func(ctx context.Context) (string, error) {
-				return s.createOnce(ctx, f, StepDecline, Message{Body: s.cfg.DeclineMessage}, cutOff)
-			}},
-			webhooks,
-		}, closing}
+		decline := step{StepDecline, func(ctx context.Context) (string, error) {
+			return s.createOnce(ctx, f, StepDecline, Message{Body: s.cfg.DeclineMessage}, cutOff)
+		}}
+		return [][]step{append([]step{decline}, unhook...), closing}
 	case AnswerOptOut:
 		// Someone who asked for no more messages gets none, not even a goodbye.
-		return [][]step{{webhooks}, closing}
+		if f.Chat {
+			return [][]step{closing}
+		}
+		return [][]step{unhook, closing}
 	}
 	rider := s.cfg.RiderOptIn
 	riderMsg := Message{Author: f.Customer}
@@ -265,13 +272,12 @@ func (s *Service) phases(f Flow, smsRider bool) [][]step {
 	} else {
 		riderMsg.Body = rider.Body
 	}
-	return [][]step{{
+	return [][]step{append([]step{
 		{StepWait, func(ctx context.Context) (string, error) {
 			return s.createOnce(ctx, f, StepWait, Message{Body: s.cfg.WaitMessage}, cutOff)
 		}},
 		{StepRider, func(ctx context.Context) (string, error) { return s.createOnce(ctx, f, StepRider, riderMsg, cutOff) }},
-		webhooks,
-	}}
+	}, unhook...)}
 }
 
 // riderOnSMS reports whether the flow's chat has its rider on SMS.
@@ -320,11 +326,11 @@ func (s *Service) runPhase(ctx context.Context, f Flow, steps []step) (map[strin
 
 // advance tells the conversation's chat, if it has one, where it stands; a failure to tell it leaves
 // the flow unfinished, so that the next run tells it again.
-func (s *Service) advance(ctx context.Context, conversationSid string, stage Stage, cause error) error {
+func (s *Service) advance(ctx context.Context, f Flow, stage Stage, cause error) error {
 	if s.cfg.Chats == nil {
 		return nil
 	}
-	if err := s.cfg.Chats.Advance(ctx, conversationSid, stage, cause); err != nil {
+	if err := s.cfg.Chats.Advance(ctx, f.ConversationSid, stage, f.Trigger, cause); err != nil {
 		return fmt.Errorf("%w: telling the chat it is %s: %w", ErrRetryLater, stage, err)
 	}
 	return nil
@@ -364,7 +370,7 @@ func (s *Service) finish(ctx context.Context, f Flow, state State, cause error, 
 		stage = StageFailed
 	}
 	if stage != "" {
-		if err := s.advance(finishCtx, f.ConversationSid, stage, cause); err != nil {
+		if err := s.advance(finishCtx, f, stage, cause); err != nil {
 			return err
 		}
 	}
@@ -420,18 +426,15 @@ func (s *Service) createOnce(ctx context.Context, f Flow, step string, m Message
 	return sid, nil
 }
 
-// removeWebhooks lists every scoped webhook, then deletes each; a webhook already gone counts as deleted.
-// A chat keeps the webhooks that do not deliver onMessageAdded (its lifecycle's); a conversation armed
-// by hand loses them all, as in the guide.
+// removeWebhooks lists every scoped webhook of a conversation armed by hand, then deletes each, as in
+// the guide; a webhook already gone counts as deleted.
 func (s *Service) removeWebhooks(ctx context.Context, f Flow) error {
 	hooks, err := twiliocall.Retry(ctx, s.cfg.Retry, s.cfg.Observer, "list_webhooks", func(ctx context.Context) ([]Webhook, error) {
 		return s.conv.ScopedWebhooks(ctx, f.ConversationSid)
 	})
-	var sids []string
+	sids := make([]string, 0, len(hooks))
 	for _, h := range hooks {
-		if !f.Chat || h.delivers(EventMessageAdded) {
-			sids = append(sids, h.Sid)
-		}
+		sids = append(sids, h.Sid)
 	}
 	if err != nil {
 		logStep(ctx, StepWebhooks, err).Msg("step finished")

@@ -10,6 +10,7 @@ import (
 
 	"github.com/optinkit/optin/internal/chat"
 	"github.com/optinkit/optin/internal/optin"
+	"github.com/optinkit/optin/internal/twiliocall"
 )
 
 var _ chat.Conversations = (*Client)(nil)
@@ -105,6 +106,54 @@ func (c *Client) CloseConversation(ctx context.Context, conversationSid string) 
 		return classify("close conversation", err, rec)
 	}
 	return nil
+}
+
+// RemoveParticipant removes the messaging participant whose binding address is address; none there
+// counts as removed.
+func (c *Client) RemoveParticipant(ctx context.Context, conversationSid, address string) error {
+	svc, rec := c.service(ctx, "list_participants")
+	p := &conversations.ListConversationParticipantParams{}
+	p.SetPageSize(50) // Twilio's limit of non-chat participants in a conversation
+	parts, err := svc.ListConversationParticipant(seg(conversationSid), p)
+	if err != nil {
+		return classify("list participants", err, rec)
+	}
+	for _, part := range parts {
+		binding, _ := unbox(part.MessagingBinding).(map[string]any)
+		if a, _ := binding["address"].(string); a != address {
+			continue
+		}
+		svc, rec := c.service(ctx, "delete_participant")
+		err := svc.DeleteConversationParticipant(seg(conversationSid), seg(deref(part.Sid)), nil)
+		if err != nil {
+			if err = classify("delete participant", err, rec); !twiliocall.IsNotFound(err) {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// unbox is what v points at, nil for nil.
+func unbox(v *any) any {
+	if v == nil {
+		return nil
+	}
+	return *v
+}
+
+// FetchMessage reads one message of the conversation.
+func (c *Client) FetchMessage(ctx context.Context, conversationSid, messageSid string) (chat.Message, error) {
+	svc, rec := c.service(ctx, "fetch_message")
+	m, err := svc.FetchConversationMessage(seg(conversationSid), seg(messageSid))
+	if err != nil {
+		return chat.Message{}, classify("fetch message", err, rec)
+	}
+	out := chat.Message{Sid: deref(m.Sid), Author: deref(m.Author), Body: deref(m.Body), Attributes: deref(m.Attributes), Index: m.Index}
+	if m.DateCreated != nil {
+		out.Created = m.DateCreated.UTC()
+	}
+	return out, nil
 }
 
 // isoDuration writes d as an ISO 8601 duration (PT2H30M), as Twilio's timers take it.

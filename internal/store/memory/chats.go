@@ -235,13 +235,13 @@ func (s *Chats) Open(context.Context) ([]string, error) {
 	return out, nil
 }
 
-// WithPending returns the ids of the chats holding undelivered events.
+// WithPending returns the ids of the chats that have work: undelivered events, held messages.
 func (s *Chats) WithPending(context.Context) ([]string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []string
 	for id, c := range s.live {
-		if len(c.Pending) > 0 {
+		if c.HasWork() {
 			out = append(out, id)
 		}
 	}
@@ -279,6 +279,8 @@ func cloneChat(c chat.Chat) chat.Chat {
 	c.Metadata = slices.Clone(c.Metadata)
 	c.Invite.ContentVariables = maps.Clone(c.Invite.ContentVariables)
 	c.Pending = slices.Clone(c.Pending)
+	c.Customer.Held = slices.Clone(c.Customer.Held)
+	c.Rider.Held = slices.Clone(c.Rider.Held)
 	if c.Error != nil {
 		e := *c.Error
 		c.Error = &e

@@ -204,3 +204,10 @@ func TestRevocationsContract(t *testing.T) {
 		return s, s
 	})
 }
+
+func TestWindowsContract(t *testing.T) {
+	storetest.RunWindows(t, func(*testing.T) (chat.Windows, chat.Windows) {
+		s := NewWindows()
+		return s, s
+	})
+}

@@ -154,7 +154,7 @@ func (s *Chats) Update(ctx context.Context, id string, change func(*chat.Chat) e
 			} else {
 				p.SAdd(ctx, openSet, id)
 			}
-			if len(c.Pending) > 0 {
+			if c.HasWork() {
 				p.SAdd(ctx, pendingSet, id)
 			} else {
 				p.SRem(ctx, pendingSet, id)
@@ -265,7 +265,7 @@ func (s *Chats) Open(ctx context.Context) ([]string, error) {
 	return s.members(ctx, openSet)
 }
 
-// WithPending returns the ids of the chats holding undelivered events.
+// WithPending returns the ids of the chats that have work: undelivered events, held messages.
 func (s *Chats) WithPending(ctx context.Context) ([]string, error) {
 	if err := s.backfill(ctx); err != nil {
 		return nil, err
@@ -316,7 +316,7 @@ func (s *Chats) backfill(ctx context.Context) error {
 			if !c.State.Final() {
 				open = append(open, ids[i])
 			}
-			if len(c.Pending) > 0 {
+			if c.HasWork() {
 				pending = append(pending, ids[i])
 			}
 		}

@@ -255,3 +255,10 @@ func TestRevocationsContract(t *testing.T) {
 		return open(t, srv).Revocations(), open(t, srv).Revocations()
 	})
 }
+
+func TestWindowsContract(t *testing.T) {
+	storetest.RunWindows(t, func(t *testing.T) (chat.Windows, chat.Windows) {
+		srv := redistest.Start(t)
+		return open(t, srv).Windows(), open(t, srv).Windows()
+	})
+}

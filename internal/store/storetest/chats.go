@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"sync"
 	"testing"
@@ -46,7 +47,7 @@ func RunChats(t *testing.T, open func(t *testing.T) (chat.Store, chat.Store)) {
 			t.Fatalf("create: %+v %v %v", got, created, err)
 		}
 		again, created, err := other.Create(ctx, newChat("order-2"))
-		if err != nil || created || again.Fingerprint != want.Fingerprint || again.Seq != got.Seq || again.Customer != want.Customer ||
+		if err != nil || created || again.Fingerprint != want.Fingerprint || again.Seq != got.Seq || !reflect.DeepEqual(again.Customer, want.Customer) ||
 			!again.CreatedAt.Equal(want.CreatedAt) || string(again.Metadata) != `{"order":1}` || again.Invite.ContentVariables["1"] != "Ana" {
 			t.Fatalf("second create: %+v %v %v", again, created, err)
 		}
@@ -239,6 +240,29 @@ func RunChats(t *testing.T, open func(t *testing.T) (chat.Store, chat.Store)) {
 		}
 		if pending, err := b.WithPending(ctx); err != nil || len(pending) != 0 {
 			t.Errorf("with pending after delivery: %v %v", pending, err)
+		}
+		// A message held for a party is work too, and reads back whole without aliasing the store's.
+		held := chat.Held{MessageSid: "IM00000000000000000000000000000001", Index: 4, Author: "whatsapp:+15550001111",
+			Body: "gate code 4411", Created: time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC), HeldAt: time.Date(2026, 12, 1, 9, 0, 1, 0, time.UTC)}
+		if _, err := a.Update(ctx, "open-2", func(c *chat.Chat) error { c.Rider.Held = []chat.Held{held}; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if pending, err := b.WithPending(ctx); err != nil || !slices.Equal(pending, []string{"open-2"}) {
+			t.Errorf("with a held message: %v %v", pending, err)
+		}
+		got, err := b.Get(ctx, "open-2")
+		if err != nil || len(got.Rider.Held) != 1 || !reflect.DeepEqual(got.Rider.Held[0], held) {
+			t.Fatalf("held read back: %+v %v", got.Rider.Held, err)
+		}
+		got.Rider.Held[0].Body = "changed by the caller"
+		if again, _ := b.Get(ctx, "open-2"); again.Rider.Held[0].Body != held.Body {
+			t.Errorf("a returned chat aliases the store's held messages")
+		}
+		if _, err := a.Update(ctx, "open-2", func(c *chat.Chat) error { c.Rider.Held = nil; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if pending, err := b.WithPending(ctx); err != nil || len(pending) != 0 {
+			t.Errorf("with pending after the re-send: %v %v", pending, err)
 		}
 	})
 	t.Run("a finished chat reads back as it was", func(t *testing.T) {

@@ -1,0 +1,252 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"net"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/optinkit/optin/emulator"
+)
+
+const (
+	nudgeSid      = "HX0000000000000000000000000000b001"
+	riderOptInSid = "HX0000000000000000000000000000b002"
+	nudgeText     = "You have a new message about your delivery from {{1}}. Reply to read it."
+)
+
+// relayWorld is the real server on the emulator, with held messages and nudges on: the emulator's
+// phones show what each person received, and with what status.
+type relayWorld struct {
+	t   *testing.T
+	emu *emulator.Emulator
+	srv *server
+}
+
+// newRelayWorld runs one replica with env on top; ctx carries test seams (a clock).
+func newRelayWorld(t *testing.T, ctx context.Context, env map[string]string) *relayWorld {
+	t.Helper()
+	emu, err := emulator.New(emulator.Options{AccountSid: accountSid, AuthToken: authToken, Contents: map[string]string{
+		inviteSid: "Hello {{1}}, can {{2}} message you?", nudgeSid: nudgeText, riderOptInSid: "Your customer agreed to chat. Say hello!"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	apiSrv := httptest.NewServer(emu)
+	t.Cleanup(apiSrv.Close)
+	t.Cleanup(func() { _ = emu.Close(context.Background()) })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + ln.Addr().String()
+	e := adminEnv(map[string]string{"OPTIN_PUBLIC_URL": base, "OPTIN_TWILIO_API_URL": apiSrv.URL,
+		"OPTIN_NUDGE_CONTENT_SID": nudgeSid, "OPTIN_RIDER_OPTIN_CONTENT_SID": riderOptInSid, "OPTIN_RECONCILE_INTERVAL": "1s"})
+	maps.Copy(e, env)
+	srv := startRunCtx(t, withListener(ctx, ln), baseEnv(newFake(t), e), "optin-server")
+	return &relayWorld{t: t, emu: emu, srv: srv}
+}
+
+// connect starts a chat whose conversation lasts ttl and takes it through the customer's yes.
+func (w *relayWorld) connect(id, ttl string) {
+	w.t.Helper()
+	body := fmt.Sprintf(`{"id":%q,"customer":{"address":%q,"name":"Ana"},"rider":{"address":%q,"name":"Bruno"},"ttl":%q}`, id, customer, rider, ttl)
+	if code, _, b := w.srv.api("POST", "/v1/chats", adminToken1, body); code != 201 {
+		w.t.Fatalf("start: %d %s", code, b)
+	}
+	w.write(customer, "Yes")
+	w.await(id, "connected", func(c map[string]any) bool { return c["state"] == "connected" })
+}
+
+// write is what a phone sends to the business number.
+func (w *relayWorld) write(from, body string) {
+	w.t.Helper()
+	if _, err := w.emu.Inbound(from, business, body); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+// await polls the chat until ok holds.
+func (w *relayWorld) await(id, what string, ok func(map[string]any) bool) map[string]any {
+	w.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		_, _, body := w.srv.api("GET", "/v1/chats/"+id, adminToken1, "")
+		c := chatOf(w.t, body)
+		if ok(c) {
+			return c
+		}
+		if time.Now().After(deadline) {
+			w.t.Fatalf("%s: never happened: %s", what, body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// held reads a party's held count from a chat.
+func held(c map[string]any, party string) float64 { return c[party].(map[string]any)["held"].(float64) }
+
+// received lists what phone got, from entry from on: text and status.
+func (w *relayWorld) received(phone string, from int) []string {
+	var out []string
+	for _, e := range w.emu.Transcript(phone)[from:] {
+		if e.Direction == "received" {
+			out = append(out, e.Text+" ["+e.Status+"]")
+		}
+	}
+	return out
+}
+
+// (a) and (b) of the issue: the customer writes three messages before the rider answers; the rider is
+// nudged once, answers, and receives all three once, in order. 25 hours later the rider writes; the
+// customer's window has closed: the customer is nudged, answers, and receives it.
+func TestHeldMessagesArriveAfterTheWindowOpens(t *testing.T) {
+	w := newRelayWorld(t, context.Background(), nil)
+	w.connect("order-1", "72h")
+	riderFrom := len(w.emu.Transcript(rider))
+	for _, body := range []string{"gate code 4411", "I'm in the blue building", "third floor, door on the left"} {
+		w.write(customer, body)
+	}
+	c := w.await("order-1", "three held for the rider", func(c map[string]any) bool {
+		return held(c, "rider") == 3 && c["rider"].(map[string]any)["nudged_at"] != nil
+	})
+	if c["rider"].(map[string]any)["channel"] != "whatsapp" || held(c, "customer") != 0 {
+		t.Errorf("chat while held: %v", c)
+	}
+	// The three fail (the rider's window is closed); the nudge, once, whenever the first was held.
+	nudge := "You have a new message about your delivery from Ana. Reply to read it. [delivered]"
+	got := w.received(rider, riderFrom)
+	want := []string{"gate code 4411 [failed]", "I'm in the blue building [failed]", "third floor, door on the left [failed]"}
+	if n := len(got); slices.Index(got, nudge) < 1 || !slices.Equal(slices.DeleteFunc(got, func(s string) bool { return s == nudge }), want) || n != 4 {
+		t.Fatalf("rider before answering:\n%s\nwant once the nudge after\n%s", strings.Join(w.received(rider, riderFrom), "\n"), strings.Join(want, "\n"))
+	}
+	riderFrom = len(w.emu.Transcript(rider))
+	w.write(rider, "On my way up")
+	w.await("order-1", "the held messages sent", func(c map[string]any) bool { return held(c, "rider") == 0 })
+	want = []string{"gate code 4411 [delivered]", "I'm in the blue building [delivered]", "third floor, door on the left [delivered]"}
+	if got := w.received(rider, riderFrom); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("rider after answering:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if got := w.received(customer, 0); strings.Contains(strings.Join(got, "\n"), "gate code") {
+		t.Errorf("the customer received their own message again: %q", got)
+	}
+
+	// (b) A day and an hour later both windows have closed; the rider writes first.
+	w.emu.Advance(25 * time.Hour)
+	customerFrom := len(w.emu.Transcript(customer))
+	w.write(rider, "Left it with the concierge")
+	c = w.await("order-1", "held for the customer", func(c map[string]any) bool {
+		return held(c, "customer") == 1 && c["customer"].(map[string]any)["nudged_at"] != nil
+	})
+	want = []string{"Left it with the concierge [failed]", "You have a new message about your delivery from Bruno. Reply to read it. [delivered]"}
+	if got := w.received(customer, customerFrom); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("customer before answering:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	customerFrom = len(w.emu.Transcript(customer))
+	w.write(customer, "ok?")
+	w.await("order-1", "the held message sent", func(c map[string]any) bool { return held(c, "customer") == 0 })
+	if got := w.received(customer, customerFrom); strings.Join(got, "\n") != "Left it with the concierge [delivered]" {
+		t.Fatalf("customer after answering: %q", got)
+	}
+	m := scrape(t, w.srv.base)
+	for name, want := range map[string]float64{"optin_messages_held_total{}": 4, "optin_messages_resent_total{}": 4, "optin_nudges_total{}": 2} {
+		if m[name] != want {
+			t.Errorf("%s = %v, want %v", name, m[name], want)
+		}
+	}
+}
+
+// testClock is a clock a test moves forward.
+type testClock struct {
+	mu     sync.Mutex
+	offset time.Duration
+}
+
+func (c *testClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.offset)
+}
+
+func (c *testClock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.offset += d
+}
+
+// (e) of the issue: messages held past OPTIN_HOLD_MAX are dropped and counted, and never sent.
+func TestHeldMessagesPastTheHoldMaxAreDropped(t *testing.T) {
+	clk := &testClock{}
+	w := newRelayWorld(t, withClock(context.Background(), clk.now), map[string]string{"OPTIN_HOLD_MAX": "1m"})
+	w.connect("order-1", "4h")
+	w.write(customer, "gate code 4411")
+	w.await("order-1", "held", func(c map[string]any) bool { return held(c, "rider") == 1 })
+	clk.advance(61 * time.Second)
+	w.await("order-1", "dropped", func(c map[string]any) bool { return held(c, "rider") == 0 })
+	if m := scrape(t, w.srv.base); m[`optin_messages_dropped_total{reason=expired}`] != 1 {
+		t.Errorf("dropped counted %v, want 1", m[`optin_messages_dropped_total{reason=expired}`])
+	}
+	riderFrom := len(w.emu.Transcript(rider))
+	m, err := w.emu.Inbound(rider, business, "here")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Once the service has answered for the rider's message, nothing was sent to the rider.
+	deadline := time.Now().Add(10 * time.Second)
+	for !slices.ContainsFunc(w.emu.WebhookCalls(), func(c emulator.WebhookCall) bool {
+		return c.MessageSid == m.Sid && c.EventType == "onMessageAdded" && c.Status == 200
+	}) {
+		if time.Now().After(deadline) {
+			t.Fatal("the rider's message was never answered")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := w.received(rider, riderFrom); len(got) > 0 {
+		t.Fatalf("the rider received %q after the drop", got)
+	}
+	if m := scrape(t, w.srv.base); m["optin_messages_resent_total{}"] != 0 {
+		t.Errorf("resent %v after the drop", m["optin_messages_resent_total{}"])
+	}
+}
+
+// (c) of the issue: a customer not on WhatsApp gets the invitation over SMS, and their "yes" there
+// connects the chat.
+func TestACustomerNotOnWhatsAppIsInvitedOverSMS(t *testing.T) {
+	const smsNumber, smsCustomer = "+15550109999", "+15550001111"
+	w := newRelayWorld(t, context.Background(), map[string]string{"OPTIN_SMS_NUMBERS": smsNumber})
+	w.emu.SetNotOnWhatsApp(smsCustomer)
+	body := fmt.Sprintf(`{"id":"order-1","customer":{"address":%q,"name":"Ana"},"rider":{"address":%q,"name":"Bruno"}}`, customer, rider)
+	if code, _, b := w.srv.api("POST", "/v1/chats", adminToken1, body); code != 201 {
+		t.Fatalf("start: %d %s", code, b)
+	}
+	c := w.await("order-1", "moved to SMS", func(c map[string]any) bool { return c["customer"].(map[string]any)["channel"] == "sms" })
+	cust := c["customer"].(map[string]any)
+	hist := c["history"].([]any)
+	last := hist[len(hist)-1].(map[string]any)
+	if c["state"] != "invited" || cust["address"] != smsCustomer || cust["proxy_address"] != smsNumber || last["channel"] != "sms" || last["state"] != "invited" {
+		t.Fatalf("chat after the move: %v", c)
+	}
+	want := []string{"Hello Ana, can Bruno message you? [undelivered]",
+		"Hello Ana, your delivery is almost there but Bruno (your rider) needs help finding your door. Are you willing to chat with them? Reply YES or NO. [delivered]"}
+	if got := append(w.received(customer, 0), w.received(smsCustomer, 0)...); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("customer's phones:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if _, err := w.emu.Inbound(smsCustomer, smsNumber, "YES"); err != nil {
+		t.Fatal(err)
+	}
+	w.await("order-1", "connected over SMS", func(c map[string]any) bool { return c["state"] == "connected" })
+	if got := w.received(smsCustomer, 0); len(got) != 2 || got[1] != waitText+" [delivered]" {
+		t.Errorf("customer's SMS phone: %q", got)
+	}
+	if got := w.received(rider, 0); !slices.Contains(got, "Your customer agreed to chat. Say hello! [delivered]") {
+		t.Errorf("rider's phone: %q", got)
+	}
+	if m := scrape(t, w.srv.base); m["optin_channel_fallbacks_total{}"] != 1 {
+		t.Errorf("fallbacks counted %v", m["optin_channel_fallbacks_total{}"])
+	}
+}

@@ -1,0 +1,216 @@
+package chat
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/optinkit/optin/internal/numberpool"
+	"github.com/optinkit/optin/internal/optin"
+	"github.com/optinkit/optin/internal/twiliocall"
+)
+
+// Twilio's errors for a WhatsApp message to a number that has no WhatsApp account.
+const (
+	codeNotOnWhatsApp  = 63003 // the channel could not find the To address
+	codeNotWhatsAppNum = 63024 // invalid message recipient
+)
+
+// ReasonUnreachable: the customer is not on WhatsApp and no SMS number could take them.
+const ReasonUnreachable = "unreachable"
+
+// EventChannelChanged is the event of a customer moved to another channel.
+const EventChannelChanged = "chat.channel_changed"
+
+// DefaultSMSInvite is the invitation a customer moved to SMS is sent: template 1 in plain text, with
+// {{1}} the customer's name and {{2}} the rider's.
+const DefaultSMSInvite = "Hello {{1}}, your delivery is almost there but {{2}} (your rider) needs help finding your door. Are you willing to chat with them? Reply YES or NO."
+
+// Fallback is a customer's move from WhatsApp to SMS, recorded before it is made: each step is
+// recorded once done, so that a run after a crash resumes it.
+type Fallback struct {
+	// Code is Twilio's error that showed the customer is not on WhatsApp (63003, 63024).
+	Code int
+	// From is the customer's WhatsApp address; Number the SMS number leased, once it is.
+	From, Number string
+	// Removed and Added say the WhatsApp participant is gone and the SMS one is in.
+	Removed, Added bool
+}
+
+// unreachable records that a message did not reach the customer because their number is not on
+// WhatsApp, and moves them to SMS (or fails the chat, without SMS numbers) after the answer.
+func (s *Service) unreachable(ctx context.Context, c Chat, ev optin.Event) (optin.Decision, error) {
+	m, err := twiliocall.Retry(ctx, s.cfg.Retry, nil, "fetch_message", func(ctx context.Context) (Message, error) {
+		return s.conv.FetchMessage(ctx, ev.ConversationSid, ev.MessageSid)
+	})
+	if err != nil {
+		return optin.Decision{}, fmt.Errorf("%w: reading the failed message: %w", optin.ErrUnavailable, err)
+	}
+	if from := c.roleOf(m.Author); from == "" || other(from) != roleCustomer {
+		return optin.Decision{Outcome: optin.OutcomeIgnored, Reason: ReasonNotHeld}, nil
+	}
+	recorded := false
+	_, err = s.store.Update(ctx, c.ID, func(c *Chat) error {
+		recorded = false
+		if c.State.Final() || c.Fallback != nil || c.Customer.Channel() != ChannelWhatsApp || c.roleOf(m.Author) != roleRider {
+			return nil
+		}
+		c.Fallback, recorded = &Fallback{Code: ev.ErrorCode, From: c.Customer.Address}, true
+		return nil
+	})
+	if err != nil {
+		return optin.Decision{}, fmt.Errorf("%w: recording the customer unreachable: %w", optin.ErrUnavailable, err)
+	}
+	if recorded {
+		zerolog.Ctx(ctx).Warn().Int("twilio_code", ev.ErrorCode).Msg("the customer's number is not on WhatsApp")
+	}
+	s.later(ctx, c.ID)
+	return optin.Decision{Outcome: optin.OutcomeRelayed}, nil
+}
+
+// fallBack carries out the chat's recorded fallback, under the chat's lease (a start or an end holding
+// it goes first; the sweep comes back): the customer gets an SMS number, loses the WhatsApp
+// participant, gains an SMS one, and — while invited — the invitation again as text. Without SMS
+// numbers, an invited chat fails as unreachable.
+func (s *Service) fallBack(ctx context.Context, id string) error {
+	owner := newOwner()
+	locked, err := s.store.Lock(ctx, id, owner, s.cfg.StartBudget+leaseMargin)
+	if err != nil || !locked {
+		return err
+	}
+	defer func() { _ = s.store.Unlock(context.WithoutCancel(ctx), id, owner) }()
+	c, err := s.store.Get(ctx, id)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	if c.Fallback == nil || c.State == StateStarting || c.Ending != nil {
+		return nil // nothing to do, or the start or an end decides first
+	}
+	if c.State.Final() {
+		return s.fallbackDone(ctx, id)
+	}
+	f := *c.Fallback
+	if s.cfg.SMS == nil {
+		return s.cannotFallBack(ctx, c, "the customer's number is not on WhatsApp and no SMS number is configured")
+	}
+	bare := strings.TrimPrefix(f.From, "whatsapp:")
+	if f.Number == "" {
+		numbers, err := s.cfg.SMS.Lease(ctx, id, []string{bare})
+		if ex, ok := errors.AsType[*numberpool.ExhaustedError](err); ok {
+			return s.cannotFallBack(ctx, c, "the customer's number is not on WhatsApp and no SMS number is free: "+ex.Error())
+		}
+		if err != nil {
+			return fmt.Errorf("%w: leasing an SMS number: %w", ErrUnavailable, err)
+		}
+		f.Number = numbers[0]
+		if err := s.recordFallback(ctx, id, f); err != nil {
+			return err
+		}
+	}
+	if !f.Removed {
+		if _, err := twiliocall.Retry(ctx, s.cfg.Retry, nil, "remove_participant", func(ctx context.Context) (struct{}, error) {
+			return struct{}{}, s.conv.RemoveParticipant(ctx, c.ConversationSid, f.From)
+		}); err != nil {
+			return err
+		}
+		f.Removed = true
+		if err := s.recordFallback(ctx, id, f); err != nil {
+			return err
+		}
+	}
+	if !f.Added {
+		if _, err := twiliocall.Retry(ctx, s.cfg.Retry, nil, "add_participant", func(ctx context.Context) (struct{}, error) {
+			err := s.conv.AddParticipant(ctx, c.ConversationSid, bare, f.Number)
+			if code := twiliocall.Code(err); code == codeAlreadyPresent || code == codeSameBinding {
+				err = nil
+			}
+			return struct{}{}, err
+		}); err != nil {
+			return err
+		}
+		f.Added = true
+		if c, err = s.moved(ctx, id, f, bare); err != nil {
+			return err
+		}
+	}
+	if c.State == StateInvited {
+		// Found by its marker if an earlier run sent it: the customer gets it once.
+		m := optin.Message{Author: c.Rider.Address, Body: s.smsInvite(c), Attributes: startMarker(id, "sms_invite")}
+		if _, err := s.createOnce(ctx, c.ConversationSid, "sms_invite", true, m); err != nil {
+			return err
+		}
+	}
+	return s.fallbackDone(ctx, id)
+}
+
+// moved records the customer on SMS: the chat's address and number, a history entry, and the event.
+func (s *Service) moved(ctx context.Context, id string, f Fallback, address string) (Chat, error) {
+	c, err := s.store.Update(ctx, id, func(c *Chat) error {
+		c.Fallback = &f
+		if c.Customer.Address == address {
+			return nil
+		}
+		now := s.now()
+		c.Customer.Address, c.Customer.ProxyAddress, c.UpdatedAt = address, f.Number, now
+		c.History = append(c.History, Transition{State: c.State, At: now, Channel: ChannelSMS})
+		if s.cfg.Notifier != nil {
+			c.Pending = append(c.Pending, newEvent(*c, EventChannelChanged, now))
+		}
+		return nil
+	})
+	if err != nil {
+		return Chat{}, fmt.Errorf("%w: recording the customer on SMS: %w", ErrUnavailable, err)
+	}
+	zerolog.Ctx(ctx).Info().Str("chat_id", id).Str("proxy_address", f.Number).Msg("customer moved to SMS")
+	s.observe(func(o Observer) { o.ChannelFallback() })
+	s.notify(ctx, c)
+	return c, nil
+}
+
+// cannotFallBack fails an invited (or connecting) chat whose customer no channel reaches; a connected
+// one stays as it is (the customer wrote to it on WhatsApp, so this is a passing failure).
+func (s *Service) cannotFallBack(ctx context.Context, c Chat, detail string) error {
+	zerolog.Ctx(ctx).Error().Str("chat_id", c.ID).Msg("customer unreachable: " + detail)
+	end := Ending{State: StateFailed, Reason: ReasonUnreachable, Error: &Failure{TwilioCode: c.Fallback.Code, Detail: detail}}
+	if Allowed(c.State, end.State, end.Reason) {
+		if _, err := s.conclude(ctx, c, end); err != nil {
+			return err
+		}
+	}
+	return s.fallbackDone(ctx, c.ID)
+}
+
+func (s *Service) recordFallback(ctx context.Context, id string, f Fallback) error {
+	if _, err := s.store.Update(ctx, id, func(c *Chat) error { c.Fallback = &f; return nil }); err != nil {
+		return fmt.Errorf("%w: recording the fallback: %w", ErrUnavailable, err)
+	}
+	return nil
+}
+
+func (s *Service) fallbackDone(ctx context.Context, id string) error {
+	if _, err := s.store.Update(ctx, id, func(c *Chat) error { c.Fallback = nil; return nil }); err != nil {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// smsInvite is the invitation as text, with the parties' names (or what they are, without one).
+func (s *Service) smsInvite(c Chat) string {
+	body := s.cfg.SMSInvite
+	if body == "" {
+		body = DefaultSMSInvite
+	}
+	return strings.NewReplacer("{{1}}", cmp.Or(c.Customer.Name, "there"), "{{2}}", cmp.Or(c.Rider.Name, "the rider")).Replace(body)
+}
+
+// newEvent is the event of type typ about c as it stands at at.
+func newEvent(c Chat, typ string, at time.Time) Event {
+	data, _ := json.Marshal(c.View())
+	return Event{ID: "msg_" + newOwner() + newOwner(), Type: typ, At: at, Data: data}
+}

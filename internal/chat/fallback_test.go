@@ -1,0 +1,138 @@
+package chat
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/optinkit/optin/internal/optin"
+	"github.com/optinkit/optin/internal/twiliocall"
+)
+
+const smsNumber = "+15550109999"
+
+// fallbackEnv is a relay env with an SMS pool, or without one when sms is false.
+func fallbackEnv(t *testing.T, sms bool) (*relayEnv, *fakePool) {
+	t.Helper()
+	r := newRelayEnv(t)
+	cfg := r.svc.cfg
+	var pool *fakePool
+	if sms {
+		pool = &fakePool{number: smsNumber, leases: map[string][]string{}}
+		cfg.SMS = pool
+	}
+	svc, err := NewService(r.tw, r.store, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.now, svc.spawn = r.clock.now, func(f func()) { f() }
+	r.svc = svc
+	return r, pool
+}
+
+// notOnWhatsApp reports the invitation undelivered: the customer's number has no WhatsApp account.
+func (r *relayEnv) notOnWhatsApp(c Chat, code int) optin.Decision {
+	r.t.Helper()
+	d, err := r.svc.DeliveryUpdated(context.Background(), optin.Event{Type: optin.EventDeliveryUpdated, ConversationSid: c.ConversationSid,
+		MessageSid: c.Steps[stepInvite], Status: "undelivered", ErrorCode: code})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return d
+}
+
+func TestACustomerNotOnWhatsAppMovesToSMS(t *testing.T) {
+	for _, code := range []int{codeNotOnWhatsApp, codeNotWhatsAppNum} {
+		r, pool := fallbackEnv(t, true)
+		c, _, err := r.svc.Start(context.Background(), request("order-1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := len(r.tw.sent(c.ConversationSid, 0))
+		calls := len(r.tw.calls)
+		if d := r.notOnWhatsApp(c, code); d.Outcome != optin.OutcomeRelayed {
+			t.Fatalf("%d: %+v", code, d)
+		}
+		r.notOnWhatsApp(c, code) // reported again: moved once
+		got := r.chat("order-1")
+		if got.State != StateInvited || got.Customer.Address != "+15550001111" || got.Customer.ProxyAddress != smsNumber || got.Fallback != nil {
+			t.Fatalf("%d: chat %s customer %+v fallback %+v", code, got.State, got.Customer, got.Fallback)
+		}
+		if h := got.History[len(got.History)-1]; h.State != StateInvited || h.Channel != ChannelSMS {
+			t.Errorf("%d: last history entry %+v", code, h)
+		}
+		if ev := got.Pending[len(got.Pending)-1]; ev.Type != EventChannelChanged {
+			t.Errorf("%d: last event %s", code, ev.Type)
+		}
+		if want := []string{"fetch_message", "remove_participant", "participant", "recent", "message", "fetch_message"}; !slices.Equal(r.tw.calls[calls:], want) {
+			t.Errorf("%d: calls %v, want %v", code, r.tw.calls[calls:], want)
+		}
+		want := []string{rider + ": Hello Ana, your delivery is almost there but Bruno (your rider) needs help finding your door. Are you willing to chat with them? Reply YES or NO."}
+		if sent := r.created(c, start); !reflect.DeepEqual(sent, want) {
+			t.Errorf("%d: sent %q, want %q", code, sent, want)
+		}
+		r.tw.mu.Lock()
+		parts := slices.Clone(r.tw.convs[c.ConversationSid].participants)
+		r.tw.mu.Unlock()
+		if !slices.Equal(parts, []string{rider, "+15550001111"}) {
+			t.Errorf("%d: participants %v", code, parts)
+		}
+		if !pool.held("order-1") || r.obs.fallbacks != 1 {
+			t.Errorf("%d: sms lease %v, fallbacks counted %d", code, pool.held("order-1"), r.obs.fallbacks)
+		}
+		// The opt-in now reads the SMS address as the customer's.
+		if cust, _, _, _ := r.svc.Parties(context.Background(), c.ConversationSid); cust != "+15550001111" {
+			t.Errorf("%d: parties name the customer %s", code, cust)
+		}
+	}
+}
+
+func TestWithoutSMSTheChatFailsUnreachable(t *testing.T) {
+	r, _ := fallbackEnv(t, false)
+	c, _, err := r.svc.Start(context.Background(), request("order-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.notOnWhatsApp(c, codeNotOnWhatsApp)
+	got := r.chat("order-1")
+	if got.State != StateFailed || got.Reason != ReasonUnreachable || got.Error == nil || got.Error.TwilioCode != codeNotOnWhatsApp || got.Fallback != nil {
+		t.Fatalf("chat %s %s %+v fallback %+v", got.State, got.Reason, got.Error, got.Fallback)
+	}
+	if open := r.tw.openWithParticipants(); len(open) != 0 || r.pool.held("order-1") {
+		t.Fatalf("open conversations %v, numbers held %v", open, r.pool.held("order-1"))
+	}
+}
+
+// A move cut off after the WhatsApp participant was removed is finished by the sweep, and the
+// customer gets the invitation once.
+func TestAnInterruptedMoveIsFinishedOnce(t *testing.T) {
+	r, _ := fallbackEnv(t, true)
+	c, _, err := r.svc.Start(context.Background(), request("order-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := len(r.tw.sent(c.ConversationSid, 0))
+	failing := true
+	r.tw.before = func(op, _ string) error {
+		if op == "participant" && failing {
+			return &twiliocall.CallError{Op: "add participant", Kind: twiliocall.Permanent, Status: 500, Code: 20500, Err: errors.New("down")}
+		}
+		return nil
+	}
+	r.notOnWhatsApp(c, codeNotOnWhatsApp)
+	if f := r.chat("order-1").Fallback; f == nil || !f.Removed || f.Added || f.Number != smsNumber {
+		t.Fatalf("after the cut: %+v", f)
+	}
+	failing = false
+	r.clock.advance(time.Minute)
+	if _, err := r.svc.SweepOutbox(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := r.chat("order-1")
+	if got.Fallback != nil || got.Customer.Address != "+15550001111" || len(r.created(c, start)) != 1 {
+		t.Fatalf("after the sweep: fallback %+v customer %+v sent %q", got.Fallback, got.Customer, r.created(c, start))
+	}
+}

@@ -1,0 +1,48 @@
+package memory
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/optinkit/optin/internal/chat"
+)
+
+// Windows is the in-process chat.Windows: each pair's last message, pruned after chat.WindowMemory.
+type Windows struct {
+	mu     sync.Mutex
+	last   map[string]time.Time
+	now    func() time.Time
+	pruned time.Time
+}
+
+var _ chat.Windows = (*Windows)(nil)
+
+// NewWindows returns an empty store.
+func NewWindows() *Windows { return &Windows{last: map[string]time.Time{}, now: time.Now} }
+
+// Opened records that address wrote to proxy at at, unless a later message is recorded.
+func (s *Windows) Opened(_ context.Context, address, proxy string, at time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if now := s.now(); now.Sub(s.pruned) > time.Minute {
+		s.pruned = now
+		for k, t := range s.last {
+			if now.Sub(t) > chat.WindowMemory {
+				delete(s.last, k)
+			}
+		}
+	}
+	key := address + "|" + proxy
+	if at.After(s.last[key]) {
+		s.last[key] = at.UTC()
+	}
+	return nil
+}
+
+// Window returns the pair's window.
+func (s *Windows) Window(_ context.Context, address, proxy string) (chat.Window, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return chat.Window{LastInbound: s.last[address+"|"+proxy]}, nil
+}
