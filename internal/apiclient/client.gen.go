@@ -17,6 +17,21 @@ import (
 	"github.com/oapi-codegen/runtime"
 )
 
+// Defines values for ChatHistoryChannel.
+const (
+	ChatHistoryChannelSms ChatHistoryChannel = "sms"
+)
+
+// Valid indicates whether the value is a known member of the ChatHistoryChannel enum.
+func (e ChatHistoryChannel) Valid() bool {
+	switch e {
+	case ChatHistoryChannelSms:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for ChatMode.
 const (
 	ChatModeDirect ChatMode = "direct"
@@ -43,6 +58,7 @@ const (
 	ChatReasonFailed      ChatReason = "failed"
 	ChatReasonLessThannil ChatReason = "<nil>"
 	ChatReasonOptedOut    ChatReason = "opted_out"
+	ChatReasonUnreachable ChatReason = "unreachable"
 )
 
 // Valid indicates whether the value is a known member of the ChatReason enum.
@@ -59,6 +75,8 @@ func (e ChatReason) Valid() bool {
 	case ChatReasonLessThannil:
 		return true
 	case ChatReasonOptedOut:
+		return true
+	case ChatReasonUnreachable:
 		return true
 	default:
 		return false
@@ -173,8 +191,11 @@ type Chat struct {
 	// ExpiresAt When the conversation closes if nobody writes (Twilio's Timers.Closed counts inactivity).
 	ExpiresAt time.Time `json:"expires_at"`
 	History   []struct {
-		At    time.Time `json:"at"`
-		State State     `json:"state"`
+		At time.Time `json:"at"`
+
+		// Channel Present on the entry that moved the customer to another channel (their number is not on WhatsApp: 63003, 63024); the state is the one the chat was in.
+		Channel *ChatHistoryChannel `json:"channel,omitempty"`
+		State   State               `json:"state"`
 	} `json:"history"`
 	Id        string                  `json:"id"`
 	Metadata  *map[string]interface{} `json:"metadata"`
@@ -184,6 +205,9 @@ type Chat struct {
 	State     State                   `json:"state"`
 	UpdatedAt time.Time               `json:"updated_at"`
 }
+
+// ChatHistoryChannel Present on the entry that moved the customer to another channel (their number is not on WhatsApp: 63003, 63024); the state is the one the chat was in.
+type ChatHistoryChannel string
 
 // ChatMode defines model for Chat.Mode.
 type ChatMode string

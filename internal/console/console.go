@@ -377,9 +377,10 @@ func (c *console) render(w http.ResponseWriter, r *http.Request, status int, nam
 
 func parsePages() (map[string]*template.Template, error) {
 	funcs := template.FuncMap{
-		"mask":  pii.Mask,
-		"clock": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05") },
-		"time":  func(t time.Time) string { return t.UTC().Format("15:04:05") },
+		"mask":    pii.Mask,
+		"preview": pii.Preview,
+		"clock":   func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05") },
+		"time":    func(t time.Time) string { return t.UTC().Format("15:04:05") },
 		// spaced lets a list of numbers wrap: "a,b" → "a, b".
 		"spaced": func(s string) string { return strings.ReplaceAll(s, ",", ", ") },
 		"css":    func() template.CSS { return template.CSS(consoleCSS) },

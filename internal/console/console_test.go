@@ -303,3 +303,32 @@ func TestMethodNotAllowedSaysAllow(t *testing.T) {
 		t.Errorf("PUT /console/login: %d, Allow %q", w.Code, w.Header().Get("Allow"))
 	}
 }
+
+// A chat page lists what is held for each party, masked to its first characters, and when each was
+// nudged; the history says when the customer moved to SMS.
+func TestChatPageShowsHeldMessagesMasked(t *testing.T) {
+	c := newChat(1, "order-01", chat.StateConnected, chat.Transition{State: chat.StateInvited, At: t0},
+		chat.Transition{State: chat.StateInvited, At: t0.Add(time.Second), Channel: chat.ChannelSMS},
+		chat.Transition{State: chat.StateConnected, At: t0.Add(2 * time.Second)})
+	c.Rider.Held = []chat.Held{{MessageSid: "IM1", Body: "gate code 4411", HeldAt: t0.Add(3 * time.Second)},
+		{MessageSid: "IM2", Body: "I'm in the blue building", HeldAt: t0.Add(4 * time.Second), Sending: true}}
+	c.Rider.NudgedAt = t0.Add(5 * time.Second)
+	h, _ := newConsole(t, &fakeChats{chats: []chat.Chat{c}}, "token-one")
+	body := serve(h, "GET", "/console/chats/order-01", nil, login(t, h, "token-one")).Body.String()
+	for _, want := range []string{
+		`<td class="held" id="held-rider">2</td><td><time>2026-11-22 12:00:05</time></td>`,
+		`<td class="held" id="held-customer">0</td><td>—</td>`,
+		`<th scope="row">Rider</th><td><code>gate…</code></td><td><time>2026-11-22 12:00:03</time></td>`,
+		`<code>I&#39;m …</code> · sending`,
+		`customer moved to sms <time>2026-11-22 12:00:01</time>`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("chat page lacks %q", want)
+		}
+	}
+	for _, secret := range []string{"4411", "blue building"} {
+		if strings.Contains(body, secret) {
+			t.Errorf("chat page shows %q", secret)
+		}
+	}
+}

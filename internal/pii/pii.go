@@ -47,3 +47,22 @@ type redactedError struct{ err error }
 
 func (e redactedError) Error() string { return Redact(e.err.Error()) }
 func (e redactedError) Unwrap() error { return e.err }
+
+// PreviewLength is how many characters of a message Preview shows.
+const PreviewLength = 4
+
+// Preview shows a message's first few characters and hides the rest: enough for an operator to tell
+// messages apart, not to read them.
+func Preview(body string) string {
+	if utf8.RuneCountInString(body) <= PreviewLength {
+		return strings.Repeat("•", utf8.RuneCountInString(body))
+	}
+	n := 0
+	for i := range body {
+		if n == PreviewLength {
+			return body[:i] + "…"
+		}
+		n++
+	}
+	return body
+}

@@ -46,3 +46,18 @@ func TestRedactError(t *testing.T) {
 }
 
 var errSentinel = errors.New("sentinel")
+
+func TestPreview(t *testing.T) {
+	for body, want := range map[string]string{
+		"gate code 4411":   "gate…",
+		"Ça va, à bientôt": "Ça v…",
+		"ok?":              "•••",
+		"":                 "",
+		"four":             "••••",
+		"five!":            "five…",
+	} {
+		if got := Preview(body); got != want {
+			t.Errorf("Preview(%q) = %q, want %q", body, got, want)
+		}
+	}
+}
