@@ -88,6 +88,19 @@ func (w *relayWorld) await(id, what string, ok func(map[string]any) bool) map[st
 	}
 }
 
+// awaitReceived polls until phone has received n messages from entry from on (a nudge is recorded on
+// the chat just before it is sent).
+func (w *relayWorld) awaitReceived(phone string, from, n int) {
+	w.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for len(w.received(phone, from)) < n {
+		if time.Now().After(deadline) {
+			w.t.Fatalf("%s received %q, want %d messages", phone, w.received(phone, from), n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // held reads a party's held count from a chat.
 func held(c map[string]any, party string) float64 { return c[party].(map[string]any)["held"].(float64) }
 
@@ -118,6 +131,7 @@ func TestHeldMessagesArriveAfterTheWindowOpens(t *testing.T) {
 	if c["rider"].(map[string]any)["channel"] != "whatsapp" || held(c, "customer") != 0 {
 		t.Errorf("chat while held: %v", c)
 	}
+	w.awaitReceived(rider, riderFrom, 4)
 	// The three fail (the rider's window is closed); the nudge, once, whenever the first was held.
 	nudge := "You have a new message about your delivery from Ana. Reply to read it. [delivered]"
 	got := w.received(rider, riderFrom)
@@ -143,6 +157,7 @@ func TestHeldMessagesArriveAfterTheWindowOpens(t *testing.T) {
 	c = w.await("order-1", "held for the customer", func(c map[string]any) bool {
 		return held(c, "customer") == 1 && c["customer"].(map[string]any)["nudged_at"] != nil
 	})
+	w.awaitReceived(customer, customerFrom, 2)
 	want = []string{"Left it with the concierge [failed]", "You have a new message about your delivery from Bruno. Reply to read it. [delivered]"}
 	if got := w.received(customer, customerFrom); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("customer before answering:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))

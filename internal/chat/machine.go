@@ -185,12 +185,12 @@ func (s *Service) closed(ctx context.Context, id string, fallback Ending) (Chat,
 }
 
 // letGo forgets the messages held and the nudges pending of a chat that ends, returning how many
-// held messages counted.
+// held messages are dropped: one being sent is counted by its sender, sent or not.
 func (c *Chat) letGo() int {
 	n := 0
 	for _, p := range []*Party{&c.Customer, &c.Rider} {
 		for _, h := range p.Held {
-			if !h.Early {
+			if !h.Early && !h.Sending {
 				n++
 			}
 		}

@@ -305,17 +305,28 @@ func (s *Service) resend(ctx context.Context, id, role string) error {
 		}
 		look := h.Sending
 		if !look {
+			marked := false
 			if _, err := s.store.Update(ctx, id, func(c *Chat) error {
-				if hs := c.party(role).Held; len(hs) > 0 && hs[0].MessageSid == h.MessageSid {
+				hs := c.party(role).Held
+				marked = len(hs) > 0 && hs[0].MessageSid == h.MessageSid
+				if marked {
 					hs[0].Sending = true
 				}
 				return nil
 			}); err != nil {
 				return fmt.Errorf("%w: %w", ErrUnavailable, err)
 			}
+			if !marked {
+				continue // let go meanwhile (the chat ended), or sent by another run: read again
+			}
 		}
 		marker := relayMarker(id, "resend", h.MessageSid)
 		sid, err := s.createOnce(ctx, c.ConversationSid, "resend", look, optin.Message{Author: h.Author, Body: h.Body, Attributes: marker})
+		if twiliocall.Code(err) == twiliocall.CodeClosed {
+			// The chat ended meanwhile (its end let the message go): this one is dropped, not sent.
+			s.observe(func(o Observer) { o.MessagesDropped("closed", 1) })
+			return nil
+		}
 		if err != nil {
 			return err
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"sync"
 	"testing"
 	"time"
 
@@ -366,5 +367,79 @@ func TestAWindowOutlivesItsChat(t *testing.T) {
 	r.failed(c2, m)
 	if got := r.chat("order-2").Rider; !got.NudgedFor.Equal(hi.Created) || got.NudgedAt.IsZero() {
 		t.Fatalf("nudged for %v at %v, want the window chat 1 saw open at %v", got.NudgedFor, got.NudgedAt, hi.Created)
+	}
+}
+
+// The rider's message (their window opens) and the report that a message failed for them (it is held)
+// come at the same time, in either order: one of the two sees the other — at the latest the sweep does
+// — and the message is sent again exactly once.
+func TestWindowOpensWhileAMessageIsHeld(t *testing.T) {
+	for round := range 50 {
+		r := newRelayEnv(t)
+		r.svc.spawn = func(f func()) { go f() }
+		c, _ := r.connected("order-1")
+		m := r.write(c, customer, "gate code 4411")
+		reply := r.tw.write(c.ConversationSid, rider, "here")
+		var wg sync.WaitGroup
+		wg.Go(func() { r.failed(c, m) })
+		wg.Go(func() {
+			if _, _, err := r.svc.MessageAdded(context.Background(), optin.Event{Type: optin.EventMessageAdded, ConversationSid: c.ConversationSid,
+				MessageSid: reply.Sid, Author: rider, Body: "here", DateCreated: reply.Created}); err != nil {
+				t.Error(err)
+			}
+		})
+		wg.Wait()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			if _, err := r.svc.SweepOutbox(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if len(r.chat("order-1").Rider.Held) == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: still held", round)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		copies := 0
+		for _, s := range r.created(c, 0) {
+			if s == customer+": gate code 4411" {
+				copies++
+			}
+		}
+		if copies != 2 { // the original and one copy
+			t.Fatalf("round %d: %d messages 'gate code 4411', want the original and one copy", round, copies)
+		}
+	}
+}
+
+// Ending a chat while its held messages are being sent: the chat ends closed, nothing stays held, and
+// no copy is made after the conversation closed.
+func TestEndWhileResending(t *testing.T) {
+	for round := range 30 {
+		r := newRelayEnv(t)
+		r.svc.spawn = func(f func()) { go f() }
+		c, _ := r.connected("order-1")
+		for k := range 3 {
+			r.failed(c, r.write(c, customer, fmt.Sprintf("message %d", k)))
+		}
+		var wg sync.WaitGroup
+		wg.Go(func() { r.write(c, rider, "here") })
+		wg.Go(func() {
+			if _, err := r.svc.End(context.Background(), "order-1"); err != nil {
+				t.Error(err)
+			}
+		})
+		wg.Wait()
+		_, _ = r.svc.SweepOutbox(context.Background())
+		got := r.chat("order-1")
+		if got.State != StateClosed || len(got.Rider.Held) != 0 {
+			t.Fatalf("round %d: %s, held %d", round, got.State, len(got.Rider.Held))
+		}
+		_, resent, _, dropped := r.obs.counts()
+		if resent+dropped["closed"] != 3 {
+			t.Fatalf("round %d: resent %d + dropped %v, want 3 in all", round, resent, dropped)
+		}
 	}
 }
