@@ -303,7 +303,9 @@ type fakePool struct {
 	renewed []string
 }
 
-func newFakePool() *fakePool { return &fakePool{number: "whatsapp:+15550100000", leases: map[string][]string{}} }
+func newFakePool() *fakePool {
+	return &fakePool{number: "whatsapp:+15550100000", leases: map[string][]string{}}
+}
 
 func (p *fakePool) Lease(_ context.Context, chatID string, addresses []string) ([]string, error) {
 	p.mu.Lock()
