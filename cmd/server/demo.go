@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -87,7 +88,7 @@ func (d *demo) configure(c *config) {
 	}
 	// The chats API, on the main listener; the chat's webhooks point at the service's own address.
 	c.AdminTokens, c.AdminAddr, c.WhatsAppNumber, c.InviteContentSid = d.adminToken, "", demoBusiness, demoTemplate1
-	c.WhatsAppNumbers, c.SMSNumbers = demoMoreNumbers, ""
+	c.WhatsAppNumbers, c.SMSNumbers = demoMoreNumbers, demoSMSNumber
 	c.RedisURL, c.CallbackURL, c.CallbackSecret = "", "", ""
 	if c.Addr == ":8080" {
 		c.Addr = "127.0.0.1:8080"
@@ -154,6 +155,9 @@ func (d *demo) play(ctx context.Context, serviceURL string, out io.Writer) error
 	say("5. The rider answers: their window opens, and the service sends both held messages again, in order, once.\n")
 	printSideBySide(out, "Customer "+demoCustomer, d.emu.Transcript(demoCustomer), "Rider "+demoRider, d.emu.Transcript(demoRider))
 	say("\n✗ marks a message WhatsApp would not deliver: free-form text to someone outside their 24-hour window (63016).")
+	if err := d.playSMS(ctx, out); err != nil {
+		return err
+	}
 	say("\nStill serving until Ctrl-C. Play further — the customer writes, the rider receives it:")
 	say("  curl -s -X POST %s/emulator/inbound --data-urlencode From=%s --data-urlencode To=%s --data-urlencode 'Body=Thank you!'", d.url, demoCustomer, demoBusiness)
 	say("  curl -s '%s/emulator/transcripts'", d.url)
@@ -189,6 +193,46 @@ func walkthrough(service, emu, token string) []string {
 
 // demoChat is the id of the demo's chat.
 const demoChat = "order-1042"
+
+// The second story: a customer whose number has no WhatsApp account, and the demo's SMS number.
+const (
+	demoSMSChat     = "order-1043"
+	demoSMSCustomer = "+15550100003"
+	demoSMSNumber   = "+15550100090"
+)
+
+// playSMS tells the second story: the invitation cannot reach a customer not on WhatsApp, the service
+// moves them to SMS, and their answer there connects the chat.
+func (d *demo) playSMS(ctx context.Context, out io.Writer) error {
+	say := func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) }
+	d.emu.SetNotOnWhatsApp(demoSMSCustomer)
+	start := fmt.Sprintf(`{"id":%q,"customer":{"address":"whatsapp:%s","name":"Carla"},"rider":{"address":%q,"name":"Bruno"}}`,
+		demoSMSChat, demoSMSCustomer, demoRider)
+	if _, err := d.chatAPI(ctx, http.MethodPost, "/v1/chats", start); err != nil {
+		return err
+	}
+	if _, err := d.waitFor(ctx, demoSMSChat, func(c chatAnswer) bool { return c.Customer.Channel == "sms" }); err != nil {
+		return err
+	}
+	say("\nSecond story: a customer not on WhatsApp.")
+	say("6. POST /v1/chats for Carla, whatsapp:%s. WhatsApp cannot deliver the invitation: the number has no", demoSMSCustomer)
+	say("   WhatsApp account (63003). The service moves her to SMS: the WhatsApp participant removed, an SMS one")
+	say("   added on %s, the invitation sent again as text; the platform hears chat.channel_changed.", demoSMSNumber)
+	if _, err := d.api.Inbound(ctx, demoSMSCustomer, demoSMSNumber, "YES"); err != nil {
+		return err
+	}
+	c, err := d.waitFor(ctx, demoSMSChat, func(c chatAnswer) bool { return c.State == "connected" })
+	if err != nil {
+		return err
+	}
+	say("7. She answers YES by SMS, and the opt-in goes on there. Chat %s is %s: %s.\n", demoSMSChat, c.State, c.history())
+	customer := append(d.emu.Transcript("whatsapp:"+demoSMSCustomer), d.emu.Transcript(demoSMSCustomer)...)
+	slices.SortStableFunc(customer, func(a, b emulator.Entry) int { return a.At.Compare(b.At) })
+	rider := slices.DeleteFunc(d.emu.Transcript(demoRider), func(e emulator.Entry) bool { return e.ConversationSid != c.conversation() })
+	printSideBySide(out, "Customer "+demoSMSCustomer+" (WhatsApp, then SMS)", customer, "Rider "+demoRider, rider)
+	say("\n✗ on the customer's side: WhatsApp could not deliver to a number with no account (63003).")
+	return nil
+}
 
 // demoNames are the customers of the deliveries started from the console.
 var demoNames = []string{"Carla", "Deepa", "Emeka", "Fumiko", "Gustavo", "Hana", "Ines", "Jonas"}
@@ -233,12 +277,16 @@ func (d *demo) Say(ctx context.Context, address, proxy, text string) error {
 type chatAnswer struct {
 	State           string  `json:"state"`
 	ConversationSid *string `json:"conversation_sid"`
-	Rider           struct {
+	Customer        struct {
+		Channel string `json:"channel"`
+	} `json:"customer"`
+	Rider struct {
 		Held     int        `json:"held"`
 		NudgedAt *time.Time `json:"nudged_at"`
 	} `json:"rider"`
 	History []struct {
-		State string `json:"state"`
+		State   string `json:"state"`
+		Channel string `json:"channel"`
 	} `json:"history"`
 }
 
@@ -252,6 +300,10 @@ func (c chatAnswer) conversation() string {
 func (c chatAnswer) history() string {
 	var s []string
 	for _, h := range c.History {
+		if h.Channel != "" {
+			s = append(s, "(moved to "+h.Channel+")")
+			continue
+		}
 		s = append(s, h.State)
 	}
 	return strings.Join(s, " → ")
@@ -280,9 +332,14 @@ func (d *demo) chatAPI(ctx context.Context, method, url, body string) (chatAnswe
 
 // waitForChat polls the demo's chat until ok holds.
 func (d *demo) waitForChat(ctx context.Context, ok func(chatAnswer) bool) (chatAnswer, error) {
+	return d.waitFor(ctx, demoChat, ok)
+}
+
+// waitFor polls chat id until ok holds.
+func (d *demo) waitFor(ctx context.Context, id string, ok func(chatAnswer) bool) (chatAnswer, error) {
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		c, err := d.chatAPI(ctx, http.MethodGet, "/v1/chats/"+demoChat, "")
+		c, err := d.chatAPI(ctx, http.MethodGet, "/v1/chats/"+id, "")
 		if err == nil && ok(c) {
 			return c, nil
 		}
@@ -307,7 +364,7 @@ func printSideBySide(out io.Writer, leftTitle string, left []emulator.Entry, rig
 			switch {
 			case e.Direction == "sent":
 				mark = "→ "
-			case e.Status == "failed":
+			case e.Status == "failed" || e.Status == "undelivered":
 				mark = "✗ "
 			}
 			for i, l := range wrap(e.Text, column-2) {
