@@ -196,7 +196,7 @@ const demoChat = "order-1042"
 
 // The second story: a customer whose number has no WhatsApp account, and the demo's SMS number.
 const (
-	demoSMSChat     = "order-1043"
+	demoSMSChat     = "order-1042-sms"
 	demoSMSCustomer = "+15550100003"
 	demoSMSNumber   = "+15550100090"
 )
@@ -258,7 +258,7 @@ func (d *demo) Thread(address, proxy string) []console.Message {
 	var out []console.Message
 	for _, e := range d.emu.Transcript(address) {
 		if e.Peer == proxy {
-			out = append(out, console.Message{Sent: e.Direction == "sent", Text: e.Text, At: e.At, Undelivered: e.Status == "failed"})
+			out = append(out, console.Message{Sent: e.Direction == "sent", Text: e.Text, At: e.At, Undelivered: e.Status == "failed" || e.Status == "undelivered"})
 		}
 	}
 	return out

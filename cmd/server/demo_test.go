@@ -72,7 +72,7 @@ func testDemo(t *testing.T, env map[string]string) {
 		"│ ✗ Gate code 4411",
 		"│ ← Gate code 4411",
 		"Second story: a customer not on WhatsApp.",
-		"Chat order-1043 is connected: starting → invited → (moved to sms) → connecting → connected.",
+		"Chat order-1042-sms is connected: starting → invited → (moved to sms) → connecting → connected.",
 		"✗ Hello Carla, your food delivery is almost",
 		"← Hello Carla, your delivery is almost there but │",
 		"→ YES  ",

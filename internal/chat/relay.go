@@ -237,6 +237,10 @@ func (s *Service) tend(ctx context.Context, id string) error {
 		return err // another replica tends it
 	}
 	defer func() { _ = s.store.Unlock(context.WithoutCancel(ctx), heldLease(id), owner) }()
+	// The work ends well before the lease can lapse: another replica taking it then cannot overlap a
+	// create still in flight here.
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.StartBudget)
+	defer cancel()
 	if err := s.fallBack(ctx, id); err != nil {
 		return err
 	}

@@ -125,6 +125,9 @@ func New(reg prometheus.Registerer, queueDepth func() (int, error)) *Metrics {
 			Help: "Customers moved from WhatsApp to SMS because their number is not on WhatsApp (63003, 63024).",
 		}),
 	}
+	for _, reason := range []string{"expired", "closed"} {
+		m.relay.dropped.WithLabelValues(reason) // exported at 0 before the first drop, for alerts and rates
+	}
 	m.reg = reg
 	reg.MustRegister(m.relay.held, m.relay.resent, m.relay.dropped, m.relay.nudges, m.relay.fallbacks)
 	reg.MustRegister(m.webhooks, m.flows, m.steps, m.twilio, m.latency, m.retries, m.chats, m.events, m.upkeep, m.resent, m.noNumber,
