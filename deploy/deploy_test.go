@@ -389,6 +389,7 @@ func TestOverlayAndCompose(t *testing.T) {
 			Command     []string
 			Entrypoint  []string
 			Environment map[string]string
+			Profiles    []string
 		}
 	}
 	b, err := os.ReadFile("compose.yaml")
@@ -399,12 +400,13 @@ func TestOverlayAndCompose(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := compose.Services
-	if len(s) != 4 || !slices.Contains(s["redis"].Command, "--appendonly") || !slices.Equal(s["emulator"].Entrypoint, []string{"/emulator"}) {
+	if len(s) != 5 || !slices.Contains(s["redis"].Command, "--appendonly") || !slices.Equal(s["emulator"].Entrypoint, []string{"/emulator"}) ||
+		!slices.Equal(s["jaeger"].Profiles, []string{"tracing"}) {
 		t.Errorf("compose services %+v", s)
 	}
 	for _, name := range []string{"optin-1", "optin-2"} {
 		env := s[name].Environment
-		if env["OPTIN_REDIS_URL"] != "redis://redis:6379/0" || env["OPTIN_TWILIO_API_URL"] != "http://emulator:8081" || env["TWILIO_AUTH_TOKEN"] != s["emulator"].Environment["EMULATOR_AUTH_TOKEN"] {
+		if env["OTEL_EXPORTER_OTLP_ENDPOINT"] != "${OTEL_EXPORTER_OTLP_ENDPOINT:-}" || env["OPTIN_REDIS_URL"] != "redis://redis:6379/0" || env["OPTIN_TWILIO_API_URL"] != "http://emulator:8081" || env["TWILIO_AUTH_TOKEN"] != s["emulator"].Environment["EMULATOR_AUTH_TOKEN"] {
 			t.Errorf("%s environment %v", name, env)
 		}
 	}

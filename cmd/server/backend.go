@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
 
 	"github.com/optinkit/optin/internal/callback"
@@ -44,6 +45,8 @@ type backend struct {
 	callbacks workQueue
 	// revocations keeps the console's logged-out sessions.
 	revocations console.Revocations
+	// tracer, when set, makes spans (tracing is on).
+	tracer trace.Tracer
 	// ping reports whether the backend can take work; readiness follows it.
 	ping       func(ctx context.Context) error
 	closeStore func() error
@@ -58,12 +61,24 @@ func (b *backend) close(ctx context.Context) error {
 // twenty minutes of Twilio trouble before the flow is recorded as failed.
 const inprocMaxRuns = 10
 
-func openBackend(ctx context.Context, cfg config, log zerolog.Logger) (*backend, error) {
+// Span names of a run of queued work: an opt-in, and the delivery of an event to the platform.
+const (
+	spanWork     = "optin.work"
+	spanCallback = "optin.callback"
+)
+
+// openBackend opens the store and the queues; with tracer set, each run of queued work is a span: an
+// opt-in's in the trace of the webhook that queued it, an event's delivery in a trace of its own.
+func openBackend(ctx context.Context, cfg config, log zerolog.Logger, tracer trace.Tracer) (*backend, error) {
 	if cfg.RedisURL == "" {
+		queue, callbacks := inproc.New(cfg.Workers, inprocMaxRuns, nil), inproc.New(cfg.Workers, callback.MaxRuns, callback.RunDelay)
+		queue.Trace(tracer, spanWork, false)
+		callbacks.Trace(tracer, spanCallback, true)
 		return &backend{
+			tracer:      tracer,
 			store:       memory.New(cfg.FlowRetention),
-			queue:       inproc.New(cfg.Workers, inprocMaxRuns, nil),
-			callbacks:   inproc.New(cfg.Workers, callback.MaxRuns, callback.RunDelay),
+			queue:       queue,
+			callbacks:   callbacks,
 			chats:       memory.NewChats(cfg.FlowRetention),
 			windows:     memory.NewWindows(),
 			pairs:       memory.NewPairs(cfg.FlowRetention),
@@ -86,6 +101,8 @@ func openBackend(ctx context.Context, cfg config, log zerolog.Logger) (*backend,
 		Concurrency:     cfg.Workers,
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		Log:             log,
+		Tracer:          tracer,
+		SpanName:        spanWork,
 	})
 	if err != nil {
 		store.Close()
@@ -98,6 +115,9 @@ func openBackend(ctx context.Context, cfg config, log zerolog.Logger) (*backend,
 		RunDelay:        callback.RunDelay,
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		Log:             log,
+		Tracer:          tracer,
+		NewRoot:         true,
+		SpanName:        spanCallback,
 	})
 	if err != nil {
 		_ = queue.Shutdown(ctx)
@@ -105,7 +125,7 @@ func openBackend(ctx context.Context, cfg config, log zerolog.Logger) (*backend,
 		return nil, fmt.Errorf("OPTIN_REDIS_URL: %w", err)
 	}
 	log.Info().Str("redis", where).Msg("state and work shared through Redis")
-	return &backend{store: store, queue: queue, callbacks: callbacks, chats: store.Chats(), windows: store.Windows(), pairs: store.Pairs(), revocations: store.Revocations(),
+	return &backend{tracer: tracer, store: store, queue: queue, callbacks: callbacks, chats: store.Chats(), windows: store.Windows(), pairs: store.Pairs(), revocations: store.Revocations(),
 		creates: store.Limiter("conversation-create", cfg.CreateRate, createBurst(cfg.CreateRate)), ping: store.Ping, closeStore: store.Close}, nil
 }
 

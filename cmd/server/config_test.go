@@ -83,6 +83,11 @@ func TestBadConfigNamesTheVariable(t *testing.T) {
 		{"reconcile rate absurd", "OPTIN_RECONCILE_RATE", "5000"},
 		{"callback url without the API", "OPTIN_CALLBACK_URL", "https://platform.example.com/hooks"},
 		{"callback secret without url", "OPTIN_CALLBACK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"},
+		{"hold max short", "OPTIN_HOLD_MAX", "30s"},
+		{"hold max long", "OPTIN_HOLD_MAX", "721h"},
+		{"nudge content sid", "OPTIN_NUDGE_CONTENT_SID", "HX123"},
+		{"sms invitation empty", "OPTIN_INVITE_SMS_BODY", "  "},
+		{"sms invitation too long", "OPTIN_INVITE_SMS_BODY", strings.Repeat("x", 1500)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -203,7 +208,7 @@ func TestValidateIsPure(t *testing.T) {
 // Closing the backend shuts its queue down: nothing more is taken, whichever way run returns.
 func TestBackendCloseShutsTheQueue(t *testing.T) {
 	c, _ := readConfig(envOf(validEnv(nil)))
-	be, err := openBackend(t.Context(), c, zerolog.Nop())
+	be, err := openBackend(t.Context(), c, zerolog.Nop(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,5 +260,15 @@ func TestBadAPIConfig(t *testing.T) {
 		if err != nil && strings.Contains(err.Error(), "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw") {
 			t.Errorf("%s: the callback secret is in the error", name)
 		}
+	}
+}
+
+// An exporter the OpenTelemetry SDK does not know stops the start, naming its variable. (The SDK reads
+// its variables from the process environment itself.)
+func TestBadTracesExporterNamesTheVariable(t *testing.T) {
+	t.Setenv("OTEL_TRACES_EXPORTER", "carrier-pigeon")
+	err := run(t.Context(), []string{"optin-server"}, envOf(validEnv(map[string]string{"OTEL_TRACES_EXPORTER": "carrier-pigeon"})), io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "OTEL_TRACES_EXPORTER") {
+		t.Fatalf("run: %v, want an error naming OTEL_TRACES_EXPORTER", err)
 	}
 }

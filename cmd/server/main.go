@@ -33,6 +33,7 @@ import (
 	"github.com/optinkit/optin/internal/numberpool"
 	"github.com/optinkit/optin/internal/optin"
 	"github.com/optinkit/optin/internal/signature"
+	"github.com/optinkit/optin/internal/tracing"
 	"github.com/optinkit/optin/internal/twilioapi"
 	"github.com/optinkit/optin/internal/twiliocall"
 )
@@ -114,7 +115,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		log.Info().Str("addr", dln.Addr().String()).Msg("pprof listening")
 	}
 
-	be, err := openBackend(ctx, cfg.config, log)
+	tp, flushTraces, err := tracerProvider(ctx, getenv)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+		defer cancel()
+		if err := flushTraces(ctx); err != nil {
+			log.Warn().Err(err).Msg("flushing traces")
+		}
+	}()
+	if tp != nil {
+		log.Info().Msg("tracing on: spans are exported as the OTEL_* variables say")
+	}
+	tracer := tracing.Tracer(tp)
+	be, err := openBackend(ctx, cfg.config, log, tracer)
 	if err != nil {
 		return err
 	}
@@ -142,6 +158,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Password:   pass,
 		BaseURL:    cfg.TwilioAPIURL,
 		Observe:    m.TwilioRequest,
+		Tracer:     tracer,
 	})
 	if err != nil {
 		return fmt.Errorf("twilio client: %w", err)
@@ -184,7 +201,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		return be.ping(ctx)
 	}
-	opts := handlers.Options{Metrics: m, MetricsHandler: metrics.Handler(reg)}
+	opts := handlers.Options{Metrics: m, MetricsHandler: metrics.Handler(reg), Tracer: tracer}
 	if chats != nil {
 		opts.Lifecycle = chats
 	}
@@ -201,7 +218,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	var adminSrv *http.Server
 	var adminAddr string
 	if cfg.AdminAddr != "" {
-		if adminSrv, adminAddr, err = serveAdmin(ctx, cfg.AdminAddr, handlers.NewAdminServer(log, admin, cons, ready), serveErr); err != nil {
+		if adminSrv, adminAddr, err = serveAdmin(ctx, cfg.AdminAddr, handlers.NewAdminServer(log, handlers.Traced(tracer, admin), cons, ready), serveErr); err != nil {
 			return err
 		}
 		log.Info().Str("addr", adminAddr).Msg("admin API listening")
@@ -374,6 +391,7 @@ func newChats(cfg settings, conv *twilioapi.Client, be *backend, webhookBase str
 		NudgeContentSid:   cfg.NudgeContentSid,
 		SMSInvite:         cfg.InviteSMSBody,
 		Now:               t.clock,
+		Tracer:            be.tracer,
 	}
 	if pools.SMS != nil { // a nil *Pool in the interface would not read as absent
 		cc.SMS = pools.SMS

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/optinkit/optin/internal/optin"
 	"github.com/optinkit/optin/internal/twiliocall"
 )
@@ -75,6 +77,8 @@ type Config struct {
 	SMSInvite string
 	// Now, when set, is the service's clock.
 	Now func() time.Time
+	// Tracer, when set, makes a span of each start step.
+	Tracer trace.Tracer
 }
 
 // Defaults of the upkeep.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/codes"
 
 	"github.com/optinkit/optin/internal/optin"
 	"github.com/optinkit/optin/internal/pii"
@@ -209,13 +210,15 @@ func (s *Service) runStart(ctx context.Context, c Chat, resumed bool) (Chat, err
 			continue // no invitation, so no answer to wait for
 		}
 		look := resumed
-		ref, err := twiliocall.Retry(ctx, s.cfg.Retry, nil, "chat_"+st.name, func(ctx context.Context) (string, error) {
+		sctx, end := s.span(ctx, "chat.step "+st.name)
+		ref, err := twiliocall.Retry(sctx, s.cfg.Retry, nil, "chat_"+st.name, func(ctx context.Context) (string, error) {
 			ref, err := st.run(ctx, look)
 			if err != nil && twiliocall.KindOf(err) != twiliocall.Retryable {
 				look = true // the call may have taken effect: look before creating again
 			}
 			return ref, err
 		})
+		end(err)
 		if err != nil {
 			return s.startFailed(ctx, c, st.name, err)
 		}
@@ -321,4 +324,18 @@ func (s *Service) armWebhook(ctx context.Context, conv string, filters []string,
 		}
 	}
 	return s.conv.CreateWebhook(ctx, conv, optin.Webhook{URL: s.cfg.WebhookURL, Method: webhookMethod, Filters: filters})
+}
+
+// span starts a span named name under ctx's, when tracing is on; end records a failure and ends it.
+func (s *Service) span(ctx context.Context, name string) (context.Context, func(error)) {
+	if s.cfg.Tracer == nil {
+		return ctx, func(error) {}
+	}
+	ctx, span := s.cfg.Tracer.Start(ctx, name)
+	return ctx, func(err error) {
+		if err != nil {
+			span.SetStatus(codes.Error, "")
+		}
+		span.End()
+	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/optinkit/optin/internal/authlimit"
 	"github.com/optinkit/optin/internal/signature"
@@ -38,6 +39,8 @@ type Options struct {
 	// Lifecycle, when set, is told of the events of chats started through the API: their close, their
 	// messages and deliveries; without it those events are the opt-in's (which ignores all but messages).
 	Lifecycle Lifecycle
+	// Tracer, when set, makes a server span of each webhook and admin API request (Traced).
+	Tracer trace.Tracer
 }
 
 // NewRouter lists every route with its middleware. flows, v and ready are required: ready reports why
@@ -67,11 +70,11 @@ func NewRouter(log zerolog.Logger, flows Flows, v *signature.Validator, urls Sig
 		r.Method(http.MethodGet, "/metrics", opts.MetricsHandler)
 	}
 	if opts.Admin != nil {
-		r.Handle("/v1/*", opts.Admin)
+		r.Handle("/v1/*", Traced(opts.Tracer, opts.Admin))
 	}
 	mountConsole(r, opts.Console)
 
-	webhook := handleConversationsWebhook(flows, opts.Lifecycle, v, urls, rec)
+	webhook := Traced(opts.Tracer, handleConversationsWebhook(flows, opts.Lifecycle, v, urls, rec))
 	r.Method(http.MethodGet, "/webhooks/conversations", webhook)
 	r.Method(http.MethodPost, "/webhooks/conversations", webhook)
 	return r, nil

@@ -3,9 +3,12 @@
 package twilioapi
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -14,6 +17,9 @@ import (
 
 	"github.com/twilio/twilio-go/client"
 	conversations "github.com/twilio/twilio-go/rest/conversations/v1"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/optinkit/optin/internal/optin"
 )
@@ -32,6 +38,9 @@ type Options struct {
 	// Observe, when set, is told of every HTTP request: its operation, status (0 when no answer came)
 	// and duration.
 	Observe func(operation string, status int, d time.Duration)
+	// Tracer, when set, makes a client span of every HTTP request: its operation, method, route
+	// template, status and Twilio's error code — never a number, a body or a credential.
+	Tracer trace.Tracer
 }
 
 // Client calls the Conversations API.
@@ -77,7 +86,7 @@ func New(opts Options) (*Client, error) {
 func (c *Client) service(ctx context.Context, operation string) (*conversations.ApiService, *call) {
 	rec := &call{}
 	hc := &http.Client{
-		Transport: &callTransport{ctx: ctx, base: c.base, next: c.transport, rec: rec, op: operation, observe: c.opts.Observe},
+		Transport: &callTransport{ctx: ctx, base: c.base, next: c.transport, rec: rec, op: operation, observe: c.opts.Observe, tracer: c.opts.Tracer},
 		CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
 		},
@@ -162,6 +171,7 @@ type callTransport struct {
 	rec     *call
 	op      string
 	observe func(operation string, status int, d time.Duration)
+	tracer  trace.Tracer
 }
 
 func (t *callTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -173,18 +183,67 @@ func (t *callTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		u.Scheme, u.Host = t.base.Scheme, t.base.Host
 		r.URL, r.Host = &u, t.base.Host
 	}
+	var span trace.Span
+	if t.tracer != nil {
+		var ctx context.Context
+		ctx, span = t.tracer.Start(t.ctx, "twilio "+t.op, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
+			attribute.String("http.request.method", r.Method), attribute.String("url.template", routeTemplate(r.URL.Path)),
+			attribute.String("server.address", r.URL.Hostname()), attribute.String("twilio.operation", t.op)))
+		r = r.WithContext(ctx)
+		defer span.End()
+	}
 	start := time.Now()
 	resp, err := t.next.RoundTrip(r)
 	if err != nil {
 		// What is recorded describes this request: an earlier page's answer says nothing of it.
 		t.rec.status, t.rec.retryAfter = 0, 0
 		t.observe(t.op, 0, time.Since(start))
+		if span != nil {
+			span.SetStatus(codes.Error, "no answer")
+		}
 		return nil, err
+	}
+	if span != nil {
+		traceResponse(span, resp)
 	}
 	t.observe(t.op, resp.StatusCode, time.Since(start))
 	t.rec.status = resp.StatusCode
 	t.rec.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 	return resp, nil
+}
+
+// traceResponse records the response's status and, for a refusal, Twilio's error code (read from
+// the body, which is put back for twilio-go).
+func traceResponse(span trace.Span, resp *http.Response) {
+	span.SetAttributes(attribute.Int("http.response.status_code", resp.StatusCode))
+	if resp.StatusCode < 400 {
+		return
+	}
+	span.SetStatus(codes.Error, http.StatusText(resp.StatusCode))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	resp.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(body), resp.Body), resp.Body}
+	var twErr struct {
+		Code int `json:"code"`
+	}
+	if err == nil && json.Unmarshal(body, &twErr) == nil && twErr.Code != 0 {
+		span.SetAttributes(attribute.Int("twilio.error_code", twErr.Code))
+	}
+}
+
+// maxErrorBody bounds what a span reads of an error answer: Twilio's are a few hundred bytes.
+const maxErrorBody = 16 << 10
+
+// routeTemplate is a REST path with its SIDs and unique names replaced by their parameter names:
+// /v1/Conversations/CH…/Messages/IM… → /v1/Conversations/{ConversationSid}/Messages/{MessageSid}.
+func routeTemplate(path string) string {
+	segs := strings.Split(strings.Trim(path, "/"), "/")
+	for i := 2; i < len(segs); i += 2 {
+		segs[i] = "{" + strings.TrimSuffix(segs[i-1], "s") + "Sid}"
+	}
+	return "/" + strings.Join(segs, "/")
 }
 
 // parseRetryAfter reads delay-seconds or an HTTP date; anything else means no advice.

@@ -4,18 +4,23 @@
 package asynqueue
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/optinkit/optin/internal/optin"
+	"github.com/optinkit/optin/internal/tracing"
 	"github.com/optinkit/optin/internal/twiliocall"
 )
 
@@ -37,6 +42,13 @@ type Options struct {
 	// Name tells this queue's work from another's on the same Redis: "" for the opt-in flows (task
 	// type optin:flow, queue optin), "callback" for events (optin:callback, queue optin-callback).
 	Name string
+	// Tracer, when set, makes a span of each run, named by the task type, in the trace of the request
+	// that queued it (its trace context travels in the task) — or, with NewRoot, in a trace of its own
+	// linked to that one.
+	Tracer  trace.Tracer
+	NewRoot bool
+	// SpanName names the span of a run; empty: the task type.
+	SpanName string
 }
 
 // Queue enqueues and works on opt-ins through asynq.
@@ -86,7 +98,7 @@ func Open(url string, opts Options) (*Queue, error) {
 
 // Enqueue queues the conversation's work unless it is queued or running already.
 func (q *Queue) Enqueue(ctx context.Context, conversationSid string) error {
-	_, err := q.client.EnqueueContext(ctx, asynq.NewTask(q.taskType, []byte(conversationSid)),
+	_, err := q.client.EnqueueContext(ctx, asynq.NewTask(q.taskType, q.payload(ctx, conversationSid)),
 		asynq.TaskID(conversationSid), asynq.Queue(q.queueName), asynq.MaxRetry(q.opts.MaxRetry))
 	if errors.Is(err, asynq.ErrTaskIDConflict) {
 		return q.revive(ctx, conversationSid)
@@ -109,7 +121,7 @@ func (q *Queue) revive(ctx context.Context, conversationSid string) error {
 			return err
 		}
 	}
-	_, err = q.client.EnqueueContext(ctx, asynq.NewTask(q.taskType, []byte(conversationSid)),
+	_, err = q.client.EnqueueContext(ctx, asynq.NewTask(q.taskType, q.payload(ctx, conversationSid)),
 		asynq.TaskID(conversationSid), asynq.Queue(q.queueName), asynq.MaxRetry(q.opts.MaxRetry))
 	if errors.Is(err, asynq.ErrTaskIDConflict) {
 		return nil // another enqueue (or replica) got there first: it is queued
@@ -129,13 +141,25 @@ func (q *Queue) giveUpLater(ctx context.Context, conversationSid string, n int, 
 	return err
 }
 
+// payload is the task's body: the key, then — when traced — a newline and the trace context of the
+// request that queued it. Tasks queued by an earlier version hold the key alone.
+func (q *Queue) payload(ctx context.Context, key string) []byte {
+	if q.opts.Tracer == nil {
+		return []byte(key)
+	}
+	if tp := tracing.Inject(ctx); tp != "" {
+		return []byte(key + "\n" + tp)
+	}
+	return []byte(key)
+}
+
 // giveUpSuffix marks the task type (and prefixes the id) of a give-up queued on its own.
 const giveUpSuffix = ":giveup"
 
 // Start runs w on this replica's workers.
 func (q *Queue) Start(w optin.Worker) error {
 	handler := asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
-		conv := string(t.Payload())
+		conv, traceparent, _ := strings.Cut(string(t.Payload()), "\n")
 		retried, _ := asynq.GetRetryCount(ctx)
 		maxRetry, _ := asynq.GetMaxRetry(ctx)
 		if t.Type() == q.taskType+giveUpSuffix {
@@ -145,7 +169,9 @@ func (q *Queue) Start(w optin.Worker) error {
 			}
 			return err
 		}
+		ctx, end := tracing.StartWork(ctx, q.opts.Tracer, cmp.Or(q.opts.SpanName, t.Type()), traceparent, q.opts.NewRoot, attribute.Int("run", retried+1))
 		err := w.Work(ctx, conv)
+		end(err)
 		if err == nil {
 			return nil
 		}

@@ -14,8 +14,11 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/optinkit/optin/internal/optin"
+	"github.com/optinkit/optin/internal/tracing"
 	"github.com/optinkit/optin/internal/twiliocall"
 )
 
@@ -38,13 +41,19 @@ type Queue struct {
 	waiting map[string]*time.Timer
 	running int
 	wg      sync.WaitGroup
+	// tracer, when set, makes a span of each run (span named spanName; newRoot: see tracing.StartWork).
+	tracer   trace.Tracer
+	spanName string
+	newRoot  bool
 }
 
-// run is one conversation's nth run, with the logger of the request that enqueued it.
+// run is one conversation's nth run, with the logger of the request that enqueued it and, when
+// traced, its trace context.
 type run struct {
-	conv string
-	n    int
-	log  *zerolog.Logger
+	conv        string
+	n           int
+	log         *zerolog.Logger
+	traceparent string
 }
 
 var _ optin.Queue = (*Queue)(nil)
@@ -58,6 +67,12 @@ func New(workers, maxRuns int, runDelay func(n int, err error) time.Duration) *Q
 	base, cancel := context.WithCancel(context.Background())
 	return &Queue{base: base, cancel: cancel, maxRuns: maxRuns, workers: max(workers, 1), runDelay: runDelay,
 		active: map[string]bool{}, waiting: map[string]*time.Timer{}}
+}
+
+// Trace makes a span, name, of each run, in the trace of the request that queued it (newRoot: in a
+// trace of its own, linked to that one). Call it before Start.
+func (q *Queue) Trace(t trace.Tracer, name string, newRoot bool) {
+	q.tracer, q.spanName, q.newRoot = t, name, newRoot
 }
 
 // Start sets the worker; work enqueued before is refused.
@@ -82,7 +97,11 @@ func (q *Queue) Enqueue(ctx context.Context, conversationSid string) error {
 		return nil
 	}
 	q.active[conversationSid] = true
-	q.pending = append(q.pending, run{conv: conversationSid, n: 1, log: zerolog.Ctx(ctx)})
+	r := run{conv: conversationSid, n: 1, log: zerolog.Ctx(ctx)}
+	if q.tracer != nil {
+		r.traceparent = tracing.Inject(ctx)
+	}
+	q.pending = append(q.pending, r)
 	q.dispatchLocked()
 	return nil
 }
@@ -104,8 +123,9 @@ func (q *Queue) dispatchLocked() {
 
 // runOnce runs the conversation's work once, then frees the worker and decides what comes next.
 func (q *Queue) runOnce(w optin.Worker, r run) {
-	ctx := r.log.WithContext(q.base)
+	ctx, end := tracing.StartWork(r.log.WithContext(q.base), q.tracer, q.spanName, r.traceparent, q.newRoot, attribute.Int("run", r.n))
 	err := w.Work(ctx, r.conv)
+	end(err)
 	again := false
 	switch {
 	case err == nil:
@@ -124,7 +144,7 @@ func (q *Queue) runOnce(w optin.Worker, r run) {
 	defer q.mu.Unlock()
 	q.running--
 	if again && !q.closing {
-		next := run{conv: r.conv, n: r.n + 1, log: r.log}
+		next := run{conv: r.conv, n: r.n + 1, log: r.log, traceparent: r.traceparent}
 		q.waiting[r.conv] = time.AfterFunc(q.runDelay(r.n, err), func() { q.requeue(next) })
 	} else {
 		delete(q.active, r.conv)
