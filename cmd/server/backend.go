@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -18,6 +17,7 @@ import (
 	"github.com/optinkit/optin/internal/optin"
 	"github.com/optinkit/optin/internal/queue/asynqueue"
 	"github.com/optinkit/optin/internal/queue/inproc"
+	"github.com/optinkit/optin/internal/redisconn"
 	"github.com/optinkit/optin/internal/store/memory"
 	"github.com/optinkit/optin/internal/store/redisstore"
 )
@@ -88,7 +88,11 @@ func openBackend(ctx context.Context, cfg config, log zerolog.Logger, tracer tra
 			closeStore:  func() error { return nil },
 		}, nil
 	}
-	where := redisHost(cfg.RedisURL)
+	conn, err := redisconn.Parse(cfg.RedisURL)
+	if err != nil {
+		return nil, fmt.Errorf("OPTIN_REDIS_URL: %w", err)
+	}
+	where := conn.Where()
 	store, err := redisstore.Open(cfg.RedisURL, cfg.FlowRetention)
 	if err != nil {
 		return nil, fmt.Errorf("OPTIN_REDIS_URL: %w", err)
@@ -153,12 +157,4 @@ func waitForRedis(ctx context.Context, ping func(context.Context) error, wait ti
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
-}
-
-func redisHost(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "?"
-	}
-	return u.Host
 }

@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/optinkit/optin/internal/callback"
+	"github.com/optinkit/optin/internal/redisconn"
 	"github.com/optinkit/optin/internal/tokens"
 	"github.com/rs/zerolog"
 )
@@ -40,7 +41,7 @@ type config struct {
 	LogLevel         string        `envconfig:"OPTIN_LOG_LEVEL" default:"info" desc:"trace, debug, info, warn or error"`
 	LogFormat        string        `envconfig:"OPTIN_LOG_FORMAT" default:"json" desc:"json or console"`
 	ShutdownTimeout  time.Duration `envconfig:"OPTIN_SHUTDOWN_TIMEOUT" default:"10s" desc:"how long in-flight requests and opt-ins may take to finish on SIGTERM (100ms to 10m)"`
-	RedisURL         string        `envconfig:"OPTIN_REDIS_URL" mask:"url" desc:"redis://[:password@]host:port/db (rediss:// for TLS): share state and work with other replicas; empty keeps both in this process"`
+	RedisURL         string        `envconfig:"OPTIN_REDIS_URL" mask:"url" desc:"redis://[:password@]host:port/db (rediss:// for TLS), or redis+sentinel://[:password@]host1:26379,host2:26379/master/db to follow a master through Sentinel: share state and work with other replicas; empty keeps both in this process"`
 	RedisStartupWait time.Duration `envconfig:"OPTIN_REDIS_STARTUP_WAIT" default:"0s" desc:"how long to wait for Redis at start before failing; 0 fails at once (at most 1h)"`
 	Workers          int           `envconfig:"OPTIN_WORKERS" default:"200" desc:"opt-ins (and event deliveries) this replica works on at once; the rest wait their turn, in memory or in Redis (1 to 1000)"`
 	FlowRetention    time.Duration `envconfig:"OPTIN_FLOW_RETENTION" default:"720h" desc:"how long a finished conversation is remembered (in Redis or in memory), so later messages stay no-ops (1m to 8760h)"`
@@ -223,9 +224,8 @@ func (c config) validate() (settings, error) {
 		bad("OPTIN_LOG_FORMAT", "want json or console, got %q", c.LogFormat)
 	}
 	if c.RedisURL != "" {
-		u, err := url.Parse(c.RedisURL)
-		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
-			bad("OPTIN_REDIS_URL", "want redis://[:password@]host:port/db or rediss://…")
+		if _, err := redisconn.Parse(c.RedisURL); err != nil || strings.Contains(c.RedisURL, "://@") || strings.HasSuffix(c.RedisURL, "://") {
+			bad("OPTIN_REDIS_URL", "want redis://[:password@]host:port/db, rediss://…, or redis+sentinel://[:password@]host1:26379,host2:26379/master/db (rediss+sentinel:// for TLS)")
 		}
 	}
 	between("OPTIN_REDIS_STARTUP_WAIT", c.RedisStartupWait, 0, time.Hour)

@@ -9,7 +9,9 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -21,10 +23,16 @@ type Server struct {
 	Port int
 	dir  string
 	cmd  *exec.Cmd
+	// args are added to the command line: a replica's --replicaof, a Sentinel's config.
+	args []string
+	// sentinel: the process is a Sentinel (its first argument its config file).
+	sentinel bool
 }
 
 // Start runs a redis-server on a free loopback port with AOF (appendfsync always) in a temporary dir.
-func Start(t testing.TB) *Server {
+func Start(t testing.TB) *Server { return start(t, nil) }
+
+func start(t testing.TB, args []string) *Server {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		if os.Getenv("CI") == "true" {
@@ -32,16 +40,19 @@ func Start(t testing.TB) *Server {
 		}
 		t.Skip("redis-server not installed")
 	}
+	s := &Server{t: t, Port: freePort(t), dir: t.TempDir(), args: args}
+	s.start()
+	t.Cleanup(s.Kill)
+	return s
+}
+
+func freePort(t testing.TB) int {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	s := &Server{t: t, Port: port, dir: t.TempDir()}
-	s.start()
-	t.Cleanup(s.Kill)
-	return s
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // URL is the server's redis:// address.
@@ -49,9 +60,13 @@ func (s *Server) URL() string { return fmt.Sprintf("redis://127.0.0.1:%d/0", s.P
 
 func (s *Server) start() {
 	s.t.Helper()
-	s.cmd = exec.Command("redis-server",
-		"--bind", "127.0.0.1", "--port", strconv.Itoa(s.Port), "--dir", s.dir,
-		"--save", "", "--appendonly", "yes", "--appendfsync", "always", "--protected-mode", "no")
+	if s.sentinel {
+		s.cmd = exec.Command("redis-server", append(s.args, "--sentinel", "--port", strconv.Itoa(s.Port))...)
+	} else {
+		s.cmd = exec.Command("redis-server", append([]string{
+			"--bind", "127.0.0.1", "--port", strconv.Itoa(s.Port), "--dir", s.dir,
+			"--save", "", "--appendonly", "yes", "--appendfsync", "always", "--protected-mode", "no"}, s.args...)...)
+	}
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("starting redis-server: %v", err)
 	}
@@ -111,4 +126,48 @@ func (s *Server) Restart(down time.Duration) {
 	s.Kill()
 	time.Sleep(down)
 	s.start()
+}
+
+// Sentinel is a master, its replicas and the Sentinels that watch it, all on loopback.
+type Sentinel struct {
+	Master    *Server
+	Replicas  []*Server
+	Sentinels []*Server
+	// Name is the master's name at the Sentinels.
+	Name string
+}
+
+// StartSentinel runs a master with replicas replicas and sentinels Sentinels (quorum: a majority),
+// which declare the master down after a second without an answer and fail over to a replica.
+// Replication is asynchronous, as Redis's is.
+func StartSentinel(t testing.TB, replicas, sentinels int) *Sentinel {
+	t.Helper()
+	c := &Sentinel{Name: "mymaster", Master: start(t, nil)}
+	for range replicas {
+		c.Replicas = append(c.Replicas, start(t, []string{"--replicaof", "127.0.0.1", strconv.Itoa(c.Master.Port)}))
+	}
+	for range sentinels {
+		dir := t.TempDir()
+		conf := filepath.Join(dir, "sentinel.conf")
+		body := fmt.Sprintf("bind 127.0.0.1\ndir %s\nsentinel monitor %s 127.0.0.1 %d %d\n"+
+			"sentinel down-after-milliseconds %s 1000\nsentinel failover-timeout %s 5000\nsentinel parallel-syncs %s 1\n",
+			dir, c.Name, c.Master.Port, sentinels/2+1, c.Name, c.Name, c.Name)
+		if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s := &Server{t: t, Port: freePort(t), dir: dir, args: []string{conf}, sentinel: true}
+		s.start()
+		t.Cleanup(s.Kill)
+		c.Sentinels = append(c.Sentinels, s)
+	}
+	return c
+}
+
+// URL is the redis+sentinel:// address of the master through every Sentinel.
+func (c *Sentinel) URL() string {
+	addrs := make([]string, len(c.Sentinels))
+	for i, s := range c.Sentinels {
+		addrs[i] = fmt.Sprintf("127.0.0.1:%d", s.Port)
+	}
+	return "redis+sentinel://" + strings.Join(addrs, ",") + "/" + c.Name + "/0"
 }

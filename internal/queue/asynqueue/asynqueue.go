@@ -20,6 +20,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/optinkit/optin/internal/optin"
+	"github.com/optinkit/optin/internal/redisconn"
 	"github.com/optinkit/optin/internal/tracing"
 	"github.com/optinkit/optin/internal/twiliocall"
 )
@@ -69,7 +70,7 @@ var _ optin.Queue = (*Queue)(nil)
 
 // Open connects to the Redis at url for enqueuing; Start begins working.
 func Open(url string, opts Options) (*Queue, error) {
-	r, err := asynq.ParseRedisURI(url)
+	conn, err := redisconn.Parse(url)
 	if err != nil {
 		return nil, fmt.Errorf("parsing redis url: %w", err)
 	}
@@ -82,13 +83,8 @@ func Open(url string, opts Options) (*Queue, error) {
 	if opts.RunDelay == nil {
 		opts.RunDelay = twiliocall.RunDelay
 	}
-	ropt, err := redis.ParseURL(url)
-	if err != nil {
-		return nil, fmt.Errorf("parsing redis url: %w", err)
-	}
-	ropt.ContextTimeoutEnabled = true
-	rdb := redis.NewClient(ropt)
-	q := &Queue{redis: r, opts: opts, rdb: rdb, client: asynq.NewClientFromRedisClient(rdb), inspector: asynq.NewInspectorFromRedisClient(rdb),
+	rdb := conn.Client()
+	q := &Queue{redis: conn.Asynq(), opts: opts, rdb: rdb, client: asynq.NewClientFromRedisClient(rdb), inspector: asynq.NewInspectorFromRedisClient(rdb),
 		taskType: "optin:flow", queueName: "optin"}
 	if opts.Name != "" {
 		q.taskType, q.queueName = "optin:"+opts.Name, "optin-"+opts.Name

@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/optinkit/optin/internal/optin"
+	"github.com/optinkit/optin/internal/redisconn"
 )
 
 // Store keeps flows in Redis.
@@ -27,25 +28,15 @@ type Store struct {
 
 var _ optin.Store = (*Store)(nil)
 
-// Open connects to the Redis at url (redis://[user:pass@]host:port/db, or rediss:// for TLS) and keeps
-// finished flows for retention. It does not wait for Redis: call Ping.
+// Open connects to the Redis at url (redis://[user:pass@]host:port/db, rediss:// for TLS, or a master
+// through Sentinel: see redisconn.Parse) and keeps finished flows for retention. It does not wait for
+// Redis: call Ping.
 func Open(url string, retention time.Duration) (*Store, error) {
-	opt, err := options(url)
-	if err != nil {
-		return nil, err
-	}
-	return &Store{rdb: redis.NewClient(opt), claims: redis.NewClient(opt), prefix: "optin:flow:", retention: retention}, nil
-}
-
-// options parses url into client options whose calls end when their context does: a stalled Redis
-// then costs a request its own deadline, not go-redis's read timeouts and retries.
-func options(url string) (*redis.Options, error) {
-	opt, err := redis.ParseURL(url)
+	conn, err := redisconn.Parse(url)
 	if err != nil {
 		return nil, fmt.Errorf("parsing redis url: %w", err)
 	}
-	opt.ContextTimeoutEnabled = true
-	return opt, nil
+	return &Store{rdb: conn.Client(), claims: conn.Client(), prefix: "optin:flow:", retention: retention}, nil
 }
 
 // Ping reports whether Redis answers.

@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -261,4 +262,54 @@ func TestWindowsContract(t *testing.T) {
 		srv := redistest.Start(t)
 		return open(t, srv).Windows(), open(t, srv).Windows()
 	})
+}
+
+// Through Sentinel the store follows the master: once the master is killed and a replica promoted,
+// claims go on, and what was replicated before is there.
+func TestFollowsTheMasterThroughAFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow: waits for Sentinel to fail over")
+	}
+	cl := redistest.StartSentinel(t, 2, 3)
+	s, err := Open(cl.URL(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	ctx := t.Context()
+	claim := func(conv string) error {
+		_, _, err := s.Claim(ctx, optin.Flow{ConversationSid: conv, Customer: "whatsapp:+15550001111", Trigger: "IM1", State: optin.StateRunning, StartedAt: time.Now()})
+		return err
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for claim("CH00000000000000000000000000000001") != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("no master through the Sentinels")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Both replicas hold the claim before the master dies.
+	for _, r := range cl.Replicas {
+		rdb := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", r.Port)})
+		for n, _ := rdb.Exists(ctx, "optin:flow:CH00000000000000000000000000000001").Result(); n != 1; n, _ = rdb.Exists(ctx, "optin:flow:CH00000000000000000000000000000001").Result() {
+			if time.Now().After(deadline) {
+				t.Fatal("the claim never reached a replica")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		rdb.Close()
+	}
+	cl.Master.Kill()
+	start := time.Now()
+	deadline = time.Now().Add(30 * time.Second)
+	for claim("CH00000000000000000000000000000002") != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("claims never resumed after the failover")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("claims resumed %v after the master was killed", time.Since(start).Round(100*time.Millisecond))
+	if f, err := s.Flow(ctx, "CH00000000000000000000000000000001"); err != nil || f.Customer != "whatsapp:+15550001111" {
+		t.Fatalf("the claim made before the failover: %+v %v", f, err)
+	}
 }
