@@ -97,6 +97,7 @@ func openBackend(ctx context.Context, cfg config, log zerolog.Logger, tracer tra
 	if err != nil {
 		return nil, fmt.Errorf("OPTIN_REDIS_URL: %w", err)
 	}
+	store.WaitForReplicas(cfg.RedisWaitReplicas, cfg.RedisWaitTimeout)
 	if err := waitForRedis(ctx, store.Ping, cfg.RedisStartupWait, log, where); err != nil {
 		store.Close()
 		return nil, fmt.Errorf("OPTIN_REDIS_URL: redis at %s unreachable (OPTIN_REDIS_STARTUP_WAIT=%s): %w", where, cfg.RedisStartupWait, err)

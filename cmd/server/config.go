@@ -29,44 +29,46 @@ type config struct {
 	APIKey             string `envconfig:"TWILIO_API_KEY" desc:"optional API key SID (SK…) for REST calls; needs TWILIO_API_SECRET"`
 	APISecret          string `envconfig:"TWILIO_API_SECRET" mask:"secret" desc:"secret of TWILIO_API_KEY"`
 
-	Addr             string        `envconfig:"OPTIN_ADDR" default:":8080" desc:"address the HTTP server listens on"`
-	PublicURL        string        `envconfig:"OPTIN_PUBLIC_URL" mask:"url" desc:"public base URL Twilio calls (e.g. https://optin.example.com, may carry a path prefix); signatures are checked against it"`
-	TrustProxy       bool          `envconfig:"OPTIN_TRUST_PROXY_HEADERS" default:"false" desc:"without OPTIN_PUBLIC_URL, take scheme and host from X-Forwarded-Proto and X-Forwarded-Host"`
-	TwilioAPIURL     string        `envconfig:"OPTIN_TWILIO_API_URL" mask:"url" desc:"replaces scheme and host of every Twilio REST call (emulators, tests); http(s)://host[:port], no path"`
-	TwilioTimeout    time.Duration `envconfig:"OPTIN_TWILIO_TIMEOUT" default:"10s" desc:"how long one Twilio REST call may take before it is abandoned and retried (100ms to 2m)"`
-	WaitMessage      string        `envconfig:"OPTIN_WAIT_MESSAGE" default:"Great! Just a moment while we connect you…" desc:"system message the customer sees after agreeing"`
-	RiderMessage     string        `envconfig:"OPTIN_RIDER_OPTIN_MESSAGE" default:"Your customer has agreed to chat over WhatsApp to get this delivery sorted. You're now connected. Say hello!" desc:"body of the rider's opt-in, authored by the customer"`
-	RiderContentSid  string        `envconfig:"OPTIN_RIDER_OPTIN_CONTENT_SID" desc:"Content template (HX…) sent to the rider instead of the body; works outside WhatsApp's 24-hour window"`
-	RiderContentVar  string        `envconfig:"OPTIN_RIDER_OPTIN_CONTENT_VARIABLES" desc:"JSON object of the template's variables, e.g. {\"1\":\"Ana\"}"`
-	LogLevel         string        `envconfig:"OPTIN_LOG_LEVEL" default:"info" desc:"trace, debug, info, warn or error"`
-	LogFormat        string        `envconfig:"OPTIN_LOG_FORMAT" default:"json" desc:"json or console"`
-	ShutdownTimeout  time.Duration `envconfig:"OPTIN_SHUTDOWN_TIMEOUT" default:"10s" desc:"how long in-flight requests and opt-ins may take to finish on SIGTERM (100ms to 10m)"`
-	RedisURL         string        `envconfig:"OPTIN_REDIS_URL" mask:"url" desc:"redis://[:password@]host:port/db (rediss:// for TLS), or redis+sentinel://[:password@]host1:26379,host2:26379/master/db to follow a master through Sentinel: share state and work with other replicas; empty keeps both in this process"`
-	RedisStartupWait time.Duration `envconfig:"OPTIN_REDIS_STARTUP_WAIT" default:"0s" desc:"how long to wait for Redis at start before failing; 0 fails at once (at most 1h)"`
-	Workers          int           `envconfig:"OPTIN_WORKERS" default:"200" desc:"opt-ins (and event deliveries) this replica works on at once; the rest wait their turn, in memory or in Redis (1 to 1000)"`
-	FlowRetention    time.Duration `envconfig:"OPTIN_FLOW_RETENTION" default:"720h" desc:"how long a finished conversation is remembered (in Redis or in memory), so later messages stay no-ops (1m to 8760h)"`
-	DebugAddr        string        `envconfig:"OPTIN_DEBUG_ADDR" desc:"loopback address (e.g. 127.0.0.1:6060) to serve pprof on; empty serves none"`
-	AdminTokens      string        `envconfig:"OPTIN_ADMIN_TOKENS" mask:"secret" desc:"comma-separated bearer tokens of the admin API (/v1) and the console, each at least 32 characters and hard to guess (openssl rand -hex 32); empty turns the API off"`
-	AdminAddr        string        `envconfig:"OPTIN_ADMIN_ADDR" desc:"serve the admin API on this address instead of OPTIN_ADDR, so the public ingress exposes only the webhook"`
-	WhatsAppNumber   string        `envconfig:"OPTIN_WHATSAPP_NUMBER" desc:"a business WhatsApp sender chats are started on (whatsapp:+E164); with OPTIN_WHATSAPP_NUMBERS, the pool is their union"`
-	WhatsAppNumbers  string        `envconfig:"OPTIN_WHATSAPP_NUMBERS" desc:"comma-separated business WhatsApp senders (whatsapp:+E164) chats lease numbers from, so a person can be in several chats at once"`
-	SMSNumbers       string        `envconfig:"OPTIN_SMS_NUMBERS" desc:"comma-separated business SMS numbers (+E164): parties with an SMS address (+E164) lease theirs from them"`
-	SMSRiderMessage  string        `envconfig:"OPTIN_SMS_RIDER_MESSAGE" default:"Your customer has agreed to chat to get this delivery sorted. You're now connected: reply to this number. Say hello!" desc:"the rider's opt-in when the rider is on SMS (no template needed: SMS has no 24-hour window)"`
-	InviteContentSid string        `envconfig:"OPTIN_INVITE_CONTENT_SID" desc:"default invitation template (HX…) of a chat, with variables 1 = customer's name, 2 = rider's"`
-	ChatTTL          time.Duration `envconfig:"OPTIN_CHAT_TTL" default:"4h" desc:"a chat's conversation closes after this long without activity, unless the start says otherwise (10m to 720h)"`
-	DeclineMessage   string        `envconfig:"OPTIN_DECLINE_MESSAGE" default:"No problem — we won't connect you. Your delivery is on its way." desc:"system message a chat's customer sees after declining (none after an opt-out keyword)"`
-	DeclineKeywords  string        `envconfig:"OPTIN_DECLINE_KEYWORDS" desc:"comma-separated replies that decline a chat (whole reply or first word, case, accents and punctuation ignored); empty: built-in English, Spanish, Portuguese, French and German"`
-	OptOutKeywords   string        `envconfig:"OPTIN_OPTOUT_KEYWORDS" desc:"comma-separated replies that opt out of every message (STOP and the like); empty: built-in list"`
-	CallbackURL      string        `envconfig:"OPTIN_CALLBACK_URL" mask:"url" desc:"receives the chats' events (chat.invited, chat.connected, chat.declined, chat.failed, chat.closed, chat.channel_changed), signed as Standard Webhooks say"`
-	CallbackSecret   string        `envconfig:"OPTIN_CALLBACK_SECRET" mask:"secret" desc:"signing secret of the events, whsec_ followed by base64; required with OPTIN_CALLBACK_URL"`
-	CreateRate       int           `envconfig:"OPTIN_TWILIO_CREATE_RATE" default:"25" desc:"conversation creates per second, across all replicas (Twilio allows about 30 per service; 1 to 1000)"`
-	ChatStartTimeout time.Duration `envconfig:"OPTIN_CHAT_START_TIMEOUT" default:"10s" desc:"how long POST /v1/chats works on a start before answering 503 (repeating the call resumes it; 1s to 60s)"`
-	ReconcileEvery   time.Duration `envconfig:"OPTIN_RECONCILE_INTERVAL" default:"5m" desc:"how often open chats are checked against their Twilio conversation (a lost close webhook, an end or start cut off); one replica at a time (1s to 24h)"`
-	ReconcileRate    int           `envconfig:"OPTIN_RECONCILE_RATE" default:"10" desc:"conversation reads per second the reconciler makes at most (1 to 1000)"`
-	InviteSMSBody    string        `envconfig:"OPTIN_INVITE_SMS_BODY" default:"Hello {{1}}, your delivery is almost there but {{2}} (your rider) needs help finding your door. Are you willing to chat with them? Reply YES or NO." desc:"the invitation, as text, to a customer whose number is not on WhatsApp (63003, 63024) once moved to SMS (OPTIN_SMS_NUMBERS); {{1}} is the customer's name, {{2}} the rider's"`
-	HoldMax          time.Duration `envconfig:"OPTIN_HOLD_MAX" default:"24h" desc:"how long a message that could not reach a party (their WhatsApp window closed) is held for them before it is dropped (1m to 720h)"`
-	NudgeContentSid  string        `envconfig:"OPTIN_NUDGE_CONTENT_SID" desc:"template (HX…) sent to a party with a closed WhatsApp window and a held message, once per closed window, with variable 1 = the other party's name; empty: messages are held and sent again but nobody is nudged"`
-	Demo             bool          `envconfig:"OPTIN_DEMO" default:"false" desc:"same as -demo: run against a built-in Twilio emulator with generated credentials and play the guide's story"`
+	Addr              string        `envconfig:"OPTIN_ADDR" default:":8080" desc:"address the HTTP server listens on"`
+	PublicURL         string        `envconfig:"OPTIN_PUBLIC_URL" mask:"url" desc:"public base URL Twilio calls (e.g. https://optin.example.com, may carry a path prefix); signatures are checked against it"`
+	TrustProxy        bool          `envconfig:"OPTIN_TRUST_PROXY_HEADERS" default:"false" desc:"without OPTIN_PUBLIC_URL, take scheme and host from X-Forwarded-Proto and X-Forwarded-Host"`
+	TwilioAPIURL      string        `envconfig:"OPTIN_TWILIO_API_URL" mask:"url" desc:"replaces scheme and host of every Twilio REST call (emulators, tests); http(s)://host[:port], no path"`
+	TwilioTimeout     time.Duration `envconfig:"OPTIN_TWILIO_TIMEOUT" default:"10s" desc:"how long one Twilio REST call may take before it is abandoned and retried (100ms to 2m)"`
+	WaitMessage       string        `envconfig:"OPTIN_WAIT_MESSAGE" default:"Great! Just a moment while we connect you…" desc:"system message the customer sees after agreeing"`
+	RiderMessage      string        `envconfig:"OPTIN_RIDER_OPTIN_MESSAGE" default:"Your customer has agreed to chat over WhatsApp to get this delivery sorted. You're now connected. Say hello!" desc:"body of the rider's opt-in, authored by the customer"`
+	RiderContentSid   string        `envconfig:"OPTIN_RIDER_OPTIN_CONTENT_SID" desc:"Content template (HX…) sent to the rider instead of the body; works outside WhatsApp's 24-hour window"`
+	RiderContentVar   string        `envconfig:"OPTIN_RIDER_OPTIN_CONTENT_VARIABLES" desc:"JSON object of the template's variables, e.g. {\"1\":\"Ana\"}"`
+	LogLevel          string        `envconfig:"OPTIN_LOG_LEVEL" default:"info" desc:"trace, debug, info, warn or error"`
+	LogFormat         string        `envconfig:"OPTIN_LOG_FORMAT" default:"json" desc:"json or console"`
+	ShutdownTimeout   time.Duration `envconfig:"OPTIN_SHUTDOWN_TIMEOUT" default:"10s" desc:"how long in-flight requests and opt-ins may take to finish on SIGTERM (100ms to 10m)"`
+	RedisURL          string        `envconfig:"OPTIN_REDIS_URL" mask:"url" desc:"redis://[:password@]host:port/db (rediss:// for TLS), or redis+sentinel://[:password@]host1:26379,host2:26379/master/db to follow a master through Sentinel: share state and work with other replicas; empty keeps both in this process"`
+	RedisWaitReplicas int           `envconfig:"OPTIN_REDIS_WAIT_REPLICAS" default:"0" desc:"replicas that must hold a conversation's claim and its queued work before the webhook is answered, and each run's start before it calls Twilio (Redis WAIT); 0 answers at once: a failover may then lose the last writes (docs/RELIABILITY.md; 0 to 10)"`
+	RedisWaitTimeout  time.Duration `envconfig:"OPTIN_REDIS_WAIT_TIMEOUT" default:"500ms" desc:"how long to wait for those replicas before answering 503 (10ms to 5s)"`
+	RedisStartupWait  time.Duration `envconfig:"OPTIN_REDIS_STARTUP_WAIT" default:"0s" desc:"how long to wait for Redis at start before failing; 0 fails at once (at most 1h)"`
+	Workers           int           `envconfig:"OPTIN_WORKERS" default:"200" desc:"opt-ins (and event deliveries) this replica works on at once; the rest wait their turn, in memory or in Redis (1 to 1000)"`
+	FlowRetention     time.Duration `envconfig:"OPTIN_FLOW_RETENTION" default:"720h" desc:"how long a finished conversation is remembered (in Redis or in memory), so later messages stay no-ops (1m to 8760h)"`
+	DebugAddr         string        `envconfig:"OPTIN_DEBUG_ADDR" desc:"loopback address (e.g. 127.0.0.1:6060) to serve pprof on; empty serves none"`
+	AdminTokens       string        `envconfig:"OPTIN_ADMIN_TOKENS" mask:"secret" desc:"comma-separated bearer tokens of the admin API (/v1) and the console, each at least 32 characters and hard to guess (openssl rand -hex 32); empty turns the API off"`
+	AdminAddr         string        `envconfig:"OPTIN_ADMIN_ADDR" desc:"serve the admin API on this address instead of OPTIN_ADDR, so the public ingress exposes only the webhook"`
+	WhatsAppNumber    string        `envconfig:"OPTIN_WHATSAPP_NUMBER" desc:"a business WhatsApp sender chats are started on (whatsapp:+E164); with OPTIN_WHATSAPP_NUMBERS, the pool is their union"`
+	WhatsAppNumbers   string        `envconfig:"OPTIN_WHATSAPP_NUMBERS" desc:"comma-separated business WhatsApp senders (whatsapp:+E164) chats lease numbers from, so a person can be in several chats at once"`
+	SMSNumbers        string        `envconfig:"OPTIN_SMS_NUMBERS" desc:"comma-separated business SMS numbers (+E164): parties with an SMS address (+E164) lease theirs from them"`
+	SMSRiderMessage   string        `envconfig:"OPTIN_SMS_RIDER_MESSAGE" default:"Your customer has agreed to chat to get this delivery sorted. You're now connected: reply to this number. Say hello!" desc:"the rider's opt-in when the rider is on SMS (no template needed: SMS has no 24-hour window)"`
+	InviteContentSid  string        `envconfig:"OPTIN_INVITE_CONTENT_SID" desc:"default invitation template (HX…) of a chat, with variables 1 = customer's name, 2 = rider's"`
+	ChatTTL           time.Duration `envconfig:"OPTIN_CHAT_TTL" default:"4h" desc:"a chat's conversation closes after this long without activity, unless the start says otherwise (10m to 720h)"`
+	DeclineMessage    string        `envconfig:"OPTIN_DECLINE_MESSAGE" default:"No problem — we won't connect you. Your delivery is on its way." desc:"system message a chat's customer sees after declining (none after an opt-out keyword)"`
+	DeclineKeywords   string        `envconfig:"OPTIN_DECLINE_KEYWORDS" desc:"comma-separated replies that decline a chat (whole reply or first word, case, accents and punctuation ignored); empty: built-in English, Spanish, Portuguese, French and German"`
+	OptOutKeywords    string        `envconfig:"OPTIN_OPTOUT_KEYWORDS" desc:"comma-separated replies that opt out of every message (STOP and the like); empty: built-in list"`
+	CallbackURL       string        `envconfig:"OPTIN_CALLBACK_URL" mask:"url" desc:"receives the chats' events (chat.invited, chat.connected, chat.declined, chat.failed, chat.closed, chat.channel_changed), signed as Standard Webhooks say"`
+	CallbackSecret    string        `envconfig:"OPTIN_CALLBACK_SECRET" mask:"secret" desc:"signing secret of the events, whsec_ followed by base64; required with OPTIN_CALLBACK_URL"`
+	CreateRate        int           `envconfig:"OPTIN_TWILIO_CREATE_RATE" default:"25" desc:"conversation creates per second, across all replicas (Twilio allows about 30 per service; 1 to 1000)"`
+	ChatStartTimeout  time.Duration `envconfig:"OPTIN_CHAT_START_TIMEOUT" default:"10s" desc:"how long POST /v1/chats works on a start before answering 503 (repeating the call resumes it; 1s to 60s)"`
+	ReconcileEvery    time.Duration `envconfig:"OPTIN_RECONCILE_INTERVAL" default:"5m" desc:"how often open chats are checked against their Twilio conversation (a lost close webhook, an end or start cut off); one replica at a time (1s to 24h)"`
+	ReconcileRate     int           `envconfig:"OPTIN_RECONCILE_RATE" default:"10" desc:"conversation reads per second the reconciler makes at most (1 to 1000)"`
+	InviteSMSBody     string        `envconfig:"OPTIN_INVITE_SMS_BODY" default:"Hello {{1}}, your delivery is almost there but {{2}} (your rider) needs help finding your door. Are you willing to chat with them? Reply YES or NO." desc:"the invitation, as text, to a customer whose number is not on WhatsApp (63003, 63024) once moved to SMS (OPTIN_SMS_NUMBERS); {{1}} is the customer's name, {{2}} the rider's"`
+	HoldMax           time.Duration `envconfig:"OPTIN_HOLD_MAX" default:"24h" desc:"how long a message that could not reach a party (their WhatsApp window closed) is held for them before it is dropped (1m to 720h)"`
+	NudgeContentSid   string        `envconfig:"OPTIN_NUDGE_CONTENT_SID" desc:"template (HX…) sent to a party with a closed WhatsApp window and a held message, once per closed window, with variable 1 = the other party's name; empty: messages are held and sent again but nobody is nudged"`
+	Demo              bool          `envconfig:"OPTIN_DEMO" default:"false" desc:"same as -demo: run against a built-in Twilio emulator with generated credentials and play the guide's story"`
 }
 
 // settings is a config that passed validation, with the values run needs already parsed.
@@ -229,6 +231,12 @@ func (c config) validate() (settings, error) {
 		}
 	}
 	between("OPTIN_REDIS_STARTUP_WAIT", c.RedisStartupWait, 0, time.Hour)
+	between("OPTIN_REDIS_WAIT_TIMEOUT", c.RedisWaitTimeout, 10*time.Millisecond, 5*time.Second)
+	if c.RedisWaitReplicas < 0 || c.RedisWaitReplicas > 10 {
+		bad("OPTIN_REDIS_WAIT_REPLICAS", "must be between 0 and 10, got %d", c.RedisWaitReplicas)
+	} else if c.RedisWaitReplicas > 0 && c.RedisURL == "" {
+		bad("OPTIN_REDIS_WAIT_REPLICAS", "needs OPTIN_REDIS_URL")
+	}
 	if c.Workers < 1 || c.Workers > 1000 {
 		bad("OPTIN_WORKERS", "must be between 1 and 1000, got %d", c.Workers)
 	}

@@ -131,7 +131,15 @@ func newCluster(t *testing.T, n int) *cluster {
 	if testing.Short() {
 		t.Skip("slow: three replica processes on Redis (go test without -short runs it, as CI does)")
 	}
-	c := &cluster{t: t, redis: redistest.Start(t)}
+	srv := redistest.Start(t)
+	c := newClusterOn(t, n, srv.URL())
+	c.redis = srv
+	return c
+}
+
+// newClusterOn is newCluster on the Redis at redisURL, with extra settings on top.
+func newClusterOn(t *testing.T, n int, redisURL string, extra ...string) *cluster {
+	c := &cluster{t: t}
 	var err error
 	c.emu, err = emulator.New(emulator.Options{AccountSid: accountSid, AuthToken: authToken, Seed: 7,
 		Contents: map[string]string{relTemplate: riderText}})
@@ -142,9 +150,12 @@ func newCluster(t *testing.T, n int) *cluster {
 	t.Cleanup(c.api.Close)
 	env := map[string]string{
 		"TWILIO_ACCOUNT_SID": accountSid, "TWILIO_AUTH_TOKEN": authToken,
-		"OPTIN_ADDR": "127.0.0.1:0", "OPTIN_TWILIO_API_URL": c.api.URL, "OPTIN_REDIS_URL": c.redis.URL(),
+		"OPTIN_ADDR": "127.0.0.1:0", "OPTIN_TWILIO_API_URL": c.api.URL, "OPTIN_REDIS_URL": redisURL,
 		"OPTIN_REDIS_STARTUP_WAIT": "20s", "OPTIN_TWILIO_TIMEOUT": "2s", "OPTIN_SHUTDOWN_TIMEOUT": "5s",
 		"OPTIN_RIDER_OPTIN_CONTENT_SID": relTemplate, "OPTIN_LOG_LEVEL": "info",
+	}
+	for i := 0; i+1 < len(extra); i += 2 {
+		env[extra[i]] = extra[i+1]
 	}
 	for range 3 {
 		c.replicas = append(c.replicas, startReplica(t, env))
@@ -414,4 +425,58 @@ func TestReliabilityRedisRestart(t *testing.T) {
 	})
 	<-restarted
 	c.check("Redis restart", tl, 4*time.Minute)
+}
+
+// The Redis master is killed with SIGKILL mid-load and Sentinel promotes a replica: the replicas
+// follow the new master, every flow completes, none twice, none lost; /readyz answers 503 while there
+// is no master and 200 after.
+func TestReliabilitySentinelFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow: a Redis failover under three replica processes")
+	}
+	sc := redistest.StartSentinel(t, 2, 3)
+	c := newClusterOn(t, 60, sc.URL(), "OPTIN_REDIS_WAIT_REPLICAS", "1")
+	if err := c.emu.SetFaults([]emulator.Fault{{Route: "messages.create", Latency: emulator.Duration(100 * time.Millisecond)}}); err != nil {
+		t.Fatal(err)
+	}
+	tl := &tally{}
+	var saw503, saw200 bool
+	var gap time.Duration
+	done := make(chan struct{})
+	c.deliver(tl, func() {
+		defer close(done)
+		steps := func() (n int) {
+			for _, r := range c.replicas {
+				n += strings.Count(r.out.String(), `"message":"step finished"`)
+			}
+			return n
+		}
+		for steps() < 20 {
+			time.Sleep(5 * time.Millisecond)
+		}
+		sc.Master.Kill()
+		killed := time.Now()
+		t.Logf("killed the Redis master with SIGKILL after %d steps", steps())
+		client := &http.Client{Timeout: 2 * time.Second}
+		for time.Since(killed) < time.Minute {
+			resp, err := client.Get(c.replicas[0].base + "/readyz")
+			if err == nil {
+				resp.Body.Close()
+				switch {
+				case resp.StatusCode == http.StatusServiceUnavailable:
+					saw503 = true
+				case resp.StatusCode == http.StatusOK && saw503:
+					saw200, gap = true, time.Since(killed)
+					return
+				}
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+	<-done
+	t.Logf("readyz: 503 seen %v, 200 again %v after the kill", saw503, gap.Round(100*time.Millisecond))
+	if !saw503 || !saw200 {
+		t.Errorf("readyz during the failover: 503 seen %v, 200 after %v", saw503, saw200)
+	}
+	c.check("Sentinel failover", tl, 3*time.Minute)
 }

@@ -185,6 +185,8 @@ func (s *fakeStore) StepsDone(_ context.Context, conv string, steps map[string]s
 	return nil
 }
 
+func (s *fakeStore) Sync(context.Context) error { return nil }
+
 func (s *fakeStore) Finish(_ context.Context, conv string, st State, detail string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -168,6 +168,9 @@ type Store interface {
 	StepsDone(ctx context.Context, conversationSid string, steps map[string]string) error
 	// Finish records the final state of a claimed flow; a flow finished already stays as it was.
 	Finish(ctx context.Context, conversationSid string, state State, detail string) error
+	// Sync returns once every write made before it is as durable as the store is configured to make
+	// it — held by replicas that a failover would promote — or with an error.
+	Sync(ctx context.Context) error
 }
 
 // Queue makes a conversation's work durable and gets it done by some worker. When Enqueue returns nil

@@ -134,6 +134,10 @@ func (s *Service) Handle(ctx context.Context, ev Event) (Decision, error) {
 		if err := s.enqueue(ctx, ev.ConversationSid); err != nil {
 			return Decision{}, err
 		}
+		// Answered 2xx, Twilio does not deliver again: the claim and its work must outlive a failover.
+		if err := s.store.Sync(ctx); err != nil {
+			return Decision{}, fmt.Errorf("making conversation %s durable: %w: %w", ev.ConversationSid, ErrUnavailable, err)
+		}
 		return Decision{Outcome: OutcomeAccepted}, nil
 	}
 	d := decideExisting(existing, ev)

@@ -65,7 +65,8 @@ func (s *Server) start() {
 	} else {
 		s.cmd = exec.Command("redis-server", append([]string{
 			"--bind", "127.0.0.1", "--port", strconv.Itoa(s.Port), "--dir", s.dir,
-			"--save", "", "--appendonly", "yes", "--appendfsync", "always", "--protected-mode", "no"}, s.args...)...)
+			"--save", "", "--appendonly", "yes", "--appendfsync", "always", "--protected-mode", "no",
+			"--repl-diskless-sync-delay", "0"}, s.args...)...)
 	}
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("starting redis-server: %v", err)
@@ -77,6 +78,22 @@ func (s *Server) start() {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// command sends one command in Redis's inline form and returns the reply ("" on failure).
+func (s *Server) command(args ...string) string {
+	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", s.Port), time.Second)
+	if err != nil {
+		return ""
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := c.Write([]byte(strings.Join(args, " ") + "\r\n")); err != nil {
+		return ""
+	}
+	buf := make([]byte, 64<<10)
+	n, _ := c.Read(buf)
+	return string(buf[:n])
 }
 
 func (s *Server) ready() bool {
@@ -145,6 +162,16 @@ func StartSentinel(t testing.TB, replicas, sentinels int) *Sentinel {
 	c := &Sentinel{Name: "mymaster", Master: start(t, nil)}
 	for range replicas {
 		c.Replicas = append(c.Replicas, start(t, []string{"--replicaof", "127.0.0.1", strconv.Itoa(c.Master.Port)}))
+	}
+	// Replicas first copy the whole master: until then they hold nothing a failover could promote.
+	deadline := time.Now().Add(20 * time.Second)
+	for _, r := range c.Replicas {
+		for !strings.Contains(r.command("INFO", "replication"), "master_link_status:up") {
+			if time.Now().After(deadline) {
+				t.Fatalf("replica on port %d never synchronised", r.Port)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 	}
 	for range sentinels {
 		dir := t.TempDir()

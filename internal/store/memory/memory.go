@@ -34,6 +34,9 @@ type doneFlow struct {
 
 var _ optin.Store = (*Store)(nil)
 
+// Sync has nothing to do: this process is all there is.
+func (s *Store) Sync(context.Context) error { return nil }
+
 // New returns an empty Store that forgets finished flows after retention (0: never).
 func New(retention time.Duration) *Store {
 	return &Store{flows: map[string]optin.Flow{}, done: map[string]doneFlow{}, now: time.Now, retention: retention}

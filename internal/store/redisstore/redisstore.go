@@ -24,6 +24,9 @@ type Store struct {
 	claims    *redis.Client
 	prefix    string
 	retention time.Duration
+	// replicas and replicaWait: see WaitForReplicas.
+	replicas    int
+	replicaWait time.Duration
 }
 
 var _ optin.Store = (*Store)(nil)
@@ -127,7 +130,40 @@ func (s *Store) Begin(ctx context.Context, conversationSid string) (optin.Flow, 
 	if len(res) == 0 {
 		return optin.Flow{}, fmt.Errorf("begin %s: %w", conversationSid, optin.ErrNoFlow)
 	}
+	// The run's count decides whether it looks for its messages before creating them: a run that a
+	// failover forgot would create them again.
+	if err := s.Sync(ctx); err != nil {
+		return optin.Flow{}, fmt.Errorf("begin %s: %w", conversationSid, err)
+	}
 	return decode(conversationSid, res)
+}
+
+// WaitForReplicas makes Sync wait until n replicas hold every earlier write (Redis's WAIT), at most
+// timeout; 0 (the default) makes Sync return at once: replication stays asynchronous.
+func (s *Store) WaitForReplicas(n int, timeout time.Duration) { s.replicas, s.replicaWait = n, timeout }
+
+// syncKey is written just before WAIT: WAIT counts the replicas that hold the caller's own last write,
+// and the replication stream carries every connection's writes in order, so this one's covers them.
+const syncKey = "optin:sync"
+
+// Sync returns once the configured number of replicas hold every write made before it.
+func (s *Store) Sync(ctx context.Context) error {
+	if s.replicas == 0 {
+		return nil
+	}
+	conn := s.rdb.Conn()
+	defer conn.Close()
+	if err := conn.Set(ctx, syncKey, "", 0).Err(); err != nil {
+		return fmt.Errorf("sync: %w", err)
+	}
+	n, err := conn.Wait(ctx, s.replicas, s.replicaWait).Result()
+	if err != nil {
+		return fmt.Errorf("sync: %w", err)
+	}
+	if int(n) < s.replicas {
+		return fmt.Errorf("sync: %d of %d replicas acknowledged within %s", n, s.replicas, s.replicaWait)
+	}
+	return nil
 }
 
 // StepsDone records completed steps, in one round trip.

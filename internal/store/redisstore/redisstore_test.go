@@ -313,3 +313,29 @@ func TestFollowsTheMasterThroughAFailover(t *testing.T) {
 		t.Fatalf("the claim made before the failover: %+v %v", f, err)
 	}
 }
+
+// BenchmarkSync is what waiting for a replica costs each acknowledged opt-in and each run's start
+// (OPTIN_REDIS_WAIT_REPLICAS): a master and one replica on loopback, each with fsync per write.
+func BenchmarkSync(b *testing.B) {
+	cl := redistest.StartSentinel(b, 1, 0)
+	for _, replicas := range []int{0, 1} {
+		b.Run(fmt.Sprintf("replicas=%d", replicas), func(b *testing.B) {
+			s, err := Open(cl.Master.URL(), time.Hour)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			s.WaitForReplicas(replicas, time.Second)
+			i := 0
+			for b.Loop() {
+				i++
+				if _, _, err := s.Claim(b.Context(), optin.Flow{ConversationSid: fmt.Sprintf("CH%032d", i), Customer: "c", Trigger: "IM", State: optin.StateRunning}); err != nil {
+					b.Fatal(err)
+				}
+				if err := s.Sync(b.Context()); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
