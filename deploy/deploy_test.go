@@ -400,13 +400,21 @@ func TestOverlayAndCompose(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := compose.Services
-	if len(s) != 5 || !slices.Contains(s["redis"].Command, "--appendonly") || !slices.Equal(s["emulator"].Entrypoint, []string{"/emulator"}) ||
+	if len(s) != 10 || !slices.Contains(s["redis"].Command, "--appendonly") || !slices.Equal(s["emulator"].Entrypoint, []string{"/emulator"}) ||
 		!slices.Equal(s["jaeger"].Profiles, []string{"tracing"}) {
 		t.Errorf("compose services %+v", s)
 	}
+	for _, name := range []string{"redis-replica-1", "redis-replica-2", "sentinel-1", "sentinel-2", "sentinel-3"} {
+		if !slices.Equal(s[name].Profiles, []string{"sentinel"}) {
+			t.Errorf("%s is not in the sentinel profile: %v", name, s[name].Profiles)
+		}
+	}
+	if !strings.Contains(strings.Join(s["sentinel-1"].Entrypoint, " "), "sentinel monitor mymaster redis 6379 2") {
+		t.Errorf("sentinel-1 entrypoint %v", s["sentinel-1"].Entrypoint)
+	}
 	for _, name := range []string{"optin-1", "optin-2"} {
 		env := s[name].Environment
-		if env["OTEL_EXPORTER_OTLP_ENDPOINT"] != "${OTEL_EXPORTER_OTLP_ENDPOINT:-}" || env["OPTIN_REDIS_URL"] != "redis://redis:6379/0" || env["OPTIN_TWILIO_API_URL"] != "http://emulator:8081" || env["TWILIO_AUTH_TOKEN"] != s["emulator"].Environment["EMULATOR_AUTH_TOKEN"] {
+		if env["OTEL_EXPORTER_OTLP_ENDPOINT"] != "${OTEL_EXPORTER_OTLP_ENDPOINT:-}" || env["OPTIN_REDIS_URL"] != "${OPTIN_REDIS_URL:-redis://redis:6379/0}" || env["OPTIN_TWILIO_API_URL"] != "http://emulator:8081" || env["TWILIO_AUTH_TOKEN"] != s["emulator"].Environment["EMULATOR_AUTH_TOKEN"] {
 			t.Errorf("%s environment %v", name, env)
 		}
 	}
@@ -551,5 +559,46 @@ func skipIfShort(t *testing.T) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("slow: builds (go test without -short runs it, as CI does)")
+	}
+}
+
+// The Sentinel overlay waits for a replica and lets the pods reach the Sentinels.
+func TestKustomizeSentinelOverlay(t *testing.T) {
+	skipIfShort(t)
+	res, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), "kubernetes/overlays/sentinel")
+	if err != nil {
+		t.Fatalf("overlay: %v", err)
+	}
+	seen := 0
+	for _, r := range res.Resources() {
+		b, err := r.AsYAML()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch r.GetKind() {
+		case "ConfigMap":
+			var cm corev1.ConfigMap
+			strict(t, b, &cm)
+			if cm.Data["OPTIN_REDIS_WAIT_REPLICAS"] != "1" || cm.Data["OPTIN_WORKERS"] != "200" {
+				t.Errorf("config %v", cm.Data)
+			}
+			seen++
+		case "NetworkPolicy":
+			var np networkingv1.NetworkPolicy
+			strict(t, b, &np)
+			var ports []int32
+			for _, e := range np.Spec.Egress {
+				for _, p := range e.Ports {
+					ports = append(ports, p.Port.IntVal)
+				}
+			}
+			if !slices.Contains(ports, 26379) || !slices.Contains(ports, 6379) || !slices.Contains(ports, 443) || !slices.Contains(ports, 53) {
+				t.Errorf("egress ports %v", ports)
+			}
+			seen++
+		}
+	}
+	if seen != 2 {
+		t.Errorf("saw %d of the ConfigMap and the NetworkPolicy", seen)
 	}
 }
