@@ -61,7 +61,12 @@ func (s *Server) URL() string { return fmt.Sprintf("redis://127.0.0.1:%d/0", s.P
 func (s *Server) start() {
 	s.t.Helper()
 	if s.sentinel {
-		s.cmd = exec.Command("redis-server", append(s.args, "--sentinel", "--port", strconv.Itoa(s.Port))...)
+		// Debian's redis-sentinel (which .ci/run installs) is redis-server in Sentinel mode.
+		if _, err := exec.LookPath("redis-sentinel"); err == nil {
+			s.cmd = exec.Command("redis-sentinel", append(s.args, "--port", strconv.Itoa(s.Port))...)
+		} else {
+			s.cmd = exec.Command("redis-server", append(s.args, "--sentinel", "--port", strconv.Itoa(s.Port))...)
+		}
 	} else {
 		s.cmd = exec.Command("redis-server", append([]string{
 			"--bind", "127.0.0.1", "--port", strconv.Itoa(s.Port), "--dir", s.dir,
