@@ -5,6 +5,7 @@ import (
 	"errors"
 	"reflect"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -134,5 +135,41 @@ func TestAnInterruptedMoveIsFinishedOnce(t *testing.T) {
 	got := r.chat("order-1")
 	if got.Fallback != nil || got.Customer.Address != "+15550001111" || len(r.created(c, start)) != 1 {
 		t.Fatalf("after the sweep: fallback %+v customer %+v sent %q", got.Fallback, got.Customer, r.created(c, start))
+	}
+}
+
+// The customer is reported unreachable while the chat is ended, in either order or at once: the chat
+// ends closed, nothing stays leased in either pool, and no move is left pending.
+func TestEndWhileMovingToSMS(t *testing.T) {
+	for round := range 40 {
+		r, sms := fallbackEnv(t, true)
+		r.svc.spawn = func(f func()) { go f() }
+		c, _, err := r.svc.Start(context.Background(), request("order-1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		wg.Go(func() { r.notOnWhatsApp(c, codeNotOnWhatsApp) })
+		wg.Go(func() {
+			if _, err := r.svc.End(context.Background(), "order-1"); err != nil {
+				t.Error(err)
+			}
+		})
+		wg.Wait()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			r.clock.advance(time.Minute) // leases of a cut-off run lapse
+			if _, err := r.svc.SweepOutbox(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			got := r.chat("order-1")
+			if got.State == StateClosed && got.Fallback == nil && !sms.held("order-1") && !r.pool.held("order-1") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: %s fallback %+v sms held %v whatsapp held %v", round, got.State, got.Fallback, sms.held("order-1"), r.pool.held("order-1"))
+			}
+			time.Sleep(time.Millisecond)
+		}
 	}
 }

@@ -254,6 +254,9 @@ func (s *Service) runStart(ctx context.Context, c Chat, resumed bool) (Chat, err
 		return Chat{}, ErrEnded
 	}
 	zerolog.Ctx(ctx).Info().Str("conversation_sid", c.ConversationSid).Str("state", string(c.State)).Msg("chat started")
+	if c.Fallback != nil {
+		s.later(ctx, c.ID) // the invitation failed before the start was recorded: move the customer now
+	}
 	return c, nil
 }
 
