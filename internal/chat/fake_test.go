@@ -151,6 +151,14 @@ func (c *fakeConv) add(m optin.Message) string {
 // fakeEpoch is Twilio's clock at a conversation's first message; each next message is a second later.
 var fakeEpoch = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 
+// isOpen reports whether the conversation exists and is not closed.
+func (f *fakeTwilio) isOpen(sid string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, ok := f.convs[sid]
+	return ok && !c.closed
+}
+
 // write adds what a person wrote to the conversation, as Twilio does with an inbound message.
 func (f *fakeTwilio) write(sid, author, body string) Message {
 	f.mu.Lock()

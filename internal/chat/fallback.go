@@ -13,6 +13,7 @@ import (
 
 	"github.com/optinkit/optin/internal/numberpool"
 	"github.com/optinkit/optin/internal/optin"
+	"github.com/optinkit/optin/internal/pii"
 	"github.com/optinkit/optin/internal/twiliocall"
 )
 
@@ -112,12 +113,17 @@ func (s *Service) fallBack(ctx context.Context, id string) error {
 		if err := s.recordFallback(ctx, id, f); err != nil {
 			return err
 		}
+		// The customer's answer ends a chat without its lease: one that ended meanwhile freed its
+		// numbers before this lease was taken.
+		if ended, err := s.endedMeanwhile(ctx, id); ended || err != nil {
+			return err
+		}
 	}
 	if !f.Removed {
 		if _, err := twiliocall.Retry(ctx, s.cfg.Retry, nil, "remove_participant", func(ctx context.Context) (struct{}, error) {
 			return struct{}{}, s.conv.RemoveParticipant(ctx, c.ConversationSid, f.From)
 		}); err != nil {
-			return err
+			return s.stepFailed(ctx, c, "removing the customer's WhatsApp participant", err)
 		}
 		f.Removed = true
 		if err := s.recordFallback(ctx, id, f); err != nil {
@@ -132,10 +138,14 @@ func (s *Service) fallBack(ctx context.Context, id string) error {
 			}
 			return struct{}{}, err
 		}); err != nil {
-			return err
+			return s.stepFailed(ctx, c, "adding the customer on SMS", err)
 		}
 		f.Added = true
 		if c, err = s.moved(ctx, id, f, bare); err != nil {
+			return err
+		}
+		if c.State.Final() {
+			_, err := s.endedMeanwhile(ctx, id)
 			return err
 		}
 	}
@@ -143,15 +153,38 @@ func (s *Service) fallBack(ctx context.Context, id string) error {
 		// Found by its marker if an earlier run sent it: the customer gets it once.
 		m := optin.Message{Author: c.Rider.Address, Body: s.smsInvite(c), Attributes: startMarker(id, "sms_invite")}
 		if _, err := s.createOnce(ctx, c.ConversationSid, "sms_invite", true, m); err != nil {
-			return err
+			return s.stepFailed(ctx, c, "sending the invitation by SMS", err)
 		}
 	}
 	return s.fallbackDone(ctx, id)
 }
 
-// moved records the customer on SMS: the chat's address and number, a history entry, and the event.
+// endedMeanwhile reports whether the chat reached a final state during the move; it then frees the
+// numbers again (the move may have leased one after the chat freed its own) and forgets the move.
+func (s *Service) endedMeanwhile(ctx context.Context, id string) (bool, error) {
+	c, err := s.store.Get(ctx, id)
+	if err != nil {
+		return false, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	if !c.State.Final() {
+		return false, nil
+	}
+	if err := s.release(ctx, id); err != nil {
+		return true, fmt.Errorf("%w: freeing the numbers of an ended chat: %w", ErrUnavailable, err)
+	}
+	return true, s.fallbackDone(ctx, id)
+}
+
+// moved records the customer on SMS: the chat's address and number, a history entry, and the event
+// — unless the chat ended meanwhile, which it is returned as.
 func (s *Service) moved(ctx context.Context, id string, f Fallback, address string) (Chat, error) {
+	var final *Chat
 	c, err := s.store.Update(ctx, id, func(c *Chat) error {
+		final = nil
+		if c.State.Final() {
+			final = c
+			return errRefused
+		}
 		c.Fallback = &f
 		if c.Customer.Address == address {
 			return nil
@@ -164,6 +197,9 @@ func (s *Service) moved(ctx context.Context, id string, f Fallback, address stri
 		}
 		return nil
 	})
+	if errors.Is(err, errRefused) && final != nil {
+		return *final, nil
+	}
 	if err != nil {
 		return Chat{}, fmt.Errorf("%w: recording the customer on SMS: %w", ErrUnavailable, err)
 	}
@@ -184,6 +220,15 @@ func (s *Service) cannotFallBack(ctx context.Context, c Chat, detail string) err
 		}
 	}
 	return s.fallbackDone(ctx, c.ID)
+}
+
+// stepFailed ends a move whose Twilio step was refused for good — trying again changes nothing — as
+// an unreachable customer; a transient failure is left for the next run.
+func (s *Service) stepFailed(ctx context.Context, c Chat, step string, err error) error {
+	if !twiliocall.Permanently(err) {
+		return err
+	}
+	return s.cannotFallBack(ctx, c, step+": "+pii.Redact(err.Error()))
 }
 
 func (s *Service) recordFallback(ctx context.Context, id string, f Fallback) error {

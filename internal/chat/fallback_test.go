@@ -119,7 +119,7 @@ func TestAnInterruptedMoveIsFinishedOnce(t *testing.T) {
 	failing := true
 	r.tw.before = func(op, _ string) error {
 		if op == "participant" && failing {
-			return &twiliocall.CallError{Op: "add participant", Kind: twiliocall.Permanent, Status: 500, Code: 20500, Err: errors.New("down")}
+			return &twiliocall.CallError{Op: "add participant", Kind: twiliocall.Uncertain, Status: 500, Code: 20500, Err: errors.New("down")}
 		}
 		return nil
 	}
@@ -171,5 +171,26 @@ func TestEndWhileMovingToSMS(t *testing.T) {
 			}
 			time.Sleep(time.Millisecond)
 		}
+	}
+}
+
+// Twilio refusing the SMS participant for good (the pair bound elsewhere) fails the chat as
+// unreachable rather than trying again for ever.
+func TestARefusedMoveFailsTheChat(t *testing.T) {
+	r, sms := fallbackEnv(t, true)
+	c, _, err := r.svc.Start(context.Background(), request("order-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.tw.before = func(op, _ string) error {
+		if op == "participant" {
+			return &twiliocall.CallError{Op: "add participant", Kind: twiliocall.Permanent, Status: 409, Code: codePairInUse, Err: errors.New("pair in use")}
+		}
+		return nil
+	}
+	r.notOnWhatsApp(c, codeNotOnWhatsApp)
+	got := r.chat("order-1")
+	if got.State != StateFailed || got.Reason != ReasonUnreachable || got.Fallback != nil || sms.held("order-1") || r.pool.held("order-1") {
+		t.Fatalf("chat %s %s fallback %+v, sms held %v", got.State, got.Reason, got.Fallback, sms.held("order-1"))
 	}
 }
