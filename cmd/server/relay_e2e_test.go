@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/optinkit/optin/emulator"
+	"github.com/optinkit/optin/internal/redistest"
 )
 
 const (
@@ -264,4 +266,102 @@ func TestACustomerNotOnWhatsAppIsInvitedOverSMS(t *testing.T) {
 	if m := scrape(t, w.srv.base); m["optin_channel_fallbacks_total{}"] != 1 {
 		t.Errorf("fallbacks counted %v", m["optin_channel_fallbacks_total{}"])
 	}
+}
+
+// On two replicas sharing Redis, the rider writes (their held messages start going out through one
+// replica) while the chat is ended through the other: each chat ends closed, with nothing held, and no
+// rider receives a message twice; every held message is counted sent or dropped, once.
+func TestEndRacesResendAcrossTwoReplicas(t *testing.T) {
+	rs := redistest.Start(t)
+	replicas, emu := emulatorReplicas(t, 2, map[string]string{"OPTIN_RECONCILE_INTERVAL": "1s", "OPTIN_TWILIO_CREATE_RATE": "1000",
+		"OPTIN_REDIS_URL": rs.URL()})
+	const chats = 20
+	cust := func(i int) string { return fmt.Sprintf("whatsapp:+1555070%04d", i) }
+	rid := func(i int) string { return fmt.Sprintf("whatsapp:+1555080%04d", i) }
+	get := func(i int) map[string]any {
+		_, _, body := replicas[1].api("GET", fmt.Sprintf("/v1/chats/race-%02d", i), adminToken1, "")
+		return chatOf(t, body)
+	}
+	await := func(what string, ok func(map[string]any) bool) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for i := 0; i < chats; {
+			if ok(get(i)) {
+				i++
+				continue
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: race-%02d: %v", what, i, get(i))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	for i := range chats {
+		body := fmt.Sprintf(`{"id":"race-%02d","customer":{"address":%q,"name":"Ana"},"rider":{"address":%q,"name":"Bruno"}}`, i, cust(i), rid(i))
+		if code, _, p := replicas[0].api("POST", "/v1/chats", adminToken1, body); code != 201 {
+			t.Fatalf("start %d: %d %s", i, code, p)
+		}
+		if _, err := emu.Inbound(cust(i), business, "Yes"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	await("connected", func(c map[string]any) bool { return c["state"] == "connected" })
+	for i := range chats {
+		for k := 1; k <= 3; k++ {
+			if _, err := emu.Inbound(cust(i), business, fmt.Sprintf("chat %d message %d", i, k)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// Four each: the three, and the rider's opt-in — sent as a body here (no template configured), it
+	// fails for the rider's closed window too, and is held like any message of the customer's.
+	await("held", func(c map[string]any) bool { return held(c, "rider") == 4 })
+	var wg sync.WaitGroup
+	for i := range chats {
+		wg.Go(func() {
+			if _, err := emu.Inbound(rid(i), business, "here"); err != nil && !errors.Is(err, emulator.ErrNoBinding) {
+				t.Error(err)
+			}
+		})
+		wg.Go(func() {
+			time.Sleep(time.Duration(i%5) * 3 * time.Millisecond)
+			if code, _, body := replicas[1].api("DELETE", fmt.Sprintf("/v1/chats/race-%02d", i), adminToken1, ""); code != 200 {
+				t.Errorf("end %d: %d %s", i, code, body)
+			}
+		})
+	}
+	wg.Wait()
+	await("closed with nothing held", func(c map[string]any) bool { return c["state"] == "closed" && held(c, "rider") == 0 })
+	sent := 0
+	for i := range chats {
+		seen := map[string]int{}
+		for _, e := range emu.Transcript(rid(i)) {
+			if e.Direction == "received" && e.Status == "delivered" && strings.HasPrefix(e.Text, "chat ") {
+				seen[e.Text]++
+				sent++
+			}
+		}
+		for text, n := range seen {
+			if n > 1 {
+				t.Errorf("rider %d received %q %d times", i, text, n)
+			}
+		}
+	}
+	// Every held message is accounted for once: sent again, or let go with its chat.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		total := 0.0
+		for _, r := range replicas {
+			m := scrape(t, r.base)
+			total += m["optin_messages_resent_total{}"] + m["optin_messages_dropped_total{reason=closed}"]
+		}
+		if total == 4*chats {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("held messages counted sent or dropped: %v, want %d", total, 4*chats)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("%d of the customers' %d held messages reached their rider before the end", sent, 3*chats)
 }
