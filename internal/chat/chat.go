@@ -155,6 +155,8 @@ type Chat struct {
 	Answer string `json:",omitempty"`
 	// Fallback, while the customer is being moved from WhatsApp to SMS, is how far the move got.
 	Fallback *Fallback `json:",omitempty"`
+	// Undelivered are the failed deliveries reported and not acted on yet.
+	Undelivered []Undelivered `json:",omitempty"`
 }
 
 // HasWork reports whether the chat holds something the upkeep must finish: an event not delivered,
@@ -164,7 +166,8 @@ func (c Chat) HasWork() bool { return len(c.Pending) > 0 || c.needsTending() }
 // needsTending reports whether the chat holds messages, a nudge not known to be sent, or a move to
 // SMS not finished: what tend carries out.
 func (c Chat) needsTending() bool {
-	return len(c.Customer.Held) > 0 || len(c.Rider.Held) > 0 || c.Customer.Nudging || c.Rider.Nudging || c.Fallback != nil
+	return len(c.Customer.Held) > 0 || len(c.Rider.Held) > 0 || c.Customer.Nudging || c.Rider.Nudging || c.Fallback != nil ||
+		len(c.Undelivered) > 0
 }
 
 // Event is a transition the platform is told of, kept with its chat until it is delivered.

@@ -44,35 +44,26 @@ type Fallback struct {
 	Removed, Added bool
 }
 
-// unreachable records that a message did not reach the customer because their number is not on
-// WhatsApp, and moves them to SMS (or fails the chat, without SMS numbers) after the answer.
-func (s *Service) unreachable(ctx context.Context, c Chat, ev optin.Event) (optin.Decision, error) {
-	m, err := twiliocall.Retry(ctx, s.cfg.Retry, nil, "fetch_message", func(ctx context.Context) (Message, error) {
-		return s.conv.FetchMessage(ctx, ev.ConversationSid, ev.MessageSid)
-	})
-	if err != nil {
-		return optin.Decision{}, fmt.Errorf("%w: reading the failed message: %w", optin.ErrUnavailable, err)
-	}
-	if from := c.roleOf(m.Author); from == "" || other(from) != roleCustomer {
-		return optin.Decision{Outcome: optin.OutcomeIgnored, Reason: ReasonNotHeld}, nil
-	}
+// unreachable records, for a message of the rider's that did not reach the customer because their
+// number is not on WhatsApp, the customer's move to SMS (or, without SMS numbers, the chat's failure),
+// which fallBack then carries out.
+func (s *Service) unreachable(ctx context.Context, id string, m Message, code int) error {
 	recorded := false
-	_, err = s.store.Update(ctx, c.ID, func(c *Chat) error {
+	_, err := s.store.Update(ctx, id, func(c *Chat) error {
 		recorded = false
 		if c.State.Final() || c.Fallback != nil || c.Customer.Channel() != ChannelWhatsApp || c.roleOf(m.Author) != roleRider {
 			return nil
 		}
-		c.Fallback, recorded = &Fallback{Code: ev.ErrorCode, From: c.Customer.Address}, true
+		c.Fallback, recorded = &Fallback{Code: code, From: c.Customer.Address}, true
 		return nil
 	})
 	if err != nil {
-		return optin.Decision{}, fmt.Errorf("%w: recording the customer unreachable: %w", optin.ErrUnavailable, err)
+		return fmt.Errorf("%w: recording the customer unreachable: %w", ErrUnavailable, err)
 	}
 	if recorded {
-		zerolog.Ctx(ctx).Warn().Int("twilio_code", ev.ErrorCode).Msg("the customer's number is not on WhatsApp")
+		zerolog.Ctx(ctx).Warn().Str("chat_id", id).Int("twilio_code", code).Msg("the customer's number is not on WhatsApp")
 	}
-	s.later(ctx, c.ID)
-	return optin.Decision{Outcome: optin.OutcomeRelayed}, nil
+	return nil
 }
 
 // fallBack carries out the chat's recorded fallback, under the chat's lease (a start or an end holding

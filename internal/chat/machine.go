@@ -196,5 +196,6 @@ func (c *Chat) letGo() int {
 		}
 		p.Held, p.Nudging = nil, false
 	}
+	c.Undelivered = nil
 	return n
 }

@@ -99,7 +99,10 @@ func (s *Service) MessageAdded(ctx context.Context, ev optin.Event) (d optin.Dec
 }
 
 // DeliveryUpdated takes Twilio's report of a message's delivery to one participant. A message that
-// failed because the party's window was closed is held for them (and they are nudged) until they write.
+// failed because the party's window was closed, or because the customer is not on WhatsApp, is
+// recorded on the chat in one write and answered at once; tend then reads the message and holds it
+// (and nudges), or moves the customer to SMS. Recorded, a failure outlives a crash or Twilio being
+// away: the sweep comes back to it.
 func (s *Service) DeliveryUpdated(ctx context.Context, ev optin.Event) (optin.Decision, error) {
 	if err := ev.Validate(); err != nil {
 		return optin.Decision{}, err
@@ -111,6 +114,9 @@ func (s *Service) DeliveryUpdated(ctx context.Context, ev optin.Event) (optin.De
 	if ev.ErrorCode != codeWindowClosed && !notOnWhatsApp {
 		return optin.Decision{Outcome: optin.OutcomeIgnored, Reason: ReasonOtherFailure}, nil
 	}
+	if !notOnWhatsApp && s.cfg.Windows == nil {
+		return optin.Decision{Outcome: optin.OutcomeIgnored, Reason: ReasonNotHeld}, nil
+	}
 	c, err := s.store.ByConversation(ctx, ev.ConversationSid)
 	switch {
 	case errors.Is(err, ErrNotFound):
@@ -120,26 +126,63 @@ func (s *Service) DeliveryUpdated(ctx context.Context, ev optin.Event) (optin.De
 	case c.State.Final():
 		return optin.Decision{Outcome: optin.OutcomeIgnored, Reason: ReasonChatEnded}, nil
 	}
-	ctx = zerolog.Ctx(ctx).With().Str("chat_id", c.ID).Logger().WithContext(ctx)
-	if notOnWhatsApp {
-		// The invitation may fail before the start has recorded it: the move waits for the start.
-		return s.unreachable(ctx, c, ev)
-	}
-	if c.State == StateStarting || s.cfg.Windows == nil {
-		return optin.Decision{Outcome: optin.OutcomeIgnored, Reason: ReasonNotHeld}, nil
-	}
-	m, err := twiliocall.Retry(ctx, s.cfg.Retry, nil, "fetch_message", func(ctx context.Context) (Message, error) {
-		return s.conv.FetchMessage(ctx, ev.ConversationSid, ev.MessageSid)
+	_, err = s.store.Update(ctx, c.ID, func(c *Chat) error {
+		if c.State.Final() || slices.ContainsFunc(c.Undelivered, func(u Undelivered) bool { return u.MessageSid == ev.MessageSid }) {
+			return nil
+		}
+		c.Undelivered = append(c.Undelivered, Undelivered{MessageSid: ev.MessageSid, Code: ev.ErrorCode})
+		return nil
 	})
 	if err != nil {
-		return optin.Decision{}, fmt.Errorf("%w: reading the failed message: %w", optin.ErrUnavailable, err)
+		return optin.Decision{}, fmt.Errorf("%w: recording a failed delivery: %w", optin.ErrUnavailable, err)
 	}
-	held, err := s.hold(ctx, c.ID, m)
-	if err != nil || !held {
-		return optin.Decision{Outcome: optin.OutcomeIgnored, Reason: ReasonNotHeld}, err
-	}
-	s.later(ctx, c.ID)
+	s.later(zerolog.Ctx(ctx).With().Str("chat_id", c.ID).Logger().WithContext(ctx), c.ID)
 	return optin.Decision{Outcome: optin.OutcomeRelayed}, nil
+}
+
+// Undelivered is a message Twilio reported undelivered, for a reason the chat acts on (a closed
+// window, a customer not on WhatsApp), waiting to be read and acted on.
+type Undelivered struct {
+	MessageSid string
+	Code       int
+}
+
+// resolve reads each failed message the chat recorded and acts on it: a closed window holds it for
+// its reader, a customer not on WhatsApp records the move to SMS. A message Twilio no longer has is
+// let go; a failed read is left for the next run.
+func (s *Service) resolve(ctx context.Context, id string) error {
+	c, err := s.store.Get(ctx, id)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	if c.State == StateStarting && !slices.ContainsFunc(c.Undelivered, func(u Undelivered) bool { return u.Code != codeWindowClosed }) {
+		return nil // nothing is held before the invitation: wait for the start
+	}
+	for _, u := range c.Undelivered {
+		m, err := twiliocall.Retry(ctx, s.cfg.Retry, nil, "fetch_message", func(ctx context.Context) (Message, error) {
+			return s.conv.FetchMessage(ctx, c.ConversationSid, u.MessageSid)
+		})
+		switch {
+		case twiliocall.IsNotFound(err):
+		case err != nil:
+			return fmt.Errorf("reading a failed message: %w", err)
+		case u.Code == codeWindowClosed:
+			if _, err := s.hold(ctx, id, m); err != nil {
+				return err
+			}
+		default:
+			if err := s.unreachable(ctx, id, m, u.Code); err != nil {
+				return err
+			}
+		}
+		if _, err := s.store.Update(ctx, id, func(c *Chat) error {
+			c.Undelivered = slices.DeleteFunc(c.Undelivered, func(x Undelivered) bool { return x.MessageSid == u.MessageSid })
+			return nil
+		}); err != nil {
+			return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+	}
+	return nil
 }
 
 // hold keeps m for the party it failed to reach: the other party than its author's. A message of
@@ -241,6 +284,9 @@ func (s *Service) tend(ctx context.Context, id string) error {
 	// create still in flight here.
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.StartBudget)
 	defer cancel()
+	if err := s.resolve(ctx, id); err != nil {
+		return err
+	}
 	if err := s.fallBack(ctx, id); err != nil {
 		return err
 	}

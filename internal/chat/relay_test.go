@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/optinkit/optin/internal/optin"
+	"github.com/optinkit/optin/internal/twiliocall"
 )
 
 const (
@@ -199,8 +200,9 @@ func TestTheCustomersAnswerIsNotSentAgain(t *testing.T) {
 		t.Fatalf("after the answer: held %d nudges %d, want 1 1", held, nudges)
 	}
 	// The answer's failure reported once more, late: not held.
-	if d := r.failed(c, yes); d.Outcome != optin.OutcomeIgnored {
-		t.Fatalf("the answer's late failure: %+v", d)
+	r.failed(c, yes)
+	if got := r.chat("order-1"); len(got.Rider.Held) != 1 || len(got.Undelivered) != 0 {
+		t.Fatalf("the answer's late failure held: %+v, pending %+v", got.Rider.Held, got.Undelivered)
 	}
 }
 
@@ -280,10 +282,9 @@ func TestWhatIsNotHeld(t *testing.T) {
 	system := r.tw.write(c.ConversationSid, "", "Great! Just a moment while we connect you…")
 	delivered := r.write(c, customer, "hello")
 	for name, ev := range map[string]optin.Event{
-		"delivered":      {Status: "delivered", MessageSid: delivered.Sid},
-		"read":           {Status: "read", MessageSid: delivered.Sid},
-		"another error":  {Status: "undelivered", ErrorCode: 30008, MessageSid: delivered.Sid},
-		"system message": {Status: "failed", ErrorCode: codeWindowClosed, MessageSid: system.Sid},
+		"delivered":     {Status: "delivered", MessageSid: delivered.Sid},
+		"read":          {Status: "read", MessageSid: delivered.Sid},
+		"another error": {Status: "undelivered", ErrorCode: 30008, MessageSid: delivered.Sid},
 	} {
 		ev.Type, ev.ConversationSid = optin.EventDeliveryUpdated, c.ConversationSid
 		d, err := r.svc.DeliveryUpdated(context.Background(), ev)
@@ -291,8 +292,10 @@ func TestWhatIsNotHeld(t *testing.T) {
 			t.Errorf("%s: %+v %v, want ignored", name, d, err)
 		}
 	}
-	if got := r.chat("order-1"); len(got.Rider.Held)+len(got.Customer.Held) != 0 {
-		t.Fatalf("held: %+v %+v", got.Customer.Held, got.Rider.Held)
+	// A system message's failure is recorded (its author is known only once it is read), then let go.
+	r.failed(c, Message{Sid: system.Sid})
+	if got := r.chat("order-1"); len(got.Rider.Held)+len(got.Customer.Held)+len(got.Undelivered) != 0 {
+		t.Fatalf("held: %+v %+v, pending %+v", got.Customer.Held, got.Rider.Held, got.Undelivered)
 	}
 }
 
@@ -394,7 +397,7 @@ func TestWindowOpensWhileAMessageIsHeld(t *testing.T) {
 			if _, err := r.svc.SweepOutbox(context.Background()); err != nil {
 				t.Fatal(err)
 			}
-			if len(r.chat("order-1").Rider.Held) == 0 {
+			if !r.chat("order-1").needsTending() {
 				break
 			}
 			if time.Now().After(deadline) {
@@ -418,12 +421,12 @@ func TestWindowOpensWhileAMessageIsHeld(t *testing.T) {
 // no copy is made after the conversation closed.
 func TestEndWhileResending(t *testing.T) {
 	for round := range 30 {
-		r := newRelayEnv(t)
-		r.svc.spawn = func(f func()) { go f() }
+		r := newRelayEnv(t) // held first, one by one
 		c, _ := r.connected("order-1")
 		for k := range 3 {
 			r.failed(c, r.write(c, customer, fmt.Sprintf("message %d", k)))
 		}
+		r.svc.spawn = func(f func()) { go f() }
 		var wg sync.WaitGroup
 		wg.Go(func() { r.write(c, rider, "here") })
 		wg.Go(func() {
@@ -449,5 +452,33 @@ func TestEndWhileResending(t *testing.T) {
 			}
 			time.Sleep(time.Millisecond)
 		}
+	}
+}
+
+// Twilio away when a failure is reported: the report is recorded and answered all the same, and the
+// sweep holds the message once Twilio answers again.
+func TestAFailureReportedWhileTwilioIsAwayIsHeldLater(t *testing.T) {
+	r := newRelayEnv(t)
+	c, _ := r.connected("order-1")
+	m := r.write(c, customer, "gate code 4411")
+	away := true
+	r.tw.before = func(op, _ string) error {
+		if op == "fetch_message" && away {
+			return callErr("fetch message", twiliocall.Retryable, 503, 20503)
+		}
+		return nil
+	}
+	if d := r.failed(c, m); d.Outcome != optin.OutcomeRelayed {
+		t.Fatalf("report: %+v", d)
+	}
+	if got := r.chat("order-1"); len(got.Rider.Held) != 0 || len(got.Undelivered) != 1 {
+		t.Fatalf("while Twilio is away: held %+v, pending %+v", got.Rider.Held, got.Undelivered)
+	}
+	away = false
+	if _, err := r.svc.SweepOutbox(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.chat("order-1"); len(got.Rider.Held) != 1 || len(got.Undelivered) != 0 || got.Rider.NudgedAt.IsZero() {
+		t.Fatalf("after the sweep: held %+v, pending %+v, nudged %v", got.Rider.Held, got.Undelivered, got.Rider.NudgedAt)
 	}
 }

@@ -281,6 +281,11 @@ func cloneChat(c chat.Chat) chat.Chat {
 	c.Pending = slices.Clone(c.Pending)
 	c.Customer.Held = slices.Clone(c.Customer.Held)
 	c.Rider.Held = slices.Clone(c.Rider.Held)
+	c.Undelivered = slices.Clone(c.Undelivered)
+	if c.Fallback != nil {
+		f := *c.Fallback
+		c.Fallback = &f
+	}
 	if c.Error != nil {
 		e := *c.Error
 		c.Error = &e

@@ -264,6 +264,31 @@ func RunChats(t *testing.T, open func(t *testing.T) (chat.Store, chat.Store)) {
 		if pending, err := b.WithPending(ctx); err != nil || len(pending) != 0 {
 			t.Errorf("with pending after the re-send: %v %v", pending, err)
 		}
+		// So are a failed delivery not acted on yet and a move to SMS under way.
+		for name, change := range map[string]func(*chat.Chat){
+			"undelivered": func(c *chat.Chat) {
+				c.Undelivered = []chat.Undelivered{{MessageSid: "IM00000000000000000000000000000002", Code: 63016}}
+			},
+			"fallback": func(c *chat.Chat) {
+				c.Fallback = &chat.Fallback{Code: 63003, From: "whatsapp:+15550001111", Number: "+15550109999"}
+			},
+		} {
+			if _, err := a.Update(ctx, "open-2", func(c *chat.Chat) error { change(c); return nil }); err != nil {
+				t.Fatal(err)
+			}
+			if pending, err := b.WithPending(ctx); err != nil || !slices.Equal(pending, []string{"open-2"}) {
+				t.Errorf("with %s: %v %v", name, pending, err)
+			}
+			got, _ := b.Get(ctx, "open-2")
+			want := chat.Chat{}
+			change(&want)
+			if !reflect.DeepEqual(got.Undelivered, want.Undelivered) || !reflect.DeepEqual(got.Fallback, want.Fallback) {
+				t.Errorf("%s read back: %+v %+v", name, got.Undelivered, got.Fallback)
+			}
+			if _, err := a.Update(ctx, "open-2", func(c *chat.Chat) error { c.Undelivered, c.Fallback = nil, nil; return nil }); err != nil {
+				t.Fatal(err)
+			}
+		}
 	})
 	t.Run("a finished chat reads back as it was", func(t *testing.T) {
 		a, b := open(t)
