@@ -365,3 +365,36 @@ func TestEndRacesResendAcrossTwoReplicas(t *testing.T) {
 	}
 	t.Logf("%d of the customers' %d held messages reached their rider before the end", sent, 3*chats)
 }
+
+// A delivery report that never comes (Twilio calls a webhook once): the reconciler reads the chat's
+// newest messages and their receipts, finds the failure, and the message is held, the rider nudged,
+// and the message sent again once they write — against the emulator, through the real adapter.
+func TestAFailureWhoseReportIsLostIsFoundByTheReconciler(t *testing.T) {
+	w := newRelayWorld(t, context.Background(), nil)
+	w.connect("order-1", "4h")
+	c := w.await("order-1", "connected", func(c map[string]any) bool { return c["state"] == "connected" })
+	conv := c["conversation_sid"].(string)
+	view, _ := w.emu.Conversation(conv)
+	if len(view.Webhooks) != 2 {
+		t.Fatalf("webhooks %v", view.Webhooks)
+	}
+	// The lifecycle webhook goes: the failure below is reported to nobody.
+	if err := w.emu.RemoveWebhook(conv, view.Webhooks[1]); err != nil {
+		t.Fatal(err)
+	}
+	riderFrom := len(w.emu.Transcript(rider))
+	w.write(customer, "gate code 4411")
+	w.await("order-1", "held by the reconciler", func(c map[string]any) bool {
+		return held(c, "rider") == 1 && c["rider"].(map[string]any)["nudged_at"] != nil
+	})
+	w.awaitReceived(rider, riderFrom, 2) // the failed message, and the nudge
+	riderFrom = len(w.emu.Transcript(rider))
+	w.write(rider, "coming")
+	w.await("order-1", "sent again", func(c map[string]any) bool { return held(c, "rider") == 0 })
+	if got := w.received(rider, riderFrom); strings.Join(got, "|") != "gate code 4411 [delivered]" {
+		t.Fatalf("rider after writing: %q", got)
+	}
+	if m := scrape(t, w.srv.base); m["optin_chats_reconciled_total{outcome=delivery_recovered}"] != 1 {
+		t.Errorf("recovered counted %v", m["optin_chats_reconciled_total{outcome=delivery_recovered}"])
+	}
+}

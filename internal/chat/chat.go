@@ -155,8 +155,11 @@ type Chat struct {
 	Answer string `json:",omitempty"`
 	// Fallback, while the customer is being moved from WhatsApp to SMS, is how far the move got.
 	Fallback *Fallback `json:",omitempty"`
-	// Undelivered are the failed deliveries reported and not acted on yet.
+	// Undelivered are the failed deliveries reported and not acted on yet; Handled the messages whose
+	// failure was acted on, the newest last (at most maxHandled): neither a repeated report nor the
+	// reconciler acts on one twice.
 	Undelivered []Undelivered `json:",omitempty"`
+	Handled     []string      `json:",omitempty"`
 }
 
 // HasWork reports whether the chat holds something the upkeep must finish: an event not delivered,
@@ -321,6 +324,18 @@ type Conversations interface {
 	RemoveParticipant(ctx context.Context, conversationSid, address string) error
 	// FetchMessage reads one message of the conversation.
 	FetchMessage(ctx context.Context, conversationSid, messageSid string) (Message, error)
+	// RecentDeliveries returns up to limit of the conversation's newest messages with whether a
+	// delivery of each failed.
+	RecentDeliveries(ctx context.Context, conversationSid string, limit int) ([]Delivery, error)
+	// FailureCodes returns the error codes of a message's failed deliveries (its receipts).
+	FailureCodes(ctx context.Context, conversationSid, messageSid string) ([]int, error)
+}
+
+// Delivery is how a message's deliveries went, as a list of messages tells it.
+type Delivery struct {
+	Sid string
+	// Failed: at least one delivery failed or was undelivered.
+	Failed bool
 }
 
 // Message is a message of a conversation, as FetchMessage reads it.

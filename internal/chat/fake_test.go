@@ -34,10 +34,12 @@ type fakeConv struct {
 	messages     []fakeMsg
 }
 
-// fakeMsg is a message as the fake keeps it: what FetchMessage reads, and the template it was sent as.
+// fakeMsg is a message as the fake keeps it: what FetchMessage reads, the template it was sent as, and
+// the error codes of its failed deliveries.
 type fakeMsg struct {
 	Message
 	ContentSid, ContentVariables string
+	failures                     []int
 }
 
 func newFakeTwilio() *fakeTwilio {
@@ -187,6 +189,52 @@ func (f *fakeTwilio) RemoveParticipant(_ context.Context, sid, address string) e
 	}
 	c.participants = slices.DeleteFunc(c.participants, func(a string) bool { return a == address })
 	return nil
+}
+
+// failDelivery makes a delivery of message msid fail with code, as WhatsApp would report it.
+func (f *fakeTwilio) failDelivery(sid, msid string, code int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i := range f.convs[sid].messages {
+		if m := &f.convs[sid].messages[i]; m.Sid == msid {
+			m.failures = append(m.failures, code)
+		}
+	}
+}
+
+func (f *fakeTwilio) RecentDeliveries(_ context.Context, sid string, limit int) ([]Delivery, error) {
+	if err := f.enter("list_deliveries", sid); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, err := f.conv(sid)
+	if err != nil {
+		return nil, err
+	}
+	var out []Delivery
+	for _, m := range slices.Backward(c.messages[max(len(c.messages)-limit, 0):]) {
+		out = append(out, Delivery{Sid: m.Sid, Failed: len(m.failures) > 0})
+	}
+	return out, nil
+}
+
+func (f *fakeTwilio) FailureCodes(_ context.Context, sid, msid string) ([]int, error) {
+	if err := f.enter("receipts", sid); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, err := f.conv(sid)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range c.messages {
+		if m.Sid == msid {
+			return slices.Clone(m.failures), nil
+		}
+	}
+	return nil, callErr("receipts", twiliocall.Permanent, 404, twiliocall.CodeNotFound)
 }
 
 func (f *fakeTwilio) FetchMessage(_ context.Context, sid, msid string) (Message, error) {

@@ -196,6 +196,6 @@ func (c *Chat) letGo() int {
 		}
 		p.Held, p.Nudging = nil, false
 	}
-	c.Undelivered = nil
+	c.Undelivered, c.Handled = nil, nil
 	return n
 }

@@ -3,6 +3,7 @@ package chat
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/optinkit/optin/internal/twiliocall"
@@ -23,8 +24,9 @@ const StartGiveUp = 15 * time.Minute
 // ReconcileReport counts what one reconcile did.
 type ReconcileReport struct {
 	// Checked counts the open chats looked at; Closed those found closed at Twilio; Concluded those
-	// whose recorded end was carried out; Resumed and Failed the starts cut off mid-way.
-	Checked, Closed, Concluded, Resumed, Failed int
+	// whose recorded end was carried out; Resumed and Failed the starts cut off mid-way; Recovered the
+	// failed deliveries whose report never came.
+	Checked, Closed, Concluded, Resumed, Failed, Recovered int
 }
 
 // Reconcile brings every open chat in line with Twilio, for what a webhook never told (Twilio calls a
@@ -76,6 +78,11 @@ func (s *Service) Reconcile(ctx context.Context) (ReconcileReport, error) {
 				if err := s.renewNumbers(cctx, c.ID); err != nil {
 					log.Warn().Err(err).Msg("reconcile: renewing the chat's numbers")
 				}
+				n, err := s.lostReports(cctx, c, reads)
+				if err != nil {
+					log.Warn().Err(err).Msg("reconcile: reading the chat's deliveries")
+				}
+				rep.Recovered += n
 				continue
 			}
 			if _, err := s.closed(cctx, c.ID, Ending{State: StateClosed, Reason: ReasonExpired}); err != nil {
@@ -87,6 +94,57 @@ func (s *Service) Reconcile(ctx context.Context) (ReconcileReport, error) {
 		}
 	}
 	return rep, nil
+}
+
+// lostReports finds the failed deliveries among the chat's newest messages that no report told of
+// (Twilio calls a webhook once, and a call may be lost) and records them for tend, as their report
+// would have: a message held late rather than never. What was acted on already is skipped.
+func (s *Service) lostReports(ctx context.Context, c Chat, reads *rate.Limiter) (int, error) {
+	if c.State != StateInvited && !c.relaying() {
+		return 0, nil
+	}
+	if err := reads.Wait(ctx); err != nil {
+		return 0, err
+	}
+	ds, err := s.conv.RecentDeliveries(ctx, c.ConversationSid, twiliocall.MarkerLookback)
+	if err != nil {
+		return 0, err
+	}
+	known := func(sid string) bool {
+		return slices.Contains(c.Handled, sid) || slices.ContainsFunc(c.Undelivered, func(u Undelivered) bool { return u.MessageSid == sid }) ||
+			slices.ContainsFunc(append(c.Customer.Held, c.Rider.Held...), func(h Held) bool { return h.MessageSid == sid })
+	}
+	var found []Undelivered
+	for _, d := range ds {
+		if !d.Failed || known(d.Sid) {
+			continue
+		}
+		if err := reads.Wait(ctx); err != nil {
+			return 0, err
+		}
+		codes, err := s.conv.FailureCodes(ctx, c.ConversationSid, d.Sid)
+		if err != nil {
+			return 0, err
+		}
+		for _, code := range codes {
+			if code == codeWindowClosed || code == codeNotOnWhatsApp || code == codeNotWhatsAppNum {
+				found = append(found, Undelivered{MessageSid: d.Sid, Code: code})
+				break
+			}
+		}
+	}
+	if len(found) == 0 {
+		return 0, nil
+	}
+	n, err := s.failed(ctx, c.ID, found)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	if n > 0 {
+		zerolog.Ctx(ctx).Info().Int("failed_deliveries", n).Msg("reconcile: failed deliveries no report told of")
+		s.later(ctx, c.ID)
+	}
+	return n, nil
 }
 
 // reviveLocked finishes, under the chat's lease, what a start or an end left undone.
@@ -163,7 +221,8 @@ func (s *Service) Maintain(ctx context.Context) {
 				rep, err := s.Reconcile(ctx)
 				stopRenew()
 				if o := s.cfg.Observer; o != nil {
-					for outcome, n := range map[string]int{"closed": rep.Closed, "concluded": rep.Concluded, "resumed": rep.Resumed, "failed": rep.Failed} {
+					for outcome, n := range map[string]int{"closed": rep.Closed, "concluded": rep.Concluded, "resumed": rep.Resumed, "failed": rep.Failed,
+						"delivery_recovered": rep.Recovered} {
 						if n > 0 {
 							o.Reconciled(outcome, n)
 						}
@@ -174,7 +233,7 @@ func (s *Service) Maintain(ctx context.Context) {
 					ev = log.Warn().Err(err)
 				}
 				ev.Int("checked", rep.Checked).Int("closed", rep.Closed).Int("concluded", rep.Concluded).
-					Int("resumed", rep.Resumed).Int("failed", rep.Failed).Msg("chats reconciled")
+					Int("resumed", rep.Resumed).Int("failed", rep.Failed).Int("deliveries_recovered", rep.Recovered).Msg("chats reconciled")
 			}
 		}
 	}

@@ -126,18 +126,38 @@ func (s *Service) DeliveryUpdated(ctx context.Context, ev optin.Event) (optin.De
 	case c.State.Final():
 		return optin.Decision{Outcome: optin.OutcomeIgnored, Reason: ReasonChatEnded}, nil
 	}
-	_, err = s.store.Update(ctx, c.ID, func(c *Chat) error {
-		if c.State.Final() || slices.ContainsFunc(c.Undelivered, func(u Undelivered) bool { return u.MessageSid == ev.MessageSid }) {
-			return nil
-		}
-		c.Undelivered = append(c.Undelivered, Undelivered{MessageSid: ev.MessageSid, Code: ev.ErrorCode})
-		return nil
-	})
-	if err != nil {
-		return optin.Decision{}, fmt.Errorf("%w: recording a failed delivery: %w", optin.ErrUnavailable, err)
+	if _, err := s.failed(ctx, c.ID, []Undelivered{{MessageSid: ev.MessageSid, Code: ev.ErrorCode}}); err != nil {
+		return optin.Decision{}, fmt.Errorf("%w: %w", optin.ErrUnavailable, err)
 	}
 	s.later(zerolog.Ctx(ctx).With().Str("chat_id", c.ID).Logger().WithContext(ctx), c.ID)
 	return optin.Decision{Outcome: optin.OutcomeRelayed}, nil
+}
+
+// maxHandled bounds Chat.Handled: more than the newest messages the reconciler reads.
+const maxHandled = 2 * twiliocall.MarkerLookback
+
+// failed records failed deliveries on the chat, but those recorded already or acted on; it returns
+// how many it recorded.
+func (s *Service) failed(ctx context.Context, id string, us []Undelivered) (int, error) {
+	n := 0
+	_, err := s.store.Update(ctx, id, func(c *Chat) error {
+		n = 0
+		if c.State.Final() {
+			return nil
+		}
+		for _, u := range us {
+			if slices.Contains(c.Handled, u.MessageSid) || slices.ContainsFunc(c.Undelivered, func(x Undelivered) bool { return x.MessageSid == u.MessageSid }) {
+				continue
+			}
+			c.Undelivered = append(c.Undelivered, u)
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("recording a failed delivery: %w", err)
+	}
+	return n, nil
 }
 
 // Undelivered is a message Twilio reported undelivered, for a reason the chat acts on (a closed
@@ -177,6 +197,10 @@ func (s *Service) resolve(ctx context.Context, id string) error {
 		}
 		if _, err := s.store.Update(ctx, id, func(c *Chat) error {
 			c.Undelivered = slices.DeleteFunc(c.Undelivered, func(x Undelivered) bool { return x.MessageSid == u.MessageSid })
+			if !slices.Contains(c.Handled, u.MessageSid) {
+				c.Handled = append(c.Handled, u.MessageSid)
+				c.Handled = c.Handled[max(len(c.Handled)-maxHandled, 0):]
+			}
 			return nil
 		}); err != nil {
 			return fmt.Errorf("%w: %w", ErrUnavailable, err)

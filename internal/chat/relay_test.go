@@ -79,6 +79,7 @@ func (r *relayEnv) write(c Chat, author, body string) Message {
 // failed reports that m did not reach its recipient because their window was closed.
 func (r *relayEnv) failed(c Chat, m Message) optin.Decision {
 	r.t.Helper()
+	r.tw.failDelivery(c.ConversationSid, m.Sid, codeWindowClosed)
 	d, err := r.svc.DeliveryUpdated(context.Background(), optin.Event{Type: optin.EventDeliveryUpdated, ConversationSid: c.ConversationSid,
 		MessageSid: m.Sid, ParticipantSid: "MB00000000000000000000000000000001", Status: "failed", ErrorCode: codeWindowClosed})
 	if err != nil {
@@ -480,5 +481,32 @@ func TestAFailureReportedWhileTwilioIsAwayIsHeldLater(t *testing.T) {
 	}
 	if got := r.chat("order-1"); len(got.Rider.Held) != 1 || len(got.Undelivered) != 0 || got.Rider.NudgedAt.IsZero() {
 		t.Fatalf("after the sweep: held %+v, pending %+v, nudged %v", got.Rider.Held, got.Undelivered, got.Rider.NudgedAt)
+	}
+}
+
+// A failure whose report never came (Twilio calls a webhook once) is found by the reconciler, which
+// reads the chat's newest messages and their receipts; what was acted on already is left alone.
+func TestTheReconcilerFindsFailuresNoReportToldOf(t *testing.T) {
+	r := newRelayEnv(t)
+	c, _ := r.connected("order-1")
+	reported := r.write(c, customer, "first")
+	r.failed(c, reported) // reported, held
+	lost := r.write(c, customer, "gate code 4411")
+	r.tw.failDelivery(c.ConversationSid, lost.Sid, codeWindowClosed) // its report is lost
+	rep, err := r.svc.Reconcile(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := r.chat("order-1")
+	if rep.Recovered != 1 || len(got.Rider.Held) != 2 || got.Rider.Held[1].MessageSid != lost.Sid {
+		t.Fatalf("recovered %d, held %+v", rep.Recovered, got.Rider.Held)
+	}
+	r.write(c, rider, "here") // both sent again
+	again, err := r.svc.Reconcile(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, resent, _, _ := r.obs.counts(); again.Recovered != 0 || resent != 2 || len(r.chat("order-1").Rider.Held) != 0 {
+		t.Fatalf("a second reconcile recovered %d; resent %d", again.Recovered, resent)
 	}
 }

@@ -113,6 +113,24 @@ func (s *Service) abandon(ctx context.Context, c Chat) (Chat, error) {
 	return c, ErrEnded
 }
 
+// overtaken ends a start that ran past its lease (a paused process) while the chat was ended without
+// it: what this start made after the end — a conversation the end did not see yet, the numbers it
+// leased after the end freed them — is closed and freed, and the caller does not get the chat.
+func (s *Service) overtaken(ctx context.Context, c Chat) (Chat, error) {
+	zerolog.Ctx(ctx).Warn().Msg("chat ended while its start ran past its lease; closing what the start made")
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.StartBudget)
+	defer cancel()
+	if c.ConversationSid != "" {
+		if err := s.close(ctx, c.ConversationSid); err != nil {
+			zerolog.Ctx(ctx).Warn().Err(err).Msg("closing the conversation of an overtaken start")
+		}
+	}
+	if err := s.release(ctx, c.ID); err != nil {
+		zerolog.Ctx(ctx).Warn().Err(err).Msg("freeing the numbers of an overtaken start")
+	}
+	return Chat{}, ErrEnded
+}
+
 // startStep is one Twilio step of a start: what it left behind, recorded once done. look says an
 // earlier attempt may have taken effect: a create looks for it first.
 type startStep struct {
@@ -197,6 +215,9 @@ func (s *Service) runStart(ctx context.Context, c Chat, resumed bool) (Chat, err
 		if c, err = s.leaseNumbers(ctx, c); err != nil {
 			return Chat{}, err
 		}
+		if c.State.Final() {
+			return s.overtaken(ctx, c)
+		}
 		if c.Ending != nil {
 			return s.abandon(ctx, c)
 		}
@@ -233,6 +254,9 @@ func (s *Service) runStart(ctx context.Context, c Chat, resumed bool) (Chat, err
 		if err != nil {
 			return Chat{}, fmt.Errorf("%w: recording step %s: %w", ErrUnavailable, name, err)
 		}
+		if c.State.Final() {
+			return s.overtaken(ctx, c)
+		}
 		if c.Ending != nil {
 			return s.abandon(ctx, c)
 		}
@@ -251,7 +275,7 @@ func (s *Service) runStart(ctx context.Context, c Chat, resumed bool) (Chat, err
 	case !moved && c.State.Final():
 		// Ended by someone else while this start ran past its lease (a paused process): the caller
 		// does not get the chat.
-		return Chat{}, ErrEnded
+		return s.overtaken(ctx, c)
 	}
 	zerolog.Ctx(ctx).Info().Str("conversation_sid", c.ConversationSid).Str("state", string(c.State)).Msg("chat started")
 	if c.Fallback != nil {

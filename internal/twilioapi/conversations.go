@@ -156,6 +156,49 @@ func (c *Client) FetchMessage(ctx context.Context, conversationSid, messageSid s
 	return out, nil
 }
 
+// RecentDeliveries returns the newest messages, one page of at most limit, each with whether a
+// delivery of it failed or was undelivered (the message's delivery summary: "none", "some", "all").
+func (c *Client) RecentDeliveries(ctx context.Context, conversationSid string, limit int) ([]chat.Delivery, error) {
+	svc, rec := c.service(ctx, "list_messages")
+	p := &conversations.ListConversationMessageParams{}
+	p.SetOrder("desc").SetPageSize(min(max(limit, 1), 100))
+	page, err := svc.PageConversationMessage(seg(conversationSid), p, "", "")
+	if err != nil {
+		return nil, classify("list messages", err, rec)
+	}
+	out := make([]chat.Delivery, 0, len(page.Messages))
+	for _, m := range page.Messages {
+		d := chat.Delivery{Sid: deref(m.Sid)}
+		if summary, ok := unbox(m.Delivery).(map[string]any); ok {
+			for _, key := range []string{"failed", "undelivered"} {
+				if v, _ := summary[key].(string); v != "" && v != "none" {
+					d.Failed = true
+				}
+			}
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// FailureCodes returns the error codes of the message's failed or undelivered receipts.
+func (c *Client) FailureCodes(ctx context.Context, conversationSid, messageSid string) ([]int, error) {
+	svc, rec := c.service(ctx, "list_receipts")
+	p := &conversations.ListConversationMessageReceiptParams{}
+	p.SetPageSize(50)
+	receipts, err := svc.ListConversationMessageReceipt(seg(conversationSid), seg(messageSid), p)
+	if err != nil {
+		return nil, classify("list receipts", err, rec)
+	}
+	var codes []int
+	for _, r := range receipts {
+		if st := deref(r.Status); (st == "failed" || st == "undelivered") && r.ErrorCode != 0 {
+			codes = append(codes, r.ErrorCode)
+		}
+	}
+	return codes, nil
+}
+
 // isoDuration writes d as an ISO 8601 duration (PT2H30M), as Twilio's timers take it.
 func isoDuration(d time.Duration) string {
 	d = d.Round(time.Second)
