@@ -237,7 +237,7 @@ func (s *Service) hold(ctx context.Context, id string, m Message) (bool, error) 
 		return nil
 	})
 	if err != nil {
-		return false, fmt.Errorf("%w: holding a message: %w", optin.ErrUnavailable, err)
+		return false, fmt.Errorf("%w: holding a message: %w", ErrUnavailable, err)
 	}
 	if added {
 		zerolog.Ctx(ctx).Info().Str("party", to).Str("message_sid", m.Sid).Msg("message held: the party's window is closed")
