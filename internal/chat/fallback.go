@@ -87,10 +87,16 @@ func (s *Service) fallBack(ctx context.Context, id string) error {
 	if c.State.Final() {
 		return s.fallbackDone(ctx, id)
 	}
-	f := *c.Fallback
 	if s.cfg.SMS == nil {
 		return s.cannotFallBack(ctx, c, "the customer's number is not on WhatsApp and no SMS number is configured")
 	}
+	return s.moveToSMS(ctx, c, *c.Fallback)
+}
+
+// moveToSMS takes the steps of the move that f has not recorded yet, recording each, under the chat's
+// lease; a chat that ends meanwhile stops it.
+func (s *Service) moveToSMS(ctx context.Context, c Chat, f Fallback) error {
+	id := c.ID
 	bare := strings.TrimPrefix(f.From, "whatsapp:")
 	if f.Number == "" {
 		numbers, err := s.cfg.SMS.Lease(ctx, id, []string{bare})
@@ -132,6 +138,7 @@ func (s *Service) fallBack(ctx context.Context, id string) error {
 			return s.stepFailed(ctx, c, "adding the customer on SMS", err)
 		}
 		f.Added = true
+		var err error
 		if c, err = s.moved(ctx, id, f, bare); err != nil {
 			return err
 		}
