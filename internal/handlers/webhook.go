@@ -221,7 +221,12 @@ func handleConversationsWebhook(flows Flows, lifecycle Lifecycle, v *signature.V
 			return
 		}
 		rec.Webhook(decisionOutcome[d.Outcome])
-		hlog.FromRequest(r).Info().
+		line := hlog.FromRequest(r).Info()
+		if ev.Type == optin.EventDeliveryUpdated && d.Outcome == optin.OutcomeIgnored {
+			// A report for every delivery, read and send of every message: only the failures matter.
+			line = hlog.FromRequest(r).Debug()
+		}
+		line.
 			Str("event_type", ev.Type).
 			Str("conversation_sid", ev.ConversationSid).
 			Str("message_sid", ev.MessageSid).
