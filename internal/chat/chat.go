@@ -247,6 +247,8 @@ type Pool interface {
 	Replace(ctx context.Context, chatID, address, number string) (string, error)
 	// Release frees the chat's numbers.
 	Release(ctx context.Context, chatID string) error
+	// ReleaseAddress frees the numbers leased to the chat for one address (a party that left).
+	ReleaseAddress(ctx context.Context, chatID, address string) error
 	// Renew keeps the chat's numbers leased for another term.
 	Renew(ctx context.Context, chatID string) error
 	// Contains reports whether number (a whatsapp: or bare +E164 address) is one of the pool's.

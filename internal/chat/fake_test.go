@@ -382,6 +382,23 @@ func (p *fakePool) Release(_ context.Context, chatID string) error {
 	return nil
 }
 
+func (p *fakePool) ReleaseAddress(_ context.Context, chatID, address string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.leases[chatID] = slices.DeleteFunc(p.leases[chatID], func(a string) bool { return a == address })
+	if len(p.leases[chatID]) == 0 {
+		delete(p.leases, chatID)
+	}
+	return nil
+}
+
+// leasedTo reports whether the pool holds a lease of address for the chat.
+func (p *fakePool) leasedTo(chatID, address string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Contains(p.leases[chatID], address)
+}
+
 func (p *fakePool) Contains(number string) bool { return number == p.number }
 
 func (p *fakePool) Renew(_ context.Context, chatID string) error {

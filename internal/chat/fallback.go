@@ -126,6 +126,10 @@ func (s *Service) moveToSMS(ctx context.Context, c Chat, f Fallback) error {
 		if err := s.recordFallback(ctx, id, f); err != nil {
 			return err
 		}
+		// The WhatsApp pair is bound no more: another chat with this number may take it.
+		if err := s.cfg.WhatsApp.ReleaseAddress(ctx, id, f.From); err != nil {
+			zerolog.Ctx(ctx).Warn().Err(err).Str("chat_id", id).Msg("freeing the customer's WhatsApp number; it lapses with the chat")
+		}
 	}
 	if !f.Added {
 		if _, err := twiliocall.Retry(ctx, s.cfg.Retry, nil, "add_participant", func(ctx context.Context) (struct{}, error) {

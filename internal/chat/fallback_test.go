@@ -85,6 +85,9 @@ func TestACustomerNotOnWhatsAppMovesToSMS(t *testing.T) {
 		if !pool.held("order-1") || r.obs.fallbacks != 1 {
 			t.Errorf("%d: sms lease %v, fallbacks counted %d", code, pool.held("order-1"), r.obs.fallbacks)
 		}
+		if r.pool.leasedTo("order-1", customer) || !r.pool.leasedTo("order-1", rider) {
+			t.Errorf("%d: the customer's WhatsApp pair is still leased, or the rider's was freed", code)
+		}
 		// The opt-in now reads the SMS address as the customer's.
 		if cust, _, _, _ := r.svc.Parties(context.Background(), c.ConversationSid); cust != "+15550001111" {
 			t.Errorf("%d: parties name the customer %s", code, cust)

@@ -28,6 +28,9 @@ type Store interface {
 	Take(ctx context.Context, chatID string, pairs []Pair) (bool, error)
 	// Release frees every pair leased to chatID.
 	Release(ctx context.Context, chatID string) error
+	// ReleaseAddress frees the pairs of address leased to chatID (a party that left the chat's
+	// conversation), and only those.
+	ReleaseAddress(ctx context.Context, chatID, address string) error
 	// Renew starts the lease term of every pair leased to chatID again, as when it was taken.
 	Renew(ctx context.Context, chatID string) error
 	// Block keeps a pair from being leased for ttl — Twilio says it is bound outside the service — and
@@ -116,6 +119,11 @@ func (p *Pool) Replace(ctx context.Context, chatID, address, number string) (str
 
 // Release frees the chat's pairs.
 func (p *Pool) Release(ctx context.Context, chatID string) error { return p.store.Release(ctx, chatID) }
+
+// ReleaseAddress frees the address's pairs leased to chatID: the party left the conversation.
+func (p *Pool) ReleaseAddress(ctx context.Context, chatID, address string) error {
+	return p.store.ReleaseAddress(ctx, chatID, address)
+}
 
 // Renew keeps the chat's pairs leased for another term: a chat that stays open longer than a lease
 // lasts (its conversation closes only after inactivity) must not lose its numbers.

@@ -2,6 +2,7 @@ package memory
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -118,6 +119,22 @@ func (s *Pairs) Release(_ context.Context, chatID string) error {
 		}
 	}
 	delete(s.byChat, chatID)
+	return nil
+}
+
+// ReleaseAddress frees the address's pairs leased to chatID.
+func (s *Pairs) ReleaseAddress(_ context.Context, chatID, address string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.byChat[chatID] = slices.DeleteFunc(s.byChat[chatID], func(p numberpool.Pair) bool {
+		if p.Address != address {
+			return false
+		}
+		if s.leased[p].chat == chatID {
+			delete(s.leased, p)
+		}
+		return true
+	})
 	return nil
 }
 

@@ -64,6 +64,24 @@ redis.call('DEL', 'optin:chatpairs:' .. chat)
 return #pairs
 `)
 
+// releaseAddress frees the pairs of one address still leased to the chat: ARGV = chat, address.
+var releaseAddress = redis.NewScript(`
+local chat, address = ARGV[1], ARGV[2]
+local n = 0
+for _, pair in ipairs(redis.call('SMEMBERS', 'optin:chatpairs:' .. chat)) do
+  local bar = string.find(pair, '|', 1, true)
+  if string.sub(pair, 1, bar - 1) == address then
+    if redis.call('GET', 'optin:pair:' .. pair) == chat then
+      redis.call('DEL', 'optin:pair:' .. pair)
+      redis.call('ZREM', 'optin:numberpairs:' .. string.sub(pair, bar + 1), address)
+    end
+    redis.call('SREM', 'optin:chatpairs:' .. chat, pair)
+    n = n + 1
+  end
+end
+return n
+`)
+
 // renewPairs starts the term of the chat's live leases again: ARGV = chat, ttl ms, now ms.
 var renewPairs = redis.NewScript(`
 local chat, ttl, now = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -124,6 +142,14 @@ func (s *Pairs) Take(ctx context.Context, chatID string, pairs []numberpool.Pair
 func (s *Pairs) Release(ctx context.Context, chatID string) error {
 	if err := releasePairs.Run(ctx, s.rdb, nil, chatID).Err(); err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("releasing pairs: %w", err)
+	}
+	return nil
+}
+
+// ReleaseAddress frees the address's pairs leased to chatID.
+func (s *Pairs) ReleaseAddress(ctx context.Context, chatID, address string) error {
+	if err := releaseAddress.Run(ctx, s.rdb, nil, chatID, address).Err(); err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("releasing an address's pairs: %w", err)
 	}
 	return nil
 }

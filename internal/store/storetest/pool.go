@@ -108,6 +108,38 @@ func RunPairs(t *testing.T, open func(t *testing.T, retention time.Duration) (nu
 		}
 	})
 
+	t.Run("one party's pairs released, the other's kept", func(t *testing.T) {
+		s, other := open(t, time.Hour)
+		ctx := t.Context()
+		customer := numberpool.Pair{Address: "whatsapp:+15550001111", Number: "whatsapp:+15550100000"}
+		rider := numberpool.Pair{Address: "whatsapp:+15550002222", Number: "whatsapp:+15550100000"}
+		sms := numberpool.Pair{Address: "+15550001111", Number: "+15550109999"}
+		if ok, err := s.Take(ctx, "chat-1", []numberpool.Pair{customer, rider}); !ok || err != nil {
+			t.Fatalf("take: %v %v", ok, err)
+		}
+		if ok, err := s.Take(ctx, "chat-1", []numberpool.Pair{sms}); !ok || err != nil {
+			t.Fatalf("take sms: %v %v", ok, err)
+		}
+		if err := other.ReleaseAddress(ctx, "chat-1", customer.Address); err != nil {
+			t.Fatal(err)
+		}
+		if counts, _ := s.InUse(ctx); counts[customer.Number] != 1 || counts[sms.Number] != 1 {
+			t.Errorf("in use after one address's release %v, want the rider's and the SMS pair", counts)
+		}
+		if ok, _ := other.Take(ctx, "chat-2", []numberpool.Pair{customer}); !ok {
+			t.Error("the released pair could not be leased again")
+		}
+		if ok, _ := other.Take(ctx, "chat-2", []numberpool.Pair{rider}); ok {
+			t.Error("the other party's pair was released too")
+		}
+		// The chat's release later frees what it still holds, not the pair another chat took since.
+		if err := s.Release(ctx, "chat-1"); err != nil {
+			t.Fatal(err)
+		}
+		if counts, _ := other.InUse(ctx); counts[customer.Number] != 1 || counts[sms.Number] != 0 {
+			t.Errorf("in use after the chat's release %v, want only chat-2's pair", counts)
+		}
+	})
 	t.Run("a lease that lapses stops counting and frees its pair", func(t *testing.T) {
 		a, b := open(t, 2*time.Second)
 		ctx := t.Context()
