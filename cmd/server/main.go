@@ -23,6 +23,7 @@ import (
 	"github.com/mattn/go-isatty"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/optinkit/optin/internal/authlimit"
 	"github.com/optinkit/optin/internal/callback"
@@ -449,4 +450,21 @@ func newLogger(cfg settings, stdout io.Writer) zerolog.Logger {
 		out = zerolog.ConsoleWriter{Out: stdout, TimeFormat: time.RFC3339, NoColor: !isFile || !isatty.IsTerminal(f.Fd())}
 	}
 	return zerolog.New(out).Level(cfg.logLevel).With().Timestamp().Logger()
+}
+
+// tracerProvider is the provider of run's spans — the test's, or the SDK's when the OTEL_* variables
+// ask for traces, or nil (tracing off) — and what flushes it at the end.
+func tracerProvider(ctx context.Context, getenv func(string) string) (trace.TracerProvider, func(context.Context) error, error) {
+	none := func(context.Context) error { return nil }
+	if tp, ok := ctx.Value(tracerKey{}).(trace.TracerProvider); ok {
+		return tp, none, nil
+	}
+	if !tracing.Enabled(getenv) {
+		return nil, none, nil
+	}
+	sdk, err := tracing.Start(ctx, version)
+	if err != nil {
+		return nil, none, err
+	}
+	return sdk, sdk.Shutdown, nil
 }

@@ -8,7 +8,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/optinkit/optin/internal/chat"
-	"github.com/optinkit/optin/internal/tracing"
 )
 
 // The context values by which tests reach into run: where it listens, what it listens on, and faults
@@ -62,23 +61,6 @@ type tracerKey struct{}
 
 func withTracerProvider(ctx context.Context, tp trace.TracerProvider) context.Context {
 	return context.WithValue(ctx, tracerKey{}, tp)
-}
-
-// tracerProvider is the provider of run's spans — the test's, or the SDK's when the OTEL_* variables
-// ask for traces, or nil (tracing off) — and what flushes it at the end.
-func tracerProvider(ctx context.Context, getenv func(string) string) (trace.TracerProvider, func(context.Context) error, error) {
-	none := func(context.Context) error { return nil }
-	if tp, ok := ctx.Value(tracerKey{}).(trace.TracerProvider); ok {
-		return tp, none, nil
-	}
-	if !tracing.Enabled(getenv) {
-		return nil, none, nil
-	}
-	sdk, err := tracing.Start(ctx, version)
-	if err != nil {
-		return nil, none, err
-	}
-	return sdk, sdk.Shutdown, nil
 }
 
 // testSeams are the seams a test set in run's context; production has none.

@@ -153,7 +153,7 @@ func (s *Service) moveToSMS(ctx context.Context, c Chat, f Fallback) error {
 	}
 	if c.State == StateInvited {
 		// Found by its marker if an earlier run sent it: the customer gets it once.
-		m := optin.Message{Author: c.Rider.Address, Body: s.smsInvite(c), Attributes: startMarker(id, "sms_invite")}
+		m := optin.Message{Author: c.Rider.Address, Body: s.smsInvite(c), Attributes: chatMarker(id, "step", "sms_invite")}
 		if _, err := s.createOnce(ctx, c.ConversationSid, "sms_invite", true, m); err != nil {
 			return s.stepFailed(ctx, c, "sending the invitation by SMS", err)
 		}

@@ -110,13 +110,20 @@ func (s *Service) lostReports(ctx context.Context, c Chat, reads *rate.Limiter) 
 	if err != nil {
 		return 0, err
 	}
-	known := func(sid string) bool {
-		return slices.Contains(c.Handled, sid) || slices.ContainsFunc(c.Undelivered, func(u Undelivered) bool { return u.MessageSid == sid }) ||
-			slices.ContainsFunc(append(c.Customer.Held, c.Rider.Held...), func(h Held) bool { return h.MessageSid == sid })
+	// What the chat acted on, or will: a failure handled, one recorded, a message held.
+	known := make(map[string]bool, len(c.Handled)+len(c.Undelivered))
+	for _, sid := range c.Handled {
+		known[sid] = true
+	}
+	for _, u := range c.Undelivered {
+		known[u.MessageSid] = true
+	}
+	for _, h := range slices.Concat(c.Customer.Held, c.Rider.Held) {
+		known[h.MessageSid] = true
 	}
 	var found []Undelivered
 	for _, d := range ds {
-		if !d.Failed || known(d.Sid) {
+		if !d.Failed || known[d.Sid] {
 			continue
 		}
 		if err := reads.Wait(ctx); err != nil {

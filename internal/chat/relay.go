@@ -394,7 +394,7 @@ func (s *Service) resend(ctx context.Context, id, role string) error {
 				continue // let go meanwhile (the chat ended), or sent by another run: read again
 			}
 		}
-		marker := relayMarker(id, "resend", h.MessageSid)
+		marker := chatMarker(id, "resend", h.MessageSid)
 		sid, err := s.createOnce(ctx, c.ConversationSid, "resend", look, optin.Message{Author: h.Author, Body: h.Body, Attributes: marker})
 		if twiliocall.Code(err) == twiliocall.CodeClosed {
 			// The chat ended meanwhile (its end let the message go): this one is dropped, not sent.
@@ -454,7 +454,7 @@ func (s *Service) nudge(ctx context.Context, id, role string) error {
 	}
 	from := c.party(other(role))
 	vars, _ := json.Marshal(map[string]string{"1": nameOr(from.Name, other(role))})
-	marker := relayMarker(id, "nudge", role+"@"+strconv.FormatInt(p.NudgedFor.UnixMilli(), 10))
+	marker := chatMarker(id, "nudge", role+"@"+strconv.FormatInt(p.NudgedFor.UnixMilli(), 10))
 	_, err = s.createOnce(ctx, c.ConversationSid, "nudge", look,
 		optin.Message{Author: from.Address, ContentSid: s.cfg.NudgeContentSid, ContentVariables: string(vars), Attributes: marker})
 	if err != nil && !twiliocall.Permanently(err) {
@@ -482,12 +482,6 @@ func nameOr(name, role string) string {
 		return name
 	}
 	return "your " + role
-}
-
-// relayMarker is the Attributes of a message the relay creates (kind: resend, nudge), found by ref.
-func relayMarker(chatID, kind, ref string) string {
-	b, _ := json.Marshal(map[string]map[string]string{"optin": {"chat": chatID, kind: ref}})
-	return string(b)
 }
 
 // createOnce creates m in the conversation once: with look, or after a failure whose effect is

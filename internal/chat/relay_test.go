@@ -218,7 +218,7 @@ func TestAnInterruptedResendFindsItsCopy(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.tw.mu.Lock()
-	r.tw.convs[c.ConversationSid].add(optin.Message{Author: customer, Body: "gate code 4411", Attributes: relayMarker("order-1", "resend", m.Sid)})
+	r.tw.convs[c.ConversationSid].add(optin.Message{Author: customer, Body: "gate code 4411", Attributes: chatMarker("order-1", "resend", m.Sid)})
 	r.tw.mu.Unlock()
 	r.svc.spawn = func(func()) {} // only the sweep
 	r.write(c, rider, "here")

@@ -157,9 +157,10 @@ func (s *Service) startSteps(c *Chat) []startStep {
 	}
 }
 
-// startMarker is the Attributes of what a chat's start creates, so that a repeat can find it.
-func startMarker(chatID, step string) string {
-	b, _ := json.Marshal(map[string]map[string]string{"optin": {"chat": chatID, "step": step}})
+// chatMarker is the Attributes of what the service creates for a chat — a start step's result, a held
+// message's copy, a nudge — naming it by key and value, so that a repeat can find it.
+func chatMarker(chatID, key, value string) string {
+	b, _ := json.Marshal(map[string]map[string]string{"optin": {"chat": chatID, key: value}})
 	return string(b)
 }
 
@@ -172,7 +173,7 @@ func (s *Service) createConversation(ctx context.Context, c Chat) (string, error
 		}
 	}
 	sid, err := s.conv.CreateConversation(ctx, NewConversation{
-		UniqueName: c.ID, FriendlyName: conversationNamePrefix + c.ID, Attributes: startMarker(c.ID, stepConversation), ClosedAfter: c.TTL})
+		UniqueName: c.ID, FriendlyName: conversationNamePrefix + c.ID, Attributes: chatMarker(c.ID, "step", stepConversation), ClosedAfter: c.TTL})
 	if twiliocall.Code(err) != codeUniqueNameTaken {
 		return sid, err
 	}
@@ -188,7 +189,7 @@ func (s *Service) createConversation(ctx context.Context, c Chat) (string, error
 // invite sends the customer the invitation, authored by the rider so that only the customer gets it;
 // with look set it first looks for the one an earlier attempt sent.
 func (s *Service) invite(ctx context.Context, c Chat, look bool) (string, error) {
-	m := optin.Message{Author: c.Rider.Address, Attributes: startMarker(c.ID, stepInvite)}
+	m := optin.Message{Author: c.Rider.Address, Attributes: chatMarker(c.ID, "step", stepInvite)}
 	if c.Invite.ContentSid != "" {
 		vars, _ := json.Marshal(c.Invite.ContentVariables)
 		m.ContentSid, m.ContentVariables = c.Invite.ContentSid, string(vars)

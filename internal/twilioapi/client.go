@@ -115,6 +115,20 @@ func (c *Client) CreateMessage(ctx context.Context, conversationSid string, m op
 
 // RecentMessages returns the newest messages first, one page of at most limit (Twilio's maximum is 100).
 func (c *Client) RecentMessages(ctx context.Context, conversationSid string, limit int) ([]optin.PostedMessage, error) {
+	msgs, err := c.newestMessages(ctx, conversationSid, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]optin.PostedMessage, 0, len(msgs))
+	for _, m := range msgs {
+		out = append(out, optin.PostedMessage{Sid: deref(m.Sid), Attributes: deref(m.Attributes)})
+	}
+	return out, nil
+}
+
+// newestMessages reads one page of the conversation's newest messages, at most limit (Twilio's
+// maximum page is 100).
+func (c *Client) newestMessages(ctx context.Context, conversationSid string, limit int) ([]conversations.ConversationsV1ConversationMessage, error) {
 	svc, rec := c.service(ctx, "list_messages")
 	p := &conversations.ListConversationMessageParams{}
 	p.SetOrder("desc").SetPageSize(min(max(limit, 1), 100))
@@ -122,11 +136,7 @@ func (c *Client) RecentMessages(ctx context.Context, conversationSid string, lim
 	if err != nil {
 		return nil, classify("list messages", err, rec)
 	}
-	out := make([]optin.PostedMessage, 0, len(page.Messages))
-	for _, m := range page.Messages {
-		out = append(out, optin.PostedMessage{Sid: deref(m.Sid), Attributes: deref(m.Attributes)})
-	}
-	return out, nil
+	return page.Messages, nil
 }
 
 // webhookPageSize is Twilio's maximum for scoped webhooks; twilio-go would ask for 50.

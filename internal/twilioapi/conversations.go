@@ -159,15 +159,12 @@ func (c *Client) FetchMessage(ctx context.Context, conversationSid, messageSid s
 // RecentDeliveries returns the newest messages, one page of at most limit, each with whether a
 // delivery of it failed or was undelivered (the message's delivery summary: "none", "some", "all").
 func (c *Client) RecentDeliveries(ctx context.Context, conversationSid string, limit int) ([]chat.Delivery, error) {
-	svc, rec := c.service(ctx, "list_messages")
-	p := &conversations.ListConversationMessageParams{}
-	p.SetOrder("desc").SetPageSize(min(max(limit, 1), 100))
-	page, err := svc.PageConversationMessage(seg(conversationSid), p, "", "")
+	msgs, err := c.newestMessages(ctx, conversationSid, limit)
 	if err != nil {
-		return nil, classify("list messages", err, rec)
+		return nil, err
 	}
-	out := make([]chat.Delivery, 0, len(page.Messages))
-	for _, m := range page.Messages {
+	out := make([]chat.Delivery, 0, len(msgs))
+	for _, m := range msgs {
 		d := chat.Delivery{Sid: deref(m.Sid)}
 		if summary, ok := unbox(m.Delivery).(map[string]any); ok {
 			for _, key := range []string{"failed", "undelivered"} {
