@@ -248,6 +248,9 @@ func TestACustomerNotOnWhatsAppIsInvitedOverSMS(t *testing.T) {
 	if c["state"] != "invited" || cust["address"] != smsCustomer || cust["proxy_address"] != smsNumber || last["channel"] != "sms" || last["state"] != "invited" {
 		t.Fatalf("chat after the move: %v", c)
 	}
+	// The chat records the move before it sends the text invitation (so that a quick answer finds the
+	// new address): wait for the invitation to arrive.
+	w.awaitReceived(smsCustomer, 0, 1)
 	want := []string{"Hello Ana, can Bruno message you? [undelivered]",
 		"Hello Ana, your delivery is almost there but Bruno (your rider) needs help finding your door. Are you willing to chat with them? Reply YES or NO. [delivered]"}
 	if got := append(w.received(customer, 0), w.received(smsCustomer, 0)...); strings.Join(got, "\n") != strings.Join(want, "\n") {
