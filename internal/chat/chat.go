@@ -346,4 +346,12 @@ type Message struct {
 	Index                         int
 	// Created is Twilio's date_created.
 	Created time.Time
+	// Media are the message's attachments (a photo of the door), in Twilio's order.
+	Media []Media `json:",omitempty"`
+}
+
+// Media is one attachment of a message, as Twilio's Media Content Service keeps it (an ME SID).
+type Media struct {
+	Sid, ContentType, Filename string
+	Size                       int64
 }

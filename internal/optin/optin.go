@@ -233,6 +233,9 @@ type Message struct {
 	ContentSid       string
 	ContentVariables string
 	Attributes       string
+	// MediaSid attaches media uploaded for this message (Twilio takes one per message, and a media
+	// SID only once: a copy of a message with media gets a copy of the media, see chat's CopyMedia).
+	MediaSid string
 }
 
 // PostedMessage is a message already in a conversation, as a search for a step's marker sees it.
