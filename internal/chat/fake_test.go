@@ -421,6 +421,8 @@ type fakeStore struct {
 	locks map[string]fakeLease
 	seq   int64
 	now   func() time.Time
+	// failUpdate, when set, sees each update (the chat before and after its change) and may refuse it.
+	failUpdate func(before, after Chat) error
 }
 
 type fakeLease struct {
@@ -500,8 +502,14 @@ func (s *fakeStore) Update(_ context.Context, id string, change func(*Chat) erro
 	if !ok {
 		return Chat{}, fmt.Errorf("chat %s: %w", id, ErrNotFound)
 	}
+	before, _ := s.load(id)
 	if err := change(&c); err != nil {
 		return Chat{}, err
+	}
+	if s.failUpdate != nil {
+		if err := s.failUpdate(before, c); err != nil {
+			return Chat{}, err
+		}
 	}
 	s.save(c)
 	got, _ := s.load(id)

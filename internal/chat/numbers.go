@@ -32,7 +32,7 @@ func (s *Service) lease(ctx context.Context, c Chat) ([]string, error) {
 	}
 	rider, err := s.pool(c.Rider).Lease(ctx, c.ID, []string{c.Rider.Address})
 	if err != nil {
-		_ = s.release(context.WithoutCancel(ctx), c.ID)
+		_ = s.pool(c.Customer).ReleaseAddress(context.WithoutCancel(ctx), c.ID, c.Customer.Address)
 		return nil, err
 	}
 	return []string{customer[0], rider[0]}, nil
@@ -75,16 +75,20 @@ func (s *Service) leaseNumbers(ctx context.Context, c Chat) (Chat, error) {
 		s.noFreeNumber()
 		return Chat{}, &NoNumberError{Party: party, Address: ex.Address, Err: err}
 	}
-	c, err = s.store.Update(ctx, c.ID, func(c *Chat) error {
+	updated, err := s.store.Update(ctx, c.ID, func(c *Chat) error {
 		c.Customer.ProxyAddress, c.Rider.ProxyAddress = numbers[0], numbers[1]
 		c.Steps[stepNumbers] = strings.Join(numbers, ",")
 		return nil
 	})
 	if err != nil {
-		_ = s.release(context.WithoutCancel(ctx), c.ID)
+		// Not recorded: the resumed start leases again, so free these now (of this chat: c, not
+		// the zero chat the failed update returned).
+		if rerr := s.release(context.WithoutCancel(ctx), c.ID); rerr != nil {
+			zerolog.Ctx(ctx).Warn().Err(rerr).Str("chat_id", c.ID).Msg("freeing numbers not recorded; they lapse with the retention")
+		}
 		return Chat{}, fmt.Errorf("%w: recording numbers: %w", ErrUnavailable, err)
 	}
-	return c, nil
+	return updated, nil
 }
 
 // addParticipant adds the party; one already in the conversation (an earlier attempt) counts as added.

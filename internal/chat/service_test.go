@@ -491,3 +491,30 @@ func TestReconcileKeepsToItsRate(t *testing.T) {
 		t.Errorf("%d reads in %v: faster than 100 a second (at least %v)", chats, span, least)
 	}
 }
+
+// A start whose numbers cannot be recorded frees them — its own, not the zero chat's — so that the
+// repeated start holds one pair per party (issue 24, defect 4).
+func TestUnrecordedNumbersAreFreed(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	failed := false
+	e.store.failUpdate = func(before, after Chat) error {
+		if !failed && before.Steps[stepNumbers] == "" && after.Steps[stepNumbers] != "" {
+			failed = true
+			return errors.New("store blip")
+		}
+		return nil
+	}
+	if _, _, err := e.svc.Start(ctx, request("order-1")); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("start: %v, want unavailable", err)
+	}
+	if e.pool.held("order-1") {
+		t.Errorf("numbers not recorded stay leased: %v", e.pool.leases["order-1"])
+	}
+	if _, _, err := e.svc.Start(ctx, request("order-1")); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.pool.leases["order-1"]; len(got) != 2 {
+		t.Errorf("leases after the repeated start %v, want one per party", got)
+	}
+}

@@ -78,7 +78,8 @@ func (p *Pool) Contains(number string) bool { return slices.Contains(p.numbers, 
 
 // Lease leases one number for each address to chatID and returns them in the same order: one number
 // for all when one is free for every address, else a number per address; each address's last number
-// first. *ExhaustedError names the first address no number is free for; nothing stays leased then.
+// first. *ExhaustedError names the first address no number is free for; nothing this call leased
+// stays leased then, and what the chat held before stays as it was.
 func (p *Pool) Lease(ctx context.Context, chatID string, addresses []string) ([]string, error) {
 	order, err := p.preference(ctx, addresses)
 	if err != nil {
@@ -101,7 +102,11 @@ func (p *Pool) Lease(ctx context.Context, chatID string, addresses []string) ([]
 	for i, a := range addresses {
 		n, err := p.leaseOne(ctx, chatID, a)
 		if err != nil {
-			_ = p.store.Release(context.WithoutCancel(ctx), chatID)
+			// Free only what this call took: the chat may hold other pairs (its WhatsApp pair while
+			// its customer is moved to SMS), in this pool or another sharing the store.
+			for _, taken := range addresses[:i] {
+				_ = p.store.ReleaseAddress(context.WithoutCancel(ctx), chatID, taken)
+			}
 			return nil, err
 		}
 		out[i] = n

@@ -121,3 +121,44 @@ func TestReplaceBlocksThePair(t *testing.T) {
 		t.Error("an empty pool was accepted")
 	}
 }
+
+// A chat whose customer finds no SMS number keeps its WhatsApp pairs: the two pools share one store,
+// and a refused lease frees only what it took (issue 24, defect 2).
+func TestRefusedLeaseKeepsTheChatsOtherPairs(t *testing.T) {
+	ctx := t.Context()
+	store := memory.NewPairs(0)
+	wa, err := numberpool.New("WhatsApp", []string{number(0)}, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sms, err := numberpool.New("SMS", []string{"+15550109999"}, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := wa.Lease(ctx, "chat-1", []string{customer(1), rider}); err != nil {
+		t.Fatal(err)
+	}
+	// Another chat holds the only SMS pair of the customer's bare number.
+	if _, err := sms.Lease(ctx, "chat-0", []string{"+15550001101"}); err != nil {
+		t.Fatal(err)
+	}
+	var ex *numberpool.ExhaustedError
+	if _, err := sms.Lease(ctx, "chat-1", []string{"+15550001101"}); !errors.As(err, &ex) {
+		t.Fatalf("SMS lease: %v, want exhausted", err)
+	}
+	// Two addresses, the second refused: the first one's new pair is freed, the rest kept.
+	if _, err := sms.Lease(ctx, "chat-1", []string{"+15550001102", "+15550001101"}); !errors.As(err, &ex) {
+		t.Fatalf("SMS lease of two: %v, want exhausted", err)
+	}
+	usage, _ := wa.Usage(ctx)
+	if usage[0].InUse != 2 {
+		t.Errorf("WhatsApp pairs in use %d after a refused SMS lease, want the chat's 2", usage[0].InUse)
+	}
+	usage, _ = sms.Usage(ctx)
+	if usage[0].InUse != 1 {
+		t.Errorf("SMS pairs in use %d, want only chat-0's", usage[0].InUse)
+	}
+	if _, err := wa.Lease(ctx, "chat-2", []string{customer(2), rider}); !errors.As(err, &ex) {
+		t.Errorf("the rider's pair was free again for another chat: %v", err)
+	}
+}
