@@ -2,6 +2,8 @@ package chat
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -45,7 +47,11 @@ func (s *Service) SweepOutbox(ctx context.Context) (int, error) {
 	n := 0
 	now := s.now()
 	_, grace := s.outboxTimes()
+	var failed error
 	for _, id := range ids {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
 		c, err := s.store.Get(ctx, id)
 		if err != nil {
 			continue // forgotten since, or a blip: the next sweep sees it
@@ -63,12 +69,14 @@ func (s *Service) SweepOutbox(ctx context.Context) (int, error) {
 				continue
 			}
 			if err := s.cfg.Notifier.Notify(ctx, c.ID, ev.ID); err != nil {
-				return n, err
+				// One chat's event refused does not hold up the others': the next sweep tries it again.
+				failed = errors.Join(failed, fmt.Errorf("chat %s: %w", c.ID, err))
+				continue
 			}
 			n++
 		}
 	}
-	return n, nil
+	return n, failed
 }
 
 func (s *Service) noFreeNumber() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/optinkit/optin/internal/twiliocall"
@@ -191,63 +192,54 @@ func (s *Service) reviveLocked(ctx context.Context, c Chat, rep *ReconcileReport
 	}
 }
 
-// Maintain runs the upkeep of chats until ctx ends: the outbox swept every OutboxInterval (or
-// ReconcileInterval, when shorter) and the chats reconciled every ReconcileInterval, each by one replica
-// at a time (a lease in the store).
+// Maintain runs the upkeep of chats until ctx ends, as two independent jobs, so that a long reconcile
+// (thousands of open chats at ReconcileRate) never holds up the outbox: the outbox swept every
+// OutboxInterval (or ReconcileInterval, when shorter) and the chats reconciled every ReconcileInterval,
+// each by one replica at a time (a lease in the store, which a run stops at once when it loses).
 func (s *Service) Maintain(ctx context.Context) {
-	owner := newOwner()
 	every, _ := s.outboxTimes()
-	outbox := time.NewTicker(every)
-	defer outbox.Stop()
-	reconcile := time.NewTicker(s.cfg.ReconcileInterval)
-	defer reconcile.Stop()
+	var wg sync.WaitGroup
+	wg.Go(func() { s.every(ctx, outboxLease, every, s.sweepOnce) })
+	wg.Go(func() { s.every(ctx, reconcileLease, s.cfg.ReconcileInterval, s.reconcileOnce) })
+	wg.Wait()
+}
+
+// every runs job each interval, under the lease name, until ctx ends. The lease lasts two intervals and
+// is renewed a third of the way through it while the job runs, so another replica takes it only once
+// the holder stopped; a job whose lease cannot be renewed (taken over, or the store unreachable) is
+// cancelled, so that two replicas never run it at once for long.
+func (s *Service) every(ctx context.Context, name string, interval time.Duration, job func(context.Context)) {
+	owner := newOwner()
+	ttl := 2 * interval
+	t := time.NewTicker(interval)
+	defer t.Stop()
 	log := zerolog.Ctx(ctx)
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-outbox.C:
-			// The holder renews its lease each tick; it lasts two, so another replica takes it only
-			// once the holder has stopped, never in the same tick.
-			if ok, _ := s.store.Lock(ctx, outboxLease, owner, 2*every); ok {
-				n, err := s.SweepOutbox(ctx)
-				if s.cfg.Observer != nil && n > 0 {
-					s.cfg.Observer.OutboxResent(n)
-				}
-				if err != nil {
-					log.Warn().Err(err).Int("handed_over", n).Msg("outbox sweep")
-				} else if n > 0 {
-					log.Info().Int("handed_over", n).Msg("outbox sweep handed over events")
-				}
-			}
-		case <-reconcile.C:
-			if ok, _ := s.store.Lock(ctx, reconcileLease, owner, 2*s.cfg.ReconcileInterval); ok {
-				// A run may outlast the interval (many open chats at a low rate): it keeps its lease.
-				renewCtx, stopRenew := context.WithCancel(ctx)
-				go s.renew(renewCtx, reconcileLease, owner, 2*s.cfg.ReconcileInterval)
-				rep, err := s.Reconcile(ctx)
-				stopRenew()
-				if o := s.cfg.Observer; o != nil {
-					for outcome, n := range map[string]int{"closed": rep.Closed, "concluded": rep.Concluded, "resumed": rep.Resumed, "failed": rep.Failed,
-						"delivery_recovered": rep.Recovered} {
-						if n > 0 {
-							o.Reconciled(outcome, n)
-						}
-					}
-				}
-				ev := log.Info()
-				if err != nil {
-					ev = log.Warn().Err(err)
-				}
-				ev.Int("checked", rep.Checked).Int("closed", rep.Closed).Int("concluded", rep.Concluded).
-					Int("resumed", rep.Resumed).Int("failed", rep.Failed).Int("deliveries_recovered", rep.Recovered).Msg("chats reconciled")
-			}
+		case <-t.C:
 		}
+		ok, err := s.store.Lock(ctx, name, owner, ttl)
+		if err != nil {
+			log.Warn().Err(err).Str("lease", name).Msg("upkeep: taking the lease")
+			continue
+		}
+		if !ok {
+			continue // another replica runs it
+		}
+		jctx, cancel := context.WithCancel(ctx)
+		renewed := make(chan struct{})
+		go func() { defer close(renewed); s.keepLease(jctx, cancel, name, owner, ttl) }()
+		job(jctx)
+		cancel()
+		<-renewed
 	}
 }
 
-// renew extends the lease name that owner holds, every third of its ttl, until ctx ends.
-func (s *Service) renew(ctx context.Context, name, owner string, ttl time.Duration) {
+// keepLease keeps the lease name that owner holds, renewing it every third of its ttl until ctx ends; when
+// a renewal fails or finds the lease taken it cancels the job.
+func (s *Service) keepLease(ctx context.Context, cancel context.CancelFunc, name, owner string, ttl time.Duration) {
 	t := time.NewTicker(ttl / 3)
 	defer t.Stop()
 	for {
@@ -255,7 +247,48 @@ func (s *Service) renew(ctx context.Context, name, owner string, ttl time.Durati
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			_, _ = s.store.Lock(ctx, name, owner, ttl)
+		}
+		ok, err := s.store.Lock(ctx, name, owner, ttl)
+		if err != nil || !ok {
+			if ctx.Err() == nil {
+				zerolog.Ctx(ctx).Warn().Err(err).Str("lease", name).Msg("upkeep: lease lost; stopping this run")
+			}
+			cancel()
+			return
 		}
 	}
+}
+
+// sweepOnce is one run of the outbox sweep, counted and logged.
+func (s *Service) sweepOnce(ctx context.Context) {
+	log := zerolog.Ctx(ctx)
+	n, err := s.SweepOutbox(ctx)
+	if s.cfg.Observer != nil && n > 0 {
+		s.cfg.Observer.OutboxResent(n)
+	}
+	if err != nil {
+		log.Warn().Err(err).Int("handed_over", n).Msg("outbox sweep")
+	} else if n > 0 {
+		log.Info().Int("handed_over", n).Msg("outbox sweep handed over events")
+	}
+}
+
+// reconcileOnce is one reconcile, counted and logged.
+func (s *Service) reconcileOnce(ctx context.Context) {
+	log := zerolog.Ctx(ctx)
+	rep, err := s.Reconcile(ctx)
+	if o := s.cfg.Observer; o != nil {
+		for outcome, n := range map[string]int{"closed": rep.Closed, "concluded": rep.Concluded, "resumed": rep.Resumed, "failed": rep.Failed,
+			"delivery_recovered": rep.Recovered} {
+			if n > 0 {
+				o.Reconciled(outcome, n)
+			}
+		}
+	}
+	ev := log.Info()
+	if err != nil {
+		ev = log.Warn().Err(err)
+	}
+	ev.Int("checked", rep.Checked).Int("closed", rep.Closed).Int("concluded", rep.Concluded).
+		Int("resumed", rep.Resumed).Int("failed", rep.Failed).Int("deliveries_recovered", rep.Recovered).Msg("chats reconciled")
 }

@@ -1,0 +1,122 @@
+package chat
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+)
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// A reconcile that takes long (thousands of open chats at a paced rate; here one that blocks on
+// Twilio) does not hold up the outbox: events are still handed over (issue 24, defect 9).
+func TestOutboxSweepsWhileReconcileRuns(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.notes.mu.Lock()
+	e.notes.fail = errors.New("queue down")
+	e.notes.mu.Unlock()
+	if _, _, err := e.svc.Start(ctx, request("order-1")); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.advance(time.Minute) // the event is past its grace
+	e.svc.cfg.ReconcileInterval = 20 * time.Millisecond
+	blocked := make(chan struct{})
+	release := make(chan struct{})
+	var once sync.Once
+	e.tw.before = func(op, _ string) error {
+		if op == "fetch" {
+			once.Do(func() { close(blocked) })
+			<-release
+		}
+		return nil
+	}
+	mctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); e.svc.Maintain(mctx) }()
+	defer func() { cancel(); close(release); <-done }()
+	<-blocked
+	e.notes.mu.Lock()
+	e.notes.fail = nil
+	e.notes.mu.Unlock()
+	waitFor(t, "the outbox sweep during a reconcile", func() bool { return e.notes.count() > 0 })
+}
+
+// A refused hand-over of one chat's event does not stop the sweep: the other chats' events go
+// (issue 24, defect 10).
+func TestSweepGoesOnPastARefusedEvent(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	for _, id := range []string{"order-1", "order-2"} {
+		if _, _, err := e.svc.Start(ctx, request(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.clock.advance(time.Minute)
+	e.svc.cfg.Notifier = refusing{of: "order-1", next: e.notes}
+	before := e.notes.count()
+	n, err := e.svc.SweepOutbox(ctx)
+	if err == nil || n != 1 || e.notes.count() != before+1 {
+		t.Errorf("sweep handed %d (notifier got %d), err %v; want order-2's event handed and order-1's error", n, e.notes.count()-before, err)
+	}
+}
+
+// refusing refuses the events of one chat and hands the others on.
+type refusing struct {
+	of   string
+	next Notifier
+}
+
+func (r refusing) Notify(ctx context.Context, chatID, eventID string) error {
+	if chatID == r.of {
+		return errors.New("refused")
+	}
+	return r.next.Notify(ctx, chatID, eventID)
+}
+
+// A reconcile run whose lease is taken over (another replica, after a pause here) stops.
+func TestUpkeepStopsWhenItsLeaseIsLost(t *testing.T) {
+	e := newEnv(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ran := make(chan context.Context, 1)
+	jobDone := make(chan struct{})
+	go e.svc.every(ctx, "~test", 30*time.Millisecond, func(jctx context.Context) {
+		select {
+		case ran <- jctx:
+		default:
+		}
+		<-jctx.Done()
+		close(jobDone)
+	})
+	var jctx context.Context
+	select {
+	case jctx = <-ran:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the job never ran")
+	}
+	// Another owner takes the lease (as after a lapse): the holder's next renewal finds it taken.
+	e.store.mu.Lock()
+	e.store.locks["~test"] = fakeLease{owner: "other", until: e.clock.now().Add(time.Hour)}
+	e.store.mu.Unlock()
+	select {
+	case <-jobDone:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the job ran on after its lease was taken")
+	}
+	if jctx.Err() == nil {
+		t.Error("the job's context is not cancelled")
+	}
+}
