@@ -150,11 +150,12 @@ func (c *Client) Webhooks(ctx context.Context, conv string) ([]string, error) {
 func (c *Client) Messages(ctx context.Context, conv string) ([]MessageView, error) {
 	var out struct {
 		Messages []struct {
-			Sid        string `json:"sid"`
-			Author     string `json:"author"`
-			Body       string `json:"body"`
-			ContentSid string `json:"content_sid"`
-			Attributes string `json:"attributes"`
+			Sid        string      `json:"sid"`
+			Author     string      `json:"author"`
+			Body       string      `json:"body"`
+			ContentSid string      `json:"content_sid"`
+			Attributes string      `json:"attributes"`
+			Media      []MediaInfo `json:"media"`
 		} `json:"messages"`
 	}
 	if err := c.Do(ctx, http.MethodGet, convPath(conv, "/Messages?PageSize=100"), nil, &out); err != nil {
@@ -162,7 +163,7 @@ func (c *Client) Messages(ctx context.Context, conv string) ([]MessageView, erro
 	}
 	msgs := make([]MessageView, 0, len(out.Messages))
 	for _, m := range out.Messages {
-		msgs = append(msgs, MessageView{Sid: m.Sid, Author: m.Author, Body: m.Body, ContentSid: m.ContentSid, Attributes: m.Attributes})
+		msgs = append(msgs, MessageView{Sid: m.Sid, Author: m.Author, Body: m.Body, ContentSid: m.ContentSid, Attributes: m.Attributes, Media: m.Media})
 	}
 	return msgs, nil
 }
@@ -171,6 +172,14 @@ func (c *Client) Messages(ctx context.Context, conv string) ([]MessageView, erro
 func (c *Client) Inbound(ctx context.Context, from, to, body string) (Message, error) {
 	var m Message
 	err := c.Do(ctx, http.MethodPost, "/emulator/inbound", url.Values{"From": {from}, "To": {to}, "Body": {body}}, &m)
+	return m, err
+}
+
+// InboundMedia makes the phone at from send a file, with body as its caption (may be empty), as
+// Emulator.InboundMedia does.
+func (c *Client) InboundMedia(ctx context.Context, from, to, body string, a Attachment) (Message, error) {
+	var m Message
+	err := c.Do(ctx, http.MethodPost, "/emulator/inbound", map[string]any{"From": from, "To": to, "Body": body, "Media": a}, &m)
 	return m, err
 }
 

@@ -65,6 +65,8 @@ type Emulator struct {
 	notOnWhatsApp map[string]bool
 	// limited counts the creates refused by CreateRate.
 	limited int
+	// media is the Media Content Service, by ME SID.
+	media map[string]*media
 }
 
 type conversation struct {
@@ -89,6 +91,7 @@ type message struct {
 	Created, Updated                                                            time.Time
 	delivered, failed, undelivered, total                                       int
 	receipts                                                                    []*receipt
+	media                                                                       []*media
 }
 
 // receipt is a message's delivery to one participant (Twilio's Delivery Receipt).
@@ -108,15 +111,17 @@ type webhook struct {
 // Entry is one line of a phone's transcript.
 type Entry struct {
 	// Direction is "received" (the phone got it) or "sent" (the phone wrote it).
-	Direction       string    `json:"direction"`
-	Peer            string    `json:"peer"`
-	Text            string    `json:"text"`
-	ContentSid      string    `json:"content_sid,omitempty"`
-	Status          string    `json:"status"`
-	ErrorCode       int       `json:"error_code,omitempty"`
-	ConversationSid string    `json:"conversation_sid"`
-	MessageSid      string    `json:"message_sid"`
-	At              time.Time `json:"at"`
+	Direction  string `json:"direction"`
+	Peer       string `json:"peer"`
+	Text       string `json:"text"`
+	ContentSid string `json:"content_sid,omitempty"`
+	// Media are the files that came with the message (a photo); Emulator.Media reads their content.
+	Media           []MediaInfo `json:"media,omitempty"`
+	Status          string      `json:"status"`
+	ErrorCode       int         `json:"error_code,omitempty"`
+	ConversationSid string      `json:"conversation_sid"`
+	MessageSid      string      `json:"message_sid"`
+	At              time.Time   `json:"at"`
 }
 
 // WebhookCall is one webhook the emulator fired.
@@ -147,6 +152,7 @@ func New(opts Options) (*Emulator, error) {
 		lastInbound:   map[string]time.Time{},
 		transcripts:   map[string][]Entry{},
 		notOnWhatsApp: map[string]bool{},
+		media:         map[string]*media{},
 		rng:           rand.New(rand.NewPCG(opts.Seed, opts.Seed^0x9e3779b97f4a7c15)),
 	}
 	if err := e.SetFaults(opts.Faults); err != nil {
@@ -257,6 +263,7 @@ func (e *Emulator) RESTCalls() int {
 // MessageView is a message as Conversation shows it.
 type MessageView struct {
 	Sid, Author, Body, ContentSid, Attributes string
+	Media                                     []MediaInfo
 }
 
 // ConversationView is what a conversation holds, for assertions in tests.
@@ -296,7 +303,7 @@ func (e *Emulator) Conversations() []ConversationView {
 func viewOf(c *conversation) ConversationView {
 	v := ConversationView{Sid: c.Sid, UniqueName: c.UniqueName, State: c.State}
 	for _, m := range c.messages {
-		v.Messages = append(v.Messages, MessageView{Sid: m.Sid, Author: m.Author, Body: m.Body, ContentSid: m.ContentSid, Attributes: m.Attributes})
+		v.Messages = append(v.Messages, MessageView{Sid: m.Sid, Author: m.Author, Body: m.Body, ContentSid: m.ContentSid, Attributes: m.Attributes, Media: infos(m.media)})
 	}
 	for _, h := range c.webhooks {
 		v.Webhooks = append(v.Webhooks, h.Sid)

@@ -24,16 +24,30 @@ var ErrNoBinding = errors.New("no active conversation holds this address and pro
 
 // Message is a message as Inbound returns it.
 type Message struct {
-	Sid             string `json:"sid"`
-	ConversationSid string `json:"conversation_sid"`
-	Index           int    `json:"index"`
-	Author          string `json:"author"`
-	Body            string `json:"body"`
+	Sid             string      `json:"sid"`
+	ConversationSid string      `json:"conversation_sid"`
+	Index           int         `json:"index"`
+	Author          string      `json:"author"`
+	Body            string      `json:"body"`
+	Media           []MediaInfo `json:"media,omitempty"`
 }
 
 // Inbound delivers a message a phone sent to a Twilio number: into the conversation holding that
 // binding, to the other participants, and to the conversation's onMessageAdded webhooks.
 func (e *Emulator) Inbound(from, to, body string) (Message, error) {
+	return e.inbound(from, to, body, nil)
+}
+
+// InboundMedia is Inbound with a file (a photo of the door): Twilio keeps it in the Media Content
+// Service and the message carries it; body, the caption, may be empty.
+func (e *Emulator) InboundMedia(from, to, body string, a Attachment) (Message, error) {
+	if a.ContentType == "" || len(a.Data) == 0 {
+		return Message{}, errors.New("media needs a content type and data")
+	}
+	return e.inbound(from, to, body, &a)
+}
+
+func (e *Emulator) inbound(from, to, body string, a *Attachment) (Message, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	c, _ := e.bindingLocked(from, to)
@@ -45,11 +59,15 @@ func (e *Emulator) Inbound(from, to, body string) (Message, error) {
 	if c.State == "inactive" {
 		e.setStateLocked(c, "active", "EVENT") // a message reactivates an inactive conversation
 	}
-	m := e.addMessage(c, from, body, "", "", "{}")
-	e.transcripts[from] = append(e.transcripts[from], Entry{Direction: "sent", Peer: to, Text: body, Status: "sent",
+	var attached []*media
+	if a != nil {
+		attached = append(attached, e.storeMediaLocked(*a, from))
+	}
+	m := e.addMessage(c, from, body, "", "", "{}", attached)
+	e.transcripts[from] = append(e.transcripts[from], Entry{Direction: "sent", Peer: to, Text: body, Media: infos(m.media), Status: "sent",
 		ConversationSid: c.Sid, MessageSid: m.Sid, At: now})
 	e.fireLocked(c, m, strings.ToUpper(channel(from)))
-	return Message{Sid: m.Sid, ConversationSid: c.Sid, Index: m.Index, Author: m.Author, Body: m.Body}, nil
+	return Message{Sid: m.Sid, ConversationSid: c.Sid, Index: m.Index, Author: m.Author, Body: m.Body, Media: infos(m.media)}, nil
 }
 
 func (e *Emulator) bindingLocked(address, proxy string) (*conversation, *participant) {
@@ -67,15 +85,18 @@ func (e *Emulator) bindingLocked(address, proxy string) (*conversation, *partici
 	return nil, nil
 }
 
-// addMessage appends a message and delivers it to every phone in the conversation but its author.
-// Callers hold e.mu.
-func (e *Emulator) addMessage(c *conversation, author, body, contentSid, contentVars, attrs string) *message {
+// addMessage appends a message, with its media, and delivers it to every phone in the conversation
+// but its author: WhatsApp and MMS carry the media, with or without a body. Callers hold e.mu.
+func (e *Emulator) addMessage(c *conversation, author, body, contentSid, contentVars, attrs string, attached []*media) *message {
 	if attrs == "" {
 		attrs = "{}"
 	}
 	now := e.now()
 	m := &message{Sid: e.newSid("IM"), Author: author, Body: body, ContentSid: contentSid, ContentVariables: contentVars,
-		Attributes: attrs, Index: len(c.messages), Created: now, Updated: now}
+		Attributes: attrs, Index: len(c.messages), Created: now, Updated: now, media: attached}
+	for _, md := range attached {
+		md.ConversationSid, md.MessageSid = c.Sid, m.Sid
+	}
 	for _, p := range c.participants {
 		if p.Address == author || (p.Identity != "" && p.Identity == author) {
 			m.ParticipantSid = p.Sid
@@ -91,7 +112,7 @@ func (e *Emulator) addMessage(c *conversation, author, body, contentSid, content
 			continue
 		}
 		m.total++
-		entry := Entry{Direction: "received", Peer: p.ProxyAddress, Text: text, ContentSid: contentSid, Status: "delivered",
+		entry := Entry{Direction: "received", Peer: p.ProxyAddress, Text: text, ContentSid: contentSid, Media: infos(attached), Status: "delivered",
 			ConversationSid: c.Sid, MessageSid: m.Sid, At: now}
 		whatsapp := channel(p.Address) == "whatsapp"
 		switch {
@@ -216,6 +237,9 @@ func (e *Emulator) fireOneLocked(c *conversation, m *message, h *webhook, source
 	if m.ParticipantSid != "" {
 		params.Set("ParticipantSid", m.ParticipantSid)
 	}
+	if len(m.media) > 0 {
+		params.Set("Media", mediaParam(m.media))
+	}
 	if c.MessagingServiceSid != "" {
 		params.Set("MessagingServiceSid", c.MessagingServiceSid)
 	}
@@ -288,10 +312,15 @@ func randomToken() string {
 	return hex.EncodeToString(b)
 }
 
+// handleInbound is a phone writing: a form (From, To, Body), or JSON that may carry a file too
+// ({"From","To","Body","Media":{"content_type","filename","data" in base64}}).
 func (e *Emulator) handleInbound(w http.ResponseWriter, r *http.Request) {
-	in := struct{ From, To, Body string }{}
+	in := struct {
+		From, To, Body string
+		Media          *Attachment
+	}{}
 	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
-		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&in); err != nil {
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxMediaUpload)).Decode(&in); err != nil {
 			writeAPIError(w, badParam("inbound: body is not JSON"))
 			return
 		}
@@ -308,11 +337,21 @@ func (e *Emulator) handleInbound(w http.ResponseWriter, r *http.Request) {
 		}
 		in.From, in.To, in.Body = field("From"), field("To"), field("Body")
 	}
-	if in.From == "" || in.To == "" || in.Body == "" {
-		writeAPIError(w, badParam("inbound: From, To and Body are required"))
+	if in.From == "" || in.To == "" || (in.Body == "" && in.Media == nil) {
+		writeAPIError(w, badParam("inbound: From, To and Body (or Media) are required"))
 		return
 	}
-	m, err := e.Inbound(in.From, in.To, in.Body)
+	var m Message
+	var err error
+	if in.Media != nil {
+		if in.Media.ContentType == "" || len(in.Media.Data) == 0 {
+			writeAPIError(w, badParam("inbound: Media needs content_type and data"))
+			return
+		}
+		m, err = e.InboundMedia(in.From, in.To, in.Body, *in.Media)
+	} else {
+		m, err = e.Inbound(in.From, in.To, in.Body)
+	}
 	if err != nil {
 		writeAPIError(w, apiError{404, 20404, err.Error()})
 		return

@@ -65,6 +65,10 @@ func (e *Emulator) routes() {
 	rest("GET /v1/Conversations/{conv}/Webhooks/{sid}", "webhooks.fetch", e.fetchWebhook)
 	rest("POST /v1/Conversations/{conv}/Webhooks/{sid}", "webhooks.update", e.updateWebhook)
 	rest("DELETE /v1/Conversations/{conv}/Webhooks/{sid}", "webhooks.delete", e.deleteWebhook)
+	// The Media Content Service (mcs.us1.twilio.com at Twilio).
+	m.Handle("POST /v1/Services/{svc}/Media", bufferBody(maxMediaUpload, e.rest("media.create", e.createMedia)))
+	rest("GET /v1/Services/{svc}/Media/{sid}", "media.fetch", e.fetchMedia)
+	rest("GET /v1/Services/{svc}/Media/{sid}/Content", "media.content", e.mediaContent)
 	m.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		// A path the API has, asked with a method it does not take: 405 naming those it does.
 		var allowed []string
@@ -85,6 +89,7 @@ func (e *Emulator) routes() {
 
 	m.HandleFunc("POST /emulator/inbound", e.handleInbound)
 	m.HandleFunc("GET /emulator/transcripts", e.handleTranscripts)
+	m.HandleFunc("GET /emulator/media/{sid}/{token}", e.handleTemporaryMedia)
 	m.HandleFunc("GET /emulator/webhook-calls", e.handleWebhookCalls)
 	m.HandleFunc("GET /emulator/faults", e.handleGetFaults)
 	m.HandleFunc("POST /emulator/faults", e.handleSetFaults)
@@ -143,6 +148,8 @@ func (e *Emulator) rest(route string, h restHandler) http.Handler {
 			writeAPIError(w, *apiErr)
 		case body == nil:
 			w.WriteHeader(status)
+		case isRaw(body):
+			writeRaw(w, status, body.(rawBody))
 		default:
 			writeJSON(w, status, body)
 		}
@@ -478,11 +485,16 @@ func (e *Emulator) messageJSON(base string, c *conversation, m *message) map[str
 	}
 	return map[string]any{
 		"sid": m.Sid, "account_sid": e.opts.AccountSid, "conversation_sid": c.Sid, "index": m.Index,
-		"author": m.Author, "body": nullable(m.Body), "media": nil, "attributes": m.Attributes,
+		"author": m.Author, "body": nullable(m.Body), "media": mediaList(m.media), "attributes": m.Attributes,
 		"participant_sid": nullable(m.ParticipantSid), "date_created": ts(m.Created), "date_updated": ts(m.Updated),
 		"url": u, "delivery": delivery, "links": map[string]any{"delivery_receipts": u + "/Receipts", "channel_metadata": u + "/ChannelMetadata"},
 		"content_sid": nullable(m.ContentSid),
 	}
+}
+
+func isRaw(body any) bool {
+	_, ok := body.(rawBody)
+	return ok
 }
 
 func share(n, total int) string {
@@ -517,7 +529,15 @@ func (e *Emulator) createMessage(r *http.Request, base string) (int, any, *apiEr
 	if author == "" {
 		author = "system"
 	}
-	m := e.addMessage(c, author, f.Get("Body"), f.Get("ContentSid"), f.Get("ContentVariables"), f.Get("Attributes"))
+	var attached []*media
+	if sid := f.Get("MediaSid"); sid != "" && f.Get("ContentSid") == "" { // a Content template ignores MediaSid
+		md, err := e.attachable(sid)
+		if err != nil {
+			return 0, nil, err
+		}
+		attached = append(attached, md)
+	}
+	m := e.addMessage(c, author, f.Get("Body"), f.Get("ContentSid"), f.Get("ContentVariables"), f.Get("Attributes"), attached)
 	if strings.EqualFold(r.Header.Get("X-Twilio-Webhook-Enabled"), "true") {
 		e.fireLocked(c, m, "API")
 	}

@@ -30,7 +30,8 @@ type Options struct {
 	AccountSid string
 	Username   string
 	Password   string
-	// BaseURL, when set, replaces the scheme and host of every REST call (emulators, tests).
+	// BaseURL, when set, replaces the scheme and host of every call to a Twilio host — the
+	// Conversations API and the Media Content Service (mcs.us1.twilio.com) alike (emulators, tests).
 	BaseURL string
 	// Transport carries the requests; nil means http.DefaultTransport's settings with connections kept
 	// for reuse (newTransport).
@@ -106,6 +107,7 @@ func (c *Client) CreateMessage(ctx context.Context, conversationSid string, m op
 	setIf(m.ContentSid, p.SetContentSid)
 	setIf(m.ContentVariables, p.SetContentVariables)
 	setIf(m.Attributes, p.SetAttributes)
+	setIf(m.MediaSid, p.SetMediaSid)
 	msg, err := svc.CreateConversationMessage(seg(conversationSid), p)
 	if err != nil {
 		return "", classify("create message", err, rec)
@@ -173,7 +175,7 @@ type call struct {
 	retryAfter time.Duration
 }
 
-// callTransport binds a call's context, redirects Twilio's fixed host and records the response.
+// callTransport binds a call's context, redirects Twilio's fixed hosts and records the response.
 type callTransport struct {
 	ctx     context.Context
 	base    *url.URL
@@ -188,7 +190,7 @@ func (t *callTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	// A shallow copy: a RoundTripper must not change the request it is given, and this one only swaps
 	// the URL (copied) and the context; a deep Clone copied every header of every call.
 	r := req.WithContext(t.ctx)
-	if t.base != nil {
+	if t.base != nil && isTwilioHost(r.URL.Hostname()) {
 		u := *r.URL
 		u.Scheme, u.Host = t.base.Scheme, t.base.Host
 		r.URL, r.Host = &u, t.base.Host
@@ -220,6 +222,13 @@ func (t *callTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	t.rec.status = resp.StatusCode
 	t.rec.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 	return resp, nil
+}
+
+// isTwilioHost reports whether host is Twilio's (conversations.twilio.com, mcs.us1.twilio.com): a
+// redirect elsewhere (media content kept in storage) goes where it says.
+func isTwilioHost(host string) bool {
+	host = strings.ToLower(host)
+	return host == "twilio.com" || strings.HasSuffix(host, ".twilio.com")
 }
 
 // traceResponse records the response's status and, for a refusal, Twilio's error code (read from

@@ -153,7 +153,25 @@ func (c *Client) FetchMessage(ctx context.Context, conversationSid, messageSid s
 	if m.DateCreated != nil {
 		out.Created = m.DateCreated.UTC()
 	}
+	if m.Media != nil {
+		for _, item := range *m.Media {
+			out.Media = append(out.Media, mediaOf(item))
+		}
+	}
 	return out, nil
+}
+
+// mediaOf reads one entry of a message's media: sid, content_type, filename (null when none), size.
+func mediaOf(item any) chat.Media {
+	fields, _ := item.(map[string]any)
+	md := chat.Media{}
+	md.Sid, _ = fields["sid"].(string)
+	md.ContentType, _ = fields["content_type"].(string)
+	md.Filename, _ = fields["filename"].(string)
+	if size, ok := fields["size"].(float64); ok {
+		md.Size = int64(size)
+	}
+	return md
 }
 
 // RecentDeliveries returns the newest messages, one page of at most limit, each with whether a
