@@ -67,6 +67,8 @@ type Emulator struct {
 	limited int
 	// media is the Media Content Service, by ME SID.
 	media map[string]*media
+	// started is when the account's default Conversation Service was made.
+	started time.Time
 }
 
 type conversation struct {
@@ -82,7 +84,9 @@ type conversation struct {
 
 type participant struct {
 	Sid, Identity, Attributes, Address, ProxyAddress string
-	Created, Updated                                 time.Time
+	// ProjectedAddress is the number a chat participant of a group MMS shows the others.
+	ProjectedAddress string
+	Created, Updated time.Time
 }
 
 type message struct {
@@ -161,6 +165,7 @@ func New(opts Options) (*Emulator, error) {
 	for _, n := range opts.NotOnWhatsApp {
 		e.notOnWhatsApp[n] = true
 	}
+	e.started = e.now()
 	e.routes()
 	return e, nil
 }

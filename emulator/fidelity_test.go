@@ -2,6 +2,8 @@ package emulator
 
 import (
 	"net/http"
+	"net/url"
+	"reflect"
 	"testing"
 	"time"
 )
@@ -190,5 +192,166 @@ func TestDeliveryReceipts(t *testing.T) {
 	}
 	if statuses[customer] != "delivered/" || statuses[rider] != "failed/63016" || statuses[noWhatsApp] != "undelivered/63003" {
 		t.Errorf("delivery events %v", statuses)
+	}
+}
+
+// A refused credential is asked for again as Twilio asks: Basic, realm "Twilio API".
+func TestWrongCredentialsChallenge(t *testing.T) {
+	h := newHarness(t)
+	for _, path := range []string{"/v1/Conversations", "/v1/Services/IS" + sid[2:] + "/Media/ME0"} {
+		req, _ := http.NewRequest("GET", h.srv.URL+path, nil)
+		req.SetBasicAuth(sid, "wrong")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 401 || resp.Header.Get("WWW-Authenticate") != `Basic realm="Twilio API"` {
+			t.Errorf("%s: %d, WWW-Authenticate %q", path, resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+		}
+	}
+}
+
+// onParticipantAdded reaches the webhooks that ask for it, with Twilio's parameters, when the REST
+// call that adds the participant carries X-Twilio-Webhook-Enabled: true, and only then.
+func TestParticipantAddedWebhook(t *testing.T) {
+	at := time.Date(2026, 1, 2, 3, 4, 5, 678e6, time.UTC)
+	h := newHarness(t, func(o *Options) { o.Now = func() time.Time { return at } })
+	rc := newReceiver(t)
+	conv := h.must(201, "POST", "/v1/Conversations", nil)["sid"].(string)
+	wh := h.must(201, "POST", "/v1/Conversations/"+conv+"/Webhooks", vals("Target", "webhook", "Configuration.Url", rc.srv.URL,
+		"Configuration.Method", "post", "Configuration.Filters", "onParticipantAdded"))["sid"].(string)
+	h.must(201, "POST", "/v1/Conversations/"+conv+"/Participants", vals("MessagingBinding.Address", customer, "MessagingBinding.ProxyAddress", business))
+	p := h.must(201, "POST", "/v1/Conversations/"+conv+"/Participants", vals("MessagingBinding.Address", rider, "MessagingBinding.ProxyAddress", business,
+		"Attributes", `{"role":"rider"}`), "X-Twilio-Webhook-Enabled", "true")
+	a := h.must(201, "POST", "/v1/Conversations/"+conv+"/Participants", vals("Identity", "agent", "MessagingBinding.ProjectedAddress", "+15550009999"),
+		"X-Twilio-Webhook-Enabled", "true")
+	_ = h.emu.Close(t.Context())
+	got := map[string]url.Values{}
+	for _, f := range rc.forms() {
+		got[f.Get("ParticipantSid")] = f
+	}
+	common := func(participant map[string]any) url.Values {
+		t.Helper()
+		return url.Values{"AccountSid": {sid}, "ChatServiceSid": {"IS" + sid[2:]}, "ConversationSid": {conv},
+			"EventType": {"onParticipantAdded"}, "ParticipantSid": {participant["sid"].(string)},
+			"DateCreated": {"2026-01-02T03:04:05.678Z"}, "RoleSid": {"RL" + sid[2:]},
+			"Source": {"API"}, "RetryCount": {"0"}, "WebhookSid": {wh}, "WebhookType": {"webhook"}}
+	}
+	want := map[string]url.Values{p["sid"].(string): common(p), a["sid"].(string): common(a)}
+	for k, v := range map[string]string{"Attributes": `{"role":"rider"}`, "MessagingBinding.Type": "WHATSAPP",
+		"MessagingBinding.Address": rider, "MessagingBinding.ProxyAddress": business} {
+		want[p["sid"].(string)].Set(k, v)
+	}
+	for k, v := range map[string]string{"Attributes": "{}", "MessagingBinding.Type": "CHAT", "Identity": "agent",
+		"MessagingBinding.ProjectedAddress": "+15550009999"} {
+		want[a["sid"].(string)].Set(k, v)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("events\n got %v\nwant %v", got, want)
+	}
+}
+
+// A chat participant's projected address (group MMS) is kept and shown, in the participant and in
+// the participant conversations lookup.
+func TestProjectedAddress(t *testing.T) {
+	h := newHarness(t)
+	conv := h.must(201, "POST", "/v1/Conversations", nil)["sid"].(string)
+	p := h.must(201, "POST", "/v1/Conversations/"+conv+"/Participants", vals("Identity", "agent", "MessagingBinding.ProjectedAddress", "+15550009999"))
+	want := map[string]any{"type": "sms", "projected_address": "+15550009999"}
+	if !reflect.DeepEqual(p["messaging_binding"], want) {
+		t.Errorf("created binding %v", p["messaging_binding"])
+	}
+	if got := h.must(200, "GET", "/v1/Conversations/"+conv+"/Participants/"+p["sid"].(string), nil); !reflect.DeepEqual(got["messaging_binding"], want) {
+		t.Errorf("fetched binding %v", got["messaging_binding"])
+	}
+	list := h.must(200, "GET", "/v1/ParticipantConversations?Identity=agent", nil)["conversations"].([]any)
+	if len(list) != 1 || !reflect.DeepEqual(list[0].(map[string]any)["participant_messaging_binding"], want) {
+		t.Errorf("lookup %v", list)
+	}
+}
+
+// The participant conversations lookup finds every conversation of an address (or identity), closed
+// ones with their state, in Twilio's shape, and under the service's SID too.
+func TestParticipantConversations(t *testing.T) {
+	h := newHarness(t)
+	first := h.story()
+	h.must(200, "POST", "/v1/Conversations/"+first, vals("State", "closed"))
+	second := h.must(201, "POST", "/v1/Conversations", vals("UniqueName", "order-2", "FriendlyName", "Order 2"))["sid"].(string)
+	p := h.must(201, "POST", "/v1/Conversations/"+second+"/Participants", vals("MessagingBinding.Address", customer, "MessagingBinding.ProxyAddress", business))
+	h.must(201, "POST", "/v1/Conversations", nil) // without the customer
+
+	svc := "IS" + sid[2:]
+	for _, root := range []string{"/v1", "/v1/Services/" + svc} {
+		got := h.must(200, "GET", root+"/ParticipantConversations?Address="+url.QueryEscape(customer), nil)
+		list := got["conversations"].([]any)
+		if len(list) != 2 || list[0].(map[string]any)["conversation_sid"] != first || list[0].(map[string]any)["conversation_state"] != "closed" {
+			t.Fatalf("%s: %v", root, list)
+		}
+		item := list[1].(map[string]any)
+		u := h.srv.URL + root + "/Conversations/" + second
+		want := map[string]any{
+			"account_sid": sid, "chat_service_sid": svc, "participant_sid": p["sid"], "participant_user_sid": nil,
+			"participant_identity": nil, "participant_messaging_binding": map[string]any{"type": "whatsapp", "address": customer, "proxy_address": business},
+			"conversation_sid": second, "conversation_unique_name": "order-2", "conversation_friendly_name": "Order 2",
+			"conversation_attributes": "{}", "conversation_date_created": item["conversation_date_created"],
+			"conversation_date_updated": item["conversation_date_updated"], "conversation_created_by": "system",
+			"conversation_state": "active", "conversation_timers": map[string]any{},
+			"links": map[string]any{"participant": u + "/Participants/" + p["sid"].(string), "conversation": u},
+		}
+		if !reflect.DeepEqual(item, want) {
+			t.Errorf("%s:\n got %v\nwant %v", root, item, want)
+		}
+		if meta := got["meta"].(map[string]any); meta["key"] != "conversations" || meta["page_size"] != 50.0 ||
+			meta["url"] != h.srv.URL+root+"/ParticipantConversations?Address="+url.QueryEscape(customer)+"&Page=0&PageSize=50" {
+			t.Errorf("%s meta %v", root, meta)
+		}
+	}
+	if code, body := h.do("GET", "/v1/ParticipantConversations", nil); code != 400 || apiCode(body) != 20001 {
+		t.Errorf("without Address or Identity: %d %v", code, body)
+	}
+	if got := h.must(200, "GET", "/v1/ParticipantConversations?Address=%2B15550004444", nil)["conversations"].([]any); len(got) != 0 {
+		t.Errorf("unknown address: %v", got)
+	}
+}
+
+// Every Conversations route answers under /v1/Services/{ChatServiceSid} as well, for the account's one
+// service, with the URLs of that root; another service is 404.
+func TestServiceScopedRoutes(t *testing.T) {
+	h := newHarness(t)
+	svc := "IS" + sid[2:]
+	root := "/v1/Services/" + svc
+	c := h.must(201, "POST", root+"/Conversations", vals("UniqueName", "order-7"))
+	conv := c["sid"].(string)
+	if c["url"] != h.srv.URL+root+"/Conversations/"+conv || c["chat_service_sid"] != svc {
+		t.Errorf("created %v", c)
+	}
+	if got := h.must(200, "GET", "/v1/Conversations/order-7", nil); got["sid"] != conv {
+		t.Errorf("the same conversation at the short root: %v", got)
+	}
+	h.must(201, "POST", root+"/Conversations/"+conv+"/Participants", vals("MessagingBinding.Address", customer, "MessagingBinding.ProxyAddress", business))
+	m := h.must(201, "POST", root+"/Conversations/"+conv+"/Messages", vals("Body", "hello"))
+	if m["url"] != h.srv.URL+root+"/Conversations/"+conv+"/Messages/"+m["sid"].(string) {
+		t.Errorf("message url %v", m["url"])
+	}
+	if got := h.must(200, "GET", root+"/Conversations/"+conv+"/Messages", nil)["messages"].([]any); len(got) != 1 {
+		t.Errorf("messages %v", got)
+	}
+	s := h.must(200, "GET", root, nil)
+	if s["sid"] != svc || s["account_sid"] != sid || s["url"] != h.srv.URL+root ||
+		s["links"].(map[string]any)["participant_conversations"] != h.srv.URL+root+"/ParticipantConversations" {
+		t.Errorf("service %v", s)
+	}
+	if list := h.must(200, "GET", "/v1/Services", nil)["services"].([]any); len(list) != 1 || list[0].(map[string]any)["sid"] != svc {
+		t.Errorf("services %v", list)
+	}
+	for _, path := range []string{"/v1/Services/IS00000000000000000000000000000000", "/v1/Services/IS00000000000000000000000000000000/Conversations/" + conv} {
+		if code, body := h.do("GET", path, nil); code != 404 || apiCode(body) != 20404 {
+			t.Errorf("%s: %d %v", path, code, body)
+		}
+	}
+	h.must(204, "DELETE", root+"/Conversations/"+conv, nil)
+	if code, _ := h.do("GET", "/v1/Conversations/"+conv, nil); code != 404 {
+		t.Errorf("after delete: %d", code)
 	}
 }

@@ -87,15 +87,15 @@ func (e *Emulator) storeMediaLocked(a Attachment, author string) *media {
 
 // mediaJSON is the MCS resource: its links lead to the content (authenticated) and to a temporary
 // URL that needs no credentials, as Twilio's content_direct_temporary.
-func (e *Emulator) mediaJSON(base string, m *media) map[string]any {
-	u := base + "/v1/Services/" + e.serviceSid() + "/Media/" + m.Sid
+func (e *Emulator) mediaJSON(api string, m *media) map[string]any {
+	u := api + "/Services/" + e.serviceSid() + "/Media/" + m.Sid
 	return map[string]any{
 		"sid": m.Sid, "account_sid": e.opts.AccountSid, "service_sid": e.serviceSid(),
 		"date_created": ts(m.Created), "date_upload_updated": ts(m.Created), "date_updated": ts(m.Created),
 		"channel_sid": nullable(m.ConversationSid), "message_sid": nullable(m.MessageSid),
 		"size": len(m.Data), "content_type": m.ContentType, "filename": nullable(m.Filename), "author": m.Author,
 		"category": "media", "url": u,
-		"links": map[string]any{"content": u + "/Content", "content_direct_temporary": base + "/emulator/media/" + m.Sid + "/" + m.token},
+		"links": map[string]any{"content": u + "/Content", "content_direct_temporary": strings.TrimSuffix(api, "/v1") + "/emulator/media/" + m.Sid + "/" + m.token},
 	}
 }
 
@@ -119,14 +119,8 @@ func bufferBody(limit int64, next http.Handler) http.Handler {
 	})
 }
 
-// mediaService checks the request's service: the account's one default Conversation Service.
-func (e *Emulator) mediaService(r *http.Request) bool { return r.PathValue("svc") == e.serviceSid() }
-
 // createMedia is an upload: the raw bytes as the body, their type as Content-Type.
 func (e *Emulator) createMedia(r *http.Request, base string) (int, any, *apiError) {
-	if !e.mediaService(r) {
-		return 0, nil, &errNotFound
-	}
 	ct := r.Header.Get("Content-Type")
 	if ct == "" || strings.HasPrefix(ct, "multipart/") || strings.HasPrefix(ct, "application/x-www-form-urlencoded") {
 		bad := badParam("upload the file as the body, with its type as Content-Type")
@@ -143,7 +137,7 @@ func (e *Emulator) createMedia(r *http.Request, base string) (int, any, *apiErro
 
 func (e *Emulator) fetchMedia(r *http.Request, base string) (int, any, *apiError) {
 	m := e.media[r.PathValue("sid")]
-	if !e.mediaService(r) || m == nil {
+	if m == nil {
 		return 0, nil, &errNotFound
 	}
 	return http.StatusOK, e.mediaJSON(base, m), nil
@@ -151,7 +145,7 @@ func (e *Emulator) fetchMedia(r *http.Request, base string) (int, any, *apiError
 
 func (e *Emulator) mediaContent(r *http.Request, _ string) (int, any, *apiError) {
 	m := e.media[r.PathValue("sid")]
-	if !e.mediaService(r) || m == nil {
+	if m == nil {
 		return 0, nil, &errNotFound
 	}
 	return http.StatusOK, rawBody{m.ContentType, m.Data}, nil

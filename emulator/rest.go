@@ -39,32 +39,43 @@ var (
 func badParam(msg string) apiError { return apiError{400, 20001, msg} }
 
 // restHandler handles one REST operation with the emulator locked; it returns the status and body.
-type restHandler func(r *http.Request, base string) (int, any, *apiError)
+// api is the root the request came through, for the URLs in the answer: scheme://host/v1, or
+// scheme://host/v1/Services/{ChatServiceSid} for the service-scoped routes.
+type restHandler func(r *http.Request, api string) (int, any, *apiError)
 
 func (e *Emulator) routes() {
 	m := http.NewServeMux()
 	rest := func(pattern, route string, h restHandler) {
 		m.Handle(pattern, e.rest(route, h))
 	}
-	rest("POST /v1/Conversations", "conversations.create", e.createConversation)
-	rest("GET /v1/Conversations", "conversations.list", e.listConversations)
-	rest("GET /v1/Conversations/{sid}", "conversations.fetch", e.fetchConversation)
-	rest("POST /v1/Conversations/{sid}", "conversations.update", e.updateConversation)
-	rest("DELETE /v1/Conversations/{sid}", "conversations.delete", e.deleteConversation)
-	rest("POST /v1/Conversations/{conv}/Participants", "participants.create", e.createParticipant)
-	rest("GET /v1/Conversations/{conv}/Participants", "participants.list", e.listParticipants)
-	rest("GET /v1/Conversations/{conv}/Participants/{sid}", "participants.fetch", e.fetchParticipant)
-	rest("DELETE /v1/Conversations/{conv}/Participants/{sid}", "participants.delete", e.deleteParticipant)
-	rest("POST /v1/Conversations/{conv}/Messages", "messages.create", e.createMessage)
-	rest("GET /v1/Conversations/{conv}/Messages", "messages.list", e.listMessages)
-	rest("GET /v1/Conversations/{conv}/Messages/{sid}", "messages.fetch", e.fetchMessage)
-	rest("GET /v1/Conversations/{conv}/Messages/{msg}/Receipts", "receipts.list", e.listReceipts)
-	rest("GET /v1/Conversations/{conv}/Messages/{msg}/Receipts/{sid}", "receipts.fetch", e.fetchReceipt)
-	rest("POST /v1/Conversations/{conv}/Webhooks", "webhooks.create", e.createWebhook)
-	rest("GET /v1/Conversations/{conv}/Webhooks", "webhooks.list", e.listWebhooks)
-	rest("GET /v1/Conversations/{conv}/Webhooks/{sid}", "webhooks.fetch", e.fetchWebhook)
-	rest("POST /v1/Conversations/{conv}/Webhooks/{sid}", "webhooks.update", e.updateWebhook)
-	rest("DELETE /v1/Conversations/{conv}/Webhooks/{sid}", "webhooks.delete", e.deleteWebhook)
+	// conv registers a Conversations route twice, as Twilio serves it: for the default Conversation
+	// Service (/v1/Conversations…) and under its SID (/v1/Services/{ChatServiceSid}/Conversations…).
+	conv := func(method, path, route string, h restHandler) {
+		rest(method+" /v1"+path, route, h)
+		rest(method+" /v1/Services/{svc}"+path, route, h)
+	}
+	conv("POST", "/Conversations", "conversations.create", e.createConversation)
+	conv("GET", "/Conversations", "conversations.list", e.listConversations)
+	conv("GET", "/Conversations/{sid}", "conversations.fetch", e.fetchConversation)
+	conv("POST", "/Conversations/{sid}", "conversations.update", e.updateConversation)
+	conv("DELETE", "/Conversations/{sid}", "conversations.delete", e.deleteConversation)
+	conv("POST", "/Conversations/{conv}/Participants", "participants.create", e.createParticipant)
+	conv("GET", "/Conversations/{conv}/Participants", "participants.list", e.listParticipants)
+	conv("GET", "/Conversations/{conv}/Participants/{sid}", "participants.fetch", e.fetchParticipant)
+	conv("DELETE", "/Conversations/{conv}/Participants/{sid}", "participants.delete", e.deleteParticipant)
+	conv("POST", "/Conversations/{conv}/Messages", "messages.create", e.createMessage)
+	conv("GET", "/Conversations/{conv}/Messages", "messages.list", e.listMessages)
+	conv("GET", "/Conversations/{conv}/Messages/{sid}", "messages.fetch", e.fetchMessage)
+	conv("GET", "/Conversations/{conv}/Messages/{msg}/Receipts", "receipts.list", e.listReceipts)
+	conv("GET", "/Conversations/{conv}/Messages/{msg}/Receipts/{sid}", "receipts.fetch", e.fetchReceipt)
+	conv("POST", "/Conversations/{conv}/Webhooks", "webhooks.create", e.createWebhook)
+	conv("GET", "/Conversations/{conv}/Webhooks", "webhooks.list", e.listWebhooks)
+	conv("GET", "/Conversations/{conv}/Webhooks/{sid}", "webhooks.fetch", e.fetchWebhook)
+	conv("POST", "/Conversations/{conv}/Webhooks/{sid}", "webhooks.update", e.updateWebhook)
+	conv("DELETE", "/Conversations/{conv}/Webhooks/{sid}", "webhooks.delete", e.deleteWebhook)
+	conv("GET", "/ParticipantConversations", "participant_conversations.list", e.listParticipantConversations)
+	rest("GET /v1/Services", "services.list", e.listServices)
+	rest("GET /v1/Services/{svc}", "services.fetch", e.fetchService)
 	// The Media Content Service (mcs.us1.twilio.com at Twilio).
 	m.Handle("POST /v1/Services/{svc}/Media", bufferBody(maxMediaUpload, e.rest("media.create", e.createMedia)))
 	rest("GET /v1/Services/{svc}/Media/{sid}", "media.fetch", e.fetchMedia)
@@ -105,8 +116,19 @@ func (e *Emulator) routes() {
 func (e *Emulator) rest(route string, h restHandler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !e.authorized(r) {
+			w.Header().Set("WWW-Authenticate", `Basic realm="Twilio API"`)
 			writeAPIError(w, errAuth)
 			return
+		}
+		api := baseURL(r) + "/v1"
+		if svc := r.PathValue("svc"); svc != "" {
+			if svc != e.serviceSid() { // only the account's default Conversation Service exists
+				writeAPIError(w, errNotFound)
+				return
+			}
+			if route != "services.fetch" && !strings.HasPrefix(route, "media.") {
+				api += "/Services/" + svc
+			}
 		}
 		if err := r.ParseForm(); err != nil {
 			writeAPIError(w, badParam("malformed request"))
@@ -122,7 +144,7 @@ func (e *Emulator) rest(route string, h restHandler) http.Handler {
 		handle := func() {
 			e.mu.Lock()
 			e.expireLocked()
-			status, body, apiErr = h(r, baseURL(r))
+			status, body, apiErr = h(r, api)
 			e.mu.Unlock()
 		}
 		if f != nil && f.Applied {
@@ -183,7 +205,7 @@ func nullable(s string) any {
 }
 
 // page cuts items into Twilio's list page: PageSize capped at max, Page counted from 0, absolute URLs.
-func page[T any](r *http.Request, base, key string, items []T, def, maxSize int, render func(T) any) map[string]any {
+func page[T any](r *http.Request, key string, items []T, def, maxSize int, render func(T) any) map[string]any {
 	q := r.URL.Query()
 	size, err := strconv.Atoi(q.Get("PageSize"))
 	if err != nil || size <= 0 {
@@ -200,7 +222,7 @@ func page[T any](r *http.Request, base, key string, items []T, def, maxSize int,
 	}
 	link := func(p int) string {
 		v := url.Values{"PageSize": {strconv.Itoa(size)}, "Page": {strconv.Itoa(p)}}
-		for _, k := range []string{"Order", "State", "StartDate", "EndDate"} {
+		for _, k := range []string{"Order", "State", "StartDate", "EndDate", "Address", "Identity"} {
 			if x := q.Get(k); x != "" {
 				v.Set(k, x)
 			}
@@ -208,7 +230,7 @@ func page[T any](r *http.Request, base, key string, items []T, def, maxSize int,
 		if p > 0 {
 			v.Set("PageToken", "PT"+strconv.Itoa(p))
 		}
-		return base + r.URL.Path + "?" + v.Encode()
+		return baseURL(r) + r.URL.Path + "?" + v.Encode()
 	}
 	meta := map[string]any{
 		"page": n, "page_size": size, "key": key,
@@ -226,8 +248,8 @@ func page[T any](r *http.Request, base, key string, items []T, def, maxSize int,
 
 // ---- Conversations
 
-func (e *Emulator) conversationJSON(base string, c *conversation) map[string]any {
-	u := base + "/v1/Conversations/" + c.Sid
+func (e *Emulator) conversationJSON(api string, c *conversation) map[string]any {
+	u := api + "/Conversations/" + c.Sid
 	return map[string]any{
 		"sid": c.Sid, "account_sid": e.opts.AccountSid, "chat_service_sid": e.serviceSid(),
 		"messaging_service_sid": nullable(c.MessagingServiceSid), "friendly_name": nullable(c.FriendlyName),
@@ -256,7 +278,7 @@ func timers(c *conversation) map[string]any {
 func (e *Emulator) serviceSid() string { return "IS" + e.opts.AccountSid[2:] }
 func (e *Emulator) roleSid() string    { return "RL" + e.opts.AccountSid[2:] }
 
-func (e *Emulator) createConversation(r *http.Request, base string) (int, any, *apiError) {
+func (e *Emulator) createConversation(r *http.Request, api string) (int, any, *apiError) {
 	now := e.now()
 	if e.opts.CreateRate > 0 {
 		e.creates = slices.DeleteFunc(e.creates, func(t time.Time) bool { return now.Sub(t) >= time.Second })
@@ -281,19 +303,19 @@ func (e *Emulator) createConversation(r *http.Request, base string) (int, any, *
 	if c.State == "closed" {
 		return 0, nil, &apiError{400, 50384, "A conversation cannot be created closed"}
 	}
-	if err := e.setTimers(c, r.PostForm, true); err != nil {
+	if err := e.setTimers(c, r.PostForm); err != nil {
 		return 0, nil, err
 	}
 	if c.UniqueName != "" && e.find(c.UniqueName) != nil {
 		return 0, nil, &apiError{409, 50353, "Conversation with provided unique name already exists"}
 	}
 	e.conversations = append(e.conversations, c)
-	return http.StatusCreated, e.conversationJSON(base, c), nil
+	return http.StatusCreated, e.conversationJSON(api, c), nil
 }
 
 // listConversations lists the conversations, filtered as Twilio does by State and by creation date
 // (StartDate, EndDate: ISO 8601; with a date the newest come first).
-func (e *Emulator) listConversations(r *http.Request, base string) (int, any, *apiError) {
+func (e *Emulator) listConversations(r *http.Request, api string) (int, any, *apiError) {
 	q := r.URL.Query()
 	state := q.Get("State")
 	if state != "" && !slices.Contains([]string{"active", "inactive", "closed"}, state) {
@@ -326,18 +348,18 @@ func (e *Emulator) listConversations(r *http.Request, base string) (int, any, *a
 	if !from.IsZero() || !to.IsZero() {
 		slices.Reverse(list)
 	}
-	return http.StatusOK, page(r, base, "conversations", list, 50, 100, func(c *conversation) any { return e.conversationJSON(base, c) }), nil
+	return http.StatusOK, page(r, "conversations", list, 50, 100, func(c *conversation) any { return e.conversationJSON(api, c) }), nil
 }
 
-func (e *Emulator) fetchConversation(r *http.Request, base string) (int, any, *apiError) {
+func (e *Emulator) fetchConversation(r *http.Request, api string) (int, any, *apiError) {
 	c := e.find(r.PathValue("sid"))
 	if c == nil {
 		return 0, nil, &errNotFound
 	}
-	return http.StatusOK, e.conversationJSON(base, c), nil
+	return http.StatusOK, e.conversationJSON(api, c), nil
 }
 
-func (e *Emulator) updateConversation(r *http.Request, base string) (int, any, *apiError) {
+func (e *Emulator) updateConversation(r *http.Request, api string) (int, any, *apiError) {
 	c := e.find(r.PathValue("sid"))
 	if c == nil {
 		return 0, nil, &errNotFound
@@ -349,7 +371,7 @@ func (e *Emulator) updateConversation(r *http.Request, base string) (int, any, *
 	if c.State == "closed" {
 		return 0, nil, &apiError{400, codeClosed, "Conversation is closed"}
 	}
-	if err := e.setTimers(c, f, false); err != nil {
+	if err := e.setTimers(c, f); err != nil {
 		return 0, nil, err
 	}
 	for key, dst := range map[string]*string{"FriendlyName": &c.FriendlyName, "Attributes": &c.Attributes, "UniqueName": &c.UniqueName, "MessagingServiceSid": &c.MessagingServiceSid} {
@@ -360,13 +382,13 @@ func (e *Emulator) updateConversation(r *http.Request, base string) (int, any, *
 	c.Updated = e.now()
 	if f.Has("State") {
 		// As at Twilio, an action through the REST API fires webhooks only when the request asks.
-		if strings.EqualFold(r.Header.Get("X-Twilio-Webhook-Enabled"), "true") {
+		if webhookEnabled(r) {
 			e.setStateLocked(c, f.Get("State"), "API")
 		} else {
 			c.State = f.Get("State")
 		}
 	}
-	return http.StatusOK, e.conversationJSON(base, c), nil
+	return http.StatusOK, e.conversationJSON(api, c), nil
 }
 
 func (e *Emulator) deleteConversation(r *http.Request, _ string) (int, any, *apiError) {
@@ -380,21 +402,34 @@ func (e *Emulator) deleteConversation(r *http.Request, _ string) (int, any, *api
 
 // ---- Participants
 
-func (e *Emulator) participantJSON(base string, c *conversation, p *participant) map[string]any {
-	var binding any
-	if p.Address != "" {
-		binding = map[string]any{"type": channel(p.Address), "address": p.Address, "proxy_address": p.ProxyAddress}
+// bindingJSON is a participant's messaging_binding: its address and the business number, or, for a
+// chat participant in a group MMS, the number projected to the others; null for a chat participant.
+func bindingJSON(p *participant) any {
+	switch {
+	case p.Address != "":
+		b := map[string]any{"type": channel(p.Address), "address": p.Address, "proxy_address": p.ProxyAddress}
+		if p.ProjectedAddress != "" {
+			b["projected_address"] = p.ProjectedAddress
+		}
+		return b
+	case p.ProjectedAddress != "":
+		return map[string]any{"type": channel(p.ProjectedAddress), "projected_address": p.ProjectedAddress}
 	}
+	return nil
+}
+
+func (e *Emulator) participantJSON(api string, c *conversation, p *participant) map[string]any {
+	binding := bindingJSON(p)
 	return map[string]any{
 		"sid": p.Sid, "account_sid": e.opts.AccountSid, "conversation_sid": c.Sid, "identity": nullable(p.Identity),
 		"attributes": p.Attributes, "messaging_binding": binding, "role_sid": e.roleSid(),
 		"date_created": ts(p.Created), "date_updated": ts(p.Updated),
-		"url":                     base + "/v1/Conversations/" + c.Sid + "/Participants/" + p.Sid,
+		"url":                     api + "/Conversations/" + c.Sid + "/Participants/" + p.Sid,
 		"last_read_message_index": nil, "last_read_timestamp": nil,
 	}
 }
 
-func (e *Emulator) createParticipant(r *http.Request, base string) (int, any, *apiError) {
+func (e *Emulator) createParticipant(r *http.Request, api string) (int, any, *apiError) {
 	c := e.find(r.PathValue("conv"))
 	if c == nil {
 		return 0, nil, &errNotFound
@@ -405,7 +440,8 @@ func (e *Emulator) createParticipant(r *http.Request, base string) (int, any, *a
 	f := r.PostForm
 	now := e.now()
 	p := &participant{Sid: e.newSid("MB"), Identity: f.Get("Identity"), Attributes: f.Get("Attributes"),
-		Address: f.Get("MessagingBinding.Address"), ProxyAddress: f.Get("MessagingBinding.ProxyAddress"), Created: now, Updated: now}
+		Address: f.Get("MessagingBinding.Address"), ProxyAddress: f.Get("MessagingBinding.ProxyAddress"),
+		ProjectedAddress: f.Get("MessagingBinding.ProjectedAddress"), Created: now, Updated: now}
 	if p.Attributes == "" {
 		p.Attributes = "{}"
 	}
@@ -429,15 +465,18 @@ func (e *Emulator) createParticipant(r *http.Request, base string) (int, any, *a
 		}
 	}
 	c.participants = append(c.participants, p)
-	return http.StatusCreated, e.participantJSON(base, c, p), nil
+	if webhookEnabled(r) {
+		e.fireParticipantAddedLocked(c, p)
+	}
+	return http.StatusCreated, e.participantJSON(api, c, p), nil
 }
 
-func (e *Emulator) listParticipants(r *http.Request, base string) (int, any, *apiError) {
+func (e *Emulator) listParticipants(r *http.Request, api string) (int, any, *apiError) {
 	c := e.find(r.PathValue("conv"))
 	if c == nil {
 		return 0, nil, &errNotFound
 	}
-	return http.StatusOK, page(r, base, "participants", c.participants, 50, 100, func(p *participant) any { return e.participantJSON(base, c, p) }), nil
+	return http.StatusOK, page(r, "participants", c.participants, 50, 100, func(p *participant) any { return e.participantJSON(api, c, p) }), nil
 }
 
 func findBySid[T any](items []*T, sid string, key func(*T) string) *T {
@@ -449,7 +488,7 @@ func findBySid[T any](items []*T, sid string, key func(*T) string) *T {
 	return nil
 }
 
-func (e *Emulator) fetchParticipant(r *http.Request, base string) (int, any, *apiError) {
+func (e *Emulator) fetchParticipant(r *http.Request, api string) (int, any, *apiError) {
 	c := e.find(r.PathValue("conv"))
 	if c == nil {
 		return 0, nil, &errNotFound
@@ -458,7 +497,7 @@ func (e *Emulator) fetchParticipant(r *http.Request, base string) (int, any, *ap
 	if p == nil {
 		return 0, nil, &errNotFound
 	}
-	return http.StatusOK, e.participantJSON(base, c, p), nil
+	return http.StatusOK, e.participantJSON(api, c, p), nil
 }
 
 func (e *Emulator) deleteParticipant(r *http.Request, _ string) (int, any, *apiError) {
@@ -474,10 +513,16 @@ func (e *Emulator) deleteParticipant(r *http.Request, _ string) (int, any, *apiE
 	return http.StatusNoContent, nil, nil
 }
 
+// webhookEnabled reports whether a REST request asks for the webhooks its action would fire: at
+// Twilio only actions of SDK clients and phones fire them unless X-Twilio-Webhook-Enabled is true.
+func webhookEnabled(r *http.Request) bool {
+	return strings.EqualFold(r.Header.Get("X-Twilio-Webhook-Enabled"), "true")
+}
+
 // ---- Messages
 
-func (e *Emulator) messageJSON(base string, c *conversation, m *message) map[string]any {
-	u := base + "/v1/Conversations/" + c.Sid + "/Messages/" + m.Sid
+func (e *Emulator) messageJSON(api string, c *conversation, m *message) map[string]any {
+	u := api + "/Conversations/" + c.Sid + "/Messages/" + m.Sid
 	var delivery any
 	if m.total > 0 {
 		delivery = map[string]any{"total": m.total, "sent": share(m.delivered+m.failed+m.undelivered, m.total), "delivered": share(m.delivered, m.total),
@@ -507,7 +552,7 @@ func share(n, total int) string {
 	return "some"
 }
 
-func (e *Emulator) createMessage(r *http.Request, base string) (int, any, *apiError) {
+func (e *Emulator) createMessage(r *http.Request, api string) (int, any, *apiError) {
 	c := e.find(r.PathValue("conv"))
 	if c == nil {
 		return 0, nil, &errNotFound
@@ -538,13 +583,13 @@ func (e *Emulator) createMessage(r *http.Request, base string) (int, any, *apiEr
 		attached = append(attached, md)
 	}
 	m := e.addMessage(c, author, f.Get("Body"), f.Get("ContentSid"), f.Get("ContentVariables"), f.Get("Attributes"), attached)
-	if strings.EqualFold(r.Header.Get("X-Twilio-Webhook-Enabled"), "true") {
+	if webhookEnabled(r) {
 		e.fireLocked(c, m, "API")
 	}
-	return http.StatusCreated, e.messageJSON(base, c, m), nil
+	return http.StatusCreated, e.messageJSON(api, c, m), nil
 }
 
-func (e *Emulator) listMessages(r *http.Request, base string) (int, any, *apiError) {
+func (e *Emulator) listMessages(r *http.Request, api string) (int, any, *apiError) {
 	c := e.find(r.PathValue("conv"))
 	if c == nil {
 		return 0, nil, &errNotFound
@@ -558,10 +603,10 @@ func (e *Emulator) listMessages(r *http.Request, base string) (int, any, *apiErr
 	default:
 		return 0, nil, &apiError{400, 20001, "Invalid Order"}
 	}
-	return http.StatusOK, page(r, base, "messages", msgs, 50, 100, func(m *message) any { return e.messageJSON(base, c, m) }), nil
+	return http.StatusOK, page(r, "messages", msgs, 50, 100, func(m *message) any { return e.messageJSON(api, c, m) }), nil
 }
 
-func (e *Emulator) fetchMessage(r *http.Request, base string) (int, any, *apiError) {
+func (e *Emulator) fetchMessage(r *http.Request, api string) (int, any, *apiError) {
 	c := e.find(r.PathValue("conv"))
 	if c == nil {
 		return 0, nil, &errNotFound
@@ -570,17 +615,17 @@ func (e *Emulator) fetchMessage(r *http.Request, base string) (int, any, *apiErr
 	if m == nil {
 		return 0, nil, &errNotFound
 	}
-	return http.StatusOK, e.messageJSON(base, c, m), nil
+	return http.StatusOK, e.messageJSON(api, c, m), nil
 }
 
 // ---- Delivery receipts
 
-func (e *Emulator) receiptJSON(base string, c *conversation, m *message, r *receipt) map[string]any {
+func (e *Emulator) receiptJSON(api string, c *conversation, m *message, r *receipt) map[string]any {
 	return map[string]any{
 		"account_sid": e.opts.AccountSid, "conversation_sid": c.Sid, "sid": r.Sid, "message_sid": m.Sid,
 		"channel_message_sid": r.ChannelMessageSid, "participant_sid": r.ParticipantSid, "status": r.Status,
 		"error_code": r.ErrorCode, "date_created": ts(r.Created), "date_updated": ts(r.Updated),
-		"url": base + "/v1/Conversations/" + c.Sid + "/Messages/" + m.Sid + "/Receipts/" + r.Sid,
+		"url": api + "/Conversations/" + c.Sid + "/Messages/" + m.Sid + "/Receipts/" + r.Sid,
 	}
 }
 
@@ -593,15 +638,15 @@ func (e *Emulator) messageOf(r *http.Request) (*conversation, *message) {
 	return c, findBySid(c.messages, r.PathValue("msg"), func(m *message) string { return m.Sid })
 }
 
-func (e *Emulator) listReceipts(r *http.Request, base string) (int, any, *apiError) {
+func (e *Emulator) listReceipts(r *http.Request, api string) (int, any, *apiError) {
 	c, m := e.messageOf(r)
 	if m == nil {
 		return 0, nil, &errNotFound
 	}
-	return http.StatusOK, page(r, base, "delivery_receipts", m.receipts, 50, 100, func(rc *receipt) any { return e.receiptJSON(base, c, m, rc) }), nil
+	return http.StatusOK, page(r, "delivery_receipts", m.receipts, 50, 100, func(rc *receipt) any { return e.receiptJSON(api, c, m, rc) }), nil
 }
 
-func (e *Emulator) fetchReceipt(r *http.Request, base string) (int, any, *apiError) {
+func (e *Emulator) fetchReceipt(r *http.Request, api string) (int, any, *apiError) {
 	c, m := e.messageOf(r)
 	if m == nil {
 		return 0, nil, &errNotFound
@@ -610,7 +655,7 @@ func (e *Emulator) fetchReceipt(r *http.Request, base string) (int, any, *apiErr
 	if rc == nil {
 		return 0, nil, &errNotFound
 	}
-	return http.StatusOK, e.receiptJSON(base, c, m, rc), nil
+	return http.StatusOK, e.receiptJSON(api, c, m, rc), nil
 }
 
 // ---- Webhooks
@@ -618,7 +663,7 @@ func (e *Emulator) fetchReceipt(r *http.Request, base string) (int, any, *apiErr
 // maxWebhooks is Twilio's limit of scoped webhooks per conversation.
 const maxWebhooks = 5
 
-func (e *Emulator) webhookJSON(base string, c *conversation, h *webhook) map[string]any {
+func (e *Emulator) webhookJSON(api string, c *conversation, h *webhook) map[string]any {
 	cfg := map[string]any{}
 	if h.URL != "" {
 		cfg["url"] = h.URL
@@ -638,7 +683,7 @@ func (e *Emulator) webhookJSON(base string, c *conversation, h *webhook) map[str
 	}
 	return map[string]any{
 		"sid": h.Sid, "account_sid": e.opts.AccountSid, "conversation_sid": c.Sid, "target": h.Target,
-		"url": base + "/v1/Conversations/" + c.Sid + "/Webhooks/" + h.Sid, "configuration": cfg,
+		"url": api + "/Conversations/" + c.Sid + "/Webhooks/" + h.Sid, "configuration": cfg,
 		"date_created": ts(h.Created), "date_updated": ts(h.Updated),
 	}
 }
@@ -678,7 +723,7 @@ func applyWebhookConfig(h *webhook, f url.Values) *apiError {
 	return nil
 }
 
-func (e *Emulator) createWebhook(r *http.Request, base string) (int, any, *apiError) {
+func (e *Emulator) createWebhook(r *http.Request, api string) (int, any, *apiError) {
 	c := e.find(r.PathValue("conv"))
 	if c == nil {
 		return 0, nil, &errNotFound
@@ -709,15 +754,15 @@ func (e *Emulator) createWebhook(r *http.Request, base string) (int, any, *apiEr
 			}
 		}
 	}
-	return http.StatusCreated, e.webhookJSON(base, c, h), nil
+	return http.StatusCreated, e.webhookJSON(api, c, h), nil
 }
 
-func (e *Emulator) listWebhooks(r *http.Request, base string) (int, any, *apiError) {
+func (e *Emulator) listWebhooks(r *http.Request, api string) (int, any, *apiError) {
 	c := e.find(r.PathValue("conv"))
 	if c == nil {
 		return 0, nil, &errNotFound
 	}
-	return http.StatusOK, page(r, base, "webhooks", c.webhooks, maxWebhooks, maxWebhooks, func(h *webhook) any { return e.webhookJSON(base, c, h) }), nil
+	return http.StatusOK, page(r, "webhooks", c.webhooks, maxWebhooks, maxWebhooks, func(h *webhook) any { return e.webhookJSON(api, c, h) }), nil
 }
 
 func (e *Emulator) lookupWebhook(r *http.Request) (*conversation, *webhook) {
@@ -728,15 +773,15 @@ func (e *Emulator) lookupWebhook(r *http.Request) (*conversation, *webhook) {
 	return c, findBySid(c.webhooks, r.PathValue("sid"), func(h *webhook) string { return h.Sid })
 }
 
-func (e *Emulator) fetchWebhook(r *http.Request, base string) (int, any, *apiError) {
+func (e *Emulator) fetchWebhook(r *http.Request, api string) (int, any, *apiError) {
 	c, h := e.lookupWebhook(r)
 	if h == nil {
 		return 0, nil, &errNotFound
 	}
-	return http.StatusOK, e.webhookJSON(base, c, h), nil
+	return http.StatusOK, e.webhookJSON(api, c, h), nil
 }
 
-func (e *Emulator) updateWebhook(r *http.Request, base string) (int, any, *apiError) {
+func (e *Emulator) updateWebhook(r *http.Request, api string) (int, any, *apiError) {
 	c, h := e.lookupWebhook(r)
 	if h == nil {
 		return 0, nil, &errNotFound
@@ -747,7 +792,7 @@ func (e *Emulator) updateWebhook(r *http.Request, base string) (int, any, *apiEr
 	}
 	*h = changed
 	h.Updated = e.now()
-	return http.StatusOK, e.webhookJSON(base, c, h), nil
+	return http.StatusOK, e.webhookJSON(api, c, h), nil
 }
 
 func (e *Emulator) deleteWebhook(r *http.Request, _ string) (int, any, *apiError) {

@@ -201,6 +201,36 @@ func TestAgainstTwilioSpec(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	call("POST", "/v1/Conversations/"+conv+"/Participants", form("Identity", "dispatcher", "MessagingBinding.ProjectedAddress", "+15550009999"))
+	call("GET", "/v1/ParticipantConversations?Address="+url.QueryEscape("whatsapp:+15550001111"), nil)
+	call("GET", "/v1/ParticipantConversations?Identity=dispatcher", nil)
+
+	// The same resources under the account's Conversation Service.
+	svc := "/v1/Services/IS" + sid[2:]
+	call("GET", "/v1/Services", nil)
+	call("GET", svc, nil)
+	call("GET", svc+"/ParticipantConversations?Address="+url.QueryEscape("whatsapp:+15550001111"), nil)
+	sconv := call("POST", svc+"/Conversations", form("FriendlyName", "scoped", "Timers.Closed", "PT1H"))
+	call("GET", svc+"/Conversations", nil)
+	call("GET", svc+"/Conversations/"+sconv, nil)
+	call("POST", svc+"/Conversations/"+sconv, form("Attributes", `{"scoped":true}`))
+	sp := call("POST", svc+"/Conversations/"+sconv+"/Participants", form("MessagingBinding.Address", "+15550003333", "MessagingBinding.ProxyAddress", "+15550000001"))
+	call("GET", svc+"/Conversations/"+sconv+"/Participants", nil)
+	call("GET", svc+"/Conversations/"+sconv+"/Participants/"+sp, nil)
+	sm := call("POST", svc+"/Conversations/"+sconv+"/Messages", form("Body", "scoped hello"))
+	call("GET", svc+"/Conversations/"+sconv+"/Messages", nil)
+	call("GET", svc+"/Conversations/"+sconv+"/Messages/"+sm, nil)
+	sr := call("GET", svc+"/Conversations/"+sconv+"/Messages/"+sm+"/Receipts", nil)
+	call("GET", svc+"/Conversations/"+sconv+"/Messages/"+sm+"/Receipts/"+sr, nil)
+	swh := call("POST", svc+"/Conversations/"+sconv+"/Webhooks", form("Target", "webhook", "Configuration.Url", "https://optin.example.com/c",
+		"Configuration.Method", "post", "Configuration.Filters", "onParticipantAdded"))
+	call("GET", svc+"/Conversations/"+sconv+"/Webhooks", nil)
+	call("GET", svc+"/Conversations/"+sconv+"/Webhooks/"+swh, nil)
+	call("POST", svc+"/Conversations/"+sconv+"/Webhooks/"+swh, form("Configuration.Method", "get"))
+	call("DELETE", svc+"/Conversations/"+sconv+"/Webhooks/"+swh, nil)
+	call("DELETE", svc+"/Conversations/"+sconv+"/Participants/"+sp, nil)
+	call("DELETE", svc+"/Conversations/"+sconv, nil)
+
 	call("DELETE", "/v1/Conversations/"+conv+"/Participants/"+p1, nil)
 	call("DELETE", "/v1/Conversations/"+conv, nil)
 
@@ -215,6 +245,13 @@ func TestAgainstTwilioSpec(t *testing.T) {
 		"GET /v1/Conversations/{ConversationSid}/Messages/{MessageSid}/Receipts", "GET /v1/Conversations/{ConversationSid}/Messages/{MessageSid}/Receipts/{Sid}",
 		"POST /v1/Conversations/{ConversationSid}/Webhooks", "GET /v1/Conversations/{ConversationSid}/Webhooks",
 		"GET /v1/Conversations/{ConversationSid}/Webhooks/{Sid}", "POST /v1/Conversations/{ConversationSid}/Webhooks/{Sid}", "DELETE /v1/Conversations/{ConversationSid}/Webhooks/{Sid}",
+		"GET /v1/ParticipantConversations", "GET /v1/Services", "GET /v1/Services/{Sid}", "GET /v1/Services/{ChatServiceSid}/ParticipantConversations",
+	}
+	// Every short route, again under the service.
+	for _, w := range want {
+		if strings.Contains(w, "/v1/Conversations") {
+			want = append(want, strings.Replace(w, "/v1/Conversations", "/v1/Services/{ChatServiceSid}/Conversations", 1))
+		}
 	}
 	for _, w := range want {
 		if sc.checked[w] == 0 {

@@ -22,7 +22,7 @@ func (c *Client) CreateConversation(ctx context.Context, nc chat.NewConversation
 	setIf(nc.UniqueName, p.SetUniqueName)
 	setIf(nc.FriendlyName, p.SetFriendlyName)
 	setIf(nc.Attributes, p.SetAttributes)
-	// A timer on create needs the state too (50382).
+	// The state is said, not left to Twilio's default (no source shows a timer needing it).
 	p.SetState("active")
 	if nc.ClosedAfter > 0 {
 		p.SetTimersClosed(isoDuration(nc.ClosedAfter))
