@@ -103,10 +103,13 @@ func TestOfficialNodeSDK(t *testing.T) {
 	}
 	sc := &specChecker{next: emu, checked: map[string]int{}}
 	rec := &wireRecorder{next: sc}
-	srv := httptest.NewServer(rec)
+	// Requests come from another process, which the race detector cannot see ordered after this
+	// setup: the checker is complete before the server starts.
+	srv := httptest.NewUnstartedServer(rec)
+	sc.base = "http://" + srv.Listener.Addr().String()
+	sc.router = loadSpec(t, sc.base)
+	srv.Start()
 	defer srv.Close()
-	sc.base = srv.URL
-	sc.router = loadSpec(t, srv.URL)
 
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
@@ -123,9 +126,11 @@ func TestOfficialNodeSDK(t *testing.T) {
 	if err := json.Unmarshal(out, &got); err != nil {
 		t.Fatalf("output %s: %v", out, err)
 	}
+	sc.mu.Lock()
 	for _, p := range sc.problems {
 		t.Error(p)
 	}
+	sc.mu.Unlock()
 
 	conv := got.Conversation.Sid
 	view, ok := emu.Conversation(conv)
@@ -183,6 +188,8 @@ func TestOfficialNodeSDK(t *testing.T) {
 		{"GET", "/v1/ParticipantConversations", url.Values{"Address": {"whatsapp:+15550001111"}}, url.Values{}},
 		{"GET", "/v1/Services/" + service + "/Conversations/" + conv, url.Values{}, url.Values{}},
 	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
 	if !reflect.DeepEqual(rec.reqs, want) {
 		t.Errorf("requests:\n got %+v\nwant %+v", rec.reqs, want)
 	}
