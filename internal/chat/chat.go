@@ -71,6 +71,8 @@ type Held struct {
 	// Early marks a customer's message held while the chat was invited: it may be the answer itself,
 	// which the rider is not sent again. It counts once the chat is connecting and it is not.
 	Early bool `json:",omitempty"`
+	// Media are the original's attachments: its copy carries copies of them.
+	Media []Media `json:",omitempty"`
 }
 
 // Channels of an address.
@@ -155,22 +157,48 @@ type Chat struct {
 	Answer string `json:",omitempty"`
 	// Fallback, while the customer is being moved from WhatsApp to SMS, is how far the move got.
 	Fallback *Fallback `json:",omitempty"`
-	// Undelivered are the failed deliveries reported and not acted on yet; Handled the messages whose
-	// failure was acted on, the newest last (at most maxHandled): neither a repeated report nor the
-	// reconciler acts on one twice.
+	// Undelivered are the failed deliveries reported and not acted on yet (at most maxUndelivered);
+	// Handled the indexes of the messages whose failure was acted on: neither a repeated report, however
+	// late, nor the reconciler acts on one twice. A bit per message of the conversation.
 	Undelivered []Undelivered `json:",omitempty"`
-	Handled     []string      `json:",omitempty"`
+	Handled     Indexes       `json:",omitempty"`
+	// Work counts what was recorded for tend to do (a failure reported, the answer named, a party
+	// with held messages writing): a tend that finds it changed after its run runs again, so work
+	// recorded while another run held the chat is never left for the sweep.
+	Work int64 `json:",omitempty"`
+	// Release says the chat's numbers are still to be freed: set in the write that makes the chat
+	// final, cleared once they are free, retried by the upkeep until then.
+	Release bool `json:",omitempty"`
 }
 
 // HasWork reports whether the chat holds something the upkeep must finish: an event not delivered,
-// a message held, a nudge not known to be sent.
-func (c Chat) HasWork() bool { return len(c.Pending) > 0 || c.needsTending() }
+// a message held, a nudge not known to be sent, numbers not freed.
+func (c Chat) HasWork() bool { return len(c.Pending) > 0 || c.Release || c.needsTending() }
 
 // needsTending reports whether the chat holds messages, a nudge not known to be sent, or a move to
 // SMS not finished: what tend carries out.
 func (c Chat) needsTending() bool {
 	return len(c.Customer.Held) > 0 || len(c.Rider.Held) > 0 || c.Customer.Nudging || c.Rider.Nudging || c.Fallback != nil ||
 		len(c.Undelivered) > 0
+}
+
+// Indexes is a set of message indexes (Twilio numbers a conversation's messages from 0), a bit each:
+// 2,000 messages take 250 bytes.
+type Indexes []byte
+
+// Has reports whether i is in the set.
+func (x Indexes) Has(i int) bool { return i >= 0 && i/8 < len(x) && x[i/8]&(1<<(i%8)) != 0 }
+
+// With returns the set with i added.
+func (x Indexes) With(i int) Indexes {
+	if i < 0 {
+		return x
+	}
+	if n := i/8 + 1; n > len(x) {
+		x = append(x, make([]byte, n-len(x))...)
+	}
+	x[i/8] |= 1 << (i % 8)
+	return x
 }
 
 // Event is a transition the platform is told of, kept with its chat until it is delivered.
@@ -324,8 +352,11 @@ type Conversations interface {
 	CloseConversation(ctx context.Context, conversationSid string) error
 	// RemoveParticipant removes the messaging participant whose address this is; none counts as removed.
 	RemoveParticipant(ctx context.Context, conversationSid, address string) error
-	// FetchMessage reads one message of the conversation.
+	// FetchMessage reads one message of the conversation, with its media.
 	FetchMessage(ctx context.Context, conversationSid, messageSid string) (Message, error)
+	// CopyMedia copies a message's attachment into a new media of the conversation's service, for a
+	// new message to carry (Twilio attaches a media to one message only); it returns the new SID.
+	CopyMedia(ctx context.Context, conversationSid string, m Media) (sid string, err error)
 	// RecentDeliveries returns up to limit of the conversation's newest messages with whether a
 	// delivery of each failed.
 	RecentDeliveries(ctx context.Context, conversationSid string, limit int) ([]Delivery, error)
@@ -336,6 +367,8 @@ type Conversations interface {
 // Delivery is how a message's deliveries went, as a list of messages tells it.
 type Delivery struct {
 	Sid string
+	// Index is the message's index in the conversation.
+	Index int
 	// Failed: at least one delivery failed or was undelivered.
 	Failed bool
 }

@@ -37,8 +37,8 @@ func (s *Service) outboxTimes() (every, grace time.Duration) {
 // queueing failed (a Redis blip, a crash between the write and the queueing) is delivered all the
 // same. It returns how many events it handed over.
 //
-// It also tends the chats' held messages and moves to SMS (tend): it drops messages held too long,
-// and finishes the re-sends, nudges and moves that a crash or a lost race left undone.
+// It also tends the chats (tend): it drops messages held too long, and finishes the re-sends, nudges,
+// moves to SMS and releases of numbers that a crash, a failure or the pacing of re-sends left undone.
 func (s *Service) SweepOutbox(ctx context.Context) (int, error) {
 	ids, err := s.store.WithPending(ctx)
 	if err != nil {
@@ -56,8 +56,8 @@ func (s *Service) SweepOutbox(ctx context.Context) (int, error) {
 		if err != nil {
 			continue // forgotten since, or a blip: the next sweep sees it
 		}
-		if c.needsTending() {
-			if err := s.tend(ctx, id); err != nil {
+		if c.needsTending() || c.Release {
+			if _, err := s.tend(ctx, id); err != nil {
 				zerolog.Ctx(ctx).Warn().Err(err).Str("chat_id", id).Msg("tending held messages")
 			}
 		}

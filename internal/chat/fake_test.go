@@ -24,6 +24,9 @@ type fakeTwilio struct {
 	// fetched holds when each conversation read came.
 	fetched []time.Time
 	before  func(op, conv string) error
+	// media are the media uploaded, by SID; attached those attached to a message (once only).
+	media    map[string]Media
+	attached map[string]bool
 }
 
 type fakeConv struct {
@@ -43,7 +46,7 @@ type fakeMsg struct {
 }
 
 func newFakeTwilio() *fakeTwilio {
-	return &fakeTwilio{convs: map[string]*fakeConv{}, byName: map[string]string{}}
+	return &fakeTwilio{convs: map[string]*fakeConv{}, byName: map[string]string{}, media: map[string]Media{}, attached: map[string]bool{}}
 }
 
 // enter records the call and runs before outside the lock.
@@ -139,7 +142,49 @@ func (f *fakeTwilio) CreateMessage(_ context.Context, sid string, m optin.Messag
 	if err != nil {
 		return "", err
 	}
-	return c.add(m), nil
+	var media []Media
+	switch md, known := f.media[m.MediaSid]; {
+	case m.MediaSid == "":
+	case !known:
+		return "", callErr("create message", twiliocall.Permanent, 400, 50510)
+	case f.attached[m.MediaSid]:
+		return "", callErr("create message", twiliocall.Permanent, 400, 50508) // media already sent
+	default:
+		f.attached[m.MediaSid] = true
+		media = []Media{md}
+	}
+	if m.Body == "" && m.ContentSid == "" && len(media) == 0 {
+		return "", callErr("create message", twiliocall.Permanent, 400, 50006) // body, media or content required
+	}
+	msid := c.add(m)
+	c.messages[len(c.messages)-1].Media = media
+	return msid, nil
+}
+
+func (f *fakeTwilio) CopyMedia(_ context.Context, sid string, m Media) (string, error) {
+	if err := f.enter("copy_media", sid); err != nil {
+		return "", err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.media[m.Sid]; !ok {
+		return "", callErr("copy media", twiliocall.Permanent, 404, twiliocall.CodeNotFound)
+	}
+	m.Sid = fmt.Sprintf("ME%032x", len(f.media)+1)
+	f.media[m.Sid] = m
+	return m.Sid, nil
+}
+
+// writeMedia adds a person's message with an attachment (a photo of the door), and no body.
+func (f *fakeTwilio) writeMedia(sid, author string) Message {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.convs[sid]
+	md := Media{Sid: fmt.Sprintf("ME%032x", len(f.media)+1), ContentType: "image/jpeg", Filename: "door.jpg", Size: 48213}
+	f.media[md.Sid], f.attached[md.Sid] = md, true
+	c.add(optin.Message{Author: author, Attributes: "{}"})
+	c.messages[len(c.messages)-1].Media = []Media{md}
+	return c.messages[len(c.messages)-1].Message
 }
 
 // add appends m to the conversation and returns its SID. Callers hold f.mu.
@@ -214,7 +259,7 @@ func (f *fakeTwilio) RecentDeliveries(_ context.Context, sid string, limit int) 
 	}
 	var out []Delivery
 	for _, m := range slices.Backward(c.messages[max(len(c.messages)-limit, 0):]) {
-		out = append(out, Delivery{Sid: m.Sid, Failed: len(m.failures) > 0})
+		out = append(out, Delivery{Sid: m.Sid, Index: m.Index, Failed: len(m.failures) > 0})
 	}
 	return out, nil
 }
@@ -249,6 +294,7 @@ func (f *fakeTwilio) FetchMessage(_ context.Context, sid, msid string) (Message,
 	}
 	for _, m := range c.messages {
 		if m.Sid == msid {
+			m.Media = slices.Clone(m.Media)
 			return m.Message, nil
 		}
 	}
@@ -357,6 +403,8 @@ type fakePool struct {
 	number  string
 	leases  map[string][]string
 	renewed []string
+	// failRelease, when set, refuses releases.
+	failRelease error
 }
 
 func newFakePool() *fakePool {
@@ -378,6 +426,9 @@ func (p *fakePool) Replace(context.Context, string, string, string) (string, err
 func (p *fakePool) Release(_ context.Context, chatID string) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.failRelease != nil {
+		return p.failRelease
+	}
 	delete(p.leases, chatID)
 	return nil
 }

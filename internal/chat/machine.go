@@ -94,6 +94,8 @@ func (s *Service) move(ctx context.Context, id string, choose func(Chat) (Ending
 			c.Ending = nil
 			// No copy reaches anyone through a closed conversation.
 			dropped = c.letGo()
+			// Freed after this write; until then the upkeep knows they are to be freed.
+			c.Release = true
 		}
 		if s.cfg.Notifier != nil && eventTypes[to.State] != "" {
 			c.Pending = append(c.Pending, newEvent(*c, eventTypes[to.State], now))
@@ -109,7 +111,7 @@ func (s *Service) move(ctx context.Context, id string, choose func(Chat) (Ending
 	if s.cfg.Observer != nil {
 		s.cfg.Observer.ChatTransition(string(c.State), c.Reason)
 		if dropped > 0 {
-			s.cfg.Observer.MessagesDropped("closed", dropped)
+			s.cfg.Observer.MessagesDropped(DropClosed, dropped)
 		}
 	}
 	log := zerolog.Ctx(ctx).Info().Str("chat_id", c.ID).Str("state", string(c.State))
@@ -119,10 +121,12 @@ func (s *Service) move(ctx context.Context, id string, choose func(Chat) (Ending
 	log.Msg("chat moved")
 	if c.State.Final() {
 		// Declined, failed and closed chats bind nothing at Twilio any more (their conversation was
-		// closed first): free the numbers. A release that fails is logged; the leases then lapse
-		// after the retention.
-		if err := s.release(ctx, c.ID); err != nil {
-			zerolog.Ctx(ctx).Error().Err(err).Str("chat_id", c.ID).Msg("freeing a chat's numbers")
+		// closed first): free the numbers. A release that fails stays recorded (Release) and the
+		// upkeep frees them on its next sweep.
+		if err := s.releaseRecorded(ctx, c.ID); err != nil {
+			zerolog.Ctx(ctx).Error().Err(err).Str("chat_id", c.ID).Msg("freeing a chat's numbers; the sweep will")
+		} else {
+			c.Release = false
 		}
 	}
 	s.notify(ctx, c)

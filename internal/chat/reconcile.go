@@ -112,10 +112,7 @@ func (s *Service) lostReports(ctx context.Context, c Chat, reads *rate.Limiter) 
 		return 0, err
 	}
 	// What the chat acted on, or will: a failure handled, one recorded, a message held.
-	known := make(map[string]bool, len(c.Handled)+len(c.Undelivered))
-	for _, sid := range c.Handled {
-		known[sid] = true
-	}
+	known := make(map[string]bool, len(c.Undelivered))
 	for _, u := range c.Undelivered {
 		known[u.MessageSid] = true
 	}
@@ -124,7 +121,7 @@ func (s *Service) lostReports(ctx context.Context, c Chat, reads *rate.Limiter) 
 	}
 	var found []Undelivered
 	for _, d := range ds {
-		if !d.Failed || known[d.Sid] {
+		if !d.Failed || known[d.Sid] || c.Handled.Has(d.Index) {
 			continue
 		}
 		if err := reads.Wait(ctx); err != nil {

@@ -69,6 +69,9 @@ type Config struct {
 	Windows Windows
 	// HoldMax is how long a message is held before it is dropped; 0: DefaultHoldMax.
 	HoldMax time.Duration
+	// HoldLimit and HoldLimitBytes bound what a party holds (the oldest dropped first, counted);
+	// 0: DefaultHoldLimit messages, DefaultHoldLimitBytes.
+	HoldLimit, HoldLimitBytes int
 	// NudgeContentSid, when set, is the template a party with a closed window and a held message is
 	// sent, once per closed window, authored by the other party; its variable "1" is that party's name.
 	NudgeContentSid string
@@ -147,6 +150,12 @@ func NewService(conv Conversations, store Store, cfg Config) (*Service, error) {
 	}
 	if cfg.HoldMax <= 0 {
 		cfg.HoldMax = DefaultHoldMax
+	}
+	if cfg.HoldLimit <= 0 {
+		cfg.HoldLimit = DefaultHoldLimit
+	}
+	if cfg.HoldLimitBytes <= 0 {
+		cfg.HoldLimitBytes = DefaultHoldLimitBytes
 	}
 	clock := cfg.Now
 	if clock == nil {

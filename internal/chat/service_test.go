@@ -518,3 +518,32 @@ func TestUnrecordedNumbersAreFreed(t *testing.T) {
 		t.Errorf("leases after the repeated start %v, want one per party", got)
 	}
 }
+
+// A final chat whose numbers could not be freed when it ended keeps that to do: the upkeep frees
+// them, rather than the leases lapsing after the retention (issue 24, defect 3).
+func TestNumbersNotFreedAtTheEndAreFreedLater(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	if _, _, err := e.svc.Start(ctx, request("order-1")); err != nil {
+		t.Fatal(err)
+	}
+	e.pool.mu.Lock()
+	e.pool.failRelease = errors.New("redis blip")
+	e.pool.mu.Unlock()
+	if c, err := e.svc.End(ctx, "order-1"); err != nil || c.State != StateClosed {
+		t.Fatalf("end: %v %v", c.State, err)
+	}
+	if got := e.chat("order-1"); !got.Release || !got.HasWork() || !e.pool.held("order-1") {
+		t.Fatalf("after a failed release: Release %v, work %v, held %v", got.Release, got.HasWork(), e.pool.held("order-1"))
+	}
+	e.pool.mu.Lock()
+	e.pool.failRelease = nil
+	e.pool.mu.Unlock()
+	if _, err := e.svc.SweepOutbox(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.chat("order-1"); got.Release || e.pool.held("order-1") {
+		t.Errorf("after the sweep: Release %v, numbers held %v", got.Release, e.pool.held("order-1"))
+	}
+	e.checkInvariant("order-1")
+}

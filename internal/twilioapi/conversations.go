@@ -183,7 +183,7 @@ func (c *Client) RecentDeliveries(ctx context.Context, conversationSid string, l
 	}
 	out := make([]chat.Delivery, 0, len(msgs))
 	for _, m := range msgs {
-		d := chat.Delivery{Sid: deref(m.Sid)}
+		d := chat.Delivery{Sid: deref(m.Sid), Index: m.Index}
 		if summary, ok := unbox(m.Delivery).(map[string]any); ok {
 			for _, key := range []string{"failed", "undelivered"} {
 				if v, _ := summary[key].(string); v != "" && v != "none" {

@@ -279,9 +279,14 @@ func cloneChat(c chat.Chat) chat.Chat {
 	c.Metadata = slices.Clone(c.Metadata)
 	c.Invite.ContentVariables = maps.Clone(c.Invite.ContentVariables)
 	c.Pending = slices.Clone(c.Pending)
-	c.Customer.Held = slices.Clone(c.Customer.Held)
-	c.Rider.Held = slices.Clone(c.Rider.Held)
+	for _, p := range []*chat.Party{&c.Customer, &c.Rider} {
+		p.Held = slices.Clone(p.Held)
+		for i := range p.Held {
+			p.Held[i].Media = slices.Clone(p.Held[i].Media)
+		}
+	}
 	c.Undelivered = slices.Clone(c.Undelivered)
+	c.Handled = slices.Clone(c.Handled)
 	if c.Fallback != nil {
 		f := *c.Fallback
 		c.Fallback = &f

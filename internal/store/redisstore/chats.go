@@ -22,13 +22,17 @@ type Chats struct {
 	retention time.Duration
 	// filled: the open and pending sets are known to cover every chat (see backfill).
 	filled *atomic.Bool
+	// sync waits for the replicas the store is configured to wait for (Store.Sync): every write that
+	// guards a side effect — a chat created or changed, a lease taken — is acknowledged by them before
+	// the caller acts on it, so a failover cannot lose the write and have the effect made twice.
+	sync func(context.Context) error
 }
 
 var _ chat.Store = (*Chats)(nil)
 
 // Chats returns the chat store on the same Redis; finished chats are kept for retention.
 func (s *Store) Chats() *Chats {
-	return &Chats{rdb: s.rdb, retention: s.retention, filled: new(atomic.Bool)}
+	return &Chats{rdb: s.rdb, retention: s.retention, filled: new(atomic.Bool), sync: s.Sync}
 }
 
 const (
@@ -87,6 +91,9 @@ func (s *Chats) Create(ctx context.Context, c chat.Chat) (chat.Chat, bool, error
 	existing, err := createChat.Run(ctx, s.rdb, []string{chatPrefix + c.ID, chatIndex, openSet}, raw, seq, c.ID).Text()
 	switch {
 	case errors.Is(err, redis.Nil):
+		if err := s.sync(ctx); err != nil {
+			return chat.Chat{}, false, fmt.Errorf("creating chat: %w", err)
+		}
 		return c, true, nil
 	case err != nil:
 		return chat.Chat{}, false, fmt.Errorf("creating chat: %w", err)
@@ -178,6 +185,9 @@ func (s *Chats) Update(ctx context.Context, id string, change func(*chat.Chat) e
 		if err != nil {
 			return chat.Chat{}, err
 		}
+		if err := s.sync(ctx); err != nil {
+			return chat.Chat{}, fmt.Errorf("updating chat %s: %w", id, err)
+		}
 		return out, nil
 	}
 	return chat.Chat{}, fmt.Errorf("updating chat %s: too much contention", id)
@@ -254,7 +264,13 @@ func (s *Chats) List(ctx context.Context, state chat.State, limit int, before in
 // Lock takes the lease unless another owner holds it; its owner taking it again extends it.
 func (s *Chats) Lock(ctx context.Context, id, owner string, ttl time.Duration) (bool, error) {
 	n, err := lock.Run(ctx, s.rdb, []string{lockPrefix + id}, owner, ttl.Milliseconds()).Int()
-	return n == 1, err
+	if err != nil || n != 1 {
+		return false, err
+	}
+	if err := s.sync(ctx); err != nil {
+		return false, fmt.Errorf("taking lease %s: %w", id, err)
+	}
+	return true, nil
 }
 
 // Open returns the ids of the chats not in a final state.

@@ -18,13 +18,15 @@ import (
 type Pairs struct {
 	rdb       *redis.Client
 	retention time.Duration
+	// sync waits for the configured replicas after a lease is taken (see Chats.sync).
+	sync func(context.Context) error
 }
 
 var _ numberpool.Store = (*Pairs)(nil)
 
 // Pairs returns the pair store on the same Redis. A lease lives until released, or at most retention
 // (so that a release lost with a crash does not hold a pair for ever).
-func (s *Store) Pairs() *Pairs { return &Pairs{rdb: s.rdb, retention: s.retention} }
+func (s *Store) Pairs() *Pairs { return &Pairs{rdb: s.rdb, retention: s.retention, sync: s.Sync} }
 
 const lastPrefix = "optin:lastnumber:"
 
@@ -135,7 +137,13 @@ func (s *Pairs) Take(ctx context.Context, chatID string, pairs []numberpool.Pair
 	if err != nil {
 		return false, fmt.Errorf("leasing pairs: %w", err)
 	}
-	return n == 1, nil
+	if n != 1 {
+		return false, nil
+	}
+	if err := s.sync(ctx); err != nil {
+		return false, fmt.Errorf("leasing pairs: %w", err)
+	}
+	return true, nil
 }
 
 // Release frees the chat's pairs.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -337,5 +338,43 @@ func BenchmarkSync(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// With OPTIN_REDIS_WAIT_REPLICAS every write that guards a side effect — a chat created or changed, a
+// chat's lease, a number's lease — waits for the replicas, and fails when they do not acknowledge it,
+// so that the caller does not act on a write a failover may lose (issue 24, defect 8).
+func TestChatWritesWaitForReplicas(t *testing.T) {
+	cl := redistest.StartSentinel(t, 1, 0)
+	s, err := Open(cl.Master.URL(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := t.Context()
+	chats, pairs := s.Chats(), s.Pairs()
+	s.WaitForReplicas(1, 5*time.Second)
+	if _, created, err := chats.Create(ctx, chat.Chat{ID: "order-1", State: chat.StateStarting}); err != nil || !created {
+		t.Fatalf("create with one replica acknowledging: %v %v", created, err)
+	}
+	s.WaitForReplicas(2, 50*time.Millisecond) // one replica runs: the second never acknowledges
+	for name, write := range map[string]func() error{
+		"create": func() error {
+			_, _, err := chats.Create(ctx, chat.Chat{ID: "order-2", State: chat.StateStarting})
+			return err
+		},
+		"update": func() error {
+			_, err := chats.Update(ctx, "order-1", func(c *chat.Chat) error { c.Work++; return nil })
+			return err
+		},
+		"lease": func() error { _, err := chats.Lock(ctx, "order-1", "owner", time.Minute); return err },
+		"number": func() error {
+			_, err := pairs.Take(ctx, "order-1", []numberpool.Pair{{Address: "whatsapp:+15550001111", Number: "whatsapp:+15550100000"}})
+			return err
+		},
+	} {
+		if err := write(); err == nil || !strings.Contains(err.Error(), "1 of 2 replicas") {
+			t.Errorf("%s not acknowledged by the replicas: %v, want an error", name, err)
+		}
 	}
 }

@@ -243,8 +243,12 @@ func RunChats(t *testing.T, open func(t *testing.T) (chat.Store, chat.Store)) {
 		}
 		// A message held for a party is work too, and reads back whole without aliasing the store's.
 		held := chat.Held{MessageSid: "IM00000000000000000000000000000001", Index: 4, Author: "whatsapp:+15550001111",
-			Body: "gate code 4411", Created: time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC), HeldAt: time.Date(2026, 12, 1, 9, 0, 1, 0, time.UTC)}
-		if _, err := a.Update(ctx, "open-2", func(c *chat.Chat) error { c.Rider.Held = []chat.Held{held}; return nil }); err != nil {
+			Body: "gate code 4411", Created: time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC), HeldAt: time.Date(2026, 12, 1, 9, 0, 1, 0, time.UTC),
+			Media: []chat.Media{{Sid: "ME00000000000000000000000000000001", ContentType: "image/jpeg", Filename: "door.jpg", Size: 48213}}}
+		if _, err := a.Update(ctx, "open-2", func(c *chat.Chat) error {
+			c.Rider.Held, c.Handled = []chat.Held{held}, chat.Indexes{}.With(3)
+			return nil
+		}); err != nil {
 			t.Fatal(err)
 		}
 		if pending, err := b.WithPending(ctx); err != nil || !slices.Equal(pending, []string{"open-2"}) {
@@ -254,9 +258,15 @@ func RunChats(t *testing.T, open func(t *testing.T) (chat.Store, chat.Store)) {
 		if err != nil || len(got.Rider.Held) != 1 || !reflect.DeepEqual(got.Rider.Held[0], held) {
 			t.Fatalf("held read back: %+v %v", got.Rider.Held, err)
 		}
+		if !got.Handled.Has(3) || got.Handled.Has(2) {
+			t.Errorf("handled read back %v", got.Handled)
+		}
 		got.Rider.Held[0].Body = "changed by the caller"
-		if again, _ := b.Get(ctx, "open-2"); again.Rider.Held[0].Body != held.Body {
-			t.Errorf("a returned chat aliases the store's held messages")
+		got.Rider.Held[0].Media[0].Sid = "changed by the caller"
+		got.Handled[0] = 0xff
+		if again, _ := b.Get(ctx, "open-2"); again.Rider.Held[0].Body != held.Body || again.Rider.Held[0].Media[0].Sid != held.Media[0].Sid ||
+			again.Handled.Has(2) {
+			t.Errorf("a returned chat aliases the store's held messages or handled set")
 		}
 		if _, err := a.Update(ctx, "open-2", func(c *chat.Chat) error { c.Rider.Held = nil; return nil }); err != nil {
 			t.Fatal(err)
@@ -272,6 +282,7 @@ func RunChats(t *testing.T, open func(t *testing.T) (chat.Store, chat.Store)) {
 			"fallback": func(c *chat.Chat) {
 				c.Fallback = &chat.Fallback{Code: 63003, From: "whatsapp:+15550001111", Number: "+15550109999"}
 			},
+			"numbers to free": func(c *chat.Chat) { c.Release = true },
 		} {
 			if _, err := a.Update(ctx, "open-2", func(c *chat.Chat) error { change(c); return nil }); err != nil {
 				t.Fatal(err)
@@ -285,7 +296,10 @@ func RunChats(t *testing.T, open func(t *testing.T) (chat.Store, chat.Store)) {
 			if !reflect.DeepEqual(got.Undelivered, want.Undelivered) || !reflect.DeepEqual(got.Fallback, want.Fallback) {
 				t.Errorf("%s read back: %+v %+v", name, got.Undelivered, got.Fallback)
 			}
-			if _, err := a.Update(ctx, "open-2", func(c *chat.Chat) error { c.Undelivered, c.Fallback = nil, nil; return nil }); err != nil {
+			if !reflect.DeepEqual(got.Release, want.Release) {
+				t.Errorf("%s read back: release %v", name, got.Release)
+			}
+			if _, err := a.Update(ctx, "open-2", func(c *chat.Chat) error { c.Undelivered, c.Fallback, c.Release = nil, nil, false; return nil }); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -1,0 +1,356 @@
+package chat
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/rs/zerolog"
+
+	"github.com/optinkit/optin/internal/optin"
+	"github.com/optinkit/optin/internal/twiliocall"
+)
+
+// ResendBurst is how many held messages one run sends a party, at most: a long hold reaches its party
+// paced (the next run, a sweep or the party's next message, sends the next ones) rather than as one
+// burst that WhatsApp's per-recipient limits would refuse. Each copy stays its own message, with its
+// own marker, media and place in the order.
+const ResendBurst = 10
+
+// tendRounds bounds how often one later runs tend again for work recorded during its run.
+const tendRounds = 5
+
+// later tends the chat's held messages and nudges after the caller's answer: a webhook answers
+// Twilio first. What a crash cuts off, the upkeep's sweep finishes.
+func (s *Service) later(ctx context.Context, id string) {
+	ctx = context.WithoutCancel(ctx)
+	s.spawn(func() {
+		if err := s.tendAll(ctx, id); err != nil {
+			zerolog.Ctx(ctx).Warn().Err(err).Str("chat_id", id).Msg("tending a chat; the sweep will")
+		}
+	})
+}
+
+// tendAll runs tend until the chat records no work that came during a run. A caller that records work
+// writes Chat.Work first and then tries the lease: either it takes the lease, or the run holding it
+// reads Work after giving the lease back and sees the change.
+func (s *Service) tendAll(ctx context.Context, id string) error {
+	var errs error
+	for range tendRounds {
+		c, err := s.store.Get(ctx, id)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		ran, err := s.tend(ctx, id)
+		errs = errors.Join(errs, err)
+		if !ran {
+			return errs // the holder runs again if it must
+		}
+		after, gerr := s.store.Get(ctx, id)
+		if gerr != nil || after.Work == c.Work || !after.HasWork() {
+			return errs
+		}
+	}
+	return errs
+}
+
+// heldLease names the lease under which one replica at a time tends a chat.
+func heldLease(id string) string { return "~held:" + id }
+
+// tend does what the chat's recorded work calls for, under the chat's held lease, and reports whether
+// it held the lease: failed deliveries are read and acted on; a move to SMS is carried out; numbers
+// of a final chat are freed; messages held past HoldMax are dropped; those whose party has written
+// since are sent again, in order, each once; a party with a closed window and a held message is
+// nudged, once per closed window. One step failing does not stop the others.
+func (s *Service) tend(ctx context.Context, id string) (bool, error) {
+	owner := newOwner()
+	locked, err := s.store.Lock(ctx, heldLease(id), owner, s.cfg.StartBudget+leaseMargin)
+	if err != nil || !locked {
+		return false, err // another replica tends it
+	}
+	defer func() { _ = s.store.Unlock(context.WithoutCancel(ctx), heldLease(id), owner) }()
+	// The work ends well before the lease can lapse: another replica taking it then cannot overlap a
+	// create still in flight here.
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.StartBudget)
+	defer cancel()
+	errs := s.resolve(ctx, id)
+	errs = errors.Join(errs, s.fallBack(ctx, id))
+	errs = errors.Join(errs, s.freeNumbers(ctx, id))
+	errs = errors.Join(errs, s.dropExpired(ctx, id))
+	if s.cfg.Windows == nil {
+		return true, errs
+	}
+	for _, role := range []string{roleCustomer, roleRider} {
+		errs = errors.Join(errs, s.resend(ctx, id, role))
+		errs = errors.Join(errs, s.nudge(ctx, id, role))
+	}
+	return true, errs
+}
+
+// freeNumbers frees the numbers of a final chat whose release did not go through when it ended.
+func (s *Service) freeNumbers(ctx context.Context, id string) error {
+	c, err := s.store.Get(ctx, id)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	if !c.Release {
+		return nil
+	}
+	return s.releaseRecorded(ctx, id)
+}
+
+// releaseRecorded frees the chat's numbers and then clears its Release mark.
+func (s *Service) releaseRecorded(ctx context.Context, id string) error {
+	if err := s.release(ctx, id); err != nil {
+		return fmt.Errorf("freeing the numbers of chat %s: %w", id, err)
+	}
+	if _, err := s.store.Update(ctx, id, func(c *Chat) error { c.Release = false; return nil }); err != nil {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// dropExpired drops the messages held longer than HoldMax.
+func (s *Service) dropExpired(ctx context.Context, id string) error {
+	dropped := 0
+	_, err := s.store.Update(ctx, id, func(c *Chat) error {
+		dropped = 0
+		now := s.now()
+		for _, role := range []string{roleCustomer, roleRider} {
+			p := c.party(role)
+			p.Held = slices.DeleteFunc(p.Held, func(h Held) bool {
+				expired := !h.Sending && now.Sub(h.HeldAt) > s.cfg.HoldMax
+				if expired && !h.Early {
+					dropped++
+				}
+				return expired
+			})
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("%w: dropping expired held messages: %w", ErrUnavailable, err)
+	}
+	if dropped > 0 {
+		zerolog.Ctx(ctx).Warn().Str("chat_id", id).Int("dropped", dropped).Msg("held messages dropped: held too long")
+		s.observe(func(o Observer) { o.MessagesDropped(DropExpired, dropped) })
+	}
+	return nil
+}
+
+// resend sends the party's held messages again, oldest first, at most ResendBurst, while the party
+// has written since each was sent: authored by its author, so that only this party gets the copy, and
+// marked with the original's SID, so that a run after a crash finds a copy already made rather than
+// making another. A copy Twilio refuses for good is dropped, counted, and the next one goes.
+func (s *Service) resend(ctx context.Context, id, role string) error {
+	for range ResendBurst {
+		c, err := s.store.Get(ctx, id)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		p := c.party(role)
+		if !c.relaying() || len(p.Held) == 0 || p.Held[0].Early {
+			return nil
+		}
+		h := p.Held[0]
+		w, err := s.cfg.Windows.Window(ctx, p.Address, p.ProxyAddress)
+		if err != nil {
+			return fmt.Errorf("%w: reading a window: %w", ErrUnavailable, err)
+		}
+		if !w.ReopenedAfter(h.Created) {
+			return nil
+		}
+		look := h.Sending
+		if !look {
+			marked := false
+			if _, err := s.store.Update(ctx, id, func(c *Chat) error {
+				hs := c.party(role).Held
+				marked = len(hs) > 0 && hs[0].MessageSid == h.MessageSid
+				if marked {
+					hs[0].Sending = true
+				}
+				return nil
+			}); err != nil {
+				return fmt.Errorf("%w: %w", ErrUnavailable, err)
+			}
+			if !marked {
+				continue // let go meanwhile (the chat ended), or sent by another run: read again
+			}
+		}
+		sid, err := s.sendCopy(ctx, c, h, look)
+		outcome := "held message sent again"
+		switch {
+		case twiliocall.Code(err) == twiliocall.CodeClosed:
+			// The chat ended meanwhile (its end let the message go): this one is dropped, not sent.
+			s.observe(func(o Observer) { o.MessagesDropped(DropClosed, 1) })
+			return s.forget(ctx, id, role, h.MessageSid)
+		case err != nil && twiliocall.Permanently(err):
+			// Trying again changes nothing: drop it, so that the messages behind it still go.
+			zerolog.Ctx(ctx).Error().Str("chat_id", id).Str("party", role).Str("message_sid", h.MessageSid).
+				Int("twilio_code", twiliocall.Code(err)).Msg("held message refused by Twilio; dropped")
+			s.observe(func(o Observer) { o.MessagesDropped(DropRefused, 1) })
+			outcome = ""
+		case err != nil:
+			return err
+		}
+		if err := s.forget(ctx, id, role, h.MessageSid); err != nil {
+			return err
+		}
+		if outcome != "" {
+			zerolog.Ctx(ctx).Info().Str("chat_id", id).Str("party", role).Str("message_sid", h.MessageSid).Str("created_sid", sid).Msg(outcome)
+			s.observe(func(o Observer) { o.MessagesResent(1) })
+		}
+	}
+	return nil
+}
+
+// forget removes a held message from the party's hold.
+func (s *Service) forget(ctx context.Context, id, role, messageSid string) error {
+	if _, err := s.store.Update(ctx, id, func(c *Chat) error {
+		p := c.party(role)
+		p.Held = slices.DeleteFunc(p.Held, func(x Held) bool { return x.MessageSid == messageSid })
+		return nil
+	}); err != nil {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// sendCopy creates h's copy: its body with its first attachment, and one more message per further
+// attachment (Twilio attaches one media to a message). Each part has its own marker, so that a run
+// after a crash finds the parts made and makes only the rest. It returns the first part's SID.
+func (s *Service) sendCopy(ctx context.Context, c Chat, h Held, look bool) (string, error) {
+	parts := max(len(h.Media), 1)
+	first := ""
+	for i := range parts {
+		value := h.MessageSid
+		if i > 0 {
+			value += "/" + strconv.Itoa(i)
+		}
+		m := optin.Message{Author: h.Author, Attributes: chatMarker(c.ID, "resend", value)}
+		if i == 0 {
+			m.Body = h.Body
+		}
+		var media *Media
+		if i < len(h.Media) {
+			media = &h.Media[i]
+		}
+		sid, err := s.createCopy(ctx, c.ConversationSid, look, m, media)
+		if err != nil {
+			return "", err
+		}
+		if i == 0 {
+			first = sid
+		}
+	}
+	return first, nil
+}
+
+// createCopy creates m once, with a fresh copy of media attached when given: Twilio attaches a media
+// to one message only, so the original's is copied first — only when no copy of m exists yet.
+func (s *Service) createCopy(ctx context.Context, conv string, look bool, m optin.Message, media *Media) (string, error) {
+	recent := func(ctx context.Context, limit int) ([]twiliocall.Posted, error) {
+		return s.conv.RecentMessages(ctx, conv, limit)
+	}
+	return twiliocall.CreateOnce(ctx, s.cfg.Retry, nil, "resend", look, recent,
+		func(a string) bool { return a == m.Attributes },
+		func(ctx context.Context) (string, error) {
+			if media != nil && m.MediaSid == "" {
+				sid, err := s.conv.CopyMedia(ctx, conv, *media)
+				if err != nil {
+					return "", err
+				}
+				m.MediaSid = sid
+			}
+			return s.conv.CreateMessage(ctx, conv, m)
+		})
+}
+
+// nudge sends the party the nudge template, authored by the other party, when a message is held for
+// them, their window is closed, and they were not nudged for this window yet.
+func (s *Service) nudge(ctx context.Context, id, role string) error {
+	if s.cfg.NudgeContentSid == "" {
+		return nil
+	}
+	c, err := s.store.Get(ctx, id)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	p := c.party(role)
+	w, err := s.cfg.Windows.Window(ctx, p.Address, p.ProxyAddress)
+	if err != nil {
+		return fmt.Errorf("%w: reading a window: %w", ErrUnavailable, err)
+	}
+	look := p.Nudging
+	if !look {
+		decided := false
+		c, err = s.store.Update(ctx, id, func(c *Chat) error {
+			decided = false
+			p := c.party(role)
+			waiting := slices.ContainsFunc(p.Held, func(h Held) bool { return !h.Early && !w.ReopenedAfter(h.Created) })
+			if !c.relaying() || !waiting || p.Nudging || (!p.NudgedAt.IsZero() && p.NudgedFor.Equal(w.LastInbound)) {
+				return nil
+			}
+			p.Nudging, p.NudgedAt, p.NudgedFor, decided = true, s.now(), w.LastInbound, true
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		if !decided {
+			return nil
+		}
+		p = c.party(role)
+	}
+	from := c.party(other(role))
+	vars, _ := json.Marshal(map[string]string{"1": nameOr(from.Name, other(role))})
+	marker := chatMarker(id, "nudge", role+"@"+strconv.FormatInt(p.NudgedFor.UnixMilli(), 10))
+	_, err = s.createOnce(ctx, c.ConversationSid, "nudge", look,
+		optin.Message{Author: from.Address, ContentSid: s.cfg.NudgeContentSid, ContentVariables: string(vars), Attributes: marker})
+	if err != nil && !twiliocall.Permanently(err) {
+		return err
+	}
+	if _, uerr := s.store.Update(ctx, id, func(c *Chat) error {
+		c.party(role).Nudging = false
+		return nil
+	}); uerr != nil {
+		return fmt.Errorf("%w: %w", ErrUnavailable, uerr)
+	}
+	if err != nil {
+		// Twilio refused the template itself: trying again changes nothing.
+		zerolog.Ctx(ctx).Error().Err(err).Str("chat_id", id).Str("party", role).Msg("nudge refused")
+		return nil
+	}
+	zerolog.Ctx(ctx).Info().Str("chat_id", id).Str("party", role).Msg("party nudged")
+	s.observe(func(o Observer) { o.Nudged() })
+	return nil
+}
+
+// nameOr is the party's name, or what they are to the other ("your rider") when it has none.
+func nameOr(name, role string) string {
+	if strings.TrimSpace(name) != "" {
+		return name
+	}
+	return "your " + role
+}
+
+// createOnce creates m in the conversation once: with look, or after a failure whose effect is
+// unknown, it first looks for m's marker among the newest messages.
+func (s *Service) createOnce(ctx context.Context, conv, op string, look bool, m optin.Message) (string, error) {
+	recent := func(ctx context.Context, limit int) ([]twiliocall.Posted, error) {
+		return s.conv.RecentMessages(ctx, conv, limit)
+	}
+	return twiliocall.CreateOnce(ctx, s.cfg.Retry, nil, op, look, recent,
+		func(a string) bool { return a == m.Attributes },
+		func(ctx context.Context) (string, error) { return s.conv.CreateMessage(ctx, conv, m) })
+}
+
+func (s *Service) observe(f func(Observer)) {
+	if s.cfg.Observer != nil {
+		f(s.cfg.Observer)
+	}
+}
