@@ -99,6 +99,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "  auth token:  %s (generated)\n", opts.AuthToken)
 	}
 	fmt.Fprintf(stdout, "  point a client at it with OPTIN_TWILIO_API_URL=http://%s\n", ln.Addr())
+	fmt.Fprintf(stdout, "  media (mcs.us1.twilio.com at Twilio) is under /v1/Services/IS%s/Media\n", opts.AccountSid[min(2, len(opts.AccountSid)):])
 
 	<-ctx.Done()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
+	"net/http"
 	"regexp"
 	"strings"
 	"sync"
@@ -60,6 +62,37 @@ func TestRunServesWithFaults(t *testing.T) {
 	}
 	if err := api.Do(ctx, "GET", "/v1/Conversations", nil, nil); err != nil {
 		t.Errorf("second list: %v", err)
+	}
+	// The Media Content Service is served beside the API, where the banner says.
+	media := regexp.MustCompile(`media \(mcs.us1.twilio.com at Twilio\) is under (/v1/Services/IS\w+/Media)`).FindStringSubmatch(out.String())
+	if media == nil || media[1] != "/v1/Services/IS0123456789abcdef0123456789abcdef/Media" {
+		t.Fatalf("media path not printed:\n%s", out)
+	}
+	req, _ := http.NewRequestWithContext(ctx, "POST", base+media[1], strings.NewReader("GIF89a"))
+	req.Header.Set("Content-Type", "image/gif")
+	req.SetBasicAuth("AC0123456789abcdef0123456789abcdef", token[1])
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var up struct {
+		Sid   string `json:"sid"`
+		Links struct {
+			Content string `json:"content_direct_temporary"`
+		} `json:"links"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&up)
+	resp.Body.Close()
+	if resp.StatusCode != 201 || !strings.HasPrefix(up.Sid, "ME") {
+		t.Fatalf("upload: %d %+v", resp.StatusCode, up)
+	}
+	if resp, err = http.Get(up.Links.Content); err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "GIF89a" || resp.Header.Get("Content-Type") != "image/gif" {
+		t.Errorf("content: %q %q", body, resp.Header.Get("Content-Type"))
 	}
 	cancel()
 	if err := <-done; err != nil {
