@@ -51,6 +51,9 @@ func (c *Client) CopyMedia(ctx context.Context, conversationSid string, m chat.M
 	if m.ContentType != "" {
 		contentType = m.ContentType
 	}
+	if contentType == "" {
+		contentType = "application/octet-stream"
+	}
 	return c.uploadMedia(ctx, service, contentType, data)
 }
 

@@ -229,6 +229,54 @@ func TestCopyMediaFailures(t *testing.T) {
 	}
 }
 
+// Content kept elsewhere is read where the Media Content Service redirects to, without the
+// account's credentials.
+func TestCopyMediaFollowsContentRedirect(t *testing.T) {
+	var storageAuth []string
+	storage := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		storageAuth = append(storageAuth, r.Header.Get("Authorization"))
+		w.Header().Set("Content-Type", "image/jpeg")
+		_, _ = w.Write(doorPhoto)
+	}))
+	defer storage.Close()
+	emu, err := emulator.New(emulator.Options{AccountSid: accountSid, AuthToken: authToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seenPaths []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seenPaths = append(seenPaths, r.Method+" "+r.URL.Path)
+		if strings.HasSuffix(r.URL.Path, "/Content") {
+			http.Redirect(w, r, storage.URL+"/bucket/door.jpg", http.StatusTemporaryRedirect)
+			return
+		}
+		emu.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	api := emulator.NewClient(srv.URL, accountSid, authToken)
+	conv, err := api.CreateConversation(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seenPaths = nil
+	c, _ := New(Options{AccountSid: accountSid, Username: accountSid, Password: authToken, BaseURL: srv.URL})
+	copied, err := c.CopyMedia(t.Context(), conv, chat.Media{Sid: "ME00000000000000000000000000000001", ContentType: "image/jpeg"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, ok := emu.Media(copied); !ok || !bytes.Equal(a.Data, doorPhoto) {
+		t.Errorf("copy holds %+v", a)
+	}
+	if !reflect.DeepEqual(storageAuth, []string{""}) {
+		t.Errorf("storage saw Authorization %q, want one request without", storageAuth)
+	}
+	want := []string{"GET /v1/Conversations/" + conv, "GET /v1/Services/IS" + accountSid[2:] + "/Media/ME00000000000000000000000000000001/Content",
+		"POST /v1/Services/IS" + accountSid[2:] + "/Media"}
+	if !reflect.DeepEqual(seenPaths, want) {
+		t.Errorf("calls %q, want %q", seenPaths, want)
+	}
+}
+
 // BaseURL replaces Twilio's hosts — the API's and the Media Content Service's — and no other.
 func TestBaseURLReplacesTwilioHostsOnly(t *testing.T) {
 	var got []string
