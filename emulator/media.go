@@ -105,10 +105,14 @@ type rawBody struct {
 	data        []byte
 }
 
-// bufferBody reads a request body of at most limit bytes before the handler runs, so that the handler,
-// which holds the emulator's lock, never waits on a slow client.
-func bufferBody(limit int64, next http.Handler) http.Handler {
+// bufferBody reads an authenticated request's body, at most limit bytes, before the handler runs, so
+// that the handler, which holds the emulator's lock, never waits on a slow client.
+func (e *Emulator) bufferBody(limit int64, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !e.authorized(r) {
+			next.ServeHTTP(w, r) // refused there, unread
+			return
+		}
 		data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 		if err != nil {
 			writeAPIError(w, apiError{http.StatusRequestEntityTooLarge, 20001, fmt.Sprintf("media larger than %d bytes", limit)})

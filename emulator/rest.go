@@ -77,7 +77,7 @@ func (e *Emulator) routes() {
 	rest("GET /v1/Services", "services.list", e.listServices)
 	rest("GET /v1/Services/{svc}", "services.fetch", e.fetchService)
 	// The Media Content Service (mcs.us1.twilio.com at Twilio).
-	m.Handle("POST /v1/Services/{svc}/Media", bufferBody(maxMediaUpload, e.rest("media.create", e.createMedia)))
+	m.Handle("POST /v1/Services/{svc}/Media", e.bufferBody(maxMediaUpload, e.rest("media.create", e.createMedia)))
 	rest("GET /v1/Services/{svc}/Media/{sid}", "media.fetch", e.fetchMedia)
 	rest("GET /v1/Services/{svc}/Media/{sid}/Content", "media.content", e.mediaContent)
 	m.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
