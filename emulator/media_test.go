@@ -84,6 +84,14 @@ func TestMediaContentService(t *testing.T) {
 	if code, body := h.upload(svc, "application/x-www-form-urlencoded", []byte("a=b")); code != 400 || apiCode(body) != 20001 {
 		t.Errorf("a form as media: %d %v", code, body)
 	}
+	req, _ := http.NewRequest("POST", h.srv.URL+"/v1/Services/"+svc+"/Media", bytes.NewReader(photo))
+	req.Header.Set("Content-Type", "image/jpeg")
+	req.SetBasicAuth(sid, "wrong")
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 401 {
+		t.Errorf("upload with a wrong token: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 	got, ok := h.emu.Media(me)
 	if !ok || !reflect.DeepEqual(got, Attachment{ContentType: "image/jpeg", Data: photo}) {
 		t.Errorf("Media(%s) = %+v %v", me, got, ok)
