@@ -31,7 +31,7 @@ type config struct {
 
 	Addr              string        `envconfig:"OPTIN_ADDR" default:":8080" desc:"address the HTTP server listens on"`
 	PublicURL         string        `envconfig:"OPTIN_PUBLIC_URL" mask:"url" desc:"public base URL Twilio calls (e.g. https://optin.example.com, may carry a path prefix); signatures are checked against it"`
-	TrustProxy        bool          `envconfig:"OPTIN_TRUST_PROXY_HEADERS" default:"false" desc:"without OPTIN_PUBLIC_URL, take scheme and host from X-Forwarded-Proto and X-Forwarded-Host"`
+	TrustProxy        bool          `envconfig:"OPTIN_TRUST_PROXY_HEADERS" default:"false" desc:"OPTIN_ADDR is reached only through a proxy that sets X-Forwarded-*: without OPTIN_PUBLIC_URL, take scheme and host from X-Forwarded-Proto and X-Forwarded-Host; know a client of /v1 and /console/ there by the last X-Forwarded-For address. Never applies to OPTIN_ADMIN_ADDR"`
 	TwilioAPIURL      string        `envconfig:"OPTIN_TWILIO_API_URL" mask:"url" desc:"replaces scheme and host of every Twilio REST call (emulators, tests); http(s)://host[:port], no path"`
 	TwilioTimeout     time.Duration `envconfig:"OPTIN_TWILIO_TIMEOUT" default:"10s" desc:"how long one Twilio REST call may take before it is abandoned and retried (100ms to 2m)"`
 	WaitMessage       string        `envconfig:"OPTIN_WAIT_MESSAGE" default:"Great! Just a moment while we connect you…" desc:"system message the customer sees after agreeing"`

@@ -305,9 +305,11 @@ func newOptin(cfg settings, conv *twilioapi.Client, be *backend, m *metrics.Metr
 }
 
 // newAdmin builds the admin API and the console, sharing one budget of failed authentications per
-// client.
+// client. On the public listener, behind the webhook's ingress, a client is who X-Forwarded-For says
+// when OPTIN_TRUST_PROXY_HEADERS is set; on the admin listener (OPTIN_ADMIN_ADDR), reached without
+// that ingress, always its connection's address: a header a client sets itself must not pick its budget.
 func newAdmin(cfg settings, chats *chat.Service, pools poolSet, be *backend, dm *demo) (admin, cons http.Handler, err error) {
-	guard := authlimit.New(authlimit.DefaultBurst, authlimit.DefaultEvery, cfg.TrustProxy)
+	guard := authlimit.New(authlimit.DefaultBurst, authlimit.DefaultEvery, cfg.TrustProxy && cfg.AdminAddr == "")
 	if admin, err = handlers.NewAdminRouter(chats, pools, cfg.adminTokens, guard, handlers.OpenAPI); err != nil {
 		return nil, nil, fmt.Errorf("admin API: %w", err)
 	}

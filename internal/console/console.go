@@ -243,28 +243,31 @@ func (c *console) parseForm(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
+// login opens a session for a right token, whatever failures its client made before (a colleague's
+// typos, a guesser on the same address); a wrong token is 401 within the client's budget of failures
+// (shared with the API's bearer check), 429 beyond it.
 func (c *console) login(w http.ResponseWriter, r *http.Request) {
-	client := c.guard.Key(r)
-	if wait := c.guard.Wait(client); wait > 0 {
-		w.Header().Set("Retry-After", authlimit.RetryAfter(wait))
-		c.fail(w, r, http.StatusTooManyRequests, fmt.Sprintf("Too many failed logins from here; try again in %s seconds.", authlimit.RetryAfter(wait)))
-		return
-	}
 	if !c.parseForm(w, r) {
 		return
 	}
 	token, ok := c.sessions.logins.Match(r.PostFormValue("token"))
 	next := safeNext(r.PostFormValue("next"))
-	if !ok {
-		c.guard.Failed(client)
-		if c.refusals.Allow() {
-			zerolog.Ctx(r.Context()).Warn().Msg("console login refused")
-		}
-		c.render(w, r, http.StatusUnauthorized, "login", loginData{page: page{Title: "Log in"}, Next: next, Failed: true})
+	if ok {
+		setCookie(w, r, c.sessions.issue([]byte(token)))
+		http.Redirect(w, r, next, http.StatusSeeOther)
 		return
 	}
-	setCookie(w, r, c.sessions.issue([]byte(token)))
-	http.Redirect(w, r, next, http.StatusSeeOther)
+	client := c.guard.Key(r)
+	wait := c.guard.Failed(client)
+	if c.refusals.Allow() {
+		zerolog.Ctx(r.Context()).Warn().Str("client", client).Bool("throttled", wait > 0).Msg("console login refused")
+	}
+	if wait > 0 {
+		w.Header().Set("Retry-After", authlimit.RetryAfter(wait))
+		c.fail(w, r, http.StatusTooManyRequests, fmt.Sprintf("Too many failed logins from here; try again in %s seconds.", authlimit.RetryAfter(wait)))
+		return
+	}
+	c.render(w, r, http.StatusUnauthorized, "login", loginData{page: page{Title: "Log in"}, Next: next, Failed: true})
 }
 
 func (c *console) logout(w http.ResponseWriter, r *http.Request) {

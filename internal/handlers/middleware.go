@@ -13,8 +13,10 @@ import (
 // requestScope is every request's frame, in one layer (one copy of the request, one context value: on
 // the webhook's path it runs for each forged request too): a logger carrying a new request_id, also
 // answered as X-Request-Id; a panic turned into a logged 500 instead of a dropped connection; and one
-// access line once answered — but for a refused webhook (403) or a refused authentication (401, 429),
-// logged sampled where they are refused: a flood of guesses must not become a flood of lines.
+// access line once answered — but for a refused webhook (403), logged sampled where it is refused: a
+// flood of forged webhooks must not become a flood of lines. A refused authentication (401, 429) has
+// its access line like any answer: the operator sees every one, and who is failing in the sampled
+// refusal lines.
 func requestScope(log zerolog.Logger) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -33,8 +35,7 @@ func requestScope(log zerolog.Logger) func(http.Handler) http.Handler {
 					l.Error().Interface("panic", v).Bytes("stack", debug.Stack()).Msg("handler panicked")
 					writeError(sw, r, fmt.Errorf("handler panicked: %v", v))
 				}
-				switch sw.status {
-				case http.StatusForbidden, http.StatusUnauthorized, http.StatusTooManyRequests:
+				if sw.status == http.StatusForbidden {
 					return
 				}
 				l.Info().

@@ -67,9 +67,10 @@ func TestOpenAPIListsEveryRoute(t *testing.T) {
 	}
 }
 
-// A client guessing bearer tokens gets DefaultBurst 401s, then 429 with Retry-After before its token
-// is looked at (the right one included) — logged sampled, with no access line each; another client is
-// not slowed.
+// A client guessing bearer tokens gets DefaultBurst 401s, then 429 with Retry-After; each refusal has
+// its access line and the refusals are logged sampled, naming the client, never the guess. Another
+// client is not slowed, and neither is a right token from the throttled client's own address: the
+// guard counts failures, it does not lock out whoever shares an address with a guesser.
 func TestBearerGuessesAreThrottled(t *testing.T) {
 	const token = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 	admin, err := NewAdminRouter(noChats{}, noPools{}, []string{token}, authlimit.New(authlimit.DefaultBurst, authlimit.DefaultEvery, false), OpenAPI)
@@ -80,7 +81,7 @@ func TestBearerGuessesAreThrottled(t *testing.T) {
 	h := NewAdminServer(zerolog.New(&logs), admin, nil, func(context.Context) error { return nil })
 	call := func(from, bearer string) *httptest.ResponseRecorder {
 		r := httptest.NewRequest("GET", "/v1/pools", nil)
-		r.RemoteAddr = from + ":50000"
+		r.RemoteAddr = from
 		r.Header.Set("Authorization", "Bearer "+bearer)
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, r)
@@ -88,7 +89,7 @@ func TestBearerGuessesAreThrottled(t *testing.T) {
 	}
 	codes := map[int]int{}
 	for i := range 40 {
-		w := call("192.0.2.1", fmt.Sprintf("guess-%d", i))
+		w := call("192.0.2.1:50000", fmt.Sprintf("guess-%d", i))
 		codes[w.Code]++
 		if w.Code == http.StatusTooManyRequests && (w.Header().Get("Retry-After") == "" || !strings.Contains(w.Body.String(), "problem-too-many-attempts")) {
 			t.Fatalf("429: %v %s", w.Header(), w.Body.String())
@@ -97,21 +98,38 @@ func TestBearerGuessesAreThrottled(t *testing.T) {
 	if codes[401] != authlimit.DefaultBurst || codes[429] != 40-authlimit.DefaultBurst {
 		t.Errorf("answers %v", codes)
 	}
-	if w := call("192.0.2.1", token); w.Code != http.StatusTooManyRequests {
-		t.Errorf("right token from the throttled client: %d", w.Code)
+	for _, from := range []string{"192.0.2.1:50000", "192.0.2.1:50001", "198.51.100.7:50000"} {
+		if w := call(from, token); w.Code != http.StatusOK {
+			t.Errorf("right token from %s: %d", from, w.Code)
+		}
 	}
-	if w := call("198.51.100.7", token); w.Code != http.StatusOK {
-		t.Errorf("another client: %d", w.Code)
+	if w := call("192.0.2.1:50000", "guess-again"); w.Code != http.StatusTooManyRequests {
+		t.Errorf("a wrong token after the right one: %d, want 429 still", w.Code)
+	}
+	// An IPv6 client is its /64: moving to another address of it does not buy more guesses.
+	for i := range authlimit.DefaultBurst {
+		call(fmt.Sprintf("[2001:db8:1:2::%x]:50000", i+1), "guess")
+	}
+	if w := call("[2001:db8:1:2::ffff]:50000", "guess"); w.Code != http.StatusTooManyRequests {
+		t.Errorf("another address of a throttled /64: %d, want 429", w.Code)
 	}
 	out := logs.String()
-	if n := strings.Count(out, `"message":"request"`); n != 1 {
-		t.Errorf("%d access lines for 42 requests, want 1 (the answered one)", n)
+	if n := strings.Count(out, `"message":"request"`); n != 40+3+1+authlimit.DefaultBurst+1 {
+		t.Errorf("%d access lines for %d requests", n, 40+3+1+authlimit.DefaultBurst+1)
+	}
+	for _, status := range []string{`"status":401`, `"status":429`} {
+		if !strings.Contains(out, status) {
+			t.Errorf("no access line with %s", status)
+		}
 	}
 	if n := strings.Count(out, "admin API authentication refused"); n < 1 || n > rejectionsPerSecond+1 {
 		t.Errorf("%d refusal lines", n)
 	}
-	if strings.Contains(out, "guess-") {
-		t.Error("a guess is in the log")
+	if !strings.Contains(out, `"client":"192.0.2.1"`) {
+		t.Errorf("the refusal lines do not name the client:\n%s", out)
+	}
+	if strings.Contains(out, "guess") || strings.Contains(out, token) {
+		t.Error("a token is in the log")
 	}
 }
 
