@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -105,4 +106,52 @@ func TestForwardedForTrustedOnThePublicListenerOnly(t *testing.T) {
 			}
 		}
 	})
+}
+
+// Each console login is a session of its own, even within one second: logging one out leaves the
+// others.
+func TestEachLoginIsASessionOfItsOwn(t *testing.T) {
+	s, _ := startAPI(t, nil)
+	var cookies []string
+	for range 3 {
+		resp := consoleDo(t, "POST", s.base+"/console/login", "", url.Values{"token": {adminToken1}})
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusSeeOther || len(resp.Cookies()) != 1 {
+			t.Fatalf("login: %d", resp.StatusCode)
+		}
+		c := resp.Cookies()[0].Name + "=" + resp.Cookies()[0].Value
+		for _, other := range cookies {
+			if c == other {
+				t.Fatalf("two logins got the same cookie")
+			}
+		}
+		cookies = append(cookies, c)
+	}
+	logout(t, s.base, cookies[0])
+	for i, c := range cookies {
+		want := http.StatusOK
+		if i == 0 {
+			want = http.StatusUnauthorized
+		}
+		if resp := consoleDo(t, "GET", s.base+"/console/?partial=1", c, nil); resp.StatusCode != want {
+			t.Errorf("session %d after the first logged out: %d, want %d", i+1, resp.StatusCode, want)
+		}
+	}
+}
+
+// logout logs the session of cookie out through base, with the CSRF token of a page of it.
+func logout(t *testing.T, base, cookie string) {
+	t.Helper()
+	page := consoleDo(t, "GET", base+"/console/", cookie, nil)
+	body, _ := io.ReadAll(page.Body)
+	page.Body.Close()
+	m := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindSubmatch(body)
+	if page.StatusCode != http.StatusOK || m == nil {
+		t.Fatalf("console page: %d", page.StatusCode)
+	}
+	out := consoleDo(t, "POST", base+"/console/logout", cookie, url.Values{"csrf": {string(m[1])}})
+	out.Body.Close()
+	if out.StatusCode != http.StatusSeeOther {
+		t.Fatalf("logout: %d", out.StatusCode)
+	}
 }

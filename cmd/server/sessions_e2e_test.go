@@ -31,7 +31,7 @@ func consoleDo(t *testing.T, method, target, cookie string, form url.Values) *ht
 }
 
 // A console session logged out on one replica is refused by every other, whatever a saved copy of the
-// cookie says.
+// cookie says; another session of the same token, opened on the other replica, lives on.
 func TestLogoutEndsTheSessionOnEveryReplica(t *testing.T) {
 	rs := redistest.Start(t)
 	fake := faketwilio.New(accountSid, authToken)
@@ -53,6 +53,12 @@ func TestLogoutEndsTheSessionOnEveryReplica(t *testing.T) {
 	if page.StatusCode != http.StatusOK || m == nil {
 		t.Fatalf("the other replica did not take the session: %d", page.StatusCode)
 	}
+	second := consoleDo(t, "POST", b.base+"/console/login", "", url.Values{"token": {adminToken1}, "next": {"/console/"}})
+	second.Body.Close()
+	if second.StatusCode != http.StatusSeeOther || len(second.Cookies()) != 1 {
+		t.Fatalf("second login: %d", second.StatusCode)
+	}
+	other := second.Cookies()[0].Name + "=" + second.Cookies()[0].Value
 	out := consoleDo(t, "POST", a.base+"/console/logout", cookie, url.Values{"csrf": {m[1]}})
 	out.Body.Close()
 	if out.StatusCode != http.StatusSeeOther {
@@ -63,6 +69,11 @@ func TestLogoutEndsTheSessionOnEveryReplica(t *testing.T) {
 		again.Body.Close()
 		if again.StatusCode != http.StatusUnauthorized {
 			t.Errorf("the saved cookie after logout: %d", again.StatusCode)
+		}
+		still := consoleDo(t, "GET", s.base+"/console/?partial=1", other, nil)
+		still.Body.Close()
+		if still.StatusCode != http.StatusOK {
+			t.Errorf("the other session after the logout: %d", still.StatusCode)
 		}
 	}
 }

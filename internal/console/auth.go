@@ -3,6 +3,7 @@ package console
 import (
 	"context"
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"net/http"
@@ -29,10 +30,11 @@ type Revocations interface {
 	Revoked(ctx context.Context, key string) (bool, error)
 }
 
-// sessions issues and checks the console's login cookies. A cookie is "expiry.mac", the mac an
-// HMAC-SHA256 of the expiry keyed by the admin token that logged in: any replica with the same tokens
-// accepts it, and removing a token from the configuration ends the sessions it opened. Logging out
-// revokes the cookie until its expiry.
+// sessions issues and checks the console's login cookies. A cookie is "expiry.id.mac": id is random,
+// so that each login is a session of its own (logging one out leaves the others), and mac is an
+// HMAC-SHA256 of expiry and id keyed by the admin token that logged in: any replica with the same
+// tokens accepts it, and removing a token from the configuration ends the sessions it opened. Logging
+// out revokes the cookie until its expiry.
 type sessions struct {
 	// logins checks the token of a login; each token is also the key of the cookies it opened.
 	logins  *tokens.Set
@@ -71,10 +73,12 @@ func mac(key []byte, parts ...string) []byte {
 	return m.Sum(nil)
 }
 
-// issue makes the cookie value of a login with token.
+// issue makes the cookie value of a new login with token: a session of its own, with 128 random bits
+// for its id.
 func (s *sessions) issue(token []byte) string {
 	exp := strconv.FormatInt(s.now().Add(sessionTTL).Unix(), 10)
-	return exp + "." + base64.RawURLEncoding.EncodeToString(mac(token, "session", exp))
+	id := rand.Text()
+	return exp + "." + id + "." + base64.RawURLEncoding.EncodeToString(mac(token, "session", exp, id))
 }
 
 // check returns the session r carries, if it is one this console issued and it has not expired.
@@ -83,7 +87,8 @@ func (s *sessions) check(r *http.Request) (session, bool) {
 	if err != nil {
 		return session{}, false
 	}
-	exp, sig, ok := strings.Cut(c.Value, ".")
+	exp, rest, _ := strings.Cut(c.Value, ".")
+	id, sig, ok := strings.Cut(rest, ".")
 	if !ok {
 		return session{}, false
 	}
@@ -97,7 +102,7 @@ func (s *sessions) check(r *http.Request) (session, bool) {
 	}
 	var match []byte
 	for _, t := range s.logins.All() {
-		if key := []byte(t); hmac.Equal(got, mac(key, "session", exp)) {
+		if key := []byte(t); hmac.Equal(got, mac(key, "session", exp, id)) {
 			match = key
 		}
 	}

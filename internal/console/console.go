@@ -2,7 +2,8 @@
 // history and steps and an "End chat" action, the number pools, and with -demo the demo's two phones.
 // It is server-rendered with html/template from embedded files, readable without JavaScript; a small
 // script of its own refreshes the live parts each second. A login with an admin token opens a session
-// (a signed cookie); every form posts a CSRF token bound to it, and cross-origin posts are refused.
+// of its own (a random id in a signed cookie); every form posts a CSRF token bound to it, and
+// cross-origin posts are refused.
 package console
 
 import (

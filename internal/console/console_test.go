@@ -160,6 +160,35 @@ func TestSessions(t *testing.T) {
 	}
 }
 
+// Two logins in the same second, with the same token, are two sessions: logging one out leaves the
+// other; a cookie whose id is changed is refused.
+func TestEachLoginIsASessionOfItsOwn(t *testing.T) {
+	h, _ := newConsole(t, &fakeChats{}, "token-one")
+	a, b := login(t, h, "token-one"), login(t, h, "token-one")
+	if a == b {
+		t.Fatalf("two logins got one cookie: %s", a)
+	}
+	// "optin_console=expiry.id.mac": b's id under a's mac.
+	pa, pb := strings.Split(a, "."), strings.Split(b, ".")
+	if len(pa) != 3 || len(pb) != 3 {
+		t.Fatalf("cookies %s, %s", a, b)
+	}
+	if w := serve(h, "GET", "/console/?partial=1", nil, pa[0]+"."+pb[1]+"."+pa[2]); w.Code != http.StatusUnauthorized {
+		t.Errorf("a cookie with another id: %d", w.Code)
+	}
+	page := serve(h, "GET", "/console/", nil, a).Body.String()
+	csrf := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(page)[1]
+	if w := serve(h, "POST", "/console/logout", url.Values{"csrf": {csrf}}, a); w.Code != http.StatusSeeOther {
+		t.Fatalf("logout: %d", w.Code)
+	}
+	if w := serve(h, "GET", "/console/?partial=1", nil, a); w.Code != http.StatusUnauthorized {
+		t.Errorf("the session logged out: %d", w.Code)
+	}
+	if w := serve(h, "GET", "/console/?partial=1", nil, b); w.Code != http.StatusOK {
+		t.Errorf("the other session after the logout: %d", w.Code)
+	}
+}
+
 func TestSafeNext(t *testing.T) {
 	for in, want := range map[string]string{
 		"/console/chats/a": "/console/chats/a", "": Prefix, "//evil.example/console/": Prefix,
