@@ -49,7 +49,7 @@ type config struct {
 	FlowRetention     time.Duration `envconfig:"OPTIN_FLOW_RETENTION" default:"720h" desc:"how long a finished conversation is remembered (in Redis or in memory), so later messages stay no-ops (1m to 8760h)"`
 	DebugAddr         string        `envconfig:"OPTIN_DEBUG_ADDR" desc:"loopback address (e.g. 127.0.0.1:6060) to serve pprof on; empty serves none"`
 	AdminTokens       string        `envconfig:"OPTIN_ADMIN_TOKENS" mask:"secret" desc:"comma-separated bearer tokens of the admin API (/v1) and the console, each at least 32 characters and hard to guess (openssl rand -hex 32); empty turns the API off"`
-	AdminAddr         string        `envconfig:"OPTIN_ADMIN_ADDR" desc:"serve the admin API on this address instead of OPTIN_ADDR, so the public ingress exposes only the webhook"`
+	AdminAddr         string        `envconfig:"OPTIN_ADMIN_ADDR" desc:"serve the admin API and the console on this address instead of OPTIN_ADDR, so the public ingress exposes only the webhook; /metrics here names the business numbers, on OPTIN_ADDR it sums over them"`
 	WhatsAppNumber    string        `envconfig:"OPTIN_WHATSAPP_NUMBER" desc:"a business WhatsApp sender chats are started on (whatsapp:+E164); with OPTIN_WHATSAPP_NUMBERS, the pool is their union"`
 	WhatsAppNumbers   string        `envconfig:"OPTIN_WHATSAPP_NUMBERS" desc:"comma-separated business WhatsApp senders (whatsapp:+E164) chats lease numbers from, so a person can be in several chats at once"`
 	SMSNumbers        string        `envconfig:"OPTIN_SMS_NUMBERS" desc:"comma-separated business SMS numbers (+E164): parties with an SMS address (+E164) lease theirs from them"`

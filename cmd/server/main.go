@@ -202,7 +202,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		return be.ping(ctx)
 	}
-	opts := handlers.Options{Metrics: m, MetricsHandler: metrics.Handler(reg), Tracer: tracer}
+	// The public listener's /metrics does not name the business numbers; the admin listener's does.
+	opts := handlers.Options{Metrics: m, MetricsHandler: metrics.Handler(withoutNumbers(reg)), Tracer: tracer}
 	if chats != nil {
 		opts.Lifecycle = chats
 	}
@@ -219,7 +220,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	var adminSrv *http.Server
 	var adminAddr string
 	if cfg.AdminAddr != "" {
-		if adminSrv, adminAddr, err = serveAdmin(ctx, cfg.AdminAddr, handlers.NewAdminServer(log, handlers.Traced(tracer, admin), cons, ready), serveErr); err != nil {
+		if adminSrv, adminAddr, err = serveAdmin(ctx, cfg.AdminAddr, handlers.NewAdminServer(log, handlers.Traced(tracer, admin), cons, metrics.Handler(reg), ready), serveErr); err != nil {
 			return err
 		}
 		log.Info().Str("addr", adminAddr).Msg("admin API listening")

@@ -270,10 +270,9 @@ func TestACustomerNotOnWhatsAppIsInvitedOverSMS(t *testing.T) {
 		t.Errorf("fallbacks counted %v", m["optin_channel_fallbacks_total{}"])
 	}
 	// The customer's WhatsApp pair was freed with its participant: the rider's and the SMS pair remain.
-	if m := scrape(t, w.srv.base); m[`optin_pool_pairs_in_use{channel=whatsapp,number=`+business+`}`] != 1 ||
-		m[`optin_pool_pairs_in_use{channel=sms,number=`+smsNumber+`}`] != 1 {
-		t.Errorf("pairs in use: whatsapp %v, sms %v", m[`optin_pool_pairs_in_use{channel=whatsapp,number=`+business+`}`],
-			m[`optin_pool_pairs_in_use{channel=sms,number=`+smsNumber+`}`])
+	// (The public listener's /metrics sums the pairs of each channel over its numbers.)
+	if m := scrape(t, w.srv.base); m[`optin_pool_pairs_in_use{channel=whatsapp}`] != 1 || m[`optin_pool_pairs_in_use{channel=sms}`] != 1 {
+		t.Errorf("pairs in use: whatsapp %v, sms %v", m[`optin_pool_pairs_in_use{channel=whatsapp}`], m[`optin_pool_pairs_in_use{channel=sms}`])
 	}
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -154,4 +155,76 @@ func logout(t *testing.T, base, cookie string) {
 	if out.StatusCode != http.StatusSeeOther {
 		t.Fatalf("logout: %d", out.StatusCode)
 	}
+}
+
+// /metrics on the public listener names no business number: the pairs in use are summed per channel.
+// The admin listener's /metrics has them per number.
+func TestPublicMetricsNameNoNumber(t *testing.T) {
+	for name, extra := range map[string]map[string]string{
+		"one listener":   {"OPTIN_WHATSAPP_NUMBERS": poolOf5()},
+		"admin listener": {"OPTIN_WHATSAPP_NUMBERS": poolOf5(), "OPTIN_ADMIN_ADDR": "127.0.0.1:0"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s, _ := startAPI(t, extra)
+			admin := *s
+			if s.admin != "" {
+				admin.base = s.admin
+			}
+			if code, _, body := admin.api("POST", "/v1/chats", adminToken1, startBody); code != 201 {
+				t.Fatalf("start: %d %s", code, body)
+			}
+			_, _, body := admin.api("GET", "/v1/pools", adminToken1, "")
+			var pools struct {
+				Pools []struct {
+					Numbers []struct {
+						Number     string `json:"number"`
+						PairsInUse int    `json:"pairs_in_use"`
+					} `json:"numbers"`
+				} `json:"pools"`
+			}
+			if err := json.Unmarshal([]byte(body), &pools); err != nil || len(pools.Pools) != 1 {
+				t.Fatalf("pools: %s", body)
+			}
+			inUse := 0
+			for _, n := range pools.Pools[0].Numbers {
+				inUse += n.PairsInUse
+			}
+			if inUse == 0 {
+				t.Fatalf("no pair in use after a start: %s", body)
+			}
+
+			resp, err := http.Get(s.base + "/metrics")
+			if err != nil {
+				t.Fatal(err)
+			}
+			public, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if strings.Contains(string(public), "+1555") || strings.Contains(string(public), "number=") {
+				t.Errorf("the public /metrics names numbers:\n%s", grepLines(string(public), "optin_pool"))
+			}
+			if got := scrape(t, s.base)["optin_pool_pairs_in_use{channel=whatsapp}"]; got != float64(inUse) {
+				t.Errorf("public optin_pool_pairs_in_use{channel=whatsapp} %v, want %d", got, inUse)
+			}
+			if s.admin == "" {
+				return
+			}
+			full := scrape(t, s.admin)
+			for _, n := range pools.Pools[0].Numbers {
+				if got := full["optin_pool_pairs_in_use{channel=whatsapp,number="+n.Number+"}"]; got != float64(n.PairsInUse) {
+					t.Errorf("admin optin_pool_pairs_in_use of %s: %v, want %d", n.Number, got, n.PairsInUse)
+				}
+			}
+		})
+	}
+}
+
+// grepLines is the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for line := range strings.Lines(s) {
+		if strings.Contains(line, sub) {
+			out = append(out, strings.TrimSpace(line))
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -78,7 +78,7 @@ func TestBearerGuessesAreThrottled(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs strings.Builder
-	h := NewAdminServer(zerolog.New(&logs), admin, nil, func(context.Context) error { return nil })
+	h := NewAdminServer(zerolog.New(&logs), admin, nil, nil, func(context.Context) error { return nil })
 	call := func(from, bearer string) *httptest.ResponseRecorder {
 		r := httptest.NewRequest("GET", "/v1/pools", nil)
 		r.RemoteAddr = from

@@ -30,7 +30,8 @@ func (noRecorder) Webhook(string) {}
 type Options struct {
 	// Metrics counts webhook outcomes.
 	Metrics Recorder
-	// MetricsHandler, when set, is served at /metrics.
+	// MetricsHandler, when set, is served at /metrics. This is the public listener: what it exports
+	// must not name the business numbers (cmd/server serves them without the number label).
 	MetricsHandler http.Handler
 	// Admin, when set, serves /v1 (NewAdminRouter); without it /v1 is not found.
 	Admin http.Handler
@@ -118,13 +119,17 @@ func NewAdminRouter(chats Chats, pools Pools, adminTokens []string, guard *authl
 }
 
 // NewAdminServer is the router of a separate admin listener (OPTIN_ADMIN_ADDR): the admin API, the
-// console when given, and the probes, with the same logging and recovery as the main router.
-func NewAdminServer(log zerolog.Logger, admin, console http.Handler, ready func(context.Context) error) http.Handler {
+// console and /metrics when given, and the probes, with the same logging and recovery as the main
+// router.
+func NewAdminServer(log zerolog.Logger, admin, console, metrics http.Handler, ready func(context.Context) error) http.Handler {
 	r := chi.NewRouter()
 	r.Use(requestScope(log))
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) { writeProblem(w, r, errNotFound) })
 	r.Get("/healthz", handleHealthz())
 	r.Get("/readyz", handleReadyz(ready))
+	if metrics != nil {
+		r.Method(http.MethodGet, "/metrics", metrics)
+	}
 	r.Handle("/v1/*", admin)
 	mountConsole(r, console)
 	return r
