@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"reflect"
 	"regexp"
@@ -12,6 +13,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/kelseyhightower/envconfig"
 
 	"github.com/optinkit/optin/internal/callback"
 	"github.com/optinkit/optin/internal/redisconn"
@@ -83,6 +86,38 @@ type settings struct {
 	whatsAppPool []string
 	// smsPool is OPTIN_SMS_NUMBERS, without repeats.
 	smsPool []string
+}
+
+// helpWidth is the width the help is wrapped at.
+const helpWidth = 100
+
+// settingsHelp is envconfig's template of the help: each variable on a line of its own with its type
+// (unless a string), its description and default indented below.
+const settingsHelp = `{{range .}}  {{usage_key .}}{{if ne (usage_type .) "String"}} ({{usage_type .}}){{end}}
+      {{usage_description .}}{{with usage_default .}}
+      default: {{.}}{{end}}
+{{end}}`
+
+// writeSettings prints every variable of config, as the envconfig tags describe it, wrapped at
+// helpWidth columns.
+func writeSettings(w io.Writer) error {
+	var b strings.Builder
+	if err := envconfig.Usagef("", &config{}, &b, settingsHelp); err != nil {
+		return err
+	}
+	var out strings.Builder
+	for line := range strings.Lines(b.String()) {
+		text := strings.TrimLeft(line, " ")
+		indent := line[:len(line)-len(text)]
+		for i, part := range wrap(text, helpWidth-len("      ")) {
+			if i > 0 {
+				indent = "      "
+			}
+			out.WriteString(indent + part + "\n")
+		}
+	}
+	_, err := io.WriteString(w, out.String())
+	return err
 }
 
 // readConfig fills a config from getenv; each variable that does not parse is named in the error.

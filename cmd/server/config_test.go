@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/rs/zerolog"
 )
@@ -107,22 +108,43 @@ func TestBadConfigNamesTheVariable(t *testing.T) {
 	}
 }
 
+// The help names every variable with its default, in lines of at most 100 columns.
 func TestHelpListsEveryVariable(t *testing.T) {
 	var out bytes.Buffer
 	if err := run(t.Context(), []string{"optin-server", "-h"}, envOf(nil), &out, io.Discard); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{
-		"TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_API_KEY", "TWILIO_API_SECRET",
-		"OPTIN_ADDR", ":8080", "OPTIN_PUBLIC_URL", "OPTIN_TRUST_PROXY_HEADERS", "OPTIN_TWILIO_API_URL",
-		"OPTIN_WAIT_MESSAGE", "Great! Just a moment while we connect you…",
-		"OPTIN_RIDER_OPTIN_MESSAGE", "You're now connected. Say hello!",
-		"OPTIN_RIDER_OPTIN_CONTENT_SID", "OPTIN_RIDER_OPTIN_CONTENT_VARIABLES",
-		"OPTIN_LOG_LEVEL", "OPTIN_LOG_FORMAT", "OPTIN_SHUTDOWN_TIMEOUT", "10s", "OPTIN_TWILIO_TIMEOUT",
-		"OPTIN_REDIS_URL", "OPTIN_REDIS_STARTUP_WAIT", "OPTIN_WORKERS", "OPTIN_FLOW_RETENTION", "720h", "OPTIN_DEMO", "-demo",
-		"OPTIN_RECONCILE_INTERVAL", "5m", "OPTIN_RECONCILE_RATE",
-	} {
-		if !strings.Contains(out.String(), want) {
+	for i, line := range strings.Split(out.String(), "\n") {
+		if n := utf8.RuneCountInString(line); n > helpWidth {
+			t.Errorf("line %d is %d columns: %s", i+1, n, line)
+		}
+	}
+	// Each variable's block: its line and the indented lines below it, the wrapping undone.
+	blocks := map[string]string{}
+	var name string
+	for line := range strings.Lines(out.String()) {
+		switch {
+		case strings.HasPrefix(line, "  ") && !strings.HasPrefix(line, "   "):
+			name = strings.Fields(line)[0]
+			blocks[name] = ""
+		case strings.HasPrefix(line, "      ") && name != "":
+			blocks[name] = strings.Join(strings.Fields(blocks[name]+" "+line), " ")
+		}
+	}
+	typ := reflect.TypeFor[config]()
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		block, ok := blocks[f.Tag.Get("envconfig")]
+		switch def := f.Tag.Get("default"); {
+		case !ok || !strings.HasPrefix(block, strings.Join(strings.Fields(f.Tag.Get("desc")), " ")):
+			t.Errorf("help lacks %s or its description: %q", f.Tag.Get("envconfig"), block)
+		case def != "" && !strings.HasSuffix(block, "default: "+strings.Join(strings.Fields(def), " ")):
+			t.Errorf("help lacks the default of %s: %q", f.Tag.Get("envconfig"), block)
+		}
+	}
+	help := strings.Join(strings.Fields(out.String()), " ")
+	for _, want := range []string{"-demo", "Great! Just a moment while we connect you…", "You're now connected. Say hello!"} {
+		if !strings.Contains(help, want) {
 			t.Errorf("help lacks %q", want)
 		}
 	}

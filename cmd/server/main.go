@@ -16,10 +16,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
-	"github.com/kelseyhightower/envconfig"
 	"github.com/mattn/go-isatty"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
@@ -64,11 +62,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	demoFlag := fs.Bool("demo", false, "run against a built-in Twilio emulator and play the guide's story")
 	fs.Usage = func() {
 		fmt.Fprintf(stdout, "Usage: optin-server [-demo] | version | healthcheck [-url URL]\n\nServes Twilio Conversations' onMessageAdded webhook at /webhooks/conversations.\n")
-		fmt.Fprintf(stdout, "  -demo  run against a built-in Twilio emulator with generated credentials and play the guide's story\n\n")
+		fmt.Fprintf(stdout, "  -demo  run against a built-in Twilio emulator with generated credentials and play the\n         guide's story\n\n")
 		fmt.Fprintf(stdout, "Configuration comes from the environment:\n\n")
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		_ = envconfig.Usagef("", &config{}, tw, envconfig.DefaultTableFormat)
-		_ = tw.Flush()
+		_ = writeSettings(stdout)
 	}
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
