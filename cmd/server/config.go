@@ -91,11 +91,12 @@ type settings struct {
 // helpWidth is the width the help is wrapped at.
 const helpWidth = 100
 
-// settingsHelp is envconfig's template of the help: each variable on a line of its own with its type
-// (unless a string), its description and default indented below.
-const settingsHelp = `{{range .}}  {{usage_key .}}{{if ne (usage_type .) "String"}} ({{usage_type .}}){{end}}
-      {{usage_description .}}{{with usage_default .}}
-      default: {{.}}{{end}}
+// settingsHelp is envconfig's template of the help: each variable at the start of a line of its own
+// (as deploy's tests read it) with its type unless a string, its description and default indented
+// below.
+const settingsHelp = `{{range .}}{{usage_key .}}{{if ne (usage_type .) "String"}} ({{usage_type .}}){{end}}
+    {{usage_description .}}{{with usage_default .}}
+    default: {{.}}{{end}}
 {{end}}`
 
 // writeSettings prints every variable of config, as the envconfig tags describe it, wrapped at
@@ -105,15 +106,15 @@ func writeSettings(w io.Writer) error {
 	if err := envconfig.Usagef("", &config{}, &b, settingsHelp); err != nil {
 		return err
 	}
+	const indent = "    "
 	var out strings.Builder
 	for line := range strings.Lines(b.String()) {
 		text := strings.TrimLeft(line, " ")
-		indent := line[:len(line)-len(text)]
-		for i, part := range wrap(text, helpWidth-len("      ")) {
-			if i > 0 {
-				indent = "      "
+		for i, part := range wrap(text, helpWidth-len(indent)) {
+			if i > 0 || text != line {
+				out.WriteString(indent)
 			}
-			out.WriteString(indent + part + "\n")
+			out.WriteString(part + "\n")
 		}
 	}
 	_, err := io.WriteString(w, out.String())

@@ -7,6 +7,7 @@ import (
 	"io"
 	"maps"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -122,12 +123,13 @@ func TestHelpListsEveryVariable(t *testing.T) {
 	// Each variable's block: its line and the indented lines below it, the wrapping undone.
 	blocks := map[string]string{}
 	var name string
+	variable := regexp.MustCompile(`^(OPTIN|TWILIO)_[A-Z_]+( \(\w[\w ]*\))?\n$`)
 	for line := range strings.Lines(out.String()) {
 		switch {
-		case strings.HasPrefix(line, "  ") && !strings.HasPrefix(line, "   "):
+		case variable.MatchString(line):
 			name = strings.Fields(line)[0]
 			blocks[name] = ""
-		case strings.HasPrefix(line, "      ") && name != "":
+		case strings.HasPrefix(line, "    ") && name != "":
 			blocks[name] = strings.Join(strings.Fields(blocks[name]+" "+line), " ")
 		}
 	}
