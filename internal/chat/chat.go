@@ -166,6 +166,9 @@ type Chat struct {
 	// with held messages writing): a tend that finds it changed after its run runs again, so work
 	// recorded while another run held the chat is never left for the sweep.
 	Work int64 `json:",omitempty"`
+	// Settling are the held messages whose copy was being sent when the chat ended: each is looked for
+	// by its marker and counted sent again or dropped, once (its sender may have died).
+	Settling []Held `json:",omitempty"`
 	// Release says the chat's numbers are still to be freed: set in the write that makes the chat
 	// final, cleared once they are free, retried by the upkeep until then.
 	Release bool `json:",omitempty"`
@@ -179,7 +182,7 @@ func (c Chat) HasWork() bool { return len(c.Pending) > 0 || c.Release || c.needs
 // SMS not finished: what tend carries out.
 func (c Chat) needsTending() bool {
 	return len(c.Customer.Held) > 0 || len(c.Rider.Held) > 0 || c.Customer.Nudging || c.Rider.Nudging || c.Fallback != nil ||
-		len(c.Undelivered) > 0
+		len(c.Undelivered) > 0 || len(c.Settling) > 0
 }
 
 // Indexes is a set of message indexes (Twilio numbers a conversation's messages from 0), a bit each:

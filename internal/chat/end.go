@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/optinkit/optin/internal/twiliocall"
 )
@@ -36,6 +35,7 @@ func (s *Service) End(ctx context.Context, key string) (Chat, error) {
 		return c, err
 	}
 	owner := newOwner()
+	deadline := s.now().Add(s.cfg.StartBudget)
 	for {
 		locked, err := s.store.Lock(ctx, c.ID, owner, s.cfg.StartBudget+leaseMargin)
 		if err != nil {
@@ -46,10 +46,8 @@ func (s *Service) End(ctx context.Context, key string) (Chat, error) {
 			return s.endLocked(ctx, c.ID, end)
 		}
 		// A start holds the lease: it reads the end after its current step.
-		select {
-		case <-ctx.Done():
+		if !s.now().Before(deadline) || s.sleep(ctx, busyPoll) != nil {
 			return Chat{}, fmt.Errorf("%w: the chat's start still runs; its end is recorded", ErrBusy)
-		case <-time.After(busyPoll):
 		}
 		if c, err = s.store.Get(ctx, c.ID); err != nil {
 			return Chat{}, fmt.Errorf("%w: %w", ErrUnavailable, err)

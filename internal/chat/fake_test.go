@@ -474,6 +474,16 @@ type fakeStore struct {
 	now   func() time.Time
 	// failUpdate, when set, sees each update (the chat before and after its change) and may refuse it.
 	failUpdate func(before, after Chat) error
+	// down, when set, is asked before every call: an error fails the call (a process that died).
+	down func() error
+}
+
+// isDown reports the store unreachable for the caller. Callers hold s.mu.
+func (s *fakeStore) isDown() error {
+	if s.down != nil {
+		return s.down()
+	}
+	return nil
 }
 
 type fakeLease struct {
@@ -511,6 +521,9 @@ func (s *fakeStore) save(c Chat) {
 func (s *fakeStore) Create(_ context.Context, c Chat) (Chat, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.isDown(); err != nil {
+		return Chat{}, false, err
+	}
 	if existing, ok := s.load(c.ID); ok {
 		return existing, false, nil
 	}
@@ -524,6 +537,9 @@ func (s *fakeStore) Create(_ context.Context, c Chat) (Chat, bool, error) {
 func (s *fakeStore) Get(_ context.Context, id string) (Chat, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.isDown(); err != nil {
+		return Chat{}, err
+	}
 	c, ok := s.load(id)
 	if !ok {
 		return Chat{}, fmt.Errorf("chat %s: %w", id, ErrNotFound)
@@ -533,6 +549,10 @@ func (s *fakeStore) Get(_ context.Context, id string) (Chat, error) {
 
 func (s *fakeStore) ByConversation(ctx context.Context, sid string) (Chat, error) {
 	s.mu.Lock()
+	if err := s.isDown(); err != nil {
+		s.mu.Unlock()
+		return Chat{}, err
+	}
 	var id string
 	for k := range s.chats {
 		if c, _ := s.load(k); c.ConversationSid == sid {
@@ -549,6 +569,9 @@ func (s *fakeStore) ByConversation(ctx context.Context, sid string) (Chat, error
 func (s *fakeStore) Update(_ context.Context, id string, change func(*Chat) error) (Chat, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.isDown(); err != nil {
+		return Chat{}, err
+	}
 	c, ok := s.load(id)
 	if !ok {
 		return Chat{}, fmt.Errorf("chat %s: %w", id, ErrNotFound)
@@ -570,6 +593,9 @@ func (s *fakeStore) Update(_ context.Context, id string, change func(*Chat) erro
 func (s *fakeStore) Delete(_ context.Context, id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.isDown(); err != nil {
+		return err
+	}
 	delete(s.chats, id)
 	return nil
 }
@@ -581,6 +607,9 @@ func (s *fakeStore) List(context.Context, State, int, int64) ([]Chat, int64, err
 func (s *fakeStore) Lock(_ context.Context, id, owner string, ttl time.Duration) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.isDown(); err != nil {
+		return false, err
+	}
 	if l, ok := s.locks[id]; ok && l.owner != owner && s.now().Before(l.until) {
 		return false, nil
 	}
@@ -591,6 +620,9 @@ func (s *fakeStore) Lock(_ context.Context, id, owner string, ttl time.Duration)
 func (s *fakeStore) Unlock(_ context.Context, id, owner string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.isDown(); err != nil {
+		return err
+	}
 	if s.locks[id].owner == owner {
 		delete(s.locks, id)
 	}
@@ -600,6 +632,9 @@ func (s *fakeStore) Unlock(_ context.Context, id, owner string) error {
 func (s *fakeStore) Open(context.Context) ([]string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.isDown(); err != nil {
+		return nil, err
+	}
 	var out []string
 	for _, id := range slices.Sorted(maps.Keys(s.chats)) {
 		if c, _ := s.load(id); !c.State.Final() {
@@ -612,9 +647,12 @@ func (s *fakeStore) Open(context.Context) ([]string, error) {
 func (s *fakeStore) WithPending(context.Context) ([]string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.isDown(); err != nil {
+		return nil, err
+	}
 	var out []string
 	for _, id := range slices.Sorted(maps.Keys(s.chats)) {
-		if c, _ := s.load(id); len(c.Pending) > 0 {
+		if c, _ := s.load(id); c.HasWork() {
 			out = append(out, id)
 		}
 	}

@@ -78,6 +78,7 @@ func (s *Service) tend(ctx context.Context, id string) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.StartBudget)
 	defer cancel()
 	errs := s.resolve(ctx, id)
+	errs = errors.Join(errs, s.settle(ctx, id))
 	errs = errors.Join(errs, s.fallBack(ctx, id))
 	errs = errors.Join(errs, s.freeNumbers(ctx, id))
 	errs = errors.Join(errs, s.dropExpired(ctx, id))
@@ -182,40 +183,80 @@ func (s *Service) resend(ctx context.Context, id, role string) error {
 			}
 		}
 		sid, err := s.sendCopy(ctx, c, h, look)
-		outcome := "held message sent again"
+		if err != nil && !twiliocall.Permanently(err) && twiliocall.Code(err) != twiliocall.CodeClosed {
+			return err // left marked: the next run looks for the copy first
+		}
+		// The message leaves the hold — and is counted — only if it is still there: an end that came
+		// meanwhile moved it to the chat's settling ones, which tend counts once.
+		removed, ferr := s.forget(ctx, id, role, h.MessageSid)
+		if ferr != nil || !removed {
+			return ferr
+		}
 		switch {
 		case twiliocall.Code(err) == twiliocall.CodeClosed:
-			// The chat ended meanwhile (its end let the message go): this one is dropped, not sent.
+			// The conversation closed meanwhile: this one is dropped, not sent.
 			s.observe(func(o Observer) { o.MessagesDropped(DropClosed, 1) })
-			return s.forget(ctx, id, role, h.MessageSid)
-		case err != nil && twiliocall.Permanently(err):
-			// Trying again changes nothing: drop it, so that the messages behind it still go.
+			return nil
+		case err != nil:
+			// Refused for good: trying again changes nothing; the messages behind it still go.
 			zerolog.Ctx(ctx).Error().Str("chat_id", id).Str("party", role).Str("message_sid", h.MessageSid).
 				Int("twilio_code", twiliocall.Code(err)).Msg("held message refused by Twilio; dropped")
 			s.observe(func(o Observer) { o.MessagesDropped(DropRefused, 1) })
-			outcome = ""
-		case err != nil:
-			return err
-		}
-		if err := s.forget(ctx, id, role, h.MessageSid); err != nil {
-			return err
-		}
-		if outcome != "" {
-			zerolog.Ctx(ctx).Info().Str("chat_id", id).Str("party", role).Str("message_sid", h.MessageSid).Str("created_sid", sid).Msg(outcome)
+		default:
+			zerolog.Ctx(ctx).Info().Str("chat_id", id).Str("party", role).Str("message_sid", h.MessageSid).Str("created_sid", sid).Msg("held message sent again")
 			s.observe(func(o Observer) { o.MessagesResent(1) })
 		}
 	}
 	return nil
 }
 
-// forget removes a held message from the party's hold.
-func (s *Service) forget(ctx context.Context, id, role, messageSid string) error {
+// forget removes a held message from the party's hold, and reports whether it was there.
+func (s *Service) forget(ctx context.Context, id, role, messageSid string) (bool, error) {
+	removed := false
 	if _, err := s.store.Update(ctx, id, func(c *Chat) error {
 		p := c.party(role)
+		n := len(p.Held)
 		p.Held = slices.DeleteFunc(p.Held, func(x Held) bool { return x.MessageSid == messageSid })
+		removed = len(p.Held) < n
 		return nil
 	}); err != nil {
+		return false, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return removed, nil
+}
+
+// settle counts the messages whose copy was being sent when the chat ended: sent again when the copy
+// is found by its marker, dropped when it is not (the conversation is closed: none will be made now).
+func (s *Service) settle(ctx context.Context, id string) error {
+	c, err := s.store.Get(ctx, id)
+	if err != nil {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	for _, h := range c.Settling {
+		marker := chatMarker(id, "resend", h.MessageSid)
+		recent := func(ctx context.Context, limit int) ([]twiliocall.Posted, error) {
+			return s.conv.RecentMessages(ctx, c.ConversationSid, limit)
+		}
+		sid, err := twiliocall.FindMarked(ctx, recent, func(a string) bool { return a == marker })
+		if err != nil && !twiliocall.IsNotFound(err) {
+			return fmt.Errorf("looking for a copy: %w", err)
+		}
+		settled := false
+		if _, err := s.store.Update(ctx, id, func(c *Chat) error {
+			n := len(c.Settling)
+			c.Settling = slices.DeleteFunc(c.Settling, func(x Held) bool { return x.MessageSid == h.MessageSid })
+			settled = len(c.Settling) < n
+			return nil
+		}); err != nil {
+			return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		switch {
+		case !settled:
+		case sid != "":
+			s.observe(func(o Observer) { o.MessagesResent(1) })
+		default:
+			s.observe(func(o Observer) { o.MessagesDropped(DropClosed, 1) })
+		}
 	}
 	return nil
 }

@@ -94,6 +94,9 @@ func (s *Service) move(ctx context.Context, id string, choose func(Chat) (Ending
 			c.Ending = nil
 			// No copy reaches anyone through a closed conversation.
 			dropped = c.letGo()
+			if len(c.Settling) > 0 {
+				c.Work++ // a tend under way settles them when it is done, or the one started below
+			}
 			// Freed after this write; until then the upkeep knows they are to be freed.
 			c.Release = true
 		}
@@ -128,6 +131,9 @@ func (s *Service) move(ctx context.Context, id string, choose func(Chat) (Ending
 		} else {
 			c.Release = false
 		}
+	}
+	if len(c.Settling) > 0 {
+		s.later(ctx, c.ID)
 	}
 	s.notify(ctx, c)
 	return c, true, nil
@@ -188,18 +194,23 @@ func (s *Service) closed(ctx context.Context, id string, fallback Ending) (Chat,
 	return c, err
 }
 
-// letGo forgets the messages held and the nudges pending of a chat that ends, returning how many
-// held messages are dropped: one being sent is counted by its sender, sent or not.
+// letGo forgets the messages held, the nudges pending and the move to SMS of a chat that ends, returning how many
+// held messages are dropped: one being sent is kept to settle (Settling), counted once its copy is
+// looked for.
 func (c *Chat) letGo() int {
 	n := 0
 	for _, p := range []*Party{&c.Customer, &c.Rider} {
 		for _, h := range p.Held {
-			if !h.Early && !h.Sending {
+			switch {
+			case h.Sending:
+				c.Settling = append(c.Settling, h) // its copy may exist: looked for, then counted
+			case !h.Early:
 				n++
 			}
 		}
 		p.Held, p.Nudging = nil, false
 	}
-	c.Undelivered, c.Handled = nil, nil
+	// A move to SMS under way stops: nothing moves a final chat (what it leased is freed with the rest).
+	c.Undelivered, c.Handled, c.Fallback = nil, nil, nil
 	return n
 }

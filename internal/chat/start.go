@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"time"
 
 	"github.com/rs/zerolog"
 	"go.opentelemetry.io/otel/codes"
@@ -82,6 +81,7 @@ func startAnswer(c Chat) (Chat, bool, error) {
 
 // awaitStart waits for a start that another call runs, until it leaves starting or the budget ends.
 func (s *Service) awaitStart(ctx context.Context, id string) (Chat, bool, error) {
+	deadline := s.now().Add(s.cfg.StartBudget)
 	for {
 		c, err := s.store.Get(ctx, id)
 		if err == nil && c.State != StateStarting {
@@ -90,10 +90,8 @@ func (s *Service) awaitStart(ctx context.Context, id string) (Chat, bool, error)
 		if errors.Is(err, ErrNotFound) {
 			return Chat{}, false, err // the start was refused and forgot the chat
 		}
-		select {
-		case <-ctx.Done():
+		if !s.now().Before(deadline) || s.sleep(ctx, busyPoll) != nil {
 			return Chat{}, false, ErrBusy
-		case <-time.After(busyPoll):
 		}
 	}
 }

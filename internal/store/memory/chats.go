@@ -287,6 +287,10 @@ func cloneChat(c chat.Chat) chat.Chat {
 	}
 	c.Undelivered = slices.Clone(c.Undelivered)
 	c.Handled = slices.Clone(c.Handled)
+	c.Settling = slices.Clone(c.Settling)
+	for i := range c.Settling {
+		c.Settling[i].Media = slices.Clone(c.Settling[i].Media)
+	}
 	if c.Fallback != nil {
 		f := *c.Fallback
 		c.Fallback = &f

@@ -1,0 +1,688 @@
+package chat
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/optinkit/optin/internal/numberpool"
+	"github.com/optinkit/optin/internal/optin"
+	"github.com/optinkit/optin/internal/twiliocall"
+)
+
+// The simulation runs several replicas of the chat service against one store, one Twilio and one pair
+// of number pools, on a virtual clock, one step at a time, every choice drawn from a seeded source:
+// starts, ends, the customer's answers, Twilio's close, parties writing, delivery failures, webhooks
+// lost, late, repeated and replayed, Twilio's refusals and outages, a process killed in the middle of
+// any call (its later calls fail, its leases stay until they lapse), sweeps, reconciles and time
+// passing. After every step it checks what must always hold; at the end, with the faults off and the
+// upkeep run until nothing changes, what must hold once everything settled. The same seed replays the
+// same run: a failure prints it.
+var (
+	simSeed  = flag.Uint64("sim.seed", 0, "replay the simulation from this seed (0: the test's seeds)")
+	simSteps = flag.Int("sim.steps", 0, "steps of each simulation run (0: a CI-sized slice)")
+	simRuns  = flag.Int("sim.runs", 0, "simulation runs from consecutive seeds (0: a CI-sized slice)")
+)
+
+// TestSimulation runs the simulation from seeds 1..runs (or -sim.seed alone), each for steps steps;
+// scripts/simulate.sh runs it long.
+func TestSimulation(t *testing.T) {
+	runs, steps := 20, 500
+	if *simRuns > 0 {
+		runs = *simRuns
+	}
+	if *simSteps > 0 {
+		steps = *simSteps
+	}
+	first := uint64(1)
+	if *simSeed != 0 {
+		first, runs = *simSeed, 1
+	}
+	total := 0
+	stats := simStats{states: map[State]int{}, dropped: map[string]int{}}
+	for seed := first; seed < first+uint64(runs); seed++ {
+		sm := newSim(t, seed, 3)
+		for range steps {
+			sm.step()
+			if t.Failed() {
+				t.Fatalf("simulation seed %d failed at step %d; replay with: go test ./internal/chat -run 'TestSimulation$' -sim.seed=%d\n%s",
+					seed, sm.steps, seed, sm.tail())
+			}
+		}
+		sm.settle()
+		if t.Failed() {
+			t.Fatalf("simulation seed %d failed once settled after %d steps; replay with -sim.seed=%d\n%s", seed, sm.steps, seed, sm.tail())
+		}
+		total += sm.steps
+		stats.add(sm)
+	}
+	t.Logf("%d runs, %d steps in all; %s", runs, total, stats)
+}
+
+// simStats counts what the runs reached, so that a run that exercises nothing is seen.
+type simStats struct {
+	states                                    map[State]int
+	held, resent, nudges, kills, moved, chats int
+	dropped                                   map[string]int
+}
+
+func (st simStats) String() string {
+	return fmt.Sprintf("chats %d, final states %v, held %d, sent again %d, dropped %v, nudges %d, moved to SMS %d, kills %d",
+		st.chats, st.states, st.held, st.resent, st.dropped, st.nudges, st.moved, st.kills)
+}
+
+// add counts a settled run.
+func (st *simStats) add(sm *sim) {
+	held, resent, nudges, dropped := sm.obs.counts()
+	st.held, st.resent, st.nudges, st.moved = st.held+held, st.resent+resent, st.nudges+nudges, st.moved+sm.obs.fallbacks
+	for k, v := range dropped {
+		st.dropped[k] += v
+	}
+	for _, l := range sm.log {
+		if strings.HasPrefix(l, "  killed") {
+			st.kills++
+		}
+	}
+	for id := range sm.requests {
+		if c, err := sm.store.Get(context.Background(), id); err == nil {
+			st.chats++
+			st.states[c.State]++
+		}
+	}
+}
+
+// simNumbers is the numberpool store of the simulation: the real pool's logic runs on it.
+type simNumbers struct {
+	mu      sync.Mutex
+	leased  map[numberpool.Pair]string // pair -> chat
+	blocked map[numberpool.Pair]time.Time
+	last    map[string]string
+	now     func() time.Time
+	down    func() error
+}
+
+func (p *simNumbers) Take(_ context.Context, chatID string, pairs []numberpool.Pair) (bool, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.down(); err != nil {
+		return false, err
+	}
+	for _, pr := range pairs {
+		if _, ok := p.leased[pr]; ok {
+			return false, nil
+		}
+		if until, ok := p.blocked[pr]; ok && p.now().Before(until) {
+			return false, nil
+		}
+	}
+	for _, pr := range pairs {
+		p.leased[pr], p.last[pr.Address] = chatID, pr.Number
+	}
+	return true, nil
+}
+
+func (p *simNumbers) Release(_ context.Context, chatID string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.down(); err != nil {
+		return err
+	}
+	maps.DeleteFunc(p.leased, func(_ numberpool.Pair, c string) bool { return c == chatID })
+	return nil
+}
+
+func (p *simNumbers) ReleaseAddress(_ context.Context, chatID, address string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.down(); err != nil {
+		return err
+	}
+	maps.DeleteFunc(p.leased, func(pr numberpool.Pair, c string) bool { return c == chatID && pr.Address == address })
+	return nil
+}
+
+func (p *simNumbers) Renew(context.Context, string) error { return p.down() }
+
+func (p *simNumbers) Block(_ context.Context, pr numberpool.Pair, ttl time.Duration) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.down(); err != nil {
+		return err
+	}
+	p.blocked[pr] = p.now().Add(ttl)
+	delete(p.leased, pr)
+	return nil
+}
+
+func (p *simNumbers) Last(_ context.Context, address string) (string, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.last[address], p.down()
+}
+
+func (p *simNumbers) InUse(context.Context) (map[string]int, error) { return nil, nil }
+
+// held returns the pairs leased to chatID.
+func (p *simNumbers) held(chatID string) []numberpool.Pair {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []numberpool.Pair
+	for pr, c := range p.leased {
+		if c == chatID {
+			out = append(out, pr)
+		}
+	}
+	return out
+}
+
+// simNotifier hands events over at once; the simulation delivers them as the callback worker does.
+type simNotifier struct {
+	mu     sync.Mutex
+	handed map[string]bool // chat|event
+	down   func() error
+}
+
+func (n *simNotifier) Notify(_ context.Context, chatID, eventID string) error {
+	if err := n.down(); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.handed[chatID+"|"+eventID] = true
+	return nil
+}
+
+// The people of the simulation: customers on WhatsApp (one not on it), riders, and the numbers.
+var (
+	simCustomers = []string{"whatsapp:+15550001101", "whatsapp:+15550001102", "whatsapp:+15550001103"}
+	simRiders    = []string{"whatsapp:+15550002201", "whatsapp:+15550002202"}
+	simWhatsApp  = []string{"whatsapp:+15550100001", "whatsapp:+15550100002"}
+	simSMS       = []string{"+15550109001"}
+)
+
+// sim is one simulation run.
+type sim struct {
+	t        testing.TB
+	seed     uint64
+	steps    int
+	clock    *clock
+	store    *fakeStore
+	tw       *fakeTwilio
+	numbers  *simNumbers
+	windows  *fakeWindows
+	obs      *fakeObserver
+	notes    *simNotifier
+	replicas []*Service
+	// inbox holds the webhooks Twilio has yet to deliver.
+	inbox []optin.Event
+	// requests are the start requests of the chats made so far, by id.
+	requests map[string]StartRequest
+	// finals are the final states seen, by chat.
+	finals map[string]State
+	// delivered are the events the platform got, by chat, in order.
+	delivered map[string][]string
+	// killed: the running step's process died — its later calls fail.
+	killed bool
+	// depth counts the steps taken in the middle of another's Twilio call (one at most).
+	depth int
+	// faults on: Twilio refuses, the process may die; off while the run settles.
+	faults bool
+	rng    *rand.Rand
+	log    []string
+	// answered are the conversations whose customer said yes, so that the opt-in's stages come once.
+	answered map[string]bool
+}
+
+func newSim(t testing.TB, seed uint64, replicas int) *sim {
+	clk := &clock{t: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}
+	sm := &sim{t: t, seed: seed, clock: clk, store: newFakeStore(clk.now), tw: newFakeTwilio(),
+		windows: &fakeWindows{last: map[string]time.Time{}}, obs: &fakeObserver{}, requests: map[string]StartRequest{},
+		finals: map[string]State{}, delivered: map[string][]string{}, faults: true, answered: map[string]bool{},
+		rng: rand.New(rand.NewPCG(seed, seed^0x5eed))}
+	down := func() error {
+		if sm.killed {
+			return errors.New("process killed")
+		}
+		return nil
+	}
+	sm.store.down = down
+	sm.numbers = &simNumbers{leased: map[numberpool.Pair]string{}, blocked: map[numberpool.Pair]time.Time{}, last: map[string]string{},
+		now: clk.now, down: down}
+	sm.notes = &simNotifier{handed: map[string]bool{}, down: down}
+	sm.tw.before = sm.twilioCall
+	wa, err := numberpool.New("WhatsApp", simWhatsApp, sm.numbers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sms, err := numberpool.New("SMS", simSMS, sm.numbers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	retry := twiliocall.RetryPolicy{InitialInterval: time.Microsecond, MaxInterval: time.Microsecond, MaxAttempts: 2,
+		MaxElapsed: time.Minute, CallTimeout: time.Minute}
+	for range replicas {
+		svc, err := NewService(sm.tw, sm.store, Config{
+			WhatsApp: wa, SMS: sms, WebhookURL: "https://optin.example.com/webhooks/conversations",
+			InviteContentSid: "HX00000000000000000000000000000001", DefaultTTL: time.Hour,
+			StartBudget: time.Minute, Retry: retry, Notifier: sm.notes, Observer: sm.obs, Windows: sm.windows,
+			NudgeContentSid: nudgeSid, HoldMax: time.Hour, HoldLimit: 4, ReconcileInterval: time.Minute, ReconcileRate: 1e9,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		svc.now, svc.spawn = clk.now, func(f func()) { f() }
+		svc.sleep = func(context.Context, time.Duration) error {
+			if sm.killed {
+				return errors.New("process killed")
+			}
+			clk.advance(busyPoll)
+			return nil
+		}
+		sm.replicas = append(sm.replicas, svc)
+	}
+	return sm
+}
+
+// pick returns a number below n, drawn from the run's seeded source.
+func (sm *sim) pick(n int) int { return sm.rng.IntN(n) }
+
+// twilioCall runs before every Twilio call: a dead process's calls fail; with faults on, a call may
+// be refused for a while (Twilio away), for good, or the process may die right here.
+func (sm *sim) twilioCall(op, _ string) error {
+	if sm.killed {
+		return errors.New("process killed")
+	}
+	if !sm.faults {
+		return nil
+	}
+	switch sm.pick(100) {
+	case 99:
+		if sm.depth == 0 {
+			// Something else happens to the chats in the middle of this call, on another replica
+			// (which this process dying does not take down).
+			sm.depth++
+			desc := sm.act(context.Background(), sm.replica(), sm.pick(23))
+			sm.depth--
+			sm.note("  meanwhile, in " + op + ": " + desc)
+			sm.killed = false
+		}
+	case 0, 1:
+		sm.killed = true
+		sm.note("  killed in " + op)
+		return errors.New("process killed")
+	case 2, 3, 4:
+		return callErr(op, twiliocall.Retryable, 503, 20503)
+	case 5:
+		if op == "message" || op == "participant" {
+			return callErr(op, twiliocall.Permanent, 400, 21610)
+		}
+	}
+	return nil
+}
+
+func (sm *sim) note(s string) { sm.log = append(sm.log, s) }
+
+// tail is the last steps of the run, for a failure's report.
+func (sm *sim) tail() string { return strings.Join(sm.log[max(len(sm.log)-40, 0):], "\n") }
+
+// replica is a replica chosen for this step.
+func (sm *sim) replica() *Service { return sm.replicas[sm.pick(len(sm.replicas))] }
+
+// chatID chooses a chat: often one made already, sometimes a new one.
+func (sm *sim) chatID() string {
+	ids := slices.Sorted(maps.Keys(sm.requests))
+	if len(ids) == 0 || sm.pick(10) == 0 {
+		id := fmt.Sprintf("order-%d", len(ids))
+		sm.requests[id] = StartRequest{ID: id, Customer: PartyRequest{Address: simCustomers[sm.pick(len(simCustomers))], Name: "Ana"},
+			Rider: PartyRequest{Address: simRiders[sm.pick(len(simRiders))], Name: "Bruno"}}
+		return id
+	}
+	return ids[sm.pick(len(ids))]
+}
+
+// step takes one step of the run and checks the invariants after it.
+func (sm *sim) step() {
+	sm.steps++
+	desc := sm.act(context.Background(), sm.replica(), sm.pick(25))
+	sm.note(fmt.Sprintf("%d: %s", sm.steps, desc))
+	sm.killed = false
+	sm.check()
+}
+
+// act does what op names through svc and describes it.
+func (sm *sim) act(ctx context.Context, svc *Service, op int) string {
+	desc := ""
+	switch {
+	case op < 3:
+		id := sm.chatID()
+		_, _, err := svc.Start(ctx, sm.requests[id])
+		desc = fmt.Sprintf("start %s: %v", id, errText(err))
+	case op < 4:
+		id := sm.chatID()
+		_, err := svc.End(ctx, id)
+		desc = fmt.Sprintf("end %s: %v", id, errText(err))
+	case op < 7:
+		id := sm.chatID()
+		desc = "answer " + id + ": " + sm.answer(ctx, svc, id)
+	case op < 8:
+		id := sm.chatID()
+		if sid, ok := sm.tw.closeByTwilio(id); ok && sm.pick(2) == 0 {
+			reason := []string{"TIMER", "API"}[sm.pick(2)]
+			sm.inbox = append(sm.inbox, optin.Event{Type: optin.EventStateUpdated, ConversationSid: sid, StateTo: "closed", StateReason: reason})
+			desc = "twilio closes " + id
+		} else if ok {
+			desc = "twilio closes " + id + " (its report is lost)"
+		}
+	case op < 14:
+		desc = sm.write(sm.chatID())
+	case op < 19:
+		desc = sm.deliver(ctx, svc)
+	case op < 20:
+		n, err := svc.SweepOutbox(ctx)
+		desc = fmt.Sprintf("sweep: %d %v", n, errText(err))
+	case op < 21:
+		rep, err := svc.Reconcile(ctx)
+		desc = fmt.Sprintf("reconcile: %+v %v", rep, errText(err))
+	case op < 23:
+		desc = sm.platform(ctx)
+	default:
+		d := []time.Duration{time.Second, 10 * time.Second, time.Minute, 2 * time.Hour, 25 * time.Hour}[sm.pick(5)]
+		sm.clock.advance(d)
+		desc = "time passes " + d.String()
+	}
+	return desc
+}
+
+func errText(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	return err.Error()
+}
+
+// answer is the opt-in's outcome for the chat, as the optin flow would tell it: yes (connecting then
+// connected), no, or a give-up.
+func (sm *sim) answer(ctx context.Context, svc *Service, id string) string {
+	c, err := sm.store.Get(ctx, id)
+	if err != nil || c.ConversationSid == "" {
+		return "no conversation"
+	}
+	switch sm.pick(4) {
+	case 0, 1:
+		if sm.answered[c.ConversationSid] {
+			return "answered already"
+		}
+		yes := sm.tw.write(c.ConversationSid, c.Customer.Address, "yes")
+		err := svc.Advance(ctx, c.ConversationSid, optin.StageConnecting, yes.Sid, nil)
+		if err == nil {
+			err = svc.Advance(ctx, c.ConversationSid, optin.StageConnected, yes.Sid, nil)
+		}
+		if err == nil {
+			sm.answered[c.ConversationSid] = true
+		}
+		return "yes: " + errText(err)
+	case 2:
+		return "no: " + errText(svc.Advance(ctx, c.ConversationSid, optin.StageDeclined, "", nil))
+	default:
+		return "gave up: " + errText(svc.Advance(ctx, c.ConversationSid, optin.StageFailed, "", errors.New("opt-in gave up")))
+	}
+}
+
+// write has a party of the chat write in its conversation: Twilio then reports the message added and,
+// sometimes, that it did not reach the other party (a closed window, or a customer not on WhatsApp).
+func (sm *sim) write(id string) string {
+	c, err := sm.store.Get(context.Background(), id)
+	if err != nil || c.ConversationSid == "" || !sm.tw.isOpen(c.ConversationSid) {
+		return "write " + id + ": no open conversation"
+	}
+	author := c.Customer.Address
+	if sm.pick(2) == 0 {
+		author = c.Rider.Address
+	}
+	var m Message
+	if sm.pick(5) == 0 {
+		m = sm.tw.writeMedia(c.ConversationSid, author)
+	} else {
+		m = sm.tw.write(c.ConversationSid, author, fmt.Sprintf("message %d", sm.steps))
+	}
+	sm.inbox = append(sm.inbox, optin.Event{Type: optin.EventMessageAdded, ConversationSid: c.ConversationSid, MessageSid: m.Sid,
+		Author: author, DateCreated: m.Created})
+	desc := fmt.Sprintf("%s writes %s in %s", author, m.Sid, id)
+	switch sm.pick(4) {
+	case 0:
+		sm.failDelivery(c.ConversationSid, m.Sid, codeWindowClosed)
+		desc += ", undelivered (closed window)"
+	case 1:
+		if inv := c.Steps[stepInvite]; inv != "" && c.Customer.Address == simCustomers[2] {
+			sm.failDelivery(c.ConversationSid, inv, codeNotOnWhatsApp)
+			desc += ", the invitation undelivered (not on WhatsApp)"
+		}
+	}
+	return desc
+}
+
+func (sm *sim) failDelivery(conv, msid string, code int) {
+	sm.tw.failDelivery(conv, msid, code)
+	sm.inbox = append(sm.inbox, optin.Event{Type: optin.EventDeliveryUpdated, ConversationSid: conv, MessageSid: msid,
+		Status: "failed", ErrorCode: code})
+}
+
+// deliver hands one of Twilio's webhooks to a replica, out of order: it may be lost, delivered, or
+// delivered and kept to be delivered again (a retry, a replay).
+func (sm *sim) deliver(ctx context.Context, svc *Service) string {
+	if len(sm.inbox) == 0 {
+		return "no webhook to deliver"
+	}
+	i := sm.pick(len(sm.inbox))
+	ev := sm.inbox[i]
+	fate := sm.pick(10)
+	if fate != 9 { // 9: kept, delivered again later
+		sm.inbox = slices.Delete(sm.inbox, i, i+1)
+	}
+	if fate == 0 && sm.faults {
+		return "webhook lost: " + ev.Type
+	}
+	var err error
+	switch ev.Type {
+	case optin.EventMessageAdded:
+		_, _, err = svc.MessageAdded(ctx, ev)
+	case optin.EventDeliveryUpdated:
+		_, err = svc.DeliveryUpdated(ctx, ev)
+	case optin.EventStateUpdated:
+		_, err = svc.StateUpdated(ctx, ev)
+	}
+	return fmt.Sprintf("webhook %s %s: %s", ev.Type, ev.MessageSid, errText(err))
+}
+
+// platform delivers the events handed over, as the callback worker does: each chat's in order, the
+// earliest first, each removed from the chat once delivered.
+func (sm *sim) platform(ctx context.Context) string {
+	sm.notes.mu.Lock()
+	handed := slices.Sorted(maps.Keys(sm.notes.handed))
+	sm.notes.mu.Unlock()
+	n := 0
+	for _, key := range handed {
+		chatID, eventID, _ := strings.Cut(key, "|")
+		c, err := sm.store.Get(ctx, chatID)
+		if err != nil {
+			continue
+		}
+		i := slices.IndexFunc(c.Pending, func(e Event) bool { return e.ID == eventID })
+		if i < 0 {
+			continue
+		}
+		for _, ev := range c.Pending[:i+1] {
+			sm.delivered[chatID] = append(sm.delivered[chatID], ev.Type)
+			n++
+			if _, err := sm.store.Update(ctx, chatID, func(c *Chat) error {
+				c.Pending = slices.DeleteFunc(c.Pending, func(e Event) bool { return e.ID == ev.ID })
+				return nil
+			}); err != nil {
+				sm.t.Errorf("removing a delivered event: %v", err)
+			}
+		}
+	}
+	return fmt.Sprintf("platform got %d events", n)
+}
+
+// check verifies what must hold after every step.
+func (sm *sim) check() {
+	ctx := context.Background()
+	ids := slices.Sorted(maps.Keys(sm.requests))
+	copies := sm.copies()
+	for orig, n := range copies {
+		if n > 1 {
+			sm.t.Errorf("held message %s sent again %d times", orig, n)
+		}
+	}
+	for _, id := range ids {
+		c, err := sm.store.Get(ctx, id)
+		if errors.Is(err, ErrNotFound) {
+			if held := sm.numbers.held(id); len(held) > 0 && !sm.startRunning(id) {
+				sm.t.Errorf("chat %s is forgotten but holds numbers %v", id, held)
+			}
+			continue
+		}
+		if err != nil {
+			sm.t.Fatal(err)
+		}
+		// A final state never changes, and nothing follows it in the history.
+		if f, ok := sm.finals[id]; ok && c.State != f {
+			sm.t.Errorf("chat %s was %s and is now %s", id, f, c.State)
+		}
+		if c.State.Final() {
+			sm.finals[id] = c.State
+		}
+		for i, h := range c.History {
+			if h.State.Final() && i != len(c.History)-1 {
+				sm.t.Errorf("chat %s moved after a final state: %s", id, historyOf(c))
+			}
+		}
+		// Numbers leased belong to open chats, or to final ones whose release is still to do; an open
+		// chat past its numbers step holds its numbers.
+		held := sm.numbers.held(id)
+		if c.State.Final() && !c.Release && len(held) > 0 {
+			sm.t.Errorf("chat %s is %s, its release done, and holds %v", id, c.State, held)
+		}
+		if !c.State.Final() && c.Steps[stepNumbers] != "" {
+			want := []numberpool.Pair{{Address: c.Customer.Address, Number: c.Customer.ProxyAddress}, {Address: c.Rider.Address, Number: c.Rider.ProxyAddress}}
+			if f := c.Fallback; f != nil && f.Removed {
+				// Half way to SMS: the WhatsApp pair is let go once its participant is removed.
+				want[0] = numberpool.Pair{Address: strings.TrimPrefix(f.From, "whatsapp:"), Number: f.Number}
+			}
+			for _, p := range want {
+				if !slices.Contains(held, p) {
+					sm.t.Errorf("open chat %s lost the lease of %s on %s (holds %v)", id, p.Address, p.Number, held)
+				}
+			}
+		}
+		if c.State.Final() && (len(c.Customer.Held)+len(c.Rider.Held) > 0 || c.Fallback != nil || c.Ending != nil) {
+			sm.t.Errorf("final chat %s keeps held messages, a move or an ending", id)
+		}
+	}
+}
+
+// startRunning reports whether a start of the chat may still be under way (its lease held): a killed
+// start leaves its leases until they lapse.
+func (sm *sim) startRunning(id string) bool {
+	sm.store.mu.Lock()
+	defer sm.store.mu.Unlock()
+	l, ok := sm.store.locks[id]
+	return ok && sm.clock.now().Before(l.until)
+}
+
+// copies counts the copies of each held message in every conversation, by conversation and original.
+func (sm *sim) copies() map[string]int {
+	sm.tw.mu.Lock()
+	defer sm.tw.mu.Unlock()
+	out := map[string]int{}
+	for _, c := range sm.tw.convs {
+		for _, m := range c.messages {
+			var marker map[string]map[string]string
+			if json.Unmarshal([]byte(m.Attributes), &marker) == nil && marker["optin"]["resend"] != "" && !strings.Contains(marker["optin"]["resend"], "/") {
+				out[c.sid+"/"+marker["optin"]["resend"]]++ // SIDs of the fake repeat across conversations
+			}
+		}
+	}
+	return out
+}
+
+// settle turns the faults off, lets every lease lapse, delivers what Twilio still owes, and runs the
+// upkeep until nothing changes; then what must hold once everything settled is checked.
+func (sm *sim) settle() {
+	ctx := context.Background()
+	sm.faults = false
+	svc := sm.replicas[0]
+	for round := range 6 {
+		sm.clock.advance(2 * time.Minute)
+		for len(sm.inbox) > 0 {
+			sm.deliver(ctx, svc)
+		}
+		if _, err := svc.Reconcile(ctx); err != nil {
+			sm.t.Errorf("settling: reconcile: %v", err)
+		}
+		if _, err := svc.SweepOutbox(ctx); err != nil {
+			sm.t.Errorf("settling: sweep: %v", err)
+		}
+		sm.platform(ctx)
+		sm.note(fmt.Sprintf("settle round %d", round))
+		sm.check()
+	}
+	held, resent, _, dropped := sm.obs.counts()
+	stillHeld := 0
+	for _, id := range slices.Sorted(maps.Keys(sm.requests)) {
+		c, err := sm.store.Get(ctx, id)
+		if err != nil {
+			if held := sm.numbers.held(id); len(held) > 0 {
+				sm.t.Errorf("settled: forgotten chat %s holds numbers %v", id, held)
+			}
+			continue
+		}
+		for _, p := range []Party{c.Customer, c.Rider} {
+			for _, h := range p.Held {
+				if !h.Early {
+					stillHeld++
+				}
+			}
+		}
+		if c.State.Final() && len(sm.numbers.held(id)) > 0 {
+			sm.t.Errorf("settled: final chat %s holds numbers %v", id, sm.numbers.held(id))
+		}
+		if c.State == StateStarting {
+			sm.t.Errorf("settled: chat %s still starting", id)
+		}
+		if len(c.Pending) > 0 {
+			sm.t.Errorf("settled: chat %s has events never delivered: %s", id, eventTypesOf(c))
+		}
+		// Every transition the platform hears of was delivered, in order.
+		var want []string
+		for _, h := range c.History {
+			switch {
+			case h.Channel != "":
+				want = append(want, EventChannelChanged)
+			case eventTypes[h.State] != "":
+				want = append(want, eventTypes[h.State])
+			}
+		}
+		if got := sm.delivered[id]; !slices.Equal(got, want) {
+			sm.t.Errorf("settled: chat %s delivered %v, want %v (history %s)", id, got, want, historyOf(c))
+		}
+	}
+	total := 0
+	for _, n := range dropped {
+		total += n
+	}
+	if held != resent+total+stillHeld {
+		sm.t.Errorf("settled: %d held, %d sent again, %d dropped %v, %d still held: each held message is sent once or dropped once",
+			held, resent, total, dropped, stillHeld)
+	}
+}
