@@ -388,6 +388,8 @@ func newChats(cfg settings, conv *twilioapi.Client, be *backend, webhookBase str
 		ReconcileRate:     float64(cfg.ReconcileRate),
 		Windows:           be.windows,
 		HoldMax:           cfg.HoldMax,
+		HoldLimit:         cfg.HoldLimit,
+		HoldLimitBytes:    cfg.HoldLimitBytes,
 		NudgeContentSid:   cfg.NudgeContentSid,
 		SMSInvite:         cfg.InviteSMSBody,
 		Now:               t.clock,

@@ -372,6 +372,10 @@ type Delivery struct {
 	Sid string
 	// Index is the message's index in the conversation.
 	Index int
+	// Author wrote it and Created is when (Twilio's clock): a party's message tells that their window
+	// opened, should its onMessageAdded have been lost.
+	Author  string
+	Created time.Time
 	// Failed: at least one delivery failed or was undelivered.
 	Failed bool
 }

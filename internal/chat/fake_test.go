@@ -259,7 +259,7 @@ func (f *fakeTwilio) RecentDeliveries(_ context.Context, sid string, limit int) 
 	}
 	var out []Delivery
 	for _, m := range slices.Backward(c.messages[max(len(c.messages)-limit, 0):]) {
-		out = append(out, Delivery{Sid: m.Sid, Index: m.Index, Failed: len(m.failures) > 0})
+		out = append(out, Delivery{Sid: m.Sid, Index: m.Index, Author: m.Author, Created: m.Created, Failed: len(m.failures) > 0})
 	}
 	return out, nil
 }

@@ -255,3 +255,19 @@ func TestAFailureReportedAfterThePartyWroteIsSentAtOnce(t *testing.T) {
 		t.Errorf("nudged %d times a party whose window is open", nudges)
 	}
 }
+
+// A party's message whose onMessageAdded was lost still opens their window: the reconciler reads the
+// newest messages, and what was held for the party goes (issue 24, defect 10).
+func TestALostMessageWebhookStillOpensTheWindow(t *testing.T) {
+	r := newRelayEnv(t)
+	c, _ := r.connected("order-1")
+	r.failed(c, r.write(c, customer, "gate code 4411"))
+	start := len(r.tw.sent(c.ConversationSid, 0))
+	r.tw.write(c.ConversationSid, rider, "here") // its webhook is lost
+	if _, err := r.svc.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.created(c, start+1); !reflect.DeepEqual(got, []string{customer + ": gate code 4411"}) {
+		t.Errorf("created %q, want the held message sent again", got)
+	}
+}

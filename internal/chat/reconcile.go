@@ -111,6 +111,9 @@ func (s *Service) lostReports(ctx context.Context, c Chat, reads *rate.Limiter) 
 	if err != nil {
 		return 0, err
 	}
+	if err := s.windowsSeen(ctx, c, ds); err != nil {
+		return 0, err
+	}
 	// What the chat acted on, or will: a failure handled, one recorded, a message held.
 	known := make(map[string]bool, len(c.Undelivered))
 	for _, u := range c.Undelivered {
@@ -150,6 +153,45 @@ func (s *Service) lostReports(ctx context.Context, c Chat, reads *rate.Limiter) 
 		s.later(ctx, c.ID)
 	}
 	return n, nil
+}
+
+// windowsSeen records the windows the parties' newest messages opened, for an onMessageAdded that was
+// lost; held messages waiting for such a window then go. Recording one twice is harmless.
+func (s *Service) windowsSeen(ctx context.Context, c Chat, ds []Delivery) error {
+	if s.cfg.Windows == nil || !c.relaying() {
+		return nil
+	}
+	opened := false
+	for _, role := range []string{roleCustomer, roleRider} {
+		p := c.party(role)
+		if p.Channel() != ChannelWhatsApp {
+			continue
+		}
+		// The newest message of the party's (ds is newest first).
+		i := slices.IndexFunc(ds, func(d Delivery) bool { return d.Author == p.Address && !d.Created.IsZero() })
+		if i < 0 {
+			continue
+		}
+		w, err := s.cfg.Windows.Window(ctx, p.Address, p.ProxyAddress)
+		if err != nil {
+			return fmt.Errorf("%w: reading a window: %w", ErrUnavailable, err)
+		}
+		if !ds[i].Created.After(w.LastInbound) {
+			continue
+		}
+		if err := s.cfg.Windows.Opened(ctx, p.Address, p.ProxyAddress, ds[i].Created); err != nil {
+			return fmt.Errorf("%w: recording a window: %w", ErrUnavailable, err)
+		}
+		zerolog.Ctx(ctx).Info().Str("party", role).Msg("reconcile: a window whose message no webhook told of")
+		opened = opened || len(p.Held) > 0 // what was held for them may go now
+	}
+	if opened {
+		if err := s.recordWork(ctx, c.ID); err != nil {
+			return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		s.later(ctx, c.ID)
+	}
+	return nil
 }
 
 // reviveLocked finishes, under the chat's lease, what a start or an end left undone.

@@ -114,7 +114,7 @@ func New(reg prometheus.Registerer, queueDepth func() (int, error)) *Metrics {
 		}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "optin_messages_dropped_total",
-			Help: "Held messages dropped, by reason: expired (held longer than OPTIN_HOLD_MAX), closed (the chat ended).",
+			Help: "Held messages dropped, by reason: expired (held longer than OPTIN_HOLD_MAX), closed (the chat ended), overflow (beyond OPTIN_HOLD_LIMIT), refused (Twilio refused the copy for good).",
 		}, []string{"reason"}),
 		nudges: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "optin_nudges_total",
@@ -125,7 +125,7 @@ func New(reg prometheus.Registerer, queueDepth func() (int, error)) *Metrics {
 			Help: "Customers moved from WhatsApp to SMS because their number is not on WhatsApp (63003, 63024).",
 		}),
 	}
-	for _, reason := range []string{"expired", "closed"} {
+	for _, reason := range []string{"expired", "closed", "overflow", "refused"} {
 		m.relay.dropped.WithLabelValues(reason) // exported at 0 before the first drop, for alerts and rates
 	}
 	m.reg = reg

@@ -183,7 +183,10 @@ func (c *Client) RecentDeliveries(ctx context.Context, conversationSid string, l
 	}
 	out := make([]chat.Delivery, 0, len(msgs))
 	for _, m := range msgs {
-		d := chat.Delivery{Sid: deref(m.Sid), Index: m.Index}
+		d := chat.Delivery{Sid: deref(m.Sid), Index: m.Index, Author: deref(m.Author)}
+		if m.DateCreated != nil {
+			d.Created = m.DateCreated.UTC()
+		}
 		if summary, ok := unbox(m.Delivery).(map[string]any); ok {
 			for _, key := range []string{"failed", "undelivered"} {
 				if v, _ := summary[key].(string); v != "" && v != "none" {
