@@ -37,6 +37,7 @@ type config struct {
 	TrustProxy        bool          `envconfig:"OPTIN_TRUST_PROXY_HEADERS" default:"false" desc:"OPTIN_ADDR is reached only through a proxy that sets X-Forwarded-*: without OPTIN_PUBLIC_URL, take scheme and host from X-Forwarded-Proto and X-Forwarded-Host; know a client of /v1 and /console/ there by the last X-Forwarded-For address. Never applies to OPTIN_ADMIN_ADDR"`
 	TwilioAPIURL      string        `envconfig:"OPTIN_TWILIO_API_URL" mask:"url" desc:"replaces scheme and host of every Twilio REST call (emulators, tests); http(s)://host[:port], no path"`
 	TwilioTimeout     time.Duration `envconfig:"OPTIN_TWILIO_TIMEOUT" default:"10s" desc:"how long one Twilio REST call may take before it is abandoned and retried (100ms to 2m)"`
+	ConversationsSvc  string        `envconfig:"OPTIN_CONVERSATIONS_SERVICE_SID" desc:"Conversation Service (IS…) chats and opt-ins are made in: every Conversations call goes to /v1/Services/{sid}/…; empty: the account's default service (docs/TWILIO.md)"`
 	WaitMessage       string        `envconfig:"OPTIN_WAIT_MESSAGE" default:"Great! Just a moment while we connect you…" desc:"system message the customer sees after agreeing"`
 	RiderMessage      string        `envconfig:"OPTIN_RIDER_OPTIN_MESSAGE" default:"Your customer has agreed to chat over WhatsApp to get this delivery sorted. You're now connected. Say hello!" desc:"body of the rider's opt-in, authored by the customer"`
 	RiderContentSid   string        `envconfig:"OPTIN_RIDER_OPTIN_CONTENT_SID" desc:"Content template (HX…) sent to the rider instead of the body; works outside WhatsApp's 24-hour window"`
@@ -179,6 +180,7 @@ var (
 	accountSidRE = regexp.MustCompile(`^AC[0-9a-fA-F]{32}$`)
 	apiKeyRE     = regexp.MustCompile(`^SK[0-9a-fA-F]{32}$`)
 	contentSidRE = regexp.MustCompile(`^HX[0-9a-fA-F]{32}$`)
+	serviceSidRE = regexp.MustCompile(`^IS[0-9a-fA-F]{32}$`)
 	whatsAppRE   = regexp.MustCompile(`^whatsapp:\+[1-9][0-9]{6,14}$`)
 	smsRE        = regexp.MustCompile(`^\+[1-9][0-9]{6,14}$`)
 )
@@ -232,6 +234,9 @@ func (c config) validate() (settings, error) {
 			strings.Trim(u.Path, "/") != "" || u.RawQuery != "" || u.Fragment != "" {
 			bad("OPTIN_TWILIO_API_URL", "want http(s)://host[:port] (only scheme and host are replaced), got %q", redactURL(c.TwilioAPIURL))
 		}
+	}
+	if c.ConversationsSvc != "" && !serviceSidRE.MatchString(c.ConversationsSvc) {
+		bad("OPTIN_CONVERSATIONS_SERVICE_SID", "must be a Conversation Service SID: IS followed by 32 hexadecimal digits")
 	}
 	between("OPTIN_TWILIO_TIMEOUT", c.TwilioTimeout, 100*time.Millisecond, 2*time.Minute)
 	if c.WaitMessage == "" {

@@ -91,6 +91,8 @@ func TestBadConfigNamesTheVariable(t *testing.T) {
 		{"hold limit huge", "OPTIN_HOLD_LIMIT", "100000"},
 		{"hold limit bytes small", "OPTIN_HOLD_LIMIT_BYTES", "100"},
 		{"nudge content sid", "OPTIN_NUDGE_CONTENT_SID", "HX123"},
+		{"conversations service sid", "OPTIN_CONVERSATIONS_SERVICE_SID", "MG00000000000000000000000000000001"},
+		{"conversations service sid short", "OPTIN_CONVERSATIONS_SERVICE_SID", "IS123"},
 		{"sms invitation empty", "OPTIN_INVITE_SMS_BODY", "  "},
 		{"sms invitation too long", "OPTIN_INVITE_SMS_BODY", strings.Repeat("x", 1500)},
 	}

@@ -156,6 +156,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		BaseURL:    cfg.TwilioAPIURL,
 		Observe:    m.TwilioRequest,
 		Tracer:     tracer,
+
+		ConversationsService: cfg.ConversationsSvc,
 	})
 	if err != nil {
 		return fmt.Errorf("twilio client: %w", err)

@@ -42,6 +42,10 @@ type Options struct {
 	// Tracer, when set, makes a client span of every HTTP request: its operation, method, route
 	// template, status and Twilio's error code — never a number, a body or a credential.
 	Tracer trace.Tracer
+	// ConversationsService, when set (IS…), is the Conversation Service every Conversations call is
+	// made in: /v1/Conversations/… goes as /v1/Services/{ConversationsService}/Conversations/….
+	// Empty: the account's default Conversation Service.
+	ConversationsService string
 }
 
 // Client calls the Conversations API.
@@ -56,6 +60,9 @@ var _ optin.Conversations = (*Client)(nil)
 // twilio-go refuses credentials with anything but letters and digits; say so at start, not on the first call.
 var alphanumeric = regexp.MustCompile(`^[a-zA-Z0-9]+$`)
 
+// serviceSidRE is a Conversation Service's SID.
+var serviceSidRE = regexp.MustCompile(`^IS[0-9a-fA-F]{32}$`)
+
 // New checks opts and returns a Client.
 func New(opts Options) (*Client, error) {
 	if !alphanumeric.MatchString(opts.AccountSid) {
@@ -63,6 +70,9 @@ func New(opts Options) (*Client, error) {
 	}
 	if !alphanumeric.MatchString(opts.Username) || !alphanumeric.MatchString(opts.Password) {
 		return nil, errors.New("credentials must be letters and digits")
+	}
+	if opts.ConversationsService != "" && !serviceSidRE.MatchString(opts.ConversationsService) {
+		return nil, errors.New("conversations service must be IS followed by 32 hexadecimal digits")
 	}
 	c := &Client{opts: opts, transport: opts.Transport}
 	if c.transport == nil {
@@ -87,7 +97,8 @@ func New(opts Options) (*Client, error) {
 func (c *Client) service(ctx context.Context, operation string) (*conversations.ApiService, *call) {
 	rec := &call{}
 	hc := &http.Client{
-		Transport: &callTransport{ctx: ctx, base: c.base, next: c.transport, rec: rec, op: operation, observe: c.opts.Observe, tracer: c.opts.Tracer},
+		Transport: &callTransport{ctx: ctx, base: c.base, next: c.transport, rec: rec, op: operation, observe: c.opts.Observe,
+			tracer: c.opts.Tracer, service: c.opts.ConversationsService},
 		CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
 		},
@@ -184,12 +195,17 @@ type callTransport struct {
 	op      string
 	observe func(operation string, status int, d time.Duration)
 	tracer  trace.Tracer
+	// service, when set, scopes the Conversations API's paths to that Conversation Service.
+	service string
 }
 
 func (t *callTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	// A shallow copy: a RoundTripper must not change the request it is given, and this one only swaps
 	// the URL (copied) and the context; a deep Clone copied every header of every call.
 	r := req.WithContext(t.ctx)
+	if t.service != "" {
+		r.URL = inService(r.URL, t.service)
+	}
 	if t.base != nil && isTwilioHost(r.URL.Hostname()) {
 		u := *r.URL
 		u.Scheme, u.Host = t.base.Scheme, t.base.Host
@@ -222,6 +238,30 @@ func (t *callTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	t.rec.status = resp.StatusCode
 	t.rec.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 	return resp, nil
+}
+
+// conversationsHost is the Conversations API's host.
+const conversationsHost = "conversations.twilio.com"
+
+// inService returns u scoped to the Conversation Service: a call to the default service's
+// /v1/Conversations… (and /v1/ParticipantConversations) goes to /v1/Services/{service}/…, which takes
+// the same parameters and answers in the same shape (TestServiceScopedParamsMatch). Other hosts, and
+// paths already under /v1/Services (the next pages of a list), are left as they are.
+func inService(u *url.URL, service string) *url.URL {
+	if !strings.EqualFold(u.Hostname(), conversationsHost) {
+		return u
+	}
+	rest, ok := strings.CutPrefix(u.Path, "/v1/")
+	if !ok || !(rest == "Conversations" || strings.HasPrefix(rest, "Conversations/") || rest == "ParticipantConversations") {
+		return u
+	}
+	scoped := *u
+	prefix := "/v1/Services/" + service
+	scoped.Path = prefix + strings.TrimPrefix(u.Path, "/v1")
+	if u.RawPath != "" {
+		scoped.RawPath = prefix + strings.TrimPrefix(u.RawPath, "/v1")
+	}
+	return &scoped
 }
 
 // isTwilioHost reports whether host is Twilio's (conversations.twilio.com, mcs.us1.twilio.com): a
