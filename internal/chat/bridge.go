@@ -57,8 +57,8 @@ func (s *Service) Advance(ctx context.Context, conversationSid string, stage opt
 	}
 	ctx = zerolog.Ctx(ctx).With().Str("chat_id", c.ID).Logger().WithContext(ctx)
 	if !to.state.Final() {
-		c, moved, err := s.apply(ctx, c.ID, to.state, to.reason)
-		if err == nil && !moved && c.State == StateStarting && c.Ending == nil {
+		c, d, err := s.decideOn(ctx, c.ID, Input{Kind: InAdvanced, To: Ending{State: to.state, Reason: to.reason}})
+		if err == nil && !d.Moved && c.State == StateStarting && c.Ending == nil {
 			return errNotInvited
 		}
 		if err == nil && stage == optin.StageConnecting && c.relaying() {

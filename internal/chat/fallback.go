@@ -185,7 +185,7 @@ func (s *Service) moved(ctx context.Context, id string, f Fallback, address stri
 		final = nil
 		if c.State.Final() {
 			final = c
-			return errRefused
+			return errUnchanged
 		}
 		c.Fallback = &f
 		if c.Customer.Address == address {
@@ -199,7 +199,7 @@ func (s *Service) moved(ctx context.Context, id string, f Fallback, address stri
 		}
 		return nil
 	})
-	if errors.Is(err, errRefused) && final != nil {
+	if errors.Is(err, errUnchanged) && final != nil {
 		return *final, nil
 	}
 	if err != nil {

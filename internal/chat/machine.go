@@ -13,7 +13,7 @@ type edge struct{ from, to State }
 
 // transitions is a chat's lifecycle: every transition allowed, each with the reasons it may carry.
 // Nothing leaves a final state. Start, End, the opt-in's stages, Twilio's close and the reconciler
-// only ask for transitions; Service.apply is the one place they are checked and recorded.
+// only ask for transitions; the core (core.go: decide) is the one place they are checked and recorded.
 var transitions = map[edge][]string{
 	{StateStarting, StateInvited}:     {""},
 	{StateStarting, StateConnected}:   {""}, // a direct chat
@@ -57,64 +57,44 @@ func (c Chat) ending(fallback Ending) Ending {
 	return fallback
 }
 
-// errRefused is a transition the machine does not allow from the chat's state.
-var errRefused = errors.New("transition refused")
-
-// apply moves the chat to state for reason, when the machine allows it from where the chat stands
-// (a chat that is ending takes only a final state). It returns the chat as stored and whether it moved.
-func (s *Service) apply(ctx context.Context, id string, state State, reason string) (Chat, bool, error) {
-	return s.move(ctx, id, func(c Chat) (Ending, bool) {
-		return Ending{State: state, Reason: reason}, Allowed(c.State, state, reason) && (c.Ending == nil || state.Final())
-	})
-}
-
-// move is the one place a chat changes state. choose, given the chat as stored, names the transition
-// or refuses it; the transition and the event the platform hears of are recorded in the same write
-// (the outbox). After the write, a final state frees the chat's numbers and the events are handed to
-// the notifier. It returns the chat as stored and whether it moved.
-func (s *Service) move(ctx context.Context, id string, choose func(Chat) (Ending, bool)) (Chat, bool, error) {
-	var refused *Chat
-	var to Ending
-	var dropped int
+// decideOn asks the core what in does to the chat as stored, writes the change in one store update
+// (the decision is taken again on the latest version should the write race another), and then
+// carries out the effects the core named. It returns the chat as stored and the decision.
+func (s *Service) decideOn(ctx context.Context, id string, in Input) (Chat, Decision, error) {
+	var d Decision
+	var unchanged *Chat
 	c, err := s.store.Update(ctx, id, func(c *Chat) error {
-		dropped = 0
-		var ok bool
-		if to, ok = choose(*c); !ok {
-			refused = c // the chat as it stands: no second read to answer with it
-			return errRefused
+		if d = decide(c, in, s.now(), s.cfg.Notifier != nil); !d.Changed {
+			unchanged = c // the chat as it stands: no second read to answer with it
+			return errUnchanged
 		}
-		refused = nil
-		now := s.now()
-		if to.Error != nil && c.Error == nil {
-			c.Error = to.Error
-		}
-		c.State, c.Reason, c.UpdatedAt = to.State, to.Reason, now
-		c.History = append(c.History, Transition{State: to.State, At: now})
-		if to.State.Final() {
-			c.Ending = nil
-			// No copy reaches anyone through a closed conversation.
-			dropped = c.letGo()
-			if len(c.Settling) > 0 {
-				c.Work++ // a tend under way settles them when it is done, or the one started below
-			}
-			// Freed after this write; until then the upkeep knows they are to be freed.
-			c.Release = true
-		}
-		if s.cfg.Notifier != nil && eventTypes[to.State] != "" {
-			c.Pending = append(c.Pending, newEvent(*c, eventTypes[to.State], now))
-		}
+		unchanged = nil
 		return nil
 	})
-	if errors.Is(err, errRefused) && refused != nil {
-		return *refused, false, nil
+	if errors.Is(err, errUnchanged) && unchanged != nil {
+		return *unchanged, d, nil
 	}
 	if err != nil {
-		return Chat{}, false, fmt.Errorf("%w: recording %s: %w", ErrUnavailable, to.State, err)
+		return Chat{}, Decision{}, fmt.Errorf("%w: recording what happened to chat %s: %w", ErrUnavailable, id, err)
+	}
+	s.carryOut(ctx, c, d)
+	return c, d, nil
+}
+
+// errUnchanged aborts a store update the core made no change for.
+var errUnchanged = errors.New("nothing to change")
+
+// carryOut performs a written decision's effects, but the close (the caller's: it holds what the close
+// needs — a lease, a budget): the counters, the release of a final chat's numbers, the settling of
+// copies in flight, the events. What fails here stays recorded and the upkeep does it again.
+func (s *Service) carryOut(ctx context.Context, c Chat, d Decision) {
+	if !d.Moved {
+		return
 	}
 	if s.cfg.Observer != nil {
 		s.cfg.Observer.ChatTransition(string(c.State), c.Reason)
-		if dropped > 0 {
-			s.cfg.Observer.MessagesDropped(DropClosed, dropped)
+		if d.Dropped > 0 {
+			s.cfg.Observer.MessagesDropped(DropClosed, d.Dropped)
 		}
 	}
 	log := zerolog.Ctx(ctx).Info().Str("chat_id", c.ID).Str("state", string(c.State))
@@ -122,21 +102,19 @@ func (s *Service) move(ctx context.Context, id string, choose func(Chat) (Ending
 		log = log.Str("reason", c.Reason)
 	}
 	log.Msg("chat moved")
-	if c.State.Final() {
+	if d.Has(EffectRelease) {
 		// Declined, failed and closed chats bind nothing at Twilio any more (their conversation was
-		// closed first): free the numbers. A release that fails stays recorded (Release) and the
-		// upkeep frees them on its next sweep.
+		// closed first): free the numbers.
 		if err := s.releaseRecorded(ctx, c.ID); err != nil {
 			zerolog.Ctx(ctx).Error().Err(err).Str("chat_id", c.ID).Msg("freeing a chat's numbers; the sweep will")
-		} else {
-			c.Release = false
 		}
 	}
-	if len(c.Settling) > 0 {
+	if d.Has(EffectSettle) {
 		s.later(ctx, c.ID)
 	}
-	s.notify(ctx, c)
-	return c, true, nil
+	if d.Has(EffectNotify) {
+		s.notify(ctx, c)
+	}
 }
 
 // conclude takes the chat to its final state: it records end as the chat's ending (unless one is
@@ -163,34 +141,14 @@ func (s *Service) conclude(ctx context.Context, c Chat, end Ending) (Chat, error
 // intend records end as the chat's ending unless it has one, is final, or may not end so from where
 // it stands (a connected chat does not fail: the opt-in's late give-up leaves it connected).
 func (s *Service) intend(ctx context.Context, id string, end Ending) (Chat, error) {
-	c, err := s.store.Update(ctx, id, func(c *Chat) error {
-		if c.State.Final() || c.Ending != nil || !Allowed(c.State, end.State, end.Reason) {
-			return nil
-		}
-		c.Ending = &end
-		return nil
-	})
-	if err != nil {
-		return Chat{}, fmt.Errorf("%w: recording the end of chat %s: %w", ErrUnavailable, id, err)
-	}
-	return c, nil
+	c, _, err := s.decideOn(ctx, id, Input{Kind: InEndAsked, To: end})
+	return c, err
 }
 
 // closed moves a chat whose conversation is closed (or never existed) to its recorded ending, or to
-// fallback when it has none — chosen on the chat as stored, in the write itself. An ending that does
-// not fit where the chat stands (a decline for a chat not yet invited) closes it instead, which every
-// open state allows.
+// fallback when it has none — chosen by the core on the chat as stored, in the write itself.
 func (s *Service) closed(ctx context.Context, id string, fallback Ending) (Chat, error) {
-	c, _, err := s.move(ctx, id, func(c Chat) (Ending, bool) {
-		if c.State.Final() {
-			return Ending{}, false
-		}
-		end := c.ending(fallback)
-		if !Allowed(c.State, end.State, end.Reason) {
-			end = Ending{State: StateClosed, Reason: ReasonEnded}
-		}
-		return end, true
-	})
+	c, _, err := s.decideOn(ctx, id, Input{Kind: InClosed, To: fallback})
 	return c, err
 }
 

@@ -260,15 +260,11 @@ func (s *Service) runStart(ctx context.Context, c Chat, resumed bool) (Chat, err
 			return s.abandon(ctx, c)
 		}
 	}
-	to := StateInvited
-	if c.Mode == ModeDirect {
-		to = StateConnected
-	}
-	c, moved, err := s.apply(ctx, c.ID, to, "")
+	c, d, err := s.decideOn(ctx, c.ID, Input{Kind: InStarted})
 	if err != nil {
 		return Chat{}, err
 	}
-	switch {
+	switch moved := d.Moved; {
 	case !moved && c.Ending != nil:
 		return s.abandon(ctx, c)
 	case !moved && c.State.Final():

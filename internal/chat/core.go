@@ -1,0 +1,145 @@
+package chat
+
+import "time"
+
+// The core: what happens to a chat in each state when each input arrives, decided in one pure
+// function. decide reads only the chat as stored and the input, writes only the chat it is given, and
+// names the effects the change calls for; the caller writes the chat (one store write, one version
+// check) and then carries the effects out. Every effect is recorded in the chat by the same write —
+// the ending (close the conversation), Pending (tell the platform), Release (free the numbers),
+// Settling (count the copies in flight) — so that one lost with a crash is found and done again by
+// the upkeep, and doing one twice is harmless.
+//
+//	state \ input  Started     Advanced(to)        EndAsked(end)           Closed(fallback)
+//	starting       →invited    (wait: not invited) record end; Close      →end or fallback
+//	               (direct:    -                   -                       -
+//	               →connected)
+//	invited        -           →connecting         record end; Close       →end or fallback
+//	connecting     -           →connected          record end; Close       →end or fallback
+//	connected      -           -                   record closed; Close    →end or fallback
+//	ending (any)   -           -                   (first end wins)        →the recorded end
+//	final          -           -                   -                       -
+//
+// A move to a final state lets go of what the chat holds (held messages dropped and counted; those
+// being sent settle), and calls for Release, Notify and, when any copy was in flight, Settle. An end
+// the state does not allow (a decline of a chat not yet invited) closes the chat as ended instead.
+
+// InputKind names what happened to a chat.
+type InputKind int
+
+const (
+	// InStarted: the start's steps are done; the chat is invited (connected, for a direct chat).
+	InStarted InputKind = iota + 1
+	// InAdvanced: the opt-in reached a stage short of the end (To.State: connecting, connected).
+	InAdvanced
+	// InEndAsked: an end is asked for (To): the platform's DELETE, a final stage of the opt-in, a
+	// start refused for good, a start given up. It is recorded, then carried out by the close.
+	InEndAsked
+	// InClosed: the chat's conversation is closed (or never existed): by the service, by Twilio's
+	// timer, as the reconciler found it. To is what the chat ends as when it recorded no end.
+	InClosed
+)
+
+// Input is one thing that happened to a chat.
+type Input struct {
+	Kind InputKind
+	To   Ending
+}
+
+// Effect is what a decision calls for beyond its write.
+type Effect int
+
+const (
+	// EffectClose closes the conversation (then InClosed); with none, InClosed follows at once.
+	EffectClose Effect = iota + 1
+	// EffectNotify hands the chat's pending events to the notifier.
+	EffectNotify
+	// EffectRelease frees the chat's numbers (then clears Release).
+	EffectRelease
+	// EffectSettle counts the copies that were in flight when the chat ended (tend).
+	EffectSettle
+)
+
+// Decision is the core's answer to one input.
+type Decision struct {
+	// Changed says the chat was changed and must be written; Moved that its state changed.
+	Changed, Moved bool
+	// Dropped counts the held messages the move let go (counted dropped, reason closed).
+	Dropped int
+	Effects []Effect
+}
+
+// Has reports whether the decision calls for e.
+func (d Decision) Has(e Effect) bool {
+	for _, x := range d.Effects {
+		if x == e {
+			return true
+		}
+	}
+	return false
+}
+
+// decide changes c as in reaction to in at now; events says whether the platform hears of
+// transitions (a notifier is configured).
+func decide(c *Chat, in Input, now time.Time, events bool) Decision {
+	if c.State.Final() {
+		return Decision{} // final is final
+	}
+	switch in.Kind {
+	case InStarted:
+		to := StateInvited
+		if c.Mode == ModeDirect {
+			to = StateConnected
+		}
+		if c.Ending != nil || !Allowed(c.State, to, "") {
+			return Decision{}
+		}
+		return moveTo(c, Ending{State: to}, now, events)
+	case InAdvanced:
+		if c.Ending != nil || in.To.State.Final() || !Allowed(c.State, in.To.State, in.To.Reason) {
+			return Decision{}
+		}
+		return moveTo(c, in.To, now, events)
+	case InEndAsked:
+		if c.Ending != nil || !Allowed(c.State, in.To.State, in.To.Reason) {
+			return Decision{}
+		}
+		end := in.To
+		c.Ending = &end
+		return Decision{Changed: true, Effects: []Effect{EffectClose}}
+	case InClosed:
+		end := c.ending(in.To)
+		if !Allowed(c.State, end.State, end.Reason) {
+			end = Ending{State: StateClosed, Reason: ReasonEnded}
+		}
+		return moveTo(c, end, now, events)
+	}
+	return Decision{}
+}
+
+// moveTo records the transition to end: state, reason, history, the event the platform hears of, and,
+// for a final state, what the chat lets go of and what is left to do.
+func moveTo(c *Chat, end Ending, now time.Time, events bool) Decision {
+	d := Decision{Changed: true, Moved: true}
+	if end.Error != nil && c.Error == nil {
+		c.Error = end.Error
+	}
+	c.State, c.Reason, c.UpdatedAt = end.State, end.Reason, now
+	c.History = append(c.History, Transition{State: end.State, At: now})
+	if end.State.Final() {
+		c.Ending = nil
+		// No copy reaches anyone through a closed conversation.
+		d.Dropped = c.letGo()
+		if len(c.Settling) > 0 {
+			c.Work++ // a tend under way settles them when it is done
+			d.Effects = append(d.Effects, EffectSettle)
+		}
+		c.Release = true
+		d.Effects = append(d.Effects, EffectRelease)
+	}
+	if events && eventTypes[end.State] != "" {
+		c.Pending = append(c.Pending, newEvent(*c, eventTypes[end.State], now))
+		d.Effects = append(d.Effects, EffectNotify)
+	}
+	return d
+}
