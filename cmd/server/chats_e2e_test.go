@@ -227,7 +227,7 @@ func TestChatAPITokens(t *testing.T) {
 		}
 	}
 	// The document needs no token: code generators fetch it as it is.
-	if code, _, doc := s.api("GET", "/v1/openapi.json", "", ""); code != 200 || !strings.Contains(doc, `"openapi": "3.0.3"`) {
+	if code, _, doc := s.api("GET", "/v1/openapi.json", "", ""); code != 200 || !strings.Contains(doc, `"openapi": "3.1.0"`) {
 		t.Errorf("openapi.json: %d", code)
 	}
 

@@ -83,6 +83,36 @@ func (e ChatReason) Valid() bool {
 	}
 }
 
+// Defines values for EventType.
+const (
+	ChatChannelChanged EventType = "chat.channel_changed"
+	ChatClosed         EventType = "chat.closed"
+	ChatConnected      EventType = "chat.connected"
+	ChatDeclined       EventType = "chat.declined"
+	ChatFailed         EventType = "chat.failed"
+	ChatInvited        EventType = "chat.invited"
+)
+
+// Valid indicates whether the value is a known member of the EventType enum.
+func (e EventType) Valid() bool {
+	switch e {
+	case ChatChannelChanged:
+		return true
+	case ChatClosed:
+		return true
+	case ChatConnected:
+		return true
+	case ChatDeclined:
+		return true
+	case ChatFailed:
+		return true
+	case ChatInvited:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for PartyChannel.
 const (
 	PartyChannelSms      PartyChannel = "sms"
@@ -172,7 +202,7 @@ func (e State) Valid() bool {
 
 // Address whatsapp:+E164, or +E164 for SMS (needs OPTIN_SMS_NUMBERS).
 //
-// Example: whatsapp:+15550001111
+// Examples: whatsapp:+15550001111
 type Address = string
 
 // Chat defines model for Chat.
@@ -221,11 +251,24 @@ type ChatList struct {
 	NextCursor *string `json:"next_cursor"`
 }
 
+// Event defines model for Event.
+type Event struct {
+	// Data The chat as it was at the transition.
+	Data Chat `json:"data"`
+
+	// Timestamp When the transition happened.
+	Timestamp time.Time `json:"timestamp"`
+	Type      EventType `json:"type"`
+}
+
+// EventType defines model for Event.Type.
+type EventType string
+
 // Party defines model for Party.
 type Party struct {
 	// Address whatsapp:+E164, or +E164 for SMS (needs OPTIN_SMS_NUMBERS).
 	//
-	// Example: whatsapp:+15550001111
+	// Examples: whatsapp:+15550001111
 	Address Address `json:"address"`
 
 	// Channel The channel the party is reached on: whatsapp for a whatsapp: address, sms for a bare +E164 one.
@@ -249,7 +292,7 @@ type PartyChannel string
 type PartyRequest struct {
 	// Address whatsapp:+E164, or +E164 for SMS (needs OPTIN_SMS_NUMBERS).
 	//
-	// Example: whatsapp:+15550001111
+	// Examples: whatsapp:+15550001111
 	Address Address `json:"address"`
 	Name    *string `json:"name,omitempty"`
 }
@@ -304,7 +347,7 @@ type StartRequest struct {
 
 	// Ttl Go duration, 10m to 720h; default OPTIN_CHAT_TTL.
 	//
-	// Example: 2h
+	// Examples: 2h
 	Ttl *string `json:"ttl,omitempty"`
 }
 
@@ -321,8 +364,236 @@ type ListChatsParams struct {
 	Cursor *string `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
 
+// Openapi200JSONResponseBody defines parameters for Openapi.
+type Openapi200JSONResponseBody struct {
+	Components *map[string]interface{} `json:"components,omitempty"`
+	Info       map[string]interface{}  `json:"info"`
+
+	// Openapi Examples: 3.1.0
+	Openapi              string                  `json:"openapi"`
+	Paths                map[string]interface{}  `json:"paths"`
+	Webhooks             *map[string]interface{} `json:"webhooks,omitempty"`
+	AdditionalProperties map[string]interface{}  `json:"-"`
+}
+
+// ChatChannelChangedParams defines parameters for ChatChannelChanged.
+type ChatChannelChangedParams struct {
+	// WebhookId The event's id: the same across retries and sweeps.
+	WebhookId string `json:"webhook-id"`
+
+	// WebhookTimestamp Unix seconds when this attempt was signed: reject one older than five minutes.
+	WebhookTimestamp string `json:"webhook-timestamp"`
+
+	// WebhookSignature v1, then the base64 HMAC-SHA256 of webhook-id.webhook-timestamp.body with the secret (whsec_ + base64).
+	WebhookSignature string `json:"webhook-signature"`
+}
+
+// ChatClosedParams defines parameters for ChatClosed.
+type ChatClosedParams struct {
+	// WebhookId The event's id: the same across retries and sweeps.
+	WebhookId string `json:"webhook-id"`
+
+	// WebhookTimestamp Unix seconds when this attempt was signed: reject one older than five minutes.
+	WebhookTimestamp string `json:"webhook-timestamp"`
+
+	// WebhookSignature v1, then the base64 HMAC-SHA256 of webhook-id.webhook-timestamp.body with the secret (whsec_ + base64).
+	WebhookSignature string `json:"webhook-signature"`
+}
+
+// ChatConnectedParams defines parameters for ChatConnected.
+type ChatConnectedParams struct {
+	// WebhookId The event's id: the same across retries and sweeps.
+	WebhookId string `json:"webhook-id"`
+
+	// WebhookTimestamp Unix seconds when this attempt was signed: reject one older than five minutes.
+	WebhookTimestamp string `json:"webhook-timestamp"`
+
+	// WebhookSignature v1, then the base64 HMAC-SHA256 of webhook-id.webhook-timestamp.body with the secret (whsec_ + base64).
+	WebhookSignature string `json:"webhook-signature"`
+}
+
+// ChatDeclinedParams defines parameters for ChatDeclined.
+type ChatDeclinedParams struct {
+	// WebhookId The event's id: the same across retries and sweeps.
+	WebhookId string `json:"webhook-id"`
+
+	// WebhookTimestamp Unix seconds when this attempt was signed: reject one older than five minutes.
+	WebhookTimestamp string `json:"webhook-timestamp"`
+
+	// WebhookSignature v1, then the base64 HMAC-SHA256 of webhook-id.webhook-timestamp.body with the secret (whsec_ + base64).
+	WebhookSignature string `json:"webhook-signature"`
+}
+
+// ChatFailedParams defines parameters for ChatFailed.
+type ChatFailedParams struct {
+	// WebhookId The event's id: the same across retries and sweeps.
+	WebhookId string `json:"webhook-id"`
+
+	// WebhookTimestamp Unix seconds when this attempt was signed: reject one older than five minutes.
+	WebhookTimestamp string `json:"webhook-timestamp"`
+
+	// WebhookSignature v1, then the base64 HMAC-SHA256 of webhook-id.webhook-timestamp.body with the secret (whsec_ + base64).
+	WebhookSignature string `json:"webhook-signature"`
+}
+
+// ChatInvitedParams defines parameters for ChatInvited.
+type ChatInvitedParams struct {
+	// WebhookId The event's id: the same across retries and sweeps.
+	WebhookId string `json:"webhook-id"`
+
+	// WebhookTimestamp Unix seconds when this attempt was signed: reject one older than five minutes.
+	WebhookTimestamp string `json:"webhook-timestamp"`
+
+	// WebhookSignature v1, then the base64 HMAC-SHA256 of webhook-id.webhook-timestamp.body with the secret (whsec_ + base64).
+	WebhookSignature string `json:"webhook-signature"`
+}
+
 // StartChatJSONRequestBody defines body for StartChat for application/json ContentType.
 type StartChatJSONRequestBody = StartRequest
+
+// ChatChannelChangedJSONRequestBody defines body for ChatChannelChanged for application/json ContentType.
+type ChatChannelChangedJSONRequestBody = Event
+
+// ChatClosedJSONRequestBody defines body for ChatClosed for application/json ContentType.
+type ChatClosedJSONRequestBody = Event
+
+// ChatConnectedJSONRequestBody defines body for ChatConnected for application/json ContentType.
+type ChatConnectedJSONRequestBody = Event
+
+// ChatDeclinedJSONRequestBody defines body for ChatDeclined for application/json ContentType.
+type ChatDeclinedJSONRequestBody = Event
+
+// ChatFailedJSONRequestBody defines body for ChatFailed for application/json ContentType.
+type ChatFailedJSONRequestBody = Event
+
+// ChatInvitedJSONRequestBody defines body for ChatInvited for application/json ContentType.
+type ChatInvitedJSONRequestBody = Event
+
+// Getter for additional properties for Openapi200JSONResponseBody. Returns the specified
+// element and whether it was found
+func (a Openapi200JSONResponseBody) Get(fieldName string) (value interface{}, found bool) {
+	if a.AdditionalProperties != nil {
+		value, found = a.AdditionalProperties[fieldName]
+	}
+	return
+}
+
+// Setter for additional properties for Openapi200JSONResponseBody
+func (a *Openapi200JSONResponseBody) Set(fieldName string, value interface{}) {
+	if a.AdditionalProperties == nil {
+		a.AdditionalProperties = make(map[string]interface{})
+	}
+	a.AdditionalProperties[fieldName] = value
+}
+
+// Override default JSON handling for Openapi200JSONResponseBody to handle AdditionalProperties
+func (a *Openapi200JSONResponseBody) UnmarshalJSON(b []byte) error {
+	object := make(map[string]json.RawMessage)
+	err := json.Unmarshal(b, &object)
+	if err != nil {
+		return err
+	}
+
+	if raw, found := object["components"]; found {
+		err = json.Unmarshal(raw, &a.Components)
+		if err != nil {
+			return fmt.Errorf("error reading 'components': %w", err)
+		}
+		delete(object, "components")
+	}
+
+	if raw, found := object["info"]; found {
+		err = json.Unmarshal(raw, &a.Info)
+		if err != nil {
+			return fmt.Errorf("error reading 'info': %w", err)
+		}
+		delete(object, "info")
+	}
+
+	if raw, found := object["openapi"]; found {
+		err = json.Unmarshal(raw, &a.Openapi)
+		if err != nil {
+			return fmt.Errorf("error reading 'openapi': %w", err)
+		}
+		delete(object, "openapi")
+	}
+
+	if raw, found := object["paths"]; found {
+		err = json.Unmarshal(raw, &a.Paths)
+		if err != nil {
+			return fmt.Errorf("error reading 'paths': %w", err)
+		}
+		delete(object, "paths")
+	}
+
+	if raw, found := object["webhooks"]; found {
+		err = json.Unmarshal(raw, &a.Webhooks)
+		if err != nil {
+			return fmt.Errorf("error reading 'webhooks': %w", err)
+		}
+		delete(object, "webhooks")
+	}
+
+	if len(object) != 0 {
+		a.AdditionalProperties = make(map[string]interface{})
+		for fieldName, fieldBuf := range object {
+			var fieldVal interface{}
+			err := json.Unmarshal(fieldBuf, &fieldVal)
+			if err != nil {
+				return fmt.Errorf("error unmarshaling field %s: %w", fieldName, err)
+			}
+			a.AdditionalProperties[fieldName] = fieldVal
+		}
+	}
+	return nil
+}
+
+// Override default JSON handling for Openapi200JSONResponseBody to handle AdditionalProperties
+func (a Openapi200JSONResponseBody) MarshalJSON() ([]byte, error) {
+	var err error
+	object := make(map[string]json.RawMessage)
+
+	if a.Components != nil {
+		object["components"], err = json.Marshal(a.Components)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'components': %w", err)
+		}
+	}
+
+	if a.Info != nil {
+		object["info"], err = json.Marshal(a.Info)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'info': %w", err)
+		}
+	}
+
+	object["openapi"], err = json.Marshal(a.Openapi)
+	if err != nil {
+		return nil, fmt.Errorf("error marshaling 'openapi': %w", err)
+	}
+
+	if a.Paths != nil {
+		object["paths"], err = json.Marshal(a.Paths)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'paths': %w", err)
+		}
+	}
+
+	if a.Webhooks != nil {
+		object["webhooks"], err = json.Marshal(a.Webhooks)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'webhooks': %w", err)
+		}
+	}
+
+	for fieldName, field := range a.AdditionalProperties {
+		object[fieldName], err = json.Marshal(field)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling '%s': %w", fieldName, err)
+		}
+	}
+	return json.Marshal(object)
+}
 
 // RequestEditorFn is the function signature for the RequestEditor callback function
 type RequestEditorFn func(ctx context.Context, req *http.Request) error
@@ -1182,11 +1453,11 @@ type OpenapiResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *map[string]interface{}
+	JSON200 *Openapi200JSONResponseBody
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r OpenapiResponse) GetJSON200() *map[string]interface{} {
+func (r OpenapiResponse) GetJSON200() *Openapi200JSONResponseBody {
 	return r.JSON200
 }
 
@@ -1623,7 +1894,7 @@ func ParseOpenapiResponse(rsp *http.Response) (*OpenapiResponse, error) {
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest map[string]interface{}
+		var dest Openapi200JSONResponseBody
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -1672,4 +1943,611 @@ func ParsePoolsResponse(rsp *http.Response) (*PoolsResponse, error) {
 	}
 
 	return response, nil
+}
+
+// WebhookInitiator sends OpenAPI 3.1 webhook requests to target URLs.
+// Modeled on the generated Client, but with no stored Server -- the full
+// target URL is provided per-call by the caller (typically discovered
+// from a subscription registration).
+type WebhookInitiator struct {
+	// Doer for performing requests, typically a *http.Client with any
+	// customized settings, such as certificate chains.
+	Client HttpRequestDoer
+
+	// A list of callbacks for modifying requests which are generated before sending over
+	// the network.
+	RequestEditors []RequestEditorFn
+}
+
+// WebhookInitiatorOption allows setting custom parameters during construction.
+type WebhookInitiatorOption func(*WebhookInitiator) error
+
+// NewWebhookInitiator creates a new WebhookInitiator with reasonable defaults.
+func NewWebhookInitiator(opts ...WebhookInitiatorOption) (*WebhookInitiator, error) {
+	initiator := WebhookInitiator{}
+	for _, o := range opts {
+		if err := o(&initiator); err != nil {
+			return nil, err
+		}
+	}
+	if initiator.Client == nil {
+		initiator.Client = &http.Client{}
+	}
+	return &initiator, nil
+}
+
+// WithWebhookHTTPClient allows overriding the default Doer, which is
+// automatically created using http.Client. This is useful for tests.
+func WithWebhookHTTPClient(doer HttpRequestDoer) WebhookInitiatorOption {
+	return func(p *WebhookInitiator) error {
+		p.Client = doer
+		return nil
+	}
+}
+
+// WithWebhookRequestEditorFn allows setting up a callback function, which
+// will be called right before sending the webhook request. This can be
+// used to mutate the request, e.g. to add signature headers.
+func WithWebhookRequestEditorFn(fn RequestEditorFn) WebhookInitiatorOption {
+	return func(p *WebhookInitiator) error {
+		p.RequestEditors = append(p.RequestEditors, fn)
+		return nil
+	}
+}
+
+func (p *WebhookInitiator) applyWebhookEditors(ctx context.Context, req *http.Request, additionalEditors []RequestEditorFn) error {
+	for _, r := range p.RequestEditors {
+		if err := r(ctx, req); err != nil {
+			return err
+		}
+	}
+	for _, r := range additionalEditors {
+		if err := r(ctx, req); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// WebhookInitiatorInterface is the interface specification for the webhook initiator.
+type WebhookInitiatorInterface interface {
+	// ChatChannelChangedWithBody fires the chat.channel_changed webhook with any body
+	ChatChannelChangedWithBody(ctx context.Context, targetURL string, params *ChatChannelChangedParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	ChatChannelChanged(ctx context.Context, targetURL string, params *ChatChannelChangedParams, body ChatChannelChangedJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ChatClosedWithBody fires the chat.closed webhook with any body
+	ChatClosedWithBody(ctx context.Context, targetURL string, params *ChatClosedParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	ChatClosed(ctx context.Context, targetURL string, params *ChatClosedParams, body ChatClosedJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ChatConnectedWithBody fires the chat.connected webhook with any body
+	ChatConnectedWithBody(ctx context.Context, targetURL string, params *ChatConnectedParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	ChatConnected(ctx context.Context, targetURL string, params *ChatConnectedParams, body ChatConnectedJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ChatDeclinedWithBody fires the chat.declined webhook with any body
+	ChatDeclinedWithBody(ctx context.Context, targetURL string, params *ChatDeclinedParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	ChatDeclined(ctx context.Context, targetURL string, params *ChatDeclinedParams, body ChatDeclinedJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ChatFailedWithBody fires the chat.failed webhook with any body
+	ChatFailedWithBody(ctx context.Context, targetURL string, params *ChatFailedParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	ChatFailed(ctx context.Context, targetURL string, params *ChatFailedParams, body ChatFailedJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ChatInvitedWithBody fires the chat.invited webhook with any body
+	ChatInvitedWithBody(ctx context.Context, targetURL string, params *ChatInvitedParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	ChatInvited(ctx context.Context, targetURL string, params *ChatInvitedParams, body ChatInvitedJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+}
+
+func (p *WebhookInitiator) ChatChannelChangedWithBody(ctx context.Context, targetURL string, params *ChatChannelChangedParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewChatChannelChangedWebhookRequestWithBody(targetURL, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := p.applyWebhookEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return p.Client.Do(req)
+}
+
+func (p *WebhookInitiator) ChatChannelChanged(ctx context.Context, targetURL string, params *ChatChannelChangedParams, body ChatChannelChangedJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewChatChannelChangedWebhookRequest(targetURL, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := p.applyWebhookEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return p.Client.Do(req)
+}
+
+func (p *WebhookInitiator) ChatClosedWithBody(ctx context.Context, targetURL string, params *ChatClosedParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewChatClosedWebhookRequestWithBody(targetURL, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := p.applyWebhookEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return p.Client.Do(req)
+}
+
+func (p *WebhookInitiator) ChatClosed(ctx context.Context, targetURL string, params *ChatClosedParams, body ChatClosedJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewChatClosedWebhookRequest(targetURL, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := p.applyWebhookEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return p.Client.Do(req)
+}
+
+func (p *WebhookInitiator) ChatConnectedWithBody(ctx context.Context, targetURL string, params *ChatConnectedParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewChatConnectedWebhookRequestWithBody(targetURL, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := p.applyWebhookEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return p.Client.Do(req)
+}
+
+func (p *WebhookInitiator) ChatConnected(ctx context.Context, targetURL string, params *ChatConnectedParams, body ChatConnectedJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewChatConnectedWebhookRequest(targetURL, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := p.applyWebhookEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return p.Client.Do(req)
+}
+
+func (p *WebhookInitiator) ChatDeclinedWithBody(ctx context.Context, targetURL string, params *ChatDeclinedParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewChatDeclinedWebhookRequestWithBody(targetURL, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := p.applyWebhookEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return p.Client.Do(req)
+}
+
+func (p *WebhookInitiator) ChatDeclined(ctx context.Context, targetURL string, params *ChatDeclinedParams, body ChatDeclinedJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewChatDeclinedWebhookRequest(targetURL, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := p.applyWebhookEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return p.Client.Do(req)
+}
+
+func (p *WebhookInitiator) ChatFailedWithBody(ctx context.Context, targetURL string, params *ChatFailedParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewChatFailedWebhookRequestWithBody(targetURL, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := p.applyWebhookEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return p.Client.Do(req)
+}
+
+func (p *WebhookInitiator) ChatFailed(ctx context.Context, targetURL string, params *ChatFailedParams, body ChatFailedJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewChatFailedWebhookRequest(targetURL, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := p.applyWebhookEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return p.Client.Do(req)
+}
+
+func (p *WebhookInitiator) ChatInvitedWithBody(ctx context.Context, targetURL string, params *ChatInvitedParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewChatInvitedWebhookRequestWithBody(targetURL, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := p.applyWebhookEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return p.Client.Do(req)
+}
+
+func (p *WebhookInitiator) ChatInvited(ctx context.Context, targetURL string, params *ChatInvitedParams, body ChatInvitedJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewChatInvitedWebhookRequest(targetURL, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := p.applyWebhookEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return p.Client.Do(req)
+}
+
+// NewChatChannelChangedWebhookRequest builds a application/json POST request for the chat.channel_changed webhook
+func NewChatChannelChangedWebhookRequest(targetURL string, params *ChatChannelChangedParams, body ChatChannelChangedJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewChatChannelChangedWebhookRequestWithBody(targetURL, params, "application/json", bodyReader)
+}
+
+// NewChatChannelChangedWebhookRequestWithBody builds a POST request for the chat.channel_changed webhook with any body
+func NewChatChannelChangedWebhookRequestWithBody(targetURL string, params *ChatChannelChangedParams, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+	_ = err
+
+	reqURL, err := url.Parse(targetURL)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, reqURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		var headerParam0 string
+
+		headerParam0, err = runtime.StyleParamWithOptions("simple", false, "webhook-id", params.WebhookId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+		if err != nil {
+			return nil, err
+		}
+
+		req.Header.Set("webhook-id", headerParam0)
+
+		var headerParam1 string
+
+		headerParam1, err = runtime.StyleParamWithOptions("simple", false, "webhook-timestamp", params.WebhookTimestamp, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+		if err != nil {
+			return nil, err
+		}
+
+		req.Header.Set("webhook-timestamp", headerParam1)
+
+		var headerParam2 string
+
+		headerParam2, err = runtime.StyleParamWithOptions("simple", false, "webhook-signature", params.WebhookSignature, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+		if err != nil {
+			return nil, err
+		}
+
+		req.Header.Set("webhook-signature", headerParam2)
+
+	}
+	return req, nil
+}
+
+// NewChatClosedWebhookRequest builds a application/json POST request for the chat.closed webhook
+func NewChatClosedWebhookRequest(targetURL string, params *ChatClosedParams, body ChatClosedJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewChatClosedWebhookRequestWithBody(targetURL, params, "application/json", bodyReader)
+}
+
+// NewChatClosedWebhookRequestWithBody builds a POST request for the chat.closed webhook with any body
+func NewChatClosedWebhookRequestWithBody(targetURL string, params *ChatClosedParams, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+	_ = err
+
+	reqURL, err := url.Parse(targetURL)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, reqURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		var headerParam0 string
+
+		headerParam0, err = runtime.StyleParamWithOptions("simple", false, "webhook-id", params.WebhookId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+		if err != nil {
+			return nil, err
+		}
+
+		req.Header.Set("webhook-id", headerParam0)
+
+		var headerParam1 string
+
+		headerParam1, err = runtime.StyleParamWithOptions("simple", false, "webhook-timestamp", params.WebhookTimestamp, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+		if err != nil {
+			return nil, err
+		}
+
+		req.Header.Set("webhook-timestamp", headerParam1)
+
+		var headerParam2 string
+
+		headerParam2, err = runtime.StyleParamWithOptions("simple", false, "webhook-signature", params.WebhookSignature, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+		if err != nil {
+			return nil, err
+		}
+
+		req.Header.Set("webhook-signature", headerParam2)
+
+	}
+	return req, nil
+}
+
+// NewChatConnectedWebhookRequest builds a application/json POST request for the chat.connected webhook
+func NewChatConnectedWebhookRequest(targetURL string, params *ChatConnectedParams, body ChatConnectedJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewChatConnectedWebhookRequestWithBody(targetURL, params, "application/json", bodyReader)
+}
+
+// NewChatConnectedWebhookRequestWithBody builds a POST request for the chat.connected webhook with any body
+func NewChatConnectedWebhookRequestWithBody(targetURL string, params *ChatConnectedParams, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+	_ = err
+
+	reqURL, err := url.Parse(targetURL)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, reqURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		var headerParam0 string
+
+		headerParam0, err = runtime.StyleParamWithOptions("simple", false, "webhook-id", params.WebhookId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+		if err != nil {
+			return nil, err
+		}
+
+		req.Header.Set("webhook-id", headerParam0)
+
+		var headerParam1 string
+
+		headerParam1, err = runtime.StyleParamWithOptions("simple", false, "webhook-timestamp", params.WebhookTimestamp, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+		if err != nil {
+			return nil, err
+		}
+
+		req.Header.Set("webhook-timestamp", headerParam1)
+
+		var headerParam2 string
+
+		headerParam2, err = runtime.StyleParamWithOptions("simple", false, "webhook-signature", params.WebhookSignature, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+		if err != nil {
+			return nil, err
+		}
+
+		req.Header.Set("webhook-signature", headerParam2)
+
+	}
+	return req, nil
+}
+
+// NewChatDeclinedWebhookRequest builds a application/json POST request for the chat.declined webhook
+func NewChatDeclinedWebhookRequest(targetURL string, params *ChatDeclinedParams, body ChatDeclinedJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewChatDeclinedWebhookRequestWithBody(targetURL, params, "application/json", bodyReader)
+}
+
+// NewChatDeclinedWebhookRequestWithBody builds a POST request for the chat.declined webhook with any body
+func NewChatDeclinedWebhookRequestWithBody(targetURL string, params *ChatDeclinedParams, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+	_ = err
+
+	reqURL, err := url.Parse(targetURL)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, reqURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		var headerParam0 string
+
+		headerParam0, err = runtime.StyleParamWithOptions("simple", false, "webhook-id", params.WebhookId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+		if err != nil {
+			return nil, err
+		}
+
+		req.Header.Set("webhook-id", headerParam0)
+
+		var headerParam1 string
+
+		headerParam1, err = runtime.StyleParamWithOptions("simple", false, "webhook-timestamp", params.WebhookTimestamp, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+		if err != nil {
+			return nil, err
+		}
+
+		req.Header.Set("webhook-timestamp", headerParam1)
+
+		var headerParam2 string
+
+		headerParam2, err = runtime.StyleParamWithOptions("simple", false, "webhook-signature", params.WebhookSignature, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+		if err != nil {
+			return nil, err
+		}
+
+		req.Header.Set("webhook-signature", headerParam2)
+
+	}
+	return req, nil
+}
+
+// NewChatFailedWebhookRequest builds a application/json POST request for the chat.failed webhook
+func NewChatFailedWebhookRequest(targetURL string, params *ChatFailedParams, body ChatFailedJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewChatFailedWebhookRequestWithBody(targetURL, params, "application/json", bodyReader)
+}
+
+// NewChatFailedWebhookRequestWithBody builds a POST request for the chat.failed webhook with any body
+func NewChatFailedWebhookRequestWithBody(targetURL string, params *ChatFailedParams, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+	_ = err
+
+	reqURL, err := url.Parse(targetURL)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, reqURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		var headerParam0 string
+
+		headerParam0, err = runtime.StyleParamWithOptions("simple", false, "webhook-id", params.WebhookId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+		if err != nil {
+			return nil, err
+		}
+
+		req.Header.Set("webhook-id", headerParam0)
+
+		var headerParam1 string
+
+		headerParam1, err = runtime.StyleParamWithOptions("simple", false, "webhook-timestamp", params.WebhookTimestamp, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+		if err != nil {
+			return nil, err
+		}
+
+		req.Header.Set("webhook-timestamp", headerParam1)
+
+		var headerParam2 string
+
+		headerParam2, err = runtime.StyleParamWithOptions("simple", false, "webhook-signature", params.WebhookSignature, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+		if err != nil {
+			return nil, err
+		}
+
+		req.Header.Set("webhook-signature", headerParam2)
+
+	}
+	return req, nil
+}
+
+// NewChatInvitedWebhookRequest builds a application/json POST request for the chat.invited webhook
+func NewChatInvitedWebhookRequest(targetURL string, params *ChatInvitedParams, body ChatInvitedJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewChatInvitedWebhookRequestWithBody(targetURL, params, "application/json", bodyReader)
+}
+
+// NewChatInvitedWebhookRequestWithBody builds a POST request for the chat.invited webhook with any body
+func NewChatInvitedWebhookRequestWithBody(targetURL string, params *ChatInvitedParams, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+	_ = err
+
+	reqURL, err := url.Parse(targetURL)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, reqURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		var headerParam0 string
+
+		headerParam0, err = runtime.StyleParamWithOptions("simple", false, "webhook-id", params.WebhookId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+		if err != nil {
+			return nil, err
+		}
+
+		req.Header.Set("webhook-id", headerParam0)
+
+		var headerParam1 string
+
+		headerParam1, err = runtime.StyleParamWithOptions("simple", false, "webhook-timestamp", params.WebhookTimestamp, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+		if err != nil {
+			return nil, err
+		}
+
+		req.Header.Set("webhook-timestamp", headerParam1)
+
+		var headerParam2 string
+
+		headerParam2, err = runtime.StyleParamWithOptions("simple", false, "webhook-signature", params.WebhookSignature, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+		if err != nil {
+			return nil, err
+		}
+
+		req.Header.Set("webhook-signature", headerParam2)
+
+	}
+	return req, nil
 }

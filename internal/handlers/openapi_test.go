@@ -2,9 +2,11 @@ package handlers
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -64,6 +66,80 @@ func TestOpenAPIListsEveryRoute(t *testing.T) {
 	slices.Sort(served)
 	if !slices.Equal(documented, served) {
 		t.Errorf("documented %v\nserved     %v", documented, served)
+	}
+}
+
+// The events the platform is told of are the document's webhooks, each posting an Event of its type;
+// the document's own answer is described as an OpenAPI document (not an empty object) and the document
+// itself fits that; its license is the repository's, Apache 2.0.
+func TestOpenAPIDescribesEventsItselfAndItsLicense(t *testing.T) {
+	doc, err := openapi3.NewLoader().LoadFromData(OpenAPI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := []string{"chat.channel_changed", "chat.closed", "chat.connected", "chat.declined", "chat.failed", "chat.invited"}
+	var hooks []string
+	for name, item := range doc.Webhooks {
+		hooks = append(hooks, name)
+		if item.Post == nil || item.Post.RequestBody == nil {
+			t.Errorf("webhook %s: no POST with a body", name)
+			continue
+		}
+		if ref := item.Post.RequestBody.Value.Content.Get("application/json").Schema.Ref; ref != "#/components/schemas/Event" {
+			t.Errorf("webhook %s: body %q, want the Event", name, ref)
+		}
+		var headers []string
+		for _, p := range item.Post.Parameters {
+			if p.Value.In == "header" && p.Value.Required {
+				headers = append(headers, p.Value.Name)
+			}
+		}
+		if !slices.Equal(headers, []string{"webhook-id", "webhook-timestamp", "webhook-signature"}) {
+			t.Errorf("webhook %s: headers %v", name, headers)
+		}
+	}
+	slices.Sort(hooks)
+	if !slices.Equal(hooks, events) {
+		t.Errorf("webhooks %v, want %v", hooks, events)
+	}
+	if doc.Components.Schemas["Event"] == nil {
+		t.Fatal("no Event schema")
+	}
+	var types []string
+	for _, v := range doc.Components.Schemas["Event"].Value.Properties["type"].Value.Enum {
+		types = append(types, v.(string))
+	}
+	slices.Sort(types)
+	if !slices.Equal(types, events) {
+		t.Errorf("Event.type %v, want %v", types, events)
+	}
+
+	self := doc.Paths.Value("/v1/openapi.json").Get.Responses.Status(200).Value.Content.Get("application/json").Schema.Value
+	if len(self.Properties) == 0 || self.AdditionalProperties.Has == nil || !*self.AdditionalProperties.Has {
+		t.Errorf("/v1/openapi.json is described as %v, %v: want an open object naming the document's parts", self.Properties, self.AdditionalProperties)
+	}
+	var asJSON any
+	if err := json.Unmarshal(OpenAPI, &asJSON); err != nil {
+		t.Fatal(err)
+	}
+	if err := self.VisitJSON(asJSON); err != nil {
+		t.Errorf("the document does not fit its own description: %v", err)
+	}
+	if self.VisitJSON(map[string]any{"openapi": "3.1.0"}) == nil {
+		t.Error("a document without info and paths fits the description")
+	}
+
+	if l := doc.Info.License; l == nil || l.Name != "Apache License 2.0" || l.Identifier != "Apache-2.0" {
+		t.Errorf("info.license %+v", doc.Info.License)
+	}
+	text, err := os.ReadFile("../../LICENSE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Apache License\n                           Version 2.0, January 2004", "TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION", "9. Accepting Warranty or Additional Liability.", "END OF TERMS AND CONDITIONS"} {
+		if !strings.Contains(string(text), want) {
+			t.Errorf("LICENSE lacks %q", want)
+		}
 	}
 }
 
