@@ -682,10 +682,25 @@ func (n *fakeNotifier) count() int {
 	return len(n.handed)
 }
 
-// fakeWindows keeps each pair's last message in a map.
+// fakeWindows keeps each pair's last message in a map, and each window's nudge claim.
 type fakeWindows struct {
-	mu   sync.Mutex
-	last map[string]time.Time
+	mu     sync.Mutex
+	last   map[string]time.Time
+	nudges map[string]string
+}
+
+func (w *fakeWindows) Nudge(_ context.Context, address, proxy string, window time.Time, chatID string) (bool, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	key := fmt.Sprint(address, "|", proxy, "|", window.UnixMilli())
+	if held, ok := w.nudges[key]; ok {
+		return held == chatID, nil
+	}
+	if w.nudges == nil {
+		w.nudges = map[string]string{}
+	}
+	w.nudges[key] = chatID
+	return true, nil
 }
 
 func (w *fakeWindows) Opened(_ context.Context, address, proxy string, at time.Time) error {

@@ -347,6 +347,19 @@ func (s *Service) nudge(ctx context.Context, id, role string) error {
 		}
 		p = c.party(role)
 	}
+	// One nudge per closed window of the person's on this number, whichever chat asks (their earlier
+	// chat on the number may have nudged for it already).
+	claimed, err := s.cfg.Windows.Nudge(ctx, p.Address, p.ProxyAddress, p.NudgedFor, id)
+	if err != nil {
+		return fmt.Errorf("%w: claiming a nudge: %w", ErrUnavailable, err)
+	}
+	if !claimed {
+		_, err := s.store.Update(ctx, id, func(c *Chat) error { c.party(role).Nudging = false; return nil })
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		return nil
+	}
 	from := c.party(other(role))
 	vars, _ := json.Marshal(map[string]string{"1": nameOr(from.Name, other(role))})
 	marker := chatMarker(id, "nudge", role+"@"+strconv.FormatInt(p.NudgedFor.UnixMilli(), 10))

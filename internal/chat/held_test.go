@@ -239,8 +239,27 @@ func TestACopyIntoAClosedConversationIsCountedOnce(t *testing.T) {
 	}
 }
 
+// The party writes in the same second as the message that failed for them (Twilio's times are to the
+// second), and the failure is reported after: it is sent at once, not when they write next (issue 24,
+// defect 11).
+func TestAFailureInTheSameSecondAsThePartysMessageIsSentAtOnce(t *testing.T) {
+	r := newRelayEnv(t)
+	c, _ := r.connected("order-1")
+	m := r.tw.write(c.ConversationSid, customer, "gate code 4411")
+	reply := r.tw.write(c.ConversationSid, rider, "here")
+	start := len(r.tw.sent(c.ConversationSid, 0))
+	if _, _, err := r.svc.MessageAdded(context.Background(), optin.Event{Type: optin.EventMessageAdded, ConversationSid: c.ConversationSid,
+		MessageSid: reply.Sid, Author: rider, DateCreated: m.Created}); err != nil { // the same second
+		t.Fatal(err)
+	}
+	r.failed(c, m)
+	if got := r.created(c, start); !reflect.DeepEqual(got, []string{customer + ": gate code 4411"}) {
+		t.Errorf("created %q, want the copy at once", got)
+	}
+}
+
 // A failure reported after the party has already written (their window open again) is sent at once,
-// not when they write next (issue 24, defect 11).
+// not when they write next.
 func TestAFailureReportedAfterThePartyWroteIsSentAtOnce(t *testing.T) {
 	r := newRelayEnv(t)
 	c, _ := r.connected("order-1")
@@ -269,5 +288,28 @@ func TestALostMessageWebhookStillOpensTheWindow(t *testing.T) {
 	}
 	if got := r.created(c, start+1); !reflect.DeepEqual(got, []string{customer + ": gate code 4411"}) {
 		t.Errorf("created %q, want the held message sent again", got)
+	}
+}
+
+// A person is nudged once per closed window on a number, whichever chat asks: the rider's next chat on
+// the same number does not nudge them again for the window the first chat nudged for (issue 24,
+// defect 11).
+func TestOneNudgePerClosedWindowAcrossChats(t *testing.T) {
+	r := newRelayEnv(t)
+	c1, _ := r.connected("order-1")
+	r.failed(c1, r.write(c1, customer, "gate code 4411"))
+	if _, err := r.svc.End(context.Background(), "order-1"); err != nil {
+		t.Fatal(err)
+	}
+	c2, _ := r.connected("order-2")
+	if c2.Rider.ProxyAddress != c1.Rider.ProxyAddress {
+		t.Fatalf("the second chat is on %s, want the first's number %s", c2.Rider.ProxyAddress, c1.Rider.ProxyAddress)
+	}
+	r.failed(c2, r.write(c2, customer, "still at the gate"))
+	if _, _, nudges, _ := r.obs.counts(); nudges != 1 {
+		t.Errorf("nudges %d for one closed window, want 1", nudges)
+	}
+	if got := r.chat("order-2").Rider; got.Nudging || len(got.Held) != 1 {
+		t.Errorf("second chat's rider: nudging %v, held %d", got.Nudging, len(got.Held))
 	}
 }

@@ -322,8 +322,11 @@ func TestWindowEdges(t *testing.T) {
 	if (Window{}).OpenAt(last) {
 		t.Error("a window never opened is open")
 	}
-	if !w.ReopenedAfter(last.Add(-time.Millisecond)) || w.ReopenedAfter(last) {
-		t.Error("ReopenedAfter must be strictly after the failed message")
+	if !w.ReopenedAfter(last.Add(-time.Millisecond)) || !w.ReopenedAfter(last) || w.ReopenedAfter(last.Add(time.Second)) {
+		t.Error("ReopenedAfter must hold for a message written at the failed message's time or after, not before")
+	}
+	if (Window{}).ReopenedAfter(time.Time{}) {
+		t.Error("a window never opened reopened")
 	}
 }
 

@@ -24,9 +24,11 @@ func (w Window) OpenAt(t time.Time) bool {
 	return !w.LastInbound.IsZero() && t.Sub(w.LastInbound) < WindowLength
 }
 
-// ReopenedAfter reports whether the person wrote after t: a message that failed at t for a closed
-// window may then be sent again at once.
-func (w Window) ReopenedAfter(t time.Time) bool { return w.LastInbound.After(t) }
+// ReopenedAfter reports whether the person wrote at t or after: a message that failed at t for a
+// closed window may then be sent again at once. Twilio's times are to the second, so a person's
+// message in the same second as the failed one cannot be told to come before it; it says the window
+// is open all the same (a copy that still fails is held again, for their next message).
+func (w Window) ReopenedAfter(t time.Time) bool { return !w.LastInbound.IsZero() && !w.LastInbound.Before(t) }
 
 // Windows keeps, across chats and replicas, when each person last wrote to each business number: a
 // window opened in one chat holds in the next chat on the same number.
@@ -36,6 +38,10 @@ type Windows interface {
 	// Window returns the pair's window: the zero Window when the pair was never seen (or not within
 	// WindowMemory).
 	Window(ctx context.Context, address, proxy string) (Window, error)
+	// Nudge claims the nudge of the pair's closed window (named by its last inbound message, zero when
+	// none was seen) for chatID: true for the first chat to claim it, and for that chat again; false
+	// for any other, so that a person is nudged once per closed window whatever chat asks.
+	Nudge(ctx context.Context, address, proxy string, window time.Time, chatID string) (bool, error)
 }
 
 // WindowMemory is how long a store keeps a pair's last message: longer than a chat lasts, so that a
