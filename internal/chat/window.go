@@ -28,7 +28,9 @@ func (w Window) OpenAt(t time.Time) bool {
 // closed window may then be sent again at once. Twilio's times are to the second, so a person's
 // message in the same second as the failed one cannot be told to come before it; it says the window
 // is open all the same (a copy that still fails is held again, for their next message).
-func (w Window) ReopenedAfter(t time.Time) bool { return !w.LastInbound.IsZero() && !w.LastInbound.Before(t) }
+func (w Window) ReopenedAfter(t time.Time) bool {
+	return !w.LastInbound.IsZero() && !w.LastInbound.Before(t)
+}
 
 // Windows keeps, across chats and replicas, when each person last wrote to each business number: a
 // window opened in one chat holds in the next chat on the same number.
