@@ -126,6 +126,8 @@ func (c *client) command(ctx context.Context, cmd string, rest []string, stdin i
 		return c.chat(ctx, method, "/v1/chats/"+url.PathEscape(rest[0]), nil)
 	case "list":
 		return c.list(ctx, rest, stderr)
+	case "doctor":
+		return doctor(ctx, rest, os.Getenv, c.stdout, stderr)
 	}
 	return fmt.Errorf("%w %q", errUnknownCommand, cmd)
 }

@@ -95,6 +95,12 @@ func New(opts Options) (*Client, error) {
 // service builds a twilio-go service bound to ctx for one call; twilio-go itself takes no context.
 // The returned call records the HTTP status and Retry-After of the last response.
 func (c *Client) service(ctx context.Context, operation string) (*conversations.ApiService, *call) {
+	h, rec := c.handler(ctx, operation)
+	return conversations.NewApiService(h), rec
+}
+
+// handler builds the twilio-go request handler of one call, for any of Twilio's APIs.
+func (c *Client) handler(ctx context.Context, operation string) (*client.RequestHandler, *call) {
 	rec := &call{}
 	hc := &http.Client{
 		Transport: &callTransport{ctx: ctx, base: c.base, next: c.transport, rec: rec, op: operation, observe: c.opts.Observe,
@@ -106,7 +112,7 @@ func (c *Client) service(ctx context.Context, operation string) (*conversations.
 	tc := &client.Client{Credentials: client.NewCredentials(c.opts.Username, c.opts.Password), HTTPClient: hc}
 	tc.SetAccountSid(c.opts.AccountSid)
 	// A literal RequestHandler: NewRequestHandler would read TWILIO_EDGE and TWILIO_REGION from the environment.
-	return conversations.NewApiService(&client.RequestHandler{Client: tc}), rec
+	return &client.RequestHandler{Client: tc}, rec
 }
 
 // CreateMessage creates m without firing the conversation's webhooks.
