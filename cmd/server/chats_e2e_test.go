@@ -246,9 +246,9 @@ func TestChatStartRefusesBadRequests(t *testing.T) {
 		fields []string
 	}{
 		"not json":             {`{"id":`, 400, nil},
-		"unknown field":        {`{"id":"a","custmer":{}}`, 400, nil},
-		"name in another case": {`{"ID":"a","customer":{"address":"whatsapp:+15550001111"},"rider":{"address":"whatsapp:+15550002222"}}`, 400, nil},
-		"name twice":           {`{"id":"a","id":"b","customer":{"address":"whatsapp:+15550001111"},"rider":{"address":"whatsapp:+15550002222"}}`, 400, nil},
+		"unknown field":        {`{"id":"a","custmer":{}}`, 400, []string{"custmer"}},
+		"name in another case": {`{"ID":"a","customer":{"address":"whatsapp:+15550001111"},"rider":{"address":"whatsapp:+15550002222"}}`, 400, []string{"ID"}},
+		"name twice":           {`{"id":"a","id":"b","customer":{"address":"whatsapp:+15550001111"},"rider":{"address":"whatsapp:+15550002222"}}`, 400, []string{"id"}},
 		"trailing brace":       {`{"id":"a","customer":{"address":"whatsapp:+15550001111"},"rider":{"address":"whatsapp:+15550002222"}}}`, 400, nil},
 		"trailing brackets":    {`{"id":"a","customer":{"address":"whatsapp:+15550001111"},"rider":{"address":"whatsapp:+15550002222"}}]]]`, 400, nil},
 		"null":                 {`null`, 400, nil},

@@ -25,8 +25,35 @@ var (
 	errMalformed    = errors.New("malformed request")
 )
 
-// malformed is a 400 whose detail the client may read: it names what is wrong with its own request.
-func malformed(detail string) error { return fmt.Errorf("%w: %s", errMalformed, detail) }
+// malformedError is a 400 whose detail the client may read: what is wrong with its own request, in
+// plain words, and the field at fault when one is.
+type malformedError struct {
+	field, message string
+}
+
+// malformed is a malformedError about the request as a whole.
+func malformed(message string) error { return &malformedError{message: message} }
+
+// malformedField is a malformedError naming the field at fault (customer.address).
+func malformedField(field, message string) error {
+	if field == "" {
+		return malformed("the body's JSON object " + message)
+	}
+	return &malformedError{field: field, message: message}
+}
+
+// Error is the text the webhook's JSON answer carries.
+func (e *malformedError) Error() string { return errMalformed.Error() + ": " + e.detail() }
+
+func (e *malformedError) Unwrap() error { return errMalformed }
+
+// detail is what the problem's detail says: the field, then what is wrong.
+func (e *malformedError) detail() string {
+	if e.field == "" {
+		return e.message
+	}
+	return e.field + ": " + e.message
+}
 
 // failure is how one kind of error is answered and counted.
 type failure struct {
@@ -122,6 +149,12 @@ func writeProblem(w http.ResponseWriter, r *http.Request, err error) {
 	p := problem{Type: problemBase + f.slug, Title: f.title, Status: f.status}
 	if f.detail {
 		p.Detail = pii.Redact(err.Error())
+	}
+	if me, ok := errors.AsType[*malformedError](err); ok {
+		p.Detail = pii.Redact(me.detail())
+		if me.field != "" {
+			p.Errors = []problemField{{me.field, pii.Redact(me.message)}}
+		}
 	}
 	if ve, ok := errors.AsType[*chat.ValidationError](err); ok {
 		p.Detail = "see errors"
