@@ -4,8 +4,13 @@ package deploy_test
 
 import (
 	"bytes"
+	"crypto/rand"
 	"debug/elf"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -600,5 +605,142 @@ func TestKustomizeSentinelOverlay(t *testing.T) {
 	}
 	if seen != 2 {
 		t.Errorf("saw %d of the ConfigMap and the NetworkPolicy", seen)
+	}
+}
+
+// The chats overlay serves the API on 8081 from the Secret optin-admin, to the platform's namespace
+// only, through the ClusterIP Service optin-admin; the public Service and ingress rules keep 8080.
+func TestKustomizeChatsOverlay(t *testing.T) {
+	skipIfShort(t)
+	res, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), "kubernetes/overlays/chats")
+	if err != nil {
+		t.Fatalf("overlay: %v", err)
+	}
+	kinds := map[string]int{}
+	var config map[string]string
+	for _, r := range res.Resources() {
+		kinds[r.GetKind()]++
+		if r.GetNamespace() != "optin" || r.GetLabels()["app.kubernetes.io/name"] != "optin" {
+			t.Errorf("%s/%s: namespace %q, labels %v", r.GetKind(), r.GetName(), r.GetNamespace(), r.GetLabels())
+		}
+		b, err := r.AsYAML()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch r.GetKind() + "/" + r.GetName() {
+		case "Deployment/optin":
+			var dep appsv1.Deployment
+			strict(t, b, &dep)
+			c := dep.Spec.Template.Spec.Containers[0]
+			var ports []string
+			for _, p := range c.Ports {
+				ports = append(ports, fmt.Sprintf("%s:%d", p.Name, p.ContainerPort))
+			}
+			slices.Sort(ports)
+			if !slices.Equal(ports, []string{"admin:8081", "http:8080"}) {
+				t.Errorf("container ports %v", ports)
+			}
+			secrets := map[string]string{}
+			for _, e := range c.Env {
+				if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+					secrets[e.Name] = e.ValueFrom.SecretKeyRef.Name + "/" + e.ValueFrom.SecretKeyRef.Key
+				}
+			}
+			for name, want := range map[string]string{"OPTIN_ADMIN_TOKENS": "optin-admin/tokens", "OPTIN_CALLBACK_SECRET": "optin-admin/callback-secret",
+				"TWILIO_ACCOUNT_SID": "optin-twilio/account-sid", "TWILIO_AUTH_TOKEN": "optin-twilio/auth-token", "OPTIN_REDIS_URL": "optin-twilio/redis-url"} {
+				if secrets[name] != want {
+					t.Errorf("%s from %q, want the Secret key %s", name, secrets[name], want)
+				}
+			}
+			if c.Image != "ghcr.io/optinkit/optin-server:v0.1.0" || c.ReadinessProbe.HTTPGet.Path != "/readyz" || dep.Spec.Template.Annotations["prometheus.io/port"] != "8080" {
+				t.Errorf("image %s, readiness %v, annotations %v", c.Image, c.ReadinessProbe.HTTPGet, dep.Spec.Template.Annotations)
+			}
+		case "ConfigMap/optin-config":
+			var cm corev1.ConfigMap
+			strict(t, b, &cm)
+			for name, want := range map[string]string{"OPTIN_ADMIN_ADDR": ":8081", "OPTIN_ADDR": ":8080", "OPTIN_PUBLIC_URL": "https://optin.delivery.example.com",
+				"OPTIN_INVITE_CONTENT_SID": "HX0123456789abcdef0123456789abcdef", "OPTIN_WORKERS": "200"} {
+				if cm.Data[name] != want {
+					t.Errorf("%s = %q, want %q", name, cm.Data[name], want)
+				}
+			}
+			if cm.Data["OPTIN_WHATSAPP_NUMBERS"] == "" || cm.Data["OPTIN_CALLBACK_URL"] == "" || cm.Data["OPTIN_ADMIN_TOKENS"] != "" {
+				t.Errorf("config %v: the numbers and the callback URL in it, the tokens not", cm.Data)
+			}
+			config = cm.Data
+		case "Service/optin-admin":
+			var svc corev1.Service
+			strict(t, b, &svc)
+			if svc.Spec.Type != corev1.ServiceTypeClusterIP || len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != 8081 ||
+				svc.Spec.Ports[0].TargetPort.StrVal != "admin" || svc.Spec.Selector["app.kubernetes.io/name"] != "optin" ||
+				svc.Spec.Selector["app.kubernetes.io/component"] != "server" {
+				t.Errorf("admin service %+v", svc.Spec)
+			}
+		case "Service/optin":
+			var svc corev1.Service
+			strict(t, b, &svc)
+			for _, p := range svc.Spec.Ports {
+				if p.TargetPort.StrVal != "http" {
+					t.Errorf("the public Service reaches %v", p.TargetPort)
+				}
+			}
+		case "NetworkPolicy/optin-admin":
+			var np networkingv1.NetworkPolicy
+			strict(t, b, &np)
+			if len(np.Spec.Ingress) != 1 || len(np.Spec.Ingress[0].From) != 1 || len(np.Spec.Ingress[0].Ports) != 1 ||
+				np.Spec.Ingress[0].Ports[0].Port.IntVal != 8081 ||
+				np.Spec.Ingress[0].From[0].NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] != "platform" {
+				t.Errorf("admin ingress %+v", np.Spec.Ingress)
+			}
+			if np.Spec.PodSelector.MatchLabels["app.kubernetes.io/name"] != "optin" {
+				t.Errorf("admin policy selects %v", np.Spec.PodSelector.MatchLabels)
+			}
+		case "NetworkPolicy/optin":
+			var np networkingv1.NetworkPolicy
+			strict(t, b, &np)
+			for _, in := range np.Spec.Ingress {
+				for _, p := range in.Ports {
+					if p.Port.IntVal != 8080 {
+						t.Errorf("the base policy lets in port %v", p.Port)
+					}
+				}
+			}
+		}
+	}
+	want := map[string]int{"Deployment": 1, "Service": 2, "ConfigMap": 1, "HorizontalPodAutoscaler": 1, "PodDisruptionBudget": 1, "NetworkPolicy": 2}
+	if !maps.Equal(kinds, want) {
+		t.Errorf("kinds %v, want %v (no Secret)", kinds, want)
+	}
+	acceptedByServer(t, config)
+}
+
+// acceptedByServer runs the server with the config map's variables and Secrets of the right shapes:
+// it passes its configuration checks and logs "starting", then stops at the Redis it cannot reach.
+func acceptedByServer(t *testing.T, config map[string]string) {
+	t.Helper()
+	key := func(n int) []byte {
+		b := make([]byte, n)
+		if _, err := rand.Read(b); err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	env := []string{"TWILIO_ACCOUNT_SID=AC0123456789abcdef0123456789abcdef", "TWILIO_AUTH_TOKEN=0123456789abcdef0123456789abcdef",
+		"OPTIN_REDIS_URL=redis://127.0.0.1:1/0", "OPTIN_ADMIN_TOKENS=" + hex.EncodeToString(key(32)) + "," + hex.EncodeToString(key(32)),
+		"OPTIN_CALLBACK_SECRET=whsec_" + base64.StdEncoding.EncodeToString(key(32))}
+	for k, v := range config {
+		switch k {
+		case "OPTIN_ADDR", "OPTIN_ADMIN_ADDR":
+			v = "127.0.0.1:0"
+		case "OPTIN_REDIS_STARTUP_WAIT":
+			v = "0s"
+		}
+		env = append(env, k+"="+v)
+	}
+	cmd := exec.Command(builtBinary(t))
+	cmd.Env = env
+	out, err := cmd.CombinedOutput()
+	if err == nil || !bytes.Contains(out, []byte(`"message":"starting"`)) || !bytes.Contains(out, []byte("OPTIN_REDIS_URL: redis at 127.0.0.1:1 unreachable")) {
+		t.Errorf("the server with the overlay's configuration: %v\n%s", err, out)
 	}
 }
