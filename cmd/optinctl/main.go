@@ -7,11 +7,14 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -36,18 +39,20 @@ func main() {
 const usage = `Usage: optinctl [-url URL] [-token TOKEN] [-o table|json] COMMAND
 
 Commands:
-  start -id ID -customer whatsapp:+… -rider whatsapp:+… [-mode optin|direct] [-customer-name N]
+  start -id ID -customer ADDRESS -rider ADDRESS [-mode optin|direct] [-customer-name N]
         [-rider-name N] [-ttl 2h] [-invite-content-sid HX…] [-invite-body TEXT] [-metadata JSON]
+                           an ADDRESS is whatsapp:+E164 for WhatsApp, or +E164 for SMS
   start -f FILE            the request body as JSON (- for standard input)
   get ID                   a chat, by id or conversation SID
   list [-state S] [-limit N] [-cursor C]
   watch [-state S] [-every 1s]
-                           print the chats' state changes as they happen, as the console shows them
+                           print the chats' state changes from now on, as they happen
   end ID                   close the chat's conversation
   help                     this text
 
 The URL defaults to OPTIN_URL, else http://127.0.0.1:8080; the token to OPTIN_ADMIN_TOKEN, else the
-first of OPTIN_ADMIN_TOKENS. -json is -o json. "optinctl COMMAND -h" tells a command's flags.
+first of OPTIN_ADMIN_TOKENS. -json is -o json. -url, -token, -o and -json go before or after the
+command and its id (optinctl get order-8812 -o json). "optinctl COMMAND -h" tells a command's flags.
 `
 
 // defaultURL is where a service started with the defaults (or the demo) listens.
@@ -61,15 +66,61 @@ type client struct {
 	stdout      io.Writer
 }
 
+// options are the flags every command takes, before the command or after it (and after its id).
+type options struct {
+	base, token, output string
+	asJSON              bool
+}
+
+// register adds the options to a command's flags, their values as given so far being the defaults.
+func (o *options) register(fs *flag.FlagSet) {
+	fs.StringVar(&o.base, "url", o.base, "the service's base URL (OPTIN_URL)")
+	fs.StringVar(&o.token, "token", o.token, "one of the service's admin tokens (OPTIN_ADMIN_TOKEN, or the first of OPTIN_ADMIN_TOKENS)")
+	fs.BoolVar(&o.asJSON, "json", o.asJSON, "print the API's JSON instead of a table (same as -o json)")
+	fs.StringVar(&o.output, "o", o.output, "output: table or json")
+}
+
+// client checks the options and makes the client they describe.
+func (o *options) client(stdout io.Writer) (*client, error) {
+	if o.output != "table" && o.output != "json" {
+		return nil, fmt.Errorf("-o %s: want table or json", o.output)
+	}
+	base := strings.TrimSuffix(o.base, "/")
+	if u, err := url.Parse(base); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("-url (or OPTIN_URL) %q is not a URL such as %s", o.base, defaultURL)
+	}
+	return &client{base: base, token: o.token, json: o.asJSON || o.output == "json",
+		http: &http.Client{Timeout: requestTimeout}, stdout: stdout}, nil
+}
+
+// requestTimeout bounds one call to the API.
+const requestTimeout = 30 * time.Second
+
+// parseAll parses fs's flags wherever they stand among args (after "--", none) and returns the
+// other arguments, in order.
+func parseAll(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if used := len(args) - fs.NArg(); used > 0 && args[used-1] == "--" {
+			return append(positional, fs.Args()...), nil
+		}
+		if fs.NArg() == 0 {
+			return positional, nil
+		}
+		positional = append(positional, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("optinctl", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stdout, usage) }
-	base := fs.String("url", cmp.Or(getenv("OPTIN_URL"), defaultURL), "the service's base URL (OPTIN_URL)")
-	token := fs.String("token", cmp.Or(getenv("OPTIN_ADMIN_TOKEN"), firstToken(getenv("OPTIN_ADMIN_TOKENS"))),
-		"one of the service's admin tokens (OPTIN_ADMIN_TOKEN, or the first of OPTIN_ADMIN_TOKENS)")
-	asJSON := fs.Bool("json", false, "print the API's JSON instead of a table (same as -o json)")
-	output := fs.String("o", "table", "output: table or json")
+	o := &options{base: cmp.Or(getenv("OPTIN_URL"), defaultURL), token: cmp.Or(getenv("OPTIN_ADMIN_TOKEN"), firstToken(getenv("OPTIN_ADMIN_TOKENS"))), output: "table"}
+	o.register(fs)
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -85,12 +136,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		fs.Usage()
 		return nil
 	}
-	if *output != "table" && *output != "json" {
-		return fmt.Errorf("-o %s: want table or json", *output)
-	}
-	c := &client{base: strings.TrimSuffix(*base, "/"), token: *token, json: *asJSON || *output == "json",
-		http: &http.Client{Timeout: 30 * time.Second}, stdout: stdout}
-	err := c.command(ctx, cmd, rest, stdin, stderr)
+	err := command(ctx, o, cmd, rest, stdin, stdout, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil // a command's -h: its flags were printed
 	}
@@ -108,81 +154,117 @@ func firstToken(list string) string {
 	return strings.TrimSpace(first)
 }
 
-// command runs one command.
-func (c *client) command(ctx context.Context, cmd string, rest []string, stdin io.Reader, stderr io.Writer) error {
+// command runs one command: its flags (the options among them) parsed, then the call made.
+func command(ctx context.Context, o *options, cmd string, rest []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if cmd == "doctor" {
+		return doctor(ctx, rest, os.Getenv, stdout, stderr)
+	}
+	fs := flag.NewFlagSet("optinctl "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var do func(c *client, ids []string) error
 	switch cmd {
 	case "start":
-		return c.start(ctx, rest, stdin, stderr)
+		do = startFlags(ctx, fs, stdin)
 	case "watch":
-		return c.watch(ctx, rest, stderr)
+		do = watchFlags(ctx, fs)
+	case "list":
+		do = listFlags(ctx, fs)
 	case "get", "end":
-		if len(rest) != 1 {
-			return fmt.Errorf("%s needs one chat id", cmd)
-		}
 		method := http.MethodGet
 		if cmd == "end" {
 			method = http.MethodDelete
 		}
-		return c.chat(ctx, method, "/v1/chats/"+url.PathEscape(rest[0]), nil)
-	case "list":
-		return c.list(ctx, rest, stderr)
-	case "doctor":
-		return doctor(ctx, rest, os.Getenv, c.stdout, stderr)
+		do = func(c *client, ids []string) error {
+			return c.chat(ctx, method, "/v1/chats/"+url.PathEscape(ids[0]), nil)
+		}
+	default:
+		return fmt.Errorf("%w %q", errUnknownCommand, cmd)
 	}
-	return fmt.Errorf("%w %q", errUnknownCommand, cmd)
-}
-
-func (c *client) start(ctx context.Context, args []string, stdin io.Reader, stderr io.Writer) error {
-	fs := flag.NewFlagSet("optinctl start", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	file := fs.String("f", "", "the request as a JSON file (- for standard input)")
-	id := fs.String("id", "", "the chat's id (your key, e.g. the order number)")
-	mode := fs.String("mode", "", "optin (default: the customer is invited) or direct (connected at once)")
-	customer := fs.String("customer", "", "the customer's address, whatsapp:+E164")
-	customerName := fs.String("customer-name", "", "the customer's name")
-	rider := fs.String("rider", "", "the rider's address, whatsapp:+E164")
-	riderName := fs.String("rider-name", "", "the rider's name")
-	ttl := fs.String("ttl", "", "close the conversation after this long without activity")
-	contentSid := fs.String("invite-content-sid", "", "the invitation's Content template")
-	inviteBody := fs.String("invite-body", "", "the invitation as text (only inside the 24-hour window)")
-	metadata := fs.String("metadata", "", "a JSON object echoed back")
-	if err := fs.Parse(args); err != nil {
+	o.register(fs)
+	positional, err := parseAll(fs, rest)
+	if err != nil {
 		return err
 	}
-	var body []byte
-	if *file != "" {
+	switch {
+	case (cmd == "get" || cmd == "end") && len(positional) != 1:
+		if len(positional) == 0 {
+			return fmt.Errorf("%s needs a chat id: optinctl %s ID", cmd, cmd)
+		}
+		return fmt.Errorf("%s takes one chat id, not %d: %s", cmd, len(positional), strings.Join(positional, " "))
+	case cmd != "get" && cmd != "end" && len(positional) > 0:
+		return fmt.Errorf("%s takes flags only, not %q (optinctl %s -h lists them)", cmd, positional[0], cmd)
+	}
+	c, err := o.client(stdout)
+	if err != nil {
+		return err
+	}
+	return do(c, positional)
+}
+
+// startFlags declares start's flags on fs and returns what start does with them.
+func startFlags(ctx context.Context, fs *flag.FlagSet, stdin io.Reader) func(*client, []string) error {
+	const address = ": whatsapp:+E164 for WhatsApp, or +E164 for SMS (the service needs OPTIN_SMS_NUMBERS)"
+	var r startRequest
+	fs.StringVar(&r.file, "f", "", "the request as a JSON file (- for standard input)")
+	fs.StringVar(&r.id, "id", "", "the chat's id (your key, e.g. the order number)")
+	fs.StringVar(&r.mode, "mode", "", "optin (default: the customer is invited) or direct (connected at once)")
+	fs.StringVar(&r.customer, "customer", "", "the customer's address"+address)
+	fs.StringVar(&r.customerName, "customer-name", "", "the customer's name")
+	fs.StringVar(&r.rider, "rider", "", "the rider's address"+address)
+	fs.StringVar(&r.riderName, "rider-name", "", "the rider's name")
+	fs.StringVar(&r.ttl, "ttl", "", "close the conversation after this long without activity")
+	fs.StringVar(&r.contentSid, "invite-content-sid", "", "the invitation's Content template")
+	fs.StringVar(&r.inviteBody, "invite-body", "", "the invitation as text (only inside the 24-hour window)")
+	fs.StringVar(&r.metadata, "metadata", "", "a JSON object echoed back")
+	return func(c *client, _ []string) error {
+		body, err := r.body(stdin)
+		if err != nil {
+			return err
+		}
+		return c.chat(ctx, http.MethodPost, "/v1/chats", body)
+	}
+}
+
+// startRequest is start's flags.
+type startRequest struct {
+	file, id, mode, customer, customerName, rider, riderName, ttl, contentSid, inviteBody, metadata string
+}
+
+// body is the start request: the file's (- for standard input), or the one the other flags describe.
+func (r *startRequest) body(stdin io.Reader) ([]byte, error) {
+	if r.file != "" {
+		var body []byte
 		var err error
-		if *file == "-" {
+		if r.file == "-" {
 			body, err = io.ReadAll(stdin)
 		} else {
-			body, err = os.ReadFile(*file)
+			body, err = os.ReadFile(r.file)
 		}
 		if err != nil {
-			return fmt.Errorf("reading the request: %w", err)
+			return nil, fmt.Errorf("reading the request: %w", err)
 		}
-	} else {
-		req := map[string]any{"id": *id, "customer": party(*customer, *customerName), "rider": party(*rider, *riderName)}
-		if *mode != "" {
-			req["mode"] = *mode
-		}
-		if *ttl != "" {
-			req["ttl"] = *ttl
-		}
-		switch {
-		case *contentSid != "":
-			req["invite"] = map[string]any{"content_sid": *contentSid}
-		case *inviteBody != "":
-			req["invite"] = map[string]any{"body": *inviteBody}
-		}
-		if *metadata != "" {
-			if !json.Valid([]byte(*metadata)) {
-				return errors.New("-metadata is not JSON")
-			}
-			req["metadata"] = json.RawMessage(*metadata)
-		}
-		body, _ = json.Marshal(req)
+		return body, nil
 	}
-	return c.chat(ctx, http.MethodPost, "/v1/chats", body)
+	req := map[string]any{"id": r.id, "customer": party(r.customer, r.customerName), "rider": party(r.rider, r.riderName)}
+	if r.mode != "" {
+		req["mode"] = r.mode
+	}
+	if r.ttl != "" {
+		req["ttl"] = r.ttl
+	}
+	switch {
+	case r.contentSid != "":
+		req["invite"] = map[string]any{"content_sid": r.contentSid}
+	case r.inviteBody != "":
+		req["invite"] = map[string]any{"body": r.inviteBody}
+	}
+	if r.metadata != "" {
+		if !json.Valid([]byte(r.metadata)) {
+			return nil, errors.New("-metadata is not JSON")
+		}
+		req["metadata"] = json.RawMessage(r.metadata)
+	}
+	return json.Marshal(req)
 }
 
 func party(address, name string) map[string]string {
@@ -193,24 +275,24 @@ func party(address, name string) map[string]string {
 	return p
 }
 
-func (c *client) list(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("optinctl list", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+// listFlags declares list's flags on fs and returns what list does with them.
+func listFlags(ctx context.Context, fs *flag.FlagSet) func(*client, []string) error {
 	state := fs.String("state", "", "only chats in this state")
 	limit := fs.Int("limit", 0, "at most this many (1 to 200; default 50)")
 	cursor := fs.String("cursor", "", "the next_cursor of the page before")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
+	return func(c *client, _ []string) error { return c.list(ctx, *state, *limit, *cursor) }
+}
+
+func (c *client) list(ctx context.Context, state string, limit int, cursor string) error {
 	q := url.Values{}
-	if *state != "" {
-		q.Set("state", *state)
+	if state != "" {
+		q.Set("state", state)
 	}
-	if *limit != 0 {
-		q.Set("limit", fmt.Sprint(*limit))
+	if limit != 0 {
+		q.Set("limit", fmt.Sprint(limit))
 	}
-	if *cursor != "" {
-		q.Set("cursor", *cursor)
+	if cursor != "" {
+		q.Set("cursor", cursor)
 	}
 	raw, err := c.do(ctx, http.MethodGet, "/v1/chats?"+q.Encode(), nil)
 	if err != nil {
@@ -267,7 +349,11 @@ func (c *client) chat(ctx context.Context, method, path string, body []byte) err
 		if p.p.ProxyAddress != nil {
 			via = "via " + *p.p.ProxyAddress
 		}
-		fmt.Fprintf(tw, "%s\t%s%s %s\n", p.role, name, p.p.Address, via)
+		nudged := "not nudged"
+		if p.p.NudgedAt != nil {
+			nudged = "nudged " + p.p.NudgedAt.Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s%s %s, %d held, %s\n", p.role, name, p.p.Address, via, p.p.Held, nudged)
 	}
 	fmt.Fprintf(tw, "created\t%s\n", ch.CreatedAt.Format(time.RFC3339))
 	fmt.Fprintf(tw, "expires\t%s (without activity)\n", ch.ExpiresAt.Format(time.RFC3339))
@@ -285,14 +371,21 @@ func (c *client) chat(ctx context.Context, method, path string, body []byte) err
 	return tw.Flush()
 }
 
-// do sends one request; an answer outside 2xx becomes an error that says what the problem was.
+// do sends one request and returns the answer's body; an answer outside 2xx becomes an error that says
+// what the problem was.
 func (c *client) do(ctx context.Context, method, path string, body []byte) ([]byte, error) {
+	raw, _, err := c.send(ctx, method, path, body)
+	return raw, err
+}
+
+// send is do, with the answer's header.
+func (c *client) send(ctx context.Context, method, path string, body []byte) ([]byte, http.Header, error) {
 	if c.token == "" {
-		return nil, errors.New("an admin token is needed: -token, or OPTIN_ADMIN_TOKEN (or the server's OPTIN_ADMIN_TOKENS)")
+		return nil, nil, errors.New("an admin token is needed: -token, or OPTIN_ADMIN_TOKEN (or the server's OPTIN_ADMIN_TOKENS)")
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(body))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	if body != nil {
@@ -300,26 +393,58 @@ func (c *client) do(ctx context.Context, method, path string, body []byte) ([]by
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, err
+		if ctx.Err() != nil {
+			return nil, nil, ctx.Err()
+		}
+		return nil, nil, fmt.Errorf("could not reach the service at %s: %s; is it running, and is -url (OPTIN_URL) right?", c.base, whyUnreachable(err))
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
-		return nil, err
+		return nil, nil, fmt.Errorf("the service at %s stopped answering: %s", c.base, whyUnreachable(err))
 	}
 	if resp.StatusCode < 300 {
-		return raw, nil
+		return raw, resp.Header, nil
 	}
+	return nil, nil, refusal(method, path, resp, raw)
+}
+
+// whyUnreachable says in plain words why a call got no answer.
+func whyUnreachable(err error) string {
+	var dns *net.DNSError
+	var unknownCA x509.UnknownAuthorityError
+	var badCert *tls.CertificateVerificationError
+	var notTLS tls.RecordHeaderError
+	switch {
+	case errors.As(err, &dns):
+		return "its host name " + dns.Name + " could not be resolved"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "nothing is listening there (connection refused)"
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "the connection was closed before an answer came"
+	case errors.As(err, &unknownCA), errors.As(err, &badCert):
+		return "its TLS certificate is not trusted here"
+	case errors.As(err, &notTLS):
+		return "it does not speak HTTPS there (try http://)"
+	case os.IsTimeout(err):
+		return fmt.Sprintf("no answer within %s", requestTimeout)
+	}
+	return "the connection failed"
+}
+
+// refusal is the error an answer outside 2xx makes: its problem's title and detail, each field at
+// fault, Twilio's code, when to repeat.
+func refusal(method, path string, resp *http.Response, raw []byte) error {
 	var p struct {
 		Title, Detail string
 		TwilioCode    int `json:"twilio_code"`
 		Errors        []struct{ Field, Message string }
 	}
 	if json.Unmarshal(raw, &p) != nil || p.Title == "" {
-		return nil, fmt.Errorf("%s %s: %s", method, path, resp.Status)
+		return fmt.Errorf("%s %s: %s", method, path, resp.Status)
 	}
 	msg := fmt.Sprintf("%d %s", resp.StatusCode, p.Title)
-	if p.Detail != "" && p.Detail != "see errors" {
+	if p.Detail != "" && len(p.Errors) == 0 {
 		msg += ": " + p.Detail
 	}
 	if p.TwilioCode != 0 {
@@ -331,7 +456,7 @@ func (c *client) do(ctx context.Context, method, path string, body []byte) ([]by
 	if ra := resp.Header.Get("Retry-After"); ra != "" {
 		msg += fmt.Sprintf(" (repeat the same command in %ss)", ra)
 	}
-	return nil, errors.New(msg)
+	return errors.New(msg)
 }
 
 func writeRaw(w io.Writer, raw []byte) error {

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -134,6 +137,10 @@ func TestHelpNeedsNothing(t *testing.T) {
 		{[]string{"-h"}, "Usage: optinctl"},
 		{[]string{"help"}, "Usage: optinctl"},
 		{[]string{"start", "-h"}, "-customer"},
+		{[]string{"start", "-h"}, "the customer's address: whatsapp:+E164 for WhatsApp, or +E164 for SMS (the service needs OPTIN_SMS_NUMBERS)"},
+		{[]string{"start", "-h"}, "the rider's address: whatsapp:+E164 for WhatsApp, or +E164 for SMS (the service needs OPTIN_SMS_NUMBERS)"},
+		{[]string{"help"}, "an ADDRESS is whatsapp:+E164 for WhatsApp, or +E164 for SMS"},
+		{[]string{"get", "-h"}, "-o"},
 		{[]string{"watch", "-h"}, "-every"},
 	} {
 		var out, errOut bytes.Buffer
@@ -169,10 +176,19 @@ func TestDefaultURL(t *testing.T) {
 	}
 }
 
-// watch prints each chat where it stands, then every state change as it happens, until stopped.
+// watch prints the state changes that happen while it watches, and only those: a chat's past is not
+// replayed as new, and a chat started while watching is printed from its start.
 func TestWatch(t *testing.T) {
 	srv, _ := apiServer(t)
-	env := map[string]string{"OPTIN_URL": srv.URL, "OPTIN_ADMIN_TOKEN": adminToken}
+	var looks atomic.Int32 // lists answered
+	counted := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		srv.Config.Handler.ServeHTTP(w, r)
+		if r.Method == http.MethodGet && r.URL.Path == "/v1/chats" {
+			looks.Add(1)
+		}
+	}))
+	t.Cleanup(counted.Close)
+	env := map[string]string{"OPTIN_URL": counted.URL, "OPTIN_ADMIN_TOKEN": adminToken}
 	if _, err := ctl(t, env, "", "start", "-id", "order-1", "-customer", "whatsapp:+15550001111", "-rider", "whatsapp:+15550002222"); err != nil {
 		t.Fatal(err)
 	}
@@ -182,17 +198,33 @@ func TestWatch(t *testing.T) {
 	go func() {
 		done <- run(ctx, []string{"optinctl", "watch", "-every", "100ms"}, func(k string) string { return env[k] }, strings.NewReader(""), out, io.Discard)
 	}()
-	waitOutput(t, out, "  order-1  starting → invited")
+	deadline := time.Now().Add(10 * time.Second)
+	for looks.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("watch never looked")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	if _, err := ctl(t, env, "", "end", "order-1"); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := ctl(t, env, "", "start", "-id", "order-2", "-customer", "whatsapp:+15550003333", "-rider", "whatsapp:+15550004444"); err != nil {
+		t.Fatal(err)
+	}
 	waitOutput(t, out, "  order-1  invited → closed (ended)")
+	waitOutput(t, out, "  order-2  starting → invited")
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("watch: %v", err)
 	}
-	if n := strings.Count(out.String(), "order-1"); n != 2 {
-		t.Errorf("%d lines for order-1, want 2:\n%s", n, out.String())
+	var got []string
+	for line := range strings.Lines(out.String()) {
+		_, rest, _ := strings.Cut(strings.TrimSpace(line), "  ") // the time
+		got = append(got, rest)
+	}
+	want := []string{"order-1  invited → closed (ended)", "order-2  starting", "order-2  starting → invited"}
+	if !slices.Equal(got, want) {
+		t.Errorf("watch printed %q, want %q", got, want)
 	}
 }
 
@@ -222,4 +254,89 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// -url, -token, -o and -json are taken after the command and after its id too.
+func TestFlagsAfterTheID(t *testing.T) {
+	srv, _ := apiServer(t)
+	env := map[string]string{"OPTIN_URL": "http://127.0.0.1:1", "OPTIN_ADMIN_TOKEN": "wrong"}
+	if _, err := ctl(t, map[string]string{"OPTIN_URL": srv.URL, "OPTIN_ADMIN_TOKEN": adminToken}, "", "start", "-id", "order-1042",
+		"-customer", "whatsapp:+15550001111", "-rider", "whatsapp:+15550002222"); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"get", "order-1042", "-o", "json", "-url", srv.URL, "-token", adminToken},
+		{"-url", srv.URL, "get", "-json", "order-1042", "-token", adminToken},
+		{"list", "-state", "invited", "-o", "json", "-url", srv.URL, "-token", adminToken},
+		{"-o", "json", "-url", srv.URL, "-token", adminToken, "get", "--", "order-1042"},
+	} {
+		out, err := ctl(t, env, "", args...)
+		if err != nil || !strings.Contains(out, `{"id":"order-1042","mode":"optin"`) {
+			t.Errorf("%v: %v %s", args, err, out)
+		}
+	}
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"get", "-url", srv.URL}, "get needs a chat id: optinctl get ID"},
+		{[]string{"end", "order-1", "order-2", "-url", srv.URL}, "end takes one chat id, not 2: order-1 order-2"},
+		{[]string{"list", "invited"}, `list takes flags only, not "invited" (optinctl list -h lists them)`},
+		{[]string{"get", "order-1042", "-o", "yaml"}, "-o yaml: want table or json"},
+	} {
+		if _, err := ctl(t, env, "", tt.args...); err == nil || err.Error() != tt.want {
+			t.Errorf("%v: %v, want %q", tt.args, err, tt.want)
+		}
+	}
+	if out, err := ctl(t, map[string]string{"OPTIN_URL": srv.URL, "OPTIN_ADMIN_TOKEN": adminToken}, "", "end", "order-1042", "-json"); err != nil || !strings.Contains(out, `"state":"closed"`) {
+		t.Errorf("end ID -json: %v %s", err, out)
+	}
+}
+
+// A service that cannot be reached is said to be so, at its URL, in plain words; so is a URL that is
+// not one.
+func TestUnreachableSaysWhere(t *testing.T) {
+	gone := httptest.NewServer(http.NotFoundHandler())
+	gone.Close()
+	for _, tt := range []struct {
+		url, want string
+	}{
+		{gone.URL, "could not reach the service at " + gone.URL + ": nothing is listening there (connection refused); is it running, and is -url (OPTIN_URL) right?"},
+		{"localhost:8080", `-url (or OPTIN_URL) "localhost:8080" is not a URL such as http://127.0.0.1:8080`},
+	} {
+		_, err := ctl(t, map[string]string{"OPTIN_URL": tt.url, "OPTIN_ADMIN_TOKEN": adminToken}, "", "get", "order-1")
+		if err == nil || err.Error() != tt.want {
+			t.Errorf("%s: %v\nwant %s", tt.url, err, tt.want)
+		}
+	}
+}
+
+// get shows each party's held messages and last nudge, as the API gives them (docs/API.md's example).
+func TestGetShowsHeldAndNudged(t *testing.T) {
+	const chatJSON = `{"id":"order-8812","mode":"optin","conversation_sid":"CH0123456789abcdef0123456789abcdef","state":"connected","reason":null,
+	"customer":{"address":"whatsapp:+15550001111","proxy_address":"whatsapp:+15550100000","name":"Ana","channel":"whatsapp","held":0,"nudged_at":null},
+	"rider":{"address":"whatsapp:+15550002222","proxy_address":"whatsapp:+15550100000","name":"Bruno","channel":"whatsapp","held":2,"nudged_at":"2026-11-22T04:24:09.310Z"},
+	"created_at":"2026-11-22T04:23:14.627Z","updated_at":"2026-11-22T04:24:02.101Z","expires_at":"2026-11-22T06:23:14.627Z","metadata":{"order":8812},"error":null,
+	"history":[{"state":"starting","at":"2026-11-22T04:23:14.627Z"},{"state":"invited","at":"2026-11-22T04:23:15.001Z"},{"state":"connecting","at":"2026-11-22T04:24:01.000Z"},{"state":"connected","at":"2026-11-22T04:24:02.101Z"}]}`
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/chats/order-8812" || r.Header.Get("Authorization") != "Bearer "+adminToken {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, chatJSON)
+	}))
+	t.Cleanup(srv.Close)
+	out, err := ctl(t, map[string]string{"OPTIN_URL": srv.URL, "OPTIN_ADMIN_TOKEN": adminToken}, "", "get", "order-8812")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"customer      Ana whatsapp:+15550001111 via whatsapp:+15550100000, 0 held, not nudged\n",
+		"rider         Bruno whatsapp:+15550002222 via whatsapp:+15550100000, 2 held, nudged 2026-11-22T04:24:09Z\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("get lacks %q:\n%s", want, out)
+		}
+	}
 }

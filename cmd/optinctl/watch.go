@@ -6,7 +6,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"time"
@@ -23,27 +22,32 @@ type change struct {
 	At     time.Time  `json:"at"`
 }
 
-// watch prints the newest chats' state changes as they happen until ctx ends (Ctrl-C): first each
-// chat as it stands, then every transition its history gains, in order.
-func (c *client) watch(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("optinctl watch", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+// watchFlags declares watch's flags on fs and returns what watch does with them.
+func watchFlags(ctx context.Context, fs *flag.FlagSet) func(*client, []string) error {
 	state := fs.String("state", "", "only chats in this state")
 	every := fs.Duration("every", time.Second, "how often to look")
-	if err := fs.Parse(args); err != nil {
-		return err
+	return func(c *client, _ []string) error {
+		if *every < 100*time.Millisecond {
+			return errors.New("-every: at least 100ms")
+		}
+		return c.watch(ctx, *state, *every)
 	}
-	if *every < 100*time.Millisecond {
-		return errors.New("-every: at least 100ms")
-	}
+}
+
+// watch prints the newest chats' state changes from now on, as they happen, until ctx ends (Ctrl-C):
+// the first look only learns where each chat stands; every transition after it is printed, in order.
+func (c *client) watch(ctx context.Context, state string, every time.Duration) error {
 	q := url.Values{"limit": {"200"}}
-	if *state != "" {
-		q.Set("state", *state)
+	if state != "" {
+		q.Set("state", state)
 	}
-	seen := map[string]int{} // chat id → history entries printed
+	seen := map[string]int{} // chat id → history entries already there or printed
+	// since: a chat first seen after the first look has its transitions after since printed (it was
+	// started, or entered -state, while watching). The server's clock, not this machine's.
+	var since time.Time
 	enc := json.NewEncoder(c.stdout)
-	for {
-		raw, err := c.do(ctx, http.MethodGet, "/v1/chats?"+q.Encode(), nil)
+	for first := true; ; first = false {
+		raw, header, err := c.send(ctx, http.MethodGet, "/v1/chats?"+q.Encode(), nil)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -56,11 +60,22 @@ func (c *client) watch(ctx context.Context, args []string, stderr io.Writer) err
 		if err := json.Unmarshal(raw, &page); err != nil {
 			return fmt.Errorf("reading the answer: %w", err)
 		}
+		if first {
+			since, _ = http.ParseTime(header.Get("Date"))
+			for _, ch := range page.Chats {
+				seen[ch.ID] = len(ch.History)
+				if n := len(ch.History); n > 0 && ch.History[n-1].At.After(since) {
+					since = ch.History[n-1].At
+				}
+			}
+		}
 		for i := len(page.Chats) - 1; i >= 0; i-- { // oldest first
 			ch := page.Chats[i]
 			n, known := seen[ch.ID]
 			if !known {
-				n = max(len(ch.History)-1, 0) // a chat first seen: where it stands
+				for n < len(ch.History) && !ch.History[n].At.After(since) {
+					n++
+				}
 			}
 			for j := n; j < len(ch.History); j++ {
 				ev := change{ID: ch.ID, To: ch.History[j].State, At: ch.History[j].At}
@@ -81,7 +96,7 @@ func (c *client) watch(ctx context.Context, args []string, stderr io.Writer) err
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(*every):
+		case <-time.After(every):
 		}
 	}
 }
