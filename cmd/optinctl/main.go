@@ -4,17 +4,13 @@
 package main
 
 import (
-	"bytes"
 	"cmp"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -57,44 +53,6 @@ command and its id (optinctl get order-8812 -o json). "optinctl COMMAND -h" tell
 
 // defaultURL is where a service started with the defaults (or the demo) listens.
 const defaultURL = "http://127.0.0.1:8080"
-
-// client is one configured connection to the API.
-type client struct {
-	base, token string
-	json        bool
-	http        *http.Client
-	stdout      io.Writer
-}
-
-// options are the flags every command takes, before the command or after it (and after its id).
-type options struct {
-	base, token, output string
-	asJSON              bool
-}
-
-// register adds the options to a command's flags, their values as given so far being the defaults.
-func (o *options) register(fs *flag.FlagSet) {
-	fs.StringVar(&o.base, "url", o.base, "the service's base URL (OPTIN_URL)")
-	fs.StringVar(&o.token, "token", o.token, "one of the service's admin tokens (OPTIN_ADMIN_TOKEN, or the first of OPTIN_ADMIN_TOKENS)")
-	fs.BoolVar(&o.asJSON, "json", o.asJSON, "print the API's JSON instead of a table (same as -o json)")
-	fs.StringVar(&o.output, "o", o.output, "output: table or json")
-}
-
-// client checks the options and makes the client they describe.
-func (o *options) client(stdout io.Writer) (*client, error) {
-	if o.output != "table" && o.output != "json" {
-		return nil, fmt.Errorf("-o %s: want table or json", o.output)
-	}
-	base := strings.TrimSuffix(o.base, "/")
-	if u, err := url.Parse(base); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("-url (or OPTIN_URL) %q is not a URL such as %s", o.base, defaultURL)
-	}
-	return &client{base: base, token: o.token, json: o.asJSON || o.output == "json",
-		http: &http.Client{Timeout: requestTimeout}, stdout: stdout}, nil
-}
-
-// requestTimeout bounds one call to the API.
-const requestTimeout = 30 * time.Second
 
 // parseAll parses fs's flags wherever they stand among args (after "--", none) and returns the
 // other arguments, in order.
@@ -369,99 +327,6 @@ func (c *client) chat(ctx context.Context, method, path string, body []byte) err
 		fmt.Fprintf(tw, "metadata\t%s\n", ch.Metadata)
 	}
 	return tw.Flush()
-}
-
-// do sends one request and returns the answer's body; an answer outside 2xx becomes an error that says
-// what the problem was.
-func (c *client) do(ctx context.Context, method, path string, body []byte) ([]byte, error) {
-	raw, _, err := c.send(ctx, method, path, body)
-	return raw, err
-}
-
-// send is do, with the answer's header.
-func (c *client) send(ctx context.Context, method, path string, body []byte) ([]byte, http.Header, error) {
-	if c.token == "" {
-		return nil, nil, errors.New("an admin token is needed: -token, or OPTIN_ADMIN_TOKEN (or the server's OPTIN_ADMIN_TOKENS)")
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(body))
-	if err != nil {
-		return nil, nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, nil, ctx.Err()
-		}
-		return nil, nil, fmt.Errorf("could not reach the service at %s: %s; is it running, and is -url (OPTIN_URL) right?", c.base, whyUnreachable(err))
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return nil, nil, fmt.Errorf("the service at %s stopped answering: %s", c.base, whyUnreachable(err))
-	}
-	if resp.StatusCode < 300 {
-		return raw, resp.Header, nil
-	}
-	return nil, nil, refusal(method, path, resp, raw)
-}
-
-// whyUnreachable says in plain words why a call got no answer.
-func whyUnreachable(err error) string {
-	var dns *net.DNSError
-	var unknownCA x509.UnknownAuthorityError
-	var badCert *tls.CertificateVerificationError
-	var notTLS tls.RecordHeaderError
-	switch {
-	case errors.As(err, &dns):
-		return "its host name " + dns.Name + " could not be resolved"
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return "nothing is listening there (connection refused)"
-	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return "the connection was closed before an answer came"
-	case errors.As(err, &unknownCA), errors.As(err, &badCert):
-		return "its TLS certificate is not trusted here"
-	case errors.As(err, &notTLS):
-		return "it does not speak HTTPS there (try http://)"
-	case os.IsTimeout(err):
-		return fmt.Sprintf("no answer within %s", requestTimeout)
-	}
-	return "the connection failed"
-}
-
-// refusal is the error an answer outside 2xx makes: its problem's title and detail, each field at
-// fault, Twilio's code, when to repeat.
-func refusal(method, path string, resp *http.Response, raw []byte) error {
-	var p struct {
-		Title, Detail string
-		TwilioCode    int `json:"twilio_code"`
-		Errors        []struct{ Field, Message string }
-	}
-	if json.Unmarshal(raw, &p) != nil || p.Title == "" {
-		return fmt.Errorf("%s %s: %s", method, path, resp.Status)
-	}
-	msg := fmt.Sprintf("%d %s", resp.StatusCode, p.Title)
-	if p.Detail != "" && len(p.Errors) == 0 {
-		msg += ": " + p.Detail
-	}
-	if p.TwilioCode != 0 {
-		msg += fmt.Sprintf(" (Twilio error %d)", p.TwilioCode)
-	}
-	for _, e := range p.Errors {
-		msg += fmt.Sprintf("\n  %s: %s", e.Field, e.Message)
-	}
-	if ra := resp.Header.Get("Retry-After"); ra != "" {
-		msg += fmt.Sprintf(" (repeat the same command in %ss)", ra)
-	}
-	return errors.New(msg)
-}
-
-func writeRaw(w io.Writer, raw []byte) error {
-	_, err := w.Write(append(bytes.TrimSpace(raw), '\n'))
-	return err
 }
 
 func stateText(ch chat.View) string {
