@@ -158,7 +158,7 @@ func (d *checkup) service(ctx context.Context) {
 			continue
 		}
 		if c.cfg.PreURL != "" {
-			d.r.warn(check, "pre-event webhook %s (%s, filters %s): Twilio waits for it before publishing a message, and drops the message when it answers 4xx or 5xx; optin sets none today",
+			d.r.warn(check, "pre-event webhook %s (%s, filters %s): it sees every message before Twilio publishes it and can change or reject it; optin sets none today",
 				redact(c.cfg.PreURL), c.cfg.Method, strings.Join(c.cfg.Filters, ","))
 		}
 		if c.cfg.PostURL != "" {
@@ -186,7 +186,7 @@ func (d *checkup) senders(ctx context.Context) {
 		case i < 0:
 			d.r.fail(check, "not a WhatsApp sender of this account: register it (Console › Messaging › Senders › WhatsApp senders) or remove it from OPTIN_WHATSAPP_NUMBERS")
 		case senders[i].Status == "ONLINE":
-			d.r.ok(check, "%s ONLINE; a message no chat takes goes to %s", senders[i].Sid, orNone(senders[i].WebhookURL))
+			d.r.ok(check, "%s ONLINE; its webhook: %s", senders[i].Sid, orNone(redact(senders[i].WebhookURL)))
 		case strings.HasPrefix(senders[i].Status, "ONLINE"):
 			d.r.warn(check, "%s %s: it sends, while Twilio applies a change", senders[i].Sid, senders[i].Status)
 		default:
@@ -237,7 +237,7 @@ func (d *checkup) numbers(ctx context.Context) {
 			d.r.warn(check, "its incoming webhook is optin's /webhooks/conversations, which takes Conversations' events only: point it elsewhere, or clear it")
 			continue
 		}
-		d.r.ok(check, "%s; a message no chat takes: %s; calls: %s", n.Sid, sms, voice)
+		d.r.ok(check, "%s; incoming messages: %s; calls: %s", n.Sid, sms, voice)
 	}
 }
 
@@ -314,7 +314,7 @@ func (d *checkup) template(ctx context.Context, name, sid string, sent []string)
 		return
 	}
 	if !slices.Equal(declared, sent) {
-		d.r.warn(check, "%s, approved (%s): optin sends variables %s: with other variables WhatsApp refuses it (63028) or shows a sample", label, a.Category, orNone(strings.Join(sent, ",")))
+		d.r.warn(check, "%s, approved (%s): optin sends variables %s: Twilio refuses a message whose variables do not match the template's (63028)", label, a.Category, orNone(strings.Join(sent, ",")))
 		return
 	}
 	d.r.ok(check, "%s, approved for WhatsApp (%s)", label, a.Category)
@@ -339,6 +339,9 @@ func list(s string) []string {
 
 // redact hides the user and password a webhook URL may carry.
 func redact(raw string) string {
+	if raw == "" {
+		return ""
+	}
 	u, err := url.Parse(raw)
 	if err != nil {
 		return "(a URL that does not parse)"

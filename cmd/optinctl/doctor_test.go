@@ -102,9 +102,9 @@ func TestDoctorHealthyAccount(t *testing.T) {
 OK    conversations service: ` + serviceSid + ` "Default Conversations Service", the account's default
 OK    service webhooks: none (optin arms its own on each chat's conversation)
 OK    account webhooks: none (optin arms its own on each chat's conversation)
-OK    whatsapp sender whatsapp:+15550100000: XE00000000000000000000000000000001 ONLINE; a message no chat takes goes to https://platform.example.com/whatsapp
-OK    whatsapp sender whatsapp:+15550100001: XE00000000000000000000000000000002 ONLINE; a message no chat takes goes to none
-OK    sms number +15550200000: PN00000000000000000000000000000001; a message no chat takes: POST https://platform.example.com/sms; calls: none
+OK    whatsapp sender whatsapp:+15550100000: XE00000000000000000000000000000001 ONLINE; its webhook: https://platform.example.com/whatsapp
+OK    whatsapp sender whatsapp:+15550100001: XE00000000000000000000000000000002 ONLINE; its webhook: none
+OK    sms number +15550200000: PN00000000000000000000000000000001; incoming messages: POST https://platform.example.com/sms; calls: none
 OK    OPTIN_INVITE_CONTENT_SID ` + inviteSid + `: "template_00a001" (en, variables 1,2), approved for WhatsApp (UTILITY)
 OK    OPTIN_RIDER_OPTIN_CONTENT_SID ` + riderSid + `: "template_00a002" (en, no variables), approved for WhatsApp (UTILITY)
 OK    OPTIN_NUDGE_CONTENT_SID ` + nudgeSid + `: "template_00a003" (en, variables 1), approved for WhatsApp (UTILITY)
@@ -151,7 +151,7 @@ func TestDoctorFindsProblems(t *testing.T) {
 		t.Errorf("err = %v, want 5 checks failed", err)
 	}
 	for _, want := range []string{
-		"WARN  service webhooks: pre-event webhook https://guard.example.com/pre (POST, filters onMessageAdd): Twilio waits for it",
+		"WARN  service webhooks: pre-event webhook https://guard.example.com/pre (POST, filters onMessageAdd): it sees every message before Twilio publishes it",
 		"FAIL  whatsapp sender whatsapp:+15550100000: XE00000000000000000000000000000001 OFFLINE: it cannot send until it is ONLINE",
 		"FAIL  whatsapp sender whatsapp:+15550100009: not a WhatsApp sender of this account: register it",
 		"FAIL  sms number +15550200000: PN00000000000000000000000000000001 cannot send or receive SMS",
