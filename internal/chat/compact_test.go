@@ -68,6 +68,37 @@ func TestFinishedRoundTrip(t *testing.T) {
 	}
 }
 
+// A finished chat written before the packed forms (a conversation SID and addresses in full) still
+// reads back: stores keep records for the retention across an upgrade. Packed, the same chat is smaller.
+func TestFinishedEarlierForm(t *testing.T) {
+	at := time.UnixMilli(1795408994627).UTC()
+	c := Chat{ID: "order-1", ConversationSid: "CH00000000000000000000000000000001", Mode: ModeOptIn, State: StateClosed,
+		Reason: ReasonExpired, Customer: Party{Address: "whatsapp:+15550001111", ProxyAddress: "whatsapp:+15550100000", Name: "Ana"},
+		Rider: Party{Address: "whatsapp:+15550002222", ProxyAddress: "whatsapp:+15550100001"}, Metadata: []byte(`{"order":1}`),
+		CreatedAt: at, UpdatedAt: at.Add(time.Minute), ExpiresAt: at.Add(time.Hour), Seq: 42,
+		Fingerprint: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+		History:     []Transition{{StateStarting, at, ""}, {StateInvited, at.Add(time.Second), ""}, {StateClosed, at.Add(time.Minute), ""}}}
+	earlier := `{"i":"order-1","v":"CH00000000000000000000000000000001","s":"closed","r":"expired",` +
+		`"c":["whatsapp:+15550001111","whatsapp:+15550100000","Ana"],"d":["whatsapp:+15550002222","whatsapp:+15550100001"],` +
+		`"t":[1795408994627,60000,3600000],"x":{"order":1},"h":"0:0,1:1000,6:60000","g":"n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg","q":42}`
+	got, err := UnmarshalFinished([]byte(earlier))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := json.Marshal(got.View())
+	b, _ := json.Marshal(c.View())
+	if string(a) != string(b) || got.Fingerprint != c.Fingerprint || got.Seq != c.Seq {
+		t.Errorf("earlier form reads back as\n%s\nwant\n%s", a, b)
+	}
+	packed, err := MarshalFinished(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(packed) >= len(earlier)-30 {
+		t.Errorf("packed %d bytes, the earlier form %d: %s", len(packed), len(earlier), packed)
+	}
+}
+
 // A compacted chat's start steps show as done when it got past its start.
 func TestStartStepsOfACompactedChat(t *testing.T) {
 	c := Chat{Mode: ModeOptIn, State: StateClosed, History: []Transition{{State: StateStarting}, {State: StateInvited}, {State: StateClosed}}}

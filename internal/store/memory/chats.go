@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,7 +19,7 @@ type Chats struct {
 	mu     sync.Mutex
 	live   map[string]chat.Chat
 	done   map[string]doneChat
-	byConv map[string]string
+	byConv map[sid]string
 	locks  map[string]lease
 	seq    int64
 	now    func() time.Time
@@ -31,8 +32,8 @@ type Chats struct {
 type doneChat struct {
 	seq     int64
 	updated int64 // Unix milliseconds
-	state   chat.State
-	raw     []byte
+	raw     string
+	state   uint8 // its index in chat.States
 }
 
 type lease struct {
@@ -44,7 +45,7 @@ var _ chat.Store = (*Chats)(nil)
 
 // NewChats returns an empty chat store that forgets chats retention after they ended (0: never).
 func NewChats(retention time.Duration) *Chats {
-	return &Chats{live: map[string]chat.Chat{}, done: map[string]doneChat{}, byConv: map[string]string{},
+	return &Chats{live: map[string]chat.Chat{}, done: map[string]doneChat{}, byConv: map[sid]string{},
 		locks: map[string]lease{}, now: time.Now, retention: retention}
 }
 
@@ -62,14 +63,14 @@ func (s *Chats) sweep() {
 		}
 	}
 	forget := func(id, conv string) {
-		delete(s.byConv, conv)
+		delete(s.byConv, sidOf("CH", conv))
 		delete(s.live, id)
 		delete(s.done, id)
 		delete(s.locks, id)
 	}
 	for id, d := range s.done {
 		if now.Sub(time.UnixMilli(d.updated)) > s.retention {
-			c, _ := chat.UnmarshalFinished(d.raw)
+			c, _ := chat.UnmarshalFinished([]byte(d.raw))
 			forget(id, c.ConversationSid)
 		}
 	}
@@ -89,18 +90,17 @@ func (s *Chats) get(id string) (chat.Chat, bool, error) {
 	if !ok {
 		return chat.Chat{}, false, nil
 	}
-	c, err := chat.UnmarshalFinished(d.raw)
+	c, err := chat.UnmarshalFinished([]byte(d.raw))
 	return c, err == nil, err
 }
 
-// put keeps c, compact when it is finished. Callers hold s.mu.
+// put keeps c, compact when it is finished. Callers hold s.mu. The maps keep one copy of the id, not
+// the caller's string (it may be a slice of a request), shared by both.
 func (s *Chats) put(c chat.Chat) error {
-	if c.ConversationSid != "" {
-		s.byConv[c.ConversationSid] = c.ID
-	}
 	if !c.Compactable() {
 		delete(s.done, c.ID)
 		s.live[c.ID] = cloneChat(c)
+		s.index(c.ConversationSid, c.ID)
 		return nil
 	}
 	raw, err := chat.MarshalFinished(c)
@@ -108,8 +108,17 @@ func (s *Chats) put(c chat.Chat) error {
 		return err
 	}
 	delete(s.live, c.ID)
-	s.done[c.ID] = doneChat{seq: c.Seq, updated: c.UpdatedAt.UnixMilli(), state: c.State, raw: raw}
+	id := strings.Clone(c.ID)
+	s.done[id] = doneChat{seq: c.Seq, updated: c.UpdatedAt.UnixMilli(), state: uint8(slices.Index(chat.States, c.State)), raw: string(raw)}
+	s.index(c.ConversationSid, id)
 	return nil
+}
+
+// index finds the chat id by its conversation. Callers hold s.mu.
+func (s *Chats) index(conv, id string) {
+	if conv != "" {
+		s.byConv[sidOf("CH", conv)] = id
+	}
 }
 
 // Create records c unless its id is taken.
@@ -144,7 +153,7 @@ func (s *Chats) Get(_ context.Context, id string) (chat.Chat, error) {
 // ByConversation returns the chat of a conversation.
 func (s *Chats) ByConversation(ctx context.Context, conversationSid string) (chat.Chat, error) {
 	s.mu.Lock()
-	id, ok := s.byConv[conversationSid]
+	id, ok := s.byConv[sidOf("CH", conversationSid)]
 	s.mu.Unlock()
 	if !ok {
 		return chat.Chat{}, fmt.Errorf("chat of %s: %w", conversationSid, chat.ErrNotFound)
@@ -178,8 +187,8 @@ func (s *Chats) Update(_ context.Context, id string, change func(*chat.Chat) err
 func (s *Chats) Delete(_ context.Context, id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if c, ok, _ := s.get(id); ok {
-		delete(s.byConv, c.ConversationSid)
+	if c, ok, _ := s.get(id); ok && c.ConversationSid != "" {
+		delete(s.byConv, sidOf("CH", c.ConversationSid))
 	}
 	delete(s.live, id)
 	delete(s.done, id)
@@ -202,7 +211,7 @@ func (s *Chats) List(_ context.Context, state chat.State, limit int, before int6
 		all = append(all, listed{id, c.Seq, c.State})
 	}
 	for id, d := range s.done {
-		all = append(all, listed{id, d.seq, d.state})
+		all = append(all, listed{id, d.seq, chat.States[d.state]})
 	}
 	slices.SortFunc(all, func(a, b listed) int { return cmp.Compare(b.seq, a.seq) })
 	var out []chat.Chat

@@ -17,19 +17,20 @@ import (
 type Store struct {
 	mu        sync.Mutex
 	flows     map[string]optin.Flow
-	done      map[string]doneFlow
+	done      map[sid]doneFlow
 	now       func() time.Time
 	retention time.Duration
 	swept     time.Time
 }
 
-// doneFlow is a finished flow as kept for the retention: what answers a later delivery (its customer,
-// its trigger, how it ended), in a third of a Flow's room.
+// doneFlow is a finished flow as kept for the retention, keyed by its conversation's SID: what answers
+// a later delivery (its customer, its trigger, how it ended), SIDs as their 16 bytes.
 type doneFlow struct {
-	customer, trigger, detail string
-	finished                  int64 // Unix milliseconds
-	runs                      int32
-	failed                    bool
+	customer, detail string
+	trigger          sid
+	finished         int64 // Unix milliseconds
+	runs             int32
+	failed           bool
 }
 
 var _ optin.Store = (*Store)(nil)
@@ -39,7 +40,7 @@ func (s *Store) Sync(context.Context) error { return nil }
 
 // New returns an empty Store that forgets finished flows after retention (0: never).
 func New(retention time.Duration) *Store {
-	return &Store{flows: map[string]optin.Flow{}, done: map[string]doneFlow{}, now: time.Now, retention: retention}
+	return &Store{flows: map[string]optin.Flow{}, done: map[sid]doneFlow{}, now: time.Now, retention: retention}
 }
 
 // get returns the conversation's flow, running or finished. Callers hold s.mu.
@@ -47,16 +48,22 @@ func (s *Store) get(conv string) (optin.Flow, bool) {
 	if f, ok := s.flows[conv]; ok {
 		return clone(f), true
 	}
-	d, ok := s.done[conv]
+	d, ok := s.done[sidOf("CH", conv)]
 	if !ok {
 		return optin.Flow{}, false
 	}
-	f := optin.Flow{ConversationSid: conv, Customer: d.customer, Trigger: d.trigger, State: optin.StateDone, Detail: d.detail,
+	f := optin.Flow{ConversationSid: conv, Customer: d.customer, Trigger: d.trigger.String("IM"), State: optin.StateDone, Detail: d.detail,
 		FinishedAt: time.UnixMilli(d.finished), Runs: int(d.runs)}
 	if d.failed {
 		f.State = optin.StateFailed
 	}
 	return f, true
+}
+
+// hasDone reports whether the flow of k is finished. Callers hold s.mu.
+func (s *Store) hasDone(k sid) bool {
+	_, ok := s.done[k]
+	return ok
 }
 
 // Claim records f unless its conversation already has a flow.
@@ -90,9 +97,10 @@ func (s *Store) Flow(_ context.Context, conversationSid string) (optin.Flow, err
 func (s *Store) Begin(_ context.Context, conversationSid string) (optin.Flow, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if d, ok := s.done[conversationSid]; ok {
+	if k := sidOf("CH", conversationSid); s.hasDone(k) {
+		d := s.done[k]
 		d.runs++
-		s.done[conversationSid] = d
+		s.done[k] = d
 		f, _ := s.get(conversationSid)
 		return f, nil
 	}
@@ -112,7 +120,7 @@ func (s *Store) StepsDone(_ context.Context, conversationSid string, steps map[s
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.done[conversationSid]; ok {
+	if _, ok := s.done[sidOf("CH", conversationSid)]; ok {
 		return nil
 	}
 	f, ok := s.flows[conversationSid]
@@ -139,8 +147,8 @@ func (s *Store) Finish(_ context.Context, conversationSid string, state optin.St
 		return nil // finished already: the first outcome stands
 	}
 	delete(s.flows, conversationSid)
-	// Keyed by the stored copy of the SID, not the caller's string.
-	s.done[running.ConversationSid] = doneFlow{customer: f.Customer, trigger: f.Trigger, detail: strings.Clone(detail),
+	// Keyed by the SID's bytes (or the stored copy of the SID), not the caller's string.
+	s.done[sidOf("CH", running.ConversationSid)] = doneFlow{customer: f.Customer, trigger: sidOf("IM", f.Trigger), detail: strings.Clone(detail),
 		finished: s.now().UnixMilli(), runs: int32(f.Runs), failed: state == optin.StateFailed}
 	return nil
 }

@@ -17,7 +17,7 @@ type Pairs struct {
 	leased    map[numberpool.Pair]pairLease
 	byChat    map[string][]numberpool.Pair
 	blocked   map[numberpool.Pair]time.Time
-	last      map[string]lastNumber
+	last      map[address]lastNumber
 	now       func() time.Time
 	retention time.Duration
 	pruned    time.Time
@@ -28,9 +28,11 @@ type pairLease struct {
 	until time.Time
 }
 
+// lastNumber is an address's last number (the pool's own string: no copy per address) and until when
+// it counts (Unix ms).
 type lastNumber struct {
 	number string
-	until  time.Time
+	until  int64
 }
 
 var _ numberpool.Store = (*Pairs)(nil)
@@ -41,7 +43,7 @@ func NewPairs(retention time.Duration) *Pairs {
 		retention = 30 * 24 * time.Hour
 	}
 	return &Pairs{leased: map[numberpool.Pair]pairLease{}, byChat: map[string][]numberpool.Pair{},
-		blocked: map[numberpool.Pair]time.Time{}, last: map[string]lastNumber{}, now: time.Now, retention: retention}
+		blocked: map[numberpool.Pair]time.Time{}, last: map[address]lastNumber{}, now: time.Now, retention: retention}
 }
 
 // prune drops what lapsed, at most once a minute. Callers hold s.mu.
@@ -74,7 +76,7 @@ func (s *Pairs) prune(now time.Time) {
 		}
 	}
 	for a, l := range s.last {
-		if !now.Before(l.until) {
+		if now.UnixMilli() >= l.until {
 			delete(s.last, a)
 		}
 	}
@@ -104,7 +106,7 @@ func (s *Pairs) Take(_ context.Context, chatID string, pairs []numberpool.Pair) 
 	for _, p := range pairs {
 		s.leased[p] = pairLease{chat: chatID, until: until}
 		s.byChat[chatID] = append(s.byChat[chatID], p)
-		s.last[p.Address] = lastNumber{number: p.Number, until: until}
+		s.last[addressOf(p.Address)] = lastNumber{number: p.Number, until: until.UnixMilli()}
 	}
 	return true, nil
 }
@@ -147,8 +149,8 @@ func (s *Pairs) Renew(_ context.Context, chatID string) error {
 	for _, p := range s.byChat[chatID] {
 		if l, ok := s.leased[p]; ok && l.chat == chatID && now.Before(l.until) {
 			s.leased[p] = pairLease{chat: chatID, until: until}
-			if last, ok := s.last[p.Address]; ok && last.number == p.Number {
-				s.last[p.Address] = lastNumber{number: p.Number, until: until}
+			if a := addressOf(p.Address); s.last[a].number == p.Number {
+				s.last[a] = lastNumber{number: p.Number, until: until.UnixMilli()}
 			}
 		}
 	}
@@ -168,7 +170,7 @@ func (s *Pairs) Block(_ context.Context, p numberpool.Pair, ttl time.Duration) e
 func (s *Pairs) Last(_ context.Context, address string) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if l, ok := s.last[address]; ok && s.now().Before(l.until) {
+	if l, ok := s.last[addressOf(address)]; ok && s.now().UnixMilli() < l.until {
 		return l.number, nil
 	}
 	return "", nil

@@ -9,10 +9,11 @@ import (
 	"github.com/optinkit/optin/internal/chat"
 )
 
-// Windows is the in-process chat.Windows: each pair's last message, pruned after chat.WindowMemory.
+// Windows is the in-process chat.Windows: each pair's last message (Unix ms), pruned after
+// chat.WindowMemory.
 type Windows struct {
 	mu     sync.Mutex
-	last   map[string]time.Time
+	last   map[pair]int64
 	nudges map[string]nudgeClaim
 	now    func() time.Time
 	pruned time.Time
@@ -24,11 +25,14 @@ type nudgeClaim struct {
 	until time.Time
 }
 
+// pair is a person's address and the business number they wrote to.
+type pair struct{ address, proxy address }
+
 var _ chat.Windows = (*Windows)(nil)
 
 // NewWindows returns an empty store.
 func NewWindows() *Windows {
-	return &Windows{last: map[string]time.Time{}, nudges: map[string]nudgeClaim{}, now: time.Now}
+	return &Windows{last: map[pair]int64{}, nudges: map[string]nudgeClaim{}, now: time.Now}
 }
 
 // Opened records that address wrote to proxy at at, unless a later message is recorded.
@@ -38,7 +42,7 @@ func (s *Windows) Opened(_ context.Context, address, proxy string, at time.Time)
 	if now := s.now(); now.Sub(s.pruned) > time.Minute {
 		s.pruned = now
 		for k, t := range s.last {
-			if now.Sub(t) > chat.WindowMemory {
+			if now.Sub(time.UnixMilli(t)) > chat.WindowMemory {
 				delete(s.last, k)
 			}
 		}
@@ -48,9 +52,9 @@ func (s *Windows) Opened(_ context.Context, address, proxy string, at time.Time)
 			}
 		}
 	}
-	key := address + "|" + proxy
-	if at.After(s.last[key]) {
-		s.last[key] = at.UTC()
+	key := pair{addressOf(address), addressOf(proxy)}
+	if ms, ok := s.last[key]; !ok || at.UnixMilli() > ms {
+		s.last[key] = at.UnixMilli()
 	}
 	return nil
 }
@@ -59,7 +63,11 @@ func (s *Windows) Opened(_ context.Context, address, proxy string, at time.Time)
 func (s *Windows) Window(_ context.Context, address, proxy string) (chat.Window, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return chat.Window{LastInbound: s.last[address+"|"+proxy]}, nil
+	ms, ok := s.last[pair{addressOf(address), addressOf(proxy)}]
+	if !ok {
+		return chat.Window{}, nil
+	}
+	return chat.Window{LastInbound: time.UnixMilli(ms).UTC()}, nil
 }
 
 // Nudge claims the nudge of the pair's window for chatID, once per window.
