@@ -90,7 +90,7 @@ func startHeapServer(b testing.TB) *heapServer {
 	p.base, p.debug = "http://"+addr, "http://"+debug
 	env := adminEnv(map[string]string{"OPTIN_PUBLIC_URL": p.base, "OPTIN_TWILIO_API_URL": p.api.URL,
 		"OPTIN_RIDER_OPTIN_CONTENT_SID": riderOptInSid,
-		"OPTIN_WHATSAPP_NUMBERS": "whatsapp:+15550100001,whatsapp:+15550100002,whatsapp:+15550100003", "OPTIN_TWILIO_CREATE_RATE": "1000",
+		"OPTIN_WHATSAPP_NUMBERS":        "whatsapp:+15550100001,whatsapp:+15550100002,whatsapp:+15550100003", "OPTIN_TWILIO_CREATE_RATE": "1000",
 		"TWILIO_ACCOUNT_SID": accountSid, "TWILIO_AUTH_TOKEN": authToken, "OPTIN_ADDR": addr,
 		"OPTIN_DEBUG_ADDR": debug, "OPTIN_LOG_LEVEL": "warn"})
 	for _, kv := range os.Environ() {
