@@ -16,10 +16,13 @@ import (
 )
 
 // Chats is the chat.Store shared by every replica: one JSON value per chat, an index from conversation
-// SID to chat id, and a sorted set by creation for listing.
+// SID to chat id, and a sorted set by creation for listing, trimmed of the chats the retention forgot
+// through a second one by when each finished chat's key expires.
 type Chats struct {
 	rdb       *redis.Client
 	retention time.Duration
+	// now is the clock that scores when a finished chat's key expires (tests move it).
+	now func() time.Time
 	// filled: the open and pending sets are known to cover every chat (see backfill).
 	filled *atomic.Bool
 	// sync waits for the replicas the store is configured to wait for (Store.Sync): every write that
@@ -32,7 +35,7 @@ var _ chat.Store = (*Chats)(nil)
 
 // Chats returns the chat store on the same Redis; finished chats are kept for retention.
 func (s *Store) Chats() *Chats {
-	return &Chats{rdb: s.rdb, retention: s.retention, filled: new(atomic.Bool), sync: s.Sync}
+	return &Chats{rdb: s.rdb, retention: s.retention, now: time.Now, filled: new(atomic.Bool), sync: s.Sync}
 }
 
 const (
@@ -40,6 +43,11 @@ const (
 	convPrefix = "optin:chatconv:"
 	lockPrefix = "optin:chatlock:"
 	chatIndex  = "optin:chats"
+	// chatEnds scores each finished chat by when its key expires (Unix ms): Create trims chatIndex of
+	// those whose key is gone, so the index does not keep a member for every chat ever made.
+	chatEnds = "optin:chats:ends"
+	// trimBatch bounds the members a Create looks at: more than chats end per create, so it keeps up.
+	trimBatch = 16
 	// openSet holds the ids of the chats not in a final state; pendingSet those with undelivered events.
 	openSet    = "optin:chats:open"
 	pendingSet = "optin:chats:pending"
@@ -56,7 +64,33 @@ end
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
 redis.call('SADD', KEYS[3], ARGV[3])
+redis.call('ZREM', KEYS[4], ARGV[3])
 return false
+`)
+
+// trimIndex takes the index (KEYS[1]) and the ends (KEYS[2]) through the chats whose key should have
+// expired (ARGV[2..], their keys KEYS[3..]): a chat whose key is gone leaves both; one whose key is
+// still there (its retention started again, or the id was used anew) is scored by its key's expiry
+// again, or leaves the ends when its key no longer expires. ARGV[1] is now (Unix ms). Atomic: a chat
+// created anew between the caller's read and this script keeps its index member.
+var trimIndex = redis.NewScript(`
+local trimmed = 0
+for i = 2, #ARGV do
+  local key, id = KEYS[i + 1], ARGV[i]
+  if redis.call('EXISTS', key) == 0 then
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('ZREM', KEYS[2], id)
+    trimmed = trimmed + 1
+  else
+    local ttl = redis.call('PTTL', key)
+    if ttl >= 0 then
+      redis.call('ZADD', KEYS[2], tonumber(ARGV[1]) + ttl, id)
+    else
+      redis.call('ZREM', KEYS[2], id)
+    end
+  end
+end
+return trimmed
 `)
 
 // lock takes a lease unless another owner holds it; its owner taking it again extends it.
@@ -88,10 +122,13 @@ func (s *Chats) Create(ctx context.Context, c chat.Chat) (chat.Chat, bool, error
 	if err != nil {
 		return chat.Chat{}, false, err
 	}
-	existing, err := createChat.Run(ctx, s.rdb, []string{chatPrefix + c.ID, chatIndex, openSet}, raw, seq, c.ID).Text()
+	existing, err := createChat.Run(ctx, s.rdb, []string{chatPrefix + c.ID, chatIndex, openSet, chatEnds}, raw, seq, c.ID).Text()
 	switch {
 	case errors.Is(err, redis.Nil):
 		if err := s.sync(ctx); err != nil {
+			return chat.Chat{}, false, fmt.Errorf("creating chat: %w", err)
+		}
+		if err := s.trim(ctx); err != nil {
 			return chat.Chat{}, false, fmt.Errorf("creating chat: %w", err)
 		}
 		return c, true, nil
@@ -100,6 +137,23 @@ func (s *Chats) Create(ctx context.Context, c chat.Chat) (chat.Chat, bool, error
 	}
 	got, err := decodeChat(existing)
 	return got, false, err
+}
+
+// trim drops from the index up to trimBatch chats the retention forgot: each create trims more than
+// one chat's end, so the index holds the chats that exist and the few ended since the last create.
+func (s *Chats) trim(ctx context.Context) error {
+	now := s.now().UnixMilli()
+	ids, err := s.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{Key: chatEnds, Start: "-inf", Stop: strconv.FormatInt(now, 10),
+		ByScore: true, Count: trimBatch}).Result()
+	if err != nil || len(ids) == 0 {
+		return err
+	}
+	keys := []string{chatIndex, chatEnds}
+	args := []any{now}
+	for _, id := range ids {
+		keys, args = append(keys, chatPrefix+id), append(args, id)
+	}
+	return trimIndex.Run(ctx, s.rdb, keys, args...).Err()
 }
 
 // Get returns the chat with this id.
@@ -171,6 +225,7 @@ func (s *Chats) Update(ctx context.Context, id string, change func(*chat.Chat) e
 				if c.ConversationSid != "" {
 					p.PExpire(ctx, convPrefix+c.ConversationSid, s.retention)
 				}
+				p.ZAdd(ctx, chatEnds, redis.Z{Score: float64(s.now().Add(s.retention).UnixMilli()), Member: id})
 			}
 			return nil
 		})
@@ -205,6 +260,7 @@ func (s *Chats) Delete(ctx context.Context, id string) error {
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Del(ctx, chatPrefix+id)
 		p.ZRem(ctx, chatIndex, id)
+		p.ZRem(ctx, chatEnds, id)
 		p.SRem(ctx, openSet, id)
 		p.SRem(ctx, pendingSet, id)
 		if c.ConversationSid != "" {

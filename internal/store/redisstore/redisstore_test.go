@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -377,4 +378,96 @@ func TestChatWritesWaitForReplicas(t *testing.T) {
 			t.Errorf("%s not acknowledged by the replicas: %v, want an error", name, err)
 		}
 	}
+}
+
+// The listing index does not keep a member for every chat ever made: once a finished chat's key has
+// expired with the retention, a later create trims it (and at most trimBatch at a time), while a chat
+// whose key is still there — open, or finished and not yet expired — stays listed. Redis' clock is
+// moved by expiring the keys now; the store's by a virtual clock.
+func TestIndexTrimmedByRetention(t *testing.T) {
+	srv := redistest.Start(t)
+	s := openFor(t, srv, time.Hour).Chats()
+	now := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	s.now = func() time.Time { return now }
+	ctx := t.Context()
+	const ended = trimBatch + 4 // more than one create trims
+	for i := range ended + 2 {
+		c := storetest.FinishedChat(i)
+		open := c
+		open.State, open.Reason, open.History = chat.StateConnected, "", c.History[:4]
+		created, _, err := s.Create(ctx, open)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == ended+1 {
+			continue // stays open
+		}
+		if _, err := s.Update(ctx, c.ID, func(stored *chat.Chat) error { *stored = c; stored.Seq = created.Seq; return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The retention passes: the first `ended` keys expire; chat `ended` had its retention started
+	// again (a later write), so its key outlives the first score.
+	now = now.Add(time.Hour + time.Minute)
+	for i := range ended {
+		if err := s.rdb.PExpire(ctx, chatPrefix+storetest.FinishedChat(i).ID, time.Millisecond).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		n, err := s.rdb.Exists(ctx, chatPrefix+storetest.FinishedChat(0).ID, chatPrefix+storetest.FinishedChat(ended-1).ID).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("keys did not expire")
+		}
+		runtime.Gosched()
+	}
+	size := func() int64 {
+		n, err := s.rdb.ZCard(ctx, chatIndex).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := size(); n != ended+2 {
+		t.Fatalf("index holds %d before any create, want %d", n, ended+2)
+	}
+	for i, want := range []int64{ended + 2 + 1 - trimBatch, 2 + 2} {
+		c := storetest.FinishedChat(100 + i)
+		c.State, c.Reason = chat.StateStarting, ""
+		if _, _, err := s.Create(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		if n := size(); n != want {
+			t.Errorf("after create %d the index holds %d, want %d", i+1, n, want)
+		}
+	}
+	// The finished chat whose key is still there is listed and scored by its key's expiry again; the
+	// ends hold nothing that is gone.
+	chats, next, err := s.List(ctx, "", 2, 0)
+	if err != nil || next == 0 || len(chats) != 2 {
+		t.Fatalf("first page %d %d %v", len(chats), next, err)
+	}
+	rest, next, err := s.List(ctx, "", 10, next)
+	if err != nil || next != 0 || len(rest) != 2 || rest[len(rest)-1].ID != storetest.FinishedChat(ended).ID {
+		t.Errorf("second page %v %d %v", ids(rest), next, err)
+	}
+	if ends, err := s.rdb.ZRangeWithScores(ctx, chatEnds, 0, -1).Result(); err != nil || len(ends) != 1 ||
+		ends[0].Member != storetest.FinishedChat(ended).ID || int64(ends[0].Score) <= now.UnixMilli() {
+		t.Errorf("ends %v %v", ends, err)
+	}
+}
+
+func ids(chats []chat.Chat) []string {
+	out := make([]string, len(chats))
+	for i, c := range chats {
+		out[i] = c.ID
+	}
+	return out
 }
