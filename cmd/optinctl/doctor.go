@@ -79,7 +79,8 @@ func (r *report) fail(check, format string, args ...any) {
 	r.line("FAIL", check, format, args...)
 }
 
-// client builds the Twilio client from the service's credentials; a FAIL line when they are missing.
+// client builds the Twilio client from the service's variables; a FAIL line when they are missing or
+// malformed.
 func (r *report) client(getenv func(string) string) (*twilioapi.Client, bool) {
 	account, user, pass := getenv("TWILIO_ACCOUNT_SID"), getenv("TWILIO_ACCOUNT_SID"), getenv("TWILIO_AUTH_TOKEN")
 	if key := getenv("TWILIO_API_KEY"); key != "" {
@@ -92,8 +93,8 @@ func (r *report) client(getenv func(string) string) (*twilioapi.Client, bool) {
 	tw, err := twilioapi.New(twilioapi.Options{AccountSid: account, Username: user, Password: pass,
 		BaseURL: getenv("OPTIN_TWILIO_API_URL"), ConversationsService: getenv("OPTIN_CONVERSATIONS_SERVICE_SID")})
 	if err != nil {
-		// twilioapi's errors name the field, never its value.
-		r.fail("credentials", "%v: fix the variable it names", err)
+		// twilioapi's errors say what is wrong, never a credential's value.
+		r.fail("configuration", "%v: check TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN (or the API key), OPTIN_TWILIO_API_URL and OPTIN_CONVERSATIONS_SERVICE_SID", err)
 		return nil, false
 	}
 	return tw, true

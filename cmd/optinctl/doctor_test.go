@@ -204,6 +204,13 @@ func TestDoctorCredentials(t *testing.T) {
 	if err == nil || !strings.HasPrefix(out, "FAIL  credentials: set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN") || len(rec.take()) != 0 {
 		t.Errorf("without a token: err = %v, output:\n%s", err, out)
 	}
+	env["TWILIO_AUTH_TOKEN"], env["OPTIN_CONVERSATIONS_SERVICE_SID"] = authToken, "MG00000000000000000000000000000001"
+	out, err = runDoctor(t, env)
+	if err == nil || !strings.HasPrefix(out, "FAIL  configuration: conversations service must be IS followed by 32 hexadecimal digits") || len(rec.take()) != 0 {
+		t.Errorf("a Messaging Service SID for the Conversation Service: err = %v, output:\n%s", err, out)
+	}
+	delete(env, "OPTIN_CONVERSATIONS_SERVICE_SID")
+	delete(env, "TWILIO_AUTH_TOKEN")
 	// An API key authenticates instead of the token.
 	env["TWILIO_API_KEY"], env["TWILIO_API_SECRET"] = "SK00000000000000000000000000000001", "secret1"
 	if out, err := runDoctor(t, env); err == nil || !strings.Contains(out, "Twilio refused them (HTTP 401") {
