@@ -78,7 +78,8 @@ func startDemo(riderText string) (*demo, error) {
 // nudge go as Content templates, as they must on real WhatsApp, unless others were configured.
 func (d *demo) configure(c *config) {
 	c.AccountSid, c.AuthToken, c.AuthTokenSecondary, c.APIKey, c.APISecret = d.sid, d.token, "", "", ""
-	c.TwilioAPIURL = d.url
+	// The emulator's account has one Conversation Service, its default: a real account's does not exist there.
+	c.TwilioAPIURL, c.ConversationsSvc = d.url, ""
 	c.PublicURL, c.TrustProxy = "", false
 	if c.RiderContentSid == "" {
 		c.RiderContentSid, c.RiderContentVar = demoTemplate2, ""

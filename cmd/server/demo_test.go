@@ -22,7 +22,7 @@ func TestDemo(t *testing.T) {
 			"OPTIN_ADDR": "127.0.0.1:0", "OPTIN_PUBLIC_URL": "https://hook:secretpw@optin.example.com/prefix",
 			"OPTIN_TRUST_PROXY_HEADERS": "true", "TWILIO_ACCOUNT_SID": accountSid, "TWILIO_AUTH_TOKEN": authToken,
 			"TWILIO_AUTH_TOKEN_SECONDARY": "secondtoken1", "TWILIO_API_KEY": "SK00000000000000000000000000000001", "TWILIO_API_SECRET": "apisecret1",
-			"OPTIN_TWILIO_API_URL": "https://api.example.com",
+			"OPTIN_TWILIO_API_URL": "https://api.example.com", "OPTIN_CONVERSATIONS_SERVICE_SID": "IS0123456789abcdef0123456789abcdef",
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
