@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"encoding/json"
 	"fmt"
 	"maps"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/optinkit/optin/internal/authlimit"
 	"github.com/optinkit/optin/internal/signature"
 )
 
@@ -103,6 +105,48 @@ func FuzzParseForm(f *testing.F) {
 				if !slices.Equal(vs[:len(vs)-1], want[name]) {
 					t.Fatalf("parseForm(%q): appending changed %q", s, name)
 				}
+			}
+		}
+	})
+}
+
+// FuzzStartBody posts arbitrary bodies to POST /v1/chats through the real admin router: a refused one is
+// a 400 problem whose detail and fields say what is wrong in the request's words, never naming a Go
+// type, a package or the decoder.
+func FuzzStartBody(f *testing.F) {
+	const token = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+	h, err := NewAdminRouter(noChats{}, noPools{}, []string{token}, authlimit.New(authlimit.DefaultBurst, authlimit.DefaultEvery, false), OpenAPI)
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, seed := range []string{`{"id":"a","custmer":{}}`, `{"customer":"x"}`, `{"invite":{"content_variables":{"1":[]}}}`,
+		`{"metadata":{"a":1},"ttl":2}`, `{"id":"a\xff"}`, `{"rider":{"name":{"x":1}}}`, `{"id":"a"}]`, `{"mode":true}`} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		r := httptest.NewRequest(http.MethodPost, "/v1/chats", strings.NewReader(body))
+		r.Header.Set("Authorization", "Bearer "+token)
+		r.Header.Set("Content-Type", "application/json")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		switch w.Code {
+		case http.StatusOK:
+			return
+		case http.StatusBadRequest:
+		default:
+			t.Fatalf("%d for %q", w.Code, body)
+		}
+		var p problem
+		if err := json.Unmarshal(w.Body.Bytes(), &p); err != nil || p.Title != "malformed request" || p.Detail == "" {
+			t.Fatalf("%v: %s", err, w.Body.String())
+		}
+		text := p.Detail
+		for _, fe := range p.Errors {
+			text += " " + fe.Field + " " + fe.Message
+		}
+		for _, internal := range []string{"Go ", "handlers.", "Body", "jsontext", "json:", "malformed request", "reflect"} {
+			if strings.Contains(text, internal) && !strings.Contains(body, internal) {
+				t.Fatalf("%q for %q", text, body)
 			}
 		}
 	})
