@@ -2,20 +2,24 @@ package handlers
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/go-chi/chi/v5"
 	"github.com/rs/zerolog"
 
 	"github.com/optinkit/optin/internal/authlimit"
+	"github.com/optinkit/optin/internal/callback"
 	"github.com/optinkit/optin/internal/chat"
 	"github.com/optinkit/optin/internal/numberpool"
 )
@@ -223,6 +227,61 @@ func TestAdminMethodNotAllowedSaysAllow(t *testing.T) {
 		h.ServeHTTP(w, r)
 		if w.Code != 405 || w.Header().Get("Allow") != allow || w.Header().Get("Content-Type") != "application/problem+json" {
 			t.Errorf("PUT %s: %d, Allow %q", path, w.Code, w.Header().Get("Allow"))
+		}
+	}
+}
+
+// An event as the service posts it — body and headers, made by the real sender — is what the document's
+// webhook for its type says: its headers, and an Event around the chat's JSON.
+func TestEventsFitTheirWebhooks(t *testing.T) {
+	doc, err := openapi3.NewLoader().LoadFromData(OpenAPI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type post struct {
+		header http.Header
+		body   []byte
+	}
+	posts := make(chan post, 1)
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		posts <- post{r.Header, body}
+	}))
+	t.Cleanup(receiver.Close)
+	sender, err := callback.NewSender(receiver.URL, "whsec_"+base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef")), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 11, 22, 4, 24, 2, 101e6, time.UTC)
+	proxy, name, sid, reason := "+15550100001", "Ana", "CH0123456789abcdef0123456789abcdef", "unreachable"
+	view := chat.View{ID: "order-8812", Mode: "optin", ConversationSid: &sid, State: chat.StateFailed, Reason: &reason,
+		Customer:  chat.PartyView{Address: "+15550001111", ProxyAddress: &proxy, Name: &name, Channel: "sms"},
+		Rider:     chat.PartyView{Address: "whatsapp:+15550002222", Channel: "whatsapp", Held: 2, NudgedAt: &at},
+		CreatedAt: at, UpdatedAt: at, ExpiresAt: at.Add(2 * time.Hour), Metadata: json.RawMessage(`{"order":8812}`),
+		Error:   &chat.FailureView{TwilioCode: 63024, Detail: "not on WhatsApp"},
+		History: []chat.TransitionView{{State: chat.StateStarting, At: at}, {State: chat.StateInvited, At: at, Channel: "sms"}, {State: chat.StateFailed, At: at}},
+	}
+	data, err := json.Marshal(view)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, typ := range []string{"chat.failed", chat.EventChannelChanged} {
+		if err := sender.Send(t.Context(), chat.Event{ID: "msg_0123", Type: typ, At: at, Data: data}); err != nil {
+			t.Fatal(err)
+		}
+		got := <-posts
+		op := doc.Webhooks[typ].Post
+		for _, p := range op.Parameters {
+			if v := got.header.Get(p.Value.Name); v == "" || p.Value.Schema.Value.VisitJSON(v) != nil {
+				t.Errorf("%s: header %s %q", typ, p.Value.Name, v)
+			}
+		}
+		var body any
+		if err := json.Unmarshal(got.body, &body); err != nil {
+			t.Fatal(err)
+		}
+		if err := op.RequestBody.Value.Content.Get("application/json").Schema.Value.VisitJSON(body); err != nil {
+			t.Errorf("%s: the body is not an Event: %v\n%s", typ, err, got.body)
 		}
 	}
 }
