@@ -340,3 +340,13 @@ func TestGetShowsHeldAndNudged(t *testing.T) {
 		}
 	}
 }
+
+// A malformed start read from a file is told as the API says it: the field at fault and what is wrong.
+func TestMalformedStartNamesTheField(t *testing.T) {
+	srv, _ := apiServer(t)
+	env := map[string]string{"OPTIN_URL": srv.URL, "OPTIN_ADMIN_TOKEN": adminToken}
+	_, err := ctl(t, env, `{"id":"order-1","customer":"whatsapp:+15550001111","rider":{"address":"whatsapp:+15550002222"}}`, "start", "-f", "-")
+	if want := "400 malformed request\n  customer: must be an object, not a string"; err == nil || err.Error() != want {
+		t.Errorf("%v, want %q", err, want)
+	}
+}
