@@ -43,6 +43,9 @@ type backend struct {
 	creates chat.Limiter
 	// callbacks carries the chats' events to the platform; started only when a callback URL is set.
 	callbacks workQueue
+	// chatWork carries the work a chat records (held messages, nudges, moves to SMS, releases) to a
+	// worker: one task per chat at a time, run once more when enqueued while it runs.
+	chatWork workQueue
 	// revocations keeps the console's logged-out sessions.
 	revocations console.Revocations
 	// tracer, when set, makes spans (tracing is on).
@@ -54,18 +57,24 @@ type backend struct {
 
 // close shuts the queues down, letting running work finish until ctx ends, then releases the store.
 func (b *backend) close(ctx context.Context) error {
-	return errors.Join(b.queue.Shutdown(ctx), b.callbacks.Shutdown(ctx), b.closeStore())
+	return errors.Join(b.queue.Shutdown(ctx), b.callbacks.Shutdown(ctx), b.chatWork.Shutdown(ctx), b.closeStore())
 }
 
 // inprocMaxRuns bounds the runs of one opt-in in a single replica: with RunDelay's backoff, about
 // twenty minutes of Twilio trouble before the flow is recorded as failed.
 const inprocMaxRuns = 10
 
-// Span names of a run of queued work: an opt-in, and the delivery of an event to the platform.
+// Span names of a run of queued work: an opt-in, the delivery of an event to the platform, a chat's
+// recorded work.
 const (
 	spanWork     = "optin.work"
 	spanCallback = "optin.callback"
+	spanChatWork = "optin.chatwork"
 )
+
+// chatWorkMaxRuns bounds the runs of a chat's recorded work before it is parked (the sweep keeps
+// trying): with RunDelay's backoff, about twenty minutes.
+const chatWorkMaxRuns = 10
 
 // openBackend opens the store and the queues; with tracer set, each run of queued work is a span: an
 // opt-in's in the trace of the webhook that queued it, an event's delivery in a trace of its own.
@@ -74,11 +83,15 @@ func openBackend(ctx context.Context, cfg config, log zerolog.Logger, tracer tra
 		queue, callbacks := inproc.New(cfg.Workers, inprocMaxRuns, nil), inproc.New(cfg.Workers, callback.MaxRuns, callback.RunDelay)
 		queue.Trace(tracer, spanWork, false)
 		callbacks.Trace(tracer, spanCallback, true)
+		chatWork := inproc.New(cfg.Workers, chatWorkMaxRuns, nil)
+		chatWork.Trace(tracer, spanChatWork, false)
+		chatWork.RerunOnEnqueue()
 		return &backend{
 			tracer:      tracer,
 			store:       memory.New(cfg.FlowRetention),
 			queue:       queue,
 			callbacks:   callbacks,
+			chatWork:    chatWork,
 			chats:       memory.NewChats(cfg.FlowRetention),
 			windows:     memory.NewWindows(),
 			pairs:       memory.NewPairs(cfg.FlowRetention),
@@ -129,8 +142,24 @@ func openBackend(ctx context.Context, cfg config, log zerolog.Logger, tracer tra
 		store.Close()
 		return nil, fmt.Errorf("OPTIN_REDIS_URL: %w", err)
 	}
+	chatWork, err := asynqueue.Open(cfg.RedisURL, asynqueue.Options{
+		Name:            "chatwork",
+		Concurrency:     cfg.Workers,
+		MaxRetry:        chatWorkMaxRuns - 1,
+		ShutdownTimeout: cfg.ShutdownTimeout,
+		Log:             log,
+		Tracer:          tracer,
+		SpanName:        spanChatWork,
+		Rerun:           true,
+	})
+	if err != nil {
+		_ = queue.Shutdown(ctx)
+		_ = callbacks.Shutdown(ctx)
+		store.Close()
+		return nil, fmt.Errorf("OPTIN_REDIS_URL: %w", err)
+	}
 	log.Info().Str("redis", where).Msg("state and work shared through Redis")
-	return &backend{tracer: tracer, store: store, queue: queue, callbacks: callbacks, chats: store.Chats(), windows: store.Windows(), pairs: store.Pairs(), revocations: store.Revocations(),
+	return &backend{tracer: tracer, store: store, queue: queue, callbacks: callbacks, chatWork: chatWork, chats: store.Chats(), windows: store.Windows(), pairs: store.Pairs(), revocations: store.Revocations(),
 		creates: store.Limiter("conversation-create", cfg.CreateRate, createBurst(cfg.CreateRate)), ping: store.Ping, closeStore: store.Close}, nil
 }
 

@@ -413,9 +413,13 @@ func newChats(cfg settings, conv *twilioapi.Client, be *backend, webhookBase str
 			cc.Notifier = faultyNotifier{cc.Notifier, t.notifyFault}
 		}
 	}
+	cc.Work = be.chatWork
 	chats, err := chat.NewService(conv, be.chats, cc)
 	if err != nil {
 		return nil, pools, fmt.Errorf("chats: %w", err)
+	}
+	if err := be.chatWork.Start(chats.Worker()); err != nil {
+		return nil, pools, fmt.Errorf("starting chat workers: %w", err)
 	}
 	return chats, pools, nil
 }

@@ -169,6 +169,9 @@ type Chat struct {
 	// Settling are the held messages whose copy was being sent when the chat ended: each is looked for
 	// by its marker and counted sent again or dropped, once (its sender may have died).
 	Settling []Held `json:",omitempty"`
+	// Parked, when set, says the chat's recorded work failed through all its runs: the sweep keeps
+	// trying, and an operator sees it (the log, the metric optin_chat_work_parked_total).
+	Parked *Parked `json:",omitempty"`
 	// Release says the chat's numbers are still to be freed: set in the write that makes the chat
 	// final, cleared once they are free, retried by the upkeep until then.
 	Release bool `json:",omitempty"`
@@ -183,6 +186,12 @@ func (c Chat) HasWork() bool { return len(c.Pending) > 0 || c.Release || c.needs
 func (c Chat) needsTending() bool {
 	return len(c.Customer.Held) > 0 || len(c.Rider.Held) > 0 || c.Customer.Nudging || c.Rider.Nudging || c.Fallback != nil ||
 		len(c.Undelivered) > 0 || len(c.Settling) > 0
+}
+
+// Parked is recorded work that failed through all its runs.
+type Parked struct {
+	At     time.Time
+	Reason string
 }
 
 // Indexes is a set of message indexes (Twilio numbers a conversation's messages from 0), a bit each:
@@ -372,10 +381,13 @@ type Delivery struct {
 	Sid string
 	// Index is the message's index in the conversation.
 	Index int
-	// Author wrote it and Created is when (Twilio's clock): a party's message tells that their window
-	// opened, should its onMessageAdded have been lost.
+	// Author wrote it and Created is when (Twilio's clock): a party's own message tells that their
+	// window opened, should its onMessageAdded have been lost. Ours says that the message was made by
+	// the service (a marker in its attributes: a copy, a nudge, a step), in a party's name or not: it
+	// tells nothing of their window.
 	Author  string
 	Created time.Time
+	Ours    bool
 	// Failed: at least one delivery failed or was undelivered.
 	Failed bool
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -259,7 +260,8 @@ func (f *fakeTwilio) RecentDeliveries(_ context.Context, sid string, limit int) 
 	}
 	var out []Delivery
 	for _, m := range slices.Backward(c.messages[max(len(c.messages)-limit, 0):]) {
-		out = append(out, Delivery{Sid: m.Sid, Index: m.Index, Author: m.Author, Created: m.Created, Failed: len(m.failures) > 0})
+		out = append(out, Delivery{Sid: m.Sid, Index: m.Index, Author: m.Author, Created: m.Created, Failed: len(m.failures) > 0,
+			Ours: strings.Contains(m.Attributes, `"optin"`)})
 	}
 	return out, nil
 }
@@ -724,6 +726,7 @@ type fakeObserver struct {
 	held, resent, nudges   int
 	dropped                map[string]int
 	transitions, fallbacks int
+	parked                 int
 }
 
 func (o *fakeObserver) ChatTransition(string, string) { o.mu.Lock(); o.transitions++; o.mu.Unlock() }
@@ -734,6 +737,7 @@ func (o *fakeObserver) MessagesHeld(n int)            { o.mu.Lock(); o.held += n
 func (o *fakeObserver) MessagesResent(n int)          { o.mu.Lock(); o.resent += n; o.mu.Unlock() }
 func (o *fakeObserver) Nudged()                       { o.mu.Lock(); o.nudges++; o.mu.Unlock() }
 func (o *fakeObserver) ChannelFallback()              { o.mu.Lock(); o.fallbacks++; o.mu.Unlock() }
+func (o *fakeObserver) WorkParked()                   { o.mu.Lock(); o.parked++; o.mu.Unlock() }
 func (o *fakeObserver) MessagesDropped(reason string, n int) {
 	o.mu.Lock()
 	defer o.mu.Unlock()

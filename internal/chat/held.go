@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/optinkit/optin/internal/optin"
+	"github.com/optinkit/optin/internal/pii"
 	"github.com/optinkit/optin/internal/twiliocall"
 )
 
@@ -24,15 +25,58 @@ const ResendBurst = 10
 // tendRounds bounds how often one later runs tend again for work recorded during its run.
 const tendRounds = 5
 
-// later tends the chat's held messages and nudges after the caller's answer: a webhook answers
-// Twilio first. What a crash cuts off, the upkeep's sweep finishes.
+// later has the chat's recorded work done after the caller's answer (a webhook answers Twilio first):
+// queued (Config.Work) for a worker on any replica, retried with backoff, or, without a queue, in a
+// goroutine. What a crash cuts off, the upkeep's sweep finishes.
 func (s *Service) later(ctx context.Context, id string) {
 	ctx = context.WithoutCancel(ctx)
+	if s.cfg.Work != nil {
+		if err := s.cfg.Work.Enqueue(ctx, id); err != nil {
+			zerolog.Ctx(ctx).Warn().Err(err).Str("chat_id", id).Msg("queueing a chat's work; the sweep will")
+		}
+		return
+	}
 	s.spawn(func() {
 		if err := s.tendAll(ctx, id); err != nil {
 			zerolog.Ctx(ctx).Warn().Err(err).Str("chat_id", id).Msg("tending a chat; the sweep will")
 		}
 	})
+}
+
+// Worker is what the chat work queue (Config.Work) runs.
+func (s *Service) Worker() ChatWorker { return ChatWorker{s} }
+
+// ChatWorker does a chat's recorded work for a queue: Work runs it (an error runs it again later),
+// GiveUp parks it once the queue stops retrying.
+type ChatWorker struct{ s *Service }
+
+// Work does the chat's recorded work, within the start budget; an error asks for another run.
+func (w ChatWorker) Work(ctx context.Context, chatID string) error {
+	ctx, cancel := context.WithTimeout(ctx, w.s.cfg.StartBudget+leaseMargin)
+	defer cancel()
+	err := w.s.tendAll(ctx, chatID)
+	if errors.Is(err, ErrNotFound) {
+		return nil // forgotten since
+	}
+	return err
+}
+
+// GiveUp records that the chat's work failed through all its runs (Chat.Parked): logged, counted and
+// shown, and tried again by the sweep.
+func (w ChatWorker) GiveUp(ctx context.Context, chatID string, cause error) error {
+	_, err := w.s.store.Update(ctx, chatID, func(c *Chat) error {
+		c.Parked = &Parked{At: w.s.now(), Reason: pii.Redact(cause.Error())}
+		return nil
+	})
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%w: parking chat %s's work: %w", ErrUnavailable, chatID, err)
+	}
+	zerolog.Ctx(ctx).Error().Str("chat_id", chatID).Str("error", pii.Redact(cause.Error())).Msg("a chat's work failed through all its runs; parked, the sweep keeps trying")
+	w.s.observe(func(o Observer) { o.WorkParked() })
+	return nil
 }
 
 // tendAll runs tend until the chat records no work that came during a run. A caller that records work
@@ -49,6 +93,11 @@ func (s *Service) tendAll(ctx context.Context, id string) error {
 		errs = errors.Join(errs, err)
 		if !ran {
 			return errs // the holder runs again if it must
+		}
+		if err == nil && c.Parked != nil {
+			if _, err := s.store.Update(ctx, id, func(c *Chat) error { c.Parked = nil; return nil }); err != nil {
+				errs = errors.Join(errs, fmt.Errorf("%w: %w", ErrUnavailable, err))
+			}
 		}
 		after, gerr := s.store.Get(ctx, id)
 		if gerr != nil || after.Work == c.Work || !after.HasWork() {

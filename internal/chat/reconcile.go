@@ -136,7 +136,7 @@ func (s *Service) lostReports(ctx context.Context, c Chat, reads *rate.Limiter) 
 		}
 		for _, code := range codes {
 			if code == codeWindowClosed || code == codeNotOnWhatsApp || code == codeNotWhatsAppNum {
-				found = append(found, Undelivered{MessageSid: d.Sid, Code: code})
+				found = append(found, Undelivered{MessageSid: d.Sid, Code: code, Index: d.Index, Indexed: true})
 				break
 			}
 		}
@@ -168,7 +168,7 @@ func (s *Service) windowsSeen(ctx context.Context, c Chat, ds []Delivery) error 
 			continue
 		}
 		// The newest message of the party's (ds is newest first).
-		i := slices.IndexFunc(ds, func(d Delivery) bool { return d.Author == p.Address && !d.Created.IsZero() })
+		i := slices.IndexFunc(ds, func(d Delivery) bool { return d.Author == p.Address && !d.Ours && !d.Created.IsZero() })
 		if i < 0 {
 			continue
 		}

@@ -156,7 +156,8 @@ func (s *Service) failed(ctx context.Context, id string, us []Undelivered) (int,
 		}
 		for _, u := range us {
 			switch {
-			case slices.ContainsFunc(c.Undelivered, func(x Undelivered) bool { return x.MessageSid == u.MessageSid }):
+			case slices.ContainsFunc(c.Undelivered, func(x Undelivered) bool { return x.MessageSid == u.MessageSid }),
+				u.Indexed && c.Handled.Has(u.Index): // acted on since the caller looked
 				continue
 			case len(c.Undelivered) >= maxUndelivered:
 				over++
@@ -185,6 +186,9 @@ func (s *Service) failed(ctx context.Context, id string, us []Undelivered) (int,
 type Undelivered struct {
 	MessageSid string
 	Code       int
+	// Index is the message's index when the finder knew it (the reconciler does, a report does not).
+	Index   int  `json:",omitempty"`
+	Indexed bool `json:",omitempty"`
 }
 
 // resolve reads each failed message the chat recorded and acts on it, once per message (by its index):

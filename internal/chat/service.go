@@ -82,6 +82,15 @@ type Config struct {
 	Now func() time.Time
 	// Tracer, when set, makes a span of each start step.
 	Tracer trace.Tracer
+	// Work, when set, makes the work a chat records durable: a queue (one task per chat at a time,
+	// run once more when enqueued while it runs) whose worker is Service.Worker. Without it the work
+	// runs in a goroutine, and the sweep finishes what a crash cut off.
+	Work WorkQueue
+}
+
+// WorkQueue queues a chat's recorded work (tend) for a worker.
+type WorkQueue interface {
+	Enqueue(ctx context.Context, chatID string) error
 }
 
 // Defaults of the upkeep.
@@ -113,6 +122,8 @@ type Observer interface {
 	Nudged()
 	// ChannelFallback counts a customer moved from WhatsApp to SMS.
 	ChannelFallback()
+	// WorkParked counts a chat whose recorded work failed through all its runs (Chat.Parked).
+	WorkParked()
 }
 
 // Service starts, reads and ends chats.

@@ -681,6 +681,20 @@ func (sm *sim) settle() {
 			sm.t.Errorf("settled: chat %s delivered %v, want %v (history %s)", id, got, want, historyOf(c))
 		}
 	}
+	// The transitions counted are the transitions recorded.
+	moves := 0
+	for _, id := range slices.Sorted(maps.Keys(sm.requests)) {
+		if c, err := sm.store.Get(ctx, id); err == nil {
+			for _, h := range c.History[1:] {
+				if h.Channel == "" {
+					moves++
+				}
+			}
+		}
+	}
+	if sm.obs.transitions != moves {
+		sm.t.Errorf("settled: %d transitions counted, %d recorded", sm.obs.transitions, moves)
+	}
 	total := 0
 	for _, n := range dropped {
 		total += n

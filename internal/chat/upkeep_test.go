@@ -3,9 +3,12 @@ package chat
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/optinkit/optin/internal/twiliocall"
 )
 
 // waitFor polls cond until it holds or the deadline passes.
@@ -118,5 +121,58 @@ func TestUpkeepStopsWhenItsLeaseIsLost(t *testing.T) {
 	}
 	if jctx.Err() == nil {
 		t.Error("the job's context is not cancelled")
+	}
+}
+
+// queueOf is a WorkQueue that records what was queued.
+type queueOf struct {
+	mu  sync.Mutex
+	ids []string
+}
+
+func (q *queueOf) Enqueue(_ context.Context, id string) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.ids = append(q.ids, id)
+	return nil
+}
+
+// With a work queue, recorded work is queued, not run in a goroutine; the queue's worker does it, and
+// parks it (recorded, counted) when its runs all failed; a later run that succeeds clears the mark.
+func TestChatWorkIsQueuedAndParked(t *testing.T) {
+	r := newRelayEnv(t)
+	c, _ := r.connected("order-1")
+	q := &queueOf{}
+	r.svc.cfg.Work = q
+	r.svc.spawn = func(func()) { t.Error("work ran in a goroutine despite the queue") }
+	m := r.write(c, customer, "gate code 4411")
+	r.failed(c, m)
+	if len(q.ids) != 1 || q.ids[0] != "order-1" {
+		t.Fatalf("queued %v, want the chat", q.ids)
+	}
+	w := r.svc.Worker()
+	ctx := context.Background()
+	r.tw.before = func(op, _ string) error {
+		if op == "fetch_message" {
+			return callErr("fetch message", twiliocall.Retryable, 503, 20503)
+		}
+		return nil
+	}
+	if err := w.Work(ctx, "order-1"); err == nil {
+		t.Fatal("a run whose Twilio calls failed reported success")
+	}
+	if err := w.GiveUp(ctx, "order-1", errors.New("twilio 503 for whatsapp:+15550001111")); err != nil {
+		t.Fatal(err)
+	}
+	got := r.chat("order-1")
+	if got.Parked == nil || strings.Contains(got.Parked.Reason, "15550001111") || r.obs.parked != 1 {
+		t.Fatalf("parked %+v (counted %d), want recorded without the number", got.Parked, r.obs.parked)
+	}
+	r.tw.before = nil
+	if err := w.Work(ctx, "order-1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.chat("order-1"); got.Parked != nil || len(got.Rider.Held) != 1 {
+		t.Errorf("after a run that succeeded: parked %+v, held %d", got.Parked, len(got.Rider.Held))
 	}
 }

@@ -47,8 +47,8 @@ type Metrics struct {
 
 // relayMetrics count what happens to messages in connected chats.
 type relayMetrics struct {
-	held, resent, nudges, fallbacks prometheus.Counter
-	dropped                         *prometheus.CounterVec
+	held, resent, nudges, fallbacks, parked prometheus.Counter
+	dropped                                 *prometheus.CounterVec
 }
 
 var _ optin.Observer = (*Metrics)(nil)
@@ -124,12 +124,16 @@ func New(reg prometheus.Registerer, queueDepth func() (int, error)) *Metrics {
 			Name: "optin_channel_fallbacks_total",
 			Help: "Customers moved from WhatsApp to SMS because their number is not on WhatsApp (63003, 63024).",
 		}),
+		parked: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "optin_chat_work_parked_total",
+			Help: "Chats whose recorded work (held messages, nudges, a move to SMS, a release) failed through all its runs; the sweep keeps trying.",
+		}),
 	}
 	for _, reason := range []string{"expired", "closed", "overflow", "refused"} {
 		m.relay.dropped.WithLabelValues(reason) // exported at 0 before the first drop, for alerts and rates
 	}
 	m.reg = reg
-	reg.MustRegister(m.relay.held, m.relay.resent, m.relay.dropped, m.relay.nudges, m.relay.fallbacks)
+	reg.MustRegister(m.relay.held, m.relay.resent, m.relay.dropped, m.relay.nudges, m.relay.fallbacks, m.relay.parked)
 	reg.MustRegister(m.webhooks, m.flows, m.steps, m.twilio, m.latency, m.retries, m.chats, m.events, m.upkeep, m.resent, m.noNumber,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if queueDepth != nil {
@@ -217,6 +221,9 @@ func (m *Metrics) Nudged() { m.relay.nudges.Inc() }
 
 // ChannelFallback counts a customer moved to SMS.
 func (m *Metrics) ChannelFallback() { m.relay.fallbacks.Inc() }
+
+// WorkParked counts a chat whose work failed through all its runs.
+func (m *Metrics) WorkParked() { m.relay.parked.Inc() }
 
 // NoFreeNumber counts a start the pool could not serve.
 func (m *Metrics) NoFreeNumber() { m.noNumber.Inc() }

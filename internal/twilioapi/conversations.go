@@ -2,6 +2,7 @@ package twilioapi
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -183,7 +184,7 @@ func (c *Client) RecentDeliveries(ctx context.Context, conversationSid string, l
 	}
 	out := make([]chat.Delivery, 0, len(msgs))
 	for _, m := range msgs {
-		d := chat.Delivery{Sid: deref(m.Sid), Index: m.Index, Author: deref(m.Author)}
+		d := chat.Delivery{Sid: deref(m.Sid), Index: m.Index, Author: deref(m.Author), Ours: isOurs(deref(m.Attributes))}
 		if m.DateCreated != nil {
 			d.Created = m.DateCreated.UTC()
 		}
@@ -232,4 +233,13 @@ func isoDuration(d time.Duration) string {
 		fmt.Fprintf(&b, "%dS", s)
 	}
 	return b.String()
+}
+
+// isOurs reports whether a message's attributes carry the service's marker ({"optin":{…}}): the
+// service made it, through the REST API, whoever it names as author.
+func isOurs(attributes string) bool {
+	var a struct {
+		Optin json.RawMessage `json:"optin"`
+	}
+	return json.Unmarshal([]byte(attributes), &a) == nil && len(a.Optin) > 0
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -50,6 +51,10 @@ type Options struct {
 	NewRoot bool
 	// SpanName names the span of a run; empty: the task type.
 	SpanName string
+	// Rerun: work enqueued while its key runs runs once more after, as a follow-up task due in the
+	// next second (one per key and second), for a worker that must see whatever was recorded until
+	// its very end.
+	Rerun bool
 }
 
 // Queue enqueues and works on opt-ins through asynq.
@@ -110,8 +115,12 @@ func (q *Queue) revive(ctx context.Context, conversationSid string) error {
 	switch {
 	case errors.Is(err, asynq.ErrTaskNotFound):
 		// Finished in between: queue it again, once.
-	case err != nil || info.State != asynq.TaskStateArchived:
+	case err != nil:
 		return err
+	case info.State == asynq.TaskStateActive && q.opts.Rerun:
+		return q.followUp(ctx, conversationSid)
+	case info.State != asynq.TaskStateArchived:
+		return nil
 	default:
 		if err := q.inspector.DeleteTask(q.queueName, conversationSid); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
 			return err
@@ -124,6 +133,23 @@ func (q *Queue) revive(ctx context.Context, conversationSid string) error {
 	}
 	return err
 }
+
+// followUp queues the key's work to run again once the running task is done: a task of its own due
+// at the next whole second, named by the key and that second, so that many enqueues during one run
+// make one follow-up, and one that exists is never running yet (its second is still to come).
+func (q *Queue) followUp(ctx context.Context, key string) error {
+	at := time.Now().Truncate(time.Second).Add(time.Second)
+	_, err := q.client.EnqueueContext(ctx, asynq.NewTask(q.taskType, q.payload(ctx, key)),
+		asynq.TaskID(key+followUpInfix+strconv.FormatInt(at.Unix(), 10)), asynq.Queue(q.queueName),
+		asynq.MaxRetry(q.opts.MaxRetry), asynq.ProcessAt(at))
+	if errors.Is(err, asynq.ErrTaskIDConflict) {
+		return nil
+	}
+	return err
+}
+
+// followUpInfix joins a key and a second in a follow-up's task id.
+const followUpInfix = "~at:"
 
 // giveUpLater queues the give-up of a conversation whose own give-up failed, so that the flow does
 // not stay running for ever: a task of its own, retried as the work was.

@@ -159,3 +159,61 @@ func TestArchivedTaskIsRevived(t *testing.T) {
 	t.Cleanup(func() { _ = q.Shutdown(context.Background()) })
 	waitUntil(t, "the revived run", func() bool { return w.Runs("CH1") == 1 })
 }
+
+// gate is a worker whose first run waits until released; it counts runs per key.
+type gate struct {
+	mu      sync.Mutex
+	runs    map[string]int
+	started chan struct{}
+	release chan struct{}
+}
+
+func (g *gate) Work(_ context.Context, key string) error {
+	g.mu.Lock()
+	g.runs[key]++
+	first := g.runs[key] == 1
+	g.mu.Unlock()
+	if first {
+		close(g.started)
+		<-g.release
+	}
+	return nil
+}
+
+func (g *gate) GiveUp(context.Context, string, error) error { return nil }
+
+func (g *gate) count(key string) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.runs[key]
+}
+
+// With Rerun, work enqueued (many times) while its key runs runs once more after that run: the worker
+// sees what was recorded until its very end.
+func TestRerunOnEnqueue(t *testing.T) {
+	srv := redistest.Start(t)
+	q, err := Open(srv.URL(), Options{Name: "chatwork", Concurrency: 2, MaxRetry: 2, ShutdownTimeout: 2 * time.Second, Log: zerolog.Nop(), Rerun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &gate{runs: map[string]int{}, started: make(chan struct{}), release: make(chan struct{})}
+	if err := q.Start(g); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = q.Shutdown(context.Background()) })
+	if err := q.Enqueue(t.Context(), "chat-1"); err != nil {
+		t.Fatal(err)
+	}
+	<-g.started
+	for range 3 {
+		if err := q.Enqueue(t.Context(), "chat-1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(g.release)
+	waitUntil(t, "the run after the enqueues", func() bool { return g.count("chat-1") >= 2 })
+	// One follow-up per second: the three enqueues make one, or two when a second turned among them.
+	if n := g.count("chat-1"); n > 3 {
+		t.Errorf("%d runs, want the first and one more per second of enqueues", n)
+	}
+}

@@ -45,7 +45,16 @@ type Queue struct {
 	tracer   trace.Tracer
 	spanName string
 	newRoot  bool
+	// rerun: work enqueued while its key runs runs once more after (dirty marks it), for a worker that
+	// must see whatever was recorded until its very end (see RerunOnEnqueue).
+	rerun bool
+	dirty map[string]bool
 }
+
+// RerunOnEnqueue makes work enqueued while the same key runs run once more when that run ends: a run
+// that finished reading just before the enqueue would otherwise miss what the enqueuer recorded. Call
+// it before Start.
+func (q *Queue) RerunOnEnqueue() { q.rerun, q.dirty = true, map[string]bool{} }
 
 // run is one conversation's nth run, with the logger of the request that enqueued it and, when
 // traced, its trace context.
@@ -94,6 +103,9 @@ func (q *Queue) Enqueue(ctx context.Context, conversationSid string) error {
 		return errors.New("inproc: queue shut down")
 	}
 	if q.active[conversationSid] {
+		if q.rerun {
+			q.dirty[conversationSid] = true
+		}
 		return nil
 	}
 	q.active[conversationSid] = true
@@ -143,10 +155,15 @@ func (q *Queue) runOnce(w optin.Worker, r run) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.running--
-	if again && !q.closing {
+	dirty := q.dirty[r.conv]
+	delete(q.dirty, r.conv) // a run due again sees what the enqueue recorded
+	switch {
+	case again && !q.closing:
 		next := run{conv: r.conv, n: r.n + 1, log: r.log, traceparent: r.traceparent}
 		q.waiting[r.conv] = time.AfterFunc(q.runDelay(r.n, err), func() { q.requeue(next) })
-	} else {
+	case dirty && !q.closing && q.base.Err() == nil:
+		q.pending = append(q.pending, run{conv: r.conv, n: 1, log: r.log, traceparent: r.traceparent})
+	default:
 		delete(q.active, r.conv)
 	}
 	q.dispatchLocked()

@@ -146,3 +146,62 @@ func TestShutdownDrainsTheQueue(t *testing.T) {
 		t.Errorf("done %v: want the three queued before shutdown, not the late one", b.done)
 	}
 }
+
+// With RerunOnEnqueue, work enqueued while its key runs runs once more when that run ends (however
+// many enqueues came meanwhile); without it, such an enqueue is dropped (the opt-in's flow reads all
+// it needs each run).
+func TestRerunOnEnqueue(t *testing.T) {
+	for _, rerun := range []bool{true, false} {
+		q := newQueue(3)
+		if rerun {
+			q.RerunOnEnqueue()
+		}
+		b := &blocker{done: map[string]int{}, release: make(chan struct{}), fail: map[string]bool{}}
+		if err := q.Start(b); err != nil {
+			t.Fatal(err)
+		}
+		if err := q.Enqueue(t.Context(), "chat-1"); err != nil {
+			t.Fatal(err)
+		}
+		waitRunning(t, b, 1)
+		for range 3 {
+			if err := q.Enqueue(t.Context(), "chat-1"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		b.release <- struct{}{}
+		want := 1
+		if rerun {
+			want = 2
+			waitRunning(t, b, 1)
+			b.release <- struct{}{}
+		}
+		if err := q.Shutdown(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		b.mu.Lock()
+		got := b.done["chat-1"]
+		b.mu.Unlock()
+		if got != want {
+			t.Errorf("rerun %v: %d runs, want %d", rerun, got, want)
+		}
+	}
+}
+
+// waitRunning polls until n runs are under way.
+func waitRunning(t *testing.T, b *blocker, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b.mu.Lock()
+		r := b.running
+		b.mu.Unlock()
+		if r == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d runs under way, want %d", r, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
