@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -42,7 +43,7 @@ func BenchmarkFinishedChatProcessHeap(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			for b.Loop() {
-				p := startHeapServer(b)
+				p := startHeapServer(b, nil)
 				// A first hundred chats warm up what is made once (connections, caches, regexps).
 				p.finishChats(chats, chats+warmup, riders)
 				before := p.liveHeap()
@@ -78,10 +79,12 @@ func freeLoopback(t testing.TB) string {
 	return ln.Addr().String()
 }
 
-func startHeapServer(b testing.TB) *heapServer {
+// startHeapServer runs the server with extra on top of its configuration.
+func startHeapServer(b testing.TB, extra map[string]string) *heapServer {
 	b.Helper()
 	emu, err := emulator.New(emulator.Options{AccountSid: accountSid, AuthToken: authToken,
-		Contents: map[string]string{inviteSid: "Hello {{1}}, can {{2}} message you?", riderOptInSid: "Your customer agreed to chat. Say hello!"}})
+		Contents: map[string]string{inviteSid: "Hello {{1}}, can {{2}} message you?", riderOptInSid: "Your customer agreed to chat. Say hello!",
+			nudgeSid: nudgeText}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -93,6 +96,7 @@ func startHeapServer(b testing.TB) *heapServer {
 		"OPTIN_WHATSAPP_NUMBERS":        "whatsapp:+15550100001,whatsapp:+15550100002,whatsapp:+15550100003", "OPTIN_TWILIO_CREATE_RATE": "1000",
 		"TWILIO_ACCOUNT_SID": accountSid, "TWILIO_AUTH_TOKEN": authToken, "OPTIN_ADDR": addr,
 		"OPTIN_DEBUG_ADDR": debug, "OPTIN_LOG_LEVEL": "warn"})
+	maps.Copy(env, extra)
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "OPTIN_") && !strings.HasPrefix(kv, "TWILIO_") {
 			p.cmdEnv(kv)

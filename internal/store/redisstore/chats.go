@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -232,9 +233,18 @@ func (s *Chats) Update(ctx context.Context, id string, change func(*chat.Chat) e
 		out = c
 		return err
 	}
-	for range maxTxTries {
+	for try := range maxTxTries {
 		err := s.rdb.Watch(ctx, tx, key)
 		if errors.Is(err, redis.TxFailedErr) {
+			// Another writer won: wait a random while that doubles with each try (0.1 ms up to 6 ms),
+			// so that a burst of writers to one chat (fifty failure reports at once) spreads out
+			// instead of all retrying together until the tries run out.
+			wait := time.Duration(rand.Int64N(int64(100*time.Microsecond) << min(try, 6)))
+			select {
+			case <-ctx.Done():
+				return chat.Chat{}, ctx.Err()
+			case <-time.After(wait):
+			}
 			continue
 		}
 		if err != nil {
@@ -324,6 +334,8 @@ func (s *Chats) Lock(ctx context.Context, id, owner string, ttl time.Duration) (
 		return false, err
 	}
 	if err := s.sync(ctx); err != nil {
+		// Not acknowledged: give it back rather than hold it, unannounced, until it lapses.
+		_ = unlock.Run(context.WithoutCancel(ctx), s.rdb, []string{lockPrefix + id}, owner).Err()
 		return false, fmt.Errorf("taking lease %s: %w", id, err)
 	}
 	return true, nil
