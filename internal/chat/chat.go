@@ -73,6 +73,9 @@ type Held struct {
 	Early bool `json:",omitempty"`
 	// Media are the original's attachments: its copy carries copies of them.
 	Media []Media `json:",omitempty"`
+	// Attempts counts the runs whose copy failed for a while (Twilio away): past maxCopyAttempts the
+	// message is dropped, so that the messages behind it go.
+	Attempts int `json:",omitempty"`
 }
 
 // Channels of an address.

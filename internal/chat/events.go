@@ -48,6 +48,8 @@ func (s *Service) SweepOutbox(ctx context.Context) (int, error) {
 	now := s.now()
 	_, grace := s.outboxTimes()
 	var failed error
+	var tending []string
+	// Events first, for every chat: tending one chat (Twilio slow) never holds up another's events.
 	for _, id := range ids {
 		if err := ctx.Err(); err != nil {
 			return n, err
@@ -57,9 +59,7 @@ func (s *Service) SweepOutbox(ctx context.Context) (int, error) {
 			continue // forgotten since, or a blip: the next sweep sees it
 		}
 		if c.needsTending() || c.Release {
-			if _, err := s.tend(ctx, id); err != nil {
-				zerolog.Ctx(ctx).Warn().Err(err).Str("chat_id", id).Msg("tending held messages")
-			}
+			tending = append(tending, id)
 		}
 		if s.cfg.Notifier == nil {
 			continue
@@ -74,6 +74,14 @@ func (s *Service) SweepOutbox(ctx context.Context) (int, error) {
 				continue
 			}
 			n++
+		}
+	}
+	for _, id := range tending {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		if err := s.tendAll(ctx, id); err != nil {
+			zerolog.Ctx(ctx).Warn().Err(err).Str("chat_id", id).Msg("tending a chat")
 		}
 	}
 	return n, failed

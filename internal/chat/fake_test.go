@@ -478,6 +478,9 @@ type fakeStore struct {
 	failUpdate func(before, after Chat) error
 	// down, when set, is asked before every call: an error fails the call (a process that died).
 	down func() error
+	// landed, when set, sees each update after it was written and may fail the call all the same (a
+	// write whose replicas did not acknowledge it).
+	landed func(before, after Chat) error
 }
 
 // isDown reports the store unreachable for the caller. Callers hold s.mu.
@@ -589,6 +592,11 @@ func (s *fakeStore) Update(_ context.Context, id string, change func(*Chat) erro
 	}
 	s.save(c)
 	got, _ := s.load(id)
+	if s.landed != nil {
+		if err := s.landed(before, got); err != nil {
+			return Chat{}, err
+		}
+	}
 	return got, nil
 }
 
@@ -684,25 +692,10 @@ func (n *fakeNotifier) count() int {
 	return len(n.handed)
 }
 
-// fakeWindows keeps each pair's last message in a map, and each window's nudge claim.
+// fakeWindows keeps each pair's last message in a map.
 type fakeWindows struct {
-	mu     sync.Mutex
-	last   map[string]time.Time
-	nudges map[string]string
-}
-
-func (w *fakeWindows) Nudge(_ context.Context, address, proxy string, window time.Time, chatID string) (bool, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	key := fmt.Sprint(address, "|", proxy, "|", window.UnixMilli())
-	if held, ok := w.nudges[key]; ok {
-		return held == chatID, nil
-	}
-	if w.nudges == nil {
-		w.nudges = map[string]string{}
-	}
-	w.nudges[key] = chatID
-	return true, nil
+	mu   sync.Mutex
+	last map[string]time.Time
 }
 
 func (w *fakeWindows) Opened(_ context.Context, address, proxy string, at time.Time) error {

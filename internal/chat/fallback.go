@@ -171,10 +171,12 @@ func (s *Service) endedMeanwhile(ctx context.Context, id string) (bool, error) {
 	if !c.State.Final() {
 		return false, nil
 	}
-	if err := s.release(ctx, id); err != nil {
-		return true, fmt.Errorf("%w: freeing the numbers of an ended chat: %w", ErrUnavailable, err)
+	// fallbackDone records the release (the move may have leased after the end freed the rest);
+	// freeNumbers carries it out, now or on a later run.
+	if err := s.fallbackDone(ctx, id); err != nil {
+		return true, err
 	}
-	return true, s.fallbackDone(ctx, id)
+	return true, s.freeNumbers(ctx, id)
 }
 
 // moved records the customer on SMS: the chat's address and number, a history entry, and the event
@@ -233,15 +235,31 @@ func (s *Service) stepFailed(ctx context.Context, c Chat, step string, err error
 	return s.cannotFallBack(ctx, c, step+": "+pii.Redact(err.Error()))
 }
 
+// recordFallback records how far the move got — on an open chat: a chat that ended meanwhile records
+// instead that its numbers are to be freed (the move may have leased one after the end freed the rest).
 func (s *Service) recordFallback(ctx context.Context, id string, f Fallback) error {
-	if _, err := s.store.Update(ctx, id, func(c *Chat) error { c.Fallback = &f; return nil }); err != nil {
+	if _, err := s.store.Update(ctx, id, func(c *Chat) error {
+		if c.State.Final() {
+			c.Fallback, c.Release = nil, true
+			return nil
+		}
+		c.Fallback = &f
+		return nil
+	}); err != nil {
 		return fmt.Errorf("%w: recording the fallback: %w", ErrUnavailable, err)
 	}
 	return nil
 }
 
+// fallbackDone forgets the move; on a chat that ended, it records that its numbers are to be freed.
 func (s *Service) fallbackDone(ctx context.Context, id string) error {
-	if _, err := s.store.Update(ctx, id, func(c *Chat) error { c.Fallback = nil; return nil }); err != nil {
+	if _, err := s.store.Update(ctx, id, func(c *Chat) error {
+		if c.State.Final() && c.Fallback != nil {
+			c.Release = true
+		}
+		c.Fallback = nil
+		return nil
+	}); err != nil {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return nil

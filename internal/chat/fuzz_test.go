@@ -24,12 +24,12 @@ func FuzzLifecycle(f *testing.F) {
 		for range steps {
 			sm.step()
 			if t.Failed() {
-				t.Fatalf("simulation seed %d failed at step %d; replay with -sim.seed=%d\n%s", seed, sm.steps, seed, sm.tail())
+				t.Fatalf("simulation seed %d failed at step %d; replay with -sim.seed=%d -sim.steps=%d\n%s", seed, sm.steps, seed, steps, sm.tail())
 			}
 		}
 		sm.settle()
 		if t.Failed() {
-			t.Fatalf("simulation seed %d failed once settled; replay with -sim.seed=%d\n%s", seed, seed, sm.tail())
+			t.Fatalf("simulation seed %d failed once settled; replay with -sim.seed=%d -sim.steps=%d\n%s", seed, seed, steps, sm.tail())
 		}
 	})
 }

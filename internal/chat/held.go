@@ -25,6 +25,10 @@ const ResendBurst = 10
 // tendRounds bounds how often one later runs tend again for work recorded during its run.
 const tendRounds = 5
 
+// maxCopyAttempts is how many runs may fail to make a held message's copy (Twilio away, a timeout)
+// before it is dropped.
+const maxCopyAttempts = 5
+
 // later has the chat's recorded work done after the caller's answer (a webhook answers Twilio first):
 // queued (Config.Work) for a worker on any replica, retried with backoff, or, without a queue, in a
 // goroutine. What a crash cuts off, the upkeep's sweep finishes.
@@ -104,6 +108,8 @@ func (s *Service) tendAll(ctx context.Context, id string) error {
 			return errs
 		}
 	}
+	// Work keeps coming: hand the chat on rather than run here for ever (a queue runs it next).
+	s.later(ctx, id)
 	return errs
 }
 
@@ -170,6 +176,10 @@ func (s *Service) dropExpired(ctx context.Context, id string) error {
 	_, err := s.store.Update(ctx, id, func(c *Chat) error {
 		dropped = 0
 		now := s.now()
+		expired := func(h Held) bool { return !h.Sending && now.Sub(h.HeldAt) > s.cfg.HoldMax }
+		if !slices.ContainsFunc(c.Customer.Held, expired) && !slices.ContainsFunc(c.Rider.Held, expired) {
+			return errUnchanged // nothing to write
+		}
 		for _, role := range []string{roleCustomer, roleRider} {
 			p := c.party(role)
 			p.Held = slices.DeleteFunc(p.Held, func(h Held) bool {
@@ -182,7 +192,7 @@ func (s *Service) dropExpired(ctx context.Context, id string) error {
 		}
 		return nil
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, errUnchanged) {
 		return fmt.Errorf("%w: dropping expired held messages: %w", ErrUnavailable, err)
 	}
 	if dropped > 0 {
@@ -233,7 +243,19 @@ func (s *Service) resend(ctx context.Context, id, role string) error {
 		}
 		sid, err := s.sendCopy(ctx, c, h, look)
 		if err != nil && !twiliocall.Permanently(err) && twiliocall.Code(err) != twiliocall.CodeClosed {
-			return err // left marked: the next run looks for the copy first
+			if h.Attempts+1 < maxCopyAttempts {
+				if _, uerr := s.store.Update(ctx, id, func(c *Chat) error {
+					if hs := c.party(role).Held; len(hs) > 0 && hs[0].MessageSid == h.MessageSid {
+						hs[0].Attempts++
+					}
+					return nil
+				}); uerr != nil {
+					return errors.Join(err, fmt.Errorf("%w: %w", ErrUnavailable, uerr))
+				}
+				return err // left marked: the next run looks for the copy first
+			}
+			// Failed run after run: dropped as refused, so that the messages behind it go (a copy
+			// that went through after all is found by its marker no more: counted dropped).
 		}
 		// The message leaves the hold — and is counted — only if it is still there: an end that came
 		// meanwhile moved it to the chat's settling ones, which tend counts once.
@@ -382,32 +404,22 @@ func (s *Service) nudge(ctx context.Context, id, role string) error {
 			decided = false
 			p := c.party(role)
 			waiting := slices.ContainsFunc(p.Held, func(h Held) bool { return !h.Early && !w.ReopenedAfter(h.Created) })
-			if !c.relaying() || !waiting || p.Nudging || (!p.NudgedAt.IsZero() && p.NudgedFor.Equal(w.LastInbound)) {
-				return nil
+			// Once per closed window: nudged again only once the party has written since the last
+			// nudge (a window learned late, older than that nudge, is the same closed window).
+			nudged := !p.NudgedAt.IsZero() && !w.LastInbound.After(p.NudgedAt)
+			if !c.relaying() || !waiting || p.Nudging || nudged {
+				return errUnchanged
 			}
 			p.Nudging, p.NudgedAt, p.NudgedFor, decided = true, s.now(), w.LastInbound, true
 			return nil
 		})
-		if err != nil {
+		if err != nil && !errors.Is(err, errUnchanged) {
 			return fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
 		if !decided {
 			return nil
 		}
 		p = c.party(role)
-	}
-	// One nudge per closed window of the person's on this number, whichever chat asks (their earlier
-	// chat on the number may have nudged for it already).
-	claimed, err := s.cfg.Windows.Nudge(ctx, p.Address, p.ProxyAddress, p.NudgedFor, id)
-	if err != nil {
-		return fmt.Errorf("%w: claiming a nudge: %w", ErrUnavailable, err)
-	}
-	if !claimed {
-		_, err := s.store.Update(ctx, id, func(c *Chat) error { c.party(role).Nudging = false; return nil })
-		if err != nil {
-			return fmt.Errorf("%w: %w", ErrUnavailable, err)
-		}
-		return nil
 	}
 	from := c.party(other(role))
 	vars, _ := json.Marshal(map[string]string{"1": nameOr(from.Name, other(role))})

@@ -2,11 +2,13 @@ package chat
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/optinkit/optin/internal/optin"
 	"github.com/optinkit/optin/internal/twiliocall"
@@ -161,8 +163,8 @@ func TestHoldsAreBounded(t *testing.T) {
 		if got := r.chat("order-1"); len(got.Undelivered) != maxUndelivered {
 			t.Errorf("waiting %d, want the cap %d", len(got.Undelivered), maxUndelivered)
 		}
-		if _, _, _, dropped := r.obs.counts(); dropped[DropOverflow] != 1 {
-			t.Errorf("dropped %v, want one for overflow", dropped)
+		if _, _, _, dropped := r.obs.counts(); len(dropped) != 0 {
+			t.Errorf("dropped %v: reports not recorded are not held messages dropped", dropped)
 		}
 	})
 }
@@ -291,25 +293,89 @@ func TestALostMessageWebhookStillOpensTheWindow(t *testing.T) {
 	}
 }
 
-// A person is nudged once per closed window on a number, whichever chat asks: the rider's next chat on
-// the same number does not nudge them again for the window the first chat nudged for (issue 24,
-// defect 11).
-func TestOneNudgePerClosedWindowAcrossChats(t *testing.T) {
+// A window learned late (an onMessageAdded delayed, or found by the reconciler) that is older than the
+// nudge is the same closed window: the party is not nudged a second time for it (issue 24, defect 11:
+// the first nudge was recorded for the window never seen, zero, and the late one made a second).
+func TestAWindowLearnedLateDoesNotNudgeAgain(t *testing.T) {
 	r := newRelayEnv(t)
-	c1, _ := r.connected("order-1")
-	r.failed(c1, r.write(c1, customer, "gate code 4411"))
-	if _, err := r.svc.End(context.Background(), "order-1"); err != nil {
+	c, _ := r.connected("order-1")
+	r.failed(c, r.write(c, customer, "gate code 4411"))
+	if _, _, nudges, _ := r.obs.counts(); nudges != 1 {
+		t.Fatalf("nudges %d, want 1", nudges)
+	}
+	// The rider's message of two days ago is learned now: their window is still closed.
+	if err := r.windows.Opened(context.Background(), rider, number, r.clock.now().Add(-48*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	c2, _ := r.connected("order-2")
-	if c2.Rider.ProxyAddress != c1.Rider.ProxyAddress {
-		t.Fatalf("the second chat is on %s, want the first's number %s", c2.Rider.ProxyAddress, c1.Rider.ProxyAddress)
+	r.failed(c, r.write(c, customer, "third floor"))
+	if _, err := r.svc.SweepOutbox(context.Background()); err != nil {
+		t.Fatal(err)
 	}
-	r.failed(c2, r.write(c2, customer, "still at the gate"))
 	if _, _, nudges, _ := r.obs.counts(); nudges != 1 {
 		t.Errorf("nudges %d for one closed window, want 1", nudges)
 	}
-	if got := r.chat("order-2").Rider; got.Nudging || len(got.Held) != 1 {
-		t.Errorf("second chat's rider: nudging %v, held %d", got.Nudging, len(got.Held))
+}
+
+// A failure is held and recorded as acted on in one write: a store that refuses the write recording it
+// leaves nothing held, and the next run holds it, once; the message is sent again once (review of
+// issue 24: the hold and its record were two writes, and a refused second one sent it twice).
+func TestAHoldIsRecordedActedOnInTheSameWrite(t *testing.T) {
+	r := newRelayEnv(t)
+	c, _ := r.connected("order-1")
+	refused := false
+	r.store.failUpdate = func(before, after Chat) error {
+		if !refused && len(after.Handled) > len(before.Handled) {
+			refused = true
+			return errors.New("store blip")
+		}
+		return nil
+	}
+	m := r.write(c, customer, "gate code 4411")
+	r.failed(c, m)
+	r.write(c, rider, "here") // the window opens: sent now, or by the sweep
+	for range 2 {
+		if _, err := r.svc.SweepOutbox(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.failed(c, m) // reported again
+	copies := 0
+	for _, s := range r.created(c, 0) {
+		if s == customer+": gate code 4411" {
+			copies++
+		}
+	}
+	if !refused || copies != 2 {
+		t.Errorf("refused %v; %d messages 'gate code 4411', want the original and one copy", refused, copies)
+	}
+}
+
+// A copy that fails run after run for a while (Twilio away for it) is dropped after maxCopyAttempts
+// runs, counted, so that the messages behind it go (review of issue 24: it blocked the party's queue
+// for the rest of the chat).
+func TestACopyFailingForAWhileIsDroppedAfterItsAttempts(t *testing.T) {
+	r := newRelayEnv(t)
+	c, _ := r.connected("order-1")
+	first := r.write(c, customer, "first")
+	second := r.write(c, customer, "second")
+	r.failed(c, first)
+	r.failed(c, second)
+	fails := maxCopyAttempts * fastRetry.MaxAttempts // the first message's copy: every try of each run
+	r.tw.before = func(op, _ string) error {
+		if op == "message" && fails > 0 {
+			fails--
+			return callErr("create message", twiliocall.Retryable, 503, 20503)
+		}
+		return nil
+	}
+	r.write(c, rider, "here")
+	for range maxCopyAttempts {
+		_, _ = r.svc.SweepOutbox(context.Background())
+	}
+	if got := r.chat("order-1").Rider.Held; len(got) != 0 {
+		t.Fatalf("still held %+v", got)
+	}
+	if _, resent, _, dropped := r.obs.counts(); resent != 1 || dropped[DropRefused] != 1 {
+		t.Errorf("resent %d dropped %v, want the second sent and the first dropped", resent, dropped)
 	}
 }

@@ -81,10 +81,14 @@ func (s *Service) leaseNumbers(ctx context.Context, c Chat) (Chat, error) {
 		return nil
 	})
 	if err != nil {
-		// Not recorded: the resumed start leases again, so free these now (of this chat: c, not
-		// the zero chat the failed update returned).
-		if rerr := s.release(context.WithoutCancel(ctx), c.ID); rerr != nil {
-			zerolog.Ctx(ctx).Warn().Err(rerr).Str("chat_id", c.ID).Msg("freeing numbers not recorded; they lapse with the retention")
+		// Not recorded — unless the write landed and only its acknowledgement failed (a replica's
+		// WAIT): read again, and free these (of this chat: c, not the zero chat the failed update
+		// returned) only when the chat shows they were not recorded; the resumed start leases again.
+		bg := context.WithoutCancel(ctx)
+		if now, gerr := s.store.Get(bg, c.ID); gerr == nil && now.Steps[stepNumbers] == "" {
+			if rerr := s.release(bg, c.ID); rerr != nil {
+				zerolog.Ctx(ctx).Warn().Err(rerr).Str("chat_id", c.ID).Msg("freeing numbers not recorded; they lapse with the retention")
+			}
 		}
 		return Chat{}, fmt.Errorf("%w: recording numbers: %w", ErrUnavailable, err)
 	}

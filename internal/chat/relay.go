@@ -175,8 +175,9 @@ func (s *Service) failed(ctx context.Context, id string, us []Undelivered) (int,
 		return 0, fmt.Errorf("recording a failed delivery: %w", err)
 	}
 	if over > 0 {
-		zerolog.Ctx(ctx).Warn().Str("chat_id", id).Int("dropped", over).Msg("failed deliveries dropped: too many waiting to be read")
-		s.observe(func(o Observer) { o.MessagesDropped(DropOverflow, over) })
+		// Reports, not held messages (some are repeats): logged, not counted as messages dropped. The
+		// reconciler finds a failure again while its message is among the newest.
+		zerolog.Ctx(ctx).Warn().Str("chat_id", id).Int("reports", over).Msg("failed deliveries not recorded: too many waiting to be read")
 	}
 	return n, nil
 }
@@ -214,10 +215,12 @@ func (s *Service) resolve(ctx context.Context, id string) error {
 		case c.Handled.Has(m.Index):
 			// Acted on before: a replayed or repeated report.
 		case u.Code == codeWindowClosed:
-			if _, err := s.hold(ctx, id, m); err != nil {
+			// Held, marked handled and taken off the failures in one write: a repeat never holds it
+			// again, whatever fails after.
+			if _, err := s.hold(ctx, id, m, u.MessageSid); err != nil {
 				return err
 			}
-			index = m.Index
+			continue
 		default:
 			if err := s.unreachable(ctx, id, m, u.Code); err != nil {
 				return err
@@ -276,16 +279,21 @@ func (p *Party) trim(limit, limitBytes int) int {
 	return dropped
 }
 
-// hold keeps m for the party it failed to reach: the other party than its author's. A message of
+// hold keeps m for the party it failed to reach: the other party than its author's, and records the
+// failure (its Undelivered entry) acted on, in the same write. A message of
 // no party's (a system message), the customer's answer, or one written before the customer answered
 // by anyone but the customer, is not held. A party holds at most HoldLimit messages of HoldLimitBytes:
 // the oldest go first, counted.
-func (s *Service) hold(ctx context.Context, id string, m Message) (bool, error) {
+func (s *Service) hold(ctx context.Context, id string, m Message, failure string) (bool, error) {
 	var added, counted bool
 	var to string
 	var dropped int
 	_, err := s.store.Update(ctx, id, func(c *Chat) error {
 		added, counted, dropped = false, false, 0
+		c.Undelivered = slices.DeleteFunc(c.Undelivered, func(x Undelivered) bool { return x.MessageSid == failure })
+		if !c.State.Final() {
+			c.Handled = c.Handled.With(m.Index)
+		}
 		from := c.roleOf(m.Author)
 		early := c.State == StateInvited
 		switch {

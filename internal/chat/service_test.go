@@ -547,3 +547,30 @@ func TestNumbersNotFreedAtTheEndAreFreedLater(t *testing.T) {
 	}
 	e.checkInvariant("order-1")
 }
+
+// Numbers whose record landed although the write reported a failure (its replicas did not acknowledge
+// it) stay leased: the resumed start uses them, and holds one pair per party (review of issue 24).
+func TestNumbersRecordedDespiteAnErrorStayLeased(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	failed := false
+	e.store.landed = func(before, after Chat) error {
+		if !failed && before.Steps[stepNumbers] == "" && after.Steps[stepNumbers] != "" {
+			failed = true
+			return errors.New("1 of 2 replicas acknowledged")
+		}
+		return nil
+	}
+	if _, _, err := e.svc.Start(ctx, request("order-1")); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("start: %v, want unavailable", err)
+	}
+	if !e.pool.held("order-1") {
+		t.Fatal("numbers recorded on the chat were freed")
+	}
+	if c, _, err := e.svc.Start(ctx, request("order-1")); err != nil || c.State != StateInvited {
+		t.Fatalf("repeated start: %v %v", c.State, err)
+	}
+	if got := e.pool.leases["order-1"]; len(got) != 2 {
+		t.Errorf("leases %v, want one per party", got)
+	}
+}

@@ -58,18 +58,39 @@ func TestSimulation(t *testing.T) {
 		for range steps {
 			sm.step()
 			if t.Failed() {
-				t.Fatalf("simulation seed %d failed at step %d; replay with: go test ./internal/chat -run 'TestSimulation$' -sim.seed=%d\n%s",
-					seed, sm.steps, seed, sm.tail())
+				t.Fatalf("simulation seed %d failed at step %d; replay with: go test ./internal/chat -run 'TestSimulation$' -sim.seed=%d -sim.steps=%d\n%s",
+					seed, sm.steps, seed, steps, sm.tail())
 			}
 		}
 		sm.settle()
 		if t.Failed() {
-			t.Fatalf("simulation seed %d failed once settled after %d steps; replay with -sim.seed=%d\n%s", seed, sm.steps, seed, sm.tail())
+			t.Fatalf("simulation seed %d failed once settled after %d steps; replay with -sim.seed=%d -sim.steps=%d\n%s", seed, sm.steps, seed, steps, sm.tail())
 		}
 		total += sm.steps
 		stats.add(sm)
 	}
 	t.Logf("%d runs, %d steps in all; %s", len(seeds), total, stats)
+}
+
+// The same seed makes the same run, step for step: a failure replays from its seed.
+func TestSimulationIsDeterministic(t *testing.T) {
+	run := func() []string {
+		sm := newSim(t, 7, 3)
+		for range 400 {
+			sm.step()
+		}
+		sm.settle()
+		return sm.log
+	}
+	a, b := run(), run()
+	if !slices.Equal(a, b) {
+		for i := range min(len(a), len(b)) {
+			if a[i] != b[i] {
+				t.Fatalf("the runs part at line %d:\n%s\n%s", i, a[i], b[i])
+			}
+		}
+		t.Fatalf("runs of %d and %d lines", len(a), len(b))
+	}
 }
 
 // simStats counts what the runs reached, so that a run that exercises nothing is seen.

@@ -189,8 +189,11 @@ func (s *Service) createConversation(ctx context.Context, c Chat) (string, error
 func (s *Service) invite(ctx context.Context, c Chat, look bool) (string, error) {
 	m := optin.Message{Author: c.Rider.Address, Attributes: chatMarker(c.ID, "step", stepInvite)}
 	if c.Invite.ContentSid != "" {
-		vars, _ := json.Marshal(c.Invite.ContentVariables)
-		m.ContentSid, m.ContentVariables = c.Invite.ContentSid, string(vars)
+		m.ContentSid = c.Invite.ContentSid
+		if len(c.Invite.ContentVariables) > 0 { // none: no ContentVariables, not the text "null"
+			vars, _ := json.Marshal(c.Invite.ContentVariables)
+			m.ContentVariables = string(vars)
+		}
 	} else {
 		m.Body = c.Invite.Body
 	}

@@ -40,10 +40,6 @@ type Windows interface {
 	// Window returns the pair's window: the zero Window when the pair was never seen (or not within
 	// WindowMemory).
 	Window(ctx context.Context, address, proxy string) (Window, error)
-	// Nudge claims the nudge of the pair's closed window (named by its last inbound message, zero when
-	// none was seen) for chatID: true for the first chat to claim it, and for that chat again; false
-	// for any other, so that a person is nudged once per closed window whatever chat asks.
-	Nudge(ctx context.Context, address, proxy string, window time.Time, chatID string) (bool, error)
 }
 
 // WindowMemory is how long a store keeps a pair's last message: longer than a chat lasts, so that a

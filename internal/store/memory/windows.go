@@ -2,7 +2,6 @@ package memory
 
 import (
 	"context"
-	"strconv"
 	"sync"
 	"time"
 
@@ -13,26 +12,16 @@ import (
 // chat.WindowMemory.
 type Windows struct {
 	mu     sync.Mutex
-	last   map[pair]int64
-	nudges map[string]nudgeClaim
+	last   packed[[2]uint64, int64]
 	now    func() time.Time
 	pruned time.Time
 }
-
-// nudgeClaim is the chat that claimed a window's nudge, until when it is kept.
-type nudgeClaim struct {
-	chat  string
-	until time.Time
-}
-
-// pair is a person's address and the business number they wrote to.
-type pair struct{ address, proxy address }
 
 var _ chat.Windows = (*Windows)(nil)
 
 // NewWindows returns an empty store.
 func NewWindows() *Windows {
-	return &Windows{last: map[pair]int64{}, nudges: map[string]nudgeClaim{}, now: time.Now}
+	return &Windows{last: newPacked[[2]uint64, int64](), now: time.Now}
 }
 
 // Opened records that address wrote to proxy at at, unless a later message is recorded.
@@ -41,20 +30,11 @@ func (s *Windows) Opened(_ context.Context, address, proxy string, at time.Time)
 	defer s.mu.Unlock()
 	if now := s.now(); now.Sub(s.pruned) > time.Minute {
 		s.pruned = now
-		for k, t := range s.last {
-			if now.Sub(time.UnixMilli(t)) > chat.WindowMemory {
-				delete(s.last, k)
-			}
-		}
-		for k, c := range s.nudges {
-			if !now.Before(c.until) {
-				delete(s.nudges, k)
-			}
-		}
+		s.last.deleteFunc(func(t int64) bool { return now.Sub(time.UnixMilli(t)) > chat.WindowMemory })
 	}
-	key := pair{addressOf(address), addressOf(proxy)}
-	if ms, ok := s.last[key]; !ok || at.UnixMilli() > ms {
-		s.last[key] = at.UnixMilli()
+	k, ok, other := windowKey(address, proxy)
+	if ms, found := s.last.get(k, ok, other); !found || at.UnixMilli() > ms {
+		s.last.set(k, ok, other, at.UnixMilli())
 	}
 	return nil
 }
@@ -63,22 +43,17 @@ func (s *Windows) Opened(_ context.Context, address, proxy string, at time.Time)
 func (s *Windows) Window(_ context.Context, address, proxy string) (chat.Window, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ms, ok := s.last[pair{addressOf(address), addressOf(proxy)}]
-	if !ok {
+	ms, found := s.last.get(windowKey(address, proxy))
+	if !found {
 		return chat.Window{}, nil
 	}
 	return chat.Window{LastInbound: time.UnixMilli(ms).UTC()}, nil
 }
 
-// Nudge claims the nudge of the pair's window for chatID, once per window.
-func (s *Windows) Nudge(_ context.Context, address, proxy string, window time.Time, chatID string) (bool, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	key := address + "|" + proxy + "|" + strconv.FormatInt(window.UnixMilli(), 10)
-	now := s.now()
-	if c, ok := s.nudges[key]; ok && now.Before(c.until) {
-		return c.chat == chatID, nil
+// windowKey is the pair's key: packed, or as a string when either address has no packed form.
+func windowKey(address, proxy string) ([2]uint64, bool, string) {
+	if k, ok := pairKey(address, proxy); ok {
+		return k, true, ""
 	}
-	s.nudges[key] = nudgeClaim{chat: chatID, until: now.Add(chat.WindowMemory)}
-	return true, nil
+	return [2]uint64{}, false, address + "|" + proxy
 }

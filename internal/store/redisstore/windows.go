@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -46,27 +45,4 @@ func (s *Windows) Window(ctx context.Context, address, proxy string) (chat.Windo
 		return chat.Window{}, fmt.Errorf("reading a window: %w", err)
 	}
 	return chat.Window{LastInbound: time.UnixMilli(int64(ms)).UTC()}, nil
-}
-
-// nudgePrefix keys a window's nudge claim: address|proxy|window (ms).
-const nudgePrefix = "optin:nudge:"
-
-// claimNudge sets the claim unless another chat holds it, and answers whether the caller holds it.
-var claimNudge = redis.NewScript(`
-local held = redis.call('GET', KEYS[1])
-if held then
-  return held == ARGV[1] and 1 or 0
-end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
-`)
-
-// Nudge claims the nudge of the pair's window for chatID, once per window across replicas.
-func (s *Windows) Nudge(ctx context.Context, address, proxy string, window time.Time, chatID string) (bool, error) {
-	key := nudgePrefix + address + "|" + proxy + "|" + strconv.FormatInt(window.UnixMilli(), 10)
-	n, err := claimNudge.Run(ctx, s.rdb, []string{key}, chatID, chat.WindowMemory.Milliseconds()).Int()
-	if err != nil {
-		return false, fmt.Errorf("claiming a nudge: %w", err)
-	}
-	return n == 1, nil
 }

@@ -37,26 +37,4 @@ func RunWindows(t *testing.T, open func(t *testing.T) (chat.Windows, chat.Window
 	if w, _ := a.Window(ctx, rider, other); !w.LastInbound.IsZero() {
 		t.Fatalf("another number's window = %v, want zero", w.LastInbound)
 	}
-	// A closed window's nudge is claimed once: by the first chat (again by it, on a retry), never by
-	// another chat of the same pair; the next window is another claim.
-	for _, step := range []struct {
-		w       chat.Windows
-		window  time.Time
-		chatID  string
-		claimed bool
-	}{
-		{a, t0, "order-1", true},
-		{b, t0, "order-1", true},
-		{b, t0, "order-2", false},
-		{a, t0.Add(25 * time.Hour), "order-2", true},
-		{a, time.Time{}, "order-3", true},
-		{b, time.Time{}, "order-4", false},
-	} {
-		if got, err := step.w.Nudge(ctx, rider, number, step.window, step.chatID); err != nil || got != step.claimed {
-			t.Errorf("nudge of window %v by %s: %v %v, want %v", step.window, step.chatID, got, err, step.claimed)
-		}
-	}
-	if got, err := a.Nudge(ctx, rider, other, t0, "order-2"); err != nil || !got {
-		t.Errorf("another number's window: %v %v, want claimed", got, err)
-	}
 }
