@@ -72,7 +72,7 @@ func runDoctor(t *testing.T, env map[string]string) (string, error) {
 
 var templates = map[string]string{
 	inviteSid: "Hello {{1}}, your food delivery is almost there but {{2}} (your rider) needs help finding your door. Are you willing to chat with them?",
-	riderSid:  "Your customer has agreed to chat over WhatsApp to get this delivery sorted. You're now connected. Say hello!",
+	riderSid:  "Your customer has agreed to chat to get this delivery sorted. You're now connected. Say hello!",
 	nudgeSid:  "{{1}} has written to you about your delivery. Reply to read it.",
 }
 

@@ -361,6 +361,15 @@ func TestChatStartPairBoundOutside(t *testing.T) {
 		if e := c["error"].(map[string]any); c["state"] != "failed" || c["reason"] != "failed" || e["twilio_code"] != 50416.0 || e["step"] != "rider" || states(c) != "starting,failed" {
 			t.Errorf("failed chat: %s", body)
 		}
+		// The rider's pair was bound elsewhere and no other was free: the chat names no number for them.
+		if c["rider"].(map[string]any)["proxy_address"] != nil {
+			t.Errorf("the failed chat names a number the rider never held: %s", body)
+		}
+		// The same request gets the same answer (issue 27).
+		if again, _, p2 := s.api("POST", "/v1/chats", adminToken1, startBody); again != 409 || !strings.Contains(p2, `"twilio_code":50416`) ||
+			!strings.Contains(p2, "problem-no-free-number") || !strings.Contains(p2, "rider: ") {
+			t.Errorf("the identical retry: %d %s, want the first answer", again, p2)
+		}
 		if _, _, pools := s.api("GET", "/v1/pools", adminToken1, ""); !strings.Contains(pools, `"pairs_in_use":0`) {
 			t.Errorf("the failed chat's numbers are still leased: %s", pools)
 		}

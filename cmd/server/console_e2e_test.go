@@ -133,7 +133,7 @@ func TestConsole(t *testing.T) {
 	waitJS(t, ctx, "the invitation on the customer's phone", `document.querySelector('#customer-phone .thread').textContent.includes("Hello Lea, your food delivery is almost there")`)
 	run(chromedp.SendKeys(chromedp.ID("say-customer"), "Yes"), chromedp.Click(chromedp.ID("send-customer")))
 	waitJS(t, ctx, "the chat, connected", `document.querySelector('#chat-state')?.textContent === "connected"`)
-	waitJS(t, ctx, "template 2 on the rider's phone", `document.querySelector('#rider-phone .thread').textContent.includes("Your customer has agreed to chat over WhatsApp")`)
+	waitJS(t, ctx, "template 2 on the rider's phone", `document.querySelector('#rider-phone .thread').textContent.includes("Your customer has agreed to chat to get this")`)
 	waitJS(t, ctx, "the customer's Yes, sent", `[...document.querySelectorAll('#customer-phone .thread li.sent')].some(li => li.textContent.startsWith("Yes"))`)
 	waitJS(t, ctx, "the same page", `window.stillHere === true && document.querySelector('#say-customer').value === ""`)
 	run(chromedp.SendKeys(chromedp.ID("say-rider"), "Hi Lea, I am at the gate"), chromedp.Click(chromedp.ID("send-rider")))

@@ -79,7 +79,7 @@ func testDemo(t *testing.T, env map[string]string) {
 		"-X DELETE http://127.0.0.1:",
 		"← Hello Ana, your food delivery is almost there  │ ✗ Yes",
 		"← Great! Just a moment while we connect you…     │",
-		"│ ← Your customer has agreed to chat over WhatsApp",
+		"│ ← Your customer has agreed to chat",
 		"→ Yes",
 	} {
 		if !strings.Contains(story, want) {

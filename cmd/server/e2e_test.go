@@ -37,7 +37,7 @@ const (
 	conv       = "CH00000000000000000000000000000001"
 	customer   = "whatsapp:+15550001111"
 	waitText   = "Great! Just a moment while we connect you…"
-	riderText  = "Your customer has agreed to chat over WhatsApp to get this delivery sorted. You're now connected. Say hello!"
+	riderText  = "Your customer has agreed to chat to get this delivery sorted. You're now connected. Say hello!"
 )
 
 // syncBuffer is the server's stdout, read while it is written.

@@ -198,3 +198,19 @@ func TestARefusedMoveFailsTheChat(t *testing.T) {
 		t.Fatalf("chat %s %s fallback %+v, sms held %v", got.State, got.Reason, got.Fallback, sms.held("order-1"))
 	}
 }
+
+// A customer who starts on SMS gets the invitation as text (OPTIN_INVITE_SMS_BODY), not the WhatsApp
+// template: each party gets the text of its own channel (issue 27).
+func TestAnSMSCustomerIsInvitedByText(t *testing.T) {
+	r, _ := fallbackEnv(t, true)
+	req := request("order-1")
+	req.Customer.Address = "+15550001111"
+	c, _, err := r.svc.Start(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{rider + ": Hello Ana, your delivery is almost there but Bruno (your rider) needs help finding your door. Are you willing to chat with them? Reply YES or NO."}
+	if got := r.created(c, 0); !reflect.DeepEqual(got, want) {
+		t.Errorf("created %q, want %q", got, want)
+	}
+}

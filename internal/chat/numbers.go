@@ -117,6 +117,13 @@ func (s *Service) addParticipant(ctx context.Context, c *Chat, party string) err
 		if rerr != nil {
 			var ex *numberpool.ExhaustedError
 			if errors.As(rerr, &ex) {
+				// The pair is blocked and no other is free: the party holds no number now.
+				if updated, uerr := s.store.Update(ctx, c.ID, func(c *Chat) error {
+					c.party(party).ProxyAddress = ""
+					return nil
+				}); uerr == nil {
+					*c = updated
+				}
 				s.noFreeNumber()
 				// Permanent: no retry of the step can find a number the pool does not have.
 				return &twiliocall.CallError{Op: "lease a number", Kind: twiliocall.Permanent, Code: codePairInUse,

@@ -6,9 +6,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/nyaruka/phonenumbers"
@@ -69,6 +72,8 @@ func (r StartRequest) validate(cfg Config, now time.Time) (Chat, error) {
 		}
 		if len([]rune(p.Name)) > maxNameRunes {
 			bad(field+".name", "at most 64 characters")
+		} else if r, ok := unprintable(p.Name); ok {
+			bad(field+".name", fmt.Sprintf("must not contain control or bidirectional-override characters (found U+%04X)", r))
 		}
 	}
 	checkParty("customer", r.Customer)
@@ -84,17 +89,29 @@ func (r StartRequest) validate(cfg Config, now time.Time) (Chat, error) {
 	default:
 		bad("mode", "want optin or direct")
 	}
-	inv := Invite{ContentSid: cfg.InviteContentSid, ContentVariables: map[string]string{"1": r.Customer.Name, "2": r.Rider.Name}}
+	// The default invitation's variables: the names, or what the parties are (WhatsApp refuses an
+	// empty parameter); a request may give its own, over these.
+	inv := Invite{ContentSid: cfg.InviteContentSid, ContentVariables: map[string]string{
+		"1": nameOrThe(r.Customer.Name, "there"), "2": nameOrThe(r.Rider.Name, "the rider")}}
 	if mode == ModeDirect {
 		inv = Invite{}
 		if r.Invite != nil {
 			bad("invite", "a direct chat sends no invitation")
 		}
+	} else if r.Invite != nil && r.Invite.ContentSid == "" && r.Invite.Body == "" && len(r.Invite.ContentVariables) > 0 {
+		// Variables alone: the default template with these over the defaults.
+		if cfg.InviteContentSid == "" {
+			bad("invite.content_sid", "required: no default invitation template is configured (OPTIN_INVITE_CONTENT_SID)")
+		}
+		for k, v := range r.Invite.ContentVariables {
+			inv.ContentVariables[k] = v
+		}
+		checkVariables(bad, inv.ContentVariables)
 	} else if r.Invite != nil {
 		inv = *r.Invite
 		switch {
 		case inv.ContentSid == "" && inv.Body == "":
-			bad("invite", "needs content_sid or body")
+			bad("invite", "needs content_sid, body or content_variables")
 		case inv.ContentSid != "" && inv.Body != "":
 			bad("invite", "content_sid and body exclude each other")
 		case inv.ContentSid != "" && !optin.IsSid("HX", inv.ContentSid):
@@ -103,6 +120,8 @@ func (r StartRequest) validate(cfg Config, now time.Time) (Chat, error) {
 			bad("invite.body", "at most 1600 characters")
 		case len(inv.ContentVariables) > maxContentVars:
 			bad("invite.content_variables", "at most 20 variables")
+		default:
+			checkVariables(bad, inv.ContentVariables)
 		}
 		if inv.Body != "" {
 			inv.ContentVariables = nil
@@ -234,4 +253,37 @@ func compact(raw json.RawMessage) []byte {
 		return bytes.Clone(raw)
 	}
 	return b.Bytes()
+}
+
+// nameOrThe is the name, or what the party is when it has none.
+func nameOrThe(name, fallback string) string {
+	if strings.TrimSpace(name) == "" {
+		return fallback
+	}
+	return name
+}
+
+// unprintable returns the first control or bidirectional-override character of s: a name reaches
+// people's phones verbatim, where a NUL, a newline or a right-to-left override would garble or disguise
+// the message around it.
+func unprintable(s string) (rune, bool) {
+	for _, r := range s {
+		if unicode.IsControl(r) || (r >= 0x202A && r <= 0x202E) || (r >= 0x2066 && r <= 0x2069) {
+			return r, true
+		}
+	}
+	return 0, false
+}
+
+// checkVariables refuses template variables that would render empty (WhatsApp refuses an empty
+// parameter) or carry control characters, naming each.
+func checkVariables(bad func(field, msg string), vars map[string]string) {
+	for _, k := range slices.Sorted(maps.Keys(vars)) {
+		v := vars[k]
+		if strings.TrimSpace(v) == "" {
+			bad("invite.content_variables."+k, "must not be empty: WhatsApp refuses a template with an empty parameter")
+		} else if r, ok := unprintable(v); ok {
+			bad("invite.content_variables."+k, fmt.Sprintf("must not contain control or bidirectional-override characters (found U+%04X)", r))
+		}
+	}
 }

@@ -2,6 +2,8 @@ package chat
 
 import (
 	"encoding/json"
+	"errors"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -136,3 +138,51 @@ func TestStartRequestRefusesWhatCannotBeAChat(t *testing.T) {
 type smsPool struct{ fakePool }
 
 func (*smsPool) Contains(number string) bool { return number == "+15550190000" }
+
+// Names reach phones verbatim: control and bidirectional-override characters are refused, naming the
+// field; template variables that would render empty are refused; the default invitation's variables
+// fall back to what the parties are (issue 27).
+func TestWhatPeopleReceiveIsChecked(t *testing.T) {
+	cfg := Config{InviteContentSid: "HX00000000000000000000000000000001", DefaultTTL: time.Hour}
+	now := time.Date(2026, 12, 4, 9, 0, 0, 0, time.UTC)
+	base := func() StartRequest {
+		return StartRequest{ID: "order-1", Customer: PartyRequest{Address: "whatsapp:+15550001111"},
+			Rider: PartyRequest{Address: "whatsapp:+15550002222"}}
+	}
+	for name, tt := range map[string]struct {
+		change func(*StartRequest)
+		field  string
+	}{
+		"NUL in a name":     {func(r *StartRequest) { r.Customer.Name = "Ana\x00" }, "customer.name"},
+		"newline in a name": {func(r *StartRequest) { r.Rider.Name = "Bruno\nCall +1 555" }, "rider.name"},
+		"RLO in a name":     {func(r *StartRequest) { r.Rider.Name = "Bruno\u202Egnp.exe" }, "rider.name"},
+		"isolate in a name": {func(r *StartRequest) { r.Customer.Name = "\u2067Ana" }, "customer.name"},
+		"empty variable":    {func(r *StartRequest) { r.Invite = &Invite{ContentVariables: map[string]string{"2": " "}} }, "invite.content_variables.2"},
+		"empty template var": {func(r *StartRequest) {
+			r.Invite = &Invite{ContentSid: cfg.InviteContentSid, ContentVariables: map[string]string{"1": ""}}
+		}, "invite.content_variables.1"},
+		"control in variable": {func(r *StartRequest) { r.Invite = &Invite{ContentVariables: map[string]string{"1": "a\tb"}} }, "invite.content_variables.1"},
+	} {
+		r := base()
+		tt.change(&r)
+		_, err := r.validate(cfg, now)
+		var ve *ValidationError
+		if !errors.As(err, &ve) || len(ve.Fields) != 1 || ve.Fields[0].Field != tt.field {
+			t.Errorf("%s: %v, want one error naming %s", name, err, tt.field)
+		}
+	}
+	c, err := base().validate(cfg, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]string{"1": "there", "2": "the rider"}; !maps.Equal(c.Invite.ContentVariables, want) {
+		t.Errorf("default variables without names %v, want %v", c.Invite.ContentVariables, want)
+	}
+	r := base()
+	r.Customer.Name = "Ana"
+	r.Invite = &Invite{ContentVariables: map[string]string{"2": "Bruno from Acme"}}
+	if c, err = r.validate(cfg, now); err != nil || c.Invite.ContentSid != cfg.InviteContentSid ||
+		!maps.Equal(c.Invite.ContentVariables, map[string]string{"1": "Ana", "2": "Bruno from Acme"}) {
+		t.Errorf("variables alone: %+v %v, want the default template with them over the defaults", c.Invite, err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/rs/zerolog"
 	"go.opentelemetry.io/otel/codes"
@@ -75,6 +76,13 @@ func startAnswer(c Chat) (Chat, bool, error) {
 		return t.State == StateInvited || t.State == StateConnected
 	}) {
 		return Chat{}, false, ErrEnded
+	}
+	if f := c.Error; c.State == StateFailed && f != nil && f.Step != "" {
+		// Refused during its start: a repeat gets the answer the first call got.
+		if f.TwilioCode == codePairInUse && (f.Step == stepCustomer || f.Step == stepRider) {
+			return c, false, &NoNumberError{Party: f.Step, TwilioCode: f.TwilioCode, Err: errors.New(strings.TrimPrefix(f.Detail, f.Step+": "))}
+		}
+		return c, false, &TwilioError{Code: f.TwilioCode, Err: errors.New(f.Detail)}
 	}
 	return c, false, nil
 }
@@ -188,7 +196,10 @@ func (s *Service) createConversation(ctx context.Context, c Chat) (string, error
 // with look set it first looks for the one an earlier attempt sent.
 func (s *Service) invite(ctx context.Context, c Chat, look bool) (string, error) {
 	m := optin.Message{Author: c.Rider.Address, Attributes: chatMarker(c.ID, "step", stepInvite)}
-	if c.Invite.ContentSid != "" {
+	if c.Invite.ContentSid != "" && c.Customer.Channel() == ChannelSMS {
+		// A WhatsApp template means nothing on SMS: an SMS customer gets the invitation as text.
+		m.Body = s.smsInvite(c)
+	} else if c.Invite.ContentSid != "" {
 		m.ContentSid = c.Invite.ContentSid
 		if len(c.Invite.ContentVariables) > 0 { // none: no ContentVariables, not the text "null"
 			vars, _ := json.Marshal(c.Invite.ContentVariables)

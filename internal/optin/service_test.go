@@ -28,7 +28,7 @@ const (
 	customer = "whatsapp:+15550001111"
 	rider    = "whatsapp:+15550002222"
 	wait     = "Great! Just a moment while we connect you…"
-	riderMsg = "Your customer has agreed to chat over WhatsApp to get this delivery sorted. You're now connected. Say hello!"
+	riderMsg = "Your customer has agreed to chat to get this delivery sorted. You're now connected. Say hello!"
 )
 
 var fastRetry = twiliocall.RetryPolicy{InitialInterval: time.Millisecond, MaxInterval: 5 * time.Millisecond, MaxAttempts: 4, CallTimeout: time.Second}
