@@ -27,9 +27,13 @@ type finished struct {
 	State     State  `json:"s"`
 	Reason    string `json:"r,omitempty"`
 	// Customer and Rider are address, proxy address and name, trailing empty ones left out; an address
-	// "whatsapp:…" is written "~…", and a rider's proxy address that is the customer's "=".
-	Customer []string `json:"c"`
-	Rider    []string `json:"d"`
+	// "whatsapp:…" is written "~…", and a rider's proxy address that is the customer's "=". They are
+	// written joined by spaces (no address holds one; the name, last, may), in CustomerLine and
+	// RiderLine; records of earlier versions have them as arrays.
+	Customer     []string `json:"c,omitempty"`
+	Rider        []string `json:"d,omitempty"`
+	CustomerLine string   `json:"a,omitempty"`
+	RiderLine    string   `json:"b,omitempty"`
 	// Times are created (Unix ms), then updated and expires as ms after created.
 	Times    [3]int64        `json:"t"`
 	Metadata json.RawMessage `json:"x,omitempty"`
@@ -54,7 +58,7 @@ func MarshalFinished(c Chat) ([]byte, error) {
 	if !c.Compactable() {
 		return nil, fmt.Errorf("chat %s is not finished", c.ID)
 	}
-	party := func(p Party, sameProxy bool) []string {
+	party := func(p Party, sameProxy bool) string {
 		out := []string{packAddress(p.Address), packAddress(p.ProxyAddress), p.Name}
 		if sameProxy {
 			out[1] = "="
@@ -62,10 +66,10 @@ func MarshalFinished(c Chat) ([]byte, error) {
 		for len(out) > 1 && out[len(out)-1] == "" {
 			out = out[:len(out)-1]
 		}
-		return out
+		return strings.Join(out, " ")
 	}
 	f := finished{ID: c.ID, State: c.State, Reason: c.Reason,
-		Customer: party(c.Customer, false), Rider: party(c.Rider, c.Rider.ProxyAddress != "" && c.Rider.ProxyAddress == c.Customer.ProxyAddress),
+		CustomerLine: party(c.Customer, false), RiderLine: party(c.Rider, c.Rider.ProxyAddress != "" && c.Rider.ProxyAddress == c.Customer.ProxyAddress),
 		Metadata: c.Metadata, Error: c.Error, Seq: c.Seq}
 	if b, ok := sidBytes(c.ConversationSid); ok {
 		f.ConvBytes = base64.RawStdEncoding.EncodeToString(b)
@@ -116,13 +120,16 @@ func UnmarshalFinished(raw []byte) (Chat, error) {
 	if err := json.Unmarshal(raw, &f); err != nil {
 		return Chat{}, fmt.Errorf("decoding finished chat: %w", err)
 	}
-	party := func(p []string) Party {
+	party := func(p []string, line string) Party {
+		if line != "" {
+			p = strings.SplitN(line, " ", 3)
+		}
 		p = append(p, "", "", "")
 		return Party{Address: unpackAddress(p[0]), ProxyAddress: unpackAddress(p[1]), Name: p[2]}
 	}
 	ms := func(v int64) time.Time { return time.UnixMilli(v).UTC() }
 	c := Chat{ID: f.ID, ConversationSid: f.Conv, Mode: f.Mode, State: f.State, Reason: f.Reason,
-		Customer: party(f.Customer), Rider: party(f.Rider),
+		Customer: party(f.Customer, f.CustomerLine), Rider: party(f.Rider, f.RiderLine),
 		CreatedAt: ms(f.Times[0]), UpdatedAt: ms(f.Times[0] + f.Times[1]), ExpiresAt: ms(f.Times[0] + f.Times[2]),
 		Metadata: f.Metadata, Error: f.Error, Fingerprint: f.Fingerprint, Seq: f.Seq, Steps: f.Steps}
 	if c.Mode == "" {

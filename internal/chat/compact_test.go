@@ -29,6 +29,7 @@ func TestFinishedRoundTrip(t *testing.T) {
 	moved.History = []Transition{{StateStarting, at, ""}, {StateInvited, at.Add(time.Second), ""},
 		{StateInvited, at.Add(2 * time.Second), ChannelSMS}, {StateClosed, at.Add(time.Minute), ""}}
 	moved.Customer.NudgedAt, moved.Rider.NudgedAt = at.Add(3*time.Second), at.Add(4*time.Second)
+	moved.Rider.Name = "Bruno da Silva ~ = " // spaces, and the packed forms' marks, in a name
 	for name, c := range map[string]Chat{"closed": base, "failed start": failed, "direct": direct, "moved to sms and nudged": moved} {
 		t.Run(name, func(t *testing.T) {
 			raw, err := MarshalFinished(c)

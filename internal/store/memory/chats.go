@@ -19,7 +19,7 @@ type Chats struct {
 	mu     sync.Mutex
 	live   map[string]chat.Chat
 	done   map[string]doneChat
-	byConv map[sid]string
+	byConv packed[[16]byte, string]
 	locks  map[string]lease
 	seq    int64
 	now    func() time.Time
@@ -45,7 +45,7 @@ var _ chat.Store = (*Chats)(nil)
 
 // NewChats returns an empty chat store that forgets chats retention after they ended (0: never).
 func NewChats(retention time.Duration) *Chats {
-	return &Chats{live: map[string]chat.Chat{}, done: map[string]doneChat{}, byConv: map[sid]string{},
+	return &Chats{live: map[string]chat.Chat{}, done: map[string]doneChat{}, byConv: newPacked[[16]byte, string](),
 		locks: map[string]lease{}, now: time.Now, retention: retention}
 }
 
@@ -63,7 +63,7 @@ func (s *Chats) sweep() {
 		}
 	}
 	forget := func(id, conv string) {
-		delete(s.byConv, sidOf("CH", conv))
+		s.unindex(conv)
 		delete(s.live, id)
 		delete(s.done, id)
 		delete(s.locks, id)
@@ -117,8 +117,14 @@ func (s *Chats) put(c chat.Chat) error {
 // index finds the chat id by its conversation. Callers hold s.mu.
 func (s *Chats) index(conv, id string) {
 	if conv != "" {
-		s.byConv[sidOf("CH", conv)] = id
+		k, ok := sidKey("CH", conv)
+		s.byConv.set(k, ok, conv, id)
 	}
+}
+
+func (s *Chats) unindex(conv string) {
+	k, ok := sidKey("CH", conv)
+	s.byConv.del(k, ok, conv)
 }
 
 // Create records c unless its id is taken.
@@ -153,7 +159,8 @@ func (s *Chats) Get(_ context.Context, id string) (chat.Chat, error) {
 // ByConversation returns the chat of a conversation.
 func (s *Chats) ByConversation(ctx context.Context, conversationSid string) (chat.Chat, error) {
 	s.mu.Lock()
-	id, ok := s.byConv[sidOf("CH", conversationSid)]
+	k, canonical := sidKey("CH", conversationSid)
+	id, ok := s.byConv.get(k, canonical, conversationSid)
 	s.mu.Unlock()
 	if !ok {
 		return chat.Chat{}, fmt.Errorf("chat of %s: %w", conversationSid, chat.ErrNotFound)
@@ -187,8 +194,8 @@ func (s *Chats) Update(_ context.Context, id string, change func(*chat.Chat) err
 func (s *Chats) Delete(_ context.Context, id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if c, ok, _ := s.get(id); ok && c.ConversationSid != "" {
-		delete(s.byConv, sidOf("CH", c.ConversationSid))
+	if c, ok, _ := s.get(id); ok {
+		s.unindex(c.ConversationSid)
 	}
 	delete(s.live, id)
 	delete(s.done, id)

@@ -2,35 +2,43 @@ package memory
 
 import "testing"
 
-// Canonical SIDs and addresses pack into fixed fields and read back; the rest is kept as given, and
-// no two different values share a key.
+// Canonical SIDs and addresses pack into fixed keys; no two different values share one, and the rest
+// are kept as strings.
 func TestCompactKeys(t *testing.T) {
-	sids := []string{"CH0123456789abcdef0123456789abcdef", "CH0123456789ABCDEF0123456789abcdef", "CHdone", "IM0123456789abcdef0123456789abcdef", ""}
-	seen := map[sid]string{}
+	m := newPacked[[16]byte, string]()
+	sids := []string{"CH0123456789abcdef0123456789abcdef", "CH0123456789ABCDEF0123456789abcdef", "CHdone",
+		"IM0123456789abcdef0123456789abcdef", "CH0123456789abcdef0123456789abcdee", ""}
 	for _, v := range sids {
-		k := sidOf("CH", v)
-		if got := k.String("CH"); got != v {
-			t.Errorf("sid %q reads back as %q", v, got)
+		k, ok := sidKey("CH", v)
+		if _, dup := m.get(k, ok, v); dup {
+			t.Errorf("%q shares a key", v)
 		}
-		if other, dup := seen[k]; dup {
-			t.Errorf("%q and %q share a key", v, other)
+		m.set(k, ok, v, v)
+	}
+	if len(m.canon) != 2 || len(m.other) != 4 {
+		t.Errorf("%d canonical, %d other", len(m.canon), len(m.other))
+	}
+	for _, v := range sids {
+		k, ok := sidKey("CH", v)
+		if got, _ := m.get(k, ok, v); got != v {
+			t.Errorf("%q reads %q", v, got)
 		}
-		seen[k] = v
 	}
-	if k := sidOf("CH", sids[0]); k.s != "" {
-		t.Errorf("canonical SID kept as a string: %+v", k)
-	}
+	a := newPacked[uint64, string]()
 	addrs := []string{"whatsapp:+15550001111", "+15550001111", "whatsapp:+155500011110", "whatsapp:+015550001111",
-		"whatsapp:+1555000111a", "messenger:123", "+", "whatsapp:+123456789012345", "whatsapp:+1234567890123456", ""}
-	seenA := map[address]string{}
+		"whatsapp:+1555000111a", "messenger:123", "+", "whatsapp:+123456789012345", "whatsapp:+1234567890123456", "", "whatsapp:+1"}
 	for _, v := range addrs {
-		k := addressOf(v)
-		if other, dup := seenA[k]; dup {
-			t.Errorf("%q and %q share a key", v, other)
+		k, ok := addressKey(v)
+		if _, dup := a.get(k, ok, v); dup {
+			t.Errorf("%q shares a key", v)
 		}
-		seenA[k] = v
+		a.set(k, ok, v, v)
 	}
-	if k := addressOf("whatsapp:+15550001111"); k.s != "" {
-		t.Errorf("canonical address kept as a string: %+v", k)
+	if _, ok := addressKey("whatsapp:+15550001111"); !ok {
+		t.Error("a WhatsApp address is not packed")
+	}
+	a.deleteFunc(func(v string) bool { return v != "+15550001111" })
+	if a.len() != 1 {
+		t.Errorf("%d left after deleting all but one", a.len())
 	}
 }

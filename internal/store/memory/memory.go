@@ -4,6 +4,7 @@ package memory
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"maps"
 	"strings"
@@ -17,20 +18,21 @@ import (
 type Store struct {
 	mu        sync.Mutex
 	flows     map[string]optin.Flow
-	done      map[sid]doneFlow
+	done      packed[[16]byte, doneFlow]
 	now       func() time.Time
 	retention time.Duration
 	swept     time.Time
 }
 
 // doneFlow is a finished flow as kept for the retention, keyed by its conversation's SID: what answers
-// a later delivery (its customer, its trigger, how it ended), SIDs as their 16 bytes.
+// a later delivery (its customer, its trigger, how it ended), the trigger as its 16 bytes when it has
+// that form (packed), else in otherTrigger.
 type doneFlow struct {
-	customer, detail string
-	trigger          sid
-	finished         int64 // Unix milliseconds
-	runs             int32
-	failed           bool
+	customer, detail, otherTrigger string
+	trigger                        [16]byte
+	finished                       int64 // Unix milliseconds
+	runs                           int32
+	failed, packed                 bool
 }
 
 var _ optin.Store = (*Store)(nil)
@@ -40,7 +42,7 @@ func (s *Store) Sync(context.Context) error { return nil }
 
 // New returns an empty Store that forgets finished flows after retention (0: never).
 func New(retention time.Duration) *Store {
-	return &Store{flows: map[string]optin.Flow{}, done: map[sid]doneFlow{}, now: time.Now, retention: retention}
+	return &Store{flows: map[string]optin.Flow{}, done: newPacked[[16]byte, doneFlow](), now: time.Now, retention: retention}
 }
 
 // get returns the conversation's flow, running or finished. Callers hold s.mu.
@@ -48,11 +50,15 @@ func (s *Store) get(conv string) (optin.Flow, bool) {
 	if f, ok := s.flows[conv]; ok {
 		return clone(f), true
 	}
-	d, ok := s.done[sidOf("CH", conv)]
+	d, ok := s.finished(conv)
 	if !ok {
 		return optin.Flow{}, false
 	}
-	f := optin.Flow{ConversationSid: conv, Customer: d.customer, Trigger: d.trigger.String("IM"), State: optin.StateDone, Detail: d.detail,
+	trigger := d.otherTrigger
+	if d.packed {
+		trigger = "IM" + hex.EncodeToString(d.trigger[:])
+	}
+	f := optin.Flow{ConversationSid: conv, Customer: d.customer, Trigger: trigger, State: optin.StateDone, Detail: d.detail,
 		FinishedAt: time.UnixMilli(d.finished), Runs: int(d.runs)}
 	if d.failed {
 		f.State = optin.StateFailed
@@ -60,10 +66,10 @@ func (s *Store) get(conv string) (optin.Flow, bool) {
 	return f, true
 }
 
-// hasDone reports whether the flow of k is finished. Callers hold s.mu.
-func (s *Store) hasDone(k sid) bool {
-	_, ok := s.done[k]
-	return ok
+// finished returns the conversation's finished flow. Callers hold s.mu.
+func (s *Store) finished(conv string) (doneFlow, bool) {
+	k, ok := sidKey("CH", conv)
+	return s.done.get(k, ok, conv)
 }
 
 // Claim records f unless its conversation already has a flow.
@@ -97,10 +103,10 @@ func (s *Store) Flow(_ context.Context, conversationSid string) (optin.Flow, err
 func (s *Store) Begin(_ context.Context, conversationSid string) (optin.Flow, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if k := sidOf("CH", conversationSid); s.hasDone(k) {
-		d := s.done[k]
+	if d, ok := s.finished(conversationSid); ok {
 		d.runs++
-		s.done[k] = d
+		k, canonical := sidKey("CH", conversationSid)
+		s.done.set(k, canonical, conversationSid, d)
 		f, _ := s.get(conversationSid)
 		return f, nil
 	}
@@ -120,7 +126,7 @@ func (s *Store) StepsDone(_ context.Context, conversationSid string, steps map[s
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.done[sidOf("CH", conversationSid)]; ok {
+	if _, ok := s.finished(conversationSid); ok {
 		return nil
 	}
 	f, ok := s.flows[conversationSid]
@@ -147,9 +153,13 @@ func (s *Store) Finish(_ context.Context, conversationSid string, state optin.St
 		return nil // finished already: the first outcome stands
 	}
 	delete(s.flows, conversationSid)
-	// Keyed by the SID's bytes (or the stored copy of the SID), not the caller's string.
-	s.done[sidOf("CH", running.ConversationSid)] = doneFlow{customer: f.Customer, trigger: sidOf("IM", f.Trigger), detail: strings.Clone(detail),
-		finished: s.now().UnixMilli(), runs: int32(f.Runs), failed: state == optin.StateFailed}
+	d := doneFlow{customer: f.Customer, detail: strings.Clone(detail), finished: s.now().UnixMilli(), runs: int32(f.Runs),
+		failed: state == optin.StateFailed}
+	if d.trigger, d.packed = sidKey("IM", f.Trigger); !d.packed {
+		d.otherTrigger = f.Trigger
+	}
+	k, canonical := sidKey("CH", running.ConversationSid)
+	s.done.set(k, canonical, running.ConversationSid, d)
 	return nil
 }
 
@@ -161,11 +171,7 @@ func (s *Store) sweep() {
 		return
 	}
 	s.swept = now
-	for conv, d := range s.done {
-		if now.Sub(time.UnixMilli(d.finished)) > s.retention {
-			delete(s.done, conv)
-		}
-	}
+	s.done.deleteFunc(func(d doneFlow) bool { return now.Sub(time.UnixMilli(d.finished)) > s.retention })
 }
 
 // put stores a running f under its own key. A map assignment to a string key that is present replaces

@@ -3,6 +3,7 @@ package memory
 import (
 	"context"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -13,11 +14,14 @@ import (
 // lost with a crashed start does not hold a pair for ever), so do blocks and each address's last
 // number; what lapsed is pruned, so the maps hold only what is live.
 type Pairs struct {
-	mu        sync.Mutex
-	leased    map[numberpool.Pair]pairLease
-	byChat    map[string][]numberpool.Pair
-	blocked   map[numberpool.Pair]time.Time
-	last      map[address]lastNumber
+	mu      sync.Mutex
+	leased  map[numberpool.Pair]pairLease
+	byChat  map[string][]numberpool.Pair
+	blocked map[numberpool.Pair]time.Time
+	last    packed[uint64, lastNumber]
+	// numbers are the numbers seen, which lastNumber names by index: a pool's few numbers.
+	numbers   []string
+	numberAt  map[string]uint32
 	now       func() time.Time
 	retention time.Duration
 	pruned    time.Time
@@ -28,11 +32,11 @@ type pairLease struct {
 	until time.Time
 }
 
-// lastNumber is an address's last number (the pool's own string: no copy per address) and until when
-// it counts (Unix ms).
+// lastNumber is an address's last number (an index into Pairs.numbers) and until when it counts
+// (Unix ms).
 type lastNumber struct {
-	number string
 	until  int64
+	number uint32
 }
 
 var _ numberpool.Store = (*Pairs)(nil)
@@ -43,7 +47,7 @@ func NewPairs(retention time.Duration) *Pairs {
 		retention = 30 * 24 * time.Hour
 	}
 	return &Pairs{leased: map[numberpool.Pair]pairLease{}, byChat: map[string][]numberpool.Pair{},
-		blocked: map[numberpool.Pair]time.Time{}, last: map[address]lastNumber{}, now: time.Now, retention: retention}
+		blocked: map[numberpool.Pair]time.Time{}, last: newPacked[uint64, lastNumber](), numberAt: map[string]uint32{}, now: time.Now, retention: retention}
 }
 
 // prune drops what lapsed, at most once a minute. Callers hold s.mu.
@@ -75,11 +79,7 @@ func (s *Pairs) prune(now time.Time) {
 			delete(s.blocked, p)
 		}
 	}
-	for a, l := range s.last {
-		if now.UnixMilli() >= l.until {
-			delete(s.last, a)
-		}
-	}
+	s.last.deleteFunc(func(l lastNumber) bool { return now.UnixMilli() >= l.until })
 }
 
 // held reports whether a live lease holds p. Callers hold s.mu.
@@ -106,7 +106,8 @@ func (s *Pairs) Take(_ context.Context, chatID string, pairs []numberpool.Pair) 
 	for _, p := range pairs {
 		s.leased[p] = pairLease{chat: chatID, until: until}
 		s.byChat[chatID] = append(s.byChat[chatID], p)
-		s.last[addressOf(p.Address)] = lastNumber{number: p.Number, until: until.UnixMilli()}
+		k, ok := addressKey(p.Address)
+		s.last.set(k, ok, p.Address, lastNumber{number: s.number(p.Number), until: until.UnixMilli()})
 	}
 	return true, nil
 }
@@ -149,8 +150,9 @@ func (s *Pairs) Renew(_ context.Context, chatID string) error {
 	for _, p := range s.byChat[chatID] {
 		if l, ok := s.leased[p]; ok && l.chat == chatID && now.Before(l.until) {
 			s.leased[p] = pairLease{chat: chatID, until: until}
-			if a := addressOf(p.Address); s.last[a].number == p.Number {
-				s.last[a] = lastNumber{number: p.Number, until: until.UnixMilli()}
+			k, ok := addressKey(p.Address)
+			if last, found := s.last.get(k, ok, p.Address); found && s.numbers[last.number] == p.Number {
+				s.last.set(k, ok, p.Address, lastNumber{number: last.number, until: until.UnixMilli()})
 			}
 		}
 	}
@@ -170,8 +172,9 @@ func (s *Pairs) Block(_ context.Context, p numberpool.Pair, ttl time.Duration) e
 func (s *Pairs) Last(_ context.Context, address string) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if l, ok := s.last[addressOf(address)]; ok && s.now().UnixMilli() < l.until {
-		return l.number, nil
+	k, ok := addressKey(address)
+	if l, found := s.last.get(k, ok, address); found && s.now().UnixMilli() < l.until {
+		return s.numbers[l.number], nil
 	}
 	return "", nil
 }
@@ -194,5 +197,17 @@ func (s *Pairs) InUse(context.Context) (map[string]int, error) {
 func (s *Pairs) size() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.leased) + len(s.byChat) + len(s.blocked) + len(s.last)
+	return len(s.leased) + len(s.byChat) + len(s.blocked) + s.last.len()
+}
+
+// number returns n's index in s.numbers, adding it. Callers hold s.mu.
+func (s *Pairs) number(n string) uint32 {
+	i, ok := s.numberAt[n]
+	if !ok {
+		n = strings.Clone(n)
+		i = uint32(len(s.numbers))
+		s.numbers = append(s.numbers, n)
+		s.numberAt[n] = i
+	}
+	return i
 }
