@@ -175,6 +175,38 @@ func BenchmarkFinishedChatRedisMemory(b *testing.B) {
 	}
 }
 
+// BenchmarkFinishedChatRedisIndexes reports what the listing index and the sorted set of ends keep per
+// finished chat for the retention, over 1,000 chats (MEMORY USAGE of both sorted sets, divided).
+func BenchmarkFinishedChatRedisIndexes(b *testing.B) {
+	const chats = 1_000
+	for b.Loop() {
+		s := open(b, redistest.Start(b)).Chats()
+		ctx := b.Context()
+		for i := range chats {
+			c := storetest.FinishedChat(i)
+			open := c
+			open.State, open.Reason, open.History = chat.StateStarting, "", c.History[:1]
+			created, _, err := s.Create(ctx, open)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := s.Update(ctx, c.ID, func(stored *chat.Chat) error { *stored = c; stored.Seq = created.Seq; return nil }); err != nil {
+				b.Fatal(err)
+			}
+		}
+		var total int64
+		for _, key := range []string{chatIndex, chatEnds} {
+			n, err := s.rdb.MemoryUsage(ctx, key, 0).Result()
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(n)/chats, "B/"+strings.TrimPrefix(key, "optin:")+"-member")
+			total += n
+		}
+		b.ReportMetric(float64(total)/chats, "B/finished-chat-indexes")
+	}
+}
+
 // A finished chat is kept compact, and reads back as it was: its View and what a repeated start needs.
 func TestFinishedChatIsCompact(t *testing.T) {
 	finishedChatSize(t)
