@@ -51,7 +51,11 @@ func (s *Service) unreachable(ctx context.Context, id string, m Message, code in
 	recorded := false
 	_, err := s.store.Update(ctx, id, func(c *Chat) error {
 		recorded = false
-		if c.State.Final() || c.Fallback != nil || c.Customer.Channel() != ChannelWhatsApp || c.roleOf(m.Author) != roleRider {
+		// Only while the customer has not answered: one who answered on WhatsApp is on WhatsApp (a
+		// 63003 then is WhatsApp's passing trouble), and moving them would take them out of a chat that
+		// works.
+		if (c.State != StateInvited && c.State != StateStarting) || c.Fallback != nil || c.Customer.Channel() != ChannelWhatsApp ||
+			c.roleOf(m.Author) != roleRider {
 			return nil
 		}
 		c.Fallback, recorded = &Fallback{Code: code, From: c.Customer.Address}, true
@@ -83,6 +87,10 @@ func (s *Service) fallBack(ctx context.Context, id string) error {
 	}
 	if c.Fallback == nil || c.State == StateStarting || c.Ending != nil {
 		return nil // nothing to do, or the start or an end decides first
+	}
+	if c.relaying() && !c.Fallback.Removed {
+		// The customer answered (on WhatsApp) before the move began: they stay there.
+		return s.fallbackDone(ctx, id)
 	}
 	if c.State.Final() {
 		return s.fallbackDone(ctx, id)

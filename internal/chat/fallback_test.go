@@ -214,3 +214,18 @@ func TestAnSMSCustomerIsInvitedByText(t *testing.T) {
 		t.Errorf("created %q, want %q", got, want)
 	}
 }
+
+// A customer who answered (the chat connected on WhatsApp) is not moved to SMS when a late or passing
+// 63003 comes: their WhatsApp participant stays, and so do their numbers (found by the simulation,
+// seed 253: a move begun on a connected chat and refused half way left the customer out of it).
+func TestAConnectedCustomerIsNotMoved(t *testing.T) {
+	r, sms := fallbackEnv(t, true)
+	c, _ := r.connected("order-1")
+	calls := r.tw.opCount("remove_participant")
+	r.notOnWhatsApp(c, codeNotOnWhatsApp)
+	got := r.chat("order-1")
+	if got.State != StateConnected || got.Customer.Address != customer || got.Fallback != nil || sms.held("order-1") ||
+		r.tw.opCount("remove_participant") != calls || !r.pool.leasedTo("order-1", customer) {
+		t.Errorf("connected chat after a 63003: %s, customer %s, fallback %+v, sms lease %v", got.State, got.Customer.Address, got.Fallback, sms.held("order-1"))
+	}
+}
