@@ -227,13 +227,19 @@ type Chat struct {
 		Channel *ChatHistoryChannel `json:"channel,omitempty"`
 		State   State               `json:"state"`
 	} `json:"history"`
-	Id        string                  `json:"id"`
-	Metadata  *map[string]interface{} `json:"metadata"`
-	Mode      ChatMode                `json:"mode"`
-	Reason    *ChatReason             `json:"reason"`
-	Rider     Party                   `json:"rider"`
-	State     State                   `json:"state"`
-	UpdatedAt time.Time               `json:"updated_at"`
+	Id       string                  `json:"id"`
+	Metadata *map[string]interface{} `json:"metadata"`
+	Mode     ChatMode                `json:"mode"`
+
+	// Parked Present when the chat's recorded work (held messages, nudges, a move to SMS, a release of numbers) failed through all its runs; the upkeep keeps trying.
+	Parked *struct {
+		At     time.Time `json:"at"`
+		Reason string    `json:"reason"`
+	} `json:"parked,omitempty"`
+	Reason    *ChatReason `json:"reason"`
+	Rider     Party       `json:"rider"`
+	State     State       `json:"state"`
+	UpdatedAt time.Time   `json:"updated_at"`
 }
 
 // ChatHistoryChannel Present on the entry that moved the customer to another channel (their number is not on WhatsApp: 63003, 63024); the state is the one the chat was in.
@@ -331,7 +337,7 @@ type StartRequest struct {
 	// Id The platform's key; makes the call idempotent and is the conversation's UniqueName.
 	Id string `json:"id"`
 
-	// Invite A Content template (content_sid, content_variables) or a body; default OPTIN_INVITE_CONTENT_SID with {"1": customer name, "2": rider name}.
+	// Invite A Content template (content_sid, content_variables), content_variables alone (the default template with these over its defaults), or a body; default OPTIN_INVITE_CONTENT_SID with {"1": customer name or "there", "2": rider name or "the rider"}. A variable that would render empty is refused (422). A customer on SMS gets the invitation as text (OPTIN_INVITE_SMS_BODY).
 	Invite *struct {
 		Body             *string            `json:"body,omitempty"`
 		ContentSid       *string            `json:"content_sid,omitempty"`

@@ -168,6 +168,9 @@ func TestChatWorkIsQueuedAndParked(t *testing.T) {
 	if got.Parked == nil || strings.Contains(got.Parked.Reason, "15550001111") || r.obs.parked != 1 {
 		t.Fatalf("parked %+v (counted %d), want recorded without the number", got.Parked, r.obs.parked)
 	}
+	if v := got.View(); v.Parked == nil || v.Parked.Reason != got.Parked.Reason || !v.Parked.At.Equal(got.Parked.At) {
+		t.Errorf("the chat's view shows parked %+v", v.Parked)
+	}
 	r.tw.before = nil
 	if err := w.Work(ctx, "order-1"); err != nil {
 		t.Fatal(err)

@@ -22,6 +22,9 @@ type View struct {
 	Metadata        json.RawMessage  `json:"metadata"`
 	Error           *FailureView     `json:"error"`
 	History         []TransitionView `json:"history"`
+	// Parked, when present, says the chat's recorded work (held messages, nudges, a move to SMS, a
+	// release) failed through all its runs; the upkeep keeps trying.
+	Parked *ParkedView `json:"parked,omitempty"`
 }
 
 // PartyView is one side of a View.
@@ -68,6 +71,9 @@ func (c Chat) View() View {
 	}
 	if len(c.Metadata) > 0 {
 		v.Metadata = c.Metadata
+	}
+	if c.Parked != nil {
+		v.Parked = &ParkedView{At: c.Parked.At, Reason: c.Parked.Reason}
 	}
 	if c.Error != nil {
 		v.Error = &FailureView{TwilioCode: c.Error.TwilioCode, Detail: c.Error.Detail}
@@ -126,4 +132,10 @@ func (c Chat) StartSteps() []StepView {
 		out = append(out, v)
 	}
 	return out
+}
+
+// ParkedView is a chat's parked work: since when, and why (masked).
+type ParkedView struct {
+	At     time.Time `json:"at"`
+	Reason string    `json:"reason"`
 }

@@ -339,7 +339,7 @@ func TestMethodNotAllowedSaysAllow(t *testing.T) {
 }
 
 // A chat page lists what is held for each party, masked to its first characters, and when each was
-// nudged; the history says when the customer moved to SMS.
+// nudged; the history says when the customer moved to SMS; parked work is shown.
 func TestChatPageShowsHeldMessagesMasked(t *testing.T) {
 	c := newChat(1, "order-01", chat.StateConnected, chat.Transition{State: chat.StateInvited, At: t0},
 		chat.Transition{State: chat.StateInvited, At: t0.Add(time.Second), Channel: chat.ChannelSMS},
@@ -347,9 +347,11 @@ func TestChatPageShowsHeldMessagesMasked(t *testing.T) {
 	c.Rider.Held = []chat.Held{{MessageSid: "IM1", Body: "gate code 4411", HeldAt: t0.Add(3 * time.Second)},
 		{MessageSid: "IM2", Body: "I'm in the blue building", HeldAt: t0.Add(4 * time.Second), Sending: true}}
 	c.Rider.NudgedAt = t0.Add(5 * time.Second)
+	c.Parked = &chat.Parked{At: t0.Add(6 * time.Second), Reason: "fetching a failed message: twilio 503"}
 	h, _ := newConsole(t, &fakeChats{chats: []chat.Chat{c}}, "token-one")
 	body := serve(h, "GET", "/console/chats/order-01", nil, login(t, h, "token-one")).Body.String()
 	for _, want := range []string{
+		`id="parked">Work parked since <time>2026-11-22 12:00:06</time>: fetching a failed message: twilio 503 — the upkeep keeps trying.`,
 		`<td class="held" id="held-rider">2</td><td><time>2026-11-22 12:00:05</time></td>`,
 		`<td class="held" id="held-customer">0</td><td>—</td>`,
 		`<th scope="row">Rider</th><td><code>gate…</code></td><td><time>2026-11-22 12:00:03</time></td>`,
