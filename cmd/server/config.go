@@ -72,7 +72,7 @@ type config struct {
 	InviteSMSBody     string        `envconfig:"OPTIN_INVITE_SMS_BODY" default:"Hello {{1}}, your delivery is almost there but {{2}} (your rider) needs help finding your door. Are you willing to chat with them? Reply YES or NO." desc:"the invitation, as text, to a customer whose number is not on WhatsApp (63003, 63024) once moved to SMS (OPTIN_SMS_NUMBERS); {{1}} is the customer's name, {{2}} the rider's"`
 	HoldMax           time.Duration `envconfig:"OPTIN_HOLD_MAX" default:"24h" desc:"how long a message that could not reach a party (their WhatsApp window closed) is held for them before it is dropped (1m to 720h)"`
 	HoldLimit         int           `envconfig:"OPTIN_HOLD_LIMIT" default:"50" desc:"how many messages a party holds at most; beyond it the oldest is dropped and counted (1 to 1000)"`
-	HoldLimitBytes    int           `envconfig:"OPTIN_HOLD_LIMIT_BYTES" default:"65536" desc:"how many bytes of held messages a party holds at most; beyond it the oldest is dropped and counted (1024 to 1048576)"`
+	HoldLimitBytes    int           `envconfig:"OPTIN_HOLD_LIMIT_BYTES" default:"65536" desc:"how many bytes of held messages a party holds at most; beyond it the oldest is dropped and counted (8192 to 1048576: a whole message of 1,600 characters always fits)"`
 	NudgeContentSid   string        `envconfig:"OPTIN_NUDGE_CONTENT_SID" desc:"template (HX…) sent to a party with a closed WhatsApp window and a held message, once per closed window, with variable 1 = the other party's name; empty: messages are held and sent again but nobody is nudged"`
 	Demo              bool          `envconfig:"OPTIN_DEMO" default:"false" desc:"same as -demo: run against a built-in Twilio emulator with generated credentials and play the guide's story"`
 }
@@ -309,8 +309,8 @@ func (c config) validate() (settings, error) {
 	if c.HoldLimit < 1 || c.HoldLimit > 1000 {
 		bad("OPTIN_HOLD_LIMIT", "must be between 1 and 1000, got %d", c.HoldLimit)
 	}
-	if c.HoldLimitBytes < 1024 || c.HoldLimitBytes > 1<<20 {
-		bad("OPTIN_HOLD_LIMIT_BYTES", "must be between 1024 and 1048576, got %d", c.HoldLimitBytes)
+	if c.HoldLimitBytes < 8192 || c.HoldLimitBytes > 1<<20 {
+		bad("OPTIN_HOLD_LIMIT_BYTES", "must be between 8192 and 1048576, got %d", c.HoldLimitBytes)
 	}
 	if c.NudgeContentSid != "" && !contentSidRE.MatchString(c.NudgeContentSid) {
 		bad("OPTIN_NUDGE_CONTENT_SID", "must be a Content SID: HX followed by 32 hexadecimal digits")
