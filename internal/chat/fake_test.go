@@ -25,6 +25,9 @@ type fakeTwilio struct {
 	// fetched holds when each conversation read came.
 	fetched []time.Time
 	before  func(op, conv string) error
+	// lost, when set, is asked after a create took effect: an error is what the caller gets instead
+	// of the answer (a timeout after Twilio acted).
+	lost func(op string) error
 	// media are the media uploaded, by SID; attached those attached to a message (once only).
 	media    map[string]Media
 	attached map[string]bool
@@ -78,7 +81,7 @@ func (f *fakeTwilio) CreateConversation(_ context.Context, c NewConversation) (s
 	sid := fmt.Sprintf("CH%032x", len(f.convs)+1)
 	f.convs[sid] = &fakeConv{sid: sid, name: c.UniqueName}
 	f.byName[c.UniqueName] = sid
-	return sid, nil
+	return sid, f.answerLost("create")
 }
 
 // conv returns the conversation named by SID or unique name. Callers hold f.mu.
@@ -130,7 +133,7 @@ func (f *fakeTwilio) AddParticipant(_ context.Context, sid, address, _ string) e
 		return callErr("participant", twiliocall.Permanent, 409, codeAlreadyPresent)
 	}
 	c.participants = append(c.participants, address)
-	return nil
+	return f.answerLost("participant")
 }
 
 func (f *fakeTwilio) CreateMessage(_ context.Context, sid string, m optin.Message) (string, error) {
@@ -159,7 +162,7 @@ func (f *fakeTwilio) CreateMessage(_ context.Context, sid string, m optin.Messag
 	}
 	msid := c.add(m)
 	c.messages[len(c.messages)-1].Media = media
-	return msid, nil
+	return msid, f.answerLost("message")
 }
 
 func (f *fakeTwilio) CopyMedia(_ context.Context, sid string, m Media) (string, error) {
@@ -194,6 +197,15 @@ func (c *fakeConv) add(m optin.Message) string {
 	c.messages = append(c.messages, fakeMsg{Message: Message{Sid: msid, Author: m.Author, Body: m.Body, Attributes: m.Attributes,
 		Index: len(c.messages), Created: fakeEpoch.Add(time.Duration(len(c.messages)) * time.Second)}, ContentSid: m.ContentSid, ContentVariables: m.ContentVariables})
 	return msid
+}
+
+// answerLost is the error the caller gets after its create took effect, when lost says so. Callers
+// hold f.mu.
+func (f *fakeTwilio) answerLost(op string) error {
+	if f.lost != nil {
+		return f.lost(op)
+	}
+	return nil
 }
 
 // fakeEpoch is Twilio's clock at a conversation's first message; each next message is a second later.
@@ -345,7 +357,7 @@ func (f *fakeTwilio) CreateWebhook(_ context.Context, sid string, h optin.Webhoo
 	}
 	h.Sid = fmt.Sprintf("WH%032x", len(c.webhooks)+1)
 	c.webhooks = append(c.webhooks, h)
-	return h.Sid, nil
+	return h.Sid, f.answerLost("webhook")
 }
 
 func (f *fakeTwilio) CloseConversation(_ context.Context, sid string) error {

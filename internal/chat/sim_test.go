@@ -22,7 +22,8 @@ import (
 // The simulation runs several replicas of the chat service against one store, one Twilio and one pair
 // of number pools, on a virtual clock, one step at a time, every choice drawn from a seeded source:
 // starts, ends, the customer's answers, Twilio's close, parties writing, delivery failures, webhooks
-// lost, late, repeated and replayed, Twilio's refusals and outages, a process killed in the middle of
+// lost, late, repeated and replayed, Twilio's refusals and outages, answers lost after Twilio acted, a
+// process killed in the middle of
 // any call (its later calls fail, its leases stay until they lapse), sweeps, reconciles and time
 // passing. After every step it checks what must always hold; at the end, with the faults off and the
 // upkeep run until nothing changes, what must hold once everything settled. The same seed replays the
@@ -284,6 +285,14 @@ func newSim(t testing.TB, seed uint64, replicas int) *sim {
 		now: clk.now, down: down}
 	sm.notes = &simNotifier{handed: map[string]bool{}, down: down}
 	sm.tw.before = sm.twilioCall
+	sm.tw.lost = func(op string) error {
+		// A create that took effect, its answer lost on the way back (a timeout, a reset).
+		if sm.faults && !sm.killed && sm.pick(50) == 0 {
+			sm.note("  answer lost: " + op)
+			return callErr(op, twiliocall.Uncertain, 504, 0)
+		}
+		return nil
+	}
 	wa, err := numberpool.New("WhatsApp", simWhatsApp, sm.numbers)
 	if err != nil {
 		t.Fatal(err)
