@@ -225,11 +225,18 @@ func (p *heapServer) finishChats(from, to, riders int) {
 
 func (p *heapServer) finishChat(i, riders int) {
 	id := fmt.Sprintf("order-%06d", i)
-	if code, body := p.call("POST", "/v1/chats", heapChatBody(i, riders)); code != 201 {
+	code, body := p.call("POST", "/v1/chats", heapChatBody(i, riders))
+	var started struct {
+		Customer struct {
+			ProxyAddress string `json:"proxy_address"`
+		}
+	}
+	if err := json.Unmarshal([]byte(body), &started); code != 201 || err != nil {
 		p.b.Errorf("start %s: %d %s", id, code, body)
 		return
 	}
-	if _, err := p.emu.Inbound(fmt.Sprintf("whatsapp:+1555%07d", i), business, "Yes"); err != nil {
+	// The customer answers on the number leased to them: with a shared rider busy on one, another.
+	if _, err := p.emu.Inbound(fmt.Sprintf("whatsapp:+1555%07d", i), started.Customer.ProxyAddress, "Yes"); err != nil {
 		p.b.Error(err)
 		return
 	}
