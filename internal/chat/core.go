@@ -1,6 +1,9 @@
 package chat
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // The core: what happens to a chat in each state when each input arrives, decided in one pure
 // function. decide reads only the chat as stored and the input, writes only the chat it is given, and
@@ -142,4 +145,60 @@ func moveTo(c *Chat, end Ending, now time.Time, events bool) Decision {
 		d.Effects = append(d.Effects, EffectNotify)
 	}
 	return d
+}
+
+// The rules of a running chat's messages, pure as decide is: what is held for whom, and when a party
+// is nudged. tend carries them out.
+
+// HoldDecision is what decideHold did with a failed message.
+type HoldDecision struct {
+	// Added: held for For ("customer" or "rider"); Counted: it counts as held now (not early);
+	// Dropped: how many counted messages the bound let go.
+	Added, Counted bool
+	For            string
+	Dropped        int
+}
+
+// decideHold takes a message that failed for a closed window (its failure recorded as failure): the
+// failure is marked acted on, in the same change; the message is held for the party it missed — the
+// other party than its author's — unless it is no party's (a system message), the customer's answer,
+// or written before the customer answered by anyone but the customer (held early: it counts once the
+// answer is known and it is not the answer). A party holds at most limit messages of limitBytes: the
+// oldest go first.
+func decideHold(c *Chat, m Message, failure string, now time.Time, limit, limitBytes int) HoldDecision {
+	c.Undelivered = slices.DeleteFunc(c.Undelivered, func(x Undelivered) bool { return x.MessageSid == failure })
+	if !c.State.Final() {
+		c.Handled = c.Handled.With(m.Index)
+	}
+	from := c.roleOf(m.Author)
+	early := c.State == StateInvited
+	switch {
+	case from == "" || c.State.Final() || c.State == StateStarting || m.Sid == c.Answer:
+		return HoldDecision{}
+	case early && from != roleCustomer:
+		return HoldDecision{}
+	}
+	to := other(from)
+	p := c.party(to)
+	if slices.ContainsFunc(p.Held, func(h Held) bool { return h.MessageSid == m.Sid }) {
+		return HoldDecision{}
+	}
+	p.Held = append(p.Held, Held{MessageSid: m.Sid, Index: m.Index, Author: m.Author, Body: m.Body,
+		Media: slices.Clone(m.Media), Created: m.Created, HeldAt: now, Early: early})
+	slices.SortStableFunc(p.Held, func(a, b Held) int { return a.Index - b.Index })
+	return HoldDecision{Added: true, Counted: !early, For: to, Dropped: p.trim(limit, limitBytes)}
+}
+
+// decideNudge reports whether the party is to be nudged now, and records it (Nudging, NudgedAt,
+// NudgedFor) when so: a message waits for them that their window, w, does not reach, the chat relays,
+// no nudge is under way, and they were not nudged since they last wrote — once per closed window.
+func decideNudge(c *Chat, role string, w Window, now time.Time) bool {
+	p := c.party(role)
+	waiting := slices.ContainsFunc(p.Held, func(h Held) bool { return !h.Early && !w.ReopenedAfter(h.Created) })
+	nudged := !p.NudgedAt.IsZero() && !w.LastInbound.After(p.NudgedAt)
+	if !c.relaying() || !waiting || p.Nudging || nudged {
+		return false
+	}
+	p.Nudging, p.NudgedAt, p.NudgedFor = true, now, w.LastInbound
+	return true
 }

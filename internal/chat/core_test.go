@@ -102,3 +102,84 @@ func TestCoreLetsGoAtTheEnd(t *testing.T) {
 		t.Errorf("settling %+v work %d release %v", c.Settling, c.Work, c.Release)
 	}
 }
+
+// What is held, for whom, and when a party is nudged: the running chat's rules as tables, no fakes.
+func TestCoreHoldsAndNudges(t *testing.T) {
+	at := time.Date(2026, 12, 4, 9, 0, 0, 0, time.UTC)
+	cust, rid := "whatsapp:+15550001111", "whatsapp:+15550002222"
+	msg := func(sid, author string) Message {
+		return Message{Sid: sid, Author: author, Body: "gate code 4411", Index: 7, Created: at.Add(-time.Minute)}
+	}
+	for _, tt := range []struct {
+		name    string
+		state   State
+		answer  string
+		m       Message
+		want    HoldDecision
+		early   bool
+		handled bool
+	}{
+		{"the customer's message, connected", StateConnected, "", msg("IMa", cust), HoldDecision{Added: true, Counted: true, For: roleRider}, false, true},
+		{"the rider's message, connected", StateConnected, "", msg("IMa", rid), HoldDecision{Added: true, Counted: true, For: roleCustomer}, false, true},
+		{"the customer's, invited: early", StateInvited, "", msg("IMa", cust), HoldDecision{Added: true, For: roleRider}, true, true},
+		{"the rider's, invited: never", StateInvited, "", msg("IMa", rid), HoldDecision{}, false, true},
+		{"the answer", StateConnecting, "IMa", msg("IMa", cust), HoldDecision{}, false, true},
+		{"a system message", StateConnected, "", msg("IMa", ""), HoldDecision{}, false, true},
+		{"a final chat", StateClosed, "", msg("IMa", cust), HoldDecision{}, false, false},
+		{"a starting chat", StateStarting, "", msg("IMa", cust), HoldDecision{}, false, true},
+	} {
+		c := Chat{State: tt.state, Answer: tt.answer, Customer: Party{Address: cust}, Rider: Party{Address: rid},
+			Undelivered: []Undelivered{{MessageSid: "IMa", Code: codeWindowClosed}}}
+		d := decideHold(&c, tt.m, "IMa", at, 50, 64<<10)
+		if d != tt.want {
+			t.Errorf("%s: %+v, want %+v", tt.name, d, tt.want)
+		}
+		if len(c.Undelivered) != 0 || c.Handled.Has(7) != tt.handled {
+			t.Errorf("%s: failure left %v, handled %v", tt.name, c.Undelivered, c.Handled.Has(7))
+		}
+		if d.Added {
+			h := c.party(d.For).Held
+			if len(h) != 1 || h[0].Early != tt.early || !h[0].HeldAt.Equal(at) {
+				t.Errorf("%s: held %+v", tt.name, h)
+			}
+			if again := decideHold(&c, tt.m, "IMa", at, 50, 64<<10); again.Added {
+				t.Errorf("%s: held twice", tt.name)
+			}
+		}
+	}
+	// The bound: the oldest go first, early ones not counted.
+	c := Chat{State: StateConnected, Customer: Party{Address: cust}, Rider: Party{Address: rid,
+		Held: []Held{{MessageSid: "IM1", Index: 1, Early: true}, {MessageSid: "IM2", Index: 2}}}}
+	if d := decideHold(&c, Message{Sid: "IM3", Author: cust, Index: 3}, "IM3", at, 2, 64<<10); d.Dropped != 0 || len(c.Rider.Held) != 2 || c.Rider.Held[0].MessageSid != "IM2" {
+		t.Errorf("bound: %+v held %+v", d, c.Rider.Held)
+	}
+
+	held := []Held{{MessageSid: "IMa", Created: at}}
+	for _, tt := range []struct {
+		name      string
+		state     State
+		p         Party
+		last      time.Time
+		want      bool
+		nudgedFor time.Time
+	}{
+		{"held, window never seen", StateConnected, Party{Held: held}, time.Time{}, true, time.Time{}},
+		{"held, window closed", StateConnected, Party{Held: held}, at.Add(-25 * time.Hour), true, at.Add(-25 * time.Hour)},
+		{"the party wrote after the message", StateConnected, Party{Held: held}, at.Add(time.Second), false, time.Time{}},
+		{"nothing held", StateConnected, Party{}, time.Time{}, false, time.Time{}},
+		{"only early ones", StateConnected, Party{Held: []Held{{MessageSid: "IMa", Created: at, Early: true}}}, time.Time{}, false, time.Time{}},
+		{"a nudge under way", StateConnected, Party{Held: held, Nudging: true}, time.Time{}, false, time.Time{}},
+		{"nudged, not written since", StateConnected, Party{Held: held, NudgedAt: at.Add(-time.Hour)}, at.Add(-48 * time.Hour), false, time.Time{}},
+		{"nudged, written since, closed again", StateConnected, Party{Held: held, NudgedAt: at.Add(-50 * time.Hour)}, at.Add(-48 * time.Hour), true, at.Add(-48 * time.Hour)},
+		{"invited", StateInvited, Party{Held: held}, time.Time{}, false, time.Time{}},
+	} {
+		c := Chat{State: tt.state, Rider: tt.p}
+		got := decideNudge(&c, roleRider, Window{LastInbound: tt.last}, at)
+		if got != tt.want {
+			t.Errorf("%s: nudge %v, want %v", tt.name, got, tt.want)
+		}
+		if got && (!c.Rider.Nudging || !c.Rider.NudgedAt.Equal(at) || !c.Rider.NudgedFor.Equal(tt.nudgedFor)) {
+			t.Errorf("%s: recorded %+v", tt.name, c.Rider)
+		}
+	}
+}

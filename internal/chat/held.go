@@ -401,16 +401,9 @@ func (s *Service) nudge(ctx context.Context, id, role string) error {
 	if !look {
 		decided := false
 		c, err = s.store.Update(ctx, id, func(c *Chat) error {
-			decided = false
-			p := c.party(role)
-			waiting := slices.ContainsFunc(p.Held, func(h Held) bool { return !h.Early && !w.ReopenedAfter(h.Created) })
-			// Once per closed window: nudged again only once the party has written since the last
-			// nudge (a window learned late, older than that nudge, is the same closed window).
-			nudged := !p.NudgedAt.IsZero() && !w.LastInbound.After(p.NudgedAt)
-			if !c.relaying() || !waiting || p.Nudging || nudged {
+			if decided = decideNudge(c, role, w, s.now()); !decided {
 				return errUnchanged
 			}
-			p.Nudging, p.NudgedAt, p.NudgedFor, decided = true, s.now(), w.LastInbound, true
 			return nil
 		})
 		if err != nil && !errors.Is(err, errUnchanged) {

@@ -285,49 +285,25 @@ func (p *Party) trim(limit, limitBytes int) int {
 // by anyone but the customer, is not held. A party holds at most HoldLimit messages of HoldLimitBytes:
 // the oldest go first, counted.
 func (s *Service) hold(ctx context.Context, id string, m Message, failure string) (bool, error) {
-	var added, counted bool
-	var to string
-	var dropped int
+	var d HoldDecision
 	_, err := s.store.Update(ctx, id, func(c *Chat) error {
-		added, counted, dropped = false, false, 0
-		c.Undelivered = slices.DeleteFunc(c.Undelivered, func(x Undelivered) bool { return x.MessageSid == failure })
-		if !c.State.Final() {
-			c.Handled = c.Handled.With(m.Index)
-		}
-		from := c.roleOf(m.Author)
-		early := c.State == StateInvited
-		switch {
-		case from == "" || c.State.Final() || c.State == StateStarting || m.Sid == c.Answer:
-			return nil
-		case early && from != roleCustomer:
-			return nil
-		}
-		to = other(from)
-		p := c.party(to)
-		if slices.ContainsFunc(p.Held, func(h Held) bool { return h.MessageSid == m.Sid }) {
-			return nil
-		}
-		p.Held = append(p.Held, Held{MessageSid: m.Sid, Index: m.Index, Author: m.Author, Body: m.Body,
-			Media: slices.Clone(m.Media), Created: m.Created, HeldAt: s.now(), Early: early})
-		slices.SortStableFunc(p.Held, func(a, b Held) int { return a.Index - b.Index })
-		added, counted = true, !early
-		dropped = p.trim(s.cfg.HoldLimit, s.cfg.HoldLimitBytes)
+		d = decideHold(c, m, failure, s.now(), s.cfg.HoldLimit, s.cfg.HoldLimitBytes)
 		return nil
 	})
 	if err != nil {
 		return false, fmt.Errorf("%w: holding a message: %w", ErrUnavailable, err)
 	}
-	if added {
-		zerolog.Ctx(ctx).Info().Str("party", to).Str("message_sid", m.Sid).Msg("message held: the party's window is closed")
+	if d.Added {
+		zerolog.Ctx(ctx).Info().Str("party", d.For).Str("message_sid", m.Sid).Msg("message held: the party's window is closed")
 	}
-	if counted {
+	if d.Counted {
 		s.observe(func(o Observer) { o.MessagesHeld(1) })
 	}
-	if dropped > 0 {
-		zerolog.Ctx(ctx).Warn().Str("chat_id", id).Str("party", to).Int("dropped", dropped).Msg("held messages dropped: the party holds too many")
-		s.observe(func(o Observer) { o.MessagesDropped(DropOverflow, dropped) })
+	if d.Dropped > 0 {
+		zerolog.Ctx(ctx).Warn().Str("chat_id", id).Str("party", d.For).Int("dropped", d.Dropped).Msg("held messages dropped: the party holds too many")
+		s.observe(func(o Observer) { o.MessagesDropped(DropOverflow, d.Dropped) })
 	}
-	return added, nil
+	return d.Added, nil
 }
 
 // answered records the customer's answer: an early hold of it is let go (the rider gets the opt-in
