@@ -262,8 +262,8 @@ func (s *Service) recordFallback(ctx context.Context, id string, f Fallback) err
 // fallbackDone forgets the move; on a chat that ended, it records that its numbers are to be freed.
 func (s *Service) fallbackDone(ctx context.Context, id string) error {
 	if _, err := s.store.Update(ctx, id, func(c *Chat) error {
-		if c.State.Final() && c.Fallback != nil {
-			c.Release = true
+		if c.State.Final() {
+			c.Release = true // what the move leased after the chat's own release went is freed too
 		}
 		c.Fallback = nil
 		return nil
