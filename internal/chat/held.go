@@ -183,11 +183,10 @@ func (s *Service) dropExpired(ctx context.Context, id string) error {
 		for _, role := range []string{roleCustomer, roleRider} {
 			p := c.party(role)
 			p.Held = slices.DeleteFunc(p.Held, func(h Held) bool {
-				expired := !h.Sending && now.Sub(h.HeldAt) > s.cfg.HoldMax
-				if expired && !h.Early {
+				if expired(h) && !h.Early {
 					dropped++
 				}
-				return expired
+				return expired(h)
 			})
 		}
 		return nil
@@ -285,15 +284,26 @@ func (s *Service) resend(ctx context.Context, id, role string) error {
 func (s *Service) forget(ctx context.Context, id, role, messageSid string) (bool, error) {
 	removed := false
 	if _, err := s.store.Update(ctx, id, func(c *Chat) error {
-		p := c.party(role)
-		n := len(p.Held)
-		p.Held = slices.DeleteFunc(p.Held, func(x Held) bool { return x.MessageSid == messageSid })
-		removed = len(p.Held) < n
+		removed = removeHeld(&c.party(role).Held, messageSid)
 		return nil
 	}); err != nil {
 		return false, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return removed, nil
+}
+
+// removeHeld removes the message from hs, and reports whether it was there: whoever removes it counts it.
+func removeHeld(hs *[]Held, messageSid string) bool {
+	n := len(*hs)
+	*hs = slices.DeleteFunc(*hs, func(x Held) bool { return x.MessageSid == messageSid })
+	return len(*hs) < n
+}
+
+// recentOf reads the conversation's newest messages, for a marker search.
+func (s *Service) recentOf(conv string) func(ctx context.Context, limit int) ([]twiliocall.Posted, error) {
+	return func(ctx context.Context, limit int) ([]twiliocall.Posted, error) {
+		return s.conv.RecentMessages(ctx, conv, limit)
+	}
 }
 
 // settle counts the messages whose copy was being sent when the chat ended: sent again when the copy
@@ -305,18 +315,13 @@ func (s *Service) settle(ctx context.Context, id string) error {
 	}
 	for _, h := range c.Settling {
 		marker := chatMarker(id, "resend", h.MessageSid)
-		recent := func(ctx context.Context, limit int) ([]twiliocall.Posted, error) {
-			return s.conv.RecentMessages(ctx, c.ConversationSid, limit)
-		}
-		sid, err := twiliocall.FindMarked(ctx, recent, func(a string) bool { return a == marker })
+		sid, err := twiliocall.FindMarked(ctx, s.recentOf(c.ConversationSid), func(a string) bool { return a == marker })
 		if err != nil && !twiliocall.IsNotFound(err) {
 			return fmt.Errorf("looking for a copy: %w", err)
 		}
 		settled := false
 		if _, err := s.store.Update(ctx, id, func(c *Chat) error {
-			n := len(c.Settling)
-			c.Settling = slices.DeleteFunc(c.Settling, func(x Held) bool { return x.MessageSid == h.MessageSid })
-			settled = len(c.Settling) < n
+			settled = removeHeld(&c.Settling, h.MessageSid)
 			return nil
 		}); err != nil {
 			return fmt.Errorf("%w: %w", ErrUnavailable, err)
@@ -365,10 +370,7 @@ func (s *Service) sendCopy(ctx context.Context, c Chat, h Held, look bool) (stri
 // createCopy creates m once, with a fresh copy of media attached when given: Twilio attaches a media
 // to one message only, so the original's is copied first — only when no copy of m exists yet.
 func (s *Service) createCopy(ctx context.Context, conv string, look bool, m optin.Message, media *Media) (string, error) {
-	recent := func(ctx context.Context, limit int) ([]twiliocall.Posted, error) {
-		return s.conv.RecentMessages(ctx, conv, limit)
-	}
-	return twiliocall.CreateOnce(ctx, s.cfg.Retry, nil, "resend", look, recent,
+	return twiliocall.CreateOnce(ctx, s.cfg.Retry, nil, "resend", look, s.recentOf(conv),
 		func(a string) bool { return a == m.Attributes },
 		func(ctx context.Context) (string, error) {
 			if media != nil && m.MediaSid == "" {
@@ -449,10 +451,7 @@ func nameOr(name, role string) string {
 // createOnce creates m in the conversation once: with look, or after a failure whose effect is
 // unknown, it first looks for m's marker among the newest messages.
 func (s *Service) createOnce(ctx context.Context, conv, op string, look bool, m optin.Message) (string, error) {
-	recent := func(ctx context.Context, limit int) ([]twiliocall.Posted, error) {
-		return s.conv.RecentMessages(ctx, conv, limit)
-	}
-	return twiliocall.CreateOnce(ctx, s.cfg.Retry, nil, op, look, recent,
+	return twiliocall.CreateOnce(ctx, s.cfg.Retry, nil, op, look, s.recentOf(conv),
 		func(a string) bool { return a == m.Attributes },
 		func(ctx context.Context) (string, error) { return s.conv.CreateMessage(ctx, conv, m) })
 }

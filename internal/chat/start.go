@@ -209,10 +209,7 @@ func (s *Service) invite(ctx context.Context, c Chat, look bool) (string, error)
 		m.Body = c.Invite.Body
 	}
 	if look {
-		recent := func(ctx context.Context, limit int) ([]twiliocall.Posted, error) {
-			return s.conv.RecentMessages(ctx, c.ConversationSid, limit)
-		}
-		sid, err := twiliocall.FindMarked(ctx, recent, func(a string) bool { return a == m.Attributes })
+		sid, err := twiliocall.FindMarked(ctx, s.recentOf(c.ConversationSid), func(a string) bool { return a == m.Attributes })
 		if err != nil || sid != "" {
 			return sid, err
 		}
