@@ -167,6 +167,9 @@ type HoldDecision struct {
 // oldest go first.
 func decideHold(c *Chat, m Message, failure string, now time.Time, limit, limitBytes int) HoldDecision {
 	c.Undelivered = slices.DeleteFunc(c.Undelivered, func(x Undelivered) bool { return x.MessageSid == failure })
+	if c.Handled.Has(m.Index) {
+		return HoldDecision{} // acted on already (the caller read an older chat)
+	}
 	if !c.State.Final() {
 		c.Handled = c.Handled.With(m.Index)
 	}

@@ -145,6 +145,11 @@ func TestCoreHoldsAndNudges(t *testing.T) {
 			if again := decideHold(&c, tt.m, "IMa", at, 50, 64<<10); again.Added {
 				t.Errorf("%s: held twice", tt.name)
 			}
+			// Sent again and out of the hold, a late repeat of its failure holds nothing.
+			c.party(d.For).Held = nil
+			if again := decideHold(&c, tt.m, "IMa", at, 50, 64<<10); again.Added {
+				t.Errorf("%s: held again after it was acted on", tt.name)
+			}
 		}
 	}
 	// The bound: the oldest go first, early ones not counted.
