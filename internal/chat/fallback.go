@@ -226,6 +226,11 @@ func (s *Service) moved(ctx context.Context, id string, f Fallback, address stri
 func (s *Service) cannotFallBack(ctx context.Context, c Chat, detail string) error {
 	zerolog.Ctx(ctx).Error().Str("chat_id", c.ID).Msg("customer unreachable: " + detail)
 	end := Ending{State: StateFailed, Reason: ReasonUnreachable, Error: &Failure{TwilioCode: c.Fallback.Code, Detail: detail}}
+	if c.Fallback.Removed && !Allowed(c.State, end.State, end.Reason) {
+		// The customer answered meanwhile but is out of the conversation already, and SMS cannot take
+		// them: the chat cannot work any more, so it ends (closed, unreachable) and frees its numbers.
+		end = Ending{State: StateClosed, Reason: ReasonUnreachable, Error: end.Error}
+	}
 	if Allowed(c.State, end.State, end.Reason) {
 		if _, err := s.conclude(ctx, c, end); err != nil {
 			return err

@@ -229,3 +229,41 @@ func TestAConnectedCustomerIsNotMoved(t *testing.T) {
 		t.Errorf("connected chat after a 63003: %s, customer %s, fallback %+v, sms lease %v", got.State, got.Customer.Address, got.Fallback, sms.held("order-1"))
 	}
 }
+
+// The customer answers while their move to SMS is half done (out of the WhatsApp conversation, not yet
+// in on SMS), and SMS then refuses them for good: the chat cannot work, so it closes as unreachable and
+// frees every number — it does not stay connected without its customer (found by the simulation,
+// seed 7030).
+func TestAHalfDoneMoveThatCannotFinishClosesTheChat(t *testing.T) {
+	r, sms := fallbackEnv(t, true)
+	c, _, err := r.svc.Start(context.Background(), request("order-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	refuse := twiliocall.Uncertain
+	r.tw.before = func(op, _ string) error {
+		if op == "participant" {
+			return &twiliocall.CallError{Op: "add participant", Kind: refuse, Status: 500, Code: 20500, Err: errors.New("down")}
+		}
+		return nil
+	}
+	r.notOnWhatsApp(c, codeNotOnWhatsApp)
+	if f := r.chat("order-1").Fallback; f == nil || !f.Removed || f.Added {
+		t.Fatalf("after the cut: %+v", f)
+	}
+	for _, st := range []optin.Stage{optin.StageConnecting, optin.StageConnected} {
+		if err := r.svc.Advance(context.Background(), c.ConversationSid, st, "", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	refuse = twiliocall.Permanent
+	r.clock.advance(time.Minute)
+	if _, err := r.svc.SweepOutbox(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := r.chat("order-1")
+	if got.State != StateClosed || got.Reason != ReasonUnreachable || got.Fallback != nil || sms.held("order-1") || r.pool.held("order-1") {
+		t.Errorf("chat %s/%s, fallback %+v, sms lease %v, whatsapp lease %v", got.State, got.Reason, got.Fallback, sms.held("order-1"), r.pool.held("order-1"))
+	}
+	r.checkInvariant("order-1")
+}

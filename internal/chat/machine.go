@@ -25,8 +25,8 @@ var transitions = map[edge][]string{
 	{StateInvited, StateClosed}:       {ReasonEnded, ReasonExpired},
 	{StateConnecting, StateConnected}: {""},
 	{StateConnecting, StateFailed}:    {ReasonFailed, ReasonUnreachable},
-	{StateConnecting, StateClosed}:    {ReasonEnded, ReasonExpired},
-	{StateConnected, StateClosed}:     {ReasonEnded, ReasonExpired},
+	{StateConnecting, StateClosed}:    {ReasonEnded, ReasonExpired, ReasonUnreachable},
+	{StateConnected, StateClosed}:     {ReasonEnded, ReasonExpired, ReasonUnreachable}, // a move to SMS that could not finish
 }
 
 // Allowed reports whether a chat in from may move to to for reason.

@@ -26,8 +26,14 @@ func TestTransitionTable(t *testing.T) {
 		"connecting→closed:expired":  true,
 		"connected→closed:ended":     true,
 		"connected→closed:expired":   true,
+		// The customer not on WhatsApp and no SMS number for them: a chat not yet answered fails; one
+		// answered while the move was half done closes.
+		"invited→failed:unreachable":    true,
+		"connecting→failed:unreachable": true,
+		"connecting→closed:unreachable": true,
+		"connected→closed:unreachable":  true,
 	}
-	reasons := []string{"", ReasonDeclined, ReasonOptedOut, ReasonEnded, ReasonExpired, ReasonFailed}
+	reasons := []string{"", ReasonDeclined, ReasonOptedOut, ReasonEnded, ReasonExpired, ReasonFailed, ReasonUnreachable}
 	seen := 0
 	for _, from := range States {
 		for _, to := range States {
