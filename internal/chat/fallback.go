@@ -89,7 +89,13 @@ func (s *Service) fallBack(ctx context.Context, id string) error {
 		return nil // nothing to do, or the start or an end decides first
 	}
 	if c.relaying() && !c.Fallback.Removed {
-		// The customer answered (on WhatsApp) before the move began: they stay there.
+		// The customer answered (on WhatsApp) before the move took them out of it: they stay there,
+		// and the SMS number the move may have leased goes back.
+		if f := c.Fallback; f.Number != "" && s.cfg.SMS != nil {
+			if err := s.cfg.SMS.ReleaseAddress(ctx, id, strings.TrimPrefix(f.From, "whatsapp:")); err != nil {
+				return fmt.Errorf("%w: freeing the SMS number of a move not made: %w", ErrUnavailable, err)
+			}
+		}
 		return s.fallbackDone(ctx, id)
 	}
 	if c.State.Final() {

@@ -267,3 +267,39 @@ func TestAHalfDoneMoveThatCannotFinishClosesTheChat(t *testing.T) {
 	}
 	r.checkInvariant("order-1")
 }
+
+// The customer answers after their move to SMS leased a number but before it took them out of the
+// WhatsApp conversation: they stay on WhatsApp, and the SMS number goes back (found by the simulation,
+// fresh seed 7031: it stayed leased).
+func TestAMoveNotMadeGivesItsSMSNumberBack(t *testing.T) {
+	r, sms := fallbackEnv(t, true)
+	c, _, err := r.svc.Start(context.Background(), request("order-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := true
+	r.tw.before = func(op, _ string) error {
+		if op == "remove_participant" && down {
+			return &twiliocall.CallError{Op: "remove participant", Kind: twiliocall.Retryable, Status: 503, Code: 20503, Err: errors.New("down")}
+		}
+		return nil
+	}
+	r.notOnWhatsApp(c, codeNotOnWhatsApp)
+	if f := r.chat("order-1").Fallback; f == nil || f.Number != smsNumber || f.Removed || !sms.held("order-1") {
+		t.Fatalf("after the cut: %+v, sms lease %v", f, sms.held("order-1"))
+	}
+	for _, st := range []optin.Stage{optin.StageConnecting, optin.StageConnected} {
+		if err := r.svc.Advance(context.Background(), c.ConversationSid, st, "", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	down = false
+	r.clock.advance(time.Minute)
+	if _, err := r.svc.SweepOutbox(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := r.chat("order-1")
+	if got.State != StateConnected || got.Fallback != nil || got.Customer.Address != customer || sms.held("order-1") || !r.pool.leasedTo("order-1", customer) {
+		t.Errorf("chat %s, fallback %+v, customer %s, sms lease %v", got.State, got.Fallback, got.Customer.Address, sms.held("order-1"))
+	}
+}
