@@ -178,6 +178,8 @@ type Chat struct {
 	// Release says the chat's numbers are still to be freed: set in the write that makes the chat
 	// final, cleared once they are free, retried by the upkeep until then.
 	Release bool `json:",omitempty"`
+	// Calls are the parties' calls through the chat's numbers, the newest maxCalls.
+	Calls []Call `json:",omitempty"`
 }
 
 // HasWork reports whether the chat holds something the upkeep must finish: an event not delivered,

@@ -48,6 +48,8 @@ type finished struct {
 	Digest string            `json:"g,omitempty"`
 	Seq    int64             `json:"q"`
 	Steps  map[string]string `json:"p,omitempty"`
+	// Calls are the chat's calls, as the full form has them: most chats have none.
+	Calls []Call `json:"k,omitempty"`
 }
 
 // FinishedPrefix starts every encoded finished chat, and no full one: stores tell the two forms apart.
@@ -70,7 +72,7 @@ func MarshalFinished(c Chat) ([]byte, error) {
 	}
 	f := finished{ID: c.ID, State: c.State, Reason: c.Reason,
 		CustomerLine: party(c.Customer, false), RiderLine: party(c.Rider, c.Rider.ProxyAddress != "" && c.Rider.ProxyAddress == c.Customer.ProxyAddress),
-		Metadata: c.Metadata, Error: c.Error, Seq: c.Seq}
+		Metadata: c.Metadata, Error: c.Error, Seq: c.Seq, Calls: c.Calls}
 	if b, ok := sidBytes(c.ConversationSid); ok {
 		f.ConvBytes = base64.RawStdEncoding.EncodeToString(b)
 	} else {
@@ -131,7 +133,7 @@ func UnmarshalFinished(raw []byte) (Chat, error) {
 	c := Chat{ID: f.ID, ConversationSid: f.Conv, Mode: f.Mode, State: f.State, Reason: f.Reason,
 		Customer: party(f.Customer, f.CustomerLine), Rider: party(f.Rider, f.RiderLine),
 		CreatedAt: ms(f.Times[0]), UpdatedAt: ms(f.Times[0] + f.Times[1]), ExpiresAt: ms(f.Times[0] + f.Times[2]),
-		Metadata: f.Metadata, Error: f.Error, Fingerprint: f.Fingerprint, Seq: f.Seq, Steps: f.Steps}
+		Metadata: f.Metadata, Error: f.Error, Fingerprint: f.Fingerprint, Seq: f.Seq, Steps: f.Steps, Calls: f.Calls}
 	if c.Mode == "" {
 		c.Mode = ModeOptIn
 	}

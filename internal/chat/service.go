@@ -86,6 +86,8 @@ type Config struct {
 	// run once more when enqueued while it runs) whose worker is Service.Worker. Without it the work
 	// runs in a goroutine, and the sweep finishes what a crash cut off.
 	Work WorkQueue
+	// Pairs, when set, finds a chat by its pair of numbers: the parties' calls are routed by it.
+	Pairs PairIndex
 }
 
 // WorkQueue queues a chat's recorded work (tend) for a worker.

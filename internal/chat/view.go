@@ -25,6 +25,32 @@ type View struct {
 	// Parked, when present, says the chat's recorded work (held messages, nudges, a move to SMS, a
 	// release) failed through all its runs; the upkeep keeps trying.
 	Parked *ParkedView `json:"parked,omitempty"`
+	// Calls are the parties' calls through the chat's numbers, oldest first (the newest 20).
+	Calls []CallView `json:"calls"`
+}
+
+// CallView is one call of a View: who called whom, and how it ended — no number.
+type CallView struct {
+	Sid  string    `json:"sid"`
+	From string    `json:"from"`
+	To   string    `json:"to"`
+	At   time.Time `json:"at"`
+	// Status is the Dial's outcome (completed, busy, no-answer, failed, canceled); nil while ringing
+	// or talking. Duration is the talk time in seconds.
+	Status   *string    `json:"status"`
+	Duration int        `json:"duration"`
+	EndedAt  *time.Time `json:"ended_at"`
+}
+
+func (c Call) view() CallView {
+	v := CallView{Sid: c.Sid, From: c.From, To: other(c.From), At: c.At, Duration: c.Seconds}
+	if c.Status != "" {
+		v.Status = &c.Status
+	}
+	if !c.EndedAt.IsZero() {
+		v.EndedAt = &c.EndedAt
+	}
+	return v
 }
 
 // PartyView is one side of a View.
@@ -62,6 +88,10 @@ func (c Chat) View() View {
 		ID: c.ID, Mode: cmp.Or(c.Mode, ModeOptIn), State: c.State, Customer: c.Customer.view(), Rider: c.Rider.view(),
 		CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt, ExpiresAt: c.ExpiresAt,
 		Metadata: json.RawMessage("null"), History: make([]TransitionView, 0, len(c.History)),
+		Calls: make([]CallView, 0, len(c.Calls)),
+	}
+	for _, call := range c.Calls {
+		v.Calls = append(v.Calls, call.view())
 	}
 	if c.ConversationSid != "" {
 		v.ConversationSid = &c.ConversationSid

@@ -304,6 +304,7 @@ func cloneChat(c chat.Chat) chat.Chat {
 	c.Undelivered = slices.Clone(c.Undelivered)
 	c.Handled = slices.Clone(c.Handled)
 	c.Settling = slices.Clone(c.Settling)
+	c.Calls = slices.Clone(c.Calls)
 	for i := range c.Settling {
 		c.Settling[i].Media = slices.Clone(c.Settling[i].Media)
 	}
@@ -318,6 +319,10 @@ func cloneChat(c chat.Chat) chat.Chat {
 	if c.Ending != nil {
 		e := *c.Ending
 		c.Ending = &e
+	}
+	if c.Parked != nil {
+		p := *c.Parked
+		c.Parked = &p
 	}
 	return c
 }
