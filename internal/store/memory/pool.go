@@ -19,6 +19,9 @@ type Pairs struct {
 	byChat  map[string][]numberpool.Pair
 	blocked map[numberpool.Pair]time.Time
 	last    packed[uint64, lastNumber]
+	// chatOf is the index by pair (bare number, bare address) of the chat that last took it, kept
+	// beyond the release for the retention.
+	chatOf packed[[2]uint64, pairLease]
 	// numbers are the numbers seen, which lastNumber names by index: a pool's few numbers.
 	numbers   []string
 	numberAt  map[string]uint32
@@ -39,7 +42,7 @@ type lastNumber struct {
 	number uint32
 }
 
-var _ numberpool.Store = (*Pairs)(nil)
+var _ numberpool.IndexedStore = (*Pairs)(nil)
 
 // NewPairs returns a store with nothing leased, whose leases lapse after retention (0: 30 days).
 func NewPairs(retention time.Duration) *Pairs {
@@ -47,7 +50,7 @@ func NewPairs(retention time.Duration) *Pairs {
 		retention = 30 * 24 * time.Hour
 	}
 	return &Pairs{leased: map[numberpool.Pair]pairLease{}, byChat: map[string][]numberpool.Pair{},
-		blocked: map[numberpool.Pair]time.Time{}, last: newPacked[uint64, lastNumber](), numberAt: map[string]uint32{}, now: time.Now, retention: retention}
+		blocked: map[numberpool.Pair]time.Time{}, last: newPacked[uint64, lastNumber](), chatOf: newPacked[[2]uint64, pairLease](), numberAt: map[string]uint32{}, now: time.Now, retention: retention}
 }
 
 // prune drops what lapsed, at most once a minute. Callers hold s.mu.
@@ -80,6 +83,17 @@ func (s *Pairs) prune(now time.Time) {
 		}
 	}
 	s.last.deleteFunc(func(l lastNumber) bool { return now.UnixMilli() >= l.until })
+	s.chatOf.deleteFunc(func(l pairLease) bool { return !now.Before(l.until) })
+}
+
+// indexKey is a pair's key in the index: its number and address, bare.
+func indexKey(number, address string) ([2]uint64, bool, string) {
+	number, address = numberpool.Bare(number), numberpool.Bare(address)
+	k, ok := pairKey(address, number)
+	if ok {
+		return k, true, ""
+	}
+	return k, false, number + "|" + address
 }
 
 // held reports whether a live lease holds p. Callers hold s.mu.
@@ -108,6 +122,8 @@ func (s *Pairs) Take(_ context.Context, chatID string, pairs []numberpool.Pair) 
 		s.byChat[chatID] = append(s.byChat[chatID], p)
 		k, ok := addressKey(p.Address)
 		s.last.set(k, ok, p.Address, lastNumber{number: s.number(p.Number), until: until.UnixMilli()})
+		ik, iok, is := indexKey(p.Number, p.Address)
+		s.chatOf.set(ik, iok, is, pairLease{chat: chatID, until: until})
 	}
 	return true, nil
 }
@@ -154,6 +170,10 @@ func (s *Pairs) Renew(_ context.Context, chatID string) error {
 			if last, found := s.last.get(k, ok, p.Address); found && s.numbers[last.number] == p.Number {
 				s.last.set(k, ok, p.Address, lastNumber{number: last.number, until: until.UnixMilli()})
 			}
+			ik, iok, is := indexKey(p.Number, p.Address)
+			if c, found := s.chatOf.get(ik, iok, is); found && c.chat == chatID {
+				s.chatOf.set(ik, iok, is, pairLease{chat: chatID, until: until})
+			}
 		}
 	}
 	return nil
@@ -175,6 +195,17 @@ func (s *Pairs) Last(_ context.Context, address string) (string, error) {
 	k, ok := addressKey(address)
 	if l, found := s.last.get(k, ok, address); found && s.now().UnixMilli() < l.until {
 		return s.numbers[l.number], nil
+	}
+	return "", nil
+}
+
+// ChatOf returns the chat that last took the pair (number, address), read bare.
+func (s *Pairs) ChatOf(_ context.Context, number, address string) (string, error) {
+	k, ok, str := indexKey(number, address)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c, found := s.chatOf.get(k, ok, str); found && s.now().Before(c.until) {
+		return c.chat, nil
 	}
 	return "", nil
 }

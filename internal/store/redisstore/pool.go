@@ -13,8 +13,9 @@ import (
 
 // Pairs is the numberpool.Store shared by every replica: a key per leased pair holding its chat
 // (optin:pair:<address>|<number>), a set of each chat's pairs, per number a sorted set of its leased
-// pairs by expiry (the counts are derived from it, so a lease that lapses stops counting), and the last
-// number of each address. The scripts name the keys; the constants below are the ones Go reads too.
+// pairs by expiry (the counts are derived from it, so a lease that lapses stops counting), the last
+// number of each address, and the index of the chat that last took each pair, read bare
+// (optin:pairchat:<number>|<address>, kept beyond the release for the retention). The scripts name the keys; the constants below are the ones Go reads too.
 type Pairs struct {
 	rdb       *redis.Client
 	retention time.Duration
@@ -22,17 +23,21 @@ type Pairs struct {
 	sync func(context.Context) error
 }
 
-var _ numberpool.Store = (*Pairs)(nil)
+var _ numberpool.IndexedStore = (*Pairs)(nil)
 
 // Pairs returns the pair store on the same Redis. A lease lives until released, or at most retention
 // (so that a release lost with a crash does not hold a pair for ever).
 func (s *Store) Pairs() *Pairs { return &Pairs{rdb: s.rdb, retention: s.retention, sync: s.Sync} }
 
-const lastPrefix = "optin:lastnumber:"
+const (
+	lastPrefix     = "optin:lastnumber:"
+	pairChatPrefix = "optin:pairchat:"
+)
 
 // takePairs: ARGV = chat, ttl ms, now ms, then address, number for each pair. All or nothing.
 var takePairs = redis.NewScript(`
 local chat, ttl, now = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local function bare(a) return (string.gsub(a, '^%a+:', '', 1)) end
 for i = 4, #ARGV, 2 do
   local pair = ARGV[i] .. '|' .. ARGV[i+1]
   if redis.call('EXISTS', 'optin:pair:' .. pair) == 1 or redis.call('EXISTS', 'optin:pairblock:' .. pair) == 1 then
@@ -47,6 +52,7 @@ for i = 4, #ARGV, 2 do
   redis.call('SADD', 'optin:numbers', ARGV[i+1])
   redis.call('ZADD', 'optin:numberpairs:' .. ARGV[i+1], now + ttl, ARGV[i])
   redis.call('SET', 'optin:lastnumber:' .. ARGV[i], ARGV[i+1], 'PX', ttl)
+  redis.call('SET', 'optin:pairchat:' .. bare(ARGV[i+1]) .. '|' .. bare(ARGV[i]), chat, 'PX', ttl)
 end
 return 1
 `)
@@ -84,15 +90,21 @@ end
 return n
 `)
 
-// renewPairs starts the term of the chat's live leases again: ARGV = chat, ttl ms, now ms.
+// renewPairs starts the term of the chat's live leases again, and of their index entries: ARGV = chat,
+// ttl ms, now ms.
 var renewPairs = redis.NewScript(`
 local chat, ttl, now = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local function bare(a) return (string.gsub(a, '^%a+:', '', 1)) end
 local pairs = redis.call('SMEMBERS', 'optin:chatpairs:' .. chat)
 for _, pair in ipairs(pairs) do
   if redis.call('GET', 'optin:pair:' .. pair) == chat then
     redis.call('PEXPIRE', 'optin:pair:' .. pair, ttl)
     local bar = string.find(pair, '|', 1, true)
     redis.call('ZADD', 'optin:numberpairs:' .. string.sub(pair, bar + 1), now + ttl, string.sub(pair, 1, bar - 1))
+    local index = 'optin:pairchat:' .. bare(string.sub(pair, bar + 1)) .. '|' .. bare(string.sub(pair, 1, bar - 1))
+    if redis.call('GET', index) == chat then
+      redis.call('PEXPIRE', index, ttl)
+    end
   end
 end
 if #pairs > 0 then
@@ -182,6 +194,18 @@ func (s *Pairs) Last(ctx context.Context, address string) (string, error) {
 		return "", nil
 	}
 	return n, err
+}
+
+// ChatOf returns the chat that last took the pair (number, address), read bare: one GET.
+func (s *Pairs) ChatOf(ctx context.Context, number, address string) (string, error) {
+	id, err := s.rdb.Get(ctx, pairChatPrefix+numberpool.Bare(number)+"|"+numberpool.Bare(address)).Result()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return "", nil
+	case err != nil:
+		return "", fmt.Errorf("finding a pair's chat: %w", err)
+	}
+	return id, nil
 }
 
 // InUse counts the live leases per number: derived from the leases (those that lapsed are dropped
