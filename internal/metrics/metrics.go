@@ -42,6 +42,7 @@ type Metrics struct {
 	resent   prometheus.Counter
 	noNumber prometheus.Counter
 	relay    relayMetrics
+	calls    callMetrics
 	reg      prometheus.Registerer
 }
 
@@ -133,6 +134,7 @@ func New(reg prometheus.Registerer, queueDepth func() (int, error)) *Metrics {
 		m.relay.dropped.WithLabelValues(reason) // exported at 0 before the first drop, for alerts and rates
 	}
 	m.reg = reg
+	m.calls = newCallMetrics(reg)
 	reg.MustRegister(m.relay.held, m.relay.resent, m.relay.dropped, m.relay.nudges, m.relay.fallbacks, m.relay.parked)
 	reg.MustRegister(m.webhooks, m.flows, m.steps, m.twilio, m.latency, m.retries, m.chats, m.events, m.upkeep, m.resent, m.noNumber,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
