@@ -1,8 +1,10 @@
 package chat
 
 import (
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -186,5 +188,83 @@ func TestCoreHoldsAndNudges(t *testing.T) {
 		if got && (!c.Rider.Nudging || !c.Rider.NudgedAt.Equal(at) || !c.Rider.NudgedFor.Equal(tt.nudgedFor)) {
 			t.Errorf("%s: recorded %+v", tt.name, c.Rider)
 		}
+	}
+}
+
+// Who may call whom: only the two parties of a connected chat, each on the business number they know
+// the chat by, each reaching the other from the other's; a call is recorded and told once.
+func TestCoreRoutesCalls(t *testing.T) {
+	at := time.Date(2026, 12, 4, 9, 0, 0, 0, time.UTC)
+	const cust, rid, custNum, ridNum = "whatsapp:+447700900001", "+447700900002", "whatsapp:+15550000001", "+15550000002"
+	toRider := CallRoute{ChatID: "order-1", Caller: roleCustomer, Callee: roleRider, CallerID: "+15550000002", Number: "+447700900002"}
+	toCustomer := CallRoute{ChatID: "order-1", Caller: roleRider, Callee: roleCustomer, CallerID: "+15550000001", Number: "+447700900001"}
+	ended := &Ending{State: StateClosed, Reason: ReasonEnded}
+	for _, tt := range []struct {
+		name     string
+		state    State
+		ending   *Ending
+		from, to string
+		calls    []Call
+		want     CallRoute
+		refused  string
+		recorded bool
+	}{
+		{"the customer calls the rider", StateConnected, nil, "+447700900001", "+15550000001", nil, toRider, "", true},
+		{"the rider calls the customer", StateConnected, nil, "+447700900002", "+15550000002", nil, toCustomer, "", true},
+		{"the customer on the rider's number", StateConnected, nil, "+447700900001", "+15550000002", nil, CallRoute{}, CallUnknown, false},
+		{"a stranger", StateConnected, nil, "+447700900999", "+15550000001", nil, CallRoute{}, CallUnknown, false},
+		{"invited: the customer has not agreed", StateInvited, nil, "+447700900002", "+15550000002", nil, CallRoute{}, CallNotConnected, false},
+		{"connecting", StateConnecting, nil, "+447700900001", "+15550000001", nil, CallRoute{}, CallNotConnected, false},
+		{"declined", StateDeclined, nil, "+447700900002", "+15550000002", nil, CallRoute{}, CallChatEnded, false},
+		{"closed", StateClosed, nil, "+447700900001", "+15550000001", nil, CallRoute{}, CallChatEnded, false},
+		{"ending", StateConnected, ended, "+447700900002", "+15550000002", nil, CallRoute{}, CallChatEnded, false},
+		{"the same call asked again", StateConnected, nil, "+447700900002", "+15550000002", []Call{{Sid: "CA1", From: roleRider, At: at}}, toCustomer, "", false},
+	} {
+		c := Chat{ID: "order-1", State: tt.state, Ending: tt.ending, Calls: slices.Clone(tt.calls),
+			Customer: Party{Address: cust, ProxyAddress: custNum}, Rider: Party{Address: rid, ProxyAddress: ridNum}}
+		route, d, err := decideCall(&c, CallRequest{Sid: "CA1", From: tt.from, To: tt.to}, at, true)
+		var refused *CallRefusedError
+		switch {
+		case tt.refused != "" && (!errors.As(err, &refused) || refused.Reason != tt.refused):
+			t.Errorf("%s: err %v, want refused %s", tt.name, err, tt.refused)
+		case tt.refused == "" && err != nil:
+			t.Errorf("%s: %v", tt.name, err)
+		}
+		if route != tt.want {
+			t.Errorf("%s: route %+v, want %+v", tt.name, route, tt.want)
+		}
+		if d.Changed != tt.recorded || d.Has(EffectNotify) != tt.recorded {
+			t.Errorf("%s: decision %+v, want recorded %v", tt.name, d, tt.recorded)
+		}
+		if tt.recorded && (len(c.Calls) != 1 || c.Calls[0] != (Call{Sid: "CA1", From: route.Caller, At: at}) ||
+			len(c.Pending) != 1 || c.Pending[0].Type != EventCallStarted) {
+			t.Errorf("%s: calls %+v, pending %d", tt.name, c.Calls, len(c.Pending))
+		}
+		if !tt.recorded && len(c.Pending) != 0 {
+			t.Errorf("%s: %d events, want none", tt.name, len(c.Pending))
+		}
+	}
+}
+
+// A call's outcome is recorded once, also on a chat that ended during the call (the call may finish;
+// the state stays final).
+func TestCoreRecordsACallOnce(t *testing.T) {
+	at := time.Date(2026, 12, 4, 9, 0, 0, 0, time.UTC)
+	c := Chat{ID: "order-1", State: StateClosed, Reason: ReasonEnded, Calls: []Call{{Sid: "CA1", From: roleRider, At: at}}}
+	o := CallOutcome{ChatID: "order-1", Sid: "CA1", Status: "completed", Duration: 42 * time.Second}
+	d := decideCallEnded(&c, o, at.Add(time.Minute), true)
+	want := Call{Sid: "CA1", From: roleRider, At: at, Status: "completed", Seconds: 42, EndedAt: at.Add(time.Minute)}
+	if !d.Changed || !d.Has(EffectNotify) || c.Calls[0] != want || c.State != StateClosed {
+		t.Fatalf("decision %+v, call %+v, state %s", d, c.Calls[0], c.State)
+	}
+	if len(c.Pending) != 1 || c.Pending[0].Type != EventCallEnded ||
+		!strings.Contains(string(c.Pending[0].Data), `"call":{"sid":"CA1","from":"rider","to":"customer","at":"2026-12-04T09:00:00Z","status":"completed","duration":42,"ended_at":"2026-12-04T09:01:00Z"}`) {
+		t.Fatalf("pending %+v", c.Pending)
+	}
+	if d := decideCallEnded(&c, CallOutcome{ChatID: "order-1", Sid: "CA1", Status: "failed"}, at.Add(2*time.Minute), true); d.Changed || c.Calls[0] != want || len(c.Pending) != 1 {
+		t.Fatalf("a repeated callback changed the call: %+v, %+v", d, c.Calls[0])
+	}
+	if d := decideCallEnded(&c, CallOutcome{ChatID: "order-1", Sid: "CA9", Status: "completed"}, at, true); d.Changed {
+		t.Fatalf("a callback for a call never routed was recorded")
 	}
 }

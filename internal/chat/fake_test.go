@@ -732,6 +732,20 @@ type fakeObserver struct {
 	dropped                map[string]int
 	transitions, fallbacks int
 	parked                 int
+	// calls counts calls connected, ended and refused (by reason).
+	callsStarted, callsEnded int
+	callsRefused             map[string]int
+}
+
+func (o *fakeObserver) CallStarted()                    { o.mu.Lock(); o.callsStarted++; o.mu.Unlock() }
+func (o *fakeObserver) CallEnded(string, time.Duration) { o.mu.Lock(); o.callsEnded++; o.mu.Unlock() }
+func (o *fakeObserver) CallRefused(reason string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.callsRefused == nil {
+		o.callsRefused = map[string]int{}
+	}
+	o.callsRefused[reason]++
 }
 
 func (o *fakeObserver) ChatTransition(string, string) { o.mu.Lock(); o.transitions++; o.mu.Unlock() }

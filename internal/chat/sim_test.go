@@ -53,7 +53,7 @@ func TestSimulation(t *testing.T) {
 		seeds = []uint64{*simSeed}
 	}
 	total := 0
-	stats := simStats{states: map[State]int{}, dropped: map[string]int{}}
+	stats := simStats{states: map[State]int{}, dropped: map[string]int{}, callsRefused: map[string]int{}}
 	for _, seed := range seeds {
 		sm := newSim(t, seed, 3)
 		for range steps {
@@ -99,11 +99,13 @@ type simStats struct {
 	states                                    map[State]int
 	held, resent, nudges, kills, moved, chats int
 	dropped                                   map[string]int
+	calls, callsEnded                         int
+	callsRefused                              map[string]int
 }
 
 func (st simStats) String() string {
-	return fmt.Sprintf("chats %d, final states %v, held %d, sent again %d, dropped %v, nudges %d, moved to SMS %d, kills %d",
-		st.chats, st.states, st.held, st.resent, st.dropped, st.nudges, st.moved, st.kills)
+	return fmt.Sprintf("chats %d, final states %v, held %d, sent again %d, dropped %v, nudges %d, moved to SMS %d, kills %d, calls connected %d, ended %d, refused %v",
+		st.chats, st.states, st.held, st.resent, st.dropped, st.nudges, st.moved, st.kills, st.calls, st.callsEnded, st.callsRefused)
 }
 
 // add counts a settled run.
@@ -112,6 +114,10 @@ func (st *simStats) add(sm *sim) {
 	st.held, st.resent, st.nudges, st.moved = st.held+held, st.resent+resent, st.nudges+nudges, st.moved+sm.obs.fallbacks
 	for k, v := range dropped {
 		st.dropped[k] += v
+	}
+	st.calls, st.callsEnded = st.calls+sm.obs.callsStarted, st.callsEnded+sm.obs.callsEnded
+	for k, v := range sm.obs.callsRefused {
+		st.callsRefused[k] += v
 	}
 	for _, l := range sm.log {
 		if strings.HasPrefix(l, "  killed") {
@@ -132,7 +138,9 @@ type simNumbers struct {
 	leased  map[numberpool.Pair]string // pair -> chat
 	blocked map[numberpool.Pair]time.Time
 	last    map[string]string
-	now     func() time.Time
+	// chats is the pair index: the chat that last leased (number, address), both bare E.164.
+	chats map[[2]string]string
+	now   func() time.Time
 	down    func() error
 }
 
@@ -152,8 +160,15 @@ func (p *simNumbers) Take(_ context.Context, chatID string, pairs []numberpool.P
 	}
 	for _, pr := range pairs {
 		p.leased[pr], p.last[pr.Address] = chatID, pr.Number
+		p.chats[[2]string{E164(pr.Number), E164(pr.Address)}] = chatID
 	}
 	return true, nil
+}
+
+func (p *simNumbers) ChatOf(_ context.Context, number, address string) (string, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.chats[[2]string{E164(number), E164(address)}], p.down()
 }
 
 func (p *simNumbers) Release(_ context.Context, chatID string) error {
@@ -266,13 +281,21 @@ type sim struct {
 	log    []string
 	// answered are the conversations whose customer said yes, so that the opt-in's stages come once.
 	answered map[string]bool
+	// calls are the calls routed, by CallSid: the chat, and whether its end was reported.
+	calls map[string]*simCall
+}
+
+// simCall is a call the service connected.
+type simCall struct {
+	chat, from, to string
+	ended          bool
 }
 
 func newSim(t testing.TB, seed uint64, replicas int) *sim {
 	clk := &clock{t: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}
 	sm := &sim{t: t, seed: seed, clock: clk, store: newFakeStore(clk.now), tw: newFakeTwilio(),
 		windows: &fakeWindows{last: map[string]time.Time{}}, obs: &fakeObserver{}, requests: map[string]StartRequest{},
-		finals: map[string]State{}, delivered: map[string][]string{}, faults: true, answered: map[string]bool{},
+		finals: map[string]State{}, delivered: map[string][]string{}, faults: true, answered: map[string]bool{}, calls: map[string]*simCall{},
 		rng: rand.New(rand.NewPCG(seed, seed^0x5eed))}
 	down := func() error {
 		if sm.killed {
@@ -282,7 +305,7 @@ func newSim(t testing.TB, seed uint64, replicas int) *sim {
 	}
 	sm.store.down = down
 	sm.numbers = &simNumbers{leased: map[numberpool.Pair]string{}, blocked: map[numberpool.Pair]time.Time{}, last: map[string]string{},
-		now: clk.now, down: down}
+		chats: map[[2]string]string{}, now: clk.now, down: down}
 	sm.notes = &simNotifier{handed: map[string]bool{}, down: down}
 	sm.tw.before = sm.twilioCall
 	sm.tw.lost = func(op string) error {
@@ -309,6 +332,7 @@ func newSim(t testing.TB, seed uint64, replicas int) *sim {
 			InviteContentSid: "HX00000000000000000000000000000001", DefaultTTL: time.Hour,
 			StartBudget: time.Minute, Retry: retry, Notifier: sm.notes, Observer: sm.obs, Windows: sm.windows,
 			NudgeContentSid: nudgeSid, HoldMax: time.Hour, HoldLimit: 4, ReconcileInterval: time.Minute, ReconcileRate: 1e9,
+			Pairs: sm.numbers,
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -386,7 +410,7 @@ func (sm *sim) chatID() string {
 // step takes one step of the run and checks the invariants after it.
 func (sm *sim) step() {
 	sm.steps++
-	desc := sm.act(context.Background(), sm.replica(), sm.pick(25))
+	desc := sm.act(context.Background(), sm.replica(), sm.pick(27))
 	sm.note(fmt.Sprintf("%d: %s", sm.steps, desc))
 	sm.killed = false
 	sm.check()
@@ -428,6 +452,10 @@ func (sm *sim) act(ctx context.Context, svc *Service, op int) string {
 		desc = fmt.Sprintf("reconcile: %+v %v", rep, errText(err))
 	case op < 23:
 		desc = sm.platform(ctx)
+	case op == 25:
+		desc = sm.call(ctx, svc, sm.chatID())
+	case op == 26:
+		desc = sm.callEnds(ctx, svc)
 	default:
 		d := []time.Duration{time.Second, 10 * time.Second, time.Minute, 2 * time.Hour, 25 * time.Hour}[sm.pick(5)]
 		sm.clock.advance(d)
@@ -502,6 +530,92 @@ func (sm *sim) write(id string) string {
 		}
 	}
 	return desc
+}
+
+// call has someone call a business number of the chat: one of its parties on the number they know it
+// by (or on the other's), a stranger, a withheld number; sometimes Twilio asks again for a call it
+// asked about. A call connects exactly when the chat is connected and the caller is a party on their
+// own number, and it rings the other party from the number that party knows the chat by.
+func (sm *sim) call(ctx context.Context, svc *Service, id string) string {
+	before, err := sm.store.Get(ctx, id)
+	if err != nil || before.Customer.ProxyAddress == "" || before.Rider.ProxyAddress == "" {
+		return "call " + id + ": no numbers"
+	}
+	caller, callee := before.Customer, before.Rider
+	if sm.pick(2) == 0 {
+		caller, callee = callee, caller
+	}
+	from, to := E164(caller.Address), E164(caller.ProxyAddress)
+	switch sm.pick(8) {
+	case 0:
+		from = "+15550009999" // a stranger
+	case 1:
+		from = "anonymous"
+	case 2:
+		to = E164(callee.ProxyAddress) // on the other's number
+	}
+	sid := fmt.Sprintf("CA%d", sm.steps)
+	if sids := slices.Sorted(maps.Keys(sm.calls)); len(sids) > 0 && sm.pick(6) == 0 {
+		// Twilio asks again about a call, within seconds: while its pair is still its chat's.
+		if again := sids[sm.pick(len(sids))]; sm.numbers.chats[[2]string{sm.calls[again].to, sm.calls[again].from}] == sm.calls[again].chat {
+			sid, from, to = again, sm.calls[again].from, sm.calls[again].to
+		}
+	}
+	// The call belongs to the chat that last leased the number called to the caller (the pair's chat
+	// now), whichever chat the caller was picked from.
+	var target Chat
+	if owner := sm.numbers.chats[[2]string{to, from}]; owner != "" {
+		target, _ = sm.store.Get(ctx, owner)
+	}
+	var self, peer Party
+	for _, pair := range [][2]Party{{target.Customer, target.Rider}, {target.Rider, target.Customer}} {
+		if pair[0].ProxyAddress != "" && E164(pair[0].Address) == from && E164(pair[0].ProxyAddress) == to {
+			self, peer = pair[0], pair[1]
+		}
+	}
+	connects := self.Address != "" && target.State == StateConnected && target.Ending == nil
+	route, err := svc.RouteCall(ctx, CallRequest{Sid: sid, From: from, To: to})
+	var refused *CallRefusedError
+	asked := sm.calls[sid]
+	switch {
+	case err == nil && asked != nil:
+		// A repeated request: routed as before, recorded once.
+		if route.ChatID != asked.chat {
+			sm.t.Errorf("call %s asked again was routed through chat %s, first through %s", sid, route.ChatID, asked.chat)
+		}
+	case err == nil:
+		if !connects {
+			sm.t.Errorf("call %s from %s to %s connected on chat %s %s (ending %v)", sid, from, to, target.ID, target.State, target.Ending)
+		}
+		if want := (CallRoute{ChatID: target.ID, Caller: target.roleOf(self.Address), Callee: target.roleOf(peer.Address),
+			CallerID: E164(peer.ProxyAddress), Number: E164(peer.Address)}); route != want {
+			sm.t.Errorf("call %s routed %+v, want %+v", sid, route, want)
+		}
+		sm.calls[sid] = &simCall{chat: route.ChatID, from: from, to: to}
+	case errors.As(err, &refused):
+		if connects && asked == nil {
+			sm.t.Errorf("call %s of a party of connected chat %s refused: %s", sid, target.ID, refused.Reason)
+		}
+	default:
+		sm.t.Errorf("call %s: %v", sid, err)
+	}
+	return fmt.Sprintf("call %s on %s from %s: %s", sid, id, from, errText(err))
+}
+
+// callEnds reports a connected call's outcome, sometimes again (Twilio retries the callback).
+func (sm *sim) callEnds(ctx context.Context, svc *Service) string {
+	sids := slices.Sorted(maps.Keys(sm.calls))
+	if len(sids) == 0 {
+		return "no call to end"
+	}
+	sid := sids[sm.pick(len(sids))]
+	call := sm.calls[sid]
+	status := []string{"completed", "busy", "no-answer", "failed"}[sm.pick(4)]
+	err := svc.CallEnded(ctx, CallOutcome{ChatID: call.chat, Sid: sid, Status: status, Duration: time.Duration(sm.pick(600)) * time.Second})
+	if err == nil {
+		call.ended = true
+	}
+	return fmt.Sprintf("call %s ends %s: %s", sid, status, errText(err))
 }
 
 func (sm *sim) failDelivery(conv, msid string, code int) {
@@ -707,6 +821,42 @@ func (sm *sim) settle() {
 		if len(c.Pending) > 0 {
 			sm.t.Errorf("settled: chat %s has events never delivered: %s", id, eventTypesOf(c))
 		}
+		// Every call connected was told once as started and once as ended when it ended, the start first;
+		// the calls are the chat's record.
+		var got []string
+		started, ended := 0, 0
+		for _, typ := range sm.delivered[id] {
+			switch typ {
+			case EventCallStarted:
+				started++
+			case EventCallEnded:
+				ended++
+				if ended > started {
+					sm.t.Errorf("settled: chat %s told a call's end before its start: %v", id, sm.delivered[id])
+				}
+			default:
+				got = append(got, typ)
+			}
+		}
+		routed, finished := 0, 0
+		for sid, call := range sm.calls {
+			if call.chat != id {
+				continue
+			}
+			routed++
+			i := slices.IndexFunc(c.Calls, func(x Call) bool { return x.Sid == sid })
+			switch {
+			case i < 0:
+				sm.t.Errorf("settled: chat %s lost call %s", id, sid)
+			case call.ended && c.Calls[i].Status == "":
+				sm.t.Errorf("settled: chat %s did not record the end of call %s", id, sid)
+			case c.Calls[i].Status != "":
+				finished++
+			}
+		}
+		if started != routed || ended != finished || len(c.Calls) != routed {
+			sm.t.Errorf("settled: chat %s told %d calls started and %d ended; %d connected, %d ended, %d recorded", id, started, ended, routed, finished, len(c.Calls))
+		}
 		// Every transition the platform hears of was delivered, in order.
 		var want []string
 		for _, h := range c.History {
@@ -717,7 +867,7 @@ func (sm *sim) settle() {
 				want = append(want, eventTypes[h.State])
 			}
 		}
-		if got := sm.delivered[id]; !slices.Equal(got, want) {
+		if !slices.Equal(got, want) {
 			sm.t.Errorf("settled: chat %s delivered %v, want %v (history %s)", id, got, want, historyOf(c))
 		}
 	}
@@ -734,6 +884,17 @@ func (sm *sim) settle() {
 	}
 	if sm.obs.transitions != moves {
 		sm.t.Errorf("settled: %d transitions counted, %d recorded", sm.obs.transitions, moves)
+	}
+	// The calls counted are the calls recorded.
+	routed, finished := 0, 0
+	for _, call := range sm.calls {
+		routed++
+		if call.ended {
+			finished++
+		}
+	}
+	if sm.obs.callsStarted != routed || sm.obs.callsEnded != finished {
+		sm.t.Errorf("settled: %d calls counted started and %d ended; %d connected, %d ended", sm.obs.callsStarted, sm.obs.callsEnded, routed, finished)
 	}
 	total := 0
 	for _, n := range dropped {
