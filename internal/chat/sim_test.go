@@ -141,7 +141,7 @@ type simNumbers struct {
 	// chats is the pair index: the chat that last leased (number, address), both bare E.164.
 	chats map[[2]string]string
 	now   func() time.Time
-	down    func() error
+	down  func() error
 }
 
 func (p *simNumbers) Take(_ context.Context, chatID string, pairs []numberpool.Pair) (bool, error) {
