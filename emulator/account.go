@@ -12,7 +12,8 @@ import (
 // Account is the rest of a Twilio account around the emulator's Conversations, as far as a check
 // of an account's setup reads it (optinctl doctor): the account itself, its phone numbers, its
 // WhatsApp senders, its Content templates (Options.Contents) and their WhatsApp approval, and the
-// Conversations webhook configuration. All of it is read-only.
+// Conversations webhook configuration. The numbers and the webhook configuration are the
+// emulator's own (WithAccount sets them, the REST API changes them); the rest is read-only.
 type Account struct {
 	// FriendlyName and Status ("active" when empty) of the account resource.
 	FriendlyName, Status string
@@ -28,13 +29,20 @@ type Account struct {
 	ServiceWebhooks, AccountWebhooks WebhookConfiguration
 }
 
-// PhoneNumber is one of the account's numbers.
+// PhoneNumber is one of the account's numbers: where its calls (VoiceURL) and the messages no
+// conversation takes (SMSURL) go. Methods are GET or POST (the default).
 type PhoneNumber struct {
 	// Number is +E164.
 	Number                string
+	FriendlyName          string
 	SMS, Voice            bool
 	SMSURL, SMSMethod     string
+	SMSFallbackURL        string
 	VoiceURL, VoiceMethod string
+	// VoiceFallbackURL is asked for TwiML when VoiceURL fails (no answer, an error status, bad TwiML).
+	VoiceFallbackURL, VoiceFallbackMethod string
+	// MessagingServiceSid, when set, is sent with the messages the number hands to SMSURL.
+	MessagingServiceSid string
 }
 
 // Sender is a WhatsApp sender.
@@ -50,15 +58,30 @@ type Approval struct {
 	Status, Category, RejectionReason string
 }
 
-// WebhookConfiguration is a Conversations webhook configuration (pre- and post-event URLs).
+// WebhookConfiguration is a Conversations webhook configuration (pre- and post-event URLs) of the
+// account or of its Conversation Service. Method is GET or POST (the default); Target, of the
+// account's only, is webhook (the default) or flex.
 type WebhookConfiguration struct {
 	PreURL, PostURL, Method string
 	Filters                 []string
+	Target                  string
 }
 
-// WithAccount returns a handler that answers the account's reads below and hands every other
-// request to the emulator.
+// WithAccount sets the account's numbers (added to the emulator's, SetNumber) and its non-empty
+// webhook configurations, and returns a handler that answers the account's reads below and hands
+// every other request to the emulator.
 func (e *Emulator) WithAccount(a Account) http.Handler {
+	e.mu.Lock()
+	for _, n := range a.Numbers {
+		e.setNumberLocked(n)
+	}
+	if !a.AccountWebhooks.empty() {
+		e.accountHooks = a.AccountWebhooks
+	}
+	if !a.ServiceWebhooks.empty() {
+		e.serviceHooks = a.ServiceWebhooks
+	}
+	e.mu.Unlock()
 	m := http.NewServeMux()
 	read := func(pattern string, h func(r *http.Request) (any, *apiError)) {
 		m.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
@@ -81,12 +104,6 @@ func (e *Emulator) WithAccount(a Account) http.Handler {
 		}
 		return e.accountJSON(a), nil
 	})
-	read("GET /2010-04-01/Accounts/{sid}/IncomingPhoneNumbers.json", func(r *http.Request) (any, *apiError) {
-		if r.PathValue("sid") != e.opts.AccountSid {
-			return nil, &errNotFound
-		}
-		return e.phoneNumbers(r, a), nil
-	})
 	read("GET /v2/Channels/Senders", func(r *http.Request) (any, *apiError) { return e.senders(r, a) })
 	read("GET /v1/Content/{sid}", func(r *http.Request) (any, *apiError) { return e.contentJSON(r) })
 	read("GET /v1/Content/{sid}/ApprovalRequests", func(r *http.Request) (any, *apiError) { return e.approvalJSON(r, a) })
@@ -96,23 +113,6 @@ func (e *Emulator) WithAccount(a Account) http.Handler {
 			"account_sid": e.opts.AccountSid, "default_chat_service_sid": e.serviceSid(),
 			"default_messaging_service_sid": nil, "default_inactive_timer": nil, "default_closed_timer": nil,
 			"url": u, "links": map[string]any{"service": baseURL(r) + "/v1/Services/" + e.serviceSid() + "/Configuration", "webhooks": u + "/Webhooks"},
-		}, nil
-	})
-	read("GET /v1/Configuration/Webhooks", func(r *http.Request) (any, *apiError) {
-		return map[string]any{
-			"account_sid": e.opts.AccountSid, "target": "webhook", "url": baseURL(r) + r.URL.Path,
-			"method": cmpOr(a.AccountWebhooks.Method, "POST"), "filters": filters(a.AccountWebhooks.Filters),
-			"pre_webhook_url": nullable(a.AccountWebhooks.PreURL), "post_webhook_url": nullable(a.AccountWebhooks.PostURL),
-		}, nil
-	})
-	read("GET /v1/Services/{svc}/Configuration/Webhooks", func(r *http.Request) (any, *apiError) {
-		if r.PathValue("svc") != e.serviceSid() {
-			return nil, &errNotFound
-		}
-		return map[string]any{
-			"account_sid": e.opts.AccountSid, "chat_service_sid": e.serviceSid(), "url": baseURL(r) + r.URL.Path,
-			"method": cmpOr(a.ServiceWebhooks.Method, "POST"), "filters": filters(a.ServiceWebhooks.Filters),
-			"pre_webhook_url": nullable(a.ServiceWebhooks.PreURL), "post_webhook_url": nullable(a.ServiceWebhooks.PostURL),
 		}, nil
 	})
 	m.Handle("/", e)
@@ -129,36 +129,6 @@ func (e *Emulator) accountJSON(a Account) map[string]any {
 		"friendly_name": cmpOr(a.FriendlyName, "emulated account"), "status": cmpOr(a.Status, "active"), "type": "Full",
 		"date_created": e.started.UTC().Format(accountDate), "date_updated": e.started.UTC().Format(accountDate),
 		"uri": uri + ".json", "subresource_uris": map[string]any{"incoming_phone_numbers": uri + "/IncomingPhoneNumbers.json"},
-	}
-}
-
-// phoneNumbers lists the numbers whose digits contain PhoneNumber's, in one page.
-func (e *Emulator) phoneNumbers(r *http.Request, a Account) map[string]any {
-	want := digits(r.URL.Query().Get("PhoneNumber"))
-	uri := "/2010-04-01/Accounts/" + e.opts.AccountSid + "/IncomingPhoneNumbers"
-	var out []any
-	for i, n := range a.Numbers {
-		if !strings.Contains(digits(n.Number), want) {
-			continue
-		}
-		sid := fmt.Sprintf("PN%032x", i+1)
-		out = append(out, map[string]any{
-			"sid": sid, "account_sid": e.opts.AccountSid, "phone_number": n.Number, "friendly_name": n.Number,
-			"capabilities": map[string]any{"sms": n.SMS, "mms": n.SMS, "voice": n.Voice, "fax": false},
-			"sms_url":      n.SMSURL, "sms_method": cmpOr(n.SMSMethod, "POST"), "sms_application_sid": "", "sms_fallback_url": "",
-			"voice_url": nullable(n.VoiceURL), "voice_method": cmpOr(n.VoiceMethod, "POST"), "voice_application_sid": "",
-			"trunk_sid": nil, "status": "in-use", "origin": "twilio", "uri": uri + "/" + sid + ".json",
-		})
-	}
-	q := r.URL.Query()
-	size, err := strconv.Atoi(q.Get("PageSize"))
-	if err != nil || size <= 0 {
-		size = 50
-	}
-	first := uri + ".json?" + url.Values{"PhoneNumber": {q.Get("PhoneNumber")}, "PageSize": {strconv.Itoa(size)}, "Page": {"0"}}.Encode()
-	return map[string]any{
-		"incoming_phone_numbers": orEmpty(out), "page": 0, "page_size": size, "start": 0, "end": max(len(out)-1, 0),
-		"first_page_uri": first, "uri": first, "next_page_uri": nil, "previous_page_uri": nil,
 	}
 }
 

@@ -213,3 +213,40 @@ func (c *Client) SetFaults(ctx context.Context, faults []Fault) error {
 func (c *Client) Advance(ctx context.Context, d time.Duration) error {
 	return c.Do(ctx, http.MethodPost, "/emulator/clock", url.Values{"advance": {d.String()}}, nil)
 }
+
+// Call makes the phone at from call the business number to, as Emulator.Call does.
+func (c *Client) Call(ctx context.Context, from, to string) (Call, error) {
+	var out Call
+	err := c.Do(ctx, http.MethodPost, "/emulator/calls", url.Values{"From": {from}, "To": {to}}, &out)
+	return out, err
+}
+
+// Calls returns the calls placed so far; with a number, those it placed, took or was rung with.
+func (c *Client) Calls(ctx context.Context, number string) ([]Call, error) {
+	var out struct {
+		Calls []Call `json:"calls"`
+	}
+	err := c.Do(ctx, http.MethodGet, "/emulator/calls?number="+url.QueryEscape(number), nil, &out)
+	return out.Calls, err
+}
+
+// Hangup ends a call early as party (caller or callee), as Emulator.Hangup does.
+func (c *Client) Hangup(ctx context.Context, callSid, party string) (Call, error) {
+	var out Call
+	err := c.Do(ctx, http.MethodPost, "/emulator/calls/"+url.PathEscape(callSid)+"/hangup", url.Values{"party": {party}}, &out)
+	return out, err
+}
+
+// ReplayDialAction posts a call's last Dial action again, as Emulator.ReplayDialAction does.
+func (c *Client) ReplayDialAction(ctx context.Context, callSid string) (WebhookCall, error) {
+	var out struct {
+		Call WebhookCall `json:"webhook_call"`
+	}
+	err := c.Do(ctx, http.MethodPost, "/emulator/calls/"+url.PathEscape(callSid)+"/replay-action", nil, &out)
+	return out.Call, err
+}
+
+// SetPhone says how the phone at number answers calls, as Emulator.SetPhone does.
+func (c *Client) SetPhone(ctx context.Context, number string, p Phone) error {
+	return c.Do(ctx, http.MethodPost, "/emulator/phones/"+url.PathEscape(number), p, nil)
+}

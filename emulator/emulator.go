@@ -40,6 +40,10 @@ type Options struct {
 	// NotOnWhatsApp lists phone numbers (+E164) with no WhatsApp account: a WhatsApp message to them
 	// is undelivered with 63003. SetNotOnWhatsApp adds more.
 	NotOnWhatsApp []string
+	// Numbers are the account's phone numbers from the start; SetNumber adds more.
+	Numbers []PhoneNumber
+	// Phones say how phones answer calls, by number (+E164); SetPhone changes them.
+	Phones map[string]Phone
 }
 
 // Emulator holds the state of one Twilio account.
@@ -69,6 +73,17 @@ type Emulator struct {
 	media map[string]*media
 	// started is when the account's default Conversation Service was made.
 	started time.Time
+	// numbers are the account's phone numbers.
+	numbers []*number
+	// accountHooks and serviceHooks are the Conversations webhook configurations of the account and
+	// of its Conversation Service.
+	accountHooks, serviceHooks WebhookConfiguration
+	// phones say how phones answer calls; voiceCalls are the calls placed, oldest first.
+	phones     map[string]Phone
+	voiceCalls []*call
+	// callMu serializes the progress of calls: what a call does next is decided by one goroutine,
+	// which makes its HTTP requests without holding e.mu.
+	callMu sync.Mutex
 }
 
 type conversation struct {
@@ -166,6 +181,13 @@ func New(opts Options) (*Emulator, error) {
 		e.notOnWhatsApp[n] = true
 	}
 	e.started = e.now()
+	e.phones = map[string]Phone{}
+	for n, p := range opts.Phones {
+		e.phones[normalizeNumber(n)] = p
+	}
+	for _, n := range opts.Numbers {
+		e.setNumberLocked(n)
+	}
 	e.routes()
 	return e, nil
 }
@@ -186,11 +208,14 @@ func (e *Emulator) Close(ctx context.Context) error {
 }
 
 // Advance moves the emulator's clock forward, e.g. past WhatsApp's 24-hour window.
+// Calls' Dials the clock reaches ring out, answer or end, and their actions are posted, before it
+// returns.
 func (e *Emulator) Advance(d time.Duration) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	e.offset += d
 	e.expireLocked()
+	e.mu.Unlock()
+	e.progressCalls()
 }
 
 func (e *Emulator) now() time.Time { return e.opts.Now().Add(e.offset).UTC() }

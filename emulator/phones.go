@@ -6,9 +6,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -30,10 +32,17 @@ type Message struct {
 	Author          string      `json:"author"`
 	Body            string      `json:"body"`
 	Media           []MediaInfo `json:"media,omitempty"`
+	// Dropped: the pre-event hook (onMessageAdd) refused the message; it was never published.
+	Dropped bool `json:"dropped,omitempty"`
+	// Replies are what the number's SMS URL answered a message no conversation took, as sent back.
+	Replies []string `json:"replies,omitempty"`
 }
 
 // Inbound delivers a message a phone sent to a Twilio number: into the conversation holding that
-// binding, to the other participants, and to the conversation's onMessageAdded webhooks.
+// binding, to the other participants, and to the conversation's onMessageAdded webhooks. A
+// pre-event hook (onMessageAdd, service or account level) sees it first and may change or drop it
+// (Message.Dropped). With no active conversation on the pair, the number's SMS URL gets it and its
+// TwiML replies reach the phone; a number without one: ErrNoBinding.
 func (e *Emulator) Inbound(from, to, body string) (Message, error) {
 	return e.inbound(from, to, body, nil)
 }
@@ -49,22 +58,49 @@ func (e *Emulator) InboundMedia(from, to, body string, a Attachment) (Message, e
 
 func (e *Emulator) inbound(from, to, body string, a *Attachment) (Message, error) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	c, _ := e.bindingLocked(from, to)
+	c, p := e.bindingLocked(from, to)
 	if c == nil {
+		n := e.numberLocked(to)
+		e.mu.Unlock()
+		if n != nil && n.SMSURL != "" {
+			return e.incomingMessage(from, to, body, a != nil, n.PhoneNumber)
+		}
 		return Message{}, ErrNoBinding
-	}
-	now := e.now()
-	e.lastInbound[from+"|"+to] = now
-	if c.State == "inactive" {
-		e.setStateLocked(c, "active", "EVENT") // a message reactivates an inactive conversation
 	}
 	var attached []*media
 	if a != nil {
 		attached = append(attached, e.storeMediaLocked(*a, from))
 	}
-	m := e.addMessage(c, from, body, "", "", "{}", attached)
-	e.transcripts[from] = append(e.transcripts[from], Entry{Direction: "sent", Peer: to, Text: body, Media: infos(m.media), Status: "sent",
+	author, attrs := from, "{}"
+	if target, method := e.preEventURL(); target != "" {
+		params := e.preEventParams(c, p, body, attached)
+		e.mu.Unlock() // the hook may call the REST API
+		verdict := e.preEvent(target, method, params)
+		e.mu.Lock()
+		if verdict.drop {
+			defer e.mu.Unlock()
+			e.transcripts[from] = append(e.transcripts[from], Entry{Direction: "sent", Peer: to, Text: body, Media: infos(attached), Status: "dropped",
+				ConversationSid: c.Sid, At: e.now()})
+			return Message{ConversationSid: c.Sid, Author: from, Body: body, Media: infos(attached), Dropped: true}, nil
+		}
+		if c.State == "closed" || !slices.Contains(e.conversations, c) {
+			e.mu.Unlock()
+			return Message{}, ErrNoBinding // the conversation closed while the hook answered
+		}
+		for _, change := range []struct{ dst, v *string }{{&body, verdict.body}, {&author, verdict.author}, {&attrs, verdict.attributes}} {
+			if change.v != nil {
+				*change.dst = *change.v
+			}
+		}
+	}
+	defer e.mu.Unlock()
+	now := e.now()
+	e.lastInbound[from+"|"+to] = now
+	if c.State == "inactive" {
+		e.setStateLocked(c, "active", "EVENT") // a message reactivates an inactive conversation
+	}
+	m := e.addMessageFrom(c, p, author, body, "", "", attrs, attached)
+	e.transcripts[from] = append(e.transcripts[from], Entry{Direction: "sent", Peer: to, Text: m.Body, Media: infos(m.media), Status: "sent",
 		ConversationSid: c.Sid, MessageSid: m.Sid, At: now})
 	e.fireLocked(c, m, strings.ToUpper(channel(from)))
 	return Message{Sid: m.Sid, ConversationSid: c.Sid, Index: m.Index, Author: m.Author, Body: m.Body, Media: infos(m.media)}, nil
@@ -88,6 +124,12 @@ func (e *Emulator) bindingLocked(address, proxy string) (*conversation, *partici
 // addMessage appends a message, with its media, and delivers it to every phone in the conversation
 // but its author: WhatsApp and MMS carry the media, with or without a body. Callers hold e.mu.
 func (e *Emulator) addMessage(c *conversation, author, body, contentSid, contentVars, attrs string, attached []*media) *message {
+	return e.addMessageFrom(c, nil, author, body, contentSid, contentVars, attrs, attached)
+}
+
+// addMessageFrom is addMessage for a message of participant from, whatever its author says (a
+// pre-event hook may have changed it); nil: the participant the author names. Callers hold e.mu.
+func (e *Emulator) addMessageFrom(c *conversation, from *participant, author, body, contentSid, contentVars, attrs string, attached []*media) *message {
 	if attrs == "" {
 		attrs = "{}"
 	}
@@ -98,9 +140,12 @@ func (e *Emulator) addMessage(c *conversation, author, body, contentSid, content
 		md.ConversationSid, md.MessageSid = c.Sid, m.Sid
 	}
 	for _, p := range c.participants {
-		if p.Address == author || (p.Identity != "" && p.Identity == author) {
+		if from == nil && (p.Address == author || (p.Identity != "" && p.Identity == author)) {
 			m.ParticipantSid = p.Sid
 		}
+	}
+	if from != nil {
+		m.ParticipantSid = from.Sid
 	}
 	c.messages = append(c.messages, m)
 	text := body
@@ -269,14 +314,36 @@ func hasFilter(filters []string, event string) bool {
 	return false
 }
 
-// send makes the signed webhook request as Twilio does: GET with the parameters appended to the
-// configured URL's query, or POST with them as a form.
+// send makes the signed webhook request as Twilio does and returns the URL called, the status and
+// any transport error.
 func (e *Emulator) send(target, method string, params url.Values) (string, int, string) {
+	a := e.request(target, method, params, randomToken())
+	return a.URL, a.Status, a.Err
+}
+
+// hookAnswer is how a webhook's server answered.
+type hookAnswer struct {
+	URL         string
+	Status      int
+	ContentType string
+	Body        []byte
+	Err         string
+	// TimedOut is true when no answer came within Options.WebhookTimeout.
+	TimedOut bool
+}
+
+// maxHookAnswer bounds what the emulator reads of a webhook's answer (TwiML, a pre-event's JSON).
+const maxHookAnswer = 64 << 10
+
+// request makes a signed webhook request as Twilio does: GET with the parameters appended to the
+// configured URL's query, or POST with them as a form; the signature covers the full URL and, for
+// POST, the sorted parameters. token is the I-Twilio-Idempotency-Token: a retry repeats it.
+func (e *Emulator) request(target, method string, params url.Values, token string) hookAnswer {
 	var req *http.Request
 	var err error
 	ctx, cancel := context.WithTimeout(context.Background(), e.opts.WebhookTimeout)
 	defer cancel()
-	if method == http.MethodGet {
+	if strings.EqualFold(method, http.MethodGet) {
 		sep := "?"
 		if strings.Contains(target, "?") {
 			sep = "&"
@@ -294,16 +361,21 @@ func (e *Emulator) send(target, method string, params url.Values) (string, int, 
 		}
 	}
 	if err != nil {
-		return target, 0, err.Error()
+		return hookAnswer{URL: target, Err: err.Error()}
 	}
-	req.Header.Set("I-Twilio-Idempotency-Token", randomToken())
+	req.Header.Set("I-Twilio-Idempotency-Token", token)
 	req.Header.Set("User-Agent", "TwilioProxy/1.1 (optin emulator)")
 	resp, err := e.hooks.Do(req)
 	if err != nil {
-		return target, 0, err.Error()
+		return hookAnswer{URL: target, Err: err.Error(), TimedOut: errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil}
 	}
 	defer resp.Body.Close()
-	return target, resp.StatusCode, ""
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxHookAnswer))
+	a := hookAnswer{URL: target, Status: resp.StatusCode, ContentType: resp.Header.Get("Content-Type"), Body: body}
+	if err != nil {
+		a.Err, a.TimedOut = err.Error(), ctx.Err() != nil
+	}
+	return a
 }
 
 func randomToken() string {

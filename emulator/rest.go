@@ -74,6 +74,15 @@ func (e *Emulator) routes() {
 	conv("POST", "/Conversations/{conv}/Webhooks/{sid}", "webhooks.update", e.updateWebhook)
 	conv("DELETE", "/Conversations/{conv}/Webhooks/{sid}", "webhooks.delete", e.deleteWebhook)
 	conv("GET", "/ParticipantConversations", "participant_conversations.list", e.listParticipantConversations)
+	rest("GET /v1/Configuration/Webhooks", "configuration_webhooks.fetch", e.fetchAccountHooks)
+	rest("POST /v1/Configuration/Webhooks", "configuration_webhooks.update", e.updateAccountHooks)
+	rest("GET /v1/Services/{svc}/Configuration/Webhooks", "service_webhooks.fetch", e.fetchServiceHooks)
+	rest("POST /v1/Services/{svc}/Configuration/Webhooks", "service_webhooks.update", e.updateServiceHooks)
+	// The account's phone numbers, of the 2010 API (api.twilio.com at Twilio).
+	numbers := "/2010-04-01/Accounts/{acc}/IncomingPhoneNumbers"
+	rest("GET "+numbers+".json", "incoming_phone_numbers.list", e.listNumbers)
+	rest("GET "+numbers+"/{file}", "incoming_phone_numbers.fetch", e.fetchNumber)
+	rest("POST "+numbers+"/{file}", "incoming_phone_numbers.update", e.updateNumber)
 	rest("GET /v1/Services", "services.list", e.listServices)
 	rest("GET /v1/Services/{svc}", "services.fetch", e.fetchService)
 	// The Media Content Service (mcs.us1.twilio.com at Twilio).
@@ -106,6 +115,12 @@ func (e *Emulator) routes() {
 	m.HandleFunc("POST /emulator/faults", e.handleSetFaults)
 	m.HandleFunc("DELETE /emulator/faults", e.handleClearFaults)
 	m.HandleFunc("POST /emulator/clock", e.handleClock)
+	m.HandleFunc("POST /emulator/calls", e.handlePlaceCall)
+	m.HandleFunc("GET /emulator/calls", e.handleCalls)
+	m.HandleFunc("GET /emulator/calls/{sid}", e.handleCall)
+	m.HandleFunc("POST /emulator/calls/{sid}/hangup", e.handleHangup)
+	m.HandleFunc("POST /emulator/calls/{sid}/replay-action", e.handleReplayAction)
+	m.HandleFunc("POST /emulator/phones/{number}", e.handleSetPhone)
 	m.HandleFunc("GET /emulator/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
