@@ -2,6 +2,7 @@ package guard
 
 import (
 	"regexp"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -175,7 +176,7 @@ func touches(body string, i, j int) bool {
 	before, n := utf8.DecodeLastRuneInString(body[:i])
 	if i > 0 {
 		switch {
-		case unicode.IsLetter(before):
+		case glued(before):
 			return true
 		case before == ':' || before == ',':
 			if r, _ := utf8.DecodeLastRuneInString(body[:i-n]); unicode.IsDigit(r) {
@@ -186,7 +187,7 @@ func touches(body string, i, j int) bool {
 	if j < len(body) {
 		after, n := utf8.DecodeRuneInString(body[j:])
 		switch {
-		case unicode.IsLetter(after), after == '%', after == '°', unicode.Is(unicode.Sc, after):
+		case glued(after), after == '%', after == '°', unicode.Is(unicode.Sc, after):
 			return true
 		case after == ':' || after == ',':
 			if r, _ := utf8.DecodeRuneInString(body[j+n:]); unicode.IsDigit(r) {
@@ -195,6 +196,12 @@ func touches(body string, i, j int) bool {
 		}
 	}
 	return false
+}
+
+// glued reports whether a letter touching a digit group makes it part of a word ("12B"). Scripts
+// written without spaces (Chinese, Japanese, Thai) put a number right against the words around it.
+func glued(r rune) bool {
+	return unicode.IsLetter(r) && !unicode.In(r, unicode.Han, unicode.Hiragana, unicode.Katakana, unicode.Thai, unicode.Lao, unicode.Khmer, unicode.Myanmar)
 }
 
 // referenceBefore reports whether the chain starting with the digits at i (or at the "+" at plusAt) is
@@ -257,7 +264,7 @@ func (f *finder) longest(c chain, i int) (int, string) {
 	for j := last - 1; j >= i && total >= minDigits; j-- {
 		digits := joinDigits(toks[i : j+1])
 		total -= len(toks[j].digits)
-		if dateRE.MatchString(f.body[toks[i].start:toks[j].end]) {
+		if dateRE.MatchString(f.body[toks[i].start:toks[j].end]) || counting(toks[i:j+1]) {
 			continue
 		}
 		if e164, ok := f.valid(digits, i == 0 && c.plusAt >= 0); ok {
@@ -265,6 +272,22 @@ func (f *finder) longest(c chain, i int) (int, string) {
 		}
 	}
 	return -1, ""
+}
+
+// counting reports whether groups count up ("1 2 3 4 5 6 7 8 9 10"): a list, not a number spaced out.
+func counting(toks []token) bool {
+	if len(toks) < 4 {
+		return false
+	}
+	prev := -1
+	for _, t := range toks {
+		n, err := strconv.Atoi(t.digits)
+		if err != nil || len(t.digits) > 3 || (prev >= 0 && n != prev+1) {
+			return false
+		}
+		prev = n
+	}
+	return true
 }
 
 func joinDigits(toks []token) string {
