@@ -1,5 +1,5 @@
 // Package handlers is the service's HTTP surface: the chi router, its middleware and the handlers for
-// Twilio's Conversations webhook and the health probes.
+// Twilio's Conversations webhook, the voice webhooks of masked calls, and the health probes.
 package handlers
 
 import (
@@ -42,6 +42,8 @@ type Options struct {
 	Lifecycle Lifecycle
 	// Tracer, when set, makes a server span of each webhook and admin API request (Traced).
 	Tracer trace.Tracer
+	// Voice, when set, serves the voice webhooks (masked calls between a chat's parties).
+	Voice *Voice
 }
 
 // NewRouter lists every route with its middleware. flows, v and ready are required: ready reports why
@@ -78,6 +80,16 @@ func NewRouter(log zerolog.Logger, flows Flows, v *signature.Validator, urls Sig
 	webhook := Traced(opts.Tracer, handleConversationsWebhook(flows, opts.Lifecycle, v, urls, rec))
 	r.Method(http.MethodGet, "/webhooks/conversations", webhook)
 	r.Method(http.MethodPost, "/webhooks/conversations", webhook)
+	if opts.Voice != nil {
+		voice, err := newVoiceHandlers(*opts.Voice, v, urls, rec)
+		if err != nil {
+			return nil, err
+		}
+		r.Method(http.MethodPost, voicePath, Traced(opts.Tracer, http.HandlerFunc(voice.call)))
+		r.Method(http.MethodPost, statusPath, Traced(opts.Tracer, http.HandlerFunc(voice.status)))
+		r.Method(http.MethodGet, whisperPath, http.HandlerFunc(voice.whisperTo))
+		r.Method(http.MethodPost, whisperPath, http.HandlerFunc(voice.whisperTo))
+	}
 	return r, nil
 }
 

@@ -80,8 +80,14 @@ func (s SignedURL) For(r *http.Request) string {
 	if !strings.HasPrefix(target, "/") {
 		target = r.URL.RequestURI()
 	}
+	return s.Base(r) + target
+}
+
+// Base is the scheme, host and path prefix Twilio called r on: the URLs the service hands Twilio in
+// an answer (a Dial's action) hang from it.
+func (s SignedURL) Base(r *http.Request) string {
 	if s.Public != nil {
-		return strings.TrimSuffix(s.Public.String(), "/") + target
+		return strings.TrimSuffix(s.Public.String(), "/")
 	}
 	scheme, host := "http", r.Host
 	if r.TLS != nil {
@@ -95,7 +101,7 @@ func (s SignedURL) For(r *http.Request) string {
 			host = h
 		}
 	}
-	return scheme + "://" + host + target
+	return scheme + "://" + host
 }
 
 // Bounds of a logged URL: a forged request chooses its URL, so what it costs to log must not grow with it.
