@@ -1,10 +1,12 @@
 package redisconn
 
 import (
+	"errors"
 	"slices"
 	"testing"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 )
 
 func TestParseSentinel(t *testing.T) {
@@ -49,6 +51,53 @@ func TestParseRefuses(t *testing.T) {
 		"redis+sentinel://127.0.0.1:99999/mymaster",    // bad port
 		"redis+sentinel://127.0.0.1:26379/mymaster/x",  // bad db
 		"redis+sentinel://:%zz@127.0.0.1:26379/master", // bad escape
+	} {
+		if _, err := Parse(raw); err == nil {
+			t.Errorf("%s accepted", raw)
+		}
+	}
+}
+
+func TestParseCluster(t *testing.T) {
+	c, err := Parse("redis+cluster://:s%40cret@10.0.0.1:7000,10.0.0.2:7001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := c.cluster
+	if !c.Cluster() || o == nil || o.Password != "s@cret" || o.Username != "" || o.TLSConfig != nil ||
+		!slices.Equal(o.Addrs, []string{"10.0.0.1:7000", "10.0.0.2:7001"}) {
+		t.Fatalf("parsed %+v", o)
+	}
+	a, ok := c.Asynq().(asynq.RedisClusterClientOpt)
+	if !ok || a.Password != "s@cret" || !slices.Equal(a.Addrs, o.Addrs) {
+		t.Fatalf("asynq options %+v", c.Asynq())
+	}
+	if c.Where() != "cluster via 10.0.0.1:7000,10.0.0.2:7001" {
+		t.Errorf("where %q", c.Where())
+	}
+	u := c.Universal()
+	defer u.Close()
+	if _, ok := u.(*redis.ClusterClient); !ok {
+		t.Errorf("universal client %T, want a cluster client", u)
+	}
+	// One node's client would answer MOVED for most keys: it refuses every command instead.
+	single := c.Client()
+	defer single.Close()
+	if err := single.Ping(t.Context()).Err(); !errors.Is(err, errNeedsUniversal) {
+		t.Errorf("ping through Client on a cluster: %v", err)
+	}
+	c, err = Parse("rediss+cluster://user:pw@node:7000")
+	if err != nil || c.cluster.TLSConfig == nil || c.cluster.Username != "user" || c.cluster.Password != "pw" {
+		t.Fatalf("TLS: %+v %v", c.cluster, err)
+	}
+	if c, _ := Parse("redis://127.0.0.1:6379/0"); c.Cluster() {
+		t.Error("one Redis taken for a cluster")
+	}
+	for _, raw := range []string{
+		"redis+cluster://127.0.0.1:7000/0",     // a cluster has no db
+		"redis+cluster://127.0.0.1",            // no port
+		"redis+cluster://127.0.0.1:7000,:7001", // no host
+		"redis+cluster://127.0.0.1:7000?x=1",   // no options
 	} {
 		if _, err := Parse(raw); err == nil {
 			t.Errorf("%s accepted", raw)
