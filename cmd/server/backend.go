@@ -38,7 +38,8 @@ type backend struct {
 	chats chat.Store
 	// windows keeps when each person last wrote to each business number.
 	windows chat.Windows
-	pairs   numberpool.Store
+	// pairs leases the business numbers and indexes each pair's chat, for calls.
+	pairs numberpool.IndexedStore
 	// creates paces conversation creates: in this process, or in Redis for every replica.
 	creates chat.Limiter
 	// callbacks carries the chats' events to the platform; started only when a callback URL is set.

@@ -74,6 +74,9 @@ type config struct {
 	HoldLimit         int           `envconfig:"OPTIN_HOLD_LIMIT" default:"50" desc:"how many messages a party holds at most; beyond it the oldest is dropped and counted (1 to 1000)"`
 	HoldLimitBytes    int           `envconfig:"OPTIN_HOLD_LIMIT_BYTES" default:"65536" desc:"how many bytes of held messages a party holds at most; beyond it the oldest is dropped and counted (8192 to 1048576: a whole message of 1,600 characters always fits)"`
 	NudgeContentSid   string        `envconfig:"OPTIN_NUDGE_CONTENT_SID" desc:"template (HX…) sent to a party with a closed WhatsApp window and a held message, once per closed window, with variable 1 = the other party's name; empty: messages are held and sent again but nobody is nudged"`
+	CallTimeLimit     time.Duration `envconfig:"OPTIN_CALL_TIME_LIMIT" default:"10m" desc:"longest call between a chat's parties through its business numbers (Dial timeLimit; 1s to 4h, Twilio's maximum)"`
+	CallUnavailable   string        `envconfig:"OPTIN_CALL_UNAVAILABLE_TEXT" default:"Sorry, this number can only connect you to a delivery chat that is active. Please use the app." desc:"what a caller hears before the call is hung up when the number connects them to nobody: unknown or withheld caller, chat not agreed to or over"`
+	CallWhisper       string        `envconfig:"OPTIN_CALL_WHISPER_TEXT" default:"A call about your delivery." desc:"what the called party hears on answering, before the call connects; empty: nothing"`
 	Demo              bool          `envconfig:"OPTIN_DEMO" default:"false" desc:"same as -demo: run against a built-in Twilio emulator with generated credentials and play the guide's story"`
 }
 
@@ -314,6 +317,17 @@ func (c config) validate() (settings, error) {
 	}
 	if c.NudgeContentSid != "" && !contentSidRE.MatchString(c.NudgeContentSid) {
 		bad("OPTIN_NUDGE_CONTENT_SID", "must be a Content SID: HX followed by 32 hexadecimal digits")
+	}
+	between("OPTIN_CALL_TIME_LIMIT", c.CallTimeLimit, time.Second, 4*time.Hour)
+	if c.CallTimeLimit%time.Second != 0 {
+		bad("OPTIN_CALL_TIME_LIMIT", "must be whole seconds, got %s", c.CallTimeLimit)
+	}
+	// Say reads at most 4,096 characters.
+	if n := utf8.RuneCountInString(c.CallUnavailable); strings.TrimSpace(c.CallUnavailable) == "" || n > 4096 {
+		bad("OPTIN_CALL_UNAVAILABLE_TEXT", "must hold 1 to 4096 characters, got %d", n)
+	}
+	if n := utf8.RuneCountInString(c.CallWhisper); n > 4096 {
+		bad("OPTIN_CALL_WHISPER_TEXT", "must hold at most 4096 characters, got %d", n)
 	}
 	if c.ReconcileRate < 1 || c.ReconcileRate > 1000 {
 		bad("OPTIN_RECONCILE_RATE", "must be between 1 and 1000, got %d", c.ReconcileRate)

@@ -95,6 +95,12 @@ func TestBadConfigNamesTheVariable(t *testing.T) {
 		{"conversations service sid short", "OPTIN_CONVERSATIONS_SERVICE_SID", "IS123"},
 		{"sms invitation empty", "OPTIN_INVITE_SMS_BODY", "  "},
 		{"sms invitation too long", "OPTIN_INVITE_SMS_BODY", strings.Repeat("x", 1500)},
+		{"call time limit zero", "OPTIN_CALL_TIME_LIMIT", "0s"},
+		{"call time limit over twilio's", "OPTIN_CALL_TIME_LIMIT", "4h1s"},
+		{"call time limit fraction", "OPTIN_CALL_TIME_LIMIT", "90500ms"},
+		{"call time limit not a duration", "OPTIN_CALL_TIME_LIMIT", "10"},
+		{"call unavailable text empty", "OPTIN_CALL_UNAVAILABLE_TEXT", " "},
+		{"call whisper too long", "OPTIN_CALL_WHISPER_TEXT", strings.Repeat("x", 5000)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -204,6 +204,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	opts := handlers.Options{Metrics: m, MetricsHandler: metrics.Handler(withoutNumbers(reg)), Tracer: tracer}
 	if chats != nil {
 		opts.Lifecycle = chats
+		opts.Voice = &handlers.Voice{Calls: chats, AccountSid: cfg.AccountSid, TimeLimit: cfg.CallTimeLimit,
+			Unavailable: cfg.CallUnavailable, Whisper: cfg.CallWhisper}
 	}
 	if cfg.AdminAddr == "" {
 		opts.Admin, opts.Console = admin, cons
@@ -389,6 +391,7 @@ func newChats(cfg settings, conv *twilioapi.Client, be *backend, webhookBase str
 		ReconcileInterval: cfg.ReconcileEvery,
 		ReconcileRate:     float64(cfg.ReconcileRate),
 		Windows:           be.windows,
+		Pairs:             be.pairs,
 		HoldMax:           cfg.HoldMax,
 		HoldLimit:         cfg.HoldLimit,
 		HoldLimitBytes:    cfg.HoldLimitBytes,
