@@ -1,6 +1,7 @@
 // Package redistest starts throwaway redis-server processes for tests, with append-only persistence so
-// that a restart keeps what was acknowledged. Without redis-server the test is skipped — except under
-// CI=true, where it fails: CI must run every Redis test.
+// that a restart keeps what was acknowledged, and Redis Clusters of such processes. Without
+// redis-server (or redis-cli, for a cluster) the test is skipped — except under CI=true, where it
+// fails: CI must run every Redis test.
 package redistest
 
 import (
@@ -34,16 +35,22 @@ func Start(t testing.TB) *Server { return start(t, nil) }
 
 func start(t testing.TB, args []string) *Server {
 	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("redis-server is required under CI: %v", err)
-		}
-		t.Skip("redis-server not installed")
-	}
+	need(t, "redis-server")
 	s := &Server{t: t, Port: freePort(t), dir: t.TempDir(), args: args}
 	s.start()
 	t.Cleanup(s.Kill)
 	return s
+}
+
+// need skips the test when program is not installed, or fails it under CI.
+func need(t testing.TB, program string) {
+	t.Helper()
+	if _, err := exec.LookPath(program); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s is required under CI: %v", program, err)
+		}
+		t.Skipf("%s not installed", program)
+	}
 }
 
 func freePort(t testing.TB) int {
@@ -202,4 +209,64 @@ func (c *Sentinel) URL() string {
 		addrs[i] = fmt.Sprintf("127.0.0.1:%d", s.Port)
 	}
 	return "redis+sentinel://" + strings.Join(addrs, ",") + "/" + c.Name + "/0"
+}
+
+// Cluster is a Redis Cluster of masters without replicas, on loopback.
+type Cluster struct {
+	Masters []*Server
+}
+
+// StartCluster runs a Redis Cluster of masters masters (at least 3, as redis-cli asks), with the
+// 16,384 slots split between them, and returns once every node reports cluster_state:ok. The nodes
+// keep no data on disk: a cluster test does not restart them.
+func StartCluster(t testing.TB, masters int) *Cluster {
+	t.Helper()
+	need(t, "redis-server")
+	need(t, "redis-cli")
+	c := &Cluster{}
+	addrs := make([]string, masters)
+	for i := range masters {
+		dir := t.TempDir()
+		s := &Server{t: t, Port: freePort(t), dir: dir,
+			args: []string{"--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(dir, "nodes.conf"),
+				"--cluster-node-timeout", "5000", "--appendonly", "no"}}
+		s.start()
+		t.Cleanup(s.Kill)
+		c.Masters = append(c.Masters, s)
+		addrs[i] = fmt.Sprintf("127.0.0.1:%d", s.Port)
+	}
+	args := append([]string{"--cluster", "create"}, addrs...)
+	out, err := exec.Command("redis-cli", append(args, "--cluster-replicas", "0", "--cluster-yes")...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("creating the cluster: %v\n%s", err, out)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for _, s := range c.Masters {
+		for !strings.Contains(s.command("CLUSTER", "INFO"), "cluster_state:ok") {
+			if time.Now().After(deadline) {
+				t.Fatalf("cluster node on port %d never reported cluster_state:ok", s.Port)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return c
+}
+
+// URL is the redis+cluster:// address of the cluster through all its nodes.
+func (c *Cluster) URL() string {
+	addrs := make([]string, len(c.Masters))
+	for i, s := range c.Masters {
+		addrs[i] = fmt.Sprintf("127.0.0.1:%d", s.Port)
+	}
+	return "redis+cluster://" + strings.Join(addrs, ",")
+}
+
+// Flush empties every node: tests that share a cluster start from nothing.
+func (c *Cluster) Flush(t testing.TB) {
+	t.Helper()
+	for _, s := range c.Masters {
+		if r := s.command("FLUSHALL"); r != "+OK\r\n" {
+			t.Fatalf("flushing the cluster node on port %d: %q", s.Port, r)
+		}
+	}
 }
