@@ -71,7 +71,7 @@ func (e *Emulator) inbound(from, to, body string, a *Attachment) (Message, error
 	if a != nil {
 		attached = append(attached, e.storeMediaLocked(*a, from))
 	}
-	author, attrs := from, "{}"
+	written, author, attrs := body, from, "{}"
 	if target, method := e.preEventURL(); target != "" {
 		params := e.preEventParams(c, p, body, attached)
 		e.mu.Unlock() // the hook may call the REST API
@@ -100,7 +100,7 @@ func (e *Emulator) inbound(from, to, body string, a *Attachment) (Message, error
 		e.setStateLocked(c, "active", "EVENT") // a message reactivates an inactive conversation
 	}
 	m := e.addMessageFrom(c, p, author, body, "", "", attrs, attached)
-	e.transcripts[from] = append(e.transcripts[from], Entry{Direction: "sent", Peer: to, Text: m.Body, Media: infos(m.media), Status: "sent",
+	e.transcripts[from] = append(e.transcripts[from], Entry{Direction: "sent", Peer: to, Text: written, Media: infos(m.media), Status: "sent",
 		ConversationSid: c.Sid, MessageSid: m.Sid, At: now})
 	e.fireLocked(c, m, strings.ToUpper(channel(from)))
 	return Message{Sid: m.Sid, ConversationSid: c.Sid, Index: m.Index, Author: m.Author, Body: m.Body, Media: infos(m.media)}, nil

@@ -2,7 +2,7 @@ package emulator
 
 import (
 	"net/url"
-		"strings"
+	"strings"
 )
 
 // A message on a pair no active conversation holds goes to the number's own incoming-message
