@@ -17,7 +17,7 @@ import (
 // number of each address, and the index of the chat that last took each pair, read bare
 // (optin:pairchat:<number>|<address>, kept beyond the release for the retention). The scripts name the keys; the constants below are the ones Go reads too.
 type Pairs struct {
-	rdb       *redis.Client
+	rdb       redis.UniversalClient
 	retention time.Duration
 	// sync waits for the configured replicas after a lease is taken (see Chats.sync).
 	sync func(context.Context) error
