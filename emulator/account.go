@@ -33,16 +33,20 @@ type Account struct {
 // conversation takes (SMSURL) go. Methods are GET or POST (the default).
 type PhoneNumber struct {
 	// Number is +E164.
-	Number                string
-	FriendlyName          string
-	SMS, Voice            bool
-	SMSURL, SMSMethod     string
-	SMSFallbackURL        string
-	VoiceURL, VoiceMethod string
+	Number         string `json:"number"`
+	FriendlyName   string `json:"friendly_name,omitempty"`
+	SMS            bool   `json:"sms,omitempty"`
+	Voice          bool   `json:"voice,omitempty"`
+	SMSURL         string `json:"sms_url,omitempty"`
+	SMSMethod      string `json:"sms_method,omitempty"`
+	SMSFallbackURL string `json:"sms_fallback_url,omitempty"`
+	VoiceURL       string `json:"voice_url,omitempty"`
+	VoiceMethod    string `json:"voice_method,omitempty"`
 	// VoiceFallbackURL is asked for TwiML when VoiceURL fails (no answer, an error status, bad TwiML).
-	VoiceFallbackURL, VoiceFallbackMethod string
+	VoiceFallbackURL    string `json:"voice_fallback_url,omitempty"`
+	VoiceFallbackMethod string `json:"voice_fallback_method,omitempty"`
 	// MessagingServiceSid, when set, is sent with the messages the number hands to SMSURL.
-	MessagingServiceSid string
+	MessagingServiceSid string `json:"messaging_service_sid,omitempty"`
 }
 
 // Sender is a WhatsApp sender.

@@ -63,7 +63,7 @@ func (c *Client) Do(ctx context.Context, method, path string, body any, out any)
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
-	if strings.HasPrefix(path, "/v1/") {
+	if strings.HasPrefix(path, "/v1/") || strings.HasPrefix(path, "/2010-04-01/") {
 		req.SetBasicAuth(c.user, c.pass)
 	}
 	resp, err := c.hc.Do(req)

@@ -183,6 +183,9 @@ func New(opts Options) (*Emulator, error) {
 	e.started = e.now()
 	e.phones = map[string]Phone{}
 	for n, p := range opts.Phones {
+		if err := p.Validate(); err != nil {
+			return nil, err
+		}
 		e.phones[normalizeNumber(n)] = p
 	}
 	for _, n := range opts.Numbers {

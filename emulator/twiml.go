@@ -68,11 +68,12 @@ func twimlContentType(ct string) bool {
 // fetchTwiML asks target for TwiML as Twilio does, records the request as a webhook call of kind
 // event, and returns the document, or Twilio's error code when it got none.
 func (e *Emulator) fetchTwiML(event, messageSid, target, method string, params url.Values) (twimlNode, int, string) {
-	return e.fetchTwiMLToken(event, messageSid, target, method, params, randomToken())
+	doc, code, msg, _ := e.fetchTwiMLToken(event, messageSid, target, method, params, randomToken())
+	return doc, code, msg
 }
 
 // fetchTwiMLToken is fetchTwiML with a given idempotency token (a retry repeats the first's).
-func (e *Emulator) fetchTwiMLToken(event, messageSid, target, method string, params url.Values, token string) (twimlNode, int, string) {
+func (e *Emulator) fetchTwiMLToken(event, messageSid, target, method string, params url.Values, token string) (twimlNode, int, string, WebhookCall) {
 	a := e.request(target, method, params, token)
 	code, msg := 0, ""
 	var doc twimlNode
@@ -96,7 +97,7 @@ func (e *Emulator) fetchTwiMLToken(event, messageSid, target, method string, par
 	e.mu.Lock()
 	e.calls = append(e.calls, call)
 	e.mu.Unlock()
-	return doc, code, msg
+	return doc, code, msg, call
 }
 
 // resolve makes a TwiML URL absolute against the document it came in, as Twilio does.

@@ -36,7 +36,8 @@ type Phone struct {
 	ProfileName string `json:"profile_name,omitempty"`
 }
 
-func (p Phone) validate() error {
+// Validate reports a Phone the emulator cannot play.
+func (p Phone) Validate() error {
 	switch p.Answer {
 	case "", "answer", "busy", "no-answer", "failed":
 	default:
@@ -50,7 +51,7 @@ func (p Phone) validate() error {
 
 // SetPhone says how the phone at number (+E164) answers calls from now on.
 func (e *Emulator) SetPhone(number string, p Phone) error {
-	if err := p.validate(); err != nil {
+	if err := p.Validate(); err != nil {
 		return err
 	}
 	e.callMu.Lock()
@@ -437,7 +438,7 @@ func (e *Emulator) finishDial(c *call) {
 	}
 	c.lastAction = &hookRequest{url: dl.action, method: dl.method, token: randomToken(), params: params}
 	d.ActionCalls++
-	doc, code, msg := e.fetchAction(c.lastAction)
+	doc, code, msg, _ := e.fetchAction(c.lastAction)
 	c.rest = nil
 	switch {
 	case c.hungUp:
@@ -451,7 +452,7 @@ func (e *Emulator) finishDial(c *call) {
 }
 
 // fetchAction makes (or repeats, with the same idempotency token) a Dial's action request.
-func (e *Emulator) fetchAction(h *hookRequest) (twimlNode, int, string) {
+func (e *Emulator) fetchAction(h *hookRequest) (twimlNode, int, string, WebhookCall) {
 	return e.fetchTwiMLToken("dial-action", "", h.url, h.method, h.params, h.token)
 }
 
@@ -509,10 +510,8 @@ func (e *Emulator) ReplayDialAction(callSid string) (WebhookCall, error) {
 		return WebhookCall{}, ErrNoCall
 	}
 	c.lastDial().ActionCalls++
-	e.fetchAction(c.lastAction)
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.calls[len(e.calls)-1], nil
+	_, _, _, call := e.fetchAction(c.lastAction)
+	return call, nil
 }
 
 // Calls returns every call placed so far, oldest first.

@@ -1,5 +1,6 @@
 // Command emulator runs the Twilio Conversations emulator on its own, for tests and local play:
-// the REST API under /v1 and the phones, transcripts, clock and faults under /emulator.
+// the REST API under /v1 (and the phone numbers under /2010-04-01) and the phones, calls,
+// transcripts, clock and faults under /emulator.
 package main
 
 import (
@@ -31,6 +32,8 @@ type config struct {
 	Contents   string `envconfig:"EMULATOR_CONTENTS" desc:"JSON object of Content SIDs to template text, e.g. {\"HX…\":\"Hello {{1}}\"}"`
 	Faults     string `envconfig:"EMULATOR_FAULTS" desc:"JSON array of faults, e.g. [{\"route\":\"messages.create\",\"kind\":\"503\",\"rate\":0.2}]"`
 	Seed       uint64 `envconfig:"EMULATOR_SEED" default:"1" desc:"seed of rate-based faults"`
+	Numbers    string `envconfig:"EMULATOR_NUMBERS" desc:"JSON array of the account's phone numbers, e.g. [{\"number\":\"+15550000000\",\"voice_url\":\"http://127.0.0.1:8080/webhooks/voice\",\"sms_url\":\"…\"}]"`
+	Phones     string `envconfig:"EMULATOR_PHONES" desc:"JSON object of how phones answer calls, e.g. {\"+15550001111\":{\"answer\":\"busy\"}} (answer, ring_for, talk_for, profile_name)"`
 }
 
 func main() {
@@ -70,6 +73,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if cfg.Faults != "" {
 		if err := json.Unmarshal([]byte(cfg.Faults), &opts.Faults); err != nil {
 			return fmt.Errorf("EMULATOR_FAULTS: %w", err)
+		}
+	}
+	if cfg.Numbers != "" {
+		if err := json.Unmarshal([]byte(cfg.Numbers), &opts.Numbers); err != nil {
+			return fmt.Errorf("EMULATOR_NUMBERS: %w", err)
+		}
+	}
+	if cfg.Phones != "" {
+		if err := json.Unmarshal([]byte(cfg.Phones), &opts.Phones); err != nil {
+			return fmt.Errorf("EMULATOR_PHONES: %w", err)
+		}
+		for _, p := range opts.Phones {
+			if err := p.Validate(); err != nil {
+				return fmt.Errorf("EMULATOR_PHONES: %w", err)
+			}
 		}
 	}
 	generated := false

@@ -38,6 +38,8 @@ func TestRunServesWithFaults(t *testing.T) {
 	t.Setenv("EMULATOR_ACCOUNT_SID", "AC0123456789abcdef0123456789abcdef")
 	t.Setenv("EMULATOR_AUTH_TOKEN", "")
 	t.Setenv("EMULATOR_FAULTS", `[{"route":"conversations.list","kind":"503","count":1}]`)
+	t.Setenv("EMULATOR_NUMBERS", `[{"number":"+15550000000","sms_url":"http://127.0.0.1:1/webhooks/messaging"}]`)
+	t.Setenv("EMULATOR_PHONES", `{"+15550001111":{"answer":"busy"}}`)
 	ctx, cancel := context.WithCancel(context.Background())
 	out := &syncBuffer{}
 	done := make(chan error, 1)
@@ -62,6 +64,20 @@ func TestRunServesWithFaults(t *testing.T) {
 	}
 	if err := api.Do(ctx, "GET", "/v1/Conversations", nil, nil); err != nil {
 		t.Errorf("second list: %v", err)
+	}
+	// The numbers of EMULATOR_NUMBERS are the account's, and take calls (this one has no voice URL).
+	var numbers struct {
+		Numbers []struct {
+			PhoneNumber string `json:"phone_number"`
+			SMSURL      string `json:"sms_url"`
+		} `json:"incoming_phone_numbers"`
+	}
+	if err := api.Do(ctx, "GET", "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/IncomingPhoneNumbers.json", nil, &numbers); err != nil ||
+		len(numbers.Numbers) != 1 || numbers.Numbers[0].PhoneNumber != "+15550000000" || numbers.Numbers[0].SMSURL != "http://127.0.0.1:1/webhooks/messaging" {
+		t.Errorf("numbers: %v %+v", err, numbers)
+	}
+	if c, err := api.Call(ctx, "+15550001111", "+15550000000"); err != nil || c.Status != "failed" || c.ErrorCode != 21211 {
+		t.Errorf("call: %v %+v", err, c)
 	}
 	// The Media Content Service is served beside the API, where the banner says.
 	media := regexp.MustCompile(`media \(mcs.us1.twilio.com at Twilio\) is under (/v1/Services/IS\w+/Media)`).FindStringSubmatch(out.String())
@@ -104,6 +120,8 @@ func TestRunRejectsBadConfig(t *testing.T) {
 	for key, value := range map[string]string{
 		"EMULATOR_FAULTS":   `[{"route":"*","kind":"teapot"}]`,
 		"EMULATOR_CONTENTS": `not json`,
+		"EMULATOR_NUMBERS":  `{"number":"+15550000000"}`,
+		"EMULATOR_PHONES":   `{"+15550001111":{"answer":"maybe"}}`,
 		"EMULATOR_ADDR":     "127.0.0.1:notaport",
 	} {
 		t.Run(key, func(t *testing.T) {
