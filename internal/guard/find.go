@@ -22,16 +22,17 @@ type Finding struct {
 // searched for numbers: their digits are ids, not phone numbers.
 func Find(body, region string, allow AllowList) []Finding {
 	var found []Finding
-	var skip []span // searched no further: findings and plain web links
-	for _, m := range contactLinkRE.FindAllStringIndex(body, -1) {
-		s := span{m[0], trimURL(body, m[0], m[1])}
-		if !startsWord(body, s.start) || s.end <= s.start || linkAllowed(body[s.start:s.end], region, allow) {
+	var skip []span           // searched no further: findings and plain web links
+	lower := lowerASCII(body) // the patterns are lower case; offsets stay those of body
+	for _, s := range contactLinks(lower) {
+		s.end = trimURL(body, s.start, s.end)
+		if s.end <= s.start || linkAllowed(body[s.start:s.end], region, allow) {
 			continue
 		}
 		found, skip = append(found, Finding{Link, s.start, s.end}), append(skip, s)
 	}
-	for _, m := range webLinkRE.FindAllStringIndex(body, -1) {
-		s := span{m[0], trimURL(body, m[0], m[1])}
+	for _, s := range webLinks(lower) {
+		s.end = trimURL(body, s.start, s.end)
 		if overlaps(skip, s) {
 			continue
 		}
@@ -41,7 +42,7 @@ func Find(body, region string, allow AllowList) []Finding {
 		skip = append(skip, s)
 	}
 	for _, re := range emailREs {
-		for _, m := range re.FindAllStringIndex(body, -1) {
+		for _, m := range re.find(lower) {
 			s := span{m[0], m[1]}
 			if !overlaps(skip, s) {
 				found, skip = append(found, Finding{Email, s.start, s.end}), append(skip, s)
@@ -60,6 +61,33 @@ func Find(body, region string, allow AllowList) []Finding {
 
 type span struct{ start, end int }
 
+// gated is a pattern run only on text holding one of its gate's words: most messages hold none, and a
+// regular expression that may start anywhere is what costs most here.
+type gated struct {
+	re   *regexp.Regexp
+	gate []string
+}
+
+func (g gated) find(lower string) [][]int {
+	for _, word := range g.gate {
+		if strings.Contains(lower, word) {
+			return g.re.FindAllStringIndex(lower, -1)
+		}
+	}
+	return nil
+}
+
+// lowerASCII lowers A to Z only, so that every byte stays where it was.
+func lowerASCII(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
 func overlaps(spans []span, s span) bool {
 	for _, o := range spans {
 		if s.start < o.end && o.start < s.end {
@@ -69,32 +97,107 @@ func overlaps(spans []span, s span) bool {
 	return false
 }
 
-// contactLinkRE matches links that reach a person directly: a scheme that dials, texts or opens a chat
-// (tel:, sms:, whatsapp:, …) with something after it, or a messenger's short link with a path or query
-// (wa.me/…, api.whatsapp.com/send?phone=…, t.me/…). A bare "wa.me" in prose is not a link to anyone.
-var contactLinkRE = regexp.MustCompile(`(?i)` +
-	`(?:(?:tel|sms|smsto|mms|mmsto|callto|facetime|facetime-audio|skype|viber|whatsapp|tg|sgnl|mailto):[^\s<>"]{3,}` +
-	`|(?:https?://)?(?:www\.)?(?:wa\.me|wa\.link|(?:api|web|chat)\.whatsapp\.com|whatsapp\.com/send` +
-	`|t\.me|telegram\.me|telegram\.dog|m\.me|signal\.me|signal\.group|line\.me|lin\.ee|invite\.viber\.com|msng\.link)` +
-	` ?[/?] ?[^\s<>"]+)`)
-
-// webLinkRE matches any other web link; phoneParamRE says it carries a number in its query.
+// contactHosts are messengers' short links: followed by a path or query, they reach a person (wa.me/…,
+// api.whatsapp.com/send?phone=…, t.me/…); a bare "wa.me" in prose reaches no one. contactSchemes dial,
+// text or open a chat (tel:, sms:, whatsapp:, …). The links are found from these words, not by a
+// pattern that may start anywhere, which is what costs most in a long message.
 var (
-	webLinkRE    = regexp.MustCompile(`(?i)(?:https?://|www\.)[^\s<>"]+`)
-	phoneParamRE = regexp.MustCompile(`(?i)[?&](?:phone|tel|telephone|mobile|msisdn|whatsapp|wa)=[+0-9%]`)
+	contactHosts = []string{"wa.me", "wa.link", "api.whatsapp.com", "web.whatsapp.com", "chat.whatsapp.com",
+		"whatsapp.com/send", "t.me", "telegram.me", "telegram.dog", "m.me", "signal.me", "signal.group", "line.me",
+		"lin.ee", "invite.viber.com", "msng.link"}
+	contactSchemes = []string{"tel:", "sms:", "smsto:", "mms:", "mmsto:", "callto:", "facetime:", "facetime-audio:",
+		"skype:", "viber:", "whatsapp:", "tg:", "sgnl:", "mailto:"}
+	webStarts = []string{"https://", "http://", "www."}
+	afterHost = regexp.MustCompile(`^ ?[/?] ?[^\s<>"]+`)
+	linkRest  = regexp.MustCompile(`^[^\s<>"]+`)
 )
+
+// contactLinks finds the contact links in lower (a body lowered by lowerASCII), sorted, not overlapping.
+func contactLinks(lower string) []span {
+	var links []span
+	for _, host := range contactHosts {
+		for at := range occurrences(lower, host) {
+			start := at
+			for _, prefix := range []string{"www.", "https://", "http://"} {
+				if strings.HasSuffix(lower[:start], prefix) {
+					start -= len(prefix)
+				}
+			}
+			if m := afterHost.FindStringIndex(lower[at+len(host):]); m != nil && startsWord(lower, start) {
+				links = append(links, span{start, at + len(host) + m[1]})
+			}
+		}
+	}
+	for _, scheme := range contactSchemes {
+		for at := range occurrences(lower, scheme) {
+			if m := linkRest.FindStringIndex(lower[at+len(scheme):]); m != nil && m[1] >= 3 && startsWord(lower, at) {
+				links = append(links, span{at, at + len(scheme) + m[1]})
+			}
+		}
+	}
+	return disjoint(links)
+}
+
+// webLinks finds any web link in lower, sorted, not overlapping.
+func webLinks(lower string) []span {
+	var links []span
+	for _, prefix := range webStarts {
+		for at := range occurrences(lower, prefix) {
+			links = append(links, span{at, at + len(prefix) + len(linkRest.FindString(lower[at+len(prefix):]))})
+		}
+	}
+	return disjoint(links)
+}
+
+// occurrences yields where word occurs in s.
+func occurrences(s, word string) func(func(int) bool) {
+	return func(yield func(int) bool) {
+		for from := 0; ; {
+			i := strings.Index(s[from:], word)
+			if i < 0 || !yield(from+i) {
+				return
+			}
+			from += i + len(word)
+		}
+	}
+}
+
+// disjoint sorts spans and keeps, of overlapping ones, the first (the longest of those starting
+// together).
+func disjoint(spans []span) []span {
+	sort.Slice(spans, func(i, j int) bool {
+		if spans[i].start != spans[j].start {
+			return spans[i].start < spans[j].start
+		}
+		return spans[i].end > spans[j].end
+	})
+	out := spans[:0]
+	for _, s := range spans {
+		if len(out) == 0 || s.start >= out[len(out)-1].end {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// phoneParamRE says a web link carries a number in its query.
+var phoneParamRE = regexp.MustCompile(`(?i)[?&](?:phone|tel|telephone|mobile|msisdn|whatsapp|wa)=[+0-9%]`)
 
 // emailREs match an e-mail address as written, with its "@" in brackets ("ana(at)example.com",
 // "ana [at] mail [dot] com"), or spelled out towards a well-known mailbox provider ("ana at gmail dot
 // com"; with any domain "look at example dot com" would be prose as often as an address).
-var emailREs = []*regexp.Regexp{
-	regexp.MustCompile(`[\p{L}\p{N}._%+-]+ ?@ ?[\p{L}\p{N}-]+(?:\.[\p{L}\p{N}-]+)*\.\p{L}{2,}`),
-	regexp.MustCompile(`(?i)[\p{L}\p{N}._%+-]+\s*[(\[{<]\s*(?:at|@|arroba|chez)\s*[)\]}>]\s*[\p{L}\p{N}-]+` +
+var emailREs = []gated{
+	{regexp.MustCompile(`[\p{L}\p{N}._%+-]+ ?@ ?[\p{L}\p{N}-]+(?:\.[\p{L}\p{N}-]+)*\.\p{L}{2,}`), []string{"@"}},
+	{regexp.MustCompile(`[\p{L}\p{N}._%+-]+\s*[(\[{<]\s*(?:at|@|arroba|chez)\s*[)\]}>]\s*[\p{L}\p{N}-]+` +
 		`(?:\s*(?:\.|[(\[{<]\s*(?:dot|punto|point|punkt|ponto)\s*[)\]}>])\s*[\p{L}\p{N}-]+)+`),
-	regexp.MustCompile(`(?i)\b[\p{L}\p{N}._%+-]+\s+(?:at|arroba)\s+` +
-		`(?:gmail|googlemail|yahoo|ymail|hotmail|outlook|icloud|aol|protonmail|proton|gmx|yandex|msn|wanadoo|laposte|libero|rediffmail|zoho)` +
+		[]string{"at", "@", "arroba", "chez"}},
+	{regexp.MustCompile(`\b[\p{L}\p{N}._%+-]+\s+(?:at|arroba)\s+` + `(` + providers + `)` +
 		`(?:\s*\.\s*|\s+(?:dot|punto|point|punkt|ponto)\s+)[a-z]{2,}(?:(?:\s*\.\s*|\s+(?:dot|punto|point|punkt|ponto)\s+)[a-z]{2,})?\b`),
+		strings.Split(providers, "|")},
 }
+
+// providers are the mailbox providers a spelled-out address is recognised at.
+const providers = "gmail|googlemail|yahoo|ymail|hotmail|outlook|icloud|aol|protonmail|proton|gmx|yandex|msn|wanadoo|laposte|libero|rediffmail|zoho"
 
 // startsWord reports whether body[at:] starts a word: "at.me/x" does not hold the link "t.me/x".
 func startsWord(body string, at int) bool {

@@ -24,10 +24,10 @@ import (
 // number.
 
 const (
-	minDigits = 7  // shorter is a gate code, an order, a postcode
-	maxDigits = 17 // "00" + country code + 15-digit number
-	maxGap    = 3  // separator characters allowed between two groups of one number
-	maxParses = 4000
+	minDigits = 7   // shorter is a gate code, an order, a postcode
+	maxDigits = 17  // "00" + country code + 15-digit number
+	maxGap    = 3   // separator characters allowed between two groups of one number
+	maxParses = 250 // no message of the table needs more than 10
 )
 
 // number is a phone number found at body[start:end].
@@ -52,11 +52,16 @@ type chain struct {
 // finder keeps the state of one scan.
 type finder struct {
 	body, region string
-	parses       int // phonenumbers calls so far, bounded so that a wall of digits costs little
+	parses       int               // phonenumbers calls so far, bounded so that a wall of digits costs little
+	seen         map[string]string // number tried → its E.164, "" when not a number
 	out          []number
 }
 
 func findNumbers(body, region string, skip []span) []number {
+	return scan(body, region, skip).out
+}
+
+func scan(body, region string, skip []span) *finder {
 	f := &finder{body: body, region: region}
 	c := chain{plusAt: -1}
 	gap := 0 // separators since the last token (or since the "+")
@@ -128,7 +133,7 @@ func findNumbers(body, region string, skip []span) []number {
 		}
 	}
 	flush()
-	return f.out
+	return f
 }
 
 // separator reports whether r may stand between the groups of one phone number.
@@ -253,7 +258,9 @@ func (f *finder) chain(c chain) {
 	}
 }
 
-// longest returns the last group of the longest valid number that starts at group i, or -1.
+// longest returns the last group of the longest valid number that starts at group i, or -1. Once the
+// parses run out, the longest stretch is returned unread (e164 ""): hidden rather than let through, so
+// that padding a message with digits does not smuggle a number past the guard.
 func (f *finder) longest(c chain, i int) (int, string) {
 	toks := c.tokens
 	total := 0
@@ -267,8 +274,11 @@ func (f *finder) longest(c chain, i int) (int, string) {
 		if dateRE.MatchString(f.body[toks[i].start:toks[j].end]) || counting(toks[i:j+1]) {
 			continue
 		}
-		if e164, ok := f.valid(digits, i == 0 && c.plusAt >= 0); ok {
+		switch e164, v := f.valid(digits, i == 0 && c.plusAt >= 0); v {
+		case yes:
 			return j, e164
+		case unread:
+			return j, ""
 		}
 	}
 	return -1, ""
@@ -298,35 +308,60 @@ func joinDigits(toks []token) string {
 	return b.String()
 }
 
+// verdict is what the finder makes of a stretch of digits.
+type verdict int
+
+const (
+	no     verdict = iota
+	yes            // a phone number
+	unread         // not parsed: the bound of parses is reached
+)
+
 // valid reads digits as a phone number: international after a "+" or "00", else in the author's
 // region; it returns the number in E.164. Written internationally, a number of a possible length for
 // its country code counts (nobody writes "+44" before anything else, and a range the metadata does not
 // know yet is still someone's phone); written nationally, it must be valid for the region.
-func (f *finder) valid(digits string, plus bool) (string, bool) {
+func (f *finder) valid(digits string, plus bool) (string, verdict) {
 	if plus {
 		return f.parse("+"+digits, "", phonenumbers.POSSIBLE)
 	}
 	if f.region != "" {
-		if e164, ok := f.parse(digits, f.region, phonenumbers.VALID); ok {
-			return e164, true
+		if e164, v := f.parse(digits, f.region, phonenumbers.VALID); v != no {
+			return e164, v
 		}
 	}
 	if strings.HasPrefix(digits, "00") {
 		return f.parse("+"+digits[2:], "", phonenumbers.POSSIBLE)
 	}
-	return "", false
+	return "", no
 }
 
-func (f *finder) parse(number, region string, leniency phonenumbers.Leniency) (string, bool) {
+// parse asks phonenumbers, at most maxParses times per message; a stretch tried before is answered
+// from memory.
+func (f *finder) parse(number, region string, leniency phonenumbers.Leniency) (string, verdict) {
+	key := region + number
+	if e164, ok := f.seen[key]; ok {
+		if e164 == "" {
+			return "", no
+		}
+		return e164, yes
+	}
 	if f.parses >= maxParses {
-		return "", false
+		return "", unread
+	}
+	if f.seen == nil {
+		f.seen = map[string]string{}
 	}
 	f.parses++
-	n, err := phonenumbers.ParseAndKeepRawInput(number, region)
-	if err != nil || !leniency.Verify(n, number) {
-		return "", false
+	e164 := ""
+	if n, err := phonenumbers.ParseAndKeepRawInput(number, region); err == nil && leniency.Verify(n, number) {
+		e164 = phonenumbers.Format(n, phonenumbers.E164)
 	}
-	return phonenumbers.Format(n, phonenumbers.E164), true
+	f.seen[key] = e164
+	if e164 == "" {
+		return "", no
+	}
+	return e164, yes
 }
 
 // digitWords are digits spelled out, in English, Spanish, French, Portuguese and German ("call zero
