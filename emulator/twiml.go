@@ -19,7 +19,6 @@ const (
 	codeUnknownVerb    = 12200 // a verb or noun Twilio does not know (a warning: it is skipped)
 	codeContentType    = 12300 // the answer's Content-Type is not one TwiML comes in
 	codeCallerID       = 13214 // a Dial's callerId is not a number of the account
-	codeNoURL          = 21211 // used here for a number without a voice URL
 	maxRedirects       = 10
 	defaultDialTimeout = 30
 	defaultTimeLimit   = 4 * 60 * 60 // Twilio's cap on a call: 4 hours

@@ -69,7 +69,8 @@ type Call struct {
 	// Status is in-progress while TwiML runs or a Dial rings or talks, then completed, busy (a
 	// Reject) or failed (no voice URL, TwiML Twilio could not get or read).
 	Status string `json:"status"`
-	// ErrorCode and Error say why a call failed: 11200, 12100, 12300, or 21211 (no voice URL).
+	// ErrorCode and Error say why a call failed: 11200, 12100, 12300; Error alone for a number
+	// without a voice URL.
 	ErrorCode int    `json:"error_code,omitempty"`
 	Error     string `json:"error,omitempty"`
 	// Rejected is the reason of a <Reject> (rejected or busy).
@@ -171,7 +172,7 @@ func (e *Emulator) Call(from, to string) (Call, error) {
 	c := &call{Call: Call{Sid: sid, From: from, To: to, Status: "ringing", Heard: []string{}, Log: []string{}, Dials: []Dial{}, Started: now}, doc: pn.VoiceURL}
 	e.voiceCalls = append(e.voiceCalls, c)
 	if pn.VoiceURL == "" {
-		e.failCall(c, codeNoURL, "the number has no voice URL")
+		e.failCall(c, 0, errNoVoiceURL) // Twilio has no code of its own for it: the caller hears an error
 		return c.snapshot(), nil
 	}
 	params := e.callParams(c, "ringing")
@@ -212,11 +213,17 @@ func (c *call) snapshot() Call {
 	return out
 }
 
+// errNoVoiceURL is Call.Error of a call to a number without a voice URL.
+const errNoVoiceURL = "the number has no voice URL"
+
 // failCall ends a call Twilio could not play: the caller hears an application error.
 func (e *Emulator) failCall(c *call, code int, msg string) {
 	c.Status, c.ErrorCode, c.Error = "failed", code, msg
 	c.Heard = append(c.Heard, "(an application error has occurred)")
-	c.Log = append(c.Log, fmt.Sprintf("error %d: %s", code, msg))
+	if code != 0 {
+		msg = fmt.Sprintf("error %d: %s", code, msg)
+	}
+	c.Log = append(c.Log, msg)
 	c.Ended = e.clock()
 }
 

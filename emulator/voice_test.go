@@ -282,7 +282,7 @@ func TestCallFailures(t *testing.T) {
 		t.Errorf("a number of no account: %v", err)
 	}
 	set("", "")
-	if c := call(riderLine); c.Status != "failed" || c.ErrorCode != codeNoURL || len(svc.requests()) != 0 {
+	if c := call(riderLine); c.Status != "failed" || c.ErrorCode != 0 || c.Error != errNoVoiceURL || len(svc.requests()) != 0 {
 		t.Errorf("no voice URL: %+v", c)
 	}
 	answers["/webhooks/voice"] = `<Response><Say>unclosed</Response>`

@@ -76,7 +76,7 @@ func TestRunServesWithFaults(t *testing.T) {
 		len(numbers.Numbers) != 1 || numbers.Numbers[0].PhoneNumber != "+15550000000" || numbers.Numbers[0].SMSURL != "http://127.0.0.1:1/webhooks/messaging" {
 		t.Errorf("numbers: %v %+v", err, numbers)
 	}
-	if c, err := api.Call(ctx, "+15550001111", "+15550000000"); err != nil || c.Status != "failed" || c.ErrorCode != 21211 {
+	if c, err := api.Call(ctx, "+15550001111", "+15550000000"); err != nil || c.Status != "failed" || c.Error != "the number has no voice URL" {
 		t.Errorf("call: %v %+v", err, c)
 	}
 	// The Media Content Service is served beside the API, where the banner says.
