@@ -17,6 +17,42 @@ import (
 	"github.com/oapi-codegen/runtime"
 )
 
+// Defines values for CallFrom.
+const (
+	CallFromCustomer CallFrom = "customer"
+	CallFromRider    CallFrom = "rider"
+)
+
+// Valid indicates whether the value is a known member of the CallFrom enum.
+func (e CallFrom) Valid() bool {
+	switch e {
+	case CallFromCustomer:
+		return true
+	case CallFromRider:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for CallTo.
+const (
+	CallToCustomer CallTo = "customer"
+	CallToRider    CallTo = "rider"
+)
+
+// Valid indicates whether the value is a known member of the CallTo enum.
+func (e CallTo) Valid() bool {
+	switch e {
+	case CallToCustomer:
+		return true
+	case CallToRider:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for ChatHistoryChannel.
 const (
 	ChatHistoryChannelSms ChatHistoryChannel = "sms"
@@ -85,6 +121,8 @@ func (e ChatReason) Valid() bool {
 
 // Defines values for EventType.
 const (
+	ChatCallEnded      EventType = "chat.call_ended"
+	ChatCallStarted    EventType = "chat.call_started"
 	ChatChannelChanged EventType = "chat.channel_changed"
 	ChatClosed         EventType = "chat.closed"
 	ChatConnected      EventType = "chat.connected"
@@ -96,6 +134,10 @@ const (
 // Valid indicates whether the value is a known member of the EventType enum.
 func (e EventType) Valid() bool {
 	switch e {
+	case ChatCallEnded:
+		return true
+	case ChatCallStarted:
+		return true
 	case ChatChannelChanged:
 		return true
 	case ChatClosed:
@@ -107,6 +149,72 @@ func (e EventType) Valid() bool {
 	case ChatFailed:
 		return true
 	case ChatInvited:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for EventDataHistoryChannel.
+const (
+	EventDataHistoryChannelSms EventDataHistoryChannel = "sms"
+)
+
+// Valid indicates whether the value is a known member of the EventDataHistoryChannel enum.
+func (e EventDataHistoryChannel) Valid() bool {
+	switch e {
+	case EventDataHistoryChannelSms:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for EventDataMode.
+const (
+	EventDataModeDirect EventDataMode = "direct"
+	EventDataModeOptin  EventDataMode = "optin"
+)
+
+// Valid indicates whether the value is a known member of the EventDataMode enum.
+func (e EventDataMode) Valid() bool {
+	switch e {
+	case EventDataModeDirect:
+		return true
+	case EventDataModeOptin:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for EventDataReason.
+const (
+	EventDataReasonDeclined    EventDataReason = "declined"
+	EventDataReasonEnded       EventDataReason = "ended"
+	EventDataReasonExpired     EventDataReason = "expired"
+	EventDataReasonFailed      EventDataReason = "failed"
+	EventDataReasonLessThannil EventDataReason = "<nil>"
+	EventDataReasonOptedOut    EventDataReason = "opted_out"
+	EventDataReasonUnreachable EventDataReason = "unreachable"
+)
+
+// Valid indicates whether the value is a known member of the EventDataReason enum.
+func (e EventDataReason) Valid() bool {
+	switch e {
+	case EventDataReasonDeclined:
+		return true
+	case EventDataReasonEnded:
+		return true
+	case EventDataReasonExpired:
+		return true
+	case EventDataReasonFailed:
+		return true
+	case EventDataReasonLessThannil:
+		return true
+	case EventDataReasonOptedOut:
+		return true
+	case EventDataReasonUnreachable:
 		return true
 	default:
 		return false
@@ -205,8 +313,40 @@ func (e State) Valid() bool {
 // Examples: whatsapp:+15550001111
 type Address = string
 
+// Call A call between the chat's parties, by role: no number.
+type Call struct {
+	// At When the call was connected to the other party's phone.
+	At time.Time `json:"at"`
+
+	// Duration Seconds the two talked (DialCallDuration); 0 when not answered.
+	Duration int `json:"duration"`
+
+	// EndedAt When the outcome was recorded; null before.
+	EndedAt *time.Time `json:"ended_at"`
+
+	// From Who called.
+	From CallFrom `json:"from"`
+
+	// Sid Twilio's CallSid of the caller's leg.
+	Sid string `json:"sid"`
+
+	// Status The Dial's outcome (DialCallStatus: completed, answered, busy, no-answer, failed, canceled); null while it rings or they talk.
+	Status *string `json:"status"`
+
+	// To Whom the call rang.
+	To CallTo `json:"to"`
+}
+
+// CallFrom Who called.
+type CallFrom string
+
+// CallTo Whom the call rang.
+type CallTo string
+
 // Chat defines model for Chat.
 type Chat struct {
+	// Calls The parties' calls through the chat's business numbers, oldest first (the newest 20).
+	Calls           []Call    `json:"calls"`
 	ConversationSid *string   `json:"conversation_sid"`
 	CreatedAt       time.Time `json:"created_at"`
 	Customer        Party     `json:"customer"`
@@ -260,7 +400,7 @@ type ChatList struct {
 // Event defines model for Event.
 type Event struct {
 	// Data The chat as it was at the transition.
-	Data Chat `json:"data"`
+	Data EventData `json:"data"`
 
 	// Timestamp When the transition happened.
 	Timestamp time.Time `json:"timestamp"`
@@ -269,6 +409,57 @@ type Event struct {
 
 // EventType defines model for Event.Type.
 type EventType string
+
+// EventData The chat; in chat.call_started and chat.call_ended also the call.
+type EventData struct {
+	// Call A call between the chat's parties, by role: no number.
+	Call *Call `json:"call,omitempty"`
+
+	// Calls The parties' calls through the chat's business numbers, oldest first (the newest 20).
+	Calls           []Call    `json:"calls"`
+	ConversationSid *string   `json:"conversation_sid"`
+	CreatedAt       time.Time `json:"created_at"`
+	Customer        Party     `json:"customer"`
+	Error           *struct {
+		Detail string `json:"detail"`
+
+		// Step The start step that failed (numbers, conversation, message_webhook, lifecycle_webhook, customer, rider, invite); null when the chat failed later, during the opt-in.
+		Step       *string `json:"step,omitempty"`
+		TwilioCode int     `json:"twilio_code"`
+	} `json:"error"`
+
+	// ExpiresAt When the conversation closes if nobody writes (Twilio's Timers.Closed counts inactivity).
+	ExpiresAt time.Time `json:"expires_at"`
+	History   []struct {
+		At time.Time `json:"at"`
+
+		// Channel Present on the entry that moved the customer to another channel (their number is not on WhatsApp: 63003, 63024); the state is the one the chat was in.
+		Channel *EventDataHistoryChannel `json:"channel,omitempty"`
+		State   State                    `json:"state"`
+	} `json:"history"`
+	Id       string                  `json:"id"`
+	Metadata *map[string]interface{} `json:"metadata"`
+	Mode     EventDataMode           `json:"mode"`
+
+	// Parked Present when the chat's recorded work (held messages, nudges, a move to SMS, a release of numbers) failed through all its runs; the upkeep keeps trying.
+	Parked *struct {
+		At     time.Time `json:"at"`
+		Reason string    `json:"reason"`
+	} `json:"parked,omitempty"`
+	Reason    *EventDataReason `json:"reason"`
+	Rider     Party            `json:"rider"`
+	State     State            `json:"state"`
+	UpdatedAt time.Time        `json:"updated_at"`
+}
+
+// EventDataHistoryChannel Present on the entry that moved the customer to another channel (their number is not on WhatsApp: 63003, 63024); the state is the one the chat was in.
+type EventDataHistoryChannel string
+
+// EventDataMode defines model for EventData.Mode.
+type EventDataMode string
+
+// EventDataReason defines model for EventData.Reason.
+type EventDataReason string
 
 // Party defines model for Party.
 type Party struct {
@@ -382,6 +573,30 @@ type Openapi200JSONResponseBody struct {
 	AdditionalProperties map[string]interface{}  `json:"-"`
 }
 
+// ChatCallEndedParams defines parameters for ChatCallEnded.
+type ChatCallEndedParams struct {
+	// WebhookId The event's id: the same across retries and sweeps.
+	WebhookId string `json:"webhook-id"`
+
+	// WebhookTimestamp Unix seconds when this attempt was signed: reject one older than five minutes.
+	WebhookTimestamp string `json:"webhook-timestamp"`
+
+	// WebhookSignature v1, then the base64 HMAC-SHA256 of webhook-id.webhook-timestamp.body with the secret (whsec_ + base64).
+	WebhookSignature string `json:"webhook-signature"`
+}
+
+// ChatCallStartedParams defines parameters for ChatCallStarted.
+type ChatCallStartedParams struct {
+	// WebhookId The event's id: the same across retries and sweeps.
+	WebhookId string `json:"webhook-id"`
+
+	// WebhookTimestamp Unix seconds when this attempt was signed: reject one older than five minutes.
+	WebhookTimestamp string `json:"webhook-timestamp"`
+
+	// WebhookSignature v1, then the base64 HMAC-SHA256 of webhook-id.webhook-timestamp.body with the secret (whsec_ + base64).
+	WebhookSignature string `json:"webhook-signature"`
+}
+
 // ChatChannelChangedParams defines parameters for ChatChannelChanged.
 type ChatChannelChangedParams struct {
 	// WebhookId The event's id: the same across retries and sweeps.
@@ -456,6 +671,12 @@ type ChatInvitedParams struct {
 
 // StartChatJSONRequestBody defines body for StartChat for application/json ContentType.
 type StartChatJSONRequestBody = StartRequest
+
+// ChatCallEndedJSONRequestBody defines body for ChatCallEnded for application/json ContentType.
+type ChatCallEndedJSONRequestBody = Event
+
+// ChatCallStartedJSONRequestBody defines body for ChatCallStarted for application/json ContentType.
+type ChatCallStartedJSONRequestBody = Event
 
 // ChatChannelChangedJSONRequestBody defines body for ChatChannelChanged for application/json ContentType.
 type ChatChannelChangedJSONRequestBody = Event
@@ -2017,6 +2238,16 @@ func (p *WebhookInitiator) applyWebhookEditors(ctx context.Context, req *http.Re
 
 // WebhookInitiatorInterface is the interface specification for the webhook initiator.
 type WebhookInitiatorInterface interface {
+	// ChatCallEndedWithBody fires the chat.call_ended webhook with any body
+	ChatCallEndedWithBody(ctx context.Context, targetURL string, params *ChatCallEndedParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	ChatCallEnded(ctx context.Context, targetURL string, params *ChatCallEndedParams, body ChatCallEndedJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ChatCallStartedWithBody fires the chat.call_started webhook with any body
+	ChatCallStartedWithBody(ctx context.Context, targetURL string, params *ChatCallStartedParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	ChatCallStarted(ctx context.Context, targetURL string, params *ChatCallStartedParams, body ChatCallStartedJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// ChatChannelChangedWithBody fires the chat.channel_changed webhook with any body
 	ChatChannelChangedWithBody(ctx context.Context, targetURL string, params *ChatChannelChangedParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
@@ -2046,6 +2277,54 @@ type WebhookInitiatorInterface interface {
 	ChatInvitedWithBody(ctx context.Context, targetURL string, params *ChatInvitedParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	ChatInvited(ctx context.Context, targetURL string, params *ChatInvitedParams, body ChatInvitedJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+}
+
+func (p *WebhookInitiator) ChatCallEndedWithBody(ctx context.Context, targetURL string, params *ChatCallEndedParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewChatCallEndedWebhookRequestWithBody(targetURL, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := p.applyWebhookEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return p.Client.Do(req)
+}
+
+func (p *WebhookInitiator) ChatCallEnded(ctx context.Context, targetURL string, params *ChatCallEndedParams, body ChatCallEndedJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewChatCallEndedWebhookRequest(targetURL, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := p.applyWebhookEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return p.Client.Do(req)
+}
+
+func (p *WebhookInitiator) ChatCallStartedWithBody(ctx context.Context, targetURL string, params *ChatCallStartedParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewChatCallStartedWebhookRequestWithBody(targetURL, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := p.applyWebhookEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return p.Client.Do(req)
+}
+
+func (p *WebhookInitiator) ChatCallStarted(ctx context.Context, targetURL string, params *ChatCallStartedParams, body ChatCallStartedJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewChatCallStartedWebhookRequest(targetURL, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := p.applyWebhookEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return p.Client.Do(req)
 }
 
 func (p *WebhookInitiator) ChatChannelChangedWithBody(ctx context.Context, targetURL string, params *ChatChannelChangedParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2190,6 +2469,128 @@ func (p *WebhookInitiator) ChatInvited(ctx context.Context, targetURL string, pa
 		return nil, err
 	}
 	return p.Client.Do(req)
+}
+
+// NewChatCallEndedWebhookRequest builds a application/json POST request for the chat.call_ended webhook
+func NewChatCallEndedWebhookRequest(targetURL string, params *ChatCallEndedParams, body ChatCallEndedJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewChatCallEndedWebhookRequestWithBody(targetURL, params, "application/json", bodyReader)
+}
+
+// NewChatCallEndedWebhookRequestWithBody builds a POST request for the chat.call_ended webhook with any body
+func NewChatCallEndedWebhookRequestWithBody(targetURL string, params *ChatCallEndedParams, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+	_ = err
+
+	reqURL, err := url.Parse(targetURL)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, reqURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		var headerParam0 string
+
+		headerParam0, err = runtime.StyleParamWithOptions("simple", false, "webhook-id", params.WebhookId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+		if err != nil {
+			return nil, err
+		}
+
+		req.Header.Set("webhook-id", headerParam0)
+
+		var headerParam1 string
+
+		headerParam1, err = runtime.StyleParamWithOptions("simple", false, "webhook-timestamp", params.WebhookTimestamp, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+		if err != nil {
+			return nil, err
+		}
+
+		req.Header.Set("webhook-timestamp", headerParam1)
+
+		var headerParam2 string
+
+		headerParam2, err = runtime.StyleParamWithOptions("simple", false, "webhook-signature", params.WebhookSignature, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+		if err != nil {
+			return nil, err
+		}
+
+		req.Header.Set("webhook-signature", headerParam2)
+
+	}
+	return req, nil
+}
+
+// NewChatCallStartedWebhookRequest builds a application/json POST request for the chat.call_started webhook
+func NewChatCallStartedWebhookRequest(targetURL string, params *ChatCallStartedParams, body ChatCallStartedJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewChatCallStartedWebhookRequestWithBody(targetURL, params, "application/json", bodyReader)
+}
+
+// NewChatCallStartedWebhookRequestWithBody builds a POST request for the chat.call_started webhook with any body
+func NewChatCallStartedWebhookRequestWithBody(targetURL string, params *ChatCallStartedParams, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+	_ = err
+
+	reqURL, err := url.Parse(targetURL)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, reqURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		var headerParam0 string
+
+		headerParam0, err = runtime.StyleParamWithOptions("simple", false, "webhook-id", params.WebhookId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+		if err != nil {
+			return nil, err
+		}
+
+		req.Header.Set("webhook-id", headerParam0)
+
+		var headerParam1 string
+
+		headerParam1, err = runtime.StyleParamWithOptions("simple", false, "webhook-timestamp", params.WebhookTimestamp, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+		if err != nil {
+			return nil, err
+		}
+
+		req.Header.Set("webhook-timestamp", headerParam1)
+
+		var headerParam2 string
+
+		headerParam2, err = runtime.StyleParamWithOptions("simple", false, "webhook-signature", params.WebhookSignature, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+		if err != nil {
+			return nil, err
+		}
+
+		req.Header.Set("webhook-signature", headerParam2)
+
+	}
+	return req, nil
 }
 
 // NewChatChannelChangedWebhookRequest builds a application/json POST request for the chat.channel_changed webhook

@@ -81,7 +81,7 @@ func TestOpenAPIDescribesEventsItselfAndItsLicense(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	events := []string{"chat.channel_changed", "chat.closed", "chat.connected", "chat.declined", "chat.failed", "chat.invited"}
+	events := []string{"chat.call_ended", "chat.call_started", "chat.channel_changed", "chat.closed", "chat.connected", "chat.declined", "chat.failed", "chat.invited"}
 	var hooks []string
 	for name, item := range doc.Webhooks {
 		hooks = append(hooks, name)
@@ -261,11 +261,25 @@ func TestEventsFitTheirWebhooks(t *testing.T) {
 		Error:   &chat.FailureView{TwilioCode: 63024, Detail: "not on WhatsApp"},
 		History: []chat.TransitionView{{State: chat.StateStarting, At: at}, {State: chat.StateInvited, At: at, Channel: "sms"}, {State: chat.StateFailed, At: at}},
 	}
+	completed := "completed"
+	ended := chat.CallView{Sid: "CA0123456789abcdef0123456789abcdef", From: "rider", To: "customer", At: at, Status: &completed, Duration: 42, EndedAt: &at}
+	view.Calls = []chat.CallView{ended, {Sid: "CA0123456789abcdef0123456789abcdee", From: "customer", To: "rider", At: at}}
 	data, err := json.Marshal(view)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, typ := range []string{"chat.failed", chat.EventChannelChanged} {
+	withCall := func(c chat.CallView) json.RawMessage {
+		b, err := json.Marshal(struct {
+			chat.View
+			Call chat.CallView `json:"call"`
+		}{view, c})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	for typ, data := range map[string]json.RawMessage{"chat.failed": data, chat.EventChannelChanged: data,
+		chat.EventCallStarted: withCall(view.Calls[1]), chat.EventCallEnded: withCall(ended)} {
 		if err := sender.Send(t.Context(), chat.Event{ID: "msg_0123", Type: typ, At: at, Data: data}); err != nil {
 			t.Fatal(err)
 		}
