@@ -1,11 +1,14 @@
 package redisstore
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -17,15 +20,23 @@ import (
 )
 
 // Chats is the chat.Store shared by every replica: one JSON value per chat, an index from conversation
-// SID to chat id, and a sorted set by creation for listing, trimmed of the chats the retention forgot
-// through a second one by when each finished chat's key expires.
+// SID to chat id, and per bucket of chats a sorted set by creation for listing, trimmed of the chats the
+// retention forgot through a second one by when each finished chat's key expires, and the sets of open
+// chats and of chats with work.
+//
+// Redis Cluster: a chat's value and its bucket's sets share the hash tag {chats:<bucket>} (see
+// chatBucket), so that creating a chat, changing it and trimming the index are each one script or one
+// WATCH transaction on one slot, while the chats spread over chatBuckets slots. The conversation index
+// (one key per conversation, looked up without the chat's id) and the chat's lease are keys of their
+// own, each written by a single-key command or script.
 type Chats struct {
-	rdb       *redis.Client
+	rdb       redis.UniversalClient
 	retention time.Duration
 	// now is the clock that scores when a finished chat's key expires (tests move it).
 	now func() time.Time
-	// filled: the open and pending sets are known to cover every chat (see backfill).
-	filled *atomic.Bool
+	// migrated: the chats under the names before hash tags are known to be moved (see Store.Migrate);
+	// until then a chat not found under its new name is looked for under its old one.
+	migrated *atomic.Bool
 	// sync waits for the replicas the store is configured to wait for (Store.Sync): every write that
 	// guards a side effect — a chat created or changed, a lease taken — is acknowledged by them before
 	// the caller acts on it, so a failover cannot lose the write and have the effect made twice.
@@ -36,27 +47,52 @@ var _ chat.Store = (*Chats)(nil)
 
 // Chats returns the chat store on the same Redis; finished chats are kept for retention.
 func (s *Store) Chats() *Chats {
-	return &Chats{rdb: s.rdb, retention: s.retention, now: time.Now, filled: new(atomic.Bool), sync: s.Sync}
+	return &Chats{rdb: s.rdb, retention: s.retention, now: time.Now, migrated: s.migrated, sync: s.Sync}
 }
 
 const (
-	chatPrefix = "optin:chat:"
-	convPrefix = "optin:chatconv:"
-	lockPrefix = "optin:chatlock:"
-	chatIndex  = "optin:chats"
-	// chatEnds scores each finished chat by when its key expires (Unix ms): Create trims chatIndex of
-	// those whose key is gone, so the index does not keep a member for every chat ever made.
-	chatEnds = "optin:chats:ends"
-	// trimBatch bounds the members a Create looks at: more than chats end per create, so it keeps up.
-	trimBatch = 16
-	// openSet holds the ids of the chats not in a final state; pendingSet those with undelivered events.
-	openSet    = "optin:chats:open"
-	pendingSet = "optin:chats:pending"
+	// chatBuckets is how many hash tags the chats are spread over. Fixed: a chat's keys are named by
+	// its bucket, so changing it moves every chat (a migration).
+	chatBuckets = 16
+	convPrefix  = "optin:chatconv:"
+	lockPrefix  = "optin:chatlock:"
+	// trimBatch bounds the members a Create looks at in its bucket: more than chats end per create, so
+	// it keeps up.
+	trimBatch  = 16
 	chatSeq    = "optin:chatseq"
 	maxTxTries = 20
 )
 
-// createChat stores the chat unless its id is taken (answering the stored one), and lists it.
+// Names of a bucket's keys (bucketKey).
+const (
+	// setIndex scores each chat by its Seq, for List.
+	setIndex = "index"
+	// setEnds scores each finished chat by when its key expires (Unix ms): Create trims the index of those
+	// whose key is gone, so that it does not keep a member for every chat ever made.
+	setEnds = "ends"
+	// setOpen holds the ids of the chats not in a final state; setPending those with work
+	// (Chat.HasWork).
+	setOpen    = "open"
+	setPending = "pending"
+)
+
+// chatBucket is the bucket of a chat id: FNV-1a, so that every replica and version agrees.
+func chatBucket(id string) int {
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	return int(h.Sum32() % chatBuckets)
+}
+
+func bucketTag(b int) string { return "optin:{chats:" + strconv.Itoa(b) + "}:" }
+
+// chatKey is where a chat's value lives.
+func chatKey(id string) string { return bucketTag(chatBucket(id)) + "chat:" + id }
+
+// bucketKey names one of a bucket's sets (index, ends, open, pending).
+func bucketKey(b int, name string) string { return bucketTag(b) + name }
+
+// createChat stores the chat unless its id is taken (answering the stored one), and lists it. KEYS:
+// the chat, its bucket's index, open set and ends.
 var createChat = redis.NewScript(`
 local existing = redis.call('GET', KEYS[1])
 if existing then
@@ -69,11 +105,11 @@ redis.call('ZREM', KEYS[4], ARGV[3])
 return false
 `)
 
-// trimIndex takes the index (KEYS[1]) and the ends (KEYS[2]) through the chats whose key should have
-// expired (ARGV[2..], their keys KEYS[3..]): a chat whose key is gone leaves both; one whose key is
-// still there (its retention started again, or the id was used anew) is scored by its key's expiry
-// again, or leaves the ends when its key no longer expires. ARGV[1] is now (Unix ms). Atomic: a chat
-// created anew between the caller's read and this script keeps its index member.
+// trimIndex takes the index (KEYS[1]) and the ends (KEYS[2]) of a bucket through the chats whose key
+// should have expired (ARGV[2..], their keys KEYS[3..], all of the bucket): a chat whose key is gone
+// leaves both; one whose key is still there (its retention started again, or the id was used anew) is
+// scored by its key's expiry again, or leaves the ends when its key no longer expires. ARGV[1] is now
+// (Unix ms). Atomic: a chat created anew between the caller's read and this script keeps its member.
 var trimIndex = redis.NewScript(`
 local trimmed = 0
 for i = 2, #ARGV do
@@ -114,6 +150,10 @@ return 0
 
 // Create records c unless its id is taken.
 func (s *Chats) Create(ctx context.Context, c chat.Chat) (chat.Chat, bool, error) {
+	// A chat of this id stored under its old name takes the id: move it first.
+	if _, err := s.moveOld(ctx, c.ID); err != nil {
+		return chat.Chat{}, false, fmt.Errorf("creating chat: %w", err)
+	}
 	seq, err := s.rdb.Incr(ctx, chatSeq).Result()
 	if err != nil {
 		return chat.Chat{}, false, fmt.Errorf("numbering chat: %w", err)
@@ -123,13 +163,21 @@ func (s *Chats) Create(ctx context.Context, c chat.Chat) (chat.Chat, bool, error
 	if err != nil {
 		return chat.Chat{}, false, err
 	}
-	existing, err := createChat.Run(ctx, s.rdb, []string{chatPrefix + c.ID, chatIndex, openSet, chatEnds}, raw, seq, c.ID).Text()
+	if c.ConversationSid != "" {
+		// Another slot's key, first: see Update.
+		if err := s.rdb.Set(ctx, convPrefix+c.ConversationSid, c.ID, redis.KeepTTL).Err(); err != nil {
+			return chat.Chat{}, false, fmt.Errorf("creating chat: %w", err)
+		}
+	}
+	b := chatBucket(c.ID)
+	existing, err := createChat.Run(ctx, s.rdb, []string{chatKey(c.ID), bucketKey(b, setIndex), bucketKey(b, setOpen), bucketKey(b, setEnds)},
+		raw, seq, c.ID).Text()
 	switch {
 	case errors.Is(err, redis.Nil):
 		if err := s.sync(ctx); err != nil {
 			return chat.Chat{}, false, fmt.Errorf("creating chat: %w", err)
 		}
-		if err := s.trim(ctx); err != nil {
+		if err := s.trim(ctx, b); err != nil {
 			return chat.Chat{}, false, fmt.Errorf("creating chat: %w", err)
 		}
 		return c, true, nil
@@ -140,26 +188,34 @@ func (s *Chats) Create(ctx context.Context, c chat.Chat) (chat.Chat, bool, error
 	return got, false, err
 }
 
-// trim drops from the index up to trimBatch chats the retention forgot: each create trims more than
-// one chat's end, so the index holds the chats that exist and the few ended since the last create.
-func (s *Chats) trim(ctx context.Context) error {
+// trim drops from bucket b's index up to trimBatch chats the retention forgot: the creates of a bucket
+// trim more than its chats end, so its index holds the chats that exist and the few ended since.
+func (s *Chats) trim(ctx context.Context, b int) error {
 	now := s.now().UnixMilli()
-	ids, err := s.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{Key: chatEnds, Start: "-inf", Stop: strconv.FormatInt(now, 10),
+	ids, err := s.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{Key: bucketKey(b, setEnds), Start: "-inf", Stop: strconv.FormatInt(now, 10),
 		ByScore: true, Count: trimBatch}).Result()
 	if err != nil || len(ids) == 0 {
 		return err
 	}
-	keys := []string{chatIndex, chatEnds}
+	keys := []string{bucketKey(b, setIndex), bucketKey(b, setEnds)}
 	args := []any{now}
 	for _, id := range ids {
-		keys, args = append(keys, chatPrefix+id), append(args, id)
+		keys, args = append(keys, chatKey(id)), append(args, id)
 	}
 	return trimIndex.Run(ctx, s.rdb, keys, args...).Err()
 }
 
 // Get returns the chat with this id.
 func (s *Chats) Get(ctx context.Context, id string) (chat.Chat, error) {
-	raw, err := s.rdb.Get(ctx, chatPrefix+id).Result()
+	raw, err := s.rdb.Get(ctx, chatKey(id)).Result()
+	if errors.Is(err, redis.Nil) {
+		var moved bool
+		if moved, err = s.moveOld(ctx, id); err == nil && moved {
+			raw, err = s.rdb.Get(ctx, chatKey(id)).Result()
+		} else if err == nil {
+			err = redis.Nil
+		}
+	}
 	switch {
 	case errors.Is(err, redis.Nil):
 		return chat.Chat{}, fmt.Errorf("chat %s: %w", id, chat.ErrNotFound)
@@ -183,8 +239,14 @@ func (s *Chats) ByConversation(ctx context.Context, conversationSid string) (cha
 
 // Update applies change under an optimistic transaction: when another replica changed the chat in
 // between, change runs again on what it wrote.
+//
+// The transaction holds the chat and its bucket's sets (one slot). The conversation index is another
+// slot's key, written outside it: before the transaction when the chat gains a conversation, so that
+// the conversation's first webhook finds the chat (should the transaction lose, the entry still names
+// the chat whose conversation it is); its expiry after, once the chat is final (a crash in between
+// leaves that one small key without expiry).
 func (s *Chats) Update(ctx context.Context, id string, change func(*chat.Chat) error) (chat.Chat, error) {
-	key := chatPrefix + id
+	key, b := chatKey(id), chatBucket(id)
 	var out chat.Chat
 	tx := func(tx *redis.Tx) error {
 		raw, err := tx.Get(ctx, key).Result()
@@ -198,43 +260,53 @@ func (s *Chats) Update(ctx context.Context, id string, change func(*chat.Chat) e
 		if err != nil {
 			return err
 		}
+		before := c.ConversationSid
 		if err := change(&c); err != nil {
 			return err
 		}
 		c.ID = id
-		b, err := encodeChat(c)
+		val, err := encodeChat(c)
 		if err != nil {
 			return err
 		}
-		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
-			p.Set(ctx, key, b, redis.KeepTTL)
-			if c.ConversationSid != "" {
-				p.Set(ctx, convPrefix+c.ConversationSid, id, redis.KeepTTL)
+		if c.ConversationSid != "" && c.ConversationSid != before {
+			if err := s.rdb.Set(ctx, convPrefix+c.ConversationSid, id, redis.KeepTTL).Err(); err != nil {
+				return err
 			}
+		}
+		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.Set(ctx, key, val, redis.KeepTTL)
 			if c.State.Final() {
-				p.SRem(ctx, openSet, id)
+				p.SRem(ctx, bucketKey(b, setOpen), id)
 			} else {
-				p.SAdd(ctx, openSet, id)
+				p.SAdd(ctx, bucketKey(b, setOpen), id)
 			}
 			if c.HasWork() {
-				p.SAdd(ctx, pendingSet, id)
+				p.SAdd(ctx, bucketKey(b, setPending), id)
 			} else {
-				p.SRem(ctx, pendingSet, id)
+				p.SRem(ctx, bucketKey(b, setPending), id)
 			}
 			if c.State.Final() && s.retention > 0 {
 				p.PExpire(ctx, key, s.retention)
-				if c.ConversationSid != "" {
-					p.PExpire(ctx, convPrefix+c.ConversationSid, s.retention)
-				}
-				p.ZAdd(ctx, chatEnds, redis.Z{Score: float64(s.now().Add(s.retention).UnixMilli()), Member: id})
+				p.ZAdd(ctx, bucketKey(b, setEnds), redis.Z{Score: float64(s.now().Add(s.retention).UnixMilli()), Member: id})
 			}
 			return nil
 		})
 		out = c
 		return err
 	}
+	moved := false
 	for try := range maxTxTries {
 		err := s.rdb.Watch(ctx, tx, key)
+		if errors.Is(err, chat.ErrNotFound) && !moved {
+			// Perhaps stored under its old name: move it and try again, once.
+			moved = true
+			if ok, err := s.moveOld(ctx, id); err != nil {
+				return chat.Chat{}, fmt.Errorf("updating chat %s: %w", id, err)
+			} else if ok {
+				continue
+			}
+		}
 		if errors.Is(err, redis.TxFailedErr) {
 			// Another writer won: wait a random while that doubles with each try (0.1 ms up to 6 ms),
 			// so that a burst of writers to one chat (fifty failure reports at once) spreads out
@@ -250,6 +322,11 @@ func (s *Chats) Update(ctx context.Context, id string, change func(*chat.Chat) e
 		if err != nil {
 			return chat.Chat{}, err
 		}
+		if out.State.Final() && s.retention > 0 && out.ConversationSid != "" {
+			if err := s.rdb.PExpire(ctx, convPrefix+out.ConversationSid, s.retention).Err(); err != nil {
+				return chat.Chat{}, fmt.Errorf("updating chat %s: %w", id, err)
+			}
+		}
 		if err := s.sync(ctx); err != nil {
 			return chat.Chat{}, fmt.Errorf("updating chat %s: %w", id, err)
 		}
@@ -258,7 +335,8 @@ func (s *Chats) Update(ctx context.Context, id string, change func(*chat.Chat) e
 	return chat.Chat{}, fmt.Errorf("updating chat %s: too much contention", id)
 }
 
-// Delete forgets a chat.
+// Delete forgets a chat: its keys in its bucket in one transaction, then its conversation's entry
+// (left behind by a crash, it names a chat that is not found).
 func (s *Chats) Delete(ctx context.Context, id string) error {
 	c, err := s.Get(ctx, id)
 	if errors.Is(err, chat.ErrNotFound) {
@@ -267,49 +345,86 @@ func (s *Chats) Delete(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Del(ctx, chatPrefix+id)
-		p.ZRem(ctx, chatIndex, id)
-		p.ZRem(ctx, chatEnds, id)
-		p.SRem(ctx, openSet, id)
-		p.SRem(ctx, pendingSet, id)
-		if c.ConversationSid != "" {
-			p.Del(ctx, convPrefix+c.ConversationSid)
+	b := chatBucket(id)
+	if _, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, chatKey(id))
+		for _, set := range []string{setIndex, setEnds} {
+			p.ZRem(ctx, bucketKey(b, set), id)
+		}
+		for _, set := range []string{setOpen, setPending} {
+			p.SRem(ctx, bucketKey(b, set), id)
 		}
 		return nil
-	})
-	return err
+	}); err != nil {
+		return err
+	}
+	if c.ConversationSid != "" {
+		return s.rdb.Del(ctx, convPrefix+c.ConversationSid).Err()
+	}
+	return nil
 }
 
-// List returns chats newest first, reading the index in batches and skipping chats that expired.
+// listed is a member of a bucket's index.
+type listed struct {
+	id     string
+	seq    float64
+	bucket int
+}
+
+// List returns chats newest first, merging the buckets' indexes in rounds and skipping chats that
+// expired. A round reads up to perBucket members below upper from each bucket; of a bucket that gave
+// that many, the ones further down are not known yet, so the round takes only the members at or above
+// the highest of those buckets' last scores (Seqs are unique) and the next round starts below it.
 func (s *Chats) List(ctx context.Context, state chat.State, limit int, before int64) ([]chat.Chat, int64, error) {
 	upper := "+inf"
 	if before > 0 {
 		upper = "(" + strconv.FormatInt(before, 10)
 	}
+	perBucket := int64(max(limit/2, 10))
 	var out []chat.Chat
-	batch := int64(max(limit*2, 50))
 	for {
-		ids, err := s.rdb.ZRevRangeByScoreWithScores(ctx, chatIndex, &redis.ZRangeBy{Max: upper, Min: "-inf", Count: batch}).Result()
-		if err != nil {
+		pipe := s.rdb.Pipeline()
+		cmds := make([]*redis.ZSliceCmd, chatBuckets)
+		for b := range chatBuckets {
+			cmds[b] = pipe.ZRevRangeByScoreWithScores(ctx, bucketKey(b, setIndex), &redis.ZRangeBy{Max: upper, Min: "-inf", Count: perBucket})
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
 			return nil, 0, fmt.Errorf("listing chats: %w", err)
 		}
-		if len(ids) == 0 {
+		var round []listed
+		cut, full := 0.0, false
+		for b, cmd := range cmds {
+			zs := cmd.Val()
+			for _, z := range zs {
+				round = append(round, listed{id: z.Member.(string), seq: z.Score, bucket: b})
+			}
+			if int64(len(zs)) == perBucket && (!full || zs[len(zs)-1].Score > cut) {
+				cut, full = zs[len(zs)-1].Score, true
+			}
+		}
+		slices.SortFunc(round, func(a, b listed) int { return cmp.Compare(b.seq, a.seq) })
+		if full {
+			round = slices.DeleteFunc(round, func(l listed) bool { return l.seq < cut })
+		}
+		if len(round) == 0 {
 			return out, 0, nil
 		}
-		keys := make([]string, len(ids))
-		for i, z := range ids {
-			keys[i] = chatPrefix + z.Member.(string)
+		pipe = s.rdb.Pipeline()
+		gets := make([]*redis.StringCmd, len(round))
+		for i, l := range round {
+			gets[i] = pipe.Get(ctx, chatKey(l.id))
 		}
-		vals, err := s.rdb.MGet(ctx, keys...).Result()
-		if err != nil {
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 			return nil, 0, fmt.Errorf("reading chats: %w", err)
 		}
-		for i, v := range vals {
-			raw, ok := v.(string)
-			if !ok {
-				s.rdb.ZRem(ctx, chatIndex, ids[i].Member) // expired: drop it from the index
+		for i, get := range gets {
+			raw, err := get.Result()
+			if errors.Is(err, redis.Nil) {
+				s.rdb.ZRem(ctx, bucketKey(round[i].bucket, setIndex), round[i].id) // expired: drop it from the index
 				continue
+			}
+			if err != nil {
+				return nil, 0, fmt.Errorf("reading chats: %w", err)
 			}
 			c, err := decodeChat(raw)
 			if err != nil {
@@ -323,7 +438,10 @@ func (s *Chats) List(ctx context.Context, state chat.State, limit int, before in
 			}
 			out = append(out, c)
 		}
-		upper = "(" + strconv.FormatInt(int64(ids[len(ids)-1].Score), 10)
+		if !full {
+			return out, 0, nil
+		}
+		upper = "(" + strconv.FormatInt(int64(cut), 10)
 	}
 }
 
@@ -342,104 +460,40 @@ func (s *Chats) Lock(ctx context.Context, id, owner string, ttl time.Duration) (
 }
 
 // Open returns the ids of the chats not in a final state.
-func (s *Chats) Open(ctx context.Context) ([]string, error) {
-	if err := s.backfill(ctx); err != nil {
-		return nil, err
-	}
-	return s.members(ctx, openSet)
-}
+func (s *Chats) Open(ctx context.Context) ([]string, error) { return s.members(ctx, setOpen) }
 
 // WithPending returns the ids of the chats that have work: undelivered events, held messages.
-func (s *Chats) WithPending(ctx context.Context) ([]string, error) {
-	if err := s.backfill(ctx); err != nil {
-		return nil, err
-	}
-	return s.members(ctx, pendingSet)
-}
+func (s *Chats) WithPending(ctx context.Context) ([]string, error) { return s.members(ctx, setPending) }
 
-// setsMarker records that the open and pending sets cover every chat.
-const setsMarker = "optin:chats:sets"
-
-// backfill adds the chats written before the open and pending sets existed (by an earlier version) to
-// them, once: the first reader after an upgrade walks the index; adding twice is harmless.
-func (s *Chats) backfill(ctx context.Context) error {
-	if s.filled.Load() {
-		return nil // this replica has seen the marker: no read per sweep
-	}
-	if n, err := s.rdb.Exists(ctx, setsMarker).Result(); err != nil || n == 1 {
-		s.filled.Store(n == 1)
-		return err
-	}
-	const batch = 500
-	for start := int64(0); ; start += batch {
-		ids, err := s.rdb.ZRange(ctx, chatIndex, start, start+batch-1).Result()
-		if err != nil {
-			return fmt.Errorf("listing chats: %w", err)
-		}
-		if len(ids) == 0 {
-			break
-		}
-		keys := make([]string, len(ids))
-		for i, id := range ids {
-			keys[i] = chatPrefix + id
-		}
-		vals, err := s.rdb.MGet(ctx, keys...).Result()
-		if err != nil {
-			return fmt.Errorf("reading chats: %w", err)
-		}
-		var open, pending []any
-		for i, v := range vals {
-			raw, ok := v.(string)
-			if !ok {
-				continue
-			}
-			c, err := decodeChat(raw)
-			if err != nil {
-				return err
-			}
-			if !c.State.Final() {
-				open = append(open, ids[i])
-			}
-			if c.HasWork() {
-				pending = append(pending, ids[i])
-			}
-		}
-		if len(open) > 0 {
-			if err := s.rdb.SAdd(ctx, openSet, open...).Err(); err != nil {
-				return err
-			}
-		}
-		if len(pending) > 0 {
-			if err := s.rdb.SAdd(ctx, pendingSet, pending...).Err(); err != nil {
-				return err
-			}
-		}
-	}
-	if err := s.rdb.Set(ctx, setsMarker, "1", 0).Err(); err != nil {
-		return err
-	}
-	s.filled.Store(true)
-	return nil
-}
-
-// members lists a set of chat ids, dropping those whose chat expired.
+// members lists the ids in every bucket's set (open or pending), dropping those whose chat expired.
 func (s *Chats) members(ctx context.Context, set string) ([]string, error) {
-	ids, err := s.rdb.SMembers(ctx, set).Result()
-	if err != nil || len(ids) == 0 {
-		return nil, err
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.StringSliceCmd, chatBuckets)
+	for b := range chatBuckets {
+		cmds[b] = pipe.SMembers(ctx, bucketKey(b, set))
 	}
-	keys := make([]string, len(ids))
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("listing chats: %w", err)
+	}
+	var ids []string
+	for _, cmd := range cmds {
+		ids = append(ids, cmd.Val()...)
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	pipe = s.rdb.Pipeline()
+	exists := make([]*redis.IntCmd, len(ids))
 	for i, id := range ids {
-		keys[i] = chatPrefix + id
+		exists[i] = pipe.Exists(ctx, chatKey(id))
 	}
-	n, err := s.rdb.Exists(ctx, keys...).Result()
-	if err != nil || int(n) == len(ids) {
-		return ids, err
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("listing chats: %w", err)
 	}
 	out := ids[:0]
-	for _, id := range ids {
-		if e, err := s.rdb.Exists(ctx, chatPrefix+id).Result(); err == nil && e == 0 {
-			s.rdb.SRem(ctx, set, id)
+	for i, id := range ids {
+		if exists[i].Val() == 0 {
+			s.rdb.SRem(ctx, bucketKey(chatBucket(id), set), id)
 			continue
 		}
 		out = append(out, id)

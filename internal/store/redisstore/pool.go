@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -12,10 +13,19 @@ import (
 )
 
 // Pairs is the numberpool.Store shared by every replica: a key per leased pair holding its chat
-// (optin:pair:<address>|<number>), a set of each chat's pairs, per number a sorted set of its leased
-// pairs by expiry (the counts are derived from it, so a lease that lapses stops counting), the last
-// number of each address, and the index of the chat that last took each pair, read bare
-// (optin:pairchat:<number>|<address>, kept beyond the release for the retention). The scripts name the keys; the constants below are the ones Go reads too.
+// (pair:<address>|<number>), a set of each chat's pairs (chatpairs:<chat>), per number a sorted set of
+// its leased pairs by expiry (numberpairs:<number>; the counts are derived from it, so a lease that
+// lapses stops counting), the set of numbers ever leased, the last number of each address
+// (lastnumber:<address>), blocked pairs (pairblock:<address>|<number>), and the index of the chat that
+// last took each pair, read bare (pairchat:<number>|<address>, kept beyond the release for the
+// retention).
+//
+// Every name starts with poolPrefix, one hash tag: a take is all or nothing across the pairs of
+// several numbers and addresses, so whatever it checks and writes must be in one slot. The pool is
+// small (a key per live lease) and written once per chat's start and end, so one slot carries it.
+// Every script is given each key it touches in KEYS; where those depend on a set's members (a chat's
+// pairs, the numbers), the members are read first and the script checks that the set is still the
+// same, else it is run again on the new members.
 type Pairs struct {
 	rdb       redis.UniversalClient
 	retention time.Duration
@@ -29,123 +39,193 @@ var _ numberpool.IndexedStore = (*Pairs)(nil)
 // (so that a release lost with a crash does not hold a pair for ever).
 func (s *Store) Pairs() *Pairs { return &Pairs{rdb: s.rdb, retention: s.retention, sync: s.Sync} }
 
-const (
-	lastPrefix     = "optin:lastnumber:"
-	pairChatPrefix = "optin:pairchat:"
-)
+// poolPrefix is the pool's hash tag.
+const poolPrefix = "optin:{pool}:"
 
-// takePairs: ARGV = chat, ttl ms, now ms, then address, number for each pair. All or nothing.
+// numbersKey is the set of the numbers ever leased.
+const numbersKey = poolPrefix + "numbers"
+
+func pairKey(pair string) string          { return poolPrefix + "pair:" + pair }
+func blockKey(pair string) string         { return poolPrefix + "pairblock:" + pair }
+func chatPairsKey(chatID string) string   { return poolPrefix + "chatpairs:" + chatID }
+func numberPairsKey(number string) string { return poolPrefix + "numberpairs:" + number }
+func lastKey(address string) string       { return poolPrefix + "lastnumber:" + address }
+
+// pairChatKey is the index entry of the pair (number, address), read bare.
+func pairChatKey(number, address string) string {
+	return poolPrefix + "pairchat:" + numberpool.Bare(number) + "|" + numberpool.Bare(address)
+}
+
+// splitPair reads address|number.
+func splitPair(pair string) (address, number string) {
+	address, number, _ = strings.Cut(pair, "|")
+	return address, number
+}
+
+// sameMembers begins the scripts that are given a set's members (KEYS[1], ARGV[from..]): they answer
+// -1, to be run again, when the set has changed since it was read.
+const sameMembers = `
+local function changed(set, from)
+  if redis.call('SCARD', set) ~= #ARGV - from + 1 then
+    return true
+  end
+  for i = from, #ARGV do
+    if redis.call('SISMEMBER', set, ARGV[i]) == 0 then
+      return true
+    end
+  end
+  return false
+end
+`
+
+// takePairs: KEYS = the chat's pairs, the numbers, then for each pair its lease, its block, its
+// number's leases, its address's last number and its index entry; ARGV = chat, ttl ms, now ms, then
+// address, number for each pair. All or nothing.
 var takePairs = redis.NewScript(`
 local chat, ttl, now = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local function bare(a) return (string.gsub(a, '^%a+:', '', 1)) end
-for i = 4, #ARGV, 2 do
-  local pair = ARGV[i] .. '|' .. ARGV[i+1]
-  if redis.call('EXISTS', 'optin:pair:' .. pair) == 1 or redis.call('EXISTS', 'optin:pairblock:' .. pair) == 1 then
+local n = (#ARGV - 3) / 2
+for i = 0, n - 1 do
+  local k = 3 + 5 * i
+  if redis.call('EXISTS', KEYS[k]) == 1 or redis.call('EXISTS', KEYS[k + 1]) == 1 then
     return 0
   end
 end
-for i = 4, #ARGV, 2 do
-  local pair = ARGV[i] .. '|' .. ARGV[i+1]
-  redis.call('SET', 'optin:pair:' .. pair, chat, 'PX', ttl)
-  redis.call('SADD', 'optin:chatpairs:' .. chat, pair)
-  redis.call('PEXPIRE', 'optin:chatpairs:' .. chat, ttl)
-  redis.call('SADD', 'optin:numbers', ARGV[i+1])
-  redis.call('ZADD', 'optin:numberpairs:' .. ARGV[i+1], now + ttl, ARGV[i])
-  redis.call('SET', 'optin:lastnumber:' .. ARGV[i], ARGV[i+1], 'PX', ttl)
-  redis.call('SET', 'optin:pairchat:' .. bare(ARGV[i+1]) .. '|' .. bare(ARGV[i]), chat, 'PX', ttl)
+for i = 0, n - 1 do
+  local k, address, number = 3 + 5 * i, ARGV[4 + 2 * i], ARGV[5 + 2 * i]
+  redis.call('SET', KEYS[k], chat, 'PX', ttl)
+  redis.call('SADD', KEYS[1], address .. '|' .. number)
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  redis.call('SADD', KEYS[2], number)
+  redis.call('ZADD', KEYS[k + 2], now + ttl, address)
+  redis.call('SET', KEYS[k + 3], number, 'PX', ttl)
+  redis.call('SET', KEYS[k + 4], chat, 'PX', ttl)
 end
 return 1
 `)
 
-// releasePairs frees the pairs still leased to the chat and keeps the counts true.
-var releasePairs = redis.NewScript(`
-local chat = ARGV[1]
-local pairs = redis.call('SMEMBERS', 'optin:chatpairs:' .. chat)
-for _, pair in ipairs(pairs) do
-  if redis.call('GET', 'optin:pair:' .. pair) == chat then
-    redis.call('DEL', 'optin:pair:' .. pair)
-    local bar = string.find(pair, '|', 1, true)
-    redis.call('ZREM', 'optin:numberpairs:' .. string.sub(pair, bar + 1), string.sub(pair, 1, bar - 1))
+// releasePairs frees the pairs still leased to the chat and keeps the counts true. KEYS = the chat's
+// pairs, then for each pair its lease and its number's leases; ARGV = chat, then the pairs.
+var releasePairs = redis.NewScript(sameMembers + `
+if changed(KEYS[1], 2) then
+  return -1
+end
+for i = 2, #ARGV do
+  local k = 2 * (i - 1)
+  if redis.call('GET', KEYS[k]) == ARGV[1] then
+    redis.call('DEL', KEYS[k])
+    local bar = string.find(ARGV[i], '|', 1, true)
+    redis.call('ZREM', KEYS[k + 1], string.sub(ARGV[i], 1, bar - 1))
   end
 end
-redis.call('DEL', 'optin:chatpairs:' .. chat)
-return #pairs
+redis.call('DEL', KEYS[1])
+return #ARGV - 1
 `)
 
-// releaseAddress frees the pairs of one address still leased to the chat: ARGV = chat, address.
-var releaseAddress = redis.NewScript(`
-local chat, address = ARGV[1], ARGV[2]
-local n = 0
-for _, pair in ipairs(redis.call('SMEMBERS', 'optin:chatpairs:' .. chat)) do
-  local bar = string.find(pair, '|', 1, true)
-  if string.sub(pair, 1, bar - 1) == address then
-    if redis.call('GET', 'optin:pair:' .. pair) == chat then
-      redis.call('DEL', 'optin:pair:' .. pair)
-      redis.call('ZREM', 'optin:numberpairs:' .. string.sub(pair, bar + 1), address)
+// releaseAddress frees the pairs of one address still leased to the chat. KEYS and ARGV as
+// releasePairs', with the address after the chat.
+var releaseAddress = redis.NewScript(sameMembers + `
+if changed(KEYS[1], 3) then
+  return -1
+end
+local chat, address, n = ARGV[1], ARGV[2], 0
+for i = 3, #ARGV do
+  local k = 2 * (i - 2)
+  local bar = string.find(ARGV[i], '|', 1, true)
+  if string.sub(ARGV[i], 1, bar - 1) == address then
+    if redis.call('GET', KEYS[k]) == chat then
+      redis.call('DEL', KEYS[k])
+      redis.call('ZREM', KEYS[k + 1], address)
     end
-    redis.call('SREM', 'optin:chatpairs:' .. chat, pair)
+    redis.call('SREM', KEYS[1], ARGV[i])
     n = n + 1
   end
 end
 return n
 `)
 
-// renewPairs starts the term of the chat's live leases again, and of their index entries: ARGV = chat,
-// ttl ms, now ms.
-var renewPairs = redis.NewScript(`
+// renewPairs starts the term of the chat's live leases again, and of their index entries. KEYS = the
+// chat's pairs, then for each pair its lease, its number's leases and its index entry; ARGV = chat,
+// ttl ms, now ms, then the pairs.
+var renewPairs = redis.NewScript(sameMembers + `
+if changed(KEYS[1], 4) then
+  return -1
+end
 local chat, ttl, now = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local function bare(a) return (string.gsub(a, '^%a+:', '', 1)) end
-local pairs = redis.call('SMEMBERS', 'optin:chatpairs:' .. chat)
-for _, pair in ipairs(pairs) do
-  if redis.call('GET', 'optin:pair:' .. pair) == chat then
-    redis.call('PEXPIRE', 'optin:pair:' .. pair, ttl)
-    local bar = string.find(pair, '|', 1, true)
-    redis.call('ZADD', 'optin:numberpairs:' .. string.sub(pair, bar + 1), now + ttl, string.sub(pair, 1, bar - 1))
-    local index = 'optin:pairchat:' .. bare(string.sub(pair, bar + 1)) .. '|' .. bare(string.sub(pair, 1, bar - 1))
-    if redis.call('GET', index) == chat then
-      redis.call('PEXPIRE', index, ttl)
+for i = 4, #ARGV do
+  local k = 2 + 3 * (i - 4)
+  if redis.call('GET', KEYS[k]) == chat then
+    redis.call('PEXPIRE', KEYS[k], ttl)
+    local bar = string.find(ARGV[i], '|', 1, true)
+    redis.call('ZADD', KEYS[k + 1], now + ttl, string.sub(ARGV[i], 1, bar - 1))
+    if redis.call('GET', KEYS[k + 2]) == chat then
+      redis.call('PEXPIRE', KEYS[k + 2], ttl)
     end
   end
 end
-if #pairs > 0 then
-  redis.call('PEXPIRE', 'optin:chatpairs:' .. chat, ttl)
+if #ARGV > 3 then
+  redis.call('PEXPIRE', KEYS[1], ttl)
 end
-return #pairs
+return #ARGV - 3
 `)
 
-// blockPair sets a pair aside for a while and drops its lease.
+// blockPair sets a pair aside for a while and drops its lease. KEYS = its block, its lease, its
+// number's leases; ARGV = address, ttl ms.
 var blockPair = redis.NewScript(`
-local pair, ttl = ARGV[1] .. '|' .. ARGV[2], tonumber(ARGV[3])
-redis.call('SET', 'optin:pairblock:' .. pair, '1', 'PX', ttl)
-redis.call('DEL', 'optin:pair:' .. pair)
-redis.call('ZREM', 'optin:numberpairs:' .. ARGV[2], ARGV[1])
+redis.call('SET', KEYS[1], '1', 'PX', ARGV[2])
+redis.call('DEL', KEYS[2])
+redis.call('ZREM', KEYS[3], ARGV[1])
 return 1
 `)
 
-// inUse drops the lapsed leases of every number and counts the live ones: ARGV = now ms; the answer
-// is number, count, number, count….
-var inUse = redis.NewScript(`
+// inUse drops the lapsed leases of every number and counts the live ones. KEYS = the numbers, then
+// each number's leases; ARGV = now ms, then the numbers. The answer is number, count, number, count….
+var inUse = redis.NewScript(sameMembers + `
+if changed(KEYS[1], 2) then
+  return -1
+end
 local now = tonumber(ARGV[1])
 local out = {}
-for _, n in ipairs(redis.call('SMEMBERS', 'optin:numbers')) do
-  local key = 'optin:numberpairs:' .. n
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
-  local c = redis.call('ZCARD', key)
+for i = 2, #ARGV do
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
+  local c = redis.call('ZCARD', KEYS[i])
   if c > 0 then
-    table.insert(out, n)
+    table.insert(out, ARGV[i])
     table.insert(out, c)
   end
 end
 return out
 `)
 
+// maxSetTries bounds how often a script given a set's members runs again because the set changed.
+const maxSetTries = 20
+
+// withMembers reads the set's members, then runs script with the keys and arguments made of them,
+// again while the script answers -1 (the set changed in between).
+func (s *Pairs) withMembers(ctx context.Context, set string, script *redis.Script, keys func([]string) []string, args ...any) (*redis.Cmd, error) {
+	for range maxSetTries {
+		members, err := s.rdb.SMembers(ctx, set).Result()
+		if err != nil {
+			return nil, err
+		}
+		cmd := script.Run(ctx, s.rdb, append([]string{set}, keys(members)...), append(args, anys(members)...)...)
+		if n, err := cmd.Int(); err == nil && n == -1 {
+			continue
+		}
+		return cmd, nil
+	}
+	return nil, errors.New("the set changed on every try")
+}
+
 // Take leases every pair to chatID unless one is leased or blocked.
 func (s *Pairs) Take(ctx context.Context, chatID string, pairs []numberpool.Pair) (bool, error) {
 	args := []any{chatID, s.ttl().Milliseconds(), time.Now().UnixMilli()}
+	keys := []string{chatPairsKey(chatID), numbersKey}
 	for _, p := range pairs {
+		pair := p.Address + "|" + p.Number
 		args = append(args, p.Address, p.Number)
+		keys = append(keys, pairKey(pair), blockKey(pair), numberPairsKey(p.Number), lastKey(p.Address), pairChatKey(p.Number, p.Address))
 	}
-	n, err := takePairs.Run(ctx, s.rdb, nil, args...).Int()
+	n, err := takePairs.Run(ctx, s.rdb, keys, args...).Int()
 	if err != nil {
 		return false, fmt.Errorf("leasing pairs: %w", err)
 	}
@@ -160,7 +240,11 @@ func (s *Pairs) Take(ctx context.Context, chatID string, pairs []numberpool.Pair
 
 // Release frees the chat's pairs.
 func (s *Pairs) Release(ctx context.Context, chatID string) error {
-	if err := releasePairs.Run(ctx, s.rdb, nil, chatID).Err(); err != nil && !errors.Is(err, redis.Nil) {
+	cmd, err := s.withMembers(ctx, chatPairsKey(chatID), releasePairs, leaseKeys, chatID)
+	if err == nil {
+		err = cmd.Err()
+	}
+	if err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("releasing pairs: %w", err)
 	}
 	return nil
@@ -168,7 +252,11 @@ func (s *Pairs) Release(ctx context.Context, chatID string) error {
 
 // ReleaseAddress frees the address's pairs leased to chatID.
 func (s *Pairs) ReleaseAddress(ctx context.Context, chatID, address string) error {
-	if err := releaseAddress.Run(ctx, s.rdb, nil, chatID, address).Err(); err != nil && !errors.Is(err, redis.Nil) {
+	cmd, err := s.withMembers(ctx, chatPairsKey(chatID), releaseAddress, leaseKeys, chatID, address)
+	if err == nil {
+		err = cmd.Err()
+	}
+	if err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("releasing an address's pairs: %w", err)
 	}
 	return nil
@@ -176,7 +264,19 @@ func (s *Pairs) ReleaseAddress(ctx context.Context, chatID, address string) erro
 
 // Renew starts the term of the chat's live leases again.
 func (s *Pairs) Renew(ctx context.Context, chatID string) error {
-	if err := renewPairs.Run(ctx, s.rdb, nil, chatID, s.ttl().Milliseconds(), time.Now().UnixMilli()).Err(); err != nil && !errors.Is(err, redis.Nil) {
+	keys := func(pairs []string) []string {
+		out := make([]string, 0, 3*len(pairs))
+		for _, pair := range pairs {
+			address, number := splitPair(pair)
+			out = append(out, pairKey(pair), numberPairsKey(number), pairChatKey(number, address))
+		}
+		return out
+	}
+	cmd, err := s.withMembers(ctx, chatPairsKey(chatID), renewPairs, keys, chatID, s.ttl().Milliseconds(), time.Now().UnixMilli())
+	if err == nil {
+		err = cmd.Err()
+	}
+	if err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("renewing pairs: %w", err)
 	}
 	return nil
@@ -184,12 +284,13 @@ func (s *Pairs) Renew(ctx context.Context, chatID string) error {
 
 // Block keeps a pair out for ttl.
 func (s *Pairs) Block(ctx context.Context, p numberpool.Pair, ttl time.Duration) error {
-	return blockPair.Run(ctx, s.rdb, nil, p.Address, p.Number, ttl.Milliseconds()).Err()
+	pair := p.Address + "|" + p.Number
+	return blockPair.Run(ctx, s.rdb, []string{blockKey(pair), pairKey(pair), numberPairsKey(p.Number)}, p.Address, ttl.Milliseconds()).Err()
 }
 
 // Last returns the address's last number.
 func (s *Pairs) Last(ctx context.Context, address string) (string, error) {
-	n, err := s.rdb.Get(ctx, lastPrefix+address).Result()
+	n, err := s.rdb.Get(ctx, lastKey(address)).Result()
 	if errors.Is(err, redis.Nil) {
 		return "", nil
 	}
@@ -198,7 +299,7 @@ func (s *Pairs) Last(ctx context.Context, address string) (string, error) {
 
 // ChatOf returns the chat that last took the pair (number, address), read bare: one GET.
 func (s *Pairs) ChatOf(ctx context.Context, number, address string) (string, error) {
-	id, err := s.rdb.Get(ctx, pairChatPrefix+numberpool.Bare(number)+"|"+numberpool.Bare(address)).Result()
+	id, err := s.rdb.Get(ctx, pairChatKey(number, address)).Result()
 	switch {
 	case errors.Is(err, redis.Nil):
 		return "", nil
@@ -211,8 +312,19 @@ func (s *Pairs) ChatOf(ctx context.Context, number, address string) (string, err
 // InUse counts the live leases per number: derived from the leases (those that lapsed are dropped
 // first), so the counts cannot drift from them.
 func (s *Pairs) InUse(ctx context.Context) (map[string]int, error) {
-	raw, err := inUse.Run(ctx, s.rdb, nil, time.Now().UnixMilli()).Slice()
-	if err != nil {
+	keys := func(numbers []string) []string {
+		out := make([]string, len(numbers))
+		for i, n := range numbers {
+			out[i] = numberPairsKey(n)
+		}
+		return out
+	}
+	cmd, err := s.withMembers(ctx, numbersKey, inUse, keys, time.Now().UnixMilli())
+	var raw []any
+	if err == nil {
+		raw, err = cmd.Slice()
+	}
+	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("counting pairs: %w", err)
 	}
 	out := make(map[string]int, len(raw)/2)
@@ -222,6 +334,17 @@ func (s *Pairs) InUse(ctx context.Context) (map[string]int, error) {
 		out[n] = int(c)
 	}
 	return out, nil
+}
+
+// leaseKeys are the keys releasePairs and releaseAddress are given for a chat's pairs: each one's lease
+// and its number's leases.
+func leaseKeys(pairs []string) []string {
+	out := make([]string, 0, 2*len(pairs))
+	for _, pair := range pairs {
+		_, number := splitPair(pair)
+		out = append(out, pairKey(pair), numberPairsKey(number))
+	}
+	return out
 }
 
 func (s *Pairs) ttl() time.Duration {

@@ -1,5 +1,11 @@
 // Package redisstore is the optin.Store shared by every replica: one Redis hash per conversation,
-// changed only by Lua scripts so that claims are atomic across replicas.
+// changed only by Lua scripts so that claims are atomic across replicas; and the stores of chats, number
+// pairs, windows, revocations and rate limits beside it.
+//
+// It runs on one Redis, on a master behind Sentinel, and on a Redis Cluster: every script is given all
+// the keys it touches in KEYS, and the keys one script or WATCH transaction touches share a hash tag
+// (the {…} part of the name), so that they live in one slot. Names before hash tags are moved by
+// Migrate.
 package redisstore
 
 import (
@@ -8,6 +14,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -18,15 +26,19 @@ import (
 
 // Store keeps flows in Redis.
 type Store struct {
-	rdb *redis.Client
+	rdb redis.UniversalClient
 	// claims carries Claim only: the webhook's call has connections of its own, so that hundreds of
 	// workers writing their flows cannot make an acknowledgement wait for a free connection.
-	claims    *redis.Client
+	claims    redis.UniversalClient
 	prefix    string
 	retention time.Duration
 	// replicas and replicaWait: see WaitForReplicas.
 	replicas    int
 	replicaWait time.Duration
+	// migrated: see Migrate.
+	migrated *atomic.Bool
+	// syncKeys holds, per cluster master's address, a key of a slot it serves (see Sync).
+	syncKeys sync.Map
 }
 
 var _ optin.Store = (*Store)(nil)
@@ -39,14 +51,26 @@ func Open(url string, retention time.Duration) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parsing redis url: %w", err)
 	}
-	return &Store{rdb: conn.Client(), claims: conn.Client(), prefix: "optin:flow:", retention: retention}, nil
+	return New(conn.Universal(), conn.Universal(), retention), nil
+}
+
+// New returns a store on clients made by the caller: *redis.Client (one Redis, or Sentinel's failover
+// client) or *redis.ClusterClient. claims carries the claims alone (see Store); it may be rdb. Close
+// closes both.
+func New(rdb, claims redis.UniversalClient, retention time.Duration) *Store {
+	return &Store{rdb: rdb, claims: claims, prefix: "optin:flow:", retention: retention, migrated: new(atomic.Bool)}
 }
 
 // Ping reports whether Redis answers.
 func (s *Store) Ping(ctx context.Context) error { return s.rdb.Ping(ctx).Err() }
 
 // Close releases the connections.
-func (s *Store) Close() error { return errors.Join(s.rdb.Close(), s.claims.Close()) }
+func (s *Store) Close() error {
+	if s.claims == s.rdb {
+		return s.rdb.Close()
+	}
+	return errors.Join(s.rdb.Close(), s.claims.Close())
+}
 
 func (s *Store) key(conv string) string { return s.prefix + conv }
 
@@ -146,14 +170,55 @@ func (s *Store) WaitForReplicas(n int, timeout time.Duration) { s.replicas, s.re
 // and the replication stream carries every connection's writes in order, so this one's covers them.
 const syncKey = "optin:sync"
 
-// Sync returns once the configured number of replicas hold every write made before it.
+// Sync returns once the configured number of replicas hold every write made before it. On a cluster
+// each master replicates its own slots: Sync waits on every master, with a key of a slot that master
+// serves.
 func (s *Store) Sync(ctx context.Context) error {
 	if s.replicas == 0 {
 		return nil
 	}
-	conn := s.rdb.Conn()
+	var cluster *redis.ClusterClient
+	switch rdb := s.rdb.(type) {
+	case *redis.Client:
+		return s.waitOn(ctx, rdb, syncKey)
+	case *redis.ClusterClient:
+		cluster = rdb
+	default:
+		return fmt.Errorf("sync: cannot wait for replicas through a %T", s.rdb)
+	}
+	return cluster.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+		addr := node.Options().Addr
+		if key, ok := s.syncKeys.Load(addr); ok {
+			if err := s.waitOn(ctx, node, key.(string)); !isMoved(err) {
+				return err
+			}
+		}
+		// Find a key this master serves: a third of the slots are its with three masters, so a few
+		// tries; again after a reshard moved the one it had.
+		for i := range 256 {
+			key := "optin:{sync:" + strconv.Itoa(i) + "}"
+			err := s.waitOn(ctx, node, key)
+			if isMoved(err) {
+				continue
+			}
+			if err == nil {
+				s.syncKeys.Store(addr, key)
+			}
+			return err
+		}
+		return fmt.Errorf("sync: no key of a slot served by %s", addr)
+	})
+}
+
+func isMoved(err error) bool {
+	return err != nil && (strings.Contains(err.Error(), "MOVED ") || strings.Contains(err.Error(), "ASK "))
+}
+
+// waitOn writes key and waits for the replicas on one connection of rdb.
+func (s *Store) waitOn(ctx context.Context, rdb *redis.Client, key string) error {
+	conn := rdb.Conn()
 	defer conn.Close()
-	if err := conn.Set(ctx, syncKey, "", 0).Err(); err != nil {
+	if err := conn.Set(ctx, key, "", 0).Err(); err != nil {
 		return fmt.Errorf("sync: %w", err)
 	}
 	n, err := conn.Wait(ctx, s.replicas, s.replicaWait).Result()

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"runtime"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -195,12 +194,16 @@ func BenchmarkFinishedChatRedisIndexes(b *testing.B) {
 			}
 		}
 		var total int64
-		for _, key := range []string{chatIndex, chatEnds} {
-			n, err := s.rdb.MemoryUsage(ctx, key, 0).Result()
-			if err != nil {
-				b.Fatal(err)
+		for _, set := range []string{setIndex, setEnds} {
+			var n int64
+			for bucket := range chatBuckets {
+				m, err := s.rdb.MemoryUsage(ctx, bucketKey(bucket, set), 0).Result()
+				if err != nil {
+					b.Fatal(err)
+				}
+				n += m
 			}
-			b.ReportMetric(float64(n)/chats, "B/"+strings.TrimPrefix(key, "optin:")+"-member")
+			b.ReportMetric(float64(n)/chats, "B/"+set+"-member")
 			total += n
 		}
 		b.ReportMetric(float64(total)/chats, "B/finished-chat-indexes")
@@ -225,7 +228,7 @@ func finishedChatSize(t testing.TB) (value, index int64) {
 	if _, err := s.Update(ctx, c.ID, func(stored *chat.Chat) error { *stored = c; stored.Seq = created.Seq; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if value, err = s.rdb.MemoryUsage(ctx, chatPrefix+c.ID).Result(); err != nil {
+	if value, err = s.rdb.MemoryUsage(ctx, chatKey(c.ID)).Result(); err != nil {
 		t.Fatal(err)
 	}
 	if index, err = s.rdb.MemoryUsage(ctx, convPrefix+c.ConversationSid).Result(); err != nil {
@@ -247,41 +250,6 @@ func mustJSON(t testing.TB, v any) string {
 		t.Fatal(err)
 	}
 	return string(b)
-}
-
-// Chats written by a version without the open and pending sets are found all the same: the first
-// reader adds them, once.
-func TestOpenChatsOfAnEarlierVersion(t *testing.T) {
-	s := open(t, redistest.Start(t)).Chats()
-	ctx := t.Context()
-	for i, state := range []chat.State{chat.StateInvited, chat.StateClosed, chat.StateConnected} {
-		c := storetest.FinishedChat(i)
-		c.State, c.Seq = state, int64(i+1)
-		if state == chat.StateConnected {
-			c.Pending = []chat.Event{{ID: "msg_1", Type: "chat.connected", At: c.UpdatedAt}}
-		}
-		raw, _ := json.Marshal(c) // the whole form an earlier version wrote, with no set
-		if err := s.rdb.Set(ctx, chatPrefix+c.ID, raw, 0).Err(); err != nil {
-			t.Fatal(err)
-		}
-		if err := s.rdb.ZAdd(ctx, chatIndex, redis.Z{Score: float64(c.Seq), Member: c.ID}).Err(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	openIDs, err := s.Open(ctx)
-	if slices.Sort(openIDs); err != nil || !slices.Equal(openIDs, []string{"order-000000", "order-000002"}) {
-		t.Errorf("open %v %v", openIDs, err)
-	}
-	if pending, err := s.WithPending(ctx); err != nil || !slices.Equal(pending, []string{"order-000002"}) {
-		t.Errorf("pending %v %v", pending, err)
-	}
-	// Once: a chat that left the set since is not added back.
-	if err := s.rdb.SRem(ctx, openSet, "order-000000").Err(); err != nil {
-		t.Fatal(err)
-	}
-	if again, _ := s.Open(ctx); !slices.Equal(again, []string{"order-000002"}) {
-		t.Errorf("open after the backfill %v", again)
-	}
 }
 
 func TestRevocationsContract(t *testing.T) {
@@ -413,9 +381,9 @@ func TestChatWritesWaitForReplicas(t *testing.T) {
 }
 
 // The listing index does not keep a member for every chat ever made: once a finished chat's key has
-// expired with the retention, a later create trims it (and at most trimBatch at a time), while a chat
-// whose key is still there — open, or finished and not yet expired — stays listed. Redis' clock is
-// moved by expiring the keys now; the store's by a virtual clock.
+// expired with the retention, a later create in its bucket trims it (and at most trimBatch at a time),
+// while a chat whose key is still there — open, or finished and not yet expired — stays listed. Redis'
+// clock is moved by expiring the keys now; the store's by a virtual clock.
 func TestIndexTrimmedByRetention(t *testing.T) {
 	srv := redistest.Start(t)
 	s := openFor(t, srv, time.Hour).Chats()
@@ -423,8 +391,15 @@ func TestIndexTrimmedByRetention(t *testing.T) {
 	s.now = func() time.Time { return now }
 	ctx := t.Context()
 	const ended = trimBatch + 4 // more than one create trims
-	for i := range ended + 2 {
-		c := storetest.FinishedChat(i)
+	// Chats of one bucket: a create trims its own bucket.
+	bucket := chatBucket(storetest.FinishedChat(0).ID)
+	var of []chat.Chat
+	for i := 0; len(of) < ended+4; i++ {
+		if c := storetest.FinishedChat(i); chatBucket(c.ID) == bucket {
+			of = append(of, c)
+		}
+	}
+	for i, c := range of[:ended+2] {
 		open := c
 		open.State, open.Reason, open.History = chat.StateConnected, "", c.History[:4]
 		created, _, err := s.Create(ctx, open)
@@ -441,14 +416,14 @@ func TestIndexTrimmedByRetention(t *testing.T) {
 	// The retention passes: the first `ended` keys expire; chat `ended` had its retention started
 	// again (a later write), so its key outlives the first score.
 	now = now.Add(time.Hour + time.Minute)
-	for i := range ended {
-		if err := s.rdb.PExpire(ctx, chatPrefix+storetest.FinishedChat(i).ID, time.Millisecond).Err(); err != nil {
+	for _, c := range of[:ended] {
+		if err := s.rdb.PExpire(ctx, chatKey(c.ID), time.Millisecond).Err(); err != nil {
 			t.Fatal(err)
 		}
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		n, err := s.rdb.Exists(ctx, chatPrefix+storetest.FinishedChat(0).ID, chatPrefix+storetest.FinishedChat(ended-1).ID).Result()
+		n, err := s.rdb.Exists(ctx, chatKey(of[0].ID), chatKey(of[ended-1].ID)).Result()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -461,7 +436,7 @@ func TestIndexTrimmedByRetention(t *testing.T) {
 		runtime.Gosched()
 	}
 	size := func() int64 {
-		n, err := s.rdb.ZCard(ctx, chatIndex).Result()
+		n, err := s.rdb.ZCard(ctx, bucketKey(bucket, setIndex)).Result()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -471,7 +446,7 @@ func TestIndexTrimmedByRetention(t *testing.T) {
 		t.Fatalf("index holds %d before any create, want %d", n, ended+2)
 	}
 	for i, want := range []int64{ended + 2 + 1 - trimBatch, 2 + 2} {
-		c := storetest.FinishedChat(100 + i)
+		c := of[ended+2+i]
 		c.State, c.Reason = chat.StateStarting, ""
 		if _, _, err := s.Create(ctx, c); err != nil {
 			t.Fatal(err)
@@ -487,11 +462,11 @@ func TestIndexTrimmedByRetention(t *testing.T) {
 		t.Fatalf("first page %d %d %v", len(chats), next, err)
 	}
 	rest, next, err := s.List(ctx, "", 10, next)
-	if err != nil || next != 0 || len(rest) != 2 || rest[len(rest)-1].ID != storetest.FinishedChat(ended).ID {
+	if err != nil || next != 0 || len(rest) != 2 || rest[len(rest)-1].ID != of[ended].ID {
 		t.Errorf("second page %v %d %v", ids(rest), next, err)
 	}
-	if ends, err := s.rdb.ZRangeWithScores(ctx, chatEnds, 0, -1).Result(); err != nil || len(ends) != 1 ||
-		ends[0].Member != storetest.FinishedChat(ended).ID || int64(ends[0].Score) <= now.UnixMilli() {
+	if ends, err := s.rdb.ZRangeWithScores(ctx, bucketKey(bucket, setEnds), 0, -1).Result(); err != nil || len(ends) != 1 ||
+		ends[0].Member != of[ended].ID || int64(ends[0].Score) <= now.UnixMilli() {
 		t.Errorf("ends %v %v", ends, err)
 	}
 }

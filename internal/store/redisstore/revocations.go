@@ -10,7 +10,7 @@ import (
 
 // Revocations is the console.Revocations shared by every replica: a key per logged-out session that
 // expires when the session would have.
-type Revocations struct{ rdb *redis.Client }
+type Revocations struct{ rdb redis.UniversalClient }
 
 // Revocations returns the revocation store on the same Redis.
 func (s *Store) Revocations() *Revocations { return &Revocations{rdb: s.rdb} }

@@ -13,7 +13,7 @@ import (
 
 // Windows is the chat.Windows shared by every replica: one sorted set of pairs scored by their last
 // message's time in milliseconds, raised only (ZADD GT), pruned after chat.WindowMemory.
-type Windows struct{ rdb *redis.Client }
+type Windows struct{ rdb redis.UniversalClient }
 
 var _ chat.Windows = (*Windows)(nil)
 
