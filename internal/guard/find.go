@@ -26,10 +26,13 @@ func Find(body, region string, allow AllowList) []Finding {
 	lower := lowerASCII(body) // the patterns are lower case; offsets stay those of body
 	for _, s := range contactLinks(lower) {
 		s.end = trimURL(body, s.start, s.end)
-		if s.end <= s.start || linkAllowed(body[s.start:s.end], region, allow) {
+		if s.end <= s.start {
 			continue
 		}
-		found, skip = append(found, Finding{Link, s.start, s.end}), append(skip, s)
+		if !linkAllowed(body[s.start:s.end], region, allow) {
+			found = append(found, Finding{Link, s.start, s.end})
+		}
+		skip = append(skip, s)
 	}
 	for _, s := range webLinks(lower) {
 		s.end = trimURL(body, s.start, s.end)
@@ -190,7 +193,7 @@ var emailREs = []gated{
 	{regexp.MustCompile(`[\p{L}\p{N}._%+-]+ ?@ ?[\p{L}\p{N}-]+(?:\.[\p{L}\p{N}-]+)*\.\p{L}{2,}`), []string{"@"}},
 	{regexp.MustCompile(`[\p{L}\p{N}._%+-]+\s*[(\[{<]\s*(?:at|@|arroba|chez)\s*[)\]}>]\s*[\p{L}\p{N}-]+` +
 		`(?:\s*(?:\.|[(\[{<]\s*(?:dot|punto|point|punkt|ponto)\s*[)\]}>])\s*[\p{L}\p{N}-]+)+`),
-		[]string{"at", "@", "arroba", "chez"}},
+		[]string{"(", "[", "{", "<"}},
 	{regexp.MustCompile(`\b[\p{L}\p{N}._%+-]+\s+(?:at|arroba)\s+` + `(` + providers + `)` +
 		`(?:\s*\.\s*|\s+(?:dot|punto|point|punkt|ponto)\s+)[a-z]{2,}(?:(?:\s*\.\s*|\s+(?:dot|punto|point|punkt|ponto)\s+)[a-z]{2,})?\b`),
 		strings.Split(providers, "|")},

@@ -75,8 +75,11 @@ func scan(body, region string, skip []span) *finder {
 		if len(c.tokens) > 0 && gap > maxGap {
 			flush()
 		}
-		if len(c.tokens) == 0 && c.plusAt >= 0 && gap > 1 {
-			c.plusAt = -1 // a "+" far from the digits is arithmetic, not a prefix
+		if len(c.tokens) == 0 {
+			if c.plusAt >= 0 && gap > 1 {
+				c.plusAt = -1 // a "+" far from the digits is arithmetic, not a prefix
+			}
+			c.reference = referenceBefore(body, t.start, c.plusAt)
 		}
 		c.tokens, gap = append(c.tokens, t), 0
 	}
@@ -99,9 +102,6 @@ func scan(body, region string, skip []span) *finder {
 			if touches(body, i, j) {
 				flush()
 			} else {
-				if len(c.tokens) == 0 {
-					c.reference = referenceBefore(body, i, c.plusAt)
-				}
 				add(token{i, j, digits})
 			}
 			i = j

@@ -54,6 +54,7 @@ var guardCases = []guardCase{
 	{"JP", "number national", "電話は090-1234-5678です", "電話は[number hidden]です", "", ""},
 	{"US", "number national", "my number is 555-0123", "my number is 555-0123", miss, "seven digits without an area code are no valid US number"},
 	{"US", "number national", "call my UK phone 07911 123456", "call my UK phone 07911 123456", miss, "a foreign number written nationally is read in the author's region only"},
+	{"GB", "number national", "07700 900123", "07700 900123", miss, "Ofcom's range for drama is no valid number written nationally (it is with +44)"},
 
 	// Numbers written internationally.
 	{"GB", "number international", "+44 7911 123456", "[number hidden]", "", ""},
