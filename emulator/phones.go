@@ -1,12 +1,8 @@
 package emulator
 
 import (
-	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -14,8 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/optinkit/optin/internal/signature"
 )
 
 // window is WhatsApp's customer service window: free-form messages only within 24 h of the user's last message.
@@ -312,76 +306,6 @@ func hasFilter(filters []string, event string) bool {
 		}
 	}
 	return false
-}
-
-// send makes the signed webhook request as Twilio does and returns the URL called, the status and
-// any transport error.
-func (e *Emulator) send(target, method string, params url.Values) (string, int, string) {
-	a := e.request(target, method, params, randomToken())
-	return a.URL, a.Status, a.Err
-}
-
-// hookAnswer is how a webhook's server answered.
-type hookAnswer struct {
-	URL         string
-	Status      int
-	ContentType string
-	Body        []byte
-	Err         string
-	// TimedOut is true when no answer came within Options.WebhookTimeout.
-	TimedOut bool
-}
-
-// maxHookAnswer bounds what the emulator reads of a webhook's answer (TwiML, a pre-event's JSON).
-const maxHookAnswer = 64 << 10
-
-// request makes a signed webhook request as Twilio does: GET with the parameters appended to the
-// configured URL's query, or POST with them as a form; the signature covers the full URL and, for
-// POST, the sorted parameters. token is the I-Twilio-Idempotency-Token: a retry repeats it.
-func (e *Emulator) request(target, method string, params url.Values, token string) hookAnswer {
-	var req *http.Request
-	var err error
-	ctx, cancel := context.WithTimeout(context.Background(), e.opts.WebhookTimeout)
-	defer cancel()
-	if strings.EqualFold(method, http.MethodGet) {
-		sep := "?"
-		if strings.Contains(target, "?") {
-			sep = "&"
-		}
-		target += sep + params.Encode()
-		req, err = http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
-		if err == nil {
-			req.Header.Set("X-Twilio-Signature", signature.Compute(e.opts.AuthToken, target, nil))
-		}
-	} else {
-		req, err = http.NewRequestWithContext(ctx, http.MethodPost, target, strings.NewReader(params.Encode()))
-		if err == nil {
-			req.Header.Set("Content-Type", "application/x-www-form-urlencoded; charset=UTF-8")
-			req.Header.Set("X-Twilio-Signature", signature.Compute(e.opts.AuthToken, target, params))
-		}
-	}
-	if err != nil {
-		return hookAnswer{URL: target, Err: err.Error()}
-	}
-	req.Header.Set("I-Twilio-Idempotency-Token", token)
-	req.Header.Set("User-Agent", "TwilioProxy/1.1 (optin emulator)")
-	resp, err := e.hooks.Do(req)
-	if err != nil {
-		return hookAnswer{URL: target, Err: err.Error(), TimedOut: errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil}
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxHookAnswer))
-	a := hookAnswer{URL: target, Status: resp.StatusCode, ContentType: resp.Header.Get("Content-Type"), Body: body}
-	if err != nil {
-		a.Err, a.TimedOut = err.Error(), ctx.Err() != nil
-	}
-	return a
-}
-
-func randomToken() string {
-	b := make([]byte, 16)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 // handleInbound is a phone writing: a form (From, To, Body), or JSON that may carry a file too

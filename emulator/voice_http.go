@@ -24,8 +24,10 @@ func form(w http.ResponseWriter, r *http.Request, names ...string) (map[string]s
 				switch v := in[k].(type) {
 				case string:
 					out[n] = v
-				case float64:
-					out[n] = time.Duration(v * float64(time.Second)).String()
+				case float64: // a duration field given as seconds
+					if strings.HasSuffix(n, "_for") {
+						out[n] = time.Duration(v * float64(time.Second)).String()
+					}
 				}
 			}
 		}
