@@ -29,7 +29,8 @@ func doctor(ctx context.Context, args []string, getenv func(string) string, stdo
 Checks the Twilio account read-only against the service's variables: TWILIO_ACCOUNT_SID with
 TWILIO_AUTH_TOKEN (or TWILIO_API_KEY and TWILIO_API_SECRET), OPTIN_CONVERSATIONS_SERVICE_SID,
 OPTIN_WHATSAPP_NUMBER(S), OPTIN_SMS_NUMBERS, OPTIN_INVITE_CONTENT_SID, OPTIN_RIDER_OPTIN_CONTENT_SID,
-OPTIN_NUDGE_CONTENT_SID (and OPTIN_TWILIO_API_URL, for an emulator). Prints OK, WARN
+OPTIN_NUDGE_CONTENT_SID, OPTIN_PUBLIC_URL (each pool number's voice URL, when set), and
+OPTIN_TWILIO_API_URL, for an emulator. Prints OK, WARN
 or FAIL per check; exits 1 when any failed. docs/TWILIO.md says what each means.
 `)
 		fs.PrintDefaults()
@@ -50,6 +51,7 @@ or FAIL per check; exits 1 when any failed. docs/TWILIO.md says what each means.
 			d.service(ctx)
 			d.senders(ctx)
 			d.numbers(ctx)
+			d.voiceURLs(ctx)
 			d.templates(ctx)
 		}
 	}
