@@ -29,6 +29,7 @@ var guardCases = []guardCase{
 	{"GB", "number national", "call me on 07911 123456 please", "call me on [number hidden] please", "", ""},
 	{"GB", "number national", "My number is 07911123456", "My number is [number hidden]", "", ""},
 	{"GB", "number national", "Ring the shop 020 3123 4567 when you're outside", "Ring the shop [number hidden] when you're outside", "", ""},
+	{"GG", "number national", "ring 020 3123 4567 or 07911 123456", "ring [number hidden] or [number hidden]", "", ""},
 	{"GB", "number national", "landline (0161) 496 0000", "landline [number hidden]", "", ""},
 	{"US", "number national", "text me at (415) 555-0123", "text me at [number hidden]", "", ""},
 	{"US", "number national", "415.555.0123 is my cell", "[number hidden] is my cell", "", ""},
