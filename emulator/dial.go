@@ -36,9 +36,9 @@ func (e *Emulator) startDial(c *call, v twimlNode) {
 	e.mu.Lock()
 	d.Sid = e.newSid("CA")
 	allowed := e.callerIDAllowed(d.CallerID, c.To)
+	dl.phone = e.phones[normalizeNumber(d.To)]
 	e.mu.Unlock()
 	c.Log = append(c.Log, fmt.Sprintf("Dial %s (caller id %s, time limit %ds)", d.To, d.CallerID, d.TimeLimit))
-	dl.phone = e.phones[normalizeNumber(d.To)]
 	dl.next, dl.due = "answer", now.Add(time.Duration(dl.phone.RingFor))
 	switch {
 	case d.To == "":

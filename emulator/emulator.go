@@ -78,12 +78,13 @@ type Emulator struct {
 	// accountHooks and serviceHooks are the Conversations webhook configurations of the account and
 	// of its Conversation Service.
 	accountHooks, serviceHooks WebhookConfiguration
-	// phones say how phones answer calls; voiceCalls are the calls placed, oldest first.
-	phones     map[string]Phone
+	// phones say how phones answer calls.
+	phones map[string]Phone
+	// callMu guards voiceCalls, the calls placed (oldest first), and serializes their progress:
+	// what a call does next is decided by one goroutine, which makes its HTTP requests without
+	// holding e.mu. It is taken before e.mu, never after.
+	callMu     sync.Mutex
 	voiceCalls []*call
-	// callMu serializes the progress of calls: what a call does next is decided by one goroutine,
-	// which makes its HTTP requests without holding e.mu.
-	callMu sync.Mutex
 }
 
 type conversation struct {

@@ -54,9 +54,9 @@ func (e *Emulator) incomingMessage(from, to, body string, hasMedia bool, n Phone
 // profileName is the WhatsApp profile name of a phone: Phone.ProfileName, else a stand-in made of
 // its number's last four digits.
 func (e *Emulator) profileName(address string) string {
-	e.callMu.Lock()
+	e.mu.Lock()
 	p := e.phones[normalizeNumber(address)]
-	e.callMu.Unlock()
+	e.mu.Unlock()
 	if p.ProfileName != "" {
 		return p.ProfileName
 	}

@@ -53,8 +53,8 @@ func (e *Emulator) SetPhone(number string, p Phone) error {
 	if err := p.Validate(); err != nil {
 		return err
 	}
-	e.callMu.Lock()
-	defer e.callMu.Unlock()
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	e.phones[normalizeNumber(number)] = p
 	return nil
 }
