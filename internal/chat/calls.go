@@ -84,6 +84,9 @@ type CallRoute struct {
 // CallOutcome is what the Dial's action callback reports.
 type CallOutcome struct {
 	ChatID, Sid string
+	// Caller is the caller's role as routed (the action URL carries it): a call whose record was lost
+	// (its write not acknowledged, then a failover) is recorded from it.
+	Caller string
 	// Status is DialCallStatus; Duration DialCallDuration.
 	Status   string
 	Duration time.Duration
@@ -147,14 +150,27 @@ func decideCall(c *Chat, req CallRequest, now time.Time, events bool) (CallRoute
 
 // decideCallEnded records a call's outcome, once: a repeated callback changes nothing. A chat that
 // ended during the call records it all the same (the call was allowed to finish), its state untouched.
+// A call connected whose record is missing (its write was lost) is recorded now, start and end.
 func decideCallEnded(c *Chat, o CallOutcome, now time.Time, events bool) Decision {
+	d := Decision{Changed: true}
 	i := slices.IndexFunc(c.Calls, func(x Call) bool { return x.Sid == o.Sid })
-	if i < 0 || c.Calls[i].Status != "" {
+	switch {
+	case i >= 0 && c.Calls[i].Status != "":
 		return Decision{}
+	case i < 0 && (o.Caller != roleCustomer && o.Caller != roleRider):
+		return Decision{} // not a call of this chat's
+	case i < 0:
+		c.Calls = append(c.Calls, Call{Sid: o.Sid, From: o.Caller, At: now.Add(-o.Duration)})
+		if len(c.Calls) > maxCalls {
+			c.Calls = slices.Delete(c.Calls, 0, len(c.Calls)-maxCalls)
+		}
+		i = len(c.Calls) - 1
+		if events {
+			c.Pending = append(c.Pending, callEvent(*c, EventCallStarted, c.Calls[i], now))
+		}
 	}
 	call := &c.Calls[i]
 	call.Status, call.Seconds, call.EndedAt = o.Status, int(o.Duration/time.Second), now
-	d := Decision{Changed: true}
 	if events {
 		c.Pending = append(c.Pending, callEvent(*c, EventCallEnded, *call, now))
 		d.Effects = append(d.Effects, EffectNotify)
@@ -205,9 +221,11 @@ func (s *Service) routeCall(ctx context.Context, req CallRequest) (CallRoute, er
 	}
 	var route CallRoute
 	var decision Decision
+	decided := false
 	c, err := s.store.Update(ctx, id, func(c *Chat) error {
 		var err error
 		route, decision, err = decideCall(c, req, s.now(), s.cfg.Notifier != nil)
+		decided = err == nil
 		if err != nil {
 			return err
 		}
@@ -224,6 +242,12 @@ func (s *Service) routeCall(ctx context.Context, req CallRequest) (CallRoute, er
 		return CallRoute{}, &CallRefusedError{CallUnknown}
 	case errors.Is(err, errUnchanged):
 		return route, nil // this call was routed before: Twilio asked again
+	case err != nil && decided:
+		// The chat as read allows the call; only its record failed (it may have landed). The call
+		// connects all the same: its end records it, start and end, when the record is missing.
+		zerolog.Ctx(ctx).Warn().Err(err).Str("chat_id", id).Str("call_sid", req.Sid).Msg("recording a call; its end will")
+		s.observeCalls(func(o CallObserver) { o.CallStarted() })
+		return route, nil
 	case err != nil:
 		return CallRoute{}, fmt.Errorf("%w: recording a call: %w", ErrUnavailable, err)
 	}

@@ -493,6 +493,23 @@ type fakeStore struct {
 	// landed, when set, sees each update after it was written and may fail the call all the same (a
 	// write whose replicas did not acknowledge it).
 	landed func(before, after Chat) error
+	// unacked, when not nil, keeps for each chat whose last write landed refuses (its replicas did not
+	// acknowledge it) the version before that write: a failover loses the write. A write acknowledged
+	// afterwards, of any chat, acknowledges it too (replicas apply writes in order).
+	unacked map[string][]byte
+}
+
+// failover loses the writes no replica acknowledged, as a replica promoted after them would; it
+// returns the chats it set back.
+func (s *fakeStore) failover() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ids := slices.Sorted(maps.Keys(s.unacked))
+	for _, id := range ids {
+		s.chats[id] = s.unacked[id]
+	}
+	clear(s.unacked)
+	return ids
 }
 
 // isDown reports the store unreachable for the caller. Callers hold s.mu.
@@ -602,13 +619,18 @@ func (s *fakeStore) Update(_ context.Context, id string, change func(*Chat) erro
 			return Chat{}, err
 		}
 	}
+	previous := s.chats[id]
 	s.save(c)
 	got, _ := s.load(id)
 	if s.landed != nil {
 		if err := s.landed(before, got); err != nil {
+			if _, ok := s.unacked[id]; !ok && s.unacked != nil {
+				s.unacked[id] = previous
+			}
 			return Chat{}, err
 		}
 	}
+	clear(s.unacked)
 	return got, nil
 }
 

@@ -140,12 +140,14 @@ func (s *Service) moveToSMS(ctx context.Context, c Chat, f Fallback) error {
 		if err := s.recordFallback(ctx, id, f); err != nil {
 			return err
 		}
-		// The WhatsApp pair is bound no more: another chat with this number may take it.
-		if err := s.cfg.WhatsApp.ReleaseAddress(ctx, id, f.From); err != nil {
-			zerolog.Ctx(ctx).Warn().Err(err).Str("chat_id", id).Msg("freeing the customer's WhatsApp number; it lapses with the chat")
-		}
 	}
 	if !f.Added {
+		// The WhatsApp pair is bound no more: another chat with this number may take it. Freed by
+		// every run until the SMS participant is in: a run cut off after recording the removal (or
+		// whose record was heard failed but landed) leaves it to the next.
+		if err := s.cfg.WhatsApp.ReleaseAddress(ctx, id, f.From); err != nil {
+			return fmt.Errorf("%w: freeing the customer's WhatsApp number: %w", ErrUnavailable, err)
+		}
 		if _, err := twiliocall.Retry(ctx, s.cfg.Retry, nil, "add_participant", func(ctx context.Context) (struct{}, error) {
 			err := s.conv.AddParticipant(ctx, c.ConversationSid, bare, f.Number)
 			if code := twiliocall.Code(err); code == codeAlreadyPresent || code == codeSameBinding {

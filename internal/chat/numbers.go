@@ -59,6 +59,12 @@ func (s *Service) renewNumbers(ctx context.Context, chatID string) error {
 // leaseNumbers gives both parties a business number from the pool, before anything exists at Twilio:
 // when the pool has none for a party, the chat is forgotten and its id may be used again.
 func (s *Service) leaseNumbers(ctx context.Context, c Chat) (Chat, error) {
+	// What the chat holds now, with no numbers recorded, an earlier run leased and lost the record of
+	// (cut off before writing it, or its write lost in a failover): free it, or those pairs would
+	// count as another chat's and this one find none.
+	if err := s.release(ctx, c.ID); err != nil {
+		return Chat{}, fmt.Errorf("%w: freeing numbers leased by an earlier run: %w", ErrUnavailable, err)
+	}
 	numbers, err := s.lease(ctx, c)
 	if err != nil {
 		var ex *numberpool.ExhaustedError

@@ -281,21 +281,35 @@ type sim struct {
 	log    []string
 	// answered are the conversations whose customer said yes, so that the opt-in's stages come once.
 	answered map[string]bool
+	// answering are the customers' yeses whose opt-in did not finish (by conversation: the answer): the
+	// opt-in's queue runs them again until they do.
+	answering map[string]string
+	// uncounted are the transitions of writes their writers heard failed, by chat: not counted,
+	// unless a failover lost them (and they were made again).
+	uncounted map[string]int
+	// uncountedHeld is, by chat, how many held messages such writes added (held, or no longer early)
+	// less those they took out (sent again, dropped): not counted either.
+	uncountedHeld map[string]int
+	// uncountedEnded is, by chat, how many calls such writes recorded ended.
+	uncountedEnded map[string]int
+	// platformRuns is set while the platform takes its events: its writes are not the service's.
+	platformRuns bool
 	// calls are the calls routed, by CallSid: the chat, and whether its end was reported.
 	calls map[string]*simCall
 }
 
 // simCall is a call the service connected.
 type simCall struct {
-	chat, from, to string
-	ended          bool
+	chat, from, to, caller string
+	ended                  bool
 }
 
 func newSim(t testing.TB, seed uint64, replicas int) *sim {
 	clk := &clock{t: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}
 	sm := &sim{t: t, seed: seed, clock: clk, store: newFakeStore(clk.now), tw: newFakeTwilio(),
 		windows: &fakeWindows{last: map[string]time.Time{}}, obs: &fakeObserver{}, requests: map[string]StartRequest{},
-		finals: map[string]State{}, delivered: map[string][]string{}, faults: true, answered: map[string]bool{}, calls: map[string]*simCall{},
+		finals: map[string]State{}, delivered: map[string][]string{}, faults: true, answered: map[string]bool{}, answering: map[string]string{}, calls: map[string]*simCall{}, uncounted: map[string]int{},
+		uncountedHeld: map[string]int{}, uncountedEnded: map[string]int{},
 		rng: rand.New(rand.NewPCG(seed, seed^0x5eed))}
 	down := func() error {
 		if sm.killed {
@@ -304,6 +318,20 @@ func newSim(t testing.TB, seed uint64, replicas int) *sim {
 		return nil
 	}
 	sm.store.down = down
+	// A write whose replicas did not acknowledge it lands, and its writer hears a failure; a failover
+	// loses it, unless a write after it was acknowledged.
+	sm.store.unacked = map[string][]byte{}
+	sm.store.landed = func(before, after Chat) error {
+		if sm.faults && !sm.platformRuns && sm.pick(100) == 0 {
+			sm.note("  a write not acknowledged by the replicas")
+			// Its writer did not count the transitions it made: it heard the write failed.
+			sm.uncounted[after.ID] += transitionsOf(after) - transitionsOf(before)
+			sm.uncountedHeld[after.ID] += heldStock(after) - heldStock(before)
+			sm.uncountedEnded[after.ID] += callsEnded(after) - callsEnded(before)
+			return errors.New("replicas did not acknowledge the write")
+		}
+		return nil
+	}
 	sm.numbers = &simNumbers{leased: map[numberpool.Pair]string{}, blocked: map[numberpool.Pair]time.Time{}, last: map[string]string{},
 		chats: map[[2]string]string{}, now: clk.now, down: down}
 	sm.notes = &simNotifier{handed: map[string]bool{}, down: down}
@@ -410,7 +438,7 @@ func (sm *sim) chatID() string {
 // step takes one step of the run and checks the invariants after it.
 func (sm *sim) step() {
 	sm.steps++
-	desc := sm.act(context.Background(), sm.replica(), sm.pick(27))
+	desc := sm.act(context.Background(), sm.replica(), sm.pick(28))
 	sm.note(fmt.Sprintf("%d: %s", sm.steps, desc))
 	sm.killed = false
 	sm.check()
@@ -456,6 +484,23 @@ func (sm *sim) act(ctx context.Context, svc *Service, op int) string {
 		desc = sm.call(ctx, svc, sm.chatID())
 	case op == 26:
 		desc = sm.callEnds(ctx, svc)
+	case op == 27:
+		// What the writes lost had made goes with them, uncounted as it was.
+		sm.store.mu.Lock()
+		lostVersions := map[string]Chat{}
+		for id := range sm.store.unacked {
+			lostVersions[id], _ = sm.store.load(id)
+		}
+		sm.store.mu.Unlock()
+		lost := sm.store.failover()
+		for _, id := range lost {
+			now, _ := sm.store.Get(ctx, id)
+			gone := lostVersions[id]
+			sm.uncounted[id] -= transitionsOf(gone) - transitionsOf(now)
+			sm.uncountedHeld[id] -= heldStock(gone) - heldStock(now)
+			sm.uncountedEnded[id] -= callsEnded(gone) - callsEnded(now)
+		}
+		desc = fmt.Sprintf("failover: chats set back %v", lost)
 	default:
 		d := []time.Duration{time.Second, 10 * time.Second, time.Minute, 2 * time.Hour, 25 * time.Hour}[sm.pick(5)]
 		sm.clock.advance(d)
@@ -490,6 +535,9 @@ func (sm *sim) answer(ctx context.Context, svc *Service, id string) string {
 		}
 		if err == nil {
 			sm.answered[c.ConversationSid] = true
+			delete(sm.answering, c.ConversationSid)
+		} else {
+			sm.answering[c.ConversationSid] = yes.Sid // the opt-in's queue runs it again
 		}
 		return "yes: " + errText(err)
 	case 2:
@@ -591,7 +639,7 @@ func (sm *sim) call(ctx context.Context, svc *Service, id string) string {
 			CallerID: E164(peer.ProxyAddress), Number: E164(peer.Address)}); route != want {
 			sm.t.Errorf("call %s routed %+v, want %+v", sid, route, want)
 		}
-		sm.calls[sid] = &simCall{chat: route.ChatID, from: from, to: to}
+		sm.calls[sid] = &simCall{chat: route.ChatID, from: from, to: to, caller: route.Caller}
 	case errors.As(err, &refused):
 		if connects && asked == nil {
 			sm.t.Errorf("call %s of a party of connected chat %s refused: %s", sid, target.ID, refused.Reason)
@@ -611,11 +659,46 @@ func (sm *sim) callEnds(ctx context.Context, svc *Service) string {
 	sid := sids[sm.pick(len(sids))]
 	call := sm.calls[sid]
 	status := []string{"completed", "busy", "no-answer", "failed"}[sm.pick(4)]
-	err := svc.CallEnded(ctx, CallOutcome{ChatID: call.chat, Sid: sid, Status: status, Duration: time.Duration(sm.pick(600)) * time.Second})
+	err := svc.CallEnded(ctx, CallOutcome{ChatID: call.chat, Sid: sid, Caller: call.caller, Status: status, Duration: time.Duration(sm.pick(600)) * time.Second})
 	if err == nil {
 		call.ended = true
 	}
 	return fmt.Sprintf("call %s ends %s: %s", sid, status, errText(err))
+}
+
+// transitionsOf counts the state changes in c's history (not the moves to another channel).
+func transitionsOf(c Chat) int {
+	n := 0
+	for _, h := range c.History {
+		if h.Channel == "" {
+			n++
+		}
+	}
+	return n
+}
+
+// callsEnded counts the calls of c whose end is recorded.
+func callsEnded(c Chat) int {
+	n := 0
+	for _, call := range c.Calls {
+		if call.Status != "" {
+			n++
+		}
+	}
+	return n
+}
+
+// heldStock counts the held messages of c that count as held: not early, or settling.
+func heldStock(c Chat) int {
+	n := len(c.Settling)
+	for _, p := range []Party{c.Customer, c.Rider} {
+		for _, h := range p.Held {
+			if !h.Early {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 func (sm *sim) failDelivery(conv, msid string, code int) {
@@ -654,6 +737,8 @@ func (sm *sim) deliver(ctx context.Context, svc *Service) string {
 // platform delivers the events handed over, as the callback worker does: each chat's in order, the
 // earliest first, each removed from the chat once delivered.
 func (sm *sim) platform(ctx context.Context) string {
+	sm.platformRuns = true
+	defer func() { sm.platformRuns = false }()
 	sm.notes.mu.Lock()
 	handed := slices.Sorted(maps.Keys(sm.notes.handed))
 	sm.notes.mu.Unlock()
@@ -707,8 +792,8 @@ func (sm *sim) check() {
 		if f, ok := sm.finals[id]; ok && c.State != f {
 			sm.t.Errorf("chat %s was %s and is now %s", id, f, c.State)
 		}
-		if c.State.Final() {
-			sm.finals[id] = c.State
+		if _, lost := sm.store.unacked[id]; c.State.Final() && !lost {
+			sm.finals[id] = c.State // a final state no replica acknowledged may yet be lost
 		}
 		for i, h := range c.History {
 			if h.State.Final() && i != len(c.History)-1 {
@@ -736,6 +821,11 @@ func (sm *sim) check() {
 			// under way (before its participant is swapped), or taken by a replace not yet recorded.
 			if f := c.Fallback; f != nil && f.Number != "" && !f.Removed {
 				want = append(want, numberpool.Pair{Address: strings.TrimPrefix(f.From, "whatsapp:"), Number: f.Number})
+			}
+			if f := c.Fallback; f != nil && f.Removed && !f.Added {
+				// The WhatsApp pair, freed by the move's next run when the run that recorded the removal
+				// did not get to it.
+				want = append(want, numberpool.Pair{Address: f.From, Number: c.Customer.ProxyAddress})
 			}
 			for _, p := range held {
 				if !slices.Contains(want, p) && !sm.startRunning(id) {
@@ -781,6 +871,18 @@ func (sm *sim) settle() {
 	sm.faults = false
 	svc := sm.replicas[0]
 	for round := range 6 {
+		// The opt-ins cut off run again until they finish (once their chat's start has).
+		for _, conv := range slices.Sorted(maps.Keys(sm.answering)) {
+			err := svc.Advance(ctx, conv, optin.StageConnecting, sm.answering[conv], nil)
+			if err == nil {
+				err = svc.Advance(ctx, conv, optin.StageConnected, sm.answering[conv], nil)
+			}
+			if err == nil {
+				delete(sm.answering, conv)
+			} else if round == 5 {
+				sm.t.Errorf("settling: the opt-in of %s: %v", conv, err)
+			}
+		}
 		sm.clock.advance(2 * time.Minute)
 		for len(sm.inbox) > 0 {
 			sm.deliver(ctx, svc)
@@ -795,6 +897,16 @@ func (sm *sim) settle() {
 		sm.note(fmt.Sprintf("settle round %d", round))
 		sm.check()
 	}
+	// Every call connected ends, and Twilio reports it (until it is heard).
+	for _, sid := range slices.Sorted(maps.Keys(sm.calls)) {
+		if call := sm.calls[sid]; !call.ended {
+			if err := svc.CallEnded(ctx, CallOutcome{ChatID: call.chat, Sid: sid, Caller: call.caller, Status: "completed", Duration: time.Minute}); err != nil {
+				sm.t.Errorf("settling: the end of call %s: %v", sid, err)
+			}
+			call.ended = true
+		}
+	}
+	sm.platform(ctx)
 	held, resent, _, dropped := sm.obs.counts()
 	stillHeld := 0
 	for _, id := range slices.Sorted(maps.Keys(sm.requests)) {
@@ -815,8 +927,8 @@ func (sm *sim) settle() {
 		if c.State.Final() && len(sm.numbers.held(id)) > 0 {
 			sm.t.Errorf("settled: final chat %s holds numbers %v", id, sm.numbers.held(id))
 		}
-		if c.State == StateStarting {
-			sm.t.Errorf("settled: chat %s still starting", id)
+		if c.State == StateStarting || c.State == StateConnecting {
+			sm.t.Errorf("settled: chat %s still %s", id, c.State)
 		}
 		if len(c.Pending) > 0 {
 			sm.t.Errorf("settled: chat %s has events never delivered: %s", id, eventTypesOf(c))
@@ -882,8 +994,12 @@ func (sm *sim) settle() {
 			}
 		}
 	}
-	if sm.obs.transitions != moves {
-		sm.t.Errorf("settled: %d transitions counted, %d recorded", sm.obs.transitions, moves)
+	uncounted := 0
+	for _, n := range sm.uncounted {
+		uncounted += n
+	}
+	if sm.obs.transitions+uncounted != moves {
+		sm.t.Errorf("settled: %d transitions counted and %d made by writes heard failed, %d recorded", sm.obs.transitions, uncounted, moves)
 	}
 	// The calls counted are the calls recorded.
 	routed, finished := 0, 0
@@ -893,12 +1009,18 @@ func (sm *sim) settle() {
 			finished++
 		}
 	}
+	for _, n := range sm.uncountedEnded {
+		finished -= n
+	}
 	if sm.obs.callsStarted != routed || sm.obs.callsEnded != finished {
 		sm.t.Errorf("settled: %d calls counted started and %d ended; %d connected, %d ended", sm.obs.callsStarted, sm.obs.callsEnded, routed, finished)
 	}
 	total := 0
 	for _, n := range dropped {
 		total += n
+	}
+	for _, n := range sm.uncountedHeld {
+		held += n
 	}
 	if held != resent+total+stillHeld {
 		sm.t.Errorf("settled: %d held, %d sent again, %d dropped %v, %d still held: each held message is sent once or dropped once",
