@@ -107,4 +107,16 @@ func TestPreEventTimeoutAccountLevelAndREST(t *testing.T) {
 	if len(view.Messages) != 3 || view.Messages[2].Body != "a REST write" {
 		t.Errorf("messages %+v", view.Messages)
 	}
+
+	// With both asking, the service's hook is the one asked; a photo comes as Media.
+	h.emu.SetServiceWebhooks(WebhookConfiguration{PreURL: svc.url("/service"), Filters: []string{"onMessageAdd"}})
+	m, err = h.emu.InboundMedia(customer, business, "", Attachment{ContentType: "image/jpeg", Filename: "door.jpg", Data: []byte("jpeg")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reqs = svc.requests()
+	if last := reqs[len(reqs)-1]; len(reqs) != 3 || last.path != "/service" || last.method != "POST" ||
+		last.form.Get("Media") != `[{"Category":"media","ContentType":"image/jpeg","Filename":"door.jpg","Sid":"`+m.Media[0].Sid+`","Size":4}]` {
+		t.Errorf("requests %+v", reqs)
+	}
 }
