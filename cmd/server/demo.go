@@ -17,6 +17,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/optinkit/optin/emulator"
+	"github.com/optinkit/optin/internal/chat"
 	"github.com/optinkit/optin/internal/console"
 )
 
@@ -156,6 +157,9 @@ func (d *demo) play(ctx context.Context, serviceURL string, out io.Writer) error
 	say("5. The rider answers: their window opens, and the service sends both held messages again, in order, once.\n")
 	printSideBySide(out, "Customer "+demoCustomer, d.emu.Transcript(demoCustomer), "Rider "+demoRider, d.emu.Transcript(demoRider))
 	say("\n✗ marks a message WhatsApp would not deliver: free-form text to someone outside their 24-hour window (63016).")
+	if err := d.playCall(ctx, serviceURL, out); err != nil {
+		return err
+	}
 	if err := d.playSMS(ctx, out); err != nil {
 		return err
 	}
@@ -169,6 +173,38 @@ func (d *demo) play(ctx context.Context, serviceURL string, out io.Writer) error
 	for _, line := range walkthrough(serviceURL, d.url, d.adminToken) {
 		say("  %s", line)
 	}
+	return nil
+}
+
+// playCall is the rider at the door calling the business number the chat came from: the customer's
+// phone rings showing that number, never the rider's. The pool's numbers send their calls to the
+// service, as docs/TWILIO.md has an operator set them.
+func (d *demo) playCall(ctx context.Context, serviceURL string, out io.Writer) error {
+	say := func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) }
+	for _, n := range append([]string{demoBusiness}, strings.Split(demoMoreNumbers, ",")...) {
+		d.emu.SetNumber(emulator.PhoneNumber{Number: n, SMS: true, Voice: true, VoiceURL: serviceURL + "/webhooks/voice", VoiceMethod: http.MethodPost})
+	}
+	if err := d.emu.SetPhone(demoCustomer, emulator.Phone{TalkFor: emulator.Duration(35 * time.Second)}); err != nil {
+		return err
+	}
+	call, err := d.emu.Call(demoRider, demoBusiness)
+	if err != nil {
+		return err
+	}
+	if len(call.Dials) != 1 {
+		return fmt.Errorf("the rider's call rang nobody: %v", call.Log)
+	}
+	ring := call.Dials[0]
+	say("\n6. The rider calls %s, the number the chat came from. The customer's phone %s rings showing %s —", chat.E164(demoBusiness), ring.To, ring.CallerID)
+	say("   the business number, never the rider's — and hears %q on answering.", strings.Join(ring.Heard, " "))
+	d.emu.Advance(time.Minute) // they talk 35 s; the emulator's clock runs the call to its end
+	c, err := d.waitForChat(ctx, func(c chatAnswer) bool { return len(c.Calls) == 1 && c.Calls[0].Status != nil })
+	if err != nil {
+		return err
+	}
+	say("   They talk %d s. The chat records the call: %s called %s, %s, %d s (GET /v1/chats/%s, \"calls\"); with", c.Calls[0].Duration, c.Calls[0].From, c.Calls[0].To, *c.Calls[0].Status, c.Calls[0].Duration, demoChat)
+	say("   OPTIN_CALLBACK_URL set the platform gets chat.call_started and chat.call_ended. A stranger calling hears the")
+	say("   text of OPTIN_CALL_UNAVAILABLE_TEXT and is hung up on.")
 	return nil
 }
 
@@ -289,6 +325,11 @@ type chatAnswer struct {
 		State   string `json:"state"`
 		Channel string `json:"channel"`
 	} `json:"history"`
+	Calls []struct {
+		From, To string
+		Status   *string `json:"status"`
+		Duration int     `json:"duration"`
+	} `json:"calls"`
 }
 
 func (c chatAnswer) conversation() string {
