@@ -303,3 +303,35 @@ func TestAMoveNotMadeGivesItsSMSNumberBack(t *testing.T) {
 		t.Errorf("chat %s, fallback %+v, customer %s, sms lease %v", got.State, got.Fallback, got.Customer.Address, sms.held("order-1"))
 	}
 }
+
+// A move whose record of the WhatsApp participant's removal landed but was heard failed (its replicas
+// did not acknowledge it) frees the customer's WhatsApp pair all the same: the run that recorded the
+// removal stopped there, and the next one frees it before adding the SMS participant (the simulation,
+// issue 24).
+func TestAMoveWhoseRemovalRecordWasHeardFailedFreesTheWhatsAppPair(t *testing.T) {
+	r, sms := fallbackEnv(t, true)
+	c, _, err := r.svc.Start(context.Background(), request("order-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed := false
+	r.store.landed = func(before, after Chat) error {
+		if !failed && after.Fallback != nil && after.Fallback.Removed && (before.Fallback == nil || !before.Fallback.Removed) {
+			failed = true
+			return errors.New("0 of 1 replicas acknowledged the write")
+		}
+		return nil
+	}
+	r.notOnWhatsApp(c, codeNotOnWhatsApp)
+	r.clock.advance(time.Minute)
+	if _, err := r.svc.SweepOutbox(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := r.chat("order-1")
+	if !failed || got.Fallback != nil || got.Customer.Address != "+15550001111" {
+		t.Fatalf("failed %v, fallback %+v, customer %s", failed, got.Fallback, got.Customer.Address)
+	}
+	if r.pool.leasedTo("order-1", customer) || !sms.held("order-1") {
+		t.Errorf("WhatsApp pair still leased %v, SMS lease %v", r.pool.leasedTo("order-1", customer), sms.held("order-1"))
+	}
+}

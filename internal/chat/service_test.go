@@ -574,3 +574,21 @@ func TestNumbersRecordedDespiteAnErrorStayLeased(t *testing.T) {
 		t.Errorf("leases %v, want one per party", got)
 	}
 }
+
+// Pairs the chat holds with no numbers recorded — an earlier run leased them and its record was lost
+// (cut off, or its write lost in a failover) — are freed before the numbers step leases: the chat
+// holds one pair per party, not its own pairs as another's (the simulation, issue 24).
+func TestAStartFreesNumbersAnEarlierRunLeasedUnrecorded(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	req := request("order-1")
+	if _, err := e.pool.Lease(ctx, "order-1", []string{req.Customer.Address, req.Rider.Address}); err != nil {
+		t.Fatal(err)
+	}
+	if c, _, err := e.svc.Start(ctx, req); err != nil || c.State != StateInvited {
+		t.Fatalf("start: %v %v", c.State, err)
+	}
+	if got := e.pool.leases["order-1"]; len(got) != 2 {
+		t.Errorf("leases %v, want one per party", got)
+	}
+}
