@@ -55,6 +55,8 @@ type Party struct {
 	NudgedAt, NudgedFor time.Time `json:",omitzero"`
 	// Nudging is set while a nudge is decided but not known to be sent: a later run looks for it first.
 	Nudging bool `json:",omitempty"`
+	// AfterEndAt is when the party, writing after the chat ended, was last answered.
+	AfterEndAt time.Time `json:",omitzero"`
 }
 
 // Held is a message kept for a party whose window was closed when it was sent.
@@ -180,6 +182,11 @@ type Chat struct {
 	Release bool `json:",omitempty"`
 	// Calls are the parties' calls through the chat's numbers, the newest maxCalls.
 	Calls []Call `json:",omitempty"`
+	// Guarded records the messages the guard changed or blocked (the newest maxGuarded); GuardedCount
+	// counts them all. Notices are messages for one party alone still to send (tend).
+	Guarded      []Guarded `json:",omitempty"`
+	GuardedCount int       `json:",omitempty"`
+	Notices      []Notice  `json:",omitempty"`
 }
 
 // HasWork reports whether the chat holds something the upkeep must finish: an event not delivered,
@@ -190,7 +197,7 @@ func (c Chat) HasWork() bool { return len(c.Pending) > 0 || c.Release || c.needs
 // SMS not finished: what tend carries out.
 func (c Chat) needsTending() bool {
 	return len(c.Customer.Held) > 0 || len(c.Rider.Held) > 0 || c.Customer.Nudging || c.Rider.Nudging || c.Fallback != nil ||
-		len(c.Undelivered) > 0 || len(c.Settling) > 0
+		len(c.Undelivered) > 0 || len(c.Settling) > 0 || len(c.Notices) > 0
 }
 
 // Parked is recorded work that failed through all its runs.

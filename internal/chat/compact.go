@@ -48,8 +48,14 @@ type finished struct {
 	Digest string            `json:"g,omitempty"`
 	Seq    int64             `json:"q"`
 	Steps  map[string]string `json:"p,omitempty"`
-	// Calls are the chat's calls, as the full form has them: most chats have none.
-	Calls []Call `json:"k,omitempty"`
+	// Calls are the chat's calls, Guarded its guarded messages' records (GuardedCount in all), as the
+	// full form has them: most chats have none.
+	Calls        []Call    `json:"k,omitempty"`
+	Guarded      []Guarded `json:"z,omitempty"`
+	GuardedCount int       `json:"o,omitempty"`
+	// AfterEnd is when the customer and the rider were last answered writing after the end, in ms
+	// after created; absent when never.
+	AfterEnd []int64 `json:"y,omitempty"`
 }
 
 // FinishedPrefix starts every encoded finished chat, and no full one: stores tell the two forms apart.
@@ -72,7 +78,8 @@ func MarshalFinished(c Chat) ([]byte, error) {
 	}
 	f := finished{ID: c.ID, State: c.State, Reason: c.Reason,
 		CustomerLine: party(c.Customer, false), RiderLine: party(c.Rider, c.Rider.ProxyAddress != "" && c.Rider.ProxyAddress == c.Customer.ProxyAddress),
-		Metadata: c.Metadata, Error: c.Error, Seq: c.Seq, Calls: c.Calls}
+		Metadata: c.Metadata, Error: c.Error, Seq: c.Seq, Calls: c.Calls,
+		Guarded: c.Guarded, GuardedCount: c.GuardedCount}
 	if b, ok := sidBytes(c.ConversationSid); ok {
 		f.ConvBytes = base64.RawStdEncoding.EncodeToString(b)
 	} else {
@@ -113,6 +120,14 @@ func MarshalFinished(c Chat) ([]byte, error) {
 			}
 		}
 	}
+	if !c.Customer.AfterEndAt.IsZero() || !c.Rider.AfterEndAt.IsZero() {
+		f.AfterEnd = make([]int64, 2)
+		for i, p := range []Party{c.Customer, c.Rider} {
+			if !p.AfterEndAt.IsZero() {
+				f.AfterEnd[i] = p.AfterEndAt.UnixMilli() - created
+			}
+		}
+	}
 	return json.Marshal(f)
 }
 
@@ -133,7 +148,8 @@ func UnmarshalFinished(raw []byte) (Chat, error) {
 	c := Chat{ID: f.ID, ConversationSid: f.Conv, Mode: f.Mode, State: f.State, Reason: f.Reason,
 		Customer: party(f.Customer, f.CustomerLine), Rider: party(f.Rider, f.RiderLine),
 		CreatedAt: ms(f.Times[0]), UpdatedAt: ms(f.Times[0] + f.Times[1]), ExpiresAt: ms(f.Times[0] + f.Times[2]),
-		Metadata: f.Metadata, Error: f.Error, Fingerprint: f.Fingerprint, Seq: f.Seq, Steps: f.Steps, Calls: f.Calls}
+		Metadata: f.Metadata, Error: f.Error, Fingerprint: f.Fingerprint, Seq: f.Seq, Steps: f.Steps, Calls: f.Calls,
+		Guarded: f.Guarded, GuardedCount: f.GuardedCount}
 	if c.Mode == "" {
 		c.Mode = ModeOptIn
 	}
@@ -176,6 +192,9 @@ func UnmarshalFinished(raw []byte) (Chat, error) {
 	for i, p := range []*Party{&c.Customer, &c.Rider} {
 		if i < len(f.Nudged) && f.Nudged[i] != 0 {
 			p.NudgedAt = ms(f.Times[0] + f.Nudged[i])
+		}
+		if i < len(f.AfterEnd) && f.AfterEnd[i] != 0 {
+			p.AfterEndAt = ms(f.Times[0] + f.AfterEnd[i])
 		}
 	}
 	return c, nil

@@ -61,6 +61,8 @@ const (
 	EffectRelease
 	// EffectSettle counts the copies that were in flight when the chat ended (tend).
 	EffectSettle
+	// EffectTell sends the chat's notices, each to its party alone (tend).
+	EffectTell
 )
 
 // Decision is the core's answer to one input.

@@ -137,6 +137,7 @@ func (s *Service) tend(ctx context.Context, id string) (bool, error) {
 	errs = errors.Join(errs, s.fallBack(ctx, id))
 	errs = errors.Join(errs, s.freeNumbers(ctx, id))
 	errs = errors.Join(errs, s.dropExpired(ctx, id))
+	errs = errors.Join(errs, s.tell(ctx, id))
 	if s.cfg.Windows == nil {
 		return true, errs
 	}

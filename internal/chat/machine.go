@@ -170,5 +170,6 @@ func (c *Chat) letGo() int {
 	}
 	// A move to SMS under way stops: nothing moves a final chat (what it leased is freed with the rest).
 	c.Undelivered, c.Handled, c.Fallback = nil, nil, nil
+	c.Notices = nil // nothing reaches anyone through a closed conversation
 	return n
 }

@@ -10,6 +10,7 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/optinkit/optin/internal/guard"
 	"github.com/optinkit/optin/internal/optin"
 	"github.com/optinkit/optin/internal/twiliocall"
 )
@@ -86,8 +87,14 @@ type Config struct {
 	// run once more when enqueued while it runs) whose worker is Service.Worker. Without it the work
 	// runs in a goroutine, and the sweep finishes what a crash cut off.
 	Work WorkQueue
-	// Pairs, when set, finds a chat by its pair of numbers: the parties' calls are routed by it.
+	// Pairs, when set, finds a chat by its pair of numbers: the parties' calls are routed by it, and
+	// their messages after the end answered.
 	Pairs PairIndex
+	// Guard is what GuardMessage does with contact data typed into a chat (its zero value redacts).
+	Guard guard.Guard
+	// AfterEndEvery is how often, at most, a party writing after the end is answered; 0:
+	// DefaultAfterEndEvery.
+	AfterEndEvery time.Duration
 }
 
 // WorkQueue queues a chat's recorded work (tend) for a worker.

@@ -27,6 +27,34 @@ type View struct {
 	Parked *ParkedView `json:"parked,omitempty"`
 	// Calls are the parties' calls through the chat's numbers, oldest first (the newest 20).
 	Calls []CallView `json:"calls"`
+	// Guarded are the messages the guard changed or blocked, oldest first (the newest 20), and
+	// GuardedCount how many there were in all.
+	Guarded      []GuardedView `json:"guarded"`
+	GuardedCount int           `json:"guarded_count"`
+}
+
+// GuardedView is a message the guard changed or blocked: who wrote it, what kinds it hid, what was
+// done (redact, block) — never the body.
+type GuardedView struct {
+	At     time.Time `json:"at"`
+	From   string    `json:"from"`
+	Kinds  []string  `json:"kinds"`
+	Action string    `json:"action"`
+}
+
+// AfterEndView is what a chat.message_after_end event says of the message: who wrote, when; the body
+// stays with Twilio (the platform reopens by starting a new chat).
+type AfterEndView struct {
+	Party string    `json:"party"`
+	At    time.Time `json:"at"`
+}
+
+func afterEndData(c Chat, role string, at time.Time) []byte {
+	data, _ := json.Marshal(struct {
+		View
+		Message AfterEndView `json:"message"`
+	}{c.View(), AfterEndView{Party: role, At: at}})
+	return data
 }
 
 // CallView is one call of a View: who called whom, and how it ended — no number.
@@ -88,7 +116,10 @@ func (c Chat) View() View {
 		ID: c.ID, Mode: cmp.Or(c.Mode, ModeOptIn), State: c.State, Customer: c.Customer.view(), Rider: c.Rider.view(),
 		CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt, ExpiresAt: c.ExpiresAt,
 		Metadata: json.RawMessage("null"), History: make([]TransitionView, 0, len(c.History)),
-		Calls: make([]CallView, 0, len(c.Calls)),
+		Calls: make([]CallView, 0, len(c.Calls)), Guarded: make([]GuardedView, 0, len(c.Guarded)), GuardedCount: c.GuardedCount,
+	}
+	for _, g := range c.Guarded {
+		v.Guarded = append(v.Guarded, GuardedView{At: g.At, From: g.From, Kinds: slices.Clone(g.Kinds), Action: g.Action})
 	}
 	for _, call := range c.Calls {
 		v.Calls = append(v.Calls, call.view())

@@ -305,6 +305,11 @@ func cloneChat(c chat.Chat) chat.Chat {
 	c.Handled = slices.Clone(c.Handled)
 	c.Settling = slices.Clone(c.Settling)
 	c.Calls = slices.Clone(c.Calls)
+	c.Guarded = slices.Clone(c.Guarded)
+	for i := range c.Guarded {
+		c.Guarded[i].Kinds = slices.Clone(c.Guarded[i].Kinds)
+	}
+	c.Notices = slices.Clone(c.Notices)
 	for i := range c.Settling {
 		c.Settling[i].Media = slices.Clone(c.Settling[i].Media)
 	}

@@ -1,0 +1,261 @@
+package chat
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/optinkit/optin/internal/guard"
+	"github.com/optinkit/optin/internal/optin"
+)
+
+// The mask holding: contact data a party types into a chat is hidden (or the message blocked, its
+// author told why, seen by them alone), and a party who writes to a chat's number after the chat
+// ended is answered, at most once per period. The rules are pure (decideGuard, decideAfterEnd).
+
+// EventMessageAfterEnd is the event of a party writing to a chat's number after the chat ended.
+const EventMessageAfterEnd = "chat.message_after_end"
+
+// DefaultAfterEndEvery is how often, at most, a party writing after the end is answered (and the
+// platform told).
+const DefaultAfterEndEvery = time.Hour
+
+// maxGuarded bounds the guarded messages a chat keeps a record of, the newest.
+const maxGuarded = 20
+
+// Guarded records a message the guard changed or blocked: who wrote it, what kinds it hid, what it
+// did — never the body.
+type Guarded struct {
+	At     time.Time
+	From   string
+	Kinds  []string
+	Action string
+}
+
+// Notice is a message for one party alone (a blocked message's reason), sent by tend: authored by the
+// other party, so that Twilio delivers it to this one only, and marked, so that it goes once.
+type Notice struct {
+	ID   string
+	To   string
+	Body string
+}
+
+// GuardRequest is a message Twilio asks about before publishing it (the onMessageAdd pre-event).
+type GuardRequest struct {
+	ConversationSid, Author, Body string
+}
+
+// GuardAnswer says what to publish: ChatID is empty when the conversation is no chat's (publish as
+// written); otherwise Result says (Blocked, or Body when Changed).
+type GuardAnswer struct {
+	ChatID string
+	Result guard.Result
+}
+
+// decideGuard records what the guard did with a party's message in c: nothing for a message it found
+// nothing in, of no party, or in a final chat; otherwise a record (the newest maxGuarded) and, for a
+// blocked message, a notice to its author.
+func decideGuard(c *Chat, author string, res guard.Result, now time.Time) Decision {
+	role := c.roleOf(author)
+	if role == "" || c.State.Final() || len(res.Found) == 0 {
+		return Decision{}
+	}
+	kinds := make([]string, 0, len(res.Found))
+	for _, k := range res.Kinds() {
+		kinds = append(kinds, string(k))
+	}
+	c.GuardedCount++
+	c.Guarded = append(c.Guarded, Guarded{At: now, From: role, Kinds: kinds, Action: string(res.Action)})
+	if len(c.Guarded) > maxGuarded {
+		c.Guarded = slices.Delete(c.Guarded, 0, len(c.Guarded)-maxGuarded)
+	}
+	if !res.Blocked {
+		return Decision{Changed: true}
+	}
+	c.Notices = append(c.Notices, Notice{ID: "g" + strconv.Itoa(c.GuardedCount), To: role, Body: res.Reason})
+	c.Work++
+	return Decision{Changed: true, Effects: []Effect{EffectTell}}
+}
+
+// GuardMessage decides what Twilio publishes of a message written in a conversation: for a party of
+// a chat, what the guard makes of it (recorded in the chat when it found something). A conversation of
+// no chat, or a guard that is off, publishes it as written.
+func (s *Service) GuardMessage(ctx context.Context, req GuardRequest) (GuardAnswer, error) {
+	if s.cfg.Guard.Mode == guard.Off {
+		return GuardAnswer{Result: guard.Result{Body: req.Body}}, nil
+	}
+	c, err := s.store.ByConversation(ctx, req.ConversationSid)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return GuardAnswer{Result: guard.Result{Body: req.Body}}, nil
+	case err != nil:
+		return GuardAnswer{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	if c.roleOf(req.Author) == "" || c.State.Final() {
+		return GuardAnswer{ChatID: c.ID, Result: guard.Result{Body: req.Body}}, nil
+	}
+	res := s.cfg.Guard.Check(req.Body, guard.Region(req.Author))
+	if len(res.Found) == 0 {
+		return GuardAnswer{ChatID: c.ID, Result: res}, nil
+	}
+	var d Decision
+	if _, err := s.store.Update(ctx, c.ID, func(c *Chat) error {
+		d = decideGuard(c, req.Author, res, s.now())
+		if !d.Changed {
+			return errUnchanged
+		}
+		return nil
+	}); err != nil && !errors.Is(err, errUnchanged) {
+		// What to publish does not depend on the record: the message is guarded all the same, its
+		// record (and a block's notice) lost.
+		zerolog.Ctx(ctx).Warn().Err(err).Str("chat_id", c.ID).Msg("recording a guarded message")
+		return GuardAnswer{ChatID: c.ID, Result: res}, nil
+	}
+	zerolog.Ctx(ctx).Info().Str("chat_id", c.ID).Str("action", string(res.Action)).Strs("kinds", kindStrings(res)).Msg("message guarded")
+	if d.Has(EffectTell) {
+		s.later(ctx, c.ID)
+	}
+	return GuardAnswer{ChatID: c.ID, Result: res}, nil
+}
+
+func kindStrings(res guard.Result) []string {
+	out := make([]string, 0, len(res.Found))
+	for _, k := range res.Kinds() {
+		out = append(out, string(k))
+	}
+	return out
+}
+
+// tell sends the chat's notices, each to its party alone, once (found by its marker after a crash).
+func (s *Service) tell(ctx context.Context, id string) error {
+	for {
+		c, err := s.store.Get(ctx, id)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		if len(c.Notices) == 0 || c.State.Final() {
+			return nil
+		}
+		n := c.Notices[0]
+		// Authored by the other party: Twilio delivers a message to every participant but its author.
+		m := optin.Message{Author: c.party(other(n.To)).Address, Body: n.Body, Attributes: chatMarker(id, "notice", n.ID)}
+		if _, err := s.createOnce(ctx, c.ConversationSid, "notice", true, m); err != nil {
+			return fmt.Errorf("telling a party their message was blocked: %w", err)
+		}
+		if _, err := s.store.Update(ctx, id, func(c *Chat) error {
+			c.Notices = slices.DeleteFunc(c.Notices, func(x Notice) bool { return x.ID == n.ID })
+			return nil
+		}); err != nil {
+			return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+	}
+}
+
+// AfterEndRequest is a message Twilio hands to a business number's own webhook: no active
+// conversation holds its pair.
+type AfterEndRequest struct {
+	From, To, Body string
+}
+
+// AfterEndAnswer says whether to answer the message (Reply), and whose chat it was: ChatID is empty
+// when the pair never had a chat within the retention.
+type AfterEndAnswer struct {
+	ChatID, Party string
+	Reply         bool
+}
+
+// optOutWords are the keywords carriers and Twilio answer themselves: never answered here.
+var optOutWords = map[string]bool{
+	"STOP": true, "STOPALL": true, "UNSUBSCRIBE": true, "CANCEL": true, "END": true, "QUIT": true,
+	"HELP": true, "INFO": true, "START": true, "UNSTOP": true, "REVOKE": true, "OPTOUT": true,
+}
+
+// keyword reports whether body is one of the opt-out or help keywords (as carriers read them: the
+// whole message, any case, punctuation around it ignored).
+func keyword(body string) bool {
+	w := strings.ToUpper(strings.Trim(strings.TrimSpace(body), ".!?,;:'\" "))
+	return optOutWords[w]
+}
+
+// decideAfterEnd decides whether a party's message to their chat's number, after the chat ended, is
+// answered: once per party per every, never a keyword, only for a chat that ended; an answer is
+// recorded with the event the platform hears of (no body).
+func decideAfterEnd(c *Chat, role, body string, now time.Time, every time.Duration, events bool) Decision {
+	p := c.party(role)
+	if !c.State.Final() || keyword(body) || (!p.AfterEndAt.IsZero() && now.Sub(p.AfterEndAt) < every) {
+		return Decision{}
+	}
+	p.AfterEndAt = now
+	d := Decision{Changed: true}
+	if events {
+		ev := newEvent(*c, EventMessageAfterEnd, now)
+		ev.Data = afterEndData(*c, role, now)
+		c.Pending = append(c.Pending, ev)
+		d.Effects = append(d.Effects, EffectNotify)
+	}
+	return d
+}
+
+// partyOn returns the role of the party of c who is address on number (both read as bare E.164), ""
+// when none.
+func partyOn(c *Chat, address, number string) string {
+	for _, role := range []string{roleCustomer, roleRider} {
+		p := c.party(role)
+		if p.ProxyAddress != "" && E164(p.Address) == E164(address) && E164(p.ProxyAddress) == E164(number) {
+			return role
+		}
+	}
+	return ""
+}
+
+// MessageAfterEnd decides the answer to a message written to a business number with no active
+// conversation on its pair: the pair's last chat (by the pair index), if it ended, is answered.
+func (s *Service) MessageAfterEnd(ctx context.Context, req AfterEndRequest) (AfterEndAnswer, error) {
+	if s.cfg.Pairs == nil {
+		return AfterEndAnswer{}, nil
+	}
+	id, err := s.cfg.Pairs.ChatOf(ctx, E164(req.To), E164(req.From))
+	if err != nil {
+		return AfterEndAnswer{}, fmt.Errorf("%w: finding the chat of a message: %w", ErrUnavailable, err)
+	}
+	if id == "" {
+		return AfterEndAnswer{}, nil
+	}
+	every := s.cfg.AfterEndEvery
+	if every <= 0 {
+		every = DefaultAfterEndEvery
+	}
+	var ans AfterEndAnswer
+	var d Decision
+	c, err := s.store.Update(ctx, id, func(c *Chat) error {
+		ans = AfterEndAnswer{ChatID: c.ID, Party: partyOn(c, req.From, req.To)}
+		if ans.Party == "" {
+			return errUnchanged
+		}
+		d = decideAfterEnd(c, ans.Party, req.Body, s.now(), every, s.cfg.Notifier != nil)
+		if !d.Changed {
+			return errUnchanged
+		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, errUnchanged):
+		return ans, nil
+	case errors.Is(err, ErrNotFound):
+		return AfterEndAnswer{}, nil // forgotten since
+	case err != nil:
+		return AfterEndAnswer{}, fmt.Errorf("%w: recording a message after the end: %w", ErrUnavailable, err)
+	}
+	ans.Reply = true
+	zerolog.Ctx(ctx).Info().Str("chat_id", id).Str("party", ans.Party).Msg("message after the end answered")
+	if d.Has(EffectNotify) {
+		s.notify(ctx, c)
+	}
+	return ans, nil
+}
