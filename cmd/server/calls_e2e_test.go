@@ -295,7 +295,7 @@ func TestMaskedCallWebhookSigned(t *testing.T) {
 	}
 	code, ctype, body := post(authToken)
 	want := `<?xml version="1.0" encoding="UTF-8"?><Response><Dial callerId="+15550100000" timeLimit="600" action="` + w.srv.base +
-		`/webhooks/voice/status?chat=order-1" method="POST"><Number url="` + w.srv.base + `/webhooks/voice/whisper">+15550001111</Number></Dial></Response>`
+		`/webhooks/voice/status?chat=order-1&amp;caller=rider" method="POST"><Number url="` + w.srv.base + `/webhooks/voice/whisper">+15550001111</Number></Dial></Response>`
 	if code != 200 || ctype != "text/xml" || body != want {
 		t.Errorf("signed: %d %s\n%s\nwant\n%s", code, ctype, body, want)
 	}

@@ -174,9 +174,10 @@ func (h *voiceHandlers) call(w http.ResponseWriter, r *http.Request) {
 	dial := &twimlDial{
 		CallerID:  route.CallerID,
 		TimeLimit: h.timeLimit,
-		Action:    base + statusPath + "?chat=" + url.QueryEscape(route.ChatID),
-		Method:    http.MethodPost,
-		Number:    twimlNumber{Number: route.Number},
+		// The caller's role too: a call whose record was lost (a failover) is recorded from its end.
+		Action: base + statusPath + "?chat=" + url.QueryEscape(route.ChatID) + "&caller=" + url.QueryEscape(route.Caller),
+		Method: http.MethodPost,
+		Number: twimlNumber{Number: route.Number},
 	}
 	if h.cfg.Whisper != "" {
 		dial.Number.URL = base + whisperPath
@@ -193,7 +194,7 @@ func (h *voiceHandlers) status(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// The chat is in the action URL's query, which the signature covers.
-	o := chat.CallOutcome{ChatID: r.URL.Query().Get("chat"), Sid: params.Get("CallSid"), Status: params.Get("DialCallStatus")}
+	o := chat.CallOutcome{ChatID: r.URL.Query().Get("chat"), Caller: r.URL.Query().Get("caller"), Sid: params.Get("CallSid"), Status: params.Get("DialCallStatus")}
 	if o.ChatID == "" || o.Sid == "" || o.Status == "" {
 		h.rec.Webhook(metrics.Malformed)
 		writeError(w, r, malformed("chat, CallSid and DialCallStatus are required"))

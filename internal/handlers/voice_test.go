@@ -26,7 +26,7 @@ const (
 	account   = "AC00000000000000000000000000000001"
 	callSid   = "CA00000000000000000000000000000001"
 	voiceURL  = "https://optin.example.com/webhooks/voice"
-	statusURL = "https://optin.example.com/webhooks/voice/status?chat=order-1"
+	statusURL = "https://optin.example.com/webhooks/voice/status?chat=order-1&caller=rider"
 	unavail   = "Sorry, this number only connects an active delivery chat."
 	whisper   = "A call about your delivery."
 )
@@ -96,7 +96,7 @@ func incoming() url.Values {
 }
 
 const (
-	dialTwiML    = `<?xml version="1.0" encoding="UTF-8"?><Response><Dial callerId="+15550100000" timeLimit="600" action="https://optin.example.com/webhooks/voice/status?chat=order-1" method="POST"><Number url="https://optin.example.com/webhooks/voice/whisper">+15550001111</Number></Dial></Response>`
+	dialTwiML    = `<?xml version="1.0" encoding="UTF-8"?><Response><Dial callerId="+15550100000" timeLimit="600" action="https://optin.example.com/webhooks/voice/status?chat=order-1&amp;caller=rider" method="POST"><Number url="https://optin.example.com/webhooks/voice/whisper">+15550001111</Number></Dial></Response>`
 	refusedTwiML = `<?xml version="1.0" encoding="UTF-8"?><Response><Say>` + unavail + `</Say><Hangup></Hangup></Response>`
 	sorryTwiML   = `<?xml version="1.0" encoding="UTF-8"?><Response><Say>` + sorryText + `</Say><Hangup></Hangup></Response>`
 	hangupTwiML  = `<?xml version="1.0" encoding="UTF-8"?><Response><Hangup></Hangup></Response>`
@@ -134,7 +134,7 @@ func TestVoiceDialsTheOtherParty(t *testing.T) {
 // so the documents are compared decoded).
 func TestVoiceTwiMLMatchesTwilioGo(t *testing.T) {
 	theirs, err := twilio.Voice([]twilio.Element{twilio.VoiceDial{CallerId: "+15550100000", TimeLimit: "600",
-		Action: "https://optin.example.com/webhooks/voice/status?chat=order-1", Method: "POST",
+		Action: "https://optin.example.com/webhooks/voice/status?chat=order-1&caller=rider", Method: "POST",
 		InnerElements: []twilio.Element{twilio.VoiceNumber{PhoneNumber: "+15550001111", Url: "https://optin.example.com/webhooks/voice/whisper"}}}})
 	if err != nil {
 		t.Fatal(err)
@@ -185,7 +185,7 @@ func TestVoiceEscapes(t *testing.T) {
 	e := newVoiceEnv(t, "")
 	e.calls.route.ChatID = `a&b"<c>`
 	w := e.do(signedVoice(voiceURL, incoming()))
-	if !strings.Contains(w.Body.String(), `action="https://optin.example.com/webhooks/voice/status?chat=a%26b%22%3Cc%3E"`) {
+	if !strings.Contains(w.Body.String(), `action="https://optin.example.com/webhooks/voice/status?chat=a%26b%22%3Cc%3E&amp;caller=rider"`) {
 		t.Errorf("action of an odd chat id: %s", w.Body)
 	}
 }
@@ -204,7 +204,7 @@ func TestVoiceRejects(t *testing.T) {
 	foreign := incoming()
 	foreign.Set("AccountSid", "AC00000000000000000000000000000009")
 	statusForged := signedVoice(statusURL, url.Values{"CallSid": {callSid}, "DialCallStatus": {"completed"}})
-	statusForged.URL.RawQuery, statusForged.RequestURI = "chat=order-2", "/webhooks/voice/status?chat=order-2"
+	statusForged.URL.RawQuery, statusForged.RequestURI = "chat=order-2&caller=rider", "/webhooks/voice/status?chat=order-2&caller=rider"
 	whisperUnsigned := httptest.NewRequest(http.MethodGet, "/webhooks/voice/whisper", nil)
 	for name, r := range map[string]*http.Request{
 		"forged":                  forged,
@@ -255,7 +255,7 @@ func TestVoiceStatus(t *testing.T) {
 	for range 2 {
 		assertTwiML(t, e.do(signedVoice(statusURL, params)), hangupTwiML)
 	}
-	want := chat.CallOutcome{ChatID: "order-1", Sid: callSid, Status: "completed", Duration: 42 * time.Second}
+	want := chat.CallOutcome{ChatID: "order-1", Caller: "rider", Sid: callSid, Status: "completed", Duration: 42 * time.Second}
 	if len(e.calls.ended) != 2 || e.calls.ended[0] != want || e.calls.ended[1] != want {
 		t.Errorf("ended %+v, want %+v twice", e.calls.ended, want)
 	}
