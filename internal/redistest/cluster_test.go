@@ -7,9 +7,9 @@ import (
 
 // The cluster serves all its slots from every node, and a key is answered only where its slot lives.
 func TestCluster(t *testing.T) {
-	c := StartCluster(t, 3)
+	c := StartCluster(t, 3, 0)
 	moved := 0
-	for _, s := range c.Masters {
+	for _, s := range c.Nodes {
 		if r := s.command("CLUSTER", "INFO"); !strings.Contains(r, "cluster_slots_assigned:16384") || !strings.Contains(r, "cluster_known_nodes:3") {
 			t.Errorf("node %d: %s", s.Port, r)
 		}
@@ -21,7 +21,7 @@ func TestCluster(t *testing.T) {
 		t.Errorf("%d of 3 nodes redirected a key, want 2", moved)
 	}
 	keys := func() (n int) {
-		for _, s := range c.Masters {
+		for _, s := range c.Nodes {
 			if s.command("DBSIZE") == ":1\r\n" {
 				n++
 			}

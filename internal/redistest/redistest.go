@@ -211,40 +211,48 @@ func (c *Sentinel) URL() string {
 	return "redis+sentinel://" + strings.Join(addrs, ",") + "/" + c.Name + "/0"
 }
 
-// Cluster is a Redis Cluster of masters without replicas, on loopback.
+// Cluster is a Redis Cluster on loopback.
 type Cluster struct {
-	Masters []*Server
+	// Nodes are every node; which are masters is the cluster's business (redis-cli assigns them, and
+	// a failover changes them).
+	Nodes []*Server
 }
 
 // StartCluster runs a Redis Cluster of masters masters (at least 3, as redis-cli asks), with the
-// 16,384 slots split between them, and returns once every node reports cluster_state:ok. The nodes
-// keep no data on disk: a cluster test does not restart them.
-func StartCluster(t testing.TB, masters int) *Cluster {
+// 16,384 slots split between them and replicas replicas of each, and returns once every node
+// reports cluster_state:ok and every replica has copied its master. The nodes keep no data on disk:
+// a cluster test does not restart them.
+func StartCluster(t testing.TB, masters, replicas int) *Cluster {
 	t.Helper()
 	need(t, "redis-server")
 	need(t, "redis-cli")
 	c := &Cluster{}
-	addrs := make([]string, masters)
-	for i := range masters {
+	nodes := masters * (1 + replicas)
+	addrs := make([]string, nodes)
+	for i := range nodes {
 		dir := t.TempDir()
 		s := &Server{t: t, Port: freePort(t), dir: dir,
 			args: []string{"--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(dir, "nodes.conf"),
 				"--cluster-node-timeout", "5000", "--appendonly", "no"}}
 		s.start()
 		t.Cleanup(s.Kill)
-		c.Masters = append(c.Masters, s)
+		c.Nodes = append(c.Nodes, s)
 		addrs[i] = fmt.Sprintf("127.0.0.1:%d", s.Port)
 	}
 	args := append([]string{"--cluster", "create"}, addrs...)
-	out, err := exec.Command("redis-cli", append(args, "--cluster-replicas", "0", "--cluster-yes")...).CombinedOutput()
+	out, err := exec.Command("redis-cli", append(args, "--cluster-replicas", strconv.Itoa(replicas), "--cluster-yes")...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("creating the cluster: %v\n%s", err, out)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for _, s := range c.Masters {
-		for !strings.Contains(s.command("CLUSTER", "INFO"), "cluster_state:ok") {
+	deadline := time.Now().Add(30 * time.Second)
+	for _, s := range c.Nodes {
+		for {
+			info, repl := s.command("CLUSTER", "INFO"), s.command("INFO", "replication")
+			if strings.Contains(info, "cluster_state:ok") && (strings.Contains(repl, "role:master") || strings.Contains(repl, "master_link_status:up")) {
+				break
+			}
 			if time.Now().After(deadline) {
-				t.Fatalf("cluster node on port %d never reported cluster_state:ok", s.Port)
+				t.Fatalf("cluster node on port %d never became ready: %s", s.Port, repl)
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
@@ -254,17 +262,20 @@ func StartCluster(t testing.TB, masters int) *Cluster {
 
 // URL is the redis+cluster:// address of the cluster through all its nodes.
 func (c *Cluster) URL() string {
-	addrs := make([]string, len(c.Masters))
-	for i, s := range c.Masters {
+	addrs := make([]string, len(c.Nodes))
+	for i, s := range c.Nodes {
 		addrs[i] = fmt.Sprintf("127.0.0.1:%d", s.Port)
 	}
 	return "redis+cluster://" + strings.Join(addrs, ",")
 }
 
-// Flush empties every node: tests that share a cluster start from nothing.
+// Flush empties every master (and so their replicas): tests that share a cluster start from nothing.
 func (c *Cluster) Flush(t testing.TB) {
 	t.Helper()
-	for _, s := range c.Masters {
+	for _, s := range c.Nodes {
+		if !strings.Contains(s.command("INFO", "replication"), "role:master") {
+			continue
+		}
 		if r := s.command("FLUSHALL"); r != "+OK\r\n" {
 			t.Fatalf("flushing the cluster node on port %d: %q", s.Port, r)
 		}

@@ -2,10 +2,14 @@ package redisstore
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/optinkit/optin/internal/chat"
 	"github.com/optinkit/optin/internal/numberpool"
@@ -87,7 +91,7 @@ func limiterShared(t *testing.T, a, b *Limiter) {
 // Every store keeps its contract on a Redis Cluster of three masters: a script or transaction given
 // keys of two slots would fail there (CROSSSLOT, or a key another node serves).
 func TestClusterContract(t *testing.T) {
-	cl := redistest.StartCluster(t, 3)
+	cl := redistest.StartCluster(t, 3, 0)
 	contracts(t, func(t testing.TB, retention time.Duration) *Store {
 		s, err := Open(cl.URL(), retention)
 		if err != nil {
@@ -96,4 +100,64 @@ func TestClusterContract(t *testing.T) {
 		t.Cleanup(func() { s.Close() })
 		return s
 	}, cl.Flush)
+}
+
+// With OPTIN_REDIS_WAIT_REPLICAS on a cluster, a write that guards a side effect returns once the
+// replicas of every master acknowledge what came before it, and fails when they do not.
+func TestClusterWritesWaitForReplicas(t *testing.T) {
+	cl := redistest.StartCluster(t, 3, 1)
+	s, err := Open(cl.URL(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := t.Context()
+	chats, pairs := s.Chats(), s.Pairs()
+	s.WaitForReplicas(1, 5*time.Second)
+	if _, created, err := chats.Create(ctx, chat.Chat{ID: "order-1", State: chat.StateStarting}); err != nil || !created {
+		t.Fatalf("create with each master's replica acknowledging: %v %v", created, err)
+	}
+	// Acknowledged: the replica of the chat's master holds it (READONLY: a replica answers for its
+	// master's slots, and MOVED for the rest).
+	holding := 0
+	for _, n := range cl.Nodes {
+		rdb := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", n.Port)})
+		conn := rdb.Conn()
+		if role, _ := conn.Do(ctx, "ROLE").Slice(); len(role) > 0 && role[0] == "slave" {
+			if err := conn.ReadOnly(ctx).Err(); err != nil {
+				t.Fatal(err)
+			}
+			if n, err := conn.Exists(ctx, chatKey("order-1")).Result(); err == nil && n == 1 {
+				holding++
+			}
+		}
+		conn.Close()
+		rdb.Close()
+	}
+	if holding != 1 {
+		t.Errorf("%d replicas hold the chat once its create returned, want 1", holding)
+	}
+	if _, err := chats.Update(ctx, "order-1", func(c *chat.Chat) error { c.Work++; return nil }); err != nil {
+		t.Fatalf("update: %v", err)
+	}
+	s.WaitForReplicas(2, 50*time.Millisecond) // one replica each: the second never acknowledges
+	for name, write := range map[string]func() error{
+		"create": func() error {
+			_, _, err := chats.Create(ctx, chat.Chat{ID: "order-2", State: chat.StateStarting})
+			return err
+		},
+		"update": func() error {
+			_, err := chats.Update(ctx, "order-1", func(c *chat.Chat) error { c.Work++; return nil })
+			return err
+		},
+		"lease": func() error { _, err := chats.Lock(ctx, "order-1", "owner", time.Minute); return err },
+		"number": func() error {
+			_, err := pairs.Take(ctx, "order-1", []numberpool.Pair{{Address: "whatsapp:+15550001111", Number: "whatsapp:+15550100000"}})
+			return err
+		},
+	} {
+		if err := write(); err == nil || !strings.Contains(err.Error(), "1 of 2 replicas") {
+			t.Errorf("%s not acknowledged by the replicas: %v, want an error", name, err)
+		}
+	}
 }
