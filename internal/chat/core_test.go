@@ -3,10 +3,13 @@ package chat
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/optinkit/optin/internal/guard"
 )
 
 // What happens to a chat in each state when each input arrives: the core as a table, no fakes.
@@ -266,5 +269,91 @@ func TestCoreRecordsACallOnce(t *testing.T) {
 	}
 	if d := decideCallEnded(&c, CallOutcome{ChatID: "order-1", Sid: "CA9", Status: "completed"}, at, true); d.Changed {
 		t.Fatalf("a callback for a call never routed was recorded")
+	}
+}
+
+// The guard's record: a party's message it found something in is recorded without its body; a
+// blocked one owes its author a notice, sent to them alone (authored by the other party).
+func TestCoreGuards(t *testing.T) {
+	at := time.Date(2026, 12, 4, 9, 0, 0, 0, time.UTC)
+	const cust, rid = "whatsapp:+447911000001", "whatsapp:+15550002222"
+	found := guard.Result{Body: "call me on [number hidden]", Changed: true, Action: guard.Redact, Found: map[guard.Kind]int{guard.Number: 1}}
+	blocked := guard.Result{Body: "call me on +44 7911 123456", Blocked: true, Reason: "not sent: it had a phone number", Action: guard.Block,
+		Found: map[guard.Kind]int{guard.Number: 1, guard.Email: 1}}
+	for _, tt := range []struct {
+		name    string
+		state   State
+		author  string
+		res     guard.Result
+		record  *Guarded
+		notice  *Notice
+		effects []Effect
+	}{
+		{"redacted", StateConnected, rid, found, &Guarded{At: at, From: roleRider, Kinds: []string{"number"}, Action: "redact"}, nil, nil},
+		{"blocked", StateConnected, cust, blocked, &Guarded{At: at, From: roleCustomer, Kinds: []string{"email", "number"}, Action: "block"},
+			&Notice{ID: "g1", To: roleCustomer, Body: "not sent: it had a phone number"}, []Effect{EffectTell}},
+		{"blocked while invited", StateInvited, cust, blocked, &Guarded{At: at, From: roleCustomer, Kinds: []string{"email", "number"}, Action: "block"},
+			&Notice{ID: "g1", To: roleCustomer, Body: "not sent: it had a phone number"}, []Effect{EffectTell}},
+		{"nothing found", StateConnected, rid, guard.Result{Body: "gate code 4411"}, nil, nil, nil},
+		{"no party's", StateConnected, "whatsapp:+15550009999", found, nil, nil, nil},
+		{"final", StateClosed, rid, blocked, nil, nil, nil},
+	} {
+		c := Chat{ID: "order-1", State: tt.state, Customer: Party{Address: cust}, Rider: Party{Address: rid}}
+		d := decideGuard(&c, tt.author, tt.res, at)
+		if d.Changed != (tt.record != nil) || !slices.Equal(d.Effects, tt.effects) {
+			t.Errorf("%s: decision %+v", tt.name, d)
+		}
+		if tt.record == nil {
+			if len(c.Guarded) != 0 || len(c.Notices) != 0 || c.GuardedCount != 0 {
+				t.Errorf("%s: recorded %+v %+v", tt.name, c.Guarded, c.Notices)
+			}
+			continue
+		}
+		if len(c.Guarded) != 1 || !reflect.DeepEqual(c.Guarded[0], *tt.record) || c.GuardedCount != 1 {
+			t.Errorf("%s: guarded %+v, want %+v", tt.name, c.Guarded, *tt.record)
+		}
+		if tt.notice == nil && len(c.Notices) != 0 || tt.notice != nil && (len(c.Notices) != 1 || c.Notices[0] != *tt.notice) {
+			t.Errorf("%s: notices %+v, want %+v", tt.name, c.Notices, tt.notice)
+		}
+	}
+}
+
+// A party writing to the chat's number after the end is answered once per period, never for a
+// keyword carriers answer, never while the chat is open; each answer is told to the platform.
+func TestCoreAnswersAfterTheEnd(t *testing.T) {
+	at := time.Date(2026, 12, 4, 9, 0, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		name   string
+		state  State
+		last   time.Time
+		body   string
+		answer bool
+	}{
+		{"ended", StateClosed, time.Time{}, "hello?", true},
+		{"declined", StateDeclined, time.Time{}, "sorry, yes after all", true},
+		{"open", StateConnected, time.Time{}, "hello?", false},
+		{"answered 59 minutes ago", StateClosed, at.Add(-59 * time.Minute), "hello?", false},
+		{"answered an hour ago", StateClosed, at.Add(-time.Hour), "hello?", true},
+		{"STOP", StateClosed, time.Time{}, "STOP", false},
+		{"stop.", StateClosed, time.Time{}, " stop. ", false},
+		{"Help!", StateClosed, time.Time{}, "Help!", false},
+		{"stop sending me these", StateClosed, time.Time{}, "stop sending me these", true},
+	} {
+		c := Chat{ID: "order-1", State: tt.state, Rider: Party{Address: "+15550002222", AfterEndAt: tt.last}}
+		d := decideAfterEnd(&c, roleRider, tt.body, at, time.Hour, true)
+		if d.Changed != tt.answer || d.Has(EffectNotify) != tt.answer {
+			t.Errorf("%s: decision %+v, want answered %v", tt.name, d, tt.answer)
+			continue
+		}
+		if !tt.answer {
+			if c.Rider.AfterEndAt != tt.last || len(c.Pending) != 0 {
+				t.Errorf("%s: changed the chat", tt.name)
+			}
+			continue
+		}
+		if c.Rider.AfterEndAt != at || len(c.Pending) != 1 || c.Pending[0].Type != EventMessageAfterEnd ||
+			!strings.Contains(string(c.Pending[0].Data), `"message":{"party":"rider","at":"2026-12-04T09:00:00Z"}`) {
+			t.Errorf("%s: after %v, pending %+v", tt.name, c.Rider.AfterEndAt, c.Pending)
+		}
 	}
 }

@@ -235,6 +235,7 @@ func (s *Service) MessageAfterEnd(ctx context.Context, req AfterEndRequest) (Aft
 	var d Decision
 	c, err := s.store.Update(ctx, id, func(c *Chat) error {
 		ans = AfterEndAnswer{ChatID: c.ID, Party: partyOn(c, req.From, req.To)}
+		d = Decision{}
 		if ans.Party == "" {
 			return errUnchanged
 		}
@@ -249,6 +250,12 @@ func (s *Service) MessageAfterEnd(ctx context.Context, req AfterEndRequest) (Aft
 		return ans, nil
 	case errors.Is(err, ErrNotFound):
 		return AfterEndAnswer{}, nil // forgotten since
+	case err != nil && d.Changed:
+		// The chat as read calls for an answer; only its record failed (it may have landed): the
+		// person is answered all the same, at worst once more within the period.
+		zerolog.Ctx(ctx).Warn().Err(err).Str("chat_id", id).Msg("recording a message after the end")
+		ans.Reply = true
+		return ans, nil
 	case err != nil:
 		return AfterEndAnswer{}, fmt.Errorf("%w: recording a message after the end: %w", ErrUnavailable, err)
 	}

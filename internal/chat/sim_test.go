@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/optinkit/optin/internal/guard"
 	"github.com/optinkit/optin/internal/numberpool"
 	"github.com/optinkit/optin/internal/optin"
 	"github.com/optinkit/optin/internal/twiliocall"
@@ -101,11 +102,13 @@ type simStats struct {
 	dropped                                   map[string]int
 	calls, callsEnded                         int
 	callsRefused                              map[string]int
+	guarded, notices, afterEnd                int
 }
 
 func (st simStats) String() string {
-	return fmt.Sprintf("chats %d, final states %v, held %d, sent again %d, dropped %v, nudges %d, moved to SMS %d, kills %d, calls connected %d, ended %d, refused %v",
-		st.chats, st.states, st.held, st.resent, st.dropped, st.nudges, st.moved, st.kills, st.calls, st.callsEnded, st.callsRefused)
+	return fmt.Sprintf("chats %d, final states %v, held %d, sent again %d, dropped %v, nudges %d, moved to SMS %d, kills %d, calls connected %d, ended %d, refused %v, messages guarded %d, notices %d, answered after the end %d",
+		st.chats, st.states, st.held, st.resent, st.dropped, st.nudges, st.moved, st.kills, st.calls, st.callsEnded, st.callsRefused,
+		st.guarded, st.notices, st.afterEnd)
 }
 
 // add counts a settled run.
@@ -119,6 +122,9 @@ func (st *simStats) add(sm *sim) {
 	for k, v := range sm.obs.callsRefused {
 		st.callsRefused[k] += v
 	}
+	for _, answers := range sm.afterEnd {
+		st.afterEnd += len(answers)
+	}
 	for _, l := range sm.log {
 		if strings.HasPrefix(l, "  killed") {
 			st.kills++
@@ -128,6 +134,10 @@ func (st *simStats) add(sm *sim) {
 		if c, err := sm.store.Get(context.Background(), id); err == nil {
 			st.chats++
 			st.states[c.State]++
+			st.guarded += c.GuardedCount
+			if c.ConversationSid != "" {
+				st.notices += len(sm.notices(c.ConversationSid))
+			}
 		}
 	}
 }
@@ -292,6 +302,10 @@ type sim struct {
 	uncountedHeld map[string]int
 	// uncountedEnded is, by chat, how many calls such writes recorded ended.
 	uncountedEnded map[string]int
+	// guardMode is the guard's mode in this run: redact or block, by the seed.
+	guardMode guard.Mode
+	// afterEnd are the answers to parties writing after the end, by chat and role: when.
+	afterEnd map[string][]time.Time
 	// platformRuns is set while the platform takes its events: its writes are not the service's.
 	platformRuns bool
 	// calls are the calls routed, by CallSid: the chat, and whether its end was reported.
@@ -310,6 +324,7 @@ func newSim(t testing.TB, seed uint64, replicas int) *sim {
 		windows: &fakeWindows{last: map[string]time.Time{}}, obs: &fakeObserver{}, requests: map[string]StartRequest{},
 		finals: map[string]State{}, delivered: map[string][]string{}, faults: true, answered: map[string]bool{}, answering: map[string]string{}, calls: map[string]*simCall{}, uncounted: map[string]int{},
 		uncountedHeld: map[string]int{}, uncountedEnded: map[string]int{},
+		afterEnd: map[string][]time.Time{}, guardMode: []guard.Mode{guard.Redact, guard.Block}[seed%2],
 		rng: rand.New(rand.NewPCG(seed, seed^0x5eed))}
 	down := func() error {
 		if sm.killed {
@@ -360,7 +375,7 @@ func newSim(t testing.TB, seed uint64, replicas int) *sim {
 			InviteContentSid: "HX00000000000000000000000000000001", DefaultTTL: time.Hour,
 			StartBudget: time.Minute, Retry: retry, Notifier: sm.notes, Observer: sm.obs, Windows: sm.windows,
 			NudgeContentSid: nudgeSid, HoldMax: time.Hour, HoldLimit: 4, ReconcileInterval: time.Minute, ReconcileRate: 1e9,
-			Pairs: sm.numbers,
+			Pairs: sm.numbers, Guard: guard.Guard{Mode: sm.guardMode}, AfterEndEvery: time.Hour,
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -438,7 +453,7 @@ func (sm *sim) chatID() string {
 // step takes one step of the run and checks the invariants after it.
 func (sm *sim) step() {
 	sm.steps++
-	desc := sm.act(context.Background(), sm.replica(), sm.pick(28))
+	desc := sm.act(context.Background(), sm.replica(), sm.pick(30))
 	sm.note(fmt.Sprintf("%d: %s", sm.steps, desc))
 	sm.killed = false
 	sm.check()
@@ -484,6 +499,10 @@ func (sm *sim) act(ctx context.Context, svc *Service, op int) string {
 		desc = sm.call(ctx, svc, sm.chatID())
 	case op == 26:
 		desc = sm.callEnds(ctx, svc)
+	case op == 28:
+		desc = sm.writeContact(ctx, svc, sm.chatID())
+	case op == 29:
+		desc = sm.writeAfterEnd(ctx, svc, sm.chatID())
 	case op == 27:
 		// What the writes lost had made goes with them, uncounted as it was.
 		sm.store.mu.Lock()
@@ -495,6 +514,11 @@ func (sm *sim) act(ctx context.Context, svc *Service, op int) string {
 		lost := sm.store.failover()
 		for _, id := range lost {
 			now, _ := sm.store.Get(ctx, id)
+			// The answers after the end whose record was lost: the next message is answered again.
+			for _, role := range []string{roleCustomer, roleRider} {
+				key, kept := id+"|"+role, now.party(role).AfterEndAt
+				sm.afterEnd[key] = slices.DeleteFunc(sm.afterEnd[key], func(at time.Time) bool { return at.After(kept) })
+			}
 			gone := lostVersions[id]
 			sm.uncounted[id] -= transitionsOf(gone) - transitionsOf(now)
 			sm.uncountedHeld[id] -= heldStock(gone) - heldStock(now)
@@ -648,6 +672,90 @@ func (sm *sim) call(ctx context.Context, svc *Service, id string) string {
 		sm.t.Errorf("call %s: %v", sid, err)
 	}
 	return fmt.Sprintf("call %s on %s from %s: %s", sid, id, from, errText(err))
+}
+
+// writeContact has a party type a phone number into the chat: Twilio asks the guard first, then
+// publishes the message hidden, or not at all (blocked: its author is owed a notice).
+func (sm *sim) writeContact(ctx context.Context, svc *Service, id string) string {
+	c, err := sm.store.Get(ctx, id)
+	if err != nil || c.ConversationSid == "" || !sm.tw.isOpen(c.ConversationSid) {
+		return "contact " + id + ": no open conversation"
+	}
+	author := c.Customer.Address
+	if sm.pick(2) == 0 {
+		author = c.Rider.Address
+	}
+	body := "call me on +44 7911 123456"
+	ans, err := svc.GuardMessage(ctx, GuardRequest{ConversationSid: c.ConversationSid, Author: author, Body: body})
+	if err != nil {
+		// Twilio publishes a message whose pre-event failed as written: what the handler answers.
+		return fmt.Sprintf("contact %s: guard failed (%v), published as written", id, err)
+	}
+	if ans.ChatID != id || ans.Result.Found[guard.Number] != 1 {
+		sm.t.Errorf("contact in %s: the guard answered %+v", id, ans)
+	}
+	if ans.Result.Blocked {
+		return fmt.Sprintf("%s types a number in %s: blocked", author, id)
+	}
+	if strings.Contains(ans.Result.Body, "7911") {
+		sm.t.Errorf("contact in %s published as %q", id, ans.Result.Body)
+	}
+	m := sm.tw.write(c.ConversationSid, author, ans.Result.Body)
+	sm.inbox = append(sm.inbox, optin.Event{Type: optin.EventMessageAdded, ConversationSid: c.ConversationSid, MessageSid: m.Sid,
+		Author: author, DateCreated: m.Created})
+	return fmt.Sprintf("%s types a number in %s: published %q", author, id, ans.Result.Body)
+}
+
+// writeAfterEnd has a party write to the business number of their chat (a STOP now and then) after
+// it may have ended: answered only when the chat ended, once an hour per party, never a keyword.
+func (sm *sim) writeAfterEnd(ctx context.Context, svc *Service, id string) string {
+	c, err := sm.store.Get(ctx, id)
+	if err != nil || c.Customer.ProxyAddress == "" {
+		return "after the end " + id + ": no numbers"
+	}
+	p := c.Customer
+	if sm.pick(2) == 0 {
+		p = c.Rider
+	}
+	body := []string{"hello?", "are you there", "STOP", "help"}[sm.pick(4)]
+	owner := sm.numbers.chats[[2]string{E164(p.ProxyAddress), E164(p.Address)}]
+	target, _ := sm.store.Get(ctx, owner)
+	ans, err := svc.MessageAfterEnd(ctx, AfterEndRequest{From: p.Address, To: p.ProxyAddress, Body: body})
+	if err != nil {
+		return "after the end: " + err.Error() // the handler answers nothing
+	}
+	if !ans.Reply {
+		return fmt.Sprintf("%s writes %q after the end of %s: no answer", p.Address, body, owner)
+	}
+	role := target.roleOf(p.Address)
+	key := owner + "|" + role
+	last := sm.afterEnd[key]
+	switch {
+	case ans.ChatID != owner || ans.Party != role:
+		sm.t.Errorf("after the end: answered %+v, want chat %s %s", ans, owner, role)
+	case !target.State.Final():
+		sm.t.Errorf("after the end: chat %s answered while %s", owner, target.State)
+	case keyword(body):
+		sm.t.Errorf("after the end: %q answered", body)
+	case len(last) > 0 && sm.clock.now().Sub(last[len(last)-1]) < time.Hour:
+		sm.t.Errorf("after the end: %s answered again %s after", key, sm.clock.now().Sub(last[len(last)-1]))
+	}
+	sm.afterEnd[key] = append(last, sm.clock.now())
+	return fmt.Sprintf("%s writes %q after the end of %s: answered", p.Address, body, owner)
+}
+
+// notices counts the notices in conversation conv, by notice id.
+func (sm *sim) notices(conv string) map[string]int {
+	sm.tw.mu.Lock()
+	defer sm.tw.mu.Unlock()
+	out := map[string]int{}
+	for _, m := range sm.tw.convs[conv].messages {
+		var marker map[string]map[string]string
+		if json.Unmarshal([]byte(m.Attributes), &marker) == nil && marker["optin"]["notice"] != "" {
+			out[marker["optin"]["notice"]]++
+		}
+	}
+	return out
 }
 
 // callEnds reports a connected call's outcome, sometimes again (Twilio retries the callback).
@@ -833,7 +941,14 @@ func (sm *sim) check() {
 				}
 			}
 		}
-		if c.State.Final() && (len(c.Customer.Held)+len(c.Rider.Held) > 0 || c.Fallback != nil || c.Ending != nil) {
+		if c.ConversationSid != "" {
+			for n, k := range sm.notices(c.ConversationSid) {
+				if k > 1 {
+					sm.t.Errorf("chat %s sent notice %s %d times", id, n, k)
+				}
+			}
+		}
+		if c.State.Final() && (len(c.Customer.Held)+len(c.Rider.Held) > 0 || c.Fallback != nil || c.Ending != nil || len(c.Notices) > 0) {
 			sm.t.Errorf("final chat %s keeps held messages, a move or an ending", id)
 		}
 	}
@@ -936,7 +1051,7 @@ func (sm *sim) settle() {
 		// Every call connected was told once as started and once as ended when it ended, the start first;
 		// the calls are the chat's record.
 		var got []string
-		started, ended := 0, 0
+		started, ended, afterEnd := 0, 0, 0
 		for _, typ := range sm.delivered[id] {
 			switch typ {
 			case EventCallStarted:
@@ -946,6 +1061,8 @@ func (sm *sim) settle() {
 				if ended > started {
 					sm.t.Errorf("settled: chat %s told a call's end before its start: %v", id, sm.delivered[id])
 				}
+			case EventMessageAfterEnd:
+				afterEnd++
 			default:
 				got = append(got, typ)
 			}
@@ -968,6 +1085,23 @@ func (sm *sim) settle() {
 		}
 		if started != routed || ended != finished || len(c.Calls) != routed {
 			sm.t.Errorf("settled: chat %s told %d calls started and %d ended; %d connected, %d ended, %d recorded", id, started, ended, routed, finished, len(c.Calls))
+		}
+		// Every answer after the end was told once; every message blocked in a chat still open got its
+		// author a notice, once.
+		answers := len(sm.afterEnd[id+"|"+roleCustomer]) + len(sm.afterEnd[id+"|"+roleRider])
+		if afterEnd != answers {
+			sm.t.Errorf("settled: chat %s told %d messages after the end, answered %d", id, afterEnd, answers)
+		}
+		if c.ConversationSid != "" && !c.State.Final() && c.GuardedCount <= maxGuarded {
+			blocks := 0
+			for _, g := range c.Guarded {
+				if g.Action == string(guard.Block) {
+					blocks++
+				}
+			}
+			if n := len(sm.notices(c.ConversationSid)); n != blocks || len(c.Notices) > 0 {
+				sm.t.Errorf("settled: chat %s blocked %d messages, told %d (%d notices left)", id, blocks, n, len(c.Notices))
+			}
 		}
 		// Every transition the platform hears of was delivered, in order.
 		var want []string
