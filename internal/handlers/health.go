@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"maps"
 	"net/http"
 	"time"
 
@@ -14,7 +15,7 @@ func handleHealthz() http.HandlerFunc {
 	}
 }
 
-func handleReadyz(ready func(ctx context.Context) error) http.HandlerFunc {
+func handleReadyz(ready func(ctx context.Context) error, detail func() map[string]string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
 		defer cancel()
@@ -23,6 +24,11 @@ func handleReadyz(ready func(ctx context.Context) error) http.HandlerFunc {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready"})
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+		answer := map[string]string{}
+		if detail != nil {
+			maps.Copy(answer, detail())
+		}
+		answer["status"] = "ready"
+		writeJSON(w, http.StatusOK, answer)
 	}
 }

@@ -1,5 +1,6 @@
 // Package handlers is the service's HTTP surface: the chi router, its middleware and the handlers for
-// Twilio's Conversations webhook, the voice webhooks of masked calls, and the health probes.
+// Twilio's Conversations webhook (the guard's pre-events among them), the voice webhooks of masked
+// calls, the incoming-message webhook of messages after a chat's end, and the health probes.
 package handlers
 
 import (
@@ -44,6 +45,12 @@ type Options struct {
 	Tracer trace.Tracer
 	// Voice, when set, serves the voice webhooks (masked calls between a chat's parties).
 	Voice *Voice
+	// Mask, when set, answers the guard's pre-events on /webhooks/conversations (without it they
+	// publish every message as written) and serves /webhooks/messaging (messages after the end).
+	Mask *Mask
+	// ReadyDetail, when set, adds its fields to /readyz's answer (what the start learnt of Twilio's
+	// setup); it never makes the service unready.
+	ReadyDetail func() map[string]string
 }
 
 // NewRouter lists every route with its middleware. flows, v and ready are required: ready reports why
@@ -68,7 +75,7 @@ func NewRouter(log zerolog.Logger, flows Flows, v *signature.Validator, urls Sig
 	r.MethodNotAllowed(methodNotAllowed(r, writeError))
 
 	r.Get("/healthz", handleHealthz())
-	r.Get("/readyz", handleReadyz(ready))
+	r.Get("/readyz", handleReadyz(ready, opts.ReadyDetail))
 	if opts.MetricsHandler != nil {
 		r.Method(http.MethodGet, "/metrics", opts.MetricsHandler)
 	}
@@ -77,7 +84,7 @@ func NewRouter(log zerolog.Logger, flows Flows, v *signature.Validator, urls Sig
 	}
 	mountConsole(r, opts.Console)
 
-	webhook := Traced(opts.Tracer, handleConversationsWebhook(flows, opts.Lifecycle, v, urls, rec))
+	webhook := Traced(opts.Tracer, handleConversationsWebhook(flows, opts.Lifecycle, newPreEvent(opts.Mask, rec), v, urls, rec))
 	r.Method(http.MethodGet, "/webhooks/conversations", webhook)
 	r.Method(http.MethodPost, "/webhooks/conversations", webhook)
 	if opts.Voice != nil {
@@ -89,6 +96,13 @@ func NewRouter(log zerolog.Logger, flows Flows, v *signature.Validator, urls Sig
 		r.Method(http.MethodPost, statusPath, Traced(opts.Tracer, http.HandlerFunc(voice.status)))
 		r.Method(http.MethodGet, whisperPath, http.HandlerFunc(voice.whisperTo))
 		r.Method(http.MethodPost, whisperPath, http.HandlerFunc(voice.whisperTo))
+	}
+	if opts.Mask != nil {
+		messaging, err := newMessagingHandler(*opts.Mask, v, urls, rec)
+		if err != nil {
+			return nil, err
+		}
+		r.Method(http.MethodPost, messagingPath, Traced(opts.Tracer, messaging))
 	}
 	return r, nil
 }
@@ -138,7 +152,7 @@ func NewAdminServer(log zerolog.Logger, admin, console, metrics http.Handler, re
 	r.Use(requestScope(log))
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) { writeProblem(w, r, errNotFound) })
 	r.Get("/healthz", handleHealthz())
-	r.Get("/readyz", handleReadyz(ready))
+	r.Get("/readyz", handleReadyz(ready, nil))
 	if metrics != nil {
 		r.Method(http.MethodGet, "/metrics", metrics)
 	}

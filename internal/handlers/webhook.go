@@ -186,10 +186,10 @@ func firstValue(h string) string {
 	return strings.TrimSpace(v)
 }
 
-// handleConversationsWebhook takes Twilio's onMessageAdded (GET query, POST form or POST JSON): it reads
-// the bounded body, checks the signature before it looks at any parameter, and answers as soon as the
-// flow has decided; the REST work runs on.
-func handleConversationsWebhook(flows Flows, lifecycle Lifecycle, v *signature.Validator, urls SignedURL, rec Recorder) http.Handler {
+// handleConversationsWebhook takes Twilio's events (GET query, POST form or POST JSON) — the post-events
+// and the guard's pre-events (preevent.go): it reads the bounded body, checks the signature before it
+// looks at any parameter, and answers as soon as the flow has decided; the REST work runs on.
+func handleConversationsWebhook(flows Flows, lifecycle Lifecycle, pre *preEvent, v *signature.Validator, urls SignedURL, rec Recorder) http.Handler {
 	rejections := newSampledLog()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		params, err := verifiedParams(w, r, v, urls)
@@ -202,6 +202,11 @@ func handleConversationsWebhook(flows Flows, lifecycle Lifecycle, v *signature.V
 			}
 			rec.Webhook(failureOf(err).outcome)
 			writeError(w, r, err)
+			return
+		}
+		if preEvents[params.Get("EventType")] {
+			// Before Twilio publishes: the guard's question, never the opt-in's or the chats' event.
+			pre.serve(w, r, params)
 			return
 		}
 		ev := optin.Event{

@@ -43,6 +43,7 @@ type Metrics struct {
 	noNumber prometheus.Counter
 	relay    relayMetrics
 	calls    callMetrics
+	mask     maskMetrics
 	reg      prometheus.Registerer
 }
 
@@ -135,6 +136,7 @@ func New(reg prometheus.Registerer, queueDepth func() (int, error)) *Metrics {
 	}
 	m.reg = reg
 	m.calls = newCallMetrics(reg)
+	m.mask = newMaskMetrics(reg)
 	reg.MustRegister(m.relay.held, m.relay.resent, m.relay.dropped, m.relay.nudges, m.relay.fallbacks, m.relay.parked)
 	reg.MustRegister(m.webhooks, m.flows, m.steps, m.twilio, m.latency, m.retries, m.chats, m.events, m.upkeep, m.resent, m.noNumber,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -1,0 +1,120 @@
+package handlers
+
+import (
+	"context"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/rs/zerolog/hlog"
+
+	"github.com/optinkit/optin/internal/chat"
+	"github.com/optinkit/optin/internal/metrics"
+	"github.com/optinkit/optin/internal/signature"
+)
+
+// After the end: a message on a pair that no active conversation holds goes to the business number's
+// own incoming-message webhook (its SmsUrl, or its Messaging Service's), /webhooks/messaging. A party
+// of the pair's last chat, which ended, is answered with a short text at most once per period (the
+// chats decide); everything else gets an empty <Response/>: Twilio sends nothing, and never retries.
+
+// messagingPath is the incoming-message webhook.
+const messagingPath = "/webhooks/messaging"
+
+// messagingTwiML is a messaging answer: <Response/>, or one <Message>, built by encoding/xml (the text
+// escaped).
+type messagingTwiML struct {
+	XMLName xml.Name `xml:"Response"`
+	Message string   `xml:"Message,omitempty"`
+}
+
+func messagingAnswer(text string) []byte {
+	b, err := xml.Marshal(messagingTwiML{Message: text})
+	if err != nil {
+		panic(fmt.Sprintf("handlers: encoding TwiML: %v", err)) // a string always encodes
+	}
+	return append([]byte(xml.Header[:len(xml.Header)-1]), b...)
+}
+
+// messagingHandler is the incoming-message webhook, its answers made once.
+type messagingHandler struct {
+	cfg                           Mask
+	v                             *signature.Validator
+	urls                          SignedURL
+	rec                           Recorder
+	mrec                          MaskRecorder
+	rejections                    *sampledLog
+	empty, afterEnd, neverChatted []byte
+}
+
+func newMessagingHandler(cfg Mask, v *signature.Validator, urls SignedURL, rec Recorder) (*messagingHandler, error) {
+	switch {
+	case cfg.Chats == nil:
+		return nil, errors.New("handlers: the messaging webhook without chats")
+	case cfg.AfterEndText == "":
+		return nil, errors.New("handlers: no text for a message after the end")
+	}
+	h := &messagingHandler{cfg: cfg, v: v, urls: urls, rec: rec, mrec: noMaskRecorder{}, rejections: newSampledLog(),
+		empty: messagingAnswer(""), afterEnd: messagingAnswer(cfg.AfterEndText), neverChatted: messagingAnswer(cfg.NeverChattedText)}
+	if cfg.Metrics != nil {
+		h.mrec = cfg.Metrics
+	}
+	return h, nil
+}
+
+// ServeHTTP answers Twilio's incoming-message request (MessageSid, AccountSid, From, To, Body, …).
+func (h *messagingHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	params, err := verifiedParams(w, r, h.v, h.urls)
+	if err == nil && h.cfg.AccountSid != "" && params.Get("AccountSid") != h.cfg.AccountSid {
+		err = fmt.Errorf("%w: the message is another account's", errBadSignature)
+	}
+	if err != nil {
+		if errors.Is(err, errBadSignature) || errors.Is(err, errNoSignature) {
+			if suppressed, ok := h.rejections.take(); ok {
+				hlog.FromRequest(r).Warn().Str("signed_url", loggableURL(h.urls.For(r))).Str("reason", err.Error()).
+					Int64("suppressed", suppressed).Msg("messaging webhook rejected")
+			}
+		}
+		h.rec.Webhook(failureOf(err).outcome)
+		writeError(w, r, err)
+		return
+	}
+	req := chat.AfterEndRequest{From: params.Get("From"), To: params.Get("To"), Body: params.Get("Body")}
+	if req.From == "" || req.To == "" {
+		h.rec.Webhook(metrics.Malformed)
+		writeError(w, r, malformed("From and To are required"))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), stateBudget)
+	ans, err := h.cfg.Chats.MessageAfterEnd(ctx, req)
+	cancel()
+	log := hlog.FromRequest(r).Info().Str("message_sid", params.Get("MessageSid"))
+	switch {
+	case err != nil:
+		// An empty answer: an error status would have Twilio log it and try the fallback URL, and a
+		// missed answer after the end is better than one sent twice.
+		hlog.FromRequest(r).Error().Err(err).Str("message_sid", params.Get("MessageSid")).Msg("message after the end not answered")
+		h.mrec.AfterEnd(metrics.AfterEndError)
+		h.rec.Webhook(metrics.Unavailable)
+		writeTwiML(w, h.empty)
+	case ans.ChatID == "":
+		h.mrec.AfterEnd(metrics.AfterEndNoChat)
+		h.rec.Webhook(metrics.Ignored)
+		if h.cfg.NeverChattedText != "" && !chat.IsKeyword(req.Body) {
+			log.Msg("message to a number of no chat answered")
+			writeTwiML(w, h.neverChatted)
+			return
+		}
+		writeTwiML(w, h.empty)
+	case ans.Reply:
+		log.Str("chat_id", ans.ChatID).Str("party", ans.Party).Msg("message after the end answered")
+		h.mrec.AfterEnd(metrics.AfterEndAnswered)
+		h.rec.Webhook(metrics.Processed)
+		writeTwiML(w, h.afterEnd)
+	default:
+		h.mrec.AfterEnd(metrics.AfterEndSilenced)
+		h.rec.Webhook(metrics.Ignored)
+		writeTwiML(w, h.empty)
+	}
+}
