@@ -1,8 +1,10 @@
 package chat
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"hash/fnv"
 	"slices"
 	"sync"
 	"time"
@@ -12,11 +14,26 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// Names of the leases that let one replica at a time sweep all chats.
+// Names of the leases that let one replica at a time sweep all chats, or reconcile one shard of them
+// (reconcileLease, then ":shard/shards").
 const (
 	reconcileLease = "~reconcile"
 	outboxLease    = "~outbox"
 )
+
+// DefaultReconcileShards is how many shards the open chats are reconciled in: each its own job under
+// its own lease, so that replicas share the work and one that dies stalls only its shards.
+const DefaultReconcileShards = 8
+
+// shardOf is the shard, of n, a chat is reconciled in.
+func shardOf(id string, n int) int {
+	if n <= 1 {
+		return 0
+	}
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	return int(h.Sum32() % uint32(n))
+}
 
 // StartGiveUp is how long a start cut off mid-way is resumed by the reconciler before the chat is
 // failed instead: its caller was told to repeat the call and has not, and Twilio has not let it finish.
@@ -39,15 +56,24 @@ type ReconcileReport struct {
 //     Twilio closes the chat (expired, or the ending recorded); one still open has its numbers' leases
 //     renewed, so that a chat active longer than a lease lasts keeps them.
 func (s *Service) Reconcile(ctx context.Context) (ReconcileReport, error) {
+	return s.ReconcileShard(ctx, 0, 1)
+}
+
+// ReconcileShard reconciles the open chats of one shard of shards (shardOf), at its share of
+// ReconcileRate: the shards together keep to the rate, however the replicas share them.
+func (s *Service) ReconcileShard(ctx context.Context, shard, shards int) (ReconcileReport, error) {
 	var rep ReconcileReport
 	ids, err := s.store.Open(ctx)
 	if err != nil {
 		return rep, fmt.Errorf("%w: listing open chats: %w", ErrUnavailable, err)
 	}
-	reads := rate.NewLimiter(rate.Limit(s.cfg.ReconcileRate), 1)
+	reads := rate.NewLimiter(rate.Limit(s.cfg.ReconcileRate/float64(max(shards, 1))), 1)
 	for _, id := range ids {
 		if err := ctx.Err(); err != nil {
 			return rep, err
+		}
+		if shardOf(id, shards) != shard {
+			continue
 		}
 		c, err := s.store.Get(ctx, id)
 		if err != nil || c.State.Final() {
@@ -231,15 +257,22 @@ func (s *Service) reviveLocked(ctx context.Context, c Chat, rep *ReconcileReport
 	}
 }
 
-// Maintain runs the upkeep of chats until ctx ends, as two independent jobs, so that a long reconcile
+// Maintain runs the upkeep of chats until ctx ends, as independent jobs, so that a long reconcile
 // (thousands of open chats at ReconcileRate) never holds up the outbox: the outbox swept every
-// OutboxInterval (or ReconcileInterval, when shorter) and the chats reconciled every ReconcileInterval,
-// each by one replica at a time (a lease in the store, which a run stops at once when it loses).
+// OutboxInterval (or ReconcileInterval, when shorter) and each shard of the chats reconciled every
+// ReconcileInterval, each job by one replica at a time (a lease in the store, which a run stops at once
+// when it loses) — the replicas share the shards.
 func (s *Service) Maintain(ctx context.Context) {
 	every, _ := s.outboxTimes()
 	var wg sync.WaitGroup
 	wg.Go(func() { s.every(ctx, outboxLease, every, s.sweepOnce) })
-	wg.Go(func() { s.every(ctx, reconcileLease, s.cfg.ReconcileInterval, s.reconcileOnce) })
+	shards := cmp.Or(s.cfg.ReconcileShards, DefaultReconcileShards)
+	for shard := range shards {
+		name := fmt.Sprintf("%s:%d/%d", reconcileLease, shard, shards)
+		wg.Go(func() {
+			s.every(ctx, name, s.cfg.ReconcileInterval, func(ctx context.Context) { s.reconcileOnce(ctx, shard, shards) })
+		})
+	}
 	wg.Wait()
 }
 
@@ -313,9 +346,9 @@ func (s *Service) sweepOnce(ctx context.Context) {
 }
 
 // reconcileOnce is one reconcile, counted and logged.
-func (s *Service) reconcileOnce(ctx context.Context) {
-	log := zerolog.Ctx(ctx)
-	rep, err := s.Reconcile(ctx)
+func (s *Service) reconcileOnce(ctx context.Context, shard, shards int) {
+	log := zerolog.Ctx(ctx).With().Int("shard", shard).Logger()
+	rep, err := s.ReconcileShard(ctx, shard, shards)
 	if o := s.cfg.Observer; o != nil {
 		for outcome, n := range map[string]int{"closed": rep.Closed, "concluded": rep.Concluded, "resumed": rep.Resumed, "failed": rep.Failed,
 			"delivery_recovered": rep.Recovered} {

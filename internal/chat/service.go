@@ -63,8 +63,11 @@ type Config struct {
 	Limiter Limiter
 	// ReconcileInterval is how often the open chats are checked against Twilio (Maintain); 0: 5m.
 	ReconcileInterval time.Duration
-	// ReconcileRate bounds the reconciler's reads of conversations, per second; 0: 10.
+	// ReconcileRate bounds the reconciler's reads of conversations, per second, over all its shards;
+	// 0: 10.
 	ReconcileRate float64
+	// ReconcileShards is how many shards the reconcile runs in; 0: DefaultReconcileShards.
+	ReconcileShards int
 	// Windows, when set, keeps the parties' WhatsApp windows: a message that fails for a party whose
 	// window is closed is then held and sent again once that party writes.
 	Windows Windows

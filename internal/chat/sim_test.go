@@ -491,8 +491,9 @@ func (sm *sim) act(ctx context.Context, svc *Service, op int) string {
 		n, err := svc.SweepOutbox(ctx)
 		desc = fmt.Sprintf("sweep: %d %v", n, errText(err))
 	case op < 21:
-		rep, err := svc.Reconcile(ctx)
-		desc = fmt.Sprintf("reconcile: %+v %v", rep, errText(err))
+		shard := sm.pick(4)
+		rep, err := svc.ReconcileShard(ctx, shard, 4)
+		desc = fmt.Sprintf("reconcile shard %d/4: %+v %v", shard, rep, errText(err))
 	case op < 23:
 		desc = sm.platform(ctx)
 	case op == 25:

@@ -3,6 +3,7 @@ package chat
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -177,5 +178,113 @@ func TestChatWorkIsQueuedAndParked(t *testing.T) {
 	}
 	if got := r.chat("order-1"); got.Parked != nil || len(got.Rider.Held) != 1 {
 		t.Errorf("after a run that succeeded: parked %+v, held %d", got.Parked, len(got.Rider.Held))
+	}
+}
+
+// The reconcile runs in shards that partition the open chats: each chat's conversation is read once
+// per pass of all the shards, and the shards together keep to the rate.
+func TestReconcileShardsPartitionTheChats(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	var convs []string
+	for i := range 24 {
+		c, _, err := e.svc.Start(ctx, request(fmt.Sprintf("order-%d", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		convs = append(convs, c.ConversationSid)
+	}
+	e.clock.advance(time.Minute)
+	var mu sync.Mutex
+	reads := map[string]int{}
+	e.tw.before = func(op, conv string) error {
+		if op == "fetch" {
+			mu.Lock()
+			reads[conv]++
+			mu.Unlock()
+		}
+		return nil
+	}
+	e.svc.cfg.ReconcileRate = 1e9
+	checked, sizes := 0, map[int]int{}
+	for shard := range 4 {
+		rep, err := e.svc.ReconcileShard(ctx, shard, 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checked += rep.Checked
+		sizes[shard] = rep.Checked
+	}
+	if checked != len(convs) {
+		t.Errorf("the shards checked %d chats, want %d (%v)", checked, len(convs), sizes)
+	}
+	for _, conv := range convs {
+		if reads[conv] != 1 {
+			t.Errorf("conversation %s read %d times in one pass", conv, reads[conv])
+		}
+	}
+}
+
+// A shard whose lease another replica holds (and does not run: it died) stalls only its own chats:
+// Maintain reconciles every other shard's.
+func TestAStalledShardStallsOnlyItsChats(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	conv := map[string]string{}
+	for i := range 16 {
+		id := fmt.Sprintf("order-%d", i)
+		c, _, err := e.svc.Start(ctx, request(id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		conv[c.ConversationSid] = id
+	}
+	e.clock.advance(time.Minute)
+	shards := DefaultReconcileShards
+	if ok, err := e.store.Lock(ctx, fmt.Sprintf("%s:%d/%d", reconcileLease, 0, shards), "a replica that died", time.Hour); err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	var mu sync.Mutex
+	read := map[string]bool{}
+	e.tw.before = func(op, c string) error {
+		if op == "fetch" {
+			mu.Lock()
+			read[conv[c]] = true
+			mu.Unlock()
+		}
+		return nil
+	}
+	e.svc.cfg.ReconcileInterval, e.svc.cfg.ReconcileRate = 10*time.Millisecond, 1e9
+	var stalled, others []string
+	for _, id := range conv {
+		if shardOf(id, shards) == 0 {
+			stalled = append(stalled, id)
+		} else {
+			others = append(others, id)
+		}
+	}
+	if len(stalled) == 0 || len(others) == 0 {
+		t.Fatalf("shards of the test chats: %d in shard 0, %d elsewhere", len(stalled), len(others))
+	}
+	mctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); e.svc.Maintain(mctx) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, "the other shards' chats reconciled", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, id := range others {
+			if !read[id] {
+				return false
+			}
+		}
+		return true
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	for _, id := range stalled {
+		if read[id] {
+			t.Errorf("chat %s of the stalled shard was reconciled", id)
+		}
 	}
 }
