@@ -89,7 +89,9 @@ func (m *Metrics) MessageGuarded(kind, action string) {
 }
 
 // GuardSkipped counts a pre-event published as written without the guard's verdict.
-func (m *Metrics) GuardSkipped(reason string) { m.mask.skipped.WithLabelValues(known(guardSkips, reason)).Inc() }
+func (m *Metrics) GuardSkipped(reason string) {
+	m.mask.skipped.WithLabelValues(known(guardSkips, reason)).Inc()
+}
 
 // AfterEnd counts a message to a business number with no active conversation.
 func (m *Metrics) AfterEnd(outcome string) {
