@@ -62,6 +62,16 @@ func splitPair(pair string) (address, number string) {
 	return address, number
 }
 
+// serverNow is the scripts' clock: Redis's own (TIME), in ms, the clock its key expiries run on, so
+// that a lease stops counting (its score passed) exactly when its key expires, whatever the callers'
+// clocks say.
+const serverNow = `
+local function servernow()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+`
+
 // sameMembers begins the scripts that are given a set's members (KEYS[1], ARGV[from..]): they answer
 // -1, to be run again, when the set has changed since it was read.
 const sameMembers = `
@@ -79,11 +89,11 @@ end
 `
 
 // takePairs: KEYS = the chat's pairs, the numbers, then for each pair its lease, its block, its
-// number's leases, its address's last number and its index entry; ARGV = chat, ttl ms, now ms, then
-// address, number for each pair. All or nothing.
-var takePairs = redis.NewScript(`
-local chat, ttl, now = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local n = (#ARGV - 3) / 2
+// number's leases, its address's last number and its index entry; ARGV = chat, ttl ms, then address,
+// number for each pair. All or nothing.
+var takePairs = redis.NewScript(serverNow + `
+local chat, ttl, now = ARGV[1], tonumber(ARGV[2]), servernow()
+local n = (#ARGV - 2) / 2
 for i = 0, n - 1 do
   local k = 3 + 5 * i
   if redis.call('EXISTS', KEYS[k]) == 1 or redis.call('EXISTS', KEYS[k + 1]) == 1 then
@@ -91,7 +101,7 @@ for i = 0, n - 1 do
   end
 end
 for i = 0, n - 1 do
-  local k, address, number = 3 + 5 * i, ARGV[4 + 2 * i], ARGV[5 + 2 * i]
+  local k, address, number = 3 + 5 * i, ARGV[3 + 2 * i], ARGV[4 + 2 * i]
   redis.call('SET', KEYS[k], chat, 'PX', ttl)
   redis.call('SADD', KEYS[1], address .. '|' .. number)
   redis.call('PEXPIRE', KEYS[1], ttl)
@@ -145,14 +155,14 @@ return n
 
 // renewPairs starts the term of the chat's live leases again, and of their index entries. KEYS = the
 // chat's pairs, then for each pair its lease, its number's leases and its index entry; ARGV = chat,
-// ttl ms, now ms, then the pairs.
-var renewPairs = redis.NewScript(sameMembers + `
-if changed(KEYS[1], 4) then
+// ttl ms, then the pairs.
+var renewPairs = redis.NewScript(serverNow + sameMembers + `
+if changed(KEYS[1], 3) then
   return -1
 end
-local chat, ttl, now = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-for i = 4, #ARGV do
-  local k = 2 + 3 * (i - 4)
+local chat, ttl, now = ARGV[1], tonumber(ARGV[2]), servernow()
+for i = 3, #ARGV do
+  local k = 2 + 3 * (i - 3)
   if redis.call('GET', KEYS[k]) == chat then
     redis.call('PEXPIRE', KEYS[k], ttl)
     local bar = string.find(ARGV[i], '|', 1, true)
@@ -162,10 +172,10 @@ for i = 4, #ARGV do
     end
   end
 end
-if #ARGV > 3 then
+if #ARGV > 2 then
   redis.call('PEXPIRE', KEYS[1], ttl)
 end
-return #ARGV - 3
+return #ARGV - 2
 `)
 
 // blockPair sets a pair aside for a while and drops its lease. KEYS = its block, its lease, its
@@ -178,16 +188,17 @@ return 1
 `)
 
 // inUse drops the lapsed leases of every number and counts the live ones. KEYS = the numbers, then
-// each number's leases; ARGV = now ms, then the numbers. The answer is number, count, number, count….
-var inUse = redis.NewScript(sameMembers + `
-if changed(KEYS[1], 2) then
+// each number's leases; ARGV = the numbers. The answer is number, count, number, count…. A lease
+// scored now is dropped only after now, as Redis expires its key only once its time has passed.
+var inUse = redis.NewScript(serverNow + sameMembers + `
+if changed(KEYS[1], 1) then
   return -1
 end
-local now = tonumber(ARGV[1])
+local now = servernow()
 local out = {}
-for i = 2, #ARGV do
-  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
-  local c = redis.call('ZCARD', KEYS[i])
+for i = 1, #ARGV do
+  redis.call('ZREMRANGEBYSCORE', KEYS[i + 1], '-inf', '(' .. now)
+  local c = redis.call('ZCARD', KEYS[i + 1])
   if c > 0 then
     table.insert(out, ARGV[i])
     table.insert(out, c)
@@ -218,7 +229,7 @@ func (s *Pairs) withMembers(ctx context.Context, set string, script *redis.Scrip
 
 // Take leases every pair to chatID unless one is leased or blocked.
 func (s *Pairs) Take(ctx context.Context, chatID string, pairs []numberpool.Pair) (bool, error) {
-	args := []any{chatID, s.ttl().Milliseconds(), time.Now().UnixMilli()}
+	args := []any{chatID, s.ttl().Milliseconds()}
 	keys := []string{chatPairsKey(chatID), numbersKey}
 	for _, p := range pairs {
 		pair := p.Address + "|" + p.Number
@@ -272,7 +283,7 @@ func (s *Pairs) Renew(ctx context.Context, chatID string) error {
 		}
 		return out
 	}
-	cmd, err := s.withMembers(ctx, chatPairsKey(chatID), renewPairs, keys, chatID, s.ttl().Milliseconds(), time.Now().UnixMilli())
+	cmd, err := s.withMembers(ctx, chatPairsKey(chatID), renewPairs, keys, chatID, s.ttl().Milliseconds())
 	if err == nil {
 		err = cmd.Err()
 	}
@@ -319,7 +330,7 @@ func (s *Pairs) InUse(ctx context.Context) (map[string]int, error) {
 		}
 		return out
 	}
-	cmd, err := s.withMembers(ctx, numbersKey, inUse, keys, time.Now().UnixMilli())
+	cmd, err := s.withMembers(ctx, numbersKey, inUse, keys)
 	var raw []any
 	if err == nil {
 		raw, err = cmd.Slice()
