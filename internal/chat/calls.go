@@ -263,9 +263,12 @@ func (s *Service) CallEnded(ctx context.Context, o CallOutcome) error {
 	var decision Decision
 	c, err := s.store.Update(ctx, o.ChatID, func(c *Chat) error {
 		decision = decideCallEnded(c, o, s.now(), s.cfg.Notifier != nil)
-		if !decision.Changed {
+		if !decision.Changed && !slices.ContainsFunc(c.Calls, func(x Call) bool { return x.Sid == o.Sid }) {
 			return errUnchanged
 		}
+		// A repeated report of an end recorded is written again, unchanged: the record it found may be
+		// one no replica acknowledged yet (its first writer heard a failure), and Twilio, answered
+		// 200, will not report it again.
 		return nil
 	})
 	switch {
@@ -275,6 +278,8 @@ func (s *Service) CallEnded(ctx context.Context, o CallOutcome) error {
 		return err
 	case err != nil:
 		return fmt.Errorf("%w: recording a call's end: %w", ErrUnavailable, err)
+	case !decision.Changed:
+		return nil // recorded before, now acknowledged
 	}
 	zerolog.Ctx(ctx).Info().Str("chat_id", o.ChatID).Str("call_sid", o.Sid).Str("status", o.Status).Dur("duration", o.Duration).Msg("call ended")
 	s.observeCalls(func(ob CallObserver) { ob.CallEnded(o.Status, o.Duration) })

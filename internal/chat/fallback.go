@@ -113,6 +113,11 @@ func (s *Service) moveToSMS(ctx context.Context, c Chat, f Fallback) error {
 	id := c.ID
 	bare := strings.TrimPrefix(f.From, "whatsapp:")
 	if f.Number == "" {
+		// An SMS lease the chat holds for the customer with none recorded is an earlier run's whose
+		// record was lost (a failover): freed first, or it would count as another chat's.
+		if err := s.cfg.SMS.ReleaseAddress(ctx, id, bare); err != nil {
+			return fmt.Errorf("%w: freeing an SMS number leased unrecorded: %w", ErrUnavailable, err)
+		}
 		numbers, err := s.cfg.SMS.Lease(ctx, id, []string{bare})
 		if ex, ok := errors.AsType[*numberpool.ExhaustedError](err); ok {
 			return s.cannotFallBack(ctx, c, "the customer's number is not on WhatsApp and no SMS number is free: "+ex.Error())

@@ -335,3 +335,26 @@ func TestAMoveWhoseRemovalRecordWasHeardFailedFreesTheWhatsAppPair(t *testing.T)
 		t.Errorf("WhatsApp pair still leased %v, SMS lease %v", r.pool.leasedTo("order-1", customer), sms.held("order-1"))
 	}
 }
+
+// An SMS number the move leased, its record lost in a failover, is freed before the move leases
+// again: the chat holds one SMS pair, not its own lease as another chat's — with one SMS number, that
+// lease would leave the customer unreachable (the simulation, issue 24).
+func TestAMoveFreesAnSMSNumberLeasedUnrecorded(t *testing.T) {
+	r, sms := fallbackEnv(t, true)
+	ctx := context.Background()
+	c, _, err := r.svc.Start(ctx, request("order-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sms.Lease(ctx, "order-1", []string{"+15550001111"}); err != nil { // the lost run's lease
+		t.Fatal(err)
+	}
+	r.notOnWhatsApp(c, codeNotOnWhatsApp)
+	got := r.chat("order-1")
+	if got.Customer.Address != "+15550001111" || got.Customer.ProxyAddress != smsNumber {
+		t.Fatalf("customer %+v", got.Customer)
+	}
+	if leases := sms.leases["order-1"]; len(leases) != 1 {
+		t.Errorf("SMS leases %v, want one", leases)
+	}
+}

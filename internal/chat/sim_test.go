@@ -931,6 +931,14 @@ func (sm *sim) check() {
 			if f := c.Fallback; f != nil && f.Number != "" && !f.Removed {
 				want = append(want, numberpool.Pair{Address: strings.TrimPrefix(f.From, "whatsapp:"), Number: f.Number})
 			}
+			if f := c.Fallback; f != nil && f.Number == "" {
+				// An SMS number the move leased, its record lost in a failover: freed by its next run.
+				for _, p := range held {
+					if p.Address == strings.TrimPrefix(f.From, "whatsapp:") && slices.Contains(simSMS, p.Number) {
+						want = append(want, p)
+					}
+				}
+			}
 			if f := c.Fallback; f != nil && f.Removed && !f.Added {
 				// The WhatsApp pair, freed by the move's next run when the run that recorded the removal
 				// did not get to it.
