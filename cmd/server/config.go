@@ -17,6 +17,7 @@ import (
 	"github.com/kelseyhightower/envconfig"
 
 	"github.com/optinkit/optin/internal/callback"
+	"github.com/optinkit/optin/internal/guard"
 	"github.com/optinkit/optin/internal/redisconn"
 	"github.com/optinkit/optin/internal/tokens"
 	"github.com/rs/zerolog"
@@ -77,6 +78,11 @@ type config struct {
 	CallTimeLimit     time.Duration `envconfig:"OPTIN_CALL_TIME_LIMIT" default:"10m" desc:"longest call between a chat's parties through its business numbers (Dial timeLimit; 1s to 4h, Twilio's maximum)"`
 	CallUnavailable   string        `envconfig:"OPTIN_CALL_UNAVAILABLE_TEXT" default:"Sorry, this number can only connect you to a delivery chat that is active. Please use the app." desc:"what a caller hears before the call is hung up when the number connects them to nobody: unknown or withheld caller, chat not agreed to or over"`
 	CallWhisper       string        `envconfig:"OPTIN_CALL_WHISPER_TEXT" default:"A call about your delivery." desc:"what the called party hears on answering, before the call connects; empty: nothing"`
+	Guard             string        `envconfig:"OPTIN_GUARD" default:"redact" desc:"what happens to contact data (numbers, e-mail addresses, contact links) a party types into a chat: redact (each replaced by a placeholder), block (the message is not published; its author is told why), off (docs/GUARD.md; Twilio must send onMessageAdd to /webhooks/conversations: optinctl guard hook)"`
+	GuardAllow        string        `envconfig:"OPTIN_GUARD_ALLOW" desc:"comma-separated numbers the guard shows as written (the platform's support line), each international (+44 20 3123 4567)"`
+	AfterEndText      string        `envconfig:"OPTIN_AFTER_END_TEXT" default:"This delivery chat has ended. Please use the app to contact us." desc:"answer to a party who writes to their chat's number after the chat ended (POST /webhooks/messaging), at most once per OPTIN_AFTER_END_EVERY"`
+	AfterEndEvery     time.Duration `envconfig:"OPTIN_AFTER_END_EVERY" default:"1h" desc:"how often, at most, a party writing after the end is answered and the platform told (chat.message_after_end) (1m to 720h)"`
+	NeverChattedText  string        `envconfig:"OPTIN_NEVER_CHATTED_TEXT" desc:"answer to someone who writes to a business number they never had a chat on; empty: nothing is answered"`
 	Demo              bool          `envconfig:"OPTIN_DEMO" default:"false" desc:"same as -demo: run against a built-in Twilio emulator with generated credentials and play the guide's story"`
 }
 
@@ -92,6 +98,8 @@ type settings struct {
 	whatsAppPool []string
 	// smsPool is OPTIN_SMS_NUMBERS, without repeats.
 	smsPool []string
+	// guard is OPTIN_GUARD and OPTIN_GUARD_ALLOW.
+	guard guard.Guard
 }
 
 // helpWidth is the width the help is wrapped at.
@@ -329,6 +337,20 @@ func (c config) validate() (settings, error) {
 	if n := utf8.RuneCountInString(c.CallWhisper); n > 4096 {
 		bad("OPTIN_CALL_WHISPER_TEXT", "must hold at most 4096 characters, got %d", n)
 	}
+	if s.guard.Mode, err = guard.ParseMode(c.Guard); err != nil || strings.TrimSpace(c.Guard) == "" {
+		bad("OPTIN_GUARD", "want redact, block or off, got %q", c.Guard)
+	}
+	if s.guard.Allow, err = guard.ParseAllowList(c.GuardAllow); err != nil {
+		bad("OPTIN_GUARD_ALLOW", "%v", err)
+	}
+	// An SMS carries at most 1,600 characters.
+	if n := utf8.RuneCountInString(c.AfterEndText); strings.TrimSpace(c.AfterEndText) == "" || n > 1600 {
+		bad("OPTIN_AFTER_END_TEXT", "must hold 1 to 1600 characters, got %d", n)
+	}
+	if n := utf8.RuneCountInString(c.NeverChattedText); n > 1600 {
+		bad("OPTIN_NEVER_CHATTED_TEXT", "must hold at most 1600 characters, got %d", n)
+	}
+	between("OPTIN_AFTER_END_EVERY", c.AfterEndEvery, time.Minute, 720*time.Hour)
 	if c.ReconcileRate < 1 || c.ReconcileRate > 1000 {
 		bad("OPTIN_RECONCILE_RATE", "must be between 1 and 1000, got %d", c.ReconcileRate)
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/optinkit/optin/internal/callback"
 	"github.com/optinkit/optin/internal/chat"
 	"github.com/optinkit/optin/internal/console"
+	"github.com/optinkit/optin/internal/guard"
 	"github.com/optinkit/optin/internal/handlers"
 	"github.com/optinkit/optin/internal/metrics"
 	"github.com/optinkit/optin/internal/numberpool"
@@ -201,11 +202,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return be.ping(ctx)
 	}
 	// The public listener's /metrics does not name the business numbers; the admin listener's does.
-	opts := handlers.Options{Metrics: m, MetricsHandler: metrics.Handler(withoutNumbers(reg)), Tracer: tracer}
+	var hookState guardHookState
+	opts := handlers.Options{Metrics: m, MetricsHandler: metrics.Handler(withoutNumbers(reg)), Tracer: tracer, ReadyDetail: hookState.detail}
 	if chats != nil {
 		opts.Lifecycle = chats
 		opts.Voice = &handlers.Voice{Calls: chats, AccountSid: cfg.AccountSid, TimeLimit: cfg.CallTimeLimit,
 			Unavailable: cfg.CallUnavailable, Whisper: cfg.CallWhisper}
+		opts.Mask = &handlers.Mask{Chats: chats, AccountSid: cfg.AccountSid, AfterEndText: cfg.AfterEndText,
+			NeverChattedText: cfg.NeverChattedText, Metrics: m, GuardOff: cfg.guard.Mode == guard.Off}
 	}
 	if cfg.AdminAddr == "" {
 		opts.Admin, opts.Console = admin, cons
@@ -242,6 +246,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if chats != nil {
 		stopUpkeep = startUpkeep(log.WithContext(context.WithoutCancel(ctx)), chats)
 		defer stopUpkeep()
+	}
+	if wantGuardHookCheck(ctx, cfg) {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*cfg.TwilioTimeout)
+			defer cancel()
+			checkGuardHook(ctx, log, conv, strings.TrimSuffix(cfg.PublicURL, "/")+"/webhooks/conversations", m, &hookState)
+		}()
 	}
 	if dm != nil {
 		go func() {
@@ -397,6 +408,8 @@ func newChats(cfg settings, conv *twilioapi.Client, be *backend, webhookBase str
 		HoldLimitBytes:    cfg.HoldLimitBytes,
 		NudgeContentSid:   cfg.NudgeContentSid,
 		SMSInvite:         cfg.InviteSMSBody,
+		Guard:             cfg.guard,
+		AfterEndEvery:     cfg.AfterEndEvery,
 		Now:               t.clock,
 		Tracer:            be.tracer,
 	}

@@ -67,11 +67,14 @@ type Mask struct {
 	Metrics MaskRecorder
 	// Budget bounds a pre-event's work; 0 is guardBudget.
 	Budget time.Duration
+	// GuardOff: OPTIN_GUARD is off, every message is published as written without a look.
+	GuardOff bool
 }
 
 // preEvent answers the pre-events of /webhooks/conversations.
 type preEvent struct {
 	chats  Masking // nil: no chats, every message published as written
+	off    bool
 	rec    Recorder
 	mrec   MaskRecorder
 	budget time.Duration
@@ -82,7 +85,7 @@ func newPreEvent(m *Mask, rec Recorder) *preEvent {
 	if m == nil {
 		return p
 	}
-	p.chats = m.Chats
+	p.chats, p.off = m.Chats, m.GuardOff
 	if m.Metrics != nil {
 		p.mrec = m.Metrics
 	}
@@ -110,7 +113,11 @@ func (p *preEvent) serve(w http.ResponseWriter, r *http.Request, params url.Valu
 		skip(metrics.GuardOtherEvent, metrics.Ignored)
 		return
 	}
-	if p.chats == nil {
+	switch {
+	case p.off:
+		skip(metrics.GuardOff, metrics.Ignored)
+		return
+	case p.chats == nil:
 		skip(metrics.GuardNoChat, metrics.Ignored)
 		return
 	}

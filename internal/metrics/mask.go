@@ -20,13 +20,14 @@ var (
 	guardKinds   = []string{"number", "email", "link"}
 	guardActions = []string{"redact", "block"}
 	// GuardSkipped reasons: a message published as written without the guard's answer.
-	guardSkips = []string{GuardNoChat, GuardOtherEvent, GuardError, GuardTimeout}
+	guardSkips = []string{GuardOff, GuardNoChat, GuardOtherEvent, GuardError, GuardTimeout}
 	// AfterEnd outcomes.
 	afterEndOutcomes = []string{AfterEndAnswered, AfterEndSilenced, AfterEndNoChat, AfterEndError}
 )
 
 // Why a pre-event was answered 200 {} without the guard reading the message (optin_guard_skipped_total).
 const (
+	GuardOff        = "off"         // OPTIN_GUARD is off
 	GuardNoChat     = "no_chat"     // the conversation is no chat's (or the chats API is off)
 	GuardOtherEvent = "other_event" // a pre-event other than onMessageAdd
 	GuardError      = "error"       // the chat could not be read: the message goes out as written
@@ -49,7 +50,7 @@ func newMaskMetrics(reg prometheus.Registerer) maskMetrics {
 		}, []string{"kind", "action"}),
 		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "optin_guard_skipped_total",
-			Help: "Pre-event requests answered 200 {} (published as written) without a guard's verdict, by reason: no_chat, other_event, error (fail open), timeout (fail open).",
+			Help: "Pre-event requests answered 200 {} (published as written) without a guard's verdict, by reason: off (OPTIN_GUARD), no_chat, other_event, error (fail open), timeout (fail open).",
 		}, []string{"reason"}),
 		afterEnd: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "optin_messages_after_end_total",
