@@ -101,6 +101,15 @@ func TestBadConfigNamesTheVariable(t *testing.T) {
 		{"call time limit not a duration", "OPTIN_CALL_TIME_LIMIT", "10"},
 		{"call unavailable text empty", "OPTIN_CALL_UNAVAILABLE_TEXT", " "},
 		{"call whisper too long", "OPTIN_CALL_WHISPER_TEXT", strings.Repeat("x", 5000)},
+		{"guard mode", "OPTIN_GUARD", "mask"},
+		{"guard mode blank", "OPTIN_GUARD", " "},
+		{"guard allow-list national", "OPTIN_GUARD_ALLOW", "+44 20 3123 4567, 020 3123 4567"},
+		{"guard allow-list word", "OPTIN_GUARD_ALLOW", "support"},
+		{"after-end text blank", "OPTIN_AFTER_END_TEXT", "  "},
+		{"after-end text too long", "OPTIN_AFTER_END_TEXT", strings.Repeat("x", 1601)},
+		{"after-end every too short", "OPTIN_AFTER_END_EVERY", "30s"},
+		{"after-end every not a duration", "OPTIN_AFTER_END_EVERY", "hourly"},
+		{"never-chatted text too long", "OPTIN_NEVER_CHATTED_TEXT", strings.Repeat("x", 1601)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
