@@ -194,6 +194,64 @@ func decideHold(c *Chat, m Message, failure string, now time.Time, limit, limitB
 	return HoldDecision{Added: true, Counted: !early, For: to, Dropped: p.trim(limit, limitBytes)}
 }
 
+// CopyOutcome is how a held message's copy went.
+type CopyOutcome int
+
+const (
+	copySent    CopyOutcome = iota + 1
+	copyClosed              // the conversation closed meanwhile
+	copyRefused             // Twilio refused it for good
+	copyFailed              // Twilio away, or the call's outcome unknown: the next run looks for it
+)
+
+// countResent is decideCopied's answer for a message sent again; the drop reasons for the others.
+const countResent = "resent"
+
+// decideResend picks the party's next held message to send again — the oldest, once the chat relays,
+// it is not early, and the party's window, w, reopened after it was written — and marks it Sending
+// before its copy is made; look says it was marked already (an earlier run may have made the copy:
+// looked for by its marker first). due is false when none is to go now.
+func decideResend(c *Chat, role string, w Window) (h Held, look, due bool) {
+	p := c.party(role)
+	if !c.relaying() || len(p.Held) == 0 || p.Held[0].Early || !w.ReopenedAfter(p.Held[0].Created) {
+		return Held{}, false, false
+	}
+	look = p.Held[0].Sending
+	p.Held[0].Sending = true
+	return p.Held[0], look, true
+}
+
+// decideCopied records how the copy of the party's held message sid went: sent, or dropped (the
+// conversation closed, Twilio refused it, or it failed maxCopyAttempts runs), it leaves the hold and
+// is counted — once, by whoever takes it out: an end that came meanwhile moved it to Settling, which
+// counts it then. A copy that failed for a while counts an attempt and stays marked. It returns what
+// to count: countResent, a drop reason, or "".
+func decideCopied(c *Chat, role, sid string, outcome CopyOutcome) string {
+	hs := &c.party(role).Held
+	if outcome == copyFailed {
+		i := slices.IndexFunc(*hs, func(h Held) bool { return h.MessageSid == sid })
+		if i < 0 {
+			return ""
+		}
+		if (*hs)[i].Attempts++; (*hs)[i].Attempts < maxCopyAttempts {
+			return ""
+		}
+		// Failed run after run: dropped as refused, so that the messages behind it go (a copy that
+		// went through after all is found by its marker no more: counted dropped).
+		outcome = copyRefused
+	}
+	if !removeHeld(hs, sid) {
+		return ""
+	}
+	switch outcome {
+	case copySent:
+		return countResent
+	case copyClosed:
+		return DropClosed
+	}
+	return DropRefused
+}
+
 // decideNudge reports whether the party is to be nudged now, and records it (Nudging, NudgedAt,
 // NudgedFor) when so: a message waits for them that their window, w, does not reach, the chat relays,
 // no nudge is under way, and they were not nudged since they last wrote — once per closed window.

@@ -216,81 +216,62 @@ func (s *Service) resend(ctx context.Context, id, role string) error {
 		if !c.relaying() || len(p.Held) == 0 || p.Held[0].Early {
 			return nil
 		}
-		h := p.Held[0]
 		w, err := s.cfg.Windows.Window(ctx, p.Address, p.ProxyAddress)
 		if err != nil {
 			return fmt.Errorf("%w: reading a window: %w", ErrUnavailable, err)
 		}
-		if !w.ReopenedAfter(h.Created) {
+		var h Held
+		var look, due bool
+		if _, err := s.store.Update(ctx, id, func(c *Chat) error {
+			h, look, due = decideResend(c, role, w)
+			if !due || look {
+				return errUnchanged // nothing due, or marked already: nothing to write
+			}
 			return nil
+		}); err != nil && !errors.Is(err, errUnchanged) {
+			return fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
-		look := h.Sending
-		if !look {
-			marked := false
-			if _, err := s.store.Update(ctx, id, func(c *Chat) error {
-				hs := c.party(role).Held
-				marked = len(hs) > 0 && hs[0].MessageSid == h.MessageSid
-				if marked {
-					hs[0].Sending = true
-				}
-				return nil
-			}); err != nil {
-				return fmt.Errorf("%w: %w", ErrUnavailable, err)
-			}
-			if !marked {
-				continue // let go meanwhile (the chat ended), or sent by another run: read again
-			}
+		if !due {
+			return nil
 		}
 		sid, err := s.sendCopy(ctx, c, h, look)
-		if err != nil && !twiliocall.Permanently(err) && twiliocall.Code(err) != twiliocall.CodeClosed {
-			if h.Attempts+1 < maxCopyAttempts {
-				if _, uerr := s.store.Update(ctx, id, func(c *Chat) error {
-					if hs := c.party(role).Held; len(hs) > 0 && hs[0].MessageSid == h.MessageSid {
-						hs[0].Attempts++
-					}
-					return nil
-				}); uerr != nil {
-					return errors.Join(err, fmt.Errorf("%w: %w", ErrUnavailable, uerr))
-				}
-				return err // left marked: the next run looks for the copy first
-			}
-			// Failed run after run: dropped as refused, so that the messages behind it go (a copy
-			// that went through after all is found by its marker no more: counted dropped).
-		}
-		// The message leaves the hold — and is counted — only if it is still there: an end that came
-		// meanwhile moved it to the chat's settling ones, which tend counts once.
-		removed, ferr := s.forget(ctx, id, role, h.MessageSid)
-		if ferr != nil || !removed {
-			return ferr
-		}
-		switch {
-		case twiliocall.Code(err) == twiliocall.CodeClosed:
-			// The conversation closed meanwhile: this one is dropped, not sent.
-			s.observe(func(o Observer) { o.MessagesDropped(DropClosed, 1) })
+		outcome := copyOutcome(err)
+		var counted string
+		if _, uerr := s.store.Update(ctx, id, func(c *Chat) error {
+			counted = decideCopied(c, role, h.MessageSid, outcome)
 			return nil
-		case err != nil:
-			// Refused for good: trying again changes nothing; the messages behind it still go.
-			zerolog.Ctx(ctx).Error().Str("chat_id", id).Str("party", role).Str("message_sid", h.MessageSid).
-				Int("twilio_code", twiliocall.Code(err)).Msg("held message refused by Twilio; dropped")
-			s.observe(func(o Observer) { o.MessagesDropped(DropRefused, 1) })
-		default:
-			zerolog.Ctx(ctx).Info().Str("chat_id", id).Str("party", role).Str("message_sid", h.MessageSid).Str("created_sid", sid).Msg("held message sent again")
+		}); uerr != nil {
+			return errors.Join(err, fmt.Errorf("%w: %w", ErrUnavailable, uerr))
+		}
+		log := zerolog.Ctx(ctx).With().Str("chat_id", id).Str("party", role).Str("message_sid", h.MessageSid).Logger()
+		switch counted {
+		case countResent:
+			log.Info().Str("created_sid", sid).Msg("held message sent again")
 			s.observe(func(o Observer) { o.MessagesResent(1) })
+		case DropClosed:
+			s.observe(func(o Observer) { o.MessagesDropped(DropClosed, 1) })
+		case DropRefused:
+			log.Error().Int("twilio_code", twiliocall.Code(err)).Msg("held message refused by Twilio (or failing run after run); dropped")
+			s.observe(func(o Observer) { o.MessagesDropped(DropRefused, 1) })
+		}
+		if outcome == copyFailed && counted == "" {
+			return err // left marked: the next run looks for the copy first
 		}
 	}
 	return nil
 }
 
-// forget removes a held message from the party's hold, and reports whether it was there.
-func (s *Service) forget(ctx context.Context, id, role, messageSid string) (bool, error) {
-	removed := false
-	if _, err := s.store.Update(ctx, id, func(c *Chat) error {
-		removed = removeHeld(&c.party(role).Held, messageSid)
-		return nil
-	}); err != nil {
-		return false, fmt.Errorf("%w: %w", ErrUnavailable, err)
+// copyOutcome reads the outcome of a copy's creation.
+func copyOutcome(err error) CopyOutcome {
+	switch {
+	case err == nil:
+		return copySent
+	case twiliocall.Code(err) == twiliocall.CodeClosed:
+		return copyClosed
+	case twiliocall.Permanently(err):
+		return copyRefused
 	}
-	return removed, nil
+	return copyFailed
 }
 
 // removeHeld removes the message from hs, and reports whether it was there: whoever removes it counts it.
