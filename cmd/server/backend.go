@@ -116,6 +116,12 @@ func openBackend(ctx context.Context, cfg config, log zerolog.Logger, tracer tra
 		store.Close()
 		return nil, fmt.Errorf("OPTIN_REDIS_URL: redis at %s unreachable (OPTIN_REDIS_STARTUP_WAIT=%s): %w", where, cfg.RedisStartupWait, err)
 	}
+	// Keys written under the names before hash tags are moved (once, by one replica): a lease under
+	// an old name would be invisible, and its pair leased twice.
+	if err := store.Migrate(ctx); err != nil {
+		store.Close()
+		return nil, fmt.Errorf("OPTIN_REDIS_URL: migrating keys: %w", err)
+	}
 	queue, err := asynqueue.Open(cfg.RedisURL, asynqueue.Options{
 		Concurrency:     cfg.Workers,
 		ShutdownTimeout: cfg.ShutdownTimeout,

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/optinkit/optin/internal/redistest"
+	"github.com/optinkit/optin/internal/store/redisstore"
 )
 
 // BenchmarkHoldToClosedWindow sends 2,000 messages of 1.5 KB from the customer to a rider whose
@@ -79,7 +80,7 @@ func holdToClosedWindow(b *testing.B, p *heapServer, rs *redistest.Server) {
 		held, _ := strconv.Atoi(between(view, `"rider":{`, `}`)[strings.Index(between(view, `"rider":{`, `}`), `"held":`)+len(`"held":`):][:2])
 		figures := map[string]int64{"held": int64(held), "heap": p.liveHeap()}
 		if rs != nil {
-			figures["value"] = redisInt(b, rs, "MEMORY", "USAGE", "optin:chat:"+id)
+			figures["value"] = redisInt(b, rs, "MEMORY", "USAGE", redisstore.ChatKey(id))
 			figures["redis"] = redisInfo(b, rs, "used_memory")
 		}
 		b.Logf("after %d messages: %v, dropped %v, reports refused %d", sent, figures, p.metric("optin_messages_dropped_total"), refusedReports(p))

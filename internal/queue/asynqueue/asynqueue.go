@@ -63,7 +63,7 @@ type Queue struct {
 	opts  Options
 	// rdb carries Enqueue and Depth. Its calls end with their context, so a stalled Redis costs a
 	// webhook its own deadline; asynq's server keeps connections of its own.
-	rdb       *redis.Client
+	rdb       redis.UniversalClient
 	client    *asynq.Client
 	inspector *asynq.Inspector
 	servers   []*asynq.Server
@@ -88,7 +88,7 @@ func Open(url string, opts Options) (*Queue, error) {
 	if opts.RunDelay == nil {
 		opts.RunDelay = twiliocall.RunDelay
 	}
-	rdb := conn.Client()
+	rdb := conn.Universal()
 	q := &Queue{redis: conn.Asynq(), opts: opts, rdb: rdb, client: asynq.NewClientFromRedisClient(rdb), inspector: asynq.NewInspectorFromRedisClient(rdb),
 		taskType: "optin:flow", queueName: "optin"}
 	if opts.Name != "" {
