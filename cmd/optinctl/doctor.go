@@ -29,7 +29,8 @@ func doctor(ctx context.Context, args []string, getenv func(string) string, stdo
 Checks the Twilio account read-only against the service's variables: TWILIO_ACCOUNT_SID with
 TWILIO_AUTH_TOKEN (or TWILIO_API_KEY and TWILIO_API_SECRET), OPTIN_CONVERSATIONS_SERVICE_SID,
 OPTIN_WHATSAPP_NUMBER(S), OPTIN_SMS_NUMBERS, OPTIN_INVITE_CONTENT_SID, OPTIN_RIDER_OPTIN_CONTENT_SID,
-OPTIN_NUDGE_CONTENT_SID, OPTIN_PUBLIC_URL (each pool number's voice URL, when set), and
+OPTIN_NUDGE_CONTENT_SID, OPTIN_PUBLIC_URL (each pool number's voice URL, when set), OPTIN_GUARD
+(Twilio sends onMessageAdd to the guard), and
 OPTIN_TWILIO_API_URL, for an emulator. Prints OK, WARN
 or FAIL per check; exits 1 when any failed. docs/TWILIO.md says what each means.
 `)
@@ -48,7 +49,9 @@ or FAIL per check; exits 1 when any failed. docs/TWILIO.md says what each means.
 	if ok {
 		d := checkup{r: r, tw: tw, getenv: getenv}
 		if d.account(ctx) {
-			d.service(ctx)
+			if s, ok := d.service(ctx); ok {
+				d.guardHook(s)
+			}
 			d.senders(ctx)
 			d.numbers(ctx)
 			d.voiceURLs(ctx)
@@ -130,16 +133,16 @@ func (d *checkup) account(ctx context.Context) bool {
 
 // service checks the Conversation Service the chats are made in, and the webhooks Twilio calls for
 // every conversation of it.
-func (d *checkup) service(ctx context.Context) {
+func (d *checkup) service(ctx context.Context) (twilioapi.ConversationService, bool) {
 	s, err := d.tw.FetchConversationService(ctx)
 	if err != nil {
 		if twiliocall.IsNotFound(err) && d.getenv("OPTIN_CONVERSATIONS_SERVICE_SID") != "" {
 			d.r.fail("conversations service", "OPTIN_CONVERSATIONS_SERVICE_SID %s is no Conversation Service of this account: fix it, or unset it for the default service",
 				d.getenv("OPTIN_CONVERSATIONS_SERVICE_SID"))
-			return
+			return s, false
 		}
 		d.r.fail("conversations service", "could not read it: %v", err)
-		return
+		return s, false
 	}
 	which := "the account's default"
 	if !s.Default {
@@ -155,19 +158,23 @@ func (d *checkup) service(ctx context.Context) {
 		case c.cfg.PreURL == "" && c.cfg.PostURL == "":
 			d.r.ok(check, "none (optin arms its own on each chat's conversation)")
 			continue
-		case d.ours(c.cfg.PostURL) || d.ours(c.cfg.PreURL):
-			d.r.warn(check, "point at optin's webhook (%s, %s): it takes each chat's own events; set here, every conversation's reach it — remove it in the Console (Conversations › Manage › Webhooks)",
-				redact(c.cfg.PreURL), redact(c.cfg.PostURL))
+		case d.ours(c.cfg.PostURL):
+			d.r.warn(check, "the post-event webhook is optin's (%s): it takes each chat's own events; set here, every conversation's reach it — remove it in the Console (Conversations › Manage › Webhooks)",
+				redact(c.cfg.PostURL))
 			continue
 		}
-		if c.cfg.PreURL != "" {
-			d.r.warn(check, "pre-event webhook %s (%s, filters %s): it sees every message before Twilio publishes it and can change or reject it; optin sets none today",
+		switch {
+		case d.ours(c.cfg.PreURL):
+			d.r.ok(check, "pre-event webhook %s (%s, filters %s): optin's guard", redact(c.cfg.PreURL), c.cfg.Method, strings.Join(c.cfg.Filters, ","))
+		case c.cfg.PreURL != "":
+			d.r.warn(check, "pre-event webhook %s (%s, filters %s): it sees every message before Twilio publishes it and can change or reject it; it is not optin's",
 				redact(c.cfg.PreURL), c.cfg.Method, strings.Join(c.cfg.Filters, ","))
 		}
 		if c.cfg.PostURL != "" {
 			d.r.ok(check, "post-event webhook %s (%s, filters %s): not optin's; it changes nothing for chats", redact(c.cfg.PostURL), c.cfg.Method, strings.Join(c.cfg.Filters, ","))
 		}
 	}
+	return s, true
 }
 
 // senders checks that every configured WhatsApp number is an online sender of the account.

@@ -89,6 +89,7 @@ var healthy = emulator.Account{
 	Senders: []emulator.Sender{{Address: "whatsapp:+15550100000", WebhookURL: "https://platform.example.com/whatsapp"},
 		{Address: "whatsapp:+15550100001"}},
 	Numbers: []emulator.PhoneNumber{{Number: "+15550200000", SMS: true, Voice: true, SMSURL: "https://platform.example.com/sms"}},
+	ServiceWebhooks: emulator.WebhookConfiguration{PreURL: "https://optin.example.com/webhooks/conversations", Method: "POST", Filters: []string{"onMessageAdd"}},
 }
 
 // A healthy account: every check OK, each read made once, exactly these REST calls.
@@ -100,8 +101,9 @@ func TestDoctorHealthyAccount(t *testing.T) {
 	}
 	want := `OK    credentials: account ` + accountSid + ` "Deliveries", Full, active
 OK    conversations service: ` + serviceSid + ` "Default Conversations Service", the account's default
-OK    service webhooks: none (optin arms its own on each chat's conversation)
+OK    service webhooks: pre-event webhook https://optin.example.com/webhooks/conversations (POST, filters onMessageAdd): optin's guard
 OK    account webhooks: none (optin arms its own on each chat's conversation)
+OK    guard hook: the service-level configuration sends onMessageAdd to https://optin.example.com/webhooks/conversations (OPTIN_GUARD=redact)
 OK    whatsapp sender whatsapp:+15550100000: XE00000000000000000000000000000001 ONLINE; its webhook: https://platform.example.com/whatsapp
 OK    whatsapp sender whatsapp:+15550100001: XE00000000000000000000000000000002 ONLINE; its webhook: none
 OK    sms number +15550200000: PN00000000000000000000000000000001; incoming messages: POST https://platform.example.com/sms; calls: none
@@ -152,6 +154,7 @@ func TestDoctorFindsProblems(t *testing.T) {
 	}
 	for _, want := range []string{
 		"WARN  service webhooks: pre-event webhook https://guard.example.com/pre (POST, filters onMessageAdd): it sees every message before Twilio publishes it",
+		"WARN  guard hook: the service-level pre-event webhook is https://guard.example.com/pre, not optin's guard: typed contact data is published as written; optinctl guard hook will not replace it",
 		"FAIL  whatsapp sender whatsapp:+15550100000: XE00000000000000000000000000000001 OFFLINE: it cannot send until it is ONLINE",
 		"FAIL  whatsapp sender whatsapp:+15550100009: not a WhatsApp sender of this account: register it",
 		"FAIL  sms number +15550200000: PN00000000000000000000000000000001 cannot send or receive SMS",
@@ -160,7 +163,7 @@ func TestDoctorFindsProblems(t *testing.T) {
 		`FAIL  OPTIN_INVITE_CONTENT_SID ` + inviteSid + `: "template_00a001" (en, variables 1,2): WhatsApp approval rejected (INVALID_FORMAT)`,
 		`WARN  OPTIN_RIDER_OPTIN_CONTENT_SID ` + riderSid + `: "template_00a002" (en, no variables): WhatsApp has not approved it yet (pending)`,
 		`WARN  OPTIN_NUDGE_CONTENT_SID ` + nudgeSid + `: "template_00a003" (en, variables 1,2), approved (UTILITY): optin sends variables 1`,
-		"5 failed, 4 warnings\n",
+		"5 failed, 5 warnings\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)

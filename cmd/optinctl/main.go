@@ -44,6 +44,9 @@ Commands:
   watch [-state S] [-every 1s]
                            print the chats' state changes from now on, as they happen
   end ID                   close the chat's conversation
+  doctor                   check the Twilio account against the service's variables, read-only
+  guard hook [-url URL]    make Twilio send each phone's message to the service's guard first
+                           (changes the Conversation Service's webhook configuration)
   help                     this text
 
 The URL defaults to OPTIN_URL, else http://127.0.0.1:8080; the token to OPTIN_ADMIN_TOKEN, else the
@@ -114,8 +117,11 @@ func firstToken(list string) string {
 
 // command runs one command: its flags (the options among them) parsed, then the call made.
 func command(ctx context.Context, o *options, cmd string, rest []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	if cmd == "doctor" {
+	switch cmd {
+	case "doctor":
 		return doctor(ctx, rest, os.Getenv, stdout, stderr)
+	case "guard":
+		return guardCommand(ctx, rest, os.Getenv, stdout, stderr)
 	}
 	fs := flag.NewFlagSet("optinctl "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
