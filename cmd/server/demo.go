@@ -117,6 +117,7 @@ func (d *demo) play(ctx context.Context, serviceURL string, out io.Writer) error
 	say("The service is at %s; its chats API takes the token %s.", serviceURL, d.adminToken)
 	say("Watch it in a browser: %s/console/ — log in with that token; the Demo tab shows both phones.\n", serviceURL)
 
+	d.wireNumbers(serviceURL)
 	start := fmt.Sprintf(`{"id":%q,"customer":{"address":%q,"name":"Ana"},"rider":{"address":%q,"name":"Bruno"},"metadata":{"order":1042}}`,
 		demoChat, demoCustomer, demoRider)
 	c, err := d.chatAPI(ctx, http.MethodPost, "/v1/chats", start)
@@ -160,7 +161,13 @@ func (d *demo) play(ctx context.Context, serviceURL string, out io.Writer) error
 	if err := d.playCall(ctx, serviceURL, out); err != nil {
 		return err
 	}
+	if err := d.playGuard(ctx, out); err != nil {
+		return err
+	}
 	if err := d.playSMS(ctx, out); err != nil {
+		return err
+	}
+	if err := d.playAfterEnd(ctx, out); err != nil {
 		return err
 	}
 	say("\nStill serving until Ctrl-C. Play further — the customer writes, the rider receives it:")
@@ -181,9 +188,6 @@ func (d *demo) play(ctx context.Context, serviceURL string, out io.Writer) error
 // service, as docs/TWILIO.md has an operator set them.
 func (d *demo) playCall(ctx context.Context, serviceURL string, out io.Writer) error {
 	say := func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) }
-	for _, n := range append([]string{demoBusiness}, strings.Split(demoMoreNumbers, ",")...) {
-		d.emu.SetNumber(emulator.PhoneNumber{Number: n, SMS: true, Voice: true, VoiceURL: serviceURL + "/webhooks/voice", VoiceMethod: http.MethodPost})
-	}
 	if err := d.emu.SetPhone(demoCustomer, emulator.Phone{TalkFor: emulator.Duration(35 * time.Second)}); err != nil {
 		return err
 	}
@@ -206,6 +210,76 @@ func (d *demo) playCall(ctx context.Context, serviceURL string, out io.Writer) e
 	say("   OPTIN_CALLBACK_URL set the platform gets chat.call_started and chat.call_ended. A stranger calling hears the")
 	say("   text of OPTIN_CALL_UNAVAILABLE_TEXT and is hung up on.")
 	return nil
+}
+
+// wireNumbers sets the emulated account up as docs/TWILIO.md has an operator set a real one: the
+// Conversation Service sends each phone's message to the guard first (optinctl guard hook), and the
+// pool's numbers send their calls and the messages no conversation takes to the service.
+func (d *demo) wireNumbers(serviceURL string) {
+	d.emu.SetServiceWebhooks(emulator.WebhookConfiguration{PreURL: serviceURL + "/webhooks/conversations", Method: http.MethodPost,
+		Filters: []string{"onMessageAdd"}})
+	for _, n := range append([]string{demoBusiness, demoSMSNumber}, strings.Split(demoMoreNumbers, ",")...) {
+		d.emu.SetNumber(emulator.PhoneNumber{Number: n, SMS: true, Voice: true, VoiceURL: serviceURL + "/webhooks/voice", VoiceMethod: http.MethodPost,
+			SMSURL: serviceURL + "/webhooks/messaging", SMSMethod: http.MethodPost})
+	}
+}
+
+// demoTyped is what the rider types into the chat: his own number, which the guard hides.
+const demoTyped = "The gate is locked, call me on +44 7911 123456"
+
+// playGuard is the rider typing his own number: the customer reads it hidden.
+func (d *demo) playGuard(ctx context.Context, out io.Writer) error {
+	say := func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) }
+	if _, err := d.api.Inbound(ctx, demoRider, demoBusiness, demoTyped); err != nil {
+		return err
+	}
+	c, err := d.waitForChat(ctx, func(c chatAnswer) bool { return c.GuardedCount == 1 })
+	if err != nil {
+		return err
+	}
+	got := ""
+	for _, e := range d.emu.Transcript(demoCustomer) {
+		if e.Direction == "received" && strings.HasPrefix(e.Text, "The gate is locked") {
+			got = e.Text
+		}
+	}
+	say("\n7. The rider types %q. Twilio asks the service before it", demoTyped)
+	say("   publishes it (the onMessageAdd pre-event), and the customer reads %q.", got)
+	say("   The chat records that the %s typed a %s the guard hid (\"guarded\"), never the number itself;", c.Guarded[0].From, strings.Join(c.Guarded[0].Kinds, ", "))
+	say("   OPTIN_GUARD=block would keep the message from her and tell the rider why.")
+	return nil
+}
+
+// playAfterEnd ends the second story's chat, and its customer writes again: the business number
+// answers her once, and the platform would hear chat.message_after_end.
+func (d *demo) playAfterEnd(ctx context.Context, out io.Writer) error {
+	say := func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) }
+	if _, err := d.chatAPI(ctx, http.MethodDelete, "/v1/chats/"+demoSMSChat, ""); err != nil {
+		return err
+	}
+	if _, err := d.waitFor(ctx, demoSMSChat, func(c chatAnswer) bool { return c.State == "closed" }); err != nil {
+		return err
+	}
+	m, err := d.api.Inbound(ctx, demoSMSCustomer, demoSMSNumber, "Thanks! Can I still add a tip?")
+	if err != nil {
+		return err
+	}
+	again, err := d.api.Inbound(ctx, demoSMSCustomer, demoSMSNumber, "Hello?")
+	if err != nil {
+		return err
+	}
+	say("\n8. DELETE /v1/chats/%s ends Carla's chat. She writes again, \"Thanks! Can I still add a tip?\": no", demoSMSChat)
+	say("   conversation holds the pair now, so Twilio asks %s's incoming-message webhook, and she gets", demoSMSNumber)
+	say("   %q. Her \"Hello?\" right after gets %s: one answer per hour", strings.Join(m.Replies, " "), orNothing(again.Replies))
+	say("   (OPTIN_AFTER_END_EVERY); with OPTIN_CALLBACK_URL set the platform hears chat.message_after_end.")
+	return nil
+}
+
+func orNothing(replies []string) string {
+	if len(replies) == 0 {
+		return "nothing"
+	}
+	return fmt.Sprintf("%q", strings.Join(replies, " "))
 }
 
 // The parties of README's walk-through when it is played against the demo.
@@ -330,6 +404,11 @@ type chatAnswer struct {
 		Status   *string `json:"status"`
 		Duration int     `json:"duration"`
 	} `json:"calls"`
+	Guarded []struct {
+		From  string   `json:"from"`
+		Kinds []string `json:"kinds"`
+	} `json:"guarded"`
+	GuardedCount int `json:"guarded_count"`
 }
 
 func (c chatAnswer) conversation() string {

@@ -74,7 +74,13 @@ func testDemo(t *testing.T, env map[string]string) {
 		"│ ← You have a new message about your delivery",
 		"│ ✗ Gate code 4411",
 		"│ ← Gate code 4411",
+		`7. The rider types "The gate is locked, call me on +44 7911 123456". Twilio asks the service before it`,
+		`and the customer reads "The gate is locked, call me on [number hidden]".`,
+		`The chat records that the rider typed a number the guard hid ("guarded"), never the number itself;`,
 		"Second story: a customer not on WhatsApp.",
+		`8. DELETE /v1/chats/order-1042-sms ends Carla's chat.`,
+		`and she gets
+   "This delivery chat has ended. Please use the app to contact us.". Her "Hello?" right after gets nothing`,
 		"Chat order-1042-sms is connected: starting → invited → (moved to sms) → connecting → connected.",
 		"✗ Hello Carla, your food delivery is almost",
 		"← Hello Carla, your delivery is almost there but │",
