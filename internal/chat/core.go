@@ -194,6 +194,53 @@ func decideHold(c *Chat, m Message, failure string, now time.Time, limit, limitB
 	return HoldDecision{Added: true, Counted: !early, For: to, Dropped: p.trim(limit, limitBytes)}
 }
 
+// MoveStep names the next step of a customer's move from WhatsApp to SMS.
+type MoveStep int
+
+const (
+	moveWait     MoveStep = iota // nothing now: no move, or the start or an end decides first
+	moveLease                    // lease the customer an SMS number
+	moveRemove                   // take the customer's WhatsApp participant out
+	moveAdd                      // free the WhatsApp pair, add the SMS participant, record the customer on SMS
+	moveInvite                   // the invitation again, as text (a chat still invited); then done
+	moveDone                     // forget the move: it is made
+	moveForget                   // the chat ended: forget the move, free what it leased
+	moveGiveBack                 // the customer answered on WhatsApp before being taken out: the SMS lease goes back
+	moveFail                     // no SMS numbers: the customer is unreachable
+)
+
+// decideMove names the next step of c's recorded move to SMS (sms: SMS numbers are configured). Each
+// step is recorded once done, so that a run after a crash resumes where the last one stopped:
+//
+//	move recorded \ chat      starting, ending  final   invited               connecting, connected
+//	no SMS number yet          wait              forget  lease (no SMS: fail)  give back
+//	SMS number leased          wait              forget  remove                give back
+//	WhatsApp participant out   wait              forget  add                   add
+//	SMS participant in         wait              forget  invite, then done     done
+func decideMove(c Chat, sms bool) MoveStep {
+	f := c.Fallback
+	switch {
+	case f == nil || c.State == StateStarting || c.Ending != nil:
+		return moveWait
+	case c.State.Final():
+		return moveForget
+	case c.relaying() && !f.Removed:
+		// The customer answered (on WhatsApp) before the move took them out of it: they stay there.
+		return moveGiveBack
+	case !sms:
+		return moveFail
+	case f.Number == "":
+		return moveLease
+	case !f.Removed:
+		return moveRemove
+	case !f.Added:
+		return moveAdd
+	case c.State == StateInvited:
+		return moveInvite
+	}
+	return moveDone
+}
+
 // CopyOutcome is how a held message's copy went.
 type CopyOutcome int
 

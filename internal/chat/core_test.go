@@ -357,3 +357,90 @@ func TestCoreAnswersAfterTheEnd(t *testing.T) {
 		}
 	}
 }
+
+// The move to SMS, step by step: what comes next for each record of the move in each state.
+func TestCoreMovesToSMS(t *testing.T) {
+	ending := &Ending{State: StateClosed, Reason: ReasonEnded}
+	none := &Fallback{Code: 63003, From: customer}
+	leased := &Fallback{Code: 63003, From: customer, Number: "+15550109001"}
+	removed := &Fallback{Code: 63003, From: customer, Number: "+15550109001", Removed: true}
+	added := &Fallback{Code: 63003, From: customer, Number: "+15550109001", Removed: true, Added: true}
+	for _, tt := range []struct {
+		f      *Fallback
+		state  State
+		ending *Ending
+		sms    bool
+		want   MoveStep
+	}{
+		{nil, StateInvited, nil, true, moveWait},
+		{none, StateStarting, nil, true, moveWait},
+		{leased, StateInvited, ending, true, moveWait},
+		{none, StateClosed, nil, true, moveForget},
+		{added, StateFailed, nil, true, moveForget},
+		{none, StateInvited, nil, true, moveLease},
+		{none, StateInvited, nil, false, moveFail},
+		{none, StateConnected, nil, true, moveGiveBack},
+		{leased, StateConnecting, nil, true, moveGiveBack},
+		{leased, StateInvited, nil, true, moveRemove},
+		{removed, StateInvited, nil, true, moveAdd},
+		{removed, StateConnected, nil, true, moveAdd},
+		{added, StateInvited, nil, true, moveInvite},
+		{added, StateConnected, nil, true, moveDone},
+	} {
+		c := Chat{ID: "order-1", State: tt.state, Ending: tt.ending, Fallback: tt.f}
+		if got := decideMove(c, tt.sms); got != tt.want {
+			t.Errorf("%+v in %s (ending %v, sms %v): step %d, want %d", tt.f, tt.state, tt.ending, tt.sms, got, tt.want)
+		}
+	}
+}
+
+// Re-sending: which held message goes (the oldest, once the party's window reopened after it), marked
+// before its copy; how its copy went decides whether it leaves the hold, counted once.
+func TestCoreResends(t *testing.T) {
+	at := time.Date(2026, 12, 4, 9, 0, 0, 0, time.UTC)
+	held := func() []Held {
+		return []Held{{MessageSid: "IM1", Index: 3, Created: at}, {MessageSid: "IM2", Index: 4, Created: at.Add(time.Minute)}}
+	}
+	open := Window{LastInbound: at.Add(2 * time.Minute)}
+	closedWin := Window{LastInbound: at.Add(-time.Hour)}
+	c := Chat{State: StateConnected, Customer: Party{Held: held()}}
+	if _, _, due := decideResend(&c, roleCustomer, closedWin); due || c.Customer.Held[0].Sending {
+		t.Fatal("a message went out to a closed window")
+	}
+	h, look, due := decideResend(&c, roleCustomer, open)
+	if !due || look || h.MessageSid != "IM1" || !c.Customer.Held[0].Sending {
+		t.Fatalf("first: %+v look %v due %v", h, look, due)
+	}
+	if h, look, _ = decideResend(&c, roleCustomer, open); !look || h.MessageSid != "IM1" {
+		t.Fatalf("again: %+v look %v: a message marked is looked for first", h, look)
+	}
+	invited := Chat{State: StateInvited, Customer: Party{Held: held()}}
+	if _, _, due := decideResend(&invited, roleCustomer, open); due {
+		t.Fatal("re-sent before the chat relays")
+	}
+	for _, tt := range []struct {
+		name     string
+		outcome  CopyOutcome
+		attempts int
+		counted  string
+		left     int
+	}{
+		{"sent", copySent, 0, countResent, 1},
+		{"closed", copyClosed, 0, DropClosed, 1},
+		{"refused", copyRefused, 0, DropRefused, 1},
+		{"failed once", copyFailed, 0, "", 2},
+		{"failed the last time", copyFailed, maxCopyAttempts - 1, DropRefused, 1},
+	} {
+		c := Chat{State: StateConnected, Customer: Party{Held: held()}}
+		c.Customer.Held[0].Attempts, c.Customer.Held[0].Sending = tt.attempts, true
+		if got := decideCopied(&c, roleCustomer, "IM1", tt.outcome); got != tt.counted || len(c.Customer.Held) != tt.left {
+			t.Errorf("%s: counted %q, %d left; want %q, %d", tt.name, got, len(c.Customer.Held), tt.counted, tt.left)
+		}
+		if tt.left == 2 && c.Customer.Held[0].Attempts != tt.attempts+1 {
+			t.Errorf("%s: attempts %d", tt.name, c.Customer.Held[0].Attempts)
+		}
+		if again := decideCopied(&c, roleCustomer, "IM1", copySent); tt.left == 1 && again != "" {
+			t.Errorf("%s: counted twice (%q)", tt.name, again)
+		}
+	}
+}

@@ -71,9 +71,9 @@ func (s *Service) unreachable(ctx context.Context, id string, m Message, code in
 }
 
 // fallBack carries out the chat's recorded fallback, under the chat's lease (a start or an end holding
-// it goes first; the sweep comes back): the customer gets an SMS number, loses the WhatsApp
-// participant, gains an SMS one, and — while invited — the invitation again as text. Without SMS
-// numbers, an invited chat fails as unreachable.
+// it goes first; the sweep comes back), one step at a time as decideMove names it, each recorded once
+// done: the customer gets an SMS number, loses the WhatsApp participant, gains an SMS one, and — while
+// invited — the invitation again as text. Without SMS numbers, an invited chat fails as unreachable.
 func (s *Service) fallBack(ctx context.Context, id string) error {
 	owner := newOwner()
 	locked, err := s.store.Lock(ctx, id, owner, s.cfg.StartBudget+leaseMargin)
@@ -81,77 +81,59 @@ func (s *Service) fallBack(ctx context.Context, id string) error {
 		return err
 	}
 	defer func() { _ = s.store.Unlock(context.WithoutCancel(ctx), id, owner) }()
-	c, err := s.store.Get(ctx, id)
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
-	}
-	if c.Fallback == nil || c.State == StateStarting || c.Ending != nil {
-		return nil // nothing to do, or the start or an end decides first
-	}
-	if c.relaying() && !c.Fallback.Removed {
-		// The customer answered (on WhatsApp) before the move took them out of it: they stay there,
-		// and the SMS number the move may have leased goes back.
-		if f := c.Fallback; f.Number != "" && s.cfg.SMS != nil {
-			if err := s.cfg.SMS.ReleaseAddress(ctx, id, strings.TrimPrefix(f.From, "whatsapp:")); err != nil {
-				return fmt.Errorf("%w: freeing the SMS number of a move not made: %w", ErrUnavailable, err)
-			}
+	for range 8 { // a move has five steps at most
+		c, err := s.store.Get(ctx, id)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
-		return s.fallbackDone(ctx, id)
+		if done, err := s.moveStep(ctx, c, decideMove(c, s.cfg.SMS != nil)); done || err != nil {
+			return err
+		}
 	}
-	if c.State.Final() {
-		return s.fallbackDone(ctx, id)
-	}
-	if s.cfg.SMS == nil {
-		return s.cannotFallBack(ctx, c, "the customer's number is not on WhatsApp and no SMS number is configured")
-	}
-	return s.moveToSMS(ctx, c, *c.Fallback)
+	return nil
 }
 
-// moveToSMS takes the steps of the move that f has not recorded yet, recording each, under the chat's
-// lease; a chat that ends meanwhile stops it.
-func (s *Service) moveToSMS(ctx context.Context, c Chat, f Fallback) error {
+// moveStep carries out one step of c's move; done says the move stopped (finished, given up, or left
+// for a later run).
+func (s *Service) moveStep(ctx context.Context, c Chat, step MoveStep) (done bool, err error) {
 	id := c.ID
+	f := Fallback{}
+	if c.Fallback != nil {
+		f = *c.Fallback
+	}
 	bare := strings.TrimPrefix(f.From, "whatsapp:")
-	if f.Number == "" {
+	switch step {
+	case moveLease:
 		// An SMS lease the chat holds for the customer with none recorded is an earlier run's whose
 		// record was lost (a failover): freed first, or it would count as another chat's.
 		if err := s.cfg.SMS.ReleaseAddress(ctx, id, bare); err != nil {
-			return fmt.Errorf("%w: freeing an SMS number leased unrecorded: %w", ErrUnavailable, err)
+			return true, fmt.Errorf("%w: freeing an SMS number leased unrecorded: %w", ErrUnavailable, err)
 		}
 		numbers, err := s.cfg.SMS.Lease(ctx, id, []string{bare})
 		if ex, ok := errors.AsType[*numberpool.ExhaustedError](err); ok {
-			return s.cannotFallBack(ctx, c, "the customer's number is not on WhatsApp and no SMS number is free: "+ex.Error())
+			return true, s.cannotFallBack(ctx, c, "the customer's number is not on WhatsApp and no SMS number is free: "+ex.Error())
 		}
 		if err != nil {
-			return fmt.Errorf("%w: leasing an SMS number: %w", ErrUnavailable, err)
+			return true, fmt.Errorf("%w: leasing an SMS number: %w", ErrUnavailable, err)
 		}
 		f.Number = numbers[0]
-		if err := s.recordFallback(ctx, id, f); err != nil {
-			return err
-		}
-		// The customer's answer ends a chat without its lease: one that ended meanwhile freed its
-		// numbers before this lease was taken.
-		if ended, err := s.endedMeanwhile(ctx, id); ended || err != nil {
-			return err
-		}
-	}
-	if !f.Removed {
+		// A chat that ended meanwhile (the customer's answer ends one without its lease) records its
+		// numbers to be freed instead: the next step forgets the move.
+		return false, s.recordFallback(ctx, id, f)
+	case moveRemove:
 		if _, err := twiliocall.Retry(ctx, s.cfg.Retry, nil, "remove_participant", func(ctx context.Context) (struct{}, error) {
 			return struct{}{}, s.conv.RemoveParticipant(ctx, c.ConversationSid, f.From)
 		}); err != nil {
-			return s.stepFailed(ctx, c, "removing the customer's WhatsApp participant", err)
+			return true, s.stepFailed(ctx, c, "removing the customer's WhatsApp participant", err)
 		}
 		f.Removed = true
-		if err := s.recordFallback(ctx, id, f); err != nil {
-			return err
-		}
-	}
-	if !f.Added {
+		return false, s.recordFallback(ctx, id, f)
+	case moveAdd:
 		// The WhatsApp pair is bound no more: another chat with this number may take it. Freed by
 		// every run until the SMS participant is in: a run cut off after recording the removal (or
 		// whose record was heard failed but landed) leaves it to the next.
 		if err := s.cfg.WhatsApp.ReleaseAddress(ctx, id, f.From); err != nil {
-			return fmt.Errorf("%w: freeing the customer's WhatsApp number: %w", ErrUnavailable, err)
+			return true, fmt.Errorf("%w: freeing the customer's WhatsApp number: %w", ErrUnavailable, err)
 		}
 		if _, err := twiliocall.Retry(ctx, s.cfg.Retry, nil, "add_participant", func(ctx context.Context) (struct{}, error) {
 			err := s.conv.AddParticipant(ctx, c.ConversationSid, bare, f.Number)
@@ -160,44 +142,38 @@ func (s *Service) moveToSMS(ctx context.Context, c Chat, f Fallback) error {
 			}
 			return struct{}{}, err
 		}); err != nil {
-			return s.stepFailed(ctx, c, "adding the customer on SMS", err)
+			return true, s.stepFailed(ctx, c, "adding the customer on SMS", err)
 		}
 		f.Added = true
-		var err error
-		if c, err = s.moved(ctx, id, f, bare); err != nil {
-			return err
-		}
-		if c.State.Final() {
-			_, err := s.endedMeanwhile(ctx, id)
-			return err
-		}
-	}
-	if c.State == StateInvited {
+		_, err := s.moved(ctx, id, f, bare)
+		return err != nil, err
+	case moveInvite:
 		// Found by its marker if an earlier run sent it: the customer gets it once.
 		m := optin.Message{Author: c.Rider.Address, Body: s.smsInvite(c), Attributes: chatMarker(id, "step", "sms_invite")}
 		if _, err := s.createOnce(ctx, c.ConversationSid, "sms_invite", true, m); err != nil {
-			return s.stepFailed(ctx, c, "sending the invitation by SMS", err)
+			return true, s.stepFailed(ctx, c, "sending the invitation by SMS", err)
 		}
+		return true, s.fallbackDone(ctx, id)
+	case moveDone:
+		return true, s.fallbackDone(ctx, id)
+	case moveForget:
+		// The chat ended: fallbackDone records the release (the move may have leased after the end
+		// freed the rest); freeNumbers carries it out, now or on a later run.
+		if err := s.fallbackDone(ctx, id); err != nil {
+			return true, err
+		}
+		return true, s.freeNumbers(ctx, id)
+	case moveGiveBack:
+		if f.Number != "" {
+			if err := s.cfg.SMS.ReleaseAddress(ctx, id, bare); err != nil {
+				return true, fmt.Errorf("%w: freeing the SMS number of a move not made: %w", ErrUnavailable, err)
+			}
+		}
+		return true, s.fallbackDone(ctx, id)
+	case moveFail:
+		return true, s.cannotFallBack(ctx, c, "the customer's number is not on WhatsApp and no SMS number is configured")
 	}
-	return s.fallbackDone(ctx, id)
-}
-
-// endedMeanwhile reports whether the chat reached a final state during the move; it then frees the
-// numbers again (the move may have leased one after the chat freed its own) and forgets the move.
-func (s *Service) endedMeanwhile(ctx context.Context, id string) (bool, error) {
-	c, err := s.store.Get(ctx, id)
-	if err != nil {
-		return false, fmt.Errorf("%w: %w", ErrUnavailable, err)
-	}
-	if !c.State.Final() {
-		return false, nil
-	}
-	// fallbackDone records the release (the move may have leased after the end freed the rest);
-	// freeNumbers carries it out, now or on a later run.
-	if err := s.fallbackDone(ctx, id); err != nil {
-		return true, err
-	}
-	return true, s.freeNumbers(ctx, id)
+	return true, nil // moveWait
 }
 
 // moved records the customer on SMS: the chat's address and number, a history entry, and the event
