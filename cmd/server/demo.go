@@ -364,7 +364,8 @@ func (d *demo) Start(ctx context.Context) (string, error) {
 	return id, nil
 }
 
-// Thread is what the phone at address exchanged with the business number proxy.
+// Thread is what the phone at address exchanged with the business number proxy: its messages, and
+// the calls it placed to the number or took from it.
 func (d *demo) Thread(address, proxy string) []console.Message {
 	var out []console.Message
 	for _, e := range d.emu.Transcript(address) {
@@ -372,7 +373,53 @@ func (d *demo) Thread(address, proxy string) []console.Message {
 			out = append(out, console.Message{Sent: e.Direction == "sent", Text: e.Text, At: e.At, Undelivered: e.Status == "failed" || e.Status == "undelivered"})
 		}
 	}
+	phone, number := chat.E164(address), chat.E164(proxy)
+	for _, c := range d.emu.Calls() {
+		for _, dial := range c.Dials {
+			switch {
+			case c.From == phone && c.To == number:
+				out = append(out, console.Message{Sent: true, Text: "📞 Called " + number + ": " + dialOutcome(dial), At: c.Started})
+			case dial.To == phone && dial.CallerID == number:
+				out = append(out, console.Message{Text: "📞 Call from " + number + ": " + dialOutcome(dial), At: dial.Ringing})
+			}
+		}
+		if len(c.Dials) == 0 && c.From == phone && c.To == number {
+			out = append(out, console.Message{Sent: true, Text: "📞 Called " + number + ": " + strings.Join(c.Heard, " "), At: c.Started})
+		}
+	}
+	slices.SortStableFunc(out, func(a, b console.Message) int { return a.At.Compare(b.At) })
 	return out
+}
+
+func dialOutcome(d emulator.Dial) string {
+	switch d.Status {
+	case "ringing":
+		return "ringing"
+	case "in-progress":
+		return "talking"
+	case "completed":
+		return fmt.Sprintf("talked %d s", d.Duration)
+	}
+	return d.Status
+}
+
+// demoCallLength is how long a call placed from the console's phones lasts on the emulator's clock.
+const demoCallLength = 20 * time.Second
+
+// Call has the phone at address call the business number proxy, as a person would: the other party's
+// phone rings showing that number, they talk a little, and the caller hangs up.
+func (d *demo) Call(_ context.Context, address, proxy string) error {
+	c, err := d.emu.Call(chat.E164(address), chat.E164(proxy))
+	if err != nil {
+		return errors.New("the emulator could not place the call")
+	}
+	if len(c.Dials) == 0 || c.Dials[0].Status == "ringing" || c.Dials[0].Status == "in-progress" {
+		d.emu.Advance(demoCallLength)
+	}
+	if c, ok := d.emu.CallByID(c.Sid); ok && c.Status == "in-progress" {
+		_, _ = d.emu.Hangup(c.Sid, "caller")
+	}
+	return nil
 }
 
 // Say sends text from the phone at address to the business number, as the emulator's inbound

@@ -72,6 +72,8 @@ type Demo interface {
 	Thread(address, proxy string) []Message
 	// Say sends text from the phone at address to the business number proxy.
 	Say(ctx context.Context, address, proxy, text string) error
+	// Call has the phone at address call the business number proxy; the call shows in the threads.
+	Call(ctx context.Context, address, proxy string) error
 }
 
 // Message is one bubble of a demo phone's thread.
@@ -164,6 +166,7 @@ func New(opts Options) (http.Handler, error) {
 			if c.demo != nil {
 				r.Get("/demo", c.demoPage)
 				r.Post("/demo/say", c.demoSay)
+				r.Post("/demo/call", c.demoCall)
 				r.Post("/demo/start", c.demoStart)
 			}
 		})
@@ -387,6 +390,7 @@ func parsePages() (map[string]*template.Template, error) {
 		"time":    func(t time.Time) string { return t.UTC().Format("15:04:05") },
 		// spaced lets a list of numbers wrap: "a,b" → "a, b".
 		"spaced": func(s string) string { return strings.ReplaceAll(s, ",", ", ") },
+		"join":   func(s []string) string { return strings.Join(s, ",") },
 		"css":    func() template.CSS { return template.CSS(consoleCSS) },
 		"js":     func() template.JS { return template.JS(consoleJS) },
 	}

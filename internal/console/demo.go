@@ -64,30 +64,49 @@ func (c *console) demoPage(w http.ResponseWriter, r *http.Request) {
 	c.render(w, r, http.StatusOK, "demo", d)
 }
 
+// demoParty is the chat and the party a demo phone's form names; false when it answered the failure.
+func (c *console) demoParty(w http.ResponseWriter, r *http.Request) (chat.Chat, chat.Party, bool) {
+	ch, err := c.chats.Get(r.Context(), r.PostFormValue("chat"))
+	if err != nil {
+		c.failChat(w, r, err)
+		return ch, chat.Party{}, false
+	}
+	switch r.PostFormValue("as") {
+	case "customer":
+		return ch, ch.Customer, true
+	case "rider":
+		return ch, ch.Rider, true
+	}
+	c.fail(w, r, http.StatusBadRequest, "Act as the customer or the rider.")
+	return ch, chat.Party{}, false
+}
+
 // demoSay sends a phone's text box: the chat's party writes to its business number.
 func (c *console) demoSay(w http.ResponseWriter, r *http.Request) {
-	id, role, text := r.PostFormValue("chat"), r.PostFormValue("as"), strings.TrimSpace(r.PostFormValue("text"))
+	text := strings.TrimSpace(r.PostFormValue("text"))
 	if text == "" || utf8.RuneCountInString(text) > maxSay {
 		c.fail(w, r, http.StatusBadRequest, "Write between 1 and 1,600 characters.")
 		return
 	}
-	ch, err := c.chats.Get(r.Context(), id)
-	if err != nil {
-		c.failChat(w, r, err)
-		return
-	}
-	var p chat.Party
-	switch role {
-	case "customer":
-		p = ch.Customer
-	case "rider":
-		p = ch.Rider
-	default:
-		c.fail(w, r, http.StatusBadRequest, "Say it as the customer or the rider.")
+	ch, p, ok := c.demoParty(w, r)
+	if !ok {
 		return
 	}
 	if err := c.demo.Say(r.Context(), p.Address, p.ProxyAddress, text); err != nil {
 		c.fail(w, r, http.StatusConflict, "The phone could not send it: "+err.Error())
+		return
+	}
+	http.Redirect(w, r, "/console/demo?chat="+url.QueryEscape(ch.ID), http.StatusSeeOther)
+}
+
+// demoCall has a phone call the business number it knows the chat by.
+func (c *console) demoCall(w http.ResponseWriter, r *http.Request) {
+	ch, p, ok := c.demoParty(w, r)
+	if !ok {
+		return
+	}
+	if err := c.demo.Call(r.Context(), p.Address, p.ProxyAddress); err != nil {
+		c.fail(w, r, http.StatusConflict, "The phone could not call: "+err.Error())
 		return
 	}
 	http.Redirect(w, r, "/console/demo?chat="+url.QueryEscape(ch.ID), http.StatusSeeOther)
