@@ -26,6 +26,23 @@ import (
 // A move to a final state lets go of what the chat holds (held messages dropped and counted; those
 // being sent settle), and calls for Release, Notify and, when any copy was in flight, Settle. An end
 // the state does not allow (a decline of a chat not yet invited) closes the chat as ended instead.
+//
+// The rules of a running chat, each a pure function below (tend, the webhooks and the upkeep read,
+// call Twilio and count; these decide):
+//
+//	what happened                        rule               what the chat records (and wants done)
+//	a delivery failed (report, reconcile) decideFailed       Undelivered, once per message (tend reads it)
+//	  read: a closed window              decideHold         held for the other party, bounded (tend resends)
+//	  read: not on WhatsApp              decideUnreachable  a move to SMS while invited (tend moves)
+//	the customer answered                decideAnswered     the answer; early holds now count
+//	the party's window reopened          decideResend       the oldest held message marked, then copied
+//	  its copy went (or did not)         decideCopied       out of the hold, counted once; or an attempt
+//	a held message, the window closed    decideNudge        a nudge, once per closed window
+//	a move to SMS recorded               decideMove         its next step (lease, remove, add, invite, …)
+//	a party calls the chat's number      decideCall         the call, routed only on a connected chat
+//	  the Dial ended                     decideCallEnded    its outcome, once
+//	a party types contact data           decideGuard        what was hidden (no body); a block's notice
+//	a party writes after the end         decideAfterEnd     answered once per period, never a keyword
 
 // InputKind names what happened to a chat.
 type InputKind int
@@ -159,6 +176,68 @@ type HoldDecision struct {
 	Added, Counted bool
 	For            string
 	Dropped        int
+}
+
+// decideFailed records the failed deliveries us for tend to read and act on — each once: one recorded
+// already, or whose message was acted on since the caller looked, is skipped; past maxUndelivered
+// waiting, the rest are not recorded (over: logged; the reconciler finds them again while they are
+// among the newest). A final chat records none.
+func decideFailed(c *Chat, us []Undelivered) (n, over int) {
+	if c.State.Final() {
+		return 0, 0
+	}
+	for _, u := range us {
+		switch {
+		case slices.ContainsFunc(c.Undelivered, func(x Undelivered) bool { return x.MessageSid == u.MessageSid }),
+			u.Indexed && c.Handled.Has(u.Index):
+			continue
+		case len(c.Undelivered) >= maxUndelivered:
+			over++
+			continue
+		}
+		c.Undelivered = append(c.Undelivered, u)
+		n++
+	}
+	if n > 0 {
+		c.Work++
+	}
+	return n, over
+}
+
+// decideUnreachable records, for a rider's message that did not reach the customer because their
+// number is not on WhatsApp (code), the customer's move to SMS — only while the customer has not
+// answered: one who answered on WhatsApp is on WhatsApp (the failure is WhatsApp's passing trouble),
+// and moving them would take them out of a chat that works.
+func decideUnreachable(c *Chat, m Message, code int) bool {
+	if (c.State != StateInvited && c.State != StateStarting) || c.Fallback != nil || c.Customer.Channel() != ChannelWhatsApp ||
+		c.roleOf(m.Author) != roleRider {
+		return false
+	}
+	c.Fallback = &Fallback{Code: code, From: c.Customer.Address}
+	return true
+}
+
+// decideAnswered records the customer's answer (its message SID), once: an early hold of it is let go
+// (the rider gets the opt-in template instead), and the customer's other early holds now count — it
+// returns how many.
+func decideAnswered(c *Chat, answer string) int {
+	if c.Answer != "" || answer == "" {
+		return 0
+	}
+	c.Answer = answer
+	p := &c.Rider
+	p.Held = slices.DeleteFunc(p.Held, func(h Held) bool { return h.MessageSid == answer })
+	promoted := 0
+	for i := range p.Held {
+		if p.Held[i].Early {
+			p.Held[i].Early = false
+			promoted++
+		}
+	}
+	if promoted > 0 {
+		c.Work++
+	}
+	return promoted
 }
 
 // decideHold takes a message that failed for a closed window (its failure recorded as failure): the

@@ -444,3 +444,48 @@ func TestCoreResends(t *testing.T) {
 		}
 	}
 }
+
+// Failure reports are recorded once each, never for a message acted on, and at most maxUndelivered
+// wait; a customer not on WhatsApp is moved only while they have not answered; the answer is recorded
+// once, its early hold let go and the others counted.
+func TestCoreReadsFailuresAndTheAnswer(t *testing.T) {
+	c := Chat{State: StateConnected, Handled: Indexes(nil).With(7)}
+	n, over := decideFailed(&c, []Undelivered{{MessageSid: "IM1", Code: 63016}, {MessageSid: "IM1", Code: 63016},
+		{MessageSid: "IM7", Code: 63016, Index: 7, Indexed: true}})
+	if n != 1 || over != 0 || len(c.Undelivered) != 1 || c.Work != 1 {
+		t.Errorf("recorded %d (over %d): %+v, work %d", n, over, c.Undelivered, c.Work)
+	}
+	full := Chat{State: StateConnected, Undelivered: make([]Undelivered, maxUndelivered)}
+	if n, over := decideFailed(&full, []Undelivered{{MessageSid: "IMx"}}); n != 0 || over != 1 {
+		t.Errorf("past the bound: recorded %d, over %d", n, over)
+	}
+	if n, _ := decideFailed(&Chat{State: StateClosed}, []Undelivered{{MessageSid: "IM1"}}); n != 0 {
+		t.Error("a final chat recorded a failure")
+	}
+	riderMsg := Message{Sid: "IM2", Author: "whatsapp:+15550002222"}
+	for _, tt := range []struct {
+		state State
+		m     Message
+		moved bool
+	}{
+		{StateInvited, riderMsg, true},
+		{StateStarting, riderMsg, true},
+		{StateConnected, riderMsg, false},
+		{StateInvited, Message{Sid: "IM3", Author: customer}, false},
+	} {
+		c := Chat{State: tt.state, Customer: Party{Address: customer}, Rider: Party{Address: "whatsapp:+15550002222"}}
+		if got := decideUnreachable(&c, tt.m, 63003); got != tt.moved || (c.Fallback != nil) != tt.moved {
+			t.Errorf("%s, author %s: moved %v, want %v", tt.state, tt.m.Author, got, tt.moved)
+		}
+		if tt.moved && *c.Fallback != (Fallback{Code: 63003, From: customer}) {
+			t.Errorf("%s: fallback %+v", tt.state, *c.Fallback)
+		}
+	}
+	a := Chat{State: StateConnecting, Rider: Party{Held: []Held{{MessageSid: "IMyes", Early: true}, {MessageSid: "IMmore", Early: true}}}}
+	if n := decideAnswered(&a, "IMyes"); n != 1 || a.Answer != "IMyes" || len(a.Rider.Held) != 1 || a.Rider.Held[0].Early {
+		t.Errorf("answered: promoted %d, %+v", n, a.Rider.Held)
+	}
+	if n := decideAnswered(&a, "IMother"); n != 0 || a.Answer != "IMyes" {
+		t.Errorf("a second answer changed the first: %d %s", n, a.Answer)
+	}
+}

@@ -50,15 +50,7 @@ type Fallback struct {
 func (s *Service) unreachable(ctx context.Context, id string, m Message, code int) error {
 	recorded := false
 	_, err := s.store.Update(ctx, id, func(c *Chat) error {
-		recorded = false
-		// Only while the customer has not answered: one who answered on WhatsApp is on WhatsApp (a
-		// 63003 then is WhatsApp's passing trouble), and moving them would take them out of a chat that
-		// works.
-		if (c.State != StateInvited && c.State != StateStarting) || c.Fallback != nil || c.Customer.Channel() != ChannelWhatsApp ||
-			c.roleOf(m.Author) != roleRider {
-			return nil
-		}
-		c.Fallback, recorded = &Fallback{Code: code, From: c.Customer.Address}, true
+		recorded = decideUnreachable(c, m, code)
 		return nil
 	})
 	if err != nil {

@@ -150,25 +150,7 @@ const maxUndelivered = 200
 func (s *Service) failed(ctx context.Context, id string, us []Undelivered) (int, error) {
 	n, over := 0, 0
 	_, err := s.store.Update(ctx, id, func(c *Chat) error {
-		n, over = 0, 0
-		if c.State.Final() {
-			return nil
-		}
-		for _, u := range us {
-			switch {
-			case slices.ContainsFunc(c.Undelivered, func(x Undelivered) bool { return x.MessageSid == u.MessageSid }),
-				u.Indexed && c.Handled.Has(u.Index): // acted on since the caller looked
-				continue
-			case len(c.Undelivered) >= maxUndelivered:
-				over++
-				continue
-			}
-			c.Undelivered = append(c.Undelivered, u)
-			n++
-		}
-		if n > 0 {
-			c.Work++
-		}
+		n, over = decideFailed(c, us)
 		return nil
 	})
 	if err != nil {
@@ -311,22 +293,7 @@ func (s *Service) hold(ctx context.Context, id string, m Message, failure string
 func (s *Service) answered(ctx context.Context, id, answer string) error {
 	promoted := 0
 	_, err := s.store.Update(ctx, id, func(c *Chat) error {
-		promoted = 0
-		if c.Answer != "" || answer == "" {
-			return nil
-		}
-		c.Answer = answer
-		p := &c.Rider
-		p.Held = slices.DeleteFunc(p.Held, func(h Held) bool { return h.MessageSid == answer })
-		for i := range p.Held {
-			if p.Held[i].Early {
-				p.Held[i].Early = false
-				promoted++
-			}
-		}
-		if promoted > 0 {
-			c.Work++
-		}
+		promoted = decideAnswered(c, answer)
 		return nil
 	})
 	if err != nil {
