@@ -17,6 +17,24 @@ import (
 	"github.com/oapi-codegen/runtime"
 )
 
+// Defines values for AfterEndMessageParty.
+const (
+	AfterEndMessagePartyCustomer AfterEndMessageParty = "customer"
+	AfterEndMessagePartyRider    AfterEndMessageParty = "rider"
+)
+
+// Valid indicates whether the value is a known member of the AfterEndMessageParty enum.
+func (e AfterEndMessageParty) Valid() bool {
+	switch e {
+	case AfterEndMessagePartyCustomer:
+		return true
+	case AfterEndMessagePartyRider:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for CallFrom.
 const (
 	CallFromCustomer CallFrom = "customer"
@@ -121,14 +139,15 @@ func (e ChatReason) Valid() bool {
 
 // Defines values for EventType.
 const (
-	ChatCallEnded      EventType = "chat.call_ended"
-	ChatCallStarted    EventType = "chat.call_started"
-	ChatChannelChanged EventType = "chat.channel_changed"
-	ChatClosed         EventType = "chat.closed"
-	ChatConnected      EventType = "chat.connected"
-	ChatDeclined       EventType = "chat.declined"
-	ChatFailed         EventType = "chat.failed"
-	ChatInvited        EventType = "chat.invited"
+	ChatCallEnded       EventType = "chat.call_ended"
+	ChatCallStarted     EventType = "chat.call_started"
+	ChatChannelChanged  EventType = "chat.channel_changed"
+	ChatClosed          EventType = "chat.closed"
+	ChatConnected       EventType = "chat.connected"
+	ChatDeclined        EventType = "chat.declined"
+	ChatFailed          EventType = "chat.failed"
+	ChatInvited         EventType = "chat.invited"
+	ChatMessageAfterEnd EventType = "chat.message_after_end"
 )
 
 // Valid indicates whether the value is a known member of the EventType enum.
@@ -149,6 +168,8 @@ func (e EventType) Valid() bool {
 	case ChatFailed:
 		return true
 	case ChatInvited:
+		return true
+	case ChatMessageAfterEnd:
 		return true
 	default:
 		return false
@@ -215,6 +236,63 @@ func (e EventDataReason) Valid() bool {
 	case EventDataReasonOptedOut:
 		return true
 	case EventDataReasonUnreachable:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GuardedAction.
+const (
+	Block  GuardedAction = "block"
+	Redact GuardedAction = "redact"
+)
+
+// Valid indicates whether the value is a known member of the GuardedAction enum.
+func (e GuardedAction) Valid() bool {
+	switch e {
+	case Block:
+		return true
+	case Redact:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GuardedFrom.
+const (
+	GuardedFromCustomer GuardedFrom = "customer"
+	GuardedFromRider    GuardedFrom = "rider"
+)
+
+// Valid indicates whether the value is a known member of the GuardedFrom enum.
+func (e GuardedFrom) Valid() bool {
+	switch e {
+	case GuardedFromCustomer:
+		return true
+	case GuardedFromRider:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GuardedKinds.
+const (
+	Email  GuardedKinds = "email"
+	Link   GuardedKinds = "link"
+	Number GuardedKinds = "number"
+)
+
+// Valid indicates whether the value is a known member of the GuardedKinds enum.
+func (e GuardedKinds) Valid() bool {
+	switch e {
+	case Email:
+		return true
+	case Link:
+		return true
+	case Number:
 		return true
 	default:
 		return false
@@ -313,6 +391,18 @@ func (e State) Valid() bool {
 // Examples: whatsapp:+15550001111
 type Address = string
 
+// AfterEndMessage A message a party wrote to the chat's business number after the chat ended, which the service answered (OPTIN_AFTER_END_TEXT): who and when. The body stays with Twilio.
+type AfterEndMessage struct {
+	// At When the service answered it.
+	At time.Time `json:"at"`
+
+	// Party Who wrote.
+	Party AfterEndMessageParty `json:"party"`
+}
+
+// AfterEndMessageParty Who wrote.
+type AfterEndMessageParty string
+
 // Call A call between the chat's parties, by role: no number.
 type Call struct {
 	// At When the call was connected to the other party's phone.
@@ -360,7 +450,13 @@ type Chat struct {
 
 	// ExpiresAt When the conversation closes if nobody writes (Twilio's Timers.Closed counts inactivity).
 	ExpiresAt time.Time `json:"expires_at"`
-	History   []struct {
+
+	// Guarded Messages of a party the guard changed or blocked before the other party saw them (contact data typed into the chat), oldest first (the newest 20); never their body.
+	Guarded []Guarded `json:"guarded"`
+
+	// GuardedCount How many messages the guard changed or blocked in all (guarded lists the newest 20).
+	GuardedCount int `json:"guarded_count"`
+	History      []struct {
 		At time.Time `json:"at"`
 
 		// Channel Present on the entry that moved the customer to another channel (their number is not on WhatsApp: 63003, 63024); the state is the one the chat was in.
@@ -410,7 +506,7 @@ type Event struct {
 // EventType defines model for Event.Type.
 type EventType string
 
-// EventData The chat; in chat.call_started and chat.call_ended also the call.
+// EventData The chat; in chat.call_started and chat.call_ended also the call, in chat.message_after_end also the message.
 type EventData struct {
 	// Call A call between the chat's parties, by role: no number.
 	Call *Call `json:"call,omitempty"`
@@ -430,14 +526,23 @@ type EventData struct {
 
 	// ExpiresAt When the conversation closes if nobody writes (Twilio's Timers.Closed counts inactivity).
 	ExpiresAt time.Time `json:"expires_at"`
-	History   []struct {
+
+	// Guarded Messages of a party the guard changed or blocked before the other party saw them (contact data typed into the chat), oldest first (the newest 20); never their body.
+	Guarded []Guarded `json:"guarded"`
+
+	// GuardedCount How many messages the guard changed or blocked in all (guarded lists the newest 20).
+	GuardedCount int `json:"guarded_count"`
+	History      []struct {
 		At time.Time `json:"at"`
 
 		// Channel Present on the entry that moved the customer to another channel (their number is not on WhatsApp: 63003, 63024); the state is the one the chat was in.
 		Channel *EventDataHistoryChannel `json:"channel,omitempty"`
 		State   State                    `json:"state"`
 	} `json:"history"`
-	Id       string                  `json:"id"`
+	Id string `json:"id"`
+
+	// Message A message a party wrote to the chat's business number after the chat ended, which the service answered (OPTIN_AFTER_END_TEXT): who and when. The body stays with Twilio.
+	Message  *AfterEndMessage        `json:"message,omitempty"`
 	Metadata *map[string]interface{} `json:"metadata"`
 	Mode     EventDataMode           `json:"mode"`
 
@@ -460,6 +565,30 @@ type EventDataMode string
 
 // EventDataReason defines model for EventData.Reason.
 type EventDataReason string
+
+// Guarded A message the guard changed (redact) or kept from the other party (block): who wrote it, when, what kinds of contact data it held. No body, no number.
+type Guarded struct {
+	// Action redact: published with each finding replaced by a placeholder; block: not published, its author told why.
+	Action GuardedAction `json:"action"`
+
+	// At When Twilio asked the guard about it (the onMessageAdd pre-event).
+	At time.Time `json:"at"`
+
+	// From Who wrote it.
+	From GuardedFrom `json:"from"`
+
+	// Kinds The kinds of contact data found, sorted.
+	Kinds []GuardedKinds `json:"kinds"`
+}
+
+// GuardedAction redact: published with each finding replaced by a placeholder; block: not published, its author told why.
+type GuardedAction string
+
+// GuardedFrom Who wrote it.
+type GuardedFrom string
+
+// GuardedKinds defines model for Guarded.Kinds.
+type GuardedKinds string
 
 // Party defines model for Party.
 type Party struct {
@@ -669,6 +798,18 @@ type ChatInvitedParams struct {
 	WebhookSignature string `json:"webhook-signature"`
 }
 
+// ChatMessageAfterEndParams defines parameters for ChatMessageAfterEnd.
+type ChatMessageAfterEndParams struct {
+	// WebhookId The event's id: the same across retries and sweeps.
+	WebhookId string `json:"webhook-id"`
+
+	// WebhookTimestamp Unix seconds when this attempt was signed: reject one older than five minutes.
+	WebhookTimestamp string `json:"webhook-timestamp"`
+
+	// WebhookSignature v1, then the base64 HMAC-SHA256 of webhook-id.webhook-timestamp.body with the secret (whsec_ + base64).
+	WebhookSignature string `json:"webhook-signature"`
+}
+
 // StartChatJSONRequestBody defines body for StartChat for application/json ContentType.
 type StartChatJSONRequestBody = StartRequest
 
@@ -695,6 +836,9 @@ type ChatFailedJSONRequestBody = Event
 
 // ChatInvitedJSONRequestBody defines body for ChatInvited for application/json ContentType.
 type ChatInvitedJSONRequestBody = Event
+
+// ChatMessageAfterEndJSONRequestBody defines body for ChatMessageAfterEnd for application/json ContentType.
+type ChatMessageAfterEndJSONRequestBody = Event
 
 // Getter for additional properties for Openapi200JSONResponseBody. Returns the specified
 // element and whether it was found
@@ -2277,6 +2421,11 @@ type WebhookInitiatorInterface interface {
 	ChatInvitedWithBody(ctx context.Context, targetURL string, params *ChatInvitedParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	ChatInvited(ctx context.Context, targetURL string, params *ChatInvitedParams, body ChatInvitedJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ChatMessageAfterEndWithBody fires the chat.message_after_end webhook with any body
+	ChatMessageAfterEndWithBody(ctx context.Context, targetURL string, params *ChatMessageAfterEndParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	ChatMessageAfterEnd(ctx context.Context, targetURL string, params *ChatMessageAfterEndParams, body ChatMessageAfterEndJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 }
 
 func (p *WebhookInitiator) ChatCallEndedWithBody(ctx context.Context, targetURL string, params *ChatCallEndedParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2461,6 +2610,30 @@ func (p *WebhookInitiator) ChatInvitedWithBody(ctx context.Context, targetURL st
 
 func (p *WebhookInitiator) ChatInvited(ctx context.Context, targetURL string, params *ChatInvitedParams, body ChatInvitedJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewChatInvitedWebhookRequest(targetURL, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := p.applyWebhookEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return p.Client.Do(req)
+}
+
+func (p *WebhookInitiator) ChatMessageAfterEndWithBody(ctx context.Context, targetURL string, params *ChatMessageAfterEndParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewChatMessageAfterEndWebhookRequestWithBody(targetURL, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := p.applyWebhookEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return p.Client.Do(req)
+}
+
+func (p *WebhookInitiator) ChatMessageAfterEnd(ctx context.Context, targetURL string, params *ChatMessageAfterEndParams, body ChatMessageAfterEndJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewChatMessageAfterEndWebhookRequest(targetURL, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -2911,6 +3084,67 @@ func NewChatInvitedWebhookRequest(targetURL string, params *ChatInvitedParams, b
 
 // NewChatInvitedWebhookRequestWithBody builds a POST request for the chat.invited webhook with any body
 func NewChatInvitedWebhookRequestWithBody(targetURL string, params *ChatInvitedParams, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+	_ = err
+
+	reqURL, err := url.Parse(targetURL)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, reqURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		var headerParam0 string
+
+		headerParam0, err = runtime.StyleParamWithOptions("simple", false, "webhook-id", params.WebhookId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+		if err != nil {
+			return nil, err
+		}
+
+		req.Header.Set("webhook-id", headerParam0)
+
+		var headerParam1 string
+
+		headerParam1, err = runtime.StyleParamWithOptions("simple", false, "webhook-timestamp", params.WebhookTimestamp, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+		if err != nil {
+			return nil, err
+		}
+
+		req.Header.Set("webhook-timestamp", headerParam1)
+
+		var headerParam2 string
+
+		headerParam2, err = runtime.StyleParamWithOptions("simple", false, "webhook-signature", params.WebhookSignature, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+		if err != nil {
+			return nil, err
+		}
+
+		req.Header.Set("webhook-signature", headerParam2)
+
+	}
+	return req, nil
+}
+
+// NewChatMessageAfterEndWebhookRequest builds a application/json POST request for the chat.message_after_end webhook
+func NewChatMessageAfterEndWebhookRequest(targetURL string, params *ChatMessageAfterEndParams, body ChatMessageAfterEndJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewChatMessageAfterEndWebhookRequestWithBody(targetURL, params, "application/json", bodyReader)
+}
+
+// NewChatMessageAfterEndWebhookRequestWithBody builds a POST request for the chat.message_after_end webhook with any body
+func NewChatMessageAfterEndWebhookRequestWithBody(targetURL string, params *ChatMessageAfterEndParams, contentType string, body io.Reader) (*http.Request, error) {
 	var err error
 	_ = err
 

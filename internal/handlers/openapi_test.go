@@ -81,7 +81,8 @@ func TestOpenAPIDescribesEventsItselfAndItsLicense(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	events := []string{"chat.call_ended", "chat.call_started", "chat.channel_changed", "chat.closed", "chat.connected", "chat.declined", "chat.failed", "chat.invited"}
+	events := []string{"chat.call_ended", "chat.call_started", "chat.channel_changed", "chat.closed", "chat.connected", "chat.declined", "chat.failed", "chat.invited", chat.EventMessageAfterEnd}
+	slices.Sort(events)
 	var hooks []string
 	for name, item := range doc.Webhooks {
 		hooks = append(hooks, name)
@@ -264,7 +265,16 @@ func TestEventsFitTheirWebhooks(t *testing.T) {
 	completed := "completed"
 	ended := chat.CallView{Sid: "CA0123456789abcdef0123456789abcdef", From: "rider", To: "customer", At: at, Status: &completed, Duration: 42, EndedAt: &at}
 	view.Calls = []chat.CallView{ended, {Sid: "CA0123456789abcdef0123456789abcdee", From: "customer", To: "rider", At: at}}
+	view.Guarded = []chat.GuardedView{{At: at, From: "rider", Kinds: []string{"link", "number"}, Action: "redact"}}
+	view.GuardedCount = 3
 	data, err := json.Marshal(view)
+	if err != nil {
+		t.Fatal(err)
+	}
+	afterEnd, err := json.Marshal(struct {
+		chat.View
+		Message chat.AfterEndView `json:"message"`
+	}{view, chat.AfterEndView{Party: "customer", At: at}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,7 +289,7 @@ func TestEventsFitTheirWebhooks(t *testing.T) {
 		return b
 	}
 	for typ, data := range map[string]json.RawMessage{"chat.failed": data, chat.EventChannelChanged: data,
-		chat.EventCallStarted: withCall(view.Calls[1]), chat.EventCallEnded: withCall(ended)} {
+		chat.EventCallStarted: withCall(view.Calls[1]), chat.EventCallEnded: withCall(ended), chat.EventMessageAfterEnd: afterEnd} {
 		if err := sender.Send(t.Context(), chat.Event{ID: "msg_0123", Type: typ, At: at, Data: data}); err != nil {
 			t.Fatal(err)
 		}
