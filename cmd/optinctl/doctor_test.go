@@ -88,7 +88,7 @@ var healthy = emulator.Account{
 	FriendlyName: "Deliveries",
 	Senders: []emulator.Sender{{Address: "whatsapp:+15550100000", WebhookURL: "https://platform.example.com/whatsapp"},
 		{Address: "whatsapp:+15550100001"}},
-	Numbers: []emulator.PhoneNumber{{Number: "+15550200000", SMS: true, Voice: true, SMSURL: "https://platform.example.com/sms"}},
+	Numbers:         []emulator.PhoneNumber{{Number: "+15550200000", SMS: true, Voice: true, SMSURL: "https://platform.example.com/sms"}},
 	ServiceWebhooks: emulator.WebhookConfiguration{PreURL: "https://optin.example.com/webhooks/conversations", Method: "POST", Filters: []string{"onMessageAdd"}},
 }
 
