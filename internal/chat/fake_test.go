@@ -31,14 +31,22 @@ type fakeTwilio struct {
 	// media are the media uploaded, by SID; attached those attached to a message (once only).
 	media    map[string]Media
 	attached map[string]bool
+	// pairs, when set, makes AddParticipant refuse a pair (address, proxy address) that another active
+	// conversation binds (50416), as Twilio does: external are bindings of conversations the service did
+	// not make, conflicts counts refusals caused by the service's own conversations.
+	pairs     bool
+	external  map[[2]string]bool
+	conflicts []string
 }
 
 type fakeConv struct {
 	sid, name    string
 	closed       bool
 	participants []string
-	webhooks     []optin.Webhook
-	messages     []fakeMsg
+	// bound are the participants' proxy addresses, by address.
+	bound    map[string]string
+	webhooks []optin.Webhook
+	messages []fakeMsg
 }
 
 // fakeMsg is a message as the fake keeps it: what FetchMessage reads, the template it was sent as, and
@@ -119,7 +127,7 @@ func (f *fakeTwilio) FindConversation(_ context.Context, key string) (string, bo
 	return c.sid, c.closed, nil
 }
 
-func (f *fakeTwilio) AddParticipant(_ context.Context, sid, address, _ string) error {
+func (f *fakeTwilio) AddParticipant(_ context.Context, sid, address, proxy string) error {
 	if err := f.enter("participant", sid); err != nil {
 		return err
 	}
@@ -132,7 +140,22 @@ func (f *fakeTwilio) AddParticipant(_ context.Context, sid, address, _ string) e
 	if slices.Contains(c.participants, address) {
 		return callErr("participant", twiliocall.Permanent, 409, codeAlreadyPresent)
 	}
+	if f.pairs {
+		if f.external[[2]string{address, proxy}] {
+			return callErr("participant", twiliocall.Permanent, 409, codePairInUse)
+		}
+		for _, other := range f.convs {
+			if other != c && !other.closed && other.bound[address] == proxy {
+				f.conflicts = append(f.conflicts, fmt.Sprintf("%s on %s, bound in %s, added to %s", address, proxy, other.name, c.name))
+				return callErr("participant", twiliocall.Permanent, 409, codePairInUse)
+			}
+		}
+	}
 	c.participants = append(c.participants, address)
+	if c.bound == nil {
+		c.bound = map[string]string{}
+	}
+	c.bound[address] = proxy
 	return f.answerLost("participant")
 }
 
@@ -246,6 +269,7 @@ func (f *fakeTwilio) RemoveParticipant(_ context.Context, sid, address string) e
 		return err
 	}
 	c.participants = slices.DeleteFunc(c.participants, func(a string) bool { return a == address })
+	delete(c.bound, address)
 	return nil
 }
 

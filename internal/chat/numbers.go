@@ -101,15 +101,49 @@ func (s *Service) leaseNumbers(ctx context.Context, c Chat) (Chat, error) {
 	return updated, nil
 }
 
+// leaseFor leases the party a number when it holds none (its pair was found bound elsewhere), and
+// records it; none free is a *NoNumberError.
+func (s *Service) leaseFor(ctx context.Context, c Chat, party string) (Chat, error) {
+	p := c.party(party)
+	// What the chat holds for the party unrecorded (a run cut off after leasing) is freed first.
+	if err := s.pool(*p).ReleaseAddress(ctx, c.ID, p.Address); err != nil {
+		return Chat{}, fmt.Errorf("%w: freeing a number leased unrecorded: %w", ErrUnavailable, err)
+	}
+	numbers, err := s.pool(*p).Lease(ctx, c.ID, []string{p.Address})
+	if ex, ok := errors.AsType[*numberpool.ExhaustedError](err); ok {
+		s.noFreeNumber()
+		return c, &NoNumberError{Party: party, Address: p.Address, Err: ex, TwilioCode: codePairInUse}
+	}
+	if err != nil {
+		return Chat{}, fmt.Errorf("%w: leasing a number: %w", ErrUnavailable, err)
+	}
+	updated, err := s.store.Update(ctx, c.ID, func(c *Chat) error {
+		c.party(party).ProxyAddress = numbers[0]
+		return nil
+	})
+	if err != nil {
+		return Chat{}, fmt.Errorf("%w: recording a number: %w", ErrUnavailable, err)
+	}
+	return updated, nil
+}
+
 // addParticipant adds the party; one already in the conversation (an earlier attempt) counts as added.
 // When Twilio answers that the party's pair is bound in a conversation the service did not make
 // (50416), the pair is set aside and the party gets the pool's next free number.
 func (s *Service) addParticipant(ctx context.Context, c *Chat, party string) error {
 	for {
-		p := c.Customer
-		if party == "rider" {
-			p = c.Rider
+		if c.party(party).ProxyAddress == "" {
+			// Its last pair was bound elsewhere and the next not recorded (a retry, a run cut off).
+			updated, err := s.leaseFor(ctx, *c, party)
+			if nn, ok := errors.AsType[*NoNumberError](err); ok {
+				return &twiliocall.CallError{Op: "lease a number", Kind: twiliocall.Permanent, Code: codePairInUse, Err: nn}
+			}
+			if err != nil {
+				return err
+			}
+			*c = updated
 		}
+		p := *c.party(party)
 		err := s.conv.AddParticipant(ctx, c.ConversationSid, p.Address, p.ProxyAddress)
 		switch twiliocall.Code(err) {
 		case codeAlreadyPresent, codeSameBinding:
@@ -119,17 +153,22 @@ func (s *Service) addParticipant(ctx context.Context, c *Chat, party string) err
 			return err
 		}
 		zerolog.Ctx(ctx).Warn().Str("party", party).Str("proxy_address", p.ProxyAddress).Msg("pair bound in another conversation; taking the next number")
+		// Recorded first: the party holds no number until the next is recorded. A run cut off (or a
+		// write lost) between the two finds the party without one and leases again (leaseFor), freeing
+		// what it holds unrecorded.
+		updated, uerr := s.store.Update(ctx, c.ID, func(c *Chat) error {
+			c.party(party).ProxyAddress = ""
+			return nil
+		})
+		if uerr != nil {
+			return fmt.Errorf("%w: recording the party's pair bound elsewhere: %w", ErrUnavailable, uerr)
+		}
+		*c = updated
 		number, rerr := s.pool(p).Replace(ctx, c.ID, p.Address, p.ProxyAddress)
 		if rerr != nil {
 			var ex *numberpool.ExhaustedError
 			if errors.As(rerr, &ex) {
 				// The pair is blocked and no other is free: the party holds no number now.
-				if updated, uerr := s.store.Update(ctx, c.ID, func(c *Chat) error {
-					c.party(party).ProxyAddress = ""
-					return nil
-				}); uerr == nil {
-					*c = updated
-				}
 				s.noFreeNumber()
 				// Permanent: no retry of the step can find a number the pool does not have.
 				return &twiliocall.CallError{Op: "lease a number", Kind: twiliocall.Permanent, Code: codePairInUse,
@@ -137,12 +176,8 @@ func (s *Service) addParticipant(ctx context.Context, c *Chat, party string) err
 			}
 			return rerr
 		}
-		updated, uerr := s.store.Update(ctx, c.ID, func(c *Chat) error {
-			if party == "rider" {
-				c.Rider.ProxyAddress = number
-			} else {
-				c.Customer.ProxyAddress = number
-			}
+		updated, uerr = s.store.Update(ctx, c.ID, func(c *Chat) error {
+			c.party(party).ProxyAddress = number
 			return nil
 		})
 		if uerr != nil {

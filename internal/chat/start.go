@@ -232,6 +232,20 @@ func (s *Service) runStart(ctx context.Context, c Chat, resumed bool) (Chat, err
 			return s.abandon(ctx, c)
 		}
 	}
+	for _, party := range []string{roleCustomer, roleRider} {
+		if c.party(party).ProxyAddress != "" {
+			continue
+		}
+		// An earlier run found the party's pair bound elsewhere and no other number free (it holds
+		// none now): one may be free since; without, the start is refused as it was.
+		var err error
+		if c, err = s.leaseFor(ctx, c, party); err != nil {
+			if nn, ok := errors.AsType[*NoNumberError](err); ok {
+				return s.refused(ctx, c, party, codePairInUse, nn)
+			}
+			return Chat{}, err
+		}
+	}
 	steps := s.startSteps(&c)
 	for _, st := range steps {
 		if _, done := c.Steps[st.name]; done {
