@@ -176,9 +176,9 @@ var optOutWords = map[string]bool{
 	"HELP": true, "INFO": true, "START": true, "UNSTOP": true, "REVOKE": true, "OPTOUT": true,
 }
 
-// keyword reports whether body is one of the opt-out or help keywords (as carriers read them: the
+// IsKeyword reports whether body is one of the opt-out or help keywords (as carriers read them: the
 // whole message, any case, punctuation around it ignored).
-func keyword(body string) bool {
+func IsKeyword(body string) bool {
 	w := strings.ToUpper(strings.Trim(strings.TrimSpace(body), ".!?,;:'\" "))
 	return optOutWords[w]
 }
@@ -188,7 +188,7 @@ func keyword(body string) bool {
 // recorded with the event the platform hears of (no body).
 func decideAfterEnd(c *Chat, role, body string, now time.Time, every time.Duration, events bool) Decision {
 	p := c.party(role)
-	if !c.State.Final() || keyword(body) || (!p.AfterEndAt.IsZero() && now.Sub(p.AfterEndAt) < every) {
+	if !c.State.Final() || IsKeyword(body) || (!p.AfterEndAt.IsZero() && now.Sub(p.AfterEndAt) < every) {
 		return Decision{}
 	}
 	p.AfterEndAt = now

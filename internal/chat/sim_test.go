@@ -757,7 +757,7 @@ func (sm *sim) writeAfterEnd(ctx context.Context, svc *Service, id string) strin
 		sm.t.Errorf("after the end: answered %+v, want chat %s %s", ans, owner, role)
 	case !target.State.Final():
 		sm.t.Errorf("after the end: chat %s answered while %s", owner, target.State)
-	case keyword(body):
+	case IsKeyword(body):
 		sm.t.Errorf("after the end: %q answered", body)
 	case len(last) > 0 && sm.clock.now().Sub(last[len(last)-1]) < time.Hour:
 		sm.t.Errorf("after the end: %s answered again %s after", key, sm.clock.now().Sub(last[len(last)-1]))
