@@ -36,6 +36,7 @@ type fakeMask struct {
 	chatID   string // "" : the conversation is no chat's
 	err      error
 	wait     bool // GuardMessage waits for its context to end
+	panics   bool // GuardMessage panics
 	guarded  []chat.GuardRequest
 	afterEnd []chat.AfterEndRequest
 	answer   chat.AfterEndAnswer
@@ -45,6 +46,9 @@ func (f *fakeMask) GuardMessage(ctx context.Context, req chat.GuardRequest) (cha
 	f.mu.Lock()
 	f.guarded = append(f.guarded, req)
 	f.mu.Unlock()
+	if f.panics {
+		panic("index out of range [7] with length 7")
+	}
 	if f.wait {
 		<-ctx.Done()
 		return chat.GuardAnswer{}, ctx.Err()
@@ -190,6 +194,7 @@ func TestPreEventFailsOpen(t *testing.T) {
 		{"other pre-event", func(_ *fakeMask, p url.Values) { p.Set("EventType", "onConversationUpdate") }, "skipped other_event", 0},
 		{"error", func(f *fakeMask, _ url.Values) { f.err = errors.New("store down") }, "skipped error", 1},
 		{"timeout", func(f *fakeMask, _ url.Values) { f.wait = true }, "skipped timeout", 1},
+		{"panic", func(f *fakeMask, _ url.Values) { f.panics = true }, "skipped error", 1},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newMaskEnv(t, guard.Redact, "")

@@ -122,7 +122,7 @@ func (p *preEvent) serve(w http.ResponseWriter, r *http.Request, params url.Valu
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), p.budget)
-	ans, err := p.chats.GuardMessage(ctx, chat.GuardRequest{ConversationSid: conv, Author: get("Author"), Body: get("Body")})
+	ans, err := p.guard(ctx, chat.GuardRequest{ConversationSid: conv, Author: get("Author"), Body: get("Body")})
 	late := ctx.Err() != nil
 	cancel()
 	switch {
@@ -163,6 +163,23 @@ func (p *preEvent) serve(w http.ResponseWriter, r *http.Request, params url.Valu
 		writeJSONBytes(w, http.StatusOK, publishAsWritten)
 	}
 }
+
+// guard asks the chats, a panic (the finder on a body nobody foresaw) turned into an error: the
+// router's recovery would answer 500, and Twilio drops a message answered 5xx. The panic's value and
+// stack are not logged, they may quote the body.
+func (p *preEvent) guard(ctx context.Context, req chat.GuardRequest) (ans chat.GuardAnswer, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			ans, err = chat.GuardAnswer{}, errGuardPanicked
+		}
+	}()
+	return p.chats.GuardMessage(ctx, req)
+}
+
+var errGuardPanicked = errors.New("handlers: the guard panicked")
 
 // guardedAttributes is the message's attributes (a JSON object as a string) with what the guard hid
 // added under "optin": {"guarded": kinds}; the rest kept. Attributes that are no JSON object are
