@@ -30,10 +30,15 @@ type Pairs struct {
 	pruned    time.Time
 }
 
+// pairLease is a lease's chat and until when it counts (Unix ms: a time.Time would take 24 bytes
+// where 8 do, in an entry the pair index keeps per pair for the retention).
 type pairLease struct {
 	chat  string
-	until time.Time
+	until int64
 }
+
+// live reports whether the lease still counts at now.
+func (l pairLease) live(now time.Time) bool { return now.UnixMilli() < l.until }
 
 // lastNumber is an address's last number (an index into Pairs.numbers) and until when it counts
 // (Unix ms).
@@ -60,7 +65,7 @@ func (s *Pairs) prune(now time.Time) {
 	}
 	s.pruned = now
 	for p, l := range s.leased {
-		if !now.Before(l.until) {
+		if !l.live(now) {
 			delete(s.leased, p)
 		}
 	}
@@ -83,7 +88,7 @@ func (s *Pairs) prune(now time.Time) {
 		}
 	}
 	s.last.deleteFunc(func(l lastNumber) bool { return now.UnixMilli() >= l.until })
-	s.chatOf.deleteFunc(func(l pairLease) bool { return !now.Before(l.until) })
+	s.chatOf.deleteFunc(func(l pairLease) bool { return !l.live(now) })
 }
 
 // indexKey is a pair's key in the index: its number and address, bare.
@@ -99,7 +104,7 @@ func indexKey(number, address string) ([2]uint64, bool, string) {
 // held reports whether a live lease holds p. Callers hold s.mu.
 func (s *Pairs) held(p numberpool.Pair, now time.Time) bool {
 	l, ok := s.leased[p]
-	return ok && now.Before(l.until)
+	return ok && l.live(now)
 }
 
 // Take leases every pair to chatID unless one is leased or blocked.
@@ -118,12 +123,12 @@ func (s *Pairs) Take(_ context.Context, chatID string, pairs []numberpool.Pair) 
 	}
 	until := now.Add(s.retention)
 	for _, p := range pairs {
-		s.leased[p] = pairLease{chat: chatID, until: until}
+		s.leased[p] = pairLease{chat: chatID, until: until.UnixMilli()}
 		s.byChat[chatID] = append(s.byChat[chatID], p)
 		k, ok := addressKey(p.Address)
 		s.last.set(k, ok, p.Address, lastNumber{number: s.number(p.Number), until: until.UnixMilli()})
 		ik, iok, is := indexKey(p.Number, p.Address)
-		s.chatOf.set(ik, iok, is, pairLease{chat: chatID, until: until})
+		s.chatOf.set(ik, iok, is, pairLease{chat: chatID, until: until.UnixMilli()})
 	}
 	return true, nil
 }
@@ -164,15 +169,15 @@ func (s *Pairs) Renew(_ context.Context, chatID string) error {
 	now := s.now()
 	until := now.Add(s.retention)
 	for _, p := range s.byChat[chatID] {
-		if l, ok := s.leased[p]; ok && l.chat == chatID && now.Before(l.until) {
-			s.leased[p] = pairLease{chat: chatID, until: until}
+		if l, ok := s.leased[p]; ok && l.chat == chatID && l.live(now) {
+			s.leased[p] = pairLease{chat: chatID, until: until.UnixMilli()}
 			k, ok := addressKey(p.Address)
 			if last, found := s.last.get(k, ok, p.Address); found && s.numbers[last.number] == p.Number {
 				s.last.set(k, ok, p.Address, lastNumber{number: last.number, until: until.UnixMilli()})
 			}
 			ik, iok, is := indexKey(p.Number, p.Address)
 			if c, found := s.chatOf.get(ik, iok, is); found && c.chat == chatID {
-				s.chatOf.set(ik, iok, is, pairLease{chat: chatID, until: until})
+				s.chatOf.set(ik, iok, is, pairLease{chat: chatID, until: until.UnixMilli()})
 			}
 		}
 	}
@@ -204,7 +209,7 @@ func (s *Pairs) ChatOf(_ context.Context, number, address string) (string, error
 	k, ok, str := indexKey(number, address)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if c, found := s.chatOf.get(k, ok, str); found && s.now().Before(c.until) {
+	if c, found := s.chatOf.get(k, ok, str); found && c.live(s.now()) {
 		return c.chat, nil
 	}
 	return "", nil
