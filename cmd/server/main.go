@@ -209,7 +209,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		opts.Voice = &handlers.Voice{Calls: chats, AccountSid: cfg.AccountSid, TimeLimit: cfg.CallTimeLimit,
 			Unavailable: cfg.CallUnavailable, Whisper: cfg.CallWhisper}
 		opts.Mask = &handlers.Mask{Chats: chats, AccountSid: cfg.AccountSid, AfterEndText: cfg.AfterEndText,
-			NeverChattedText: cfg.NeverChattedText, Metrics: m, GuardOff: cfg.guard.Mode == guard.Off}
+			NeverChattedText: cfg.NeverChattedText, NeverChattedEvery: cfg.AfterEndEvery, Metrics: m, GuardOff: cfg.guard.Mode == guard.Off}
 	}
 	if cfg.AdminAddr == "" {
 		opts.Admin, opts.Console = admin, cons

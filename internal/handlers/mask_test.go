@@ -284,6 +284,39 @@ func TestMessagingAfterEnd(t *testing.T) {
 	}
 }
 
+// The text to a number of no chat goes to a pair at most once per period, remembered past its bound
+// only by dropping the expired: an auto-responder answering it must not loop with us.
+func TestMessagingNeverChattedOncePer(t *testing.T) {
+	const text = "This number is for delivery chats only."
+	answered := `<?xml version="1.0" encoding="UTF-8"?><Response><Message>` + text + `</Message></Response>`
+	e := newMaskEnv(t, guard.Redact, text)
+	assertTwiML(t, e.do(signedVoice(messagingURL, incomingMessage("whatsapp:+15550009999", "hi"))), answered)
+	// The auto-responder's answer to our answer, a moment later: nothing.
+	assertTwiML(t, e.do(signedVoice(messagingURL, incomingMessage("whatsapp:+15550009999", "I am away until Monday"))), emptyTwiML)
+	assertTwiML(t, e.do(signedVoice(messagingURL, incomingMessage("+15550009999", "I am away until Monday"))), emptyTwiML)
+	assertTwiML(t, e.do(signedVoice(messagingURL, incomingMessage("whatsapp:+15550008888", "hi"))), answered)
+
+	o := &oncePer{every: time.Hour, max: 2, last: map[string]time.Time{}}
+	at := time.Date(2026, 5, 12, 18, 0, 0, 0, time.UTC)
+	o.now = func() time.Time { return at }
+	for i, step := range []struct {
+		key     string
+		advance time.Duration
+		want    bool
+	}{
+		{"a", 0, true}, {"a", 59 * time.Minute, false}, {"b", 0, true},
+		{"c", 0, false},               // full, nothing expired: silent
+		{"a", time.Minute, true},      // a's hour is over
+		{"c", 59 * time.Minute, true}, // b expired and dropped
+		{"b", 0, false},               // full again: a and c are within their hour
+	} {
+		at = at.Add(step.advance)
+		if got := o.take(step.key); got != step.want {
+			t.Errorf("step %d: take(%s) = %v, want %v", i, step.key, got, step.want)
+		}
+	}
+}
+
 // BenchmarkPreEvent is one signed pre-event with a 1,600-character body through the router, the real
 // guard redacting it; it reports the p99 of the runs.
 func BenchmarkPreEvent(b *testing.B) {

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
+	"time"
 
 	"github.com/rs/zerolog/hlog"
 
@@ -46,6 +48,7 @@ type messagingHandler struct {
 	mrec                          MaskRecorder
 	rejections                    *sampledLog
 	empty, afterEnd, neverChatted []byte
+	neverChattedOnce              *oncePer
 }
 
 func newMessagingHandler(cfg Mask, v *signature.Validator, urls SignedURL, rec Recorder) (*messagingHandler, error) {
@@ -60,7 +63,49 @@ func newMessagingHandler(cfg Mask, v *signature.Validator, urls SignedURL, rec R
 	if cfg.Metrics != nil {
 		h.mrec = cfg.Metrics
 	}
+	every := cfg.NeverChattedEvery
+	if every <= 0 {
+		every = chat.DefaultAfterEndEvery
+	}
+	h.neverChattedOnce = &oncePer{every: every, max: maxNeverChatted, now: time.Now, last: map[string]time.Time{}}
 	return h, nil
+}
+
+// maxNeverChatted bounds the pairs oncePer remembers: past it, and once the expired are dropped, a pair
+// not remembered is not answered — a flood from many numbers must not grow the memory, and silence is
+// the safe answer.
+const maxNeverChatted = 10_000
+
+// oncePer lets an answer go to a pair at most once per period (an auto-responder answering our answer
+// would otherwise loop with us). What no chat records is remembered here, in this replica's memory: with
+// several replicas a pair may get the answer once per replica per period.
+type oncePer struct {
+	mu    sync.Mutex
+	every time.Duration
+	max   int
+	now   func() time.Time
+	last  map[string]time.Time
+}
+
+func (o *oncePer) take(key string) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	now := o.now()
+	if at, ok := o.last[key]; ok && now.Sub(at) < o.every {
+		return false
+	}
+	if _, ok := o.last[key]; !ok && len(o.last) >= o.max {
+		for k, at := range o.last {
+			if now.Sub(at) >= o.every {
+				delete(o.last, k)
+			}
+		}
+		if len(o.last) >= o.max {
+			return false
+		}
+	}
+	o.last[key] = now
+	return true
 }
 
 // ServeHTTP answers Twilio's incoming-message request (MessageSid, AccountSid, From, To, Body, …).
@@ -101,7 +146,7 @@ func (h *messagingHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case ans.ChatID == "":
 		h.mrec.AfterEnd(metrics.AfterEndNoChat)
 		h.rec.Webhook(metrics.Ignored)
-		if h.cfg.NeverChattedText != "" && !chat.IsKeyword(req.Body) {
+		if h.cfg.NeverChattedText != "" && !chat.IsKeyword(req.Body) && h.neverChattedOnce.take(chat.E164(req.From)+" "+chat.E164(req.To)) {
 			log.Msg("message to a number of no chat answered")
 			writeTwiML(w, h.neverChatted)
 			return

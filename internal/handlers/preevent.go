@@ -63,6 +63,9 @@ type Mask struct {
 	// AfterEndText answers a party writing to their ended chat's number (at most once per period, the
 	// chats decide); NeverChattedText, when set, answers a number that never had a chat on the pair.
 	AfterEndText, NeverChattedText string
+	// NeverChattedEvery is how often, at most, NeverChattedText goes to one pair (0:
+	// chat.DefaultAfterEndEvery); kept in each replica's memory.
+	NeverChattedEvery time.Duration
 	// Metrics, when set, counts guarded messages, skipped pre-events and messages after the end.
 	Metrics MaskRecorder
 	// Budget bounds a pre-event's work; 0 is guardBudget.
