@@ -119,7 +119,11 @@ var (
 func contactLinks(lower string) []span {
 	var links []span
 	for _, host := range contactHosts {
+		covered := 0 // an occurrence inside the last link found is part of it: skipped, so the cost stays linear
 		for at := range occurrences(lower, host) {
+			if at < covered {
+				continue
+			}
 			start := at
 			for _, prefix := range []string{"www.", "https://", "http://"} {
 				if strings.HasSuffix(lower[:start], prefix) {
@@ -128,13 +132,19 @@ func contactLinks(lower string) []span {
 			}
 			if m := afterHost.FindStringIndex(lower[at+len(host):]); m != nil && startsWord(lower, start) {
 				links = append(links, span{start, at + len(host) + m[1]})
+				covered = at + len(host) + m[1]
 			}
 		}
 	}
 	for _, scheme := range contactSchemes {
+		covered := 0
 		for at := range occurrences(lower, scheme) {
+			if at < covered {
+				continue
+			}
 			if m := linkRest.FindStringIndex(lower[at+len(scheme):]); m != nil && m[1] >= 3 && startsWord(lower, at) {
 				links = append(links, span{at, at + len(scheme) + m[1]})
+				covered = at + len(scheme) + m[1]
 			}
 		}
 	}
@@ -145,8 +155,13 @@ func contactLinks(lower string) []span {
 func webLinks(lower string) []span {
 	var links []span
 	for _, prefix := range webStarts {
+		covered := 0
 		for at := range occurrences(lower, prefix) {
-			links = append(links, span{at, at + len(prefix) + len(linkRest.FindString(lower[at+len(prefix):]))})
+			if at < covered {
+				continue
+			}
+			covered = at + len(prefix) + len(linkRest.FindString(lower[at+len(prefix):]))
+			links = append(links, span{at, covered})
 		}
 	}
 	return disjoint(links)
