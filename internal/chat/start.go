@@ -166,8 +166,7 @@ func (s *Service) startSteps(c *Chat) []startStep {
 // chatMarker is the Attributes of what the service creates for a chat — a start step's result, a held
 // message's copy, a nudge — naming it by key and value, so that a repeat can find it.
 func chatMarker(chatID, key, value string) string {
-	b, _ := json.Marshal(map[string]map[string]string{"optin": {"chat": chatID, key: value}})
-	return string(b)
+	return twiliocall.Marker(map[string]string{"chat": chatID, key: value})
 }
 
 // createConversation creates the chat's conversation, paced by the limiter, under the chat's id as

@@ -42,6 +42,17 @@ type scripted struct {
 	applied bool
 }
 
+// stepOf is the step a message's marker names, "" when none.
+func stepOf(attributes string) string {
+	var d struct {
+		OptIn struct {
+			Step string `json:"step"`
+		} `json:"optin"`
+	}
+	_ = jsonUnmarshal(attributes, &d)
+	return d.OptIn.Step
+}
+
 func (f *fakeConversations) CreateMessage(ctx context.Context, conv string, m Message) (string, error) {
 	if f.block != nil {
 		select {
@@ -53,11 +64,10 @@ func (f *fakeConversations) CreateMessage(ctx context.Context, conv string, m Me
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.created = append(f.created, createCall{conv, m})
-	var d markerDoc
-	_ = jsonUnmarshal(m.Attributes, &d)
+	step := stepOf(m.Attributes)
 	sid := fmt.Sprintf("IM%03d", len(f.created))
-	if q := f.failCreate[d.OptIn.Step]; len(q) > 0 {
-		f.failCreate[d.OptIn.Step] = q[1:]
+	if q := f.failCreate[step]; len(q) > 0 {
+		f.failCreate[step] = q[1:]
 		if q[0].applied {
 			f.messages = append(f.messages, PostedMessage{Sid: sid, Attributes: m.Attributes})
 		}

@@ -3,7 +3,6 @@ package optin
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -392,25 +391,11 @@ func (s *Service) finish(ctx context.Context, f Flow, state State, cause error, 
 
 // marker is the Attributes JSON that names a message's step and trigger, so a retry can find it.
 func marker(step, trigger string) string {
-	b, _ := json.Marshal(markerDoc{OptIn: markerBody{Step: step, Trigger: trigger}})
-	return string(b)
-}
-
-type markerDoc struct {
-	OptIn markerBody `json:"optin"`
-}
-
-type markerBody struct {
-	Step    string `json:"step"`
-	Trigger string `json:"trigger"`
+	return twiliocall.Marker(map[string]string{"step": step, "trigger": trigger})
 }
 
 func hasMarker(attributes, step, trigger string) bool {
-	var d markerDoc
-	if json.Unmarshal([]byte(attributes), &d) != nil {
-		return false
-	}
-	return d.OptIn.Step == step && d.OptIn.Trigger == trigger
+	return twiliocall.HasMarker(attributes, map[string]string{"step": step, "trigger": trigger})
 }
 
 // createOnce creates m with the step's marker, once: after a failure whose effect is unknown — in this

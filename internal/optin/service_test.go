@@ -80,9 +80,7 @@ func mustHandle(t *testing.T, svc *testService, ev Event, want Decision) {
 func byStep(calls []createCall) map[string][]Message {
 	out := map[string][]Message{}
 	for _, c := range calls {
-		var d markerDoc
-		_ = jsonUnmarshal(c.Message.Attributes, &d)
-		out[d.OptIn.Step] = append(out[d.OptIn.Step], c.Message)
+		out[stepOf(c.Message.Attributes)] = append(out[stepOf(c.Message.Attributes)], c.Message)
 	}
 	return out
 }

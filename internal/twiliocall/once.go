@@ -2,6 +2,7 @@ package twiliocall
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 
 	"github.com/rs/zerolog"
@@ -72,4 +73,28 @@ func Close(ctx context.Context, p RetryPolicy, obs Observer, op string, close fu
 		return struct{}{}, err
 	})
 	return err
+}
+
+// Marker is the Attributes JSON that marks a message the service creates, {"optin": fields}, so that a
+// retry finds it (CreateOnce, FindMarked) and readers tell the service's messages from people's. The
+// fields are written in sorted order: the same fields make the same marker.
+func Marker(fields map[string]string) string {
+	b, _ := json.Marshal(map[string]map[string]string{"optin": fields})
+	return string(b)
+}
+
+// HasMarker reports whether attributes carry a marker with every one of fields (others may be there).
+func HasMarker(attributes string, fields map[string]string) bool {
+	var d struct {
+		OptIn map[string]any `json:"optin"`
+	}
+	if json.Unmarshal([]byte(attributes), &d) != nil || d.OptIn == nil {
+		return false
+	}
+	for k, v := range fields {
+		if s, ok := d.OptIn[k].(string); !ok || s != v {
+			return false
+		}
+	}
+	return true
 }
