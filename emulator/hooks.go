@@ -53,13 +53,13 @@ func (e *Emulator) request(target, method string, params url.Values, token strin
 		target += sep + params.Encode()
 		req, err = http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 		if err == nil {
-			req.Header.Set("X-Twilio-Signature", signature.Compute(e.opts.AuthToken, target, nil))
+			req.Header.Set("X-Twilio-Signature", signature.Compute(e.opts.AuthToken, withoutUser(target), nil))
 		}
 	} else {
 		req, err = http.NewRequestWithContext(ctx, http.MethodPost, target, strings.NewReader(params.Encode()))
 		if err == nil {
 			req.Header.Set("Content-Type", "application/x-www-form-urlencoded; charset=UTF-8")
-			req.Header.Set("X-Twilio-Signature", signature.Compute(e.opts.AuthToken, target, params))
+			req.Header.Set("X-Twilio-Signature", signature.Compute(e.opts.AuthToken, withoutUser(target), params))
 		}
 	}
 	if err != nil {
@@ -78,6 +78,17 @@ func (e *Emulator) request(target, method string, params url.Values, token strin
 		a.Err, a.TimedOut = err.Error(), ctx.Err() != nil
 	}
 	return a
+}
+
+// withoutUser is the URL Twilio signs: a user and password in it (a proxy's basic auth, which the
+// request carries in its Authorization header) are left out.
+func withoutUser(target string) string {
+	u, err := url.Parse(target)
+	if err != nil || u.User == nil {
+		return target
+	}
+	u.User = nil
+	return u.String()
 }
 
 func randomToken() string {

@@ -404,3 +404,23 @@ func TestCallRoutes(t *testing.T) {
 		t.Errorf("bad phone: %v", err)
 	}
 }
+
+// A voice URL with a user and password (a proxy's basic auth) is requested with them, and signed
+// without them, as Twilio signs.
+func TestCallToAURLWithCredentials(t *testing.T) {
+	svc := newService(t, func(string, url.Values) (int, string, string) {
+		return 200, xmlType, `<Response><Say>Hello.</Say></Response>`
+	})
+	h := voiceHarness(t, svc)
+	h.emu.SetNumber(PhoneNumber{Number: riderLine, Voice: true, VoiceURL: strings.Replace(svc.url("/webhooks/voice"), "http://", "http://proxyuser:proxypass@", 1)})
+	c, err := h.emu.Call(riderPhone, riderLine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Status != "completed" || !slices.Equal(c.Heard, []string{"Hello."}) {
+		t.Errorf("call %+v", c)
+	}
+	if reqs := svc.requests(); len(reqs) != 1 { // requests checks each signature over the URL Twilio called
+		t.Errorf("%d requests", len(reqs))
+	}
+}

@@ -6,9 +6,11 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -330,5 +332,49 @@ func TestMaskedCallOutlivesTheChat(t *testing.T) {
 	events := w.platform.awaitCalls(t, 2)
 	if events[1].Type != "chat.call_ended" || events[1].Call["status"] != "completed" {
 		t.Errorf("events %+v", events)
+	}
+}
+
+// Behind a proxy that asks for basic auth (its user and password in OPTIN_PUBLIC_URL and in the
+// number's voice URL), the Dial's action and the whisper pass it too: Twilio requests the URLs of the
+// answer with the credentials they carry, and nothing else. The call is whispered, connected and
+// recorded as it is without a proxy.
+func TestMaskedCallsBehindABasicAuthProxy(t *testing.T) {
+	var target atomic.Pointer[url.URL]
+	var refused atomic.Int32
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != "proxyuser" || p != "proxypass" {
+			refused.Add(1)
+			w.Header().Set("WWW-Authenticate", `Basic realm="optin"`)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		httputil.NewSingleHostReverseProxy(target.Load()).ServeHTTP(w, r)
+	}))
+	t.Cleanup(proxy.Close)
+	public := strings.Replace(proxy.URL, "http://", "http://proxyuser:proxypass@", 1)
+	p, hook := newCallPlatform(t)
+	srv, emu := onEmulator(t, map[string]string{"OPTIN_PUBLIC_URL": public, "OPTIN_CALLBACK_URL": hook, "OPTIN_CALLBACK_SECRET": callbackSecret})
+	u, _ := url.Parse(srv.base)
+	target.Store(u)
+	emu.SetNumber(emulator.PhoneNumber{Number: businessPhone, SMS: true, Voice: true, VoiceURL: public + "/webhooks/voice"})
+	w := &callWorld{t: t, srv: srv, emu: emu, platform: p}
+	w.start("order-1", customer, rider, "Yes", "connected")
+	if err := emu.SetPhone(customer, emulator.Phone{TalkFor: emulator.Duration(42 * time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	c := w.call(rider)
+	if len(c.Dials) != 1 || len(c.Dials[0].Heard) != 1 || c.Dials[0].Heard[0] != whisperText || c.Dials[0].Status != "in-progress" {
+		t.Fatalf("the rider's call through the proxy: %+v", c)
+	}
+	emu.Advance(time.Minute)
+	if got := w.awaitEnded("order-1", 0); got["status"] != "completed" || got["duration"] != float64(42) {
+		t.Errorf("the call as recorded: %v", got)
+	}
+	if c, _ := emu.CallByID(c.Sid); c.Status != "completed" || c.ErrorCode != 0 {
+		t.Errorf("the caller's leg: %+v", c)
+	}
+	if n := refused.Load(); n != 0 {
+		t.Errorf("the proxy refused %d requests without credentials", n)
 	}
 }

@@ -207,7 +207,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if chats != nil {
 		opts.Lifecycle = chats
 		opts.Voice = &handlers.Voice{Calls: chats, AccountSid: cfg.AccountSid, TimeLimit: cfg.CallTimeLimit,
-			Unavailable: cfg.CallUnavailable, Whisper: cfg.CallWhisper}
+			Unavailable: cfg.CallUnavailable, Whisper: cfg.CallWhisper, CallbackBase: cfg.PublicURL}
 		opts.Mask = &handlers.Mask{Chats: chats, AccountSid: cfg.AccountSid, AfterEndText: cfg.AfterEndText,
 			NeverChattedText: cfg.NeverChattedText, NeverChattedEvery: cfg.AfterEndEvery, Metrics: m, GuardOff: cfg.guard.Mode == guard.Off}
 	}

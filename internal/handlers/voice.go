@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog/hlog"
@@ -37,6 +38,11 @@ type Voice struct {
 	// Unavailable is said to a caller who is not connected; Whisper, when set, to the callee before the
 	// call connects.
 	Unavailable, Whisper string
+	// CallbackBase, when set, is what the answer's own URLs (the Dial's action, the whisper) hang from:
+	// OPTIN_PUBLIC_URL as given, so that a proxy's user and password in it reach Twilio's requests to
+	// them as they reach its request to the voice URL (Twilio signs without them, so the check does
+	// not use it). Empty: the URL Twilio called.
+	CallbackBase string
 }
 
 // Paths of the voice webhooks: the incoming call, the Dial's action, the callee's whisper.
@@ -110,6 +116,8 @@ func newVoiceHandlers(cfg Voice, v *signature.Validator, urls SignedURL, rec Rec
 		return nil, fmt.Errorf("handlers: call time limit %s outside 1s..4h", cfg.TimeLimit)
 	case cfg.Unavailable == "":
 		return nil, errors.New("handlers: no text for a call not connected")
+	case cfg.CallbackBase != "" && !absoluteHTTP(cfg.CallbackBase):
+		return nil, errors.New("handlers: the voice callback base is not an http(s) URL")
 	}
 	h := &voiceHandlers{cfg: cfg, v: v, urls: urls, rec: rec, rejections: newSampledLog(), timeLimit: int(cfg.TimeLimit / time.Second)}
 	h.refused = twiml(twimlResponse{Say: cfg.Unavailable, Hangup: &struct{}{}})
@@ -117,6 +125,11 @@ func newVoiceHandlers(cfg Voice, v *signature.Validator, urls SignedURL, rec Rec
 	h.hangup = twiml(twimlResponse{Hangup: &struct{}{}})
 	h.whisper = twiml(twimlResponse{Say: cfg.Whisper})
 	return h, nil
+}
+
+func absoluteHTTP(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && u.RawQuery == "" && u.Fragment == ""
 }
 
 // verified returns the request's signed parameters, or answers the refusal itself: 403 for a forged,
@@ -171,6 +184,9 @@ func (h *voiceHandlers) call(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	base := h.urls.Base(r)
+	if h.cfg.CallbackBase != "" {
+		base = strings.TrimSuffix(h.cfg.CallbackBase, "/")
+	}
 	dial := &twimlDial{
 		CallerID:  route.CallerID,
 		TimeLimit: h.timeLimit,

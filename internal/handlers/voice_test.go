@@ -316,9 +316,34 @@ func TestVoiceOptions(t *testing.T) {
 		"limit too short": {Calls: &fakeCalls{}, TimeLimit: time.Millisecond, Unavailable: "x"},
 		"limit too long":  {Calls: &fakeCalls{}, TimeLimit: 5 * time.Hour, Unavailable: "x"},
 		"no text":         {Calls: &fakeCalls{}, TimeLimit: time.Minute},
+		"relative base":   {Calls: &fakeCalls{}, TimeLimit: time.Minute, Unavailable: "x", CallbackBase: "/optin"},
 	} {
 		if _, err := NewRouter(zerolog.Nop(), &fakeFlows{}, signature.New(token), SignedURL{}, func(context.Context) error { return nil }, Options{Voice: &v}); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// Behind a proxy with basic auth, the answer's URLs carry the proxy's user and password (Twilio
+// requests them with the credentials they hold), while the signatures are checked without them, as
+// Twilio signs.
+func TestVoiceURLsKeepTheProxysCredentials(t *testing.T) {
+	calls := &fakeCalls{route: chat.CallRoute{ChatID: "order-1", Caller: "rider", Callee: "customer", CallerID: "+15550100000", Number: "+15550001111"}}
+	public, _ := url.Parse("https://optin.example.com")
+	h, err := NewRouter(zerolog.Nop(), &fakeFlows{}, signature.New(token), SignedURL{Public: public}, func(context.Context) error { return nil },
+		Options{Metrics: &outcomes{}, Voice: &Voice{Calls: calls, AccountSid: account, TimeLimit: 10 * time.Minute, Unavailable: unavail,
+			Whisper: whisper, CallbackBase: "https://proxyuser:proxypass@optin.example.com/"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, signedVoice(voiceURL, incoming()))
+	assertTwiML(t, w, strings.ReplaceAll(dialTwiML, "https://optin.example.com/", "https://proxyuser:proxypass@optin.example.com/"))
+	// Twilio's action request: to the URL with the credentials, signed over the one without.
+	w = httptest.NewRecorder()
+	h.ServeHTTP(w, signedVoice(statusURL, url.Values{"CallSid": {callSid}, "AccountSid": {account}, "DialCallStatus": {"completed"}}))
+	assertTwiML(t, w, hangupTwiML)
+	if len(calls.ended) != 1 {
+		t.Errorf("ended %+v", calls.ended)
 	}
 }
