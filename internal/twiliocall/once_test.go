@@ -1,3 +1,6 @@
+package twiliocall
+
+import "testing"
 
 // A marker is the same bytes for the same fields (the opt-in's and the chat's, as written before
 // there was one helper), and is found by any subset of its fields, never by another value.
