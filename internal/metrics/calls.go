@@ -30,7 +30,7 @@ func newCallMetrics(reg prometheus.Registerer) callMetrics {
 	c := callMetrics{
 		started: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "optin_calls_started_total",
-			Help: "Calls between a chat's parties that were connected to the other party's phone (a <Dial> answered).",
+			Help: "Calls between a chat's parties put through to the other party's phone (a <Dial> placed, answered or not).",
 		}),
 		ended: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "optin_calls_total",
