@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"net/url"
 	"slices"
 	"strings"
 )
@@ -14,7 +15,8 @@ func (d *checkup) voiceURLs(ctx context.Context) {
 	if public == "" {
 		return
 	}
-	want := redact(public + "/webhooks/voice")
+	target := public + "/webhooks/voice"
+	want := redact(target)
 	var pool []string
 	for _, n := range list(d.getenv("OPTIN_WHATSAPP_NUMBER") + "," + d.getenv("OPTIN_WHATSAPP_NUMBERS") + "," + d.getenv("OPTIN_SMS_NUMBERS")) {
 		if n = strings.TrimPrefix(n, "whatsapp:"); !slices.Contains(pool, n) {
@@ -33,11 +35,20 @@ func (d *checkup) voiceURLs(ctx context.Context) {
 			d.r.warn(check, "%s cannot take calls: the chats on it have no masked calls", n.Sid)
 		case n.TrunkSid != "" || n.VoiceApplicationSid != "":
 			d.r.warn(check, "%s sends its calls to %s, not optin: set its voice URL to %s (docs/TWILIO.md)", n.Sid, orNone(n.TrunkSid+n.VoiceApplicationSid), want)
-		case redact(n.VoiceURL) != want || (n.VoiceMethod != "" && n.VoiceMethod != "POST"):
+		case !sameURL(n.VoiceURL, target) || (n.VoiceMethod != "" && n.VoiceMethod != "POST"):
 			d.r.warn(check, "%s's voice URL is %s, not optin's: calls to it are not masked; set it: twilio api:core:incoming-phone-numbers:update --sid %s --voice-url %s --voice-method POST",
 				n.Sid, orNone(strings.TrimSpace(n.VoiceMethod+" "+redact(n.VoiceURL))), n.Sid, want)
 		default:
 			d.r.ok(check, "%s: POST %s (masked calls)", n.Sid, want)
 		}
 	}
+}
+
+// sameURL compares two URLs as parsed, a user and password in them included: a voice URL whose
+// password is not the proxy's would have Twilio's requests refused (401), though both print the same
+// once redacted.
+func sameURL(a, b string) bool {
+	ua, errA := url.Parse(a)
+	ub, errB := url.Parse(b)
+	return errA == nil && errB == nil && ua.String() == ub.String()
 }

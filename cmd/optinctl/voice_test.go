@@ -47,3 +47,28 @@ func TestDoctorChecksVoiceURLs(t *testing.T) {
 		t.Errorf("a WhatsApp number looked up without OPTIN_PUBLIC_URL: %v", got)
 	}
 }
+
+// Behind a proxy with basic auth, a voice URL with another password than OPTIN_PUBLIC_URL's is not
+// optin's as far as Twilio's calls go (the proxy refuses them), though the two print the same.
+func TestDoctorVoiceURLPassword(t *testing.T) {
+	a := healthy
+	a.Numbers = []emulator.PhoneNumber{
+		{Number: "+15550100000", SMS: true, Voice: true, VoiceURL: "https://proxyuser:current@optin.example.com/webhooks/voice", VoiceMethod: "POST"},
+		{Number: "+15550100001", SMS: true, Voice: true, VoiceURL: "https://proxyuser:rotated-away@optin.example.com/webhooks/voice", VoiceMethod: "POST"},
+	}
+	api, _ := account(t, a, templates)
+	env := healthyEnv(api)
+	env["OPTIN_PUBLIC_URL"] = "https://proxyuser:current@optin.example.com"
+	out, _ := runDoctor(t, env)
+	for _, want := range []string{
+		"OK    calls to +15550100000: PN00000000000000000000000000000001: POST https://xxxxx@optin.example.com/webhooks/voice (masked calls)\n",
+		"WARN  calls to +15550100001: PN00000000000000000000000000000002's voice URL is POST https://xxxxx@optin.example.com/webhooks/voice, not optin's",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "current") || strings.Contains(out, "rotated-away") {
+		t.Errorf("a password in the output:\n%s", out)
+	}
+}
