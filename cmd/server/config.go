@@ -46,7 +46,7 @@ type config struct {
 	LogLevel          string        `envconfig:"OPTIN_LOG_LEVEL" default:"info" desc:"trace, debug, info, warn or error"`
 	LogFormat         string        `envconfig:"OPTIN_LOG_FORMAT" default:"json" desc:"json or console"`
 	ShutdownTimeout   time.Duration `envconfig:"OPTIN_SHUTDOWN_TIMEOUT" default:"10s" desc:"how long in-flight requests and opt-ins may take to finish on SIGTERM (100ms to 10m)"`
-	RedisURL          string        `envconfig:"OPTIN_REDIS_URL" mask:"url" desc:"redis://[:password@]host:port/db (rediss:// for TLS), or redis+sentinel://[:password@]host1:26379,host2:26379/master/db to follow a master through Sentinel: share state and work with other replicas; empty keeps both in this process"`
+	RedisURL          string        `envconfig:"OPTIN_REDIS_URL" mask:"url" desc:"redis://[:password@]host:port/db (rediss:// for TLS), or redis+sentinel://[:password@]host1:26379,host2:26379/master/db to follow a master through Sentinel, or redis+cluster://host1:6379,host2:6379 for a Redis Cluster: share state and work with other replicas; empty keeps both in this process"`
 	RedisWaitReplicas int           `envconfig:"OPTIN_REDIS_WAIT_REPLICAS" default:"0" desc:"replicas that must hold a conversation's claim and its queued work before the webhook is answered, and each run's start before it calls Twilio (Redis WAIT); 0 answers at once: a failover may then lose the last writes (docs/RELIABILITY.md; 0 to 10)"`
 	RedisWaitTimeout  time.Duration `envconfig:"OPTIN_REDIS_WAIT_TIMEOUT" default:"500ms" desc:"how long to wait for those replicas before answering 503 (10ms to 5s)"`
 	RedisStartupWait  time.Duration `envconfig:"OPTIN_REDIS_STARTUP_WAIT" default:"0s" desc:"how long to wait for Redis at start before failing; 0 fails at once (at most 1h)"`
@@ -281,7 +281,7 @@ func (c config) validate() (settings, error) {
 	}
 	if c.RedisURL != "" {
 		if _, err := redisconn.Parse(c.RedisURL); err != nil || strings.Contains(c.RedisURL, "://@") || strings.HasSuffix(c.RedisURL, "://") {
-			bad("OPTIN_REDIS_URL", "want redis://[:password@]host:port/db, rediss://…, or redis+sentinel://[:password@]host1:26379,host2:26379/master/db (rediss+sentinel:// for TLS)")
+			bad("OPTIN_REDIS_URL", "want redis://[:password@]host:port/db, rediss://…, redis+sentinel://[:password@]host1:26379,host2:26379/master/db (rediss+sentinel:// for TLS), or redis+cluster://host1:6379,host2:6379")
 		}
 	}
 	between("OPTIN_REDIS_STARTUP_WAIT", c.RedisStartupWait, 0, time.Hour)
