@@ -19,8 +19,20 @@ type Finding struct {
 // Find returns the contact data in body, sorted and not overlapping: links first, then e-mail addresses
 // outside them, then phone numbers outside both (read in region). Numbers in allow, and links that carry
 // only such a number, are not findings. Text inside other web links (a map, a tracking page) is not
-// searched for numbers: their digits are ids, not phone numbers.
+// searched for numbers: their digits are ids, not phone numbers. Disguises drawn with look-alike and
+// invisible characters are seen through (fold.go); the offsets are body's.
 func Find(body, region string, allow AllowList) []Finding {
+	text, at := fold(body)
+	found := find(text, region, allow)
+	if at != nil {
+		for i := range found {
+			found[i].Start, found[i].End = at[found[i].Start], at[found[i].End]
+		}
+	}
+	return found
+}
+
+func find(body, region string, allow AllowList) []Finding {
 	var found []Finding
 	var skip []span           // searched no further: findings and plain web links
 	lower := lowerASCII(body) // the patterns are lower case; offsets stay those of body
@@ -148,8 +160,18 @@ func contactLinks(lower string) []span {
 			}
 		}
 	}
+	if strings.Contains(lower, "/") {
+		for _, m := range hiddenDotRE.FindAllStringSubmatchIndex(lower, -1) {
+			links = append(links, span{m[2], m[3]})
+		}
+	}
 	return disjoint(links)
 }
+
+// hiddenDotRE is a messenger's short link with its dot disguised: "wa[.]me/…", "t (dot) me/…",
+// "wa . me / …", "wa dot me/…".
+var hiddenDotRE = regexp.MustCompile(`(?:^|[^\p{L}\p{N}._-])((?:wa|t|m|signal|line|lin|telegram)\s*` +
+	`(?:[\[({]\s*(?:\.|dot)\s*[\])}]|\s+\.\s*|\.\s+|\s+dot\s+)\s*(?:me|link|ee|dog)\s*/\s*[^\s<>"]+)`)
 
 // webLinks finds any web link in lower, sorted, not overlapping.
 func webLinks(lower string) []span {
@@ -205,7 +227,8 @@ var phoneParamRE = regexp.MustCompile(`(?i)[?&](?:phone|tel|telephone|mobile|msi
 // "ana [at] mail [dot] com"), or spelled out towards a well-known mailbox provider ("ana at gmail dot
 // com"; with any domain "look at example dot com" would be prose as often as an address).
 var emailREs = []gated{
-	{regexp.MustCompile(`[\p{L}\p{N}._%+-]+ ?@ ?[\p{L}\p{N}-]+(?:\.[\p{L}\p{N}-]+)*\.\p{L}{2,}`), []string{"@"}},
+	{regexp.MustCompile(`(?:[\p{N}._%+-]|` + spacedLetter + `)+ ?@ ?(?:[\p{N}-]|` + spacedLetter + `)+` +
+		`(?:\.(?:[\p{N}-]|` + spacedLetter + `)+)*\.` + spacedLetter + `{2,}`), []string{"@"}},
 	{regexp.MustCompile(`[\p{L}\p{N}._%+-]+\s*[(\[{<]\s*(?:at|@|arroba|chez)\s*[)\]}>]\s*[\p{L}\p{N}-]+` +
 		`(?:\s*(?:\.|[(\[{<]\s*(?:dot|punto|point|punkt|ponto)\s*[)\]}>])\s*[\p{L}\p{N}-]+)+`),
 		[]string{"(", "[", "{", "<"}},
@@ -213,6 +236,10 @@ var emailREs = []gated{
 		`(?:\s*\.\s*|\s+(?:dot|punto|point|punkt|ponto)\s+)[a-z]{2,}(?:(?:\s*\.\s*|\s+(?:dot|punto|point|punkt|ponto)\s+)[a-z]{2,})?\b`),
 		strings.Split(providers, "|")},
 }
+
+// spacedLetter is a letter of a script written with spaces between words: in Japanese or Thai an
+// address sits right against the words around it ("メールはana@example.comです"), which are not part of it.
+const spacedLetter = `[^\P{L}\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}]`
 
 // providers are the mailbox providers a spelled-out address is recognised at.
 const providers = "gmail|googlemail|yahoo|ymail|hotmail|outlook|icloud|aol|protonmail|proton|gmx|yandex|msn|wanadoo|laposte|libero|rediffmail|zoho"

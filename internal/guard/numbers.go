@@ -364,11 +364,11 @@ func (f *finder) parse(number, region string, leniency phonenumbers.Leniency) (s
 	return e164, yes
 }
 
-// digitWords are digits spelled out, in English, Spanish, French, Portuguese and German ("call zero
+// digitWords are digits spelled out, in English ("oh" for zero too), Spanish, French, Portuguese and German ("call zero
 // seven seven …"). Left out because they are ordinary words too: French "sept" (September), German
 // "null", "ein".
 var digitWords = map[string]string{
-	"zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9",
+	"zero": "0", "oh": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9",
 	"cero": "0", "uno": "1", "dos": "2", "tres": "3", "cuatro": "4", "cinco": "5", "seis": "6", "siete": "7", "ocho": "8", "nueve": "9",
 	"zéro": "0", "un": "1", "deux": "2", "trois": "3", "quatre": "4", "cinq": "5", "huit": "8", "neuf": "9",
 	"um": "1", "dois": "2", "três": "3", "quatro": "4", "sete": "7", "oito": "8", "nove": "9",
