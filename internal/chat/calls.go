@@ -31,8 +31,8 @@ const (
 	CallChatEnded    = "ended"         // the chat is over
 )
 
-// maxCalls bounds the calls a chat keeps, the newest; an action callback for one gone past it (20
-// calls later) is not recorded again.
+// maxCalls bounds the calls a chat keeps, the newest. An action callback for one trimmed meanwhile (20
+// calls during one call) records it again, start and end, as for a call whose record was lost.
 const maxCalls = 20
 
 // PairIndex finds the chat that last leased a business number to an address, both read as bare
@@ -105,10 +105,32 @@ func E164(address string) string {
 	return address
 }
 
-// withheld reports whether Twilio's From names no caller.
+// withheldWords are what a carrier sends for a withheld caller: Twilio passes them as written, or (as
+// it long did) as the digits they spell on a phone's keypad, ANONYMOUS as +266696687.
+var withheldWords = []string{"ANONYMOUS", "RESTRICTED", "BLOCKED", "UNKNOWN", "UNAVAILABLE", "PRIVATE"}
+
+// keypad spells word in a phone keypad's digits.
+func keypad(word string) string {
+	const keys = "22233344455566677778889999"
+	var b strings.Builder
+	for _, r := range word {
+		b.WriteByte(keys[r-'A'])
+	}
+	return b.String()
+}
+
+// withheld reports whether Twilio's From names no caller: empty, a word, or a word's keypad digits.
 func withheld(from string) bool {
-	f := strings.ToLower(strings.TrimSpace(from))
-	return f == "" || f == "anonymous" || f == "restricted" || f == "unknown" || f == "private" || !strings.HasPrefix(f, "+")
+	f := strings.ToUpper(strings.TrimSpace(from))
+	if f == "" || !strings.HasPrefix(f, "+") {
+		return true
+	}
+	for _, w := range withheldWords {
+		if f == "+"+keypad(w) {
+			return true
+		}
+	}
+	return false
 }
 
 // decideCall decides whether the call req, made to c's business number, rings the other party: only
@@ -199,7 +221,7 @@ func (s *Service) RouteCall(ctx context.Context, req CallRequest) (CallRoute, er
 		zerolog.Ctx(ctx).Info().Str("call_sid", req.Sid).Str("reason", refused.Reason).Msg("call not connected")
 		s.observeCalls(func(o CallObserver) { o.CallRefused(refused.Reason) })
 	case err == nil:
-		zerolog.Ctx(ctx).Info().Str("chat_id", route.ChatID).Str("call_sid", req.Sid).Str("caller", route.Caller).Msg("call routed")
+		zerolog.Ctx(ctx).Info().Str("chat_id", route.ChatID).Str("call_sid", req.Sid).Str("caller_role", route.Caller).Msg("call routed")
 	}
 	return route, err
 }

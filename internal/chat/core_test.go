@@ -489,3 +489,17 @@ func TestCoreReadsFailuresAndTheAnswer(t *testing.T) {
 		t.Errorf("a second answer changed the first: %d %s", n, a.Answer)
 	}
 }
+
+// A withheld caller is told apart from a stranger: empty, a word, or the keypad digits Twilio long sent
+// for one (ANONYMOUS as +266696687).
+func TestWithheldCallers(t *testing.T) {
+	for from, want := range map[string]bool{
+		"": true, "anonymous": true, "Restricted": true, "+266696687": true, "+7378742833": true, "+2562533": true,
+		"+86282452253": true, "+8656696": true, "+7748283": true,
+		"+15550001111": false, "+447911123456": false,
+	} {
+		if got := withheld(from); got != want {
+			t.Errorf("withheld(%q) = %v, want %v", from, got, want)
+		}
+	}
+}
