@@ -165,15 +165,54 @@ func contactLinks(lower string) []span {
 			links = append(links, span{m[2], m[3]})
 		}
 	}
+	for i, l := range links {
+		links[i].end = numberGoesOn(lower, l)
+	}
 	return disjoint(links)
 }
+
+// numberGoesOn is the end of a link whose number goes on after a space ("wa.me/+44 7911 123456"):
+// the groups that follow are taken while the link holds fewer digits than a phone number has, so that
+// hiding the link does not leave most of the number in sight.
+func numberGoesOn(lower string, l span) int {
+	if c := lower[l.end-1]; c < '0' || c > '9' {
+		return l.end
+	}
+	digits := 0
+	for _, c := range []byte(lower[l.start:l.end]) {
+		if '0' <= c && c <= '9' {
+			digits++
+		}
+	}
+	end := l.end
+	for digits > 0 && digits < 10 {
+		m := nextGroupRE.FindStringIndex(lower[end:])
+		if m == nil {
+			break
+		}
+		for _, c := range []byte(lower[end : end+m[1]]) {
+			if '0' <= c && c <= '9' {
+				digits++
+			}
+		}
+		end += m[1]
+	}
+	return end
+}
+
+// nextGroupRE is a group of digits after up to three separators.
+var nextGroupRE = regexp.MustCompile(`^[ .()/-]{1,3}[0-9]+`)
 
 // hiddenDotRE is a messenger's short link with its dot disguised: "wa[.]me/…", "t (dot) me/…",
 // "wa . me / …", "wa dot me/…".
 var hiddenDotRE = regexp.MustCompile(`(?:^|[^\p{L}\p{N}._-])((?:wa|t|m|signal|line|lin|telegram)\s*` +
 	`(?:[\[({]\s*(?:\.|dot)\s*[\])}]|\s+\.\s*|\.\s+|\s+dot\s+)\s*(?:me|link|ee|dog)\s*/\s*[^\s<>"]+)`)
 
-// webLinks finds any web link in lower, sorted, not overlapping.
+// webHostRE is the start of a web link with a host name: "http://07911123456" or "www.07911123456" is a
+// number dressed as a link, and its digits are searched like any others.
+var webHostRE = regexp.MustCompile(`^(?:https?://)?[\p{L}\p{N}-]+(?:\.[\p{L}\p{N}-]+)*\.\p{L}[\p{L}\p{N}-]+(?:$|[:/?#])`)
+
+// webLinks finds any web link in lower (one with a host name), sorted, not overlapping.
 func webLinks(lower string) []span {
 	var links []span
 	for _, prefix := range webStarts {
@@ -183,7 +222,9 @@ func webLinks(lower string) []span {
 				continue
 			}
 			covered = at + len(prefix) + len(linkRest.FindString(lower[at+len(prefix):]))
-			links = append(links, span{at, covered})
+			if webHostRE.MatchString(lower[at:covered]) {
+				links = append(links, span{at, covered})
+			}
 		}
 	}
 	return disjoint(links)

@@ -47,6 +47,7 @@ type chain struct {
 	tokens    []token
 	plusAt    int  // index of a "+" before the first token, or -1
 	reference bool // after "#" or a currency sign: an order number or a price
+	hashed    bool // after "#" or "№": a reference when written in one group, else maybe a phone's
 }
 
 // finder keeps the state of one scan.
@@ -66,7 +67,9 @@ func scan(body, region string, skip []span) *finder {
 	c := chain{plusAt: -1}
 	gap := 0 // separators since the last token (or since the "+")
 	flush := func() {
-		if !c.reference && len(c.tokens) > 0 {
+		// "#1002345678" is an order; "# 415 555 0123" and "#415-555-0123", grouped like a phone's
+		// number, are read as one.
+		if len(c.tokens) > 0 && (!c.reference || (c.hashed && len(c.tokens) > 1)) {
 			f.chain(c)
 		}
 		c, gap = chain{plusAt: -1}, 0
@@ -79,7 +82,7 @@ func scan(body, region string, skip []span) *finder {
 			if c.plusAt >= 0 && gap > 1 {
 				c.plusAt = -1 // a "+" far from the digits is arithmetic, not a prefix
 			}
-			c.reference = referenceBefore(body, t.start, c.plusAt)
+			c.reference, c.hashed = referenceBefore(body, t.start, c.plusAt)
 		}
 		c.tokens, gap = append(c.tokens, t), 0
 	}
@@ -210,23 +213,26 @@ func glued(r rune) bool {
 }
 
 // referenceBefore reports whether the chain starting with the digits at i (or at the "+" at plusAt) is
-// marked as a reference or an amount: "#100234", "№ 5", "£ 1 299", "R$ 1.299.000".
-func referenceBefore(body string, i, plusAt int) bool {
+// marked as a reference or an amount: "#100234", "№ 5", "£ 1 299", "R$ 1.299.000"; hash says the mark
+// is "#" or "№", which also stands for "number" before a phone's ("cell # 415-555-0123").
+func referenceBefore(body string, i, plusAt int) (ref, hash bool) {
 	if plusAt >= 0 {
 		i = plusAt
 	}
 	for skipped := 0; i > 0 && skipped < 2; skipped++ {
 		r, n := utf8.DecodeLastRuneInString(body[:i])
 		switch {
-		case r == '#' || r == '№' || unicode.Is(unicode.Sc, r):
-			return true
+		case r == '#' || r == '№':
+			return true, true
+		case unicode.Is(unicode.Sc, r):
+			return true, false
 		case r == ' ' || r == '\u00a0':
 			i -= n
 		default:
-			return false
+			return false, false
 		}
 	}
-	return false
+	return false, false
 }
 
 // dateRE matches a date written with separators: 12/05/2024, 2024-05-12, 12.05.24.
