@@ -199,6 +199,9 @@ func (d *demo) playCall(ctx context.Context, serviceURL string, out io.Writer) e
 		return fmt.Errorf("the rider's call rang nobody: %v", call.Log)
 	}
 	ring := call.Dials[0]
+	if chat.E164(ring.CallerID) == chat.E164(demoRider) || ring.CallerID != chat.E164(demoBusiness) {
+		return fmt.Errorf("the customer's phone showed %s, not the business number", ring.CallerID)
+	}
 	say("\n6. The rider calls %s, the number the chat came from. The customer's phone %s rings showing %s —", chat.E164(demoBusiness), ring.To, ring.CallerID)
 	say("   the business number, never the rider's — and hears %q on answering.", strings.Join(ring.Heard, " "))
 	d.emu.Advance(time.Minute) // they talk 35 s; the emulator's clock runs the call to its end
@@ -268,7 +271,7 @@ func (d *demo) playAfterEnd(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	say("\n8. DELETE /v1/chats/%s ends Carla's chat. She writes again, \"Thanks! Can I still add a tip?\": no", demoSMSChat)
+	say("\n10. DELETE /v1/chats/%s ends Carla's chat. She writes again, \"Thanks! Can I still add a tip?\": no", demoSMSChat)
 	say("   conversation holds the pair now, so Twilio asks %s's incoming-message webhook, and she gets", demoSMSNumber)
 	say("   %q. Her \"Hello?\" right after gets %s: one answer per hour", strings.Join(m.Replies, " "), orNothing(again.Replies))
 	say("   (OPTIN_AFTER_END_EVERY); with OPTIN_CALLBACK_URL set the platform hears chat.message_after_end.")
@@ -326,7 +329,7 @@ func (d *demo) playSMS(ctx context.Context, out io.Writer) error {
 		return err
 	}
 	say("\nSecond story: a customer not on WhatsApp.")
-	say("6. POST /v1/chats for Carla, whatsapp:%s. WhatsApp cannot deliver the invitation: the number has no", demoSMSCustomer)
+	say("8. POST /v1/chats for Carla, whatsapp:%s. WhatsApp cannot deliver the invitation: the number has no", demoSMSCustomer)
 	say("   WhatsApp account (63003). The service moves her to SMS: the WhatsApp participant removed, an SMS one")
 	say("   added on %s, the invitation sent again as text; the platform hears chat.channel_changed.", demoSMSNumber)
 	if _, err := d.api.Inbound(ctx, demoSMSCustomer, demoSMSNumber, "YES"); err != nil {
@@ -336,7 +339,7 @@ func (d *demo) playSMS(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	say("7. She answers YES by SMS, and the opt-in goes on there. Chat %s is %s: %s.\n", demoSMSChat, c.State, c.history())
+	say("9. She answers YES by SMS, and the opt-in goes on there. Chat %s is %s: %s.\n", demoSMSChat, c.State, c.history())
 	customer := append(d.emu.Transcript("whatsapp:"+demoSMSCustomer), d.emu.Transcript(demoSMSCustomer)...)
 	slices.SortStableFunc(customer, func(a, b emulator.Entry) int { return a.At.Compare(b.At) })
 	rider := slices.DeleteFunc(d.emu.Transcript(demoRider), func(e emulator.Entry) bool { return e.ConversationSid != c.conversation() })

@@ -78,7 +78,7 @@ func testDemo(t *testing.T, env map[string]string) {
 		`and the customer reads "The gate is locked, call me on [number hidden]".`,
 		`The chat records that the rider typed a number the guard hid ("guarded"), never the number itself;`,
 		"Second story: a customer not on WhatsApp.",
-		`8. DELETE /v1/chats/order-1042-sms ends Carla's chat.`,
+		`10. DELETE /v1/chats/order-1042-sms ends Carla's chat.`,
 		`and she gets
    "This delivery chat has ended. Please use the app to contact us.". Her "Hello?" right after gets nothing`,
 		"Chat order-1042-sms is connected: starting → invited → (moved to sms) → connecting → connected.",

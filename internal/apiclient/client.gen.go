@@ -405,7 +405,7 @@ type AfterEndMessageParty string
 
 // Call A call between the chat's parties, by role: no number.
 type Call struct {
-	// At When the call was connected to the other party's phone.
+	// At When the Dial to the other party's phone was placed (for a call whose record a failover lost, its end less its duration).
 	At time.Time `json:"at"`
 
 	// Duration Seconds the two talked (DialCallDuration); 0 when not answered.
