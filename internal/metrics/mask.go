@@ -30,7 +30,7 @@ const (
 	GuardOff        = "off"         // OPTIN_GUARD is off
 	GuardNoChat     = "no_chat"     // the conversation is no chat's (or the chats API is off)
 	GuardOtherEvent = "other_event" // a pre-event other than onMessageAdd
-	GuardError      = "error"       // the chat could not be read: the message goes out as written
+	GuardError      = "error"       // the chat could not be read, or the guard failed: the message goes out as written
 	GuardTimeout    = "timeout"     // the guard's budget ran out: the message goes out as written
 )
 
