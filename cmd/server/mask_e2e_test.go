@@ -161,6 +161,8 @@ func TestGuardHidesContactData(t *testing.T) {
 		{customer, rider, "mail me at ana.silva@example.com please", "mail me at [email hidden] please"},
 		{rider, customer, "or here: wa.me/447911123456", "or here: [link hidden]"},
 		{customer, rider, "my other phone is +44 7911 123456", "my other phone is [number hidden]"},
+		{rider, customer, "or mail bruno.rider@example.com", "or mail [email hidden]"},
+		{customer, rider, "text me: t.me/ana_silva", "text me: [link hidden]"},
 		{customer, rider, "gate code 4411, order #100234", "gate code 4411, order #100234"},
 	} {
 		if msg := w.write(m.from, m.text); msg.Dropped {
@@ -180,18 +182,20 @@ func TestGuardHidesContactData(t *testing.T) {
 		if strings.Contains(m.Body, "hidden]") {
 			attrs = append(attrs, m.Attributes)
 		}
-		if strings.Contains(m.Body, "555 0123") || strings.Contains(m.Body, "ana.silva@") || strings.Contains(m.Body, "wa.me") {
+		if strings.Contains(m.Body, "555 0123") || strings.Contains(m.Body, "ana.silva@") || strings.Contains(m.Body, "wa.me") ||
+			strings.Contains(m.Body, "bruno.rider@") || strings.Contains(m.Body, "t.me") {
 			t.Errorf("Twilio published %q", m.Body)
 		}
 	}
-	wantAttrs := []string{`{"optin":{"guarded":["number"]}}`, `{"optin":{"guarded":["email"]}}`, `{"optin":{"guarded":["link"]}}`, `{"optin":{"guarded":["number"]}}`}
+	wantAttrs := []string{`{"optin":{"guarded":["number"]}}`, `{"optin":{"guarded":["email"]}}`, `{"optin":{"guarded":["link"]}}`, `{"optin":{"guarded":["number"]}}`,
+		`{"optin":{"guarded":["email"]}}`, `{"optin":{"guarded":["link"]}}`}
 	if !reflect.DeepEqual(attrs, wantAttrs) {
 		t.Errorf("attributes %v, want %v", attrs, wantAttrs)
 	}
 	c := w.chat("order-1")
 	guarded, _ := c["guarded"].([]any)
-	wantFrom := []string{"rider", "customer", "rider", "customer"}
-	if c["guarded_count"] != float64(4) || len(guarded) != 4 {
+	wantFrom := []string{"rider", "customer", "rider", "customer", "rider", "customer"}
+	if c["guarded_count"] != float64(6) || len(guarded) != 6 {
 		t.Fatalf("guarded %v (%v)", guarded, c["guarded_count"])
 	}
 	for i, g := range guarded {
@@ -201,11 +205,11 @@ func TestGuardHidesContactData(t *testing.T) {
 		}
 	}
 	m := scrape(t, w.srv.base)
-	if m[`optin_messages_guarded_total{action=redact,kind=number}`] != 2 || m[`optin_messages_guarded_total{action=redact,kind=email}`] != 1 ||
-		m[`optin_messages_guarded_total{action=redact,kind=link}`] != 1 {
+	if m[`optin_messages_guarded_total{action=redact,kind=number}`] != 2 || m[`optin_messages_guarded_total{action=redact,kind=email}`] != 2 ||
+		m[`optin_messages_guarded_total{action=redact,kind=link}`] != 2 {
 		t.Errorf("guarded metrics %v", m)
 	}
-	if strings.Contains(w.srv.logs.String(), "555 0123") || strings.Contains(w.srv.logs.String(), "ana.silva") {
+	if logs := w.srv.logs.String(); strings.Contains(logs, "555 0123") || strings.Contains(logs, "ana.silva") || strings.Contains(logs, "bruno.rider") {
 		t.Error("a body is in the logs")
 	}
 }
