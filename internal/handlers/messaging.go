@@ -41,12 +41,9 @@ func messagingAnswer(text string) []byte {
 
 // messagingHandler is the incoming-message webhook, its answers made once.
 type messagingHandler struct {
+	twilioForms
 	cfg                           Mask
-	v                             *signature.Validator
-	urls                          SignedURL
-	rec                           Recorder
 	mrec                          MaskRecorder
-	rejections                    *sampledLog
 	empty, afterEnd, neverChatted []byte
 	neverChattedOnce              *oncePer
 }
@@ -58,8 +55,9 @@ func newMessagingHandler(cfg Mask, v *signature.Validator, urls SignedURL, rec R
 	case cfg.AfterEndText == "":
 		return nil, errors.New("handlers: no text for a message after the end")
 	}
-	h := &messagingHandler{cfg: cfg, v: v, urls: urls, rec: rec, mrec: noMaskRecorder{}, rejections: newSampledLog(),
-		empty: messagingAnswer(""), afterEnd: messagingAnswer(cfg.AfterEndText), neverChatted: messagingAnswer(cfg.NeverChattedText)}
+	h := &messagingHandler{cfg: cfg, mrec: noMaskRecorder{},
+		twilioForms: twilioForms{v: v, urls: urls, account: cfg.AccountSid, rec: rec, rejections: newSampledLog(), what: "messaging", whose: "message"},
+		empty:       messagingAnswer(""), afterEnd: messagingAnswer(cfg.AfterEndText), neverChatted: messagingAnswer(cfg.NeverChattedText)}
 	if cfg.Metrics != nil {
 		h.mrec = cfg.Metrics
 	}
@@ -110,19 +108,8 @@ func (o *oncePer) take(key string) bool {
 
 // ServeHTTP answers Twilio's incoming-message request (MessageSid, AccountSid, From, To, Body, …).
 func (h *messagingHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	params, err := verifiedParams(w, r, h.v, h.urls)
-	if err == nil && h.cfg.AccountSid != "" && params.Get("AccountSid") != h.cfg.AccountSid {
-		err = fmt.Errorf("%w: the message is another account's", errBadSignature)
-	}
-	if err != nil {
-		if errors.Is(err, errBadSignature) || errors.Is(err, errNoSignature) {
-			if suppressed, ok := h.rejections.take(); ok {
-				hlog.FromRequest(r).Warn().Str("signed_url", loggableURL(h.urls.For(r))).Str("reason", err.Error()).
-					Int64("suppressed", suppressed).Msg("messaging webhook rejected")
-			}
-		}
-		h.rec.Webhook(failureOf(err).outcome)
-		writeError(w, r, err)
+	params, ok := h.verified(w, r)
+	if !ok {
 		return
 	}
 	req := chat.AfterEndRequest{From: params.Get("From"), To: params.Get("To"), Body: params.Get("Body")}

@@ -98,11 +98,8 @@ func writeTwiML(w http.ResponseWriter, body []byte) {
 
 // voiceHandlers are the voice webhooks, their fixed answers made once.
 type voiceHandlers struct {
+	twilioForms
 	cfg                     Voice
-	v                       *signature.Validator
-	urls                    SignedURL
-	rec                     Recorder
-	rejections              *sampledLog
 	refused, sorry, whisper []byte
 	hangup                  []byte
 	timeLimit               int
@@ -119,7 +116,8 @@ func newVoiceHandlers(cfg Voice, v *signature.Validator, urls SignedURL, rec Rec
 	case cfg.CallbackBase != "" && !absoluteHTTP(cfg.CallbackBase):
 		return nil, errors.New("handlers: the voice callback base is not an http(s) URL")
 	}
-	h := &voiceHandlers{cfg: cfg, v: v, urls: urls, rec: rec, rejections: newSampledLog(), timeLimit: int(cfg.TimeLimit / time.Second)}
+	h := &voiceHandlers{cfg: cfg, timeLimit: int(cfg.TimeLimit / time.Second),
+		twilioForms: twilioForms{v: v, urls: urls, account: cfg.AccountSid, rec: rec, rejections: newSampledLog(), what: "voice", whose: "call"}}
 	h.refused = twiml(twimlResponse{Say: cfg.Unavailable, Hangup: &struct{}{}})
 	h.sorry = twiml(twimlResponse{Say: sorryText, Hangup: &struct{}{}})
 	h.hangup = twiml(twimlResponse{Hangup: &struct{}{}})
@@ -130,27 +128,6 @@ func newVoiceHandlers(cfg Voice, v *signature.Validator, urls SignedURL, rec Rec
 func absoluteHTTP(s string) bool {
 	u, err := url.Parse(s)
 	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && u.RawQuery == "" && u.Fragment == ""
-}
-
-// verified returns the request's signed parameters, or answers the refusal itself: 403 for a forged,
-// unsigned or foreign request (logged sampled), 413, 400.
-func (h *voiceHandlers) verified(w http.ResponseWriter, r *http.Request) (url.Values, bool) {
-	params, err := verifiedParams(w, r, h.v, h.urls)
-	if err == nil && h.cfg.AccountSid != "" && params.Get("AccountSid") != h.cfg.AccountSid {
-		err = fmt.Errorf("%w: the call is another account's", errBadSignature)
-	}
-	if err == nil {
-		return params, true
-	}
-	if errors.Is(err, errBadSignature) || errors.Is(err, errNoSignature) {
-		if suppressed, ok := h.rejections.take(); ok {
-			hlog.FromRequest(r).Warn().Str("signed_url", loggableURL(h.urls.For(r))).Str("reason", err.Error()).
-				Int64("suppressed", suppressed).Msg("voice webhook rejected")
-		}
-	}
-	h.rec.Webhook(failureOf(err).outcome)
-	writeError(w, r, err)
-	return nil, false
 }
 
 // call answers Twilio's incoming-call request: a <Dial> to the other party of the caller's connected

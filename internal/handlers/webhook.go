@@ -260,6 +260,39 @@ var decisionOutcome = map[optin.Outcome]string{
 	optin.OutcomeRelayed:   metrics.Processed,
 }
 
+// twilioForms checks Twilio's form requests beside the conversations webhook (a call, a message to a
+// number): signed over the public URL, of the service's account. A refusal is answered and counted,
+// and logged sampled — a flood of forgeries costs little to refuse and little to log.
+type twilioForms struct {
+	v          *signature.Validator
+	urls       SignedURL
+	account    string
+	rec        Recorder
+	rejections *sampledLog
+	// what names the webhook in the log ("voice", "messaging"); whose the request ("call", "message").
+	what, whose string
+}
+
+// verified returns the request's parameters, or answers the refusal and returns false.
+func (t *twilioForms) verified(w http.ResponseWriter, r *http.Request) (url.Values, bool) {
+	params, err := verifiedParams(w, r, t.v, t.urls)
+	if err == nil && t.account != "" && params.Get("AccountSid") != t.account {
+		err = fmt.Errorf("%w: the %s is another account's", errBadSignature, t.whose)
+	}
+	if err == nil {
+		return params, true
+	}
+	if errors.Is(err, errBadSignature) || errors.Is(err, errNoSignature) {
+		if suppressed, ok := t.rejections.take(); ok {
+			hlog.FromRequest(r).Warn().Str("signed_url", loggableURL(t.urls.For(r))).Str("reason", err.Error()).
+				Int64("suppressed", suppressed).Msg(t.what + " webhook rejected")
+		}
+	}
+	t.rec.Webhook(failureOf(err).outcome)
+	writeError(w, r, err)
+	return nil, false
+}
+
 // verifiedParams reads the request's parameters and returns them only when the signature holds.
 func verifiedParams(w http.ResponseWriter, r *http.Request, v *signature.Validator, urls SignedURL) (url.Values, error) {
 	sig := r.Header.Get("X-Twilio-Signature")
