@@ -75,6 +75,12 @@ func (s *Service) leaseNumbers(ctx context.Context, c Chat) (Chat, error) {
 		if ex.Address == c.Customer.Address {
 			party = "customer"
 		}
+		// The lease may have taken the other party's number before it found none for this one, and
+		// giving it back may have failed: the chat is forgotten only once it holds nothing (a repeated
+		// start tries again).
+		if rerr := s.release(context.WithoutCancel(ctx), c.ID); rerr != nil {
+			return Chat{}, fmt.Errorf("%w: freeing the numbers of a start that found none: %w", ErrUnavailable, rerr)
+		}
 		if derr := s.store.Delete(context.WithoutCancel(ctx), c.ID); derr != nil {
 			return Chat{}, fmt.Errorf("%w: forgetting chat %s: %w", ErrUnavailable, c.ID, derr)
 		}

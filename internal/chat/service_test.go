@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/optinkit/optin/internal/optin"
+	"github.com/optinkit/optin/internal/numberpool"
 	"github.com/optinkit/optin/internal/twiliocall"
 )
 
@@ -590,5 +591,54 @@ func TestAStartFreesNumbersAnEarlierRunLeasedUnrecorded(t *testing.T) {
 	}
 	if got := e.pool.leases["order-1"]; len(got) != 2 {
 		t.Errorf("leases %v, want one per party", got)
+	}
+}
+
+// noNumberPool takes the customer's number and finds none for the rider; its releases fail as told.
+type noNumberPool struct {
+	*fakePool
+	releases, failRelease int
+}
+
+func (p *noNumberPool) Lease(ctx context.Context, chatID string, addresses []string) ([]string, error) {
+	if _, err := p.fakePool.Lease(ctx, chatID, addresses[:1]); err != nil {
+		return nil, err
+	}
+	return nil, &numberpool.ExhaustedError{Address: addresses[len(addresses)-1], Pool: "WhatsApp"}
+}
+
+func (p *noNumberPool) Release(ctx context.Context, chatID string) error {
+	if p.releases++; p.releases == p.failRelease {
+		return errors.New("redis: i/o timeout")
+	}
+	return p.fakePool.Release(ctx, chatID)
+}
+
+// A start that finds no number for the rider after taking the customer's is forgotten only once the
+// chat holds nothing: when giving the customer's number back fails, the chat stays for a repeated
+// start, which frees it and then forgets the chat (the simulation's store blips, issue 24).
+func TestAStartWithNoNumberIsForgottenOnlyOnceItHoldsNothing(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	pool := &noNumberPool{fakePool: e.pool, failRelease: 2} // the first release frees what an earlier run left; the second fails
+	cfg := e.svc.cfg
+	cfg.WhatsApp = pool
+	svc, err := NewService(e.tw, e.store, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.now = e.clock.now
+	if _, _, err := svc.Start(ctx, request("order-1")); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("start: %v, want unavailable", err)
+	}
+	if _, err := e.store.Get(ctx, "order-1"); err != nil || !e.pool.held("order-1") {
+		t.Fatalf("after a failed release: chat %v, numbers held %v; want the chat kept with its number", err, e.pool.held("order-1"))
+	}
+	var nn *NoNumberError
+	if _, _, err := svc.Start(ctx, request("order-1")); !errors.As(err, &nn) {
+		t.Fatalf("repeated start: %v, want no number", err)
+	}
+	if _, err := e.store.Get(ctx, "order-1"); !errors.Is(err, ErrNotFound) || e.pool.held("order-1") {
+		t.Errorf("after the repeat: chat %v, numbers held %v; want it forgotten, holding nothing", err, e.pool.held("order-1"))
 	}
 }

@@ -139,7 +139,7 @@ func (st *simStats) add(sm *sim) {
 		}
 	}
 	for id := range sm.requests {
-		if c, err := sm.store.Get(context.Background(), id); err == nil {
+		if c, err := sm.peek(context.Background(), id); err == nil {
 			st.chats++
 			st.states[c.State]++
 			st.guarded += c.GuardedCount
@@ -314,7 +314,8 @@ type sim struct {
 	guardMode guard.Mode
 	// afterEnd are the answers to parties writing after the end, by chat and role: when.
 	afterEnd map[string][]time.Time
-	// platformRuns is set while the platform takes its events: its writes are not the service's.
+	// platformRuns is set while the platform takes its events, or the simulation reads what it knows:
+	// those calls are not the service's, and no fault comes to them.
 	platformRuns bool
 	// calls are the calls routed, by CallSid: the chat, and whether its end was reported.
 	calls map[string]*simCall
@@ -337,6 +338,11 @@ func newSim(t testing.TB, seed uint64, replicas int) *sim {
 	down := func() error {
 		if sm.killed {
 			return errors.New("process killed")
+		}
+		// A store (or queue) call that fails on its own, the process alive: a Redis blip.
+		if sm.faults && !sm.platformRuns && sm.pick(400) == 0 {
+			sm.note("  a store call failed (a blip)")
+			return errors.New("redis: i/o timeout")
 		}
 		return nil
 	}
@@ -402,6 +408,14 @@ func newSim(t testing.TB, seed uint64, replicas int) *sim {
 		sm.replicas = append(sm.replicas, svc)
 	}
 	return sm
+}
+
+// peek reads a chat as the simulation knows it (Twilio, the people, the checks): never a blip.
+func (sm *sim) peek(ctx context.Context, id string) (Chat, error) {
+	quiet := sm.platformRuns
+	sm.platformRuns = true
+	defer func() { sm.platformRuns = quiet }()
+	return sm.store.Get(ctx, id)
 }
 
 // pick returns a number below n, drawn from the run's seeded source.
@@ -535,7 +549,7 @@ func (sm *sim) act(ctx context.Context, svc *Service, op int) string {
 		sm.store.mu.Unlock()
 		lost := sm.store.failover()
 		for _, id := range lost {
-			now, _ := sm.store.Get(ctx, id)
+			now, _ := sm.peek(ctx, id)
 			// The answers after the end whose record was lost: the next message is answered again.
 			for _, role := range []string{roleCustomer, roleRider} {
 				key, kept := id+"|"+role, now.party(role).AfterEndAt
@@ -565,7 +579,7 @@ func errText(err error) string {
 // answer is the opt-in's outcome for the chat, as the optin flow would tell it: yes (connecting then
 // connected), no, or a give-up.
 func (sm *sim) answer(ctx context.Context, svc *Service, id string) string {
-	c, err := sm.store.Get(ctx, id)
+	c, err := sm.peek(ctx, id)
 	if err != nil || c.ConversationSid == "" {
 		return "no conversation"
 	}
@@ -596,7 +610,7 @@ func (sm *sim) answer(ctx context.Context, svc *Service, id string) string {
 // write has a party of the chat write in its conversation: Twilio then reports the message added and,
 // sometimes, that it did not reach the other party (a closed window, or a customer not on WhatsApp).
 func (sm *sim) write(id string) string {
-	c, err := sm.store.Get(context.Background(), id)
+	c, err := sm.peek(context.Background(), id)
 	if err != nil || c.ConversationSid == "" || !sm.tw.isOpen(c.ConversationSid) {
 		return "write " + id + ": no open conversation"
 	}
@@ -631,7 +645,7 @@ func (sm *sim) write(id string) string {
 // asked about. A call connects exactly when the chat is connected and the caller is a party on their
 // own number, and it rings the other party from the number that party knows the chat by.
 func (sm *sim) call(ctx context.Context, svc *Service, id string) string {
-	before, err := sm.store.Get(ctx, id)
+	before, err := sm.peek(ctx, id)
 	if err != nil || before.Customer.ProxyAddress == "" || before.Rider.ProxyAddress == "" {
 		return "call " + id + ": no numbers"
 	}
@@ -659,7 +673,7 @@ func (sm *sim) call(ctx context.Context, svc *Service, id string) string {
 	// now), whichever chat the caller was picked from.
 	var target Chat
 	if owner := sm.numbers.chats[[2]string{to, from}]; owner != "" {
-		target, _ = sm.store.Get(ctx, owner)
+		target, _ = sm.peek(ctx, owner)
 	}
 	var self, peer Party
 	for _, pair := range [][2]Party{{target.Customer, target.Rider}, {target.Rider, target.Customer}} {
@@ -690,6 +704,8 @@ func (sm *sim) call(ctx context.Context, svc *Service, id string) string {
 		if connects && asked == nil {
 			sm.t.Errorf("call %s of a party of connected chat %s refused: %s", sid, target.ID, refused.Reason)
 		}
+	case errors.Is(err, ErrUnavailable):
+		// The store failed: the caller hears an apology, nothing rings.
 	default:
 		sm.t.Errorf("call %s: %v", sid, err)
 	}
@@ -699,7 +715,7 @@ func (sm *sim) call(ctx context.Context, svc *Service, id string) string {
 // writeContact has a party type a phone number into the chat: Twilio asks the guard first, then
 // publishes the message hidden, or not at all (blocked: its author is owed a notice).
 func (sm *sim) writeContact(ctx context.Context, svc *Service, id string) string {
-	c, err := sm.store.Get(ctx, id)
+	c, err := sm.peek(ctx, id)
 	if err != nil || c.ConversationSid == "" || !sm.tw.isOpen(c.ConversationSid) {
 		return "contact " + id + ": no open conversation"
 	}
@@ -731,7 +747,7 @@ func (sm *sim) writeContact(ctx context.Context, svc *Service, id string) string
 // writeAfterEnd has a party write to the business number of their chat (a STOP now and then) after
 // it may have ended: answered only when the chat ended, once an hour per party, never a keyword.
 func (sm *sim) writeAfterEnd(ctx context.Context, svc *Service, id string) string {
-	c, err := sm.store.Get(ctx, id)
+	c, err := sm.peek(ctx, id)
 	if err != nil || c.Customer.ProxyAddress == "" {
 		return "after the end " + id + ": no numbers"
 	}
@@ -741,7 +757,7 @@ func (sm *sim) writeAfterEnd(ctx context.Context, svc *Service, id string) strin
 	}
 	body := []string{"hello?", "are you there", "STOP", "help"}[sm.pick(4)]
 	owner := sm.numbers.chats[[2]string{E164(p.ProxyAddress), E164(p.Address)}]
-	target, _ := sm.store.Get(ctx, owner)
+	target, _ := sm.peek(ctx, owner)
 	ans, err := svc.MessageAfterEnd(ctx, AfterEndRequest{From: p.Address, To: p.ProxyAddress, Body: body})
 	if err != nil {
 		return "after the end: " + err.Error() // the handler answers nothing
@@ -875,7 +891,7 @@ func (sm *sim) platform(ctx context.Context) string {
 	n := 0
 	for _, key := range handed {
 		chatID, eventID, _ := strings.Cut(key, "|")
-		c, err := sm.store.Get(ctx, chatID)
+		c, err := sm.peek(ctx, chatID)
 		if err != nil {
 			continue
 		}
@@ -915,7 +931,7 @@ func (sm *sim) check() {
 		}
 	}
 	for _, id := range ids {
-		c, err := sm.store.Get(ctx, id)
+		c, err := sm.peek(ctx, id)
 		if errors.Is(err, ErrNotFound) {
 			if held := sm.numbers.held(id); len(held) > 0 && !sm.startRunning(id) {
 				sm.t.Errorf("chat %s is forgotten but holds numbers %v", id, held)
@@ -1066,7 +1082,7 @@ func (sm *sim) settle() {
 	held, resent, _, dropped := sm.obs.counts()
 	stillHeld := 0
 	for _, id := range slices.Sorted(maps.Keys(sm.requests)) {
-		c, err := sm.store.Get(ctx, id)
+		c, err := sm.peek(ctx, id)
 		if err != nil {
 			if held := sm.numbers.held(id); len(held) > 0 {
 				sm.t.Errorf("settled: forgotten chat %s holds numbers %v", id, held)
@@ -1161,7 +1177,7 @@ func (sm *sim) settle() {
 	// The transitions counted are the transitions recorded.
 	moves := 0
 	for _, id := range slices.Sorted(maps.Keys(sm.requests)) {
-		if c, err := sm.store.Get(ctx, id); err == nil {
+		if c, err := sm.peek(ctx, id); err == nil {
 			for _, h := range c.History[1:] {
 				if h.Channel == "" {
 					moves++

@@ -328,8 +328,9 @@ func (s *Service) refused(ctx context.Context, c Chat, step string, code int, te
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.StartBudget)
 	defer cancel()
 	if c.ConversationSid == "" {
+		// Forgotten only once it holds nothing: a repeated start tries again.
 		if rerr := s.release(ctx, c.ID); rerr != nil {
-			log.Error().Err(rerr).Msg("freeing the numbers of a refused start")
+			return Chat{}, fmt.Errorf("%w: freeing the numbers of a refused start: %w", ErrUnavailable, rerr)
 		}
 		if derr := s.store.Delete(ctx, c.ID); derr != nil {
 			return Chat{}, fmt.Errorf("%w: forgetting chat %s: %w", ErrUnavailable, c.ID, derr)
