@@ -267,8 +267,8 @@ func (s *Service) routeCall(ctx context.Context, req CallRequest) (CallRoute, er
 	case err != nil && decided:
 		// The chat as read allows the call; only its record failed (it may have landed). The call
 		// connects all the same: its end records it, start and end, when the record is missing.
+		// Counted when a record of it is written: this one's, if it landed, is not; its end's is.
 		zerolog.Ctx(ctx).Warn().Err(err).Str("chat_id", id).Str("call_sid", req.Sid).Msg("recording a call; its end will")
-		s.observeCalls(func(o CallObserver) { o.CallStarted() })
 		return route, nil
 	case err != nil:
 		return CallRoute{}, fmt.Errorf("%w: recording a call: %w", ErrUnavailable, err)
@@ -283,7 +283,9 @@ func (s *Service) routeCall(ctx context.Context, req CallRequest) (CallRoute, er
 // CallEnded records the outcome of a call RouteCall connected, once however often Twilio reports it.
 func (s *Service) CallEnded(ctx context.Context, o CallOutcome) error {
 	var decision Decision
+	missing := false
 	c, err := s.store.Update(ctx, o.ChatID, func(c *Chat) error {
+		missing = !slices.ContainsFunc(c.Calls, func(x Call) bool { return x.Sid == o.Sid })
 		decision = decideCallEnded(c, o, s.now(), s.cfg.Notifier != nil)
 		if !decision.Changed && !slices.ContainsFunc(c.Calls, func(x Call) bool { return x.Sid == o.Sid }) {
 			return errUnchanged
@@ -304,7 +306,12 @@ func (s *Service) CallEnded(ctx context.Context, o CallOutcome) error {
 		return nil // recorded before, now acknowledged
 	}
 	zerolog.Ctx(ctx).Info().Str("chat_id", o.ChatID).Str("call_sid", o.Sid).Str("status", o.Status).Dur("duration", o.Duration).Msg("call ended")
-	s.observeCalls(func(ob CallObserver) { ob.CallEnded(o.Status, o.Duration) })
+	s.observeCalls(func(ob CallObserver) {
+		if missing {
+			ob.CallStarted() // its start recorded now: its own record was lost
+		}
+		ob.CallEnded(o.Status, o.Duration)
+	})
 	if decision.Has(EffectNotify) {
 		s.notify(ctx, c)
 	}

@@ -308,8 +308,9 @@ type sim struct {
 	// uncountedHeld is, by chat, how many held messages such writes added (held, or no longer early)
 	// less those they took out (sent again, dropped): not counted either.
 	uncountedHeld map[string]int
-	// uncountedEnded is, by chat, how many calls such writes recorded ended.
-	uncountedEnded map[string]int
+	// uncountedEnded is, by chat, how many calls such writes recorded ended; uncountedStarted how many
+	// they recorded.
+	uncountedEnded, uncountedStarted map[string]int
 	// guardMode is the guard's mode in this run: redact or block, by the seed.
 	guardMode guard.Mode
 	// afterEnd are the answers to parties writing after the end, by chat and role: when.
@@ -332,7 +333,7 @@ func newSim(t testing.TB, seed uint64, replicas int) *sim {
 	sm := &sim{t: t, seed: seed, clock: clk, store: newFakeStore(clk.now), tw: newFakeTwilio(),
 		windows: &fakeWindows{last: map[string]time.Time{}}, obs: &fakeObserver{}, requests: map[string]StartRequest{},
 		finals: map[string]State{}, delivered: map[string][]string{}, faults: true, answered: map[string]bool{}, answering: map[string]string{}, calls: map[string]*simCall{}, uncounted: map[string]int{},
-		uncountedHeld: map[string]int{}, uncountedEnded: map[string]int{},
+		uncountedHeld: map[string]int{}, uncountedEnded: map[string]int{}, uncountedStarted: map[string]int{},
 		afterEnd: map[string][]time.Time{}, guardMode: []guard.Mode{guard.Redact, guard.Block}[seed%2],
 		rng: rand.New(rand.NewPCG(seed, seed^0x5eed))}
 	down := func() error {
@@ -357,6 +358,7 @@ func newSim(t testing.TB, seed uint64, replicas int) *sim {
 			sm.uncounted[after.ID] += transitionsOf(after) - transitionsOf(before)
 			sm.uncountedHeld[after.ID] += heldStock(after) - heldStock(before)
 			sm.uncountedEnded[after.ID] += callsEnded(after) - callsEnded(before)
+			sm.uncountedStarted[after.ID] += len(after.Calls) - len(before.Calls)
 			return errors.New("replicas did not acknowledge the write")
 		}
 		return nil
@@ -559,6 +561,7 @@ func (sm *sim) act(ctx context.Context, svc *Service, op int) string {
 			sm.uncounted[id] -= transitionsOf(gone) - transitionsOf(now)
 			sm.uncountedHeld[id] -= heldStock(gone) - heldStock(now)
 			sm.uncountedEnded[id] -= callsEnded(gone) - callsEnded(now)
+			sm.uncountedStarted[id] -= len(gone.Calls) - len(now.Calls)
 		}
 		desc = fmt.Sprintf("failover: chats set back %v", lost)
 	default:
@@ -1202,6 +1205,9 @@ func (sm *sim) settle() {
 	}
 	for _, n := range sm.uncountedEnded {
 		finished -= n
+	}
+	for _, n := range sm.uncountedStarted {
+		routed -= n
 	}
 	if sm.obs.callsStarted != routed || sm.obs.callsEnded != finished {
 		sm.t.Errorf("settled: %d calls counted started and %d ended; %d connected, %d ended", sm.obs.callsStarted, sm.obs.callsEnded, routed, finished)
