@@ -64,7 +64,7 @@ type config struct {
 	DeclineMessage    string        `envconfig:"OPTIN_DECLINE_MESSAGE" default:"No problem — we won't connect you. Your delivery is on its way." desc:"system message a chat's customer sees after declining (none after an opt-out keyword)"`
 	DeclineKeywords   string        `envconfig:"OPTIN_DECLINE_KEYWORDS" desc:"comma-separated replies that decline a chat (whole reply or first word, case, accents and punctuation ignored); empty: built-in English, Spanish, Portuguese, French and German"`
 	OptOutKeywords    string        `envconfig:"OPTIN_OPTOUT_KEYWORDS" desc:"comma-separated replies that opt out of every message (STOP and the like); empty: built-in list"`
-	CallbackURL       string        `envconfig:"OPTIN_CALLBACK_URL" mask:"url" desc:"receives the chats' events (chat.invited, chat.connected, chat.declined, chat.failed, chat.closed, chat.channel_changed), signed as Standard Webhooks say"`
+	CallbackURL       string        `envconfig:"OPTIN_CALLBACK_URL" mask:"url" desc:"receives the chats' events (chat.invited, .connected, .declined, .failed, .closed, .channel_changed, .call_started, .call_ended, .message_after_end), signed as Standard Webhooks say"`
 	CallbackSecret    string        `envconfig:"OPTIN_CALLBACK_SECRET" mask:"secret" desc:"signing secret of the events, whsec_ followed by base64; required with OPTIN_CALLBACK_URL"`
 	CreateRate        int           `envconfig:"OPTIN_TWILIO_CREATE_RATE" default:"25" desc:"conversation creates per second, across all replicas (Twilio allows about 30 per service; 1 to 1000)"`
 	ChatStartTimeout  time.Duration `envconfig:"OPTIN_CHAT_START_TIMEOUT" default:"10s" desc:"how long POST /v1/chats works on a start before answering 503 (repeating the call resumes it; 1s to 60s)"`
