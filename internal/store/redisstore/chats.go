@@ -19,12 +19,13 @@ import (
 	"github.com/optinkit/optin/internal/chat"
 )
 
-// Chats is the chat.Store shared by every replica: one JSON value per chat, an index from conversation
-// SID to chat id, and per bucket of chats a sorted set by creation for listing, trimmed of the chats the
+// Chats is the chat.Store shared by every replica: one JSON document per chat and, beside it, the parts
+// of it that grow (held messages, failed deliveries, the handled set: see chatparts.go), an index from
+// conversation SID to chat id, and per bucket of chats a sorted set by creation for listing, trimmed of the chats the
 // retention forgot through a second one by when each finished chat's key expires, and the sets of open
 // chats and of chats with work.
 //
-// Redis Cluster: a chat's value and its bucket's sets share the hash tag {chats:<bucket>} (see
+// Redis Cluster: a chat's document, its parts and its bucket's sets share the hash tag {chats:<bucket>} (see
 // chatBucket), so that creating a chat, changing it and trimming the index are each one script or one
 // WATCH transaction on one slot, while the chats spread over chatBuckets slots. The conversation index
 // (one key per conversation, looked up without the chat's id) and the chat's lease are keys of their
@@ -95,12 +96,14 @@ func ChatKey(id string) string { return chatKey(id) }
 func bucketKey(b int, name string) string { return bucketTag(b) + name }
 
 // createChat stores the chat unless its id is taken (answering the stored one), and lists it. KEYS:
-// the chat, its bucket's index, open set and ends.
+// the chat, its bucket's index, open set and ends, then its parts (partKeys), deleted: left over from
+// a chat of this id that expired, they would not be its.
 var createChat = redis.NewScript(`
 local existing = redis.call('GET', KEYS[1])
 if existing then
   return existing
 end
+redis.call('DEL', KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9])
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
 redis.call('SADD', KEYS[3], ARGV[3])
@@ -162,7 +165,7 @@ func (s *Chats) Create(ctx context.Context, c chat.Chat) (chat.Chat, bool, error
 		return chat.Chat{}, false, fmt.Errorf("numbering chat: %w", err)
 	}
 	c.Seq = seq
-	raw, err := json.Marshal(c)
+	raw, err := createDoc(c)
 	if err != nil {
 		return chat.Chat{}, false, err
 	}
@@ -173,8 +176,9 @@ func (s *Chats) Create(ctx context.Context, c chat.Chat) (chat.Chat, bool, error
 		}
 	}
 	b := chatBucket(c.ID)
-	existing, err := createChat.Run(ctx, s.rdb, []string{chatKey(c.ID), bucketKey(b, setIndex), bucketKey(b, setOpen), bucketKey(b, setEnds)},
-		raw, seq, c.ID).Text()
+	parts := partKeys(c.ID)
+	keys := append([]string{chatKey(c.ID), bucketKey(b, setIndex), bucketKey(b, setOpen), bucketKey(b, setEnds)}, parts[:]...)
+	existing, err := createChat.Run(ctx, s.rdb, keys, raw, seq, c.ID).Text()
 	switch {
 	case errors.Is(err, redis.Nil):
 		if err := s.sync(ctx); err != nil {
@@ -186,6 +190,10 @@ func (s *Chats) Create(ctx context.Context, c chat.Chat) (chat.Chat, bool, error
 		return c, true, nil
 	case err != nil:
 		return chat.Chat{}, false, fmt.Errorf("creating chat: %w", err)
+	}
+	if strings.HasPrefix(existing, splitPrefix) {
+		got, err := s.Get(ctx, c.ID) // with its parts
+		return got, false, err
 	}
 	got, err := decodeChat(existing)
 	return got, false, err
@@ -208,24 +216,32 @@ func (s *Chats) trim(ctx context.Context, b int) error {
 	return trimIndex.Run(ctx, s.rdb, keys, args...).Err()
 }
 
-// Get returns the chat with this id.
+// Get returns the chat with this id: its document and parts in one script, one round trip.
 func (s *Chats) Get(ctx context.Context, id string) (chat.Chat, error) {
-	raw, err := s.rdb.Get(ctx, chatKey(id)).Result()
-	if errors.Is(err, redis.Nil) {
-		var moved bool
-		if moved, err = s.moveOld(ctx, id); err == nil && moved {
-			raw, err = s.rdb.Get(ctx, chatKey(id)).Result()
-		} else if err == nil {
-			err = redis.Nil
+	st, err := read(ctx, s.rdb, id)
+	if errors.Is(err, chat.ErrNotFound) {
+		if moved, merr := s.moveOld(ctx, id); merr != nil {
+			return chat.Chat{}, fmt.Errorf("reading chat: %w", merr)
+		} else if moved {
+			st, err = read(ctx, s.rdb, id)
 		}
 	}
+	if err != nil {
+		return chat.Chat{}, err
+	}
+	return st.chat()
+}
+
+// read returns the chat as stored.
+func read(ctx context.Context, rdb redis.Scripter, id string) (stored, error) {
+	v, err := readChat.Run(ctx, rdb, chatKeys(id), splitPrefix).Result()
 	switch {
 	case errors.Is(err, redis.Nil):
-		return chat.Chat{}, fmt.Errorf("chat %s: %w", id, chat.ErrNotFound)
+		return stored{}, fmt.Errorf("chat %s: %w", id, chat.ErrNotFound)
 	case err != nil:
-		return chat.Chat{}, fmt.Errorf("reading chat: %w", err)
+		return stored{}, fmt.Errorf("reading chat: %w", err)
 	}
-	return decodeChat(raw)
+	return parseStored(v)
 }
 
 // ByConversation returns the chat of a conversation.
@@ -243,23 +259,22 @@ func (s *Chats) ByConversation(ctx context.Context, conversationSid string) (cha
 // Update applies change under an optimistic transaction: when another replica changed the chat in
 // between, change runs again on what it wrote.
 //
-// The transaction holds the chat and its bucket's sets (one slot). The conversation index is another
+// The transaction watches the chat's document and parts, and holds them and its bucket's sets (one
+// slot); it writes only what changed (writeParts): holding a message sends that message and the
+// document, not the messages held before. The conversation index is another
 // slot's key, written outside it: before the transaction when the chat gains a conversation, so that
 // the conversation's first webhook finds the chat (should the transaction lose, the entry still names
 // the chat whose conversation it is); its expiry after, once the chat is final (a crash in between
 // leaves that one small key without expiry).
 func (s *Chats) Update(ctx context.Context, id string, change func(*chat.Chat) error) (chat.Chat, error) {
-	key, b := chatKey(id), chatBucket(id)
+	key, parts, b := chatKey(id), partKeys(id), chatBucket(id)
 	var out chat.Chat
 	tx := func(tx *redis.Tx) error {
-		raw, err := tx.Get(ctx, key).Result()
-		if errors.Is(err, redis.Nil) {
-			return fmt.Errorf("chat %s: %w", id, chat.ErrNotFound)
-		}
+		st, err := read(ctx, tx, id)
 		if err != nil {
 			return err
 		}
-		c, err := decodeChat(raw)
+		c, err := st.chat()
 		if err != nil {
 			return err
 		}
@@ -268,7 +283,7 @@ func (s *Chats) Update(ctx context.Context, id string, change func(*chat.Chat) e
 			return err
 		}
 		c.ID = id
-		val, err := encodeChat(c)
+		next, err := splitChat(c)
 		if err != nil {
 			return err
 		}
@@ -278,7 +293,12 @@ func (s *Chats) Update(ctx context.Context, id string, change func(*chat.Chat) e
 			}
 		}
 		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
-			p.Set(ctx, key, val, redis.KeepTTL)
+			if string(next.doc) != st.doc {
+				p.Set(ctx, key, next.doc, redis.KeepTTL)
+			}
+			if err := writeParts(ctx, p, st, next, parts); err != nil {
+				return err
+			}
 			if c.State.Final() {
 				p.SRem(ctx, bucketKey(b, setOpen), id)
 			} else {
@@ -290,7 +310,13 @@ func (s *Chats) Update(ctx context.Context, id string, change func(*chat.Chat) e
 				p.SRem(ctx, bucketKey(b, setPending), id)
 			}
 			if c.State.Final() && s.retention > 0 {
+				// The parts go with the chat (a compact one has none: writeParts deleted them).
 				p.PExpire(ctx, key, s.retention)
+				for i, n := range next.sizes() {
+					if n > 0 {
+						p.PExpire(ctx, parts[i], s.retention)
+					}
+				}
 				p.ZAdd(ctx, bucketKey(b, setEnds), redis.Z{Score: float64(s.now().Add(s.retention).UnixMilli()), Member: id})
 			}
 			return nil
@@ -300,7 +326,7 @@ func (s *Chats) Update(ctx context.Context, id string, change func(*chat.Chat) e
 	}
 	moved := false
 	for try := range maxTxTries {
-		err := s.rdb.Watch(ctx, tx, key)
+		err := s.rdb.Watch(ctx, tx, chatKeys(id)...)
 		if errors.Is(err, chat.ErrNotFound) && !moved {
 			// Perhaps stored under its old name: move it and try again, once.
 			moved = true
@@ -338,7 +364,7 @@ func (s *Chats) Update(ctx context.Context, id string, change func(*chat.Chat) e
 	return chat.Chat{}, fmt.Errorf("updating chat %s: too much contention", id)
 }
 
-// Delete forgets a chat: its keys in its bucket in one transaction, then its conversation's entry
+// Delete forgets a chat: its document, parts and members of its bucket's sets in one transaction, then its conversation's entry
 // (left behind by a crash, it names a chat that is not found).
 func (s *Chats) Delete(ctx context.Context, id string) error {
 	c, err := s.Get(ctx, id)
@@ -350,7 +376,7 @@ func (s *Chats) Delete(ctx context.Context, id string) error {
 	}
 	b := chatBucket(id)
 	if _, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Del(ctx, chatKey(id))
+		p.Del(ctx, chatKeys(id)...)
 		for _, set := range []string{setIndex, setEnds} {
 			p.ZRem(ctx, bucketKey(b, set), id)
 		}
@@ -412,24 +438,16 @@ func (s *Chats) List(ctx context.Context, state chat.State, limit int, before in
 		if len(round) == 0 {
 			return out, 0, nil
 		}
-		pipe = s.rdb.Pipeline()
-		gets := make([]*redis.StringCmd, len(round))
-		for i, l := range round {
-			gets[i] = pipe.Get(ctx, chatKey(l.id))
+		reads, err := s.readMany(ctx, round)
+		if err != nil {
+			return nil, 0, err
 		}
-		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-			return nil, 0, fmt.Errorf("reading chats: %w", err)
-		}
-		for i, get := range gets {
-			raw, err := get.Result()
-			if errors.Is(err, redis.Nil) {
+		for i, st := range reads {
+			if st == nil {
 				s.rdb.ZRem(ctx, bucketKey(round[i].bucket, setIndex), round[i].id) // expired: drop it from the index
 				continue
 			}
-			if err != nil {
-				return nil, 0, fmt.Errorf("reading chats: %w", err)
-			}
-			c, err := decodeChat(raw)
+			c, err := st.chat()
 			if err != nil {
 				return nil, 0, err
 			}
@@ -445,6 +463,43 @@ func (s *Chats) List(ctx context.Context, state chat.State, limit int, before in
 			return out, 0, nil
 		}
 		upper = "(" + strconv.FormatInt(int64(cut), 10)
+	}
+}
+
+// readMany reads the listed chats in one pipeline (nil for one that is gone), loading readChat first
+// if a Redis does not know it.
+func (s *Chats) readMany(ctx context.Context, chats []listed) ([]*stored, error) {
+	for try := 0; ; try++ {
+		pipe := s.rdb.Pipeline()
+		cmds := make([]*redis.Cmd, len(chats))
+		for i, l := range chats {
+			cmds[i] = readChat.EvalSha(ctx, pipe, chatKeys(l.id), splitPrefix)
+		}
+		_, _ = pipe.Exec(ctx) // each command's error is looked at below
+		out, unknown := make([]*stored, len(chats)), false
+		for i, cmd := range cmds {
+			v, err := cmd.Result()
+			if errors.Is(err, redis.Nil) {
+				continue
+			}
+			if unknown = redis.HasErrorPrefix(err, "NOSCRIPT") && try == 0; unknown {
+				break
+			}
+			if err != nil {
+				return nil, fmt.Errorf("reading chats: %w", err)
+			}
+			st, err := parseStored(v)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = &st
+		}
+		if !unknown {
+			return out, nil
+		}
+		if err := readChat.Load(ctx, s.rdb).Err(); err != nil {
+			return nil, fmt.Errorf("reading chats: %w", err)
+		}
 	}
 }
 
@@ -509,15 +564,8 @@ func (s *Chats) Unlock(ctx context.Context, id, owner string) error {
 	return unlock.Run(ctx, s.rdb, []string{lockPrefix + id}, owner).Err()
 }
 
-// encodeChat writes a chat whole while it is open, and in its compact finished form once it is final
-// with its events delivered (about a third of the room).
-func encodeChat(c chat.Chat) ([]byte, error) {
-	if c.Compactable() {
-		return chat.MarshalFinished(c)
-	}
-	return json.Marshal(c)
-}
-
+// decodeChat reads a chat's document: its finished form, or the full one (its parts, when split out,
+// read apart).
 func decodeChat(raw string) (chat.Chat, error) {
 	if strings.HasPrefix(raw, chat.FinishedPrefix) {
 		return chat.UnmarshalFinished([]byte(raw))

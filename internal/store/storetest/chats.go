@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"slices"
 	"sync"
@@ -304,6 +305,108 @@ func RunChats(t *testing.T, open func(t *testing.T) (chat.Store, chat.Store)) {
 			}
 		}
 	})
+	t.Run("held messages, failures and the handled set read back through every change", func(t *testing.T) {
+		a, b := open(t)
+		ctx := t.Context()
+		if _, _, err := a.Create(ctx, newChat("parts-1")); err != nil {
+			t.Fatal(err)
+		}
+		rng := rand.New(rand.NewPCG(24, 1))
+		next := 0
+		message := func() chat.Held {
+			next++
+			at := time.Date(2026, 12, 1, 9, 0, next, 0, time.UTC)
+			return chat.Held{MessageSid: fmt.Sprintf("IM%032d", next), Index: next, Author: "whatsapp:+15550001111",
+				Body: fmt.Sprint("message ", next), Created: at, HeldAt: at.Add(time.Second)}
+		}
+		// The ways the service changes a list of held messages: hold one (at the end, or before
+		// others when its report came late), re-send the first, drop one, mark the first sending,
+		// count a failed copy, clear the early marks, drop them all.
+		// r is a random number, drawn outside the change (which may run again).
+		changes := []func(hs []chat.Held, m chat.Held, r int) []chat.Held{
+			func(hs []chat.Held, m chat.Held, _ int) []chat.Held { return append(hs, m) },
+			func(hs []chat.Held, m chat.Held, r int) []chat.Held { return slices.Insert(hs, r%(len(hs)+1), m) },
+			func(hs []chat.Held, _ chat.Held, _ int) []chat.Held { return hs[min(1, len(hs)):] },
+			func(hs []chat.Held, _ chat.Held, r int) []chat.Held {
+				if len(hs) == 0 {
+					return hs
+				}
+				return slices.Delete(hs, r%len(hs), r%len(hs)+1)
+			},
+			func(hs []chat.Held, _ chat.Held, _ int) []chat.Held {
+				if len(hs) > 0 {
+					hs[0].Sending = true
+				}
+				return hs
+			},
+			func(hs []chat.Held, _ chat.Held, r int) []chat.Held {
+				if len(hs) > 0 {
+					hs[r%len(hs)].Attempts++
+				}
+				return hs
+			},
+			func(hs []chat.Held, _ chat.Held, _ int) []chat.Held {
+				for i := range hs {
+					hs[i].Early = !hs[i].Early
+				}
+				return hs
+			},
+			func([]chat.Held, chat.Held, int) []chat.Held { return nil },
+		}
+		// Stores may answer an empty list for none.
+		orNil := func(v any) any {
+			if r := reflect.ValueOf(v); r.Len() == 0 {
+				return reflect.Zero(r.Type()).Interface()
+			}
+			return v
+		}
+		var want chat.Chat
+		for step := range 300 {
+			stores := []chat.Store{a, b}
+			change, list, handled, r, m := rng.IntN(len(changes)), rng.IntN(4), rng.IntN(40), rng.IntN(1000), message()
+			got, err := stores[step%2].Update(ctx, "parts-1", func(c *chat.Chat) error {
+				if list < 3 {
+					hs := []*[]chat.Held{&c.Customer.Held, &c.Rider.Held, &c.Settling}[list]
+					*hs = changes[change](slices.Clone(*hs), m, r)
+				} else if len(c.Undelivered) < 5 && change%2 == 0 {
+					c.Undelivered = append(c.Undelivered, chat.Undelivered{MessageSid: m.MessageSid, Code: 63016, Index: m.Index, Indexed: true})
+				} else if len(c.Undelivered) > 0 {
+					c.Undelivered = slices.Delete(c.Undelivered, change%len(c.Undelivered), change%len(c.Undelivered)+1)
+				}
+				if handled < 30 {
+					c.Handled = c.Handled.With(handled * step % 200)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatalf("step %d: %v", step, err)
+			}
+			want = got
+			read, err := stores[(step+1)%2].Get(ctx, "parts-1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for name, pair := range map[string][2]any{
+				"customer's held": {read.Customer.Held, want.Customer.Held}, "rider's held": {read.Rider.Held, want.Rider.Held},
+				"settling": {read.Settling, want.Settling}, "undelivered": {read.Undelivered, want.Undelivered},
+			} {
+				if !reflect.DeepEqual(orNil(pair[0]), orNil(pair[1])) {
+					t.Fatalf("step %d (change %d of list %d): %s read back\n%+v\nwant\n%+v", step, change, list, name, pair[0], pair[1])
+				}
+			}
+			for i := range 200 {
+				if read.Handled.Has(i) != want.Handled.Has(i) {
+					t.Fatalf("step %d: handled %d read back %v", step, i, read.Handled.Has(i))
+				}
+			}
+		}
+		listed, _, err := b.List(ctx, "", 10, 0)
+		if err != nil || len(listed) != 1 || !reflect.DeepEqual(orNil(listed[0].Rider.Held), orNil(want.Rider.Held)) ||
+			!reflect.DeepEqual(orNil(listed[0].Customer.Held), orNil(want.Customer.Held)) {
+			t.Errorf("listed: %d %v", len(listed), err)
+		}
+	})
+
 	t.Run("a finished chat reads back as it was", func(t *testing.T) {
 		a, b := open(t)
 		ctx := t.Context()
