@@ -19,10 +19,13 @@ type Pairs struct {
 	byChat  map[string][]numberpool.Pair
 	blocked map[numberpool.Pair]time.Time
 	last    packed[uint64, lastNumber]
-	// chatOf is the index by pair (bare number, bare address) of the chat that last took it, kept
-	// beyond the release for the retention.
-	chatOf packed[[2]uint64, pairLease]
-	// numbers are the numbers seen, which lastNumber names by index: a pool's few numbers.
+	// chatOf is the index by pair (bare number, bare address, see pairIndexKey) of the take that last
+	// took it, kept beyond the release for the retention.
+	chatOf packed[uint64, uint32]
+	// takes are the records of the takes last and chatOf name (see takes.go).
+	takes takes
+	// numbers are the numbers seen, which lastNumber and chatOf's keys name by index: a pool's few
+	// numbers (chatOf's bare).
 	numbers   []string
 	numberAt  map[string]uint32
 	now       func() time.Time
@@ -31,7 +34,7 @@ type Pairs struct {
 }
 
 // pairLease is a lease's chat and until when it counts (Unix ms: a time.Time would take 24 bytes
-// where 8 do, in an entry the pair index keeps per pair for the retention).
+// where 8 do).
 type pairLease struct {
 	chat  string
 	until int64
@@ -40,11 +43,10 @@ type pairLease struct {
 // live reports whether the lease still counts at now.
 func (l pairLease) live(now time.Time) bool { return now.UnixMilli() < l.until }
 
-// lastNumber is an address's last number (an index into Pairs.numbers) and until when it counts
-// (Unix ms).
+// lastNumber is an address's last number (an index into Pairs.numbers) and the take that leased
+// it, which says until when it counts (an index into Pairs.takes).
 type lastNumber struct {
-	until  int64
-	number uint32
+	number, take uint32
 }
 
 var _ numberpool.IndexedStore = (*Pairs)(nil)
@@ -55,7 +57,7 @@ func NewPairs(retention time.Duration) *Pairs {
 		retention = 30 * 24 * time.Hour
 	}
 	return &Pairs{leased: map[numberpool.Pair]pairLease{}, byChat: map[string][]numberpool.Pair{},
-		blocked: map[numberpool.Pair]time.Time{}, last: newPacked[uint64, lastNumber](), chatOf: newPacked[[2]uint64, pairLease](), numberAt: map[string]uint32{}, now: time.Now, retention: retention}
+		blocked: map[numberpool.Pair]time.Time{}, last: newPacked[uint64, lastNumber](), chatOf: newPacked[uint64, uint32](), numberAt: map[string]uint32{}, now: time.Now, retention: retention}
 }
 
 // prune drops what lapsed, at most once a minute. Callers hold s.mu.
@@ -87,18 +89,21 @@ func (s *Pairs) prune(now time.Time) {
 			delete(s.blocked, p)
 		}
 	}
-	s.last.deleteFunc(func(l lastNumber) bool { return now.UnixMilli() >= l.until })
-	s.chatOf.deleteFunc(func(l pairLease) bool { return !l.live(now) })
+	ms := now.UnixMilli()
+	s.last.deleteFunc(func(l lastNumber) bool { return !s.takes.live(l.take, ms) })
+	s.chatOf.deleteFunc(func(t uint32) bool { return !s.takes.live(t, ms) })
+	s.takes.freeLapsed(ms)
 }
 
-// indexKey is a pair's key in the index: its number and address, bare.
-func indexKey(number, address string) ([2]uint64, bool, string) {
-	number, address = numberpool.Bare(number), numberpool.Bare(address)
-	k, ok := pairKey(address, number)
-	if ok {
-		return k, true, ""
+// indexKey is a pair's key in the index: its number and address, bare; false when the number was
+// never taken (so no pair of it is indexed). Callers hold s.mu.
+func (s *Pairs) indexKey(number, address string) (k uint64, packed bool, str string, known bool) {
+	n, known := s.numberAt[numberpool.Bare(number)]
+	if !known {
+		return 0, false, "", false
 	}
-	return k, false, number + "|" + address
+	k, packed, str = pairIndexKey(n, numberpool.Bare(address))
+	return k, packed, str, true
 }
 
 // held reports whether a live lease holds p. Callers hold s.mu.
@@ -121,14 +126,16 @@ func (s *Pairs) Take(_ context.Context, chatID string, pairs []numberpool.Pair) 
 			return false, nil
 		}
 	}
-	until := now.Add(s.retention)
+	until := now.Add(s.retention).UnixMilli()
+	// The take's pairs share one record of the chat and its until.
+	t := s.takes.add(chatID, until)
 	for _, p := range pairs {
-		s.leased[p] = pairLease{chat: chatID, until: until.UnixMilli()}
+		s.leased[p] = pairLease{chat: chatID, until: until}
 		s.byChat[chatID] = append(s.byChat[chatID], p)
 		k, ok := addressKey(p.Address)
-		s.last.set(k, ok, p.Address, lastNumber{number: s.number(p.Number), until: until.UnixMilli()})
-		ik, iok, is := indexKey(p.Number, p.Address)
-		s.chatOf.set(ik, iok, is, pairLease{chat: chatID, until: until.UnixMilli()})
+		s.last.set(k, ok, p.Address, lastNumber{number: s.number(p.Number), take: t})
+		ik, iok, is := pairIndexKey(s.number(numberpool.Bare(p.Number)), numberpool.Bare(p.Address))
+		s.chatOf.set(ik, iok, is, t)
 	}
 	return true, nil
 }
@@ -162,7 +169,8 @@ func (s *Pairs) ReleaseAddress(_ context.Context, chatID, address string) error 
 	return nil
 }
 
-// Renew starts the term of the chat's live leases again.
+// Renew starts the term of the chat's live leases again, with their takes: the last numbers and
+// index entries that still name those takes count for the term too.
 func (s *Pairs) Renew(_ context.Context, chatID string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -173,15 +181,23 @@ func (s *Pairs) Renew(_ context.Context, chatID string) error {
 			s.leased[p] = pairLease{chat: chatID, until: until.UnixMilli()}
 			k, ok := addressKey(p.Address)
 			if last, found := s.last.get(k, ok, p.Address); found && s.numbers[last.number] == p.Number {
-				s.last.set(k, ok, p.Address, lastNumber{number: last.number, until: until.UnixMilli()})
+				s.renew(last.take, chatID, until)
 			}
-			ik, iok, is := indexKey(p.Number, p.Address)
-			if c, found := s.chatOf.get(ik, iok, is); found && c.chat == chatID {
-				s.chatOf.set(ik, iok, is, pairLease{chat: chatID, until: until.UnixMilli()})
+			if ik, iok, is, known := s.indexKey(p.Number, p.Address); known {
+				if t, found := s.chatOf.get(ik, iok, is); found {
+					s.renew(t, chatID, until)
+				}
 			}
 		}
 	}
 	return nil
+}
+
+// renew starts the term of the take at i again if it is chatID's. Callers hold s.mu.
+func (s *Pairs) renew(i uint32, chatID string, until time.Time) {
+	if t := s.takes.at(i); t.chat == chatID {
+		t.until = until.UnixMilli()
+	}
 }
 
 // Block keeps a pair out for ttl.
@@ -198,7 +214,7 @@ func (s *Pairs) Last(_ context.Context, address string) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	k, ok := addressKey(address)
-	if l, found := s.last.get(k, ok, address); found && s.now().UnixMilli() < l.until {
+	if l, found := s.last.get(k, ok, address); found && s.takes.live(l.take, s.now().UnixMilli()) {
 		return s.numbers[l.number], nil
 	}
 	return "", nil
@@ -206,11 +222,14 @@ func (s *Pairs) Last(_ context.Context, address string) (string, error) {
 
 // ChatOf returns the chat that last took the pair (number, address), read bare.
 func (s *Pairs) ChatOf(_ context.Context, number, address string) (string, error) {
-	k, ok, str := indexKey(number, address)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if c, found := s.chatOf.get(k, ok, str); found && c.live(s.now()) {
-		return c.chat, nil
+	k, ok, str, known := s.indexKey(number, address)
+	if !known {
+		return "", nil
+	}
+	if t, found := s.chatOf.get(k, ok, str); found && s.takes.live(t, s.now().UnixMilli()) {
+		return s.takes.at(t).chat, nil
 	}
 	return "", nil
 }
