@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/optinkit/optin/internal/optin"
 	"github.com/optinkit/optin/internal/numberpool"
+	"github.com/optinkit/optin/internal/optin"
 	"github.com/optinkit/optin/internal/twiliocall"
 )
 
