@@ -267,10 +267,12 @@ func writeList(ctx context.Context, p redis.Pipeliner, key string, old []string,
 	return nil
 }
 
-// diffList returns the commands that turn the list at key from old into next,
-// when next keeps old's entries it keeps in their order, then adds its new ones at the end; ok is
-// false when it does not, or when they would send more than next whole. Entries are told apart by
-// their message's SID.
+// diffList returns the commands that turn the list at key from old into next when next keeps the
+// entries of old that it keeps in their order: those it lost taken from the head (LTRIM) or from
+// elsewhere (LREM), those changed set in place (LSET), the new ones pushed at either end or inserted
+// before the entry they precede (LINSERT: a message held after a later one, its failure reported
+// late). ok is false when next reorders old, or when the commands would send more than next whole.
+// Entries are told apart by their message's SID.
 func diffList(key string, old []string, next entries) (ops [][]any, ok bool, err error) {
 	pos := make(map[string]int, len(next.ids))
 	for j, id := range next.ids {
@@ -279,7 +281,7 @@ func diffList(key string, old []string, next entries) (ops [][]any, ok bool, err
 	if len(pos) != len(next.ids) {
 		return nil, false, nil // an entry twice: not told apart
 	}
-	var removed, kept []int // indexes in old
+	var removed, kept, keptAt []int // indexes in old; keptAt: where each kept one is in next
 	seen := make(map[string]bool, len(old))
 	for i, raw := range old {
 		var e struct{ MessageSid string }
@@ -294,16 +296,17 @@ func diffList(key string, old []string, next entries) (ops [][]any, ok bool, err
 		switch {
 		case !in:
 			removed = append(removed, i)
-		case j != len(kept):
-			return nil, false, nil // moved, or a new entry before it
+		case len(keptAt) > 0 && j < keptAt[len(keptAt)-1]:
+			return nil, false, nil // reordered
 		default:
-			kept = append(kept, i)
+			kept, keptAt = append(kept, i), append(keptAt, j)
 		}
 	}
 	sent, whole := 0, 0
 	for _, v := range next.vals {
 		whole += len(v)
 	}
+	// First what goes, so that the entries kept are at 0, 1, …; then the changed; then the new.
 	head := 0
 	for head < len(removed) && removed[head] == head {
 		head++
@@ -315,15 +318,31 @@ func diffList(key string, old []string, next entries) (ops [][]any, ok bool, err
 		ops, sent = append(ops, []any{"lrem", key, 1, old[i]}), sent+len(old[i])
 	}
 	for k, i := range kept {
-		if old[i] != next.vals[k] {
-			ops, sent = append(ops, []any{"lset", key, k, next.vals[k]}), sent+len(next.vals[k])
+		if v := next.vals[keptAt[k]]; old[i] != v {
+			ops, sent = append(ops, []any{"lset", key, k, v}), sent+len(v)
 		}
 	}
-	if added := next.vals[len(kept):]; len(added) > 0 {
-		ops = append(ops, append([]any{"rpush", key}, anys(added)...))
-		for _, v := range added {
-			sent += len(v)
+	push := func(cmd string, vals []string) {
+		if len(vals) > 0 {
+			ops = append(ops, append([]any{cmd, key}, anys(vals)...))
+			for _, v := range vals {
+				sent += len(v)
+			}
 		}
 	}
+	if len(kept) == 0 {
+		push("rpush", next.vals)
+		return ops, sent < whole, nil
+	}
+	before := slices.Clone(next.vals[:keptAt[0]])
+	slices.Reverse(before) // LPUSH puts each argument at the head in turn
+	push("lpush", before)
+	for k := 1; k < len(kept); k++ {
+		pivot := next.vals[keptAt[k]]
+		for j := keptAt[k-1] + 1; j < keptAt[k]; j++ {
+			ops, sent = append(ops, []any{"linsert", key, "before", pivot, next.vals[j]}), sent+len(pivot)+len(next.vals[j])
+		}
+	}
+	push("rpush", next.vals[keptAt[len(kept)-1]+1:])
 	return ops, sent < whole, nil
 }

@@ -112,30 +112,38 @@ func entriesOf(t *testing.T, hs ...chat.Held) entries {
 	return e
 }
 
-// Each change of a list is written as the few commands it takes, or whole when it is not a list that
-// lost entries and gained some at its end.
+// Each change of a list is written as the few commands it takes, or whole when it reorders the list or
+// the commands would send more.
 func TestDiffList(t *testing.T) {
-	a, b, c, d := heldMessage(1), heldMessage(2), heldMessage(3), heldMessage(4)
+	a, b, c, d, e, f := heldMessage(1), heldMessage(2), heldMessage(3), heldMessage(4), heldMessage(5), heldMessage(6)
+	g, h, i := heldMessage(7), heldMessage(8), heldMessage(9)
 	sending := a
 	sending.Sending = true
-	old := entriesOf(t, a, b, c).vals
 	for _, tc := range []struct {
 		name string
+		old  []chat.Held // a, b, c when nil
 		next entries
 		want string // the commands, arguments shortened to their message's SID's last digit
 		ok   bool
 	}{
-		{"held at the end", entriesOf(t, a, b, c, d), "rpush k 4", true},
-		{"the oldest dropped for the newest", entriesOf(t, b, c, d), "ltrim k 1 -1; rpush k 4", true},
-		{"two re-sent", entriesOf(t, c), "ltrim k 2 -1", true},
-		{"one from the middle", entriesOf(t, a, c), "lrem k 1 2", true},
-		{"the first marked sending", entriesOf(t, sending, b, c), "lset k 0 1", true},
-		{"one before the others", entriesOf(t, d, a, b, c), "", false},
-		{"two swapped", entriesOf(t, b, a, c), "", false},
-		{"all changed", entriesOf(t, d), "", false}, // more than the list whole
+		{"held at the end", nil, entriesOf(t, a, b, c, d), "rpush k 4", true},
+		{"the oldest dropped for the newest", nil, entriesOf(t, b, c, d), "ltrim k 1 -1; rpush k 4", true},
+		{"two re-sent", nil, entriesOf(t, c), "ltrim k 2 -1", true},
+		{"one from the middle", nil, entriesOf(t, a, c), "lrem k 1 2", true},
+		{"the first marked sending", nil, entriesOf(t, sending, b, c), "lset k 0 1", true},
+		{"one before the others", nil, entriesOf(t, d, a, b, c), "lpush k 4", true},
+		{"one held late, between others", nil, entriesOf(t, a, d, b, c), "linsert k before 2 4", true},
+		{"all of it at once", nil, entriesOf(t, sending, d, c, e, f), "", false}, // more than the list whole
+		{"all of it at once, in a longer list", []chat.Held{a, b, c, g, h, i}, entriesOf(t, sending, d, c, g, h, i, e, f),
+			"lrem k 1 2; lset k 0 1; linsert k before 3 4; rpush k 5 6", true},
+		{"two swapped", nil, entriesOf(t, b, a, c), "", false},
+		{"all changed", nil, entriesOf(t, d), "", false}, // more than the list whole
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ops, ok, err := diffList("k", old, tc.next)
+			if tc.old == nil {
+				tc.old = []chat.Held{a, b, c}
+			}
+			ops, ok, err := diffList("k", entriesOf(t, tc.old...).vals, tc.next)
 			if err != nil || ok != tc.ok {
 				t.Fatalf("ok %v %v, want %v", ok, err, tc.ok)
 			}
