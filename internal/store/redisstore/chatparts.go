@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/redis/go-redis/v9"
 
@@ -284,15 +285,15 @@ func diffList(key string, old []string, next entries) (ops [][]any, ok bool, err
 	var removed, kept, keptAt []int // indexes in old; keptAt: where each kept one is in next
 	seen := make(map[string]bool, len(old))
 	for i, raw := range old {
-		var e struct{ MessageSid string }
-		if err := json.Unmarshal([]byte(raw), &e); err != nil {
-			return nil, false, fmt.Errorf("decoding chat part: %w", err)
+		sid, err := entrySid(raw)
+		if err != nil {
+			return nil, false, err
 		}
-		if seen[e.MessageSid] {
+		if seen[sid] {
 			return nil, false, nil
 		}
-		seen[e.MessageSid] = true
-		j, in := pos[e.MessageSid]
+		seen[sid] = true
+		j, in := pos[sid]
 		switch {
 		case !in:
 			removed = append(removed, i)
@@ -345,4 +346,19 @@ func diffList(key string, old []string, next entries) (ops [][]any, ok bool, err
 	}
 	push("rpush", next.vals[keptAt[len(kept)-1]+1:])
 	return ops, sent < whole, nil
+}
+
+// entrySid is the message SID of an encoded entry: read from its start, where json.Marshal writes it
+// (MessageSid is the first field of Held and Undelivered), else decoded.
+func entrySid(raw string) (string, error) {
+	if rest, ok := strings.CutPrefix(raw, `{"MessageSid":"`); ok {
+		if sid, _, ok := strings.Cut(rest, `"`); ok && !strings.Contains(sid, `\`) {
+			return sid, nil
+		}
+	}
+	var e struct{ MessageSid string }
+	if err := json.Unmarshal([]byte(raw), &e); err != nil {
+		return "", fmt.Errorf("decoding chat part: %w", err)
+	}
+	return e.MessageSid, nil
 }

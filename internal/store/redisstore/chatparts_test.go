@@ -298,3 +298,21 @@ func TestChatPartsEndWithTheChat(t *testing.T) {
 		t.Errorf("%d keys of a deleted chat left", n)
 	}
 }
+
+// An entry's SID is read from its start as json.Marshal writes it, and decoded otherwise.
+func TestEntrySid(t *testing.T) {
+	for raw, want := range map[string]string{
+		`{"MessageSid":"IM1","Index":2}`:      "IM1",
+		`{"Index":2,"MessageSid":"IM2"}`:      "IM2",
+		`{"MessageSid":"I\u004d3","Index":2}`: "IM3",
+		`{"MessageSid":"IM\"4\"","Index":2}`:  `IM"4"`,
+		`{"MessageSid":"","Code":63016}`:      "",
+	} {
+		if got, err := entrySid(raw); err != nil || got != want {
+			t.Errorf("%s: %q %v, want %q", raw, got, err, want)
+		}
+	}
+	if _, err := entrySid(`{"MessageSid":`); err == nil {
+		t.Error("a broken entry was read")
+	}
+}
