@@ -2,6 +2,7 @@ package memory
 
 import (
 	"encoding/hex"
+	"strconv"
 	"strings"
 )
 
@@ -44,6 +45,15 @@ func addressKey(v string) (uint64, bool) {
 		n |= 1 << 54
 	}
 	return n, true
+}
+
+// addressOf is the address addressKey packed in k.
+func addressOf(k uint64) string {
+	s := "+" + strconv.FormatUint(k&(1<<50-1), 10)
+	if k&(1<<54) != 0 {
+		s = whatsappPrefix + s
+	}
+	return s
 }
 
 // pairKey packs a person's address and a business number.

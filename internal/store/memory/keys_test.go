@@ -37,6 +37,11 @@ func TestCompactKeys(t *testing.T) {
 	if _, ok := addressKey("whatsapp:+15550001111"); !ok {
 		t.Error("a WhatsApp address is not packed")
 	}
+	for _, v := range addrs {
+		if k, ok := addressKey(v); ok && addressOf(k) != v {
+			t.Errorf("%q unpacks as %q", v, addressOf(k))
+		}
+	}
 	a.deleteFunc(func(v string) bool { return v != "+15550001111" })
 	if a.len() != 1 {
 		t.Errorf("%d left after deleting all but one", a.len())

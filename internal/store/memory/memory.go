@@ -16,23 +16,40 @@ import (
 
 // Store keeps running flows whole and finished ones compact, in maps guarded by a mutex.
 type Store struct {
-	mu        sync.Mutex
-	flows     map[string]optin.Flow
-	done      packed[[16]byte, doneFlow]
+	mu    sync.Mutex
+	flows map[string]optin.Flow
+	done  packed[[16]byte, doneFlow]
+	// doneText is what a finished flow keeps as strings, by the same key, when it has any.
+	doneText  packed[[16]byte, doneStrings]
 	now       func() time.Time
 	retention time.Duration
 	swept     time.Time
 }
 
 // doneFlow is a finished flow as kept for the retention, keyed by its conversation's SID: what answers
-// a later delivery (its customer, its trigger, how it ended), the trigger as its 16 bytes when it has
-// that form (packed), else in otherTrigger.
+// a later delivery (its customer, its trigger, how it ended). It is one map slot of 56 bytes for each
+// conversation: the trigger as its 16 bytes and the customer packed in a word when they have those
+// forms (flags say which), else in doneText with a failure's detail.
 type doneFlow struct {
-	customer, detail, otherTrigger string
-	trigger                        [16]byte
-	finished                       int64 // Unix milliseconds
-	runs                           int32
-	failed, packed                 bool
+	trigger  [16]byte
+	customer uint64 // addressKey
+	finished int64  // Unix milliseconds
+	runs     int32
+	flags    uint8
+}
+
+// doneFlow's flags.
+const (
+	doneFailed         = 1 << iota
+	donePackedTrigger  // trigger holds it, else doneText
+	donePackedCustomer // customer holds it, else doneText
+	doneHasText        // doneText has an entry
+)
+
+// doneStrings are a finished flow's strings: its trigger and customer when they are not packed, its
+// failure's detail.
+type doneStrings struct {
+	trigger, customer, detail string
 }
 
 var _ optin.Store = (*Store)(nil)
@@ -42,7 +59,7 @@ func (s *Store) Sync(context.Context) error { return nil }
 
 // New returns an empty Store that forgets finished flows after retention (0: never).
 func New(retention time.Duration) *Store {
-	return &Store{flows: map[string]optin.Flow{}, done: newPacked[[16]byte, doneFlow](), now: time.Now, retention: retention}
+	return &Store{flows: map[string]optin.Flow{}, done: newPacked[[16]byte, doneFlow](), doneText: newPacked[[16]byte, doneStrings](), now: time.Now, retention: retention}
 }
 
 // get returns the conversation's flow, running or finished. Callers hold s.mu.
@@ -54,13 +71,20 @@ func (s *Store) get(conv string) (optin.Flow, bool) {
 	if !ok {
 		return optin.Flow{}, false
 	}
-	trigger := d.otherTrigger
-	if d.packed {
-		trigger = "IM" + hex.EncodeToString(d.trigger[:])
+	var text doneStrings
+	if d.flags&doneHasText != 0 {
+		k, canonical := sidKey("CH", conv)
+		text, _ = s.doneText.get(k, canonical, conv)
 	}
-	f := optin.Flow{ConversationSid: conv, Customer: d.customer, Trigger: trigger, State: optin.StateDone, Detail: d.detail,
+	f := optin.Flow{ConversationSid: conv, Customer: text.customer, Trigger: text.trigger, State: optin.StateDone, Detail: text.detail,
 		FinishedAt: time.UnixMilli(d.finished), Runs: int(d.runs)}
-	if d.failed {
+	if d.flags&donePackedTrigger != 0 {
+		f.Trigger = "IM" + hex.EncodeToString(d.trigger[:])
+	}
+	if d.flags&donePackedCustomer != 0 {
+		f.Customer = addressOf(d.customer)
+	}
+	if d.flags&doneFailed != 0 {
 		f.State = optin.StateFailed
 	}
 	return f, true
@@ -153,12 +177,27 @@ func (s *Store) Finish(_ context.Context, conversationSid string, state optin.St
 		return nil // finished already: the first outcome stands
 	}
 	delete(s.flows, conversationSid)
-	d := doneFlow{customer: f.Customer, detail: strings.Clone(detail), finished: s.now().UnixMilli(), runs: int32(f.Runs),
-		failed: state == optin.StateFailed}
-	if d.trigger, d.packed = sidKey("IM", f.Trigger); !d.packed {
-		d.otherTrigger = f.Trigger
+	d := doneFlow{finished: s.now().UnixMilli(), runs: int32(f.Runs)}
+	text := doneStrings{detail: strings.Clone(detail)}
+	if state == optin.StateFailed {
+		d.flags |= doneFailed
+	}
+	var packed bool
+	if d.trigger, packed = sidKey("IM", f.Trigger); packed {
+		d.flags |= donePackedTrigger
+	} else {
+		text.trigger = f.Trigger
+	}
+	if d.customer, packed = addressKey(f.Customer); packed {
+		d.flags |= donePackedCustomer
+	} else {
+		text.customer = f.Customer
 	}
 	k, canonical := sidKey("CH", running.ConversationSid)
+	if text != (doneStrings{}) {
+		d.flags |= doneHasText
+		s.doneText.set(k, canonical, running.ConversationSid, text)
+	}
 	s.done.set(k, canonical, running.ConversationSid, d)
 	return nil
 }
@@ -171,7 +210,19 @@ func (s *Store) sweep() {
 		return
 	}
 	s.swept = now
-	s.done.deleteFunc(func(d doneFlow) bool { return now.Sub(time.UnixMilli(d.finished)) > s.retention })
+	lapsed := func(d doneFlow) bool { return now.Sub(time.UnixMilli(d.finished)) > s.retention }
+	for k, d := range s.done.canon {
+		if lapsed(d) {
+			delete(s.done.canon, k)
+			delete(s.doneText.canon, k)
+		}
+	}
+	for k, d := range s.done.other {
+		if lapsed(d) {
+			delete(s.done.other, k)
+			delete(s.doneText.other, k)
+		}
+	}
 }
 
 // put stores a running f under its own key. A map assignment to a string key that is present replaces

@@ -211,3 +211,47 @@ func TestWindowsContract(t *testing.T) {
 		return s, s
 	})
 }
+
+// A finished flow reads back as it finished, whether its trigger and customer have packed forms or
+// not; its strings are forgotten with it.
+func TestFinishedFlowsReadBack(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	s := New(time.Hour)
+	s.now = func() time.Time { return now }
+	ctx := t.Context()
+	flows := []optin.Flow{
+		{ConversationSid: "CH0123456789abcdef0123456789abcdef", Customer: "whatsapp:+15550001111", Trigger: "IM0123456789abcdef0123456789abcdef", State: optin.StateDone},
+		{ConversationSid: "CH0123456789abcdef0123456789abcde0", Customer: "+447911123456", Trigger: "IMnothex", State: optin.StateFailed, Detail: "twilio: 400"},
+		{ConversationSid: "CHshort", Customer: "messenger:12345", Trigger: "IM0123456789abcdef0123456789abcdef", State: optin.StateDone},
+	}
+	for _, f := range flows {
+		if _, ok, err := s.Claim(ctx, optin.Flow{ConversationSid: f.ConversationSid, Customer: f.Customer, Trigger: f.Trigger, State: optin.StateRunning}); !ok || err != nil {
+			t.Fatalf("claim %s: %v %v", f.ConversationSid, ok, err)
+		}
+		if _, err := s.Begin(ctx, f.ConversationSid); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Finish(ctx, f.ConversationSid, f.State, f.Detail); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, want := range flows {
+		got, err := s.Flow(ctx, want.ConversationSid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want.Runs, want.FinishedAt = 1, now
+		if got.Customer != want.Customer || got.Trigger != want.Trigger || got.State != want.State || got.Detail != want.Detail ||
+			got.Runs != want.Runs || !got.FinishedAt.Equal(want.FinishedAt) || len(got.Steps) != 0 {
+			t.Errorf("finished flow reads %+v, want %+v", got, want)
+		}
+	}
+	if n := s.doneText.len(); n != 2 {
+		t.Errorf("%d finished flows keep strings, want 2 (the failed one, the one with a Messenger customer)", n)
+	}
+	now = now.Add(2 * time.Hour)
+	_, _, _ = s.Claim(ctx, optin.Flow{ConversationSid: "CHother"})
+	if n, m := s.done.len(), s.doneText.len(); n != 0 || m != 0 {
+		t.Errorf("%d finished flows and %d of their strings kept after the retention", n, m)
+	}
+}
