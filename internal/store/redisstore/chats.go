@@ -89,7 +89,8 @@ func bucketTag(b int) string { return "optin:{chats:" + strconv.Itoa(b) + "}:" }
 // chatKey is where a chat's value lives.
 func chatKey(id string) string { return bucketTag(chatBucket(id)) + "chat:" + id }
 
-// ChatKey is the Redis key of a chat's value: for measuring it (MEMORY USAGE) from outside.
+// ChatKey is the Redis key of a chat's document, without its parts (ChatKeys has them all): for
+// measuring it (MEMORY USAGE) from outside.
 func ChatKey(id string) string { return chatKey(id) }
 
 // bucketKey names one of a bucket's sets (index, ends, open, pending).
