@@ -3,8 +3,12 @@ package chat
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/optinkit/optin/internal/guard"
+	"github.com/optinkit/optin/internal/twiliocall"
 )
 
 // pairsOf is a PairIndex over one chat's pair of numbers.
@@ -52,5 +56,43 @@ func TestARepeatedCallEndMakesItsRecordDurable(t *testing.T) {
 	}
 	if n := r.obs.callsEnded; n != 0 {
 		t.Errorf("%d ends counted; the one recorded was heard failed", n)
+	}
+}
+
+// A notice Twilio refuses for good is dropped: the next blocked message's notice still goes (a refused
+// notice held up every later one — the chat's work failed run after run; review of issue 26).
+func TestARefusedNoticeDoesNotHoldUpTheNext(t *testing.T) {
+	r := newRelayEnv(t)
+	ctx := context.Background()
+	c, _ := r.connected("order-1")
+	r.svc.cfg.Guard = guard.Guard{Mode: guard.Block}
+	refused := false
+	r.tw.before = func(op, _ string) error {
+		if op == "message" && !refused {
+			refused = true
+			return callErr("message", twiliocall.Permanent, 400, 21610)
+		}
+		return nil
+	}
+	for range 2 {
+		ans, err := r.svc.GuardMessage(ctx, GuardRequest{ConversationSid: c.ConversationSid, Author: c.Rider.Address, Body: "call me on +1 415 555 0123"})
+		if err != nil || !ans.Result.Blocked {
+			t.Fatalf("guard: %+v %v", ans, err)
+		}
+	}
+	if _, err := r.svc.SweepOutbox(ctx); err != nil {
+		t.Fatal(err)
+	}
+	told := 0
+	for _, m := range r.tw.sent(c.ConversationSid, 0) {
+		if twiliocall.HasMarker(m.Attributes, map[string]string{"chat": "order-1"}) && strings.Contains(m.Attributes, `"notice"`) {
+			told++
+			if m.Author != c.Customer.Address {
+				t.Errorf("notice authored by %s, want the other party (so that only its author gets it)", m.Author)
+			}
+		}
+	}
+	if !refused || told != 1 || len(r.chat("order-1").Notices) != 0 {
+		t.Errorf("refused %v, notices sent %d, left %+v", refused, told, r.chat("order-1").Notices)
 	}
 }

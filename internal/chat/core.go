@@ -27,13 +27,13 @@ import (
 // being sent settle), and calls for Release, Notify and, when any copy was in flight, Settle. An end
 // the state does not allow (a decline of a chat not yet invited) closes the chat as ended instead.
 //
-// The rules of a running chat, each a pure function below (tend, the webhooks and the upkeep read,
-// call Twilio and count; these decide):
+// The rules of a running chat, each a pure function — below, and the calls' and the mask's in calls.go
+// and mask.go (tend, the webhooks and the upkeep read, call Twilio and count; these decide):
 //
 //	what happened                        rule               what the chat records (and wants done)
 //	a delivery failed (report, reconcile) decideFailed       Undelivered, once per message (tend reads it)
 //	  read: a closed window              decideHold         held for the other party, bounded (tend resends)
-//	  read: not on WhatsApp              decideUnreachable  a move to SMS while invited (tend moves)
+//	  read: not on WhatsApp              decideUnreachable  a move to SMS while starting or invited (tend moves)
 //	the customer answered                decideAnswered     the answer; early holds now count
 //	the party's window reopened          decideResend       the oldest held message marked, then copied
 //	  its copy went (or did not)         decideCopied       out of the hold, counted once; or an attempt
@@ -306,7 +306,7 @@ func decideMove(c Chat, sms bool) MoveStep {
 	case c.relaying() && !f.Removed:
 		// The customer answered (on WhatsApp) before the move took them out of it: they stay there.
 		return moveGiveBack
-	case !sms:
+	case f.Number == "" && !sms:
 		return moveFail
 	case f.Number == "":
 		return moveLease

@@ -299,7 +299,7 @@ func TestCoreGuards(t *testing.T) {
 		{"final", StateClosed, rid, blocked, nil, nil, nil},
 	} {
 		c := Chat{ID: "order-1", State: tt.state, Customer: Party{Address: cust}, Rider: Party{Address: rid}}
-		d := decideGuard(&c, tt.author, tt.res, at)
+		d := decideGuard(&c, tt.author, tt.res, at, "g1")
 		if d.Changed != (tt.record != nil) || !slices.Equal(d.Effects, tt.effects) {
 			t.Errorf("%s: decision %+v", tt.name, d)
 		}
@@ -501,5 +501,35 @@ func TestWithheldCallers(t *testing.T) {
 		if got := withheld(from); got != want {
 			t.Errorf("withheld(%q) = %v, want %v", from, got, want)
 		}
+	}
+}
+
+// A notice leaves the chat once sent, refused for good, its conversation closed, or failing past its
+// attempts — one Twilio refuses never holds up the next — and at most maxNotices wait.
+func TestCoreTellsOnce(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		outcome  CopyOutcome
+		attempts int
+		kept     bool
+	}{
+		{"sent", copySent, 0, false},
+		{"refused", copyRefused, 0, false},
+		{"closed", copyClosed, 0, false},
+		{"failed once", copyFailed, 0, true},
+		{"failed the last time", copyFailed, maxCopyAttempts - 1, false},
+	} {
+		c := Chat{Notices: []Notice{{ID: "n1", Attempts: tt.attempts}, {ID: "n2"}}}
+		if got := decideTold(&c, "n1", tt.outcome); got != tt.kept || (len(c.Notices) == 2) != tt.kept || c.Notices[len(c.Notices)-1].ID != "n2" {
+			t.Errorf("%s: kept %v, notices %+v", tt.name, got, c.Notices)
+		}
+	}
+	blocked := guard.Result{Blocked: true, Reason: "not sent", Action: guard.Block, Found: map[guard.Kind]int{guard.Number: 1}}
+	c := Chat{State: StateConnected, Rider: Party{Address: "+15550002222"}}
+	for i := range maxNotices + 2 {
+		decideGuard(&c, "+15550002222", blocked, time.Time{}, fmt.Sprintf("n%d", i))
+	}
+	if len(c.Notices) != maxNotices || c.Notices[0].ID != "n2" || c.GuardedCount != maxNotices+2 {
+		t.Errorf("notices %+v (count %d), want the newest %d", c.Notices, c.GuardedCount, maxNotices)
 	}
 }

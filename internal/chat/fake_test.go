@@ -37,6 +37,8 @@ type fakeTwilio struct {
 	pairs     bool
 	external  map[[2]string]bool
 	conflicts []string
+	// refuses, when set, says which messages Twilio refuses for good, every time they are tried.
+	refuses func(m optin.Message) bool
 }
 
 type fakeConv struct {
@@ -168,6 +170,9 @@ func (f *fakeTwilio) CreateMessage(_ context.Context, sid string, m optin.Messag
 	c, err := f.open(sid)
 	if err != nil {
 		return "", err
+	}
+	if f.refuses != nil && f.refuses(m) {
+		return "", callErr("message", twiliocall.Permanent, 400, 21610)
 	}
 	var media []Media
 	switch md, known := f.media[m.MediaSid]; {

@@ -156,7 +156,7 @@ func (s *Service) moveStep(ctx context.Context, c Chat, step MoveStep) (done boo
 		}
 		return true, s.freeNumbers(ctx, id)
 	case moveGiveBack:
-		if f.Number != "" {
+		if f.Number != "" && s.cfg.SMS != nil {
 			if err := s.cfg.SMS.ReleaseAddress(ctx, id, bare); err != nil {
 				return true, fmt.Errorf("%w: freeing the SMS number of a move not made: %w", ErrUnavailable, err)
 			}

@@ -254,8 +254,11 @@ func (s *Service) resend(ctx context.Context, id, role string) error {
 			log.Error().Int("twilio_code", twiliocall.Code(err)).Msg("held message refused by Twilio (or failing run after run); dropped")
 			s.observe(func(o Observer) { o.MessagesDropped(DropRefused, 1) })
 		}
-		if outcome == copyFailed && counted == "" {
+		switch {
+		case outcome == copyFailed && counted == "":
 			return err // left marked: the next run looks for the copy first
+		case outcome == copyClosed:
+			return nil // the chat's end drops the rest
 		}
 	}
 	return nil

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 
 	"github.com/optinkit/optin/internal/guard"
 	"github.com/optinkit/optin/internal/optin"
+	"github.com/optinkit/optin/internal/twiliocall"
 )
 
 // The mask holding: contact data a party types into a chat is hidden (or the message blocked, its
@@ -26,8 +26,12 @@ const EventMessageAfterEnd = "chat.message_after_end"
 // platform told).
 const DefaultAfterEndEvery = time.Hour
 
-// maxGuarded bounds the guarded messages a chat keeps a record of, the newest.
-const maxGuarded = 20
+// maxGuarded bounds the guarded messages a chat keeps a record of, the newest; maxNotices the notices
+// waiting to be sent (a party blocked again and again is told of the newest).
+const (
+	maxGuarded = 20
+	maxNotices = 5
+)
 
 // Guarded records a message the guard changed or blocked: who wrote it, what kinds it hid, what it
 // did — never the body.
@@ -41,9 +45,12 @@ type Guarded struct {
 // Notice is a message for one party alone (a blocked message's reason), sent by tend: authored by the
 // other party, so that Twilio delivers it to this one only, and marked, so that it goes once.
 type Notice struct {
+	// ID is random: a failover that takes back a count never makes two notices one marker.
 	ID   string
 	To   string
 	Body string
+	// Attempts counts the runs whose send failed for a while: past maxCopyAttempts it is dropped.
+	Attempts int `json:",omitempty"`
 }
 
 // GuardRequest is a message Twilio asks about before publishing it (the onMessageAdd pre-event).
@@ -61,7 +68,7 @@ type GuardAnswer struct {
 // decideGuard records what the guard did with a party's message in c: nothing for a message it found
 // nothing in, of no party, or in a final chat; otherwise a record (the newest maxGuarded) and, for a
 // blocked message, a notice to its author.
-func decideGuard(c *Chat, author string, res guard.Result, now time.Time) Decision {
+func decideGuard(c *Chat, author string, res guard.Result, now time.Time, noticeID string) Decision {
 	role := c.roleOf(author)
 	if role == "" || c.State.Final() || len(res.Found) == 0 {
 		return Decision{}
@@ -78,7 +85,10 @@ func decideGuard(c *Chat, author string, res guard.Result, now time.Time) Decisi
 	if !res.Blocked {
 		return Decision{Changed: true}
 	}
-	c.Notices = append(c.Notices, Notice{ID: "g" + strconv.Itoa(c.GuardedCount), To: role, Body: res.Reason})
+	c.Notices = append(c.Notices, Notice{ID: noticeID, To: role, Body: res.Reason})
+	if len(c.Notices) > maxNotices {
+		c.Notices = slices.Delete(c.Notices, 0, len(c.Notices)-maxNotices)
+	}
 	c.Work++
 	return Decision{Changed: true, Effects: []Effect{EffectTell}}
 }
@@ -97,16 +107,18 @@ func (s *Service) GuardMessage(ctx context.Context, req GuardRequest) (GuardAnsw
 	case err != nil:
 		return GuardAnswer{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	if c.roleOf(req.Author) == "" || c.State.Final() {
+	if c.roleOf(req.Author) == "" {
 		return GuardAnswer{ChatID: c.ID, Result: guard.Result{Body: req.Body}}, nil
 	}
+	// A final chat's conversation that still takes messages (its close not through yet) is masked
+	// all the same; only the record is the open chat's.
 	res := s.cfg.Guard.Check(req.Body, guard.Region(req.Author))
-	if len(res.Found) == 0 {
+	if len(res.Found) == 0 || c.State.Final() {
 		return GuardAnswer{ChatID: c.ID, Result: res}, nil
 	}
 	var d Decision
 	if _, err := s.store.Update(ctx, c.ID, func(c *Chat) error {
-		d = decideGuard(c, req.Author, res, s.now())
+		d = decideGuard(c, req.Author, res, s.now(), "n"+newOwner())
 		if !d.Changed {
 			return errUnchanged
 		}
@@ -145,16 +157,41 @@ func (s *Service) tell(ctx context.Context, id string) error {
 		n := c.Notices[0]
 		// Authored by the other party: Twilio delivers a message to every participant but its author.
 		m := optin.Message{Author: c.party(other(n.To)).Address, Body: n.Body, Attributes: chatMarker(id, "notice", n.ID)}
-		if _, err := s.createOnce(ctx, c.ConversationSid, "notice", true, m); err != nil {
-			return fmt.Errorf("telling a party their message was blocked: %w", err)
-		}
-		if _, err := s.store.Update(ctx, id, func(c *Chat) error {
-			c.Notices = slices.DeleteFunc(c.Notices, func(x Notice) bool { return x.ID == n.ID })
+		_, err = s.createOnce(ctx, c.ConversationSid, "notice", true, m)
+		outcome := copyOutcome(err)
+		var kept bool
+		if _, uerr := s.store.Update(ctx, id, func(c *Chat) error {
+			kept = decideTold(c, n.ID, outcome)
 			return nil
-		}); err != nil {
-			return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}); uerr != nil {
+			return errors.Join(err, fmt.Errorf("%w: %w", ErrUnavailable, uerr))
+		}
+		switch {
+		case kept:
+			return fmt.Errorf("telling a party their message was blocked: %w", err) // the next run tries again
+		case outcome == copyClosed:
+			return nil
+		case outcome != copySent:
+			zerolog.Ctx(ctx).Warn().Str("chat_id", id).Int("twilio_code", twiliocall.Code(err)).Msg("a blocked message's notice refused by Twilio; dropped")
 		}
 	}
+}
+
+// decideTold records how a notice's send went: sent, refused for good, the conversation closed, or
+// failing past maxCopyAttempts runs, it leaves the chat (one notice Twilio refuses never holds up the
+// next); failing for a while, it counts an attempt and stays. It reports whether it stayed.
+func decideTold(c *Chat, id string, outcome CopyOutcome) bool {
+	i := slices.IndexFunc(c.Notices, func(n Notice) bool { return n.ID == id })
+	if i < 0 {
+		return false
+	}
+	if outcome == copyFailed {
+		if c.Notices[i].Attempts++; c.Notices[i].Attempts < maxCopyAttempts {
+			return true
+		}
+	}
+	c.Notices = slices.Delete(c.Notices, i, i+1)
+	return false
 }
 
 // AfterEndRequest is a message Twilio hands to a business number's own webhook: no active
@@ -251,8 +288,10 @@ func (s *Service) MessageAfterEnd(ctx context.Context, req AfterEndRequest) (Aft
 	case errors.Is(err, ErrNotFound):
 		return AfterEndAnswer{}, nil // forgotten since
 	case err != nil && d.Changed:
-		// The chat as read calls for an answer; only its record failed (it may have landed): the
-		// person is answered all the same, at worst once more within the period.
+		// The chat as read calls for an answer; only its record failed, and it may have landed. The
+		// person is answered all the same: unanswered with the record landed, they would hear nothing
+		// for the whole period. Should a failover lose the record, the platform is not told of this
+		// one, and the next message within the period is answered again.
 		zerolog.Ctx(ctx).Warn().Err(err).Str("chat_id", id).Msg("recording a message after the end")
 		ans.Reply = true
 		return ans, nil

@@ -125,6 +125,7 @@ func (s *Service) leaseFor(ctx context.Context, c Chat, party string) (Chat, err
 	}
 	updated, err := s.store.Update(ctx, c.ID, func(c *Chat) error {
 		c.party(party).ProxyAddress = numbers[0]
+		c.Release = c.Release || c.State.Final() // ended meanwhile: its release went before this lease
 		return nil
 	})
 	if err != nil {
@@ -184,6 +185,7 @@ func (s *Service) addParticipant(ctx context.Context, c *Chat, party string) err
 		}
 		updated, uerr = s.store.Update(ctx, c.ID, func(c *Chat) error {
 			c.party(party).ProxyAddress = number
+			c.Release = c.Release || c.State.Final() // ended meanwhile: its release went before this lease
 			return nil
 		})
 		if uerr != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -283,14 +284,33 @@ func (s *Service) Maintain(ctx context.Context) {
 func (s *Service) every(ctx context.Context, name string, interval time.Duration, job func(context.Context)) {
 	owner := newOwner()
 	ttl := 2 * interval
+	// Each replica ticks at its own phase, so that whichever comes first after a run takes the next:
+	// the replicas share the jobs (a shard each, in turn) rather than the first to start keeping them.
+	phase := time.NewTimer(time.Duration(rand.Int64N(int64(interval))))
+	select {
+	case <-ctx.Done():
+		phase.Stop()
+		return
+	case <-phase.C:
+	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	log := zerolog.Ctx(ctx)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+	for first := true; ; first = false {
+		if !first {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+		// Run at most once an interval, fleet-wide: a run marks the job done for most of one (a
+		// mark taken by a fresh owner fails while any other holds it).
+		if done, err := s.store.Lock(ctx, name+":ran", newOwner(), interval*9/10); err != nil || !done {
+			if err != nil {
+				log.Warn().Err(err).Str("lease", name).Msg("upkeep: marking the run")
+			}
+			continue
 		}
 		ok, err := s.store.Lock(ctx, name, owner, ttl)
 		if err != nil {
@@ -306,6 +326,10 @@ func (s *Service) every(ctx context.Context, name string, interval time.Duration
 		job(jctx)
 		cancel()
 		<-renewed
+		// Let go: the next run is whoever ticks first once the mark lapses.
+		if err := s.store.Unlock(context.WithoutCancel(ctx), name, owner); err != nil {
+			log.Warn().Err(err).Str("lease", name).Msg("upkeep: giving the lease back")
+		}
 	}
 }
 

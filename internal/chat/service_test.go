@@ -642,3 +642,35 @@ func TestAStartWithNoNumberIsForgottenOnlyOnceItHoldsNothing(t *testing.T) {
 		t.Errorf("after the repeat: chat %v, numbers held %v; want it forgotten, holding nothing", err, e.pool.held("order-1"))
 	}
 }
+
+// A start resumed with a party recorded without a number (its pair was found bound elsewhere, and the
+// next was not recorded) leases that party one before adding them — never adding them with no proxy
+// address (the simulation, issue 24).
+func TestAResumedStartLeasesAPartyWithoutANumber(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	cut := true
+	e.tw.before = func(op, _ string) error {
+		if op == "participant" && cut {
+			return callErr("participant", twiliocall.Retryable, 503, 20503)
+		}
+		return nil
+	}
+	if _, _, err := e.svc.Start(ctx, request("order-1")); !errors.Is(err, ErrBusy) {
+		t.Fatalf("cut start: %v, want busy", err)
+	}
+	if _, err := e.store.Update(ctx, "order-1", func(c *Chat) error { c.Rider.ProxyAddress = ""; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.pool.ReleaseAddress(ctx, "order-1", request("order-1").Rider.Address); err != nil {
+		t.Fatal(err)
+	}
+	cut = false
+	c, _, err := e.svc.Start(ctx, request("order-1"))
+	if err != nil || c.State != StateInvited {
+		t.Fatalf("resumed start: %v %v", c.State, err)
+	}
+	if c.Rider.ProxyAddress != e.pool.number || !e.pool.leasedTo("order-1", request("order-1").Rider.Address) {
+		t.Errorf("rider on %q, leased %v", c.Rider.ProxyAddress, e.pool.leases["order-1"])
+	}
+}

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/optinkit/optin/internal/twiliocall"
 )
 
@@ -286,5 +288,98 @@ func TestAStalledShardStallsOnlyItsChats(t *testing.T) {
 		if read[id] {
 			t.Errorf("chat %s of the stalled shard was reconciled", id)
 		}
+	}
+}
+
+// Two replicas share the reconcile's shards: each ticks at its own phase, a run is marked done for
+// most of an interval fleet-wide, and the lease is given back after it — neither keeps every shard.
+func TestReplicasShareTheShards(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	if _, _, err := e.svc.Start(ctx, request("order-1")); err != nil {
+		t.Fatal(err)
+	}
+	cfg := e.svc.cfg
+	// 16 shards: each goes to whichever replica's phase comes first, so both get some but with odds of
+	// 2 in 65,536.
+	cfg.ReconcileInterval, cfg.ReconcileRate, cfg.ReconcileShards = 20*time.Millisecond, 1e9, 16
+	var logs [2]*syncBuffer
+	mctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for i := range 2 {
+		svc, err := NewService(e.tw, e.store, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		svc.now = e.clock.now
+		logs[i] = &syncBuffer{}
+		lctx := zerolog.New(logs[i]).WithContext(mctx)
+		wg.Go(func() { svc.Maintain(lctx) })
+	}
+	defer func() { cancel(); wg.Wait() }()
+	// The store's clock keeps time with the tickers: a run's mark lapses within an interval, a lease
+	// only after two — one kept by its holder would never pass to the other replica.
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(cfg.ReconcileInterval):
+				e.clock.advance(cfg.ReconcileInterval)
+			}
+		}
+	}()
+	runs := func(i int) int { return strings.Count(logs[i].String(), "chats reconciled") }
+	waitFor(t, "both replicas reconciling shards", func() bool { return runs(0) >= 3 && runs(1) >= 3 })
+}
+
+// syncBuffer is a log sink safe for concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// A run gives its lease back when it ends: the next is whoever ticks first once the run's mark lapses,
+// not the replica that happened to start first, keeping the job for as long as it lives.
+func TestUpkeepGivesItsLeaseBackAfterARun(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.svc.cfg
+	cfg.ReconcileInterval, cfg.ReconcileShards = 10*time.Millisecond, 1
+	svc, err := NewService(e.tw, e.store, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.now = e.clock.now
+	log := &syncBuffer{}
+	mctx, cancel := context.WithCancel(zerolog.New(log).WithContext(context.Background()))
+	done := make(chan struct{})
+	go func() { defer close(done); svc.Maintain(mctx) }()
+	defer func() { cancel(); <-done }()
+	name := reconcileLease + ":0/1"
+	waitFor(t, "a reconcile run, its lease given back", func() bool {
+		e.store.mu.Lock()
+		_, held := e.store.locks[name]
+		e.store.mu.Unlock()
+		return strings.Contains(log.String(), "chats reconciled") && !held
+	})
+	e.store.mu.Lock()
+	_, marked := e.store.locks[name+":ran"]
+	e.store.mu.Unlock()
+	if !marked {
+		t.Error("the run was not marked done for the interval")
 	}
 }
