@@ -42,6 +42,7 @@ import (
 //	a party calls the chat's number      decideCall         the call, routed only on a connected chat
 //	  the Dial ended                     decideCallEnded    its outcome, once
 //	a party types contact data           decideGuard        what was hidden (no body); a block's notice
+//	  the notice went (or did not)       decideTold         out of the chat (sent, refused, closed); or an attempt
 //	a party writes after the end         decideAfterEnd     answered once per period, never a keyword
 
 // InputKind names what happened to a chat.
