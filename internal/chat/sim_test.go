@@ -379,11 +379,14 @@ func newSim(t testing.TB, seed uint64, replicas int) *sim {
 		if !sm.faults || !strings.Contains(m.Attributes, `"chat"`) {
 			return false
 		}
-		h := fnv.New32a()
-		h.Write([]byte(m.Attributes))
-		refused := h.Sum32()%25 == 0
+		// Drawn from what stays the same across runs (a notice's id is random): the chat, the author,
+		// the text, the message a copy is of.
 		var marker map[string]map[string]string
-		if refused && json.Unmarshal([]byte(m.Attributes), &marker) == nil && marker["optin"]["notice"] != "" {
+		_ = json.Unmarshal([]byte(m.Attributes), &marker)
+		h := fnv.New32a()
+		h.Write([]byte(marker["optin"]["chat"] + "|" + marker["optin"]["resend"] + "|" + m.Author + "|" + m.Body))
+		refused := h.Sum32()%25 == 0
+		if refused && marker["optin"]["notice"] != "" {
 			sm.refusedNotices[marker["optin"]["chat"]+"|"+marker["optin"]["notice"]] = true
 		}
 		return refused
@@ -468,7 +471,8 @@ func (sm *sim) twilioCall(op, _ string) error {
 	case 2, 3, 4:
 		return callErr(op, twiliocall.Retryable, 503, 20503)
 	case 5:
-		if op == "message" || op == "participant" {
+		// A participant refused for good; a message refused for good is refused every time (refuses).
+		if op == "participant" {
 			return callErr(op, twiliocall.Permanent, 400, 21610)
 		}
 	}
