@@ -156,7 +156,8 @@ func (s *Service) moveStep(ctx context.Context, c Chat, step MoveStep) (done boo
 		}
 		return true, s.freeNumbers(ctx, id)
 	case moveGiveBack:
-		if f.Number != "" && s.cfg.SMS != nil {
+		// What the move leased — recorded, or leased and its record lost (a failover) — goes back.
+		if s.cfg.SMS != nil {
 			if err := s.cfg.SMS.ReleaseAddress(ctx, id, bare); err != nil {
 				return true, fmt.Errorf("%w: freeing the SMS number of a move not made: %w", ErrUnavailable, err)
 			}

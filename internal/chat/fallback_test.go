@@ -358,3 +358,35 @@ func TestAMoveFreesAnSMSNumberLeasedUnrecorded(t *testing.T) {
 		t.Errorf("SMS leases %v, want one", leases)
 	}
 }
+
+// A move given back (the customer answered on WhatsApp first) frees an SMS number it leased whose
+// record a failover lost, as well as a recorded one (the simulation's long run, seed 215).
+func TestAMoveGivenBackFreesAnSMSNumberLeasedUnrecorded(t *testing.T) {
+	r, sms := fallbackEnv(t, true)
+	ctx := context.Background()
+	c, _, err := r.svc.Start(ctx, request("order-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sms.Lease(ctx, "order-1", []string{"+15550001111"}); err != nil { // the lost record's lease
+		t.Fatal(err)
+	}
+	if _, err := r.store.Update(ctx, "order-1", func(c *Chat) error {
+		c.Fallback = &Fallback{Code: codeNotOnWhatsApp, From: c.Customer.Address}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range []optin.Stage{optin.StageConnecting, optin.StageConnected} {
+		if err := r.svc.Advance(ctx, c.ConversationSid, st, "", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.clock.advance(time.Minute)
+	if _, err := r.svc.SweepOutbox(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.chat("order-1"); got.Fallback != nil || got.State != StateConnected || sms.held("order-1") {
+		t.Errorf("fallback %+v, state %s, SMS lease %v", got.Fallback, got.State, sms.held("order-1"))
+	}
+}
