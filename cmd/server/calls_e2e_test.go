@@ -9,12 +9,9 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/optinkit/optin/emulator"
 	"github.com/optinkit/optin/internal/signature"
@@ -35,51 +32,25 @@ type callEvent struct {
 	Call     map[string]any
 }
 
-// callPlatform receives the chats' events, checking each signature, and keeps the call events.
-type callPlatform struct {
-	mu     sync.Mutex
-	events []callEvent
-	all    int
-}
+// callPlatform is the platform receiving the chats' events (an eventSink), read for its call events.
+type callPlatform struct{ *eventSink }
 
 func newCallPlatform(t *testing.T) (*callPlatform, string) {
-	p := &callPlatform{}
-	wh, err := standardwebhooks.NewWebhook(callbackSecret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		if err := wh.Verify(body, r.Header); err != nil {
-			t.Errorf("event signature: %v", err)
-			w.WriteHeader(400)
-			return
-		}
-		var ev struct {
-			Type string
-			Data struct {
-				Call map[string]any `json:"call"`
-			}
-		}
-		if err := json.Unmarshal(body, &ev); err != nil {
-			t.Errorf("event body %s: %v", body, err)
-		}
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		p.all++
-		if strings.HasPrefix(ev.Type, "chat.call_") {
-			p.events = append(p.events, callEvent{r.Header.Get("webhook-id"), ev.Type, ev.Data.Call})
-		}
-		w.WriteHeader(204)
-	}))
-	t.Cleanup(srv.Close)
-	return p, srv.URL + "/hooks"
+	sink, url := newEventSink(t)
+	return &callPlatform{sink}, url
 }
 
 func (p *callPlatform) calls() []callEvent {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return append([]callEvent(nil), p.events...)
+	var out []callEvent
+	for _, e := range p.events {
+		if strings.HasPrefix(e.Type, "chat.call_") {
+			call, _ := e.Data["call"].(map[string]any)
+			out = append(out, callEvent{e.ID, e.Type, call})
+		}
+	}
+	return out
 }
 
 // awaitCalls polls until the platform holds n call events.

@@ -29,8 +29,9 @@ import (
 
 const afterEndDefault = "This delivery chat has ended. Please use the app to contact us."
 
-// maskEvent is a chat event as the platform received it.
+// maskEvent is a chat event as the platform received it: its webhook-id, type and data.
 type maskEvent struct {
+	ID   string `json:"-"`
 	Type string
 	Data map[string]any
 }
@@ -54,7 +55,7 @@ func newEventSink(t *testing.T) (*eventSink, string) {
 			w.WriteHeader(400)
 			return
 		}
-		var ev maskEvent
+		ev := maskEvent{ID: r.Header.Get("webhook-id")}
 		if err := json.Unmarshal(body, &ev); err != nil {
 			t.Errorf("event body %s: %v", body, err)
 		}
