@@ -17,7 +17,7 @@ import (
 	"github.com/getkin/kin-openapi/routers/gorillamux"
 
 	"github.com/optinkit/optin/emulator"
-	"github.com/optinkit/optin/internal/optin"
+	"github.com/optinkit/optin/internal/conversation"
 	"github.com/optinkit/optin/internal/twilioapi"
 )
 
@@ -183,10 +183,10 @@ func TestAgainstTwilioSpec(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := t.Context()
-	if _, err := c.CreateMessage(ctx, conv, optin.Message{Body: "Great! Just a moment while we connect you…", Attributes: `{"optin":{"step":"wait","trigger":"IM1"}}`}); err != nil {
+	if _, err := c.CreateMessage(ctx, conv, conversation.Message{Body: "Great! Just a moment while we connect you…", Attributes: `{"optin":{"step":"wait","trigger":"IM1"}}`}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.CreateMessage(ctx, conv, optin.Message{Author: "whatsapp:+15550001111", ContentSid: "HX00000000000000000000000000000002", ContentVariables: `{"1":"x"}`, Attributes: `{}`}); err != nil {
+	if _, err := c.CreateMessage(ctx, conv, conversation.Message{Author: "whatsapp:+15550001111", ContentSid: "HX00000000000000000000000000000002", ContentVariables: `{"1":"x"}`, Attributes: `{}`}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.RecentMessages(ctx, conv, 50); err != nil {

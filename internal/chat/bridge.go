@@ -7,7 +7,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/optinkit/optin/internal/optin"
+	"github.com/optinkit/optin/internal/conversation"
 	"github.com/optinkit/optin/internal/pii"
 	"github.com/optinkit/optin/internal/twiliocall"
 )
@@ -25,15 +25,15 @@ func (s *Service) Parties(ctx context.Context, conversationSid string) (customer
 }
 
 // stageStates maps the opt-in's stages to a chat's states and reasons.
-var stageStates = map[optin.Stage]struct {
+var stageStates = map[conversation.Stage]struct {
 	state  State
 	reason string
 }{
-	optin.StageConnecting: {StateConnecting, ""},
-	optin.StageConnected:  {StateConnected, ""},
-	optin.StageDeclined:   {StateDeclined, ReasonDeclined},
-	optin.StageOptedOut:   {StateDeclined, ReasonOptedOut},
-	optin.StageFailed:     {StateFailed, ReasonFailed},
+	conversation.StageConnecting: {StateConnecting, ""},
+	conversation.StageConnected:  {StateConnected, ""},
+	conversation.StageDeclined:   {StateDeclined, ReasonDeclined},
+	conversation.StageOptedOut:   {StateDeclined, ReasonOptedOut},
+	conversation.StageFailed:     {StateFailed, ReasonFailed},
 }
 
 // errNotInvited asks the opt-in to try again: its chat's start has not recorded the invitation yet.
@@ -43,7 +43,7 @@ var errNotInvited = errors.New("the chat's start has not finished")
 // nothing to move. Connecting records answer, the customer's message that said yes. The final stages conclude the chat: its conversation is closed first (after the
 // opt-in's last message), then the chat moves — or, when the close fails, the chat keeps its ending
 // and the reconciler closes it.
-func (s *Service) Advance(ctx context.Context, conversationSid string, stage optin.Stage, answer string, cause error) error {
+func (s *Service) Advance(ctx context.Context, conversationSid string, stage conversation.Stage, answer string, cause error) error {
 	to, known := stageStates[stage]
 	if !known {
 		return fmt.Errorf("chat: unknown stage %q", stage)
@@ -61,7 +61,7 @@ func (s *Service) Advance(ctx context.Context, conversationSid string, stage opt
 		if err == nil && !d.Moved && c.State == StateStarting && c.Ending == nil {
 			return errNotInvited
 		}
-		if err == nil && stage == optin.StageConnecting && c.relaying() {
+		if err == nil && stage == conversation.StageConnecting && c.relaying() {
 			err = s.answered(ctx, c.ID, answer)
 		}
 		return err
@@ -73,7 +73,7 @@ func (s *Service) Advance(ctx context.Context, conversationSid string, stage opt
 	if to.state == StateFailed && cause != nil {
 		end.Error = &Failure{TwilioCode: twiliocall.Code(cause), Detail: pii.Redact(cause.Error())}
 	}
-	if _, err := s.conclude(ctx, c, end); err != nil && errors.Is(err, ErrUnavailable) {
+	if _, err := s.conclude(ctx, c, end); err != nil && errors.Is(err, conversation.ErrUnavailable) {
 		return err
 	}
 	return nil
@@ -87,23 +87,23 @@ const (
 
 // StateUpdated records that Twilio closed a chat's conversation: the chat takes the ending recorded
 // before the close (declined, failed, ended) or, with none, is closed — expired when its timer ran out.
-func (s *Service) StateUpdated(ctx context.Context, ev optin.Event) (optin.Decision, error) {
+func (s *Service) StateUpdated(ctx context.Context, ev conversation.Event) (conversation.Decision, error) {
 	if ev.StateTo != "closed" {
-		return optin.Decision{Outcome: optin.OutcomeIgnored, Reason: ReasonNotClosed}, nil
+		return conversation.Decision{Outcome: conversation.OutcomeIgnored, Reason: ReasonNotClosed}, nil
 	}
 	c, err := s.store.ByConversation(ctx, ev.ConversationSid)
 	switch {
 	case errors.Is(err, ErrNotFound):
-		return optin.Decision{Outcome: optin.OutcomeIgnored, Reason: ReasonNoChat}, nil
+		return conversation.Decision{Outcome: conversation.OutcomeIgnored, Reason: ReasonNoChat}, nil
 	case err != nil:
-		return optin.Decision{}, fmt.Errorf("%w: %w", optin.ErrUnavailable, err)
+		return conversation.Decision{}, fmt.Errorf("%w: %w", conversation.ErrUnavailable, err)
 	}
 	reason := ReasonEnded
 	if ev.StateReason == "TIMER" {
 		reason = ReasonExpired
 	}
 	if _, err := s.closed(ctx, c.ID, Ending{State: StateClosed, Reason: reason}); err != nil {
-		return optin.Decision{}, fmt.Errorf("%w: %w", optin.ErrUnavailable, err)
+		return conversation.Decision{}, fmt.Errorf("%w: %w", conversation.ErrUnavailable, err)
 	}
-	return optin.Decision{Outcome: optin.OutcomeAccepted}, nil
+	return conversation.Decision{Outcome: conversation.OutcomeAccepted}, nil
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/optinkit/optin/internal/conversation"
 )
 
 // Masked calls: a party of a connected chat calls the business number they know the chat by, and the
@@ -236,7 +238,7 @@ func (s *Service) routeCall(ctx context.Context, req CallRequest) (CallRoute, er
 	}
 	id, err := s.cfg.Pairs.ChatOf(ctx, req.To, req.From)
 	if err != nil {
-		return CallRoute{}, fmt.Errorf("%w: finding the chat of a call: %w", ErrUnavailable, err)
+		return CallRoute{}, fmt.Errorf("%w: finding the chat of a call: %w", conversation.ErrUnavailable, err)
 	}
 	if id == "" {
 		return CallRoute{}, &CallRefusedError{CallUnknown}
@@ -271,7 +273,7 @@ func (s *Service) routeCall(ctx context.Context, req CallRequest) (CallRoute, er
 		zerolog.Ctx(ctx).Warn().Err(err).Str("chat_id", id).Str("call_sid", req.Sid).Msg("recording a call; its end will")
 		return route, nil
 	case err != nil:
-		return CallRoute{}, fmt.Errorf("%w: recording a call: %w", ErrUnavailable, err)
+		return CallRoute{}, fmt.Errorf("%w: recording a call: %w", conversation.ErrUnavailable, err)
 	}
 	s.observeCalls(func(o CallObserver) { o.CallStarted() })
 	if decision.Has(EffectNotify) {
@@ -301,7 +303,7 @@ func (s *Service) CallEnded(ctx context.Context, o CallOutcome) error {
 	case errors.Is(err, ErrNotFound):
 		return err
 	case err != nil:
-		return fmt.Errorf("%w: recording a call's end: %w", ErrUnavailable, err)
+		return fmt.Errorf("%w: recording a call's end: %w", conversation.ErrUnavailable, err)
 	case !decision.Changed:
 		return nil // recorded before, now acknowledged
 	}

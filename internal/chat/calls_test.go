@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/optinkit/optin/internal/conversation"
 	"github.com/optinkit/optin/internal/guard"
 	"github.com/optinkit/optin/internal/twiliocall"
 )
@@ -43,7 +44,7 @@ func TestARepeatedCallEndMakesItsRecordDurable(t *testing.T) {
 		return nil
 	}
 	end := CallOutcome{ChatID: "order-1", Caller: roleRider, Sid: "CA1", Status: "completed", Duration: 42 * time.Second}
-	if err := r.svc.CallEnded(ctx, end); !errors.Is(err, ErrUnavailable) {
+	if err := r.svc.CallEnded(ctx, end); !errors.Is(err, conversation.ErrUnavailable) {
 		t.Fatalf("first report: %v, want unavailable", err)
 	}
 	if err := r.svc.CallEnded(ctx, end); err != nil {

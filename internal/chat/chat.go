@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/optinkit/optin/internal/optin"
+	"github.com/optinkit/optin/internal/conversation"
 )
 
 // State is where a chat stands.
@@ -256,9 +256,9 @@ var (
 	ErrBusy = errors.New("chat start not finished; repeat the call")
 	// ErrEnded: the chat was ended while its start ran; the start's caller did not get it.
 	ErrEnded = errors.New("chat ended during its start")
-	// ErrUnavailable: the chat store failed.
-	ErrUnavailable = errors.New("chat store unavailable")
 )
+
+// A failure of the chat store wraps conversation.ErrUnavailable: the caller may repeat the call.
 
 // TwilioError is a permanent Twilio refusal that stopped a chat (or its start).
 type TwilioError struct {
@@ -368,10 +368,10 @@ type Conversations interface {
 	// is closed; one that does not exist is a *twiliocall.CallError whose NotFound is true.
 	FindConversation(ctx context.Context, uniqueName string) (sid string, closed bool, err error)
 	AddParticipant(ctx context.Context, conversationSid, address, proxyAddress string) error
-	CreateMessage(ctx context.Context, conversationSid string, m optin.Message) (sid string, err error)
-	RecentMessages(ctx context.Context, conversationSid string, limit int) ([]optin.PostedMessage, error)
-	ScopedWebhooks(ctx context.Context, conversationSid string) ([]optin.Webhook, error)
-	CreateWebhook(ctx context.Context, conversationSid string, h optin.Webhook) (sid string, err error)
+	CreateMessage(ctx context.Context, conversationSid string, m conversation.Message) (sid string, err error)
+	RecentMessages(ctx context.Context, conversationSid string, limit int) ([]conversation.PostedMessage, error)
+	ScopedWebhooks(ctx context.Context, conversationSid string) ([]conversation.Webhook, error)
+	CreateWebhook(ctx context.Context, conversationSid string, h conversation.Webhook) (sid string, err error)
 	// CloseConversation sets the conversation's state to closed, which frees its address pairs.
 	CloseConversation(ctx context.Context, conversationSid string) error
 	// RemoveParticipant removes the messaging participant whose address this is; none counts as removed.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/optinkit/optin/internal/conversation"
 	"github.com/optinkit/optin/internal/twiliocall"
 )
 
@@ -39,7 +40,7 @@ func (s *Service) End(ctx context.Context, key string) (Chat, error) {
 	for {
 		locked, err := s.store.Lock(ctx, c.ID, owner, s.cfg.StartBudget+leaseMargin)
 		if err != nil {
-			return Chat{}, fmt.Errorf("%w: locking chat %s: %w", ErrUnavailable, c.ID, err)
+			return Chat{}, fmt.Errorf("%w: locking chat %s: %w", conversation.ErrUnavailable, c.ID, err)
 		}
 		if locked {
 			defer func() { _ = s.store.Unlock(context.WithoutCancel(ctx), c.ID, owner) }()
@@ -50,7 +51,7 @@ func (s *Service) End(ctx context.Context, key string) (Chat, error) {
 			return Chat{}, fmt.Errorf("%w: the chat's start still runs; its end is recorded", ErrBusy)
 		}
 		if c, err = s.store.Get(ctx, c.ID); err != nil {
-			return Chat{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
+			return Chat{}, fmt.Errorf("%w: %w", conversation.ErrUnavailable, err)
 		}
 		if c.State.Final() {
 			return c, nil
@@ -62,7 +63,7 @@ func (s *Service) End(ctx context.Context, key string) (Chat, error) {
 func (s *Service) endLocked(ctx context.Context, id string, end Ending) (Chat, error) {
 	c, err := s.store.Get(ctx, id)
 	if err != nil {
-		return Chat{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return Chat{}, fmt.Errorf("%w: %w", conversation.ErrUnavailable, err)
 	}
 	c, err = s.conclude(ctx, c, end)
 	if err == nil {
@@ -71,7 +72,7 @@ func (s *Service) endLocked(ctx context.Context, id string, end Ending) (Chat, e
 	if ce, ok := errors.AsType[*twiliocall.CallError](err); ok && ce.Kind == twiliocall.Permanent {
 		return Chat{}, &TwilioError{Code: ce.Code, Status: ce.Status, Err: err}
 	}
-	if errors.Is(err, ErrUnavailable) {
+	if errors.Is(err, conversation.ErrUnavailable) {
 		return Chat{}, err
 	}
 	return Chat{}, fmt.Errorf("%w: closing the conversation: %w", ErrBusy, err)

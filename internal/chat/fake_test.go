@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/optinkit/optin/internal/optin"
+	"github.com/optinkit/optin/internal/conversation"
 	"github.com/optinkit/optin/internal/twiliocall"
 )
 
@@ -38,7 +38,7 @@ type fakeTwilio struct {
 	external  map[[2]string]bool
 	conflicts []string
 	// refuses, when set, says which messages Twilio refuses for good, every time they are tried.
-	refuses func(m optin.Message) bool
+	refuses func(m conversation.Message) bool
 }
 
 type fakeConv struct {
@@ -47,7 +47,7 @@ type fakeConv struct {
 	participants []string
 	// bound are the participants' proxy addresses, by address.
 	bound    map[string]string
-	webhooks []optin.Webhook
+	webhooks []conversation.Webhook
 	messages []fakeMsg
 }
 
@@ -161,7 +161,7 @@ func (f *fakeTwilio) AddParticipant(_ context.Context, sid, address, proxy strin
 	return f.answerLost("participant")
 }
 
-func (f *fakeTwilio) CreateMessage(_ context.Context, sid string, m optin.Message) (string, error) {
+func (f *fakeTwilio) CreateMessage(_ context.Context, sid string, m conversation.Message) (string, error) {
 	if err := f.enter("message", sid); err != nil {
 		return "", err
 	}
@@ -214,13 +214,13 @@ func (f *fakeTwilio) writeMedia(sid, author string) Message {
 	c := f.convs[sid]
 	md := Media{Sid: fmt.Sprintf("ME%032x", len(f.media)+1), ContentType: "image/jpeg", Filename: "door.jpg", Size: 48213}
 	f.media[md.Sid], f.attached[md.Sid] = md, true
-	c.add(optin.Message{Author: author, Attributes: "{}"})
+	c.add(conversation.Message{Author: author, Attributes: "{}"})
 	c.messages[len(c.messages)-1].Media = []Media{md}
 	return c.messages[len(c.messages)-1].Message
 }
 
 // add appends m to the conversation and returns its SID. Callers hold f.mu.
-func (c *fakeConv) add(m optin.Message) string {
+func (c *fakeConv) add(m conversation.Message) string {
 	msid := fmt.Sprintf("IM%032x", len(c.messages)+1)
 	c.messages = append(c.messages, fakeMsg{Message: Message{Sid: msid, Author: m.Author, Body: m.Body, Attributes: m.Attributes,
 		Index: len(c.messages), Created: fakeEpoch.Add(time.Duration(len(c.messages)) * time.Second)}, ContentSid: m.ContentSid, ContentVariables: m.ContentVariables})
@@ -252,7 +252,7 @@ func (f *fakeTwilio) write(sid, author, body string) Message {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	c := f.convs[sid]
-	c.add(optin.Message{Author: author, Body: body, Attributes: "{}"})
+	c.add(conversation.Message{Author: author, Body: body, Attributes: "{}"})
 	return c.messages[len(c.messages)-1].Message
 }
 
@@ -344,7 +344,7 @@ func (f *fakeTwilio) FetchMessage(_ context.Context, sid, msid string) (Message,
 	return Message{}, callErr("fetch message", twiliocall.Permanent, 404, twiliocall.CodeNotFound)
 }
 
-func (f *fakeTwilio) RecentMessages(_ context.Context, sid string, limit int) ([]optin.PostedMessage, error) {
+func (f *fakeTwilio) RecentMessages(_ context.Context, sid string, limit int) ([]conversation.PostedMessage, error) {
 	if err := f.enter("recent", sid); err != nil {
 		return nil, err
 	}
@@ -354,14 +354,14 @@ func (f *fakeTwilio) RecentMessages(_ context.Context, sid string, limit int) ([
 	if err != nil {
 		return nil, err
 	}
-	var out []optin.PostedMessage
+	var out []conversation.PostedMessage
 	for _, m := range slices.Backward(c.messages[max(len(c.messages)-limit, 0):]) {
-		out = append(out, optin.PostedMessage{Sid: m.Sid, Attributes: m.Attributes})
+		out = append(out, conversation.PostedMessage{Sid: m.Sid, Attributes: m.Attributes})
 	}
 	return out, nil
 }
 
-func (f *fakeTwilio) ScopedWebhooks(_ context.Context, sid string) ([]optin.Webhook, error) {
+func (f *fakeTwilio) ScopedWebhooks(_ context.Context, sid string) ([]conversation.Webhook, error) {
 	if err := f.enter("webhooks", sid); err != nil {
 		return nil, err
 	}
@@ -374,7 +374,7 @@ func (f *fakeTwilio) ScopedWebhooks(_ context.Context, sid string) ([]optin.Webh
 	return slices.Clone(c.webhooks), nil
 }
 
-func (f *fakeTwilio) CreateWebhook(_ context.Context, sid string, h optin.Webhook) (string, error) {
+func (f *fakeTwilio) CreateWebhook(_ context.Context, sid string, h conversation.Webhook) (string, error) {
 	if err := f.enter("webhook", sid); err != nil {
 		return "", err
 	}

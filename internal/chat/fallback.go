@@ -11,8 +11,8 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/optinkit/optin/internal/conversation"
 	"github.com/optinkit/optin/internal/numberpool"
-	"github.com/optinkit/optin/internal/optin"
 	"github.com/optinkit/optin/internal/pii"
 	"github.com/optinkit/optin/internal/twiliocall"
 )
@@ -54,7 +54,7 @@ func (s *Service) unreachable(ctx context.Context, id string, m Message, code in
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("%w: recording the customer unreachable: %w", ErrUnavailable, err)
+		return fmt.Errorf("%w: recording the customer unreachable: %w", conversation.ErrUnavailable, err)
 	}
 	if recorded {
 		zerolog.Ctx(ctx).Warn().Str("chat_id", id).Int("twilio_code", code).Msg("the customer's number is not on WhatsApp")
@@ -76,7 +76,7 @@ func (s *Service) fallBack(ctx context.Context, id string) error {
 	for range 8 { // a move has five steps at most
 		c, err := s.store.Get(ctx, id)
 		if err != nil {
-			return fmt.Errorf("%w: %w", ErrUnavailable, err)
+			return fmt.Errorf("%w: %w", conversation.ErrUnavailable, err)
 		}
 		if done, err := s.moveStep(ctx, c, decideMove(c, s.cfg.SMS != nil)); done || err != nil {
 			return err
@@ -99,14 +99,14 @@ func (s *Service) moveStep(ctx context.Context, c Chat, step MoveStep) (done boo
 		// An SMS lease the chat holds for the customer with none recorded is an earlier run's whose
 		// record was lost (a failover): freed first, or it would count as another chat's.
 		if err := s.cfg.SMS.ReleaseAddress(ctx, id, bare); err != nil {
-			return true, fmt.Errorf("%w: freeing an SMS number leased unrecorded: %w", ErrUnavailable, err)
+			return true, fmt.Errorf("%w: freeing an SMS number leased unrecorded: %w", conversation.ErrUnavailable, err)
 		}
 		numbers, err := s.cfg.SMS.Lease(ctx, id, []string{bare})
 		if ex, ok := errors.AsType[*numberpool.ExhaustedError](err); ok {
 			return true, s.cannotFallBack(ctx, c, "the customer's number is not on WhatsApp and no SMS number is free: "+ex.Error())
 		}
 		if err != nil {
-			return true, fmt.Errorf("%w: leasing an SMS number: %w", ErrUnavailable, err)
+			return true, fmt.Errorf("%w: leasing an SMS number: %w", conversation.ErrUnavailable, err)
 		}
 		f.Number = numbers[0]
 		// A chat that ended meanwhile (the customer's answer ends one without its lease) records its
@@ -125,7 +125,7 @@ func (s *Service) moveStep(ctx context.Context, c Chat, step MoveStep) (done boo
 		// every run until the SMS participant is in: a run cut off after recording the removal (or
 		// whose record was heard failed but landed) leaves it to the next.
 		if err := s.cfg.WhatsApp.ReleaseAddress(ctx, id, f.From); err != nil {
-			return true, fmt.Errorf("%w: freeing the customer's WhatsApp number: %w", ErrUnavailable, err)
+			return true, fmt.Errorf("%w: freeing the customer's WhatsApp number: %w", conversation.ErrUnavailable, err)
 		}
 		if _, err := twiliocall.Retry(ctx, s.cfg.Retry, nil, "add_participant", func(ctx context.Context) (struct{}, error) {
 			err := s.conv.AddParticipant(ctx, c.ConversationSid, bare, f.Number)
@@ -141,7 +141,7 @@ func (s *Service) moveStep(ctx context.Context, c Chat, step MoveStep) (done boo
 		return err != nil, err
 	case moveInvite:
 		// Found by its marker if an earlier run sent it: the customer gets it once.
-		m := optin.Message{Author: c.Rider.Address, Body: s.smsInvite(c), Attributes: chatMarker(id, "step", "sms_invite")}
+		m := conversation.Message{Author: c.Rider.Address, Body: s.smsInvite(c), Attributes: chatMarker(id, "step", "sms_invite")}
 		if _, err := s.createOnce(ctx, c.ConversationSid, "sms_invite", true, m); err != nil {
 			return true, s.stepFailed(ctx, c, "sending the invitation by SMS", err)
 		}
@@ -159,7 +159,7 @@ func (s *Service) moveStep(ctx context.Context, c Chat, step MoveStep) (done boo
 		// What the move leased — recorded, or leased and its record lost (a failover) — goes back.
 		if s.cfg.SMS != nil {
 			if err := s.cfg.SMS.ReleaseAddress(ctx, id, bare); err != nil {
-				return true, fmt.Errorf("%w: freeing the SMS number of a move not made: %w", ErrUnavailable, err)
+				return true, fmt.Errorf("%w: freeing the SMS number of a move not made: %w", conversation.ErrUnavailable, err)
 			}
 		}
 		return true, s.fallbackDone(ctx, id)
@@ -195,7 +195,7 @@ func (s *Service) moved(ctx context.Context, id string, f Fallback, address stri
 		return *final, nil
 	}
 	if err != nil {
-		return Chat{}, fmt.Errorf("%w: recording the customer on SMS: %w", ErrUnavailable, err)
+		return Chat{}, fmt.Errorf("%w: recording the customer on SMS: %w", conversation.ErrUnavailable, err)
 	}
 	zerolog.Ctx(ctx).Info().Str("chat_id", id).Str("proxy_address", f.Number).Msg("customer moved to SMS")
 	s.observe(func(o Observer) { o.ChannelFallback() })
@@ -241,7 +241,7 @@ func (s *Service) recordFallback(ctx context.Context, id string, f Fallback) err
 		c.Fallback = &f
 		return nil
 	}); err != nil {
-		return fmt.Errorf("%w: recording the fallback: %w", ErrUnavailable, err)
+		return fmt.Errorf("%w: recording the fallback: %w", conversation.ErrUnavailable, err)
 	}
 	return nil
 }
@@ -255,7 +255,7 @@ func (s *Service) fallbackDone(ctx context.Context, id string) error {
 		c.Fallback = nil
 		return nil
 	}); err != nil {
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return fmt.Errorf("%w: %w", conversation.ErrUnavailable, err)
 	}
 	return nil
 }

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/optinkit/optin/internal/optin"
+	"github.com/optinkit/optin/internal/conversation"
 	"github.com/optinkit/optin/internal/twiliocall"
 )
 
@@ -35,9 +35,9 @@ func fallbackEnv(t *testing.T, sms bool) (*relayEnv, *fakePool) {
 }
 
 // notOnWhatsApp reports the invitation undelivered: the customer's number has no WhatsApp account.
-func (r *relayEnv) notOnWhatsApp(c Chat, code int) optin.Decision {
+func (r *relayEnv) notOnWhatsApp(c Chat, code int) conversation.Decision {
 	r.t.Helper()
-	d, err := r.svc.DeliveryUpdated(context.Background(), optin.Event{Type: optin.EventDeliveryUpdated, ConversationSid: c.ConversationSid,
+	d, err := r.svc.DeliveryUpdated(context.Background(), conversation.Event{Type: conversation.EventDeliveryUpdated, ConversationSid: c.ConversationSid,
 		MessageSid: c.Steps[stepInvite], Status: "undelivered", ErrorCode: code})
 	if err != nil {
 		r.t.Fatal(err)
@@ -54,7 +54,7 @@ func TestACustomerNotOnWhatsAppMovesToSMS(t *testing.T) {
 		}
 		start := len(r.tw.sent(c.ConversationSid, 0))
 		calls := len(r.tw.calls)
-		if d := r.notOnWhatsApp(c, code); d.Outcome != optin.OutcomeRelayed {
+		if d := r.notOnWhatsApp(c, code); d.Outcome != conversation.OutcomeRelayed {
 			t.Fatalf("%d: %+v", code, d)
 		}
 		r.notOnWhatsApp(c, code) // reported again: moved once
@@ -251,7 +251,7 @@ func TestAHalfDoneMoveThatCannotFinishClosesTheChat(t *testing.T) {
 	if f := r.chat("order-1").Fallback; f == nil || !f.Removed || f.Added {
 		t.Fatalf("after the cut: %+v", f)
 	}
-	for _, st := range []optin.Stage{optin.StageConnecting, optin.StageConnected} {
+	for _, st := range []conversation.Stage{conversation.StageConnecting, conversation.StageConnected} {
 		if err := r.svc.Advance(context.Background(), c.ConversationSid, st, "", nil); err != nil {
 			t.Fatal(err)
 		}
@@ -288,7 +288,7 @@ func TestAMoveNotMadeGivesItsSMSNumberBack(t *testing.T) {
 	if f := r.chat("order-1").Fallback; f == nil || f.Number != smsNumber || f.Removed || !sms.held("order-1") {
 		t.Fatalf("after the cut: %+v, sms lease %v", f, sms.held("order-1"))
 	}
-	for _, st := range []optin.Stage{optin.StageConnecting, optin.StageConnected} {
+	for _, st := range []conversation.Stage{conversation.StageConnecting, conversation.StageConnected} {
 		if err := r.svc.Advance(context.Background(), c.ConversationSid, st, "", nil); err != nil {
 			t.Fatal(err)
 		}
@@ -377,7 +377,7 @@ func TestAMoveGivenBackFreesAnSMSNumberLeasedUnrecorded(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	for _, st := range []optin.Stage{optin.StageConnecting, optin.StageConnected} {
+	for _, st := range []conversation.Stage{conversation.StageConnecting, conversation.StageConnected} {
 		if err := r.svc.Advance(ctx, c.ConversationSid, st, "", nil); err != nil {
 			t.Fatal(err)
 		}

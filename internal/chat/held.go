@@ -11,7 +11,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/optinkit/optin/internal/optin"
+	"github.com/optinkit/optin/internal/conversation"
 	"github.com/optinkit/optin/internal/pii"
 	"github.com/optinkit/optin/internal/twiliocall"
 )
@@ -76,7 +76,7 @@ func (w ChatWorker) GiveUp(ctx context.Context, chatID string, cause error) erro
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("%w: parking chat %s's work: %w", ErrUnavailable, chatID, err)
+		return fmt.Errorf("%w: parking chat %s's work: %w", conversation.ErrUnavailable, chatID, err)
 	}
 	zerolog.Ctx(ctx).Error().Str("chat_id", chatID).Str("error", pii.Redact(cause.Error())).Msg("a chat's work failed through all its runs; parked, the sweep keeps trying")
 	w.s.observe(func(o Observer) { o.WorkParked() })
@@ -91,7 +91,7 @@ func (s *Service) tendAll(ctx context.Context, id string) error {
 	for range tendRounds {
 		c, err := s.store.Get(ctx, id)
 		if err != nil {
-			return fmt.Errorf("%w: %w", ErrUnavailable, err)
+			return fmt.Errorf("%w: %w", conversation.ErrUnavailable, err)
 		}
 		ran, err := s.tend(ctx, id)
 		errs = errors.Join(errs, err)
@@ -100,7 +100,7 @@ func (s *Service) tendAll(ctx context.Context, id string) error {
 		}
 		if err == nil && c.Parked != nil {
 			if _, err := s.store.Update(ctx, id, func(c *Chat) error { c.Parked = nil; return nil }); err != nil {
-				errs = errors.Join(errs, fmt.Errorf("%w: %w", ErrUnavailable, err))
+				errs = errors.Join(errs, fmt.Errorf("%w: %w", conversation.ErrUnavailable, err))
 			}
 		}
 		after, gerr := s.store.Get(ctx, id)
@@ -152,7 +152,7 @@ func (s *Service) tend(ctx context.Context, id string) (bool, error) {
 func (s *Service) freeNumbers(ctx context.Context, id string) error {
 	c, err := s.store.Get(ctx, id)
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return fmt.Errorf("%w: %w", conversation.ErrUnavailable, err)
 	}
 	if !c.Release {
 		return nil
@@ -166,7 +166,7 @@ func (s *Service) releaseRecorded(ctx context.Context, id string) error {
 		return fmt.Errorf("freeing the numbers of chat %s: %w", id, err)
 	}
 	if _, err := s.store.Update(ctx, id, func(c *Chat) error { c.Release = false; return nil }); err != nil {
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return fmt.Errorf("%w: %w", conversation.ErrUnavailable, err)
 	}
 	return nil
 }
@@ -193,7 +193,7 @@ func (s *Service) dropExpired(ctx context.Context, id string) error {
 		return nil
 	})
 	if err != nil && !errors.Is(err, errUnchanged) {
-		return fmt.Errorf("%w: dropping expired held messages: %w", ErrUnavailable, err)
+		return fmt.Errorf("%w: dropping expired held messages: %w", conversation.ErrUnavailable, err)
 	}
 	if dropped > 0 {
 		zerolog.Ctx(ctx).Warn().Str("chat_id", id).Int("dropped", dropped).Msg("held messages dropped: held too long")
@@ -210,7 +210,7 @@ func (s *Service) resend(ctx context.Context, id, role string) error {
 	for range ResendBurst {
 		c, err := s.store.Get(ctx, id)
 		if err != nil {
-			return fmt.Errorf("%w: %w", ErrUnavailable, err)
+			return fmt.Errorf("%w: %w", conversation.ErrUnavailable, err)
 		}
 		p := c.party(role)
 		if !c.relaying() || len(p.Held) == 0 || p.Held[0].Early {
@@ -218,7 +218,7 @@ func (s *Service) resend(ctx context.Context, id, role string) error {
 		}
 		w, err := s.cfg.Windows.Window(ctx, p.Address, p.ProxyAddress)
 		if err != nil {
-			return fmt.Errorf("%w: reading a window: %w", ErrUnavailable, err)
+			return fmt.Errorf("%w: reading a window: %w", conversation.ErrUnavailable, err)
 		}
 		var h Held
 		var look, due bool
@@ -229,7 +229,7 @@ func (s *Service) resend(ctx context.Context, id, role string) error {
 			}
 			return nil
 		}); err != nil && !errors.Is(err, errUnchanged) {
-			return fmt.Errorf("%w: %w", ErrUnavailable, err)
+			return fmt.Errorf("%w: %w", conversation.ErrUnavailable, err)
 		}
 		if !due {
 			return nil
@@ -241,7 +241,7 @@ func (s *Service) resend(ctx context.Context, id, role string) error {
 			counted = decideCopied(c, role, h.MessageSid, outcome)
 			return nil
 		}); uerr != nil {
-			return errors.Join(err, fmt.Errorf("%w: %w", ErrUnavailable, uerr))
+			return errors.Join(err, fmt.Errorf("%w: %w", conversation.ErrUnavailable, uerr))
 		}
 		log := zerolog.Ctx(ctx).With().Str("chat_id", id).Str("party", role).Str("message_sid", h.MessageSid).Logger()
 		switch counted {
@@ -296,7 +296,7 @@ func (s *Service) recentOf(conv string) func(ctx context.Context, limit int) ([]
 func (s *Service) settle(ctx context.Context, id string) error {
 	c, err := s.store.Get(ctx, id)
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return fmt.Errorf("%w: %w", conversation.ErrUnavailable, err)
 	}
 	for _, h := range c.Settling {
 		marker := chatMarker(id, "resend", h.MessageSid)
@@ -309,7 +309,7 @@ func (s *Service) settle(ctx context.Context, id string) error {
 			settled = removeHeld(&c.Settling, h.MessageSid)
 			return nil
 		}); err != nil {
-			return fmt.Errorf("%w: %w", ErrUnavailable, err)
+			return fmt.Errorf("%w: %w", conversation.ErrUnavailable, err)
 		}
 		switch {
 		case !settled:
@@ -333,7 +333,7 @@ func (s *Service) sendCopy(ctx context.Context, c Chat, h Held, look bool) (stri
 		if i > 0 {
 			value += "/" + strconv.Itoa(i)
 		}
-		m := optin.Message{Author: h.Author, Attributes: chatMarker(c.ID, "resend", value)}
+		m := conversation.Message{Author: h.Author, Attributes: chatMarker(c.ID, "resend", value)}
 		if i == 0 {
 			m.Body = h.Body
 		}
@@ -354,7 +354,7 @@ func (s *Service) sendCopy(ctx context.Context, c Chat, h Held, look bool) (stri
 
 // createCopy creates m once, with a fresh copy of media attached when given: Twilio attaches a media
 // to one message only, so the original's is copied first — only when no copy of m exists yet.
-func (s *Service) createCopy(ctx context.Context, conv string, look bool, m optin.Message, media *Media) (string, error) {
+func (s *Service) createCopy(ctx context.Context, conv string, look bool, m conversation.Message, media *Media) (string, error) {
 	return twiliocall.CreateOnce(ctx, s.cfg.Retry, nil, "resend", look, s.recentOf(conv),
 		func(a string) bool { return a == m.Attributes },
 		func(ctx context.Context) (string, error) {
@@ -377,12 +377,12 @@ func (s *Service) nudge(ctx context.Context, id, role string) error {
 	}
 	c, err := s.store.Get(ctx, id)
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return fmt.Errorf("%w: %w", conversation.ErrUnavailable, err)
 	}
 	p := c.party(role)
 	w, err := s.cfg.Windows.Window(ctx, p.Address, p.ProxyAddress)
 	if err != nil {
-		return fmt.Errorf("%w: reading a window: %w", ErrUnavailable, err)
+		return fmt.Errorf("%w: reading a window: %w", conversation.ErrUnavailable, err)
 	}
 	look := p.Nudging
 	if !look {
@@ -394,7 +394,7 @@ func (s *Service) nudge(ctx context.Context, id, role string) error {
 			return nil
 		})
 		if err != nil && !errors.Is(err, errUnchanged) {
-			return fmt.Errorf("%w: %w", ErrUnavailable, err)
+			return fmt.Errorf("%w: %w", conversation.ErrUnavailable, err)
 		}
 		if !decided {
 			return nil
@@ -405,7 +405,7 @@ func (s *Service) nudge(ctx context.Context, id, role string) error {
 	vars, _ := json.Marshal(map[string]string{"1": nameOr(from.Name, other(role))})
 	marker := chatMarker(id, "nudge", role+"@"+strconv.FormatInt(p.NudgedFor.UnixMilli(), 10))
 	_, err = s.createOnce(ctx, c.ConversationSid, "nudge", look,
-		optin.Message{Author: from.Address, ContentSid: s.cfg.NudgeContentSid, ContentVariables: string(vars), Attributes: marker})
+		conversation.Message{Author: from.Address, ContentSid: s.cfg.NudgeContentSid, ContentVariables: string(vars), Attributes: marker})
 	if err != nil && !twiliocall.Permanently(err) {
 		return err
 	}
@@ -413,7 +413,7 @@ func (s *Service) nudge(ctx context.Context, id, role string) error {
 		c.party(role).Nudging = false
 		return nil
 	}); uerr != nil {
-		return fmt.Errorf("%w: %w", ErrUnavailable, uerr)
+		return fmt.Errorf("%w: %w", conversation.ErrUnavailable, uerr)
 	}
 	if err != nil {
 		// Twilio refused the template itself: trying again changes nothing.
@@ -435,7 +435,7 @@ func nameOr(name, role string) string {
 
 // createOnce creates m in the conversation once: with look, or after a failure whose effect is
 // unknown, it first looks for m's marker among the newest messages.
-func (s *Service) createOnce(ctx context.Context, conv, op string, look bool, m optin.Message) (string, error) {
+func (s *Service) createOnce(ctx context.Context, conv, op string, look bool, m conversation.Message) (string, error) {
 	return twiliocall.CreateOnce(ctx, s.cfg.Retry, nil, op, look, s.recentOf(conv),
 		func(a string) bool { return a == m.Attributes },
 		func(ctx context.Context) (string, error) { return s.conv.CreateMessage(ctx, conv, m) })

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/optinkit/optin/internal/optin"
+	"github.com/optinkit/optin/internal/conversation"
 	"github.com/optinkit/optin/internal/twiliocall"
 )
 
@@ -19,7 +19,7 @@ import (
 func (r *relayEnv) report(c Chat, m Message) {
 	r.t.Helper()
 	r.tw.failDelivery(c.ConversationSid, m.Sid, codeWindowClosed)
-	if _, err := r.svc.DeliveryUpdated(context.Background(), optin.Event{Type: optin.EventDeliveryUpdated, ConversationSid: c.ConversationSid,
+	if _, err := r.svc.DeliveryUpdated(context.Background(), conversation.Event{Type: conversation.EventDeliveryUpdated, ConversationSid: c.ConversationSid,
 		MessageSid: m.Sid, Status: "failed", ErrorCode: codeWindowClosed}); err != nil {
 		r.t.Fatal(err)
 	}
@@ -244,7 +244,7 @@ func TestAFailureInTheSameSecondAsThePartysMessageIsSentAtOnce(t *testing.T) {
 	m := r.tw.write(c.ConversationSid, customer, "gate code 4411")
 	reply := r.tw.write(c.ConversationSid, rider, "here")
 	start := len(r.tw.sent(c.ConversationSid, 0))
-	if _, _, err := r.svc.MessageAdded(context.Background(), optin.Event{Type: optin.EventMessageAdded, ConversationSid: c.ConversationSid,
+	if _, _, err := r.svc.MessageAdded(context.Background(), conversation.Event{Type: conversation.EventMessageAdded, ConversationSid: c.ConversationSid,
 		MessageSid: reply.Sid, Author: rider, DateCreated: m.Created}); err != nil { // the same second
 		t.Fatal(err)
 	}

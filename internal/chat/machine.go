@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"github.com/rs/zerolog"
+
+	"github.com/optinkit/optin/internal/conversation"
 )
 
 // edge is one transition of the machine.
@@ -75,7 +77,7 @@ func (s *Service) decideOn(ctx context.Context, id string, in Input) (Chat, Deci
 		return *unchanged, d, nil
 	}
 	if err != nil {
-		return Chat{}, Decision{}, fmt.Errorf("%w: recording what happened to chat %s: %w", ErrUnavailable, id, err)
+		return Chat{}, Decision{}, fmt.Errorf("%w: recording what happened to chat %s: %w", conversation.ErrUnavailable, id, err)
 	}
 	s.carryOut(ctx, c, d)
 	return c, d, nil

@@ -10,8 +10,8 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/optinkit/optin/internal/conversation"
 	"github.com/optinkit/optin/internal/guard"
-	"github.com/optinkit/optin/internal/optin"
 	"github.com/optinkit/optin/internal/twiliocall"
 )
 
@@ -105,7 +105,7 @@ func (s *Service) GuardMessage(ctx context.Context, req GuardRequest) (GuardAnsw
 	case errors.Is(err, ErrNotFound):
 		return GuardAnswer{Result: guard.Result{Body: req.Body}}, nil
 	case err != nil:
-		return GuardAnswer{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return GuardAnswer{}, fmt.Errorf("%w: %w", conversation.ErrUnavailable, err)
 	}
 	if c.roleOf(req.Author) == "" {
 		return GuardAnswer{ChatID: c.ID, Result: guard.Result{Body: req.Body}}, nil
@@ -149,14 +149,14 @@ func (s *Service) tell(ctx context.Context, id string) error {
 	for {
 		c, err := s.store.Get(ctx, id)
 		if err != nil {
-			return fmt.Errorf("%w: %w", ErrUnavailable, err)
+			return fmt.Errorf("%w: %w", conversation.ErrUnavailable, err)
 		}
 		if len(c.Notices) == 0 || c.State.Final() {
 			return nil
 		}
 		n := c.Notices[0]
 		// Authored by the other party: Twilio delivers a message to every participant but its author.
-		m := optin.Message{Author: c.party(other(n.To)).Address, Body: n.Body, Attributes: chatMarker(id, "notice", n.ID)}
+		m := conversation.Message{Author: c.party(other(n.To)).Address, Body: n.Body, Attributes: chatMarker(id, "notice", n.ID)}
 		_, err = s.createOnce(ctx, c.ConversationSid, "notice", true, m)
 		outcome := copyOutcome(err)
 		var kept bool
@@ -164,7 +164,7 @@ func (s *Service) tell(ctx context.Context, id string) error {
 			kept = decideTold(c, n.ID, outcome)
 			return nil
 		}); uerr != nil {
-			return errors.Join(err, fmt.Errorf("%w: %w", ErrUnavailable, uerr))
+			return errors.Join(err, fmt.Errorf("%w: %w", conversation.ErrUnavailable, uerr))
 		}
 		switch {
 		case kept:
@@ -259,7 +259,7 @@ func (s *Service) MessageAfterEnd(ctx context.Context, req AfterEndRequest) (Aft
 	}
 	id, err := s.cfg.Pairs.ChatOf(ctx, E164(req.To), E164(req.From))
 	if err != nil {
-		return AfterEndAnswer{}, fmt.Errorf("%w: finding the chat of a message: %w", ErrUnavailable, err)
+		return AfterEndAnswer{}, fmt.Errorf("%w: finding the chat of a message: %w", conversation.ErrUnavailable, err)
 	}
 	if id == "" {
 		return AfterEndAnswer{}, nil
@@ -296,7 +296,7 @@ func (s *Service) MessageAfterEnd(ctx context.Context, req AfterEndRequest) (Aft
 		ans.Reply = true
 		return ans, nil
 	case err != nil:
-		return AfterEndAnswer{}, fmt.Errorf("%w: recording a message after the end: %w", ErrUnavailable, err)
+		return AfterEndAnswer{}, fmt.Errorf("%w: recording a message after the end: %w", conversation.ErrUnavailable, err)
 	}
 	ans.Reply = true
 	zerolog.Ctx(ctx).Info().Str("chat_id", id).Str("party", ans.Party).Msg("message after the end answered")

@@ -8,6 +8,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/optinkit/optin/internal/conversation"
 	"github.com/optinkit/optin/internal/numberpool"
 	"github.com/optinkit/optin/internal/twiliocall"
 )
@@ -63,13 +64,13 @@ func (s *Service) leaseNumbers(ctx context.Context, c Chat) (Chat, error) {
 	// (cut off before writing it, or its write lost in a failover): free it, or those pairs would
 	// count as another chat's and this one find none.
 	if err := s.release(ctx, c.ID); err != nil {
-		return Chat{}, fmt.Errorf("%w: freeing numbers leased by an earlier run: %w", ErrUnavailable, err)
+		return Chat{}, fmt.Errorf("%w: freeing numbers leased by an earlier run: %w", conversation.ErrUnavailable, err)
 	}
 	numbers, err := s.lease(ctx, c)
 	if err != nil {
 		var ex *numberpool.ExhaustedError
 		if !errors.As(err, &ex) {
-			return Chat{}, fmt.Errorf("%w: leasing numbers: %w", ErrUnavailable, err)
+			return Chat{}, fmt.Errorf("%w: leasing numbers: %w", conversation.ErrUnavailable, err)
 		}
 		party := "rider"
 		if ex.Address == c.Customer.Address {
@@ -79,10 +80,10 @@ func (s *Service) leaseNumbers(ctx context.Context, c Chat) (Chat, error) {
 		// giving it back may have failed: the chat is forgotten only once it holds nothing (a repeated
 		// start tries again).
 		if rerr := s.release(context.WithoutCancel(ctx), c.ID); rerr != nil {
-			return Chat{}, fmt.Errorf("%w: freeing the numbers of a start that found none: %w", ErrUnavailable, rerr)
+			return Chat{}, fmt.Errorf("%w: freeing the numbers of a start that found none: %w", conversation.ErrUnavailable, rerr)
 		}
 		if derr := s.store.Delete(context.WithoutCancel(ctx), c.ID); derr != nil {
-			return Chat{}, fmt.Errorf("%w: forgetting chat %s: %w", ErrUnavailable, c.ID, derr)
+			return Chat{}, fmt.Errorf("%w: forgetting chat %s: %w", conversation.ErrUnavailable, c.ID, derr)
 		}
 		s.noFreeNumber()
 		return Chat{}, &NoNumberError{Party: party, Address: ex.Address, Err: err}
@@ -102,7 +103,7 @@ func (s *Service) leaseNumbers(ctx context.Context, c Chat) (Chat, error) {
 				zerolog.Ctx(ctx).Warn().Err(rerr).Str("chat_id", c.ID).Msg("freeing numbers not recorded; they lapse with the retention")
 			}
 		}
-		return Chat{}, fmt.Errorf("%w: recording numbers: %w", ErrUnavailable, err)
+		return Chat{}, fmt.Errorf("%w: recording numbers: %w", conversation.ErrUnavailable, err)
 	}
 	return updated, nil
 }
@@ -113,7 +114,7 @@ func (s *Service) leaseFor(ctx context.Context, c Chat, party string) (Chat, err
 	p := c.party(party)
 	// What the chat holds for the party unrecorded (a run cut off after leasing) is freed first.
 	if err := s.pool(*p).ReleaseAddress(ctx, c.ID, p.Address); err != nil {
-		return Chat{}, fmt.Errorf("%w: freeing a number leased unrecorded: %w", ErrUnavailable, err)
+		return Chat{}, fmt.Errorf("%w: freeing a number leased unrecorded: %w", conversation.ErrUnavailable, err)
 	}
 	numbers, err := s.pool(*p).Lease(ctx, c.ID, []string{p.Address})
 	if ex, ok := errors.AsType[*numberpool.ExhaustedError](err); ok {
@@ -121,7 +122,7 @@ func (s *Service) leaseFor(ctx context.Context, c Chat, party string) (Chat, err
 		return c, &NoNumberError{Party: party, Address: p.Address, Err: ex, TwilioCode: codePairInUse}
 	}
 	if err != nil {
-		return Chat{}, fmt.Errorf("%w: leasing a number: %w", ErrUnavailable, err)
+		return Chat{}, fmt.Errorf("%w: leasing a number: %w", conversation.ErrUnavailable, err)
 	}
 	updated, err := s.store.Update(ctx, c.ID, func(c *Chat) error {
 		c.party(party).ProxyAddress = numbers[0]
@@ -129,7 +130,7 @@ func (s *Service) leaseFor(ctx context.Context, c Chat, party string) (Chat, err
 		return nil
 	})
 	if err != nil {
-		return Chat{}, fmt.Errorf("%w: recording a number: %w", ErrUnavailable, err)
+		return Chat{}, fmt.Errorf("%w: recording a number: %w", conversation.ErrUnavailable, err)
 	}
 	return updated, nil
 }
@@ -168,7 +169,7 @@ func (s *Service) addParticipant(ctx context.Context, c *Chat, party string) err
 			return nil
 		})
 		if uerr != nil {
-			return fmt.Errorf("%w: recording the party's pair bound elsewhere: %w", ErrUnavailable, uerr)
+			return fmt.Errorf("%w: recording the party's pair bound elsewhere: %w", conversation.ErrUnavailable, uerr)
 		}
 		*c = updated
 		number, rerr := s.pool(p).Replace(ctx, c.ID, p.Address, p.ProxyAddress)

@@ -10,9 +10,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/optinkit/optin/internal/twiliocall"
 	"github.com/rs/zerolog"
 	"golang.org/x/time/rate"
+
+	"github.com/optinkit/optin/internal/conversation"
+	"github.com/optinkit/optin/internal/twiliocall"
 )
 
 // Names of the leases that let one replica at a time sweep all chats, or reconcile one shard of them
@@ -66,7 +68,7 @@ func (s *Service) ReconcileShard(ctx context.Context, shard, shards int) (Reconc
 	var rep ReconcileReport
 	ids, err := s.store.Open(ctx)
 	if err != nil {
-		return rep, fmt.Errorf("%w: listing open chats: %w", ErrUnavailable, err)
+		return rep, fmt.Errorf("%w: listing open chats: %w", conversation.ErrUnavailable, err)
 	}
 	reads := rate.NewLimiter(rate.Limit(s.cfg.ReconcileRate/float64(max(shards, 1))), 1)
 	for _, id := range ids {
@@ -173,7 +175,7 @@ func (s *Service) lostReports(ctx context.Context, c Chat, reads *rate.Limiter) 
 	}
 	n, err := s.failed(ctx, c.ID, found)
 	if err != nil {
-		return 0, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return 0, fmt.Errorf("%w: %w", conversation.ErrUnavailable, err)
 	}
 	if n > 0 {
 		zerolog.Ctx(ctx).Info().Int("failed_deliveries", n).Msg("reconcile: failed deliveries no report told of")
@@ -201,20 +203,20 @@ func (s *Service) windowsSeen(ctx context.Context, c Chat, ds []Delivery) error 
 		}
 		w, err := s.cfg.Windows.Window(ctx, p.Address, p.ProxyAddress)
 		if err != nil {
-			return fmt.Errorf("%w: reading a window: %w", ErrUnavailable, err)
+			return fmt.Errorf("%w: reading a window: %w", conversation.ErrUnavailable, err)
 		}
 		if !ds[i].Created.After(w.LastInbound) {
 			continue
 		}
 		if err := s.cfg.Windows.Opened(ctx, p.Address, p.ProxyAddress, ds[i].Created); err != nil {
-			return fmt.Errorf("%w: recording a window: %w", ErrUnavailable, err)
+			return fmt.Errorf("%w: recording a window: %w", conversation.ErrUnavailable, err)
 		}
 		zerolog.Ctx(ctx).Info().Str("party", role).Msg("reconcile: a window whose message no webhook told of")
 		opened = opened || len(p.Held) > 0 // what was held for them may go now
 	}
 	if opened {
 		if err := s.recordWork(ctx, c.ID); err != nil {
-			return fmt.Errorf("%w: %w", ErrUnavailable, err)
+			return fmt.Errorf("%w: %w", conversation.ErrUnavailable, err)
 		}
 		s.later(ctx, c.ID)
 	}

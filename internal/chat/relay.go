@@ -8,7 +8,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/optinkit/optin/internal/optin"
+	"github.com/optinkit/optin/internal/conversation"
 	"github.com/optinkit/optin/internal/twiliocall"
 )
 
@@ -63,13 +63,13 @@ func (c Chat) relaying() bool { return c.State == StateConnecting || c.State == 
 // MessageAdded takes a message written in a chat's conversation. It records that the author's window
 // is open and, when messages are held for the author, sends them again. taken is false when the
 // message is the opt-in's to decide: the conversation has no chat, or its chat awaits the answer.
-func (s *Service) MessageAdded(ctx context.Context, ev optin.Event) (d optin.Decision, taken bool, err error) {
+func (s *Service) MessageAdded(ctx context.Context, ev conversation.Event) (d conversation.Decision, taken bool, err error) {
 	c, err := s.store.ByConversation(ctx, ev.ConversationSid)
 	switch {
 	case errors.Is(err, ErrNotFound):
-		return optin.Decision{}, false, nil
+		return conversation.Decision{}, false, nil
 	case err != nil:
-		return optin.Decision{}, false, fmt.Errorf("%w: %w", optin.ErrUnavailable, err)
+		return conversation.Decision{}, false, fmt.Errorf("%w: %w", conversation.ErrUnavailable, err)
 	}
 	role := c.roleOf(ev.Author)
 	if role != "" && s.cfg.Windows != nil && c.party(role).Channel() == ChannelWhatsApp {
@@ -79,25 +79,25 @@ func (s *Service) MessageAdded(ctx context.Context, ev optin.Event) (d optin.Dec
 		}
 		p := c.party(role)
 		if err := s.cfg.Windows.Opened(ctx, p.Address, p.ProxyAddress, at); err != nil {
-			return optin.Decision{}, false, fmt.Errorf("%w: recording a window: %w", optin.ErrUnavailable, err)
+			return conversation.Decision{}, false, fmt.Errorf("%w: recording a window: %w", conversation.ErrUnavailable, err)
 		}
 	}
 	switch {
 	case c.State == StateStarting || c.State == StateInvited:
-		return optin.Decision{}, false, nil
+		return conversation.Decision{}, false, nil
 	case c.State.Final():
-		return optin.Decision{Outcome: optin.OutcomeIgnored, Reason: ReasonChatEnded}, true, nil
+		return conversation.Decision{Outcome: conversation.OutcomeIgnored, Reason: ReasonChatEnded}, true, nil
 	}
 	// Read again after the window's write: a message held meanwhile (its failure reported at the same
 	// time) is seen here, or its holder sees the window open. Work is recorded, so that a tend running
 	// now runs again after it.
 	if c, err = s.store.Get(ctx, c.ID); err == nil && role != "" && len(c.party(role).Held) > 0 {
 		if err := s.recordWork(ctx, c.ID); err != nil {
-			return optin.Decision{}, false, fmt.Errorf("%w: %w", optin.ErrUnavailable, err)
+			return conversation.Decision{}, false, fmt.Errorf("%w: %w", conversation.ErrUnavailable, err)
 		}
 		s.later(ctx, c.ID)
 	}
-	return optin.Decision{Outcome: optin.OutcomeRelayed}, true, nil
+	return conversation.Decision{Outcome: conversation.OutcomeRelayed}, true, nil
 }
 
 // recordWork tells a tend that runs now that there is more to do.
@@ -111,34 +111,34 @@ func (s *Service) recordWork(ctx context.Context, id string) error {
 // recorded on the chat in one write and answered at once; tend then reads the message and holds it
 // (and nudges), or moves the customer to SMS. Recorded, a failure outlives a crash or Twilio being
 // away: the sweep comes back to it.
-func (s *Service) DeliveryUpdated(ctx context.Context, ev optin.Event) (optin.Decision, error) {
+func (s *Service) DeliveryUpdated(ctx context.Context, ev conversation.Event) (conversation.Decision, error) {
 	if err := ev.Validate(); err != nil {
-		return optin.Decision{}, err
+		return conversation.Decision{}, err
 	}
 	if ev.Status != "failed" && ev.Status != "undelivered" {
-		return optin.Decision{Outcome: optin.OutcomeIgnored, Reason: ReasonDelivered}, nil
+		return conversation.Decision{Outcome: conversation.OutcomeIgnored, Reason: ReasonDelivered}, nil
 	}
 	notOnWhatsApp := ev.ErrorCode == codeNotOnWhatsApp || ev.ErrorCode == codeNotWhatsAppNum
 	if ev.ErrorCode != codeWindowClosed && !notOnWhatsApp {
-		return optin.Decision{Outcome: optin.OutcomeIgnored, Reason: ReasonOtherFailure}, nil
+		return conversation.Decision{Outcome: conversation.OutcomeIgnored, Reason: ReasonOtherFailure}, nil
 	}
 	if !notOnWhatsApp && s.cfg.Windows == nil {
-		return optin.Decision{Outcome: optin.OutcomeIgnored, Reason: ReasonNotHeld}, nil
+		return conversation.Decision{Outcome: conversation.OutcomeIgnored, Reason: ReasonNotHeld}, nil
 	}
 	c, err := s.store.ByConversation(ctx, ev.ConversationSid)
 	switch {
 	case errors.Is(err, ErrNotFound):
-		return optin.Decision{Outcome: optin.OutcomeIgnored, Reason: ReasonNoChat}, nil
+		return conversation.Decision{Outcome: conversation.OutcomeIgnored, Reason: ReasonNoChat}, nil
 	case err != nil:
-		return optin.Decision{}, fmt.Errorf("%w: %w", optin.ErrUnavailable, err)
+		return conversation.Decision{}, fmt.Errorf("%w: %w", conversation.ErrUnavailable, err)
 	case c.State.Final():
-		return optin.Decision{Outcome: optin.OutcomeIgnored, Reason: ReasonChatEnded}, nil
+		return conversation.Decision{Outcome: conversation.OutcomeIgnored, Reason: ReasonChatEnded}, nil
 	}
 	if _, err := s.failed(ctx, c.ID, []Undelivered{{MessageSid: ev.MessageSid, Code: ev.ErrorCode}}); err != nil {
-		return optin.Decision{}, fmt.Errorf("%w: %w", optin.ErrUnavailable, err)
+		return conversation.Decision{}, fmt.Errorf("%w: %w", conversation.ErrUnavailable, err)
 	}
 	s.later(zerolog.Ctx(ctx).With().Str("chat_id", c.ID).Logger().WithContext(ctx), c.ID)
-	return optin.Decision{Outcome: optin.OutcomeRelayed}, nil
+	return conversation.Decision{Outcome: conversation.OutcomeRelayed}, nil
 }
 
 // maxUndelivered bounds the failed deliveries a chat keeps waiting to be read: past it, a report is
@@ -180,7 +180,7 @@ type Undelivered struct {
 func (s *Service) resolve(ctx context.Context, id string) error {
 	c, err := s.store.Get(ctx, id)
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return fmt.Errorf("%w: %w", conversation.ErrUnavailable, err)
 	}
 	if c.State == StateStarting && !slices.ContainsFunc(c.Undelivered, func(u Undelivered) bool { return u.Code != codeWindowClosed }) {
 		return nil // nothing is held before the invitation: wait for the start
@@ -216,7 +216,7 @@ func (s *Service) resolve(ctx context.Context, id string) error {
 			}
 			return nil
 		}); err != nil {
-			return fmt.Errorf("%w: %w", ErrUnavailable, err)
+			return fmt.Errorf("%w: %w", conversation.ErrUnavailable, err)
 		}
 	}
 	return nil
@@ -273,7 +273,7 @@ func (s *Service) hold(ctx context.Context, id string, m Message, failure string
 		return nil
 	})
 	if err != nil {
-		return false, fmt.Errorf("%w: holding a message: %w", ErrUnavailable, err)
+		return false, fmt.Errorf("%w: holding a message: %w", conversation.ErrUnavailable, err)
 	}
 	if d.Added {
 		zerolog.Ctx(ctx).Info().Str("party", d.For).Str("message_sid", m.Sid).Msg("message held: the party's window is closed")
@@ -297,7 +297,7 @@ func (s *Service) answered(ctx context.Context, id, answer string) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("%w: recording the answer: %w", ErrUnavailable, err)
+		return fmt.Errorf("%w: recording the answer: %w", conversation.ErrUnavailable, err)
 	}
 	if promoted > 0 {
 		s.observe(func(o Observer) { o.MessagesHeld(promoted) })

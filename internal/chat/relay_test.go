@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/optinkit/optin/internal/optin"
+	"github.com/optinkit/optin/internal/conversation"
 	"github.com/optinkit/optin/internal/twiliocall"
 )
 
@@ -57,7 +57,7 @@ func (r *relayEnv) connected(id string) (Chat, string) {
 		r.t.Fatal(err)
 	}
 	yes := r.write(c, customer, "yes")
-	for _, st := range []optin.Stage{optin.StageConnecting, optin.StageConnected} {
+	for _, st := range []conversation.Stage{conversation.StageConnecting, conversation.StageConnected} {
 		if err := r.svc.Advance(ctx, c.ConversationSid, st, yes.Sid, nil); err != nil {
 			r.t.Fatal(err)
 		}
@@ -69,7 +69,7 @@ func (r *relayEnv) connected(id string) (Chat, string) {
 func (r *relayEnv) write(c Chat, author, body string) Message {
 	r.t.Helper()
 	m := r.tw.write(c.ConversationSid, author, body)
-	if _, _, err := r.svc.MessageAdded(context.Background(), optin.Event{Type: optin.EventMessageAdded,
+	if _, _, err := r.svc.MessageAdded(context.Background(), conversation.Event{Type: conversation.EventMessageAdded,
 		ConversationSid: c.ConversationSid, MessageSid: m.Sid, Author: author, Body: body, DateCreated: m.Created}); err != nil {
 		r.t.Fatal(err)
 	}
@@ -77,10 +77,10 @@ func (r *relayEnv) write(c Chat, author, body string) Message {
 }
 
 // failed reports that m did not reach its recipient because their window was closed.
-func (r *relayEnv) failed(c Chat, m Message) optin.Decision {
+func (r *relayEnv) failed(c Chat, m Message) conversation.Decision {
 	r.t.Helper()
 	r.tw.failDelivery(c.ConversationSid, m.Sid, codeWindowClosed)
-	d, err := r.svc.DeliveryUpdated(context.Background(), optin.Event{Type: optin.EventDeliveryUpdated, ConversationSid: c.ConversationSid,
+	d, err := r.svc.DeliveryUpdated(context.Background(), conversation.Event{Type: conversation.EventDeliveryUpdated, ConversationSid: c.ConversationSid,
 		MessageSid: m.Sid, ParticipantSid: "MB00000000000000000000000000000001", Status: "failed", ErrorCode: codeWindowClosed})
 	if err != nil {
 		r.t.Fatal(err)
@@ -108,7 +108,7 @@ func TestHeldMessagesReachTheRiderOnceInOrderAfterOneNudge(t *testing.T) {
 	for _, body := range []string{"gate code 4411", "I'm in the blue building", "third floor"} {
 		m := r.write(c, customer, body)
 		written = append(written, m)
-		if d := r.failed(c, m); d.Outcome != optin.OutcomeRelayed {
+		if d := r.failed(c, m); d.Outcome != conversation.OutcomeRelayed {
 			t.Fatalf("failure of %q: %+v, want relayed", body, d)
 		}
 	}
@@ -190,7 +190,7 @@ func TestTheCustomersAnswerIsNotSentAgain(t *testing.T) {
 	if held, _, nudges, _ := r.obs.counts(); held != 0 || nudges != 0 {
 		t.Fatalf("before the opt-in ran: held %d nudges %d, want 0 0", held, nudges)
 	}
-	if err := r.svc.Advance(ctx, c.ConversationSid, optin.StageConnecting, yes.Sid, nil); err != nil {
+	if err := r.svc.Advance(ctx, c.ConversationSid, conversation.StageConnecting, yes.Sid, nil); err != nil {
 		t.Fatal(err)
 	}
 	got := r.chat("order-1")
@@ -218,7 +218,7 @@ func TestAnInterruptedResendFindsItsCopy(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.tw.mu.Lock()
-	r.tw.convs[c.ConversationSid].add(optin.Message{Author: customer, Body: "gate code 4411", Attributes: chatMarker("order-1", "resend", m.Sid)})
+	r.tw.convs[c.ConversationSid].add(conversation.Message{Author: customer, Body: "gate code 4411", Attributes: chatMarker("order-1", "resend", m.Sid)})
 	r.tw.mu.Unlock()
 	r.svc.spawn = func(func()) {} // only the sweep
 	r.write(c, rider, "here")
@@ -282,14 +282,14 @@ func TestWhatIsNotHeld(t *testing.T) {
 	c, _ := r.connected("order-1")
 	system := r.tw.write(c.ConversationSid, "", "Great! Just a moment while we connect you…")
 	delivered := r.write(c, customer, "hello")
-	for name, ev := range map[string]optin.Event{
+	for name, ev := range map[string]conversation.Event{
 		"delivered":     {Status: "delivered", MessageSid: delivered.Sid},
 		"read":          {Status: "read", MessageSid: delivered.Sid},
 		"another error": {Status: "undelivered", ErrorCode: 30008, MessageSid: delivered.Sid},
 	} {
-		ev.Type, ev.ConversationSid = optin.EventDeliveryUpdated, c.ConversationSid
+		ev.Type, ev.ConversationSid = conversation.EventDeliveryUpdated, c.ConversationSid
 		d, err := r.svc.DeliveryUpdated(context.Background(), ev)
-		if err != nil || d.Outcome != optin.OutcomeIgnored {
+		if err != nil || d.Outcome != conversation.OutcomeIgnored {
 			t.Errorf("%s: %+v %v, want ignored", name, d, err)
 		}
 	}
@@ -342,7 +342,7 @@ func TestWindowsIgnoreReplicaClocks(t *testing.T) {
 	other.now = func() time.Time { return r.clock.now().Add(-time.Hour) }
 	other.spawn = func(f func()) { f() }
 	m := r.write(c, customer, "gate code 4411")
-	if _, err := other.DeliveryUpdated(context.Background(), optin.Event{Type: optin.EventDeliveryUpdated, ConversationSid: c.ConversationSid,
+	if _, err := other.DeliveryUpdated(context.Background(), conversation.Event{Type: conversation.EventDeliveryUpdated, ConversationSid: c.ConversationSid,
 		MessageSid: m.Sid, Status: "failed", ErrorCode: codeWindowClosed}); err != nil {
 		t.Fatal(err)
 	}
@@ -390,7 +390,7 @@ func TestWindowOpensWhileAMessageIsHeld(t *testing.T) {
 		var wg sync.WaitGroup
 		wg.Go(func() { r.failed(c, m) })
 		wg.Go(func() {
-			if _, _, err := r.svc.MessageAdded(context.Background(), optin.Event{Type: optin.EventMessageAdded, ConversationSid: c.ConversationSid,
+			if _, _, err := r.svc.MessageAdded(context.Background(), conversation.Event{Type: conversation.EventMessageAdded, ConversationSid: c.ConversationSid,
 				MessageSid: reply.Sid, Author: rider, Body: "here", DateCreated: reply.Created}); err != nil {
 				t.Error(err)
 			}
@@ -472,7 +472,7 @@ func TestAFailureReportedWhileTwilioIsAwayIsHeldLater(t *testing.T) {
 		}
 		return nil
 	}
-	if d := r.failed(c, m); d.Outcome != optin.OutcomeRelayed {
+	if d := r.failed(c, m); d.Outcome != conversation.OutcomeRelayed {
 		t.Fatalf("report: %+v", d)
 	}
 	if got := r.chat("order-1"); len(got.Rider.Held) != 0 || len(got.Undelivered) != 1 {

@@ -16,7 +16,7 @@ import (
 
 	"github.com/nyaruka/phonenumbers"
 
-	"github.com/optinkit/optin/internal/optin"
+	"github.com/optinkit/optin/internal/conversation"
 )
 
 // StartRequest is what a platform asks for to start a chat.
@@ -59,7 +59,7 @@ func (r StartRequest) validate(cfg Config, now time.Time) (Chat, error) {
 		bad("id", "required: 1 to 64 letters, digits and . _ : -")
 	case r.ID == "." || r.ID == "..":
 		bad("id", "must not be . or .. (a path segment)")
-	case optin.IsSid("CH", r.ID):
+	case conversation.IsSid("CH", r.ID):
 		bad("id", "must not look like a conversation SID (CH + 32 hex digits): GET /v1/chats/{id} reads such a key as one")
 	}
 	checkParty := func(field string, p PartyRequest) {
@@ -114,7 +114,7 @@ func (r StartRequest) validate(cfg Config, now time.Time) (Chat, error) {
 			bad("invite", "needs content_sid, body or content_variables")
 		case inv.ContentSid != "" && inv.Body != "":
 			bad("invite", "content_sid and body exclude each other")
-		case inv.ContentSid != "" && !optin.IsSid("HX", inv.ContentSid):
+		case inv.ContentSid != "" && !conversation.IsSid("HX", inv.ContentSid):
 			bad("invite.content_sid", "must be HX followed by 32 hexadecimal digits")
 		case len([]rune(inv.Body)) > maxBodyRunes:
 			bad("invite.body", "at most 1600 characters")

@@ -10,6 +10,7 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/optinkit/optin/internal/conversation"
 	"github.com/optinkit/optin/internal/guard"
 	"github.com/optinkit/optin/internal/optin"
 	"github.com/optinkit/optin/internal/twiliocall"
@@ -209,13 +210,13 @@ func (s *Service) Get(ctx context.Context, key string) (Chat, error) {
 		c   Chat
 		err error
 	)
-	if optin.IsSid("CH", key) {
+	if conversation.IsSid("CH", key) {
 		c, err = s.store.ByConversation(ctx, key)
 	} else {
 		c, err = s.store.Get(ctx, key)
 	}
 	if err != nil && !errors.Is(err, ErrNotFound) {
-		return Chat{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return Chat{}, fmt.Errorf("%w: %w", conversation.ErrUnavailable, err)
 	}
 	return c, err
 }
@@ -225,7 +226,7 @@ func (s *Service) Get(ctx context.Context, key string) (Chat, error) {
 func (s *Service) List(ctx context.Context, state State, limit int, before int64) ([]Chat, int64, error) {
 	chats, next, err := s.store.List(ctx, state, limit, before)
 	if err != nil {
-		return nil, 0, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return nil, 0, fmt.Errorf("%w: %w", conversation.ErrUnavailable, err)
 	}
 	return chats, next, nil
 }

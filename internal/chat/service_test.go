@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/optinkit/optin/internal/conversation"
 	"github.com/optinkit/optin/internal/numberpool"
-	"github.com/optinkit/optin/internal/optin"
 	"github.com/optinkit/optin/internal/twiliocall"
 )
 
@@ -243,14 +243,14 @@ func TestEndAfterStart(t *testing.T) {
 // repeated report changes nothing.
 func TestOutcomeNotOverwrittenByTheClose(t *testing.T) {
 	for _, tt := range []struct {
-		stage  optin.Stage
+		stage  conversation.Stage
 		cause  error
 		want   State
 		reason string
 	}{
-		{optin.StageDeclined, nil, StateDeclined, ReasonDeclined},
-		{optin.StageOptedOut, nil, StateDeclined, ReasonOptedOut},
-		{optin.StageFailed, callErr("create message", twiliocall.Permanent, 400, 63016), StateFailed, ReasonFailed},
+		{conversation.StageDeclined, nil, StateDeclined, ReasonDeclined},
+		{conversation.StageOptedOut, nil, StateDeclined, ReasonOptedOut},
+		{conversation.StageFailed, callErr("create message", twiliocall.Permanent, 400, 63016), StateFailed, ReasonFailed},
 	} {
 		t.Run(string(tt.stage), func(t *testing.T) {
 			e := newEnv(t)
@@ -259,9 +259,9 @@ func TestOutcomeNotOverwrittenByTheClose(t *testing.T) {
 				t.Fatal(err)
 			}
 			report := func() {
-				d, err := e.svc.StateUpdated(context.Background(), optin.Event{Type: optin.EventStateUpdated,
+				d, err := e.svc.StateUpdated(context.Background(), conversation.Event{Type: conversation.EventStateUpdated,
 					ConversationSid: c.ConversationSid, StateTo: "closed", StateReason: "API"})
-				if err != nil || d.Outcome != optin.OutcomeAccepted {
+				if err != nil || d.Outcome != conversation.OutcomeAccepted {
 					t.Errorf("state updated: %+v %v", d, err)
 				}
 			}
@@ -293,10 +293,10 @@ func TestOutcomeNotOverwrittenByTheClose(t *testing.T) {
 func TestFailedChatClosesItsConversation(t *testing.T) {
 	e := newEnv(t)
 	c, _, _ := e.svc.Start(t.Context(), request("order-1"))
-	if err := e.svc.Advance(t.Context(), c.ConversationSid, optin.StageConnecting, "", nil); err != nil {
+	if err := e.svc.Advance(t.Context(), c.ConversationSid, conversation.StageConnecting, "", nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.svc.Advance(t.Context(), c.ConversationSid, optin.StageFailed, "", errors.New("gave up")); err != nil {
+	if err := e.svc.Advance(t.Context(), c.ConversationSid, conversation.StageFailed, "", errors.New("gave up")); err != nil {
 		t.Fatal(err)
 	}
 	if got := e.chat("order-1"); got.State != StateFailed || e.tw.opCount("close") != 1 {
@@ -306,7 +306,7 @@ func TestFailedChatClosesItsConversation(t *testing.T) {
 	// failed is refused, and the chat keeps its conversation.
 	e2 := newEnv(t)
 	c, _, _ = e2.svc.Start(t.Context(), request("order-2"))
-	for _, st := range []optin.Stage{optin.StageConnecting, optin.StageConnected, optin.StageFailed} {
+	for _, st := range []conversation.Stage{conversation.StageConnecting, conversation.StageConnected, conversation.StageFailed} {
 		if err := e2.svc.Advance(t.Context(), c.ConversationSid, st, "", nil); err != nil {
 			t.Fatal(err)
 		}
@@ -325,7 +325,7 @@ func TestAdvanceBeforeInvited(t *testing.T) {
 	var advErr error
 	e.tw.before = func(op, conv string) error {
 		if op == "message" {
-			advErr = e.svc.Advance(context.Background(), conv, optin.StageConnecting, "", nil)
+			advErr = e.svc.Advance(context.Background(), conv, conversation.StageConnecting, "", nil)
 		}
 		return nil
 	}
@@ -506,7 +506,7 @@ func TestUnrecordedNumbersAreFreed(t *testing.T) {
 		}
 		return nil
 	}
-	if _, _, err := e.svc.Start(ctx, request("order-1")); !errors.Is(err, ErrUnavailable) {
+	if _, _, err := e.svc.Start(ctx, request("order-1")); !errors.Is(err, conversation.ErrUnavailable) {
 		t.Fatalf("start: %v, want unavailable", err)
 	}
 	if e.pool.held("order-1") {
@@ -562,7 +562,7 @@ func TestNumbersRecordedDespiteAnErrorStayLeased(t *testing.T) {
 		}
 		return nil
 	}
-	if _, _, err := e.svc.Start(ctx, request("order-1")); !errors.Is(err, ErrUnavailable) {
+	if _, _, err := e.svc.Start(ctx, request("order-1")); !errors.Is(err, conversation.ErrUnavailable) {
 		t.Fatalf("start: %v, want unavailable", err)
 	}
 	if !e.pool.held("order-1") {
@@ -628,7 +628,7 @@ func TestAStartWithNoNumberIsForgottenOnlyOnceItHoldsNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	svc.now = e.clock.now
-	if _, _, err := svc.Start(ctx, request("order-1")); !errors.Is(err, ErrUnavailable) {
+	if _, _, err := svc.Start(ctx, request("order-1")); !errors.Is(err, conversation.ErrUnavailable) {
 		t.Fatalf("start: %v, want unavailable", err)
 	}
 	if _, err := e.store.Get(ctx, "order-1"); err != nil || !e.pool.held("order-1") {

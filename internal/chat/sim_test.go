@@ -15,9 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/optinkit/optin/internal/conversation"
 	"github.com/optinkit/optin/internal/guard"
 	"github.com/optinkit/optin/internal/numberpool"
-	"github.com/optinkit/optin/internal/optin"
 	"github.com/optinkit/optin/internal/twiliocall"
 )
 
@@ -283,7 +283,7 @@ type sim struct {
 	notes    *simNotifier
 	replicas []*Service
 	// inbox holds the webhooks Twilio has yet to deliver.
-	inbox []optin.Event
+	inbox []conversation.Event
 	// requests are the start requests of the chats made so far, by id.
 	requests map[string]StartRequest
 	// finals are the final states seen, by chat.
@@ -375,7 +375,7 @@ func newSim(t testing.TB, seed uint64, replicas int) *sim {
 	sm.tw.pairs, sm.tw.external = true, map[[2]string]bool{}
 	// Some messages Twilio refuses for good, every time (a recipient who blocked the number): one such
 	// copy or notice must never hold up the ones behind it.
-	sm.tw.refuses = func(m optin.Message) bool {
+	sm.tw.refuses = func(m conversation.Message) bool {
 		if !sm.faults || !strings.Contains(m.Attributes, `"chat"`) {
 			return false
 		}
@@ -527,7 +527,7 @@ func (sm *sim) act(ctx context.Context, svc *Service, op int) string {
 		id := sm.chatID()
 		if sid, ok := sm.tw.closeByTwilio(id); ok && sm.pick(2) == 0 {
 			reason := []string{"TIMER", "API"}[sm.pick(2)]
-			sm.inbox = append(sm.inbox, optin.Event{Type: optin.EventStateUpdated, ConversationSid: sid, StateTo: "closed", StateReason: reason})
+			sm.inbox = append(sm.inbox, conversation.Event{Type: conversation.EventStateUpdated, ConversationSid: sid, StateTo: "closed", StateReason: reason})
 			desc = "twilio closes " + id
 		} else if ok {
 			desc = "twilio closes " + id + " (its report is lost)"
@@ -614,9 +614,9 @@ func (sm *sim) answer(ctx context.Context, svc *Service, id string) string {
 			return "answered already"
 		}
 		yes := sm.tw.write(c.ConversationSid, c.Customer.Address, "yes")
-		err := svc.Advance(ctx, c.ConversationSid, optin.StageConnecting, yes.Sid, nil)
+		err := svc.Advance(ctx, c.ConversationSid, conversation.StageConnecting, yes.Sid, nil)
 		if err == nil {
-			err = svc.Advance(ctx, c.ConversationSid, optin.StageConnected, yes.Sid, nil)
+			err = svc.Advance(ctx, c.ConversationSid, conversation.StageConnected, yes.Sid, nil)
 		}
 		if err == nil {
 			sm.answered[c.ConversationSid] = true
@@ -626,9 +626,9 @@ func (sm *sim) answer(ctx context.Context, svc *Service, id string) string {
 		}
 		return "yes: " + errText(err)
 	case 2:
-		return "no: " + errText(svc.Advance(ctx, c.ConversationSid, optin.StageDeclined, "", nil))
+		return "no: " + errText(svc.Advance(ctx, c.ConversationSid, conversation.StageDeclined, "", nil))
 	default:
-		return "gave up: " + errText(svc.Advance(ctx, c.ConversationSid, optin.StageFailed, "", errors.New("opt-in gave up")))
+		return "gave up: " + errText(svc.Advance(ctx, c.ConversationSid, conversation.StageFailed, "", errors.New("opt-in gave up")))
 	}
 }
 
@@ -649,7 +649,7 @@ func (sm *sim) write(id string) string {
 	} else {
 		m = sm.tw.write(c.ConversationSid, author, fmt.Sprintf("message %d", sm.steps))
 	}
-	sm.inbox = append(sm.inbox, optin.Event{Type: optin.EventMessageAdded, ConversationSid: c.ConversationSid, MessageSid: m.Sid,
+	sm.inbox = append(sm.inbox, conversation.Event{Type: conversation.EventMessageAdded, ConversationSid: c.ConversationSid, MessageSid: m.Sid,
 		Author: author, DateCreated: m.Created})
 	desc := fmt.Sprintf("%s writes %s in %s", author, m.Sid, id)
 	switch sm.pick(4) {
@@ -729,7 +729,7 @@ func (sm *sim) call(ctx context.Context, svc *Service, id string) string {
 		if connects && asked == nil {
 			sm.t.Errorf("call %s of a party of connected chat %s refused: %s", sid, target.ID, refused.Reason)
 		}
-	case errors.Is(err, ErrUnavailable):
+	case errors.Is(err, conversation.ErrUnavailable):
 		// The store failed: the caller hears an apology, nothing rings.
 	default:
 		sm.t.Errorf("call %s: %v", sid, err)
@@ -764,7 +764,7 @@ func (sm *sim) writeContact(ctx context.Context, svc *Service, id string) string
 		sm.t.Errorf("contact in %s published as %q", id, ans.Result.Body)
 	}
 	m := sm.tw.write(c.ConversationSid, author, ans.Result.Body)
-	sm.inbox = append(sm.inbox, optin.Event{Type: optin.EventMessageAdded, ConversationSid: c.ConversationSid, MessageSid: m.Sid,
+	sm.inbox = append(sm.inbox, conversation.Event{Type: conversation.EventMessageAdded, ConversationSid: c.ConversationSid, MessageSid: m.Sid,
 		Author: author, DateCreated: m.Created})
 	return fmt.Sprintf("%s types a number in %s: published %q", author, id, ans.Result.Body)
 }
@@ -874,7 +874,7 @@ func heldStock(c Chat) int {
 
 func (sm *sim) failDelivery(conv, msid string, code int) {
 	sm.tw.failDelivery(conv, msid, code)
-	sm.inbox = append(sm.inbox, optin.Event{Type: optin.EventDeliveryUpdated, ConversationSid: conv, MessageSid: msid,
+	sm.inbox = append(sm.inbox, conversation.Event{Type: conversation.EventDeliveryUpdated, ConversationSid: conv, MessageSid: msid,
 		Status: "failed", ErrorCode: code})
 }
 
@@ -895,11 +895,11 @@ func (sm *sim) deliver(ctx context.Context, svc *Service) string {
 	}
 	var err error
 	switch ev.Type {
-	case optin.EventMessageAdded:
+	case conversation.EventMessageAdded:
 		_, _, err = svc.MessageAdded(ctx, ev)
-	case optin.EventDeliveryUpdated:
+	case conversation.EventDeliveryUpdated:
 		_, err = svc.DeliveryUpdated(ctx, ev)
-	case optin.EventStateUpdated:
+	case conversation.EventStateUpdated:
 		_, err = svc.StateUpdated(ctx, ev)
 	}
 	return fmt.Sprintf("webhook %s %s: %s", ev.Type, ev.MessageSid, errText(err))
@@ -1070,9 +1070,9 @@ func (sm *sim) settle() {
 	for round := range 6 {
 		// The opt-ins cut off run again until they finish (once their chat's start has).
 		for _, conv := range slices.Sorted(maps.Keys(sm.answering)) {
-			err := svc.Advance(ctx, conv, optin.StageConnecting, sm.answering[conv], nil)
+			err := svc.Advance(ctx, conv, conversation.StageConnecting, sm.answering[conv], nil)
 			if err == nil {
-				err = svc.Advance(ctx, conv, optin.StageConnected, sm.answering[conv], nil)
+				err = svc.Advance(ctx, conv, conversation.StageConnected, sm.answering[conv], nil)
 			}
 			if err == nil {
 				delete(sm.answering, conv)

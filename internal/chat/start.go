@@ -11,7 +11,7 @@ import (
 	"github.com/rs/zerolog"
 	"go.opentelemetry.io/otel/codes"
 
-	"github.com/optinkit/optin/internal/optin"
+	"github.com/optinkit/optin/internal/conversation"
 	"github.com/optinkit/optin/internal/pii"
 	"github.com/optinkit/optin/internal/twiliocall"
 )
@@ -30,7 +30,7 @@ func (s *Service) Start(ctx context.Context, r StartRequest) (c Chat, created bo
 	}
 	existing, fresh, err := s.store.Create(ctx, c)
 	if err != nil {
-		return Chat{}, false, fmt.Errorf("%w: creating chat %s: %w", ErrUnavailable, c.ID, err)
+		return Chat{}, false, fmt.Errorf("%w: creating chat %s: %w", conversation.ErrUnavailable, c.ID, err)
 	}
 	if !fresh {
 		if existing.Fingerprint != c.Fingerprint {
@@ -46,7 +46,7 @@ func (s *Service) Start(ctx context.Context, r StartRequest) (c Chat, created bo
 	owner := newOwner()
 	locked, err := s.store.Lock(ctx, c.ID, owner, s.cfg.StartBudget+leaseMargin)
 	if err != nil {
-		return Chat{}, false, fmt.Errorf("%w: locking chat %s: %w", ErrUnavailable, c.ID, err)
+		return Chat{}, false, fmt.Errorf("%w: locking chat %s: %w", conversation.ErrUnavailable, c.ID, err)
 	}
 	if !locked {
 		return s.awaitStart(ctx, c.ID)
@@ -55,7 +55,7 @@ func (s *Service) Start(ctx context.Context, r StartRequest) (c Chat, created bo
 	defer func() { _ = s.store.Unlock(context.WithoutCancel(ctx), id, owner) }()
 	// The lease may have been taken after another call finished the start, or an end: read again.
 	if c, err = s.store.Get(ctx, c.ID); err != nil {
-		return Chat{}, false, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return Chat{}, false, fmt.Errorf("%w: %w", conversation.ErrUnavailable, err)
 	}
 	ctx = zerolog.Ctx(ctx).With().Str("chat_id", c.ID).Logger().WithContext(ctx)
 	if c.State != StateStarting {
@@ -194,7 +194,7 @@ func (s *Service) createConversation(ctx context.Context, c Chat) (string, error
 // invite sends the customer the invitation, authored by the rider so that only the customer gets it;
 // with look set it first looks for the one an earlier attempt sent.
 func (s *Service) invite(ctx context.Context, c Chat, look bool) (string, error) {
-	m := optin.Message{Author: c.Rider.Address, Attributes: chatMarker(c.ID, "step", stepInvite)}
+	m := conversation.Message{Author: c.Rider.Address, Attributes: chatMarker(c.ID, "step", stepInvite)}
 	if c.Invite.ContentSid != "" && c.Customer.Channel() == ChannelSMS {
 		// A WhatsApp template means nothing on SMS: an SMS customer gets the invitation as text.
 		m.Body = s.smsInvite(c)
@@ -275,7 +275,7 @@ func (s *Service) runStart(ctx context.Context, c Chat, resumed bool) (Chat, err
 			return nil
 		})
 		if err != nil {
-			return Chat{}, fmt.Errorf("%w: recording step %s: %w", ErrUnavailable, name, err)
+			return Chat{}, fmt.Errorf("%w: recording step %s: %w", conversation.ErrUnavailable, name, err)
 		}
 		if c.State.Final() {
 			return s.overtaken(ctx, c)
@@ -330,10 +330,10 @@ func (s *Service) refused(ctx context.Context, c Chat, step string, code int, te
 	if c.ConversationSid == "" {
 		// Forgotten only once it holds nothing: a repeated start tries again.
 		if rerr := s.release(ctx, c.ID); rerr != nil {
-			return Chat{}, fmt.Errorf("%w: freeing the numbers of a refused start: %w", ErrUnavailable, rerr)
+			return Chat{}, fmt.Errorf("%w: freeing the numbers of a refused start: %w", conversation.ErrUnavailable, rerr)
 		}
 		if derr := s.store.Delete(ctx, c.ID); derr != nil {
-			return Chat{}, fmt.Errorf("%w: forgetting chat %s: %w", ErrUnavailable, c.ID, derr)
+			return Chat{}, fmt.Errorf("%w: forgetting chat %s: %w", conversation.ErrUnavailable, c.ID, derr)
 		}
 		return Chat{}, terr
 	}
@@ -370,7 +370,7 @@ func (s *Service) armWebhook(ctx context.Context, conv string, filters []string,
 			}
 		}
 	}
-	return s.conv.CreateWebhook(ctx, conv, optin.Webhook{URL: s.cfg.WebhookURL, Method: webhookMethod, Filters: filters})
+	return s.conv.CreateWebhook(ctx, conv, conversation.Webhook{URL: s.cfg.WebhookURL, Method: webhookMethod, Filters: filters})
 }
 
 // span starts a span named name under ctx's, when tracing is on; end records a failure and ends it.

@@ -12,14 +12,14 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/optinkit/optin/internal/optin"
+	"github.com/optinkit/optin/internal/conversation"
 	"github.com/optinkit/optin/internal/signature"
 )
 
 type decideOnly struct{}
 
-func (decideOnly) Handle(context.Context, optin.Event) (optin.Decision, error) {
-	return optin.Decision{Outcome: optin.OutcomeDuplicate}, nil
+func (decideOnly) Handle(context.Context, conversation.Event) (conversation.Decision, error) {
+	return conversation.Decision{Outcome: conversation.OutcomeDuplicate}, nil
 }
 
 // BenchmarkWebhookPOST is a signed form webhook through the real router, middleware and logging

@@ -10,6 +10,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/optinkit/optin/internal/chat"
+	"github.com/optinkit/optin/internal/conversation"
 	"github.com/optinkit/optin/internal/numberpool"
 )
 
@@ -173,7 +174,7 @@ func handlePools(pools Pools) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		usage, err := pools.Usage(r.Context())
 		if err != nil {
-			writeProblem(w, r, fmt.Errorf("%w: %w", chat.ErrUnavailable, err))
+			writeProblem(w, r, fmt.Errorf("%w: %w", conversation.ErrUnavailable, err))
 			return
 		}
 		byChannel := map[string]*poolView{}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/optinkit/optin/internal/conversation"
 	"github.com/optinkit/optin/internal/optin"
 	"github.com/optinkit/optin/internal/signature"
 )
@@ -33,13 +34,13 @@ const token = "authtoken0000000000000000000001"
 // fakeFlows records events and answers as told.
 type fakeFlows struct {
 	mu     sync.Mutex
-	events []optin.Event
-	answer optin.Decision
+	events []conversation.Event
+	answer conversation.Decision
 	err    error
 }
 
 // reset forgets the events seen so far.
-func (f *fakeFlows) reset() []optin.Event {
+func (f *fakeFlows) reset() []conversation.Event {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	seen := f.events
@@ -47,15 +48,15 @@ func (f *fakeFlows) reset() []optin.Event {
 	return seen
 }
 
-func (f *fakeFlows) Handle(_ context.Context, ev optin.Event) (optin.Decision, error) {
+func (f *fakeFlows) Handle(_ context.Context, ev conversation.Event) (conversation.Decision, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.events = append(f.events, ev)
 	if f.err != nil {
-		return optin.Decision{}, f.err
+		return conversation.Decision{}, f.err
 	}
 	if err := ev.Validate(); err != nil {
-		return optin.Decision{}, err
+		return conversation.Decision{}, err
 	}
 	return f.answer, nil
 }
@@ -91,7 +92,7 @@ type env struct {
 
 func newEnv(t testing.TB, urls SignedURL) *env {
 	t.Helper()
-	e := &env{flows: &fakeFlows{answer: optin.Decision{Outcome: optin.OutcomeAccepted}}, ready: true, logs: &bytes.Buffer{}, rec: &outcomes{}}
+	e := &env{flows: &fakeFlows{answer: conversation.Decision{Outcome: conversation.OutcomeAccepted}}, ready: true, logs: &bytes.Buffer{}, rec: &outcomes{}}
 	e.h = e.router(t, e.flows, urls)
 	return e
 }
@@ -129,7 +130,7 @@ var event = url.Values{
 	"Source":          {"WHATSAPP"},
 }
 
-var wantEvent = optin.Event{Type: "onMessageAdded", ConversationSid: "CH00000000000000000000000000000001", MessageSid: msg1,
+var wantEvent = conversation.Event{Type: "onMessageAdded", ConversationSid: "CH00000000000000000000000000000001", MessageSid: msg1,
 	Author: "whatsapp:+15550001111", Body: "Yes", ParticipantSid: "MB1", RetryCount: "0"}
 
 const target = "http://example.com/webhooks/conversations"
@@ -299,11 +300,11 @@ func TestRejectionLogIsBounded(t *testing.T) {
 // blockingFlows holds Handle until its context ends, as a call to a stalled Redis would.
 type blockingFlows struct{ deadline chan time.Duration }
 
-func (b blockingFlows) Handle(ctx context.Context, _ optin.Event) (optin.Decision, error) {
+func (b blockingFlows) Handle(ctx context.Context, _ conversation.Event) (conversation.Decision, error) {
 	d, _ := ctx.Deadline()
 	b.deadline <- time.Until(d)
 	<-ctx.Done()
-	return optin.Decision{}, fmt.Errorf("claiming: %w: %w", optin.ErrUnavailable, ctx.Err())
+	return conversation.Decision{}, fmt.Errorf("claiming: %w: %w", conversation.ErrUnavailable, ctx.Err())
 }
 
 // The state the webhook waits for has a budget inside Twilio's 5 s: past it, 503.
@@ -347,7 +348,7 @@ func TestNewRouterRequiresItsDependencies(t *testing.T) {
 
 func TestWebhookAnswersDecision(t *testing.T) {
 	e := newEnv(t, SignedURL{})
-	e.flows.answer = optin.Decision{Outcome: optin.OutcomeIgnored, Reason: optin.ReasonNotCustomer}
+	e.flows.answer = conversation.Decision{Outcome: conversation.OutcomeIgnored, Reason: optin.ReasonNotCustomer}
 	if code, body := e.do(signedPOST(event)); code != 200 || body != `{"outcome":"ignored","reason":"not_customer"}` {
 		t.Errorf("got %d %s", code, body)
 	}
@@ -356,7 +357,7 @@ func TestWebhookAnswersDecision(t *testing.T) {
 	if code != 500 || body != `{"error":"internal error"}` {
 		t.Errorf("got %d %s", code, body)
 	}
-	e.flows.err = fmt.Errorf("claiming: %w: %w", optin.ErrUnavailable, errors.New("dial tcp 10.0.0.1:6379: refused"))
+	e.flows.err = fmt.Errorf("claiming: %w: %w", conversation.ErrUnavailable, errors.New("dial tcp 10.0.0.1:6379: refused"))
 	code, body = e.do(signedPOST(event))
 	if code != 503 || body != `{"error":"temporarily unavailable"}` {
 		t.Errorf("got %d %s", code, body)
@@ -485,7 +486,9 @@ func TestPanicIs500(t *testing.T) {
 
 type panicky struct{}
 
-func (panicky) Handle(context.Context, optin.Event) (optin.Decision, error) { panic("boom") }
+func (panicky) Handle(context.Context, conversation.Event) (conversation.Decision, error) {
+	panic("boom")
+}
 
 // A flood of forged requests is a trickle of log lines: a few a second, each saying how many were not
 // logged before it, and no access-log line per refusal; the counter still counts every one.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/optinkit/optin/internal/conversation"
 	"github.com/optinkit/optin/internal/optin"
 	"github.com/optinkit/optin/internal/queue/inproc"
 	"github.com/optinkit/optin/internal/signature"
@@ -22,15 +23,17 @@ import (
 // instant is Twilio answering every call at once.
 type instant struct{}
 
-func (instant) CreateMessage(context.Context, string, optin.Message) (string, error) {
+func (instant) CreateMessage(context.Context, string, conversation.Message) (string, error) {
 	return "IM00000000000000000000000000000009", nil
 }
-func (instant) RecentMessages(context.Context, string, int) ([]optin.PostedMessage, error) {
+func (instant) RecentMessages(context.Context, string, int) ([]conversation.PostedMessage, error) {
 	return nil, nil
 }
-func (instant) ScopedWebhooks(context.Context, string) ([]optin.Webhook, error) { return nil, nil }
-func (instant) DeleteWebhook(context.Context, string, string) error             { return nil }
-func (instant) CloseConversation(context.Context, string) error                 { return nil }
+func (instant) ScopedWebhooks(context.Context, string) ([]conversation.Webhook, error) {
+	return nil, nil
+}
+func (instant) DeleteWebhook(context.Context, string, string) error { return nil }
+func (instant) CloseConversation(context.Context, string) error     { return nil }
 
 // benchRouter is the real router on the real flow, in-memory state and queue, against instant Twilio.
 func benchRouter(b *testing.B) http.Handler {

@@ -10,8 +10,8 @@ import (
 	"github.com/rs/zerolog/hlog"
 
 	"github.com/optinkit/optin/internal/chat"
+	"github.com/optinkit/optin/internal/conversation"
 	"github.com/optinkit/optin/internal/metrics"
-	"github.com/optinkit/optin/internal/optin"
 	"github.com/optinkit/optin/internal/pii"
 )
 
@@ -92,7 +92,7 @@ var failures = []struct {
 	{err: errTooManyAttempts, failure: failure{status: http.StatusTooManyRequests, slug: "too-many-attempts", title: "too many failed attempts; wait as Retry-After says"}},
 	{err: errMalformed, failure: failure{status: http.StatusBadRequest, slug: "malformed", title: "malformed request", detail: true, outcome: metrics.Malformed}},
 	{err: errMediaType, failure: failure{status: http.StatusUnsupportedMediaType, slug: "unsupported-media-type", title: "the body must be application/json"}},
-	{err: optin.ErrInvalidEvent, failure: failure{status: http.StatusBadRequest, slug: "malformed", title: "invalid event", detail: true, outcome: metrics.Malformed}},
+	{err: conversation.ErrInvalidEvent, failure: failure{status: http.StatusBadRequest, slug: "malformed", title: "invalid event", detail: true, outcome: metrics.Malformed}},
 	{match: isType[*chat.ValidationError], failure: failure{status: http.StatusUnprocessableEntity, slug: "validation", title: "invalid request", detail: true}},
 	{err: chat.ErrNotFound, failure: failure{status: http.StatusNotFound, slug: "not-found", title: "no such chat"}},
 	{err: chat.ErrConflict, failure: failure{status: http.StatusConflict, slug: "id-conflict", title: "chat id already used with a different request"}},
@@ -102,8 +102,7 @@ var failures = []struct {
 	// 5xx answers say nothing of their cause (Twilio URLs, dial errors, Redis addresses): it is in the
 	// log line of the request's X-Request-Id.
 	{err: chat.ErrBusy, failure: failure{status: http.StatusServiceUnavailable, slug: "busy", title: "not finished yet; repeat the call", logged: true}},
-	{err: optin.ErrUnavailable, failure: failure{status: http.StatusServiceUnavailable, slug: "unavailable", title: "temporarily unavailable", outcome: metrics.Unavailable, logged: true}},
-	{err: chat.ErrUnavailable, failure: failure{status: http.StatusServiceUnavailable, slug: "unavailable", title: "temporarily unavailable", logged: true}},
+	{err: conversation.ErrUnavailable, failure: failure{status: http.StatusServiceUnavailable, slug: "unavailable", title: "temporarily unavailable", outcome: metrics.Unavailable, logged: true}},
 	{failure: failure{status: http.StatusInternalServerError, slug: "internal", title: "internal error", outcome: metrics.Failed, logged: true}},
 }
 

@@ -18,6 +18,7 @@ import (
 	twilio "github.com/twilio/twilio-go/twiml"
 
 	"github.com/optinkit/optin/internal/chat"
+	"github.com/optinkit/optin/internal/conversation"
 	"github.com/optinkit/optin/internal/metrics"
 	"github.com/optinkit/optin/internal/signature"
 )
@@ -166,7 +167,7 @@ func TestVoiceRefuses(t *testing.T) {
 		assertTwiML(t, e.do(signedVoice(voiceURL, incoming())), refusedTwiML)
 	}
 	e := newVoiceEnv(t, whisper)
-	e.calls.routeErr = fmt.Errorf("%w: redis down", chat.ErrUnavailable)
+	e.calls.routeErr = fmt.Errorf("%w: redis down", conversation.ErrUnavailable)
 	assertTwiML(t, e.do(signedVoice(voiceURL, incoming())), sorryTwiML)
 	if !strings.Contains(e.logs.String(), "call not routed") || strings.Contains(e.logs.String(), "+1555") {
 		t.Errorf("log %s", e.logs)
@@ -270,7 +271,7 @@ func TestVoiceStatus(t *testing.T) {
 	e.calls.endErr = chat.ErrNotFound
 	assertTwiML(t, e.do(signedVoice(statusURL, params)), hangupTwiML)
 	// The store down: 503, so that a retry may record it.
-	e.calls.endErr = fmt.Errorf("%w: redis down", chat.ErrUnavailable)
+	e.calls.endErr = fmt.Errorf("%w: redis down", conversation.ErrUnavailable)
 	if w := e.do(signedVoice(statusURL, params)); w.Code != http.StatusServiceUnavailable {
 		t.Errorf("store down: %d %s", w.Code, w.Body)
 	}

@@ -15,8 +15,8 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/rs/zerolog/hlog"
 
+	"github.com/optinkit/optin/internal/conversation"
 	"github.com/optinkit/optin/internal/metrics"
-	"github.com/optinkit/optin/internal/optin"
 	"github.com/optinkit/optin/internal/signature"
 )
 
@@ -30,32 +30,32 @@ const stateBudget = 2 * time.Second
 
 // Flows is what the webhook needs of the opt-in.
 type Flows interface {
-	Handle(ctx context.Context, ev optin.Event) (optin.Decision, error)
+	Handle(ctx context.Context, ev conversation.Event) (conversation.Decision, error)
 }
 
 // Lifecycle is what the webhook tells the chats started through the API: that Twilio closed a
 // chat's conversation, each message written in it, and each message's delivery.
 type Lifecycle interface {
-	StateUpdated(ctx context.Context, ev optin.Event) (optin.Decision, error)
+	StateUpdated(ctx context.Context, ev conversation.Event) (conversation.Decision, error)
 	// MessageAdded takes a chat's message; taken is false when the opt-in decides it instead.
-	MessageAdded(ctx context.Context, ev optin.Event) (d optin.Decision, taken bool, err error)
-	DeliveryUpdated(ctx context.Context, ev optin.Event) (optin.Decision, error)
+	MessageAdded(ctx context.Context, ev conversation.Event) (d conversation.Decision, taken bool, err error)
+	DeliveryUpdated(ctx context.Context, ev conversation.Event) (conversation.Decision, error)
 }
 
 // dispatch hands the event to whom it concerns: a chat's lifecycle, or the opt-in.
-func dispatch(ctx context.Context, flows Flows, l Lifecycle, ev optin.Event) (optin.Decision, error) {
+func dispatch(ctx context.Context, flows Flows, l Lifecycle, ev conversation.Event) (conversation.Decision, error) {
 	if l == nil {
 		return flows.Handle(ctx, ev)
 	}
 	if err := ev.Validate(); err != nil {
-		return optin.Decision{}, err
+		return conversation.Decision{}, err
 	}
 	switch ev.Type {
-	case optin.EventStateUpdated:
+	case conversation.EventStateUpdated:
 		return l.StateUpdated(ctx, ev)
-	case optin.EventDeliveryUpdated:
+	case conversation.EventDeliveryUpdated:
 		return l.DeliveryUpdated(ctx, ev)
-	case optin.EventMessageAdded:
+	case conversation.EventMessageAdded:
 		if ev.Author != "" && ev.Author != "system" {
 			d, taken, err := l.MessageAdded(ctx, ev)
 			if err != nil || taken {
@@ -209,7 +209,7 @@ func handleConversationsWebhook(flows Flows, lifecycle Lifecycle, pre *preEvent,
 			pre.serve(w, r, params)
 			return
 		}
-		ev := optin.Event{
+		ev := conversation.Event{
 			Type:            params.Get("EventType"),
 			ConversationSid: params.Get("ConversationSid"),
 			MessageSid:      params.Get("MessageSid"),
@@ -233,7 +233,7 @@ func handleConversationsWebhook(flows Flows, lifecycle Lifecycle, pre *preEvent,
 		}
 		rec.Webhook(decisionOutcome[d.Outcome])
 		line := hlog.FromRequest(r).Info()
-		if ev.Type == optin.EventDeliveryUpdated && d.Outcome == optin.OutcomeIgnored {
+		if ev.Type == conversation.EventDeliveryUpdated && d.Outcome == conversation.OutcomeIgnored {
 			// A report for every delivery, read and send of every message: only the failures matter.
 			line = hlog.FromRequest(r).Debug()
 		}
@@ -253,11 +253,11 @@ func handleConversationsWebhook(flows Flows, lifecycle Lifecycle, pre *preEvent,
 	})
 }
 
-var decisionOutcome = map[optin.Outcome]string{
-	optin.OutcomeAccepted:  metrics.Processed,
-	optin.OutcomeDuplicate: metrics.Duplicate,
-	optin.OutcomeIgnored:   metrics.Ignored,
-	optin.OutcomeRelayed:   metrics.Processed,
+var decisionOutcome = map[conversation.Outcome]string{
+	conversation.OutcomeAccepted:  metrics.Processed,
+	conversation.OutcomeDuplicate: metrics.Duplicate,
+	conversation.OutcomeIgnored:   metrics.Ignored,
+	conversation.OutcomeRelayed:   metrics.Processed,
 }
 
 // twilioForms checks Twilio's form requests beside the conversations webhook (a call, a message to a

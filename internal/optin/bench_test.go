@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"testing"
+
+	"github.com/optinkit/optin/internal/conversation"
 )
 
 type nopQueue struct{}
@@ -23,7 +25,7 @@ func BenchmarkOptIn(b *testing.B) {
 	for b.Loop() {
 		i++
 		conv := fmt.Sprintf("CH%032x", i)
-		if _, err := svc.Handle(b.Context(), Event{Type: EventMessageAdded, ConversationSid: conv, MessageSid: msg1, Author: customer, Body: "Yes"}); err != nil {
+		if _, err := svc.Handle(b.Context(), conversation.Event{Type: conversation.EventMessageAdded, ConversationSid: conv, MessageSid: msg1, Author: customer, Body: "Yes"}); err != nil {
 			b.Fatal(err)
 		}
 		if err := svc.Work(b.Context(), conv); err != nil {

@@ -6,13 +6,15 @@ import (
 	"maps"
 	"slices"
 	"sync"
+
+	"github.com/optinkit/optin/internal/conversation"
 )
 
 // fakeConversations records every call and fails as scripted.
 type fakeConversations struct {
 	mu       sync.Mutex
 	created  []createCall
-	messages []PostedMessage // what the conversation holds, newest last
+	messages []conversation.PostedMessage // what the conversation holds, newest last
 	webhooks []string
 	// lifecycle marks webhooks armed for onConversationStateUpdated only.
 	lifecycle map[string]bool
@@ -34,7 +36,7 @@ type fakeConversations struct {
 
 type createCall struct {
 	Conversation string
-	Message      Message
+	Message      conversation.Message
 }
 
 type scripted struct {
@@ -53,7 +55,7 @@ func stepOf(attributes string) string {
 	return d.OptIn.Step
 }
 
-func (f *fakeConversations) CreateMessage(ctx context.Context, conv string, m Message) (string, error) {
+func (f *fakeConversations) CreateMessage(ctx context.Context, conv string, m conversation.Message) (string, error) {
 	if f.block != nil {
 		select {
 		case <-f.block:
@@ -69,42 +71,42 @@ func (f *fakeConversations) CreateMessage(ctx context.Context, conv string, m Me
 	if q := f.failCreate[step]; len(q) > 0 {
 		f.failCreate[step] = q[1:]
 		if q[0].applied {
-			f.messages = append(f.messages, PostedMessage{Sid: sid, Attributes: m.Attributes})
+			f.messages = append(f.messages, conversation.PostedMessage{Sid: sid, Attributes: m.Attributes})
 		}
 		return "", q[0].err
 	}
-	f.messages = append(f.messages, PostedMessage{Sid: sid, Attributes: m.Attributes})
+	f.messages = append(f.messages, conversation.PostedMessage{Sid: sid, Attributes: m.Attributes})
 	return sid, nil
 }
 
-func (f *fakeConversations) RecentMessages(_ context.Context, _ string, limit int) ([]PostedMessage, error) {
+func (f *fakeConversations) RecentMessages(_ context.Context, _ string, limit int) ([]conversation.PostedMessage, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.recent++
 	if err := pop(&f.failRecent); err != nil {
 		return nil, err
 	}
-	var out []PostedMessage
+	var out []conversation.PostedMessage
 	for i := len(f.messages) - 1; i >= 0 && len(out) < limit; i-- {
 		out = append(out, f.messages[i])
 	}
 	return out, nil
 }
 
-func (f *fakeConversations) ScopedWebhooks(context.Context, string) ([]Webhook, error) {
+func (f *fakeConversations) ScopedWebhooks(context.Context, string) ([]conversation.Webhook, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.lists++
 	if err := pop(&f.failList); err != nil {
 		return nil, err
 	}
-	var out []Webhook
+	var out []conversation.Webhook
 	for _, sid := range f.webhooks {
-		filters := []string{EventMessageAdded}
+		filters := []string{conversation.EventMessageAdded}
 		if f.lifecycle[sid] {
 			filters = []string{"onConversationStateUpdated"}
 		}
-		out = append(out, Webhook{Sid: sid, Filters: filters})
+		out = append(out, conversation.Webhook{Sid: sid, Filters: filters})
 	}
 	return out, nil
 }

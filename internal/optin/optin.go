@@ -7,96 +7,9 @@ package optin
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
-	"github.com/optinkit/optin/internal/twiliocall"
-)
-
-// EventMessageAdded is the only Conversations event the flow acts on.
-const EventMessageAdded = "onMessageAdded"
-
-// EventStateUpdated tells that a conversation's state changed (a chat's lifecycle webhook asks for it).
-const EventStateUpdated = "onConversationStateUpdated"
-
-// EventDeliveryUpdated tells a message's delivery to one participant (a chat's lifecycle webhook asks
-// for it).
-const EventDeliveryUpdated = "onDeliveryUpdated"
-
-// Event is one Conversations webhook delivery, reduced to what the flow reads.
-type Event struct {
-	Type            string
-	ConversationSid string
-	MessageSid      string
-	Author          string
-	Body            string
-	ParticipantSid  string
-	// RetryCount is Twilio's own redelivery counter, kept for the logs.
-	RetryCount string
-	// StateTo and StateReason (API, TIMER or EVENT) come with onConversationStateUpdated.
-	StateTo, StateReason string
-	// DateCreated is when Twilio created the message (onMessageAdded), in Twilio's clock; zero when
-	// absent or malformed.
-	DateCreated time.Time
-	// Status and ErrorCode come with onDeliveryUpdated: the delivery's status (sent, delivered, read,
-	// failed, undelivered) to ParticipantSid, and Twilio's error code when it failed.
-	Status    string
-	ErrorCode int
-}
-
-// ErrInvalidEvent marks an event that cannot be acted on because a field it needs is missing or malformed.
-var ErrInvalidEvent = errors.New("invalid event")
-
-// Validate reports what an onMessageAdded event lacks. Its SIDs end up in REST paths and store keys, so
-// they must have Twilio's shape: two letters and 32 hexadecimal digits. Other event types need nothing.
-func (e Event) Validate() error {
-	if (e.Type == EventStateUpdated || e.Type == EventDeliveryUpdated) && !IsSid("CH", e.ConversationSid) {
-		return fmt.Errorf("%w: ConversationSid is not CH followed by 32 hexadecimal digits", ErrInvalidEvent)
-	}
-	if e.Type == EventDeliveryUpdated && !IsSid("IM", e.MessageSid) {
-		return fmt.Errorf("%w: MessageSid is not IM followed by 32 hexadecimal digits", ErrInvalidEvent)
-	}
-	if e.Type != EventMessageAdded {
-		return nil
-	}
-	switch {
-	case e.ConversationSid == "":
-		return fmt.Errorf("%w: ConversationSid is missing", ErrInvalidEvent)
-	case !IsSid("CH", e.ConversationSid):
-		return fmt.Errorf("%w: ConversationSid is not CH followed by 32 hexadecimal digits", ErrInvalidEvent)
-	case e.MessageSid == "":
-		return fmt.Errorf("%w: MessageSid is missing", ErrInvalidEvent)
-	case !IsSid("IM", e.MessageSid):
-		return fmt.Errorf("%w: MessageSid is not IM followed by 32 hexadecimal digits", ErrInvalidEvent)
-	}
-	return nil
-}
-
-// IsSid reports whether s is a Twilio SID of the given two-letter prefix: the prefix and 32 hex digits.
-func IsSid(prefix, s string) bool {
-	if len(s) != 34 || s[:2] != prefix {
-		return false
-	}
-	for _, c := range []byte(s[2:]) {
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
-			return false
-		}
-	}
-	return true
-}
-
-// Outcome says what the service did with an event.
-type Outcome string
-
-const (
-	// OutcomeAccepted: the event started the conversation's opt-in.
-	OutcomeAccepted Outcome = "accepted"
-	// OutcomeDuplicate: a repeated delivery of the message that started the opt-in.
-	OutcomeDuplicate Outcome = "duplicate"
-	// OutcomeIgnored: nothing to do; Decision.Reason says why.
-	OutcomeIgnored Outcome = "ignored"
-	// OutcomeRelayed: a message or delivery of a connected chat, taken by the chat.
-	OutcomeRelayed Outcome = "relayed"
+	"github.com/optinkit/optin/internal/conversation"
 )
 
 // Reasons an event is ignored.
@@ -110,12 +23,6 @@ const (
 	// ReasonNotYet: a chat's rider wrote before the customer answered.
 	ReasonNotYet = "customer_not_answered"
 )
-
-// Decision is the answer to one event.
-type Decision struct {
-	Outcome Outcome
-	Reason  string
-}
 
 // State is where a conversation's opt-in stands.
 type State string
@@ -186,17 +93,6 @@ type Worker interface {
 	GiveUp(ctx context.Context, conversationSid string, cause error) error
 }
 
-// Stage is a point of a chat's opt-in that the chat is told of.
-type Stage string
-
-const (
-	StageConnecting Stage = "connecting"
-	StageConnected  Stage = "connected"
-	StageDeclined   Stage = "declined"
-	StageOptedOut   Stage = "opted_out"
-	StageFailed     Stage = "failed"
-)
-
 // Chats tells the flow about conversations started through the chats API; a conversation armed by hand
 // has no chat, and its customer is whoever writes first (the guide's rule).
 type Chats interface {
@@ -206,7 +102,7 @@ type Chats interface {
 	// Advance records that the conversation's chat reached stage; answer is the customer's message
 	// that answered the invitation; cause, for StageFailed, says why (a *CallError in its chain
 	// carries Twilio's code).
-	Advance(ctx context.Context, conversationSid string, stage Stage, answer string, cause error) error
+	Advance(ctx context.Context, conversationSid string, stage conversation.Stage, answer string, cause error) error
 }
 
 // Observer is told what the flow does, for metrics. Config.Observer may be nil.
@@ -222,40 +118,15 @@ func (noObserver) StepFinished(string, string, time.Duration) {}
 func (noObserver) FlowFinished(State)                         {}
 func (noObserver) Retry(string)                               {}
 
-// ErrUnavailable marks a failure of the service's own state (store or queue): the event was not
-// accepted and may be delivered again.
-var ErrUnavailable = errors.New("temporarily unavailable")
-
-// Message is a message the flow creates. Author empty means a system message.
-type Message struct {
-	Author           string
-	Body             string
-	ContentSid       string
-	ContentVariables string
-	Attributes       string
-	// MediaSid attaches media uploaded for this message (Twilio takes one per message, and a media
-	// SID only once: a copy of a message with media gets a copy of the media, see chat's CopyMedia).
-	MediaSid string
-}
-
-// PostedMessage is a message already in a conversation, as a search for a step's marker sees it.
-type PostedMessage = twiliocall.Posted
-
 // Conversations is what the flow needs of Twilio Conversations. Adapters report failed calls as
 // *twiliocall.CallError.
 type Conversations interface {
-	CreateMessage(ctx context.Context, conversationSid string, m Message) (sid string, err error)
+	CreateMessage(ctx context.Context, conversationSid string, m conversation.Message) (sid string, err error)
 	// RecentMessages returns up to limit of the conversation's newest messages.
-	RecentMessages(ctx context.Context, conversationSid string, limit int) ([]PostedMessage, error)
+	RecentMessages(ctx context.Context, conversationSid string, limit int) ([]conversation.PostedMessage, error)
 	// ScopedWebhooks returns every conversation-scoped webhook, across all pages.
-	ScopedWebhooks(ctx context.Context, conversationSid string) ([]Webhook, error)
+	ScopedWebhooks(ctx context.Context, conversationSid string) ([]conversation.Webhook, error)
 	DeleteWebhook(ctx context.Context, conversationSid, webhookSid string) error
 	// CloseConversation sets the conversation's state to closed, which frees its address pairs.
 	CloseConversation(ctx context.Context, conversationSid string) error
-}
-
-// Webhook is a conversation-scoped webhook.
-type Webhook struct {
-	Sid, URL, Method string
-	Filters          []string
 }

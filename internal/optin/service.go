@@ -11,6 +11,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/optinkit/optin/internal/conversation"
 	"github.com/optinkit/optin/internal/pii"
 	"github.com/optinkit/optin/internal/twiliocall"
 )
@@ -93,15 +94,15 @@ func NewService(conv Conversations, store Store, queue Queue, cfg Config) (*Serv
 
 // Handle decides what ev means and, when it is the customer's first reply, starts the opt-in.
 // A nil error means the decision is durable: accepted work will be done.
-func (s *Service) Handle(ctx context.Context, ev Event) (Decision, error) {
+func (s *Service) Handle(ctx context.Context, ev conversation.Event) (conversation.Decision, error) {
 	if err := ev.Validate(); err != nil {
-		return Decision{}, err
+		return conversation.Decision{}, err
 	}
-	if ev.Type != EventMessageAdded {
-		return Decision{Outcome: OutcomeIgnored, Reason: ReasonEventType}, nil
+	if ev.Type != conversation.EventMessageAdded {
+		return conversation.Decision{Outcome: conversation.OutcomeIgnored, Reason: ReasonEventType}, nil
 	}
 	if ev.Author == "" || ev.Author == "system" {
-		return Decision{Outcome: OutcomeIgnored, Reason: ReasonNoAuthor}, nil
+		return conversation.Decision{Outcome: conversation.OutcomeIgnored, Reason: ReasonNoAuthor}, nil
 	}
 	f := Flow{
 		ConversationSid: ev.ConversationSid,
@@ -114,37 +115,37 @@ func (s *Service) Handle(ctx context.Context, ev Event) (Decision, error) {
 	if s.cfg.Chats != nil {
 		customer, _, ok, err := s.cfg.Chats.Parties(ctx, ev.ConversationSid)
 		if err != nil {
-			return Decision{}, fmt.Errorf("looking up the chat of %s: %w: %w", ev.ConversationSid, ErrUnavailable, err)
+			return conversation.Decision{}, fmt.Errorf("looking up the chat of %s: %w: %w", ev.ConversationSid, conversation.ErrUnavailable, err)
 		}
 		if ok {
 			// The service knows the customer: only their reply advances the chat, and it says yes or no.
 			if ev.Author != customer {
 				zerolog.Ctx(ctx).Info().Str("conversation_sid", ev.ConversationSid).Msg("a chat's rider wrote before the customer answered; ignored")
-				return Decision{Outcome: OutcomeIgnored, Reason: ReasonNotYet}, nil
+				return conversation.Decision{Outcome: conversation.OutcomeIgnored, Reason: ReasonNotYet}, nil
 			}
 			f.Chat, f.Answer = true, s.cfg.Consent.Read(ev.Body)
 		}
 	}
 	existing, claimed, err := s.store.Claim(ctx, f)
 	if err != nil {
-		return Decision{}, fmt.Errorf("claiming conversation %s: %w: %w", ev.ConversationSid, ErrUnavailable, err)
+		return conversation.Decision{}, fmt.Errorf("claiming conversation %s: %w: %w", ev.ConversationSid, conversation.ErrUnavailable, err)
 	}
 	if claimed {
 		if err := s.enqueue(ctx, ev.ConversationSid); err != nil {
-			return Decision{}, err
+			return conversation.Decision{}, err
 		}
 		// Answered 2xx, Twilio does not deliver again: the claim and its work must outlive a failover.
 		if err := s.store.Sync(ctx); err != nil {
-			return Decision{}, fmt.Errorf("making conversation %s durable: %w: %w", ev.ConversationSid, ErrUnavailable, err)
+			return conversation.Decision{}, fmt.Errorf("making conversation %s durable: %w: %w", ev.ConversationSid, conversation.ErrUnavailable, err)
 		}
-		return Decision{Outcome: OutcomeAccepted}, nil
+		return conversation.Decision{Outcome: conversation.OutcomeAccepted}, nil
 	}
 	d := decideExisting(existing, ev)
 	// The claim may have outlived an enqueue that never happened (a crash in between); enqueuing again
 	// for a running flow is harmless and makes every answer for it durable.
 	if existing.State == StateRunning && existing.Customer == ev.Author {
 		if err := s.enqueue(ctx, ev.ConversationSid); err != nil {
-			return Decision{}, err
+			return conversation.Decision{}, err
 		}
 	}
 	return d, nil
@@ -152,23 +153,23 @@ func (s *Service) Handle(ctx context.Context, ev Event) (Decision, error) {
 
 func (s *Service) enqueue(ctx context.Context, conversationSid string) error {
 	if err := s.queue.Enqueue(ctx, conversationSid); err != nil {
-		return fmt.Errorf("queueing conversation %s: %w: %w", conversationSid, ErrUnavailable, err)
+		return fmt.Errorf("queueing conversation %s: %w: %w", conversationSid, conversation.ErrUnavailable, err)
 	}
 	return nil
 }
 
-func decideExisting(f Flow, ev Event) Decision {
+func decideExisting(f Flow, ev conversation.Event) conversation.Decision {
 	switch {
 	case f.Trigger == ev.MessageSid:
-		return Decision{Outcome: OutcomeDuplicate}
+		return conversation.Decision{Outcome: conversation.OutcomeDuplicate}
 	case f.Customer != ev.Author:
-		return Decision{Outcome: OutcomeIgnored, Reason: ReasonNotCustomer}
+		return conversation.Decision{Outcome: conversation.OutcomeIgnored, Reason: ReasonNotCustomer}
 	case f.State == StateDone:
-		return Decision{Outcome: OutcomeIgnored, Reason: ReasonCompleted}
+		return conversation.Decision{Outcome: conversation.OutcomeIgnored, Reason: ReasonCompleted}
 	case f.State == StateFailed:
-		return Decision{Outcome: OutcomeIgnored, Reason: ReasonFailed}
+		return conversation.Decision{Outcome: conversation.OutcomeIgnored, Reason: ReasonFailed}
 	default:
-		return Decision{Outcome: OutcomeIgnored, Reason: ReasonInProgress}
+		return conversation.Decision{Outcome: conversation.OutcomeIgnored, Reason: ReasonInProgress}
 	}
 }
 
@@ -191,7 +192,7 @@ func (s *Service) Work(ctx context.Context, conversationSid string) error {
 	}
 	start := s.now()
 	if f.Chat && f.Answer == AnswerConsent {
-		if err := s.advance(ctx, f, StageConnecting, nil); err != nil {
+		if err := s.advance(ctx, f, conversation.StageConnecting, nil); err != nil {
 			return err
 		}
 	}
@@ -242,7 +243,7 @@ func (s *Service) phases(f Flow, smsRider bool) [][]step {
 	// pass for another ending.
 	closing := []step{{StepClose, func(ctx context.Context) (string, error) { return "done", s.closeConversation(ctx, f) }}}
 	if f.Chat {
-		stage := map[Answer]Stage{AnswerDecline: StageDeclined, AnswerOptOut: StageOptedOut}[f.Answer]
+		stage := map[Answer]conversation.Stage{AnswerDecline: conversation.StageDeclined, AnswerOptOut: conversation.StageOptedOut}[f.Answer]
 		closing = []step{{StepClose, func(ctx context.Context) (string, error) {
 			return "done", s.advance(ctx, f, stage, nil)
 		}}}
@@ -256,7 +257,7 @@ func (s *Service) phases(f Flow, smsRider bool) [][]step {
 	switch f.Answer {
 	case AnswerDecline:
 		decline := step{StepDecline, func(ctx context.Context) (string, error) {
-			return s.createOnce(ctx, f, StepDecline, Message{Body: s.cfg.DeclineMessage}, cutOff)
+			return s.createOnce(ctx, f, StepDecline, conversation.Message{Body: s.cfg.DeclineMessage}, cutOff)
 		}}
 		return [][]step{append([]step{decline}, unhook...), closing}
 	case AnswerOptOut:
@@ -267,7 +268,7 @@ func (s *Service) phases(f Flow, smsRider bool) [][]step {
 		return [][]step{unhook, closing}
 	}
 	rider := s.cfg.RiderOptIn
-	riderMsg := Message{Author: f.Customer}
+	riderMsg := conversation.Message{Author: f.Customer}
 	if smsRider {
 		riderMsg.Body = cmp.Or(s.cfg.SMSRiderMessage, rider.Body)
 	} else if rider.ContentSid != "" {
@@ -277,7 +278,7 @@ func (s *Service) phases(f Flow, smsRider bool) [][]step {
 	}
 	return [][]step{append([]step{
 		{StepWait, func(ctx context.Context) (string, error) {
-			return s.createOnce(ctx, f, StepWait, Message{Body: s.cfg.WaitMessage}, cutOff)
+			return s.createOnce(ctx, f, StepWait, conversation.Message{Body: s.cfg.WaitMessage}, cutOff)
 		}},
 		{StepRider, func(ctx context.Context) (string, error) { return s.createOnce(ctx, f, StepRider, riderMsg, cutOff) }},
 	}, unhook...)}
@@ -329,7 +330,7 @@ func (s *Service) runPhase(ctx context.Context, f Flow, steps []step) (map[strin
 
 // advance tells the conversation's chat, if it has one, where it stands; a failure to tell it leaves
 // the flow unfinished, so that the next run tells it again.
-func (s *Service) advance(ctx context.Context, f Flow, stage Stage, cause error) error {
+func (s *Service) advance(ctx context.Context, f Flow, stage conversation.Stage, cause error) error {
 	if s.cfg.Chats == nil {
 		return nil
 	}
@@ -368,9 +369,9 @@ func (s *Service) finish(ctx context.Context, f Flow, state State, cause error, 
 	// The run's context may be ending (shutdown); recording the outcome still matters.
 	finishCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	stage := map[Answer]Stage{AnswerConsent: StageConnected, AnswerDecline: StageDeclined, AnswerOptOut: StageOptedOut}[f.Answer]
+	stage := map[Answer]conversation.Stage{AnswerConsent: conversation.StageConnected, AnswerDecline: conversation.StageDeclined, AnswerOptOut: conversation.StageOptedOut}[f.Answer]
 	if state == StateFailed {
-		stage = StageFailed
+		stage = conversation.StageFailed
 	}
 	if stage != "" {
 		if err := s.advance(finishCtx, f, stage, cause); err != nil {
@@ -400,9 +401,9 @@ func hasMarker(attributes, step, trigger string) bool {
 
 // createOnce creates m with the step's marker, once: after a failure whose effect is unknown — in this
 // run or, when lookFirst is set, in an earlier one — it first looks for the marker among recent messages.
-func (s *Service) createOnce(ctx context.Context, f Flow, step string, m Message, lookFirst bool) (string, error) {
+func (s *Service) createOnce(ctx context.Context, f Flow, step string, m conversation.Message, lookFirst bool) (string, error) {
 	m.Attributes = marker(step, f.Trigger)
-	recent := func(ctx context.Context, limit int) ([]PostedMessage, error) {
+	recent := func(ctx context.Context, limit int) ([]conversation.PostedMessage, error) {
 		return s.conv.RecentMessages(ctx, f.ConversationSid, limit)
 	}
 	sid, err := twiliocall.CreateOnce(ctx, s.cfg.Retry, s.cfg.Observer, step, lookFirst, recent,
@@ -418,7 +419,7 @@ func (s *Service) createOnce(ctx context.Context, f Flow, step string, m Message
 // removeWebhooks lists every scoped webhook of a conversation armed by hand, then deletes each, as in
 // the guide; a webhook already gone counts as deleted.
 func (s *Service) removeWebhooks(ctx context.Context, f Flow) error {
-	hooks, err := twiliocall.Retry(ctx, s.cfg.Retry, s.cfg.Observer, "list_webhooks", func(ctx context.Context) ([]Webhook, error) {
+	hooks, err := twiliocall.Retry(ctx, s.cfg.Retry, s.cfg.Observer, "list_webhooks", func(ctx context.Context) ([]conversation.Webhook, error) {
 		return s.conv.ScopedWebhooks(ctx, f.ConversationSid)
 	})
 	sids := make([]string, 0, len(hooks))

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/optinkit/optin/internal/conversation"
 	"github.com/optinkit/optin/internal/twiliocall"
 )
 
@@ -57,8 +58,8 @@ func newTestService(t *testing.T, fc *fakeConversations, mutate ...func(*Config)
 	return &testService{svc, q}, st
 }
 
-func reply(msgSid, author string) Event {
-	return Event{Type: EventMessageAdded, ConversationSid: conv, MessageSid: msgSid, Author: author, Body: "Yes"}
+func reply(msgSid, author string) conversation.Event {
+	return conversation.Event{Type: conversation.EventMessageAdded, ConversationSid: conv, MessageSid: msgSid, Author: author, Body: "Yes"}
 }
 
 func drain(t *testing.T, svc *testService) {
@@ -66,7 +67,7 @@ func drain(t *testing.T, svc *testService) {
 	svc.q.wg.Wait()
 }
 
-func mustHandle(t *testing.T, svc *testService, ev Event, want Decision) {
+func mustHandle(t *testing.T, svc *testService, ev conversation.Event, want conversation.Decision) {
 	t.Helper()
 	got, err := svc.Handle(t.Context(), ev)
 	if err != nil {
@@ -77,8 +78,8 @@ func mustHandle(t *testing.T, svc *testService, ev Event, want Decision) {
 	}
 }
 
-func byStep(calls []createCall) map[string][]Message {
-	out := map[string][]Message{}
+func byStep(calls []createCall) map[string][]conversation.Message {
+	out := map[string][]conversation.Message{}
 	for _, c := range calls {
 		out[stepOf(c.Message.Attributes)] = append(out[stepOf(c.Message.Attributes)], c.Message)
 	}
@@ -88,17 +89,17 @@ func byStep(calls []createCall) map[string][]Message {
 func TestOptInPerformsTheThreeSteps(t *testing.T) {
 	fc := &fakeConversations{webhooks: []string{"WH1", "WH2", "WH3", "WH4", "WH5", "WH6"}}
 	svc, st := newTestService(t, fc)
-	mustHandle(t, svc, reply(msg1, customer), Decision{Outcome: OutcomeAccepted})
+	mustHandle(t, svc, reply(msg1, customer), conversation.Decision{Outcome: conversation.OutcomeAccepted})
 	drain(t, svc)
 
 	created, lists, deletes, _ := fc.snapshot()
 	steps := byStep(created)
-	wantWait := Message{Body: wait, Attributes: `{"optin":{"step":"wait","trigger":"IM00000000000000000000000000000001"}}`}
-	wantRider := Message{Author: customer, Body: riderMsg, Attributes: `{"optin":{"step":"rider","trigger":"IM00000000000000000000000000000001"}}`}
-	if !reflect.DeepEqual(steps[StepWait], []Message{wantWait}) {
+	wantWait := conversation.Message{Body: wait, Attributes: `{"optin":{"step":"wait","trigger":"IM00000000000000000000000000000001"}}`}
+	wantRider := conversation.Message{Author: customer, Body: riderMsg, Attributes: `{"optin":{"step":"rider","trigger":"IM00000000000000000000000000000001"}}`}
+	if !reflect.DeepEqual(steps[StepWait], []conversation.Message{wantWait}) {
 		t.Errorf("wait messages = %+v, want %+v", steps[StepWait], wantWait)
 	}
-	if !reflect.DeepEqual(steps[StepRider], []Message{wantRider}) {
+	if !reflect.DeepEqual(steps[StepRider], []conversation.Message{wantRider}) {
 		t.Errorf("rider messages = %+v, want %+v", steps[StepRider], wantRider)
 	}
 	if len(created) != 2 || created[0].Conversation != conv || created[1].Conversation != conv {
@@ -121,12 +122,12 @@ func TestContentTemplateReplacesBody(t *testing.T) {
 	svc, _ := newTestService(t, fc, func(c *Config) {
 		c.RiderOptIn = Template{Body: riderMsg, ContentSid: "HX0123456789abcdef0123456789abcdef", ContentVariables: `{"1":"Ana"}`}
 	})
-	mustHandle(t, svc, reply(msg1, customer), Decision{Outcome: OutcomeAccepted})
+	mustHandle(t, svc, reply(msg1, customer), conversation.Decision{Outcome: conversation.OutcomeAccepted})
 	drain(t, svc)
 	created, _, _, _ := fc.snapshot()
-	want := Message{Author: customer, ContentSid: "HX0123456789abcdef0123456789abcdef", ContentVariables: `{"1":"Ana"}`,
+	want := conversation.Message{Author: customer, ContentSid: "HX0123456789abcdef0123456789abcdef", ContentVariables: `{"1":"Ana"}`,
 		Attributes: `{"optin":{"step":"rider","trigger":"IM00000000000000000000000000000001"}}`}
-	if got := byStep(created)[StepRider]; !reflect.DeepEqual(got, []Message{want}) {
+	if got := byStep(created)[StepRider]; !reflect.DeepEqual(got, []conversation.Message{want}) {
 		t.Errorf("rider = %+v, want %+v", got, want)
 	}
 }
@@ -134,18 +135,18 @@ func TestContentTemplateReplacesBody(t *testing.T) {
 func TestDecisions(t *testing.T) {
 	fc := &fakeConversations{}
 	svc, st := newTestService(t, fc)
-	mustHandle(t, svc, Event{Type: "onConversationUpdated", ConversationSid: conv}, Decision{OutcomeIgnored, ReasonEventType})
-	mustHandle(t, svc, reply(msg0, ""), Decision{OutcomeIgnored, ReasonNoAuthor})
-	mustHandle(t, svc, reply(msg0, "system"), Decision{OutcomeIgnored, ReasonNoAuthor})
+	mustHandle(t, svc, conversation.Event{Type: "onConversationUpdated", ConversationSid: conv}, conversation.Decision{Outcome: conversation.OutcomeIgnored, Reason: ReasonEventType})
+	mustHandle(t, svc, reply(msg0, ""), conversation.Decision{Outcome: conversation.OutcomeIgnored, Reason: ReasonNoAuthor})
+	mustHandle(t, svc, reply(msg0, "system"), conversation.Decision{Outcome: conversation.OutcomeIgnored, Reason: ReasonNoAuthor})
 	if _, claimed := st.flows[conv]; claimed {
 		t.Fatal("ignored events claimed the conversation")
 	}
-	mustHandle(t, svc, reply(msg1, customer), Decision{Outcome: OutcomeAccepted})
-	mustHandle(t, svc, reply(msg1, customer), Decision{Outcome: OutcomeDuplicate})
-	mustHandle(t, svc, reply(msg2, rider), Decision{OutcomeIgnored, ReasonNotCustomer})
+	mustHandle(t, svc, reply(msg1, customer), conversation.Decision{Outcome: conversation.OutcomeAccepted})
+	mustHandle(t, svc, reply(msg1, customer), conversation.Decision{Outcome: conversation.OutcomeDuplicate})
+	mustHandle(t, svc, reply(msg2, rider), conversation.Decision{Outcome: conversation.OutcomeIgnored, Reason: ReasonNotCustomer})
 	drain(t, svc)
-	mustHandle(t, svc, reply(msg3, customer), Decision{OutcomeIgnored, ReasonCompleted})
-	mustHandle(t, svc, reply(msg1, customer), Decision{Outcome: OutcomeDuplicate})
+	mustHandle(t, svc, reply(msg3, customer), conversation.Decision{Outcome: conversation.OutcomeIgnored, Reason: ReasonCompleted})
+	mustHandle(t, svc, reply(msg1, customer), conversation.Decision{Outcome: conversation.OutcomeDuplicate})
 	created, lists, _, _ := fc.snapshot()
 	if len(created) != 2 || lists != 1 {
 		t.Errorf("creates = %d, lists = %d; want 2 and 1", len(created), lists)
@@ -155,19 +156,19 @@ func TestDecisions(t *testing.T) {
 func TestInProgressIsIgnored(t *testing.T) {
 	fc := &fakeConversations{block: make(chan struct{})}
 	svc, _ := newTestService(t, fc)
-	mustHandle(t, svc, reply(msg1, customer), Decision{Outcome: OutcomeAccepted})
-	mustHandle(t, svc, reply(msg2, customer), Decision{OutcomeIgnored, ReasonInProgress})
+	mustHandle(t, svc, reply(msg1, customer), conversation.Decision{Outcome: conversation.OutcomeAccepted})
+	mustHandle(t, svc, reply(msg2, customer), conversation.Decision{Outcome: conversation.OutcomeIgnored, Reason: ReasonInProgress})
 	close(fc.block)
 	drain(t, svc)
 }
 
 func TestInvalidEvent(t *testing.T) {
 	svc, _ := newTestService(t, &fakeConversations{})
-	for _, ev := range []Event{
-		{Type: EventMessageAdded, MessageSid: msg1, Author: customer},
-		{Type: EventMessageAdded, ConversationSid: conv, Author: customer},
+	for _, ev := range []conversation.Event{
+		{Type: conversation.EventMessageAdded, MessageSid: msg1, Author: customer},
+		{Type: conversation.EventMessageAdded, ConversationSid: conv, Author: customer},
 	} {
-		if _, err := svc.Handle(t.Context(), ev); !errors.Is(err, ErrInvalidEvent) {
+		if _, err := svc.Handle(t.Context(), ev); !errors.Is(err, conversation.ErrInvalidEvent) {
 			t.Errorf("Handle(%+v) err = %v, want ErrInvalidEvent", ev, err)
 		}
 	}
@@ -178,7 +179,7 @@ func TestConcurrentDeliveriesOptInOnce(t *testing.T) {
 	svc, _ := newTestService(t, fc)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	outcomes := map[Outcome]int{}
+	outcomes := map[conversation.Outcome]int{}
 	for i := range 64 {
 		wg.Go(func() {
 			sid := msg1
@@ -196,8 +197,8 @@ func TestConcurrentDeliveriesOptInOnce(t *testing.T) {
 	}
 	wg.Wait()
 	drain(t, svc)
-	if outcomes[OutcomeAccepted] != 1 {
-		t.Errorf("accepted %d times, want 1 (%v)", outcomes[OutcomeAccepted], outcomes)
+	if outcomes[conversation.OutcomeAccepted] != 1 {
+		t.Errorf("accepted %d times, want 1 (%v)", outcomes[conversation.OutcomeAccepted], outcomes)
 	}
 	created, lists, deletes, _ := fc.snapshot()
 	if len(created) != 2 || lists != 1 || len(deletes) != 1 {
@@ -217,7 +218,7 @@ func TestRetryableFailuresAreRetried(t *testing.T) {
 		failDelete: map[string][]error{"WH1": {callErr(twiliocall.Uncertain, 503, 0)}},
 	}
 	svc, st := newTestService(t, fc)
-	mustHandle(t, svc, reply(msg1, customer), Decision{Outcome: OutcomeAccepted})
+	mustHandle(t, svc, reply(msg1, customer), conversation.Decision{Outcome: conversation.OutcomeAccepted})
 	drain(t, svc)
 	created, lists, deletes, recent := fc.snapshot()
 	steps := byStep(created)
@@ -239,7 +240,7 @@ func TestRetryableFailuresAreRetried(t *testing.T) {
 func TestUncertainCreateIsNotRepeated(t *testing.T) {
 	fc := &fakeConversations{failCreate: map[string][]scripted{StepRider: {{err: callErr(twiliocall.Uncertain, 0, 0), applied: true}}}}
 	svc, st := newTestService(t, fc)
-	mustHandle(t, svc, reply(msg1, customer), Decision{Outcome: OutcomeAccepted})
+	mustHandle(t, svc, reply(msg1, customer), conversation.Decision{Outcome: conversation.OutcomeAccepted})
 	drain(t, svc)
 	created, _, _, recent := fc.snapshot()
 	if n := len(byStep(created)[StepRider]); n != 1 {
@@ -257,7 +258,7 @@ func TestUncertainCreateIsNotRepeated(t *testing.T) {
 func TestUncertainCreateNotAppliedIsRetried(t *testing.T) {
 	fc := &fakeConversations{failCreate: map[string][]scripted{StepWait: {{err: callErr(twiliocall.Uncertain, 502, 0)}}}}
 	svc, _ := newTestService(t, fc)
-	mustHandle(t, svc, reply(msg1, customer), Decision{Outcome: OutcomeAccepted})
+	mustHandle(t, svc, reply(msg1, customer), conversation.Decision{Outcome: conversation.OutcomeAccepted})
 	drain(t, svc)
 	created, _, _, recent := fc.snapshot()
 	if n := len(byStep(created)[StepWait]); n != 2 || recent != 1 {
@@ -272,7 +273,7 @@ func TestMarkerLookupFailures(t *testing.T) {
 		failRecent: []error{callErr(twiliocall.Retryable, 429, 20429), callErr(twiliocall.Permanent, 404, 20404)},
 	}
 	svc, st := newTestService(t, fc)
-	mustHandle(t, svc, reply(msg1, customer), Decision{Outcome: OutcomeAccepted})
+	mustHandle(t, svc, reply(msg1, customer), conversation.Decision{Outcome: conversation.OutcomeAccepted})
 	drain(t, svc)
 	created, _, _, recent := fc.snapshot()
 	steps := byStep(created)
@@ -290,7 +291,7 @@ func TestPermanentFailureFailsTheFlow(t *testing.T) {
 		failCreate: map[string][]scripted{StepRider: {{err: callErr(twiliocall.Permanent, 400, 63016)}}},
 	}
 	svc, st := newTestService(t, fc)
-	mustHandle(t, svc, reply(msg1, customer), Decision{Outcome: OutcomeAccepted})
+	mustHandle(t, svc, reply(msg1, customer), conversation.Decision{Outcome: conversation.OutcomeAccepted})
 	drain(t, svc)
 	created, _, deletes, _ := fc.snapshot()
 	if n := len(byStep(created)[StepRider]); n != 1 {
@@ -303,7 +304,7 @@ func TestPermanentFailureFailsTheFlow(t *testing.T) {
 	if f.State != StateFailed || !strings.Contains(f.Detail, "step rider") {
 		t.Errorf("flow = %+v, want failed naming the rider step", f)
 	}
-	mustHandle(t, svc, reply(msg2, customer), Decision{OutcomeIgnored, ReasonFailed})
+	mustHandle(t, svc, reply(msg2, customer), conversation.Decision{Outcome: conversation.OutcomeIgnored, Reason: ReasonFailed})
 }
 
 func TestMissingWebhookCountsAsDeleted(t *testing.T) {
@@ -312,7 +313,7 @@ func TestMissingWebhookCountsAsDeleted(t *testing.T) {
 		failDelete: map[string][]error{"WH1": {callErr(twiliocall.Permanent, 404, 20404)}},
 	}
 	svc, st := newTestService(t, fc)
-	mustHandle(t, svc, reply(msg1, customer), Decision{Outcome: OutcomeAccepted})
+	mustHandle(t, svc, reply(msg1, customer), conversation.Decision{Outcome: conversation.OutcomeAccepted})
 	drain(t, svc)
 	if _, _, deletes, _ := fc.snapshot(); !reflect.DeepEqual(deletes, []string{"WH1", "WH2"}) {
 		t.Errorf("deletes = %v", deletes)
@@ -329,7 +330,7 @@ func TestRetriesAreBounded(t *testing.T) {
 	}
 	fc := &fakeConversations{failList: fails}
 	svc, st := newTestService(t, fc)
-	mustHandle(t, svc, reply(msg1, customer), Decision{Outcome: OutcomeAccepted})
+	mustHandle(t, svc, reply(msg1, customer), conversation.Decision{Outcome: conversation.OutcomeAccepted})
 	drain(t, svc)
 	if _, lists, _, _ := fc.snapshot(); lists != int(fastRetry.MaxAttempts)*maxRuns {
 		t.Errorf("list attempts = %d, want %d per run for %d runs", lists, fastRetry.MaxAttempts, maxRuns)
@@ -352,7 +353,7 @@ func TestRerunResumes(t *testing.T) {
 		failCreate: map[string][]scripted{StepRider: {{err: callErr(twiliocall.Uncertain, 0, 0), applied: true}, {err: callErr(twiliocall.Uncertain, 0, 0)}, {err: callErr(twiliocall.Uncertain, 0, 0)}, {err: callErr(twiliocall.Uncertain, 0, 0)}}},
 	}
 	svc, st := newTestService(t, fc, func(c *Config) { c.Retry.MaxAttempts = 1 })
-	mustHandle(t, svc, reply(msg1, customer), Decision{Outcome: OutcomeAccepted})
+	mustHandle(t, svc, reply(msg1, customer), conversation.Decision{Outcome: conversation.OutcomeAccepted})
 	drain(t, svc)
 	created, lists, deletes, recent := fc.snapshot()
 	steps := byStep(created)
@@ -386,12 +387,12 @@ func TestRerunResumes(t *testing.T) {
 func TestEnqueuedAgainWhileRunning(t *testing.T) {
 	fc := &fakeConversations{block: make(chan struct{})}
 	svc, _ := newTestService(t, fc)
-	mustHandle(t, svc, reply(msg1, customer), Decision{Outcome: OutcomeAccepted})
-	mustHandle(t, svc, reply(msg1, customer), Decision{Outcome: OutcomeDuplicate})
-	mustHandle(t, svc, reply(msg2, rider), Decision{OutcomeIgnored, ReasonNotCustomer})
+	mustHandle(t, svc, reply(msg1, customer), conversation.Decision{Outcome: conversation.OutcomeAccepted})
+	mustHandle(t, svc, reply(msg1, customer), conversation.Decision{Outcome: conversation.OutcomeDuplicate})
+	mustHandle(t, svc, reply(msg2, rider), conversation.Decision{Outcome: conversation.OutcomeIgnored, Reason: ReasonNotCustomer})
 	close(fc.block)
 	drain(t, svc)
-	mustHandle(t, svc, reply(msg1, customer), Decision{Outcome: OutcomeDuplicate})
+	mustHandle(t, svc, reply(msg1, customer), conversation.Decision{Outcome: conversation.OutcomeDuplicate})
 	if svc.q.enqueued != 2 {
 		t.Errorf("enqueued %d times, want 2: the claim and the customer's duplicate while running", svc.q.enqueued)
 	}
@@ -408,7 +409,7 @@ func TestQueueFailureIsUnavailable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := svc.Handle(t.Context(), reply(msg1, customer)); !errors.Is(err, ErrUnavailable) {
+	if _, err := svc.Handle(t.Context(), reply(msg1, customer)); !errors.Is(err, conversation.ErrUnavailable) {
 		t.Errorf("err = %v, want ErrUnavailable", err)
 	}
 }
@@ -418,7 +419,7 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 	fc := &fakeConversations{failList: []error{&twiliocall.CallError{Op: "list", Kind: twiliocall.Retryable, Status: 429, RetryAfter: ra}}}
 	svc, _ := newTestService(t, fc)
 	start := time.Now()
-	mustHandle(t, svc, reply(msg1, customer), Decision{Outcome: OutcomeAccepted})
+	mustHandle(t, svc, reply(msg1, customer), conversation.Decision{Outcome: conversation.OutcomeAccepted})
 	drain(t, svc)
 	// A lower bound only: the backoff alone would retry after about a millisecond.
 	if el := time.Since(start); el < ra {
@@ -493,7 +494,7 @@ func TestWonClaimIsEnqueuedWhateverTheStoreReturns(t *testing.T) {
 	}
 	q.svc = svc
 	ts := &testService{svc, q}
-	mustHandle(t, ts, reply(msg1, customer), Decision{Outcome: OutcomeAccepted})
+	mustHandle(t, ts, reply(msg1, customer), conversation.Decision{Outcome: conversation.OutcomeAccepted})
 	drain(t, ts)
 	if q.enqueued != 1 {
 		t.Fatalf("enqueued %d times, want 1", q.enqueued)
@@ -503,30 +504,10 @@ func TestWonClaimIsEnqueuedWhateverTheStoreReturns(t *testing.T) {
 	}
 }
 
-func TestEventValidationRejectsMalformedSids(t *testing.T) {
-	for name, ev := range map[string]Event{
-		"query in conversation sid": {ConversationSid: "CHx?y=1#z", MessageSid: msg1},
-		"short conversation sid":    {ConversationSid: "CH1", MessageSid: msg1},
-		"wrong prefix":              {ConversationSid: "MB00000000000000000000000000000001", MessageSid: msg1},
-		"json in conversation sid":  {ConversationSid: `{"a":"CH00000000000000000000000000000001"}`, MessageSid: msg1},
-		"non-hex message sid":       {ConversationSid: conv, MessageSid: "IM0000000000000000000000000000000g"},
-		"path in message sid":       {ConversationSid: conv, MessageSid: "IM00000000000000000000000000000001/.."},
-	} {
-		ev.Type, ev.Author = EventMessageAdded, customer
-		if err := ev.Validate(); !errors.Is(err, ErrInvalidEvent) {
-			t.Errorf("%s: Validate = %v", name, err)
-		}
-	}
-	ok := reply("IM0123456789abcdefABCDEF0123456789", customer)
-	if err := ok.Validate(); err != nil {
-		t.Errorf("valid event refused: %v", err)
-	}
-}
-
 // fakeChats knows one chat, on conv, and notes the stages it is told of.
 type fakeChats struct {
 	mu     sync.Mutex
-	stages []Stage
+	stages []conversation.Stage
 	// fail makes this many Advance calls fail first.
 	fail int
 }
@@ -535,7 +516,7 @@ func (c *fakeChats) Parties(_ context.Context, conversationSid string) (string, 
 	return customer, rider, conversationSid == conv, nil
 }
 
-func (c *fakeChats) Advance(_ context.Context, _ string, stage Stage, _ string, _ error) error {
+func (c *fakeChats) Advance(_ context.Context, _ string, stage conversation.Stage, _ string, _ error) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.fail > 0 {
@@ -556,7 +537,7 @@ func TestDeclineResumesAfterItsFirstPhase(t *testing.T) {
 	svc, st := newTestService(t, fc, func(c *Config) { c.Chats = chats })
 	ev := reply(msg1, customer)
 	ev.Body = "No thanks"
-	mustHandle(t, svc, ev, Decision{Outcome: OutcomeAccepted})
+	mustHandle(t, svc, ev, conversation.Decision{Outcome: conversation.OutcomeAccepted})
 	drain(t, svc)
 
 	created, lists, deletes, recent := fc.snapshot()
@@ -579,7 +560,7 @@ func TestDeclineResumesAfterItsFirstPhase(t *testing.T) {
 		t.Errorf("flow = %+v", f)
 	}
 	// Told once to close, once at the flow's end (which changes nothing in a final chat).
-	if !reflect.DeepEqual(chats.stages, []Stage{StageDeclined, StageDeclined}) {
+	if !reflect.DeepEqual(chats.stages, []conversation.Stage{conversation.StageDeclined, conversation.StageDeclined}) {
 		t.Errorf("stages %v", chats.stages)
 	}
 }

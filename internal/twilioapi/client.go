@@ -21,6 +21,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/optinkit/optin/internal/conversation"
 	"github.com/optinkit/optin/internal/optin"
 )
 
@@ -116,7 +117,7 @@ func (c *Client) handler(ctx context.Context, operation string) (*client.Request
 }
 
 // CreateMessage creates m without firing the conversation's webhooks.
-func (c *Client) CreateMessage(ctx context.Context, conversationSid string, m optin.Message) (string, error) {
+func (c *Client) CreateMessage(ctx context.Context, conversationSid string, m conversation.Message) (string, error) {
 	svc, rec := c.service(ctx, "create_message")
 	p := &conversations.CreateConversationMessageParams{}
 	setIf(m.Author, p.SetAuthor)
@@ -133,14 +134,14 @@ func (c *Client) CreateMessage(ctx context.Context, conversationSid string, m op
 }
 
 // RecentMessages returns the newest messages first, one page of at most limit (Twilio's maximum is 100).
-func (c *Client) RecentMessages(ctx context.Context, conversationSid string, limit int) ([]optin.PostedMessage, error) {
+func (c *Client) RecentMessages(ctx context.Context, conversationSid string, limit int) ([]conversation.PostedMessage, error) {
 	msgs, err := c.newestMessages(ctx, conversationSid, limit)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]optin.PostedMessage, 0, len(msgs))
+	out := make([]conversation.PostedMessage, 0, len(msgs))
 	for _, m := range msgs {
-		out = append(out, optin.PostedMessage{Sid: deref(m.Sid), Attributes: deref(m.Attributes)})
+		out = append(out, conversation.PostedMessage{Sid: deref(m.Sid), Attributes: deref(m.Attributes)})
 	}
 	return out, nil
 }

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/optinkit/optin/internal/conversation"
 	"github.com/optinkit/optin/internal/faketwilio"
-	"github.com/optinkit/optin/internal/optin"
 	"github.com/optinkit/optin/internal/twiliocall"
 )
 
@@ -38,7 +38,7 @@ func newPair(t *testing.T, user, pass string) (*Client, *faketwilio.Server) {
 func TestCreateMessageSendsExactForm(t *testing.T) {
 	c, fake := newPair(t, accountSid, authToken)
 	fake.AddConversation(conv)
-	sid, err := c.CreateMessage(t.Context(), conv, optin.Message{
+	sid, err := c.CreateMessage(t.Context(), conv, conversation.Message{
 		Author: "whatsapp:+15550001111", ContentSid: "HX00000000000000000000000000000001",
 		ContentVariables: `{"1":"Ana"}`, Attributes: `{"optin":{"step":"rider","trigger":"IM1"}}`,
 	})
@@ -67,7 +67,7 @@ func TestCreateMessageSendsExactForm(t *testing.T) {
 func TestSystemMessageHasNoAuthor(t *testing.T) {
 	c, fake := newPair(t, accountSid, authToken)
 	fake.AddConversation(conv)
-	if _, err := c.CreateMessage(t.Context(), conv, optin.Message{Body: "Great!", Attributes: "{}"}); err != nil {
+	if _, err := c.CreateMessage(t.Context(), conv, conversation.Message{Body: "Great!", Attributes: "{}"}); err != nil {
 		t.Fatal(err)
 	}
 	want := url.Values{"Body": {"Great!"}, "Attributes": {"{}"}}
@@ -132,7 +132,7 @@ func TestRecentMessagesNewestFirst(t *testing.T) {
 	c, fake := newPair(t, accountSid, authToken)
 	fake.AddConversation(conv)
 	for _, a := range []string{`{"n":1}`, `{"n":2}`} {
-		if _, err := c.CreateMessage(t.Context(), conv, optin.Message{Body: "x", Attributes: a}); err != nil {
+		if _, err := c.CreateMessage(t.Context(), conv, conversation.Message{Body: "x", Attributes: a}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -141,7 +141,7 @@ func TestRecentMessagesNewestFirst(t *testing.T) {
 		t.Fatal(err)
 	}
 	msgs := fake.Messages(conv)
-	want := []optin.PostedMessage{{Sid: msgs[1].Sid, Attributes: `{"n":2}`}, {Sid: msgs[0].Sid, Attributes: `{"n":1}`}}
+	want := []conversation.PostedMessage{{Sid: msgs[1].Sid, Attributes: `{"n":2}`}, {Sid: msgs[0].Sid, Attributes: `{"n":1}`}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("recent = %+v, want %+v", got, want)
 	}
@@ -189,7 +189,7 @@ func TestClassification(t *testing.T) {
 			c, fake := newPair(t, accountSid, authToken)
 			fake.AddConversation(conv)
 			fake.Fail(faketwilio.RouteCreateMessage, tt.fault)
-			_, err := c.CreateMessage(t.Context(), conv, optin.Message{Body: "x"})
+			_, err := c.CreateMessage(t.Context(), conv, conversation.Message{Body: "x"})
 			var ce *twiliocall.CallError
 			if !errors.As(err, &ce) {
 				t.Fatalf("err = %v, want *CallError", err)
@@ -235,7 +235,7 @@ func TestContextBoundsTheCall(t *testing.T) {
 	c, _ := New(Options{AccountSid: accountSid, Username: accountSid, Password: authToken, BaseURL: srv.URL})
 	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 	defer cancel()
-	_, err := c.CreateMessage(ctx, conv, optin.Message{Body: "x"})
+	_, err := c.CreateMessage(ctx, conv, conversation.Message{Body: "x"})
 	var ce *twiliocall.CallError
 	if !errors.As(err, &ce) || ce.Kind != twiliocall.Uncertain {
 		t.Errorf("err = %v, want uncertain", err)
@@ -325,7 +325,7 @@ func TestSidsAreEscapedInPaths(t *testing.T) {
 	}))
 	defer srv.Close()
 	c, _ := New(Options{AccountSid: accountSid, Username: accountSid, Password: authToken, BaseURL: srv.URL})
-	_, _ = c.CreateMessage(t.Context(), "CHx?y=1#z", optin.Message{Body: "x"})
+	_, _ = c.CreateMessage(t.Context(), "CHx?y=1#z", conversation.Message{Body: "x"})
 	_ = c.DeleteWebhook(t.Context(), "CH1/Webhooks", "WH1?a=b")
 	_, _ = c.ScopedWebhooks(t.Context(), `{"a":1}`)
 	want := []string{

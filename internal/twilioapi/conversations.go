@@ -10,7 +10,7 @@ import (
 	conversations "github.com/twilio/twilio-go/rest/conversations/v1"
 
 	"github.com/optinkit/optin/internal/chat"
-	"github.com/optinkit/optin/internal/optin"
+	"github.com/optinkit/optin/internal/conversation"
 	"github.com/optinkit/optin/internal/twiliocall"
 )
 
@@ -57,7 +57,7 @@ func (c *Client) AddParticipant(ctx context.Context, conversationSid, address, p
 }
 
 // ScopedWebhooks returns the conversation's scoped webhooks with their configuration, across all pages.
-func (c *Client) ScopedWebhooks(ctx context.Context, conversationSid string) ([]optin.Webhook, error) {
+func (c *Client) ScopedWebhooks(ctx context.Context, conversationSid string) ([]conversation.Webhook, error) {
 	svc, rec := c.service(ctx, "list_webhooks")
 	p := &conversations.ListConversationScopedWebhookParams{}
 	p.SetPageSize(webhookPageSize)
@@ -65,9 +65,9 @@ func (c *Client) ScopedWebhooks(ctx context.Context, conversationSid string) ([]
 	if err != nil {
 		return nil, classify("list webhooks", err, rec)
 	}
-	out := make([]optin.Webhook, 0, len(hooks))
+	out := make([]conversation.Webhook, 0, len(hooks))
 	for _, h := range hooks {
-		w := optin.Webhook{Sid: deref(h.Sid)}
+		w := conversation.Webhook{Sid: deref(h.Sid)}
 		if h.Configuration != nil {
 			if cfg, ok := (*h.Configuration).(map[string]any); ok {
 				w.URL, _ = cfg["url"].(string)
@@ -87,7 +87,7 @@ func (c *Client) ScopedWebhooks(ctx context.Context, conversationSid string) ([]
 }
 
 // CreateWebhook arms a scoped webhook at h.URL for h.Filters.
-func (c *Client) CreateWebhook(ctx context.Context, conversationSid string, h optin.Webhook) (string, error) {
+func (c *Client) CreateWebhook(ctx context.Context, conversationSid string, h conversation.Webhook) (string, error) {
 	svc, rec := c.service(ctx, "create_webhook")
 	p := &conversations.CreateConversationScopedWebhookParams{}
 	p.SetTarget("webhook").SetConfigurationUrl(h.URL).SetConfigurationMethod(h.Method).SetConfigurationFilters(h.Filters)

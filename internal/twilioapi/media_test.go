@@ -15,7 +15,7 @@ import (
 
 	"github.com/optinkit/optin/emulator"
 	"github.com/optinkit/optin/internal/chat"
-	"github.com/optinkit/optin/internal/optin"
+	"github.com/optinkit/optin/internal/conversation"
 	"github.com/optinkit/optin/internal/twiliocall"
 )
 
@@ -133,7 +133,7 @@ func TestCopyMediaAndSendIt(t *testing.T) {
 		t.Errorf("copy holds %+v", a)
 	}
 
-	sent, err := c.CreateMessage(ctx, conv, optin.Message{Author: customer, MediaSid: copied, Attributes: `{"copy":"` + in.Sid + `"}`})
+	sent, err := c.CreateMessage(ctx, conv, conversation.Message{Author: customer, MediaSid: copied, Attributes: `{"copy":"` + in.Sid + `"}`})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +148,7 @@ func TestCopyMediaAndSendIt(t *testing.T) {
 		t.Errorf("rider received %+v", last)
 	}
 
-	_, err = c.CreateMessage(ctx, conv, optin.Message{Author: customer, MediaSid: original.Sid})
+	_, err = c.CreateMessage(ctx, conv, conversation.Message{Author: customer, MediaSid: original.Sid})
 	var ce *twiliocall.CallError
 	if !errors.As(err, &ce) || ce.Code != 50508 || ce.Status != 400 || ce.Kind != twiliocall.Permanent {
 		t.Errorf("sending the original's media again: %v", err)

@@ -13,7 +13,7 @@ import (
 
 	"github.com/optinkit/optin/emulator"
 	"github.com/optinkit/optin/internal/chat"
-	"github.com/optinkit/optin/internal/optin"
+	"github.com/optinkit/optin/internal/conversation"
 	"github.com/optinkit/optin/internal/twiliocall"
 )
 
@@ -43,7 +43,7 @@ func everyCall(t *testing.T, service string) []string {
 	if sid, _, err := c.FindConversation(ctx, "order-1"); err != nil || sid != conv {
 		t.Fatalf("find: %q, %v", sid, err)
 	}
-	hook, err := c.CreateWebhook(ctx, conv, optin.Webhook{URL: "https://optin.example.com/webhooks/conversations", Method: "POST", Filters: []string{"onMessageAdded"}})
+	hook, err := c.CreateWebhook(ctx, conv, conversation.Webhook{URL: "https://optin.example.com/webhooks/conversations", Method: "POST", Filters: []string{"onMessageAdded"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +55,7 @@ func everyCall(t *testing.T, service string) []string {
 	if hooks, err := c.ScopedWebhooks(ctx, conv); err != nil || len(hooks) != 1 {
 		t.Fatalf("webhooks: %v, %v", hooks, err)
 	}
-	msg, err := c.CreateMessage(ctx, conv, optin.Message{Author: rider, Body: "hello"})
+	msg, err := c.CreateMessage(ctx, conv, conversation.Message{Author: rider, Body: "hello"})
 	if err != nil {
 		t.Fatal(err)
 	}
