@@ -12,7 +12,6 @@ import (
 
 	"github.com/optinkit/optin/internal/conversation"
 	"github.com/optinkit/optin/internal/guard"
-	"github.com/optinkit/optin/internal/optin"
 	"github.com/optinkit/optin/internal/twiliocall"
 )
 
@@ -236,5 +235,3 @@ func newOwner() string {
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
-
-var _ optin.Chats = (*Service)(nil)
