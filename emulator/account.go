@@ -89,6 +89,7 @@ func (e *Emulator) WithAccount(a Account) http.Handler {
 	m := http.NewServeMux()
 	read := func(pattern string, h func(r *http.Request) (any, *apiError)) {
 		m.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+			e.logRequest(r)
 			if !e.authorized(r) {
 				w.Header().Set("WWW-Authenticate", `Basic realm="Twilio API"`)
 				writeAPIError(w, errAuth)

@@ -201,6 +201,20 @@ func (c *Client) WebhookCalls(ctx context.Context) ([]WebhookCall, error) {
 	return out.Calls, err
 }
 
+// Requests returns the REST requests the emulator received, as Emulator.Requests does.
+func (c *Client) Requests(ctx context.Context) ([]Request, error) {
+	var out struct {
+		Requests []Request `json:"requests"`
+	}
+	err := c.Do(ctx, http.MethodGet, "/emulator/requests", nil, &out)
+	return out.Requests, err
+}
+
+// ClearRequests empties the emulator's request log.
+func (c *Client) ClearRequests(ctx context.Context) error {
+	return c.Do(ctx, http.MethodDelete, "/emulator/requests", nil, nil)
+}
+
 // SetFaults replaces the active faults; nil clears them.
 func (c *Client) SetFaults(ctx context.Context, faults []Fault) error {
 	if faults == nil {

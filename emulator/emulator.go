@@ -44,6 +44,9 @@ type Options struct {
 	Numbers []PhoneNumber
 	// Phones say how phones answer calls, by number (+E164); SetPhone changes them.
 	Phones map[string]Phone
+	// RequestLog is how many of the newest REST requests Requests keeps: 0 means 10,000, a negative
+	// number none.
+	RequestLog int
 }
 
 // Emulator holds the state of one Twilio account.
@@ -60,6 +63,7 @@ type Emulator struct {
 	lastInbound   map[string]time.Time
 	transcripts   map[string][]Entry
 	calls         []WebhookCall
+	requests      []Request
 	faults        []*faultState
 	restCalls     int
 	rng           *rand.Rand
@@ -197,7 +201,12 @@ func New(opts Options) (*Emulator, error) {
 }
 
 // ServeHTTP serves the REST API under /v1 and the emulator's own endpoints under /emulator.
-func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) { e.mux.ServeHTTP(w, r) }
+func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if isAPIPath(r.URL.Path) {
+		e.logRequest(r)
+	}
+	e.mux.ServeHTTP(w, r)
+}
 
 // Close waits for fired webhooks to finish, at most until ctx ends.
 func (e *Emulator) Close(ctx context.Context) error {
@@ -298,6 +307,7 @@ func (e *Emulator) RESTCalls() int {
 type MessageView struct {
 	Sid, Author, Body, ContentSid, Attributes string
 	Media                                     []MediaInfo
+	ContentVariables                          string
 }
 
 // ConversationView is what a conversation holds, for assertions in tests.
@@ -309,6 +319,8 @@ type ConversationView struct {
 	Webhooks   []string
 	// Participants are the participants' addresses.
 	Participants []string
+	// Bindings are the messaging participants' bindings, in the order they joined.
+	Bindings []Binding
 }
 
 // Conversation returns a conversation's messages (oldest first) and remaining scoped webhooks.
@@ -337,13 +349,17 @@ func (e *Emulator) Conversations() []ConversationView {
 func viewOf(c *conversation) ConversationView {
 	v := ConversationView{Sid: c.Sid, UniqueName: c.UniqueName, State: c.State}
 	for _, m := range c.messages {
-		v.Messages = append(v.Messages, MessageView{Sid: m.Sid, Author: m.Author, Body: m.Body, ContentSid: m.ContentSid, Attributes: m.Attributes, Media: infos(m.media)})
+		v.Messages = append(v.Messages, MessageView{Sid: m.Sid, Author: m.Author, Body: m.Body, ContentSid: m.ContentSid, Attributes: m.Attributes,
+			Media: infos(m.media), ContentVariables: m.ContentVariables})
 	}
 	for _, h := range c.webhooks {
 		v.Webhooks = append(v.Webhooks, h.Sid)
 	}
 	for _, p := range c.participants {
 		v.Participants = append(v.Participants, p.Address)
+		if p.Address != "" {
+			v.Bindings = append(v.Bindings, Binding{Address: p.Address, ProxyAddress: p.ProxyAddress})
+		}
 	}
 	return v
 }

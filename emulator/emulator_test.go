@@ -584,7 +584,7 @@ func TestConversationView(t *testing.T) {
 	m := h.must(201, "POST", "/v1/Conversations/"+conv+"/Messages", vals("Author", rider, "Body", "hi", "Attributes", `{"a":1}`))
 	v, ok := h.emu.Conversation(conv)
 	want := ConversationView{Sid: conv, State: "active", Messages: []MessageView{{Sid: m["sid"].(string), Author: rider, Body: "hi", Attributes: `{"a":1}`}}, Webhooks: []string{wh["sid"].(string)},
-		Participants: []string{customer, rider}}
+		Participants: []string{customer, rider}, Bindings: []Binding{{customer, business}, {rider, business}}}
 	if !ok || !reflect.DeepEqual(v, want) {
 		t.Errorf("view %+v, want %+v", v, want)
 	}

@@ -12,9 +12,12 @@ import (
 type Fault struct {
 	// Route is an operation such as "messages.create" or "webhooks.delete", or "*" for all.
 	Route string `json:"route"`
-	// Kind is the failure: an HTTP status such as "500", "503" or "429" (with Twilio's 20xxx code), or
-	// "drop" to close the connection unanswered. Empty means latency only.
+	// Kind is the failure: an HTTP status such as "500", "503" or "429", or "drop" to close the
+	// connection unanswered. Empty means latency only.
 	Kind string `json:"kind,omitempty"`
+	// Code is the Twilio error code answered with Kind's status, e.g. 50416 with "409" or 63016 with
+	// "400"; 0 means 20000 + the status (20429, 20503, …).
+	Code int `json:"code,omitempty"`
 	// Rate fails this share of matching calls (0 to 1); Nth fails every nth one. Neither: every call.
 	Rate float64 `json:"rate,omitempty"`
 	Nth  int     `json:"nth,omitempty"`
@@ -56,6 +59,14 @@ func (f Fault) validate() error {
 	if f.Kind != "" && f.Kind != "drop" {
 		if n, err := strconv.Atoi(f.Kind); err != nil || n < 400 || n > 599 {
 			return fmt.Errorf("fault kind %q: want drop or an HTTP status 400-599", f.Kind)
+		}
+	}
+	if f.Code != 0 {
+		if _, err := strconv.Atoi(f.Kind); err != nil {
+			return fmt.Errorf("fault code %d without an HTTP status kind", f.Code)
+		}
+		if f.Code < 10000 || f.Code > 99999 {
+			return fmt.Errorf("fault code %d: want a Twilio error code of five digits", f.Code)
 		}
 	}
 	if f.Rate < 0 || f.Rate > 1 {
@@ -144,7 +155,11 @@ func (f *Fault) fail(w http.ResponseWriter) {
 	if status == http.StatusTooManyRequests && f.RetryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(f.RetryAfter))
 	}
-	writeAPIError(w, apiError{status, 20000 + status, http.StatusText(status) + " (injected)"})
+	code := f.Code
+	if code == 0 {
+		code = 20000 + status
+	}
+	writeAPIError(w, apiError{status, code, http.StatusText(status) + " (injected)"})
 }
 
 func (e *Emulator) handleGetFaults(w http.ResponseWriter, _ *http.Request) {

@@ -2,6 +2,7 @@ package emulator
 
 import (
 	"bytes"
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -86,6 +87,52 @@ func Test429CountAndRetryAfter(t *testing.T) {
 		}
 		if resp.StatusCode != want || resp.Header.Get("Retry-After") != ra {
 			t.Errorf("call %d: %d Retry-After %q", i, resp.StatusCode, resp.Header.Get("Retry-After"))
+		}
+	}
+}
+
+// A fault answers the Twilio code it names with its status, else 20000 + the status; faults of one route
+// with a Count each are met in their order, as a queue.
+func TestFaultCodes(t *testing.T) {
+	h := newHarness(t)
+	conv := h.story()
+	if err := h.emu.SetFaults([]Fault{
+		{Route: "participants.create", Kind: "409", Code: 50416, Count: 1},
+		{Route: "participants.create", Kind: "503", Count: 1},
+		{Route: "participants.create", Kind: "400", Code: 63016, Count: 1, Applied: true},
+		{Route: "participants.create", Kind: "429", Code: 20429, RetryAfter: 2, Count: 1},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	add := vals("MessagingBinding.Address", "whatsapp:+15550003333", "MessagingBinding.ProxyAddress", business)
+	// The fifth call finds the participant the applied third added.
+	for i, want := range []struct {
+		status, code int
+		retryAfter   string
+	}{{409, 50416, ""}, {503, 20503, ""}, {400, 63016, ""}, {429, 20429, "2"}, {409, 50433, ""}} {
+		req, _ := http.NewRequest("POST", h.srv.URL+"/v1/Conversations/"+conv+"/Participants", strings.NewReader(add.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth(sid, token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if resp.StatusCode != want.status || apiCode(body) != want.code || body["status"] != float64(want.status) ||
+			body["more_info"] != "https://www.twilio.com/docs/errors/"+itoa(want.code) || resp.Header.Get("Retry-After") != want.retryAfter {
+			t.Errorf("call %d: %d %v (Retry-After %q), want %+v", i+1, resp.StatusCode, body, resp.Header.Get("Retry-After"), want)
+		}
+	}
+	for _, bad := range []Fault{
+		{Route: "*", Kind: "drop", Code: 20500},
+		{Route: "*", Code: 20500},
+		{Route: "*", Kind: "500", Code: 500},
+		{Route: "*", Kind: "500", Code: 100000},
+	} {
+		if err := h.emu.SetFaults([]Fault{bad}); err == nil {
+			t.Errorf("%+v accepted", bad)
 		}
 	}
 }

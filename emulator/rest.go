@@ -111,6 +111,8 @@ func (e *Emulator) routes() {
 	m.HandleFunc("GET /emulator/transcripts", e.handleTranscripts)
 	m.HandleFunc("GET /emulator/media/{sid}/{token}", e.handleTemporaryMedia)
 	m.HandleFunc("GET /emulator/webhook-calls", e.handleWebhookCalls)
+	m.HandleFunc("GET /emulator/requests", e.handleRequests)
+	m.HandleFunc("DELETE /emulator/requests", e.handleClearRequests)
 	m.HandleFunc("GET /emulator/faults", e.handleGetFaults)
 	m.HandleFunc("POST /emulator/faults", e.handleSetFaults)
 	m.HandleFunc("DELETE /emulator/faults", e.handleClearFaults)
