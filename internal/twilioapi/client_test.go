@@ -3,6 +3,7 @@ package twilioapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -13,8 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/optinkit/optin/emulator"
 	"github.com/optinkit/optin/internal/conversation"
-	"github.com/optinkit/optin/internal/faketwilio"
 	"github.com/optinkit/optin/internal/twiliocall"
 )
 
@@ -24,20 +25,58 @@ const (
 	conv       = "CH00000000000000000000000000000001"
 )
 
-func newPair(t *testing.T, user, pass string) (*Client, *faketwilio.Server) {
+// newEmulator serves an emulator of the account, which also takes the API key apiKey with apiSecret
+// when apiKey is set, and holds the conversation conv with the given scoped webhooks.
+func newEmulator(t *testing.T, apiKey, apiSecret string, webhooks ...string) (*emulator.Emulator, string) {
 	t.Helper()
-	fake := faketwilio.New(user, pass)
-	t.Cleanup(fake.Close)
-	c, err := New(Options{AccountSid: accountSid, Username: user, Password: pass, BaseURL: fake.URL})
+	emu, err := emulator.New(emulator.Options{AccountSid: accountSid, AuthToken: authToken, APIKey: apiKey, APISecret: apiSecret})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return c, fake
+	srv := httptest.NewServer(emu)
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { _ = emu.Close(context.Background()) })
+	seed := emulator.Seed{Sid: conv}
+	for _, sid := range webhooks {
+		seed.Webhooks = append(seed.Webhooks, emulator.SeedWebhook{Sid: sid, URL: "https://optin.example.com/webhooks/conversations",
+			Method: "GET", Filters: []string{"onMessageAdded"}})
+	}
+	if _, err := emu.AddConversation(seed); err != nil {
+		t.Fatal(err)
+	}
+	return emu, srv.URL
 }
 
+// newPair is a client authenticated with user and pass against an emulator holding conv with webhooks.
+func newPair(t *testing.T, user, pass string, webhooks ...string) (*Client, *emulator.Emulator) {
+	t.Helper()
+	var key, secret string
+	if strings.HasPrefix(user, "SK") {
+		key, secret = user, pass
+	}
+	emu, base := newEmulator(t, key, secret, webhooks...)
+	c, err := New(Options{AccountSid: accountSid, Username: user, Password: pass, BaseURL: base})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, emu
+}
+
+// messages are what the emulator holds of conv's messages, oldest first.
+func messages(t *testing.T, emu *emulator.Emulator) []emulator.MessageView {
+	t.Helper()
+	v, ok := emu.Conversation(conv)
+	if !ok {
+		t.Fatalf("no conversation %s", conv)
+	}
+	return v.Messages
+}
+
+// webhook SIDs of Twilio's shape: hook(1) is WH + 31 zeros + 1.
+func hook(n int) string { return fmt.Sprintf("WH%032d", n) }
+
 func TestCreateMessageSendsExactForm(t *testing.T) {
-	c, fake := newPair(t, accountSid, authToken)
-	fake.AddConversation(conv)
+	c, emu := newPair(t, accountSid, authToken)
 	sid, err := c.CreateMessage(t.Context(), conv, conversation.Message{
 		Author: "whatsapp:+15550001111", ContentSid: "HX00000000000000000000000000000001",
 		ContentVariables: `{"1":"Ana"}`, Attributes: `{"optin":{"step":"rider","trigger":"IM1"}}`,
@@ -45,7 +84,7 @@ func TestCreateMessageSendsExactForm(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reqs := fake.Requests()
+	reqs := emu.Requests()
 	if len(reqs) != 1 {
 		t.Fatalf("requests = %+v", reqs)
 	}
@@ -59,30 +98,32 @@ func TestCreateMessageSendsExactForm(t *testing.T) {
 	if r.Method != "POST" || r.Path != "/v1/Conversations/"+conv+"/Messages" || !reflect.DeepEqual(r.Form, want) || r.WebhookEnabled != "" {
 		t.Errorf("request = %+v, want POST Messages with form %v and no webhook header", r, want)
 	}
-	if msgs := fake.Messages(conv); len(msgs) != 1 || msgs[0].Sid != sid {
-		t.Errorf("sid = %q, fake holds %+v", sid, msgs)
+	if msgs := messages(t, emu); len(msgs) != 1 || msgs[0].Sid != sid || msgs[0].ContentVariables != `{"1":"Ana"}` {
+		t.Errorf("sid = %q, the emulator holds %+v", sid, msgs)
 	}
 }
 
 func TestSystemMessageHasNoAuthor(t *testing.T) {
-	c, fake := newPair(t, accountSid, authToken)
-	fake.AddConversation(conv)
+	c, emu := newPair(t, accountSid, authToken)
 	if _, err := c.CreateMessage(t.Context(), conv, conversation.Message{Body: "Great!", Attributes: "{}"}); err != nil {
 		t.Fatal(err)
 	}
 	want := url.Values{"Body": {"Great!"}, "Attributes": {"{}"}}
-	if got := fake.Requests()[0].Form; !reflect.DeepEqual(got, want) {
+	if got := emu.Requests()[0].Form; !reflect.DeepEqual(got, want) {
 		t.Errorf("form = %v, want %v", got, want)
+	}
+	if msgs := messages(t, emu); len(msgs) != 1 || msgs[0].Author != "system" {
+		t.Errorf("the emulator holds %+v, want a system message", msgs)
 	}
 }
 
 func TestAPIKeyAuth(t *testing.T) {
-	c, fake := newPair(t, "SK00000000000000000000000000000001", "secret1")
-	fake.AddConversation(conv)
+	_, base := newEmulator(t, "SK00000000000000000000000000000001", "secret1")
+	c, _ := New(Options{AccountSid: accountSid, Username: "SK00000000000000000000000000000001", Password: "secret1", BaseURL: base})
 	if _, err := c.ScopedWebhooks(t.Context(), conv); err != nil {
 		t.Fatalf("API key rejected: %v", err)
 	}
-	bad, _ := New(Options{AccountSid: accountSid, Username: "SK00000000000000000000000000000001", Password: "wrong", BaseURL: fake.URL})
+	bad, _ := New(Options{AccountSid: accountSid, Username: "SK00000000000000000000000000000001", Password: "wrong", BaseURL: base})
 	_, err := bad.ScopedWebhooks(t.Context(), conv)
 	var ce *twiliocall.CallError
 	if !errors.As(err, &ce) || ce.Status != 401 || ce.Kind != twiliocall.Permanent {
@@ -90,13 +131,14 @@ func TestAPIKeyAuth(t *testing.T) {
 	}
 }
 
+// Twilio holds at most five scoped webhooks, one page; the client follows next_page_url all the same,
+// against a conversation seeded with eleven.
 func TestScopedWebhooksFollowsEveryPage(t *testing.T) {
-	c, fake := newPair(t, accountSid, authToken)
 	var hooks []string
-	for _, s := range []string{"01", "02", "03", "04", "05", "06", "07", "08", "09", "10", "11"} {
-		hooks = append(hooks, "WH000000000000000000000000000000"+s)
+	for i := 1; i <= 11; i++ {
+		hooks = append(hooks, hook(i))
 	}
-	fake.AddConversation(conv, hooks...)
+	c, emu := newPair(t, accountSid, authToken, hooks...)
 	listed, err := c.ScopedWebhooks(t.Context(), conv)
 	if err != nil {
 		t.Fatal(err)
@@ -112,7 +154,7 @@ func TestScopedWebhooksFollowsEveryPage(t *testing.T) {
 		t.Errorf("sids = %v, want %v", got, hooks)
 	}
 	var queries []url.Values
-	for _, r := range fake.Requests() {
+	for _, r := range emu.Requests() {
 		if r.Method != "GET" || r.Path != "/v1/Conversations/"+conv+"/Webhooks" {
 			t.Errorf("unexpected request %+v", r)
 		}
@@ -129,8 +171,7 @@ func TestScopedWebhooksFollowsEveryPage(t *testing.T) {
 }
 
 func TestRecentMessagesNewestFirst(t *testing.T) {
-	c, fake := newPair(t, accountSid, authToken)
-	fake.AddConversation(conv)
+	c, emu := newPair(t, accountSid, authToken)
 	for _, a := range []string{`{"n":1}`, `{"n":2}`} {
 		if _, err := c.CreateMessage(t.Context(), conv, conversation.Message{Body: "x", Attributes: a}); err != nil {
 			t.Fatal(err)
@@ -140,31 +181,30 @@ func TestRecentMessagesNewestFirst(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	msgs := fake.Messages(conv)
+	msgs := messages(t, emu)
 	want := []conversation.PostedMessage{{Sid: msgs[1].Sid, Attributes: `{"n":2}`}, {Sid: msgs[0].Sid, Attributes: `{"n":1}`}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("recent = %+v, want %+v", got, want)
 	}
-	if q := fake.Requests()[2].Query; !reflect.DeepEqual(q, url.Values{"Order": {"desc"}, "PageSize": {"50"}}) {
+	if q := emu.Requests()[2].Query; !reflect.DeepEqual(q, url.Values{"Order": {"desc"}, "PageSize": {"50"}}) {
 		t.Errorf("query = %v", q)
 	}
 }
 
 func TestDeleteWebhook(t *testing.T) {
-	c, fake := newPair(t, accountSid, authToken)
-	fake.AddConversation(conv, "WH1", "WH2")
-	if err := c.DeleteWebhook(t.Context(), conv, "WH1"); err != nil {
+	c, emu := newPair(t, accountSid, authToken, hook(1), hook(2))
+	if err := c.DeleteWebhook(t.Context(), conv, hook(1)); err != nil {
 		t.Fatal(err)
 	}
-	if got := fake.Webhooks(conv); !reflect.DeepEqual(got, []string{"WH2"}) {
-		t.Errorf("left = %v", got)
+	if v, _ := emu.Conversation(conv); !reflect.DeepEqual(v.Webhooks, []string{hook(2)}) {
+		t.Errorf("left = %v", v.Webhooks)
 	}
-	err := c.DeleteWebhook(t.Context(), conv, "WH1")
+	err := c.DeleteWebhook(t.Context(), conv, hook(1))
 	var ce *twiliocall.CallError
 	if !errors.As(err, &ce) || !ce.NotFound() || ce.Kind != twiliocall.Permanent || ce.Code != 20404 {
 		t.Errorf("second delete: %v", err)
 	}
-	if r := fake.Requests()[0]; r.Method != "DELETE" || r.Path != "/v1/Conversations/"+conv+"/Webhooks/WH1" {
+	if r := emu.Requests()[0]; r.Method != "DELETE" || r.Path != "/v1/Conversations/"+conv+"/Webhooks/"+hook(1) {
 		t.Errorf("request = %+v", r)
 	}
 }
@@ -172,23 +212,25 @@ func TestDeleteWebhook(t *testing.T) {
 func TestClassification(t *testing.T) {
 	tests := []struct {
 		name  string
-		fault faketwilio.Fault
+		fault emulator.Fault
 		want  twiliocall.CallError
 	}{
-		{"429", faketwilio.Fault{Status: 429, Code: 20429, RetryAfter: "3"}, twiliocall.CallError{Kind: twiliocall.Retryable, Status: 429, Code: 20429, RetryAfter: 3 * time.Second}},
-		{"500", faketwilio.Fault{Status: 500, Code: 20500}, twiliocall.CallError{Kind: twiliocall.Retryable, Status: 500, Code: 20500}},
-		{"503", faketwilio.Fault{Status: 503, Code: 20503}, twiliocall.CallError{Kind: twiliocall.Retryable, Status: 503, Code: 20503}},
-		{"504", faketwilio.Fault{Status: 504, Code: 20504}, twiliocall.CallError{Kind: twiliocall.Uncertain, Status: 504, Code: 20504}},
-		{"63016", faketwilio.Fault{Status: 400, Code: 63016}, twiliocall.CallError{Kind: twiliocall.Permanent, Status: 400, Code: 63016}},
-		{"403", faketwilio.Fault{Status: 403, Code: 20403}, twiliocall.CallError{Kind: twiliocall.Permanent, Status: 403, Code: 20403}},
-		{"dropped", faketwilio.Fault{Drop: true}, twiliocall.CallError{Kind: twiliocall.Uncertain}},
-		{"applied then dropped", faketwilio.Fault{Drop: true, Applied: true}, twiliocall.CallError{Kind: twiliocall.Uncertain}},
+		{"429", emulator.Fault{Kind: "429", Code: 20429, RetryAfter: 3}, twiliocall.CallError{Kind: twiliocall.Retryable, Status: 429, Code: 20429, RetryAfter: 3 * time.Second}},
+		{"500", emulator.Fault{Kind: "500", Code: 20500}, twiliocall.CallError{Kind: twiliocall.Retryable, Status: 500, Code: 20500}},
+		{"503", emulator.Fault{Kind: "503", Code: 20503}, twiliocall.CallError{Kind: twiliocall.Retryable, Status: 503, Code: 20503}},
+		{"504", emulator.Fault{Kind: "504", Code: 20504}, twiliocall.CallError{Kind: twiliocall.Uncertain, Status: 504, Code: 20504}},
+		{"63016", emulator.Fault{Kind: "400", Code: 63016}, twiliocall.CallError{Kind: twiliocall.Permanent, Status: 400, Code: 63016}},
+		{"403", emulator.Fault{Kind: "403", Code: 20403}, twiliocall.CallError{Kind: twiliocall.Permanent, Status: 403, Code: 20403}},
+		{"dropped", emulator.Fault{Kind: "drop"}, twiliocall.CallError{Kind: twiliocall.Uncertain}},
+		{"applied then dropped", emulator.Fault{Kind: "drop", Applied: true}, twiliocall.CallError{Kind: twiliocall.Uncertain}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, fake := newPair(t, accountSid, authToken)
-			fake.AddConversation(conv)
-			fake.Fail(faketwilio.RouteCreateMessage, tt.fault)
+			c, emu := newPair(t, accountSid, authToken)
+			tt.fault.Route, tt.fault.Count = "messages.create", 1
+			if err := emu.SetFaults([]emulator.Fault{tt.fault}); err != nil {
+				t.Fatal(err)
+			}
 			_, err := c.CreateMessage(t.Context(), conv, conversation.Message{Body: "x"})
 			var ce *twiliocall.CallError
 			if !errors.As(err, &ce) {
@@ -197,6 +239,14 @@ func TestClassification(t *testing.T) {
 			got := twiliocall.CallError{Kind: ce.Kind, Status: ce.Status, Code: ce.Code, RetryAfter: ce.RetryAfter}
 			if got != tt.want {
 				t.Errorf("got %+v, want %+v (%v)", got, tt.want, err)
+			}
+			// One call, not retried, which took effect only when the fault was applied.
+			want := 0
+			if tt.fault.Applied {
+				want = 1
+			}
+			if n, msgs := len(emu.Requests()), messages(t, emu); n != 1 || len(msgs) != want {
+				t.Errorf("%d requests, messages %+v; want 1 request and %d messages", n, msgs, want)
 			}
 		})
 	}
@@ -296,10 +346,8 @@ func (p *pageTwoRefused) RoundTrip(r *http.Request) (*http.Response, error) {
 
 // A failure is classified by what happened to the request that failed, not by an earlier page's answer.
 func TestLaterPageFailureIsNotTheFirstPagesStatus(t *testing.T) {
-	fake := faketwilio.New(accountSid, authToken)
-	t.Cleanup(fake.Close)
-	fake.AddConversation(conv, "WH1", "WH2", "WH3", "WH4", "WH5", "WH6", "WH7")
-	c, err := New(Options{AccountSid: accountSid, Username: accountSid, Password: authToken, BaseURL: fake.URL,
+	_, base := newEmulator(t, "", "", hook(1), hook(2), hook(3), hook(4), hook(5), hook(6), hook(7))
+	c, err := New(Options{AccountSid: accountSid, Username: accountSid, Password: authToken, BaseURL: base,
 		Transport: &pageTwoRefused{next: http.DefaultTransport}})
 	if err != nil {
 		t.Fatal(err)
