@@ -258,6 +258,11 @@ func (s *Pairs) Release(ctx context.Context, chatID string) error {
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("releasing pairs: %w", err)
 	}
+	// A release a failover lost would keep the pairs leased to a chat that recorded them free, until
+	// the retention lapses.
+	if err := s.sync(ctx); err != nil {
+		return fmt.Errorf("releasing pairs: %w", err)
+	}
 	return nil
 }
 
@@ -268,6 +273,9 @@ func (s *Pairs) ReleaseAddress(ctx context.Context, chatID, address string) erro
 		err = cmd.Err()
 	}
 	if err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("releasing an address's pairs: %w", err)
+	}
+	if err := s.sync(ctx); err != nil {
 		return fmt.Errorf("releasing an address's pairs: %w", err)
 	}
 	return nil
@@ -296,7 +304,14 @@ func (s *Pairs) Renew(ctx context.Context, chatID string) error {
 // Block keeps a pair out for ttl.
 func (s *Pairs) Block(ctx context.Context, p numberpool.Pair, ttl time.Duration) error {
 	pair := p.Address + "|" + p.Number
-	return blockPair.Run(ctx, s.rdb, []string{blockKey(pair), pairKey(pair), numberPairsKey(p.Number)}, p.Address, ttl.Milliseconds()).Err()
+	if err := blockPair.Run(ctx, s.rdb, []string{blockKey(pair), pairKey(pair), numberPairsKey(p.Number)}, p.Address, ttl.Milliseconds()).Err(); err != nil {
+		return fmt.Errorf("blocking a pair: %w", err)
+	}
+	// The block also frees the pair's lease: the chat records the party without it once this returns.
+	if err := s.sync(ctx); err != nil {
+		return fmt.Errorf("blocking a pair: %w", err)
+	}
+	return nil
 }
 
 // Last returns the address's last number.

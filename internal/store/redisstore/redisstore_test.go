@@ -324,8 +324,8 @@ func BenchmarkSync(b *testing.B) {
 }
 
 // With OPTIN_REDIS_WAIT_REPLICAS every write that guards a side effect — a chat created or changed, a
-// chat's lease, a number's lease — waits for the replicas, and fails when they do not acknowledge it,
-// so that the caller does not act on a write a failover may lose (issue 24, defect 8).
+// chat's lease, a number's lease, release or block — waits for the replicas, and fails when they do not
+// acknowledge it, so that the caller does not act on a write a failover may lose (issue 24, defect 8).
 func TestChatWritesWaitForReplicas(t *testing.T) {
 	cl := redistest.StartSentinel(t, 1, 0)
 	s, err := Open(cl.Master.URL(), time.Hour)
@@ -353,6 +353,11 @@ func TestChatWritesWaitForReplicas(t *testing.T) {
 		"number": func() error {
 			_, err := pairs.Take(ctx, "order-1", []numberpool.Pair{{Address: "whatsapp:+15550001111", Number: "whatsapp:+15550100000"}})
 			return err
+		},
+		"release":         func() error { return pairs.Release(ctx, "order-1") },
+		"release address": func() error { return pairs.ReleaseAddress(ctx, "order-1", "whatsapp:+15550001111") },
+		"block": func() error {
+			return pairs.Block(ctx, numberpool.Pair{Address: "whatsapp:+15550001111", Number: "whatsapp:+15550100001"}, time.Hour)
 		},
 	} {
 		if err := write(); err == nil || !strings.Contains(err.Error(), "1 of 2 replicas") {
