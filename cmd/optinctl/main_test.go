@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/optinkit/optin/emulator"
 	"github.com/optinkit/optin/internal/authlimit"
 	"github.com/optinkit/optin/internal/chat"
-	"github.com/optinkit/optin/internal/faketwilio"
 	"github.com/optinkit/optin/internal/handlers"
 	"github.com/optinkit/optin/internal/numberpool"
 	"github.com/optinkit/optin/internal/store/memory"
@@ -28,11 +28,20 @@ const (
 	adminToken = "5d2b8e4f1a7c3e9b6d0f2a4c8e1b3d5f"
 )
 
-// apiServer is the real admin API on a real chat service, against the exact-call fake of Twilio.
-func apiServer(t *testing.T) (*httptest.Server, *faketwilio.Server) {
-	fake := faketwilio.New(accountSid, authToken)
-	t.Cleanup(fake.Close)
-	conv, err := twilioapi.New(twilioapi.Options{AccountSid: accountSid, Username: accountSid, Password: authToken, BaseURL: fake.URL})
+// apiServer is the real admin API on a real chat service, against the emulator. The webhooks a chat
+// arms point at a loopback stand-in for the service's webhook, which answers 200 to what the emulator
+// reports (the invitation's delivery).
+func apiServer(t *testing.T) (*httptest.Server, *emulator.Emulator) {
+	hook := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	t.Cleanup(hook.Close)
+	emu, err := emulator.New(emulator.Options{AccountSid: accountSid, AuthToken: authToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := httptest.NewServer(emu)
+	t.Cleanup(api.Close)
+	t.Cleanup(func() { _ = emu.Close(context.Background()) })
+	conv, err := twilioapi.New(twilioapi.Options{AccountSid: accountSid, Username: accountSid, Password: authToken, BaseURL: api.URL})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +50,7 @@ func apiServer(t *testing.T) (*httptest.Server, *faketwilio.Server) {
 		t.Fatal(err)
 	}
 	chats, err := chat.NewService(conv, memory.NewChats(time.Hour), chat.Config{WhatsApp: pool,
-		WebhookURL: "https://optin.example.com/webhooks/conversations", InviteContentSid: "HX0000000000000000000000000000a001", DefaultTTL: 4 * time.Hour})
+		WebhookURL: hook.URL + "/webhooks/conversations", InviteContentSid: "HX0000000000000000000000000000a001", DefaultTTL: 4 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +60,7 @@ func apiServer(t *testing.T) (*httptest.Server, *faketwilio.Server) {
 	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return srv, fake
+	return srv, emu
 }
 
 func ctl(t *testing.T, env map[string]string, stdin string, args ...string) (string, error) {
@@ -62,34 +71,39 @@ func ctl(t *testing.T, env map[string]string, stdin string, args ...string) (str
 }
 
 func TestStartGetListEnd(t *testing.T) {
-	srv, fake := apiServer(t)
+	srv, emu := apiServer(t)
 	env := map[string]string{"OPTIN_URL": srv.URL, "OPTIN_ADMIN_TOKEN": adminToken}
 	out, err := ctl(t, env, "", "start", "-id", "order-1", "-customer", "whatsapp:+15550001111", "-customer-name", "Ana",
 		"-rider", "whatsapp:+15550002222", "-ttl", "2h", "-metadata", `{"order":1}`)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"id            order-1", "state         invited", "conversation  CH00000000000000000000000000000001",
+	convs := emu.Conversations()
+	if len(convs) != 1 || convs[0].UniqueName != "order-1" {
+		t.Fatalf("conversations at Twilio: %+v", convs)
+	}
+	conv := convs[0].Sid
+	for _, want := range []string{"id            order-1", "state         invited", "conversation  " + conv,
 		"customer      Ana whatsapp:+15550001111 via whatsapp:+15550100000", "rider         whatsapp:+15550002222 via whatsapp:+15550100000",
 		"history       starting ", " → invited ", `metadata      {"order":1}`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("start output lacks %q:\n%s", want, out)
 		}
 	}
-	if len(fake.Requests()) != 6 {
-		t.Errorf("%d REST calls, want the 6 of a start", len(fake.Requests()))
+	if n := len(emu.Requests()); n != 6 {
+		t.Errorf("%d REST calls, want the 6 of a start", n)
 	}
 	// The same start from a file, as JSON for a script: the same chat.
 	body := `{"id":"order-1","customer":{"address":"whatsapp:+15550001111","name":"Ana"},"rider":{"address":"whatsapp:+15550002222"},"ttl":"2h","metadata":{"order":1}}`
 	out, err = ctl(t, env, body, "-json", "start", "-f", "-")
-	if err != nil || !strings.HasPrefix(out, `{"id":"order-1","mode":"optin","conversation_sid":"CH00000000000000000000000000000001","state":"invited"`) {
+	if err != nil || !strings.HasPrefix(out, `{"id":"order-1","mode":"optin","conversation_sid":"`+conv+`","state":"invited"`) {
 		t.Errorf("start -f -: %v %s", err, out)
 	}
 	out, err = ctl(t, env, "", "-url", srv.URL, "list", "-state", "invited")
-	if err != nil || !strings.Contains(out, "ID       STATE    CONVERSATION") || !strings.Contains(out, "order-1  invited  CH00000000000000000000000000000001") {
+	if err != nil || !strings.Contains(out, "ID       STATE    CONVERSATION") || !strings.Contains(out, "order-1  invited  "+conv) {
 		t.Errorf("list: %v\n%s", err, out)
 	}
-	if out, err = ctl(t, env, "", "get", "CH00000000000000000000000000000001"); err != nil || !strings.Contains(out, "order-1") {
+	if out, err = ctl(t, env, "", "get", conv); err != nil || !strings.Contains(out, "order-1") {
 		t.Errorf("get by conversation: %v %s", err, out)
 	}
 	if out, err = ctl(t, env, "", "end", "order-1"); err != nil || !strings.Contains(out, "state         closed (ended)") {
