@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/optinkit/optin/internal/conversation"
@@ -526,6 +527,17 @@ type fakeStore struct {
 	// acknowledge it) the version before that write: a failover loses the write. A write acknowledged
 	// afterwards, of any chat, acknowledges it too (replicas apply writes in order).
 	unacked map[string][]byte
+	// acks, when set, is shared with the other stores of the same Redis (the number pool): it counts
+	// the writes acknowledged, of any of them, and unackedAt the count each unacked version was kept
+	// at. A version kept before the last acknowledgement anywhere is held by the replicas.
+	acks      *atomic.Int64
+	unackedAt map[string]int64
+}
+
+// lost reports whether a failover now would set chat id back. Callers hold s.mu or run alone.
+func (s *fakeStore) lost(id string) bool {
+	_, ok := s.unacked[id]
+	return ok && (s.acks == nil || s.unackedAt[id] == s.acks.Load())
 }
 
 // failover loses the writes no replica acknowledged, as a replica promoted after them would; it
@@ -533,9 +545,12 @@ type fakeStore struct {
 func (s *fakeStore) failover() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ids := slices.Sorted(maps.Keys(s.unacked))
-	for _, id := range ids {
-		s.chats[id] = s.unacked[id]
+	var ids []string
+	for _, id := range slices.Sorted(maps.Keys(s.unacked)) {
+		if s.lost(id) {
+			s.chats[id] = s.unacked[id]
+			ids = append(ids, id)
+		}
 	}
 	clear(s.unacked)
 	return ids
@@ -653,13 +668,19 @@ func (s *fakeStore) Update(_ context.Context, id string, change func(*Chat) erro
 	got, _ := s.load(id)
 	if s.landed != nil {
 		if err := s.landed(before, got); err != nil {
-			if _, ok := s.unacked[id]; !ok && s.unacked != nil {
+			if s.unacked != nil && !s.lost(id) {
 				s.unacked[id] = previous
+				if s.acks != nil {
+					s.unackedAt[id] = s.acks.Load()
+				}
 			}
 			return Chat{}, err
 		}
 	}
 	clear(s.unacked)
+	if s.acks != nil {
+		s.acks.Add(1)
+	}
 	return got, nil
 }
 

@@ -111,6 +111,16 @@ func (s *Service) leaseNumbers(ctx context.Context, c Chat) (Chat, error) {
 // leaseFor leases the party a number when it holds none (its pair was found bound elsewhere), and
 // records it; none free is a *NoNumberError.
 func (s *Service) leaseFor(ctx context.Context, c Chat, party string) (Chat, error) {
+	// The caller's copy may predate a record of this lease whose writer heard it fail though it
+	// landed (a replica's WAIT): the stored chat says what the party holds, or freeing "unrecorded"
+	// leases would free a recorded one.
+	stored, err := s.store.Get(ctx, c.ID)
+	if err != nil {
+		return Chat{}, fmt.Errorf("%w: reading the chat before leasing: %w", conversation.ErrUnavailable, err)
+	}
+	if stored.party(party).ProxyAddress != "" {
+		return stored, nil
+	}
 	p := c.party(party)
 	// What the chat holds for the party unrecorded (a run cut off after leasing) is freed first.
 	if err := s.pool(*p).ReleaseAddress(ctx, c.ID, p.Address); err != nil {

@@ -674,3 +674,77 @@ func TestAResumedStartLeasesAPartyWithoutANumber(t *testing.T) {
 		t.Errorf("rider on %q, leased %v", c.Rider.ProxyAddress, e.pool.leases["order-1"])
 	}
 }
+
+// replacingPool gives a party whose pair is bound elsewhere the same number again, and fails the leases
+// after the first `ok` with a store error.
+type replacingPool struct {
+	*fakePool
+	ok, leases int
+}
+
+func (p *replacingPool) Lease(ctx context.Context, chatID string, addresses []string) ([]string, error) {
+	if p.leases++; p.leases > p.ok {
+		return nil, errors.New("redis: i/o timeout")
+	}
+	return p.fakePool.Lease(ctx, chatID, addresses)
+}
+
+func (p *replacingPool) Replace(ctx context.Context, chatID, address, _ string) (string, error) {
+	if err := p.fakePool.ReleaseAddress(ctx, chatID, address); err != nil {
+		return "", err
+	}
+	numbers, err := p.fakePool.Lease(ctx, chatID, []string{address})
+	if err != nil {
+		return "", err
+	}
+	return numbers[0], nil
+}
+
+// A party's new number whose record landed though its writer heard it fail (a replica's WAIT) stays
+// leased: the step's retry reads the stored chat rather than its own copy, which shows no number, and
+// does not free the lease as one an earlier run left unrecorded. Before, the retry freed it and, its
+// own lease failing, left the chat recording a number it no longer held (the simulation, issue 24).
+func TestARetryDoesNotFreeALeaseWhoseRecordLanded(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	participants := 0
+	e.tw.before = func(op, _ string) error {
+		if op == "participant" {
+			if participants++; participants == 2 { // the rider's pair is bound elsewhere
+				return callErr("participant", twiliocall.Permanent, 409, codePairInUse)
+			}
+		}
+		return nil
+	}
+	heard := false
+	e.store.landed = func(before, after Chat) error {
+		if !heard && before.Steps[stepNumbers] != "" && before.Rider.ProxyAddress == "" && after.Rider.ProxyAddress != "" {
+			heard = true
+			return errors.New("replicas did not acknowledge the write")
+		}
+		return nil
+	}
+	pool := &replacingPool{fakePool: e.pool, ok: 1}
+	cfg := e.svc.cfg
+	cfg.WhatsApp = pool
+	svc, err := NewService(e.tw, e.store, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.now = e.clock.now
+	c, _, err := svc.Start(ctx, request("order-1"))
+	if !heard {
+		t.Fatal("the rider's new number was never recorded")
+	}
+	stored, gerr := e.store.Get(ctx, "order-1")
+	if gerr != nil {
+		t.Fatal(gerr)
+	}
+	rider := request("order-1").Rider.Address
+	if stored.Rider.ProxyAddress != "" && !e.pool.leasedTo("order-1", rider) {
+		t.Errorf("the chat records the rider on %s but the pool holds no lease of it (start: %v %v)", stored.Rider.ProxyAddress, c.State, err)
+	}
+	if err != nil || c.State != StateInvited {
+		t.Errorf("start: %v %v, want invited", c.State, err)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -161,6 +162,50 @@ type simNumbers struct {
 	chats map[[2]string]string
 	now   func() time.Time
 	down  func() error
+	// landed, when set, sees each write after it was made and may fail the call all the same (its
+	// replicas did not acknowledge it); acks is the count of acknowledged writes the chat store shares
+	// (one Redis). before is the pool as it was before the first write not acknowledged since the last
+	// acknowledgement anywhere (at beforeAt): a failover sets it back.
+	landed   func(op string) error
+	acks     *atomic.Int64
+	before   *simNumbers
+	beforeAt int64
+}
+
+// write makes one change to the pool, as a script does, then hears whether its replicas took it.
+// Callers hold p.mu.
+func (p *simNumbers) write(op string, change func()) error {
+	if p.landed == nil {
+		change()
+		return nil
+	}
+	var kept *simNumbers
+	if p.before == nil || p.beforeAt != p.acks.Load() {
+		kept = &simNumbers{leased: maps.Clone(p.leased), blocked: maps.Clone(p.blocked), last: maps.Clone(p.last), chats: maps.Clone(p.chats)}
+	}
+	change()
+	if err := p.landed(op); err != nil {
+		if kept != nil {
+			p.before, p.beforeAt = kept, p.acks.Load()
+		}
+		return err
+	}
+	p.acks.Add(1)
+	p.before = nil
+	return nil
+}
+
+// failover loses the pool's writes no replica acknowledged; it reports whether there were any.
+func (p *simNumbers) failover() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	b := p.before
+	p.before = nil
+	if b == nil || p.beforeAt != p.acks.Load() {
+		return false
+	}
+	p.leased, p.blocked, p.last, p.chats = b.leased, b.blocked, b.last, b.chats
+	return true
 }
 
 func (p *simNumbers) Take(_ context.Context, chatID string, pairs []numberpool.Pair) (bool, error) {
@@ -177,11 +222,13 @@ func (p *simNumbers) Take(_ context.Context, chatID string, pairs []numberpool.P
 			return false, nil
 		}
 	}
-	for _, pr := range pairs {
-		p.leased[pr], p.last[pr.Address] = chatID, pr.Number
-		p.chats[[2]string{E164(pr.Number), E164(pr.Address)}] = chatID
-	}
-	return true, nil
+	err := p.write("lease", func() {
+		for _, pr := range pairs {
+			p.leased[pr], p.last[pr.Address] = chatID, pr.Number
+			p.chats[[2]string{E164(pr.Number), E164(pr.Address)}] = chatID
+		}
+	})
+	return err == nil, err
 }
 
 func (p *simNumbers) ChatOf(_ context.Context, number, address string) (string, error) {
@@ -196,8 +243,9 @@ func (p *simNumbers) Release(_ context.Context, chatID string) error {
 	if err := p.down(); err != nil {
 		return err
 	}
-	maps.DeleteFunc(p.leased, func(_ numberpool.Pair, c string) bool { return c == chatID })
-	return nil
+	return p.write("release", func() {
+		maps.DeleteFunc(p.leased, func(_ numberpool.Pair, c string) bool { return c == chatID })
+	})
 }
 
 func (p *simNumbers) ReleaseAddress(_ context.Context, chatID, address string) error {
@@ -206,8 +254,9 @@ func (p *simNumbers) ReleaseAddress(_ context.Context, chatID, address string) e
 	if err := p.down(); err != nil {
 		return err
 	}
-	maps.DeleteFunc(p.leased, func(pr numberpool.Pair, c string) bool { return c == chatID && pr.Address == address })
-	return nil
+	return p.write("release an address", func() {
+		maps.DeleteFunc(p.leased, func(pr numberpool.Pair, c string) bool { return c == chatID && pr.Address == address })
+	})
 }
 
 func (p *simNumbers) Renew(context.Context, string) error { return p.down() }
@@ -218,9 +267,10 @@ func (p *simNumbers) Block(_ context.Context, pr numberpool.Pair, ttl time.Durat
 	if err := p.down(); err != nil {
 		return err
 	}
-	p.blocked[pr] = p.now().Add(ttl)
-	delete(p.leased, pr)
-	return nil
+	return p.write("block", func() {
+		p.blocked[pr] = p.now().Add(ttl)
+		delete(p.leased, pr)
+	})
 }
 
 func (p *simNumbers) Last(_ context.Context, address string) (string, error) {
@@ -366,8 +416,18 @@ func newSim(t testing.TB, seed uint64, replicas int) *sim {
 		}
 		return nil
 	}
+	// The chat store and the pool are one Redis: a write acknowledged in either acknowledges those before it.
+	acks := &atomic.Int64{}
+	sm.store.acks, sm.store.unackedAt = acks, map[string]int64{}
 	sm.numbers = &simNumbers{leased: map[numberpool.Pair]string{}, blocked: map[numberpool.Pair]time.Time{}, last: map[string]string{},
-		chats: map[[2]string]string{}, now: clk.now, down: down}
+		chats: map[[2]string]string{}, now: clk.now, down: down, acks: acks}
+	sm.numbers.landed = func(op string) error {
+		if sm.faults && !sm.platformRuns && sm.pick(100) == 0 {
+			sm.note("  a number " + op + " not acknowledged by the replicas")
+			return errors.New("replicas did not acknowledge the write")
+		}
+		return nil
+	}
 	sm.notes = &simNotifier{handed: map[string]bool{}, down: down}
 	sm.tw.before = sm.twilioCall
 	// Twilio refuses a pair another active conversation binds (50416): the service's own never should;
@@ -572,6 +632,7 @@ func (sm *sim) act(ctx context.Context, svc *Service, op int) string {
 		}
 		sm.store.mu.Unlock()
 		lost := sm.store.failover()
+		poolLost := sm.numbers.failover()
 		for _, id := range lost {
 			now, _ := sm.peek(ctx, id)
 			// The answers after the end whose record was lost: the next message is answered again.
@@ -585,7 +646,7 @@ func (sm *sim) act(ctx context.Context, svc *Service, op int) string {
 			sm.uncountedEnded[id] -= callsEnded(gone) - callsEnded(now)
 			sm.uncountedStarted[id] -= len(gone.Calls) - len(now.Calls)
 		}
-		desc = fmt.Sprintf("failover: chats set back %v", lost)
+		desc = fmt.Sprintf("failover: chats set back %v, number leases set back %v", lost, poolLost)
 	default:
 		d := []time.Duration{time.Second, 10 * time.Second, time.Minute, 2 * time.Hour, 25 * time.Hour}[sm.pick(5)]
 		sm.clock.advance(d)
@@ -970,7 +1031,7 @@ func (sm *sim) check() {
 		if f, ok := sm.finals[id]; ok && c.State != f {
 			sm.t.Errorf("chat %s was %s and is now %s", id, f, c.State)
 		}
-		if _, lost := sm.store.unacked[id]; c.State.Final() && !lost {
+		if c.State.Final() && !sm.store.lost(id) {
 			sm.finals[id] = c.State // a final state no replica acknowledged may yet be lost
 		}
 		for i, h := range c.History {
