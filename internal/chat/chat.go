@@ -346,8 +346,9 @@ type Store interface {
 	// it back.
 	Lock(ctx context.Context, id, owner string, ttl time.Duration) (bool, error)
 	Unlock(ctx context.Context, id, owner string) error
-	// Open returns the ids of the chats not in a final state.
-	Open(ctx context.Context) ([]string, error)
+	// Open returns the ids of the chats not in a final state in one shard of shards (ShardOf); with
+	// shards 1 or less, all of them. A store that keeps its chats in buckets reads only the shard's.
+	Open(ctx context.Context, shard, shards int) ([]string, error)
 	// WithPending returns the ids of the chats that have work (Chat.HasWork): events not yet
 	// delivered, messages held.
 	WithPending(ctx context.Context) ([]string, error)

@@ -723,7 +723,7 @@ func (s *fakeStore) Unlock(_ context.Context, id, owner string) error {
 	return nil
 }
 
-func (s *fakeStore) Open(context.Context) ([]string, error) {
+func (s *fakeStore) Open(_ context.Context, shard, shards int) ([]string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.isDown(); err != nil {
@@ -731,7 +731,7 @@ func (s *fakeStore) Open(context.Context) ([]string, error) {
 	}
 	var out []string
 	for _, id := range slices.Sorted(maps.Keys(s.chats)) {
-		if c, _ := s.load(id); !c.State.Final() {
+		if c, _ := s.load(id); !c.State.Final() && ShardOf(id, shards) == shard%max(shards, 1) {
 			out = append(out, id)
 		}
 	}

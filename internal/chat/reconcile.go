@@ -28,8 +28,10 @@ const (
 // its own lease, so that replicas share the work and one that dies stalls only its shards.
 const DefaultReconcileShards = 8
 
-// shardOf is the shard, of n, a chat is reconciled in.
-func shardOf(id string, n int) int {
+// ShardOf is the shard, of n, a chat is reconciled in: FNV-1a of its id modulo n, so that every replica
+// and version agrees, and a store bucketing ids the same way by a multiple of n reads a shard's buckets
+// only.
+func ShardOf(id string, n int) int {
 	if n <= 1 {
 		return 0
 	}
@@ -66,7 +68,7 @@ func (s *Service) Reconcile(ctx context.Context) (ReconcileReport, error) {
 // ReconcileRate: the shards together keep to the rate, however the replicas share them.
 func (s *Service) ReconcileShard(ctx context.Context, shard, shards int) (ReconcileReport, error) {
 	var rep ReconcileReport
-	ids, err := s.store.Open(ctx)
+	ids, err := s.store.Open(ctx, shard, shards)
 	if err != nil {
 		return rep, fmt.Errorf("%w: listing open chats: %w", conversation.ErrUnavailable, err)
 	}
@@ -74,9 +76,6 @@ func (s *Service) ReconcileShard(ctx context.Context, shard, shards int) (Reconc
 	for _, id := range ids {
 		if err := ctx.Err(); err != nil {
 			return rep, err
-		}
-		if shardOf(id, shards) != shard {
-			continue
 		}
 		c, err := s.store.Get(ctx, id)
 		if err != nil || c.State.Final() {

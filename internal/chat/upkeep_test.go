@@ -263,7 +263,7 @@ func TestAStalledShardStallsOnlyItsChats(t *testing.T) {
 	e.svc.cfg.ReconcileInterval, e.svc.cfg.ReconcileRate = 10*time.Millisecond, 1e9
 	var stalled, others []string
 	for _, id := range conv {
-		if shardOf(id, shards) == 0 {
+		if ShardOf(id, shards) == 0 {
 			stalled = append(stalled, id)
 		} else {
 			others = append(others, id)

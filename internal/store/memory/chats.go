@@ -239,12 +239,12 @@ func (s *Chats) List(_ context.Context, state chat.State, limit int, before int6
 }
 
 // Open returns the ids of the chats not in a final state.
-func (s *Chats) Open(context.Context) ([]string, error) {
+func (s *Chats) Open(_ context.Context, shard, shards int) ([]string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []string
 	for id, c := range s.live {
-		if !c.State.Final() {
+		if !c.State.Final() && chat.ShardOf(id, shards) == shard%max(shards, 1) {
 			out = append(out, id)
 		}
 	}

@@ -519,24 +519,39 @@ func (s *Chats) Lock(ctx context.Context, id, owner string, ttl time.Duration) (
 }
 
 // Open returns the ids of the chats not in a final state.
-func (s *Chats) Open(ctx context.Context) ([]string, error) { return s.members(ctx, setOpen) }
+func (s *Chats) Open(ctx context.Context, shard, shards int) ([]string, error) {
+	return s.members(ctx, setOpen, shard, shards)
+}
 
 // WithPending returns the ids of the chats that have work: undelivered events, held messages.
-func (s *Chats) WithPending(ctx context.Context) ([]string, error) { return s.members(ctx, setPending) }
+func (s *Chats) WithPending(ctx context.Context) ([]string, error) {
+	return s.members(ctx, setPending, 0, 1)
+}
 
-// members lists the ids in every bucket's set (open or pending), dropping those whose chat expired.
-func (s *Chats) members(ctx context.Context, set string) ([]string, error) {
+// members lists the ids in the buckets' sets (open or pending) of one shard of shards (chat.ShardOf),
+// dropping those whose chat expired. When shards divides the buckets, a shard's ids are in its buckets
+// alone (both hash the id with FNV-1a): only those are read.
+func (s *Chats) members(ctx context.Context, set string, shard, shards int) ([]string, error) {
+	shards = max(shards, 1)
+	shard %= shards
 	pipe := s.rdb.Pipeline()
-	cmds := make([]*redis.StringSliceCmd, chatBuckets)
+	var cmds []*redis.StringSliceCmd
 	for b := range chatBuckets {
-		cmds[b] = pipe.SMembers(ctx, bucketKey(b, set))
+		if chatBuckets%shards == 0 && b%shards != shard {
+			continue
+		}
+		cmds = append(cmds, pipe.SMembers(ctx, bucketKey(b, set)))
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, fmt.Errorf("listing chats: %w", err)
 	}
 	var ids []string
 	for _, cmd := range cmds {
-		ids = append(ids, cmd.Val()...)
+		for _, id := range cmd.Val() {
+			if chat.ShardOf(id, shards) == shard {
+				ids = append(ids, id)
+			}
+		}
 	}
 	if len(ids) == 0 {
 		return nil, nil

@@ -117,7 +117,7 @@ func migration(t *testing.T, openOn func(t testing.TB, retention time.Duration) 
 				t.Errorf("chat %d by its conversation: %v", i, err)
 			}
 		}
-		openIDs, err := c.Open(ctx)
+		openIDs, err := c.Open(ctx, 0, 1)
 		if slices.Sort(openIDs); err != nil || !slices.Equal(openIDs, []string{"order-000001", "order-000002", "order-000003"}) {
 			t.Errorf("open %v %v", openIDs, err)
 		}

@@ -1,10 +1,12 @@
 package redisstore
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -463,4 +465,39 @@ func ids(chats []chat.Chat) []string {
 		out[i] = c.ID
 	}
 	return out
+}
+
+// countSMembers counts the SMEMBERS a client sends in pipelines.
+type countSMembers struct{ n atomic.Int64 }
+
+func (h *countSMembers) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (h *countSMembers) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (h *countSMembers) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, c := range cmds {
+			if c.Name() == "smembers" {
+				h.n.Add(1)
+			}
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// A shard of the open chats reads only its buckets' sets when the shards divide the buckets (two of
+// sixteen for eight shards), and every bucket's otherwise: a reconcile shard does not list every open
+// chat of the fleet to keep an eighth of them.
+func TestOpenReadsOnlyTheShardsBuckets(t *testing.T) {
+	s := openFor(t, redistest.Start(t), time.Hour)
+	hook := &countSMembers{}
+	s.rdb.AddHook(hook)
+	chats := s.Chats()
+	for _, tt := range []struct{ shards, reads int }{{8, chatBuckets / 8}, {16, 1}, {1, chatBuckets}, {3, chatBuckets}} {
+		hook.n.Store(0)
+		if _, err := chats.Open(t.Context(), 1%tt.shards, tt.shards); err != nil {
+			t.Fatal(err)
+		}
+		if got := hook.n.Load(); got != int64(tt.reads) {
+			t.Errorf("a shard of %d read %d sets, want %d", tt.shards, got, tt.reads)
+		}
+	}
 }

@@ -204,6 +204,43 @@ func RunChats(t *testing.T, open func(t *testing.T) (chat.Store, chat.Store)) {
 		}
 	})
 
+	t.Run("open chats by shard", func(t *testing.T) {
+		a, b := open(t)
+		ctx := t.Context()
+		var ids []string
+		for i := range 40 {
+			id := fmt.Sprintf("order-%d", i)
+			if _, _, err := a.Create(ctx, newChat(id)); err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, id)
+		}
+		if _, err := a.Update(ctx, "order-7", func(c *chat.Chat) error { c.State = chat.StateClosed; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		want := slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return id == "order-7" })
+		slices.Sort(want)
+		// 8 and 16 divide a bucketed store's buckets, 3 does not: each shard holds its ids and no other.
+		for _, shards := range []int{1, 3, 8, 16} {
+			var all []string
+			for shard := range shards {
+				got, err := b.Open(ctx, shard, shards)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, id := range got {
+					if chat.ShardOf(id, shards) != shard {
+						t.Errorf("shard %d of %d lists %s, of shard %d", shard, shards, id, chat.ShardOf(id, shards))
+					}
+				}
+				all = append(all, got...)
+			}
+			if slices.Sort(all); !slices.Equal(all, want) {
+				t.Errorf("the %d shards list %v, want %v", shards, all, want)
+			}
+		}
+	})
+
 	t.Run("open chats and chats with pending events", func(t *testing.T) {
 		a, b := open(t)
 		ctx := t.Context()
@@ -228,7 +265,7 @@ func RunChats(t *testing.T, open func(t *testing.T) (chat.Store, chat.Store)) {
 		if err := a.Delete(ctx, "open-3"); err != nil {
 			t.Fatal(err)
 		}
-		open, err := b.Open(ctx)
+		open, err := b.Open(ctx, 0, 1)
 		if slices.Sort(open); err != nil || !slices.Equal(open, []string{"open-1"}) {
 			t.Errorf("open: %v %v", open, err)
 		}
@@ -449,7 +486,7 @@ func RunChats(t *testing.T, open func(t *testing.T) (chat.Store, chat.Store)) {
 		if got, _ := b.Get(ctx, want.ID); got.Reason != chat.ReasonExpired {
 			t.Errorf("update of a finished chat: %s", got.Reason)
 		}
-		if open, _ := b.Open(ctx); len(open) != 0 {
+		if open, _ := b.Open(ctx, 0, 1); len(open) != 0 {
 			t.Errorf("open %v", open)
 		}
 		if err := b.Delete(ctx, want.ID); err != nil {
