@@ -18,7 +18,6 @@ import (
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/optinkit/optin/emulator"
-	"github.com/optinkit/optin/internal/faketwilio"
 	"github.com/optinkit/optin/internal/redistest"
 	"github.com/optinkit/optin/internal/signature"
 )
@@ -29,14 +28,17 @@ const (
 	business    = "whatsapp:+15550100000"
 	rider       = "whatsapp:+15550002222"
 	inviteSid   = "HX0000000000000000000000000000a001"
-	publicBase  = "https://optin.example.com"
+	// publicBase is where Twilio reaches the service in the tests that deliver Twilio's webhooks to it
+	// themselves (signed for publicBase, as a proxy passes them on): a loopback port nobody serves, so
+	// that what the emulator reports there on its own (a message's delivery) is lost, never an event
+	// the test did not mean.
+	publicBase = "http://127.0.0.1:1"
 )
 
-// startAPI runs the service with the chats API on (extra on top) against a fresh exact-call fake.
-func startAPI(t *testing.T, extra map[string]string) (*server, *faketwilio.Server) {
+// startAPI runs the service with the chats API on (extra on top) against a fresh Twilio.
+func startAPI(t *testing.T, extra map[string]string) (*server, *twilio) {
 	t.Helper()
-	fake := faketwilio.New(accountSid, authToken)
-	t.Cleanup(fake.Close)
+	fake := newTwilio(t, emulator.Options{})
 	return start(t, fake, adminEnv(extra)), fake
 }
 
@@ -125,12 +127,16 @@ func states(c map[string]any) string {
 
 func TestChatStartGetListEnd(t *testing.T) {
 	s, fake := startAPI(t, nil)
-	const conv1 = "CH00000000000000000000000000000001"
 
 	code, hdr, body := s.api("POST", "/v1/chats", adminToken1, startBody)
 	if code != 201 || hdr.Get("Location") != "/v1/chats/order-8812" || hdr.Get("Content-Type") != "application/json" {
 		t.Fatalf("start: %d %v %s", code, hdr, body)
 	}
+	made := fake.Conversations()
+	if len(made) != 1 {
+		t.Fatalf("conversations at Twilio: %+v", made)
+	}
+	conv1 := made[0].Sid
 	c := chatOf(t, body)
 	cust, rid := c["customer"].(map[string]any), c["rider"].(map[string]any)
 	if c["id"] != "order-8812" || c["conversation_sid"] != conv1 || c["state"] != "invited" || c["reason"] != nil || c["error"] != nil ||
@@ -139,8 +145,8 @@ func TestChatStartGetListEnd(t *testing.T) {
 		t.Errorf("chat: %s", body)
 	}
 	assertCalls(t, fake, sorted(startCalls("order-8812", conv1, "PT4H")...))
-	if state, parts, _ := fake.Conversation(conv1); state != "active" || len(parts) != 2 {
-		t.Errorf("conversation %s with %v", state, parts)
+	if v, _ := fake.Conversation(conv1); v.State != "active" || len(v.Bindings) != 2 {
+		t.Errorf("conversation %s with %v", v.State, v.Bindings)
 	}
 
 	// The same start again: the chat as it is, and nothing at Twilio.
@@ -186,8 +192,8 @@ func TestChatStartGetListEnd(t *testing.T) {
 	if len(got) != 1 || got[0] != closeCall(conv1) {
 		t.Errorf("end made %+v, want one close", got)
 	}
-	if state, _, _ := fake.Conversation(conv1); state != "closed" {
-		t.Errorf("conversation %s after end", state)
+	if v, _ := fake.Conversation(conv1); v.State != "closed" {
+		t.Errorf("conversation %s after end", v.State)
 	}
 	if code, _, p := s.api("DELETE", "/v1/chats/nope", adminToken1, ""); code != 404 {
 		t.Errorf("end unknown: %d %s", code, p)
@@ -326,18 +332,16 @@ func TestChatStartNoFreeNumber(t *testing.T) {
 func TestChatStartPairBoundOutside(t *testing.T) {
 	const n1 = "whatsapp:+15550100001"
 	t.Run("next number", func(t *testing.T) {
-		fake := faketwilio.New(accountSid, authToken)
-		t.Cleanup(fake.Close)
-		fake.Bind("CH0000000000000000000000000000ffff", rider, business)
+		fake := boundOutside(t)
 		s := start(t, fake, adminEnv(map[string]string{"OPTIN_WHATSAPP_NUMBERS": n1}))
 		code, _, body := s.api("POST", "/v1/chats", adminToken1, startBody)
 		c := chatOf(t, body)
 		if code != 201 || c["customer"].(map[string]any)["proxy_address"] != business || c["rider"].(map[string]any)["proxy_address"] != n1 {
 			t.Fatalf("start: %d %s", code, body)
 		}
-		_, parts, _ := fake.Conversation(c["conversation_sid"].(string))
-		if !slices.Equal(parts, []string{customer + "|" + business, rider + "|" + n1}) {
-			t.Errorf("participants %v", parts)
+		v, _ := fake.Conversation(c["conversation_sid"].(string))
+		if !slices.Equal(v.Bindings, []emulator.Binding{{Address: customer, ProxyAddress: business}, {Address: rider, ProxyAddress: n1}}) {
+			t.Errorf("participants %v", v.Bindings)
 		}
 		_, _, pools := s.api("GET", "/v1/pools", adminToken1, "")
 		if strings.TrimSpace(pools) != `{"pools":[{"channel":"whatsapp","numbers":[{"number":"whatsapp:+15550100000","pairs_in_use":1},{"number":"whatsapp:+15550100001","pairs_in_use":1}]}]}` {
@@ -345,9 +349,7 @@ func TestChatStartPairBoundOutside(t *testing.T) {
 		}
 	})
 	t.Run("none left", func(t *testing.T) {
-		fake := faketwilio.New(accountSid, authToken)
-		t.Cleanup(fake.Close)
-		fake.Bind("CH0000000000000000000000000000ffff", rider, business)
+		fake := boundOutside(t)
 		s := start(t, fake, adminEnv(nil))
 		code, _, p := s.api("POST", "/v1/chats", adminToken1, startBody)
 		if code != 409 || !strings.Contains(p, `"twilio_code":50416`) || !strings.Contains(p, "problem-no-free-number") || !strings.Contains(p, "rider: ") {
@@ -355,8 +357,8 @@ func TestChatStartPairBoundOutside(t *testing.T) {
 		}
 		_, _, body := s.api("GET", "/v1/chats/order-8812", adminToken1, "")
 		c := chatOf(t, body)
-		if state, _, _ := fake.Conversation("order-8812"); state != "closed" || c["conversation_sid"] == nil {
-			t.Errorf("half-made conversation %q", state)
+		if v, _ := fake.Conversation("order-8812"); v.State != "closed" || c["conversation_sid"] != v.Sid {
+			t.Errorf("half-made conversation %q %s, chat names %v", v.State, v.Sid, c["conversation_sid"])
 		}
 		if e := c["error"].(map[string]any); c["state"] != "failed" || c["reason"] != "failed" || e["twilio_code"] != 50416.0 || e["step"] != "rider" || states(c) != "starting,failed" {
 			t.Errorf("failed chat: %s", body)
@@ -380,15 +382,23 @@ func TestChatStartPairBoundOutside(t *testing.T) {
 	})
 }
 
+// boundOutside is Twilio where the rider is on the business number in a conversation made outside the
+// service.
+func boundOutside(t *testing.T) *twilio {
+	t.Helper()
+	fake := newTwilio(t, emulator.Options{})
+	if _, err := fake.AddConversation(emulator.Seed{Sid: "CH0000000000000000000000000000ffff",
+		Participants: []emulator.Binding{{Address: rider, ProxyAddress: business}}}); err != nil {
+		t.Fatal(err)
+	}
+	return fake
+}
+
 // A start cut off half-way answers 503 with Retry-After; the same call repeated completes it, and
 // nothing is created twice.
 func TestChatStartResumes(t *testing.T) {
 	s, fake := startAPI(t, map[string]string{"OPTIN_CHAT_START_TIMEOUT": "1s"})
-	faults := make([]faketwilio.Fault, 50)
-	for i := range faults {
-		faults[i] = faketwilio.Fault{Status: 503, Code: 20503}
-	}
-	fake.Fail(faketwilio.RouteCreateParticipant, faults...)
+	fail(t, fake, emulator.Fault{Route: "participants.create", Kind: "503", Code: 20503, Count: 50})
 	code, hdr, p := s.api("POST", "/v1/chats", adminToken1, startBody)
 	if code != 503 || hdr.Get("Retry-After") == "" || !strings.Contains(p, "problem-busy") {
 		t.Fatalf("cut off: %d %v %s", code, hdr, p)
@@ -396,13 +406,13 @@ func TestChatStartResumes(t *testing.T) {
 	if _, _, body := s.api("GET", "/v1/chats/order-8812", adminToken1, ""); chatOf(t, body)["state"] != "starting" {
 		t.Errorf("cut-off chat: %s", body)
 	}
-	fake.ClearFaults()
+	fail(t, fake)
 	n := len(fake.Requests())
 	code, _, body := s.api("POST", "/v1/chats", adminToken1, startBody)
 	if code != 201 || chatOf(t, body)["state"] != "invited" {
 		t.Fatalf("resumed: %d %s", code, body)
 	}
-	const conv1 = "CH00000000000000000000000000000001"
+	conv1 := chatOf(t, body)["conversation_sid"].(string)
 	all := startCalls("order-8812", conv1, "PT4H")
 	lookup := call{"GET", "/v1/Conversations/" + conv1 + "/Messages", "Order=desc&PageSize=50"}
 	// The resumed call adds the participants, looks for an invitation an earlier call may have sent, sends it.
@@ -412,7 +422,7 @@ func TestChatStartResumes(t *testing.T) {
 	}
 }
 
-func assertCallsSince(t *testing.T, fake *faketwilio.Server, n int, want []call) {
+func assertCallsSince(t *testing.T, fake *twilio, n int, want []call) {
 	t.Helper()
 	got := calls(fake.Requests()[n:])
 	if !slices.Equal(got, want) {
@@ -428,10 +438,28 @@ func (s *server) publicPost(params url.Values) *http.Request {
 	return r
 }
 
-func reply(msgSid, author, body string) url.Values {
+// reply is Twilio's onMessageAdded of a message of author in the conversation sid.
+func reply(sid, msgSid, author, body string) url.Values {
 	ev := event(msgSid, author)
+	ev.Set("ConversationSid", sid)
 	ev.Set("Body", body)
 	return ev
+}
+
+// startedChat starts the chat of startBody and returns the SID of its conversation and the SIDs of the
+// two webhooks the start armed there.
+func startedChat(t *testing.T, s *server, fake *twilio) (sid string, hooks []string) {
+	t.Helper()
+	code, _, body := s.api("POST", "/v1/chats", adminToken1, startBody)
+	if code != 201 {
+		t.Fatalf("start: %d %s", code, body)
+	}
+	sid = chatOf(t, body)["conversation_sid"].(string)
+	v, ok := fake.Conversation(sid)
+	if !ok || len(v.Webhooks) != 2 {
+		t.Fatalf("conversation %s at Twilio: %+v", sid, v)
+	}
+	return sid, v.Webhooks
 }
 
 // waitChat polls the chat until it is in state.
@@ -453,11 +481,7 @@ func (s *server) waitChat(id, state string) map[string]any {
 
 // The customer's answer decides: yes connects, no declines, STOP opts out; the rider cannot answer for them.
 func TestChatConsent(t *testing.T) {
-	const (
-		messageHook   = "WH00000000000000000000000000000002"
-		lifecycleHook = "WH00000000000000000000000000000003"
-	)
-	riderCalls := func(trigger string) []call {
+	riderCalls := func(conv, trigger string) []call {
 		return []call{
 			{"POST", "/v1/Conversations/" + conv + "/Messages", form("Body", waitText, "Attributes", `{"optin":{"step":"wait","trigger":"`+trigger+`"}}`)},
 			{"POST", "/v1/Conversations/" + conv + "/Messages", form("Author", customer, "Body", riderText, "Attributes", `{"optin":{"step":"rider","trigger":"`+trigger+`"}}`)},
@@ -465,32 +489,30 @@ func TestChatConsent(t *testing.T) {
 	}
 	for _, tt := range []struct {
 		name, reply, state, reason, history string
-		want                                func(trigger string) []call
+		want                                func(conv, trigger string) []call
 	}{
 		{"yes", "Yes, I'm home", "connected", "", "starting,invited,connecting,connected", riderCalls},
 		{"quick reply button", "Sure!", "connected", "", "starting,invited,connecting,connected", riderCalls},
-		{"no", "No thanks.", "declined", "declined", "starting,invited,declined", func(trigger string) []call {
+		{"no", "No thanks.", "declined", "declined", "starting,invited,declined", func(conv, trigger string) []call {
 			return []call{
 				{"POST", "/v1/Conversations/" + conv + "/Messages", form("Body", "No problem — we won't connect you. Your delivery is on its way.",
 					"Attributes", `{"optin":{"step":"decline","trigger":"`+trigger+`"}}`)},
 				closeCall(conv),
 			}
 		}},
-		{"opt out", "STOP", "declined", "opted_out", "starting,invited,declined", func(string) []call {
+		{"opt out", "STOP", "declined", "opted_out", "starting,invited,declined", func(conv, _ string) []call {
 			return []call{closeCall(conv)}
 		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			s, fake := startAPI(t, nil)
-			if code, _, body := s.api("POST", "/v1/chats", adminToken1, startBody); code != 201 {
-				t.Fatalf("start: %d %s", code, body)
-			}
+			sid, hooks := startedChat(t, s, fake)
 			n := len(fake.Requests())
 			// The rider writes first: ignored, nothing at Twilio.
-			if code, body := s.send(s.publicPost(reply(msg9, rider, "I'm outside"))); code != 200 || body != `{"outcome":"ignored","reason":"customer_not_answered"}` {
+			if code, body := s.send(s.publicPost(reply(sid, msg9, rider, "I'm outside"))); code != 200 || body != `{"outcome":"ignored","reason":"customer_not_answered"}` {
 				t.Errorf("rider first: %d %s", code, body)
 			}
-			if code, body := s.send(s.publicPost(reply(msg1, customer, tt.reply))); code != 200 || body != `{"outcome":"accepted"}` {
+			if code, body := s.send(s.publicPost(reply(sid, msg1, customer, tt.reply))); code != 200 || body != `{"outcome":"accepted"}` {
 				t.Fatalf("customer: %d %s", code, body)
 			}
 			c := s.waitChat("order-8812", tt.state)
@@ -498,10 +520,10 @@ func TestChatConsent(t *testing.T) {
 				t.Errorf("chat: reason %v, history %s", c["reason"], states(c))
 			}
 			s.stop()
-			assertCallsSince(t, fake, n, sorted(tt.want(msg1)...))
+			assertCallsSince(t, fake, n, sorted(tt.want(sid, msg1)...))
 			// A chat keeps both: its messages and deliveries are the chat's to relay.
-			if hooks := fake.Webhooks(conv); !slices.Equal(hooks, []string{messageHook, lifecycleHook}) {
-				t.Errorf("webhooks left %v, want both", hooks)
+			if v, _ := fake.Conversation(sid); !slices.Equal(v.Webhooks, hooks) {
+				t.Errorf("webhooks left %v, want both of %v", v.Webhooks, hooks)
 			}
 		})
 	}
@@ -511,8 +533,7 @@ func TestChatConsent(t *testing.T) {
 // and every answer names the same chat; the customer's reply to either replica connects it.
 func TestChatConcurrentStartsOnTwoReplicas(t *testing.T) {
 	rs := redistest.Start(t)
-	fake := faketwilio.New(accountSid, authToken)
-	t.Cleanup(fake.Close)
+	fake := newTwilio(t, emulator.Options{})
 	env := adminEnv(map[string]string{"OPTIN_REDIS_URL": rs.URL()})
 	replicas := []*server{start(t, fake, env), start(t, fake, env)}
 	var wg sync.WaitGroup
@@ -529,12 +550,16 @@ func TestChatConcurrentStartsOnTwoReplicas(t *testing.T) {
 	}
 	wg.Wait()
 	close(answers)
+	made := fake.Conversations()
+	if len(made) != 1 {
+		t.Fatalf("%d conversations created", len(made))
+	}
 	created := 0
 	for a := range answers {
 		switch a {
-		case "201 " + conv:
+		case "201 " + made[0].Sid:
 			created++
-		case "200 " + conv:
+		case "200 " + made[0].Sid:
 		default:
 			t.Errorf("answer %s", a)
 		}
@@ -542,10 +567,7 @@ func TestChatConcurrentStartsOnTwoReplicas(t *testing.T) {
 	if created != 1 {
 		t.Errorf("%d answers 201, want 1", created)
 	}
-	if n := conversationsCreated(fake); n != 1 {
-		t.Errorf("%d conversations created", n)
-	}
-	if code, body := replicas[1].send(replicas[1].publicPost(reply(msg1, customer, "Yes"))); code != 200 || body != `{"outcome":"accepted"}` {
+	if code, body := replicas[1].send(replicas[1].publicPost(reply(made[0].Sid, msg1, customer, "Yes"))); code != 200 || body != `{"outcome":"accepted"}` {
 		t.Fatalf("reply: %d %s", code, body)
 	}
 	if c := replicas[0].waitChat("order-8812", "connected"); states(c) != "starting,invited,connecting,connected" {
@@ -553,7 +575,9 @@ func TestChatConcurrentStartsOnTwoReplicas(t *testing.T) {
 	}
 }
 
-func conversationsCreated(fake *faketwilio.Server) int { return fake.Created() }
+// conversationsCreated counts the conversations at Twilio: those the service created (a create
+// refused, e.g. 50353, made none).
+func conversationsCreated(fake *twilio) int { return len(fake.Conversations()) }
 
 // A whole delivery against the emulator, which fires the webhooks: start, the invitation on the
 // customer's phone, the customer's "Yes", template 2 on the rider's phone, the chat connected; then the
@@ -707,14 +731,12 @@ func TestChatEvents(t *testing.T) {
 		}
 		return 204
 	}
-	s, _ := startAPI(t, map[string]string{"OPTIN_CALLBACK_URL": p.srv.URL + "/hooks/optin", "OPTIN_CALLBACK_SECRET": callbackSecret})
-	if code, _, body := s.api("POST", "/v1/chats", adminToken1, startBody); code != 201 {
-		t.Fatalf("start: %d %s", code, body)
-	}
+	s, fake := startAPI(t, map[string]string{"OPTIN_CALLBACK_URL": p.srv.URL + "/hooks/optin", "OPTIN_CALLBACK_SECRET": callbackSecret})
+	sid, _ := startedChat(t, s, fake)
 	if got := p.waitFor(1); got[0].Type != "chat.invited" || got[0].State != "invited" || !strings.HasPrefix(got[0].ID, "msg_") {
 		t.Errorf("first event %+v", got[0])
 	}
-	if code, _ := s.send(s.publicPost(reply(msg1, customer, "Yes"))); code != 200 {
+	if code, _ := s.send(s.publicPost(reply(sid, msg1, customer, "Yes"))); code != 200 {
 		t.Fatal(code)
 	}
 	got := p.waitFor(3) // chat.connected twice: answered 503, then delivered again
@@ -748,9 +770,11 @@ func TestAdminAPIOnItsOwnListener(t *testing.T) {
 	}
 	admin := *s
 	admin.base = s.admin
-	if code, _, body := admin.api("POST", "/v1/chats", adminToken1, startBody); code != 201 {
-		t.Errorf("admin listener: %d %s", code, body)
+	code, _, body := admin.api("POST", "/v1/chats", adminToken1, startBody)
+	if code != 201 {
+		t.Fatalf("admin listener: %d %s", code, body)
 	}
+	sid := chatOf(t, body)["conversation_sid"].(string)
 	for _, p := range []string{"/healthz", "/readyz", "/console/login"} {
 		r, _ := http.NewRequest(http.MethodGet, s.admin+p, nil)
 		if code, _ := admin.send(r); code != 200 {
@@ -763,7 +787,7 @@ func TestAdminAPIOnItsOwnListener(t *testing.T) {
 		t.Errorf("the public listener serves the console: %d", code)
 	}
 	// The webhook stays on the public listener.
-	if code, body := s.send(s.publicPost(reply(msg1, customer, "Yes"))); code != 200 || body != `{"outcome":"accepted"}` {
+	if code, body := s.send(s.publicPost(reply(sid, msg1, customer, "Yes"))); code != 200 || body != `{"outcome":"accepted"}` {
 		t.Errorf("webhook: %d %s", code, body)
 	}
 }
@@ -771,25 +795,27 @@ func TestAdminAPIOnItsOwnListener(t *testing.T) {
 // With the API on, a conversation armed by hand keeps the guide's behaviour: the first author is the
 // customer, any reply consents, every scoped webhook goes.
 func TestHandArmedConversationWithTheAPIOn(t *testing.T) {
-	fake := newFake(t, "WH1", "WH2")
+	fake := newFake(t, hook(1), hook(2))
 	s := start(t, fake, adminEnv(nil))
-	if code, body := s.send(s.publicPost(reply(msg1, customer, "no"))); code != 200 || body != `{"outcome":"accepted"}` {
+	if code, body := s.send(s.publicPost(reply(conv, msg1, customer, "no"))); code != 200 || body != `{"outcome":"accepted"}` {
 		t.Fatalf("%d %s", code, body)
 	}
 	waitFor(t, fake, 5)
 	s.stop()
-	assertCalls(t, fake, sorted(waitCall(msg1), riderCall(msg1), listCall("PageSize=5"), deleteCall("WH1"), deleteCall("WH2")))
+	assertCalls(t, fake, sorted(waitCall(msg1), riderCall(msg1), listCall("PageSize=5"), deleteCall(hook(1)), deleteCall(hook(2))))
 }
 
 // An invitation given as a body goes as one, authored by the rider.
 func TestChatInviteBody(t *testing.T) {
 	s, fake := startAPI(t, map[string]string{"OPTIN_INVITE_CONTENT_SID": ""})
 	body := `{"id":"o-2","customer":{"address":"whatsapp:+15550001111"},"rider":{"address":"whatsapp:+15550002222"},"invite":{"body":"Hi, can we chat?"}}`
-	if code, _, p := s.api("POST", "/v1/chats", adminToken1, body); code != 201 {
+	code, _, p := s.api("POST", "/v1/chats", adminToken1, body)
+	if code != 201 {
 		t.Fatalf("%d %s", code, p)
 	}
-	last := calls(fake.Requests()[len(fake.Requests())-1:])[0]
-	want := call{"POST", "/v1/Conversations/" + conv + "/Messages", form("Attributes", `{"optin":{"chat":"o-2","step":"invite"}}`, "Author", rider, "Body", "Hi, can we chat?")}
+	reqs := fake.Requests()
+	last := calls(reqs[len(reqs)-1:])[0]
+	want := call{"POST", "/v1/Conversations/" + chatOf(t, p)["conversation_sid"].(string) + "/Messages", form("Attributes", `{"optin":{"chat":"o-2","step":"invite"}}`, "Author", rider, "Body", "Hi, can we chat?")}
 	if last != want {
 		t.Errorf("invitation %+v, want %+v", last, want)
 	}
@@ -869,8 +895,7 @@ func TestRiderWithFiveOrdersOnEmulator(t *testing.T) {
 // succeeds and no (address, number) pair is bound twice.
 func TestPoolOnTwoReplicas(t *testing.T) {
 	rs := redistest.Start(t)
-	fake := faketwilio.New(accountSid, authToken)
-	t.Cleanup(fake.Close)
+	fake := newTwilio(t, emulator.Options{})
 	env := adminEnv(map[string]string{"OPTIN_REDIS_URL": rs.URL(), "OPTIN_WHATSAPP_NUMBERS": poolOf5()})
 	replicas := []*server{start(t, fake, env), start(t, fake, env)}
 	var mu sync.Mutex
@@ -1069,12 +1094,10 @@ func TestOptInWithSMSRider(t *testing.T) {
 // A permanent Twilio refusal during the opt-in fails the chat with Twilio's code.
 func TestChatFailsWithTwilioCode(t *testing.T) {
 	s, fake := startAPI(t, nil)
-	if code, _, body := s.api("POST", "/v1/chats", adminToken1, startBody); code != 201 {
-		t.Fatalf("start: %d %s", code, body)
-	}
+	sid, _ := startedChat(t, s, fake)
 	// The next message create — the wait message or the rider's opt-in — is refused for good.
-	fake.Fail(faketwilio.RouteCreateMessage, faketwilio.Fault{Status: 400, Code: 63016})
-	if code, body := s.send(s.publicPost(reply(msg1, customer, "Yes"))); code != 200 || body != `{"outcome":"accepted"}` {
+	fail(t, fake, emulator.Fault{Route: "messages.create", Kind: "400", Code: 63016, Count: 1})
+	if code, body := s.send(s.publicPost(reply(sid, msg1, customer, "Yes"))); code != 200 || body != `{"outcome":"accepted"}` {
 		t.Fatalf("reply: %d %s", code, body)
 	}
 	c := s.waitChat("order-8812", "failed")

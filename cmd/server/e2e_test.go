@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -20,7 +21,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/optinkit/optin/internal/faketwilio"
+	"github.com/optinkit/optin/emulator"
 	"github.com/optinkit/optin/internal/signature"
 )
 
@@ -72,7 +73,7 @@ type server struct {
 func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
 
 // baseEnv is a valid configuration against fake, with extra on top.
-func baseEnv(fake *faketwilio.Server, extra map[string]string) map[string]string {
+func baseEnv(fake *twilio, extra map[string]string) map[string]string {
 	env := map[string]string{
 		"TWILIO_ACCOUNT_SID":   accountSid,
 		"TWILIO_AUTH_TOKEN":    authToken,
@@ -86,7 +87,7 @@ func baseEnv(fake *faketwilio.Server, extra map[string]string) map[string]string
 
 // start runs the real server through run on 127.0.0.1:0 against fake, with env on top of the defaults,
 // and returns once it serves.
-func start(t *testing.T, fake *faketwilio.Server, env map[string]string) *server {
+func start(t *testing.T, fake *twilio, env map[string]string) *server {
 	t.Helper()
 	return startRun(t, baseEnv(fake, env), "optin-server")
 }
@@ -210,7 +211,7 @@ type call struct {
 	Method, Path, Params string
 }
 
-func calls(reqs []faketwilio.Request) []call {
+func calls(reqs []emulator.Request) []call {
 	out := make([]call, 0, len(reqs))
 	for _, r := range reqs {
 		p := r.Query
@@ -252,13 +253,31 @@ func deleteCall(sid string) call {
 	return call{"DELETE", "/v1/Conversations/" + conv + "/Webhooks/" + sid, ""}
 }
 
+// fail makes Twilio fail as faults say.
+func fail(t testing.TB, fake *twilio, faults ...emulator.Fault) {
+	t.Helper()
+	if err := fake.SetFaults(faults); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// messagesOf are the messages Twilio holds in the conversation sid, oldest first.
+func messagesOf(t testing.TB, fake *twilio, sid string) []emulator.MessageView {
+	t.Helper()
+	v, ok := fake.Conversation(sid)
+	if !ok {
+		t.Fatalf("no conversation %s at Twilio", sid)
+	}
+	return v.Messages
+}
+
 func sorted(cs ...call) []call {
 	slices.SortFunc(cs, func(a, b call) int { return strings.Compare(fmt.Sprint(a), fmt.Sprint(b)) })
 	return cs
 }
 
-// waitFor polls until the fake has seen n requests.
-func waitFor(t *testing.T, fake *faketwilio.Server, n int) {
+// waitFor polls until Twilio has seen n requests.
+func waitFor(t *testing.T, fake *twilio, n int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for len(fake.Requests()) < n {
@@ -269,7 +288,7 @@ func waitFor(t *testing.T, fake *faketwilio.Server, n int) {
 	}
 }
 
-func assertCalls(t *testing.T, fake *faketwilio.Server, want []call) {
+func assertCalls(t *testing.T, fake *twilio, want []call) {
 	t.Helper()
 	got := calls(fake.Requests())
 	if !slices.Equal(got, want) {
@@ -277,12 +296,53 @@ func assertCalls(t *testing.T, fake *faketwilio.Server, want []call) {
 	}
 }
 
-func newFake(t *testing.T, webhooks ...string) *faketwilio.Server {
-	fake := faketwilio.New(accountSid, authToken)
-	t.Cleanup(fake.Close)
-	fake.AddConversation(conv, webhooks...)
+// twilio is the Twilio the service under test calls: the emulator, on a loopback port. Its request log
+// (Requests) is what the tests assert the service's exact REST calls against.
+type twilio struct {
+	*emulator.Emulator
+	URL string
+}
+
+// newTwilio serves an emulator with opts (the test account's SID and auth token unless they say
+// otherwise) until the test ends.
+func newTwilio(t testing.TB, opts emulator.Options) *twilio {
+	t.Helper()
+	opts.AccountSid = cmp.Or(opts.AccountSid, accountSid)
+	opts.AuthToken = cmp.Or(opts.AuthToken, authToken)
+	emu, err := emulator.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(emu)
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { _ = emu.Close(context.Background()) })
+	return &twilio{Emulator: emu, URL: srv.URL}
+}
+
+// newFake is Twilio holding conv, a conversation a platform armed by hand with the given scoped webhooks
+// (SIDs, see hook) at publicBase, as the guide's platform arms them.
+func newFake(t *testing.T, webhooks ...string) *twilio {
+	t.Helper()
+	fake := newTwilio(t, emulator.Options{})
+	armed(t, fake, conv, webhooks...)
 	return fake
 }
+
+// armed puts the conversation sid in place at Twilio with the given scoped webhooks (SIDs).
+func armed(t *testing.T, fake *twilio, sid string, webhooks ...string) {
+	t.Helper()
+	seed := emulator.Seed{Sid: sid}
+	for _, h := range webhooks {
+		seed.Webhooks = append(seed.Webhooks, emulator.SeedWebhook{Sid: h, URL: publicBase + "/webhooks/conversations",
+			Method: http.MethodGet, Filters: []string{"onMessageAdded"}})
+	}
+	if _, err := fake.AddConversation(seed); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// hook is the SID of a scoped webhook: WH and n in 32 digits.
+func hook(n int) string { return fmt.Sprintf("WH%032d", n) }
 
 func TestEndToEndWebhookKinds(t *testing.T) {
 	for name, build := range map[string]func(*server, url.Values) *http.Request{
@@ -291,23 +351,23 @@ func TestEndToEndWebhookKinds(t *testing.T) {
 		"JSON": (*server).jsonReq,
 	} {
 		t.Run(name, func(t *testing.T) {
-			fake := newFake(t, "WH1", "WH2")
+			fake := newFake(t, hook(1), hook(2))
 			s := start(t, fake, nil)
 			if code, body := s.send(build(s, event(msg1, customer))); code != 200 || body != `{"outcome":"accepted"}` {
 				t.Fatalf("got %d %s", code, body)
 			}
 			waitFor(t, fake, 5)
 			s.stop()
-			assertCalls(t, fake, sorted(waitCall(msg1), riderCall(msg1), listCall("PageSize=5"), deleteCall("WH1"), deleteCall("WH2")))
-			if left := fake.Webhooks(conv); len(left) != 0 {
-				t.Errorf("webhooks left: %v", left)
+			assertCalls(t, fake, sorted(waitCall(msg1), riderCall(msg1), listCall("PageSize=5"), deleteCall(hook(1)), deleteCall(hook(2))))
+			if v, _ := fake.Conversation(conv); len(v.Webhooks) != 0 {
+				t.Errorf("webhooks left: %v", v.Webhooks)
 			}
 		})
 	}
 }
 
 func TestEndToEndBadSignatures(t *testing.T) {
-	fake := newFake(t, "WH1")
+	fake := newFake(t, hook(1))
 	s := start(t, fake, nil)
 	ev := event(msg1, customer)
 	unsigned := s.postReq(ev)
@@ -328,14 +388,15 @@ func TestEndToEndBadSignatures(t *testing.T) {
 	}
 }
 
+// Twilio holds at most five scoped webhooks; a conversation seeded with twelve makes the service page.
 func TestEndToEndPagedWebhooksAnd404(t *testing.T) {
 	var hooks []string
 	for i := 1; i <= 12; i++ {
-		hooks = append(hooks, fmt.Sprintf("WH%02d", i))
+		hooks = append(hooks, hook(i))
 	}
 	fake := newFake(t, hooks...)
-	// WH01 vanishes between the listing and its deletion.
-	fake.Fail(faketwilio.RouteDeleteWebhook, faketwilio.Fault{Status: 404, Code: 20404})
+	// The first webhook deleted has vanished between the listing and its deletion.
+	fail(t, fake, emulator.Fault{Route: "webhooks.delete", Kind: "404", Code: 20404, Count: 1})
 	s := start(t, fake, nil)
 	if code, _ := s.send(s.postReq(event(msg1, customer))); code != 200 {
 		t.Fatal(code)
@@ -354,9 +415,9 @@ func TestEndToEndPagedWebhooksAnd404(t *testing.T) {
 }
 
 func TestEndToEnd429ThenSuccess(t *testing.T) {
-	fake := newFake(t, "WH1")
-	fake.Fail(faketwilio.RouteCreateMessage, faketwilio.Fault{Status: 429, Code: 20429, RetryAfter: "0"})
-	fake.Fail(faketwilio.RouteListWebhooks, faketwilio.Fault{Status: 429, Code: 20429})
+	fake := newFake(t, hook(1))
+	fail(t, fake, emulator.Fault{Route: "messages.create", Kind: "429", Code: 20429, Count: 1},
+		emulator.Fault{Route: "webhooks.list", Kind: "429", Code: 20429, Count: 1})
 	s := start(t, fake, nil)
 	if code, _ := s.send(s.getReq(event(msg1, customer))); code != 200 {
 		t.Fatal(code)
@@ -371,10 +432,10 @@ func TestEndToEnd429ThenSuccess(t *testing.T) {
 			posts++
 		}
 	}
-	if posts != 3 || len(fake.Messages(conv)) != 2 {
-		t.Errorf("posts = %d, messages = %+v; want 3 posts and 2 messages", posts, fake.Messages(conv))
+	if msgs := messagesOf(t, fake, conv); posts != 3 || len(msgs) != 2 {
+		t.Errorf("posts = %d, messages = %+v; want 3 posts and 2 messages", posts, msgs)
 	}
-	want := []call{waitCall(msg1), riderCall(msg1), listCall("PageSize=5"), listCall("PageSize=5"), deleteCall("WH1")}
+	want := []call{waitCall(msg1), riderCall(msg1), listCall("PageSize=5"), listCall("PageSize=5"), deleteCall(hook(1))}
 	for _, c := range got {
 		if c.Method == "POST" && !slices.Contains(want[:2], c) {
 			t.Errorf("unexpected create %+v", c)
@@ -389,14 +450,14 @@ func TestEndToEnd429ThenSuccess(t *testing.T) {
 func TestEndToEndUncertainCreateNotRepeated(t *testing.T) {
 	fake := newFake(t)
 	// The first create is performed, then the connection drops: the service must look before retrying.
-	fake.Fail(faketwilio.RouteCreateMessage, faketwilio.Fault{Drop: true, Applied: true})
+	fail(t, fake, emulator.Fault{Route: "messages.create", Kind: "drop", Applied: true, Count: 1})
 	s := start(t, fake, nil)
 	if code, _ := s.send(s.postReq(event(msg1, customer))); code != 200 {
 		t.Fatal(code)
 	}
 	waitFor(t, fake, 4)
 	s.stop()
-	msgs := fake.Messages(conv)
+	msgs := messagesOf(t, fake, conv)
 	if len(msgs) != 2 || msgs[0].Attributes == msgs[1].Attributes {
 		t.Errorf("messages = %+v, want one wait and one rider", msgs)
 	}
@@ -410,7 +471,7 @@ func TestEndToEndUncertainCreateNotRepeated(t *testing.T) {
 }
 
 func TestEndToEndDuplicateAndConcurrentDeliveries(t *testing.T) {
-	fake := newFake(t, "WH1")
+	fake := newFake(t, hook(1))
 	s := start(t, fake, nil)
 	var wg sync.WaitGroup
 	codes := make(chan string, 40)
@@ -451,11 +512,11 @@ func TestEndToEndDuplicateAndConcurrentDeliveries(t *testing.T) {
 	var marker struct {
 		OptIn struct{ Trigger string } `json:"optin"`
 	}
-	if err := json.Unmarshal([]byte(fake.Messages(conv)[0].Attributes), &marker); err != nil {
+	if err := json.Unmarshal([]byte(messagesOf(t, fake, conv)[0].Attributes), &marker); err != nil {
 		t.Fatal(err)
 	}
 	trigger := marker.OptIn.Trigger
-	assertCalls(t, fake, sorted(waitCall(trigger), riderCall(trigger), listCall("PageSize=5"), deleteCall("WH1")))
+	assertCalls(t, fake, sorted(waitCall(trigger), riderCall(trigger), listCall("PageSize=5"), deleteCall(hook(1))))
 }
 
 func TestEndToEndContentTemplate(t *testing.T) {
@@ -479,9 +540,9 @@ func TestEndToEndContentTemplate(t *testing.T) {
 }
 
 func TestEndToEndPublicURLAndAPIKey(t *testing.T) {
-	fake := faketwilio.New("SK00000000000000000000000000000001", "apisecret1")
-	t.Cleanup(fake.Close)
-	fake.AddConversation(conv)
+	// REST calls are accepted with the API key only: the account's auth token is another.
+	fake := newTwilio(t, emulator.Options{AuthToken: "othertoken000000000000000000001", APIKey: "SK00000000000000000000000000000001", APISecret: "apisecret1"})
+	armed(t, fake, conv)
 	s := start(t, fake, map[string]string{
 		// Credentials in the URL (a proxy's basic auth): Twilio signs the URL without them.
 		"OPTIN_PUBLIC_URL":  "https://hook:pw0secret@optin.example.com/hooks",
@@ -500,7 +561,7 @@ func TestEndToEndPublicURLAndAPIKey(t *testing.T) {
 	}
 	waitFor(t, fake, 3)
 	s.stop()
-	if n := len(fake.Messages(conv)); n != 2 {
+	if n := len(messagesOf(t, fake, conv)); n != 2 {
 		t.Errorf("messages = %d, want 2 (API key accepted)", n)
 	}
 	logs := s.logs.String()
@@ -533,7 +594,7 @@ func TestEndToEndProbesAndShutdown(t *testing.T) {
 }
 
 // blockingAPI holds every REST call until release is closed, then lets fake answer it.
-func blockingAPI(t *testing.T, fake *faketwilio.Server) (url string, release func()) {
+func blockingAPI(t *testing.T, fake *twilio) (url string, release func()) {
 	ch := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
@@ -541,7 +602,7 @@ func blockingAPI(t *testing.T, fake *faketwilio.Server) (url string, release fun
 		case <-r.Context().Done():
 			return
 		}
-		fake.Config.Handler.ServeHTTP(w, r)
+		fake.ServeHTTP(w, r)
 	}))
 	var once sync.Once
 	release = func() { once.Do(func() { close(ch) }) }
@@ -551,7 +612,7 @@ func blockingAPI(t *testing.T, fake *faketwilio.Server) (url string, release fun
 
 // The answer to Twilio does not wait for Twilio's REST API, and shutdown waits for the flow.
 func TestEndToEndAnswersWhileRESTHangsAndDrainsOnShutdown(t *testing.T) {
-	fake := newFake(t, "WH1")
+	fake := newFake(t, hook(1))
 	api, release := blockingAPI(t, fake)
 	s := start(t, fake, map[string]string{"OPTIN_TWILIO_API_URL": api})
 	client := &http.Client{Timeout: 5 * time.Second} // Twilio's webhook budget
@@ -578,11 +639,11 @@ func TestEndToEndAnswersWhileRESTHangsAndDrainsOnShutdown(t *testing.T) {
 	}
 	release()
 	s.stop()
-	assertCalls(t, fake, sorted(waitCall(msg1), riderCall(msg1), listCall("PageSize=5"), deleteCall("WH1")))
+	assertCalls(t, fake, sorted(waitCall(msg1), riderCall(msg1), listCall("PageSize=5"), deleteCall(hook(1))))
 }
 
 func TestEndToEndShutdownTimeoutAbandons(t *testing.T) {
-	fake := newFake(t, "WH1")
+	fake := newFake(t, hook(1))
 	api, _ := blockingAPI(t, fake)
 	s := start(t, fake, map[string]string{"OPTIN_TWILIO_API_URL": api, "OPTIN_SHUTDOWN_TIMEOUT": "200ms"})
 	if code, _ := s.send(s.postReq(event(msg1, customer))); code != 200 {
@@ -611,7 +672,7 @@ func (l breakingListener) Accept() (net.Conn, error) {
 
 // When serving fails, run shuts down as on SIGTERM — the queue included — before it returns the error.
 func TestServeErrorShutsDownTheQueue(t *testing.T) {
-	fake := newFake(t, "WH1")
+	fake := newFake(t, hook(1))
 	api, release := blockingAPI(t, fake)
 	inner, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -662,7 +723,7 @@ func TestServeErrorShutsDownTheQueue(t *testing.T) {
 			t.Errorf("log lacks %s", want)
 		}
 	}
-	assertCalls(t, fake, sorted(waitCall(msg1), riderCall(msg1), listCall("PageSize=5"), deleteCall("WH1")))
+	assertCalls(t, fake, sorted(waitCall(msg1), riderCall(msg1), listCall("PageSize=5"), deleteCall(hook(1))))
 }
 
 // When the admin listener fails, the process stops with a clear error, as when the public one does: an

@@ -10,7 +10,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/optinkit/optin/internal/faketwilio"
+	"github.com/optinkit/optin/emulator"
 )
 
 // scrape reads /metrics into "name{label=value,…}" → value; histograms contribute their _count.
@@ -49,8 +49,8 @@ func scrape(t *testing.T, base string) map[string]float64 {
 
 // After one opt-in, a duplicate, a bad signature and a 429, every counter moved by exactly what happened.
 func TestMetricsMoveExactly(t *testing.T) {
-	fake := newFake(t, "WH1", "WH2")
-	fake.Fail(faketwilio.RouteListWebhooks, faketwilio.Fault{Status: 429, Code: 20429})
+	fake := newFake(t, hook(1), hook(2))
+	fail(t, fake, emulator.Fault{Route: "webhooks.list", Kind: "429", Code: 20429, Count: 1})
 	s := start(t, fake, nil)
 	before := scrape(t, s.base)
 

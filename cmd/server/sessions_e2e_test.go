@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/optinkit/optin/internal/faketwilio"
+	"github.com/optinkit/optin/emulator"
 	"github.com/optinkit/optin/internal/redistest"
 )
 
@@ -34,8 +34,7 @@ func consoleDo(t *testing.T, method, target, cookie string, form url.Values) *ht
 // cookie says; another session of the same token, opened on the other replica, lives on.
 func TestLogoutEndsTheSessionOnEveryReplica(t *testing.T) {
 	rs := redistest.Start(t)
-	fake := faketwilio.New(accountSid, authToken)
-	t.Cleanup(fake.Close)
+	fake := newTwilio(t, emulator.Options{})
 	env := adminEnv(map[string]string{"OPTIN_REDIS_URL": rs.URL()})
 	a, b := start(t, fake, env), start(t, fake, env)
 

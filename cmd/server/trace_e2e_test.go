@@ -10,12 +10,12 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
-	"github.com/optinkit/optin/internal/faketwilio"
+	"github.com/optinkit/optin/emulator"
 	"github.com/optinkit/optin/internal/redistest"
 )
 
 // startTraced runs the server with its spans recorded in memory, as the SDK's test exporter keeps them.
-func startTraced(t *testing.T, fake *faketwilio.Server, env map[string]string) (*server, *tracetest.InMemoryExporter) {
+func startTraced(t *testing.T, fake *twilio, env map[string]string) (*server, *tracetest.InMemoryExporter) {
 	t.Helper()
 	exp := tracetest.NewInMemoryExporter()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
@@ -44,8 +44,8 @@ func TestOneTraceFromWebhookToTwilio(t *testing.T) {
 			if backend == "redis" {
 				env["OPTIN_REDIS_URL"] = redistest.Start(t).URL()
 			}
-			fake := newFake(t, "WH1", "WH2")
-			fake.Fail(faketwilio.RouteCreateMessage, faketwilio.Fault{Status: 429, Code: 20429, RetryAfter: "0"})
+			fake := newFake(t, hook(1), hook(2))
+			fail(t, fake, emulator.Fault{Route: "messages.create", Kind: "429", Code: 20429, Count: 1})
 			s, exp := startTraced(t, fake, env)
 			// A GET webhook: the customer's number and message are in the query.
 			if code, body := s.send(s.getReq(event(msg1, customer))); code != 200 || body != `{"outcome":"accepted"}` {
@@ -133,9 +133,7 @@ func names(spans tracetest.SpanStubs) []string {
 // event, and the log lines of the traced work carry the trace's ids.
 func TestTracesOfAChatStartAndItsEvents(t *testing.T) {
 	p := newPlatform(t, "order-8812")
-	fake := faketwilio.New(accountSid, authToken)
-	t.Cleanup(fake.Close)
-	s, exp := startTraced(t, fake, adminEnv(map[string]string{"OPTIN_CALLBACK_URL": p.srv.URL + "/hooks/optin", "OPTIN_CALLBACK_SECRET": callbackSecret}))
+	s, exp := startTraced(t, newTwilio(t, emulator.Options{}), adminEnv(map[string]string{"OPTIN_CALLBACK_URL": p.srv.URL + "/hooks/optin", "OPTIN_CALLBACK_SECRET": callbackSecret}))
 	if code, _, body := s.api("POST", "/v1/chats", adminToken1, startBody); code != 201 {
 		t.Fatalf("start: %d %s", code, body)
 	}
