@@ -183,10 +183,13 @@ type Chat struct {
 	// Calls are the parties' calls through the chat's numbers, the newest maxCalls.
 	Calls []Call `json:",omitempty"`
 	// Guarded records the messages the guard changed or blocked (the newest maxGuarded); GuardedCount
-	// counts them all. Notices are messages for one party alone still to send (tend).
-	Guarded      []Guarded `json:",omitempty"`
-	GuardedCount int       `json:",omitempty"`
-	Notices      []Notice  `json:",omitempty"`
+	// counts them all. Notices are messages for one party alone still to send (tend), the newest
+	// maxNotices; NoticesDropped counts those let go for newer ones, so that each blocked message's
+	// notice is sent, refused by Twilio or counted dropped.
+	Guarded        []Guarded `json:",omitempty"`
+	GuardedCount   int       `json:",omitempty"`
+	Notices        []Notice  `json:",omitempty"`
+	NoticesDropped int       `json:",omitempty"`
 }
 
 // HasWork reports whether the chat holds something the upkeep must finish: an event not delivered,

@@ -529,7 +529,7 @@ func TestCoreTellsOnce(t *testing.T) {
 	for i := range maxNotices + 2 {
 		decideGuard(&c, "+15550002222", blocked, time.Time{}, fmt.Sprintf("n%d", i))
 	}
-	if len(c.Notices) != maxNotices || c.Notices[0].ID != "n2" || c.GuardedCount != maxNotices+2 {
-		t.Errorf("notices %+v (count %d), want the newest %d", c.Notices, c.GuardedCount, maxNotices)
+	if len(c.Notices) != maxNotices || c.Notices[0].ID != "n2" || c.GuardedCount != maxNotices+2 || c.NoticesDropped != 2 {
+		t.Errorf("notices %+v (count %d, %d dropped), want the newest %d, 2 dropped", c.Notices, c.GuardedCount, c.NoticesDropped, maxNotices)
 	}
 }

@@ -86,8 +86,9 @@ func decideGuard(c *Chat, author string, res guard.Result, now time.Time, notice
 		return Decision{Changed: true}
 	}
 	c.Notices = append(c.Notices, Notice{ID: noticeID, To: role, Body: res.Reason})
-	if len(c.Notices) > maxNotices {
-		c.Notices = slices.Delete(c.Notices, 0, len(c.Notices)-maxNotices)
+	if extra := len(c.Notices) - maxNotices; extra > 0 {
+		c.Notices = slices.Delete(c.Notices, 0, extra)
+		c.NoticesDropped += extra
 	}
 	c.Work++
 	return Decision{Changed: true, Effects: []Effect{EffectTell}}

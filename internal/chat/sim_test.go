@@ -1248,8 +1248,8 @@ func (sm *sim) settle() {
 					refused++
 				}
 			}
-			if n := len(sm.notices(c.ConversationSid)); n+refused != blocks || len(c.Notices) > 0 {
-				sm.t.Errorf("settled: chat %s blocked %d messages, told %d, %d refused by Twilio (%d notices left)", id, blocks, n, refused, len(c.Notices))
+			if n := len(sm.notices(c.ConversationSid)); n+refused+c.NoticesDropped != blocks || len(c.Notices) > 0 {
+				sm.t.Errorf("settled: chat %s blocked %d messages, told %d, %d refused by Twilio, %d dropped for newer ones (%d notices left)", id, blocks, n, refused, c.NoticesDropped, len(c.Notices))
 			}
 		}
 		// Every transition the platform hears of was delivered, in order.
