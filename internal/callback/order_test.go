@@ -1,14 +1,17 @@
 package callback
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/optinkit/optin/internal/chat"
+	"github.com/optinkit/optin/internal/poll"
 	"github.com/optinkit/optin/internal/store/memory"
 )
 
@@ -46,7 +49,18 @@ func newOrderWorker(t *testing.T, pending ...string) (*Worker, *receiver, *memor
 	if _, _, err := chats.Create(t.Context(), c); err != nil {
 		t.Fatal(err)
 	}
-	return NewWorker(chats, sender, nil), rc, chats
+	return NewWorker(&countingGets{Store: chats}, sender, nil), rc, chats
+}
+
+// countingGets counts the reads of a chat: how many times a waiting event has looked.
+type countingGets struct {
+	chat.Store
+	gets atomic.Int32
+}
+
+func (c *countingGets) Get(ctx context.Context, id string) (chat.Chat, error) {
+	c.gets.Add(1)
+	return c.Store.Get(ctx, id)
 }
 
 // A later event waits for the earlier one's own delivery, and does not send it again.
@@ -54,7 +68,8 @@ func TestEventsWaitForEarlierOnes(t *testing.T) {
 	w, rc, _ := newOrderWorker(t, "a", "b")
 	done := make(chan error, 1)
 	go func() { done <- w.Work(t.Context(), "order-1|b") }()
-	time.Sleep(3 * orderPoll) // b is waiting for a: let it look a few times
+	looks := w.chats.(*countingGets)
+	poll.Until(t, "b looking for a three times", func() bool { return looks.gets.Load() >= 3 })
 	if got := rc.got(); len(got) != 0 {
 		t.Fatalf("b did not wait for a: %v", got)
 	}

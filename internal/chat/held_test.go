@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/optinkit/optin/internal/conversation"
+	"github.com/optinkit/optin/internal/poll"
 	"github.com/optinkit/optin/internal/twiliocall"
 )
 
@@ -103,7 +104,7 @@ func TestAFailureDuringATendIsNotLeftForTheSweep(t *testing.T) {
 	<-inNudge
 	r.report(c, second) // recorded while the first tend holds the chat
 	close(release)
-	waitFor(t, "the second failure held", func() bool {
+	poll.Until(t, "the second failure held", func() bool {
 		got := r.chat("order-1")
 		return len(got.Undelivered) == 0 && len(got.Rider.Held) == 2
 	})

@@ -12,6 +12,7 @@ import (
 
 	"github.com/optinkit/optin/internal/conversation"
 	"github.com/optinkit/optin/internal/numberpool"
+	"github.com/optinkit/optin/internal/poll"
 	"github.com/optinkit/optin/internal/twiliocall"
 )
 
@@ -129,13 +130,7 @@ func (e *env) checkInvariant(ids ...string) {
 
 // waitEnding polls until the chat records an ending.
 func (e *env) waitEnding(id string) {
-	deadline := time.Now().Add(5 * time.Second)
-	for e.chat(id).Ending == nil && !e.chat(id).State.Final() {
-		if time.Now().After(deadline) {
-			e.t.Fatalf("chat %s never recorded its end", id)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	poll.Until(e.t, "chat "+id+" to record its end", func() bool { c := e.chat(id); return c.Ending != nil || c.State.Final() })
 }
 
 func TestStartInvites(t *testing.T) {

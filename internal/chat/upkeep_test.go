@@ -11,20 +11,9 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/optinkit/optin/internal/poll"
 	"github.com/optinkit/optin/internal/twiliocall"
 )
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
 
 // A reconcile that takes long (thousands of open chats at a paced rate; here one that blocks on
 // Twilio) does not hold up the outbox: events are still handed over (issue 24, defect 9).
@@ -58,7 +47,7 @@ func TestOutboxSweepsWhileReconcileRuns(t *testing.T) {
 	e.notes.fail = nil
 	e.notes.mu.Unlock()
 	// The store's clock moves on with the tickers, so that each sweep's mark lapses and the next runs.
-	waitFor(t, "the outbox sweep during a reconcile", func() bool {
+	poll.Until(t, "the outbox sweep during a reconcile", func() bool {
 		e.clock.advance(time.Millisecond)
 		return e.notes.count() > 0
 	})
@@ -276,7 +265,7 @@ func TestAStalledShardStallsOnlyItsChats(t *testing.T) {
 	done := make(chan struct{})
 	go func() { defer close(done); e.svc.Maintain(mctx) }()
 	defer func() { cancel(); <-done }()
-	waitFor(t, "the other shards' chats reconciled", func() bool {
+	poll.Until(t, "the other shards' chats reconciled", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, id := range others {
@@ -336,7 +325,7 @@ func TestReplicasShareTheShards(t *testing.T) {
 		}
 	}()
 	runs := func(i int) int { return strings.Count(logs[i].String(), "chats reconciled") }
-	waitFor(t, "both replicas reconciling shards", func() bool { return runs(0) >= 3 && runs(1) >= 3 })
+	poll.Until(t, "both replicas reconciling shards", func() bool { return runs(0) >= 3 && runs(1) >= 3 })
 }
 
 // syncBuffer is a log sink safe for concurrent writers.
@@ -374,7 +363,7 @@ func TestUpkeepGivesItsLeaseBackAfterARun(t *testing.T) {
 	go func() { defer close(done); svc.Maintain(mctx) }()
 	defer func() { cancel(); <-done }()
 	name := reconcileLease + ":0/1"
-	waitFor(t, "a reconcile run, its lease given back", func() bool {
+	poll.Until(t, "a reconcile run, its lease given back", func() bool {
 		e.store.mu.Lock()
 		_, held := e.store.locks[name]
 		e.store.mu.Unlock()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/optinkit/optin/internal/poll"
 	"github.com/optinkit/optin/internal/queue/queuetest"
 	"github.com/optinkit/optin/internal/redistest"
 )
@@ -21,17 +22,6 @@ func open(t *testing.T, url string, maxRetry int) *Queue {
 		t.Fatal(err)
 	}
 	return q
-}
-
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // Two replicas share one Redis: every conversation, enqueued many times from both, runs exactly once.
@@ -64,7 +54,7 @@ func TestEachConversationRunsOnceAcrossReplicas(t *testing.T) {
 		}
 		return n
 	}
-	waitUntil(t, "40 runs", func() bool { return total() >= 40 })
+	poll.Until(t, "40 runs", func() bool { return total() >= 40 })
 	_ = a.Shutdown(t.Context())
 	_ = b.Shutdown(t.Context())
 	byA, byB := 0, 0
@@ -157,7 +147,7 @@ func TestArchivedTaskIsRevived(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = q.Shutdown(context.Background()) })
-	waitUntil(t, "the revived run", func() bool { return w.Runs("CH1") == 1 })
+	poll.Until(t, "the revived run", func() bool { return w.Runs("CH1") == 1 })
 }
 
 // gate is a worker whose first run waits until released; it counts runs per key.
@@ -211,7 +201,7 @@ func TestRerunOnEnqueue(t *testing.T) {
 		}
 	}
 	close(g.release)
-	waitUntil(t, "the run after the enqueues", func() bool { return g.count("chat-1") >= 2 })
+	poll.Until(t, "the run after the enqueues", func() bool { return g.count("chat-1") >= 2 })
 	// One follow-up per second: the three enqueues make one, or two when a second turned among them.
 	if n := g.count("chat-1"); n > 3 {
 		t.Errorf("%d runs, want the first and one more per second of enqueues", n)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/optinkit/optin/internal/poll"
 	"github.com/optinkit/optin/internal/queue/queuetest"
 )
 
@@ -58,17 +59,6 @@ func (b *blocker) Work(ctx context.Context, conv string) error {
 
 func (b *blocker) GiveUp(context.Context, string, error) error { return nil }
 
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 func TestWorkersBoundRunsAndRetriesWaitOffThem(t *testing.T) {
 	b := &blocker{done: map[string]int{}, release: make(chan struct{}), fail: map[string]bool{"CHfails": true}}
 	// A failed run waits an hour for its next: it must not keep its worker meanwhile.
@@ -84,14 +74,14 @@ func TestWorkersBoundRunsAndRetriesWaitOffThem(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitUntil(t, "two runs", func() bool { b.mu.Lock(); defer b.mu.Unlock(); return b.running == 2 })
+	poll.Until(t, "two runs", func() bool { b.mu.Lock(); defer b.mu.Unlock(); return b.running == 2 })
 	if n, _ := q.Depth(); n != 11 {
 		t.Errorf("depth %d, want 11 (10 queued or running, 1 waiting to run again)", n)
 	}
 	for range 10 {
 		b.release <- struct{}{}
 	}
-	waitUntil(t, "ten opt-ins done", func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.done) == 10 })
+	poll.Until(t, "ten opt-ins done", func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.done) == 10 })
 	b.mu.Lock()
 	peak := b.peak
 	b.mu.Unlock()
@@ -99,7 +89,7 @@ func TestWorkersBoundRunsAndRetriesWaitOffThem(t *testing.T) {
 		t.Errorf("%d runs at once, want 2", peak)
 	}
 	// A run leaves the depth once its Work has returned, a moment after it counted itself done.
-	waitUntil(t, "depth 1 after the ten (the failed one waiting)", func() bool { n, _ := q.Depth(); return n == 1 })
+	poll.Until(t, "depth 1 after the ten (the failed one waiting)", func() bool { n, _ := q.Depth(); return n == 1 })
 	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 	defer cancel()
 	if err := q.Shutdown(ctx); err != nil {
@@ -122,14 +112,14 @@ func TestShutdownDrainsTheQueue(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitUntil(t, "the first run", func() bool { b.mu.Lock(); defer b.mu.Unlock(); return b.running == 1 })
+	poll.Until(t, "the first run", func() bool { b.mu.Lock(); defer b.mu.Unlock(); return b.running == 1 })
 	stopped := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		stopped <- q.Shutdown(ctx)
 	}()
-	waitUntil(t, "shutdown to begin", func() bool { q.mu.Lock(); defer q.mu.Unlock(); return q.closing })
+	poll.Until(t, "shutdown to begin", func() bool { q.mu.Lock(); defer q.mu.Unlock(); return q.closing })
 	if err := q.Enqueue(t.Context(), "CHlate"); err == nil {
 		t.Error("work enqueued during shutdown")
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/optinkit/optin/internal/optin"
+	"github.com/optinkit/optin/internal/poll"
 )
 
 // Queue is an optin.Queue that the program starts, measures and stops.
@@ -30,14 +31,14 @@ func Run(t *testing.T, open func(t *testing.T, maxRuns int) Queue) {
 		w := NewWorker(2)
 		start(t, q, w)
 		enqueue(t, q, "CH1")
-		waitFor(t, "three runs", func() bool { return w.Runs("CH1") == 3 })
-		waitFor(t, "an empty queue", func() bool { n, err := q.Depth(); return err == nil && n == 0 })
+		poll.Until(t, "three runs", func() bool { return w.Runs("CH1") == 3 })
+		poll.Until(t, "an empty queue", func() bool { n, err := q.Depth(); return err == nil && n == 0 })
 		// Finished work may be queued again (a late delivery); the flow then finds nothing to do.
 		w.mu.Lock()
 		w.fails = 0
 		w.mu.Unlock()
 		enqueue(t, q, "CH1")
-		waitFor(t, "a fourth run", func() bool { return w.Runs("CH1") == 4 })
+		poll.Until(t, "a fourth run", func() bool { return w.Runs("CH1") == 4 })
 		shutdown(t, q)
 		if w.Runs("CH1") != 4 || w.GiveUps("CH1") != 0 {
 			t.Errorf("runs %d, give-ups %d; want 4 and 0", w.Runs("CH1"), w.GiveUps("CH1"))
@@ -50,7 +51,7 @@ func Run(t *testing.T, open func(t *testing.T, maxRuns int) Queue) {
 		w := NewWorker(1000)
 		start(t, q, w)
 		enqueue(t, q, "CH1")
-		waitFor(t, "a give-up", func() bool { return w.GiveUps("CH1") == 1 })
+		poll.Until(t, "a give-up", func() bool { return w.GiveUps("CH1") == 1 })
 		shutdown(t, q)
 		if w.Runs("CH1") != 2 || w.GiveUps("CH1") != 1 {
 			t.Errorf("runs %d, give-ups %d; want 2 and 1", w.Runs("CH1"), w.GiveUps("CH1"))
@@ -65,14 +66,14 @@ func Run(t *testing.T, open func(t *testing.T, maxRuns int) Queue) {
 		start(t, q, w)
 		enqueue(t, q, "CH1")
 		// The give-up fails twice and is tried again until it is recorded.
-		waitFor(t, "a recorded give-up", func() bool { return w.GiveUps("CH1") == 1 })
+		poll.Until(t, "a recorded give-up", func() bool { return w.GiveUps("CH1") == 1 })
 		// And the conversation can be queued again afterwards: nothing keeps its id.
 		w.mu.Lock()
 		w.fails = 0
 		runs := w.runs["CH1"]
 		w.mu.Unlock()
 		enqueue(t, q, "CH1")
-		waitFor(t, "a run after the give-up", func() bool { return w.Runs("CH1") == runs+1 })
+		poll.Until(t, "a run after the give-up", func() bool { return w.Runs("CH1") == runs+1 })
 		shutdown(t, q)
 		if w.giveUpCalls("CH1") != 3 {
 			t.Errorf("give-up called %d times, want 3 (two failures, then recorded)", w.giveUpCalls("CH1"))
@@ -90,9 +91,9 @@ func Run(t *testing.T, open func(t *testing.T, maxRuns int) Queue) {
 			wg.Go(func() { enqueue(t, q, fmt.Sprint("CH", i%2)) })
 		}
 		wg.Wait()
-		waitFor(t, "both conversations running", func() bool { return w.started("CH0") && w.started("CH1") })
+		poll.Until(t, "both conversations running", func() bool { return w.started("CH0") && w.started("CH1") })
 		close(w.hold)
-		waitFor(t, "both done", func() bool { return w.Runs("CH0") == 1 && w.Runs("CH1") == 1 })
+		poll.Until(t, "both done", func() bool { return w.Runs("CH0") == 1 && w.Runs("CH1") == 1 })
 		shutdown(t, q)
 		if w.Runs("CH0") != 1 || w.Runs("CH1") != 1 || w.maxConcurrent() != 2 {
 			t.Errorf("runs %d and %d, %d at once; want 1, 1, 2", w.Runs("CH0"), w.Runs("CH1"), w.maxConcurrent())
@@ -109,7 +110,7 @@ func Run(t *testing.T, open func(t *testing.T, maxRuns int) Queue) {
 			t.Fatal(err)
 		}
 		cancel()
-		waitFor(t, "the run", func() bool { return w.Runs("CH1") == 1 })
+		poll.Until(t, "the run", func() bool { return w.Runs("CH1") == 1 })
 		shutdown(t, q)
 	})
 
@@ -121,7 +122,7 @@ func Run(t *testing.T, open func(t *testing.T, maxRuns int) Queue) {
 		defer close(w.hold)
 		start(t, q, w)
 		enqueue(t, q, "CH1")
-		waitFor(t, "the run to start", func() bool { return w.started("CH1") })
+		poll.Until(t, "the run to start", func() bool { return w.started("CH1") })
 		ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 		defer cancel()
 		if err := q.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
@@ -163,17 +164,6 @@ func shutdown(t *testing.T, q Queue) {
 	t.Helper()
 	if err := q.Shutdown(t.Context()); err != nil {
 		t.Errorf("Shutdown: %v", err)
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 
