@@ -589,6 +589,18 @@ func TestAStartFreesNumbersAnEarlierRunLeasedUnrecorded(t *testing.T) {
 	}
 }
 
+// withWhatsApp is a service like e's on another WhatsApp pool.
+func (e *env) withWhatsApp(pool Pool) *Service {
+	cfg := e.svc.cfg
+	cfg.WhatsApp = pool
+	svc, err := NewService(e.tw, e.store, cfg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	svc.now = e.clock.now
+	return svc
+}
+
 // noNumberPool takes the customer's number and finds none for the rider; its releases fail as told.
 type noNumberPool struct {
 	*fakePool
@@ -616,13 +628,7 @@ func TestAStartWithNoNumberIsForgottenOnlyOnceItHoldsNothing(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	pool := &noNumberPool{fakePool: e.pool, failRelease: 2} // the first release frees what an earlier run left; the second fails
-	cfg := e.svc.cfg
-	cfg.WhatsApp = pool
-	svc, err := NewService(e.tw, e.store, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc.now = e.clock.now
+	svc := e.withWhatsApp(pool)
 	if _, _, err := svc.Start(ctx, request("order-1")); !errors.Is(err, conversation.ErrUnavailable) {
 		t.Fatalf("start: %v, want unavailable", err)
 	}
@@ -720,13 +726,7 @@ func TestARetryDoesNotFreeALeaseWhoseRecordLanded(t *testing.T) {
 		return nil
 	}
 	pool := &replacingPool{fakePool: e.pool, ok: 1}
-	cfg := e.svc.cfg
-	cfg.WhatsApp = pool
-	svc, err := NewService(e.tw, e.store, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc.now = e.clock.now
+	svc := e.withWhatsApp(pool)
 	c, _, err := svc.Start(ctx, request("order-1"))
 	if !heard {
 		t.Fatal("the rider's new number was never recorded")
