@@ -844,3 +844,23 @@ func (o *fakeObserver) counts() (int, int, int, map[string]int) {
 	defer o.mu.Unlock()
 	return o.held, o.resent, o.nudges, maps.Clone(o.dropped)
 }
+
+// runWork is the chat work queue (Config.Work) of the tests: it runs a chat's work at once, in the
+// caller (the simulation's determinism), or, async, on another goroutine, as a queue's worker would.
+type runWork struct {
+	svc   *Service
+	async bool
+}
+
+func (w *runWork) Enqueue(ctx context.Context, id string) error {
+	if w.async {
+		go func() { _ = w.svc.tendAll(context.WithoutCancel(ctx), id) }()
+		return nil
+	}
+	return w.svc.tendAll(ctx, id)
+}
+
+// workNow gives svc a queue that does a chat's work in the caller; workAsync one that does it on
+// another goroutine.
+func workNow(svc *Service)   { svc.cfg.Work = &runWork{svc: svc} }
+func workAsync(svc *Service) { svc.cfg.Work = &runWork{svc: svc, async: true} }

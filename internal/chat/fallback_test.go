@@ -29,7 +29,8 @@ func fallbackEnv(t *testing.T, sms bool) (*relayEnv, *fakePool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc.now, svc.spawn = r.clock.now, func(f func()) { f() }
+	svc.now = r.clock.now
+	workNow(svc)
 	r.svc = svc
 	return r, pool
 }
@@ -147,7 +148,7 @@ func TestAnInterruptedMoveIsFinishedOnce(t *testing.T) {
 func TestEndWhileMovingToSMS(t *testing.T) {
 	for round := range 40 {
 		r, sms := fallbackEnv(t, true)
-		r.svc.spawn = func(f func()) { go f() }
+		workAsync(r.svc)
 		c, _, err := r.svc.Start(context.Background(), request("order-1"))
 		if err != nil {
 			t.Fatal(err)

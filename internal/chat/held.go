@@ -30,21 +30,16 @@ const tendRounds = 5
 const maxCopyAttempts = 5
 
 // later has the chat's recorded work done after the caller's answer (a webhook answers Twilio first):
-// queued (Config.Work) for a worker on any replica, retried with backoff, or, without a queue, in a
-// goroutine. What a crash cuts off, the upkeep's sweep finishes.
+// queued (Config.Work) for a worker on any replica, retried with backoff. Without a queue, and for
+// what a crash cuts off, the upkeep's sweep does it: no goroutine is started for it.
 func (s *Service) later(ctx context.Context, id string) {
-	ctx = context.WithoutCancel(ctx)
-	if s.cfg.Work != nil {
-		if err := s.cfg.Work.Enqueue(ctx, id); err != nil {
-			zerolog.Ctx(ctx).Warn().Err(err).Str("chat_id", id).Msg("queueing a chat's work; the sweep will")
-		}
+	if s.cfg.Work == nil {
 		return
 	}
-	s.spawn(func() {
-		if err := s.tendAll(ctx, id); err != nil {
-			zerolog.Ctx(ctx).Warn().Err(err).Str("chat_id", id).Msg("tending a chat; the sweep will")
-		}
-	})
+	ctx = context.WithoutCancel(ctx)
+	if err := s.cfg.Work.Enqueue(ctx, id); err != nil {
+		zerolog.Ctx(ctx).Warn().Err(err).Str("chat_id", id).Msg("queueing a chat's work; the sweep will")
+	}
 }
 
 // Worker is what the chat work queue (Config.Work) runs.

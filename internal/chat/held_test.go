@@ -88,7 +88,7 @@ func TestARefusedCopyDoesNotWedgeTheChat(t *testing.T) {
 func TestAFailureDuringATendIsNotLeftForTheSweep(t *testing.T) {
 	r := newRelayEnv(t)
 	c, _ := r.connected("order-1")
-	r.svc.spawn = func(f func()) { go f() }
+	workAsync(r.svc)
 	inNudge := make(chan struct{})
 	release := make(chan struct{})
 	var once sync.Once

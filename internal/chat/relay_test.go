@@ -42,7 +42,7 @@ func newRelayEnv(t *testing.T) *relayEnv {
 		t.Fatal(err)
 	}
 	svc.now = e.clock.now
-	svc.spawn = func(f func()) { f() }
+	workNow(svc)
 	e.svc = svc
 	return r
 }
@@ -220,7 +220,7 @@ func TestAnInterruptedResendFindsItsCopy(t *testing.T) {
 	r.tw.mu.Lock()
 	r.tw.convs[c.ConversationSid].add(conversation.Message{Author: customer, Body: "gate code 4411", Attributes: chatMarker("order-1", "resend", m.Sid)})
 	r.tw.mu.Unlock()
-	r.svc.spawn = func(func()) {} // only the sweep
+	r.svc.cfg.Work = nil // only the sweep
 	r.write(c, rider, "here")
 	start := len(r.tw.sent(c.ConversationSid, 0))
 	if _, err := r.svc.SweepOutbox(ctx); err != nil {
@@ -340,7 +340,7 @@ func TestWindowsIgnoreReplicaClocks(t *testing.T) {
 		t.Fatal(err)
 	}
 	other.now = func() time.Time { return r.clock.now().Add(-time.Hour) }
-	other.spawn = func(f func()) { f() }
+	workNow(other)
 	m := r.write(c, customer, "gate code 4411")
 	if _, err := other.DeliveryUpdated(context.Background(), conversation.Event{Type: conversation.EventDeliveryUpdated, ConversationSid: c.ConversationSid,
 		MessageSid: m.Sid, Status: "failed", ErrorCode: codeWindowClosed}); err != nil {
@@ -383,7 +383,7 @@ func TestAWindowOutlivesItsChat(t *testing.T) {
 func TestWindowOpensWhileAMessageIsHeld(t *testing.T) {
 	for round := range 50 {
 		r := newRelayEnv(t)
-		r.svc.spawn = func(f func()) { go f() }
+		workAsync(r.svc)
 		c, _ := r.connected("order-1")
 		m := r.write(c, customer, "gate code 4411")
 		reply := r.tw.write(c.ConversationSid, rider, "here")
@@ -430,7 +430,7 @@ func TestEndWhileResending(t *testing.T) {
 		for k := range 3 {
 			r.failed(c, r.write(c, customer, fmt.Sprintf("message %d", k)))
 		}
-		r.svc.spawn = func(f func()) { go f() }
+		workAsync(r.svc)
 		var wg sync.WaitGroup
 		wg.Go(func() { r.write(c, rider, "here") })
 		wg.Go(func() {

@@ -144,8 +144,6 @@ type Service struct {
 	store Store
 	cfg   Config
 	now   func() time.Time
-	// spawn runs work that outlives the call that asked for it (a re-send after a webhook's answer).
-	spawn func(func())
 	// sleep waits d, or until ctx ends: a call that waits for another's lease polls with it, measuring
 	// its budget on the service's clock, so that a simulation on a virtual clock waits no real time.
 	sleep func(ctx context.Context, d time.Duration) error
@@ -199,8 +197,7 @@ func NewService(conv Conversations, store Store, cfg Config) (*Service, error) {
 	if clock == nil {
 		clock = time.Now
 	}
-	return &Service{conv: conv, store: store, cfg: cfg, now: func() time.Time { return clock().UTC().Truncate(time.Millisecond) },
-		spawn: func(f func()) { go f() }, sleep: realSleep}, nil
+	return &Service{conv: conv, store: store, cfg: cfg, now: func() time.Time { return clock().UTC().Truncate(time.Millisecond) }, sleep: realSleep}, nil
 }
 
 // Get returns the chat named by key: its id, or its conversation's SID.

@@ -61,6 +61,7 @@ func newEnv(t testing.TB) *env {
 		t.Fatal(err)
 	}
 	svc.now = clk.now
+	workAsync(svc)
 	e.svc = svc
 	return e
 }
@@ -598,6 +599,7 @@ func (e *env) withWhatsApp(pool Pool) *Service {
 		e.t.Fatal(err)
 	}
 	svc.now = e.clock.now
+	workAsync(svc)
 	return svc
 }
 

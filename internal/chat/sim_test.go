@@ -480,7 +480,8 @@ func newSim(t testing.TB, seed uint64, replicas int) *sim {
 		if err != nil {
 			t.Fatal(err)
 		}
-		svc.now, svc.spawn = clk.now, func(f func()) { f() }
+		svc.now = clk.now
+		workNow(svc)
 		svc.sleep = func(context.Context, time.Duration) error {
 			if sm.killed {
 				return errors.New("process killed")

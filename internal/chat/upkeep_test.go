@@ -140,7 +140,6 @@ func TestChatWorkIsQueuedAndParked(t *testing.T) {
 	c, _ := r.connected("order-1")
 	q := &queueOf{}
 	r.svc.cfg.Work = q
-	r.svc.spawn = func(func()) { t.Error("work ran in a goroutine despite the queue") }
 	m := r.write(c, customer, "gate code 4411")
 	r.failed(c, m)
 	if len(q.ids) != 1 || q.ids[0] != "order-1" {
@@ -305,6 +304,7 @@ func TestReplicasShareTheShards(t *testing.T) {
 			t.Fatal(err)
 		}
 		svc.now = e.clock.now
+		workAsync(svc)
 		logs[i] = &syncBuffer{}
 		lctx := zerolog.New(logs[i]).WithContext(mctx)
 		wg.Go(func() { svc.Maintain(lctx) })
@@ -357,6 +357,7 @@ func TestUpkeepGivesItsLeaseBackAfterARun(t *testing.T) {
 		t.Fatal(err)
 	}
 	svc.now = e.clock.now
+	workAsync(svc)
 	log := &syncBuffer{}
 	mctx, cancel := context.WithCancel(zerolog.New(log).WithContext(context.Background()))
 	done := make(chan struct{})
