@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -18,6 +19,7 @@ import (
 	"github.com/optinkit/optin/internal/chat"
 	"github.com/optinkit/optin/internal/handlers"
 	"github.com/optinkit/optin/internal/numberpool"
+	"github.com/optinkit/optin/internal/poll"
 	"github.com/optinkit/optin/internal/store/memory"
 	"github.com/optinkit/optin/internal/twilioapi"
 )
@@ -212,13 +214,7 @@ func TestWatch(t *testing.T) {
 	go func() {
 		done <- run(ctx, []string{"optinctl", "watch", "-every", "100ms"}, func(k string) string { return env[k] }, strings.NewReader(""), out, io.Discard)
 	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for looks.Load() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("watch never looked")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	poll.Until(t, "watch to look", func() bool { return looks.Load() > 0 })
 	if _, err := ctl(t, env, "", "end", "order-1"); err != nil {
 		t.Fatal(err)
 	}
@@ -242,15 +238,15 @@ func TestWatch(t *testing.T) {
 	}
 }
 
+// waitOutput polls until out holds want; if it gives up, it prints out.
 func waitOutput(t *testing.T, out *syncBuffer, want string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(out.String(), want) {
-		if time.Now().After(deadline) {
-			t.Fatalf("output lacks %q:\n%s", want, out.String())
+	defer func() {
+		if !strings.Contains(out.String(), want) {
+			t.Logf("output:\n%s", out.String())
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	}()
+	poll.Until(t, fmt.Sprintf("the output to show %q", want), func() bool { return strings.Contains(out.String(), want) })
 }
 
 type syncBuffer struct {
