@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/optinkit/optin/internal/poll"
 	"github.com/optinkit/optin/internal/redistest"
 )
 
@@ -155,22 +157,43 @@ func monitor(t *testing.T, srv *redistest.Server) func() []monitored {
 		}
 	}()
 	return func() []monitored {
-		// MONITOR has no end: stop once it has gone quiet (the contracts have returned).
-		for prev := -1; ; time.Sleep(100 * time.Millisecond) {
-			mu.Lock()
-			n := len(seen)
-			mu.Unlock()
-			if n == prev {
-				break
-			}
-			prev = n
+		// MONITOR has no end: mark one and read up to the mark. Redis shows commands in the order it
+		// runs them, so every command of the contracts (which have returned) comes before it.
+		const mark = "optin-monitor-end"
+		e, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", srv.Port))
+		if err != nil {
+			t.Fatal(err)
 		}
+		defer e.Close()
+		if _, err := fmt.Fprintf(e, "ECHO %s\r\n", mark); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := bufio.NewReader(e).ReadString('\n'); err != nil {
+			t.Fatal(err)
+		}
+		at := -1 // the mark's place in seen
+		poll.Until(t, "MONITOR to show the end mark", func() bool {
+			select {
+			case <-done:
+				return true // MONITOR broke off: reported below
+			default:
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			at = slices.IndexFunc(seen, func(m monitored) bool {
+				return len(m.args) == 2 && strings.EqualFold(m.args[0], "echo") && m.args[1] == mark
+			})
+			return at >= 0
+		})
 		c.Close()
 		<-done
 		if bad != nil {
 			t.Fatal(bad)
 		}
-		return seen
+		if at < 0 {
+			t.Fatal("MONITOR broke off before the end mark")
+		}
+		return seen[:at]
 	}
 }
 

@@ -1,11 +1,13 @@
 package redisstore
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 
 	"github.com/optinkit/optin/internal/chat"
 	"github.com/optinkit/optin/internal/numberpool"
+	"github.com/optinkit/optin/internal/poll"
 	"github.com/optinkit/optin/internal/redistest"
 	"github.com/optinkit/optin/internal/store/storetest"
 )
@@ -170,6 +173,25 @@ func migration(t *testing.T, openOn func(t testing.TB, retention time.Duration) 
 	}))
 }
 
+// migrationLooks counts, as a client hook, how many times a waiting Migrate has looked whether the
+// migration is recorded (EXISTS of migratedKey).
+type migrationLooks struct{ n atomic.Int32 }
+
+func (c *migrationLooks) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (c *migrationLooks) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if args := cmd.Args(); cmd.Name() == "exists" && len(args) == 2 && args[1] == migratedKey {
+			c.n.Add(1)
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (c *migrationLooks) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
 // A replica that finds another migrating waits until it has finished.
 func TestMigrateWaitsForAnother(t *testing.T) {
 	srv := redistest.Start(t)
@@ -178,13 +200,18 @@ func TestMigrateWaitsForAnother(t *testing.T) {
 	if err := s.rdb.Set(ctx, migrateLease, "another replica", time.Minute).Err(); err != nil {
 		t.Fatal(err)
 	}
+	looks := &migrationLooks{}
+	s.rdb.AddHook(looks)
 	done := make(chan error, 1)
 	go func() { done <- s.Migrate(ctx) }()
-	select {
-	case err := <-done:
-		t.Fatalf("returned while another replica migrates: %v", err)
-	case <-time.After(300 * time.Millisecond):
-	}
+	poll.Until(t, "Migrate to look for the other's migration three times", func() bool {
+		select {
+		case err := <-done:
+			t.Fatalf("returned while another replica migrates: %v", err)
+		default:
+		}
+		return looks.n.Load() >= 3
+	})
 	if err := s.rdb.Set(ctx, migratedKey, "done", 0).Err(); err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -13,6 +12,7 @@ import (
 	"github.com/optinkit/optin/internal/chat"
 	"github.com/optinkit/optin/internal/numberpool"
 	"github.com/optinkit/optin/internal/optin"
+	"github.com/optinkit/optin/internal/poll"
 	"github.com/optinkit/optin/internal/redistest"
 	"github.com/optinkit/optin/internal/store/storetest"
 	"github.com/redis/go-redis/v9"
@@ -266,33 +266,19 @@ func TestFollowsTheMasterThroughAFailover(t *testing.T) {
 		_, _, err := s.Claim(ctx, optin.Flow{ConversationSid: conv, Customer: "whatsapp:+15550001111", Trigger: "IM1", State: optin.StateRunning, StartedAt: time.Now()})
 		return err
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for claim("CH00000000000000000000000000000001") != nil {
-		if time.Now().After(deadline) {
-			t.Fatal("no master through the Sentinels")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	poll.Until(t, "a master through the Sentinels", func() bool { return claim("CH00000000000000000000000000000001") == nil })
 	// Both replicas hold the claim before the master dies.
 	for _, r := range cl.Replicas {
 		rdb := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", r.Port)})
-		for n, _ := rdb.Exists(ctx, "optin:flow:CH00000000000000000000000000000001").Result(); n != 1; n, _ = rdb.Exists(ctx, "optin:flow:CH00000000000000000000000000000001").Result() {
-			if time.Now().After(deadline) {
-				t.Fatal("the claim never reached a replica")
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		poll.Until(t, fmt.Sprintf("the claim to reach the replica on port %d", r.Port), func() bool {
+			n, _ := rdb.Exists(ctx, "optin:flow:CH00000000000000000000000000000001").Result()
+			return n == 1
+		})
 		rdb.Close()
 	}
 	cl.Master.Kill()
 	start := time.Now()
-	deadline = time.Now().Add(30 * time.Second)
-	for claim("CH00000000000000000000000000000002") != nil {
-		if time.Now().After(deadline) {
-			t.Fatal("claims never resumed after the failover")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	poll.Until(t, "claims to resume after the failover", func() bool { return claim("CH00000000000000000000000000000002") == nil })
 	t.Logf("claims resumed %v after the master was killed", time.Since(start).Round(100*time.Millisecond))
 	if f, err := s.Flow(ctx, "CH00000000000000000000000000000001"); err != nil || f.Customer != "whatsapp:+15550001111" {
 		t.Fatalf("the claim made before the failover: %+v %v", f, err)
@@ -409,20 +395,13 @@ func TestIndexTrimmedByRetention(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	poll.Until(t, "the keys to expire", func() bool {
 		n, err := s.rdb.Exists(ctx, chatKey(of[0].ID), chatKey(of[ended-1].ID)).Result()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("keys did not expire")
-		}
-		runtime.Gosched()
-	}
+		return n == 0
+	})
 	size := func() int64 {
 		n, err := s.rdb.ZCard(ctx, bucketKey(bucket, setIndex)).Result()
 		if err != nil {
