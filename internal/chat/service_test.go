@@ -745,3 +745,51 @@ func TestARetryDoesNotFreeALeaseWhoseRecordLanded(t *testing.T) {
 		t.Errorf("start: %v %v, want invited", c.State, err)
 	}
 }
+
+// failingReleasePool refuses its releases after the first with a store error.
+type failingReleasePool struct {
+	*fakePool
+	releases int
+}
+
+func (p *failingReleasePool) Release(ctx context.Context, chatID string) error {
+	if p.releases++; p.releases > 1 {
+		return errors.New("redis: i/o timeout")
+	}
+	return p.fakePool.Release(ctx, chatID)
+}
+
+// A start Twilio refuses before its conversation exists gives its numbers back; when that fails half
+// way (the WhatsApp pool freed, the SMS pool's failing; its first release, of what an earlier run left,
+// went through), the chat, kept for a repeated start,
+// records no numbers it no longer holds: they are recorded given back first (the long run, seed 394).
+func TestARefusedStartWhoseReleaseFailsHalfWayRecordsNoNumbers(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	cfg := e.svc.cfg
+	cfg.SMS = &failingReleasePool{fakePool: &fakePool{number: "+15550109999", leases: map[string][]string{}}}
+	svc, err := NewService(e.tw, e.store, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.now = e.clock.now
+	e.tw.before = func(op, _ string) error {
+		if op == "create" {
+			return callErr("create conversation", twiliocall.Permanent, 400, 50353)
+		}
+		return nil
+	}
+	if _, _, err := svc.Start(ctx, request("order-1")); !errors.Is(err, conversation.ErrUnavailable) {
+		t.Fatalf("start: %v, want unavailable (the release failed)", err)
+	}
+	c, err := e.store.Get(ctx, "order-1")
+	if err != nil {
+		t.Fatalf("the chat was forgotten though its release failed: %v", err)
+	}
+	if e.pool.held("order-1") {
+		t.Errorf("the WhatsApp pool still holds the refused start's numbers")
+	}
+	if c.Steps[stepNumbers] != "" || c.Customer.ProxyAddress != "" || c.Rider.ProxyAddress != "" {
+		t.Errorf("the kept chat records numbers it no longer holds: %q, %q, %q", c.Steps[stepNumbers], c.Customer.ProxyAddress, c.Rider.ProxyAddress)
+	}
+}

@@ -328,7 +328,17 @@ func (s *Service) refused(ctx context.Context, c Chat, step string, code int, te
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.StartBudget)
 	defer cancel()
 	if c.ConversationSid == "" {
-		// Forgotten only once it holds nothing: a repeated start tries again.
+		// Its numbers are recorded as given back before they are: a release that fails half way (one
+		// pool freed, the other not) leaves an open chat holding leases unrecorded, which its next run
+		// frees, never one recording numbers it no longer holds. Forgotten only once it holds nothing: a
+		// repeated start tries again.
+		if _, uerr := s.store.Update(ctx, c.ID, func(c *Chat) error {
+			delete(c.Steps, stepNumbers)
+			c.Customer.ProxyAddress, c.Rider.ProxyAddress = "", ""
+			return nil
+		}); uerr != nil && !errors.Is(uerr, ErrNotFound) {
+			return Chat{}, fmt.Errorf("%w: recording the numbers of a refused start given back: %w", conversation.ErrUnavailable, uerr)
+		}
 		if rerr := s.release(ctx, c.ID); rerr != nil {
 			return Chat{}, fmt.Errorf("%w: freeing the numbers of a refused start: %w", conversation.ErrUnavailable, rerr)
 		}
