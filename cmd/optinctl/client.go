@@ -39,9 +39,20 @@ type options struct {
 // register adds the options to a command's flags, their values as given so far being the defaults.
 func (o *options) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.base, "url", o.base, "the service's base URL (OPTIN_URL)")
-	fs.StringVar(&o.token, "token", o.token, "one of the service's admin tokens (OPTIN_ADMIN_TOKEN, or the first of OPTIN_ADMIN_TOKENS)")
+	fs.Var(secret{&o.token}, "token", "one of the service's admin tokens (OPTIN_ADMIN_TOKEN, or the first of OPTIN_ADMIN_TOKENS)")
 	fs.BoolVar(&o.asJSON, "json", o.asJSON, "print the API's JSON instead of a table (same as -o json)")
 	fs.StringVar(&o.output, "o", o.output, "output: table or json")
+}
+
+// secret is a flag's string that help never prints as a default: a token taken from the environment
+// stays off the screen (and out of a CI log that runs -h).
+type secret struct{ v *string }
+
+func (s secret) String() string { return "" }
+
+func (s secret) Set(v string) error {
+	*s.v = v
+	return nil
 }
 
 // client checks the options and makes the client they describe.
