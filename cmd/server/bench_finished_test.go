@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/optinkit/optin/emulator"
+	"github.com/optinkit/optin/internal/poll"
 	"github.com/optinkit/optin/internal/signature"
 )
 
@@ -111,19 +112,20 @@ func startHeapServer(b testing.TB, extra map[string]string) *heapServer {
 		b.Fatal(err)
 	}
 	b.Cleanup(p.stop)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	ready := false
+	defer func() {
+		if !ready {
+			b.Logf("server output:\n%s", p.out)
+		}
+	}()
+	poll.Until(b, "the server to be ready", func() bool {
 		if resp, err := http.Get(p.base + "/readyz"); err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return p
-			}
+			ready = resp.StatusCode == 200
 		}
-		if time.Now().After(deadline) {
-			b.Fatalf("server did not start:\n%s", p.out)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return ready
+	})
+	return p
 }
 
 func (p *heapServer) cmdEnv(kv string) {
@@ -250,7 +252,8 @@ func (p *heapServer) finishChat(i, riders int) {
 	p.await(id, `"state":"closed"`)
 }
 
-// await polls the chat until its JSON holds want.
+// await polls the chat until its JSON holds want. The load's goroutines call it: it reports with
+// Errorf and returns false, where poll's Fatal may only be called from the benchmark's own goroutine.
 func (p *heapServer) await(id, want string) bool {
 	deadline := time.Now().Add(30 * time.Second)
 	for {

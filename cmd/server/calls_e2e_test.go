@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/optinkit/optin/emulator"
+	"github.com/optinkit/optin/internal/poll"
 	"github.com/optinkit/optin/internal/signature"
 )
 
@@ -53,16 +54,15 @@ func (p *callPlatform) calls() []callEvent {
 	return out
 }
 
-// awaitCalls polls until the platform holds n call events.
+// awaitCalls polls until the platform holds n call events; if it gives up, it lists those it holds.
 func (p *callPlatform) awaitCalls(t *testing.T, n int) []callEvent {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for len(p.calls()) < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d call events, want %d: %+v", len(p.calls()), n, p.calls())
+	defer func() {
+		if got := p.calls(); len(got) < n {
+			t.Logf("%d call events: %+v", len(got), got)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	}()
+	poll.Until(t, fmt.Sprintf("%d call events", n), func() bool { return len(p.calls()) >= n })
 	return p.calls()
 }
 
@@ -118,17 +118,18 @@ func (w *callWorld) chatCalls(id string) []any {
 // awaitEnded polls until the chat's call i has its status.
 func (w *callWorld) awaitEnded(id string, i int) map[string]any {
 	w.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		calls := w.chatCalls(id)
-		if len(calls) > i && calls[i].(map[string]any)["status"] != nil {
-			return calls[i].(map[string]any)
+	var calls []any
+	ended := func() bool { return len(calls) > i && calls[i].(map[string]any)["status"] != nil }
+	defer func() {
+		if !ended() {
+			w.t.Logf("the calls of %s: %v", id, calls)
 		}
-		if time.Now().After(deadline) {
-			w.t.Fatalf("call %d of %s never ended: %v", i, id, calls)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	}()
+	poll.Until(w.t, fmt.Sprintf("call %d of %s to end", i, id), func() bool {
+		calls = w.chatCalls(id)
+		return ended()
+	})
+	return calls[i].(map[string]any)
 }
 
 // assertRefused checks that a call heard the text, was hung up and rang nobody.

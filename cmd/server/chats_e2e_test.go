@@ -18,6 +18,7 @@ import (
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/optinkit/optin/emulator"
+	"github.com/optinkit/optin/internal/poll"
 	"github.com/optinkit/optin/internal/redistest"
 	"github.com/optinkit/optin/internal/signature"
 )
@@ -462,21 +463,22 @@ func startedChat(t *testing.T, s *server, fake *twilio) (sid string, hooks []str
 	return sid, v.Webhooks
 }
 
-// waitChat polls the chat until it is in state.
+// waitChat polls the chat until it is in state; if it gives up, it shows the chat.
 func (s *server) waitChat(id, state string) map[string]any {
 	s.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		_, _, body := s.api("GET", "/v1/chats/"+id, adminToken1, "")
-		c := chatOf(s.t, body)
-		if c["state"] == state {
-			return c
+	var c map[string]any
+	var body string
+	defer func() {
+		if c["state"] != state {
+			s.t.Logf("chat %s is %v: %s", id, c["state"], body)
 		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("chat %s is %v, want %s: %s", id, c["state"], state, body)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	}()
+	poll.Until(s.t, "chat "+id+" to be "+state, func() bool {
+		_, _, body = s.api("GET", "/v1/chats/"+id, adminToken1, "")
+		c = chatOf(s.t, body)
+		return c["state"] == state
+	})
+	return c
 }
 
 // The customer's answer decides: yes connects, no declines, STOP opts out; the rider cannot answer for them.
@@ -705,16 +707,15 @@ func (p *platform) got() []receivedEvent {
 	return append([]receivedEvent(nil), p.events...)
 }
 
-// waitFor polls until the platform has received n deliveries.
+// waitFor polls until the platform has received n deliveries; if it gives up, it lists those it has.
 func (p *platform) waitFor(n int) []receivedEvent {
 	p.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for len(p.got()) < n {
-		if time.Now().After(deadline) {
-			p.t.Fatalf("%d deliveries, want %d: %+v", len(p.got()), n, p.got())
+	defer func() {
+		if got := p.got(); len(got) < n {
+			p.t.Logf("%d deliveries: %+v", len(got), got)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	}()
+	poll.Until(p.t, fmt.Sprintf("%d deliveries", n), func() bool { return len(p.got()) >= n })
 	return p.got()
 }
 
@@ -967,17 +968,21 @@ func TestChatStartsArePaced(t *testing.T) {
 		t.Errorf("4 starts at 1 create/s within 1 s: none was paced (%v)", codes)
 	}
 	// Repeated, each start completes.
-	deadline := time.Now().Add(20 * time.Second)
-	for i := range 4 {
-		for {
-			code, _, p := s.api("POST", "/v1/chats", adminToken1, body(i))
-			if code == 200 || code == 201 {
-				break
-			}
-			if code != 503 || time.Now().After(deadline) {
-				t.Fatalf("start %d: %d %s", i, code, p)
-			}
+	code, answer := 0, "" // the last answer
+	done := func() bool { return code == 200 || code == 201 }
+	defer func() {
+		if !done() {
+			t.Logf("the last start answered %d %s", code, answer)
 		}
+	}()
+	for i := range 4 {
+		poll.Until(t, fmt.Sprintf("start %d to complete", i), func() bool {
+			code, _, answer = s.api("POST", "/v1/chats", adminToken1, body(i))
+			if !done() && code != 503 {
+				t.Fatalf("start %d: %d %s", i, code, answer)
+			}
+			return done()
+		})
 	}
 	if n := conversationsCreated(fake); n != 4 {
 		t.Errorf("%d conversations created, want 4", n)

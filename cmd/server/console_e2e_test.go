@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/optinkit/optin/internal/poll"
 )
 
 // chromiumPath finds a Chromium to drive. Without one the test is skipped — except in CI, where
@@ -46,24 +48,24 @@ func browser(t *testing.T) context.Context {
 	return ctx
 }
 
-// waitJS polls expr in the page until it is true, or fails the test naming what it waited for. A
-// navigation under way (a form posted) interrupts a poll; it is begun again until the deadline.
+// waitJS polls expr in the page until it is true, or fails the test naming what it waited for and
+// showing the page. A navigation under way (a form posted) fails an evaluation: it is tried again.
 func waitJS(t *testing.T, ctx context.Context, what, expr string) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		pctx, cancel := context.WithDeadline(ctx, deadline)
-		_, err := chromedp.Run(pctx, chromedp.Poll[bool](expr, chromedp.WithPollingInterval(50*time.Millisecond)))
-		cancel()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
+	var ok bool
+	var err error
+	defer func() {
+		if !ok {
 			html, _ := chromedp.Run(ctx, chromedp.OuterHTML(chromedp.CSS("main")))
-			t.Fatalf("waiting for %s: %v\npage:\n%s", what, err, html)
+			t.Logf("%s: %v (error %v)\npage:\n%s", expr, ok, err, html)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	}()
+	poll.Until(t, what, func() bool {
+		ectx, cancel := context.WithTimeout(ctx, time.Second) // one evaluation, not the wait
+		defer cancel()
+		ok, err = chromedp.Run(ectx, chromedp.Evaluate[bool](expr))
+		return err == nil && ok
+	})
 }
 
 // screenshot saves the page as name: under OPTIN_SCREENSHOTS when set (how docs/img is made),

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/optinkit/optin/emulator"
+	"github.com/optinkit/optin/internal/poll"
 )
 
 // TestDemo runs the README's first command in-process: no Twilio variables, only the demo flag — and
@@ -49,13 +50,18 @@ func runDemo(t *testing.T, env map[string]string) (out, logs *syncBuffer) {
 			t.Error("demo did not stop")
 		}
 	})
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(out.String(), "Still serving until Ctrl-C") {
-		if time.Now().After(deadline) || strings.Contains(out.String(), "demo failed") {
-			t.Fatalf("demo did not finish:\n%s\nlog:\n%s", out, logs)
+	finished := func() bool { return strings.Contains(out.String(), "Still serving until Ctrl-C") }
+	defer func() {
+		if !finished() {
+			t.Logf("demo output:\n%s\nlog:\n%s", out, logs)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	}()
+	poll.Until(t, "the demo to finish", func() bool {
+		if strings.Contains(out.String(), "demo failed") {
+			t.Fatal("demo failed")
+		}
+		return finished()
+	})
 	return out, logs
 }
 
@@ -160,13 +166,9 @@ func TestDemoWalkthroughRunsAsPrinted(t *testing.T) {
 	// Each command after the variables, run in a shell that has them; the answers checked in turn.
 	for i, want := range []string{`"state":"invited"`, `"body":"Yes"`, `"id":"order-8812"`, `"id":"order-8812"`, `"state":"closed"`} {
 		if i == 2 {
-			deadline := time.Now().Add(10 * time.Second)
-			for !strings.Contains(shell(t, lines[0]+"; "+lines[3]), `"state":"connected"`) {
-				if time.Now().After(deadline) {
-					t.Fatal("the customer's Yes did not connect the chat")
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
+			poll.Until(t, "the customer's Yes to connect the chat", func() bool {
+				return strings.Contains(shell(t, lines[0]+"; "+lines[3]), `"state":"connected"`)
+			})
 		}
 		if got := shell(t, lines[0]+"; "+lines[i+1]); !strings.Contains(got, want) {
 			t.Errorf("%s\n→ %s\nwant %s", lines[i+1], got, want)

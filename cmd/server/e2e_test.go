@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/optinkit/optin/emulator"
+	"github.com/optinkit/optin/internal/poll"
 	"github.com/optinkit/optin/internal/signature"
 )
 
@@ -67,6 +68,8 @@ type server struct {
 	logs   *syncBuffer
 	cancel context.CancelFunc
 	done   chan error
+	// serving has run's addresses once it serves.
+	serving chan listening
 }
 
 // envOf is a getenv that reads only m: run sees what the test gives it and nothing of the process.
@@ -111,25 +114,37 @@ func startListening(t *testing.T, env func(base string) map[string]string) *serv
 
 func startRunCtx(t testing.TB, parent context.Context, env map[string]string, args ...string) *server {
 	t.Helper()
+	s := launch(t, parent, env, args...)
+	s.awaitServing()
+	return s
+}
+
+// launch runs run with env and args and returns at once: awaitServing waits for its ready signal.
+func launch(t testing.TB, parent context.Context, env map[string]string, args ...string) *server {
+	t.Helper()
 	ctx, cancel := context.WithCancel(parent)
-	addr := make(chan listening, 1)
-	ctx = withReady(ctx, func(l listening) { addr <- l })
-	s := &server{t: t, logs: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
+	s := &server{t: t, logs: &syncBuffer{}, cancel: cancel, done: make(chan error, 1), serving: make(chan listening, 1)}
+	ctx = withReady(ctx, func(l listening) { s.serving <- l })
 	go func() { s.done <- run(ctx, args, envOf(env), s.logs, io.Discard) }()
 	t.Cleanup(func() { s.stop() })
+	return s
+}
+
+// awaitServing waits until run serves, and learns its addresses.
+func (s *server) awaitServing() {
+	s.t.Helper()
 	select {
-	case l := <-addr:
+	case l := <-s.serving:
 		s.base = "http://" + l.addr
 		if l.admin != "" {
 			s.admin = "http://" + l.admin
 		}
 	case err := <-s.done:
 		s.done = nil
-		t.Fatalf("run returned early: %v\n%s", err, s.logs)
-	case <-time.After(30 * time.Second):
-		t.Fatalf("server did not start:\n%s", s.logs)
+		s.t.Fatalf("run returned early: %v\n%s", err, s.logs)
+	case <-time.After(poll.Deadline):
+		s.t.Fatalf("server did not start:\n%s", s.logs)
 	}
-	return s
 }
 
 // stop cancels run and waits for it: every accepted flow has then finished.
@@ -276,16 +291,26 @@ func sorted(cs ...call) []call {
 	return cs
 }
 
-// waitFor polls until Twilio has seen n requests.
+// waitFor polls until Twilio has seen n requests; if it gives up, it lists those it saw.
 func waitFor(t *testing.T, fake *twilio, n int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for len(fake.Requests()) < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("saw %d REST calls, want %d: %+v", len(fake.Requests()), n, calls(fake.Requests()))
+	defer func() {
+		if got := fake.Requests(); len(got) < n {
+			t.Logf("saw %d REST calls: %+v", len(got), calls(got))
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	}()
+	poll.Until(t, fmt.Sprintf("%d REST calls", n), func() bool { return len(fake.Requests()) >= n })
+}
+
+// waitLogged polls until the service has logged text; if it gives up, it prints the logs.
+func waitLogged(t testing.TB, logs *syncBuffer, text string) {
+	t.Helper()
+	defer func() {
+		if !strings.Contains(logs.String(), text) {
+			t.Logf("logs:\n%s", logs)
+		}
+	}()
+	poll.Until(t, "the service to log "+text, func() bool { return strings.Contains(logs.String(), text) })
 }
 
 func assertCalls(t *testing.T, fake *twilio, want []call) {
@@ -625,13 +650,7 @@ func TestEndToEndAnswersWhileRESTHangsAndDrainsOnShutdown(t *testing.T) {
 		t.Fatalf("status %d with %d REST calls done", resp.StatusCode, len(fake.Requests()))
 	}
 	s.cancel()
-	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(s.logs.String(), `"message":"shutting down"`) {
-		if time.Now().After(deadline) {
-			t.Fatal("no shutdown")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitLogged(t, s.logs, `"message":"shutting down"`)
 	select {
 	case err := <-s.done:
 		t.Fatalf("run returned (%v) with a flow in flight", err)
@@ -686,24 +705,13 @@ func TestServeErrorShutsDownTheQueue(t *testing.T) {
 	env := baseEnv(fake, map[string]string{"OPTIN_TWILIO_API_URL": api, "OPTIN_SHUTDOWN_TIMEOUT": "5s"})
 	go func() { done <- run(ctx, []string{"optin-server"}, envOf(env), logs, io.Discard) }()
 	s := &server{t: t, base: "http://" + inner.Addr().String(), logs: logs}
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(logs.String(), `"message":"listening"`) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no start:\n%s", logs)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitLogged(t, logs, `"message":"listening"`)
 	if code, _ := s.send(s.postReq(event(msg1, customer))); code != 200 {
 		t.Fatal(code)
 	}
 	close(ln.broken)
 	inner.Close() // wakes the Accept in progress
-	for !strings.Contains(logs.String(), `"message":"shutting down"`) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no shutdown after the serve error:\n%s", logs)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitLogged(t, logs, `"message":"shutting down"`)
 	select {
 	case err := <-done:
 		t.Fatalf("run returned (%v) with an opt-in in flight: the queue was not drained", err)
@@ -740,13 +748,7 @@ func TestAdminListenerFailureStopsTheProcess(t *testing.T) {
 	go func() {
 		done <- run(withAdminListener(t.Context(), ln), []string{"optin-server"}, envOf(env), logs, io.Discard)
 	}()
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(logs.String(), `"message":"listening"`) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no start:\n%s", logs)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitLogged(t, logs, `"message":"listening"`)
 	close(ln.broken)
 	inner.Close()
 	select {

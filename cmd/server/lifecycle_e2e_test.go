@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/optinkit/optin/emulator"
+	"github.com/optinkit/optin/internal/poll"
 	"github.com/optinkit/optin/internal/redistest"
 )
 
@@ -105,19 +106,21 @@ func raceStartAndEnd(t *testing.T, replicas []*server, emu *emulator.Emulator, r
 		}
 	}
 	// Every chat ends closed, the reconciler finishing what a 503 left recorded.
-	deadline := time.Now().Add(30 * time.Second)
-	for _, r := range results {
-		for {
-			code, _, body := replicas[0].api("GET", "/v1/chats/"+r.id, adminToken1, "")
-			if code == 404 || (code == 200 && chatOf(t, body)["state"] == "closed") {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s never closed: %d %s", r.id, code, body)
-			}
-			time.Sleep(20 * time.Millisecond)
+	pending, code, body := 0, 0, "" // the first chat not yet closed, and what it answered
+	defer func() {
+		if pending < len(results) {
+			t.Logf("%s not closed: %d %s", results[pending].id, code, body)
 		}
-	}
+	}()
+	poll.Until(t, "every chat to close", func() bool {
+		for ; pending < len(results); pending++ {
+			code, _, body = replicas[0].api("GET", "/v1/chats/"+results[pending].id, adminToken1, "")
+			if code != 404 && (code != 200 || chatOf(t, body)["state"] != "closed") {
+				return false
+			}
+		}
+		return true
+	})
 	for _, v := range emu.Conversations() {
 		if v.State != "closed" && len(v.Participants) > 0 {
 			t.Errorf("conversation %s of %s is %s with participants %v", v.Sid, v.UniqueName, v.State, v.Participants)
@@ -239,12 +242,10 @@ func TestLostCloseIsReconciled(t *testing.T) {
 		t.Errorf("numbers still held: %s", pools)
 	}
 	// The count follows the reconcile's end, which may come just after the chat reads closed.
-	deadline := time.Now().Add(10 * time.Second)
-	for scrape(t, s.base)["optin_chats_reconciled_total{outcome=closed}"] != 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("optin_chats_reconciled_total{outcome=closed} = %v, want 1", scrape(t, s.base)["optin_chats_reconciled_total{outcome=closed}"])
-		}
-		time.Sleep(20 * time.Millisecond)
+	reconciled := func() float64 { return scrape(t, s.base)["optin_chats_reconciled_total{outcome=closed}"] }
+	poll.Until(t, "optin_chats_reconciled_total{outcome=closed} to count the chat", func() bool { return reconciled() >= 1 })
+	if n := reconciled(); n != 1 {
+		t.Errorf("optin_chats_reconciled_total{outcome=closed} = %v, want 1", n)
 	}
 }
 
@@ -273,13 +274,7 @@ func TestEventArrivesAfterItsQueueingFailed(t *testing.T) {
 	if logs := s.logs.String(); !strings.Contains(logs, "queueing a chat event; the outbox sweep will") {
 		t.Error("the failed queueing was not logged")
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for scrape(t, s.base)["optin_outbox_resent_total{}"] < 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("optin_outbox_resent_total never counted the resend")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	poll.Until(t, "optin_outbox_resent_total to count the resend", func() bool { return scrape(t, s.base)["optin_outbox_resent_total{}"] >= 1 })
 }
 
 // The customer's answer, the platform's end, Twilio's timer and the reconciler on two replicas sharing
@@ -327,24 +322,27 @@ func TestReplyRacesEndAcrossTwoReplicas(t *testing.T) {
 	}
 	wg.Wait()
 	tally := map[string]int{}
-	deadline := time.Now().Add(30 * time.Second)
-	for i := range chats {
-		for {
-			_, _, body := replicas[i%2].api("GET", fmt.Sprintf("/v1/chats/reply-%02d", i), adminToken1, "")
-			c := chatOf(t, body)
-			if st := c["state"].(string); st == "closed" || st == "declined" {
-				tally[st+" "+states(c)]++
-				if st == "declined" && i%2 == 0 {
-					t.Errorf("reply-%02d said yes and was declined", i)
-				}
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("reply-%02d never ended: %s", i, body)
-			}
-			time.Sleep(20 * time.Millisecond)
+	i, body := 0, "" // the first chat not yet ended, and its view
+	defer func() {
+		if i < chats {
+			t.Logf("reply-%02d not ended: %s", i, body)
 		}
-	}
+	}()
+	poll.Until(t, "every chat to end", func() bool {
+		for ; i < chats; i++ {
+			_, _, body = replicas[i%2].api("GET", fmt.Sprintf("/v1/chats/reply-%02d", i), adminToken1, "")
+			c := chatOf(t, body)
+			st := c["state"].(string)
+			if st != "closed" && st != "declined" {
+				return false
+			}
+			tally[st+" "+states(c)]++
+			if st == "declined" && i%2 == 0 {
+				t.Errorf("reply-%02d said yes and was declined", i)
+			}
+		}
+		return true
+	})
 	t.Logf("outcomes: %v", tally)
 	for _, v := range emu.Conversations() {
 		if v.State != "closed" {

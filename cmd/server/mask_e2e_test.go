@@ -20,6 +20,7 @@ import (
 
 	"github.com/optinkit/optin/emulator"
 	"github.com/optinkit/optin/internal/guard"
+	"github.com/optinkit/optin/internal/poll"
 	"github.com/optinkit/optin/internal/signature"
 )
 
@@ -229,7 +230,6 @@ func TestGuardBlocks(t *testing.T) {
 		t.Errorf("guarded %v", c["guarded"])
 	}
 	reason := guard.Guard{Mode: guard.Block}.Check(typed, "US").Reason
-	deadline := time.Now().Add(10 * time.Second)
 	told := func() (n int) {
 		for _, e := range w.emu.Transcript(rider) {
 			if e.Direction == "received" && e.Text == reason && e.Status == "delivered" {
@@ -238,15 +238,12 @@ func TestGuardBlocks(t *testing.T) {
 		}
 		return n
 	}
-	for {
-		if told() > 0 {
-			break
+	defer func() {
+		if told() == 0 {
+			t.Logf("the rider's phone: %+v", w.emu.Transcript(rider))
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the rider never heard why: %+v", w.emu.Transcript(rider))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	}()
+	poll.Until(t, "the rider to hear why", func() bool { return told() > 0 })
 	w.srv.stop() // the chat's worker done: the notice went once
 	if n := told(); n != 1 {
 		t.Errorf("the rider was told %d times", n)
@@ -301,17 +298,16 @@ func TestMessageAfterTheEnd(t *testing.T) {
 	if got := replies("still there?"); !reflect.DeepEqual(got, []string{afterEndDefault}) {
 		t.Errorf("after the hour: %v", got)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for len(w.events.ofType("chat.message_after_end")) < 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("events %+v", w.events.ofType("chat.message_after_end"))
+	defer func() {
+		if got := w.events.ofType("chat.message_after_end"); len(got) < 2 {
+			t.Logf("events %+v", got)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	}()
+	poll.Until(t, "two chat.message_after_end events", func() bool { return len(w.events.ofType("chat.message_after_end")) >= 2 })
 	w.srv.stop()
 	events := w.events.ofType("chat.message_after_end")
 	if len(events) != 2 {
-		t.Fatalf("%d events, want 2", len(events))
+		t.Fatalf("%d events, want 2: %+v", len(events), events)
 	}
 	for _, ev := range events {
 		msg, _ := ev.Data["message"].(map[string]any)
@@ -373,23 +369,23 @@ func TestGuardHookCheckedAtStart(t *testing.T) {
 		metric float64
 	}{{false, "not_called", 0}, {true, "called", 1}} {
 		w := newMaskWorld(t, nil, tt.hook)
-		deadline := time.Now().Add(10 * time.Second)
-		for {
+		var body map[string]string // the last /readyz answer
+		ready := func() bool { return body["guard_hook"] == tt.state && body["status"] == "ready" }
+		defer func() {
+			if !ready() {
+				t.Logf("readyz %v", body)
+			}
+		}()
+		poll.Until(t, "readyz to be ready with guard_hook "+tt.state, func() bool {
 			resp, err := http.Get(w.srv.base + "/readyz")
 			if err != nil {
 				t.Fatal(err)
 			}
-			var body map[string]string
+			body = nil
 			_ = json.NewDecoder(resp.Body).Decode(&body)
 			resp.Body.Close()
-			if body["guard_hook"] == tt.state && body["status"] == "ready" {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("readyz %v, want guard_hook %s", body, tt.state)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+			return ready()
+		})
 		if m, ok := scrape(t, w.srv.base)["optin_guard_hook_configured{}"]; !ok || m != tt.metric {
 			t.Errorf("optin_guard_hook_configured %v, want %v", m, tt.metric)
 		}

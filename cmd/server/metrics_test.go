@@ -1,16 +1,17 @@
 package main
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
 	"github.com/optinkit/optin/emulator"
+	"github.com/optinkit/optin/internal/poll"
 )
 
 // scrape reads /metrics into "name{label=value,…}" → value; histograms contribute their _count.
@@ -90,20 +91,25 @@ func TestMetricsMoveExactly(t *testing.T) {
 		`optin_step_duration_seconds_count{outcome=ok,step=webhooks}`:           1,
 	}
 	// The flow records its steps and outcome after its last call, concurrently: poll until every
-	// counter has moved (or the deadline), then check each exactly.
-	moved := func(after map[string]float64) bool {
+	// counter has moved as far as it should, then check each exactly.
+	var after map[string]float64
+	behind := func() (late []string) {
 		for k, w := range want {
-			if after[k]-before[k] != w {
-				return false
+			if after[k]-before[k] < w {
+				late = append(late, fmt.Sprintf("%s moved by %v, want %v", k, after[k]-before[k], w))
 			}
 		}
-		return true
+		return late
 	}
-	after := scrape(t, s.base)
-	for deadline := time.Now().Add(10 * time.Second); !moved(after) && time.Now().Before(deadline); {
-		time.Sleep(5 * time.Millisecond)
+	defer func() {
+		for _, l := range behind() {
+			t.Log(l)
+		}
+	}()
+	poll.Until(t, "every counter of the flow to move", func() bool {
 		after = scrape(t, s.base)
-	}
+		return len(behind()) == 0
+	})
 	for k, w := range want {
 		if got := after[k] - before[k]; got != w {
 			t.Errorf("%s moved by %v, want %v", k, got, w)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/optinkit/optin/internal/poll"
 	"github.com/optinkit/optin/internal/redistest"
 )
 
@@ -38,14 +39,11 @@ func TestRedisStartupWaitAndReadiness(t *testing.T) {
 	srv := redistest.Start(t)
 	srv.Kill()
 	fake := newFake(t)
-	go func() {
-		time.Sleep(time.Second)
-		srv.Restart(0)
-	}()
-	s := start(t, fake, map[string]string{"OPTIN_REDIS_URL": srv.URL(), "OPTIN_REDIS_STARTUP_WAIT": "30s"})
-	if !strings.Contains(s.logs.String(), "waiting for Redis") {
-		t.Error("did not log that it waited for Redis")
-	}
+	s := launch(t, context.Background(), baseEnv(fake, map[string]string{"OPTIN_REDIS_URL": srv.URL(), "OPTIN_REDIS_STARTUP_WAIT": "30s"}), "optin-server")
+	// Redis comes up once the service says it waits for it: then it serves.
+	waitLogged(t, s.logs, "waiting for Redis")
+	srv.Restart(0)
+	s.awaitServing()
 	ready := func() int {
 		req, _ := http.NewRequestWithContext(context.Background(), "GET", s.base+"/readyz", nil)
 		resp, err := http.DefaultClient.Do(req)
@@ -66,13 +64,7 @@ func TestRedisStartupWaitAndReadiness(t *testing.T) {
 		t.Errorf("webhook with Redis down = %d %s", code, body)
 	}
 	srv.Restart(0)
-	deadline := time.Now().Add(10 * time.Second)
-	for ready() != 200 {
-		if time.Now().After(deadline) {
-			t.Fatal("readyz did not recover with Redis")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	poll.Until(t, "readyz to recover with Redis", func() bool { return ready() == 200 })
 	if code, _ := s.send(s.postReq(event(msg1, customer))); code != 200 {
 		t.Errorf("webhook after Redis came back = %d", code)
 	}
@@ -99,19 +91,19 @@ func TestStalledRedisAnswers503InTime(t *testing.T) {
 		t.Errorf("status %d while Redis stalled, want 503", resp.StatusCode)
 	}
 	// Once Redis answers again, Twilio's next delivery is accepted and the opt-in runs.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		code, body := s.send(s.postReq(event(msg1, customer)))
-		if code == 200 {
-			if body != `{"outcome":"accepted"}` && body != `{"outcome":"duplicate"}` {
-				t.Errorf("after the stall: %s", body)
-			}
-			break
+	var code int
+	var body string
+	defer func() {
+		if code != 200 {
+			t.Logf("last answer: %d %s", code, body)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not accepted after Redis resumed: %d %s", code, body)
-		}
-		time.Sleep(50 * time.Millisecond)
+	}()
+	poll.Until(t, "the webhook to be accepted after Redis resumed", func() bool {
+		code, body = s.send(s.postReq(event(msg1, customer)))
+		return code == 200
+	})
+	if body != `{"outcome":"accepted"}` && body != `{"outcome":"duplicate"}` {
+		t.Errorf("after the stall: %s", body)
 	}
 	waitFor(t, fake, 3)
 	s.stop()

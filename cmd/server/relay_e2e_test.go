@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/optinkit/optin/emulator"
+	"github.com/optinkit/optin/internal/poll"
 	"github.com/optinkit/optin/internal/redistest"
 )
 
@@ -73,34 +74,34 @@ func (w *relayWorld) write(from, body string) {
 	}
 }
 
-// await polls the chat until ok holds.
+// await polls the chat until ok holds; if it gives up, it shows the chat.
 func (w *relayWorld) await(id, what string, ok func(map[string]any) bool) map[string]any {
 	w.t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		_, _, body := w.srv.api("GET", "/v1/chats/"+id, adminToken1, "")
-		c := chatOf(w.t, body)
-		if ok(c) {
-			return c
+	var c map[string]any
+	var body string
+	defer func() {
+		if c == nil || !ok(c) {
+			w.t.Logf("%s: %s", id, body)
 		}
-		if time.Now().After(deadline) {
-			w.t.Fatalf("%s: never happened: %s", what, body)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	}()
+	poll.Until(w.t, id+" "+what, func() bool {
+		_, _, body = w.srv.api("GET", "/v1/chats/"+id, adminToken1, "")
+		c = chatOf(w.t, body)
+		return ok(c)
+	})
+	return c
 }
 
 // awaitReceived polls until phone has received n messages from entry from on (a nudge is recorded on
 // the chat just before it is sent).
 func (w *relayWorld) awaitReceived(phone string, from, n int) {
 	w.t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for len(w.received(phone, from)) < n {
-		if time.Now().After(deadline) {
-			w.t.Fatalf("%s received %q, want %d messages", phone, w.received(phone, from), n)
+	defer func() {
+		if got := w.received(phone, from); len(got) < n {
+			w.t.Logf("%s received %q", phone, got)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	}()
+	poll.Until(w.t, fmt.Sprintf("%s to receive %d messages", phone, n), func() bool { return len(w.received(phone, from)) >= n })
 }
 
 // held reads a party's held count from a chat.
@@ -214,15 +215,11 @@ func TestHeldMessagesPastTheHoldMaxAreDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Once the service has answered for the rider's message, nothing was sent to the rider.
-	deadline := time.Now().Add(10 * time.Second)
-	for !slices.ContainsFunc(w.emu.WebhookCalls(), func(c emulator.WebhookCall) bool {
-		return c.MessageSid == m.Sid && c.EventType == "onMessageAdded" && c.Status == 200
-	}) {
-		if time.Now().After(deadline) {
-			t.Fatal("the rider's message was never answered")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	poll.Until(t, "the service to answer for the rider's message", func() bool {
+		return slices.ContainsFunc(w.emu.WebhookCalls(), func(c emulator.WebhookCall) bool {
+			return c.MessageSid == m.Sid && c.EventType == "onMessageAdded" && c.Status == 200
+		})
+	})
 	if got := w.received(rider, riderFrom); len(got) > 0 {
 		t.Fatalf("the rider received %q after the drop", got)
 	}
@@ -292,17 +289,18 @@ func TestEndRacesResendAcrossTwoReplicas(t *testing.T) {
 	}
 	await := func(what string, ok func(map[string]any) bool) {
 		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for i := 0; i < chats; {
-			if ok(get(i)) {
+		i := 0 // the first chat not yet there
+		defer func() {
+			if i < chats {
+				t.Logf("race-%02d: %v", i, get(i))
+			}
+		}()
+		poll.Until(t, "every chat "+what, func() bool {
+			for i < chats && ok(get(i)) {
 				i++
-				continue
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: race-%02d: %v", what, i, get(i))
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			return i == chats
+		})
 	}
 	for i := range chats {
 		body := fmt.Sprintf(`{"id":"race-%02d","customer":{"address":%q,"name":"Ana"},"rider":{"address":%q,"name":"Bruno"}}`, i, cust(i), rid(i))
@@ -356,20 +354,16 @@ func TestEndRacesResendAcrossTwoReplicas(t *testing.T) {
 		}
 	}
 	// Every held message is accounted for once: sent again, or let go with its chat.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		total := 0.0
+	accounted := func() (total float64) {
 		for _, r := range replicas {
 			m := scrape(t, r.base)
 			total += m["optin_messages_resent_total{}"] + m["optin_messages_dropped_total{reason=closed}"]
 		}
-		if total == 4*chats {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("held messages counted sent or dropped: %v, want %d", total, 4*chats)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return total
+	}
+	poll.Until(t, fmt.Sprintf("the %d held messages counted sent or dropped", 4*chats), func() bool { return accounted() >= 4*chats })
+	if total := accounted(); total != 4*chats {
+		t.Errorf("held messages counted sent or dropped: %v, want %d", total, 4*chats)
 	}
 	t.Logf("%d of the customers' %d held messages reached their rider before the end", sent, 3*chats)
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/optinkit/optin/emulator"
+	"github.com/optinkit/optin/internal/poll"
 	"github.com/optinkit/optin/internal/redistest"
 )
 
@@ -97,17 +98,18 @@ func TestReliabilityKill9DuringResend(t *testing.T) {
 	rid := func(i int) string { return fmt.Sprintf("whatsapp:+1555062%04d", i) }
 	awaitAll := func(what string, ok func(map[string]any) bool) {
 		t.Helper()
-		deadline := time.Now().Add(2 * time.Minute)
-		for i := 0; i < chats; {
-			if ok(call(b, "GET", fmt.Sprintf("/v1/chats/kill-%02d", i), "")) {
+		i := 0 // the first chat not yet there
+		defer func() {
+			if i < chats {
+				t.Logf("kill-%02d not there yet", i)
+			}
+		}()
+		poll.Within(t, 2*time.Minute, "every chat "+what, func() bool {
+			for i < chats && ok(call(b, "GET", fmt.Sprintf("/v1/chats/kill-%02d", i), "")) {
 				i++
-				continue
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: chat kill-%02d never got there", what, i)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+			return i == chats
+		})
 	}
 	inbound := func(from, body string) {
 		t.Helper()
@@ -146,13 +148,12 @@ func TestReliabilityKill9DuringResend(t *testing.T) {
 	for i := range chats {
 		wg.Go(func() { inbound(rid(i), "here") })
 	}
-	deadline := time.Now().Add(time.Minute)
-	for delivered() < 5 {
-		if time.Now().After(deadline) {
-			t.Fatalf("no re-send began:\n%s", tail(a.out.String(), 20))
+	defer func() {
+		if delivered() < 5 {
+			t.Logf("replica a:\n%s", tail(a.out.String(), 20))
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	}()
+	poll.Within(t, time.Minute, "five re-sends to arrive", func() bool { return delivered() >= 5 })
 	a.kill()
 	lb.mu.Lock()
 	lb.replicas = []*replica{b}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/optinkit/optin/emulator"
+	"github.com/optinkit/optin/internal/poll"
 	"github.com/optinkit/optin/internal/redistest"
 	"github.com/optinkit/optin/internal/signature"
 )
@@ -55,12 +56,13 @@ func (r *replica) start() {
 	if err := r.cmd.Start(); err != nil {
 		r.t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for r.base = ""; r.base == ""; {
-		if time.Now().After(deadline) {
-			r.t.Fatalf("replica did not start:\n%s", r.out)
+	r.base = ""
+	defer func() {
+		if r.base == "" {
+			r.t.Logf("replica output:\n%s", r.out)
 		}
-		time.Sleep(10 * time.Millisecond)
+	}()
+	poll.Until(r.t, "the replica to listen", func() bool {
 		sc := bufio.NewScanner(strings.NewReader(r.out.String()))
 		for sc.Scan() {
 			var line struct{ Message, Addr string }
@@ -68,7 +70,8 @@ func (r *replica) start() {
 				r.base = "http://" + line.Addr
 			}
 		}
-	}
+		return r.base != ""
+	})
 }
 
 // stop is SIGTERM and a wait for a clean exit.
@@ -207,17 +210,16 @@ func (tl *tally) outcome(body string) {
 
 // deliver sends each conversation's event three times at once, to three different replicas, the way
 // Twilio (retrying) behind a load balancer would: a delivery that is not answered 2xx goes again to
-// the next replica until one acknowledges it. during, when set, runs alongside.
+// the next replica until one acknowledges it. during, when set, runs alongside on the test's goroutine
+// (where it may wait with poll).
 func (c *cluster) deliver(tl *tally, during func()) {
-	if during != nil {
-		go during()
-	}
 	type job struct {
 		cc    convCase
 		first int
 	}
 	jobs := make(chan job)
 	var wg sync.WaitGroup
+	defer wg.Wait() // also when during gives up: no delivery outlives the test
 	for range 24 {
 		wg.Go(func() {
 			client := &http.Client{Timeout: 5 * time.Second}
@@ -241,13 +243,17 @@ func (c *cluster) deliver(tl *tally, during func()) {
 			}
 		})
 	}
-	for _, cc := range c.convs {
-		for k := range 3 {
-			jobs <- job{cc, k}
+	go func() {
+		defer close(jobs)
+		for _, cc := range c.convs {
+			for k := range 3 {
+				jobs <- job{cc, k}
+			}
 		}
+	}()
+	if during != nil {
+		during()
 	}
-	close(jobs)
-	wg.Wait()
 }
 
 func (c *cluster) post(client *http.Client, base string, cc convCase) (int, string) {
@@ -305,6 +311,8 @@ func (c *cluster) result() result {
 	return r
 }
 
+// waitComplete waits until no conversation is lost, or within has passed, and returns what it found:
+// not poll, since check reports a run that never completes with its figures rather than failing here.
 func (c *cluster) waitComplete(within time.Duration) result {
 	deadline := time.Now().Add(within)
 	for {
@@ -389,18 +397,13 @@ func TestReliabilityKill9(t *testing.T) {
 	}
 	tl := &tally{}
 	victim := c.replicas[2]
-	killed := make(chan struct{})
 	c.deliver(tl, func() {
-		defer close(killed)
 		// Kill the replica in the middle of its work: some steps done, flows still running.
-		for strings.Count(victim.out.String(), `"message":"step finished"`) < 10 {
-			time.Sleep(5 * time.Millisecond)
-		}
+		poll.Until(t, "replica 2 to finish 10 steps", func() bool { return strings.Count(victim.out.String(), `"message":"step finished"`) >= 10 })
 		log := victim.out.String()
 		victim.kill()
 		t.Logf("killed replica 2 with SIGKILL after %d steps and %d finished flows", strings.Count(log, `"message":"step finished"`), strings.Count(log, "opt-in finished"))
 	})
-	<-killed
 	victim.start()
 	t.Logf("restarted replica 2")
 	// asynq hands a dead worker's tasks on once their 30 s lease has expired, checking every minute.
@@ -413,17 +416,12 @@ func TestReliabilityRedisRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	tl := &tally{}
-	restarted := make(chan struct{})
 	c.deliver(tl, func() {
-		defer close(restarted)
 		// Mid-run: deliveries still arriving, flows in flight.
-		for tl.acked.Load() < 200 {
-			time.Sleep(time.Millisecond)
-		}
+		poll.Until(t, "200 acknowledged deliveries", func() bool { return tl.acked.Load() >= 200 })
 		c.redis.Restart(2 * time.Second)
 		t.Logf("restarted Redis (SIGKILL, 2 s down, then start on the same append-only file) after %d acknowledged deliveries and %d complete opt-ins", tl.acked.Load(), c.result().complete)
 	})
-	<-restarted
 	c.check("Redis restart", tl, 4*time.Minute)
 }
 
@@ -442,21 +440,19 @@ func TestReliabilitySentinelFailover(t *testing.T) {
 	tl := &tally{}
 	var saw503, saw200 bool
 	var gap time.Duration
-	done := make(chan struct{})
 	c.deliver(tl, func() {
-		defer close(done)
 		steps := func() (n int) {
 			for _, r := range c.replicas {
 				n += strings.Count(r.out.String(), `"message":"step finished"`)
 			}
 			return n
 		}
-		for steps() < 20 {
-			time.Sleep(5 * time.Millisecond)
-		}
+		poll.Until(t, "20 steps finished", func() bool { return steps() >= 20 })
 		sc.Master.Kill()
 		killed := time.Now()
 		t.Logf("killed the Redis master with SIGKILL after %d steps", steps())
+		// A measurement, paced at 50 ms so as not to load the replica: the 503s without a master, then
+		// how long until 200.
 		client := &http.Client{Timeout: 2 * time.Second}
 		for time.Since(killed) < time.Minute {
 			resp, err := client.Get(c.replicas[0].base + "/readyz")
@@ -473,7 +469,6 @@ func TestReliabilitySentinelFailover(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	})
-	<-done
 	t.Logf("readyz: 503 seen %v, 200 again %v after the kill", saw503, gap.Round(100*time.Millisecond))
 	if !saw503 || !saw200 {
 		t.Errorf("readyz during the failover: 503 seen %v, 200 after %v", saw503, saw200)

@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/optinkit/optin/emulator"
+	"github.com/optinkit/optin/internal/poll"
 	"github.com/optinkit/optin/internal/redistest"
 )
 
@@ -51,13 +51,7 @@ func TestOneTraceFromWebhookToTwilio(t *testing.T) {
 			if code, body := s.send(s.getReq(event(msg1, customer))); code != 200 || body != `{"outcome":"accepted"}` {
 				t.Fatalf("webhook: %d %s", code, body)
 			}
-			deadline := time.Now().Add(10 * time.Second)
-			for len(spansNamed(exp.GetSpans(), spanWork)) == 0 {
-				if time.Now().After(deadline) {
-					t.Fatalf("no work span; spans: %v", names(exp.GetSpans()))
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
+			awaitSpan(t, exp, spanWork)
 			s.stop()
 			spans := exp.GetSpans()
 			hooks, works := spansNamed(spans, "GET /webhooks/conversations"), spansNamed(spans, spanWork)
@@ -128,6 +122,17 @@ func names(spans tracetest.SpanStubs) []string {
 	return out
 }
 
+// awaitSpan polls until a span called name has ended; if it gives up, it names those that have.
+func awaitSpan(t *testing.T, exp *tracetest.InMemoryExporter, name string) {
+	t.Helper()
+	defer func() {
+		if spans := exp.GetSpans(); len(spansNamed(spans, name)) == 0 {
+			t.Logf("spans: %v", names(spans))
+		}
+	}()
+	poll.Until(t, "a span "+name, func() bool { return len(spansNamed(exp.GetSpans(), name)) > 0 })
+}
+
 // A chat's start is one trace — the API request, a span per step, the step's Twilio calls under it —
 // each delivery of its events to the platform is a trace of its own, linked to the one that made the
 // event, and the log lines of the traced work carry the trace's ids.
@@ -138,13 +143,7 @@ func TestTracesOfAChatStartAndItsEvents(t *testing.T) {
 		t.Fatalf("start: %d %s", code, body)
 	}
 	p.waitFor(1)
-	deadline := time.Now().Add(10 * time.Second)
-	for len(spansNamed(exp.GetSpans(), spanCallback)) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("no delivery span: %v", names(exp.GetSpans()))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	awaitSpan(t, exp, spanCallback)
 	spans := exp.GetSpans()
 	starts := spansNamed(spans, "POST /v1/chats")
 	if len(starts) != 1 {
