@@ -11,9 +11,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/optinkit/optin/emulator"
+	"github.com/optinkit/optin/internal/poll"
 )
 
 type syncBuffer struct {
@@ -45,13 +45,7 @@ func TestRunServesWithFaults(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"emulator"}, out, io.Discard) }()
 	re := regexp.MustCompile(`listening on (http://\S+)`)
-	deadline := time.Now().Add(5 * time.Second)
-	for re.FindStringSubmatch(out.String()) == nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("no start:\n%s", out)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	poll.Until(t, "the emulator to say where it listens", func() bool { return re.FindStringSubmatch(out.String()) != nil })
 	base := re.FindStringSubmatch(out.String())[1]
 	token := regexp.MustCompile(`auth token:\s+(\w+) \(generated\)`).FindStringSubmatch(out.String())
 	if token == nil {
