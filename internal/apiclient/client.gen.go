@@ -657,7 +657,7 @@ type StartRequest struct {
 	// Id The platform's key; makes the call idempotent and is the conversation's UniqueName.
 	Id string `json:"id"`
 
-	// Invite A Content template (content_sid, content_variables), content_variables alone (the default template with these over its defaults), or a body; default OPTIN_INVITE_CONTENT_SID with {"1": customer name or "there", "2": rider name or "the rider"}. A variable that would render empty is refused (422). A customer on SMS gets the invitation as text (OPTIN_INVITE_SMS_BODY).
+	// Invite A Content template (content_sid, content_variables), content_variables alone (the default template with these over its defaults), or a body; default OPTIN_INVITE_CONTENT_SID with {"1": customer name or "there", "2": rider name or "someone"}. A variable that would render empty is refused (422). A customer on SMS gets the invitation as text (OPTIN_INVITE_SMS_BODY).
 	Invite *struct {
 		Body             *string            `json:"body,omitempty"`
 		ContentSid       *string            `json:"content_sid,omitempty"`

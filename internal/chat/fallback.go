@@ -1,7 +1,6 @@
 package chat
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -260,13 +259,14 @@ func (s *Service) fallbackDone(ctx context.Context, id string) error {
 	return nil
 }
 
-// smsInvite is the invitation as text, with the parties' names (or what they are, without one).
+// smsInvite is the invitation as text, with the parties' names or, without one, what the default
+// template's variables say instead (nameOrThe).
 func (s *Service) smsInvite(c Chat) string {
 	body := s.cfg.SMSInvite
 	if body == "" {
 		body = DefaultSMSInvite
 	}
-	return strings.NewReplacer("{{1}}", cmp.Or(c.Customer.Name, "there"), "{{2}}", cmp.Or(c.Rider.Name, "the rider")).Replace(body)
+	return strings.NewReplacer("{{1}}", nameOrThe(c.Customer.Name, noCustomerName), "{{2}}", nameOrThe(c.Rider.Name, noRiderName)).Replace(body)
 }
 
 // newEvent is the event of type typ about c as it stands at at.

@@ -391,3 +391,21 @@ func TestAMoveGivenBackFreesAnSMSNumberLeasedUnrecorded(t *testing.T) {
 		t.Errorf("fallback %+v, state %s, SMS lease %v", got.Fallback, got.State, sms.held("order-1"))
 	}
 }
+
+// An SMS invitation falls back for a name that is only whitespace as for none, as the template's
+// variables do: never "Hello   ," nor "the rider (your rider)".
+func TestAnSMSInvitationWithoutNamesFallsBack(t *testing.T) {
+	for _, names := range [][2]string{{"", ""}, {"   ", " \u00a0"}} {
+		r, _ := fallbackEnv(t, true)
+		req := request("order-1")
+		req.Customer.Address, req.Customer.Name, req.Rider.Name = "+15550001111", names[0], names[1]
+		c, _, err := r.svc.Start(context.Background(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []string{rider + ": Hello there, your delivery is almost there but someone (your rider) needs help finding your door. Are you willing to chat with them? Reply YES or NO."}
+		if got := r.created(c, 0); !reflect.DeepEqual(got, want) {
+			t.Errorf("names %q: created %q, want %q", names, got, want)
+		}
+	}
+}

@@ -92,7 +92,7 @@ func (r StartRequest) validate(cfg Config, now time.Time) (Chat, error) {
 	// The default invitation's variables: the names, or what the parties are (WhatsApp refuses an
 	// empty parameter); a request may give its own, over these.
 	inv := Invite{ContentSid: cfg.InviteContentSid, ContentVariables: map[string]string{
-		"1": nameOrThe(r.Customer.Name, "there"), "2": nameOrThe(r.Rider.Name, "the rider")}}
+		"1": nameOrThe(r.Customer.Name, noCustomerName), "2": nameOrThe(r.Rider.Name, noRiderName)}}
 	if mode == ModeDirect {
 		inv = Invite{}
 		if r.Invite != nil {
@@ -255,7 +255,14 @@ func compact(raw json.RawMessage) []byte {
 	return b.Bytes()
 }
 
-// nameOrThe is the name, or what the party is when it has none.
+// What the invitation (template 1: "Hello {{1}}, … but {{2}} (your rider) needs help …") calls a party
+// without a name: "Hello there", "but someone (your rider)" — not "the rider (your rider)".
+const (
+	noCustomerName = "there"
+	noRiderName    = "someone"
+)
+
+// nameOrThe is the name, or what the party is when it has none (nor more than whitespace).
 func nameOrThe(name, fallback string) string {
 	if strings.TrimSpace(name) == "" {
 		return fallback

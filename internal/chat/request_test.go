@@ -175,7 +175,7 @@ func TestWhatPeopleReceiveIsChecked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := map[string]string{"1": "there", "2": "the rider"}; !maps.Equal(c.Invite.ContentVariables, want) {
+	if want := map[string]string{"1": "there", "2": "someone"}; !maps.Equal(c.Invite.ContentVariables, want) {
 		t.Errorf("default variables without names %v, want %v", c.Invite.ContentVariables, want)
 	}
 	r := base()
