@@ -532,6 +532,9 @@ type fakeStore struct {
 	// at. A version kept before the last acknowledgement anywhere is held by the replicas.
 	acks      *atomic.Int64
 	unackedAt map[string]int64
+	// forgot, when set, sees each chat deleted and may fail the call all the same (its replicas did not
+	// acknowledge it): a failover brings the chat back.
+	forgot func(id string) error
 }
 
 // lost reports whether a failover now would set chat id back. Callers hold s.mu or run alone.
@@ -608,8 +611,18 @@ func (s *fakeStore) Create(_ context.Context, c Chat) (Chat, bool, error) {
 	s.seq++
 	c.Seq = s.seq
 	s.save(c)
+	s.acknowledged()
 	got, _ := s.load(c.ID)
 	return got, true, nil
+}
+
+// acknowledged records a write the replicas took: every write before it, of any chat or the pool, is
+// theirs too. Callers hold s.mu.
+func (s *fakeStore) acknowledged() {
+	clear(s.unacked)
+	if s.acks != nil {
+		s.acks.Add(1)
+	}
 }
 
 func (s *fakeStore) Get(_ context.Context, id string) (Chat, error) {
@@ -677,10 +690,7 @@ func (s *fakeStore) Update(_ context.Context, id string, change func(*Chat) erro
 			return Chat{}, err
 		}
 	}
-	clear(s.unacked)
-	if s.acks != nil {
-		s.acks.Add(1)
-	}
+	s.acknowledged()
 	return got, nil
 }
 
@@ -690,7 +700,20 @@ func (s *fakeStore) Delete(_ context.Context, id string) error {
 	if err := s.isDown(); err != nil {
 		return err
 	}
+	previous, ok := s.chats[id]
 	delete(s.chats, id)
+	if ok && s.forgot != nil {
+		if err := s.forgot(id); err != nil {
+			if s.unacked != nil && !s.lost(id) {
+				s.unacked[id] = previous
+				if s.acks != nil {
+					s.unackedAt[id] = s.acks.Load()
+				}
+			}
+			return err
+		}
+	}
+	s.acknowledged()
 	return nil
 }
 
@@ -708,6 +731,7 @@ func (s *fakeStore) Lock(_ context.Context, id, owner string, ttl time.Duration)
 		return false, nil
 	}
 	s.locks[id] = fakeLease{owner, s.now().Add(ttl)}
+	s.acknowledged()
 	return true, nil
 }
 

@@ -416,6 +416,13 @@ func newSim(t testing.TB, seed uint64, replicas int) *sim {
 		}
 		return nil
 	}
+	sm.store.forgot = func(id string) error {
+		if sm.faults && !sm.platformRuns && sm.pick(100) == 0 {
+			sm.note("  a forget not acknowledged by the replicas")
+			return errors.New("replicas did not acknowledge the write")
+		}
+		return nil
+	}
 	// The chat store and the pool are one Redis: a write acknowledged in either acknowledges those before it.
 	acks := &atomic.Int64{}
 	sm.store.acks, sm.store.unackedAt = acks, map[string]int64{}
@@ -629,7 +636,9 @@ func (sm *sim) act(ctx context.Context, svc *Service, op int) string {
 		sm.store.mu.Lock()
 		lostVersions := map[string]Chat{}
 		for id := range sm.store.unacked {
-			lostVersions[id], _ = sm.store.load(id)
+			if c, ok := sm.store.load(id); ok {
+				lostVersions[id] = c
+			}
 		}
 		sm.store.mu.Unlock()
 		lost := sm.store.failover()
@@ -641,7 +650,10 @@ func (sm *sim) act(ctx context.Context, svc *Service, op int) string {
 				key, kept := id+"|"+role, now.party(role).AfterEndAt
 				sm.afterEnd[key] = slices.DeleteFunc(sm.afterEnd[key], func(at time.Time) bool { return at.After(kept) })
 			}
-			gone := lostVersions[id]
+			gone, ok := lostVersions[id]
+			if !ok {
+				continue // forgotten, and back: no write of it counted anything
+			}
 			sm.uncounted[id] -= transitionsOf(gone) - transitionsOf(now)
 			sm.uncountedHeld[id] -= heldStock(gone) - heldStock(now)
 			sm.uncountedEnded[id] -= callsEnded(gone) - callsEnded(now)

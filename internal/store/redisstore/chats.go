@@ -389,7 +389,14 @@ func (s *Chats) Delete(ctx context.Context, id string) error {
 		return err
 	}
 	if c.ConversationSid != "" {
-		return s.rdb.Del(ctx, convPrefix+c.ConversationSid).Err()
+		if err := s.rdb.Del(ctx, convPrefix+c.ConversationSid).Err(); err != nil {
+			return err
+		}
+	}
+	// A forget a failover lost would bring the chat back, starting: the reconciler would resume a start
+	// its caller was told had failed.
+	if err := s.sync(ctx); err != nil {
+		return fmt.Errorf("forgetting chat %s: %w", id, err)
 	}
 	return nil
 }

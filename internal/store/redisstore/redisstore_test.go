@@ -311,9 +311,10 @@ func BenchmarkSync(b *testing.B) {
 	}
 }
 
-// With OPTIN_REDIS_WAIT_REPLICAS every write that guards a side effect — a chat created or changed, a
-// chat's lease, a number's lease, release or block — waits for the replicas, and fails when they do not
-// acknowledge it, so that the caller does not act on a write a failover may lose (issue 24, defect 8).
+// With OPTIN_REDIS_WAIT_REPLICAS every write that guards a side effect — a chat created, changed or
+// forgotten, a chat's lease, a number's lease, release or block — waits for the replicas, and fails
+// when they do not acknowledge it, so that the caller does not act on a write a failover may lose
+// (issue 24, defect 8).
 func TestChatWritesWaitForReplicas(t *testing.T) {
 	cl := redistest.StartSentinel(t, 1, 0)
 	s, err := Open(cl.Master.URL(), time.Hour)
@@ -324,8 +325,10 @@ func TestChatWritesWaitForReplicas(t *testing.T) {
 	ctx := t.Context()
 	chats, pairs := s.Chats(), s.Pairs()
 	s.WaitForReplicas(1, 5*time.Second)
-	if _, created, err := chats.Create(ctx, chat.Chat{ID: "order-1", State: chat.StateStarting}); err != nil || !created {
-		t.Fatalf("create with one replica acknowledging: %v %v", created, err)
+	for _, id := range []string{"order-1", "order-3"} {
+		if _, created, err := chats.Create(ctx, chat.Chat{ID: id, State: chat.StateStarting}); err != nil || !created {
+			t.Fatalf("create with one replica acknowledging: %v %v", created, err)
+		}
 	}
 	s.WaitForReplicas(2, 50*time.Millisecond) // one replica runs: the second never acknowledges
 	for name, write := range map[string]func() error{
@@ -343,6 +346,7 @@ func TestChatWritesWaitForReplicas(t *testing.T) {
 			return err
 		},
 		"release":         func() error { return pairs.Release(ctx, "order-1") },
+		"forget":          func() error { return chats.Delete(ctx, "order-3") },
 		"release address": func() error { return pairs.ReleaseAddress(ctx, "order-1", "whatsapp:+15550001111") },
 		"block": func() error {
 			return pairs.Block(ctx, numberpool.Pair{Address: "whatsapp:+15550001111", Number: "whatsapp:+15550100001"}, time.Hour)
