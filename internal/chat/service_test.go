@@ -793,3 +793,32 @@ func TestARefusedStartWhoseReleaseFailsHalfWayRecordsNoNumbers(t *testing.T) {
 		t.Errorf("the kept chat records numbers it no longer holds: %q, %q, %q", c.Steps[stepNumbers], c.Customer.ProxyAddress, c.Rider.ProxyAddress)
 	}
 }
+
+// A start that Twilio refuses before its conversation exists does not forget a chat that was ended
+// while it ran (its start past its lease): the end's chat stays, and the start is told it was ended
+// (a review, issue 24).
+func TestARefusedStartKeepsAChatEndedMeanwhile(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.tw.before = func(op, _ string) error {
+		if op == "create" {
+			if _, err := e.store.Update(ctx, "order-1", func(c *Chat) error {
+				c.State = StateClosed
+				return nil
+			}); err != nil {
+				t.Error(err)
+			}
+			return callErr("create conversation", twiliocall.Permanent, 400, 50353)
+		}
+		return nil
+	}
+	if _, _, err := e.svc.Start(ctx, request("order-1")); !errors.Is(err, ErrEnded) {
+		t.Fatalf("start: %v, want ended", err)
+	}
+	if c, err := e.store.Get(ctx, "order-1"); err != nil || c.State != StateClosed {
+		t.Errorf("the ended chat: %v %v, want it kept, closed", c.State, err)
+	}
+	if e.pool.held("order-1") {
+		t.Error("the overtaken start kept its numbers")
+	}
+}

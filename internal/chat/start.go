@@ -319,6 +319,9 @@ func (s *Service) startFailed(ctx context.Context, c Chat, step string, err erro
 	return s.refused(ctx, c, step, ce.Code, &TwilioError{Code: ce.Code, Status: ce.Status, Err: fmt.Errorf("step %s: %w", step, err)})
 }
 
+// errEndedMeanwhile stops a refused start's write when the chat ended while it ran.
+var errEndedMeanwhile = errors.New("chat ended during its start")
+
 // refused ends a start that cannot go on: the chat fails — its conversation closed, its numbers
 // freed — or, when nothing exists at Twilio yet, is forgotten so that its id may be used again.
 func (s *Service) refused(ctx context.Context, c Chat, step string, code int, terr error) (Chat, error) {
@@ -331,12 +334,24 @@ func (s *Service) refused(ctx context.Context, c Chat, step string, code int, te
 		// Its numbers are recorded as given back before they are: a release that fails half way (one
 		// pool freed, the other not) leaves an open chat holding leases unrecorded, which its next run
 		// frees, never one recording numbers it no longer holds. Forgotten only once it holds nothing: a
-		// repeated start tries again.
-		if _, uerr := s.store.Update(ctx, c.ID, func(c *Chat) error {
+		// repeated start tries again. A chat ended meanwhile (this start ran past its lease) is the
+		// end's: kept, and its start overtaken.
+		_, uerr := s.store.Update(ctx, c.ID, func(c *Chat) error {
+			if c.State.Final() {
+				return errEndedMeanwhile
+			}
 			delete(c.Steps, stepNumbers)
 			c.Customer.ProxyAddress, c.Rider.ProxyAddress = "", ""
 			return nil
-		}); uerr != nil && !errors.Is(uerr, ErrNotFound) {
+		})
+		if errors.Is(uerr, errEndedMeanwhile) {
+			ended, gerr := s.store.Get(ctx, c.ID)
+			if gerr != nil {
+				return Chat{}, fmt.Errorf("%w: %w", conversation.ErrUnavailable, gerr)
+			}
+			return s.overtaken(ctx, ended)
+		}
+		if uerr != nil && !errors.Is(uerr, ErrNotFound) {
 			return Chat{}, fmt.Errorf("%w: recording the numbers of a refused start given back: %w", conversation.ErrUnavailable, uerr)
 		}
 		if rerr := s.release(ctx, c.ID); rerr != nil {
