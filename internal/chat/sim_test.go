@@ -35,6 +35,7 @@ var (
 	simSeed  = flag.Uint64("sim.seed", 0, "replay the simulation from this seed (0: the test's seeds)")
 	simSteps = flag.Int("sim.steps", 0, "steps of each simulation run (0: a CI-sized slice)")
 	simRuns  = flag.Int("sim.runs", 0, "simulation runs from consecutive seeds (0: a CI-sized slice)")
+	simFirst = flag.Uint64("sim.first", 1, "the first of the runs' consecutive seeds")
 )
 
 // simFoundSeeds are seeds past the CI slice that found a bug (each also has a test of its own where
@@ -42,7 +43,7 @@ var (
 // simulation draws the same way, so they stay as coverage more than as replays.
 var simFoundSeeds = []uint64{36, 66, 119, 264, 280}
 
-// TestSimulation runs the simulation from seeds 1..runs (or -sim.seed alone), each for steps steps;
+// TestSimulation runs the simulation from seeds first..first+runs-1 (or -sim.seed alone), each for steps steps;
 // scripts/simulate.sh runs it long. A seed replays the same run only while the simulation draws the
 // same way: a bug a seed finds is kept as a test of its own as well.
 func TestSimulation(t *testing.T) {
@@ -55,7 +56,7 @@ func TestSimulation(t *testing.T) {
 	}
 	seeds := make([]uint64, 0, runs+len(simFoundSeeds))
 	for seed := range uint64(runs) {
-		seeds = append(seeds, seed+1)
+		seeds = append(seeds, *simFirst+seed)
 	}
 	if *simRuns == 0 {
 		seeds = append(seeds, simFoundSeeds...)
