@@ -119,7 +119,13 @@ func (s *Service) leaseFor(ctx context.Context, c Chat, party string) (Chat, err
 		return Chat{}, fmt.Errorf("%w: reading the chat before leasing: %w", conversation.ErrUnavailable, err)
 	}
 	if stored.party(party).ProxyAddress != "" {
-		return stored, nil
+		// Written again, so that the replicas hold it (its writer heard it fail) before Twilio adds the
+		// party on that number.
+		again, err := s.store.Update(ctx, c.ID, func(*Chat) error { return nil })
+		if err != nil {
+			return Chat{}, fmt.Errorf("%w: recording a number again: %w", conversation.ErrUnavailable, err)
+		}
+		return again, nil
 	}
 	p := c.party(party)
 	// What the chat holds for the party unrecorded (a run cut off after leasing) is freed first.

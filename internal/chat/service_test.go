@@ -705,16 +705,24 @@ func (p *replacingPool) Replace(ctx context.Context, chatID, address, _ string) 
 
 // A party's new number whose record landed though its writer heard it fail (a replica's WAIT) stays
 // leased: the step's retry reads the stored chat rather than its own copy, which shows no number, and
-// does not free the lease as one an earlier run left unrecorded. Before, the retry freed it and, its
+// does not free the lease as one an earlier run left unrecorded; it writes the record again, so that
+// the replicas hold it before Twilio adds the party on that number. Before, the retry freed it and, its
 // own lease failing, left the chat recording a number it no longer held (the simulation, issue 24).
 func TestARetryDoesNotFreeALeaseWhoseRecordLanded(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	participants := 0
+	e.store.unacked = map[string][]byte{}
 	e.tw.before = func(op, _ string) error {
 		if op == "participant" {
 			if participants++; participants == 2 { // the rider's pair is bound elsewhere
 				return callErr("participant", twiliocall.Permanent, 409, codePairInUse)
+			}
+			e.store.mu.Lock()
+			lost := e.store.lost("order-1")
+			e.store.mu.Unlock()
+			if lost {
+				t.Errorf("participant %d added on a record the replicas do not hold yet", participants)
 			}
 		}
 		return nil
