@@ -1,6 +1,7 @@
 package emulator
 
 import (
+	"cmp"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -131,7 +132,7 @@ func (e *Emulator) accountJSON(a Account) map[string]any {
 	uri := "/2010-04-01/Accounts/" + e.opts.AccountSid
 	return map[string]any{
 		"sid": e.opts.AccountSid, "owner_account_sid": e.opts.AccountSid, "auth_token": e.opts.AuthToken,
-		"friendly_name": cmpOr(a.FriendlyName, "emulated account"), "status": cmpOr(a.Status, "active"), "type": "Full",
+		"friendly_name": cmp.Or(a.FriendlyName, "emulated account"), "status": cmp.Or(a.Status, "active"), "type": "Full",
 		"date_created": e.started.UTC().Format(accountDate), "date_updated": e.started.UTC().Format(accountDate),
 		"uri": uri + ".json", "subresource_uris": map[string]any{"incoming_phone_numbers": uri + "/IncomingPhoneNumbers.json"},
 	}
@@ -155,7 +156,7 @@ func (e *Emulator) senders(r *http.Request, a Account) (any, *apiError) {
 	for i, s := range a.Senders[start:end] {
 		sid := fmt.Sprintf("XE%032x", start+i+1)
 		out = append(out, map[string]any{
-			"sid": sid, "status": cmpOr(s.Status, "ONLINE"), "sender_id": s.Address,
+			"sid": sid, "status": cmp.Or(s.Status, "ONLINE"), "sender_id": s.Address,
 			"webhook": map[string]any{"callback_url": nullable(s.WebhookURL), "callback_method": "POST"},
 			"url":     baseURL(r) + "/v2/Channels/Senders/" + sid,
 		})
@@ -211,7 +212,7 @@ func (e *Emulator) approvalJSON(r *http.Request, a Account) (any, *apiError) {
 		"sid": sid, "account_sid": e.opts.AccountSid, "url": baseURL(r) + r.URL.Path,
 		"whatsapp": map[string]any{
 			"type": "whatsapp", "name": "template_" + strings.ToLower(sid[len(sid)-6:]), "status": ap.Status,
-			"category": cmpOr(ap.Category, "UTILITY"), "content_type": "twilio/text",
+			"category": cmp.Or(ap.Category, "UTILITY"), "content_type": "twilio/text",
 			"rejection_reason": ap.RejectionReason, "allow_category_change": true,
 		},
 	}, nil
@@ -224,13 +225,6 @@ func digits(s string) string {
 		}
 		return -1
 	}, s)
-}
-
-func cmpOr(v, def string) string {
-	if v == "" {
-		return def
-	}
-	return v
 }
 
 func filters(f []string) []string {

@@ -1,6 +1,7 @@
 package emulator
 
 import (
+	"cmp"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -15,9 +16,9 @@ import (
 // Twilio refuses) ends at once, going on to its action or the next verb.
 func (e *Emulator) startDial(c *call, v twimlNode) {
 	now := e.clock()
-	d := Dial{Sid: "", CallerID: cmpOr(v.attr("callerId"), c.From), Status: "ringing", Heard: []string{}, Ringing: now,
+	d := Dial{Sid: "", CallerID: cmp.Or(v.attr("callerId"), c.From), Status: "ringing", Heard: []string{}, Ringing: now,
 		TimeLimit: atoiOr(v.attr("timeLimit"), defaultTimeLimit), Timeout: atoiOr(v.attr("timeout"), defaultDialTimeout)}
-	dl := &dialing{method: cmpOr(v.attr("method"), "POST")}
+	dl := &dialing{method: cmp.Or(v.attr("method"), "POST")}
 	if a := v.attr("action"); a != "" {
 		dl.action = resolve(c.doc, a)
 		d.Action = dl.action
@@ -27,7 +28,7 @@ func (e *Emulator) startDial(c *call, v twimlNode) {
 		if noun.XMLName.Local == "Number" && d.To == "" {
 			d.To = noun.text()
 			if u := noun.attr("url"); u != "" {
-				dl.whisper, dl.whisperVerb = resolve(c.doc, u), cmpOr(noun.attr("method"), "POST")
+				dl.whisper, dl.whisperVerb = resolve(c.doc, u), cmp.Or(noun.attr("method"), "POST")
 			}
 		} else if noun.XMLName.Local != "Number" {
 			c.Log = append(c.Log, fmt.Sprintf("warning %d: <Dial><%s> is not dialed by the emulator", codeUnknownVerb, noun.XMLName.Local))

@@ -1,6 +1,7 @@
 package emulator
 
 import (
+	"cmp"
 	"net/http"
 	"net/url"
 	"slices"
@@ -48,8 +49,8 @@ func (e *Emulator) WebhookConfigurations() (service, account WebhookConfiguratio
 func (e *Emulator) accountHooksJSON(r *http.Request) map[string]any {
 	c := e.accountHooks
 	return map[string]any{
-		"account_sid": e.opts.AccountSid, "target": cmpOr(c.Target, "webhook"), "url": baseURL(r) + "/v1/Configuration/Webhooks",
-		"method": cmpOr(c.Method, "POST"), "filters": filters(c.Filters),
+		"account_sid": e.opts.AccountSid, "target": cmp.Or(c.Target, "webhook"), "url": baseURL(r) + "/v1/Configuration/Webhooks",
+		"method": cmp.Or(c.Method, "POST"), "filters": filters(c.Filters),
 		"pre_webhook_url": nullable(c.PreURL), "post_webhook_url": nullable(c.PostURL),
 	}
 }
@@ -59,7 +60,7 @@ func (e *Emulator) serviceHooksJSON(r *http.Request) map[string]any {
 	return map[string]any{
 		"account_sid": e.opts.AccountSid, "chat_service_sid": e.serviceSid(),
 		"url":    baseURL(r) + "/v1/Services/" + e.serviceSid() + "/Configuration/Webhooks",
-		"method": cmpOr(c.Method, "POST"), "filters": filters(c.Filters),
+		"method": cmp.Or(c.Method, "POST"), "filters": filters(c.Filters),
 		"pre_webhook_url": nullable(c.PreURL), "post_webhook_url": nullable(c.PostURL),
 	}
 }
@@ -135,8 +136,8 @@ func (e *Emulator) updateServiceHooks(r *http.Request, _ string) (int, any, *api
 // asks for onMessageAdd, else the account's; "" when neither does. Callers hold e.mu.
 func (e *Emulator) preEventURL() (string, string) {
 	for _, c := range []WebhookConfiguration{e.serviceHooks, e.accountHooks} {
-		if c.PreURL != "" && hasFilter(c.Filters, "onMessageAdd") && cmpOr(c.Target, "webhook") == "webhook" {
-			return c.PreURL, cmpOr(c.Method, http.MethodPost)
+		if c.PreURL != "" && hasFilter(c.Filters, "onMessageAdd") && cmp.Or(c.Target, "webhook") == "webhook" {
+			return c.PreURL, cmp.Or(c.Method, http.MethodPost)
 		}
 	}
 	return "", ""

@@ -1,6 +1,7 @@
 package emulator
 
 import (
+	"cmp"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -73,12 +74,12 @@ func (e *Emulator) numberLocked(address string) *number {
 func (e *Emulator) numberJSON(r *http.Request, n *number) map[string]any {
 	uri := "/2010-04-01/Accounts/" + e.opts.AccountSid + "/IncomingPhoneNumbers/" + n.Sid + ".json"
 	return map[string]any{
-		"sid": n.Sid, "account_sid": e.opts.AccountSid, "phone_number": n.Number, "friendly_name": cmpOr(n.FriendlyName, n.Number),
+		"sid": n.Sid, "account_sid": e.opts.AccountSid, "phone_number": n.Number, "friendly_name": cmp.Or(n.FriendlyName, n.Number),
 		"capabilities": map[string]any{"sms": n.SMS, "mms": n.SMS, "voice": n.Voice, "fax": false},
-		"sms_url":      n.SMSURL, "sms_method": cmpOr(n.SMSMethod, "POST"), "sms_application_sid": "",
+		"sms_url":      n.SMSURL, "sms_method": cmp.Or(n.SMSMethod, "POST"), "sms_application_sid": "",
 		"sms_fallback_url": n.SMSFallbackURL, "sms_fallback_method": "POST",
-		"voice_url": nullable(n.VoiceURL), "voice_method": cmpOr(n.VoiceMethod, "POST"), "voice_application_sid": "",
-		"voice_fallback_url": nullable(n.VoiceFallbackURL), "voice_fallback_method": cmpOr(n.VoiceFallbackMethod, "POST"),
+		"voice_url": nullable(n.VoiceURL), "voice_method": cmp.Or(n.VoiceMethod, "POST"), "voice_application_sid": "",
+		"voice_fallback_url": nullable(n.VoiceFallbackURL), "voice_fallback_method": cmp.Or(n.VoiceFallbackMethod, "POST"),
 		"voice_caller_id_lookup": false, "status_callback": "", "status_callback_method": "POST", "api_version": "2010-04-01",
 		"date_created": n.Created.Format(accountDate), "date_updated": n.Updated.Format(accountDate),
 		"trunk_sid": nil, "status": "in-use", "origin": "twilio", "uri": uri,

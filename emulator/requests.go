@@ -44,7 +44,8 @@ func (e *Emulator) requestLog() int {
 // logRequest appends r to the request log, reading a form body without consuming it: the handler
 // after it reads the same bytes.
 func (e *Emulator) logRequest(r *http.Request) {
-	if e.opts.RequestLog < 0 {
+	limit := e.requestLog()
+	if limit == 0 {
 		return
 	}
 	req := Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.Query(), WebhookEnabled: r.Header.Get("X-Twilio-Webhook-Enabled")}
@@ -59,7 +60,6 @@ func (e *Emulator) logRequest(r *http.Request) {
 			req.Form, _ = url.ParseQuery(string(data)) // a malformed body keeps what parses; the handler refuses it
 		}
 	}
-	limit := e.requestLog()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if len(e.requests) >= 2*limit { // forget the oldest, in batches

@@ -1,6 +1,7 @@
 package emulator
 
 import (
+	"cmp"
 	"fmt"
 	"net/url"
 	"regexp"
@@ -50,8 +51,8 @@ func (e *Emulator) AddConversation(s Seed) (ConversationView, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	now := e.now()
-	c := &conversation{Sid: s.Sid, UniqueName: s.UniqueName, FriendlyName: s.FriendlyName, Attributes: cmpOr(s.Attributes, "{}"),
-		State: cmpOr(s.State, "active"), Created: now, Updated: now}
+	c := &conversation{Sid: s.Sid, UniqueName: s.UniqueName, FriendlyName: s.FriendlyName, Attributes: cmp.Or(s.Attributes, "{}"),
+		State: cmp.Or(s.State, "active"), Created: now, Updated: now}
 	switch {
 	case c.Sid == "":
 		c.Sid = e.newSid("CH")

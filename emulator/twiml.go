@@ -2,6 +2,7 @@ package emulator
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/xml"
 	"errors"
 	"mime"
@@ -89,7 +90,7 @@ func (e *Emulator) fetchTwiMLToken(event, messageSid, target, method string, par
 			code, msg = codeParse, "the answer is not TwiML: "+err.Error()
 		}
 	}
-	call := WebhookCall{Method: strings.ToUpper(cmpOr(method, "POST")), URL: a.URL, EventType: event, MessageSid: messageSid, Status: a.Status, Error: a.Err}
+	call := WebhookCall{Method: strings.ToUpper(cmp.Or(method, "POST")), URL: a.URL, EventType: event, MessageSid: messageSid, Status: a.Status, Error: a.Err}
 	if call.Error == "" && code != 0 {
 		call.Error = msg
 	}

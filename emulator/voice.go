@@ -1,6 +1,7 @@
 package emulator
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/http"
@@ -243,7 +244,7 @@ func (e *Emulator) play(c *call, verbs []twimlNode, depth int) {
 			c.Heard = append(c.Heard, v.text())
 			c.Log = append(c.Log, "Say: "+v.text())
 		case "Pause":
-			c.Log = append(c.Log, "Pause "+cmpOr(v.attr("length"), "1")+"s") // takes no time on the clock
+			c.Log = append(c.Log, "Pause "+cmp.Or(v.attr("length"), "1")+"s") // takes no time on the clock
 		case "Play":
 			c.Log = append(c.Log, "Play "+v.text())
 		case "Hangup":
@@ -251,7 +252,7 @@ func (e *Emulator) play(c *call, verbs []twimlNode, depth int) {
 			e.endCall(c, "completed")
 			return
 		case "Reject":
-			reason := cmpOr(v.attr("reason"), "rejected")
+			reason := cmp.Or(v.attr("reason"), "rejected")
 			c.Log = append(c.Log, "Reject: "+reason)
 			c.Rejected = reason
 			e.endCall(c, "busy")
@@ -263,7 +264,7 @@ func (e *Emulator) play(c *call, verbs []twimlNode, depth int) {
 				e.failCall(c, codeParse, "too many redirects")
 				return
 			}
-			doc, code, msg := e.fetchTwiML("voice-redirect", "", target, cmpOr(v.attr("method"), "POST"), e.callParams(c, "in-progress"))
+			doc, code, msg := e.fetchTwiML("voice-redirect", "", target, cmp.Or(v.attr("method"), "POST"), e.callParams(c, "in-progress"))
 			if code != 0 {
 				e.failCall(c, code, msg)
 				return

@@ -1,6 +1,7 @@
 package emulator
 
 import (
+	"cmp"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -37,7 +38,7 @@ func form(w http.ResponseWriter, r *http.Request, names ...string) (map[string]s
 		return nil, false
 	}
 	for _, n := range names {
-		out[n] = cmpOr(r.PostForm.Get(n), r.PostForm.Get(strings.ToLower(n)))
+		out[n] = cmp.Or(r.PostForm.Get(n), r.PostForm.Get(strings.ToLower(n)))
 	}
 	return out, true
 }
